@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Fuzz smoke test for CI: build every fuzz target with stable Rust (no cargo-fuzz, no nightly)
+# and run each one for a few seconds on a scratch copy of its committed seed corpus.
+#
+#   .ci/fuzz-smoke.sh                    # every target, 5 s each
+#   FUZZ_SECONDS=60 .ci/fuzz-smoke.sh    # longer
+#   .ci/fuzz-smoke.sh open_record        # some targets only
+#
+# Fails if a target does not build, or if libFuzzer reports a crash, panic, failed assertion,
+# timeout or out-of-memory. A crashing input is kept in fuzz/artifacts/<target>/ (gitignored);
+# upload that directory from CI on failure. See fuzz/README.md.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+fuzz_dir="$root/fuzz"
+seconds="${FUZZ_SECONDS:-5}"
+host="$(rustc -vV | sed -n 's/^host: //p')"
+
+# The instrumentation cargo-fuzz itself passes (cargo-fuzz `src/project.rs`), minus
+# AddressSanitizer (the vault is `#![forbid(unsafe_code)]`, and ASan needs `-Zsanitizer`) and
+# minus `-Clink-dead-code` (only useful for coverage reports). None of these needs nightly.
+# `--target` keeps them away from build scripts and proc macros, which are not linked with
+# libFuzzer. Debug assertions and overflow checks stay on, as under cargo-fuzz.
+export RUSTFLAGS="-Cpasses=sancov-module \
+-Cllvm-args=-sanitizer-coverage-level=4 \
+-Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
+-Cllvm-args=-sanitizer-coverage-pc-table \
+-Cllvm-args=-sanitizer-coverage-trace-compares \
+-Cllvm-args=-simplifycfg-branch-fold-threshold=0 \
+-Cllvm-args=-sanitizer-coverage-stack-depth \
+--cfg fuzzing -Cdebug-assertions -Coverflow-checks ${RUSTFLAGS:-}"
+# Lets cargo-fuzz-aware build scripts know; harmless otherwise.
+export CARGO_FUZZ=1
+
+if [ "$#" -gt 0 ]; then
+    targets=("$@")
+else
+    targets=()
+    for f in "$fuzz_dir"/fuzz_targets/*.rs; do
+        targets+=("$(basename "$f" .rs)")
+    done
+fi
+
+echo "==> building ${#targets[@]} fuzz targets for $host"
+(
+    cd "$fuzz_dir"
+    cargo build --locked --release --bins --target "$host" --target-dir "$fuzz_dir/target"
+)
+bin_dir="$fuzz_dir/target/$host/release"
+
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+
+failed=()
+for t in "${targets[@]}"; do
+    echo "==> $t: ${seconds}s"
+    # Fuzz a copy, so the committed corpus only grows when someone means it to.
+    mkdir -p "$scratch/$t" "$fuzz_dir/artifacts/$t"
+    if [ -d "$fuzz_dir/corpus/$t" ]; then
+        cp -R "$fuzz_dir/corpus/$t/." "$scratch/$t/"
+    fi
+    if ! "$bin_dir/$t" "$scratch/$t" \
+        -max_total_time="$seconds" \
+        -rss_limit_mb=1024 \
+        -timeout=10 \
+        -print_final_stats=1 \
+        -artifact_prefix="$fuzz_dir/artifacts/$t/" \
+        >"$scratch/$t.log" 2>&1; then
+        tail -n 60 "$scratch/$t.log" >&2
+        echo "!!! $t FAILED; reproducer(s) in fuzz/artifacts/$t/" >&2
+        failed+=("$t")
+    else
+        grep -E '^#[0-9]+ +DONE|stat::number_of_executed_units|stat::average_exec_per_sec' \
+            "$scratch/$t.log" || true
+    fi
+done
+
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "fuzz smoke FAILED: ${failed[*]}" >&2
+    exit 1
+fi
+echo "fuzz smoke passed: ${targets[*]}"

@@ -1,0 +1,342 @@
+//! Multi-threaded throughput of the durable vault (default `VaultOptions`: every write is applied
+//! and fsynced by the group committer before it returns), each benchmark in a fresh temporary vault.
+//!
+//! - `floor/8_threads`: the bare store writes tokenize performs (one record + its expiry entry + one
+//!   de-duplication entry), through the same group committer and flush cadence, nothing else.
+//! - `tokenize/8_threads`: `Vault::tokenize` from 8 threads.
+//! - `tokenize_batch/100/{1,2}_threads`: `Vault::tokenize_batch` of 100 cards; elements = cards.
+//! - `reveal/2_threads`, `get/2_threads`: reads of random tokens of a vault holding 20,000.
+//!
+//! Run with `cargo bench --bench throughput`; see `docs/benchmarks.md`.
+#![allow(clippy::print_stderr)]
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use cardvault::{
+    Expiry, KeySource, MerchantId, NewCard, Pan, SecretKey, StoreError, Token, TokenizeOptions,
+    TokenizeRequest, Vault, VaultOptions,
+    core::{
+        CardRecord, KdfParams, KeyHeader, Metadata, OffsetDateTime, RecordBinding, seal_record,
+    },
+};
+use criterion::{
+    BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+    measurement::WallTime,
+};
+use rand::{Rng, RngExt};
+use vault_store::{DedupeKey, LookupId, Store, StoreOptions, StoredRecord};
+
+const MERCHANT: u64 = 890_490;
+const BATCH: usize = 100;
+const PREFILL: usize = 20_000;
+
+fn key() -> KeySource {
+    KeySource::KeyFile(SecretKey::from_bytes([7; 32]))
+}
+
+fn merchant() -> MerchantId {
+    MerchantId::new(MERCHANT).expect("valid merchant")
+}
+
+fn fresh_vault(dir: &Path) -> Vault {
+    Vault::create(dir.join("vault"), &key(), VaultOptions::default()).expect("create vault")
+}
+
+/// A random, Luhn-valid 16-digit Visa-like PAN and a random future expiry.
+fn random_card(rng: &mut impl Rng) -> (String, Expiry) {
+    let mut d = [0u8; 16];
+    d[0] = 4;
+    for x in &mut d[1..15] {
+        *x = rng.random_range(0..10);
+    }
+    d[15] = luhn_check_digit(&d[..15]);
+    let pan = d.iter().map(|x| char::from(b'0' + x)).collect();
+    let expiry =
+        Expiry::new(rng.random_range(2028..=2032), rng.random_range(1..=12)).expect("valid expiry");
+    (pan, expiry)
+}
+
+fn luhn_check_digit(payload: &[u8]) -> u8 {
+    let sum: u32 = payload
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &x)| {
+            let x = u32::from(x);
+            if i % 2 == 0 {
+                let y = 2 * x;
+                if y > 9 { y - 9 } else { y }
+            } else {
+                x
+            }
+        })
+        .sum();
+    u8::try_from((10 - sum % 10) % 10).expect("a digit")
+}
+
+fn new_card((pan, expiry): &(String, Expiry)) -> NewCard {
+    NewCard::new(Pan::parse(pan).expect("generated PANs are valid"), *expiry)
+}
+
+/// Splits `iters` as evenly as possible between `threads`.
+fn shares(iters: u64, threads: usize) -> Vec<usize> {
+    let n = u64::try_from(threads).expect("thread count fits u64");
+    (0..n)
+        .map(|i| usize::try_from(iters / n + u64::from(i < iters % n)).expect("share fits usize"))
+        .collect()
+}
+
+/// Splits `items` into `threads` consecutive chunks sized by [`shares`].
+fn split<T>(mut items: Vec<T>, threads: usize) -> Vec<Vec<T>> {
+    let sizes = shares(u64::try_from(items.len()).expect("len fits u64"), threads);
+    let mut out = Vec::with_capacity(threads);
+    for size in sizes.into_iter().rev() {
+        out.push(items.split_off(items.len() - size));
+    }
+    out
+}
+
+/// Runs `f` once per chunk, each on its own thread; returns the wall time of the whole run.
+fn timed_parallel<T: Send, F: Fn(T) + Sync>(chunks: Vec<T>, f: F) -> Duration {
+    let f = &f;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for chunk in chunks {
+            s.spawn(move || f(chunk));
+        }
+    });
+    start.elapsed()
+}
+
+fn configure(g: &mut BenchmarkGroup<'_, WallTime>) {
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(6));
+}
+
+fn report(name: &str, stats: &cardvault::StoreStats) {
+    let avg = if stats.groups == 0 {
+        0.0
+    } else {
+        stats.jobs as f64 / stats.groups as f64
+    };
+    eprintln!(
+        "  [{name}] groups={} jobs={} flushes={} avg jobs/group={avg:.1} records={}",
+        stats.groups, stats.jobs, stats.flushes, stats.records
+    );
+}
+
+/// The bare store writes of `tokenize`, from 8 threads, through the same group committer.
+fn floor(c: &mut Criterion) {
+    const THREADS: usize = 8;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = OffsetDateTime::now_utc();
+    let (header, keyring) = KeyHeader::create(
+        &key(),
+        KdfParams::insecure_for_tests(),
+        &mut rand::rng(),
+        now,
+    )
+    .expect("create keys");
+    let store = Store::create(
+        &dir.path().join("store"),
+        &header.encode(),
+        StoreOptions::default(),
+    )
+    .expect("store");
+
+    // The size of a real sealed card (16-digit PAN, no name, no metadata), as tokenize writes it.
+    let (pan, expiry) = random_card(&mut rand::rng());
+    let card = CardRecord {
+        pan: Pan::parse(&pan).expect("valid"),
+        expiry,
+        name: None,
+        metadata: Metadata::default(),
+    };
+    let token = Token::mint(&mut rand::rng());
+    let binding = RecordBinding {
+        merchant: merchant(),
+        token: &token,
+        customer: None,
+        keep_until: expiry.keep_until(),
+    };
+    let sealed_len = seal_record(&keyring, &binding, &card, &mut rand::rng()).len();
+    eprintln!(
+        "  [floor] sealed card = {sealed_len} bytes, stored record = {} bytes",
+        75 + sealed_len
+    );
+
+    let make_record = |rng: &mut rand::rngs::ThreadRng| {
+        let mut token = [0u8; 24];
+        let mut id = [0u8; 16];
+        let mut dedupe = [0u8; 16];
+        let mut sealed = vec![0u8; sealed_len];
+        rng.fill_bytes(&mut token);
+        rng.fill_bytes(&mut id);
+        rng.fill_bytes(&mut dedupe);
+        rng.fill_bytes(&mut sealed);
+        let keep_until = Expiry::new(rng.random_range(2028..=2032), rng.random_range(1..=12))
+            .expect("valid expiry")
+            .keep_until()
+            .unix_timestamp();
+        let record = StoredRecord {
+            merchant: MERCHANT,
+            token,
+            created_at: now.unix_timestamp(),
+            updated_at: now.unix_timestamp(),
+            keep_until,
+            dedupe: DedupeKey(dedupe),
+            customer: None,
+            sealed,
+        };
+        (LookupId(id), record)
+    };
+
+    let mut g = c.benchmark_group("floor");
+    configure(&mut g);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(format!("{THREADS}_threads"), |b| {
+        b.iter_custom(|iters| {
+            let mut rng = rand::rng();
+            let records: Vec<_> = (0..iters).map(|_| make_record(&mut rng)).collect();
+            timed_parallel(split(records, THREADS), |chunk| {
+                for (id, record) in chunk {
+                    store
+                        .write(move |tx| {
+                            tx.put_record(&id, &record)?;
+                            tx.put_dedupe(&record.dedupe, &record.token);
+                            Ok::<_, StoreError>(())
+                        })
+                        .expect("write");
+                }
+            })
+        });
+    });
+    g.finish();
+    report("floor", &store.stats());
+}
+
+fn tokenize(c: &mut Criterion) {
+    const THREADS: usize = 8;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vault = fresh_vault(dir.path());
+    let merchant = merchant();
+    let mut g = c.benchmark_group("tokenize");
+    configure(&mut g);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(format!("{THREADS}_threads"), |b| {
+        b.iter_custom(|iters| {
+            let mut rng = rand::rng();
+            let cards: Vec<_> = (0..iters).map(|_| random_card(&mut rng)).collect();
+            timed_parallel(split(cards, THREADS), |chunk| {
+                for card in &chunk {
+                    vault
+                        .tokenize(merchant, new_card(card), TokenizeOptions::default())
+                        .expect("tokenize");
+                }
+            })
+        });
+    });
+    g.finish();
+    report("tokenize", &vault.stats().store);
+}
+
+fn batch_of(cards: &[(String, Expiry)]) -> Vec<TokenizeRequest> {
+    cards
+        .iter()
+        .map(|c| TokenizeRequest {
+            card: new_card(c),
+            options: TokenizeOptions::default(),
+        })
+        .collect()
+}
+
+fn tokenize_batch(c: &mut Criterion) {
+    let merchant = merchant();
+    let mut g = c.benchmark_group(format!("tokenize_batch/{BATCH}"));
+    configure(&mut g);
+    g.throughput(Throughput::Elements(u64::try_from(BATCH).expect("fits")));
+    for threads in [1usize, 2] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vault = fresh_vault(dir.path());
+        g.bench_function(format!("{threads}_threads"), |b| {
+            b.iter_custom(|iters| {
+                let mut rng = rand::rng();
+                let batches: Vec<Vec<_>> = (0..iters)
+                    .map(|_| (0..BATCH).map(|_| random_card(&mut rng)).collect())
+                    .collect();
+                timed_parallel(split(batches, threads), |chunk| {
+                    for cards in &chunk {
+                        let results = vault
+                            .tokenize_batch(merchant, batch_of(cards))
+                            .expect("batch commits");
+                        assert!(results.iter().all(Result::is_ok), "every item tokenized");
+                    }
+                })
+            });
+        });
+        report(
+            &format!("tokenize_batch/{BATCH}/{threads}_threads"),
+            &vault.stats().store,
+        );
+    }
+    g.finish();
+}
+
+fn reads(c: &mut Criterion) {
+    const THREADS: usize = 2;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vault = fresh_vault(dir.path());
+    let merchant = merchant();
+    let mut rng = rand::rng();
+    let mut tokens = Vec::with_capacity(PREFILL);
+    while tokens.len() < PREFILL {
+        let cards: Vec<_> = (0..BATCH).map(|_| random_card(&mut rng)).collect();
+        for r in vault
+            .tokenize_batch(merchant, batch_of(&cards))
+            .expect("prefill")
+        {
+            tokens.push(r.expect("prefill item").token);
+        }
+    }
+    let tokens = &tokens;
+
+    let mut g = c.benchmark_group("reveal");
+    configure(&mut g);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(format!("{THREADS}_threads"), |b| {
+        b.iter_custom(|iters| {
+            timed_parallel(shares(iters, THREADS), |n| {
+                let mut rng = rand::rng();
+                for _ in 0..n {
+                    let t = &tokens[rng.random_range(0..tokens.len())];
+                    std::hint::black_box(vault.reveal(merchant, t, None).expect("reveal"));
+                }
+            })
+        });
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("get");
+    configure(&mut g);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(format!("{THREADS}_threads"), |b| {
+        b.iter_custom(|iters| {
+            timed_parallel(shares(iters, THREADS), |n| {
+                let mut rng = rand::rng();
+                for _ in 0..n {
+                    let t = &tokens[rng.random_range(0..tokens.len())];
+                    std::hint::black_box(vault.get(merchant, t).expect("get"));
+                }
+            })
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, floor, tokenize, tokenize_batch, reads);
+criterion_main!(benches);

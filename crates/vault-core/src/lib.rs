@@ -1,0 +1,54 @@
+//! `vault-core`: the pure heart of cardvault.
+//!
+//! Everything here is deterministic given its inputs: no files, no sockets, no clock and no OS
+//! randomness. A random number generator (`rand_core::CryptoRng`) and the current time
+//! (`time::OffsetDateTime`) are passed in by the caller, which keeps the core testable and
+//! keeps I/O in the crates above it.
+//!
+//! What lives here:
+//! - card data: [`Pan`], [`Expiry`], [`Cvv`], [`CardholderName`], [`Metadata`], [`CardRecord`];
+//! - identifiers: [`Token`] (48 hex chars, 192 random bits), [`SessionToken`] (UUIDv4),
+//!   [`MerchantId`], [`CustomerId`];
+//! - keys: the key-encrypting key ([`Kek`]) from a passphrase (Argon2id) or a key file, data keys
+//!   wrapped by it, and the public, serialisable [`KeyHeader`] that holds them;
+//! - record sealing with XAES-256-GCM ([`seal_record`], [`open_record`]);
+//! - keyed fingerprints of card numbers ([`Fingerprint`]).
+//!
+//! Secret types ([`Pan`], [`Cvv`], [`CardholderName`], [`SecretKey`], [`Passphrase`], [`Kek`])
+//! zeroize on drop, derive neither `Debug` nor `Clone`, and hand out their secret only through a
+//! method whose name says so (`expose_*`).
+#![forbid(unsafe_code)]
+
+mod aead;
+mod card;
+mod card_record;
+mod error;
+mod expiry;
+mod fingerprint;
+mod header;
+mod ids;
+mod kek;
+mod keyring;
+mod metadata;
+mod seal;
+mod secret;
+mod token;
+
+pub use card::{Brand, CardholderName, Cvv, MaskedPan, Pan};
+pub use card_record::CardRecord;
+pub use error::{CardError, DecodeError, KeyError, OpenError, TokenError};
+pub use expiry::Expiry;
+pub use fingerprint::{Fingerprint, FingerprintKey, LookupKey};
+pub use header::{DekId, DekState, FORMAT_VERSION, KeyHeader};
+pub use ids::{CustomerId, MerchantId};
+pub use kek::{KdfParams, Kek, KeySource};
+pub use keyring::Keyring;
+pub use metadata::Metadata;
+pub use seal::{RecordBinding, open_record, seal_record, sealed_dek_id};
+pub use secret::{Passphrase, SecretKey};
+pub use token::{SessionToken, Token};
+
+/// Re-exported so callers can name the RNG bound without a direct `rand_core` dependency.
+pub use rand_core::CryptoRng;
+/// Re-exported: the time type the core takes and returns.
+pub use time::OffsetDateTime;

@@ -1,0 +1,45 @@
+//! `vault-service`: the cardvault **Vault**, the API a payment service links.
+//!
+//! ```no_run
+//! use vault_service::{KeySource, MerchantId, NewCard, Passphrase, TokenizeOptions, Vault, VaultOptions};
+//! use vault_service::{Expiry, Pan};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let key = KeySource::Passphrase(Passphrase::new("correct horse battery staple".into())?);
+//! let vault = Vault::create("/var/lib/cardvault", &key, VaultOptions::default())?;
+//! let merchant = MerchantId::parse("890490")?;
+//! let card = NewCard::new(Pan::parse("4242424242424242")?, Expiry::parse_yymm("2802")?);
+//! let info = vault.tokenize(merchant, card, TokenizeOptions::default())?;
+//! assert_eq!(info.masked_pan.as_str(), "424242****4242");
+//! let card = vault.reveal(merchant, &info.token, None)?;
+//! assert_eq!(card.pan.expose_digits(), "4242424242424242");
+//! # Ok(()) }
+//! ```
+//!
+//! Every write (`tokenize`, `tokenize_batch`, `update`, `delete`, key operations) returns only once
+//! it is durable under the configured [`Durability`]; concurrent callers share group commits.
+#![forbid(unsafe_code)]
+
+mod clock;
+mod error;
+mod maintenance;
+mod model;
+mod vault;
+mod write;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{FieldError, VaultError};
+pub use maintenance::VaultStats;
+pub use model::{
+    NewCard, RevealedCard, RewrapProgress, TokenInfo, TokenizeOptions, TokenizeRequest,
+    UpdateOptions,
+};
+pub use vault::{Vault, VaultOptions};
+pub use write::MAX_BATCH;
+
+pub use vault_core::{
+    Brand, CardError, CardholderName, CustomerId, Cvv, DekId, DekState, Expiry, Fingerprint,
+    KdfParams, KeyError, KeySource, MaskedPan, MerchantId, Metadata, Pan, Passphrase, SecretKey,
+    SessionToken, Token,
+};
+pub use vault_store::{Durability, StoreError, StoreStats};

@@ -1,0 +1,258 @@
+//! Housekeeping: expiry sweeps, data-key rotation, online re-wrapping, key retirement, re-keying
+//! and statistics.
+
+use std::{collections::BTreeSet, sync::mpsc};
+
+use time::OffsetDateTime;
+use vault_core::{DekId, DekState, KdfParams, KeySource, Token, sealed_dek_id};
+use vault_store::{LookupId, StoreStats};
+
+use crate::{
+    RewrapProgress, Vault, VaultError,
+    vault::{customer_of, from_unix, open_stored},
+};
+
+const SWEEP_CHUNK: usize = 512;
+const REWRAP_CHUNK: usize = 256;
+
+/// A snapshot of the vault's state.
+#[derive(Clone, Debug)]
+pub struct VaultStats {
+    /// Records stored (live, plus expired ones the sweep has not removed yet).
+    pub records: u64,
+    /// The data key new records are sealed with.
+    pub current_dek: DekId,
+    /// Every data key in the header, with its state and creation time.
+    pub deks: Vec<(DekId, DekState, OffsetDateTime)>,
+    /// Store counters (group commits, flushes, size on disk).
+    pub store: StoreStats,
+}
+
+impl Vault {
+    /// Removes every record whose keep-until is at or before `now`, with its index entries.
+    /// Returns how many records were removed. Expired records are already invisible to every read;
+    /// this reclaims them.
+    pub fn sweep_expired(&self, now: OffsetDateTime) -> Result<u64, VaultError> {
+        let at = now.unix_timestamp();
+        let mut removed = 0;
+        loop {
+            let due = self.inner.store.expired(at, SWEEP_CHUNK)?;
+            if due.is_empty() {
+                return Ok(removed);
+            }
+            removed += self
+                .inner
+                .store
+                .write(move |tx| -> Result<u64, VaultError> {
+                    let mut n = 0;
+                    for (keep_until, id) in due {
+                        match tx.record(&id) {
+                            Ok(Some(rec)) if rec.keep_until <= at => {
+                                tx.delete_record(&id)?;
+                                n += 1;
+                            }
+                            // The record moved on (updated with a later keep-until) or is gone: the
+                            // entry is stale.
+                            Ok(_) => tx.delete_expiry_entry(keep_until, &id),
+                            // The record no longer decodes; its keep-until (from the index) has passed,
+                            // so it is removed anyway rather than kept forever.
+                            Err(_) => {
+                                if tx.delete_raw(&id)? {
+                                    n += 1;
+                                }
+                                tx.delete_expiry_entry(keep_until, &id);
+                            }
+                        }
+                    }
+                    Ok(n)
+                })?;
+        }
+    }
+
+    /// Makes a fresh data key current. New and updated records are sealed with it; older keys stay
+    /// in the header to decrypt what they sealed until [`rewrap`](Self::rewrap) and
+    /// [`retire_unused_keys`](Self::retire_unused_keys) make them unnecessary.
+    pub fn rotate_key(&self) -> Result<DekId, VaultError> {
+        let inner = self.inner.clone();
+        let rollback = self.inner.clone();
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.inner.store.submit(
+            move |wtx| -> Result<DekId, VaultError> {
+                let mut keyring = inner.keyring.write();
+                let mut header = inner.header.lock();
+                let id = header.rotate(&mut keyring, &mut rand::rng(), inner.clock.now());
+                wtx.put_header(header.encode());
+                Ok(id)
+            },
+            move |result: Result<DekId, VaultError>| {
+                // Runs on the committer thread before the next group. If the group failed, the
+                // new header may not be on disk: go back to whatever header the tree holds, so no
+                // later write is sealed with a key the stored header might lack.
+                if result.is_err()
+                    && let Ok(bytes) = rollback.store.header()
+                    && let Ok(h) = vault_core::KeyHeader::decode(&bytes)
+                {
+                    let mut keyring = rollback.keyring.write();
+                    let _ = keyring.set_current(h.current_dek());
+                    *rollback.header.lock() = h;
+                }
+                let _ = tx.send(result);
+            },
+        );
+        rx.recv()
+            .unwrap_or(Err(VaultError::Store(vault_store::StoreError::Closed)))
+    }
+
+    /// Re-seals, online, every record not sealed with the current data key. Safe to run while the
+    /// vault serves traffic; `progress` is called after each chunk. Records that fail their
+    /// integrity check are counted and left unchanged.
+    pub fn rewrap(
+        &self,
+        mut progress: impl FnMut(RewrapProgress),
+    ) -> Result<RewrapProgress, VaultError> {
+        let mut p = RewrapProgress {
+            total: self.inner.store.stats().records,
+            ..RewrapProgress::default()
+        };
+        let mut after: Option<LookupId> = None;
+        loop {
+            let chunk = self.inner.store.scan_records(after, REWRAP_CHUNK)?;
+            let Some((last, _)) = chunk.last() else {
+                progress(p);
+                return Ok(p);
+            };
+            after = Some(*last);
+            let current = self.inner.keyring.read().current_dek();
+            let mut stale = Vec::new();
+            for (id, rec) in chunk {
+                p.scanned += 1;
+                match rec {
+                    Ok(rec) if sealed_dek_id(&rec.sealed).ok() == Some(current) => {}
+                    Ok(_) => stale.push(id),
+                    Err(_) => p.failed += 1,
+                }
+            }
+            if !stale.is_empty() {
+                let inner = self.inner.clone();
+                let (done, failed) =
+                    self.inner
+                        .store
+                        .write(move |tx| -> Result<(u64, u64), VaultError> {
+                            let keyring = inner.keyring.read();
+                            let current = keyring.current_dek();
+                            let (mut done, mut failed) = (0, 0);
+                            for id in stale {
+                                // Re-read inside the commit: the record may have changed or gone since the scan.
+                                let Ok(Some(rec)) = tx.record(&id) else {
+                                    continue;
+                                };
+                                if sealed_dek_id(&rec.sealed).ok() == Some(current) {
+                                    continue;
+                                }
+                                let Ok(card) = open_stored(&keyring, &rec) else {
+                                    failed += 1;
+                                    continue;
+                                };
+                                let merchant = vault_core::MerchantId::new(rec.merchant)
+                                    .map_err(|_| VaultError::Integrity)?;
+                                let token = Token::from_bytes(rec.token);
+                                let customer = customer_of(&rec)?;
+                                let binding = vault_core::RecordBinding {
+                                    merchant,
+                                    token: &token,
+                                    customer: customer.as_ref(),
+                                    keep_until: from_unix(rec.keep_until)?,
+                                };
+                                let sealed = vault_core::seal_record(
+                                    &keyring,
+                                    &binding,
+                                    &card,
+                                    &mut rand::rng(),
+                                );
+                                tx.put_record(&id, &vault_store::StoredRecord { sealed, ..rec })?;
+                                done += 1;
+                            }
+                            Ok((done, failed))
+                        })?;
+                p.rewrapped += done;
+                p.failed += failed;
+            }
+            progress(p);
+        }
+    }
+
+    /// Removes from the header every decrypt-only data key that no stored record uses any more
+    /// (run after [`rewrap`](Self::rewrap)). Returns the retired key ids.
+    pub fn retire_unused_keys(&self) -> Result<Vec<DekId>, VaultError> {
+        let mut used = BTreeSet::new();
+        let mut after = None;
+        loop {
+            let chunk = self.inner.store.scan_records(after, 4096)?;
+            let Some((last, _)) = chunk.last() else { break };
+            after = Some(*last);
+            for (_, rec) in chunk {
+                if let Ok(rec) = rec
+                    && let Ok(id) = sealed_dek_id(&rec.sealed)
+                {
+                    used.insert(id);
+                }
+            }
+        }
+        let inner = self.inner.clone();
+        self.inner
+            .store
+            .write(move |tx| -> Result<Vec<DekId>, VaultError> {
+                let mut keyring = inner.keyring.write();
+                let mut header = inner.header.lock();
+                let candidates: Vec<DekId> = header
+                    .deks()
+                    .into_iter()
+                    .filter(|(id, state, _)| *state == DekState::DecryptOnly && !used.contains(id))
+                    .map(|(id, _, _)| id)
+                    .collect();
+                // Records are only ever committed under the current key (the committer re-seals
+                // anything else), so a key unused at scan time stays unused.
+                for id in &candidates {
+                    header.retire(&mut keyring, *id)?;
+                }
+                if !candidates.is_empty() {
+                    tx.put_header(header.encode());
+                }
+                Ok(candidates)
+            })
+    }
+
+    /// Changes the passphrase or key file: a new key-encrypting key re-wraps every data key.
+    /// Records are not touched. The old key no longer opens the vault once this returns.
+    pub fn rekey(&self, new_key: &KeySource, params: KdfParams) -> Result<(), VaultError> {
+        let inner = self.inner.clone();
+        // Derive outside the committer? Argon2 runs inside `rekey`; it holds the committer for the
+        // KDF's duration (a fraction of a second), which is acceptable for a rare admin action.
+        let new_key = match new_key {
+            KeySource::Passphrase(p) => {
+                KeySource::Passphrase(vault_core::Passphrase::new(p.expose().to_owned())?)
+            }
+            KeySource::KeyFile(k) => {
+                KeySource::KeyFile(vault_core::SecretKey::from_bytes(*k.expose()))
+            }
+        };
+        self.inner.store.write(move |tx| -> Result<(), VaultError> {
+            let mut keyring = inner.keyring.write();
+            let mut header = inner.header.lock();
+            header.rekey(&mut keyring, &new_key, params, &mut rand::rng())?;
+            tx.put_header(header.encode());
+            Ok(())
+        })
+    }
+
+    /// Counters and key state.
+    pub fn stats(&self) -> VaultStats {
+        let header = self.inner.header.lock();
+        VaultStats {
+            records: self.inner.store.stats().records,
+            current_dek: header.current_dek(),
+            deks: header.deks(),
+            store: self.inner.store.stats(),
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The `Vault`: opening a vault directory and reading from it.
+
+use std::{path::Path, sync::Arc};
+
+use parking_lot::{Mutex, RwLock};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use vault_core::{
+    CardRecord, CustomerId, Fingerprint, KdfParams, KeyHeader, KeySource, Keyring, MerchantId,
+    RecordBinding, Token, open_record,
+};
+use vault_store::{DedupeKey, Durability, LookupId, Store, StoreOptions, StoredRecord};
+
+use crate::{Clock, RevealedCard, SystemClock, TokenInfo, VaultError};
+
+/// How a [`Vault`] is opened.
+#[derive(Clone)]
+pub struct VaultOptions {
+    /// When writes are acknowledged; the default ([`Durability::Flush`]) survives `kill -9`.
+    pub durability: Durability,
+    /// Argon2id parameters for a new passphrase-protected vault (ignored by `open`, which reads
+    /// them from the vault header, and for key files).
+    pub kdf: KdfParams,
+    /// The time source.
+    pub clock: Arc<dyn Clock>,
+    /// sled page-cache size in bytes.
+    pub cache_capacity: u64,
+}
+
+impl Default for VaultOptions {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Flush,
+            kdf: KdfParams::DEFAULT,
+            clock: Arc::new(SystemClock),
+            cache_capacity: StoreOptions::default().cache_capacity,
+        }
+    }
+}
+
+impl std::fmt::Debug for VaultOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultOptions")
+            .field("durability", &self.durability)
+            .field("kdf", &self.kdf)
+            .field("cache_capacity", &self.cache_capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A card vault. Cheap to clone (a handle); `Send + Sync`; share it across threads.
+#[derive(Clone)]
+pub struct Vault {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) header: Mutex<KeyHeader>,
+    pub(crate) keyring: RwLock<Keyring>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault")
+            .field("dir", &self.inner.store.dir())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Vault {
+    /// Creates a new vault in `dir` (created with mode 0700 if missing) protected by `key`.
+    pub fn create(
+        dir: impl AsRef<Path>,
+        key: &KeySource,
+        options: VaultOptions,
+    ) -> Result<Self, VaultError> {
+        let now = options.clock.now();
+        let (header, keyring) = KeyHeader::create(key, options.kdf, &mut rand::rng(), now)?;
+        let store = Store::create(dir.as_ref(), &header.encode(), store_options(&options))?;
+        Ok(Self::assemble(store, header, keyring, options))
+    }
+
+    /// Opens the vault in `dir`. A wrong passphrase or key file is reported as
+    /// `VaultError::Key(KeyError::WrongKey)` and changes nothing on disk.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        key: &KeySource,
+        options: VaultOptions,
+    ) -> Result<Self, VaultError> {
+        // Check the key against the header file before opening the database: a wrong key must
+        // leave the directory exactly as it was.
+        let bytes = Store::read_header(dir.as_ref())?;
+        let mut header = KeyHeader::decode(&bytes)?;
+        let mut keyring = header.unlock(key)?;
+        let store = Store::open(dir.as_ref(), store_options(&options))?;
+        // Another process may have rotated keys between the read and taking the lock.
+        let locked = store.header()?;
+        if locked != bytes {
+            header = KeyHeader::decode(&locked)?;
+            keyring = header.unlock(key)?;
+        }
+        Ok(Self::assemble(store, header, keyring, options))
+    }
+
+    fn assemble(store: Store, header: KeyHeader, keyring: Keyring, options: VaultOptions) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                header: Mutex::new(header),
+                keyring: RwLock::new(keyring),
+                clock: options.clock,
+            }),
+        }
+    }
+
+    /// The masked view of a live token of `merchant`.
+    pub fn get(&self, merchant: MerchantId, token: &Token) -> Result<TokenInfo, VaultError> {
+        let now = self.inner.clock.now();
+        let (rec, card) = self.inner.load(merchant, token, now)?;
+        let fingerprint = self
+            .inner
+            .keyring
+            .read()
+            .fingerprint_key(merchant)
+            .fingerprint(&card.pan);
+        info_from(merchant, &rec, &card, fingerprint, false)
+    }
+
+    /// The card behind a live token of `merchant`, in clear. When the token is bound to a customer,
+    /// `customer` must name the same one; presenting a customer for an unbound token is refused too.
+    pub fn reveal(
+        &self,
+        merchant: MerchantId,
+        token: &Token,
+        customer: Option<&CustomerId>,
+    ) -> Result<RevealedCard, VaultError> {
+        let now = self.inner.clock.now();
+        let (rec, card) = self.inner.load(merchant, token, now)?;
+        let stored = rec.customer.as_deref();
+        if stored != customer.map(CustomerId::as_str) {
+            return Err(VaultError::CustomerMismatch);
+        }
+        let customer = customer_of(&rec)?;
+        let CardRecord {
+            pan, expiry, name, ..
+        } = card;
+        Ok(RevealedCard {
+            pan,
+            expiry,
+            name,
+            customer,
+        })
+    }
+
+    /// The clock this vault uses.
+    pub fn now(&self) -> OffsetDateTime {
+        self.inner.clock.now()
+    }
+
+    /// Flushes everything written so far (writes are already durable under the default durability).
+    pub fn flush(&self) -> Result<(), VaultError> {
+        Ok(self.inner.store.flush()?)
+    }
+}
+
+impl Inner {
+    pub(crate) fn lookup(&self, token: &Token) -> LookupId {
+        LookupId(self.keyring.read().lookup_key().lookup(token))
+    }
+
+    /// Reads and opens a live record of `merchant`. Absent, expired, other-merchant and token
+    /// mismatches are all `NotFound`; a record that fails to decode or open is `Integrity`.
+    pub(crate) fn load(
+        &self,
+        merchant: MerchantId,
+        token: &Token,
+        now: OffsetDateTime,
+    ) -> Result<(StoredRecord, CardRecord), VaultError> {
+        let keyring = self.keyring.read();
+        let id = LookupId(keyring.lookup_key().lookup(token));
+        let rec = self.store.record(&id)?.ok_or(VaultError::NotFound)?;
+        if !is_live_for(&rec, merchant, token, now) {
+            return Err(VaultError::NotFound);
+        }
+        let card = open_stored(&keyring, &rec)?;
+        Ok((rec, card))
+    }
+}
+
+/// True when `rec` is `token`'s record, belongs to `merchant` and has not reached its keep-until.
+pub(crate) fn is_live_for(
+    rec: &StoredRecord,
+    merchant: MerchantId,
+    token: &Token,
+    now: OffsetDateTime,
+) -> bool {
+    rec.merchant == merchant.get()
+        && Token::from_bytes(rec.token) == *token
+        && rec.keep_until > now.unix_timestamp()
+}
+
+/// Opens a stored record's sealed card with the binding its public fields claim.
+pub(crate) fn open_stored(keyring: &Keyring, rec: &StoredRecord) -> Result<CardRecord, VaultError> {
+    let merchant = MerchantId::new(rec.merchant).map_err(|_| VaultError::Integrity)?;
+    let customer = customer_of(rec)?;
+    let token = Token::from_bytes(rec.token);
+    let binding = RecordBinding {
+        merchant,
+        token: &token,
+        customer: customer.as_ref(),
+        keep_until: from_unix(rec.keep_until)?,
+    };
+    open_record(keyring, &binding, &rec.sealed).map_err(|_| VaultError::Integrity)
+}
+
+pub(crate) fn customer_of(rec: &StoredRecord) -> Result<Option<CustomerId>, VaultError> {
+    rec.customer
+        .as_deref()
+        .map(CustomerId::parse)
+        .transpose()
+        .map_err(|_| VaultError::Integrity)
+}
+
+pub(crate) fn from_unix(t: i64) -> Result<OffsetDateTime, VaultError> {
+    OffsetDateTime::from_unix_timestamp(t).map_err(|_| VaultError::Integrity)
+}
+
+pub(crate) fn info_from(
+    merchant: MerchantId,
+    rec: &StoredRecord,
+    card: &CardRecord,
+    fingerprint: Fingerprint,
+    deduplicated: bool,
+) -> Result<TokenInfo, VaultError> {
+    Ok(TokenInfo {
+        token: Token::from_bytes(rec.token),
+        merchant,
+        masked_pan: card.pan.masked(),
+        brand: card.pan.brand(),
+        expiry: card.expiry,
+        keep_until: from_unix(rec.keep_until)?,
+        customer: customer_of(rec)?,
+        metadata: card.metadata.clone(),
+        fingerprint,
+        created_at: from_unix(rec.created_at)?,
+        updated_at: from_unix(rec.updated_at)?,
+        deduplicated,
+    })
+}
+
+/// The de-duplication key of a card (by its keyed, per-merchant fingerprint) and customer.
+pub(crate) fn dedupe_key(fingerprint: &Fingerprint, customer: Option<&CustomerId>) -> DedupeKey {
+    let mut h = Sha256::new();
+    h.update(b"cardvault/v1/dedupe");
+    h.update(fingerprint.as_bytes());
+    let c = customer.map(CustomerId::as_str).unwrap_or("");
+    h.update([u8::try_from(c.len()).unwrap_or(u8::MAX)]);
+    h.update(c.as_bytes());
+    let d = h.finalize();
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d[..16]);
+    DedupeKey(k)
+}
+
+fn store_options(options: &VaultOptions) -> StoreOptions {
+    StoreOptions {
+        durability: options.durability,
+        cache_capacity: options.cache_capacity,
+        ..StoreOptions::default()
+    }
+}

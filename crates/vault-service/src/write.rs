@@ -1,0 +1,416 @@
+//! Writes: tokenize (single and batch), update, delete.
+//!
+//! Validation, minting, fingerprinting and sealing happen on the caller's thread; the committer
+//! thread only checks what must be checked against the current state (de-duplication, the record
+//! still existing, the data key still current) and stages the writes. Every write is acknowledged
+//! only after its group commit is durable.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use vault_core::{
+    CardRecord, CustomerId, Keyring, MerchantId, Metadata, RecordBinding, Token, seal_record,
+    sealed_dek_id,
+};
+use vault_store::{LookupId, StoredRecord, WriteTx};
+
+use crate::{
+    NewCard, TokenInfo, TokenizeOptions, TokenizeRequest, UpdateOptions, Vault, VaultError,
+    vault::{Inner, dedupe_key, info_from, is_live_for, open_stored},
+};
+
+/// Most items in one [`Vault::tokenize_batch`] call.
+pub const MAX_BATCH: usize = 1000;
+
+/// A tokenize request after validation and sealing, ready for the committer.
+pub(crate) struct Prepared {
+    merchant: MerchantId,
+    id: LookupId,
+    record: StoredRecord,
+    card: CardRecord,
+    dedupe: bool,
+}
+
+impl Vault {
+    /// Tokenizes one card for `merchant`. Returns once the token is durable.
+    pub fn tokenize(
+        &self,
+        merchant: MerchantId,
+        card: NewCard,
+        options: TokenizeOptions,
+    ) -> Result<TokenInfo, VaultError> {
+        let prepared = self
+            .inner
+            .prepare(merchant, card, options, self.inner.clock.now())?;
+        let inner = self.inner.clone();
+        self.inner
+            .store
+            .write(move |tx| inner.commit_new(tx, prepared))
+    }
+
+    /// Like [`tokenize`](Self::tokenize) without blocking: `done` runs once the token is durable (or
+    /// the write failed). It runs on the committer thread, so it must be quick (hand the result to
+    /// a channel) and must not write to the vault itself.
+    pub fn tokenize_then<D>(
+        &self,
+        merchant: MerchantId,
+        card: NewCard,
+        options: TokenizeOptions,
+        done: D,
+    ) where
+        D: FnOnce(Result<TokenInfo, VaultError>) + Send + 'static,
+    {
+        match self
+            .inner
+            .prepare(merchant, card, options, self.inner.clock.now())
+        {
+            Ok(prepared) => {
+                let inner = self.inner.clone();
+                self.inner
+                    .store
+                    .submit(move |tx| inner.commit_new(tx, prepared), done);
+            }
+            Err(e) => done(Err(e)),
+        }
+    }
+
+    /// Tokenizes up to [`MAX_BATCH`] cards in one durable commit. Each item gets its own result;
+    /// an invalid item does not stop the others. The outer error is for failures of the whole
+    /// commit (I/O), in which case nothing was stored.
+    pub fn tokenize_batch(
+        &self,
+        merchant: MerchantId,
+        items: Vec<TokenizeRequest>,
+    ) -> Result<Vec<Result<TokenInfo, VaultError>>, VaultError> {
+        let (prepared, inner) = self.prepare_batch(merchant, items)?;
+        self.inner
+            .store
+            .write(move |tx| inner.commit_batch(tx, prepared))
+    }
+
+    /// Non-blocking [`tokenize_batch`](Self::tokenize_batch); see [`tokenize_then`](Self::tokenize_then).
+    pub fn tokenize_batch_then<D>(&self, merchant: MerchantId, items: Vec<TokenizeRequest>, done: D)
+    where
+        D: FnOnce(Result<Vec<Result<TokenInfo, VaultError>>, VaultError>) + Send + 'static,
+    {
+        match self.prepare_batch(merchant, items) {
+            Ok((prepared, inner)) => self
+                .inner
+                .store
+                .submit(move |tx| inner.commit_batch(tx, prepared), done),
+            Err(e) => done(Err(e)),
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn prepare_batch(
+        &self,
+        merchant: MerchantId,
+        items: Vec<TokenizeRequest>,
+    ) -> Result<(Vec<Result<Prepared, VaultError>>, Arc<Inner>), VaultError> {
+        if items.is_empty() || items.len() > MAX_BATCH {
+            return Err(VaultError::field(
+                "items",
+                "invalid_length",
+                format!("a batch holds 1-{MAX_BATCH} items"),
+            ));
+        }
+        let now = self.inner.clock.now();
+        let prepared = items
+            .into_iter()
+            .map(|item| self.inner.prepare(merchant, item.card, item.options, now))
+            .collect();
+        Ok((prepared, self.inner.clone()))
+    }
+
+    /// Replaces the card behind `token` (same token, same customer binding). The keep-until is
+    /// recomputed from the new expiry unless `options.keep_until` says otherwise; metadata is kept
+    /// unless replaced.
+    pub fn update(
+        &self,
+        merchant: MerchantId,
+        token: &Token,
+        card: NewCard,
+        options: UpdateOptions,
+    ) -> Result<TokenInfo, VaultError> {
+        let now = self.inner.clock.now();
+        let keep_until = resolve_keep_until(&card, options.keep_until, now)?;
+        let inner = self.inner.clone();
+        let token = *token;
+        self.inner.store.write(move |tx| {
+            inner.commit_update(tx, merchant, token, card, options.metadata, keep_until, now)
+        })
+    }
+
+    /// Deletes a live token of `merchant`. Its record and index entries are removed in one durable
+    /// commit; see `docs/durability.md` for what remains in sled's log until it is reclaimed.
+    pub fn delete(&self, merchant: MerchantId, token: &Token) -> Result<(), VaultError> {
+        let inner = self.inner.clone();
+        let token = *token;
+        self.inner
+            .store
+            .write(move |tx| inner.commit_delete(tx, merchant, token))
+    }
+
+    /// Non-blocking [`delete`](Self::delete); see [`tokenize_then`](Self::tokenize_then).
+    pub fn delete_then<D>(&self, merchant: MerchantId, token: &Token, done: D)
+    where
+        D: FnOnce(Result<(), VaultError>) + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let token = *token;
+        self.inner
+            .store
+            .submit(move |tx| inner.commit_delete(tx, merchant, token), done);
+    }
+}
+
+/// The keep-until for `card`: the requested one if it is in the future and not after the card's
+/// own, else the card's own. An expired card is refused.
+fn resolve_keep_until(
+    card: &NewCard,
+    requested: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Result<OffsetDateTime, VaultError> {
+    if card.expiry.is_expired(now) {
+        return Err(vault_core::CardError::Expired.into());
+    }
+    let card_limit = card.expiry.keep_until();
+    match requested {
+        None => Ok(card_limit),
+        Some(t) if t > card_limit => Err(VaultError::field(
+            "keep_until",
+            "after_card_expiry",
+            "keep_until must not be later than the card's expiry",
+        )),
+        Some(t) if t <= now => Err(VaultError::field(
+            "keep_until",
+            "in_the_past",
+            "keep_until must be in the future",
+        )),
+        // Stored with whole-second precision.
+        Some(t) => Ok(t.replace_nanosecond(0).unwrap_or(t)),
+    }
+}
+
+impl Inner {
+    pub(crate) fn prepare(
+        &self,
+        merchant: MerchantId,
+        card: NewCard,
+        options: TokenizeOptions,
+        now: OffsetDateTime,
+    ) -> Result<Prepared, VaultError> {
+        let keep_until = resolve_keep_until(&card, options.keep_until, now)?;
+        let mut rng = rand::rng();
+        let token = Token::mint(&mut rng);
+        let card = CardRecord {
+            pan: card.pan,
+            expiry: card.expiry,
+            name: card.name,
+            metadata: options.metadata,
+        };
+        let keyring = self.keyring.read();
+        let id = LookupId(keyring.lookup_key().lookup(&token));
+        let fingerprint = keyring.fingerprint_key(merchant).fingerprint(&card.pan);
+        let sealed = seal(
+            &keyring,
+            merchant,
+            &token,
+            options.customer.as_ref(),
+            keep_until,
+            &card,
+        );
+        drop(keyring);
+        let record = StoredRecord {
+            merchant: merchant.get(),
+            token: *token.as_bytes(),
+            created_at: now.unix_timestamp(),
+            updated_at: now.unix_timestamp(),
+            keep_until: keep_until.unix_timestamp(),
+            dedupe: dedupe_key(&fingerprint, options.customer.as_ref()),
+            customer: options.customer.map(|c| c.as_str().to_owned()),
+            sealed,
+        };
+        Ok(Prepared {
+            merchant,
+            id,
+            record,
+            card,
+            dedupe: options.dedupe,
+        })
+    }
+
+    /// Stages a prepared token on the committer thread.
+    pub(crate) fn commit_new(
+        &self,
+        tx: &mut WriteTx<'_>,
+        p: Prepared,
+    ) -> Result<TokenInfo, VaultError> {
+        let now = self.clock.now();
+        let keyring = self.keyring.read();
+        let fingerprint = keyring.fingerprint_key(p.merchant).fingerprint(&p.card.pan);
+        if p.dedupe
+            && let Some(existing) = tx.dedupe(&p.record.dedupe)?
+        {
+            let existing = Token::from_bytes(existing);
+            let id = LookupId(keyring.lookup_key().lookup(&existing));
+            if let Some(old) = tx.record(&id)?
+                && is_live_for(&old, p.merchant, &existing, now)
+                && old.dedupe == p.record.dedupe
+            {
+                // Same card, same merchant and customer: refresh the existing token's card.
+                let customer = p
+                    .record
+                    .customer
+                    .as_deref()
+                    .map(CustomerId::parse)
+                    .transpose()?;
+                let keep_until = crate::vault::from_unix(p.record.keep_until)?;
+                let sealed = seal(
+                    &keyring,
+                    p.merchant,
+                    &existing,
+                    customer.as_ref(),
+                    keep_until,
+                    &p.card,
+                );
+                let rec = StoredRecord {
+                    token: old.token,
+                    created_at: old.created_at,
+                    updated_at: now.unix_timestamp(),
+                    sealed,
+                    ..p.record
+                };
+                tx.put_record(&id, &rec)?;
+                return info_from(p.merchant, &rec, &p.card, fingerprint, true);
+            }
+        }
+        let mut record = p.record;
+        if sealed_dek_id(&record.sealed).ok() != Some(keyring.current_dek()) {
+            // The data key rotated between sealing and committing: re-seal under the current key,
+            // so no record is ever committed under a key the header might not hold.
+            let token = Token::from_bytes(record.token);
+            let customer = record
+                .customer
+                .as_deref()
+                .map(CustomerId::parse)
+                .transpose()?;
+            let keep_until = crate::vault::from_unix(record.keep_until)?;
+            record.sealed = seal(
+                &keyring,
+                p.merchant,
+                &token,
+                customer.as_ref(),
+                keep_until,
+                &p.card,
+            );
+        }
+        tx.put_record(&p.id, &record)?;
+        tx.put_dedupe(&record.dedupe, &record.token);
+        info_from(p.merchant, &record, &p.card, fingerprint, false)
+    }
+
+    fn commit_batch(
+        &self,
+        tx: &mut WriteTx<'_>,
+        items: Vec<Result<Prepared, VaultError>>,
+    ) -> Result<Vec<Result<TokenInfo, VaultError>>, VaultError> {
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            out.push(match item {
+                Ok(p) => Ok(self.commit_new(tx, p)?),
+                Err(e) => Err(e),
+            });
+        }
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn commit_update(
+        &self,
+        tx: &mut WriteTx<'_>,
+        merchant: MerchantId,
+        token: Token,
+        card: NewCard,
+        metadata: Option<Metadata>,
+        keep_until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<TokenInfo, VaultError> {
+        let keyring = self.keyring.read();
+        let id = LookupId(keyring.lookup_key().lookup(&token));
+        let old = tx.record(&id)?.ok_or(VaultError::NotFound)?;
+        if !is_live_for(&old, merchant, &token, now) {
+            return Err(VaultError::NotFound);
+        }
+        let old_card = open_stored(&keyring, &old)?;
+        let customer = old
+            .customer
+            .as_deref()
+            .map(CustomerId::parse)
+            .transpose()
+            .map_err(|_| VaultError::Integrity)?;
+        let new_card = CardRecord {
+            pan: card.pan,
+            expiry: card.expiry,
+            name: card.name,
+            metadata: metadata.unwrap_or_else(|| old_card.metadata.clone()),
+        };
+        let fingerprint = keyring.fingerprint_key(merchant).fingerprint(&new_card.pan);
+        let dedupe = dedupe_key(&fingerprint, customer.as_ref());
+        let sealed = seal(
+            &keyring,
+            merchant,
+            &token,
+            customer.as_ref(),
+            keep_until,
+            &new_card,
+        );
+        if tx.dedupe(&old.dedupe)? == Some(old.token) && old.dedupe != dedupe {
+            tx.delete_dedupe(&old.dedupe);
+        }
+        let rec = StoredRecord {
+            updated_at: now.unix_timestamp(),
+            keep_until: keep_until.unix_timestamp(),
+            dedupe,
+            sealed,
+            ..old
+        };
+        tx.put_record(&id, &rec)?;
+        tx.put_dedupe(&dedupe, &rec.token);
+        info_from(merchant, &rec, &new_card, fingerprint, false)
+    }
+
+    fn commit_delete(
+        &self,
+        tx: &mut WriteTx<'_>,
+        merchant: MerchantId,
+        token: Token,
+    ) -> Result<(), VaultError> {
+        let now = self.clock.now();
+        let id = self.lookup(&token);
+        let rec = tx.record(&id)?.ok_or(VaultError::NotFound)?;
+        if !is_live_for(&rec, merchant, &token, now) {
+            return Err(VaultError::NotFound);
+        }
+        tx.delete_record(&id)?;
+        Ok(())
+    }
+}
+
+fn seal(
+    keyring: &Keyring,
+    merchant: MerchantId,
+    token: &Token,
+    customer: Option<&CustomerId>,
+    keep_until: OffsetDateTime,
+    card: &CardRecord,
+) -> Vec<u8> {
+    let binding = RecordBinding {
+        merchant,
+        token,
+        customer,
+        keep_until,
+    };
+    seal_record(keyring, &binding, card, &mut rand::rng())
+}

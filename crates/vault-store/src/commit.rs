@@ -1,0 +1,342 @@
+//! The group committer: one thread applies every write.
+//!
+//! Callers hand it a closure. The thread takes the first queued closure, drains whatever else is
+//! queued (up to `max_group`), runs each closure against a [`WriteTx`] that sees the store plus the
+//! group's earlier writes, applies all surviving writes in **one** atomic `apply_batch`, calls
+//! `flush` (one fsync) for the whole group when durability asks for it, and only then answers each
+//! caller. While it flushes, new callers queue up and form the next group, so the fsync cost is
+//! shared by everyone who arrived meanwhile.
+//!
+//! Running every read-modify-write on this one thread also serialises them: de-duplication
+//! ("same card, same token") and "update only if unchanged" need no further locking.
+
+use std::{
+    collections::HashMap,
+    panic::{AssertUnwindSafe, catch_unwind},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+        mpsc::{Receiver, TryRecvError},
+    },
+};
+
+use crate::{
+    DedupeKey, LookupId, StoreError, StoredRecord,
+    layout::{self, COUNT_KEY},
+};
+
+/// A unit of work for the committer: runs against the group's transaction and returns what to do
+/// once the group's fate (applied and flushed, or failed) is known.
+pub(crate) type Job = Box<dyn FnOnce(&mut WriteTx<'_>) -> Completion + Send>;
+/// Called with the group's outcome after the batch is applied and flushed.
+pub(crate) type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// Counters shared between the committer and readers.
+#[derive(Debug, Default)]
+pub(crate) struct CommitStats {
+    pub(crate) groups: AtomicU64,
+    pub(crate) jobs: AtomicU64,
+    pub(crate) flushes: AtomicU64,
+    pub(crate) live_records: AtomicU64,
+}
+
+/// The writes of one group, as seen by one job.
+///
+/// Reads see, in order: this job's own writes, the earlier jobs of the group, then the tree.
+/// A job whose closure fails has its writes discarded; the rest of the group is unaffected.
+pub struct WriteTx<'a> {
+    tree: &'a sled::Tree,
+    group: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    job: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    count: u64,
+    job_count: u64,
+    header: Option<Vec<u8>>,
+    job_header: Option<Vec<u8>>,
+}
+
+impl<'a> WriteTx<'a> {
+    fn new(tree: &'a sled::Tree, count: u64) -> Self {
+        Self {
+            tree,
+            group: HashMap::new(),
+            job: Vec::new(),
+            count,
+            job_count: count,
+            header: None,
+            job_header: None,
+        }
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some((_, v)) = self.job.iter().rev().find(|(k, _)| k.as_slice() == key) {
+            return Ok(v.clone());
+        }
+        if let Some(v) = self.group.get(key) {
+            return Ok(v.clone());
+        }
+        Ok(self.tree.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn set(&mut self, key: &[u8], value: Option<Vec<u8>>) {
+        self.job.push((key.to_vec(), value));
+    }
+
+    /// The record stored under `id`, including this group's pending writes.
+    pub fn record(&self, id: &LookupId) -> Result<Option<StoredRecord>, StoreError> {
+        match self.get(&layout::record_key(id))? {
+            Some(bytes) => StoredRecord::decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Inserts or replaces the record under `id`, keeping the expiry index and the live count in
+    /// step. A replaced record's old expiry entry is removed.
+    pub fn put_record(&mut self, id: &LookupId, record: &StoredRecord) -> Result<(), StoreError> {
+        let key = layout::record_key(id);
+        match self.get(&key)? {
+            Some(old) => {
+                // A corrupt old record still gets replaced; its expiry entry (if any) is then
+                // orphaned and ignored by the sweep, which re-checks the record.
+                if let Ok(old) = StoredRecord::decode(&old) {
+                    self.set(&layout::expiry_key(old.keep_until, id), None);
+                }
+            }
+            None => self.job_count += 1,
+        }
+        self.set(&layout::expiry_key(record.keep_until, id), Some(Vec::new()));
+        self.set(&key, Some(record.encode()));
+        Ok(())
+    }
+
+    /// Removes the record under `id` and its expiry entry; returns the removed record.
+    /// The de-duplication entry is removed too when it still points at this record's token.
+    pub fn delete_record(&mut self, id: &LookupId) -> Result<Option<StoredRecord>, StoreError> {
+        let key = layout::record_key(id);
+        let Some(bytes) = self.get(&key)? else {
+            return Ok(None);
+        };
+        self.set(&key, None);
+        self.job_count = self.job_count.saturating_sub(1);
+        let old = StoredRecord::decode(&bytes)?;
+        self.set(&layout::expiry_key(old.keep_until, id), None);
+        if self.dedupe(&old.dedupe)? == Some(old.token) {
+            self.set(&layout::dedupe_key(&old.dedupe), None);
+        }
+        Ok(Some(old))
+    }
+
+    /// Removes the record under `id` without decoding it (for records that no longer decode).
+    pub fn delete_raw(&mut self, id: &LookupId) -> Result<bool, StoreError> {
+        let key = layout::record_key(id);
+        if self.get(&key)?.is_none() {
+            return Ok(false);
+        }
+        self.set(&key, None);
+        self.job_count = self.job_count.saturating_sub(1);
+        Ok(true)
+    }
+
+    /// Removes one expiry index entry (used by the sweep for entries whose record is gone).
+    pub fn delete_expiry_entry(&mut self, keep_until: i64, id: &LookupId) {
+        self.set(&layout::expiry_key(keep_until, id), None);
+    }
+
+    /// The token the de-duplication index maps `key` to, if any.
+    pub fn dedupe(&self, key: &DedupeKey) -> Result<Option<[u8; 24]>, StoreError> {
+        match self.get(&layout::dedupe_key(key))? {
+            Some(v) => v
+                .as_slice()
+                .try_into()
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt("dedupe index")),
+            None => Ok(None),
+        }
+    }
+
+    /// Points the de-duplication index entry `key` at `token`.
+    pub fn put_dedupe(&mut self, key: &DedupeKey, token: &[u8; 24]) {
+        self.set(&layout::dedupe_key(key), Some(token.to_vec()));
+    }
+
+    /// Removes a de-duplication entry.
+    pub fn delete_dedupe(&mut self, key: &DedupeKey) {
+        self.set(&layout::dedupe_key(key), None);
+    }
+
+    /// Replaces the encoded key header (rotation, re-key, retirement). The header file is
+    /// replaced atomically and made durable **before** the group's batch is applied, so no record
+    /// sealed under a new data key can reach the disk ahead of the header that holds the key.
+    pub fn put_header(&mut self, header: Vec<u8>) {
+        self.job_header = Some(header);
+    }
+
+    /// Writes an arbitrary key outside the reserved prefixes (`V C R E D`). For the layers
+    /// above (sessions, audit, credentials), each with a prefix of its own.
+    pub fn put_raw(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
+        check_free_prefix(key)?;
+        self.set(key, Some(value));
+        Ok(())
+    }
+
+    /// Removes an arbitrary key outside the reserved prefixes.
+    pub fn delete_raw_key(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        check_free_prefix(key)?;
+        self.set(key, None);
+        Ok(())
+    }
+
+    /// Reads an arbitrary key (pending writes included).
+    pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(key)
+    }
+
+    fn begin_job(&mut self) {
+        self.job.clear();
+        self.job_header = None;
+        self.job_count = self.count;
+    }
+
+    fn end_job(&mut self, keep: bool) {
+        if keep {
+            for (k, v) in self.job.drain(..) {
+                self.group.insert(k, v);
+            }
+            self.count = self.job_count;
+            if let Some(h) = self.job_header.take() {
+                self.header = Some(h);
+            }
+        } else {
+            self.job.clear();
+            self.job_header = None;
+        }
+    }
+}
+
+pub(crate) fn check_free_prefix(key: &[u8]) -> Result<(), StoreError> {
+    match key.first() {
+        Some(b'V' | b'C' | b'R' | b'E' | b'D') | None => {
+            Err(StoreError::Corrupt("key (reserved prefix)"))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Wraps a typed closure as a [`Job`]; `done` receives its result once durable (or the failure).
+pub(crate) fn job<T, E, F, D>(f: F, done: D) -> Job
+where
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+    F: FnOnce(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
+    D: FnOnce(Result<T, E>) + Send + 'static,
+{
+    Box::new(move |tx: &mut WriteTx<'_>| -> Completion {
+        tx.begin_job();
+        match catch_unwind(AssertUnwindSafe(|| f(tx))) {
+            Ok(Ok(value)) => {
+                tx.end_job(true);
+                Box::new(move |outcome| done(outcome.map(|()| value).map_err(E::from)))
+            }
+            Ok(Err(e)) => {
+                tx.end_job(false);
+                Box::new(move |_| done(Err(e)))
+            }
+            Err(_) => {
+                // A bug in a job must not take the committer down with it: drop its writes and
+                // report the store as closed for this one call.
+                tx.end_job(false);
+                Box::new(move |_| done(Err(E::from(StoreError::Closed))))
+            }
+        }
+    })
+}
+
+pub(crate) struct Committer {
+    pub(crate) tree: sled::Tree,
+    pub(crate) db: sled::Db,
+    pub(crate) rx: Receiver<Job>,
+    pub(crate) dir: std::path::PathBuf,
+    pub(crate) durable: bool,
+    pub(crate) max_group: usize,
+    pub(crate) stats: Arc<CommitStats>,
+    pub(crate) group_sizes: Arc<parking_lot::Mutex<GroupHistogram>>,
+}
+
+/// Histogram of group sizes (jobs per commit), for metrics.
+#[derive(Debug, Default, Clone)]
+pub struct GroupHistogram {
+    /// Bucket upper bounds are 1, 2, 4, ..., 512, +inf.
+    pub buckets: [u64; 11],
+    /// Total jobs committed.
+    pub sum: u64,
+    /// Number of groups.
+    pub count: u64,
+}
+
+impl GroupHistogram {
+    fn observe(&mut self, n: usize) {
+        let idx = (usize::BITS - n.saturating_sub(1).leading_zeros()) as usize;
+        self.buckets[idx.min(10)] += 1;
+        self.sum += n as u64;
+        self.count += 1;
+    }
+}
+
+impl Committer {
+    pub(crate) fn run(self) {
+        let mut group: Vec<Job> = Vec::with_capacity(self.max_group);
+        let mut completions: Vec<Completion> = Vec::with_capacity(self.max_group);
+        while let Ok(first) = self.rx.recv() {
+            group.push(first);
+            while group.len() < self.max_group {
+                match self.rx.try_recv() {
+                    Ok(j) => group.push(j),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            let n = group.len();
+            let count = self.stats.live_records.load(Ordering::Acquire);
+            let mut tx = WriteTx::new(&self.tree, count);
+            for job in group.drain(..) {
+                completions.push(job(&mut tx));
+            }
+            let new_count = tx.count;
+            let outcome = self.apply(tx, count);
+            if outcome.is_ok() {
+                self.stats.live_records.store(new_count, Ordering::Release);
+            }
+            self.stats.groups.fetch_add(1, Ordering::Relaxed);
+            self.stats.jobs.fetch_add(n as u64, Ordering::Relaxed);
+            self.group_sizes.lock().observe(n);
+            for c in completions.drain(..) {
+                c(outcome.clone());
+            }
+        }
+        // Channel closed: every sender is gone. Make what was applied durable before exiting.
+        let _ = self.db.flush();
+    }
+
+    fn apply(&self, tx: WriteTx<'_>, old_count: u64) -> Result<(), StoreError> {
+        if let Some(header) = &tx.header {
+            crate::header_file::write(&self.dir, header)?;
+        }
+        if tx.group.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        if tx.count != old_count {
+            batch.insert(COUNT_KEY, &tx.count.to_be_bytes());
+        }
+        for (k, v) in tx.group {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        if self.durable {
+            self.db.flush()?;
+            self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}

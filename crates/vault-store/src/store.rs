@@ -1,0 +1,373 @@
+//! The `Store`: a vault data directory opened for reading and (through the committer) writing.
+
+use std::{
+    fs,
+    os::unix::fs::{DirBuilderExt, PermissionsExt},
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::Ordering,
+        mpsc::{self, Sender},
+    },
+    thread::JoinHandle,
+};
+
+use parking_lot::Mutex;
+
+use crate::{
+    LookupId, StoreError, StoredRecord,
+    commit::{self, CommitStats, Committer, GroupHistogram, Job},
+    layout::{self, COUNT_KEY, VERSION_KEY},
+    lock::DirLock,
+};
+
+/// Version of the store layout (key space and record codec). Bumped on incompatible change;
+/// a vault written by a newer version is refused at open.
+pub const STORE_FORMAT_VERSION: u16 = 1;
+
+const SLED_DIR: &str = "sled";
+
+/// When a write is acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// The default. A write returns only after its group was applied **and** `flush`ed (fsync):
+    /// it survives `kill -9` and power loss (to the extent the disk honours fsync).
+    #[default]
+    Flush,
+    /// A write returns once applied in memory; sled flushes in the background every
+    /// `interval_ms`. Faster, but a crash can lose the writes of the last interval.
+    Deferred {
+        /// Background flush interval in milliseconds.
+        interval_ms: u64,
+    },
+}
+
+/// Tuning for [`Store::open`] and [`Store::create`].
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// When writes are acknowledged.
+    pub durability: Durability,
+    /// sled page cache size in bytes.
+    pub cache_capacity: u64,
+    /// Most jobs in one group commit.
+    pub max_group: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Flush,
+            cache_capacity: 256 * 1024 * 1024,
+            max_group: 1024,
+        }
+    }
+}
+
+/// Counters for `stats` and metrics.
+#[derive(Clone, Debug)]
+pub struct StoreStats {
+    /// Records currently stored (live or expired but not yet swept).
+    pub records: u64,
+    /// Group commits performed since open.
+    pub groups: u64,
+    /// Write jobs committed since open.
+    pub jobs: u64,
+    /// fsyncs performed by group commits since open.
+    pub flushes: u64,
+    /// Distribution of jobs per group.
+    pub group_sizes: GroupHistogram,
+    /// Bytes used on disk by the database.
+    pub size_on_disk: u64,
+}
+
+/// An open vault data directory.
+pub struct Store {
+    db: sled::Db,
+    tree: sled::Tree,
+    sender: Option<Sender<Job>>,
+    committer: Option<JoinHandle<()>>,
+    stats: Arc<CommitStats>,
+    group_sizes: Arc<Mutex<GroupHistogram>>,
+    dir: PathBuf,
+    _lock: DirLock,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Creates a new vault directory holding `header` (the encoded key header). Fails with
+    /// [`StoreError::AlreadyExists`] if `dir` already holds a vault.
+    pub fn create(dir: &Path, header: &[u8], options: StoreOptions) -> Result<Self, StoreError> {
+        if !dir.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+        }
+        let lock = DirLock::acquire(dir)?;
+        if dir.join(SLED_DIR).exists() {
+            return Err(StoreError::AlreadyExists(dir.to_path_buf()));
+        }
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        crate::header_file::write(dir, header)?;
+        let db = open_sled(dir, &options)?;
+        let tree: sled::Tree = (*db).clone();
+        let mut batch = sled::Batch::default();
+        batch.insert(VERSION_KEY, &STORE_FORMAT_VERSION.to_be_bytes());
+        batch.insert(COUNT_KEY, &0u64.to_be_bytes());
+        tree.apply_batch(batch)?;
+        db.flush()?;
+        Ok(Self::start(db, tree, dir, lock, 0, &options))
+    }
+
+    /// Opens an existing vault directory. Refuses a directory written by a newer store format.
+    pub fn open(dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
+        if !dir.join(SLED_DIR).is_dir() {
+            return Err(StoreError::NotFound(dir.to_path_buf()));
+        }
+        let lock = DirLock::acquire(dir)?;
+        let db = open_sled(dir, &options)?;
+        let tree: sled::Tree = (*db).clone();
+        let version = tree
+            .get(VERSION_KEY)?
+            .ok_or(StoreError::Corrupt("store version"))?;
+        let version: [u8; 2] = version
+            .as_ref()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("store version"))?;
+        let version = u16::from_be_bytes(version);
+        if version > STORE_FORMAT_VERSION {
+            return Err(StoreError::NewerFormat(version));
+        }
+        if version == 0 {
+            return Err(StoreError::Corrupt("store version"));
+        }
+        let count = match tree.get(COUNT_KEY)? {
+            Some(v) => u64::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("record count"))?,
+            ),
+            None => return Err(StoreError::Corrupt("record count")),
+        };
+        Ok(Self::start(db, tree, dir, lock, count, &options))
+    }
+
+    fn start(
+        db: sled::Db,
+        tree: sled::Tree,
+        dir: &Path,
+        lock: DirLock,
+        count: u64,
+        options: &StoreOptions,
+    ) -> Self {
+        let (sender, rx) = mpsc::channel();
+        let stats = Arc::new(CommitStats::default());
+        stats.live_records.store(count, Ordering::Release);
+        let group_sizes = Arc::new(Mutex::new(GroupHistogram::default()));
+        let committer = Committer {
+            dir: dir.to_path_buf(),
+            tree: tree.clone(),
+            db: db.clone(),
+            rx,
+            durable: options.durability == Durability::Flush,
+            max_group: options.max_group.max(1),
+            stats: stats.clone(),
+            group_sizes: group_sizes.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("cardvault-commit".into())
+            .spawn(move || committer.run())
+            // Spawning a thread only fails when the OS is out of resources at startup; nothing
+            // sensible can continue without the committer.
+            .expect("spawn the group-commit thread");
+        Self {
+            db,
+            tree,
+            sender: Some(sender),
+            committer: Some(handle),
+            stats,
+            group_sizes,
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        }
+    }
+
+    /// The vault directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The encoded key header.
+    pub fn header(&self) -> Result<Vec<u8>, StoreError> {
+        crate::header_file::read(&self.dir)
+    }
+
+    /// Reads the key header of the vault in `dir` **without opening the database**, so a caller can
+    /// check its key first and leave the directory untouched when the key is wrong.
+    pub fn read_header(dir: &Path) -> Result<Vec<u8>, StoreError> {
+        if !dir.join(SLED_DIR).is_dir() {
+            return Err(StoreError::NotFound(dir.to_path_buf()));
+        }
+        crate::header_file::read(dir)
+    }
+
+    /// The record stored under `id`.
+    pub fn record(&self, id: &LookupId) -> Result<Option<StoredRecord>, StoreError> {
+        match self.tree.get(layout::record_key(id))? {
+            Some(bytes) => StoredRecord::decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` records in key order, starting after `after`. A record that does not decode is
+    /// returned as its error so callers can report it and carry on.
+    #[allow(clippy::type_complexity)]
+    pub fn scan_records(
+        &self,
+        after: Option<LookupId>,
+        limit: usize,
+    ) -> Result<Vec<(LookupId, Result<StoredRecord, StoreError>)>, StoreError> {
+        let start: Vec<u8> = match after {
+            Some(id) => {
+                let mut k = layout::record_key(&id).to_vec();
+                k.push(0);
+                k
+            }
+            None => vec![layout::RECORD_PREFIX],
+        };
+        let end = [layout::RECORD_PREFIX + 1];
+        let mut out = Vec::new();
+        for item in self.tree.range(start..end[..].to_vec()).take(limit) {
+            let (k, v) = item?;
+            let id = layout::lookup_from_record_key(&k).ok_or(StoreError::Corrupt("record key"))?;
+            out.push((id, StoredRecord::decode(&v)));
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` expiry-index entries with `keep_until <= now`, oldest first.
+    pub fn expired(&self, now: i64, limit: usize) -> Result<Vec<(i64, LookupId)>, StoreError> {
+        let start = vec![layout::EXPIRY_PREFIX];
+        let end = layout::expiry_upper_bound(now).to_vec();
+        let mut out = Vec::new();
+        for item in self.tree.range(start..end).take(limit) {
+            let (k, _) = item?;
+            let id = layout::lookup_from_expiry_key(&k).ok_or(StoreError::Corrupt("expiry key"))?;
+            let at: [u8; 8] = k
+                .get(1..9)
+                .and_then(|s| s.try_into().ok())
+                .ok_or(StoreError::Corrupt("expiry key"))?;
+            let at = (u64::from_be_bytes(at) ^ (1 << 63)) as i64;
+            out.push((at, id));
+        }
+        Ok(out)
+    }
+
+    /// Reads a key outside the reserved prefixes (for layers above).
+    pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        commit::check_free_prefix(key)?;
+        Ok(self.tree.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// All `(key, value)` pairs whose key starts with `prefix` (outside the reserved prefixes).
+    #[allow(clippy::type_complexity)]
+    pub fn scan_raw(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        commit::check_free_prefix(prefix)?;
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(prefix).take(limit) {
+            let (k, v) = item?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Runs `f` on the committer thread as part of the next group and blocks until the group is
+    /// applied and (per durability) flushed. `f`'s writes are discarded if it returns an error.
+    pub fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut crate::WriteTx<'_>) -> Result<T, E> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit(f, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.recv()
+            .unwrap_or_else(|_| Err(E::from(StoreError::Closed)))
+    }
+
+    /// Like [`write`](Self::write) but does not block: `done` is called (on the committer thread)
+    /// with the outcome once it is durable. `done` must be quick and must not call back into the
+    /// store's write path.
+    pub fn submit<T, E, F, D>(&self, f: F, done: D)
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut crate::WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        D: FnOnce(Result<T, E>) + Send + 'static,
+    {
+        let job = commit::job(f, done);
+        // If the committer is gone the job (and with it `done`) is dropped unrun: a blocking
+        // caller sees its channel close and reports `StoreError::Closed`; an async caller sees its
+        // one-shot sender dropped.
+        if let Some(sender) = &self.sender {
+            let _ = sender.send(job);
+        }
+    }
+
+    /// Flushes everything written so far to disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            records: self.stats.live_records.load(Ordering::Acquire),
+            groups: self.stats.groups.load(Ordering::Relaxed),
+            jobs: self.stats.jobs.load(Ordering::Relaxed),
+            flushes: self.stats.flushes.load(Ordering::Relaxed),
+            group_sizes: self.group_sizes.lock().clone(),
+            size_on_disk: self.db.size_on_disk().unwrap_or(0),
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Closing the channel lets the committer finish the queued groups, flush and exit.
+        self.sender.take();
+        if let Some(h) = self.committer.take() {
+            let _ = h.join();
+        }
+        let _ = self.db.flush();
+    }
+}
+
+fn open_sled(dir: &Path, options: &StoreOptions) -> Result<sled::Db, StoreError> {
+    let flush_every = match options.durability {
+        Durability::Flush => Some(1000),
+        Durability::Deferred { interval_ms } => Some(interval_ms.max(1)),
+    };
+    let db = sled::Config::new()
+        .path(dir.join(SLED_DIR))
+        .cache_capacity(options.cache_capacity)
+        .flush_every_ms(flush_every)
+        .mode(sled::Mode::HighThroughput)
+        .open()?;
+    Ok(db)
+}
