@@ -31,7 +31,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     let info = vault.tokenize(merchant, card, TokenizeOptions::default())?;
     println!("token:       {}", info.token);
     println!("masked_pan:  {}", info.masked_pan);
-    println!("keep_until:  {}", info.keep_until);
+    println!(
+        "keep_until:  {}",
+        info.keep_until
+            .format(&time::format_description::well_known::Rfc3339)?
+    );
     println!("fingerprint: {}", info.fingerprint);
 
     let seen = vault.get(merchant, &info.token)?;

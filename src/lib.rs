@@ -25,3 +25,8 @@ pub use vault_service::*;
 
 /// The pure core: card parsing, tokens, keys, sealing, fingerprints.
 pub use vault_core as core;
+
+/// The README's Rust examples compile and run as doc tests, so the README cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

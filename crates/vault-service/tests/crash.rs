@@ -38,6 +38,8 @@ fn crash_child() {
         return;
     };
     let vault = Vault::open(&dir, &passphrase("crash"), child_options()).unwrap();
+    // libtest has printed "test crash_child ... " without a newline: end that line first.
+    println!();
     let m = merchant(42);
     let workers: Vec<_> = (0..8)
         .map(|_| {
