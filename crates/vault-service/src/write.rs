@@ -29,6 +29,8 @@ pub(crate) struct Prepared {
     record: StoredRecord,
     card: CardRecord,
     dedupe: bool,
+    /// The answer, built on the caller's thread; the committer only patches it on a dedupe hit.
+    info: TokenInfo,
 }
 
 impl Vault {
@@ -232,12 +234,14 @@ impl Inner {
             customer: options.customer.map(|c| c.as_str().to_owned()),
             sealed,
         };
+        let info = info_from(merchant, &record, &card, fingerprint, false)?;
         Ok(Prepared {
             merchant,
             id,
             record,
             card,
             dedupe: options.dedupe,
+            info,
         })
     }
 
@@ -249,7 +253,6 @@ impl Inner {
     ) -> Result<TokenInfo, VaultError> {
         let now = self.clock.now();
         let keyring = self.keyring.read();
-        let fingerprint = keyring.fingerprint_key(p.merchant).fingerprint(&p.card.pan);
         if p.dedupe
             && let Some(existing) = tx.dedupe(&p.record.dedupe)?
         {
@@ -283,7 +286,14 @@ impl Inner {
                     ..p.record
                 };
                 tx.put_record(&id, &rec)?;
-                return info_from(p.merchant, &rec, &p.card, fingerprint, true);
+                let created_at = crate::vault::from_unix(rec.created_at)?;
+                return Ok(TokenInfo {
+                    token: existing,
+                    created_at,
+                    updated_at: now,
+                    deduplicated: true,
+                    ..p.info
+                });
             }
         }
         let mut record = p.record;
@@ -308,7 +318,7 @@ impl Inner {
         }
         tx.put_record(&p.id, &record)?;
         tx.put_dedupe(&record.dedupe, &record.token);
-        info_from(p.merchant, &record, &p.card, fingerprint, false)
+        Ok(p.info)
     }
 
     fn commit_batch(
