@@ -62,6 +62,10 @@ pub enum VaultError {
     Key(KeyError),
     /// The store failed (I/O, disk full, vault in use, newer format, ...).
     Store(StoreError),
+    /// Missing, malformed, unknown or revoked credentials.
+    Unauthorized,
+    /// Authenticated, but not allowed to do this.
+    Forbidden,
 }
 
 impl VaultError {
@@ -83,6 +87,8 @@ impl fmt::Display for VaultError {
             Self::Integrity => f.write_str("stored record failed its integrity check"),
             Self::Key(e) => write!(f, "key error: {e}"),
             Self::Store(e) => write!(f, "store error: {e}"),
+            Self::Unauthorized => f.write_str("unauthorized"),
+            Self::Forbidden => f.write_str("forbidden"),
         }
     }
 }

@@ -20,6 +20,7 @@
 //! it is durable under the configured [`Durability`]; concurrent callers share group commits.
 #![forbid(unsafe_code)]
 
+mod admin;
 mod clock;
 mod error;
 mod maintenance;
@@ -27,6 +28,7 @@ mod model;
 mod vault;
 mod write;
 
+pub use admin::{ApiKeyInfo, Merchant, NewApiKey, Principal, Scope, Scopes, Terminal, TerminalId};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{FieldError, VaultError};
 pub use maintenance::VaultStats;

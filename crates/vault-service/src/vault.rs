@@ -59,6 +59,7 @@ pub(crate) struct Inner {
     pub(crate) header: Mutex<KeyHeader>,
     pub(crate) keyring: RwLock<Keyring>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) keys: crate::admin::KeyCache,
 }
 
 impl std::fmt::Debug for Vault {
@@ -111,6 +112,7 @@ impl Vault {
                 header: Mutex::new(header),
                 keyring: RwLock::new(keyring),
                 clock: options.clock,
+                keys: crate::admin::KeyCache::default(),
             }),
         }
     }

@@ -1,0 +1,600 @@
+//! Merchants, their API keys and their processing terminals.
+//!
+//! API keys look like `cvk_<16 hex id>_<64 hex secret>`. Only
+//! `HMAC-SHA256(vault "api-key" MAC key, secret)` is stored; the key itself is shown once, at
+//! creation. The secret has 256 bits of entropy, so a keyed hash (not a slow password hash) is the
+//! right tool and keeps authentication cheap on every request. Comparison is constant-time.
+
+use std::{collections::HashMap, fmt};
+
+use hmac::{KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+use vault_core::MerchantId;
+use zeroize::Zeroizing;
+
+use crate::{Vault, VaultError, vault::from_unix};
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+const MERCHANT_PREFIX: u8 = b'M';
+const APIKEY_PREFIX: u8 = b'K';
+const TERMINAL_PREFIX: u8 = b'T';
+const RECORD_VERSION: u8 = 1;
+
+/// What an API key may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Scope {
+    /// Create, read, update and delete tokens (no PAN in any answer).
+    Tokenize,
+    /// Reveal the PAN behind a token.
+    Reveal,
+    /// Create hosted-fields and gateway sessions.
+    Sessions,
+    /// Manage merchants, keys, terminals and vault keys.
+    Admin,
+}
+
+impl Scope {
+    /// Every scope, in display order.
+    pub const ALL: [Scope; 4] = [
+        Scope::Tokenize,
+        Scope::Reveal,
+        Scope::Sessions,
+        Scope::Admin,
+    ];
+
+    fn bit(self) -> u8 {
+        match self {
+            Self::Tokenize => 1,
+            Self::Reveal => 2,
+            Self::Sessions => 4,
+            Self::Admin => 8,
+        }
+    }
+
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tokenize => "tokenize",
+            Self::Reveal => "reveal",
+            Self::Sessions => "sessions",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// A set of scopes.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Scopes(u8);
+
+impl Scopes {
+    /// Parses a comma-separated list (`"tokenize,reveal"`).
+    pub fn parse(s: &str) -> Result<Self, VaultError> {
+        let mut bits = 0;
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let scope = Scope::ALL
+                .into_iter()
+                .find(|sc| sc.as_str() == part)
+                .ok_or_else(|| {
+                    VaultError::field(
+                        "scopes",
+                        "invalid",
+                        "scopes are tokenize, reveal, sessions, admin",
+                    )
+                })?;
+            bits |= scope.bit();
+        }
+        if bits == 0 {
+            return Err(VaultError::field(
+                "scopes",
+                "required",
+                "at least one scope is required",
+            ));
+        }
+        Ok(Self(bits))
+    }
+
+    /// From a list.
+    pub fn of(scopes: &[Scope]) -> Self {
+        Self(scopes.iter().fold(0, |b, s| b | s.bit()))
+    }
+
+    /// Whether `scope` is in the set.
+    pub fn contains(self, scope: Scope) -> bool {
+        self.0 & scope.bit() != 0
+    }
+
+    /// The scopes in the set.
+    pub fn iter(self) -> impl Iterator<Item = Scope> {
+        Scope::ALL.into_iter().filter(move |s| self.contains(*s))
+    }
+}
+
+impl fmt::Display for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.iter().map(Scope::as_str).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+impl fmt::Debug for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Scopes({self})")
+    }
+}
+
+/// A merchant known to the vault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Merchant {
+    /// Its id.
+    pub id: MerchantId,
+    /// A display name.
+    pub name: String,
+    /// When it was added.
+    pub created_at: OffsetDateTime,
+}
+
+/// An API key as listed (never with its secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeyInfo {
+    /// Public key id (16 hex characters).
+    pub id: String,
+    /// The merchant it acts for.
+    pub merchant: MerchantId,
+    /// What it may do.
+    pub scopes: Scopes,
+    /// A label for humans.
+    pub label: String,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+    /// Revoked keys authenticate nothing.
+    pub revoked: bool,
+}
+
+/// A freshly created API key: the only time its full value exists outside the caller.
+pub struct NewApiKey {
+    /// What will be listed about it.
+    pub info: ApiKeyInfo,
+    secret: Zeroizing<String>,
+}
+
+impl NewApiKey {
+    /// The full key (`cvk_<id>_<secret>`), to hand to the merchant once.
+    pub fn expose(&self) -> &str {
+        &self.secret
+    }
+}
+
+impl fmt::Debug for NewApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewApiKey")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who a request authenticated as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// The merchant.
+    pub merchant: MerchantId,
+    /// The API key id used.
+    pub key_id: String,
+    /// Its scopes.
+    pub scopes: Scopes,
+}
+
+impl Principal {
+    /// `Forbidden` unless this principal holds `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), VaultError> {
+        if self.scopes.contains(scope) {
+            Ok(())
+        } else {
+            Err(VaultError::Forbidden)
+        }
+    }
+}
+
+/// A processing terminal: 4-50 characters of `[A-Za-z0-9_-]`, owned by one merchant.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TerminalId(String);
+
+impl TerminalId {
+    /// Parses and validates.
+    pub fn parse(s: &str) -> Result<Self, VaultError> {
+        let ok = (4..=50).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(VaultError::field(
+                "processingTerminalId",
+                "invalid",
+                "terminal id must be 4-50 characters of [A-Za-z0-9_-]",
+            ))
+        }
+    }
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TerminalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A terminal and its merchant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Terminal {
+    /// Its id.
+    pub id: TerminalId,
+    /// Its merchant.
+    pub merchant: MerchantId,
+    /// When it was added.
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Serialize, Deserialize)]
+struct MerchantRec {
+    v: u8,
+    name: String,
+    created_at: i64,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct ApiKeyRec {
+    v: u8,
+    merchant: u64,
+    scopes: u8,
+    hash: [u8; 32],
+    label: String,
+    created_at: i64,
+    revoked: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TerminalRec {
+    v: u8,
+    merchant: u64,
+    created_at: i64,
+}
+
+/// In-memory cache of API key records, so authentication costs one HMAC and no I/O.
+#[derive(Default)]
+pub(crate) struct KeyCache(parking_lot::RwLock<HashMap<[u8; 8], ApiKeyRec>>);
+
+fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + rest.len());
+    k.push(prefix);
+    k.extend_from_slice(rest);
+    k
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &'static str) -> Result<T, VaultError> {
+    match bytes.split_first() {
+        Some((&RECORD_VERSION, _)) => postcard::from_bytes(bytes)
+            .map_err(|_| VaultError::Store(vault_store::StoreError::Corrupt(what))),
+        _ => Err(VaultError::Store(vault_store::StoreError::Corrupt(what))),
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serialising these plain structs into a Vec cannot fail.
+    postcard::to_allocvec(v).unwrap_or_default()
+}
+
+impl Vault {
+    fn key_hash(&self, secret: &[u8]) -> [u8; 32] {
+        let k = self.inner.keyring.read().mac_key("api-key");
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(k.expose())
+            .expect("HMAC accepts any key length");
+        mac.update(secret);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Adds a merchant. Refused if the id exists.
+    pub fn add_merchant(&self, id: MerchantId, name: &str) -> Result<Merchant, VaultError> {
+        let name = name.trim();
+        if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+            return Err(VaultError::field(
+                "name",
+                "invalid",
+                "merchant name must be 1-100 printable characters",
+            ));
+        }
+        let now = self.now();
+        let rec = MerchantRec {
+            v: RECORD_VERSION,
+            name: name.to_owned(),
+            created_at: now.unix_timestamp(),
+        };
+        let k = key(MERCHANT_PREFIX, &id.get().to_be_bytes());
+        let bytes = encode(&rec);
+        self.inner
+            .store
+            .write(move |tx| -> Result<(), VaultError> {
+                if tx.get_raw(&k)?.is_some() {
+                    return Err(VaultError::field(
+                        "merchant_id",
+                        "exists",
+                        "a merchant with this id exists",
+                    ));
+                }
+                tx.put_raw(&k, bytes)?;
+                Ok(())
+            })?;
+        Ok(Merchant {
+            id,
+            name: rec.name,
+            created_at: from_unix(rec.created_at)?,
+        })
+    }
+
+    /// The merchant with this id.
+    pub fn merchant(&self, id: MerchantId) -> Result<Option<Merchant>, VaultError> {
+        match self
+            .inner
+            .store
+            .get_raw(&key(MERCHANT_PREFIX, &id.get().to_be_bytes()))?
+        {
+            Some(b) => {
+                let r: MerchantRec = decode(&b, "merchant")?;
+                Ok(Some(Merchant {
+                    id,
+                    name: r.name,
+                    created_at: from_unix(r.created_at)?,
+                }))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Every merchant, by id.
+    pub fn merchants(&self) -> Result<Vec<Merchant>, VaultError> {
+        let mut out = Vec::new();
+        for (k, v) in self.inner.store.scan_raw(&[MERCHANT_PREFIX], usize::MAX)? {
+            let id: [u8; 8] = k
+                .get(1..9)
+                .and_then(|s| s.try_into().ok())
+                .ok_or(VaultError::Integrity)?;
+            let id = MerchantId::new(u64::from_be_bytes(id)).map_err(|_| VaultError::Integrity)?;
+            let r: MerchantRec = decode(&v, "merchant")?;
+            out.push(Merchant {
+                id,
+                name: r.name,
+                created_at: from_unix(r.created_at)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Creates an API key for an existing merchant. The returned value is the only copy of the key.
+    pub fn create_api_key(
+        &self,
+        merchant: MerchantId,
+        scopes: Scopes,
+        label: &str,
+    ) -> Result<NewApiKey, VaultError> {
+        if self.merchant(merchant)?.is_none() {
+            return Err(VaultError::field(
+                "merchant_id",
+                "unknown",
+                "no merchant with this id",
+            ));
+        }
+        if label.len() > 100 || label.chars().any(char::is_control) {
+            return Err(VaultError::field(
+                "label",
+                "invalid",
+                "label must be at most 100 printable characters",
+            ));
+        }
+        let mut id = [0u8; 8];
+        let mut secret = Zeroizing::new([0u8; 32]);
+        {
+            use rand::Rng;
+            let mut rng = rand::rng();
+            rng.fill_bytes(&mut id);
+            rng.fill_bytes(secret.as_mut());
+        }
+        let secret_hex = Zeroizing::new(hex::encode(secret.as_ref()));
+        let now = self.now();
+        let rec = ApiKeyRec {
+            v: RECORD_VERSION,
+            merchant: merchant.get(),
+            scopes: scopes.0,
+            hash: self.key_hash(secret_hex.as_bytes()),
+            label: label.to_owned(),
+            created_at: now.unix_timestamp(),
+            revoked: false,
+        };
+        let bytes = encode(&rec);
+        let k = key(APIKEY_PREFIX, &id);
+        self.inner.store.write(move |tx| tx.put_raw(&k, bytes))?;
+        self.inner.keys.0.write().insert(id, rec.clone());
+        let id_hex = hex::encode(id);
+        Ok(NewApiKey {
+            info: ApiKeyInfo {
+                id: id_hex.clone(),
+                merchant,
+                scopes,
+                label: rec.label,
+                created_at: from_unix(rec.created_at)?,
+                revoked: false,
+            },
+            secret: Zeroizing::new(format!("cvk_{id_hex}_{}", secret_hex.as_str())),
+        })
+    }
+
+    /// API keys, of one merchant or all.
+    pub fn api_keys(&self, merchant: Option<MerchantId>) -> Result<Vec<ApiKeyInfo>, VaultError> {
+        let mut out = Vec::new();
+        for (k, v) in self.inner.store.scan_raw(&[APIKEY_PREFIX], usize::MAX)? {
+            let r: ApiKeyRec = decode(&v, "api key")?;
+            let m = MerchantId::new(r.merchant).map_err(|_| VaultError::Integrity)?;
+            if merchant.is_some_and(|want| want != m) {
+                continue;
+            }
+            out.push(ApiKeyInfo {
+                id: hex::encode(k.get(1..).unwrap_or_default()),
+                merchant: m,
+                scopes: Scopes(r.scopes),
+                label: r.label,
+                created_at: from_unix(r.created_at)?,
+                revoked: r.revoked,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Revokes an API key by id; it stops authenticating at once.
+    pub fn revoke_api_key(&self, id: &str) -> Result<(), VaultError> {
+        let raw: [u8; 8] = hex::decode(id)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| {
+                VaultError::field("key_id", "invalid", "key id must be 16 hex characters")
+            })?;
+        let k = key(APIKEY_PREFIX, &raw);
+        let rec = self
+            .inner
+            .store
+            .write(move |tx| -> Result<ApiKeyRec, VaultError> {
+                let bytes = tx.get_raw(&k)?.ok_or(VaultError::NotFound)?;
+                let mut rec: ApiKeyRec = decode(&bytes, "api key")?;
+                rec.revoked = true;
+                tx.put_raw(&k, encode(&rec))?;
+                Ok(rec)
+            })?;
+        self.inner.keys.0.write().insert(raw, rec);
+        Ok(())
+    }
+
+    /// Authenticates a bearer API key. Every failure (malformed, unknown, wrong secret, revoked,
+    /// merchant removed) is the same `Unauthorized`.
+    pub fn authenticate(&self, bearer: &str) -> Result<Principal, VaultError> {
+        let parsed = bearer
+            .strip_prefix("cvk_")
+            .and_then(|rest| rest.split_once('_'))
+            .filter(|(id, secret)| id.len() == 16 && secret.len() == 64);
+        let Some((id_hex, secret)) = parsed else {
+            return Err(VaultError::Unauthorized);
+        };
+        let Some(id) = hex::decode(id_hex)
+            .ok()
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        else {
+            return Err(VaultError::Unauthorized);
+        };
+        let cached = self.inner.keys.0.read().get(&id).cloned();
+        let rec = match cached {
+            Some(r) => r,
+            None => {
+                let Some(bytes) = self.inner.store.get_raw(&key(APIKEY_PREFIX, &id))? else {
+                    // Pay the same HMAC as a real check, so unknown ids do not answer faster.
+                    let _ = self.key_hash(secret.as_bytes());
+                    return Err(VaultError::Unauthorized);
+                };
+                let r: ApiKeyRec = decode(&bytes, "api key")?;
+                self.inner.keys.0.write().insert(id, r.clone());
+                r
+            }
+        };
+        let ok = self.key_hash(secret.as_bytes()).ct_eq(&rec.hash);
+        if !bool::from(ok) || rec.revoked {
+            return Err(VaultError::Unauthorized);
+        }
+        Ok(Principal {
+            merchant: MerchantId::new(rec.merchant).map_err(|_| VaultError::Integrity)?,
+            key_id: id_hex.to_owned(),
+            scopes: Scopes(rec.scopes),
+        })
+    }
+
+    /// Adds a terminal for an existing merchant. Refused if the id exists.
+    pub fn add_terminal(
+        &self,
+        merchant: MerchantId,
+        id: TerminalId,
+    ) -> Result<Terminal, VaultError> {
+        if self.merchant(merchant)?.is_none() {
+            return Err(VaultError::field(
+                "merchant_id",
+                "unknown",
+                "no merchant with this id",
+            ));
+        }
+        let now = self.now();
+        let rec = TerminalRec {
+            v: RECORD_VERSION,
+            merchant: merchant.get(),
+            created_at: now.unix_timestamp(),
+        };
+        let k = key(TERMINAL_PREFIX, id.as_str().as_bytes());
+        let bytes = encode(&rec);
+        self.inner
+            .store
+            .write(move |tx| -> Result<(), VaultError> {
+                if tx.get_raw(&k)?.is_some() {
+                    return Err(VaultError::field(
+                        "terminal_id",
+                        "exists",
+                        "a terminal with this id exists",
+                    ));
+                }
+                tx.put_raw(&k, bytes)?;
+                Ok(())
+            })?;
+        Ok(Terminal {
+            id,
+            merchant,
+            created_at: from_unix(rec.created_at)?,
+        })
+    }
+
+    /// The terminal with this id.
+    pub fn terminal(&self, id: &TerminalId) -> Result<Option<Terminal>, VaultError> {
+        match self
+            .inner
+            .store
+            .get_raw(&key(TERMINAL_PREFIX, id.as_str().as_bytes()))?
+        {
+            Some(b) => {
+                let r: TerminalRec = decode(&b, "terminal")?;
+                let merchant = MerchantId::new(r.merchant).map_err(|_| VaultError::Integrity)?;
+                Ok(Some(Terminal {
+                    id: id.clone(),
+                    merchant,
+                    created_at: from_unix(r.created_at)?,
+                }))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Terminals, of one merchant or all.
+    pub fn terminals(&self, merchant: Option<MerchantId>) -> Result<Vec<Terminal>, VaultError> {
+        let mut out = Vec::new();
+        for (k, v) in self.inner.store.scan_raw(&[TERMINAL_PREFIX], usize::MAX)? {
+            let id = std::str::from_utf8(k.get(1..).unwrap_or_default())
+                .map_err(|_| VaultError::Integrity)?;
+            let r: TerminalRec = decode(&v, "terminal")?;
+            let m = MerchantId::new(r.merchant).map_err(|_| VaultError::Integrity)?;
+            if merchant.is_none_or(|want| want == m) {
+                out.push(Terminal {
+                    id: TerminalId(id.to_owned()),
+                    merchant: m,
+                    created_at: from_unix(r.created_at)?,
+                });
+            }
+        }
+        Ok(out)
+    }
+}

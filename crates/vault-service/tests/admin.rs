@@ -1,0 +1,101 @@
+//! Merchants, API keys (scopes, revocation, persistence) and terminals.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use vault_service::{Scope, Scopes, TerminalId, VaultError};
+
+#[test]
+fn api_keys_authenticate_with_their_scopes_until_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, clock) = new_vault(dir.path());
+    let m = merchant(890490);
+    vault.add_merchant(m, "Shop").unwrap();
+    assert!(
+        matches!(vault.add_merchant(m, "Again"), Err(VaultError::Invalid(f)) if f.code == "exists")
+    );
+    let key = vault
+        .create_api_key(m, Scopes::parse("tokenize,reveal").unwrap(), "backend")
+        .unwrap();
+    assert!(key.expose().starts_with("cvk_"));
+    assert!(
+        !format!("{key:?}").contains(&key.expose()[21..]),
+        "Debug shows the secret"
+    );
+    let p = vault.authenticate(key.expose()).unwrap();
+    assert_eq!(p.merchant, m);
+    assert!(p.require(Scope::Reveal).is_ok());
+    assert!(matches!(
+        p.require(Scope::Admin),
+        Err(VaultError::Forbidden)
+    ));
+
+    // Wrong secret, malformed, unknown id: all the same error.
+    let mut wrong = key.expose().to_owned();
+    let last = wrong.pop().unwrap();
+    wrong.push(if last == '0' { '1' } else { '0' });
+    for bad in [
+        wrong.as_str(),
+        "",
+        "cvk_",
+        "Bearer x",
+        "cvk_0000000000000000_00",
+    ] {
+        assert!(
+            matches!(vault.authenticate(bad), Err(VaultError::Unauthorized)),
+            "{bad:?}"
+        );
+    }
+    let unknown = format!("cvk_{}_{}", "0123456789abcdef", "0".repeat(64));
+    assert!(matches!(
+        vault.authenticate(&unknown),
+        Err(VaultError::Unauthorized)
+    ));
+
+    // Listed without the secret, persisted across restarts, revocable.
+    let listed = vault.api_keys(Some(m)).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].scopes.to_string(), "tokenize,reveal");
+    drop(vault);
+    let vault = reopen(dir.path(), clock.clone());
+    assert!(vault.authenticate(key.expose()).is_ok());
+    vault.revoke_api_key(&listed[0].id).unwrap();
+    assert!(matches!(
+        vault.authenticate(key.expose()),
+        Err(VaultError::Unauthorized)
+    ));
+    drop(vault);
+    let vault = reopen(dir.path(), clock);
+    assert!(matches!(
+        vault.authenticate(key.expose()),
+        Err(VaultError::Unauthorized)
+    ));
+    assert!(vault.api_keys(None).unwrap()[0].revoked);
+}
+
+#[test]
+fn keys_and_terminals_need_an_existing_merchant() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, _) = new_vault(dir.path());
+    let m = merchant(5);
+    assert!(
+        vault
+            .create_api_key(m, Scopes::of(&[Scope::Tokenize]), "")
+            .is_err()
+    );
+    let t = TerminalId::parse("term-0001").unwrap();
+    assert!(vault.add_terminal(m, t.clone()).is_err());
+    vault.add_merchant(m, "Five").unwrap();
+    vault.add_terminal(m, t.clone()).unwrap();
+    assert!(vault.add_terminal(m, t.clone()).is_err());
+    assert_eq!(vault.terminal(&t).unwrap().unwrap().merchant, m);
+    assert_eq!(vault.terminals(Some(m)).unwrap().len(), 1);
+    assert!(vault.terminals(Some(merchant(6))).unwrap().is_empty());
+    for bad in ["abc", "x".repeat(51).as_str(), "has space", "émoji"] {
+        assert!(TerminalId::parse(bad).is_err(), "{bad}");
+    }
+    assert!(Scopes::parse("").is_err());
+    assert!(Scopes::parse("tokenize,root").is_err());
+    assert_eq!(vault.merchants().unwrap().len(), 1);
+}
