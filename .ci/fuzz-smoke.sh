@@ -70,7 +70,7 @@ for t in "${targets[@]}"; do
         echo "!!! $t FAILED; reproducer(s) in fuzz/artifacts/$t/" >&2
         failed+=("$t")
     else
-        grep -E '^#[0-9]+ +DONE|stat::number_of_executed_units|stat::average_exec_per_sec' \
+        grep -E '^#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb' \
             "$scratch/$t.log" || true
     fi
 done

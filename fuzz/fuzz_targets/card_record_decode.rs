@@ -7,6 +7,9 @@ use vault_core::CardRecord;
 // (The message names no bytes: they may hold a PAN.)
 fuzz_target!(|data: &[u8]| {
     if let Ok(record) = CardRecord::decode(data) {
-        assert!(record.encode().as_slice() == data, "card record re-encodes differently");
+        assert!(
+            record.encode().as_slice() == data,
+            "card record re-encodes differently"
+        );
     }
 });

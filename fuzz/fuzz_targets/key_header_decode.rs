@@ -8,6 +8,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(header) = KeyHeader::decode(data) {
         let encoded = header.encode();
         assert!(encoded == data, "key header re-encodes differently");
-        assert!(KeyHeader::decode(&encoded).is_ok(), "re-encoded key header does not decode");
+        assert!(
+            KeyHeader::decode(&encoded).is_ok(),
+            "re-encoded key header does not decode"
+        );
     }
 });

@@ -7,10 +7,16 @@ use vault_core::{SessionToken, Token};
 fuzz_target!(|data: &[u8]| {
     if let Ok(s) = std::str::from_utf8(data) {
         if let Ok(token) = Token::parse(s) {
-            assert!(token.to_string() == s, "token does not print back as parsed");
+            assert!(
+                token.to_string() == s,
+                "token does not print back as parsed"
+            );
         }
         if let Ok(session) = SessionToken::parse(s) {
-            assert!(session.to_string() == s, "session token does not print back as parsed");
+            assert!(
+                session.to_string() == s,
+                "session token does not print back as parsed"
+            );
         }
     }
 });
