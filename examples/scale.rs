@@ -1,13 +1,16 @@
 //! Fills a fresh, durable vault with many tokens and reports what it costs.
 //!
 //! ```text
-//! cargo run --release --example scale -- [--tokens N] [--threads T] [--dir PATH]
+//! cargo run --release --example scale -- [--tokens N] [--threads T] [--dir PATH] [--floor]
 //! ```
 //!
 //! - `--tokens N` (default 1,000,000): how many cards to tokenize, in `tokenize_batch` calls of 1000;
 //! - `--threads T` (default 2): how many threads call `tokenize_batch` concurrently;
 //! - `--dir PATH`: where to create the vault (must not hold one); default: a temporary directory
-//!   (removed at exit).
+//!   (removed at exit);
+//! - `--floor`: instead of the vault, write the same bytes straight into a `vault_store::Store`
+//!   (per token one record of a real sealed card's size, its expiry entry and a de-duplication
+//!   entry; 1000 tokens per committer job), to tell the vault's costs from the store's.
 //!
 //! It prints the fill rate, then closes the vault and measures the bytes on disk per token (sum of
 //! the data directory's file sizes after a clean close), the time `Vault::open` takes with a key
@@ -15,24 +18,32 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::{
+    error::Error,
     path::{Path, PathBuf},
     process::ExitCode,
+    sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
 
 use cardvault::{
-    Expiry, KeySource, MerchantId, NewCard, Pan, SecretKey, Token, TokenizeOptions,
-    TokenizeRequest, Vault, VaultOptions,
+    Expiry, KeySource, MerchantId, NewCard, Pan, SecretKey, StoreError, StoreStats, Token,
+    TokenizeOptions, TokenizeRequest, Vault, VaultOptions,
+    core::{
+        CardRecord, KdfParams, KeyHeader, Metadata, OffsetDateTime, RecordBinding, seal_record,
+    },
 };
-use rand::RngExt;
+use rand::{Rng, RngExt};
+use vault_store::{DedupeKey, LookupId, Store, StoreOptions, StoredRecord};
 
 const BATCH: usize = 1000;
 const SAMPLE: usize = 1000;
+const MERCHANT: u64 = 890_490;
 
 struct Args {
     tokens: usize,
     threads: usize,
     dir: Option<PathBuf>,
+    floor: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -40,6 +51,7 @@ fn parse_args() -> Result<Args, String> {
         tokens: 1_000_000,
         threads: 2,
         dir: None,
+        floor: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -49,14 +61,17 @@ fn parse_args() -> Result<Args, String> {
                 args.tokens = value()?
                     .replace('_', "")
                     .parse()
-                    .map_err(|e| format!("--tokens: {e}"))?
+                    .map_err(|e| format!("--tokens: {e}"))?;
             }
             "--threads" => {
                 args.threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?
             }
             "--dir" => args.dir = Some(PathBuf::from(value()?)),
+            "--floor" => args.floor = true,
             "-h" | "--help" => {
-                return Err("usage: scale [--tokens N] [--threads T] [--dir PATH]".to_owned());
+                return Err(
+                    "usage: scale [--tokens N] [--threads T] [--dir PATH] [--floor]".to_owned(),
+                );
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -137,63 +152,31 @@ fn per_sec(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("scale: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
+/// Every item's output with its index, and the wall time of the fill.
+type Filled<T> = (Vec<(usize, T)>, Duration);
 
-fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let args = parse_args()?;
-    let tmp = tempfile::tempdir()?;
-    let dir = args.dir.clone().unwrap_or_else(|| tmp.path().join("vault"));
-    let key = KeySource::KeyFile(SecretKey::from_bytes([7; 32]));
-    let merchant = MerchantId::new(890_490)?;
-    let n = args.tokens;
-    println!(
-        "cardvault scale: {n} tokens, batches of {BATCH}, {} threads, durable, in {}",
-        args.threads,
-        dir.display()
-    );
-
-    // Fill.
-    let vault = Vault::create(&dir, &key, VaultOptions::default())?;
+/// Runs `fill(index_range)` for every batch of [`BATCH`] tokens out of `n`, on `threads` threads
+/// pulling batches from a shared counter; returns every item's output and the wall time.
+fn fill_in_batches<T: Send>(
+    n: usize,
+    threads: usize,
+    fill: impl Fn(std::ops::Range<usize>) -> Result<Vec<T>, String> + Sync,
+) -> Result<Filled<T>, Box<dyn Error>> {
     let batches = n.div_ceil(BATCH);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut tokens: Vec<Option<Token>> = vec![None; n];
+    let next = AtomicUsize::new(0);
     let start = Instant::now();
-    let filled: Vec<Vec<(usize, Token)>> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..args.threads)
+    let parts: Vec<Vec<(usize, T)>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
             .map(|_| {
-                s.spawn(|| -> Result<Vec<(usize, Token)>, String> {
+                s.spawn(|| -> Result<Vec<(usize, T)>, String> {
                     let mut out = Vec::new();
                     loop {
-                        let b = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let b = next.fetch_add(1, Ordering::Relaxed);
                         if b >= batches {
                             return Ok(out);
                         }
                         let range = b * BATCH..((b + 1) * BATCH).min(n);
-                        let items = range
-                            .clone()
-                            .map(|i| {
-                                let i = u64::try_from(i).expect("fits");
-                                let pan = Pan::parse(&pan_for(i)).map_err(|e| e.to_string())?;
-                                Ok(TokenizeRequest {
-                                    card: NewCard::new(pan, expiry_for(i)),
-                                    options: TokenizeOptions::default(),
-                                })
-                            })
-                            .collect::<Result<Vec<_>, String>>()?;
-                        let results = vault
-                            .tokenize_batch(merchant, items)
-                            .map_err(|e| e.to_string())?;
-                        for (i, r) in range.zip(results) {
-                            out.push((i, r.map_err(|e| e.to_string())?.token));
-                        }
+                        out.extend(range.clone().zip(fill(range)?));
                         if b % 100 == 99 {
                             eprint!("\r  {} / {n} tokens", (b + 1) * BATCH);
                         }
@@ -206,29 +189,184 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             .map(|w| w.join().expect("worker thread"))
             .collect::<Result<_, _>>()
     })?;
-    let fill_time = start.elapsed();
+    let elapsed = start.elapsed();
     eprintln!();
-    for (i, t) in filled.into_iter().flatten() {
-        tokens[i] = Some(t);
+    Ok((parts.into_iter().flatten().collect(), elapsed))
+}
+
+/// Puts `items` (index, value) back in index order, checking none is missing.
+fn in_order<T: Clone>(n: usize, items: Vec<(usize, T)>) -> Result<Vec<T>, Box<dyn Error>> {
+    let mut slots: Vec<Option<T>> = vec![None; n];
+    for (i, t) in items {
+        slots[i] = Some(t);
     }
-    let tokens: Vec<Token> = tokens
+    Ok(slots
         .into_iter()
         .map(|t| t.ok_or("a token is missing"))
-        .collect::<Result<_, _>>()?;
-    let stats = vault.stats();
-    let in_flight_size = stats.store.size_on_disk;
+        .collect::<Result<_, _>>()?)
+}
+
+struct Report {
+    rows: Vec<(String, String)>,
+}
+
+impl Report {
+    fn row(&mut self, metric: impl Into<String>, value: impl Into<String>) {
+        self.rows.push((metric.into(), value.into()));
+    }
+
+    fn print(&self) {
+        let w = self
+            .rows
+            .iter()
+            .map(|(m, _)| m.len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        println!();
+        println!("| {:w$} | value |", "metric");
+        println!("|{}|-------|", "-".repeat(w + 2));
+        for (m, v) in &self.rows {
+            println!("| {m:w$} | {v} |");
+        }
+    }
+
+    fn fill(
+        &mut self,
+        what: &str,
+        n: usize,
+        threads: usize,
+        fill_time: Duration,
+        stats: &StoreStats,
+    ) {
+        self.row("tokens", n.to_string());
+        self.row(
+            format!("fill: {what} of {BATCH}, {threads} threads"),
+            format!("{:.2} s", fill_time.as_secs_f64()),
+        );
+        self.row(
+            "fill rate",
+            format!("{:.0} tokens/s", per_sec(n, fill_time)),
+        );
+        self.row(
+            "group commits / flushes during fill",
+            format!(
+                "{} / {} (avg {:.2} jobs per group)",
+                stats.groups,
+                stats.flushes,
+                stats.jobs as f64 / stats.groups.max(1) as f64
+            ),
+        );
+        self.row(
+            "sled size_on_disk before close",
+            format!(
+                "{} B ({:.0} B/token)",
+                stats.size_on_disk,
+                stats.size_on_disk as f64 / n as f64
+            ),
+        );
+    }
+
+    fn disk(&mut self, n: usize, close_time: Duration, dir: &Path) -> std::io::Result<()> {
+        let (apparent, allocated, files) = disk_usage(dir)?;
+        let tok = n as f64;
+        self.row(
+            "close (drop) time",
+            format!("{:.3} s", close_time.as_secs_f64()),
+        );
+        self.row("files in data dir after close", files.to_string());
+        self.row(
+            "bytes on disk (sum of file sizes)",
+            format!("{apparent} B = {:.1} B/token", apparent as f64 / tok),
+        );
+        self.row(
+            "bytes on disk (allocated blocks)",
+            format!("{allocated} B = {:.1} B/token", allocated as f64 / tok),
+        );
+        Ok(())
+    }
+}
+
+fn main() -> ExitCode {
+    let result = parse_args()
+        .map_err(Box::<dyn Error>::from)
+        .and_then(|args| {
+            let tmp = tempfile::tempdir()?;
+            let dir = args.dir.clone().unwrap_or_else(|| tmp.path().join("vault"));
+            println!(
+                "cardvault scale{}: {} tokens, batches of {BATCH}, {} threads, durable, in {}",
+                if args.floor {
+                    " --floor (bare store)"
+                } else {
+                    ""
+                },
+                args.tokens,
+                args.threads,
+                dir.display()
+            );
+            if args.floor {
+                run_floor(&args, &dir)
+            } else {
+                run_vault(&args, &dir)
+            }
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("scale: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_vault(args: &Args, dir: &Path) -> Result<(), Box<dyn Error>> {
+    let key = KeySource::KeyFile(SecretKey::from_bytes([7; 32]));
+    let merchant = MerchantId::new(MERCHANT)?;
+    let n = args.tokens;
+    let mut report = Report { rows: Vec::new() };
+
+    let vault = Vault::create(dir, &key, VaultOptions::default())?;
+    let (filled, fill_time) = fill_in_batches(n, args.threads, |range| {
+        let items = range
+            .map(|i| {
+                let i = u64::try_from(i).expect("fits");
+                let pan = Pan::parse(&pan_for(i)).map_err(|e| e.to_string())?;
+                Ok(TokenizeRequest {
+                    card: NewCard::new(pan, expiry_for(i)),
+                    options: TokenizeOptions::default(),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let results = vault
+            .tokenize_batch(merchant, items)
+            .map_err(|e| e.to_string())?;
+        results
+            .into_iter()
+            .map(|r| r.map(|info| info.token).map_err(|e| e.to_string()))
+            .collect()
+    })?;
+    let tokens: Vec<Token> = in_order(n, filled)?;
+    report.fill(
+        "tokenize_batch",
+        n,
+        args.threads,
+        fill_time,
+        &vault.stats().store,
+    );
 
     // Clean close, then measure the directory.
     let start = Instant::now();
     drop(vault);
-    let close_time = start.elapsed();
-    let (apparent, allocated, files) = disk_usage(&dir)?;
+    report.disk(n, start.elapsed(), dir)?;
 
     // Re-open with the key file (no KDF).
     let start = Instant::now();
-    let vault = Vault::open(&dir, &key, VaultOptions::default())?;
-    let open_time = start.elapsed();
-    let records_after_open = vault.stats().records;
+    let vault = Vault::open(dir, &key, VaultOptions::default())?;
+    report.row(
+        "Vault::open (key file, no KDF)",
+        format!("{:.3} s", start.elapsed().as_secs_f64()),
+    );
+    report.row("records after open", vault.stats().records.to_string());
 
     // Reveal a random sample and check every card number.
     let mut rng = rand::rng();
@@ -236,61 +374,127 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     for &i in &sample {
         let card = vault.reveal(merchant, &tokens[i], None)?;
-        let want = pan_for(u64::try_from(i)?);
-        if card.pan.expose_digits() != want || card.expiry != expiry_for(u64::try_from(i)?) {
+        let i = u64::try_from(i)?;
+        if card.pan.expose_digits() != pan_for(i) || card.expiry != expiry_for(i) {
             return Err(format!("token {i} revealed the wrong card").into());
         }
     }
     let reveal_time = start.elapsed();
+    report.row(
+        format!(
+            "reveal {} random tokens right after open, 1 thread",
+            sample.len()
+        ),
+        format!(
+            "{:.3} s ({:.0}/s), every card correct",
+            reveal_time.as_secs_f64(),
+            per_sec(sample.len(), reveal_time)
+        ),
+    );
     drop(vault);
+    report.print();
+    Ok(())
+}
 
-    let tok = n as f64;
-    println!();
-    println!("| metric                                   | value |");
-    println!("|------------------------------------------|-------|");
-    println!("| tokens                                   | {n} |");
-    println!(
-        "| fill time (tokenize_batch of {BATCH}, {} thr) | {:.2} s |",
-        args.threads,
-        fill_time.as_secs_f64()
+/// A stored record with random token, lookup id, de-duplication key and sealed bytes of `sealed_len`.
+fn random_record(
+    rng: &mut impl Rng,
+    sealed_len: usize,
+    now: i64,
+    keep_until: i64,
+) -> (LookupId, StoredRecord) {
+    let mut token = [0u8; 24];
+    let mut id = [0u8; 16];
+    let mut dedupe = [0u8; 16];
+    let mut sealed = vec![0u8; sealed_len];
+    rng.fill_bytes(&mut token);
+    rng.fill_bytes(&mut id);
+    rng.fill_bytes(&mut dedupe);
+    rng.fill_bytes(&mut sealed);
+    let record = StoredRecord {
+        merchant: MERCHANT,
+        token,
+        created_at: now,
+        updated_at: now,
+        keep_until,
+        dedupe: DedupeKey(dedupe),
+        customer: None,
+        sealed,
+    };
+    (LookupId(id), record)
+}
+
+fn run_floor(args: &Args, dir: &Path) -> Result<(), Box<dyn Error>> {
+    let n = args.tokens;
+    let mut report = Report { rows: Vec::new() };
+    let now = OffsetDateTime::now_utc();
+    let key = KeySource::KeyFile(SecretKey::from_bytes([7; 32]));
+    let (header, keyring) =
+        KeyHeader::create(&key, KdfParams::insecure_for_tests(), &mut rand::rng(), now)?;
+    // The size of a real sealed card, as tokenize writes it.
+    let card = CardRecord {
+        pan: Pan::parse(&pan_for(0))?,
+        expiry: expiry_for(0),
+        name: None,
+        metadata: Metadata::default(),
+    };
+    let token = Token::mint(&mut rand::rng());
+    let binding = RecordBinding {
+        merchant: MerchantId::new(MERCHANT)?,
+        token: &token,
+        customer: None,
+        keep_until: card.expiry.keep_until(),
+    };
+    let sealed_len = seal_record(&keyring, &binding, &card, &mut rand::rng()).len();
+
+    let store = Store::create(dir, &header.encode(), StoreOptions::default())?;
+    let (filled, fill_time) = fill_in_batches(n, args.threads, |range| {
+        let mut rng = rand::rng();
+        let records: Vec<_> = range
+            .map(|i| {
+                let keep_until = expiry_for(u64::try_from(i).expect("fits"))
+                    .keep_until()
+                    .unix_timestamp();
+                random_record(&mut rng, sealed_len, now.unix_timestamp(), keep_until)
+            })
+            .collect();
+        let ids: Vec<LookupId> = records.iter().map(|(id, _)| *id).collect();
+        store
+            .write(move |tx| {
+                for (id, record) in &records {
+                    tx.put_record(id, record)?;
+                    tx.put_dedupe(&record.dedupe, &record.token);
+                }
+                Ok::<_, StoreError>(())
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(ids)
+    })?;
+    let ids: Vec<LookupId> = in_order(n, filled)?;
+    report.fill("Store::write", n, args.threads, fill_time, &store.stats());
+
+    let start = Instant::now();
+    drop(store);
+    report.disk(n, start.elapsed(), dir)?;
+
+    let start = Instant::now();
+    let store = Store::open(dir, StoreOptions::default())?;
+    report.row(
+        "Store::open",
+        format!("{:.3} s", start.elapsed().as_secs_f64()),
     );
-    println!(
-        "| fill rate                                | {:.0} tokens/s |",
-        per_sec(n, fill_time)
+    report.row("records after open", store.stats().records.to_string());
+    let mut rng = rand::rng();
+    for _ in 0..SAMPLE.min(n) {
+        if store.record(&ids[rng.random_range(0..n)])?.is_none() {
+            return Err("a record is missing".into());
+        }
+    }
+    report.row(
+        format!("{} random records read back after open", SAMPLE.min(n)),
+        "all present",
     );
-    println!(
-        "| group commits / fsyncs during fill       | {} / {} (avg {:.1} jobs/group) |",
-        stats.store.groups,
-        stats.store.flushes,
-        stats.store.jobs as f64 / stats.store.groups.max(1) as f64
-    );
-    println!(
-        "| sled size_on_disk before close           | {in_flight_size} B ({:.0} B/token) |",
-        in_flight_size as f64 / tok
-    );
-    println!(
-        "| close (drop) time                        | {:.3} s |",
-        close_time.as_secs_f64()
-    );
-    println!("| files in data dir after close            | {files} |");
-    println!(
-        "| bytes on disk (sum of file sizes)        | {apparent} B = {:.1} B/token |",
-        apparent as f64 / tok
-    );
-    println!(
-        "| bytes on disk (allocated blocks)         | {allocated} B = {:.1} B/token |",
-        allocated as f64 / tok
-    );
-    println!(
-        "| Vault::open (key file, no KDF)           | {:.3} s |",
-        open_time.as_secs_f64()
-    );
-    println!("| records after open                       | {records_after_open} |");
-    println!(
-        "| reveal {} random tokens after open      | {:.3} s ({:.0}/s, 1 thread, all correct) |",
-        sample.len(),
-        reveal_time.as_secs_f64(),
-        per_sec(sample.len(), reveal_time)
-    );
+    drop(store);
+    report.print();
     Ok(())
 }

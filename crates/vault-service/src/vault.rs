@@ -16,7 +16,7 @@ use crate::{Clock, RevealedCard, SystemClock, TokenInfo, VaultError};
 /// How a [`Vault`] is opened.
 #[derive(Clone)]
 pub struct VaultOptions {
-    /// When writes are acknowledged; the default ([`Durability::Flush`]) survives `kill -9`.
+    /// When writes are acknowledged; the default ([`Durability::Sync`]) survives `kill -9` and power loss.
     pub durability: Durability,
     /// Argon2id parameters for a new passphrase-protected vault (ignored by `open`, which reads
     /// them from the vault header, and for key files).
@@ -30,7 +30,7 @@ pub struct VaultOptions {
 impl Default for VaultOptions {
     fn default() -> Self {
         Self {
-            durability: Durability::Flush,
+            durability: Durability::Sync,
             kdf: KdfParams::DEFAULT,
             clock: Arc::new(SystemClock),
             cache_capacity: StoreOptions::default().cache_capacity,

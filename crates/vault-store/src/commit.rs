@@ -256,6 +256,7 @@ pub(crate) struct Committer {
     pub(crate) rx: Receiver<Job>,
     pub(crate) dir: std::path::PathBuf,
     pub(crate) durable: bool,
+    pub(crate) sync_file: Option<std::fs::File>,
     pub(crate) max_group: usize,
     pub(crate) stats: Arc<CommitStats>,
     pub(crate) group_sizes: Arc<parking_lot::Mutex<GroupHistogram>>,
@@ -335,6 +336,9 @@ impl Committer {
         self.tree.apply_batch(batch)?;
         if self.durable {
             self.db.flush()?;
+            if let Some(f) = &self.sync_file {
+                f.sync_data()?;
+            }
             self.stats.flushes.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())

@@ -1,0 +1,242 @@
+//! The client against a real daemon: a vault in a temp dir, `vault_daemon::serve` on a temp
+//! socket, every call driven through the client.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::{path::PathBuf, time::Duration};
+
+use tokio::{sync::oneshot, task::JoinHandle};
+use vault_client::{ApiKey, Client, ClientError};
+use vault_daemon::{DaemonConfig, DaemonError};
+use vault_service::{KeySource, MerchantId, Scope, Scopes, SecretKey, Vault, VaultOptions};
+use vault_wire::{
+    ApiKeyCreateRequest, BatchRequest, CardInput, ErrorStatus, MerchantAddRequest, RevealRequest,
+    TerminalAddRequest, TokenizeRequest, UpdateRequest,
+};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    socket: PathBuf,
+    key: ApiKey,
+    stop: Option<oneshot::Sender<()>>,
+    server: JoinHandle<Result<(), DaemonError>>,
+}
+
+impl Fixture {
+    async fn start(scopes: &[Scope], config: DaemonConfig) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let key = KeySource::KeyFile(SecretKey::from_bytes([7; 32]));
+        let vault = Vault::create(dir.path().join("data"), &key, VaultOptions::default()).unwrap();
+        let merchant = MerchantId::parse("890490").unwrap();
+        vault.add_merchant(merchant, "Test").unwrap();
+        let api = vault
+            .create_api_key(merchant, Scopes::of(scopes), "test")
+            .unwrap();
+        let key = ApiKey::new(api.expose()).unwrap();
+        let socket = dir.path().join("run").join("cardvault.sock");
+        let listener = vault_daemon::bind_unix(&socket, 0o600).await.unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(vault_daemon::serve(listener, vault, config, async move {
+            let _ = rx.await;
+        }));
+        Self {
+            _dir: dir,
+            socket,
+            key,
+            stop: Some(tx),
+            server,
+        }
+    }
+
+    async fn client(&self) -> Client {
+        Client::connect(&self.socket, Some(&self.key))
+            .await
+            .unwrap()
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.server).await.unwrap().unwrap();
+    }
+}
+
+fn card(pan: &str, exp: &str) -> TokenizeRequest {
+    TokenizeRequest::card(CardInput::new(pan, exp))
+}
+
+#[tokio::test]
+async fn token_lifecycle() {
+    let fx = Fixture::start(&Scope::ALL, DaemonConfig::default()).await;
+    let c = fx.client().await;
+
+    let health = c.health().await.unwrap();
+    assert_eq!(health.status, "ok");
+
+    let t = c.tokenize(&card("4111111111111111", "9602")).await.unwrap();
+    assert_eq!(t.token.len(), 48);
+    assert_eq!(t.card.masked_pan, "411111****1111");
+    assert_eq!(t.card.expiration_date, "9602");
+    assert_eq!(
+        t.card.keep_until,
+        time::macros::datetime!(2096-03-01 00:00:00 UTC)
+    );
+
+    let got = c.get(&t.token).await.unwrap();
+    assert_eq!(got.card.masked_pan, "411111****1111");
+
+    let updated = c
+        .update(
+            &t.token,
+            &UpdateRequest {
+                card: CardInput::new("5555555555554444", "3001"),
+                ..UpdateRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.token, t.token);
+    assert_eq!(updated.card.masked_pan, "555555****4444");
+
+    let revealed = c.reveal(&t.token, &RevealRequest::default()).await.unwrap();
+    assert_eq!(revealed.pan, "5555555555554444");
+    assert!(!format!("{revealed:?}").contains("5555555555554444"));
+
+    c.delete(&t.token).await.unwrap();
+    let err = c.get(&t.token).await.unwrap_err();
+    assert_eq!(err.status(), Some(404));
+    assert_eq!(err.error_status(), Some(ErrorStatus::NotFound));
+
+    let batch = c
+        .tokenize_batch(&BatchRequest {
+            items: vec![
+                card("4242424242424242", "3012"),
+                card("4242424242424241", "3012"),
+            ],
+        })
+        .await
+        .unwrap();
+    assert_eq!(batch.results.len(), 2);
+    assert_eq!(batch.results[0].status, 201);
+    assert_eq!(batch.results[1].status, 400);
+
+    let metrics = c.metrics().await.unwrap();
+    assert!(!metrics.is_empty());
+    fx.stop().await;
+}
+
+#[tokio::test]
+async fn errors_name_the_field_and_never_the_pan() {
+    let fx = Fixture::start(&[Scope::Tokenize], DaemonConfig::default()).await;
+    let c = fx.client().await;
+
+    let err = c
+        .tokenize(&card("4242424242424243", "2802"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400));
+    let text = err.to_string();
+    assert!(text.contains("card.pan"), "{text}");
+    assert!(!text.contains("4242424242424243"), "{text}");
+
+    // No reveal scope.
+    let t = c.tokenize(&card("4242424242424242", "2802")).await.unwrap();
+    let err = c
+        .reveal(&t.token, &RevealRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(403));
+
+    // Path segments are escaped: a crafted token cannot reach another route.
+    let err = c.get("../../admin/stats").await.unwrap_err();
+    assert_eq!(err.status(), Some(404));
+
+    // A bad key.
+    let bad = ApiKey::new("cvk_0000000000000000_00").unwrap();
+    let anon = Client::connect(&fx.socket, Some(&bad)).await.unwrap();
+    let err = anon
+        .tokenize(&card("4242424242424242", "2802"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(401));
+    assert!(!format!("{anon:?}").contains("cvk_"));
+
+    // No daemon at all.
+    let err = Client::connect(fx.socket.with_extension("nope"), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Connect(_)));
+    fx.stop().await;
+}
+
+#[tokio::test]
+async fn admin_calls() {
+    let fx = Fixture::start(&[Scope::Admin], DaemonConfig::default()).await;
+    let c = fx.client().await;
+
+    let m = c
+        .merchant_add(&MerchantAddRequest {
+            merchant_id: "123456".into(),
+            name: "Second".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(m.merchant_id, "123456");
+    assert_eq!(c.merchants().await.unwrap().merchants.len(), 2);
+
+    let created = c
+        .api_key_create(&ApiKeyCreateRequest {
+            merchant_id: "123456".into(),
+            scopes: vec!["tokenize".into()],
+            label: "shop".into(),
+        })
+        .await
+        .unwrap();
+    assert!(created.key.starts_with("cvk_"));
+    assert!(!format!("{created:?}").contains(&created.key));
+    let keys = c.api_keys(Some("123456")).await.unwrap().api_keys;
+    assert_eq!(keys.len(), 1);
+    c.api_key_revoke(&created.api_key.id).await.unwrap();
+    assert!(c.api_keys(Some("123456")).await.unwrap().api_keys[0].revoked);
+
+    let t = c
+        .terminal_add(&TerminalAddRequest {
+            merchant_id: "123456".into(),
+            terminal_id: "term-1".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(t.terminal_id, "term-1");
+    assert_eq!(c.terminals(None).await.unwrap().terminals.len(), 1);
+
+    assert_eq!(c.key_status().await.unwrap().current_dek, 1);
+    assert_eq!(c.rotate_key().await.unwrap().current_dek, 2);
+    let rewrap = c.rewrap().await.unwrap();
+    assert_eq!(rewrap.failed, 0);
+    assert_eq!(c.retire_keys().await.unwrap().retired, vec![1]);
+    assert_eq!(c.sweep().await.unwrap().removed, 0);
+    assert_eq!(c.stats().await.unwrap().current_dek, 2);
+    fx.stop().await;
+}
+
+#[tokio::test]
+async fn reconnects_after_the_daemon_closed_an_idle_connection() {
+    let config = DaemonConfig {
+        header_read_timeout: Duration::from_millis(200),
+        ..DaemonConfig::default()
+    };
+    let fx = Fixture::start(&[Scope::Tokenize], config).await;
+    let c = fx.client().await;
+    c.health().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    c.health().await.unwrap();
+    // Clones share the connection and take turns.
+    let c2 = c.clone();
+    let (r1, r2) = (
+        card("4242424242424242", "3012"),
+        card("4000056655665556", "3012"),
+    );
+    let (a, b) = tokio::join!(c.tokenize(&r1), c2.tokenize(&r2));
+    assert_ne!(a.unwrap().token, b.unwrap().token);
+    fx.stop().await;
+}

@@ -1,0 +1,75 @@
+//! `vault-daemon`: cardvault's HTTP/1.1 front, over a Unix socket (or loopback TCP), on top of
+//! the [`Vault`](vault_service::Vault).
+//!
+//! The shape is mini-redis's: bind a [`Listener`], hand it to [`serve`] with the vault, a
+//! [`DaemonConfig`] and a shutdown future.
+//!
+//! ```no_run
+//! use vault_daemon::{DaemonConfig, bind_unix, serve};
+//! # async fn run(vault: vault_service::Vault) -> Result<(), vault_daemon::DaemonError> {
+//! let listener = bind_unix("/run/cardvault/cardvault.sock", 0o600).await?;
+//! serve(listener, vault, DaemonConfig::default(), async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await
+//! # }
+//! ```
+//!
+//! # Routes
+//!
+//! [`routes()`] lists them; `docs/openapi.json` documents each (a test keeps both in step).
+//!
+//! | route | scope | success |
+//! |---|---|---|
+//! | `GET /health`, `GET /metrics` | none | 200 |
+//! | `POST /v2/tokens` | tokenize | 201 |
+//! | `POST /v2/tokens/batch` | tokenize | 200, one result per item (`status` 201 or 400) |
+//! | `GET`/`PUT`/`DELETE /v2/tokens/{token}` | tokenize | 200 / 200 / 204 |
+//! | `POST /v2/tokens/{token}/reveal` | reveal | 200 (PAN and expiry) |
+//! | `/admin/...` (merchants, apikeys, terminals, keys, sweep, stats) | admin | 200 / 201 / 204 |
+//!
+//! Errors are always `{"status":"<kind>","errors":[{"field","code","message"}]}` and never echo
+//! a submitted value: 400 names every refused field (`body` when the body itself is not JSON,
+//! not UTF-8, or not an object); 401 (with `WWW-Authenticate: Bearer`) for a missing or bad key;
+//! 403 for a missing scope, and for a reveal whose `customer_id` does not match the token's
+//! binding (code `customer_mismatch`: the caller already proved it may see this merchant's
+//! token, so this reveals nothing); 404 for an unknown route and for unknown, deleted, expired,
+//! malformed or another merchant's tokens alike; 405 with `Allow`; 408/503 past the request
+//! timeout; 413 over the body limit; 415 unless the body is `application/json`. Malformed HTTP
+//! framing is answered by hyper itself (400 or 431, no body) and the connection closed.
+//!
+//! # Access
+//!
+//! [`bind_unix`] makes the socket `0600` inside a `0700` directory and refuses a directory others
+//! can write to. At accept the peer's uid/gid (`SO_PEERCRED`) must be the daemon's own uid or be
+//! listed in [`DaemonConfig::allow_uids`] / [`DaemonConfig::allow_gids`]; refused peers are
+//! closed without a response. `/health` and `/metrics` need no API key: metrics carry counts by
+//! route template and status only, never a token or a card number, and only allowed peers reach
+//! the socket at all.
+//!
+//! # Logs
+//!
+//! `tracing` events only: no per-request events above `debug`, except one `info` event per
+//! reveal and key rotation on target `cardvault::audit` (merchant, key id, token, outcome; never
+//! the PAN).
+#![forbid(unsafe_code)]
+
+mod config;
+mod error;
+mod json;
+mod limits;
+mod listener;
+mod metrics;
+mod response;
+mod router;
+mod routes;
+mod server;
+mod shutdown;
+mod state;
+mod validate;
+
+pub use config::{DaemonConfig, LogFormat};
+pub use error::DaemonError;
+pub use listener::{Listener, bind_tcp, bind_unix};
+pub use router::{Route, routes};
+pub use server::serve;

@@ -1,0 +1,246 @@
+//! Building responses: JSON bodies, and the one error type every handler returns.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{
+    Response, StatusCode,
+    header::{ALLOW, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE},
+};
+use serde::Serialize;
+use vault_service::VaultError;
+use vault_wire::{ErrorBody, ErrorStatus, FieldErrorBody};
+
+/// Every response body is a complete buffer.
+pub(crate) type Body = Full<Bytes>;
+
+/// `application/json`.
+pub(crate) fn json_type() -> HeaderValue {
+    HeaderValue::from_static("application/json")
+}
+
+/// `status` with `value` as its JSON body.
+pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => with_body(status, json_type(), Bytes::from(bytes)),
+        Err(_) => ApiError::internal().into_response(),
+    }
+}
+
+/// `status` with a body of the given content type.
+pub(crate) fn with_body(
+    status: StatusCode,
+    content_type: HeaderValue,
+    body: Bytes,
+) -> Response<Body> {
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, content_type);
+    resp
+}
+
+/// An empty response (204).
+pub(crate) fn empty(status: StatusCode) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = status;
+    resp
+}
+
+/// A failed request: an HTTP status and the `{"status","errors"}` body. Messages are written
+/// here or come from the vault's field errors; none ever holds the value refused.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    kind: ErrorStatus,
+    errors: Vec<FieldErrorBody>,
+    allow: Option<String>,
+}
+
+impl ApiError {
+    fn one(status: StatusCode, kind: ErrorStatus, field: &str, code: &str, message: &str) -> Self {
+        Self {
+            status,
+            kind,
+            errors: vec![FieldErrorBody::new(field, code, message)],
+            allow: None,
+        }
+    }
+
+    /// 400 naming every refused field.
+    pub(crate) fn invalid(errors: Vec<FieldErrorBody>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            kind: ErrorStatus::InvalidRequest,
+            errors,
+            allow: None,
+        }
+    }
+
+    /// 400 for one field.
+    pub(crate) fn field(field: &str, code: &str, message: &str) -> Self {
+        Self::invalid(vec![FieldErrorBody::new(field, code, message)])
+    }
+
+    /// 401.
+    pub(crate) fn unauthorized(code: &str, message: &str) -> Self {
+        Self::one(
+            StatusCode::UNAUTHORIZED,
+            ErrorStatus::Unauthorized,
+            "authorization",
+            code,
+            message,
+        )
+    }
+
+    /// 403.
+    pub(crate) fn forbidden(field: &str, code: &str, message: &str) -> Self {
+        Self::one(
+            StatusCode::FORBIDDEN,
+            ErrorStatus::Forbidden,
+            field,
+            code,
+            message,
+        )
+    }
+
+    /// 404 for a token: unknown, deleted, expired and foreign tokens all look like this.
+    pub(crate) fn token_not_found() -> Self {
+        Self::one(
+            StatusCode::NOT_FOUND,
+            ErrorStatus::NotFound,
+            "token",
+            "not_found",
+            "no such token",
+        )
+    }
+
+    /// 404 for a path no route serves.
+    pub(crate) fn no_route() -> Self {
+        Self::one(
+            StatusCode::NOT_FOUND,
+            ErrorStatus::NotFound,
+            "path",
+            "not_found",
+            "no such route",
+        )
+    }
+
+    /// 405 with the methods the path accepts.
+    pub(crate) fn method_not_allowed(allow: String) -> Self {
+        let mut e = Self::one(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorStatus::MethodNotAllowed,
+            "method",
+            "not_allowed",
+            "this route does not accept that method",
+        );
+        e.allow = Some(allow);
+        e
+    }
+
+    /// 413.
+    pub(crate) fn too_large() -> Self {
+        Self::one(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorStatus::PayloadTooLarge,
+            "body",
+            "too_large",
+            "request body is over the size limit",
+        )
+    }
+
+    /// 415.
+    pub(crate) fn unsupported_media_type() -> Self {
+        Self::one(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorStatus::UnsupportedMediaType,
+            "content-type",
+            "unsupported",
+            "request body must be application/json",
+        )
+    }
+
+    /// 408: the body did not arrive in time.
+    pub(crate) fn body_timeout() -> Self {
+        Self::one(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorStatus::Timeout,
+            "body",
+            "timeout",
+            "request body took too long to arrive",
+        )
+    }
+
+    /// 503: the request took too long to serve.
+    pub(crate) fn unavailable(message: &str) -> Self {
+        Self::one(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorStatus::Unavailable,
+            "request",
+            "unavailable",
+            message,
+        )
+    }
+
+    /// 500. The cause is logged by the caller, never returned.
+    pub(crate) fn internal() -> Self {
+        Self::one(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorStatus::Internal,
+            "request",
+            "internal",
+            "the vault could not complete the request",
+        )
+    }
+
+    pub(crate) fn into_response(self) -> Response<Body> {
+        let body = ErrorBody {
+            status: self.kind,
+            errors: self.errors,
+        };
+        let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| {
+            br#"{"status":"internal","errors":[{"field":"request","code":"internal","message":"error"}]}"#.to_vec()
+        });
+        let mut resp = with_body(self.status, json_type(), Bytes::from(bytes));
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(allow) = self.allow
+            && let Ok(v) = HeaderValue::from_str(&allow)
+        {
+            resp.headers_mut().insert(ALLOW, v);
+        }
+        resp
+    }
+}
+
+impl From<VaultError> for ApiError {
+    fn from(e: VaultError) -> Self {
+        match e {
+            VaultError::Invalid(f) => Self::field(f.field, f.code, &f.message),
+            VaultError::NotFound => Self::token_not_found(),
+            VaultError::CustomerMismatch => Self::forbidden(
+                "customer_id",
+                "customer_mismatch",
+                "the token is bound to a different customer",
+            ),
+            VaultError::Unauthorized => Self::unauthorized("invalid", "the API key is not valid"),
+            VaultError::Forbidden => Self::forbidden(
+                "authorization",
+                "missing_scope",
+                "the API key lacks the scope this route needs",
+            ),
+            other => {
+                // Vault errors carry no card data (see vault-service's error rules).
+                tracing::error!(error = %other, "vault error");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl From<Vec<FieldErrorBody>> for ApiError {
+    fn from(errors: Vec<FieldErrorBody>) -> Self {
+        Self::invalid(errors)
+    }
+}

@@ -1,0 +1,222 @@
+//! `/admin/...` (the `admin` scope): merchants, API keys, terminals, vault keys, sweeps and
+//! statistics, for the CLI. An admin key acts on every merchant, not only its own.
+
+use hyper::{Request, Response, StatusCode, body::Incoming};
+use vault_service::{
+    ApiKeyInfo, DekState, Merchant, MerchantId, Scope, Scopes, Terminal, TerminalId,
+};
+use vault_wire::{
+    ApiKeyCreateRequest, ApiKeyCreated, ApiKeyList, ApiKeyResponse, DekStatus, KeyStatusResponse,
+    MerchantAddRequest, MerchantList, MerchantResponse, RetireResponse, RewrapResponse,
+    RotateResponse, StatsResponse, SweepResponse, TerminalAddRequest, TerminalList,
+    TerminalResponse,
+};
+
+use crate::{
+    json,
+    response::{self, ApiError, Body},
+    router::Param,
+    state::State,
+};
+
+type Answer = Result<Response<Body>, ApiError>;
+
+pub(crate) async fn merchant_list(state: &State, req: Request<Incoming>) -> Answer {
+    state.authorize(req.headers(), Scope::Admin)?;
+    let merchants = state.blocking(|v| v.merchants()).await?;
+    let body = MerchantList {
+        merchants: merchants.iter().map(merchant_response).collect(),
+    };
+    Ok(response::json(StatusCode::OK, &body))
+}
+
+pub(crate) async fn merchant_add(state: &State, req: Request<Incoming>) -> Answer {
+    state.authorize(req.headers(), Scope::Admin)?;
+    let body = state.json_body(req, state.config.max_body_bytes).await?;
+    let r: MerchantAddRequest = json::typed(&body, json::MERCHANT_ADD)?;
+    let id = merchant_id(&r.merchant_id)?;
+    let m = state.blocking(move |v| v.add_merchant(id, &r.name)).await?;
+    Ok(response::json(StatusCode::CREATED, &merchant_response(&m)))
+}
+
+pub(crate) async fn apikey_list(state: &State, req: Request<Incoming>) -> Answer {
+    state.authorize(req.headers(), Scope::Admin)?;
+    let filter = merchant_filter(req.uri().query())?;
+    let keys = state.blocking(move |v| v.api_keys(filter)).await?;
+    let body = ApiKeyList {
+        api_keys: keys.iter().map(apikey_response).collect(),
+    };
+    Ok(response::json(StatusCode::OK, &body))
+}
+
+pub(crate) async fn apikey_create(state: &State, req: Request<Incoming>) -> Answer {
+    state.authorize(req.headers(), Scope::Admin)?;
+    let body = state.json_body(req, state.config.max_body_bytes).await?;
+    let r: ApiKeyCreateRequest = json::typed(&body, json::APIKEY_CREATE)?;
+    let id = merchant_id(&r.merchant_id)?;
+    let scopes = Scopes::parse(&r.scopes.join(","))?;
+    let key = state
+        .blocking(move |v| v.create_api_key(id, scopes, &r.label))
+        .await?;
+    let body = ApiKeyCreated {
+        key: key.expose().to_owned(),
+        api_key: apikey_response(&key.info),
+    };
+    Ok(response::json(StatusCode::CREATED, &body))
+}
+
+pub(crate) async fn apikey_revoke(state: &State, req: Request<Incoming>, param: Param) -> Answer {
+    state.authorize(req.headers(), Scope::Admin)?;
+    let Param::Text(id) = param else {
+        return Err(ApiError::no_route());
+    };
+    state.blocking(move |v| v.revoke_api_key(&id)).await?;
+    Ok(response::empty(StatusCode::NO_CONTENT))
+}
+
+pub(crate) async fn terminal_list(state: &State, req: Request<Incoming>) -> Answer {
+    state.authorize(req.headers(), Scope::Admin)?;
+    let filter = merchant_filter(req.uri().query())?;
+    let terminals = state.blocking(move |v| v.terminals(filter)).await?;
+    let body = TerminalList {
+        terminals: terminals.iter().map(terminal_response).collect(),
+    };
+    Ok(response::json(StatusCode::OK, &body))
+}
+
+pub(crate) async fn terminal_add(state: &State, req: Request<Incoming>) -> Answer {
+    state.authorize(req.headers(), Scope::Admin)?;
+    let body = state.json_body(req, state.config.max_body_bytes).await?;
+    let r: TerminalAddRequest = json::typed(&body, json::TERMINAL_ADD)?;
+    let merchant = merchant_id(&r.merchant_id)?;
+    let id = TerminalId::parse(&r.terminal_id).map_err(|_| {
+        ApiError::field(
+            "terminal_id",
+            "invalid",
+            "terminal id must be 4-50 characters of [A-Za-z0-9_-]",
+        )
+    })?;
+    let t = state
+        .blocking(move |v| v.add_terminal(merchant, id))
+        .await?;
+    Ok(response::json(StatusCode::CREATED, &terminal_response(&t)))
+}
+
+pub(crate) async fn key_status(state: &State, req: Request<Incoming>) -> Answer {
+    state.authorize(req.headers(), Scope::Admin)?;
+    let stats = state.vault.stats();
+    let body = KeyStatusResponse {
+        current_dek: stats.current_dek.get(),
+        deks: stats
+            .deks
+            .iter()
+            .map(|(id, st, at)| DekStatus {
+                id: id.get(),
+                state: match st {
+                    DekState::Current => "current",
+                    DekState::DecryptOnly => "decrypt-only",
+                }
+                .to_owned(),
+                created_at: *at,
+            })
+            .collect(),
+    };
+    Ok(response::json(StatusCode::OK, &body))
+}
+
+pub(crate) async fn key_rotate(state: &State, req: Request<Incoming>) -> Answer {
+    let p = state.authorize(req.headers(), Scope::Admin)?;
+    let id = state.blocking(|v| v.rotate_key()).await?;
+    tracing::info!(target: "cardvault::audit", key_id = %p.key_id, dek = %id, "data key rotated");
+    let body = RotateResponse {
+        current_dek: id.get(),
+    };
+    Ok(response::json(StatusCode::OK, &body))
+}
+
+pub(crate) async fn key_rewrap(state: &State, req: Request<Incoming>) -> Answer {
+    state.authorize(req.headers(), Scope::Admin)?;
+    // A full pass may outlast the request timeout; it runs to the end regardless (re-wrapping
+    // is idempotent), and the client sees 503 if it took too long.
+    let p = state.blocking(|v| v.rewrap(|_| {})).await?;
+    let body = RewrapResponse {
+        scanned: p.scanned,
+        rewrapped: p.rewrapped,
+        failed: p.failed,
+        total: p.total,
+    };
+    Ok(response::json(StatusCode::OK, &body))
+}
+
+pub(crate) async fn key_retire(state: &State, req: Request<Incoming>) -> Answer {
+    state.authorize(req.headers(), Scope::Admin)?;
+    let retired = state.blocking(|v| v.retire_unused_keys()).await?;
+    let body = RetireResponse {
+        retired: retired.iter().map(|id| id.get()).collect(),
+    };
+    Ok(response::json(StatusCode::OK, &body))
+}
+
+pub(crate) async fn sweep(state: &State, req: Request<Incoming>) -> Answer {
+    state.authorize(req.headers(), Scope::Admin)?;
+    let removed = state.blocking(|v| v.sweep_expired(v.now())).await?;
+    Ok(response::json(StatusCode::OK, &SweepResponse { removed }))
+}
+
+pub(crate) async fn stats(state: &State, req: Request<Incoming>) -> Answer {
+    state.authorize(req.headers(), Scope::Admin)?;
+    let stats = state.vault.stats();
+    let s = &stats.store;
+    let body = StatsResponse {
+        records: stats.records,
+        current_dek: stats.current_dek.get(),
+        deks: u32::try_from(stats.deks.len()).unwrap_or(u32::MAX),
+        groups: s.groups,
+        jobs: s.jobs,
+        flushes: s.flushes,
+        size_on_disk: s.size_on_disk,
+        group_size_buckets: s.group_sizes.buckets.to_vec(),
+    };
+    Ok(response::json(StatusCode::OK, &body))
+}
+
+fn merchant_id(s: &str) -> Result<MerchantId, ApiError> {
+    MerchantId::parse(s).map_err(|e| ApiError::field("merchant_id", e.code(), &e.to_string()))
+}
+
+/// `?merchant_id=<digits>` (other parameters are ignored).
+fn merchant_filter(query: Option<&str>) -> Result<Option<MerchantId>, ApiError> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("merchant_id="))
+        .map(merchant_id)
+        .transpose()
+}
+
+fn merchant_response(m: &Merchant) -> MerchantResponse {
+    MerchantResponse {
+        merchant_id: m.id.to_string(),
+        name: m.name.clone(),
+        created_at: m.created_at,
+    }
+}
+
+fn apikey_response(k: &ApiKeyInfo) -> ApiKeyResponse {
+    ApiKeyResponse {
+        id: k.id.clone(),
+        merchant_id: k.merchant.to_string(),
+        scopes: k.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+        label: k.label.clone(),
+        created_at: k.created_at,
+        revoked: k.revoked,
+    }
+}
+
+fn terminal_response(t: &Terminal) -> TerminalResponse {
+    TerminalResponse {
+        terminal_id: t.id.as_str().to_owned(),
+        merchant_id: t.merchant.to_string(),
+        created_at: t.created_at,
+    }
+}

@@ -1,0 +1,5 @@
+//! Route handlers, one file per family.
+
+pub(crate) mod admin;
+pub(crate) mod ops;
+pub(crate) mod tokens;

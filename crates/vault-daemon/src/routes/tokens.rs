@@ -1,0 +1,198 @@
+//! `/v2/tokens`: tokenize, batch, read, update, delete, reveal.
+
+use hyper::{Request, Response, StatusCode, body::Incoming};
+use tokio::sync::oneshot;
+use vault_service::{Scope, Token, TokenInfo, TokenizeRequest as VaultItem, VaultError};
+use vault_wire::{
+    BatchItemResult, BatchResponse, CardView, FieldErrorBody, RevealRequest, RevealResponse,
+    TokenResponse, TokenStatus,
+};
+
+use crate::{
+    json,
+    response::{self, ApiError, Body},
+    router::Param,
+    state::{State, completion},
+    validate,
+};
+
+type Answer = Result<Response<Body>, ApiError>;
+
+/// `POST /v2/tokens` -> 201.
+pub(crate) async fn create(state: &State, req: Request<Incoming>) -> Answer {
+    let p = state.authorize(req.headers(), Scope::Tokenize)?;
+    let body = state.json_body(req, state.config.max_body_bytes).await?;
+    let (parsed, errors) = json::tokenize(&body);
+    let (card, options) = validate::tokenize(parsed, errors, state.vault.now())?;
+    let (tx, rx) = oneshot::channel();
+    state
+        .vault
+        .tokenize_then(p.merchant, card, options, move |r| {
+            let _ = tx.send(r);
+        });
+    let info = state.within(completion(rx)).await?;
+    Ok(response::json(StatusCode::CREATED, &token_response(&info)))
+}
+
+/// `POST /v2/tokens/batch` -> 200 with one result per item, all stored in one durable commit.
+pub(crate) async fn batch(state: &State, req: Request<Incoming>) -> Answer {
+    let p = state.authorize(req.headers(), Scope::Tokenize)?;
+    let body = state
+        .json_body(req, state.config.max_batch_body_bytes)
+        .await?;
+    let items = json::batch(&body)?;
+    if items.is_empty() || items.len() > vault_service::MAX_BATCH {
+        return Err(ApiError::field(
+            "items",
+            "invalid_length",
+            &format!("a batch holds 1-{} items", vault_service::MAX_BATCH),
+        ));
+    }
+    let now = state.vault.now();
+    // Refused items keep their slot; valid ones go to the vault in order.
+    let mut results: Vec<Option<BatchItemResult>> = Vec::with_capacity(items.len());
+    let mut valid = Vec::with_capacity(items.len());
+    for (parsed, errors) in items {
+        match validate::tokenize(parsed, errors, now) {
+            Ok((card, options)) => {
+                valid.push(VaultItem { card, options });
+                results.push(None);
+            }
+            Err(errors) => results.push(Some(BatchItemResult::refused(errors))),
+        }
+    }
+    let mut stored = if valid.is_empty() {
+        Vec::new()
+    } else {
+        let (tx, rx) = oneshot::channel();
+        state
+            .vault
+            .tokenize_batch_then(p.merchant, valid, move |r| {
+                let _ = tx.send(r);
+            });
+        state.within(completion(rx)).await?
+    }
+    .into_iter();
+    let results = results
+        .into_iter()
+        .map(|slot| match slot {
+            Some(refused) => refused,
+            None => match stored.next() {
+                Some(Ok(info)) => BatchItemResult::stored(token_response(&info)),
+                Some(Err(VaultError::Invalid(f))) => {
+                    BatchItemResult::refused(vec![FieldErrorBody::new(f.field, f.code, f.message)])
+                }
+                Some(Err(_)) | None => BatchItemResult {
+                    status: 500,
+                    errors: Some(vec![FieldErrorBody::new(
+                        "item",
+                        "internal",
+                        "the vault could not store this item",
+                    )]),
+                    ..BatchItemResult::default()
+                },
+            },
+        })
+        .collect();
+    Ok(response::json(StatusCode::OK, &BatchResponse { results }))
+}
+
+/// `GET /v2/tokens/{token}` -> 200.
+pub(crate) async fn get(state: &State, req: Request<Incoming>, param: Param) -> Answer {
+    let p = state.authorize(req.headers(), Scope::Tokenize)?;
+    let token = token_of(param)?;
+    let info = state.vault.get(p.merchant, &token)?;
+    Ok(response::json(StatusCode::OK, &token_response(&info)))
+}
+
+/// `PUT /v2/tokens/{token}` -> 200.
+pub(crate) async fn update(state: &State, req: Request<Incoming>, param: Param) -> Answer {
+    let p = state.authorize(req.headers(), Scope::Tokenize)?;
+    let token = token_of(param)?;
+    let body = state.json_body(req, state.config.max_body_bytes).await?;
+    let (parsed, errors) = json::update(&body);
+    let (card, options) = validate::update(parsed, errors, state.vault.now())?;
+    let merchant = p.merchant;
+    let info = state
+        .blocking(move |v| v.update(merchant, &token, card, options))
+        .await?;
+    Ok(response::json(StatusCode::OK, &token_response(&info)))
+}
+
+/// `DELETE /v2/tokens/{token}` -> 204.
+pub(crate) async fn delete(state: &State, req: Request<Incoming>, param: Param) -> Answer {
+    let p = state.authorize(req.headers(), Scope::Tokenize)?;
+    let token = token_of(param)?;
+    let (tx, rx) = oneshot::channel();
+    state.vault.delete_then(p.merchant, &token, move |r| {
+        let _ = tx.send(r);
+    });
+    state.within(completion(rx)).await?;
+    Ok(response::empty(StatusCode::NO_CONTENT))
+}
+
+/// `POST /v2/tokens/{token}/reveal` (`reveal` scope) -> 200 with the PAN. A token bound to a
+/// customer needs the same `customer_id` (403 `customer_mismatch` otherwise, as does presenting
+/// a customer for an unbound token). Each reveal is logged (audit) without the PAN.
+pub(crate) async fn reveal(state: &State, req: Request<Incoming>, param: Param) -> Answer {
+    let p = state.authorize(req.headers(), Scope::Reveal)?;
+    let token = token_of(param)?;
+    let body = state.optional_json_body(req).await?;
+    let request: RevealRequest = if body.is_empty() {
+        RevealRequest::default()
+    } else {
+        json::typed(&body, json::REVEAL)?
+    };
+    let customer = request
+        .customer_id
+        .as_deref()
+        .map(validate::customer)
+        .transpose()
+        .map_err(|e| ApiError::invalid(vec![e]))?;
+    let result = state.vault.reveal(p.merchant, &token, customer.as_ref());
+    tracing::info!(
+        target: "cardvault::audit",
+        merchant = %p.merchant,
+        key_id = %p.key_id,
+        token = %token,
+        outcome = match &result { Ok(_) => "revealed", Err(VaultError::NotFound) => "not_found", Err(VaultError::CustomerMismatch) => "customer_mismatch", Err(_) => "error" },
+        "reveal"
+    );
+    let card = result?;
+    let body = RevealResponse {
+        token: token.to_string(),
+        pan: card.pan.expose_digits().to_owned(),
+        expiration_date: card.expiry.to_yymm(),
+        cardholder_name: card.name.as_ref().map(|n| n.expose().to_owned()),
+        masked_pan: card.pan.masked().as_str().to_owned(),
+        customer_id: card.customer.as_ref().map(|c| c.as_str().to_owned()),
+    };
+    Ok(response::json(StatusCode::OK, &body))
+}
+
+/// The `{token}` segment: a malformed one is answered like an unknown one.
+fn token_of(param: Param) -> Result<Token, ApiError> {
+    match param {
+        Param::Token(Some(t)) => Ok(t),
+        _ => Err(ApiError::token_not_found()),
+    }
+}
+
+fn token_response(info: &TokenInfo) -> TokenResponse {
+    TokenResponse {
+        token: info.token.to_string(),
+        status: TokenStatus::Approved,
+        card: CardView {
+            keep_until: info.keep_until,
+            masked_pan: info.masked_pan.as_str().to_owned(),
+            expiration_date: info.expiry.to_yymm(),
+            brand: Some(info.brand.as_str().to_owned()),
+        },
+        customer_id: info.customer.as_ref().map(|c| c.as_str().to_owned()),
+        metadata: (!info.metadata.is_empty()).then(|| info.metadata.entries().clone()),
+        fingerprint: Some(info.fingerprint.to_string()),
+        created_at: Some(info.created_at),
+        updated_at: Some(info.updated_at),
+        deduplicated: info.deduplicated,
+    }
+}

@@ -1,0 +1,154 @@
+//! The accept loop and per-connection serving.
+
+use std::{convert::Infallible, future::Future, sync::Arc, sync::atomic::Ordering::Relaxed};
+
+use hyper::{server::conn::http1, service::service_fn};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::UnixStream,
+    sync::{OwnedSemaphorePermit, Semaphore},
+};
+use vault_service::Vault;
+
+use crate::{
+    DaemonConfig, DaemonError,
+    listener::{Listener, Stream},
+    router,
+    shutdown::{ConnGuard, Drain},
+    state::State,
+};
+
+/// Serves the HTTP API on `listener` until `shutdown` completes, then stops accepting, lets
+/// in-flight requests finish (up to [`DaemonConfig::shutdown_grace`]) and flushes the vault.
+///
+/// Every `201`/`204` the daemon sent was for a write already durable under the vault's
+/// durability setting; the final flush covers the rest.
+pub async fn serve(
+    listener: Listener,
+    vault: Vault,
+    config: DaemonConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let own_uid = listener.owner_uid();
+    let grace = config.shutdown_grace;
+    let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let state = Arc::new(State::new(vault.clone(), config));
+    let drain = Drain::new();
+    tokio::pin!(shutdown);
+    tracing::info!(listen = %listener.describe(), "cardvault daemon serving");
+    loop {
+        let permit = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok(Stream::Unix(s)) => {
+                if !peer_allowed(&s, own_uid, &state.config) {
+                    state.metrics.connections_refused.fetch_add(1, Relaxed);
+                    continue;
+                }
+                tokio::spawn(connection(s, state.clone(), drain.guard(), permit));
+            }
+            Ok(Stream::Tcp(s)) => {
+                tokio::spawn(connection(s, state.clone(), drain.guard(), permit));
+            }
+            Err(e) => {
+                // Out of descriptors or an aborted handshake: back off briefly, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+    tracing::info!("shutting down: no new connections");
+    listener.close();
+    if !drain.drain(grace).await {
+        tracing::warn!("shutdown grace period ended with requests still in flight");
+    }
+    let flushed = tokio::task::spawn_blocking(move || vault.flush())
+        .await
+        .map_err(|e| DaemonError::Io(std::io::Error::other(e)))?;
+    flushed?;
+    tracing::info!("vault flushed; daemon stopped");
+    Ok(())
+}
+
+/// The daemon's own uid always; others only when listed by uid or primary gid.
+fn peer_allowed(s: &UnixStream, own_uid: Option<u32>, config: &DaemonConfig) -> bool {
+    match s.peer_cred() {
+        Ok(cred) => {
+            let ok = Some(cred.uid()) == own_uid
+                || config.allow_uids.contains(&cred.uid())
+                || config.allow_gids.contains(&cred.gid());
+            if !ok {
+                tracing::warn!(
+                    uid = cred.uid(),
+                    gid = cred.gid(),
+                    "refused a connection from a peer not allowed"
+                );
+            }
+            ok
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "refused a connection without peer credentials");
+            false
+        }
+    }
+}
+
+async fn connection<S>(
+    io: S,
+    state: Arc<State>,
+    mut guard: ConnGuard,
+    _permit: OwnedSemaphorePermit,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    state.metrics.connections_accepted.fetch_add(1, Relaxed);
+    state.metrics.connections_open.fetch_add(1, Relaxed);
+    http(io, state, &mut guard).await;
+    // `guard` goes last: once every guard is gone `serve` flushes and returns, and by then no
+    // connection may still hold the vault.
+    drop(guard);
+}
+
+async fn http<S>(io: S, state: Arc<State>, guard: &mut ConnGuard)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc_state = state.clone();
+    let svc = service_fn(move |req| {
+        let st = svc_state.clone();
+        async move { Ok::<_, Infallible>(router::handle(st, req).await) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.config.header_read_timeout)
+        .max_buf_size(state.config.max_header_bytes.max(8192))
+        .max_headers(100)
+        // A client may shut its write side once the request is sent and still get the answer.
+        .half_close(true);
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = guard.signal.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+    state.metrics.connections_open.fetch_sub(1, Relaxed);
+}

@@ -1,0 +1,130 @@
+//! What every request handler shares: the vault, the limits, the metrics; and the steps every
+//! handler takes (authenticate, read a JSON body, wait for the vault within the time limit).
+
+use std::future::Future;
+
+use bytes::Bytes;
+use hyper::{
+    HeaderMap, Request,
+    body::Incoming,
+    header::{AUTHORIZATION, CONTENT_LENGTH},
+};
+use vault_service::{Principal, Scope, Vault, VaultError};
+
+use crate::{DaemonConfig, limits, metrics::Metrics, response::ApiError};
+
+pub(crate) struct State {
+    pub(crate) vault: Vault,
+    pub(crate) config: DaemonConfig,
+    pub(crate) metrics: Metrics,
+}
+
+impl State {
+    pub(crate) fn new(vault: Vault, config: DaemonConfig) -> Self {
+        Self {
+            vault,
+            config,
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// The caller behind `Authorization: Bearer <key>`, holding `scope`: 401 / 403 otherwise.
+    pub(crate) fn authorize(
+        &self,
+        headers: &HeaderMap,
+        scope: Scope,
+    ) -> Result<Principal, ApiError> {
+        let Some(value) = headers.get(AUTHORIZATION) else {
+            return Err(ApiError::unauthorized(
+                "missing",
+                "an Authorization: Bearer <api key> header is required",
+            ));
+        };
+        let key = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key.trim());
+        let Some(key) = key else {
+            return Err(ApiError::unauthorized(
+                "invalid",
+                "the Authorization header must be Bearer <api key>",
+            ));
+        };
+        let principal = self.vault.authenticate(key)?;
+        principal.require(scope).map_err(|_| {
+            ApiError::forbidden(
+                "authorization",
+                "missing_scope",
+                match scope {
+                    Scope::Reveal => "the API key lacks the reveal scope",
+                    Scope::Admin => "the API key lacks the admin scope",
+                    _ => "the API key lacks the tokenize scope",
+                },
+            )
+        })?;
+        Ok(principal)
+    }
+
+    /// The JSON body of `req`: 415 unless it is declared JSON, 413 over `limit`.
+    pub(crate) async fn json_body(
+        &self,
+        req: Request<Incoming>,
+        limit: usize,
+    ) -> Result<Bytes, ApiError> {
+        limits::require_json(req.headers())?;
+        limits::read_body(req.into_body(), limit, self.config.request_timeout).await
+    }
+
+    /// Like [`json_body`](Self::json_body), for routes whose body is optional: a request with
+    /// no body (or `Content-Length: 0`) needs no content type and reads as empty.
+    pub(crate) async fn optional_json_body(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<Bytes, ApiError> {
+        let empty = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .is_none_or(|v| v.as_bytes() == b"0")
+            && !req.headers().contains_key(hyper::header::TRANSFER_ENCODING);
+        if empty {
+            return Ok(Bytes::new());
+        }
+        self.json_body(req, self.config.max_body_bytes).await
+    }
+
+    /// Waits for a vault result, 503 after the request timeout.
+    pub(crate) async fn within<T>(
+        &self,
+        fut: impl Future<Output = Result<T, VaultError>>,
+    ) -> Result<T, ApiError> {
+        match tokio::time::timeout(self.config.request_timeout, fut).await {
+            Ok(r) => r.map_err(ApiError::from),
+            Err(_) => Err(ApiError::unavailable("the request took too long")),
+        }
+    }
+
+    /// Runs a blocking vault call on the blocking pool, within the request timeout.
+    pub(crate) async fn blocking<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&Vault) -> Result<T, VaultError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let vault = self.vault.clone();
+        let task = tokio::task::spawn_blocking(move || f(&vault));
+        match tokio::time::timeout(self.config.request_timeout, task).await {
+            Ok(Ok(r)) => r.map_err(ApiError::from),
+            Ok(Err(_)) => Err(ApiError::internal()),
+            Err(_) => Err(ApiError::unavailable("the request took too long")),
+        }
+    }
+}
+
+/// Waits for a `*_then` completion handed to a oneshot channel.
+pub(crate) async fn completion<T>(
+    rx: tokio::sync::oneshot::Receiver<Result<T, VaultError>>,
+) -> Result<T, VaultError> {
+    rx.await
+        .unwrap_or(Err(VaultError::Store(vault_service::StoreError::Closed)))
+}

@@ -1,0 +1,210 @@
+//! Admin and operations routes over a real Unix socket.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
+
+mod common;
+
+use common::{SEED_003, TestDaemon};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics() {
+    let d = TestDaemon::start().await;
+    let r = d.send("GET", "/health", None, None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["status"], "ok");
+    let token = d.tokenize(&d.keys.tokenize, SEED_003).await.json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    d.send(
+        "GET",
+        &format!("/v2/tokens/{token}"),
+        Some(&d.keys.tokenize),
+        None,
+    )
+    .await;
+    d.send("GET", "/nope", None, None).await;
+    let r = d.send("GET", "/metrics", None, None).await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+    let m = r.text();
+    for want in [
+        r#"cardvault_http_requests_total{method="POST",route="/v2/tokens",status="201"} 1"#,
+        r#"cardvault_http_requests_total{method="GET",route="/v2/tokens/{token}",status="200"} 1"#,
+        r#"cardvault_http_requests_total{method="",route="unmatched",status="404"} 1"#,
+        r#"cardvault_http_request_duration_seconds_bucket{method="POST",route="/v2/tokens",le="+Inf"} 1"#,
+        "cardvault_tokens_stored 1",
+        r#"cardvault_store_group_size_bucket{le="+Inf"}"#,
+        "cardvault_store_group_size_count",
+    ] {
+        assert!(m.contains(want), "missing {want} in\n{m}");
+    }
+    assert!(!m.contains(&token) && !m.contains("4242"));
+    assert_eq!(d.send("POST", "/health", None, None).await.status, 405);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merchants_keys_and_terminals() {
+    let d = TestDaemon::start().await;
+    let admin = Some(d.keys.admin.as_str());
+    let r = d
+        .send(
+            "POST",
+            "/admin/merchants",
+            admin,
+            Some(r#"{"merchant_id":"123456","name":"Shop"}"#),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["merchant_id"], "123456");
+    let r = d.send("GET", "/admin/merchants", admin, None).await;
+    let ids: Vec<String> = r.json()["merchants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["merchant_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(ids.contains(&"123456".to_owned()) && ids.contains(&"890490".to_owned()));
+    let r = d
+        .send(
+            "POST",
+            "/admin/merchants",
+            admin,
+            Some(r#"{"merchant_id":"12x","name":5}"#),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error_fields(), [("name".into(), "invalid_type".into())]);
+    let r = d
+        .send(
+            "POST",
+            "/admin/merchants",
+            admin,
+            Some(r#"{"merchant_id":"12x","name":"n"}"#),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error_fields()[0].0, "merchant_id");
+
+    // API keys: create, use, list, revoke.
+    let r = d
+        .send(
+            "POST",
+            "/admin/apikeys",
+            admin,
+            Some(r#"{"merchant_id":"123456","scopes":["tokenize"],"label":"web"}"#),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let created = r.json();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let id = created["api_key"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["api_key"]["scopes"], json!(["tokenize"]));
+    assert_eq!(d.tokenize(&key, SEED_003).await.status, 201);
+    let r = d
+        .send("GET", "/admin/apikeys?merchant_id=123456", admin, None)
+        .await;
+    let keys = r.json()["api_keys"].as_array().unwrap().clone();
+    assert_eq!(keys.len(), 1);
+    assert!(!r.text().contains(&key));
+    let r = d
+        .send("POST", &format!("/admin/apikeys/{id}/revoke"), admin, None)
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(d.tokenize(&key, SEED_003).await.status, 401);
+    let r = d
+        .send(
+            "POST",
+            "/admin/apikeys",
+            admin,
+            Some(r#"{"merchant_id":"123456","scopes":["root"]}"#),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error_fields()[0].0, "scopes");
+    let r = d
+        .send("POST", "/admin/apikeys/zz/revoke", admin, None)
+        .await;
+    assert_eq!(r.status, 400);
+
+    // Terminals.
+    let r = d
+        .send(
+            "POST",
+            "/admin/terminals",
+            admin,
+            Some(r#"{"merchant_id":"123456","terminal_id":"term-0001"}"#),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = d
+        .send("GET", "/admin/terminals?merchant_id=123456", admin, None)
+        .await;
+    assert_eq!(r.json()["terminals"][0]["terminal_id"], "term-0001");
+    let r = d
+        .send(
+            "POST",
+            "/admin/terminals",
+            admin,
+            Some(r#"{"merchant_id":"123456","terminal_id":"x"}"#),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error_fields()[0].0, "terminal_id");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_sweep_and_stats() {
+    let d = TestDaemon::start().await;
+    let admin = Some(d.keys.admin.as_str());
+    let token = d.tokenize(&d.keys.both, SEED_003).await.json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = d.send("GET", "/admin/keys", admin, None).await;
+    assert_eq!(r.status, 200);
+    let before = r.json()["current_dek"].as_u64().unwrap();
+    let r = d.send("POST", "/admin/keys/rotate", admin, None).await;
+    assert_eq!(r.status, 200);
+    let after = r.json()["current_dek"].as_u64().unwrap();
+    assert_ne!(before, after);
+    let r = d.send("POST", "/admin/keys/rewrap", admin, None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["rewrapped"], 1);
+    let r = d.send("POST", "/admin/keys/retire", admin, None).await;
+    assert_eq!(r.json()["retired"], json!([before]));
+    let r = d.send("GET", "/admin/keys", admin, None).await;
+    assert_eq!(r.json()["deks"].as_array().unwrap().len(), 1);
+    // The token still reveals after rotation and rewrap.
+    let r = d
+        .send(
+            "POST",
+            &format!("/v2/tokens/{token}/reveal"),
+            Some(&d.keys.both),
+            None,
+        )
+        .await;
+    assert_eq!(r.json()["pan"], "4242424242424242");
+    // Sweep after the card's keep-until.
+    d.clock
+        .set(time::macros::datetime!(2028-03-01 00:00:01 UTC));
+    let r = d.send("POST", "/admin/sweep", admin, None).await;
+    assert_eq!(r.json()["removed"], 1);
+    let r = d.send("GET", "/admin/stats", admin, None).await;
+    assert_eq!(r.status, 200);
+    let s = r.json();
+    assert_eq!(s["records"], 0);
+    assert!(s["groups"].as_u64().unwrap() >= 1);
+    for path in ["/admin/keys", "/admin/stats"] {
+        assert_eq!(
+            d.send("GET", path, Some(&d.keys.both), None).await.status,
+            403
+        );
+        assert_eq!(d.send("GET", path, None, None).await.status, 401);
+    }
+}

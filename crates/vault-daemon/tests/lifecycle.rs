@@ -1,0 +1,220 @@
+//! Socket setup, graceful shutdown, slow clients.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
+
+mod common;
+
+use std::{
+    os::unix::fs::{MetadataExt, PermissionsExt},
+    time::{Duration, Instant},
+};
+
+use common::{SEED_003, TestDaemon};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use vault_daemon::{DaemonConfig, DaemonError, bind_tcp, bind_unix, serve};
+use vault_service::{MerchantId, Token, Vault};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_is_private() {
+    let d = TestDaemon::start().await;
+    let sock = std::fs::metadata(&d.sock).unwrap();
+    assert_eq!(sock.mode() & 0o777, 0o600);
+    let dir = std::fs::metadata(d.sock.parent().unwrap()).unwrap();
+    assert_eq!(dir.mode() & 0o777, 0o700);
+    // A live socket is not stolen.
+    assert!(matches!(
+        bind_unix(&d.sock, 0o600).await,
+        Err(DaemonError::SocketInUse(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsafe_socket_paths_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let r = bind_unix(open.join("s.sock"), 0o600).await;
+    assert!(
+        matches!(r, Err(DaemonError::InsecureSocketPath { .. })),
+        "{r:?}"
+    );
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"not a socket").unwrap();
+    assert!(matches!(
+        bind_unix(&file, 0o600).await,
+        Err(DaemonError::InsecureSocketPath { .. })
+    ));
+    assert!(matches!(
+        bind_unix(dir.path().join("s"), 0o666).await,
+        Err(DaemonError::InsecureSocketPath { .. })
+    ));
+    // A stale socket (nobody listening) is replaced.
+    let stale = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    assert!(stale.exists());
+    bind_unix(&stale, 0o600).await.unwrap();
+    let addr = "0.0.0.0:0".parse().unwrap();
+    assert!(matches!(
+        bind_tcp(addr).await,
+        Err(DaemonError::NotLoopback(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_tcp_serves_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = Vault::create(
+        dir.path().join("v"),
+        &common::passphrase(),
+        common::options(std::sync::Arc::new(vault_service::ManualClock::new(
+            common::T0,
+        ))),
+    )
+    .unwrap();
+    let listener = bind_tcp("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.tcp_addr().unwrap();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let h = tokio::spawn(serve(listener, vault, DaemonConfig::default(), async {
+        let _ = rx.await;
+    }));
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    assert_eq!(common::parse(&out).unwrap().status, 200);
+    stop.send(()).unwrap();
+    h.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_loses_no_acknowledged_token() {
+    let mut d = TestDaemon::start().await;
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let sock = d.sock.clone();
+        let req = common::tokenize_request(&d.keys.tokenize, SEED_003);
+        tasks.push(tokio::spawn(async move {
+            if i >= 100 {
+                tokio::time::sleep(Duration::from_micros(200 * (i - 100))).await;
+            }
+            common::try_raw(&sock, &req).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(15)).await;
+    d.stop().await.unwrap();
+    let mut tokens = Vec::new();
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Some(r) if r.status == 201 => {
+                tokens.push(r.json()["token"].as_str().unwrap().to_owned());
+            }
+            Some(r) => panic!("unexpected {} {}", r.status, r.text()),
+            None => refused += 1,
+        }
+    }
+    assert!(!tokens.is_empty(), "no request completed before shutdown");
+    assert!(!d.sock.exists(), "socket file left behind");
+    // Reopen from disk: every acknowledged token is there.
+    let TestDaemon {
+        dir, vault, clock, ..
+    } = d;
+    drop(vault);
+    let vault = Vault::open(
+        dir.path().join("vault"),
+        &common::passphrase(),
+        common::options(clock),
+    )
+    .unwrap();
+    let m = MerchantId::new(890_490).unwrap();
+    for t in &tokens {
+        vault.get(m, &Token::parse(t).unwrap()).unwrap();
+    }
+    eprintln!(
+        "{} acknowledged and present, {refused} cut off by shutdown",
+        tokens.len()
+    );
+}
+
+fn slow_config() -> DaemonConfig {
+    DaemonConfig {
+        header_read_timeout: Duration::from_millis(300),
+        request_timeout: Duration::from_millis(500),
+        ..DaemonConfig::default()
+    }
+}
+
+/// Reads until the daemon closes; returns what arrived and when.
+async fn read_until_closed(s: &mut tokio::net::UnixStream) -> (Vec<u8>, Duration) {
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("the daemon never closed the connection");
+    (out, start.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_cut_off() {
+    let d = TestDaemon::start_with(slow_config()).await;
+    let mut s = tokio::net::UnixStream::connect(&d.sock).await.unwrap();
+    s.write_all(b"POST /v2/tokens HTTP/1.1\r\n").await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if wr.write_all(b"X").await.is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), rd.read_to_end(&mut out))
+        .await
+        .expect("slow client not cut off");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    trickle.abort();
+    // The daemon still serves.
+    assert_eq!(d.send("GET", "/health", None, None).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed() {
+    let d = TestDaemon::start_with(slow_config()).await;
+    let mut s = tokio::net::UnixStream::connect(&d.sock).await.unwrap();
+    // One request on a keep-alive connection, then silence.
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (out, took) = read_until_closed(&mut s).await;
+    assert_eq!(common::parse(&out).unwrap().status, 200);
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_body_times_out() {
+    let d = TestDaemon::start_with(slow_config()).await;
+    let mut s = tokio::net::UnixStream::connect(&d.sock).await.unwrap();
+    let head = format!(
+        "POST /v2/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
+        d.keys.tokenize
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let (out, took) = read_until_closed(&mut s).await;
+    let r = common::parse(&out).unwrap();
+    assert_eq!(r.status, 408, "{}", r.text());
+    assert!(took < Duration::from_secs(2));
+}

@@ -1,0 +1,230 @@
+//! A sweep of malformed input (random bytes, truncated and mutated bodies, wrong JSON types, huge
+//! numbers, invalid UTF-8, bad Content-Length): every answer is a 4xx or a closed connection (a
+//! mutation may also happen to produce a valid request), never a 5xx, and the daemon keeps
+//! serving afterwards.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    clippy::print_stderr
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{SEED_003, TestDaemon};
+use vault_daemon::DaemonConfig;
+
+/// xorshift64*: deterministic, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+const WRONG_VALUES: &[&str] = &[
+    "null",
+    "true",
+    "[]",
+    "{}",
+    "0",
+    "-1",
+    "1e999",
+    "123456789012345678901234567890",
+    "\"\"",
+    "\"\\u0000\"",
+    "[[[[[[[[]]]]]]]]",
+    "\"\\ud800\"",
+    "1.5",
+    "{\"a\":[1,{\"b\":null}]}",
+];
+
+fn request(key: &str, path: &str, extra: &str, body: &[u8]) -> Vec<u8> {
+    let mut r = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\n{extra}\r\n"
+    )
+    .into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+fn case(rng: &mut Rng, key: &str) -> (Vec<u8>, bool) {
+    let seed = SEED_003.as_bytes();
+    let cl = |b: &[u8]| format!("Content-Length: {}\r\n", b.len());
+    match rng.below(10) {
+        0 => {
+            let n = rng.below(600);
+            (rng.bytes(n), true)
+        }
+        1 => {
+            let n = rng.below(300);
+            let b = rng.bytes(n);
+            (request(key, "/v2/tokens", &cl(&b), &b), true)
+        }
+        2 => {
+            // Claims the full length, sends less.
+            let b = &seed[..rng.below(seed.len())];
+            (request(key, "/v2/tokens", &cl(seed), b), true)
+        }
+        3 => {
+            let b = &seed[..rng.below(seed.len())];
+            (request(key, "/v2/tokens", &cl(b), b), true)
+        }
+        4 => {
+            let mut b = seed.to_vec();
+            for _ in 0..=rng.below(3) {
+                let i = rng.below(b.len());
+                b[i] = rng.next() as u8;
+            }
+            (request(key, "/v2/tokens", &cl(&b), &b), false)
+        }
+        5 => {
+            let v = WRONG_VALUES[rng.below(WRONG_VALUES.len())];
+            let body = match rng.below(5) {
+                0 => format!(
+                    r#"{{"type":{v},"card":{{"pan":"4242424242424242","expiration_date":"2802"}}}}"#
+                ),
+                1 => format!(r#"{{"type":"card","card":{{"pan":{v},"expiration_date":"2802"}}}}"#),
+                2 => format!(
+                    r#"{{"type":"card","card":{{"pan":"4242424242424242","expiration_date":{v}}}}}"#
+                ),
+                3 => format!(r#"{{"type":"card","card":{v}}}"#),
+                _ => format!(r#"{{"items":[{v}]}}"#),
+            };
+            // A batch answers 200 with a 400 per refused item.
+            let batch = body.starts_with(r#"{"items""#);
+            let path = if batch {
+                "/v2/tokens/batch"
+            } else {
+                "/v2/tokens"
+            };
+            (
+                request(key, path, &cl(body.as_bytes()), body.as_bytes()),
+                !batch,
+            )
+        }
+        6 => {
+            let n = "9".repeat(1 + rng.below(5000));
+            let body = format!(
+                r#"{{"type":"card","card":{{"pan":{n},"expiration_date":{n}}},"keep_until":{n}}}"#
+            );
+            (
+                request(key, "/v2/tokens", &cl(body.as_bytes()), body.as_bytes()),
+                true,
+            )
+        }
+        7 => {
+            let mut b = seed.to_vec();
+            let i = rng.below(b.len());
+            b.splice(i..i, [0xff, 0xc3, 0x28, 0xed, 0xa0, 0x80]);
+            let mut r = request(key, "/v2/tokens", &cl(&b), &b);
+            if rng.below(2) == 0 {
+                // Invalid UTF-8 in a header value and the path too.
+                r.splice(5..5, [0xff, 0xfe]);
+            }
+            (r, true)
+        }
+        8 => {
+            let extra = match rng.below(6) {
+                0 => "Content-Length: abc\r\n".to_owned(),
+                1 => "Content-Length: -1\r\n".to_owned(),
+                2 => "Content-Length: 99999999999999999999999\r\n".to_owned(),
+                3 => format!("Content-Length: {}\r\nContent-Length: 3\r\n", seed.len()),
+                4 => format!(
+                    "Content-Length: {}\r\nTransfer-Encoding: chunked\r\n",
+                    seed.len()
+                ),
+                _ => "Transfer-Encoding: chunked\r\n".to_owned(),
+            };
+            (request(key, "/v2/tokens", &extra, seed), true)
+        }
+        _ => {
+            let methods = [
+                "GET", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "BREW", "G\0T",
+            ];
+            let paths = [
+                "/",
+                "/v2",
+                "/v2/tokens/",
+                "/v2/tokens/..%2f",
+                "/admin/keys/rotate",
+                "*",
+                "/v2/tokens/batch/x",
+                "//v2//tokens",
+            ];
+            let r = format!(
+                "{} {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                methods[rng.below(methods.len())],
+                paths[rng.below(paths.len())]
+            );
+            (r.into_bytes(), false)
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_sweep() {
+    let config = DaemonConfig {
+        header_read_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(2),
+        ..DaemonConfig::default()
+    };
+    let d = TestDaemon::start_with(config).await;
+    let mut rng = Rng(0x5eed_0003_8735_ad32);
+    let mut closed = 0;
+    let mut answered = 0;
+    for _round in 0..100 {
+        let mut batch = Vec::new();
+        for _ in 0..32 {
+            let (bytes, must_be_4xx) = case(&mut rng, &d.keys.tokenize);
+            let sock = d.sock.clone();
+            batch.push(tokio::spawn(async move {
+                (common::raw(&sock, &bytes).await, must_be_4xx, bytes)
+            }));
+        }
+        for t in batch {
+            let (resp, must_be_4xx, bytes) = t.await.unwrap();
+            match resp {
+                None => closed += 1,
+                Some(r) => {
+                    answered += 1;
+                    let ok = if must_be_4xx {
+                        (400..500).contains(&r.status)
+                    } else {
+                        r.status < 500
+                    };
+                    assert!(
+                        ok,
+                        "{} for {:?}: {}",
+                        r.status,
+                        String::from_utf8_lossy(&bytes),
+                        r.text()
+                    );
+                    if r.status >= 400 && !r.body.is_empty() {
+                        // Every error we write is JSON and echoes no card digits.
+                        let text = r.text();
+                        assert!(!text.contains("42424242"), "{text}");
+                        if r.header("content-type") == Some("application/json") {
+                            r.json();
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{answered} answered, {closed} closed");
+    assert_eq!(d.send("GET", "/health", None, None).await.status, 200);
+    assert_eq!(d.tokenize(&d.keys.tokenize, SEED_003).await.status, 201);
+}

@@ -1,0 +1,230 @@
+//! `cardvault serve`: open the vault and run the daemon until SIGTERM or SIGINT.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, bail};
+use cardvault::{Vault, VaultOptions};
+use clap::{Args, ValueEnum};
+use tokio::sync::watch;
+use vault_daemon::{DaemonConfig, LogFormat};
+
+use super::{dev, hardening, key::KeyArgs, runtime};
+
+/// File in the data directory naming the socket of the daemon serving it, so admin commands
+/// given `--data` find the daemon. Written at start, removed at exit.
+pub(crate) const SOCKET_POINTER: &str = "daemon.socket";
+
+#[derive(Args, Debug)]
+pub(crate) struct ServeArgs {
+    /// The vault directory (created with `cardvault init`).
+    #[arg(
+        long,
+        env = "CARDVAULT_DATA",
+        value_name = "DIR",
+        required_unless_present = "dev"
+    )]
+    pub(crate) data: Option<PathBuf>,
+
+    /// The Unix socket to listen on. Its directory is created (mode 0700) if missing and must
+    /// not be writable by others. Default with --dev: /tmp/cardvault-dev/cardvault.sock.
+    #[arg(
+        long,
+        env = "CARDVAULT_SOCKET",
+        value_name = "PATH",
+        required_unless_present = "dev"
+    )]
+    pub(crate) socket: Option<PathBuf>,
+
+    /// Also listen on this loopback TCP address (127.0.0.1:PORT or [::1]:PORT). TCP peers are
+    /// identified by API key only.
+    #[arg(long, env = "CARDVAULT_LISTEN", value_name = "ADDR")]
+    pub(crate) listen: Option<SocketAddr>,
+
+    /// Let this uid connect to the socket (repeatable). The daemon's own uid always may.
+    #[arg(long = "allow-uid", value_name = "UID")]
+    pub(crate) allow_uids: Vec<u32>,
+
+    /// Let members of this primary gid connect (repeatable); makes the socket mode 0660.
+    #[arg(long = "allow-gid", value_name = "GID")]
+    pub(crate) allow_gids: Vec<u32>,
+
+    /// Log line format.
+    #[arg(long, env = "CARDVAULT_LOG_FORMAT", value_enum, default_value_t = LogFormatArg::Text)]
+    pub(crate) log_format: LogFormatArg,
+
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive list.
+    #[arg(
+        long,
+        env = "CARDVAULT_LOG",
+        default_value = "info",
+        value_name = "LEVEL"
+    )]
+    pub(crate) log_level: String,
+
+    /// Connections served at once.
+    #[arg(long, value_name = "N", default_value_t = DaemonConfig::default().max_connections)]
+    pub(crate) max_connections: usize,
+
+    /// Development mode: a throwaway vault in a fresh temporary directory, a merchant, an
+    /// all-scopes API key next to the socket, and a curl line to try. NOT FOR PRODUCTION.
+    /// --data and the key options are ignored in this mode.
+    #[arg(long)]
+    pub(crate) dev: bool,
+
+    #[command(flatten)]
+    pub(crate) key: KeyArgs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum LogFormatArg {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
+    hardening::disable_core_dumps().context("disabling core dumps")?;
+    init_logging(args.log_format, &args.log_level)?;
+    if let Some(addr) = args.listen
+        && !addr.ip().is_loopback()
+    {
+        bail!("--listen {addr}: only loopback addresses (127.0.0.0/8, ::1) are allowed");
+    }
+    let config = DaemonConfig {
+        max_connections: args.max_connections,
+        allow_uids: args.allow_uids.clone(),
+        allow_gids: args.allow_gids.clone(),
+        log_format: match args.log_format {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        },
+        ..DaemonConfig::default()
+    };
+    if args.dev {
+        return dev::run(&args, config);
+    }
+    let (Some(data), Some(socket)) = (&args.data, &args.socket) else {
+        bail!("--data and --socket are required (or use --dev)");
+    };
+    let key = args.key.resolve(false)?;
+    let vault = Vault::open(data, &key, VaultOptions::default())
+        .with_context(|| format!("opening the vault in {}", data.display()))?;
+    drop(key);
+    let socket = absolute(socket)?;
+    let pointer = data.join(SOCKET_POINTER);
+    // Best effort: only a convenience for admin commands given `--data`.
+    let _ = std::fs::write(&pointer, format!("{}\n", socket.display()));
+    let result = runtime()?.block_on(serve(vault, config, &socket, args.listen, || {}));
+    let _ = std::fs::remove_file(&pointer);
+    result
+}
+
+/// Binds the socket (and the TCP address), calls `ready` once listening, and serves until
+/// SIGTERM or SIGINT; returns after the drain.
+pub(crate) async fn serve(
+    vault: Vault,
+    config: DaemonConfig,
+    socket: &Path,
+    listen: Option<SocketAddr>,
+    ready: impl FnOnce(),
+) -> anyhow::Result<()> {
+    let mode = if config.allow_gids.is_empty() {
+        0o600
+    } else {
+        0o660
+    };
+    let unix = vault_daemon::bind_unix(socket, mode)
+        .await
+        .with_context(|| format!("binding {}", socket.display()))?;
+    let tcp = match listen {
+        Some(addr) => Some(
+            vault_daemon::bind_tcp(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?,
+        ),
+        None => None,
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for listener in std::iter::once(unix).chain(tcp) {
+        tracing::info!(listen = %listener.describe(), "listening");
+        let mut rx = stop_rx.clone();
+        let shutdown = async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        tasks.spawn(vault_daemon::serve(
+            listener,
+            vault.clone(),
+            config.clone(),
+            shutdown,
+        ));
+    }
+    drop(vault);
+    ready();
+
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let mut first_error: Option<anyhow::Error> = None;
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            name = &mut signal, if !stopping => {
+                tracing::info!(signal = name?, "shutting down: draining in-flight requests");
+                stopping = true;
+                let _ = stop_tx.send(true);
+            }
+            done = tasks.join_next() => match done {
+                None => break,
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(e))) => {
+                    first_error.get_or_insert(anyhow::Error::new(e).context("daemon"));
+                    let _ = stop_tx.send(true);
+                }
+                Some(Err(e)) => {
+                    first_error.get_or_insert(anyhow::anyhow!("daemon task failed: {e}"));
+                    let _ = stop_tx.send(true);
+                }
+            },
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT with the signal's name.
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+fn init_logging(format: LogFormatArg, level: &str) -> anyhow::Result<()> {
+    use tracing_subscriber::{EnvFilter, fmt};
+    let filter = EnvFilter::try_new(level).with_context(|| format!("--log-level {level:?}"))?;
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormatArg::Text => builder.try_init(),
+        LogFormatArg::Json => builder.json().try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("installing the logger: {e}"))
+}
+
+fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))
+}

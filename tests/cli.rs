@@ -1,0 +1,553 @@
+//! The `cardvault` binary end to end: help, init, offline admin, key errors, serve + client +
+//! SIGTERM, admin through the daemon. Vaults use the test-only fast KDF
+//! (`CARDVAULT_TEST_FAST_KDF=1`).
+#![allow(clippy::unwrap_used, clippy::panic, clippy::print_stderr)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use vault_client::{ApiKey, Client};
+use vault_wire::{CardInput, RevealRequest, TokenizeRequest};
+
+const PASS: &str = "correct horse battery staple";
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cardvault"));
+    for var in [
+        "CARDVAULT_PASSPHRASE",
+        "CARDVAULT_PASSPHRASE_FILE",
+        "CARDVAULT_KEY_FILE",
+        "CARDVAULT_DATA",
+        "CARDVAULT_SOCKET",
+        "CARDVAULT_API_KEY",
+        "CARDVAULT_API_KEY_FILE",
+        "CARDVAULT_LISTEN",
+    ] {
+        c.env_remove(var);
+    }
+    c.env("CARDVAULT_TEST_FAST_KDF", "1").stdin(Stdio::null());
+    c
+}
+
+fn run(args: &[&str], passphrase: Option<&str>) -> Output {
+    let mut c = bin();
+    c.args(args);
+    if let Some(p) = passphrase {
+        c.env("CARDVAULT_PASSPHRASE", p);
+    }
+    c.output().unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = run(args, Some(PASS));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn init(dir: &Path) -> String {
+    let data = dir.join("data");
+    let data = data.to_str().unwrap().to_owned();
+    ok(&["init", "--data", &data]);
+    ok(&[
+        "merchant",
+        "add",
+        "890490",
+        "--name",
+        "Test merchant",
+        "--data",
+        &data,
+    ]);
+    data
+}
+
+#[test]
+fn help_everywhere() {
+    let commands: &[&[&str]] = &[
+        &[],
+        &["init"],
+        &["serve"],
+        &["merchant"],
+        &["merchant", "add"],
+        &["merchant", "list"],
+        &["apikey"],
+        &["apikey", "create"],
+        &["apikey", "list"],
+        &["apikey", "revoke"],
+        &["terminal"],
+        &["terminal", "add"],
+        &["terminal", "list"],
+        &["keys"],
+        &["keys", "status"],
+        &["keys", "rotate"],
+        &["keys", "rewrap"],
+        &["keys", "retire"],
+        &["sweep"],
+        &["stats"],
+        &["bench"],
+    ];
+    for cmd in commands {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let out = run(&args, None);
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("Usage: cardvault"), "{args:?}: {text}");
+    }
+}
+
+#[test]
+fn no_arguments_is_a_usage_error() {
+    assert_eq!(run(&[], None).status.code(), Some(2));
+    assert_eq!(run(&["merchant", "list"], None).status.code(), Some(2));
+}
+
+#[test]
+fn offline_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = init(dir.path());
+    let d = data.as_str();
+
+    assert!(ok(&["merchant", "list", "--data", d]).contains("Test merchant"));
+
+    let key_file = dir.path().join("key");
+    let kf = key_file.to_str().unwrap();
+    ok(&[
+        "apikey",
+        "create",
+        "--merchant",
+        "890490",
+        "--scopes",
+        "tokenize,reveal",
+        "--label",
+        "shop",
+        "--out",
+        kf,
+        "--data",
+        d,
+    ]);
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    assert!(key.starts_with("cvk_"));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    // Printed on stdout when there is no --out.
+    let printed = ok(&[
+        "apikey",
+        "create",
+        "--merchant",
+        "890490",
+        "--scopes",
+        "admin",
+        "--data",
+        d,
+    ]);
+    assert!(printed.trim().starts_with("cvk_"));
+
+    let list = ok(&["apikey", "list", "--data", d]);
+    assert!(list.contains("tokenize,reveal") && list.contains("shop"));
+    assert!(!list.contains(key.trim()), "the secret is never listed");
+    let id = key.trim().split('_').nth(1).unwrap();
+    ok(&["apikey", "revoke", id, "--data", d]);
+    assert!(ok(&["apikey", "list", "--data", d]).contains("revoked"));
+
+    ok(&[
+        "terminal",
+        "add",
+        "term-0001",
+        "--merchant",
+        "890490",
+        "--data",
+        d,
+    ]);
+    assert!(ok(&["terminal", "list", "--data", d]).contains("term-0001"));
+
+    assert!(ok(&["keys", "rotate", "--data", d]).contains("data key 2 is now current"));
+    let status = ok(&["keys", "status", "--data", d]);
+    assert!(status.contains("decrypt-only") && status.contains("current"));
+    ok(&["keys", "rewrap", "--retire", "--data", d]);
+    ok(&["sweep", "--data", d]);
+    let stats = ok(&["stats", "--json", "--data", d]);
+    let v: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(v["current_dek"], 2);
+    assert!(ok(&["stats", "--data", d]).contains("records"));
+}
+
+#[test]
+fn invalid_admin_input_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = init(dir.path());
+    let out = run(
+        &["merchant", "add", "12ab", "--name", "x", "--data", &data],
+        Some(PASS),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("error: ") && err.lines().count() == 1,
+        "{err}"
+    );
+    let out = run(
+        &[
+            "apikey",
+            "create",
+            "--merchant",
+            "890490",
+            "--scopes",
+            "everything",
+            "--data",
+            &data,
+        ],
+        Some(PASS),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("scopes"));
+}
+
+#[test]
+fn init_refuses_an_existing_vault() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = init(dir.path());
+    let out = run(&["init", "--data", &data], Some(PASS));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+}
+
+#[test]
+fn wrong_passphrase_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = init(dir.path());
+    let out = run(&["stats", "--data", &data], Some("not the passphrase"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("wrong passphrase"), "{err}");
+    assert!(!err.contains("not the passphrase"));
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn no_key_and_no_terminal_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = run(&["init", "--data", data.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("CARDVAULT_PASSPHRASE"));
+}
+
+#[test]
+fn passphrase_is_never_a_plain_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    for flag in ["--passphrase", "--key", "--password"] {
+        let out = run(&["init", "--data", d, flag, PASS], None);
+        assert_eq!(out.status.code(), Some(2), "{flag} must be refused");
+        assert!(!data.exists());
+    }
+}
+
+#[test]
+fn key_file_and_passphrase_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("vault.key");
+    std::fs::write(&key, "ab".repeat(32) + "\n").unwrap();
+    let data = dir.path().join("a");
+    let (kf, d) = (key.to_str().unwrap(), data.to_str().unwrap());
+    let out = run(&["init", "--data", d, "--key-file", kf], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&["stats", "--data", d, "--key-file", kf], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let pass = dir.path().join("pass");
+    std::fs::write(&pass, format!("{PASS}\n")).unwrap();
+    let data = dir.path().join("b");
+    let (pf, d) = (pass.to_str().unwrap(), data.to_str().unwrap());
+    let out = run(&["init", "--data", d, "--passphrase-file", pf], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The same passphrase through the environment opens it.
+    ok(&["stats", "--data", d]);
+    // Two sources at once are refused.
+    let out = run(&["stats", "--data", d, "--passphrase-file", pf], Some(PASS));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("more than one key source"));
+}
+
+/// A running `cardvault serve`, stopped with SIGTERM.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn start(data: &str, socket: &Path) -> Self {
+        let mut c = bin();
+        c.args([
+            "serve",
+            "--data",
+            data,
+            "--socket",
+            socket.to_str().unwrap(),
+        ])
+        .env("CARDVAULT_PASSPHRASE", PASS)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        let child = c.spawn().unwrap();
+        let d = Self {
+            child,
+            socket: socket.to_path_buf(),
+        };
+        d.wait_ready();
+        d
+    }
+
+    fn wait_ready(&self) {
+        let rt = runtime();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let up = rt.block_on(async {
+                match Client::connect(&self.socket, None).await {
+                    Ok(c) => c.health().await.is_ok(),
+                    Err(_) => false,
+                }
+            });
+            if up {
+                return;
+            }
+            assert!(Instant::now() < deadline, "daemon did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn terminate(mut self) -> (Option<i32>, String) {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        let mut log = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            // Reads until the daemon exits and closes its end.
+            std::io::Read::read_to_string(&mut err, &mut log).unwrap();
+        }
+        let status = self.child.wait().unwrap();
+        (status.code(), log)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn serve_client_admin_and_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = init(dir.path());
+    let key_file = dir.path().join("admin-key");
+    let kf = key_file.to_str().unwrap().to_owned();
+    ok(&[
+        "apikey",
+        "create",
+        "--merchant",
+        "890490",
+        "--scopes",
+        "tokenize,reveal,admin",
+        "--out",
+        &kf,
+        "--data",
+        &data,
+    ]);
+    let socket = dir.path().join("run").join("cardvault.sock");
+    let daemon = Daemon::start(&data, &socket);
+
+    // A request through the client.
+    let rt = runtime();
+    let token = rt.block_on(async {
+        let key = ApiKey::from_file(&key_file).unwrap().unwrap();
+        let client = Client::connect(&socket, Some(&key)).await.unwrap();
+        let t = client
+            .tokenize(&TokenizeRequest::card(CardInput::new(
+                "4242424242424242",
+                "2802",
+            )))
+            .await
+            .unwrap();
+        assert_eq!(t.card.masked_pan, "424242****4242");
+        let card = client
+            .reveal(&t.token, &RevealRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(card.pan, "4242424242424242");
+        t.token
+    });
+
+    // Admin through the daemon: found from --data (the daemon holds the directory) ...
+    let via_data = ok(&[
+        "merchant",
+        "add",
+        "123456",
+        "--name",
+        "Second",
+        "--data",
+        &data,
+        "--api-key-file",
+        &kf,
+    ]);
+    assert!(via_data.contains("added merchant 123456"), "{via_data}");
+    // ... or named with --socket; no passphrase needed either way.
+    let sock = socket.to_str().unwrap();
+    let out = bin()
+        .args(["merchant", "list", "--socket", sock, "--api-key-file", &kf])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        list.contains("Second") && list.contains("Test merchant"),
+        "{list}"
+    );
+    let stats = ok(&["stats", "--json", "--socket", sock, "--api-key-file", &kf]);
+    let v: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(v["records"], 1);
+    ok(&[
+        "terminal",
+        "add",
+        "term-0002",
+        "--merchant",
+        "123456",
+        "--socket",
+        sock,
+        "--api-key-file",
+        &kf,
+    ]);
+    ok(&["keys", "rotate", "--socket", sock, "--api-key-file", &kf]);
+    ok(&["keys", "rewrap", "--socket", sock, "--api-key-file", &kf]);
+    let created = ok(&[
+        "apikey",
+        "create",
+        "--merchant",
+        "123456",
+        "--scopes",
+        "tokenize",
+        "--socket",
+        sock,
+        "--api-key-file",
+        &kf,
+    ]);
+    let id = created.trim().split('_').nth(1).unwrap().to_owned();
+    ok(&[
+        "apikey",
+        "revoke",
+        &id,
+        "--socket",
+        sock,
+        "--api-key-file",
+        &kf,
+    ]);
+    assert!(ok(&["apikey", "list", "--socket", sock, "--api-key-file", &kf]).contains("revoked"));
+
+    // Without an admin key, a clear refusal.
+    let out = bin().args(["stats", "--socket", sock]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("API key"), "{}", stderr(&out));
+
+    // A short bench run against the daemon.
+    let out = bin()
+        .args([
+            "bench",
+            "--socket",
+            sock,
+            "--api-key-file",
+            &kf,
+            "--op",
+            "mixed",
+            "-c",
+            "4",
+            "-n",
+            "200",
+            "--pool",
+            "50",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], 200, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+
+    let (code, log) = daemon.terminate();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(!socket.exists(), "socket removed at exit");
+    assert!(!log.contains("4242424242424242"));
+
+    // Offline again: the token survived the restart.
+    let out = ok(&["stats", "--json", "--data", &data]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["records"].as_u64().unwrap() >= 51, "{out}");
+    drop(token);
+}
+
+#[test]
+fn listen_refuses_non_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = init(dir.path());
+    let socket = dir.path().join("s").join("sock");
+    let out = run(
+        &[
+            "serve",
+            "--data",
+            &data,
+            "--socket",
+            socket.to_str().unwrap(),
+            "--listen",
+            "0.0.0.0:8080",
+        ],
+        Some(PASS),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("loopback"), "{}", stderr(&out));
+}
+
+#[test]
+fn bench_inprocess() {
+    let out = bin()
+        .args([
+            "bench",
+            "--inprocess",
+            "--op",
+            "batch",
+            "-c",
+            "2",
+            "-n",
+            "4",
+            "--batch-size",
+            "10",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["mode"], "library");
+    assert_eq!(report["ok"], 4);
+    assert!(report["cards_per_sec"].as_f64().unwrap() > 0.0);
+}
