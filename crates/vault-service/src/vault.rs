@@ -60,6 +60,8 @@ pub(crate) struct Inner {
     pub(crate) keyring: RwLock<Keyring>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) keys: crate::admin::KeyCache,
+    /// Per-merchant fingerprint keys, derived once (the MAC root never changes for a vault).
+    fingerprint_keys: RwLock<std::collections::HashMap<MerchantId, vault_core::FingerprintKey>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -113,6 +115,7 @@ impl Vault {
                 keyring: RwLock::new(keyring),
                 clock: options.clock,
                 keys: crate::admin::KeyCache::default(),
+                fingerprint_keys: RwLock::default(),
             }),
         }
     }
@@ -123,10 +126,7 @@ impl Vault {
         let (rec, card) = self.inner.load(merchant, token, now)?;
         let fingerprint = self
             .inner
-            .keyring
-            .read()
-            .fingerprint_key(merchant)
-            .fingerprint(&card.pan);
+            .fingerprint(&self.inner.keyring.read(), merchant, &card.pan);
         info_from(merchant, &rec, &card, fingerprint, false)
     }
 
@@ -168,6 +168,26 @@ impl Vault {
 }
 
 impl Inner {
+    /// The keyed fingerprint of `pan` for `merchant`, with the merchant's key cached.
+    pub(crate) fn fingerprint(
+        &self,
+        keyring: &Keyring,
+        merchant: MerchantId,
+        pan: &vault_core::Pan,
+    ) -> Fingerprint {
+        if let Some(k) = self.fingerprint_keys.read().get(&merchant) {
+            return k.fingerprint(pan);
+        }
+        let key = keyring.fingerprint_key(merchant);
+        let fp = key.fingerprint(pan);
+        let mut cache = self.fingerprint_keys.write();
+        if cache.len() >= 4096 {
+            cache.clear();
+        }
+        cache.insert(merchant, key);
+        fp
+    }
+
     pub(crate) fn lookup(&self, token: &Token) -> LookupId {
         LookupId(self.keyring.read().lookup_key().lookup(token))
     }

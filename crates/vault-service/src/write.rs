@@ -214,7 +214,7 @@ impl Inner {
         };
         let keyring = self.keyring.read();
         let id = LookupId(keyring.lookup_key().lookup(&token));
-        let fingerprint = keyring.fingerprint_key(merchant).fingerprint(&card.pan);
+        let fingerprint = self.fingerprint(&keyring, merchant, &card.pan);
         let sealed = seal(
             &keyring,
             merchant,
@@ -316,7 +316,7 @@ impl Inner {
                 &p.card,
             );
         }
-        tx.put_record(&p.id, &record)?;
+        tx.insert_new_record(&p.id, &record)?;
         tx.put_dedupe(&record.dedupe, &record.token);
         Ok(p.info)
     }
@@ -366,7 +366,7 @@ impl Inner {
             name: card.name,
             metadata: metadata.unwrap_or_else(|| old_card.metadata.clone()),
         };
-        let fingerprint = keyring.fingerprint_key(merchant).fingerprint(&new_card.pan);
+        let fingerprint = self.fingerprint(&keyring, merchant, &new_card.pan);
         let dedupe = dedupe_key(&fingerprint, customer.as_ref());
         let sealed = seal(
             &keyring,

@@ -47,7 +47,7 @@ pub(crate) struct CommitStats {
 pub struct WriteTx<'a> {
     tree: &'a sled::Tree,
     group: HashMap<Vec<u8>, Option<Vec<u8>>>,
-    job: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    job: HashMap<Vec<u8>, Option<Vec<u8>>>,
     count: u64,
     job_count: u64,
     header: Option<Vec<u8>>,
@@ -59,7 +59,7 @@ impl<'a> WriteTx<'a> {
         Self {
             tree,
             group: HashMap::new(),
-            job: Vec::new(),
+            job: HashMap::new(),
             count,
             job_count: count,
             header: None,
@@ -68,7 +68,7 @@ impl<'a> WriteTx<'a> {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some((_, v)) = self.job.iter().rev().find(|(k, _)| k.as_slice() == key) {
+        if let Some(v) = self.job.get(key) {
             return Ok(v.clone());
         }
         if let Some(v) = self.group.get(key) {
@@ -78,7 +78,12 @@ impl<'a> WriteTx<'a> {
     }
 
     fn set(&mut self, key: &[u8], value: Option<Vec<u8>>) {
-        self.job.push((key.to_vec(), value));
+        self.job.insert(key.to_vec(), value);
+    }
+
+    /// Whether `key` is written by this group (job or earlier jobs), without reading the tree.
+    fn pending(&self, key: &[u8]) -> Option<&Option<Vec<u8>>> {
+        self.job.get(key).or_else(|| self.group.get(key))
     }
 
     /// The record stored under `id`, including this group's pending writes.
@@ -103,6 +108,25 @@ impl<'a> WriteTx<'a> {
             }
             None => self.job_count += 1,
         }
+        self.set(&layout::expiry_key(record.keep_until, id), Some(Vec::new()));
+        self.set(&key, Some(record.encode()));
+        Ok(())
+    }
+
+    /// Inserts the record of a **freshly minted** token. Unlike [`put_record`](Self::put_record)
+    /// it does not read the tree to look for an existing record: a new token is 192 random bits,
+    /// so one cannot exist (only this group's own pending writes are checked). Saves a B-tree read
+    /// per token on the committer thread.
+    pub fn insert_new_record(
+        &mut self,
+        id: &LookupId,
+        record: &StoredRecord,
+    ) -> Result<(), StoreError> {
+        let key = layout::record_key(id);
+        if matches!(self.pending(&key), Some(Some(_))) {
+            return self.put_record(id, record);
+        }
+        self.job_count += 1;
         self.set(&layout::expiry_key(record.keep_until, id), Some(Vec::new()));
         self.set(&key, Some(record.encode()));
         Ok(())
@@ -198,9 +222,7 @@ impl<'a> WriteTx<'a> {
 
     fn end_job(&mut self, keep: bool) {
         if keep {
-            for (k, v) in self.job.drain(..) {
-                self.group.insert(k, v);
-            }
+            self.group.extend(self.job.drain());
             self.count = self.job_count;
             if let Some(h) = self.job_header.take() {
                 self.header = Some(h);
