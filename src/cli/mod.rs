@@ -92,6 +92,15 @@ fn one_line(e: &anyhow::Error) -> String {
     out.replace('\n', " ")
 }
 
+/// A multi-threaded tokio runtime for the commands that talk to a socket.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,13 +123,4 @@ mod tests {
         let e = anyhow::Error::new(Wrap(inner)).context("opening the vault");
         assert_eq!(one_line(&e), "opening the vault: store error: disk on fire");
     }
-}
-
-/// A multi-threaded tokio runtime for the commands that talk to a socket.
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    use anyhow::Context;
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
 }
