@@ -73,8 +73,8 @@ impl Vault {
     /// in the header to decrypt what they sealed until [`rewrap`](Self::rewrap) and
     /// [`retire_unused_keys`](Self::retire_unused_keys) make them unnecessary.
     pub fn rotate_key(&self) -> Result<DekId, VaultError> {
-        let inner = self.inner.clone();
-        let rollback = self.inner.clone();
+        let inner = self.inner.core.clone();
+        let rollback = self.inner.core.clone();
         let (tx, rx) = mpsc::sync_channel(1);
         self.inner.store.submit(
             move |wtx| -> Result<DekId, VaultError> {
@@ -89,7 +89,7 @@ impl Vault {
                 // new header may not be on disk: go back to whatever header the tree holds, so no
                 // later write is sealed with a key the stored header might lack.
                 if result.is_err()
-                    && let Ok(bytes) = rollback.store.header()
+                    && let Ok(bytes) = vault_store::Store::read_header(&rollback.dir)
                     && let Ok(h) = vault_core::KeyHeader::decode(&bytes)
                 {
                     let mut keyring = rollback.keyring.write();
@@ -133,7 +133,7 @@ impl Vault {
                 }
             }
             if !stale.is_empty() {
-                let inner = self.inner.clone();
+                let inner = self.inner.core.clone();
                 let (done, failed) =
                     self.inner
                         .store
@@ -198,7 +198,7 @@ impl Vault {
                 }
             }
         }
-        let inner = self.inner.clone();
+        let inner = self.inner.core.clone();
         self.inner
             .store
             .write(move |tx| -> Result<Vec<DekId>, VaultError> {
@@ -225,7 +225,7 @@ impl Vault {
     /// Changes the passphrase or key file: a new key-encrypting key re-wraps every data key.
     /// Records are not touched. The old key no longer opens the vault once this returns.
     pub fn rekey(&self, new_key: &KeySource, params: KdfParams) -> Result<(), VaultError> {
-        let inner = self.inner.clone();
+        let inner = self.inner.core.clone();
         // Derive outside the committer? Argon2 runs inside `rekey`; it holds the committer for the
         // KDF's duration (a fraction of a second), which is acceptable for a rare admin action.
         let new_key = match new_key {

@@ -54,8 +54,24 @@ pub struct Vault {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// The vault: its store, and the state write jobs may use.
 pub(crate) struct Inner {
     pub(crate) store: Store,
+    pub(crate) core: Arc<Core>,
+}
+
+impl std::ops::Deref for Inner {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+/// Everything a write job may need, and **not** the store: jobs run on the committer thread and
+/// may drop the last reference they hold there. Were that a reference to the `Store`, dropping it
+/// would make the committer join itself and keep the vault locked after the caller let go of it.
+pub(crate) struct Core {
+    pub(crate) dir: std::path::PathBuf,
     pub(crate) header: Mutex<KeyHeader>,
     pub(crate) keyring: RwLock<Keyring>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -108,15 +124,16 @@ impl Vault {
     }
 
     fn assemble(store: Store, header: KeyHeader, keyring: Keyring, options: VaultOptions) -> Self {
+        let core = Arc::new(Core {
+            dir: store.dir().to_path_buf(),
+            header: Mutex::new(header),
+            keyring: RwLock::new(keyring),
+            clock: options.clock,
+            keys: crate::admin::KeyCache::default(),
+            fingerprint_keys: RwLock::default(),
+        });
         Self {
-            inner: Arc::new(Inner {
-                store,
-                header: Mutex::new(header),
-                keyring: RwLock::new(keyring),
-                clock: options.clock,
-                keys: crate::admin::KeyCache::default(),
-                fingerprint_keys: RwLock::default(),
-            }),
+            inner: Arc::new(Inner { store, core }),
         }
     }
 
@@ -167,7 +184,7 @@ impl Vault {
     }
 }
 
-impl Inner {
+impl Core {
     /// The keyed fingerprint of `pan` for `merchant`, with the merchant's key cached.
     pub(crate) fn fingerprint(
         &self,
@@ -191,7 +208,9 @@ impl Inner {
     pub(crate) fn lookup(&self, token: &Token) -> LookupId {
         LookupId(self.keyring.read().lookup_key().lookup(token))
     }
+}
 
+impl Inner {
     /// Reads and opens a live record of `merchant`. Absent, expired, other-merchant and token
     /// mismatches are all `NotFound`; a record that fails to decode or open is `Integrity`.
     pub(crate) fn load(

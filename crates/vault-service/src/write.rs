@@ -16,7 +16,7 @@ use vault_store::{LookupId, StoredRecord, WriteTx};
 
 use crate::{
     NewCard, TokenInfo, TokenizeOptions, TokenizeRequest, UpdateOptions, Vault, VaultError,
-    vault::{Inner, dedupe_key, info_from, is_live_for, open_stored},
+    vault::{Core, dedupe_key, info_from, is_live_for, open_stored},
 };
 
 /// Most items in one [`Vault::tokenize_batch`] call.
@@ -44,7 +44,7 @@ impl Vault {
         let prepared = self
             .inner
             .prepare(merchant, card, options, self.inner.clock.now())?;
-        let inner = self.inner.clone();
+        let inner = self.inner.core.clone();
         self.inner
             .store
             .write(move |tx| inner.commit_new(tx, prepared))
@@ -67,7 +67,7 @@ impl Vault {
             .prepare(merchant, card, options, self.inner.clock.now())
         {
             Ok(prepared) => {
-                let inner = self.inner.clone();
+                let inner = self.inner.core.clone();
                 self.inner
                     .store
                     .submit(move |tx| inner.commit_new(tx, prepared), done);
@@ -109,7 +109,7 @@ impl Vault {
         &self,
         merchant: MerchantId,
         items: Vec<TokenizeRequest>,
-    ) -> Result<(Vec<Result<Prepared, VaultError>>, Arc<Inner>), VaultError> {
+    ) -> Result<(Vec<Result<Prepared, VaultError>>, Arc<Core>), VaultError> {
         if items.is_empty() || items.len() > MAX_BATCH {
             return Err(VaultError::field(
                 "items",
@@ -122,7 +122,7 @@ impl Vault {
             .into_iter()
             .map(|item| self.inner.prepare(merchant, item.card, item.options, now))
             .collect();
-        Ok((prepared, self.inner.clone()))
+        Ok((prepared, self.inner.core.clone()))
     }
 
     /// Replaces the card behind `token` (same token, same customer binding). The keep-until is
@@ -137,7 +137,7 @@ impl Vault {
     ) -> Result<TokenInfo, VaultError> {
         let now = self.inner.clock.now();
         let keep_until = resolve_keep_until(&card, options.keep_until, now)?;
-        let inner = self.inner.clone();
+        let inner = self.inner.core.clone();
         let token = *token;
         self.inner.store.write(move |tx| {
             inner.commit_update(tx, merchant, token, card, options.metadata, keep_until, now)
@@ -147,7 +147,7 @@ impl Vault {
     /// Deletes a live token of `merchant`. Its record and index entries are removed in one durable
     /// commit; see `docs/durability.md` for what remains in sled's log until it is reclaimed.
     pub fn delete(&self, merchant: MerchantId, token: &Token) -> Result<(), VaultError> {
-        let inner = self.inner.clone();
+        let inner = self.inner.core.clone();
         let token = *token;
         self.inner
             .store
@@ -159,7 +159,7 @@ impl Vault {
     where
         D: FnOnce(Result<(), VaultError>) + Send + 'static,
     {
-        let inner = self.inner.clone();
+        let inner = self.inner.core.clone();
         let token = *token;
         self.inner
             .store
@@ -195,7 +195,7 @@ fn resolve_keep_until(
     }
 }
 
-impl Inner {
+impl Core {
     pub(crate) fn prepare(
         &self,
         merchant: MerchantId,

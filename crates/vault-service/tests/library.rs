@@ -657,3 +657,28 @@ fn no_pan_appears_anywhere_in_the_data_directory() {
     let planted = [files[0].clone(), pans[17].as_bytes().to_vec()].concat();
     assert!(planted.windows(16).any(|w| ascii.contains(w)));
 }
+
+/// Regression: a write job used to hold the last reference to the store, so dropping the vault
+/// right after a write could drop the store on the committer thread (which then tried to join
+/// itself) and leave the directory locked.
+#[test]
+fn a_vault_reopens_immediately_after_its_last_handle_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, clock) = new_vault(dir.path());
+    drop(vault);
+    for _ in 0..20 {
+        let vault = reopen(dir.path(), clock.clone());
+        // The job is still queued when the handle goes away: it must not keep the store alive.
+        vault.tokenize_then(
+            merchant(1),
+            card("4111111111111111", "3001"),
+            TokenizeOptions::default(),
+            |r| {
+                assert!(r.is_ok());
+            },
+        );
+        drop(vault);
+    }
+    // Every queued write was completed (and made durable) before the store closed.
+    assert_eq!(reopen(dir.path(), clock).stats().records, 20);
+}
