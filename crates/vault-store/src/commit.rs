@@ -3,9 +3,9 @@
 //! Callers hand it a closure. The thread takes the first queued closure, drains whatever else is
 //! queued (up to `max_group`), runs each closure against a [`WriteTx`] that sees the store plus the
 //! group's earlier writes, applies all surviving writes in **one** atomic `apply_batch`, calls
-//! `flush` (one fsync) for the whole group when durability asks for it, and only then answers each
-//! caller. While it flushes, new callers queue up and form the next group, so the fsync cost is
-//! shared by everyone who arrived meanwhile.
+//! sled's `flush` (plus one `fdatasync` under `Durability::Sync`) for the whole group, and only
+//! then answers each caller. While it flushes, new callers queue up and form the next group, so the
+//! flush cost is shared by everyone who arrived meanwhile.
 //!
 //! Running every read-modify-write on this one thread also serialises them: de-duplication
 //! ("same card, same token") and "update only if unchanged" need no further locking.

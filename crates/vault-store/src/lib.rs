@@ -3,11 +3,11 @@
 //! The store knows bytes and layouts, not HTTP and not cryptography. It offers:
 //! - a data directory with a lock file, so only one process at a time can write a vault;
 //! - one sled tree whose keys carry a one-byte prefix per kind (records, expiry index, de-duplication
-//!   index, the key header, counters), so that a token, its indexes and the counters always change
-//!   together in one atomic `apply_batch`;
+//!   index, counters), so that a token, its indexes and the counters always change together in one
+//!   atomic `apply_batch`; the key header lives in its own atomically replaced file;
 //! - a **group committer**: every write is a closure run on one committer thread, which gathers
-//!   whatever closures are queued, applies their writes in one atomic batch, calls `flush` (fsync) once
-//!   for the whole group when the durability level asks for it, and only then answers the callers;
+//!   whatever closures are queued, applies their writes in one atomic batch, calls sled's `flush`
+//!   (and, by default, `fdatasync`) once for the whole group, and only then answers the callers;
 //! - a versioned, explicit byte layout for stored records ([`StoredRecord`]).
 //!
 //! See `docs/record-format.md` and `docs/durability.md` in the repository.
