@@ -188,6 +188,7 @@ fn floor(c: &mut Criterion) {
             updated_at: now.unix_timestamp(),
             keep_until,
             dedupe: DedupeKey(dedupe),
+            dedupe_indexed: false,
             customer: None,
             sealed,
         };
@@ -213,8 +214,8 @@ fn floor(c: &mut Criterion) {
                     for (id, record) in chunk {
                         store
                             .write(move |tx| {
-                                tx.put_record(&id, &record)?;
-                                tx.put_dedupe(&record.dedupe, &record.token);
+                                // What tokenize writes for a token without `dedupe`: one record.
+                                tx.insert_new_record(&id, &record)?;
                                 Ok::<_, StoreError>(())
                             })
                             .expect("write");

@@ -418,6 +418,7 @@ fn random_record(
         updated_at: now,
         keep_until,
         dedupe: DedupeKey(dedupe),
+        dedupe_indexed: false,
         customer: None,
         sealed,
     };
@@ -462,8 +463,8 @@ fn run_floor(args: &Args, dir: &Path) -> Result<(), Box<dyn Error>> {
         store
             .write(move |tx| {
                 for (id, record) in &records {
-                    tx.put_record(id, record)?;
-                    tx.put_dedupe(&record.dedupe, &record.token);
+                    // What tokenize writes for a token without `dedupe`: one record.
+                    tx.insert_new_record(id, record)?;
                 }
                 Ok::<_, StoreError>(())
             })

@@ -12,7 +12,8 @@ use crate::{
     vault::{customer_of, from_unix, open_stored},
 };
 
-const SWEEP_CHUNK: usize = 512;
+/// Records examined per sweep step (each step's removals are one commit).
+const SWEEP_SCAN: usize = 4096;
 const REWRAP_CHUNK: usize = 256;
 
 /// A snapshot of the vault's state.
@@ -35,37 +36,32 @@ impl Vault {
     pub fn sweep_expired(&self, now: OffsetDateTime) -> Result<u64, VaultError> {
         let at = now.unix_timestamp();
         let mut removed = 0;
+        let mut cursor = None;
         loop {
-            let due = self.inner.store.expired(at, SWEEP_CHUNK)?;
-            if due.is_empty() {
-                return Ok(removed);
-            }
-            removed += self
-                .inner
-                .store
-                .write(move |tx| -> Result<u64, VaultError> {
-                    let mut n = 0;
-                    for (keep_until, id) in due {
-                        match tx.record(&id) {
-                            Ok(Some(rec)) if rec.keep_until <= at => {
+            let (due, next) = self.inner.store.scan_expired(cursor, at, SWEEP_SCAN)?;
+            if !due.is_empty() {
+                removed += self
+                    .inner
+                    .store
+                    .write(move |tx| -> Result<u64, VaultError> {
+                        let mut n = 0;
+                        for id in due {
+                            // Re-checked inside the commit: the record may have been updated (with a
+                            // later keep-until) or deleted since the scan.
+                            if let Ok(Some(rec)) = tx.record(&id)
+                                && rec.keep_until <= at
+                            {
                                 tx.delete_record(&id)?;
                                 n += 1;
                             }
-                            // The record moved on (updated with a later keep-until) or is gone: the
-                            // entry is stale.
-                            Ok(_) => tx.delete_expiry_entry(keep_until, &id),
-                            // The record no longer decodes; its keep-until (from the index) has passed,
-                            // so it is removed anyway rather than kept forever.
-                            Err(_) => {
-                                if tx.delete_raw(&id)? {
-                                    n += 1;
-                                }
-                                tx.delete_expiry_entry(keep_until, &id);
-                            }
                         }
-                    }
-                    Ok(n)
-                })?;
+                        Ok(n)
+                    })?;
+            }
+            match next {
+                Some(c) => cursor = Some(c),
+                None => return Ok(removed),
+            }
         }
     }
 

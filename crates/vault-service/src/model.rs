@@ -49,8 +49,10 @@ pub struct TokenizeOptions {
     /// Merchant metadata, sealed with the card.
     pub metadata: Metadata,
     /// Return the existing live token when this merchant already holds the same card (by keyed
-    /// fingerprint) for the same customer; that token's card details are refreshed with this
-    /// request's (expiry, name, metadata, keep-until).
+    /// fingerprint) for the same customer, tokenized with `dedupe` too; that token's card details
+    /// are refreshed with this request's (expiry, name, metadata, keep-until). Tokens created
+    /// without `dedupe` are not in the de-duplication index (it would cost every token a second
+    /// write) and are never returned here.
     pub dedupe: bool,
 }
 

@@ -231,6 +231,7 @@ impl Core {
             updated_at: now.unix_timestamp(),
             keep_until: keep_until.unix_timestamp(),
             dedupe: dedupe_key(&fingerprint, options.customer.as_ref()),
+            dedupe_indexed: options.dedupe,
             customer: options.customer.map(|c| c.as_str().to_owned()),
             sealed,
         };
@@ -261,6 +262,7 @@ impl Core {
             if let Some(old) = tx.record(&id)?
                 && is_live_for(&old, p.merchant, &existing, now)
                 && old.dedupe == p.record.dedupe
+                && old.dedupe_indexed
             {
                 // Same card, same merchant and customer: refresh the existing token's card.
                 let customer = p
@@ -317,7 +319,9 @@ impl Core {
             );
         }
         tx.insert_new_record(&p.id, &record)?;
-        tx.put_dedupe(&record.dedupe, &record.token);
+        if record.dedupe_indexed {
+            tx.put_dedupe(&record.dedupe, &record.token);
+        }
         Ok(p.info)
     }
 
@@ -376,7 +380,8 @@ impl Core {
             keep_until,
             &new_card,
         );
-        if tx.dedupe(&old.dedupe)? == Some(old.token) && old.dedupe != dedupe {
+        if old.dedupe_indexed && old.dedupe != dedupe && tx.dedupe(&old.dedupe)? == Some(old.token)
+        {
             tx.delete_dedupe(&old.dedupe);
         }
         let rec = StoredRecord {
@@ -387,7 +392,9 @@ impl Core {
             ..old
         };
         tx.put_record(&id, &rec)?;
-        tx.put_dedupe(&dedupe, &rec.token);
+        if rec.dedupe_indexed {
+            tx.put_dedupe(&dedupe, &rec.token);
+        }
         info_from(merchant, &rec, &new_card, fingerprint, false)
     }
 

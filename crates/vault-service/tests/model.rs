@@ -76,6 +76,8 @@ struct Entry {
     pan: usize,
     customer: usize,
     keep_until: OffsetDateTime,
+    /// Created with `dedupe`: listed in the de-duplication index.
+    indexed: bool,
 }
 
 #[derive(Default)]
@@ -120,7 +122,7 @@ proptest! {
                     let keep_until = keep_days.map(|d| now + Duration::days(d));
                     let opts = TokenizeOptions { customer: customer(c), dedupe, keep_until, ..Default::default() };
                     let info = vault.tokenize(MerchantId::new(m).unwrap(), card(PANS[pan], "3001"), opts).unwrap();
-                    let entry = Entry { merchant: m, pan, customer: c, keep_until: info.keep_until };
+                    let entry = Entry { merchant: m, pan, customer: c, keep_until: info.keep_until, indexed: dedupe };
                     let key = (m, pan, c);
                     let hit = dedupe
                         && model.dedupe.get(&key).and_then(|t| model.live.get(t).map(|e| (t, e)))
@@ -135,7 +137,9 @@ proptest! {
                         seen.push(info.token);
                     }
                     model.live.insert(*info.token.as_bytes(), entry);
-                    model.dedupe.insert(key, *info.token.as_bytes());
+                    if dedupe {
+                        model.dedupe.insert(key, *info.token.as_bytes());
+                    }
                 }
                 Op::Get { merchant: m, idx } if !seen.is_empty() => {
                     let t = seen[idx % seen.len()];
@@ -166,11 +170,13 @@ proptest! {
                         Some(e) => {
                             let info = got.unwrap();
                             prop_assert_eq!(info.token, t);
-                            let old_key = (e.merchant, e.pan, e.customer);
-                            if model.dedupe.get(&old_key) == Some(t.as_bytes()) {
-                                model.dedupe.remove(&old_key);
+                            if e.indexed {
+                                let old_key = (e.merchant, e.pan, e.customer);
+                                if model.dedupe.get(&old_key) == Some(t.as_bytes()) {
+                                    model.dedupe.remove(&old_key);
+                                }
+                                model.dedupe.insert((e.merchant, pan, e.customer), *t.as_bytes());
                             }
-                            model.dedupe.insert((e.merchant, pan, e.customer), *t.as_bytes());
                             model.live.insert(*t.as_bytes(), Entry { pan, keep_until: info.keep_until, ..e });
                         }
                         None => prop_assert!(matches!(got, Err(VaultError::NotFound))),

@@ -94,21 +94,12 @@ impl<'a> WriteTx<'a> {
         }
     }
 
-    /// Inserts or replaces the record under `id`, keeping the expiry index and the live count in
-    /// step. A replaced record's old expiry entry is removed.
+    /// Inserts or replaces the record under `id`, keeping the live count in step.
     pub fn put_record(&mut self, id: &LookupId, record: &StoredRecord) -> Result<(), StoreError> {
         let key = layout::record_key(id);
-        match self.get(&key)? {
-            Some(old) => {
-                // A corrupt old record still gets replaced; its expiry entry (if any) is then
-                // orphaned and ignored by the sweep, which re-checks the record.
-                if let Ok(old) = StoredRecord::decode(&old) {
-                    self.set(&layout::expiry_key(old.keep_until, id), None);
-                }
-            }
-            None => self.job_count += 1,
+        if self.get(&key)?.is_none() {
+            self.job_count += 1;
         }
-        self.set(&layout::expiry_key(record.keep_until, id), Some(Vec::new()));
         self.set(&key, Some(record.encode()));
         Ok(())
     }
@@ -127,13 +118,12 @@ impl<'a> WriteTx<'a> {
             return self.put_record(id, record);
         }
         self.job_count += 1;
-        self.set(&layout::expiry_key(record.keep_until, id), Some(Vec::new()));
         self.set(&key, Some(record.encode()));
         Ok(())
     }
 
-    /// Removes the record under `id` and its expiry entry; returns the removed record.
-    /// The de-duplication entry is removed too when it still points at this record's token.
+    /// Removes the record under `id`; returns the removed record. Its de-duplication entry is
+    /// removed too when the record was indexed and the entry still points at its token.
     pub fn delete_record(&mut self, id: &LookupId) -> Result<Option<StoredRecord>, StoreError> {
         let key = layout::record_key(id);
         let Some(bytes) = self.get(&key)? else {
@@ -142,8 +132,7 @@ impl<'a> WriteTx<'a> {
         self.set(&key, None);
         self.job_count = self.job_count.saturating_sub(1);
         let old = StoredRecord::decode(&bytes)?;
-        self.set(&layout::expiry_key(old.keep_until, id), None);
-        if self.dedupe(&old.dedupe)? == Some(old.token) {
+        if old.dedupe_indexed && self.dedupe(&old.dedupe)? == Some(old.token) {
             self.set(&layout::dedupe_key(&old.dedupe), None);
         }
         Ok(Some(old))
@@ -158,11 +147,6 @@ impl<'a> WriteTx<'a> {
         self.set(&key, None);
         self.job_count = self.job_count.saturating_sub(1);
         Ok(true)
-    }
-
-    /// Removes one expiry index entry (used by the sweep for entries whose record is gone).
-    pub fn delete_expiry_entry(&mut self, keep_until: i64, id: &LookupId) {
-        self.set(&layout::expiry_key(keep_until, id), None);
     }
 
     /// The token the de-duplication index maps `key` to, if any.

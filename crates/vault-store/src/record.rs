@@ -5,7 +5,7 @@
 //! | offset | size | field                                                       |
 //! |--------|------|-------------------------------------------------------------|
 //! | 0      | 1    | record format version (`1`)                                 |
-//! | 1      | 1    | flags (reserved, `0`)                                       |
+//! | 1      | 1    | flags: bit 0 = listed in the de-duplication index; others 0 |
 //! | 2      | 8    | merchant id (u64)                                           |
 //! | 10     | 24   | token                                                       |
 //! | 34     | 8    | created at (unix seconds, i64)                              |
@@ -38,8 +38,10 @@ pub struct StoredRecord {
     pub updated_at: i64,
     /// When the token stops being usable, unix seconds.
     pub keep_until: i64,
-    /// De-duplication index key of this card for this merchant and customer.
+    /// De-duplication key of this card for this merchant and customer.
     pub dedupe: DedupeKey,
+    /// Whether the de-duplication index may point at this record (tokens created with `dedupe`).
+    pub dedupe_indexed: bool,
     /// Customer the card is bound to, if any (validated ASCII).
     pub customer: Option<String>,
     /// The sealed card.
@@ -52,7 +54,7 @@ impl StoredRecord {
         let customer = self.customer.as_deref().unwrap_or("");
         let mut out = Vec::with_capacity(FIXED + customer.len() + self.sealed.len());
         out.push(VERSION);
-        out.push(0);
+        out.push(u8::from(self.dedupe_indexed));
         out.extend_from_slice(&self.merchant.to_be_bytes());
         out.extend_from_slice(&self.token);
         out.extend_from_slice(&self.created_at.to_be_bytes());
@@ -80,7 +82,7 @@ impl StoredRecord {
             return Err(BAD);
         }
         let flags = bytes[1];
-        if flags != 0 {
+        if flags & !1 != 0 {
             return Err(BAD);
         }
         let u64_at = |o: usize| -> Result<[u8; 8], StoreError> {
@@ -126,6 +128,7 @@ impl StoredRecord {
             updated_at,
             keep_until,
             dedupe: DedupeKey(dedupe),
+            dedupe_indexed: flags & 1 == 1,
             customer,
             sealed: sealed.to_vec(),
         })
@@ -146,6 +149,7 @@ mod tests {
             updated_at: 1_700_000_100,
             keep_until: 1_835_481_600,
             dedupe: DedupeKey([3; 16]),
+            dedupe_indexed: false,
             customer: Some("mgn456".into()),
             sealed: vec![1, 2, 3, 4],
         }
@@ -177,6 +181,19 @@ mod tests {
         expected.extend_from_slice(b"mgn456");
         expected.extend_from_slice(&[1, 2, 3, 4]);
         assert_eq!(sample().encode(), expected);
+    }
+
+    #[test]
+    fn the_dedupe_flag_round_trips_and_unknown_flags_are_refused() {
+        let r = StoredRecord {
+            dedupe_indexed: true,
+            ..sample()
+        };
+        let mut b = r.encode();
+        assert_eq!(b[1], 1);
+        assert_eq!(StoredRecord::decode(&b).expect("decodes"), r);
+        b[1] = 2;
+        assert!(StoredRecord::decode(&b).is_err());
     }
 
     #[test]
@@ -212,7 +229,7 @@ mod tests {
                        customer in proptest::option::of("[A-Za-z0-9._:@-]{1,64}"),
                        sealed in proptest::collection::vec(any::<u8>(), 1..300)) {
             let r = StoredRecord { merchant, token, created_at: c, updated_at: u, keep_until: k,
-                                   dedupe: DedupeKey(d), customer, sealed };
+                                   dedupe: DedupeKey(d), dedupe_indexed: c % 2 == 0, customer, sealed };
             prop_assert_eq!(StoredRecord::decode(&r.encode()).expect("decodes"), r);
         }
     }

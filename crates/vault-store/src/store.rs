@@ -262,22 +262,42 @@ impl Store {
         Ok(out)
     }
 
-    /// Up to `limit` expiry-index entries with `keep_until <= now`, oldest first.
-    pub fn expired(&self, now: i64, limit: usize) -> Result<Vec<(i64, LookupId)>, StoreError> {
-        let start = vec![layout::EXPIRY_PREFIX];
-        let end = layout::expiry_upper_bound(now).to_vec();
-        let mut out = Vec::new();
-        for item in self.tree.range(start..end).take(limit) {
-            let (k, _) = item?;
-            let id = layout::lookup_from_expiry_key(&k).ok_or(StoreError::Corrupt("expiry key"))?;
-            let at: [u8; 8] = k
-                .get(1..9)
-                .and_then(|s| s.try_into().ok())
-                .ok_or(StoreError::Corrupt("expiry key"))?;
-            let at = (u64::from_be_bytes(at) ^ (1 << 63)) as i64;
-            out.push((at, id));
+    /// Scans up to `max_scan` records after `after` (in key order) and returns the ids of those
+    /// whose keep-until is at or before `now`, plus where to continue (`None` at the end).
+    /// There is no expiry index: one index entry per token costs more (write throughput, disk,
+    /// open time) than an occasional linear sweep. Records that do not decode are skipped (they
+    /// are reported as integrity errors when read).
+    pub fn scan_expired(
+        &self,
+        after: Option<LookupId>,
+        now: i64,
+        max_scan: usize,
+    ) -> Result<(Vec<LookupId>, Option<LookupId>), StoreError> {
+        let start: Vec<u8> = match after {
+            Some(id) => {
+                let mut k = layout::record_key(&id).to_vec();
+                k.push(0);
+                k
+            }
+            None => vec![layout::RECORD_PREFIX],
+        };
+        let end = vec![layout::RECORD_PREFIX + 1];
+        let mut due = Vec::new();
+        let mut scanned = 0;
+        for item in self.tree.range(start..end) {
+            let (k, v) = item?;
+            let id = layout::lookup_from_record_key(&k).ok_or(StoreError::Corrupt("record key"))?;
+            scanned += 1;
+            if let Ok(rec) = StoredRecord::decode(&v)
+                && rec.keep_until <= now
+            {
+                due.push(id);
+            }
+            if scanned == max_scan {
+                return Ok((due, Some(id)));
+            }
         }
-        Ok(out)
+        Ok((due, None))
     }
 
     /// Reads a key outside the reserved prefixes (for layers above).

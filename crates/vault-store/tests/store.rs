@@ -14,6 +14,7 @@ fn record(i: u64) -> StoredRecord {
         updated_at: 0,
         keep_until: 1_900_000_000 + i64::try_from(i).unwrap(),
         dedupe: DedupeKey([0; 16]),
+        dedupe_indexed: false,
         customer: None,
         sealed: vec![0xAA; 80],
     }
@@ -100,8 +101,21 @@ fn concurrent_writers_share_group_commits_and_everything_persists() {
         }
     }
     // The expiry index finds exactly the records due.
-    // keep_until = 1_900_000_000 + n; only n = 0..=5 (thread 0) are due at +5.
-    assert_eq!(store.expired(1_900_000_000 + 5, 10_000).unwrap().len(), 6);
+    // keep_until = 1_900_000_000 + n; only n = 0..=5 (thread 0) are due at +5, found across
+    // several bounded scan steps.
+    let (mut due, mut cursor) = (Vec::new(), None);
+    loop {
+        let (found, next) = store.scan_expired(cursor, 1_900_000_000 + 5, 100).unwrap();
+        due.extend(found);
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    due.sort();
+    let mut expected: Vec<LookupId> = (0..=5).map(id).collect();
+    expected.sort();
+    assert_eq!(due, expected);
 }
 
 #[test]
