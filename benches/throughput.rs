@@ -1,9 +1,10 @@
-//! Multi-threaded throughput of the durable vault (default `VaultOptions`: every write is applied
-//! and flushed by the group committer before it returns), each benchmark in a fresh temporary
-//! vault or store.
+//! Multi-threaded throughput of the durable vault (default `VaultOptions`, `Durability::Sync`:
+//! every write is applied, flushed and fdatasync'ed by the group committer before it returns),
+//! each benchmark in a fresh temporary vault or store. `CARDVAULT_BENCH_DURABILITY=flush` runs
+//! the same benchmarks with `Durability::Flush` (kill -9 safe, no fdatasync).
 //!
-//! - `floor/{8,32}_threads`: the bare store writes tokenize performs (one record, its expiry entry
-//!   and one de-duplication entry) through the same group committer and flush cadence, nothing
+//! - `floor/{8,32}_threads`: the bare store writes tokenize performs (one record: a token without
+//!   `dedupe` writes nothing else) through the same group committer and flush cadence, nothing
 //!   else; the figure tokenize is compared with.
 //! - `tokenize/{8,32}_threads`: `Vault::tokenize` from 8 (32) threads, distinct random PANs.
 //! - `tokenize_batch/100/{1,2}_threads`: `Vault::tokenize_batch` of 100 cards; elements = cards.
@@ -19,8 +20,8 @@ use std::{
 };
 
 use cardvault::{
-    Expiry, KeySource, MerchantId, NewCard, Pan, SecretKey, StoreError, Token, TokenizeOptions,
-    TokenizeRequest, Vault, VaultOptions,
+    Durability, Expiry, KeySource, MerchantId, NewCard, Pan, SecretKey, StoreError, Token,
+    TokenizeOptions, TokenizeRequest, Vault, VaultOptions,
     core::{
         CardRecord, KdfParams, KeyHeader, Metadata, OffsetDateTime, RecordBinding, seal_record,
     },
@@ -46,8 +47,20 @@ fn merchant() -> MerchantId {
     MerchantId::new(MERCHANT).expect("valid merchant")
 }
 
+/// `Durability::Sync` unless `CARDVAULT_BENCH_DURABILITY=flush`.
+fn durability() -> Durability {
+    match std::env::var("CARDVAULT_BENCH_DURABILITY").as_deref() {
+        Ok("flush") => Durability::Flush,
+        _ => Durability::Sync,
+    }
+}
+
 fn fresh_vault(dir: &Path) -> Vault {
-    Vault::create(dir.join("vault"), &key(), VaultOptions::default()).expect("create vault")
+    let options = VaultOptions {
+        durability: durability(),
+        ..VaultOptions::default()
+    };
+    Vault::create(dir.join("vault"), &key(), options).expect("create vault")
 }
 
 /// A random, Luhn-valid 16-digit Visa-like PAN and a random future expiry.
@@ -203,7 +216,10 @@ fn floor(c: &mut Criterion) {
         let store = Store::create(
             &dir.path().join("store"),
             &header.encode(),
-            StoreOptions::default(),
+            StoreOptions {
+                durability: durability(),
+                ..StoreOptions::default()
+            },
         )
         .expect("create store");
         g.bench_function(format!("{threads}_threads"), |b| {

@@ -30,7 +30,8 @@ pub struct VaultStats {
 }
 
 impl Vault {
-    /// Removes every record whose keep-until is at or before `now`, with its index entries.
+    /// Removes every record whose keep-until is at or before `now` (and its de-duplication entry).
+    /// A linear scan of the records, 4,096 per step, each step's removals one commit.
     /// Returns how many records were removed. Expired records are already invisible to every read;
     /// this reclaims them.
     pub fn sweep_expired(&self, now: OffsetDateTime) -> Result<u64, VaultError> {

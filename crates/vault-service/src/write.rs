@@ -144,7 +144,7 @@ impl Vault {
         })
     }
 
-    /// Deletes a live token of `merchant`. Its record and index entries are removed in one durable
+    /// Deletes a live token of `merchant`. Its record and de-duplication entry are removed in one durable
     /// commit; see `docs/durability.md` for what remains in sled's log until it is reclaimed.
     pub fn delete(&self, merchant: MerchantId, token: &Token) -> Result<(), VaultError> {
         let inner = self.inner.core.clone();

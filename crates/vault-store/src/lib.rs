@@ -2,8 +2,8 @@
 //!
 //! The store knows bytes and layouts, not HTTP and not cryptography. It offers:
 //! - a data directory with a lock file, so only one process at a time can write a vault;
-//! - one sled tree whose keys carry a one-byte prefix per kind (records, expiry index, de-duplication
-//!   index, counters), so that a token, its indexes and the counters always change together in one
+//! - one sled tree whose keys carry a one-byte prefix per kind (records, de-duplication index,
+//!   counters), so that a token, its index entry and the counters always change together in one
 //!   atomic `apply_batch`; the key header lives in its own atomically replaced file;
 //! - a **group committer**: every write is a closure run on one committer thread, which gathers
 //!   whatever closures are queued, applies their writes in one atomic batch, calls sled's `flush`
