@@ -291,6 +291,24 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 impl Vault {
+    /// Stores `value` under `key` unless the key exists, in which case `field` is refused as
+    /// `exists` with `message`.
+    fn insert_new(
+        &self,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        field: &'static str,
+        message: &'static str,
+    ) -> Result<(), VaultError> {
+        self.inner.store.write(move |tx| -> Result<(), VaultError> {
+            if tx.get_raw(&key)?.is_some() {
+                return Err(VaultError::field(field, "exists", message));
+            }
+            tx.put_raw(&key, value)?;
+            Ok(())
+        })
+    }
+
     fn key_hash(&self, secret: &[u8]) -> [u8; 32] {
         let k = self.inner.keyring.read().mac_key("api-key");
         let mut mac = <HmacSha256 as KeyInit>::new_from_slice(k.expose())
@@ -317,19 +335,7 @@ impl Vault {
         };
         let k = key(MERCHANT_PREFIX, &id.get().to_be_bytes());
         let bytes = encode(&rec);
-        self.inner
-            .store
-            .write(move |tx| -> Result<(), VaultError> {
-                if tx.get_raw(&k)?.is_some() {
-                    return Err(VaultError::field(
-                        "merchant_id",
-                        "exists",
-                        "a merchant with this id exists",
-                    ));
-                }
-                tx.put_raw(&k, bytes)?;
-                Ok(())
-            })?;
+        self.insert_new(k, bytes, "merchant_id", "a merchant with this id exists")?;
         Ok(Merchant {
             id,
             name: rec.name,
@@ -539,19 +545,7 @@ impl Vault {
         };
         let k = key(TERMINAL_PREFIX, id.as_str().as_bytes());
         let bytes = encode(&rec);
-        self.inner
-            .store
-            .write(move |tx| -> Result<(), VaultError> {
-                if tx.get_raw(&k)?.is_some() {
-                    return Err(VaultError::field(
-                        "terminal_id",
-                        "exists",
-                        "a terminal with this id exists",
-                    ));
-                }
-                tx.put_raw(&k, bytes)?;
-                Ok(())
-            })?;
+        self.insert_new(k, bytes, "terminal_id", "a terminal with this id exists")?;
         Ok(Terminal {
             id,
             merchant,
