@@ -266,9 +266,13 @@ struct TerminalRec {
     created_at: i64,
 }
 
-/// In-memory cache of API key records, so authentication costs one HMAC and no I/O.
+/// In-memory cache of API key records, so authentication costs one HMAC and no I/O, and the keyed
+/// HMAC state for API-key hashes, derived once.
 #[derive(Default)]
-pub(crate) struct KeyCache(parking_lot::RwLock<HashMap<[u8; 8], ApiKeyRec>>);
+pub(crate) struct KeyCache {
+    records: parking_lot::RwLock<HashMap<[u8; 8], ApiKeyRec>>,
+    hasher: std::sync::OnceLock<HmacSha256>,
+}
 
 fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + rest.len());
@@ -310,9 +314,12 @@ impl Vault {
     }
 
     fn key_hash(&self, secret: &[u8]) -> [u8; 32] {
-        let k = self.inner.keyring.read().mac_key("api-key");
-        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(k.expose())
-            .expect("HMAC accepts any key length");
+        let base = self.inner.keys.hasher.get_or_init(|| {
+            let k = self.inner.keyring.read().mac_key("api-key");
+            <HmacSha256 as KeyInit>::new_from_slice(k.expose())
+                .expect("HMAC accepts any key length")
+        });
+        let mut mac = base.clone();
         mac.update(secret);
         mac.finalize().into_bytes().into()
     }
@@ -424,7 +431,7 @@ impl Vault {
         let bytes = encode(&rec);
         let k = key(APIKEY_PREFIX, &id);
         self.inner.store.write(move |tx| tx.put_raw(&k, bytes))?;
-        self.inner.keys.0.write().insert(id, rec.clone());
+        self.inner.keys.records.write().insert(id, rec.clone());
         let id_hex = hex::encode(id);
         Ok(NewApiKey {
             info: ApiKeyInfo {
@@ -479,7 +486,7 @@ impl Vault {
                 tx.put_raw(&k, encode(&rec))?;
                 Ok(rec)
             })?;
-        self.inner.keys.0.write().insert(raw, rec);
+        self.inner.keys.records.write().insert(raw, rec);
         Ok(())
     }
 
@@ -499,7 +506,7 @@ impl Vault {
         else {
             return Err(VaultError::Unauthorized);
         };
-        let cached = self.inner.keys.0.read().get(&id).cloned();
+        let cached = self.inner.keys.records.read().get(&id).cloned();
         let rec = match cached {
             Some(r) => r,
             None => {
@@ -509,7 +516,7 @@ impl Vault {
                     return Err(VaultError::Unauthorized);
                 };
                 let r: ApiKeyRec = decode(&bytes, "api key")?;
-                self.inner.keys.0.write().insert(id, r.clone());
+                self.inner.keys.records.write().insert(id, r.clone());
                 r
             }
         };
