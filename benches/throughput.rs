@@ -8,7 +8,9 @@
 //!   else; the figure tokenize is compared with.
 //! - `tokenize/{8,32}_threads`: `Vault::tokenize` from 8 (32) threads, distinct random PANs.
 //! - `tokenize_batch/100/{1,2}_threads`: `Vault::tokenize_batch` of 100 cards; elements = cards.
-//! - `reveal/2_threads`, `get/2_threads`: reads of random tokens of a vault holding 20,000.
+//! - `reveal/2_threads`, `get/2_threads`: reads of random tokens of a vault holding 20,000. Each
+//!   reveal queues its audit entry (the default `RevealAudit::Queued`);
+//!   `CARDVAULT_BENCH_REVEAL_AUDIT=durable` makes each reveal wait for its entry instead.
 //!
 //! Each figure is wall time over the whole run of `iters` operations split across the threads
 //! (`iter_custom`). Run with `cargo bench --bench throughput`; see `docs/benchmarks.md`.
@@ -317,6 +319,9 @@ fn reads(c: &mut Criterion) {
     const THREADS: usize = 2;
     let dir = tempfile::tempdir().expect("tempdir");
     let vault = fresh_vault(dir.path());
+    if std::env::var("CARDVAULT_BENCH_REVEAL_AUDIT").as_deref() == Ok("durable") {
+        vault.set_reveal_audit(cardvault::RevealAudit::Durable);
+    }
     let merchant = merchant();
     let mut rng = rand::rng();
     let mut tokens = Vec::with_capacity(PREFILL);

@@ -176,7 +176,7 @@ pub(crate) struct StatsArgs {
 }
 
 /// An open vault, or a daemon client.
-enum Conn {
+pub(crate) enum Conn {
     Offline(Vault),
     Remote {
         rt: tokio::runtime::Runtime,
@@ -185,7 +185,7 @@ enum Conn {
 }
 
 impl Conn {
-    fn open(target: &Target) -> anyhow::Result<Self> {
+    pub(crate) fn open(target: &Target) -> anyhow::Result<Self> {
         if let Some(socket) = &target.location.socket {
             return remote(target, socket);
         }

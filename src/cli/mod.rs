@@ -3,6 +3,8 @@
 use clap::{Parser, Subcommand};
 
 mod admin;
+mod audit;
+mod backup;
 mod bench;
 mod cards;
 mod dev;
@@ -49,6 +51,13 @@ enum Command {
     Sweep(admin::SweepArgs),
     /// Vault counters and key state.
     Stats(admin::StatsArgs),
+    /// Read and verify the hash-chained audit log (offline, on --data).
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
+    /// Write a consistent, still-encrypted, checksummed backup while the vault keeps serving.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a new directory (verified before anything appears).
+    Restore(backup::RestoreArgs),
     /// Load-test a running daemon (or the library in process) and report throughput and latency.
     Bench(Box<bench::BenchArgs>),
 }
@@ -64,6 +73,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(c) => admin::keys(c),
         Command::Sweep(a) => admin::sweep(a),
         Command::Stats(a) => admin::stats(a),
+        Command::Audit(c) => audit::run(c),
+        Command::Backup(a) => backup::backup(a),
+        Command::Restore(a) => backup::restore(a),
         Command::Bench(a) => bench::run(*a),
     }
 }

@@ -2,9 +2,10 @@
 
 use hyper::Method;
 use vault_wire::{
-    ApiKeyCreateRequest, ApiKeyCreated, ApiKeyList, KeyStatusResponse, MerchantAddRequest,
-    MerchantList, MerchantResponse, RetireResponse, RewrapResponse, RotateResponse, StatsResponse,
-    SweepResponse, TerminalAddRequest, TerminalList, TerminalResponse,
+    ApiKeyCreateRequest, ApiKeyCreated, ApiKeyList, BackupRequest, BackupResponse,
+    KeyStatusResponse, MerchantAddRequest, MerchantList, MerchantResponse, RetireResponse,
+    RewrapResponse, RotateResponse, StatsResponse, SweepResponse, TerminalAddRequest, TerminalList,
+    TerminalResponse,
 };
 
 use crate::{Client, ClientError, client::segment, tokens::NoBody};
@@ -104,6 +105,13 @@ impl Client {
     /// `POST /admin/sweep`: removes expired records.
     pub async fn sweep(&self) -> Result<SweepResponse, ClientError> {
         self.call(Method::POST, "/admin/sweep", Some(EMPTY), "sweep")
+            .await
+    }
+
+    /// `POST /admin/backup`: the daemon writes a consistent backup to `req.path` (an absolute path
+    /// on its machine that must not exist yet).
+    pub async fn backup(&self, req: &BackupRequest) -> Result<BackupResponse, ClientError> {
+        self.call(Method::POST, "/admin/backup", Some(req), "backup")
             .await
     }
 

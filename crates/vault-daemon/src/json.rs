@@ -104,6 +104,9 @@ pub(crate) const APIKEY_CREATE: &[Field] = &[
 pub(crate) const TERMINAL_ADD: &[Field] =
     &[req("merchant_id", Kind::Str), req("terminal_id", Kind::Str)];
 
+/// `POST /admin/backup`.
+pub(crate) const BACKUP: &[Field] = &[req("path", Kind::Str)];
+
 /// A typed body, or every field error found in it.
 pub(crate) fn typed<T: DeserializeOwned>(
     body: &[u8],

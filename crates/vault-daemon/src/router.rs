@@ -45,10 +45,11 @@ pub(crate) enum RouteId {
     KeyRetire,
     Sweep,
     Stats,
+    Backup,
 }
 
 /// Every route, in `RouteId` order.
-pub(crate) const TABLE: [(Route, RouteId); 21] = [
+pub(crate) const TABLE: [(Route, RouteId); 22] = [
     (r("GET", "/health"), RouteId::Health),
     (r("GET", "/metrics"), RouteId::Metrics),
     (r("POST", "/v2/tokens"), RouteId::TokenCreate),
@@ -73,6 +74,7 @@ pub(crate) const TABLE: [(Route, RouteId); 21] = [
     (r("POST", "/admin/keys/retire"), RouteId::KeyRetire),
     (r("POST", "/admin/sweep"), RouteId::Sweep),
     (r("GET", "/admin/stats"), RouteId::Stats),
+    (r("POST", "/admin/backup"), RouteId::Backup),
 ];
 
 /// Metrics slot for requests that matched no route.
@@ -173,7 +175,7 @@ async fn dispatch(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let result = match id {
-        RouteId::Health => Ok(ops::health()),
+        RouteId::Health => Ok(ops::health(state)),
         RouteId::Metrics => Ok(ops::metrics(state)),
         RouteId::TokenCreate => tokens::create(state, req).await,
         RouteId::TokenBatch => tokens::batch(state, req).await,
@@ -194,6 +196,7 @@ async fn dispatch(
         RouteId::KeyRetire => admin::key_retire(state, req).await,
         RouteId::Sweep => admin::sweep(state, req).await,
         RouteId::Stats => admin::stats(state, req).await,
+        RouteId::Backup => admin::backup(state, req).await,
     };
     result.unwrap_or_else(ApiError::into_response)
 }

@@ -57,10 +57,11 @@ pub async fn serve(
                     state.metrics.connections_refused.fetch_add(1, Relaxed);
                     continue;
                 }
-                tokio::spawn(connection(s, state.clone(), drain.guard(), permit));
+                let uid = s.peer_cred().ok().map(|c| c.uid());
+                tokio::spawn(connection(s, uid, state.clone(), drain.guard(), permit));
             }
             Ok(Stream::Tcp(s)) => {
-                tokio::spawn(connection(s, state.clone(), drain.guard(), permit));
+                tokio::spawn(connection(s, None, state.clone(), drain.guard(), permit));
             }
             Err(e) => {
                 // Out of descriptors or an aborted handshake: back off briefly, keep serving.
@@ -107,6 +108,7 @@ fn peer_allowed(s: &UnixStream, own_uid: Option<u32>, config: &DaemonConfig) -> 
 
 async fn connection<S>(
     io: S,
+    peer_uid: Option<u32>,
     state: Arc<State>,
     mut guard: ConnGuard,
     _permit: OwnedSemaphorePermit,
@@ -115,20 +117,26 @@ async fn connection<S>(
 {
     state.metrics.connections_accepted.fetch_add(1, Relaxed);
     state.metrics.connections_open.fetch_add(1, Relaxed);
-    http(io, state, &mut guard).await;
+    http(io, peer_uid, state, &mut guard).await;
     // `guard` goes last: once every guard is gone `serve` flushes and returns, and by then no
     // connection may still hold the vault.
     drop(guard);
 }
 
-async fn http<S>(io: S, state: Arc<State>, guard: &mut ConnGuard)
+async fn http<S>(io: S, peer_uid: Option<u32>, state: Arc<State>, guard: &mut ConnGuard)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc_state = state.clone();
     let svc = service_fn(move |req| {
         let st = svc_state.clone();
-        async move { Ok::<_, Infallible>(router::handle(st, req).await) }
+        // The peer's uid is visible to the handlers (for audit entries) through a task-local.
+        async move {
+            let resp = crate::state::PEER_UID
+                .scope(peer_uid, router::handle(st, req))
+                .await;
+            Ok::<_, Infallible>(resp)
+        }
     });
     let mut builder = http1::Builder::new();
     builder

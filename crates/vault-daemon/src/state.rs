@@ -9,9 +9,24 @@ use hyper::{
     body::Incoming,
     header::{AUTHORIZATION, CONTENT_LENGTH},
 };
-use vault_service::{Principal, Scope, Vault, VaultError};
+use vault_service::{Actor, Principal, Scope, Vault, VaultError};
 
 use crate::{DaemonConfig, limits, metrics::Metrics, response::ApiError};
+
+tokio::task_local! {
+    /// The uid of the Unix-socket peer whose request is being handled (`None` over TCP).
+    pub(crate) static PEER_UID: Option<u32>;
+}
+
+/// The peer uid of the request being handled, if known.
+pub(crate) fn peer_uid() -> Option<u32> {
+    PEER_UID.try_with(|u| *u).ok().flatten()
+}
+
+/// The audit actor for an authenticated request: its merchant, key id and peer uid.
+pub(crate) fn actor(p: &Principal) -> Actor {
+    Actor::principal(p).with_peer_uid(peer_uid())
+}
 
 pub(crate) struct State {
     pub(crate) vault: Vault,
@@ -52,7 +67,9 @@ impl State {
                 "the Authorization header must be Bearer <api key>",
             ));
         };
-        let principal = self.vault.authenticate(key)?;
+        let principal = self
+            .vault
+            .authenticate_as(&Actor::local().with_peer_uid(peer_uid()), key)?;
         principal.require(scope).map_err(|_| {
             ApiError::forbidden(
                 "authorization",

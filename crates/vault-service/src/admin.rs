@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use vault_core::MerchantId;
 use zeroize::Zeroizing;
 
-use crate::{Vault, VaultError, vault::from_unix};
+use crate::{Actor, AuditAction, AuditOutcome, Vault, VaultError, vault::from_unix};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -313,6 +313,128 @@ impl Vault {
         })
     }
 
+    /// Adds a merchant. Refused if the id exists. Audited (`admin.merchant.add`).
+    pub fn add_merchant(&self, id: MerchantId, name: &str) -> Result<Merchant, VaultError> {
+        self.add_merchant_as(&Actor::local(), id, name)
+    }
+
+    /// [`add_merchant`](Self::add_merchant) on behalf of `actor`.
+    pub fn add_merchant_as(
+        &self,
+        actor: &Actor,
+        id: MerchantId,
+        name: &str,
+    ) -> Result<Merchant, VaultError> {
+        let r = self.add_merchant_unaudited(id, name);
+        let detail = Some(format!("merchant={id}"));
+        self.audited(actor, AuditAction::AdminMerchantAdd, None, |_| detail, r)
+    }
+
+    /// Creates an API key for an existing merchant. The returned value is the only copy of the
+    /// key. Audited (`admin.apikey.create`, with the new key's id, never its secret).
+    pub fn create_api_key(
+        &self,
+        merchant: MerchantId,
+        scopes: Scopes,
+        label: &str,
+    ) -> Result<NewApiKey, VaultError> {
+        self.create_api_key_as(&Actor::local(), merchant, scopes, label)
+    }
+
+    /// [`create_api_key`](Self::create_api_key) on behalf of `actor`.
+    pub fn create_api_key_as(
+        &self,
+        actor: &Actor,
+        merchant: MerchantId,
+        scopes: Scopes,
+        label: &str,
+    ) -> Result<NewApiKey, VaultError> {
+        let r = self.create_api_key_unaudited(merchant, scopes, label);
+        self.audited(
+            actor,
+            AuditAction::AdminApiKeyCreate,
+            None,
+            |k: &NewApiKey| {
+                Some(format!(
+                    "merchant={merchant},key={},scopes={}",
+                    k.info.id, k.info.scopes
+                ))
+            },
+            r,
+        )
+    }
+
+    /// Revokes an API key by id; it stops authenticating at once. Audited (`admin.apikey.revoke`).
+    pub fn revoke_api_key(&self, id: &str) -> Result<(), VaultError> {
+        self.revoke_api_key_as(&Actor::local(), id)
+    }
+
+    /// [`revoke_api_key`](Self::revoke_api_key) on behalf of `actor`.
+    pub fn revoke_api_key_as(&self, actor: &Actor, id: &str) -> Result<(), VaultError> {
+        let r = self.revoke_api_key_unaudited(id);
+        let detail = is_key_id(id).then(|| format!("key={id}"));
+        self.audited(actor, AuditAction::AdminApiKeyRevoke, None, |_| detail, r)
+    }
+
+    /// Authenticates a bearer API key. Every failure (malformed, unknown, wrong secret, revoked,
+    /// merchant removed) is the same `Unauthorized`, and is recorded in the audit log
+    /// (`auth.failed`, with the key id when the bearer has the shape of a key; never the secret).
+    /// The failure entry joins the next group commit; the call does not wait for it.
+    pub fn authenticate(&self, bearer: &str) -> Result<Principal, VaultError> {
+        self.authenticate_as(&Actor::local(), bearer)
+    }
+
+    /// [`authenticate`](Self::authenticate) for a caller known as `actor` (typically only its
+    /// peer uid); a failure is recorded with that actor plus the presented key id.
+    pub fn authenticate_as(&self, actor: &Actor, bearer: &str) -> Result<Principal, VaultError> {
+        let r = self.authenticate_unaudited(bearer);
+        if r.is_ok() {
+            return r;
+        }
+        let key_id = bearer
+            .strip_prefix("cvk_")
+            .and_then(|rest| rest.split_once('_'))
+            .map(|(id, _)| id)
+            .filter(|id| is_key_id(id));
+        let actor = Actor {
+            key_id: key_id.map(str::to_owned).or_else(|| actor.key_id.clone()),
+            ..actor.clone()
+        };
+        // Not waited for: a refused caller learns nothing, and a flood of bad keys then costs
+        // group commits, not one durable commit per request on the caller's thread.
+        self.record_then(
+            &actor,
+            AuditAction::AuthFailed,
+            None,
+            None,
+            AuditOutcome::of(&r),
+            |_| {},
+        );
+        r
+    }
+
+    /// Adds a terminal for an existing merchant. Refused if the id exists. Audited
+    /// (`admin.terminal.add`).
+    pub fn add_terminal(
+        &self,
+        merchant: MerchantId,
+        id: TerminalId,
+    ) -> Result<Terminal, VaultError> {
+        self.add_terminal_as(&Actor::local(), merchant, id)
+    }
+
+    /// [`add_terminal`](Self::add_terminal) on behalf of `actor`.
+    pub fn add_terminal_as(
+        &self,
+        actor: &Actor,
+        merchant: MerchantId,
+        id: TerminalId,
+    ) -> Result<Terminal, VaultError> {
+        let detail = Some(format!("merchant={merchant},terminal={id}"));
+        let r = self.add_terminal_unaudited(merchant, id);
+        self.audited(actor, AuditAction::AdminTerminalAdd, None, |_| detail, r)
+    }
+
     fn key_hash(&self, secret: &[u8]) -> [u8; 32] {
         let base = self.inner.keys.hasher.get_or_init(|| {
             let k = self.inner.keyring.read().mac_key("api-key");
@@ -325,7 +447,7 @@ impl Vault {
     }
 
     /// Adds a merchant. Refused if the id exists.
-    pub fn add_merchant(&self, id: MerchantId, name: &str) -> Result<Merchant, VaultError> {
+    fn add_merchant_unaudited(&self, id: MerchantId, name: &str) -> Result<Merchant, VaultError> {
         let name = name.trim();
         if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
             return Err(VaultError::field(
@@ -389,7 +511,7 @@ impl Vault {
     }
 
     /// Creates an API key for an existing merchant. The returned value is the only copy of the key.
-    pub fn create_api_key(
+    fn create_api_key_unaudited(
         &self,
         merchant: MerchantId,
         scopes: Scopes,
@@ -468,7 +590,7 @@ impl Vault {
     }
 
     /// Revokes an API key by id; it stops authenticating at once.
-    pub fn revoke_api_key(&self, id: &str) -> Result<(), VaultError> {
+    fn revoke_api_key_unaudited(&self, id: &str) -> Result<(), VaultError> {
         let raw: [u8; 8] = hex::decode(id)
             .ok()
             .and_then(|b| b.try_into().ok())
@@ -492,7 +614,7 @@ impl Vault {
 
     /// Authenticates a bearer API key. Every failure (malformed, unknown, wrong secret, revoked,
     /// merchant removed) is the same `Unauthorized`.
-    pub fn authenticate(&self, bearer: &str) -> Result<Principal, VaultError> {
+    fn authenticate_unaudited(&self, bearer: &str) -> Result<Principal, VaultError> {
         let parsed = bearer
             .strip_prefix("cvk_")
             .and_then(|rest| rest.split_once('_'))
@@ -532,7 +654,7 @@ impl Vault {
     }
 
     /// Adds a terminal for an existing merchant. Refused if the id exists.
-    pub fn add_terminal(
+    fn add_terminal_unaudited(
         &self,
         merchant: MerchantId,
         id: TerminalId,
@@ -598,4 +720,9 @@ impl Vault {
         }
         Ok(out)
     }
+}
+
+/// Whether `s` has the shape of a public API key id (16 hex characters).
+fn is_key_id(s: &str) -> bool {
+    s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }

@@ -21,6 +21,8 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod audit;
+mod backup;
 mod clock;
 mod error;
 mod maintenance;
@@ -29,6 +31,8 @@ mod vault;
 mod write;
 
 pub use admin::{ApiKeyInfo, Merchant, NewApiKey, Principal, Scope, Scopes, Terminal, TerminalId};
+pub use audit::{Actor, AuditAction, AuditEntry, AuditOutcome, AuditReport, RevealAudit};
+pub use backup::{BackupReport, RestoreReport};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{FieldError, VaultError};
 pub use maintenance::VaultStats;
@@ -36,7 +40,7 @@ pub use model::{
     NewCard, RevealedCard, RewrapProgress, TokenInfo, TokenizeOptions, TokenizeRequest,
     UpdateOptions,
 };
-pub use vault::{Vault, VaultOptions};
+pub use vault::{MAX_QUEUED_AUDIT, Vault, VaultOptions};
 pub use write::MAX_BATCH;
 
 pub use vault_core::{

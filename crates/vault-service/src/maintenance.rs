@@ -8,7 +8,7 @@ use vault_core::{DekId, DekState, KdfParams, KeySource, Token, sealed_dek_id};
 use vault_store::{LookupId, StoreStats};
 
 use crate::{
-    RewrapProgress, Vault, VaultError,
+    Actor, AuditAction, RewrapProgress, Vault, VaultError,
     vault::{customer_of, from_unix, open_stored},
 };
 
@@ -34,7 +34,7 @@ impl Vault {
     /// A linear scan of the records, 4,096 per step, each step's removals one commit.
     /// Returns how many records were removed. Expired records are already invisible to every read;
     /// this reclaims them.
-    pub fn sweep_expired(&self, now: OffsetDateTime) -> Result<u64, VaultError> {
+    fn sweep_expired_unaudited(&self, now: OffsetDateTime) -> Result<u64, VaultError> {
         let at = now.unix_timestamp();
         let mut removed = 0;
         let mut cursor = None;
@@ -69,7 +69,7 @@ impl Vault {
     /// Makes a fresh data key current. New and updated records are sealed with it; older keys stay
     /// in the header to decrypt what they sealed until [`rewrap`](Self::rewrap) and
     /// [`retire_unused_keys`](Self::retire_unused_keys) make them unnecessary.
-    pub fn rotate_key(&self) -> Result<DekId, VaultError> {
+    fn rotate_key_unaudited(&self) -> Result<DekId, VaultError> {
         let inner = self.inner.core.clone();
         let rollback = self.inner.core.clone();
         let (tx, rx) = mpsc::sync_channel(1);
@@ -103,7 +103,7 @@ impl Vault {
     /// Re-seals, online, every record not sealed with the current data key. Safe to run while the
     /// vault serves traffic; `progress` is called after each chunk. Records that fail their
     /// integrity check are counted and left unchanged.
-    pub fn rewrap(
+    fn rewrap_unaudited(
         &self,
         mut progress: impl FnMut(RewrapProgress),
     ) -> Result<RewrapProgress, VaultError> {
@@ -180,7 +180,7 @@ impl Vault {
 
     /// Removes from the header every decrypt-only data key that no stored record uses any more
     /// (run after [`rewrap`](Self::rewrap)). Returns the retired key ids.
-    pub fn retire_unused_keys(&self) -> Result<Vec<DekId>, VaultError> {
+    fn retire_unused_keys_unaudited(&self) -> Result<Vec<DekId>, VaultError> {
         let mut used = BTreeSet::new();
         let mut after = None;
         loop {
@@ -221,7 +221,7 @@ impl Vault {
 
     /// Changes the passphrase or key file: a new key-encrypting key re-wraps every data key.
     /// Records are not touched. The old key no longer opens the vault once this returns.
-    pub fn rekey(&self, new_key: &KeySource, params: KdfParams) -> Result<(), VaultError> {
+    fn rekey_unaudited(&self, new_key: &KeySource, params: KdfParams) -> Result<(), VaultError> {
         let inner = self.inner.core.clone();
         // Derive outside the committer? Argon2 runs inside `rekey`; it holds the committer for the
         // KDF's duration (a fraction of a second), which is acceptable for a rare admin action.
@@ -240,6 +240,116 @@ impl Vault {
             tx.put_header(header.encode());
             Ok(())
         })
+    }
+
+    /// Removes every record whose keep-until is at or before `now` (and its de-duplication entry).
+    /// A linear scan of the records, 4,096 per step, each step's removals one commit.
+    /// Returns how many records were removed. Expired records are already invisible to every read;
+    /// this reclaims them. Audited (`sweep`).
+    pub fn sweep_expired(&self, now: OffsetDateTime) -> Result<u64, VaultError> {
+        self.sweep_expired_as(&Actor::local(), now)
+    }
+
+    /// [`sweep_expired`](Self::sweep_expired) on behalf of `actor`.
+    pub fn sweep_expired_as(&self, actor: &Actor, now: OffsetDateTime) -> Result<u64, VaultError> {
+        let r = self.sweep_expired_unaudited(now);
+        self.audited(
+            actor,
+            AuditAction::Sweep,
+            None,
+            |n| Some(format!("removed={n}")),
+            r,
+        )
+    }
+
+    /// Makes a fresh data key current. New and updated records are sealed with it; older keys stay
+    /// in the header to decrypt what they sealed until [`rewrap`](Self::rewrap) and
+    /// [`retire_unused_keys`](Self::retire_unused_keys) make them unnecessary. Audited
+    /// (`key.rotate`).
+    pub fn rotate_key(&self) -> Result<DekId, VaultError> {
+        self.rotate_key_as(&Actor::local())
+    }
+
+    /// [`rotate_key`](Self::rotate_key) on behalf of `actor`.
+    pub fn rotate_key_as(&self, actor: &Actor) -> Result<DekId, VaultError> {
+        let r = self.rotate_key_unaudited();
+        self.audited(
+            actor,
+            AuditAction::KeyRotate,
+            None,
+            |id| Some(format!("dek={id}")),
+            r,
+        )
+    }
+
+    /// Re-seals, online, every record not sealed with the current data key. Safe to run while the
+    /// vault serves traffic; `progress` is called after each chunk. Records that fail their
+    /// integrity check are counted and left unchanged. Audited (`key.rewrap`, once per pass).
+    pub fn rewrap(
+        &self,
+        progress: impl FnMut(RewrapProgress),
+    ) -> Result<RewrapProgress, VaultError> {
+        self.rewrap_as(&Actor::local(), progress)
+    }
+
+    /// [`rewrap`](Self::rewrap) on behalf of `actor`.
+    pub fn rewrap_as(
+        &self,
+        actor: &Actor,
+        progress: impl FnMut(RewrapProgress),
+    ) -> Result<RewrapProgress, VaultError> {
+        let r = self.rewrap_unaudited(progress);
+        self.audited(
+            actor,
+            AuditAction::KeyRewrap,
+            None,
+            |p| {
+                Some(format!(
+                    "scanned={},rewrapped={},failed={}",
+                    p.scanned, p.rewrapped, p.failed
+                ))
+            },
+            r,
+        )
+    }
+
+    /// Removes from the header every decrypt-only data key that no stored record uses any more
+    /// (run after [`rewrap`](Self::rewrap)). Returns the retired key ids. Audited (`key.retire`).
+    pub fn retire_unused_keys(&self) -> Result<Vec<DekId>, VaultError> {
+        self.retire_unused_keys_as(&Actor::local())
+    }
+
+    /// [`retire_unused_keys`](Self::retire_unused_keys) on behalf of `actor`.
+    pub fn retire_unused_keys_as(&self, actor: &Actor) -> Result<Vec<DekId>, VaultError> {
+        let r = self.retire_unused_keys_unaudited();
+        self.audited(
+            actor,
+            AuditAction::KeyRetire,
+            None,
+            |ids| {
+                let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+                Some(format!("retired=[{}]", ids.join(" ")))
+            },
+            r,
+        )
+    }
+
+    /// Changes the passphrase or key file: a new key-encrypting key re-wraps every data key.
+    /// Records are not touched. The old key no longer opens the vault once this returns.
+    /// Audited (`key.rekey`; never the passphrase or key).
+    pub fn rekey(&self, new_key: &KeySource, params: KdfParams) -> Result<(), VaultError> {
+        self.rekey_as(&Actor::local(), new_key, params)
+    }
+
+    /// [`rekey`](Self::rekey) on behalf of `actor`.
+    pub fn rekey_as(
+        &self,
+        actor: &Actor,
+        new_key: &KeySource,
+        params: KdfParams,
+    ) -> Result<(), VaultError> {
+        let r = self.rekey_unaudited(new_key, params);
+        self.audited(actor, AuditAction::Rekey, None, |()| None, r)
     }
 
     /// Counters and key state.

@@ -11,7 +11,7 @@ use vault_core::{
 };
 use vault_store::{DedupeKey, Durability, LookupId, Store, StoreOptions, StoredRecord};
 
-use crate::{Clock, RevealedCard, SystemClock, TokenInfo, VaultError};
+use crate::{Actor, AuditAction, Clock, RevealedCard, SystemClock, TokenInfo, VaultError};
 
 /// How a [`Vault`] is opened.
 #[derive(Clone)]
@@ -48,6 +48,9 @@ impl std::fmt::Debug for VaultOptions {
     }
 }
 
+/// Most queued (not yet committed) reveal audit entries before reveals wait for durability.
+pub const MAX_QUEUED_AUDIT: usize = 1024;
+
 /// A card vault. Cheap to clone (a handle); `Send + Sync`; share it across threads.
 #[derive(Clone)]
 pub struct Vault {
@@ -76,6 +79,12 @@ pub(crate) struct Core {
     pub(crate) keyring: RwLock<Keyring>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) keys: crate::admin::KeyCache,
+    /// The audit log's MAC, derived once.
+    pub(crate) audit_key: crate::audit::AuditKey,
+    /// [`RevealAudit::Queued`](crate::RevealAudit::Queued) is in force.
+    pub(crate) reveal_audit_queued: std::sync::atomic::AtomicBool,
+    /// Queued reveal audit entries not yet committed (the back-pressure bound of `Queued`).
+    pub(crate) audit_in_flight: std::sync::atomic::AtomicUsize,
     /// Per-merchant fingerprint keys, derived once (the MAC root never changes for a vault).
     fingerprint_keys: RwLock<std::collections::HashMap<MerchantId, vault_core::FingerprintKey>>,
 }
@@ -125,6 +134,9 @@ impl Vault {
 
     fn assemble(store: Store, header: KeyHeader, keyring: Keyring, options: VaultOptions) -> Self {
         let core = Arc::new(Core {
+            audit_key: crate::audit::AuditKey::new(&keyring),
+            reveal_audit_queued: std::sync::atomic::AtomicBool::new(true),
+            audit_in_flight: std::sync::atomic::AtomicUsize::new(0),
             dir: store.dir().to_path_buf(),
             header: Mutex::new(header),
             keyring: RwLock::new(keyring),
@@ -149,7 +161,128 @@ impl Vault {
 
     /// The card behind a live token of `merchant`, in clear. When the token is bound to a customer,
     /// `customer` must name the same one; presenting a customer for an unbound token is refused too.
+    /// Every reveal, refused ones included, is recorded in the audit log (with the empty actor;
+    /// see [`reveal_as`](Self::reveal_as)) before the card is returned.
     pub fn reveal(
+        &self,
+        merchant: MerchantId,
+        token: &Token,
+        customer: Option<&CustomerId>,
+    ) -> Result<RevealedCard, VaultError> {
+        self.reveal_as(&Actor::local(), merchant, token, customer)
+    }
+
+    /// [`reveal`](Self::reveal) on behalf of `actor`, who is named in the audit entry. The card is
+    /// returned only once its audit entry is durable; if it cannot be written, the reveal fails.
+    pub fn reveal_as(
+        &self,
+        actor: &Actor,
+        merchant: MerchantId,
+        token: &Token,
+        customer: Option<&CustomerId>,
+    ) -> Result<RevealedCard, VaultError> {
+        let result = self.reveal_unaudited(merchant, token, customer);
+        if self.reveal_audit_queued() && self.reserve_queued_audit() {
+            let outcome = crate::AuditOutcome::of(&result);
+            let core = self.inner.core.clone();
+            self.record_then(
+                actor,
+                AuditAction::Reveal,
+                Some(token),
+                None,
+                outcome,
+                move |_| {
+                    core.audit_in_flight
+                        .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                },
+            );
+            return result;
+        }
+        self.audited(actor, AuditAction::Reveal, Some(token), |_| None, result)
+    }
+
+    /// Non-blocking [`reveal_as`](Self::reveal_as): the card is read on the caller's thread, its
+    /// audit entry joins the next group commit, and `done` receives the card (or the refusal) once
+    /// that entry is durable. `done` runs on the committer thread: it must be quick (hand the
+    /// result to a channel) and must not write to the vault.
+    pub fn reveal_as_then<D>(
+        &self,
+        actor: &Actor,
+        merchant: MerchantId,
+        token: &Token,
+        customer: Option<&CustomerId>,
+        done: D,
+    ) where
+        D: FnOnce(Result<RevealedCard, VaultError>) + Send + 'static,
+    {
+        let result = self.reveal_unaudited(merchant, token, customer);
+        let outcome = crate::AuditOutcome::of(&result);
+        if self.reveal_audit_queued() && self.reserve_queued_audit() {
+            let core = self.inner.core.clone();
+            self.record_then(
+                actor,
+                AuditAction::Reveal,
+                Some(token),
+                None,
+                outcome,
+                move |_| {
+                    core.audit_in_flight
+                        .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                },
+            );
+            return done(result);
+        }
+        self.record_then(
+            actor,
+            AuditAction::Reveal,
+            Some(token),
+            None,
+            outcome,
+            move |logged| {
+                done(match logged {
+                    Ok(()) => result,
+                    Err(e) => Err(e),
+                });
+            },
+        );
+    }
+
+    /// Takes one of the [`MAX_QUEUED_AUDIT`] slots for a queued reveal entry; `false` when they are
+    /// all taken, and the reveal then waits for its entry to be durable (back-pressure: a crash can
+    /// never lose more than that many answered reveals' entries).
+    fn reserve_queued_audit(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let n = self
+            .inner
+            .core
+            .audit_in_flight
+            .fetch_add(1, Ordering::AcqRel);
+        if n >= MAX_QUEUED_AUDIT {
+            self.inner
+                .core
+                .audit_in_flight
+                .fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Chooses when a reveal returns relative to its audit entry (default
+    /// [`RevealAudit::Queued`](crate::RevealAudit::Queued)). Applies to every handle of this vault.
+    pub fn set_reveal_audit(&self, mode: crate::RevealAudit) {
+        self.inner.reveal_audit_queued.store(
+            mode == crate::RevealAudit::Queued,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    fn reveal_audit_queued(&self) -> bool {
+        self.inner
+            .reveal_audit_queued
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn reveal_unaudited(
         &self,
         merchant: MerchantId,
         token: &Token,
@@ -176,6 +309,20 @@ impl Vault {
     /// The clock this vault uses.
     pub fn now(&self) -> OffsetDateTime {
         self.inner.clock.now()
+    }
+
+    /// `false` once the store has hit a fatal write error (disk full, I/O error): sled 0.34 then
+    /// refuses every operation until the vault is reopened, so the process should be restarted.
+    /// Everything acknowledged before the failure is intact on disk.
+    pub fn is_healthy(&self) -> bool {
+        !self.inner.store.has_failed()
+    }
+
+    /// Returns once every write submitted before the call (including queued reveal audit entries)
+    /// has been committed: the committer runs jobs in order, so an empty job that completes is a
+    /// barrier.
+    pub fn barrier(&self) -> Result<(), VaultError> {
+        self.inner.store.write(|_| Ok::<(), VaultError>(()))
     }
 
     /// Flushes everything written so far (writes are already durable under the default durability).

@@ -38,6 +38,9 @@ pub(crate) struct CommitStats {
     pub(crate) jobs: AtomicU64,
     pub(crate) flushes: AtomicU64,
     pub(crate) live_records: AtomicU64,
+    /// Set once a group commit failed in the database (I/O error, disk full). sled 0.34 treats its
+    /// first write error as permanent: every later operation fails until the database is reopened.
+    pub(crate) failed: std::sync::atomic::AtomicBool,
 }
 
 /// The writes of one group, as seen by one job.
@@ -266,6 +269,9 @@ pub(crate) struct Committer {
     pub(crate) max_group: usize,
     pub(crate) stats: Arc<CommitStats>,
     pub(crate) group_sizes: Arc<parking_lot::Mutex<GroupHistogram>>,
+    /// Set while a backup runs: keeps the pre-backup value of every key a group changes before
+    /// the backup has exported it (see `backup.rs`).
+    pub(crate) capture: Arc<parking_lot::Mutex<Option<crate::backup::Capture>>>,
 }
 
 /// Histogram of group sizes (jobs per commit), for metrics.
@@ -308,8 +314,12 @@ impl Committer {
             }
             let new_count = tx.count;
             let outcome = self.apply(tx, count);
-            if outcome.is_ok() {
-                self.stats.live_records.store(new_count, Ordering::Release);
+            match &outcome {
+                Ok(()) => self.stats.live_records.store(new_count, Ordering::Release),
+                Err(StoreError::Db(_) | StoreError::Io(_)) => {
+                    self.stats.failed.store(true, Ordering::Release)
+                }
+                Err(_) => {}
             }
             self.stats.groups.fetch_add(1, Ordering::Relaxed);
             self.stats.jobs.fetch_add(n as u64, Ordering::Relaxed);
@@ -328,6 +338,14 @@ impl Committer {
         }
         if tx.group.is_empty() {
             return Ok(());
+        }
+        if let Some(capture) = self.capture.lock().as_mut() {
+            if tx.count != old_count {
+                capture.before_change(&self.tree, COUNT_KEY)?;
+            }
+            for k in tx.group.keys() {
+                capture.before_change(&self.tree, k)?;
+            }
         }
         let mut batch = sled::Batch::default();
         if tx.count != old_count {

@@ -14,6 +14,10 @@ pub enum StoreError {
     NotFound(PathBuf),
     /// The vault was written by a newer cardvault (store format version shown).
     NewerFormat(u16),
+    /// A backup file was written by a newer cardvault (backup format version shown).
+    NewerBackup(u16),
+    /// A backup of this vault is already running.
+    BackupRunning,
     /// Bytes on disk do not decode; `what` names the structure (never its content).
     Corrupt(&'static str),
     /// The underlying database failed (I/O, disk full, ...).
@@ -35,6 +39,12 @@ impl fmt::Display for StoreError {
                 "vault store format {v} is newer than this build supports ({}); upgrade cardvault",
                 crate::STORE_FORMAT_VERSION
             ),
+            Self::NewerBackup(v) => write!(
+                f,
+                "backup file format {v} is newer than this build supports ({}); upgrade cardvault",
+                crate::BACKUP_FORMAT_VERSION
+            ),
+            Self::BackupRunning => f.write_str("a backup of this vault is already running"),
             Self::Corrupt(what) => write!(f, "stored {what} is corrupt"),
             Self::Db(e) => write!(f, "database error: {e}"),
             Self::Io(e) => write!(f, "i/o error: {e}"),
@@ -74,6 +84,8 @@ impl Clone for StoreError {
             Self::AlreadyExists(p) => Self::AlreadyExists(p.clone()),
             Self::NotFound(p) => Self::NotFound(p.clone()),
             Self::NewerFormat(v) => Self::NewerFormat(*v),
+            Self::NewerBackup(v) => Self::NewerBackup(*v),
+            Self::BackupRunning => Self::BackupRunning,
             Self::Corrupt(w) => Self::Corrupt(w),
             Self::Db(e) => Self::Io(io::Error::other(e.to_string())),
             Self::Io(e) => Self::Io(io::Error::new(e.kind(), e.to_string())),

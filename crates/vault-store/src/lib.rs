@@ -13,6 +13,7 @@
 //! See `docs/record-format.md` and `docs/durability.md` in the repository.
 #![forbid(unsafe_code)]
 
+mod backup;
 mod commit;
 mod error;
 mod header_file;
@@ -21,6 +22,7 @@ mod lock;
 mod record;
 mod store;
 
+pub use backup::{BACKUP_FORMAT_VERSION, BACKUP_MAGIC, BackupSummary, RestoreSummary};
 pub use commit::WriteTx;
 pub use error::StoreError;
 pub use layout::{DedupeKey, LookupId};

@@ -25,7 +25,7 @@ use crate::{
 /// a vault written by a newer version is refused at open.
 pub const STORE_FORMAT_VERSION: u16 = 1;
 
-const SLED_DIR: &str = "sled";
+pub(crate) const SLED_DIR: &str = "sled";
 
 /// When a write is acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -90,12 +90,13 @@ pub struct StoreStats {
 /// An open vault data directory.
 pub struct Store {
     db: sled::Db,
-    tree: sled::Tree,
+    pub(crate) tree: sled::Tree,
     sender: Option<Sender<Job>>,
     committer: Option<JoinHandle<()>>,
     stats: Arc<CommitStats>,
     group_sizes: Arc<Mutex<GroupHistogram>>,
-    dir: PathBuf,
+    pub(crate) capture: Arc<Mutex<Option<crate::backup::Capture>>>,
+    pub(crate) dir: PathBuf,
     _lock: DirLock,
 }
 
@@ -178,6 +179,7 @@ impl Store {
         let stats = Arc::new(CommitStats::default());
         stats.live_records.store(count, Ordering::Release);
         let group_sizes = Arc::new(Mutex::new(GroupHistogram::default()));
+        let capture = Arc::new(Mutex::new(None));
         let committer = Committer {
             dir: dir.to_path_buf(),
             tree: tree.clone(),
@@ -193,6 +195,7 @@ impl Store {
             max_group: options.max_group.max(1),
             stats: stats.clone(),
             group_sizes: group_sizes.clone(),
+            capture: capture.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("cardvault-commit".into())
@@ -204,6 +207,7 @@ impl Store {
             committer: Some(handle),
             stats,
             group_sizes,
+            capture,
             dir: dir.to_path_buf(),
             _lock: lock,
         })
@@ -363,6 +367,14 @@ impl Store {
         Ok(())
     }
 
+    /// Whether a group commit has failed in the database (I/O error, disk full). sled 0.34 then
+    /// refuses every later read and write until the database is reopened, even once the cause is
+    /// gone: the process must be restarted (the daemon reports this on `/health`). Nothing that
+    /// was acknowledged is lost; see `docs/durability.md`.
+    pub fn has_failed(&self) -> bool {
+        self.stats.failed.load(Ordering::Acquire)
+    }
+
     /// Counters.
     pub fn stats(&self) -> StoreStats {
         StoreStats {
@@ -387,16 +399,32 @@ impl Drop for Store {
     }
 }
 
+/// Opens sled. The caller already holds `cardvault.lock`, so no other process can be using the
+/// database; if sled's own file lock is still held, it is by a handle of this process that is
+/// being torn down (sled's background threads can keep the file open briefly after the last `Db`
+/// is dropped; sled's source says as much). Retry for a short while instead of failing.
 fn open_sled(dir: &Path, options: &StoreOptions) -> Result<sled::Db, StoreError> {
+    const ATTEMPTS: u32 = 250;
     let flush_every = match options.durability {
         Durability::Sync | Durability::Flush => Some(1000),
         Durability::Deferred { interval_ms } => Some(interval_ms.max(1)),
     };
-    let db = sled::Config::new()
-        .path(dir.join(SLED_DIR))
-        .cache_capacity(options.cache_capacity)
-        .flush_every_ms(flush_every)
-        .mode(sled::Mode::HighThroughput)
-        .open()?;
-    Ok(db)
+    let mut attempt = 0;
+    loop {
+        let result = sled::Config::new()
+            .path(dir.join(SLED_DIR))
+            .cache_capacity(options.cache_capacity)
+            .flush_every_ms(flush_every)
+            .mode(sled::Mode::HighThroughput)
+            .open();
+        match result {
+            Err(sled::Error::Io(e))
+                if attempt < ATTEMPTS && e.to_string().contains("could not acquire lock") =>
+            {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
 }

@@ -199,3 +199,27 @@ pub struct StatsResponse {
     /// Groups by size: bucket `i` counts groups of at most `2^i` jobs (the last is unbounded).
     pub group_size_buckets: Vec<u64>,
 }
+
+/// `POST /admin/backup`: where the daemon writes the backup file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupRequest {
+    /// An absolute path on the daemon's machine; the file must not exist (it is created 0600).
+    pub path: String,
+}
+
+/// `POST /admin/backup`: what was written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupResponse {
+    /// The file written.
+    pub path: String,
+    /// Token records in the backup.
+    pub records: u64,
+    /// Key/value entries in the backup (records, indexes, counters, admin data).
+    pub entries: u64,
+    /// Size of the file in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the file's contents before the trailer's digest (64 lowercase hex).
+    pub sha256: String,
+    /// How long writes were held while the snapshot was taken, in milliseconds.
+    pub pause_ms: u64,
+}

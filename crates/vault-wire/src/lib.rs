@@ -25,10 +25,10 @@ mod reveal;
 mod tokens;
 
 pub use admin::{
-    ApiKeyCreateRequest, ApiKeyCreated, ApiKeyList, ApiKeyResponse, DekStatus, KeyStatusResponse,
-    MerchantAddRequest, MerchantList, MerchantResponse, RetireResponse, RewrapResponse,
-    RotateResponse, StatsResponse, SweepResponse, TerminalAddRequest, TerminalList,
-    TerminalResponse,
+    ApiKeyCreateRequest, ApiKeyCreated, ApiKeyList, ApiKeyResponse, BackupRequest, BackupResponse,
+    DekStatus, KeyStatusResponse, MerchantAddRequest, MerchantList, MerchantResponse,
+    RetireResponse, RewrapResponse, RotateResponse, StatsResponse, SweepResponse,
+    TerminalAddRequest, TerminalList, TerminalResponse,
 };
 pub use batch::{BatchItemResult, BatchRequest, BatchResponse};
 pub use error::{ErrorBody, ErrorStatus, FieldErrorBody};

@@ -6,17 +6,17 @@ use vault_service::{
     ApiKeyInfo, DekState, Merchant, MerchantId, Scope, Scopes, Terminal, TerminalId,
 };
 use vault_wire::{
-    ApiKeyCreateRequest, ApiKeyCreated, ApiKeyList, ApiKeyResponse, DekStatus, KeyStatusResponse,
-    MerchantAddRequest, MerchantList, MerchantResponse, RetireResponse, RewrapResponse,
-    RotateResponse, StatsResponse, SweepResponse, TerminalAddRequest, TerminalList,
-    TerminalResponse,
+    ApiKeyCreateRequest, ApiKeyCreated, ApiKeyList, ApiKeyResponse, BackupRequest, BackupResponse,
+    DekStatus, KeyStatusResponse, MerchantAddRequest, MerchantList, MerchantResponse,
+    RetireResponse, RewrapResponse, RotateResponse, StatsResponse, SweepResponse,
+    TerminalAddRequest, TerminalList, TerminalResponse,
 };
 
 use crate::{
     json,
     response::{self, ApiError, Body},
     router::Param,
-    state::State,
+    state::{State, actor},
 };
 
 type Answer = Result<Response<Body>, ApiError>;
@@ -31,11 +31,13 @@ pub(crate) async fn merchant_list(state: &State, req: Request<Incoming>) -> Answ
 }
 
 pub(crate) async fn merchant_add(state: &State, req: Request<Incoming>) -> Answer {
-    state.authorize(req.headers(), Scope::Admin)?;
+    let who = actor(&state.authorize(req.headers(), Scope::Admin)?);
     let body = state.json_body(req, state.config.max_body_bytes).await?;
     let r: MerchantAddRequest = json::typed(&body, json::MERCHANT_ADD)?;
     let id = merchant_id(&r.merchant_id)?;
-    let m = state.blocking(move |v| v.add_merchant(id, &r.name)).await?;
+    let m = state
+        .blocking(move |v| v.add_merchant_as(&who, id, &r.name))
+        .await?;
     Ok(response::json(StatusCode::CREATED, &merchant_response(&m)))
 }
 
@@ -50,13 +52,13 @@ pub(crate) async fn apikey_list(state: &State, req: Request<Incoming>) -> Answer
 }
 
 pub(crate) async fn apikey_create(state: &State, req: Request<Incoming>) -> Answer {
-    state.authorize(req.headers(), Scope::Admin)?;
+    let who = actor(&state.authorize(req.headers(), Scope::Admin)?);
     let body = state.json_body(req, state.config.max_body_bytes).await?;
     let r: ApiKeyCreateRequest = json::typed(&body, json::APIKEY_CREATE)?;
     let id = merchant_id(&r.merchant_id)?;
     let scopes = Scopes::parse(&r.scopes.join(","))?;
     let key = state
-        .blocking(move |v| v.create_api_key(id, scopes, &r.label))
+        .blocking(move |v| v.create_api_key_as(&who, id, scopes, &r.label))
         .await?;
     let body = ApiKeyCreated {
         key: key.expose().to_owned(),
@@ -66,11 +68,13 @@ pub(crate) async fn apikey_create(state: &State, req: Request<Incoming>) -> Answ
 }
 
 pub(crate) async fn apikey_revoke(state: &State, req: Request<Incoming>, param: Param) -> Answer {
-    state.authorize(req.headers(), Scope::Admin)?;
+    let who = actor(&state.authorize(req.headers(), Scope::Admin)?);
     let Param::Text(id) = param else {
         return Err(ApiError::no_route());
     };
-    state.blocking(move |v| v.revoke_api_key(&id)).await?;
+    state
+        .blocking(move |v| v.revoke_api_key_as(&who, &id))
+        .await?;
     Ok(response::empty(StatusCode::NO_CONTENT))
 }
 
@@ -85,7 +89,7 @@ pub(crate) async fn terminal_list(state: &State, req: Request<Incoming>) -> Answ
 }
 
 pub(crate) async fn terminal_add(state: &State, req: Request<Incoming>) -> Answer {
-    state.authorize(req.headers(), Scope::Admin)?;
+    let who = actor(&state.authorize(req.headers(), Scope::Admin)?);
     let body = state.json_body(req, state.config.max_body_bytes).await?;
     let r: TerminalAddRequest = json::typed(&body, json::TERMINAL_ADD)?;
     let merchant = merchant_id(&r.merchant_id)?;
@@ -97,7 +101,7 @@ pub(crate) async fn terminal_add(state: &State, req: Request<Incoming>) -> Answe
         )
     })?;
     let t = state
-        .blocking(move |v| v.add_terminal(merchant, id))
+        .blocking(move |v| v.add_terminal_as(&who, merchant, id))
         .await?;
     Ok(response::json(StatusCode::CREATED, &terminal_response(&t)))
 }
@@ -126,7 +130,8 @@ pub(crate) async fn key_status(state: &State, req: Request<Incoming>) -> Answer 
 
 pub(crate) async fn key_rotate(state: &State, req: Request<Incoming>) -> Answer {
     let p = state.authorize(req.headers(), Scope::Admin)?;
-    let id = state.blocking(|v| v.rotate_key()).await?;
+    let who = actor(&p);
+    let id = state.blocking(move |v| v.rotate_key_as(&who)).await?;
     tracing::info!(target: "cardvault::audit", key_id = %p.key_id, dek = %id, "data key rotated");
     let body = RotateResponse {
         current_dek: id.get(),
@@ -135,10 +140,10 @@ pub(crate) async fn key_rotate(state: &State, req: Request<Incoming>) -> Answer 
 }
 
 pub(crate) async fn key_rewrap(state: &State, req: Request<Incoming>) -> Answer {
-    state.authorize(req.headers(), Scope::Admin)?;
+    let who = actor(&state.authorize(req.headers(), Scope::Admin)?);
     // A full pass may outlast the request timeout; it runs to the end regardless (re-wrapping
     // is idempotent), and the client sees 503 if it took too long.
-    let p = state.blocking(|v| v.rewrap(|_| {})).await?;
+    let p = state.blocking(move |v| v.rewrap_as(&who, |_| {})).await?;
     let body = RewrapResponse {
         scanned: p.scanned,
         rewrapped: p.rewrapped,
@@ -149,8 +154,10 @@ pub(crate) async fn key_rewrap(state: &State, req: Request<Incoming>) -> Answer 
 }
 
 pub(crate) async fn key_retire(state: &State, req: Request<Incoming>) -> Answer {
-    state.authorize(req.headers(), Scope::Admin)?;
-    let retired = state.blocking(|v| v.retire_unused_keys()).await?;
+    let who = actor(&state.authorize(req.headers(), Scope::Admin)?);
+    let retired = state
+        .blocking(move |v| v.retire_unused_keys_as(&who))
+        .await?;
     let body = RetireResponse {
         retired: retired.iter().map(|id| id.get()).collect(),
     };
@@ -158,9 +165,47 @@ pub(crate) async fn key_retire(state: &State, req: Request<Incoming>) -> Answer 
 }
 
 pub(crate) async fn sweep(state: &State, req: Request<Incoming>) -> Answer {
-    state.authorize(req.headers(), Scope::Admin)?;
-    let removed = state.blocking(|v| v.sweep_expired(v.now())).await?;
+    let who = actor(&state.authorize(req.headers(), Scope::Admin)?);
+    let removed = state
+        .blocking(move |v| v.sweep_expired_as(&who, v.now()))
+        .await?;
     Ok(response::json(StatusCode::OK, &SweepResponse { removed }))
+}
+
+/// `POST /admin/backup`: writes a consistent backup file on the daemon's machine. The path must be
+/// absolute and must not exist (the file is created 0600, never overwritten). Writers are held only
+/// while the snapshot is taken; the file is written afterwards. A backup that outlasts the request
+/// timeout still completes (the client sees 503).
+pub(crate) async fn backup(state: &State, req: Request<Incoming>) -> Answer {
+    let p = state.authorize(req.headers(), Scope::Admin)?;
+    let body = state.json_body(req, state.config.max_body_bytes).await?;
+    let r: BackupRequest = json::typed(&body, json::BACKUP)?;
+    let path = std::path::PathBuf::from(&r.path);
+    if !path.is_absolute() {
+        return Err(ApiError::field("path", "relative", "path must be absolute"));
+    }
+    if path.symlink_metadata().is_ok() {
+        return Err(ApiError::field(
+            "path",
+            "exists",
+            "a file exists at path; not overwriting it",
+        ));
+    }
+    let target = path.clone();
+    let report = state
+        .blocking(move |v| v.backup_to_file(&target, |_, _| {}))
+        .await?;
+    tracing::info!(target: "cardvault::audit", key_id = %p.key_id, records = report.records,
+        bytes = report.bytes, "backup written");
+    let body = BackupResponse {
+        path: r.path,
+        records: report.records,
+        entries: report.entries,
+        bytes: report.bytes,
+        sha256: report.sha256.iter().map(|b| format!("{b:02x}")).collect(),
+        pause_ms: u64::try_from(report.pause.as_millis()).unwrap_or(u64::MAX),
+    };
+    Ok(response::json(StatusCode::OK, &body))
 }
 
 pub(crate) async fn stats(state: &State, req: Request<Incoming>) -> Answer {

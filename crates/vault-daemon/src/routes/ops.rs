@@ -10,11 +10,19 @@ use crate::{
     state::State,
 };
 
-pub(crate) fn health() -> Response<Body> {
+/// 200 `ok`, or 503 `failed` once the store has hit a fatal write error (disk full, I/O error):
+/// sled 0.34 then refuses every operation until the vault is reopened, so a supervisor should
+/// restart the daemon (nothing acknowledged is lost).
+pub(crate) fn health(state: &State) -> Response<Body> {
+    let (status, word) = if state.vault.is_healthy() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "failed")
+    };
     response::json(
-        StatusCode::OK,
+        status,
         &HealthResponse {
-            status: "ok".to_owned(),
+            status: word.to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
         },
     )

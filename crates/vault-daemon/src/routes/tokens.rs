@@ -12,7 +12,7 @@ use crate::{
     json,
     response::{self, ApiError, Body},
     router::Param,
-    state::{State, completion},
+    state::{State, actor, completion},
     validate,
 };
 
@@ -149,7 +149,21 @@ pub(crate) async fn reveal(state: &State, req: Request<Incoming>, param: Param) 
         .map(validate::customer)
         .transpose()
         .map_err(|e| ApiError::invalid(vec![e]))?;
-    let result = state.vault.reveal(p.merchant, &token, customer.as_ref());
+    let (tx, rx) = oneshot::channel();
+    state.vault.reveal_as_then(
+        &actor(&p),
+        p.merchant,
+        &token,
+        customer.as_ref(),
+        move |r| {
+            let _ = tx.send(r);
+        },
+    );
+    // The card comes back only once the reveal's audit entry is durable.
+    let Ok(result) = tokio::time::timeout(state.config.request_timeout, completion(rx)).await
+    else {
+        return Err(ApiError::unavailable("the request took too long"));
+    };
     tracing::info!(
         target: "cardvault::audit",
         merchant = %p.merchant,

@@ -1,0 +1,392 @@
+//! The audit log: what is recorded, by whom, and that the chain catches tampering.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use vault_service::{
+    Actor, AuditAction, AuditOutcome, CustomerId, KdfParams, RevealAudit, Scopes, TerminalId,
+    TokenizeOptions, Vault, VaultError,
+};
+
+const PANS: [&str; 3] = ["4111111111111111", "5555555555554444", "378282246310005"];
+
+/// A vault with a merchant, an API key, a terminal and three revealed cards, plus the key.
+fn busy_vault(dir: &Path) -> (Vault, std::sync::Arc<vault_service::ManualClock>, String) {
+    let (vault, clock) = new_vault(dir);
+    let m = merchant(890490);
+    vault.add_merchant(m, "Shop").unwrap();
+    let key = vault
+        .create_api_key(m, Scopes::parse("tokenize,reveal").unwrap(), "k")
+        .unwrap();
+    vault
+        .add_terminal(m, TerminalId::parse("term-1").unwrap())
+        .unwrap();
+    for pan in PANS {
+        let t = vault
+            .tokenize(m, card(pan, "3001"), TokenizeOptions::default())
+            .unwrap()
+            .token;
+        let actor = Actor {
+            merchant: Some(m),
+            key_id: Some(key.info.id.clone()),
+            peer_uid: Some(1000),
+        };
+        assert_eq!(
+            vault
+                .reveal_as(&actor, m, &t, None)
+                .unwrap()
+                .pan
+                .expose_digits(),
+            pan
+        );
+    }
+    (vault, clock, key.expose().to_owned())
+}
+
+fn sled_entries(dir: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let db = sled::open(dir.join("sled")).unwrap();
+    db.scan_prefix(b"A")
+        .map(|r| {
+            let (k, v) = r.unwrap();
+            (k.to_vec(), v.to_vec())
+        })
+        .collect()
+}
+
+/// Opens the closed vault's sled tree, lets `f` change it, flushes.
+fn tamper(dir: &Path, f: impl FnOnce(&sled::Db)) {
+    let db = sled::open(dir.join("sled")).unwrap();
+    f(&db);
+    db.flush().unwrap();
+}
+
+fn key(seq: u64) -> Vec<u8> {
+    let mut k = vec![b'A'];
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+#[test]
+fn each_audited_action_is_recorded_with_actor_and_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, clock) = new_vault(dir.path());
+    let m = merchant(42);
+    vault.add_merchant(m, "Shop").unwrap();
+    let key = vault
+        .create_api_key(m, Scopes::parse("reveal").unwrap(), "k")
+        .unwrap();
+    vault
+        .add_terminal(m, TerminalId::parse("term-1").unwrap())
+        .unwrap();
+    let customer = CustomerId::parse("cust-1").unwrap();
+    let t = vault
+        .tokenize(
+            m,
+            card("4111111111111111", "3001"),
+            TokenizeOptions {
+                customer: Some(customer.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .token;
+    let principal = vault.authenticate(key.expose()).unwrap();
+    let actor = Actor::principal(&principal).with_peer_uid(Some(1000));
+    vault.reveal_as(&actor, m, &t, Some(&customer)).unwrap();
+    assert!(matches!(
+        vault.reveal_as(&actor, m, &t, None),
+        Err(VaultError::CustomerMismatch)
+    ));
+    vault.reveal(m, &t, Some(&customer)).unwrap();
+    assert!(matches!(
+        vault.authenticate(&format!("cvk_{}_{}", key.info.id, "0".repeat(64))),
+        Err(VaultError::Unauthorized)
+    ));
+    assert!(vault.authenticate("garbage").is_err());
+    vault.revoke_api_key(&key.info.id).unwrap();
+    vault.rotate_key().unwrap();
+    vault.rewrap(|_| {}).unwrap();
+    vault.retire_unused_keys().unwrap();
+    clock.advance(time::Duration::days(3650));
+    assert_eq!(vault.sweep_expired(vault.now()).unwrap(), 1);
+    vault
+        .rekey(
+            &passphrase("another passphrase"),
+            KdfParams::insecure_for_tests(),
+        )
+        .unwrap();
+    assert!(vault.add_merchant(m, "Again").is_err());
+    vault
+        .audit(
+            &actor,
+            AuditAction::SessionCreate,
+            Some(&t),
+            AuditOutcome::Ok,
+        )
+        .unwrap();
+
+    let log = vault.audit_tail(100).unwrap();
+    let got: Vec<(AuditAction, String, String)> = log
+        .iter()
+        .map(|e| (e.action, e.actor.to_string(), e.outcome.to_string()))
+        .collect();
+    let who = format!("merchant=42,key={},uid=1000", key.info.id);
+    let want = vec![
+        (AuditAction::AdminMerchantAdd, "local".into(), "ok".into()),
+        (AuditAction::AdminApiKeyCreate, "local".into(), "ok".into()),
+        (AuditAction::AdminTerminalAdd, "local".into(), "ok".into()),
+        (AuditAction::Reveal, who.clone(), "ok".into()),
+        (
+            AuditAction::Reveal,
+            who.clone(),
+            "denied:customer_mismatch".into(),
+        ),
+        (AuditAction::Reveal, "local".into(), "ok".into()),
+        (
+            AuditAction::AuthFailed,
+            format!("key={}", key.info.id),
+            "denied:unauthorized".into(),
+        ),
+        (
+            AuditAction::AuthFailed,
+            "local".into(),
+            "denied:unauthorized".into(),
+        ),
+        (AuditAction::AdminApiKeyRevoke, "local".into(), "ok".into()),
+        (AuditAction::KeyRotate, "local".into(), "ok".into()),
+        (AuditAction::KeyRewrap, "local".into(), "ok".into()),
+        (AuditAction::KeyRetire, "local".into(), "ok".into()),
+        (AuditAction::Sweep, "local".into(), "ok".into()),
+        (AuditAction::Rekey, "local".into(), "ok".into()),
+        (
+            AuditAction::AdminMerchantAdd,
+            "local".into(),
+            "denied:exists".into(),
+        ),
+        (AuditAction::SessionCreate, who, "ok".into()),
+    ];
+    assert_eq!(got, want);
+    let seqs: Vec<u64> = log.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=16).collect::<Vec<_>>());
+    assert_eq!(log[3].token, Some(t));
+    assert_eq!(
+        log[1].detail.as_deref().map(|d| d.contains(&key.info.id)),
+        Some(true)
+    );
+    assert_eq!(log[12].detail.as_deref(), Some("removed=1"));
+    assert!(log.windows(2).all(|w| w[1].prev_hash == w[0].hash));
+    assert_eq!(vault.audit_tail(2).unwrap().len(), 2);
+    assert_eq!(vault.audit_tail(2).unwrap()[0].seq, 15);
+    let report = vault.audit_verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.entries, 16);
+}
+
+#[test]
+fn no_pan_or_secret_reaches_an_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, _, secret) = busy_vault(dir.path());
+    assert!(
+        vault
+            .authenticate(&format!("{}x", &secret[..secret.len() - 1]))
+            .is_err()
+    );
+    assert!(vault.authenticate(&secret).is_ok());
+    drop(vault);
+    let entries = sled_entries(dir.path());
+    assert_eq!(entries.len(), 3 + 3 + 1);
+    let secret_part = secret.rsplit('_').next().unwrap().to_owned();
+    let mut needles: Vec<Vec<u8>> = PANS.iter().map(|p| p.as_bytes().to_vec()).collect();
+    needles.push(secret_part.as_bytes().to_vec());
+    needles.push(b"test passphrase".to_vec());
+    for pan in PANS {
+        // Also the PAN as packed digits / big-endian integer, in case an encoding packs it.
+        let n: u64 = pan.parse().unwrap();
+        needles.push(n.to_be_bytes()[2..].to_vec());
+        needles.push(pan.as_bytes()[pan.len() - 10..].to_vec());
+    }
+    for (k, v) in &entries {
+        for n in &needles {
+            assert!(
+                !v.windows(n.len()).any(|w| w == n.as_slice()),
+                "entry {k:?} holds a secret"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_log_survives_a_reopen_and_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, clock, _) = busy_vault(dir.path());
+    drop(vault);
+    let vault = reopen(dir.path(), clock);
+    vault.rotate_key().unwrap();
+    let log = vault.audit_tail(usize::MAX).unwrap();
+    assert_eq!(log.len(), 7);
+    assert_eq!(log.last().unwrap().seq, 7);
+    assert_eq!(log.last().unwrap().action, AuditAction::KeyRotate);
+    assert!(vault.audit_verify().unwrap().is_ok());
+}
+
+#[test]
+fn concurrent_reveals_keep_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, _) = new_vault(dir.path());
+    let m = merchant(1);
+    let t = vault
+        .tokenize(
+            m,
+            card("4111111111111111", "3001"),
+            TokenizeOptions::default(),
+        )
+        .unwrap()
+        .token;
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..10 {
+                    vault.reveal(m, &t, None).unwrap();
+                }
+            });
+        }
+    });
+    let report = vault.audit_verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.entries, 80);
+}
+
+#[test]
+fn queued_reveal_audit_still_records_every_reveal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, clock) = new_vault(dir.path());
+    vault.set_reveal_audit(RevealAudit::Queued);
+    let m = merchant(1);
+    let t = vault
+        .tokenize(
+            m,
+            card("4111111111111111", "3001"),
+            TokenizeOptions::default(),
+        )
+        .unwrap()
+        .token;
+    for _ in 0..50 {
+        vault.reveal(m, &t, None).unwrap();
+    }
+    drop(vault);
+    let vault = reopen(dir.path(), clock);
+    let report = vault.audit_verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.entries, 50);
+}
+
+/// Builds the busy vault (6 entries), closes it, applies `f` to its tree, reopens, verifies.
+fn verify_after(f: impl FnOnce(&sled::Db)) -> vault_service::AuditReport {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, clock, _) = busy_vault(dir.path());
+    assert!(vault.audit_verify().unwrap().is_ok());
+    drop(vault);
+    tamper(dir.path(), f);
+    let vault = reopen(dir.path(), clock);
+    vault.audit_verify().unwrap()
+}
+
+#[test]
+fn an_edited_entry_is_found() {
+    let report = verify_after(|db| {
+        let mut v = db.get(key(4)).unwrap().unwrap().to_vec();
+        // The outcome byte sits before the two hashes: make a refusal look like success, or
+        // the other way round; any flipped byte must be caught.
+        let at = v.len() - 65;
+        v[at] ^= 0x01;
+        db.insert(key(4), v).unwrap();
+    });
+    assert_eq!(report.first_bad, Some(4), "{report:?}");
+    assert_eq!(report.entries, 3);
+}
+
+#[test]
+fn an_edited_timestamp_is_found() {
+    let report = verify_after(|db| {
+        let mut v = db.get(key(2)).unwrap().unwrap().to_vec();
+        v[16] ^= 0x01; // low byte of the unix seconds
+        db.insert(key(2), v).unwrap();
+    });
+    assert_eq!(report.first_bad, Some(2), "{report:?}");
+}
+
+#[test]
+fn a_deleted_middle_entry_is_found() {
+    let report = verify_after(|db| {
+        db.remove(key(3)).unwrap();
+    });
+    assert_eq!(report.first_bad, Some(3), "{report:?}");
+}
+
+#[test]
+fn a_deleted_last_entry_is_found() {
+    let report = verify_after(|db| {
+        db.remove(key(6)).unwrap();
+    });
+    assert_eq!(report.first_bad, Some(6), "{report:?}");
+}
+
+#[test]
+fn a_deleted_tail_with_a_forged_head_is_found() {
+    // Deleting entries 5 and 6 and pointing the head at entry 4 (copying its hash) does not
+    // verify: the head is tagged with the audit key.
+    let report = verify_after(|db| {
+        let e4 = db.get(key(4)).unwrap().unwrap().to_vec();
+        db.remove(key(5)).unwrap();
+        db.remove(key(6)).unwrap();
+        let mut head = db.get(b"a").unwrap().unwrap().to_vec();
+        head[1..9].copy_from_slice(&4u64.to_be_bytes());
+        head[9..41].copy_from_slice(&e4[e4.len() - 32..]);
+        db.insert(b"a", head).unwrap();
+    });
+    assert_eq!(report.first_bad, Some(5), "{report:?}");
+}
+
+#[test]
+fn swapped_entries_are_found() {
+    let report = verify_after(|db| {
+        let a = db.get(key(2)).unwrap().unwrap();
+        let b = db.get(key(5)).unwrap().unwrap();
+        db.insert(key(2), b).unwrap();
+        db.insert(key(5), a).unwrap();
+    });
+    assert_eq!(report.first_bad, Some(2), "{report:?}");
+}
+
+#[test]
+fn a_renumbered_entry_is_found() {
+    // Moving entry 6 into the place of a deleted entry 5, its seq rewritten.
+    let report = verify_after(|db| {
+        let mut v = db.get(key(6)).unwrap().unwrap().to_vec();
+        v[1..9].copy_from_slice(&5u64.to_be_bytes());
+        db.remove(key(6)).unwrap();
+        db.insert(key(5), v).unwrap();
+    });
+    assert_eq!(report.first_bad, Some(5), "{report:?}");
+}
+
+#[test]
+fn an_inserted_entry_is_found() {
+    // A copy of a valid entry appended after the last one, head untouched.
+    let report = verify_after(|db| {
+        let v = db.get(key(6)).unwrap().unwrap();
+        db.insert(key(7), v).unwrap();
+    });
+    assert_eq!(report.first_bad, Some(7), "{report:?}");
+}
+
+#[test]
+fn a_missing_head_is_found() {
+    let report = verify_after(|db| {
+        db.remove(b"a").unwrap();
+    });
+    assert_eq!(report.first_bad, Some(7), "{report:?}");
+}
