@@ -172,8 +172,10 @@ impl Vault {
         self.reveal_as(&Actor::local(), merchant, token, customer)
     }
 
-    /// [`reveal`](Self::reveal) on behalf of `actor`, who is named in the audit entry. The card is
-    /// returned only once its audit entry is durable; if it cannot be written, the reveal fails.
+    /// [`reveal`](Self::reveal) on behalf of `actor`, who is named in the audit entry. Under the
+    /// default [`RevealAudit::Queued`](crate::RevealAudit::Queued) the entry joins the next group
+    /// commit and the card is returned at once; under `Durable` (or when the queue is full) the card
+    /// is returned only once its entry is durable, and the reveal fails if it cannot be written.
     pub fn reveal_as(
         &self,
         actor: &Actor,
@@ -182,20 +184,7 @@ impl Vault {
         customer: Option<&CustomerId>,
     ) -> Result<RevealedCard, VaultError> {
         let result = self.reveal_unaudited(merchant, token, customer);
-        if self.reveal_audit_queued() && self.reserve_queued_audit() {
-            let outcome = crate::AuditOutcome::of(&result);
-            let core = self.inner.core.clone();
-            self.record_then(
-                actor,
-                AuditAction::Reveal,
-                Some(token),
-                None,
-                outcome,
-                move |_| {
-                    core.audit_in_flight
-                        .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-                },
-            );
+        if self.queue_reveal_audit(actor, token, crate::AuditOutcome::of(&result)) {
             return result;
         }
         self.audited(actor, AuditAction::Reveal, Some(token), |_| None, result)
@@ -217,19 +206,7 @@ impl Vault {
     {
         let result = self.reveal_unaudited(merchant, token, customer);
         let outcome = crate::AuditOutcome::of(&result);
-        if self.reveal_audit_queued() && self.reserve_queued_audit() {
-            let core = self.inner.core.clone();
-            self.record_then(
-                actor,
-                AuditAction::Reveal,
-                Some(token),
-                None,
-                outcome,
-                move |_| {
-                    core.audit_in_flight
-                        .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-                },
-            );
+        if self.queue_reveal_audit(actor, token, outcome.clone()) {
             return done(result);
         }
         self.record_then(
@@ -247,23 +224,36 @@ impl Vault {
         );
     }
 
-    /// Takes one of the [`MAX_QUEUED_AUDIT`] slots for a queued reveal entry; `false` when they are
-    /// all taken, and the reveal then waits for its entry to be durable (back-pressure: a crash can
-    /// never lose more than that many answered reveals' entries).
-    fn reserve_queued_audit(&self) -> bool {
+    /// Queues a reveal's audit entry for the next group commit, when the mode is `Queued` and one
+    /// of the [`MAX_QUEUED_AUDIT`] slots is free; `false` otherwise, and the caller then waits for
+    /// the entry to be durable (back-pressure: a crash can never lose more than that many answered
+    /// reveals' entries).
+    fn queue_reveal_audit(
+        &self,
+        actor: &Actor,
+        token: &Token,
+        outcome: crate::AuditOutcome,
+    ) -> bool {
         use std::sync::atomic::Ordering;
-        let n = self
-            .inner
-            .core
-            .audit_in_flight
-            .fetch_add(1, Ordering::AcqRel);
-        if n >= MAX_QUEUED_AUDIT {
-            self.inner
-                .core
-                .audit_in_flight
-                .fetch_sub(1, Ordering::AcqRel);
+        if !self.inner.reveal_audit_queued.load(Ordering::Relaxed) {
             return false;
         }
+        let in_flight = &self.inner.core.audit_in_flight;
+        if in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED_AUDIT {
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        let core = self.inner.core.clone();
+        self.record_then(
+            actor,
+            AuditAction::Reveal,
+            Some(token),
+            None,
+            outcome,
+            move |_| {
+                core.audit_in_flight.fetch_sub(1, Ordering::AcqRel);
+            },
+        );
         true
     }
 
@@ -276,12 +266,6 @@ impl Vault {
         );
     }
 
-    fn reveal_audit_queued(&self) -> bool {
-        self.inner
-            .reveal_audit_queued
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
-
     fn reveal_unaudited(
         &self,
         merchant: MerchantId,
@@ -290,11 +274,11 @@ impl Vault {
     ) -> Result<RevealedCard, VaultError> {
         let now = self.inner.clock.now();
         let (rec, card) = self.inner.load(merchant, token, now)?;
-        let stored = rec.customer.as_deref();
-        if stored != customer.map(CustomerId::as_str) {
+        if rec.customer.as_deref() != customer.map(CustomerId::as_str) {
             return Err(VaultError::CustomerMismatch);
         }
-        let customer = customer_of(&rec)?;
+        // Equal to the stored binding (checked above), so no need to parse the stored copy again.
+        let customer = customer.cloned();
         let CardRecord {
             pan, expiry, name, ..
         } = card;
