@@ -4,12 +4,12 @@
 use std::{collections::BTreeSet, sync::mpsc};
 
 use time::OffsetDateTime;
-use vault_core::{DekId, DekState, KdfParams, KeySource, Token, sealed_dek_id};
+use vault_core::{DekId, DekState, KdfParams, KeySource, sealed_dek_id};
 use vault_store::{LookupId, StoreStats};
 
 use crate::{
     Actor, AuditAction, RewrapProgress, Vault, VaultError,
-    vault::{customer_of, from_unix, open_stored},
+    vault::{open_stored, seal_stored},
 };
 
 /// Records examined per sweep step (each step's removals are one commit).
@@ -150,22 +150,7 @@ impl Vault {
                                     failed += 1;
                                     continue;
                                 };
-                                let merchant = vault_core::MerchantId::new(rec.merchant)
-                                    .map_err(|_| VaultError::Integrity)?;
-                                let token = Token::from_bytes(rec.token);
-                                let customer = customer_of(&rec)?;
-                                let binding = vault_core::RecordBinding {
-                                    merchant,
-                                    token: &token,
-                                    customer: customer.as_ref(),
-                                    keep_until: from_unix(rec.keep_until)?,
-                                };
-                                let sealed = vault_core::seal_record(
-                                    &keyring,
-                                    &binding,
-                                    &card,
-                                    &mut rand::rng(),
-                                );
+                                let sealed = seal_stored(&keyring, &rec, &card)?;
                                 tx.put_record(&id, &vault_store::StoredRecord { sealed, ..rec })?;
                                 done += 1;
                             }

@@ -373,8 +373,12 @@ pub(crate) fn is_live_for(
         && rec.keep_until > now.unix_timestamp()
 }
 
-/// Opens a stored record's sealed card with the binding its public fields claim.
-pub(crate) fn open_stored(keyring: &Keyring, rec: &StoredRecord) -> Result<CardRecord, VaultError> {
+/// Runs `f` with the binding a stored record's public fields claim (merchant, token, customer,
+/// keep-until): what its sealed card is, or is to be, bound to.
+fn with_binding<T>(
+    rec: &StoredRecord,
+    f: impl FnOnce(&RecordBinding<'_>) -> T,
+) -> Result<T, VaultError> {
     let merchant = MerchantId::new(rec.merchant).map_err(|_| VaultError::Integrity)?;
     let customer = customer_of(rec)?;
     let token = Token::from_bytes(rec.token);
@@ -384,7 +388,24 @@ pub(crate) fn open_stored(keyring: &Keyring, rec: &StoredRecord) -> Result<CardR
         customer: customer.as_ref(),
         keep_until: from_unix(rec.keep_until)?,
     };
-    open_record(keyring, &binding, &rec.sealed).map_err(|_| VaultError::Integrity)
+    Ok(f(&binding))
+}
+
+/// Opens a stored record's sealed card with the binding its public fields claim.
+pub(crate) fn open_stored(keyring: &Keyring, rec: &StoredRecord) -> Result<CardRecord, VaultError> {
+    with_binding(rec, |b| open_record(keyring, b, &rec.sealed))?.map_err(|_| VaultError::Integrity)
+}
+
+/// Seals `card` (under the current data key) for the binding `rec`'s public fields claim: the
+/// inverse of [`open_stored`].
+pub(crate) fn seal_stored(
+    keyring: &Keyring,
+    rec: &StoredRecord,
+    card: &CardRecord,
+) -> Result<Vec<u8>, VaultError> {
+    with_binding(rec, |b| {
+        vault_core::seal_record(keyring, b, card, &mut rand::rng())
+    })
 }
 
 pub(crate) fn customer_of(rec: &StoredRecord) -> Result<Option<CustomerId>, VaultError> {

@@ -16,7 +16,7 @@ use vault_store::{LookupId, StoredRecord, WriteTx};
 
 use crate::{
     NewCard, TokenInfo, TokenizeOptions, TokenizeRequest, UpdateOptions, Vault, VaultError,
-    vault::{Core, dedupe_key, info_from, is_live_for, open_stored},
+    vault::{Core, customer_of, dedupe_key, info_from, is_live_for, open_stored, seal_stored},
 };
 
 /// Most items in one [`Vault::tokenize_batch`] call.
@@ -265,28 +265,14 @@ impl Core {
                 && old.dedupe_indexed
             {
                 // Same card, same merchant and customer: refresh the existing token's card.
-                let customer = p
-                    .record
-                    .customer
-                    .as_deref()
-                    .map(CustomerId::parse)
-                    .transpose()?;
-                let keep_until = crate::vault::from_unix(p.record.keep_until)?;
-                let sealed = seal(
-                    &keyring,
-                    p.merchant,
-                    &existing,
-                    customer.as_ref(),
-                    keep_until,
-                    &p.card,
-                );
-                let rec = StoredRecord {
+                let mut rec = StoredRecord {
                     token: old.token,
                     created_at: old.created_at,
                     updated_at: now.unix_timestamp(),
-                    sealed,
+                    sealed: Vec::new(),
                     ..p.record
                 };
+                rec.sealed = seal_stored(&keyring, &rec, &p.card)?;
                 tx.put_record(&id, &rec)?;
                 let created_at = crate::vault::from_unix(rec.created_at)?;
                 return Ok(TokenInfo {
@@ -302,21 +288,7 @@ impl Core {
         if sealed_dek_id(&record.sealed).ok() != Some(keyring.current_dek()) {
             // The data key rotated between sealing and committing: re-seal under the current key,
             // so no record is ever committed under a key the header might not hold.
-            let token = Token::from_bytes(record.token);
-            let customer = record
-                .customer
-                .as_deref()
-                .map(CustomerId::parse)
-                .transpose()?;
-            let keep_until = crate::vault::from_unix(record.keep_until)?;
-            record.sealed = seal(
-                &keyring,
-                p.merchant,
-                &token,
-                customer.as_ref(),
-                keep_until,
-                &p.card,
-            );
+            record.sealed = seal_stored(&keyring, &record, &p.card)?;
         }
         tx.insert_new_record(&p.id, &record)?;
         if record.dedupe_indexed {
@@ -358,12 +330,7 @@ impl Core {
             return Err(VaultError::NotFound);
         }
         let old_card = open_stored(&keyring, &old)?;
-        let customer = old
-            .customer
-            .as_deref()
-            .map(CustomerId::parse)
-            .transpose()
-            .map_err(|_| VaultError::Integrity)?;
+        let customer = customer_of(&old)?;
         let new_card = CardRecord {
             pan: card.pan,
             expiry: card.expiry,
