@@ -2,25 +2,17 @@
 //! intact log and exits 1 naming the first bad entry once an entry is edited on disk.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use std::process::Output;
+
+use common::bin;
 
 const PASS: &str = "correct horse battery staple";
 
 fn run(args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cardvault"));
-    for var in [
-        "CARDVAULT_PASSPHRASE_FILE",
-        "CARDVAULT_KEY_FILE",
-        "CARDVAULT_DATA",
-        "CARDVAULT_SOCKET",
-        "CARDVAULT_API_KEY",
-        "CARDVAULT_API_KEY_FILE",
-    ] {
-        c.env_remove(var);
-    }
-    c.env("CARDVAULT_TEST_FAST_KDF", "1")
+    bin()
         .env("CARDVAULT_PASSPHRASE", PASS)
-        .stdin(Stdio::null())
         .args(args)
         .output()
         .unwrap()

@@ -3,6 +3,8 @@
 //! (`CARDVAULT_TEST_FAST_KDF=1`).
 #![allow(clippy::unwrap_used, clippy::panic, clippy::print_stderr)]
 
+mod common;
+
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
@@ -12,25 +14,9 @@ use std::{
 use vault_client::{ApiKey, Client};
 use vault_wire::{CardInput, RevealRequest, TokenizeRequest};
 
-const PASS: &str = "correct horse battery staple";
+use common::{bin, runtime};
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cardvault"));
-    for var in [
-        "CARDVAULT_PASSPHRASE",
-        "CARDVAULT_PASSPHRASE_FILE",
-        "CARDVAULT_KEY_FILE",
-        "CARDVAULT_DATA",
-        "CARDVAULT_SOCKET",
-        "CARDVAULT_API_KEY",
-        "CARDVAULT_API_KEY_FILE",
-        "CARDVAULT_LISTEN",
-    ] {
-        c.env_remove(var);
-    }
-    c.env("CARDVAULT_TEST_FAST_KDF", "1").stdin(Stdio::null());
-    c
-}
+const PASS: &str = "correct horse battery staple";
 
 fn run(args: &[&str], passphrase: Option<&str>) -> Output {
     let mut c = bin();
@@ -348,13 +334,6 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]

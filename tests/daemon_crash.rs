@@ -8,10 +8,12 @@
 #![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used, clippy::panic, clippy::print_stderr)]
 
+mod common;
+
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -20,27 +22,9 @@ use rand::RngExt;
 use vault_client::{ApiKey, Client, ClientError};
 use vault_wire::{CardInput, RevealRequest, TokenizeRequest, UpdateRequest};
 
-const WORKERS: usize = 8;
+use common::{bin, luhn_pan};
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cardvault"));
-    for var in [
-        "CARDVAULT_PASSPHRASE",
-        "CARDVAULT_PASSPHRASE_FILE",
-        "CARDVAULT_KEY_FILE",
-        "CARDVAULT_DATA",
-        "CARDVAULT_SOCKET",
-        "CARDVAULT_API_KEY",
-        "CARDVAULT_API_KEY_FILE",
-        "CARDVAULT_LISTEN",
-        "CARDVAULT_LOG",
-        "CARDVAULT_LOG_FORMAT",
-    ] {
-        c.env_remove(var);
-    }
-    c.env("CARDVAULT_TEST_FAST_KDF", "1").stdin(Stdio::null());
-    c
-}
+const WORKERS: usize = 8;
 
 fn ok(args: &[&str]) {
     let out = bin().args(args).output().unwrap();
@@ -57,23 +41,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// A random Luhn-valid 16-digit PAN in the Visa range.
-fn random_pan(rng: &mut impl rand::Rng) -> String {
-    let mut d: Vec<u32> = vec![4];
-    while d.len() < 15 {
-        d.push(rng.random_range(0..10));
-    }
-    let mut sum = 0;
-    for (i, &x) in d.iter().rev().enumerate() {
-        let v = if i % 2 == 0 { x * 2 } else { x };
-        sum += if v > 9 { v - 9 } else { v };
-    }
-    d.push((10 - sum % 10) % 10);
-    d.iter()
-        .map(|x| char::from_digit(*x, 10).unwrap())
-        .collect()
 }
 
 /// What a token may legitimately show after a restart: each entry is one allowed outcome,
@@ -176,7 +143,7 @@ async fn worker(
     loop {
         let roll = rand::rng().random_range(0..100);
         if mine.is_empty() || roll < 60 {
-            let pan = random_pan(&mut rand::rng());
+            let pan = luhn_pan(&mut rand::rng(), "4", 16);
             let exp = "3106".to_owned();
             let req = TokenizeRequest::card(CardInput::new(pan.clone(), exp.clone()));
             match client.tokenize(&req).await {
@@ -198,7 +165,7 @@ async fn worker(
         } else if roll < 85 {
             let i = rand::rng().random_range(0..mine.len());
             let (token, old_pan, old_exp) = mine[i].clone();
-            let new_pan = random_pan(&mut rand::rng());
+            let new_pan = luhn_pan(&mut rand::rng(), "4", 16);
             let new_exp = if old_exp == "3106" { "2912" } else { "3106" }.to_owned();
             let req = UpdateRequest {
                 card: CardInput::new(new_pan.clone(), new_exp.clone()),

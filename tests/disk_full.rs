@@ -6,6 +6,8 @@
 //! 8). See `docs/harnesses.md`.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::print_stderr)]
 
+mod common;
+
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -17,7 +19,8 @@ use cardvault::{
     Durability, Expiry, KdfParams, KeySource, MerchantId, NewCard, Pan, Passphrase, SystemClock,
     Token, TokenizeOptions, TokenizeRequest, Vault, VaultError, VaultOptions,
 };
-use rand::RngExt;
+
+use common::luhn_pan;
 
 /// Unmounts the tmpfs when dropped, also when the test fails.
 struct Mount(PathBuf);
@@ -79,22 +82,6 @@ fn options() -> VaultOptions {
         clock: Arc::new(SystemClock),
         cache_capacity: 1024 * 1024,
     }
-}
-
-fn random_pan(rng: &mut impl rand::Rng) -> String {
-    let mut d: Vec<u32> = vec![5, 1];
-    while d.len() < 15 {
-        d.push(rng.random_range(0..10));
-    }
-    let mut sum = 0;
-    for (i, &x) in d.iter().rev().enumerate() {
-        let v = if i % 2 == 0 { x * 2 } else { x };
-        sum += if v > 9 { v - 9 } else { v };
-    }
-    d.push((10 - sum % 10) % 10);
-    d.iter()
-        .map(|x| char::from_digit(*x, 10).unwrap())
-        .collect()
 }
 
 fn card(pan: &str) -> NewCard {
@@ -165,7 +152,7 @@ fn disk_full_is_a_clear_error_and_recoverable() {
     let mut first_error: Option<String> = None;
     let mut batch_errors = 0;
     while batch_errors == 0 {
-        let pans: Vec<String> = (0..100).map(|_| random_pan(&mut rng)).collect();
+        let pans: Vec<String> = (0..100).map(|_| luhn_pan(&mut rng, "51", 16)).collect();
         let items = pans
             .iter()
             .map(|p| TokenizeRequest {
@@ -192,7 +179,7 @@ fn disk_full_is_a_clear_error_and_recoverable() {
     let mut single_errors = 0;
     let mut singles = 0;
     while single_errors < 20 {
-        let pan = random_pan(&mut rng);
+        let pan = luhn_pan(&mut rng, "51", 16);
         let v = vault.clone();
         let c = card(&pan);
         match within(60, "tokenize", move || {
@@ -234,7 +221,7 @@ fn disk_full_is_a_clear_error_and_recoverable() {
     let mut after = 0;
     let mut errors_after = Vec::new();
     for _ in 0..200 {
-        let pan = random_pan(&mut rng);
+        let pan = luhn_pan(&mut rng, "51", 16);
         let v = vault.clone();
         let c = card(&pan);
         match within(60, "tokenize after grow", move || {
@@ -291,7 +278,7 @@ fn disk_full_is_a_clear_error_and_recoverable() {
         acked.len(),
         records.saturating_sub(acked.len() as u64)
     );
-    let pan = random_pan(&mut rng);
+    let pan = luhn_pan(&mut rng, "51", 16);
     let info = vault
         .tokenize(m, card(&pan), TokenizeOptions::default())
         .expect("tokenize after reopen on the grown file system");

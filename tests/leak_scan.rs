@@ -8,17 +8,21 @@
 #![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used, clippy::panic, clippy::print_stderr)]
 
+mod common;
+
 use std::{
     collections::{HashMap, HashSet},
     fs::File,
     io::{Read, Write},
     os::unix::{fs::MetadataExt, net::UnixStream},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
 use rand::RngExt;
+
+use common::{bin, luhn_pan};
 
 /// Cards tokenized per log format (plus updates, batch and bad requests on top):
 /// `CARDVAULT_LEAK_SCAN_CARDS`, default 150.
@@ -34,26 +38,6 @@ const MERCHANT: &str = "890490";
 /// dumpable" is observable (a non-dumpable process's `/proc/<pid>` files belong to root).
 const NOBODY: u32 = 65534;
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cardvault"));
-    for var in [
-        "CARDVAULT_PASSPHRASE",
-        "CARDVAULT_PASSPHRASE_FILE",
-        "CARDVAULT_KEY_FILE",
-        "CARDVAULT_DATA",
-        "CARDVAULT_SOCKET",
-        "CARDVAULT_API_KEY",
-        "CARDVAULT_API_KEY_FILE",
-        "CARDVAULT_LISTEN",
-        "CARDVAULT_LOG",
-        "CARDVAULT_LOG_FORMAT",
-    ] {
-        c.env_remove(var);
-    }
-    c.env("CARDVAULT_TEST_FAST_KDF", "1").stdin(Stdio::null());
-    c
-}
-
 fn ok(args: &[&str]) {
     let out = bin().args(args).output().unwrap();
     assert!(
@@ -61,23 +45,6 @@ fn ok(args: &[&str]) {
         "{args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// A random Luhn-valid PAN of `len` digits starting with `prefix`.
-fn luhn_pan(rng: &mut impl rand::Rng, prefix: &str, len: usize) -> String {
-    let mut d: Vec<u32> = prefix.chars().map(|c| c.to_digit(10).unwrap()).collect();
-    while d.len() < len - 1 {
-        d.push(rng.random_range(0..10));
-    }
-    let mut sum = 0;
-    for (i, &x) in d.iter().rev().enumerate() {
-        let v = if i % 2 == 0 { x * 2 } else { x };
-        sum += if v > 9 { v - 9 } else { v };
-    }
-    d.push((10 - sum % 10) % 10);
-    d.iter()
-        .map(|x| char::from_digit(*x, 10).unwrap())
-        .collect()
 }
 
 /// Distinct known PANs of several brands and lengths.
