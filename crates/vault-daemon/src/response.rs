@@ -230,6 +230,38 @@ impl From<VaultError> for ApiError {
                 "missing_scope",
                 "the API key lacks the scope this route needs",
             ),
+            VaultError::RateLimited => Self::one(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorStatus::RateLimited,
+                "authorization",
+                "rate_limited",
+                "too many failed attempts; try again later",
+            ),
+            VaultError::Busy => Self::unavailable("the vault is busy; try again shortly"),
+            VaultError::Conflict(code) => Self::one(
+                StatusCode::CONFLICT,
+                ErrorStatus::Conflict,
+                "idempotency-key",
+                code,
+                match code {
+                    "idempotency_in_progress" => {
+                        "a request with this Idempotency-Key is still being processed"
+                    }
+                    _ => "this Idempotency-Key was used with a different request",
+                },
+            ),
+            VaultError::SessionInvalid => Self::one(
+                StatusCode::NOT_FOUND,
+                ErrorStatus::NotFound,
+                "token",
+                "session_invalid",
+                "the session is unknown, expired or already used",
+            ),
+            VaultError::OriginMismatch => Self::forbidden(
+                "origin",
+                "origin_mismatch",
+                "the request origin is not the session's allowed origin",
+            ),
             other => {
                 // Vault errors carry no card data (see vault-service's error rules).
                 tracing::error!(error = %other, "vault error");

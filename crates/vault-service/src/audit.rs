@@ -123,6 +123,12 @@ actions! {
     PaymentUse = 2, "payment.use";
     /// A hosted-fields or gateway session was created.
     SessionCreate = 3, "session.create";
+    /// A card was captured (stored or updated) through a session.
+    CardCapture = 4, "card.capture";
+    /// A payment's card (and CVV, once) was handed to the acquirer leg.
+    PaymentCard = 5, "payment.card";
+    /// The outcome of a payment was reported.
+    PaymentResult = 6, "payment.result";
     /// A merchant was added.
     AdminMerchantAdd = 10, "admin.merchant.add";
     /// An API key was created.
@@ -131,6 +137,8 @@ actions! {
     AdminApiKeyRevoke = 12, "admin.apikey.revoke";
     /// A terminal was added.
     AdminTerminalAdd = 13, "admin.terminal.add";
+    /// A merchant's gateway password was set or changed.
+    AdminMerchantPassword = 14, "admin.merchant.password";
     /// A fresh data key was made current.
     KeyRotate = 20, "key.rotate";
     /// Records were re-sealed under the current data key.
@@ -143,6 +151,8 @@ actions! {
     Sweep = 30, "sweep";
     /// An API key failed to authenticate.
     AuthFailed = 40, "auth.failed";
+    /// A merchant password login failed (wrong password, unknown merchant or rate limited).
+    LoginFailed = 41, "login.failed";
 }
 
 /// How it ended.
@@ -174,6 +184,11 @@ impl AuditOutcome {
             VaultError::Unauthorized => "unauthorized",
             VaultError::Forbidden => "forbidden",
             VaultError::Key(_) => "key",
+            VaultError::RateLimited => "rate_limited",
+            VaultError::Busy => "busy",
+            VaultError::Conflict(code) => code,
+            VaultError::SessionInvalid => "session_invalid",
+            VaultError::OriginMismatch => "origin_mismatch",
             _ => return Self::Error,
         };
         Self::Denied(code.to_owned())

@@ -66,6 +66,18 @@ pub enum VaultError {
     Unauthorized,
     /// Authenticated, but not allowed to do this.
     Forbidden,
+    /// Too many failed logins for this merchant or from this peer; try again later.
+    RateLimited,
+    /// The vault is at a capacity bound (login hashing slots); try again shortly.
+    Busy,
+    /// The request conflicts with another one: `idempotency_mismatch` (same key, different
+    /// request) or `idempotency_in_progress` (same key, still being answered).
+    Conflict(&'static str),
+    /// No usable session by that token: unknown, expired, already used or another merchant's
+    /// (deliberately indistinguishable).
+    SessionInvalid,
+    /// The browser origin does not match the session's `allowOriginUrl`.
+    OriginMismatch,
 }
 
 impl VaultError {
@@ -89,6 +101,11 @@ impl fmt::Display for VaultError {
             Self::Store(e) => write!(f, "store error: {e}"),
             Self::Unauthorized => f.write_str("unauthorized"),
             Self::Forbidden => f.write_str("forbidden"),
+            Self::RateLimited => f.write_str("too many failed attempts; try again later"),
+            Self::Busy => f.write_str("the vault is busy; try again shortly"),
+            Self::Conflict(code) => write!(f, "conflict: {code}"),
+            Self::SessionInvalid => f.write_str("session is unknown, expired or already used"),
+            Self::OriginMismatch => f.write_str("origin does not match the session"),
         }
     }
 }

@@ -79,6 +79,10 @@ pub(crate) struct Core {
     pub(crate) keyring: RwLock<Keyring>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) keys: crate::admin::KeyCache,
+    /// Merchant-password logins: hashing slots, failure counters, verification cache.
+    pub(crate) login: crate::credentials::LoginState,
+    /// Idempotency keys being answered right now.
+    pub(crate) idempotency: crate::idempotency::InFlight,
     /// The audit log's MAC, derived once.
     pub(crate) audit_key: crate::audit::AuditKey,
     /// [`RevealAudit::Queued`](crate::RevealAudit::Queued) is in force.
@@ -142,6 +146,8 @@ impl Vault {
             keyring: RwLock::new(keyring),
             clock: options.clock,
             keys: crate::admin::KeyCache::default(),
+            login: crate::credentials::LoginState::default(),
+            idempotency: crate::idempotency::InFlight::default(),
             fingerprint_keys: RwLock::default(),
         });
         Self {

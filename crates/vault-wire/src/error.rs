@@ -19,10 +19,16 @@ pub enum ErrorStatus {
     MethodNotAllowed,
     /// 408: the request took too long to arrive or to serve.
     Timeout,
+    /// 406: the `Accept` header rules out JSON.
+    NotAcceptable,
+    /// 409: an `Idempotency-Key` conflict (different request, or one still in progress).
+    Conflict,
     /// 413: body over the limit.
     PayloadTooLarge,
     /// 415: the body is not `application/json`.
     UnsupportedMediaType,
+    /// 429: too many failed attempts.
+    RateLimited,
     /// 500: an integrity or storage failure (details are logged, not returned).
     Internal,
     /// 503: the daemon is shutting down or overloaded.
