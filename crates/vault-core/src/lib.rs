@@ -22,6 +22,7 @@
 mod aead;
 mod card;
 mod card_record;
+mod ephemeral;
 mod error;
 mod expiry;
 mod fingerprint;
@@ -36,6 +37,7 @@ mod token;
 
 pub use card::{Brand, CardholderName, Cvv, MaskedPan, Pan};
 pub use card_record::CardRecord;
+pub use ephemeral::{EphemeralKey, SealedCvv};
 pub use error::{CardError, DecodeError, KeyError, OpenError, TokenError};
 pub use expiry::Expiry;
 pub use fingerprint::{Fingerprint, FingerprintKey, LookupKey};

@@ -56,6 +56,8 @@
 
 mod config;
 mod error;
+mod form;
+mod gateway;
 mod json;
 mod limits;
 mod listener;

@@ -20,6 +20,7 @@
 mod admin;
 mod batch;
 mod error;
+mod gateway;
 mod health;
 mod reveal;
 mod tokens;
@@ -32,6 +33,11 @@ pub use admin::{
 };
 pub use batch::{BatchItemResult, BatchRequest, BatchResponse};
 pub use error::{ErrorBody, ErrorStatus, FieldErrorBody};
+pub use gateway::{
+    GatewayError, GatewayFailure, GatewayResult, HostedFieldsSessionRequest,
+    HostedFieldsSessionResponse, PaymentCardResponse, PaymentCardView, PaymentResponse,
+    PaymentResultRequest, PaymentResultResponse, Problem, ProblemError, SessionTokenResponse,
+};
 pub use health::HealthResponse;
 pub use reveal::{RevealRequest, RevealResponse};
 pub use tokens::{
