@@ -39,7 +39,7 @@ pub use admin::{ApiKeyInfo, Merchant, NewApiKey, Principal, Scope, Scopes, Termi
 pub use audit::{Actor, AuditAction, AuditEntry, AuditOutcome, AuditReport, RevealAudit};
 pub use backup::{BackupReport, RestoreReport};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use credentials::MerchantPassword;
+pub use credentials::{LoginPolicy, LoginStats, MerchantPassword};
 pub use error::{FieldError, VaultError};
 pub use maintenance::VaultStats;
 pub use model::{
