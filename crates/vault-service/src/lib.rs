@@ -37,6 +37,9 @@ pub use audit::{Actor, AuditAction, AuditEntry, AuditOutcome, AuditReport, Revea
 pub use backup::{BackupReport, RestoreReport};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{FieldError, VaultError};
+pub use idempotency::{
+    IDEMPOTENCY_TTL, IdempotencyGuard, IdempotencyKey, IdempotencyStart, IdempotentResponse,
+};
 pub use maintenance::VaultStats;
 pub use model::{
     NewCard, RevealedCard, RewrapProgress, TokenInfo, TokenizeOptions, TokenizeRequest,
