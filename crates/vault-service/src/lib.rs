@@ -41,6 +41,9 @@ pub use backup::{BackupReport, RestoreReport};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use credentials::{LoginPolicy, LoginStats, MerchantPassword};
 pub use error::{FieldError, VaultError};
+pub use idempotency::{
+    IDEMPOTENCY_TTL, IdempotencyGuard, IdempotencyKey, IdempotencyStart, IdempotentResponse,
+};
 pub use maintenance::VaultStats;
 pub use model::{
     NewCard, RevealedCard, RewrapProgress, TokenInfo, TokenizeOptions, TokenizeRequest,
