@@ -510,7 +510,8 @@ impl Vault {
                 return Ok(Err(VaultError::CustomerMismatch));
             }
             if !has_cvv && tx.get_raw(&one_click_key(&lookup))?.is_none() {
-                return Ok(Err(required("specinCreditCardCVV")));
+                // A missing field is the caller's slip, not a guess: the session stays usable.
+                return Err(required("specinCreditCardCVV"));
             }
             let p = PaymentRec {
                 v: RECORD_VERSION,
