@@ -323,8 +323,7 @@ fn bounded(
 
 impl Vault {
     /// Creates a session for `merchant` (durable, audited `session.create`). Checks that the
-    /// terminal is the merchant's (`Forbidden` when it is another merchant's, `Invalid`
-    /// `processingTerminalId` when unknown), that `secure_token` is a live token of the merchant
+    /// terminal is the merchant's (`Forbidden` when it is another merchant's or unknown), that `secure_token` is a live token of the merchant
     /// (`Invalid` `secureTokenId`), and the lengths of the free-text fields.
     pub fn create_session(
         &self,
@@ -367,14 +366,9 @@ impl Vault {
         if let Some(t) = &options.terminal {
             match self.terminal(t)? {
                 Some(term) if term.merchant == merchant => {}
-                Some(_) => return Err(VaultError::Forbidden),
-                None => {
-                    return Err(VaultError::field(
-                        "processingTerminalId",
-                        "unknown",
-                        "no such processing terminal",
-                    ));
-                }
+                // Another merchant's terminal and an unknown one look the same (seeds 001/002
+                // list no 404): which terminal ids exist is not the caller's business.
+                _ => return Err(VaultError::Forbidden),
             }
         }
         let mut customer = options.customer;
