@@ -56,6 +56,7 @@
 
 mod config;
 mod error;
+mod idempotency;
 mod json;
 mod limits;
 mod listener;
