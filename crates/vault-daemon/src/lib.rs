@@ -58,6 +58,7 @@ mod config;
 mod error;
 mod form;
 mod gateway;
+mod idempotency;
 mod json;
 mod limits;
 mod listener;

@@ -23,12 +23,12 @@
 //! b'i' | created_at u64 BE | merchant u64 BE | key [16] -> empty   (the sweep's time index)
 //! ```
 //!
-//! - `fingerprint` = `HMAC-SHA256(mac_key("idempotency"), merchant u64 BE | route_len u32 BE |
-//!   route | part_count u32 BE | (part_len u64 BE | part)*)`. Keyed: a request body holding a PAN
+//! - `fingerprint` = `HMAC-SHA256(mac_key("idempotency"), merchant u64 BE | route_len u64 BE |
+//!   route | part_count u64 BE | (part_len u64 BE | part)*)`. Keyed: a request body holding a PAN
 //!   leaves only a MAC under a vault secret on disk, never a plain hash one could test guesses
 //!   against. Compared in constant time.
 //! - `sealed` = [`seal_blob`] under `mac_key("idempotency-seal")` of `status u16 BE |
-//!   content_type_len u32 BE | content_type | has_location u8 | (location_len u32 BE | location)? |
+//!   content_type_len u64 BE | content_type | has_location u8 | (location_len u64 BE | location)? |
 //!   body`, with the record's key, `created_at` (i64 BE) and `fingerprint` as associated data: a
 //!   stored answer (which may hold a session token) is never on disk in clear, and a sealed
 //!   answer moved under another key, time or fingerprint does not open.
@@ -101,7 +101,7 @@ impl IdempotencyKey {
                 b'A'..=b'F' => c - b'A' + 10,
                 _ => return Err(invalid()),
             };
-            out[nibbles / 2] |= if nibbles % 2 == 0 { v << 4 } else { v };
+            out[nibbles / 2] |= if nibbles.is_multiple_of(2) { v << 4 } else { v };
             nibbles += 1;
         }
         // Version nibble 4; variant bits 10 (RFC 4122).
@@ -399,9 +399,9 @@ fn fingerprint(
 ) -> [u8; 32] {
     let mut mac = base.clone();
     mac.update(&merchant.get().to_be_bytes());
-    mac.update(&(route.len() as u32).to_be_bytes());
+    mac.update(&(route.len() as u64).to_be_bytes());
     mac.update(route.as_bytes());
-    mac.update(&(request.len() as u32).to_be_bytes());
+    mac.update(&(request.len() as u64).to_be_bytes());
     for part in request {
         mac.update(&(part.len() as u64).to_be_bytes());
         mac.update(part);
@@ -470,15 +470,15 @@ fn from_unix(t: i64) -> Result<OffsetDateTime, VaultError> {
 /// The sealed plaintext, built in one buffer of the exact size (no stray copies of the body).
 fn encode_response(r: &IdempotentResponse) -> Zeroizing<Vec<u8>> {
     let location = r.location.as_deref();
-    let len = 2 + 4 + r.content_type.len() + 1 + location.map_or(0, |l| 4 + l.len()) + r.body.len();
+    let len = 2 + 8 + r.content_type.len() + 1 + location.map_or(0, |l| 8 + l.len()) + r.body.len();
     let mut out = Zeroizing::new(Vec::with_capacity(len));
     out.extend_from_slice(&r.status.to_be_bytes());
-    out.extend_from_slice(&(r.content_type.len() as u32).to_be_bytes());
+    out.extend_from_slice(&(r.content_type.len() as u64).to_be_bytes());
     out.extend_from_slice(r.content_type.as_bytes());
     match location {
         Some(l) => {
             out.push(1);
-            out.extend_from_slice(&(l.len() as u32).to_be_bytes());
+            out.extend_from_slice(&(l.len() as u64).to_be_bytes());
             out.extend_from_slice(l.as_bytes());
         }
         None => out.push(0),
@@ -497,7 +497,7 @@ fn decode_response(mut b: &[u8]) -> Result<IdempotentResponse, VaultError> {
         Ok(head)
     }
     fn text(b: &mut &[u8]) -> Result<String, VaultError> {
-        let len = u32::from_be_bytes(take(b, 4)?.try_into().map_err(|_| VaultError::Integrity)?);
+        let len = u64::from_be_bytes(take(b, 8)?.try_into().map_err(|_| VaultError::Integrity)?);
         let bytes = take(b, usize::try_from(len).map_err(|_| VaultError::Integrity)?)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| VaultError::Integrity)
     }
@@ -539,14 +539,16 @@ mod tests {
             assert_eq!(back.location, location);
             assert_eq!(back.body, r.body);
         }
-        assert!(matches!(
-            decode_response(&[0, 201, 0, 0]),
-            Err(VaultError::Integrity)
-        ));
-        assert!(matches!(
-            decode_response(&[0, 201, 0, 0, 0, 0, 7]),
-            Err(VaultError::Integrity)
-        ));
+        // Truncated length; a length past the end; an unknown location flag.
+        for bad in [
+            &[0, 201, 0, 0][..],
+            &[0, 201, 0, 0, 0, 0, 0, 0, 0, 7, b'x'],
+            &[0, 201, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+        ] {
+            assert!(matches!(decode_response(bad), Err(VaultError::Integrity)));
+        }
+        let minimal = decode_response(&[0, 204, 0, 0, 0, 0, 0, 0, 0, 0, 0]).expect("decodes");
+        assert_eq!((minimal.status, minimal.body.len()), (204, 0));
     }
 
     #[test]
