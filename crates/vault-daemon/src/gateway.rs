@@ -17,7 +17,7 @@ use vault_wire::{GatewayError, GatewayFailure, GatewayResult};
 use crate::{
     form::{self, Fields},
     limits,
-    response::{self, Body},
+    response::{self, ApiError, Body},
     state::State,
 };
 
@@ -96,9 +96,13 @@ pub(crate) fn result_id() -> String {
     SessionToken::mint(&mut rand::rng()).to_string()
 }
 
-/// Reads a form or JSON body into fields: 415 for another content type, 413 over
-/// [`MAX_BODY`], 400 naming the field for duplicate or nested fields.
-pub(crate) async fn read_fields(state: &State, req: Request<Incoming>) -> Result<Fields, Failure> {
+/// Reads a form or JSON body into fields (and returns the raw body too, for the idempotency
+/// fingerprint): 415 for another content type, 413 over [`MAX_BODY`], 400 naming the field for
+/// duplicate or nested fields.
+pub(crate) async fn read_fields(
+    state: &State,
+    req: Request<Incoming>,
+) -> Result<(Fields, Bytes), Failure> {
     let content_type = req
         .headers()
         .get(CONTENT_TYPE)
@@ -113,8 +117,9 @@ pub(crate) async fn read_fields(state: &State, req: Request<Incoming>) -> Result
     let body: Bytes = limits::read_body(req.into_body(), MAX_BODY, state.config.request_timeout)
         .await
         .map_err(|e| Failure::one(e.status(), "body", "request.unreadable"))?;
-    form::decode(encoding, &body)
-        .map_err(|e| Failure::one(StatusCode::BAD_REQUEST, &e.field, e.code))
+    let fields = form::decode(encoding, &body)
+        .map_err(|e| Failure::one(StatusCode::BAD_REQUEST, &e.field, e.code))?;
+    Ok((fields, body))
 }
 
 /// Field checks that collect every refusal, named the seeds' way.
@@ -286,6 +291,24 @@ pub(crate) fn preflight(headers: &HeaderMap) -> Response<Body> {
         h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     }
     resp
+}
+
+/// An idempotency refusal (409 conflict, or a store failure) in the gateway's terms.
+pub(crate) fn idempotency_failure(e: &ApiError) -> Failure {
+    match e.first_error() {
+        Some((_, "idempotency_in_progress")) => Failure::one(
+            StatusCode::CONFLICT,
+            "Idempotency-Key",
+            "idempotency.in_progress",
+        ),
+        Some((_, "idempotency_mismatch")) => Failure::one(
+            StatusCode::CONFLICT,
+            "Idempotency-Key",
+            "idempotency.mismatch",
+        ),
+        Some((field, "invalid" | "required")) => Failure::one(e.status(), field, INVALID),
+        _ => Failure::one(e.status(), "request", "request.internal"),
+    }
 }
 
 /// A success body with status 200.

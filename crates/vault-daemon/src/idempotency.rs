@@ -42,8 +42,6 @@ pub(crate) const REPLAYED_HEADER: HeaderName = HeaderName::from_static("idempote
 
 /// Whether a route demands an `Idempotency-Key`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-// `Required` serves the hosted-fields sessions route, wired on its own branch.
-#[allow(dead_code)]
 pub(crate) enum KeyRule {
     /// Missing -> 400 `required`.
     Required,

@@ -309,7 +309,7 @@ impl From<VaultError> for ApiError {
             VaultError::Conflict(code) => Self::one(
                 StatusCode::CONFLICT,
                 ErrorStatus::Conflict,
-                "idempotency-key",
+                "Idempotency-Key",
                 code,
                 match code {
                     "idempotency_in_progress" => {

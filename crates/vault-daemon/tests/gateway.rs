@@ -772,3 +772,71 @@ impl ParseToken for str {
         vault_service::Token::parse(self).unwrap()
     }
 }
+
+#[tokio::test]
+async fn idempotency_keys_on_token_and_payments() {
+    let d = with_password().await;
+    let key = ("Idempotency-Key", "5b2f9a8e-3c4d-4e5f-8a9b-0c1d2e3f4a5b");
+    let body = seed_000_body(&d, "TOKENIZE", "&customerId=idem-1");
+    let first = form(&d, "/token", &[key], &body).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let again = form(&d, "/token", &[key], &body).await;
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.json()["token"], first.json()["token"]);
+    // A replay still needs the right password.
+    let wrong = form(
+        &d,
+        "/token",
+        &[key],
+        &body.replace(PASSWORD, "wrong-password"),
+    )
+    .await;
+    assert_eq!(wrong.status, 401);
+    // Same key, different request.
+    let other = form(
+        &d,
+        "/token",
+        &[key],
+        &seed_000_body(&d, "TOKENIZE", "&customerId=idem-2"),
+    )
+    .await;
+    assert_eq!(other.status, 409, "{}", other.text());
+    assert_eq!(
+        failure_errors(&other.json()),
+        [(
+            "idempotency.mismatch".to_owned(),
+            "Idempotency-Key".to_owned()
+        )]
+    );
+
+    // A capture retried with its key: the same card token, one record.
+    let session = first.json()["token"].as_str().unwrap().to_owned();
+    let pkey = ("Idempotency-Key", "7c3e1b2a-9d8f-4a6b-b5c4-3d2e1f0a9b8c");
+    let a = form(&d, "/payments", &[pkey], &card_form(&session)).await;
+    let b = form(&d, "/payments", &[pkey], &card_form(&session)).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(b.status, 200, "{}", b.text());
+    assert_eq!(b.header("idempotent-replayed"), Some("true"));
+    assert_eq!(a.json()["cardToken"], b.json()["cardToken"]);
+    assert_eq!(d.vault.stats().records, 1);
+
+    // A reveal-scoped payment replays without the card.
+    let card_token = a.json()["cardToken"].as_str().unwrap().to_owned();
+    let (purchase, _) = session_token(&d, "PURCHASE", "&paymentSolutionId=500").await;
+    let auth = format!("Bearer {}", d.keys.reveal);
+    let rkey = ("Idempotency-Key", "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d");
+    let body = seed_004_body(
+        &purchase,
+        &card_token,
+        "idem-1",
+        "&specinCreditCardCVV=4321",
+    );
+    let paid = form(&d, "/payments", &[("Authorization", &auth), rkey], &body).await;
+    assert_eq!(paid.status, 200, "{}", paid.text());
+    assert_eq!(paid.json()["card"]["cvv"], "4321");
+    let replay = form(&d, "/payments", &[("Authorization", &auth), rkey], &body).await;
+    assert_eq!(replay.status, 200);
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replay.json()["txId"], paid.json()["txId"]);
+    assert!(replay.json().get("card").is_none(), "{}", replay.text());
+}

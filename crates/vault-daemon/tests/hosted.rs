@@ -44,6 +44,10 @@ async fn start() -> Hosted {
     }
 }
 
+fn fresh_key() -> String {
+    SessionToken::mint(&mut rand::rng()).to_string()
+}
+
 fn path(terminal: &str) -> String {
     format!("/processing-terminals/{terminal}/hosted-fields-sessions")
 }
@@ -131,7 +135,11 @@ async fn seed_002_every_error_status() {
         ["authorization"]
     );
     let bad = h
-        .post(TERMINAL, &[("Authorization", "Bearer cvk_nope"), idem, json], BODY)
+        .post(
+            TERMINAL,
+            &[("Authorization", "Bearer cvk_nope"), idem, json],
+            BODY,
+        )
         .await;
     assert_eq!(problem(&bad, 401), ["authorization"]);
     assert_eq!(bad.header("www-authenticate"), Some("Bearer"));
@@ -173,7 +181,12 @@ async fn seed_002_every_error_status() {
         problem(
             &h.post(
                 TERMINAL,
-                &[("Authorization", &auth), idem, json, ("Accept", "text/html")],
+                &[
+                    ("Authorization", &auth),
+                    idem,
+                    json,
+                    ("Accept", "text/html")
+                ],
                 BODY
             )
             .await,
@@ -195,11 +208,7 @@ async fn seed_002_every_error_status() {
             problem(
                 &h.post(
                     TERMINAL,
-                    &[
-                        ("Authorization", &auth),
-                        ("Idempotency-Key", bad_key),
-                        json
-                    ],
+                    &[("Authorization", &auth), ("Idempotency-Key", bad_key), json],
                     BODY
                 )
                 .await,
@@ -212,7 +221,11 @@ async fn seed_002_every_error_status() {
     problem(
         &h.post(
             TERMINAL,
-            &[("Authorization", &auth), idem, ("Content-Type", "text/plain")],
+            &[
+                ("Authorization", &auth),
+                idem,
+                ("Content-Type", "text/plain"),
+            ],
             BODY,
         )
         .await,
@@ -221,27 +234,23 @@ async fn seed_002_every_error_status() {
     // 400: each body field named.
     let r = h
         .create(
-            KEY_B,
+            &fresh_key(),
             r#"{"libVersion":"1.6","scenario":"refund","secureTokenId":""}"#,
         )
         .await;
     let mut params = problem(&r, 400);
     params.sort();
     assert_eq!(params, ["libVersion", "scenario", "secureTokenId"]);
-    let r = h.create(KEY_B, r#"{"scenario":"payment"}"#).await;
+    let r = h.create(&fresh_key(), r#"{"scenario":"payment"}"#).await;
     assert_eq!(problem(&r, 400), ["libVersion"]);
     // secureTokenId must be a live token of this merchant.
-    let other_token = h
-        .d
-        .tokenize(&h.d.keys.other, common::SEED_003)
-        .await
-        .json()["token"]
+    let other_token = h.d.tokenize(&h.d.keys.other, common::SEED_003).await.json()["token"]
         .as_str()
         .unwrap()
         .to_owned();
     let r = h
         .create(
-            KEY_B,
+            &fresh_key(),
             &format!(
                 r#"{{"libVersion":"1.6.0.172441","scenario":"tokenization","secureTokenId":"{other_token}"}}"#
             ),
@@ -321,9 +330,8 @@ async fn hosted_sessions_capture_cards() {
         .as_str()
         .unwrap()
         .to_owned();
-    let capture = format!(
-        "token={token}&number=4242424242424242&expiryMonth=02&expiryYear=28&cvv=737"
-    );
+    let capture =
+        format!("token={token}&number=4242424242424242&expiryMonth=02&expiryYear=28&cvv=737");
     let r = raw(
         &h.d.sock,
         format!(
@@ -339,9 +347,13 @@ async fn hosted_sessions_capture_cards() {
     assert_eq!(v["action"], "payment");
     assert_eq!(v["status"], "PENDING");
     let tx = v["txId"].as_str().unwrap();
-    let card = h
-        .d
-        .send("POST", &format!("/payments/{tx}/card"), Some(&h.d.keys.reveal), None)
+    let card =
+        h.d.send(
+            "POST",
+            &format!("/payments/{tx}/card"),
+            Some(&h.d.keys.reveal),
+            None,
+        )
         .await;
     assert_eq!(card.json()["card"]["cvv"], "737");
 
@@ -367,9 +379,8 @@ async fn hosted_sessions_capture_cards() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["cardToken"], saved.as_str());
     assert_eq!(r.json()["replaced"], true);
-    let revealed = h
-        .d
-        .send(
+    let revealed =
+        h.d.send(
             "POST",
             &format!("/v2/tokens/{saved}/reveal"),
             Some(&h.d.keys.reveal),

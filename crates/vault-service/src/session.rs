@@ -26,6 +26,9 @@ type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 pub const SESSION_TTL: Duration = Duration::minutes(10);
 
 const SESSION_PREFIX: u8 = b'S';
+/// How long a session record is kept after it expires (it then holds no usable credential; see
+/// [`Vault::session_merchant`]).
+const KEEP_AFTER_EXPIRY: Duration = Duration::hours(24);
 const RECORD_VERSION: u8 = 1;
 /// Longest `allowOriginUrl` (seed 000: String(253)).
 const MAX_ORIGIN: usize = 253;
@@ -468,7 +471,20 @@ impl Vault {
         })
     }
 
-    /// Removes sessions past their expiry (used or not), in commits of at most 1,000 deletions.
+    /// The merchant of a session the vault still knows, live or not (spent and expired sessions
+    /// are kept for a day after their expiry, so an idempotent retry of the request that spent
+    /// one can still be matched to its merchant's stored answer); `SessionInvalid` when unknown.
+    pub fn session_merchant(&self, token: &SessionToken) -> Result<MerchantId, VaultError> {
+        let key = self.inner.session_key(token);
+        let bytes = self
+            .inner
+            .store
+            .get_raw(&key)?
+            .ok_or(VaultError::SessionInvalid)?;
+        decode_session(&bytes)?.merchant()
+    }
+
+    /// Removes sessions a day past their expiry (used or not), in commits of at most 1,000 deletions.
     /// Returns how many.
     pub(crate) fn sweep_expired_sessions(&self, now: OffsetDateTime) -> Result<u64, VaultError> {
         let due: Vec<Vec<u8>> = self
@@ -478,7 +494,9 @@ impl Vault {
             .into_iter()
             // Undecodable entries are left for an operator to look at, not silently deleted.
             .filter(|(_, v)| {
-                decode_session(v).is_ok_and(|rec| rec.expires_at <= now.unix_timestamp())
+                decode_session(v).is_ok_and(|rec| {
+                    rec.expires_at + KEEP_AFTER_EXPIRY.whole_seconds() <= now.unix_timestamp()
+                })
             })
             .map(|(k, _)| k)
             .collect();

@@ -7,12 +7,14 @@ use std::{collections::BTreeMap, net::Ipv4Addr};
 use hyper::{Request, Response, StatusCode, body::Incoming, header::AUTHORIZATION};
 use vault_service::{
     Actor, CardholderName, CustomerId, Cvv, Expiry, MerchantId, MerchantPassword, NewCard, Pan,
-    PaymentCard, PaymentRequest, Scope, SessionKind, SessionOptions, SessionToken, Token,
+    PaymentCard, PaymentRequest, Scope, SessionKind, SessionOptions, SessionToken, SessionView,
+    Token,
 };
 use vault_wire::{GatewayResult, PaymentCardView, PaymentResponse, SessionTokenResponse};
 
 use crate::{
     gateway::{self, Call, Check, Failure, INVALID},
+    idempotency::{self, KeyRule},
     response::{ApiError, Body},
     state::{State, peer_uid},
 };
@@ -25,11 +27,12 @@ const MAX_TIMESTAMP_LEAD_MS: i128 = 60 * 1000;
 /// `POST /token`.
 pub(crate) async fn token(state: &State, req: Request<Incoming>) -> Response<Body> {
     let call = Call::begin(req.headers());
-    let resp = match token_inner(state, &call, req).await {
+    let mut allowed_origin = false;
+    let resp = match token_inner(state, &call, req, &mut allowed_origin).await {
         Ok(r) => r,
         Err(f) => call.failure_response(f),
     };
-    resp
+    gateway::cors(resp, call.origin.as_deref(), allowed_origin)
 }
 
 /// The checked fields of a `POST /token`.
@@ -113,8 +116,11 @@ async fn token_inner(
     state: &State,
     call: &Call,
     req: Request<Incoming>,
+    allowed_origin: &mut bool,
 ) -> Result<Response<Body>, Failure> {
-    let fields = gateway::read_fields(state, req).await?;
+    let key = idempotency::key_from(req.headers(), KeyRule::Optional)
+        .map_err(|e| gateway::idempotency_failure(&e))?;
+    let (fields, raw) = gateway::read_fields(state, req).await?;
     let request = check_token_fields(&fields, state.vault.now())?;
     drop(fields);
     let TokenRequest {
@@ -124,37 +130,41 @@ async fn token_inner(
         allow_origin,
         options,
     } = request;
+    *allowed_origin = call
+        .origin
+        .as_deref()
+        .is_some_and(|o| gateway::origin_matches(Some(&allow_origin), o));
     let actor = Actor {
         merchant: Some(merchant),
         ..Actor::local().with_peer_uid(peer_uid())
     };
     let login_actor = actor.clone();
+    // Credentials first: a replayed answer is only for the merchant who earned it.
     state
         .blocking(move |v| v.login(&login_actor, merchant, &password))
         .await
         .map_err(login_failure)?;
-    let session = state
-        .blocking(move |v| v.create_session(&actor, merchant, kind, options))
-        .await
-        .map_err(|e| vault_failure(&e))?;
-    let body = SessionTokenResponse {
-        result: GatewayResult::Success,
-        result_id: gateway::result_id(),
-        merchant_id: merchant.to_string(),
-        additional_details: BTreeMap::new(),
-        processing_time: call.elapsed_ms(),
-        token: session.token.to_string(),
-        customer_id: session.customer.map(|c| c.as_str().to_owned()),
-    };
-    let allowed = call
-        .origin
-        .as_deref()
-        .is_some_and(|o| gateway::origin_matches(Some(&allow_origin), o));
-    Ok(gateway::cors(
-        gateway::success(&body),
-        call.origin.as_deref(),
-        allowed,
-    ))
+    idempotency::run(state, merchant, "POST /token", key, vec![raw], || async {
+        let session = match state
+            .blocking(move |v| v.create_session(&actor, merchant, kind, options))
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return Ok(call.failure_response(vault_failure(&e))),
+        };
+        let body = SessionTokenResponse {
+            result: GatewayResult::Success,
+            result_id: gateway::result_id(),
+            merchant_id: merchant.to_string(),
+            additional_details: BTreeMap::new(),
+            processing_time: call.elapsed_ms(),
+            token: session.token.to_string(),
+            customer_id: session.customer.map(|c| c.as_str().to_owned()),
+        };
+        Ok(gateway::success(&body))
+    })
+    .await
+    .map_err(|e| gateway::idempotency_failure(&e))
 }
 
 /// Unknown merchant, merchant without a password and wrong password are one answer.
@@ -196,6 +206,12 @@ pub(crate) async fn payments(state: &State, req: Request<Incoming>) -> Response<
     gateway::cors(resp, call.origin.as_deref(), allowed_origin)
 }
 
+/// What a `POST /payments` will do once its fields are checked.
+enum Plan {
+    Capture(NewCard, Option<Cvv>),
+    Pay(PaymentRequest),
+}
+
 async fn payments_inner(
     state: &State,
     call: &Call,
@@ -214,17 +230,19 @@ async fn payments_inner(
     } else {
         None
     };
-    let fields = gateway::read_fields(state, req).await?;
+    let key = idempotency::key_from(req.headers(), KeyRule::Optional)
+        .map_err(|e| gateway::idempotency_failure(&e))?;
+    let (fields, raw) = gateway::read_fields(state, req).await?;
     let mut c = Check::new(&fields);
     let token = c.required("token", 40);
     let token = c.parse("token", token, SessionToken::parse);
     let Some(token) = token else {
         return Err(c.finish().err().unwrap_or_else(session_failure));
     };
-    let view = state
-        .blocking(move |v| v.session(&token))
-        .await
-        .map_err(|_| session_failure())?;
+    let view = match state.blocking(move |v| v.session(&token)).await {
+        Ok(view) => view,
+        Err(_) => return replay_or_refuse(state, call, key, token, raw).await,
+    };
     *allowed_origin = call
         .origin
         .as_deref()
@@ -238,49 +256,122 @@ async fn payments_inner(
             "authorization.merchant",
         ));
     }
+    let plan = if view.kind.captures_card() {
+        let (card, cvv) = check_card_fields(c, state.vault.now())?;
+        Plan::Capture(card, cvv)
+    } else {
+        let mut request = check_payment_fields(c)?;
+        request.reveal = principal.is_some();
+        Plan::Pay(request)
+    };
+    drop(fields);
     let actor = match &principal {
         Some(p) => crate::state::actor(p),
         None => Actor::local().with_peer_uid(peer_uid()),
     };
     let origin = call.origin.clone();
-    if view.kind.captures_card() {
-        let (card, cvv) = check_card_fields(c, state.vault.now())?;
-        drop(fields);
-        let capture = state
-            .blocking(move |v| v.capture_card(&actor, &token, origin.as_deref(), card, cvv))
-            .await
-            .map_err(|e| payment_failure(&e))?;
-        let info = capture.info;
-        let payment = capture.payment;
-        let body = PaymentResponse {
-            result: GatewayResult::Success,
-            result_id: gateway::result_id(),
-            merchant_id: view.merchant.to_string(),
-            action: view.kind.as_str().to_owned(),
-            card_token: info.token.to_string(),
-            customer_id: info.customer.map(|c| c.as_str().to_owned()),
-            masked_pan: info.masked_pan.as_str().to_owned(),
-            brand: info.brand.as_str().to_owned(),
-            tx_id: payment.as_ref().map(|p| p.id.to_string()),
-            status: payment.as_ref().map(|_| "PENDING".to_owned()),
-            payment_solution_id: payment.as_ref().and_then(|p| p.payment_solution_id),
-            free_text: payment.and_then(|p| p.free_text),
-            one_click_requested: false,
-            replaced: capture.replaced,
-            card: None,
-            additional_details: BTreeMap::new(),
-            processing_time: call.elapsed_ms(),
-        };
-        return Ok(gateway::success(&body));
-    }
-    let mut request = check_payment_fields(c)?;
-    drop(fields);
-    request.reveal = principal.is_some();
+    // Keys are the session merchant's: the session is what authorises this request.
+    idempotency::run(
+        state,
+        view.merchant,
+        "POST /payments",
+        key,
+        vec![raw],
+        || async {
+            let answer = match plan {
+                Plan::Capture(card, cvv) => {
+                    capture(state, call, &view, actor, token, origin, card, cvv).await
+                }
+                Plan::Pay(request) => pay(state, call, &view, actor, token, origin, request).await,
+            };
+            Ok(answer.unwrap_or_else(|f| call.failure_response(f)))
+        },
+    )
+    .await
+    .map_err(|e| gateway::idempotency_failure(&e))
+}
+
+/// A spent or expired session: an idempotent retry of the request that spent it gets that
+/// request's stored answer; anything else is refused.
+async fn replay_or_refuse(
+    state: &State,
+    call: &Call,
+    key: Option<vault_service::IdempotencyKey>,
+    token: SessionToken,
+    raw: bytes::Bytes,
+) -> Result<Response<Body>, Failure> {
+    let Some(key) = key else {
+        return Err(session_failure());
+    };
+    let merchant = state
+        .blocking(move |v| v.session_merchant(&token))
+        .await
+        .map_err(|_| session_failure())?;
+    idempotency::run(
+        state,
+        merchant,
+        "POST /payments",
+        Some(key),
+        vec![raw],
+        || async { Ok(call.failure_response(session_failure())) },
+    )
+    .await
+    .map_err(|e| gateway::idempotency_failure(&e))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn capture(
+    state: &State,
+    call: &Call,
+    view: &SessionView,
+    actor: Actor,
+    token: SessionToken,
+    origin: Option<String>,
+    card: NewCard,
+    cvv: Option<Cvv>,
+) -> Result<Response<Body>, Failure> {
+    let capture = state
+        .blocking(move |v| v.capture_card(&actor, &token, origin.as_deref(), card, cvv))
+        .await
+        .map_err(|e| payment_failure(&e))?;
+    let info = capture.info;
+    let payment = capture.payment;
+    let body = PaymentResponse {
+        result: GatewayResult::Success,
+        result_id: gateway::result_id(),
+        merchant_id: view.merchant.to_string(),
+        action: view.kind.as_str().to_owned(),
+        card_token: info.token.to_string(),
+        customer_id: info.customer.map(|c| c.as_str().to_owned()),
+        masked_pan: info.masked_pan.as_str().to_owned(),
+        brand: info.brand.as_str().to_owned(),
+        tx_id: payment.as_ref().map(|p| p.id.to_string()),
+        status: payment.as_ref().map(|_| "PENDING".to_owned()),
+        payment_solution_id: payment.as_ref().and_then(|p| p.payment_solution_id),
+        free_text: payment.and_then(|p| p.free_text),
+        one_click_requested: false,
+        replaced: capture.replaced,
+        card: None,
+        additional_details: BTreeMap::new(),
+        processing_time: call.elapsed_ms(),
+    };
+    Ok(gateway::success(&body))
+}
+
+async fn pay(
+    state: &State,
+    call: &Call,
+    view: &SessionView,
+    actor: Actor,
+    token: SessionToken,
+    origin: Option<String>,
+    request: PaymentRequest,
+) -> Result<Response<Body>, Failure> {
     let started = state
         .blocking(move |v| v.start_payment(&actor, &token, origin.as_deref(), request))
         .await
         .map_err(|e| payment_failure(&e))?;
-    let body = PaymentResponse {
+    let mut body = PaymentResponse {
         result: GatewayResult::Success,
         result_id: gateway::result_id(),
         merchant_id: view.merchant.to_string(),
@@ -295,11 +386,21 @@ async fn payments_inner(
         free_text: started.free_text.clone(),
         one_click_requested: started.one_click_requested,
         replaced: false,
-        card: started.card.map(card_view),
+        card: None,
         additional_details: BTreeMap::new(),
         processing_time: call.elapsed_ms(),
     };
-    Ok(gateway::success(&body))
+    let Some(card) = started.card else {
+        return Ok(gateway::success(&body));
+    };
+    // The answer an idempotent retry replays holds no card: the card (and its CVV, a one-time
+    // secret) is never stored, not even sealed.
+    let stored = serde_json::to_vec(&body).unwrap_or_default();
+    body.card = Some(card_view(card));
+    let mut resp = gateway::success(&body);
+    resp.extensions_mut()
+        .insert(idempotency::StoreAs(bytes::Bytes::from(stored)));
+    Ok(resp)
 }
 
 /// The card fields of a capture (seed 000 flow): `number`, `expiryMonth`, `expiryYear`,

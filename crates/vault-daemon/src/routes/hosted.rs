@@ -11,8 +11,12 @@ use time::format_description::well_known::Rfc3339;
 use vault_service::{Scope, SessionKind, SessionOptions, TerminalId, Token};
 use vault_wire::{HostedFieldsSessionRequest, HostedFieldsSessionResponse};
 
+use bytes::Bytes;
+
 use crate::{
-    gateway, json,
+    gateway,
+    idempotency::{self, KeyRule},
+    json,
     response::{self, ApiError, Body},
     router::Param,
     state::{State, actor},
@@ -49,13 +53,30 @@ async fn create_inner(
     if !accepts_json(req.headers()) {
         return Err(ApiError::not_acceptable());
     }
-    let key = idempotency_key(req.headers())?;
+    let key = idempotency::key_from(req.headers(), KeyRule::Required)?;
     let body = state.json_body(req, gateway::MAX_BODY).await?;
-    let request: HostedFieldsSessionRequest = json::typed(&body, json::HOSTED_SESSION)?;
-    let (kind, options) = check(&request, terminal.clone())?;
-    let who = actor(&p);
     let merchant = p.merchant;
-    let _ = key;
+    let parts = vec![Bytes::from(terminal.as_str().to_owned()), body.clone()];
+    // Errors of the work itself are problem details, stored and replayed as such.
+    idempotency::run(state, merchant, ROUTE, key, parts, || async {
+        Ok(match work(state, &p, terminal, &body).await {
+            Ok(r) => r,
+            Err(e) => e.into_problem(),
+        })
+    })
+    .await
+}
+
+async fn work(
+    state: &State,
+    p: &vault_service::Principal,
+    terminal: TerminalId,
+    body: &[u8],
+) -> Result<Response<Body>, ApiError> {
+    let request: HostedFieldsSessionRequest = json::typed(body, json::HOSTED_SESSION)?;
+    let (kind, options) = check(&request, terminal.clone())?;
+    let who = actor(p);
+    let merchant = p.merchant;
     let session = state
         .blocking(move |v| v.create_session(&who, merchant, kind, options))
         .await
@@ -85,27 +106,6 @@ async fn create_inner(
         resp.headers_mut().insert(LOCATION, v);
     }
     Ok(resp)
-}
-
-/// `Idempotency-Key`, required here: a UUIDv4.
-fn idempotency_key(headers: &HeaderMap) -> Result<vault_service::SessionToken, ApiError> {
-    let Some(v) = headers.get("idempotency-key") else {
-        return Err(ApiError::field(
-            "Idempotency-Key",
-            "required",
-            "an Idempotency-Key header (UUID v4) is required",
-        ));
-    };
-    v.to_str()
-        .ok()
-        .and_then(|s| vault_service::SessionToken::parse(&s.to_ascii_lowercase()).ok())
-        .ok_or_else(|| {
-            ApiError::field(
-                "Idempotency-Key",
-                "invalid",
-                "the Idempotency-Key must be a UUID v4",
-            )
-        })
 }
 
 /// Whether `Accept` (absent: anything) admits `application/json`.
