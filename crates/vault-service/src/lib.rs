@@ -26,6 +26,7 @@ mod backup;
 mod clock;
 mod credentials;
 mod cvv_store;
+mod due_index;
 mod error;
 mod idempotency;
 mod maintenance;

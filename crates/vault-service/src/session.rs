@@ -26,9 +26,11 @@ type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 pub const SESSION_TTL: Duration = Duration::minutes(10);
 
 const SESSION_PREFIX: u8 = b'S';
+/// The removal index of sessions (see `due_index`).
+const SESSION_DUE_PREFIX: u8 = b's';
 /// How long a session record is kept after it expires (it then holds no usable credential; see
 /// [`Vault::session_merchant`]).
-const KEEP_AFTER_EXPIRY: Duration = Duration::hours(24);
+const KEEP_AFTER_EXPIRY: Duration = Duration::hours(1);
 const RECORD_VERSION: u8 = 1;
 /// Longest `allowOriginUrl` (seed 000: String(253)).
 const MAX_ORIGIN: usize = 253;
@@ -430,6 +432,11 @@ impl Vault {
         };
         let key = self.inner.session_key(&token);
         let value = encode(&rec);
+        let due = crate::due_index::entry(
+            SESSION_DUE_PREFIX,
+            (expires_at + KEEP_AFTER_EXPIRY).unix_timestamp(),
+            &key,
+        );
         self.inner
             .store
             .write(move |tx| -> Result<(), VaultError> {
@@ -438,6 +445,7 @@ impl Vault {
                     return Err(VaultError::Conflict("session_exists"));
                 }
                 tx.put_raw(&key, value)?;
+                tx.put_raw(&due, Vec::new())?;
                 Ok(())
             })?;
         Ok(Session {
@@ -472,7 +480,7 @@ impl Vault {
     }
 
     /// The merchant of a session the vault still knows, live or not (spent and expired sessions
-    /// are kept for a day after their expiry, so an idempotent retry of the request that spent
+    /// are kept for an hour after their expiry, so an idempotent retry of the request that spent
     /// one can still be matched to its merchant's stored answer); `SessionInvalid` when unknown.
     pub fn session_merchant(&self, token: &SessionToken) -> Result<MerchantId, VaultError> {
         let key = self.inner.session_key(token);
@@ -484,35 +492,10 @@ impl Vault {
         decode_session(&bytes)?.merchant()
     }
 
-    /// Removes sessions a day past their expiry (used or not), in commits of at most 1,000 deletions.
+    /// Removes sessions [`KEEP_AFTER_EXPIRY`] past their expiry (used or not), oldest first.
     /// Returns how many.
     pub(crate) fn sweep_expired_sessions(&self, now: OffsetDateTime) -> Result<u64, VaultError> {
-        let due: Vec<Vec<u8>> = self
-            .inner
-            .store
-            .scan_raw(&[SESSION_PREFIX], usize::MAX)?
-            .into_iter()
-            // Undecodable entries are left for an operator to look at, not silently deleted.
-            .filter(|(_, v)| {
-                decode_session(v).is_ok_and(|rec| {
-                    rec.expires_at + KEEP_AFTER_EXPIRY.whole_seconds() <= now.unix_timestamp()
-                })
-            })
-            .map(|(k, _)| k)
-            .collect();
-        let removed = due.len() as u64;
-        for chunk in due.chunks(1000) {
-            let chunk = chunk.to_vec();
-            self.inner
-                .store
-                .write(move |tx| -> Result<(), VaultError> {
-                    for k in &chunk {
-                        tx.delete_raw_key(k)?;
-                    }
-                    Ok(())
-                })?;
-        }
-        Ok(removed)
+        self.sweep_due(SESSION_DUE_PREFIX, now)
     }
 }
 
