@@ -339,7 +339,7 @@ fn a_damaged_record_is_an_integrity_error_not_a_fresh_start() {
     drop(v);
     // Flip a byte of the sealed answer (the record's last byte is in the tag).
     {
-        let db = open_sled(&path.join("sled"));
+        let db = common::open_sled(&path.join("sled"));
         let mut rk = vec![b'I'];
         rk.extend_from_slice(&1u64.to_be_bytes());
         rk.extend_from_slice(k.as_bytes());
@@ -367,19 +367,4 @@ fn a_damaged_record_is_an_integrity_error_not_a_fresh_start() {
     clock.advance(IDEMPOTENCY_TTL);
     assert_eq!(v.sweep_idempotency().unwrap(), 1);
     assert!(proceeds(begin(&v, 1, ROUTE, &k, b"body")));
-}
-
-/// `sled::open`, retried while the dropped vault's sled threads still hold the file lock (as the
-/// store itself does when it reopens).
-fn open_sled(path: &Path) -> sled::Db {
-    for _ in 0..500 {
-        match sled::open(path) {
-            Ok(db) => return db,
-            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(e) => panic!("sled: {e}"),
-        }
-    }
-    panic!("sled lock still held after 5 s");
 }
