@@ -840,3 +840,64 @@ async fn idempotency_keys_on_token_and_payments() {
     assert_eq!(replay.json()["txId"], paid.json()["txId"]);
     assert!(replay.json().get("card").is_none(), "{}", replay.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_login_flood_stays_bounded_and_tokenize_keeps_serving() {
+    let d = with_password().await;
+    // The default Argon2id cost (19 MiB, t=2), two hashing slots, four waiting places.
+    d.vault.set_login_policy(vault_service::LoginPolicy {
+        max_concurrent_hashes: 2,
+        max_waiting: 4,
+        ..vault_service::LoginPolicy::default()
+    });
+    let mut flood = Vec::new();
+    for i in 0..60u32 {
+        let sock = d.sock.clone();
+        // Different merchant ids (mostly unknown) so the per-merchant limit is not what stops them.
+        let body = format!(
+            "merchantId={}&password=guess{i}&action=TOKENIZE&timestamp={}&allowOriginUrl=*",
+            100 + i,
+            clock_ms(&d)
+        );
+        let req = request(
+            "POST",
+            "/token",
+            &[],
+            "application/x-www-form-urlencoded",
+            &body,
+        );
+        flood.push(tokio::spawn(async move { raw(&sock, &req).await.unwrap() }));
+    }
+    // Meanwhile, tokenize keeps being served.
+    for i in 0..20 {
+        let r = d.tokenize(&d.keys.tokenize, common::SEED_003).await;
+        assert_eq!(r.status, 201, "tokenize {i} during the flood: {}", r.text());
+    }
+    let mut by_status = std::collections::BTreeMap::new();
+    for t in flood {
+        let r = t.await.unwrap();
+        let code = failure_errors(&r.json())[0].0.clone();
+        *by_status.entry((r.status, code)).or_insert(0) += 1;
+    }
+    let stats = d.vault.login_stats();
+    // The memory bound: never more than two Argon2id instances (2 x 19 MiB) at once.
+    assert!(stats.peak_hashing <= 2, "{stats:?}");
+    assert!(
+        stats.busy > 0,
+        "the waiting room filled up: {stats:?} {by_status:?}"
+    );
+    for ((status, code), _) in &by_status {
+        assert!(
+            matches!(
+                (*status, code.as_str()),
+                (401, "credentials.invalid")
+                    | (429, "login.rate_limited")
+                    | (503, "service.unavailable")
+            ),
+            "{by_status:?}"
+        );
+    }
+    // The real merchant still logs in afterwards.
+    let (token, _) = session_token(&d, "TOKENIZE", "").await;
+    assert_uuid_v4(&token);
+}
