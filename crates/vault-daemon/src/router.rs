@@ -34,6 +34,7 @@ pub(crate) enum RouteId {
     TokenReveal,
     MerchantList,
     MerchantAdd,
+    MerchantPassword,
     ApiKeyList,
     ApiKeyCreate,
     ApiKeyRevoke,
@@ -56,7 +57,7 @@ pub(crate) enum RouteId {
 }
 
 /// Every route, in `RouteId` order.
-pub(crate) const TABLE: [(Route, RouteId); 29] = [
+pub(crate) const TABLE: [(Route, RouteId); 30] = [
     (r("GET", "/health"), RouteId::Health),
     (r("GET", "/metrics"), RouteId::Metrics),
     (r("POST", "/v2/tokens"), RouteId::TokenCreate),
@@ -67,6 +68,10 @@ pub(crate) const TABLE: [(Route, RouteId); 29] = [
     (r("POST", "/v2/tokens/{token}/reveal"), RouteId::TokenReveal),
     (r("GET", "/admin/merchants"), RouteId::MerchantList),
     (r("POST", "/admin/merchants"), RouteId::MerchantAdd),
+    (
+        r("POST", "/admin/merchants/{id}/password"),
+        RouteId::MerchantPassword,
+    ),
     (r("GET", "/admin/apikeys"), RouteId::ApiKeyList),
     (r("POST", "/admin/apikeys"), RouteId::ApiKeyCreate),
     (
@@ -205,6 +210,7 @@ async fn dispatch(
         RouteId::TokenReveal => tokens::reveal(state, req, param).await,
         RouteId::MerchantList => admin::merchant_list(state, req).await,
         RouteId::MerchantAdd => admin::merchant_add(state, req).await,
+        RouteId::MerchantPassword => admin::merchant_password(state, req, param).await,
         RouteId::ApiKeyList => admin::apikey_list(state, req).await,
         RouteId::ApiKeyCreate => admin::apikey_create(state, req).await,
         RouteId::ApiKeyRevoke => admin::apikey_revoke(state, req, param).await,

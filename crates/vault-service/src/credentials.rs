@@ -17,6 +17,10 @@
 //!   once per TTL. The trade-off: while an entry lives, someone who can read this process's memory
 //!   could test guesses at HMAC speed instead of Argon2 speed; the key never leaves the process.
 //!
+//! A stored hash is verified with the parameters it was made with; one made under other
+//! parameters than the policy's is re-hashed (and stored) at its next successful login, so after
+//! a policy change the memory bound holds again once each merchant has logged in.
+//!
 //! Unknown merchants, merchants without a password and wrong passwords are the same
 //! `Unauthorized`, after the same work: an unknown merchant is verified against a dummy PHC
 //! string with the policy's parameters (random salt and output, so nothing matches it).
@@ -168,7 +172,7 @@ impl LoginPolicy {
         })
     }
 
-    fn cost(&self) -> (u32, u32, u32) {
+    fn cost(&self) -> Cost {
         (self.memory_kib, self.iterations, self.parallelism)
     }
 }
@@ -194,9 +198,18 @@ pub(crate) struct LoginState {
     limits: Mutex<Limits>,
     cache: VerifyCache,
     /// The unknown-merchant PHC string for the current parameters.
-    dummy: Mutex<Option<((u32, u32, u32), PasswordHash)>>,
+    dummy: Mutex<Option<Dummy>>,
     busy: AtomicU64,
     cache_hits: AtomicU64,
+}
+
+/// Argon2id memory (KiB), passes and lanes.
+type Cost = (u32, u32, u32);
+
+/// The unknown-merchant hash and the parameters it was made for.
+struct Dummy {
+    cost: Cost,
+    hash: PasswordHash,
 }
 
 /// A counting semaphore of hashing slots.
@@ -384,18 +397,24 @@ impl VerifyCache {
             .is_some_and(|(t, expires)| now < *expires && bool::from(t.ct_eq(tag)))
     }
 
-    fn insert(&self, merchant: u64, tag: [u8; 32], expires: OffsetDateTime, epoch: u64) {
+    fn insert(
+        &self,
+        merchant: u64,
+        tag: [u8; 32],
+        now: OffsetDateTime,
+        ttl: time::Duration,
+        epoch: u64,
+    ) {
         let mut inner = self.inner.lock();
         if inner.epoch != epoch {
             return;
         }
         if inner.entries.len() >= PRUNE_AT {
-            let now = expires;
-            inner
-                .entries
-                .retain(|_, (_, e)| *e > now - time::Duration::DAY);
+            inner.entries.retain(|_, (_, expires)| *expires > now);
         }
-        inner.entries.insert(merchant, (tag, expires));
+        inner
+            .entries
+            .insert(merchant, (tag, now.saturating_add(ttl)));
     }
 
     fn invalidate(&self, merchant: u64) {
@@ -696,7 +715,7 @@ impl Vault {
             drop(slot);
         }
         let ttl = time::Duration::try_from(policy.cache_ttl).unwrap_or(time::Duration::MAX);
-        login.cache.insert(id, tag, now.saturating_add(ttl), epoch);
+        login.cache.insert(id, tag, now, ttl, epoch);
         Ok(())
     }
 
@@ -730,10 +749,13 @@ impl Vault {
     fn dummy_hash(&self, policy: &LoginPolicy) -> Result<PasswordHash, VaultError> {
         let mut dummy = self.inner.login.dummy.lock();
         match &*dummy {
-            Some((cost, hash)) if *cost == policy.cost() => Ok(hash.clone()),
+            Some(d) if d.cost == policy.cost() => Ok(d.hash.clone()),
             _ => {
                 let hash = dummy_hash(policy)?;
-                *dummy = Some((policy.cost(), hash.clone()));
+                *dummy = Some(Dummy {
+                    cost: policy.cost(),
+                    hash: hash.clone(),
+                });
                 Ok(hash)
             }
         }

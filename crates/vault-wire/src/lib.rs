@@ -27,8 +27,8 @@ mod tokens;
 
 pub use admin::{
     ApiKeyCreateRequest, ApiKeyCreated, ApiKeyList, ApiKeyResponse, BackupRequest, BackupResponse,
-    DekStatus, KeyStatusResponse, MerchantAddRequest, MerchantList, MerchantResponse,
-    RetireResponse, RewrapResponse, RotateResponse, StatsResponse, SweepResponse,
+    DekStatus, KeyStatusResponse, MerchantAddRequest, MerchantList, MerchantPasswordRequest,
+    MerchantResponse, RetireResponse, RewrapResponse, RotateResponse, StatsResponse, SweepResponse,
     TerminalAddRequest, TerminalList, TerminalResponse,
 };
 pub use batch::{BatchItemResult, BatchRequest, BatchResponse};
