@@ -1,5 +1,5 @@
 //! Helpers shared by the Vault's integration tests.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::panic)]
 
 use std::{path::Path, sync::Arc};
 
