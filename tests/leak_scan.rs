@@ -720,8 +720,7 @@ fn gateway_workload(socket: &Path, key: &str, pans: &[String], seen: &mut Seen) 
     let hf = r#"{"libVersion":"1.6.0.172441","scenario":"payment"}"#;
     write!(
         s,
-        "POST /processing-terminals/leak-terminal-1/hosted-fields-sessions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {key}\r\nIdempotency-Key: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{hf}",
-        "6f1c2a9e-1b2c-4d3e-8f4a-5b6c7d8e9f0a",
+        "POST /processing-terminals/leak-terminal-1/hosted-fields-sessions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {key}\r\nIdempotency-Key: 6f1c2a9e-1b2c-4d3e-8f4a-5b6c7d8e9f0a\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{hf}",
         hf.len()
     )
     .unwrap();
