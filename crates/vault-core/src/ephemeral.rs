@@ -9,19 +9,20 @@ use rand_core::CryptoRng;
 
 use crate::{
     Cvv, OpenError,
-    aead::{WRAP_NONCE_LEN, WrapKey},
+    aead::{RECORD_NONCE_LEN, RecordKey},
 };
 
-/// An in-memory AES-256-GCM key for [`SealedCvv`]s. Not `Clone`, no way to export it; the key
-/// schedule is dropped with it.
-pub struct EphemeralKey(WrapKey);
+/// An in-memory XAES-256-GCM key for [`SealedCvv`]s. Not `Clone`, no way to export it; the key
+/// schedule is dropped with it. XAES's 192-bit random nonces make nonce reuse negligible however
+/// long the process runs (a 96-bit random nonce under one key is good for about 2^32 messages).
+pub struct EphemeralKey(RecordKey);
 
 impl EphemeralKey {
     /// A fresh random key.
     pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
         let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
         rng.fill_bytes(bytes.as_mut());
-        Self(WrapKey::new(&bytes))
+        Self(RecordKey::new(&bytes))
     }
 
     /// Seals `cvv`, bound to `context` (for example the payment id it belongs to): opening it with
@@ -32,9 +33,10 @@ impl EphemeralKey {
         cvv: &Cvv,
         rng: &mut R,
     ) -> SealedCvv {
-        let mut nonce = [0u8; WRAP_NONCE_LEN];
+        let mut nonce = [0u8; RECORD_NONCE_LEN];
         rng.fill_bytes(&mut nonce);
-        let sealed = self.0.seal(&nonce, context, cvv.expose_digits().as_bytes());
+        let mut sealed = cvv.expose_digits().as_bytes().to_vec();
+        self.0.seal_in_place(&nonce, context, &mut sealed, 0);
         SealedCvv { nonce, sealed }
     }
 
@@ -55,10 +57,10 @@ impl fmt::Debug for EphemeralKey {
     }
 }
 
-/// A CVV sealed under an [`EphemeralKey`]: 12-byte nonce, ciphertext and tag.
+/// A CVV sealed under an [`EphemeralKey`]: 24-byte nonce, ciphertext and tag.
 #[derive(Clone)]
 pub struct SealedCvv {
-    nonce: [u8; WRAP_NONCE_LEN],
+    nonce: [u8; RECORD_NONCE_LEN],
     sealed: Vec<u8>,
 }
 

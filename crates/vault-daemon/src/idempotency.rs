@@ -144,6 +144,29 @@ where
     Ok(resp)
 }
 
+/// The stored answer for `key`, if any, without running or storing anything (for a request that
+/// can no longer be served, such as one on a spent session: only a retry of the request that
+/// spent it has an answer).
+pub(crate) async fn replay_only(
+    state: &State,
+    merchant: MerchantId,
+    route: &'static str,
+    key: IdempotencyKey,
+    request: Vec<Bytes>,
+) -> Result<Option<Response<Body>>, ApiError> {
+    let start = state
+        .blocking(move |v| {
+            let parts: Vec<&[u8]> = request.iter().map(|b| b.as_ref()).collect();
+            v.idempotency_begin(merchant, route, &key, &parts)
+        })
+        .await?;
+    Ok(match start {
+        IdempotencyStart::Replay(stored) => Some(replay(stored)),
+        // Dropping the guard frees the key, nothing stored.
+        IdempotencyStart::Proceed(_) => None,
+    })
+}
+
 /// Collects `resp`'s in-memory body, and returns the response to send plus what to store:
 /// `None` for server errors and [`NoStore`] answers.
 async fn capture(resp: Response<Body>) -> (Response<Body>, Option<IdempotentResponse>) {

@@ -98,15 +98,19 @@ async fn sweep_transient(vault: Vault) {
     loop {
         tick.tick().await;
         let v = vault.clone();
-        let swept = tokio::task::spawn_blocking(move || {
-            Ok::<_, vault_service::VaultError>(v.sweep_sessions()? + v.sweep_idempotency()?)
-        })
-        .await;
-        match swept {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::debug!(removed = n, "swept sessions and idempotency keys"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "sweeping sessions failed"),
-            Err(_) => tracing::warn!("sweeping sessions panicked"),
+        // Each sweep on its own: one failing must not keep the others from running.
+        let swept =
+            tokio::task::spawn_blocking(move || (v.sweep_sessions(), v.sweep_idempotency())).await;
+        let Ok((sessions, idempotency)) = swept else {
+            tracing::warn!("sweeping sessions panicked");
+            continue;
+        };
+        for (what, r) in [("sessions", sessions), ("idempotency keys", idempotency)] {
+            match r {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(removed = n, what, "swept"),
+                Err(e) => tracing::warn!(error = %e, what, "sweep failed"),
+            }
         }
     }
 }

@@ -915,3 +915,42 @@ async fn a_login_flood_stays_bounded_and_tokenize_keeps_serving() {
     let (token, _) = session_token(&d, "TOKENIZE", "").await;
     assert_uuid_v4(&token);
 }
+
+#[tokio::test]
+async fn only_answers_that_spent_a_session_are_kept_for_replay() {
+    let d = with_password().await;
+    let (session, _) = session_token(&d, "TOKENIZE", "").await;
+    let key = ("Idempotency-Key", "2c4e6a8b-1d3f-4a5b-9c7d-8e0f1a2b3c4d");
+    // Refused without spending the session (wrong origin): not stored, so the corrected retry
+    // with the same key is served afresh.
+    let r = form(
+        &d,
+        "/payments",
+        &[key, ("Origin", "https://evil.example")],
+        &card_form(&session),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let r = form(
+        &d,
+        "/payments",
+        &[key, ("Origin", ORIGIN)],
+        &card_form(&session),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("idempotent-replayed"), None);
+    // A spent session with a fresh key: refused, and nothing stored for that key.
+    let other = ("Idempotency-Key", "3d5f7b9c-2e4a-4b6c-8d8e-9f1a2b3c4d5e");
+    for _ in 0..2 {
+        let r = form(
+            &d,
+            "/payments",
+            &[other, ("Origin", ORIGIN)],
+            &card_form(&session),
+        )
+        .await;
+        assert_eq!(r.status, 404);
+        assert_eq!(r.header("idempotent-replayed"), None);
+    }
+}

@@ -201,6 +201,35 @@ pub(crate) struct LoginState {
     dummy: Mutex<Option<Dummy>>,
     busy: AtomicU64,
     cache_hits: AtomicU64,
+    /// When a `rate_limited`/`busy` refusal was last audited, per claimed merchant id: such
+    /// refusals cost the caller no hashing, so they are audited at most once a minute per
+    /// merchant id (a flood cannot grow the append-only log at request rate).
+    refusals_audited: Mutex<HashMap<u64, i64>>,
+}
+
+/// Seconds between two audited `rate_limited`/`busy` refusals of one merchant id.
+const REFUSAL_AUDIT_EVERY: i64 = 60;
+
+impl LoginState {
+    /// Whether this cheap refusal for `merchant` at `now` (unix seconds) should be audited.
+    fn audit_refusal(&self, merchant: u64, now: i64) -> bool {
+        let mut seen = self.refusals_audited.lock();
+        if seen.len() >= 4096 {
+            seen.retain(|_, at| now - *at < REFUSAL_AUDIT_EVERY);
+            if seen.len() >= 4096 {
+                // Thousands of merchant ids refused within a minute: audit none of the new ones
+                // rather than grow the map (the failures that cost hashing are still audited).
+                return false;
+            }
+        }
+        match seen.get(&merchant) {
+            Some(at) if now - *at < REFUSAL_AUDIT_EVERY => false,
+            _ => {
+                seen.insert(merchant, now);
+                true
+            }
+        }
+    }
 }
 
 /// Argon2id memory (KiB), passes and lanes.
@@ -626,7 +655,9 @@ impl Vault {
     /// `max_concurrent_hashes - 1`).
     ///
     /// Every failure is recorded in the audit log (`login.failed`, actor = `actor` with the
-    /// claimed merchant id); successes are not (the sessions they open are).
+    /// claimed merchant id), except that refusals costing no hashing (`rate_limited`, `busy`) are
+    /// recorded at most once a minute per merchant id; successes are not (the sessions they open
+    /// are).
     pub fn login(
         &self,
         actor: &Actor,
@@ -634,7 +665,14 @@ impl Vault {
         password: &MerchantPassword,
     ) -> Result<(), VaultError> {
         let r = self.login_unaudited(actor.peer_uid, merchant, password);
-        if r.is_err() {
+        let cheap = matches!(r, Err(VaultError::RateLimited | VaultError::Busy));
+        if r.is_err()
+            && (!cheap
+                || self
+                    .inner
+                    .login
+                    .audit_refusal(merchant.get(), self.now().unix_timestamp()))
+        {
             let actor = Actor {
                 merchant: Some(merchant),
                 ..actor.clone()

@@ -48,6 +48,11 @@ impl PaymentId {
         Self(uuid::Builder::from_random_bytes(b).into_uuid().into_bytes())
     }
 
+    #[cfg(test)]
+    pub(crate) fn from_u128(n: u128) -> Self {
+        Self(n.to_be_bytes())
+    }
+
     /// Parses the hyphenated lowercase form.
     pub fn parse(s: &str) -> Result<Self, VaultError> {
         SessionToken::parse(s)
@@ -254,7 +259,7 @@ fn status_of(code: u8) -> PaymentStatus {
     }
 }
 
-fn one_click_key(id: &LookupId) -> Vec<u8> {
+pub(crate) fn one_click_key(id: &LookupId) -> Vec<u8> {
     let mut k = Vec::with_capacity(17);
     k.push(ONE_CLICK_PREFIX);
     k.extend_from_slice(&id.0);
@@ -266,6 +271,28 @@ fn payment_due(id: &PaymentId, created: OffsetDateTime) -> Vec<u8> {
         PAYMENT_DUE_PREFIX,
         (created + PAYMENT_TTL).unix_timestamp(),
         &id.key(),
+    )
+}
+
+/// The value pinned with the session if any (a different one in the request is `clash`), else the
+/// request's.
+fn pinned<T: PartialEq>(
+    session: Option<T>,
+    request: Option<T>,
+    clash: VaultError,
+) -> Result<Option<T>, VaultError> {
+    match (session, request) {
+        (Some(s), Some(r)) if s != r => Err(clash),
+        (Some(s), _) => Ok(Some(s)),
+        (None, r) => Ok(r),
+    }
+}
+
+fn conflict(field: &'static str) -> VaultError {
+    VaultError::field(
+        field,
+        "conflict",
+        format!("{field} was given with the session; the payment request may not change it"),
     )
 }
 
@@ -370,8 +397,11 @@ impl Vault {
         };
         let prepared = self.inner.prepare(merchant, card, options, now)?;
         let payment = (kind == SessionKind::HostedPayment).then(PaymentId::mint);
-        let session_expires = rec.expires_at;
-        let (info, payment_started) = self.inner.store.write(move |tx| {
+        let cvvs = &self.inner.sessions.cvv;
+        if let Some(id) = payment {
+            cvvs.reserve(id, merchant, rec.expires_at, now.unix_timestamp())?;
+        }
+        let written = self.inner.store.write(move |tx| {
             core.spend_session(tx, &key, Some(merchant), origin.as_deref(), now)?;
             let info = core.commit_new(tx, prepared)?;
             if let Some(id) = payment {
@@ -388,10 +418,15 @@ impl Vault {
                 tx.put_raw(&payment_due(&id, now), Vec::new())?;
             }
             Ok::<_, VaultError>((info, payment))
+        });
+        let (info, payment_started) = written.inspect_err(|_| {
+            if let Some(id) = &payment {
+                cvvs.release(id);
+            }
         })?;
         let payment = match (payment_started, cvv) {
             (Some(id), Some(cvv)) => {
-                self.inner.sessions.cvv.put(id, &cvv, session_expires)?;
+                cvvs.fill(id, &cvv);
                 Some(PaymentStarted {
                     id,
                     kind,
@@ -435,7 +470,7 @@ impl Vault {
             merchant: Some(merchant),
             ..actor.clone()
         };
-        let token = request.card_token.or(rec.card_token.map(Token::from_bytes));
+        let token = rec.card_token.map(Token::from_bytes).or(request.card_token);
         let result = self.start_payment_unaudited(key, &rec, origin, request);
         self.audit(
             &actor,
@@ -465,31 +500,38 @@ impl Vault {
                 "this session captures card fields (number, expiryMonth, expiryYear)",
             ));
         }
-        let session_customer = rec.customer()?;
-        if let (Some(a), Some(b)) = (&request.customer, &session_customer)
-            && a != b
-        {
-            return Err(VaultError::CustomerMismatch);
-        }
-        let token = request
-            .card_token
-            .or(rec.card_token.map(Token::from_bytes))
-            .ok_or_else(|| required("specinCreditCardToken"))?;
-        let customer = request
-            .customer
-            .or(session_customer)
-            .ok_or_else(|| required("customerId"))?;
-        if request.customer_ip.is_none() && rec.customer_ip.is_none() {
-            return Err(required("customerIPAddress"));
-        }
-        let payment_solution_id = request
-            .payment_solution_id
-            .or(rec.payment_solution_id)
-            .ok_or_else(|| required("paymentSolutionId"))?;
-        let free_text = match request.free_text {
-            Some(t) => Some(t),
-            None => rec.free_text.clone(),
-        };
+        // Seed 004: a value given with the session wins ("otherwise ignored"); a different value
+        // in the payment request is refused rather than silently ignored, so the browser side
+        // can never change what the merchant's server pinned.
+        let token = pinned(
+            rec.card_token.map(Token::from_bytes),
+            request.card_token,
+            conflict("specinCreditCardToken"),
+        )?
+        .ok_or_else(|| required("specinCreditCardToken"))?;
+        let customer = pinned(
+            rec.customer()?,
+            request.customer,
+            VaultError::CustomerMismatch,
+        )?
+        .ok_or_else(|| required("customerId"))?;
+        pinned(
+            rec.customer_ip.map(Ipv4Addr::from),
+            request.customer_ip,
+            conflict("customerIPAddress"),
+        )?
+        .ok_or_else(|| required("customerIPAddress"))?;
+        let payment_solution_id = pinned(
+            rec.payment_solution_id,
+            request.payment_solution_id,
+            conflict("paymentSolutionId"),
+        )?
+        .ok_or_else(|| required("paymentSolutionId"))?;
+        let free_text = pinned(
+            rec.free_text.clone(),
+            request.free_text,
+            conflict("freeText"),
+        )?;
         if let Some(t) = &free_text
             && (t.chars().count() > crate::session::MAX_FREE_TEXT
                 || t.chars().any(char::is_control))
@@ -503,6 +545,13 @@ impl Vault {
         let has_cvv = request.cvv.is_some();
         let now = self.inner.clock.now();
         let id = PaymentId::mint();
+        // Held only when the caller cannot take the card now; reserved before the session is
+        // spent, so a full store refuses the request while the session is still usable.
+        let hold = has_cvv && !request.reveal;
+        let cvvs = &self.inner.sessions.cvv;
+        if hold {
+            cvvs.reserve(id, merchant, rec.expires_at, now.unix_timestamp())?;
+        }
         let core = self.inner.core.clone();
         let origin_owned = origin.map(str::to_owned);
         let one_click = request.one_click;
@@ -536,8 +585,11 @@ impl Vault {
             tx.put_raw(&id.key(), encode(&p))?;
             tx.put_raw(&payment_due(&id, now), Vec::new())?;
             Ok::<_, VaultError>(Ok(()))
-        })?;
-        outcome?;
+        });
+        if !matches!(outcome, Ok(Ok(()))) && hold {
+            cvvs.release(&id);
+        }
+        outcome??;
         let (stored, card) = self.inner.load(merchant, &token, now)?;
         let CardRecord {
             pan, expiry, name, ..
@@ -554,7 +606,7 @@ impl Vault {
             })
         } else {
             if let Some(cvv) = &request.cvv {
-                self.inner.sessions.cvv.put(id, cvv, rec.expires_at)?;
+                cvvs.fill(id, cvv);
             }
             None
         };
@@ -603,7 +655,11 @@ impl Vault {
         }
         let token = Token::from_bytes(rec.token);
         let (_, card) = self.inner.load(merchant, &token, self.inner.clock.now())?;
-        let cvv = self.inner.sessions.cvv.take(id);
+        let cvv = self
+            .inner
+            .sessions
+            .cvv
+            .take(id, self.inner.clock.now().unix_timestamp());
         let CardRecord {
             pan, expiry, name, ..
         } = card;
@@ -660,6 +716,11 @@ impl Vault {
         let core = self.inner.core.clone();
         let id = *id;
         let now = self.inner.clock.now();
+        if self.payment_rec(merchant, &id).is_ok() {
+            // Before the outcome is committed: no hand-over racing this report can take the CVV
+            // once the payment is no longer pending.
+            drop(self.inner.sessions.cvv.take(&id, now.unix_timestamp()));
+        }
         let info = self.inner.store.write(move |tx| {
             let bytes = tx.get_raw(&id.key())?.ok_or(VaultError::NotFound)?;
             let mut rec = decode_payment(&bytes)?;
@@ -695,7 +756,6 @@ impl Vault {
                 created_at: from_unix(rec.created_at)?,
             })
         })?;
-        drop(self.inner.sessions.cvv.take(&id));
         Ok(info)
     }
 
@@ -723,9 +783,10 @@ impl Vault {
     }
 
     pub(crate) fn sweep_sessions_at(&self, now: OffsetDateTime) -> Result<u64, VaultError> {
-        let mut removed = self.sweep_expired_sessions(now)?;
+        // CVVs first: dropping them must not depend on the store answering.
+        let mut removed = self.inner.sessions.cvv.purge(now.unix_timestamp()) as u64;
+        removed += self.sweep_expired_sessions(now)?;
         removed += self.sweep_due(PAYMENT_DUE_PREFIX, now)?;
-        removed += self.inner.sessions.cvv.purge(now.unix_timestamp()) as u64;
         Ok(removed)
     }
 

@@ -358,6 +358,11 @@ impl Core {
             sealed,
             ..old
         };
+        if old.dedupe != rec.dedupe {
+            // Another card behind the token: it was never used in a successful payment, so it is
+            // not saved for one-click use (seed 004).
+            tx.delete_raw_key(&crate::payment::one_click_key(&id))?;
+        }
         tx.put_record(&id, &rec)?;
         if rec.dedupe_indexed {
             tx.put_dedupe(&dedupe, &rec.token);
@@ -378,6 +383,7 @@ impl Core {
             return Err(VaultError::NotFound);
         }
         tx.delete_record(&id)?;
+        tx.delete_raw_key(&crate::payment::one_click_key(&id))?;
         Ok(())
     }
 }

@@ -298,3 +298,119 @@ fn failed_payments_do_not_save_cards_for_one_click() {
     assert!(!v.is_one_click(m(), &saved.token).unwrap());
     assert_eq!(v.held_cvvs(), 0, "the outcome drops the CVV");
 }
+
+/// A Purchase session and payment request for `saved`, as the tests above build them.
+fn purchase(
+    v: &Vault,
+    token: vault_service::Token,
+    customer: &CustomerId,
+    cvv: Option<&str>,
+    session: SessionOptions,
+) -> Result<vault_service::PaymentStarted, VaultError> {
+    let s = v
+        .create_session(&Actor::local(), m(), SessionKind::Purchase, session)
+        .unwrap();
+    v.start_payment(
+        &Actor::local(),
+        &s.token,
+        None,
+        PaymentRequest {
+            merchant: Some(m()),
+            card_token: Some(token),
+            customer: Some(customer.clone()),
+            cvv: cvv.map(|c| Cvv::parse(c).unwrap()),
+            one_click: true,
+            customer_ip: Some("203.0.113.9".parse().unwrap()),
+            payment_solution_id: Some(500),
+            ..PaymentRequest::default()
+        },
+    )
+}
+
+#[test]
+fn another_card_behind_a_token_is_not_one_click() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, _) = vault(dir.path());
+    v.add_merchant(m(), "m").unwrap();
+    let customer = CustomerId::parse("cust-1").unwrap();
+    let saved = v
+        .tokenize(
+            m(),
+            card(),
+            TokenizeOptions {
+                customer: Some(customer.clone()),
+                ..TokenizeOptions::default()
+            },
+        )
+        .unwrap();
+    let p = purchase(
+        &v,
+        saved.token,
+        &customer,
+        Some("123"),
+        SessionOptions::default(),
+    )
+    .unwrap();
+    v.report_payment(&Actor::local(), m(), &p.id, true).unwrap();
+    assert!(v.is_one_click(m(), &saved.token).unwrap());
+    // The same card with a new expiry stays one-click...
+    v.update(
+        m(),
+        &saved.token,
+        NewCard::new(
+            Pan::parse("4242424242424242").unwrap(),
+            Expiry::parse_yymm("2903").unwrap(),
+        ),
+        vault_service::UpdateOptions::default(),
+    )
+    .unwrap();
+    assert!(v.is_one_click(m(), &saved.token).unwrap());
+    assert!(purchase(&v, saved.token, &customer, None, SessionOptions::default()).is_ok());
+    // ... another card behind the token is not, until a payment with it succeeds.
+    v.update(
+        m(),
+        &saved.token,
+        NewCard::new(
+            Pan::parse("5555555555554444").unwrap(),
+            Expiry::parse_yymm("2903").unwrap(),
+        ),
+        vault_service::UpdateOptions::default(),
+    )
+    .unwrap();
+    assert!(!v.is_one_click(m(), &saved.token).unwrap());
+    let r = purchase(&v, saved.token, &customer, None, SessionOptions::default());
+    assert!(
+        matches!(&r, Err(VaultError::Invalid(f)) if f.field == "specinCreditCardCVV"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn values_pinned_with_the_session_cannot_be_changed_by_the_payment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, _) = vault(dir.path());
+    v.add_merchant(m(), "m").unwrap();
+    let customer = CustomerId::parse("cust-1").unwrap();
+    let opts = || TokenizeOptions {
+        customer: Some(customer.clone()),
+        ..TokenizeOptions::default()
+    };
+    let t1 = v.tokenize(m(), card(), opts()).unwrap().token;
+    let t2 = v.tokenize(m(), card(), opts()).unwrap().token;
+    let pinned = || SessionOptions {
+        card_token: Some(t1),
+        payment_solution_id: Some(500),
+        free_text: Some("order 42, 10% off".into()),
+        ..SessionOptions::default()
+    };
+    // Another card token than the pinned one.
+    let r = purchase(&v, t2, &customer, Some("123"), pinned());
+    assert!(
+        matches!(&r, Err(VaultError::Invalid(f)) if f.field == "specinCreditCardToken" && f.code == "conflict"),
+        "{r:?}"
+    );
+    // The pinned values are used.
+    let ok = purchase(&v, t1, &customer, Some("123"), pinned()).unwrap();
+    assert_eq!(ok.free_text.as_deref(), Some("order 42, 10% off"));
+    assert_eq!(ok.payment_solution_id, Some(500));
+}

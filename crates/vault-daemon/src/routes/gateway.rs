@@ -241,7 +241,7 @@ async fn payments_inner(
     };
     let view = match state.blocking(move |v| v.session(&token)).await {
         Ok(view) => view,
-        Err(_) => return replay_or_refuse(state, call, key, token, raw).await,
+        Err(_) => return replay_or_refuse(state, key, token, raw).await,
     };
     *allowed_origin = call
         .origin
@@ -284,7 +284,22 @@ async fn payments_inner(
                 }
                 Plan::Pay(request) => pay(state, call, &view, actor, token, origin, request).await,
             };
-            Ok(answer.unwrap_or_else(|f| call.failure_response(f)))
+            Ok(answer.unwrap_or_else(|f| {
+                // Only answers of requests that spent the session are kept for replay: a refusal
+                // that left it unspent (wrong origin, a field to fix) is answered afresh on a retry,
+                // and whoever holds a session cannot fill the store with stored refusals.
+                let spent = f.errors.first().is_some_and(|e| {
+                    matches!(
+                        e.message_code.as_str(),
+                        "customerId.mismatch" | "token.not_found"
+                    )
+                });
+                let mut resp = call.failure_response(f);
+                if !spent {
+                    resp.extensions_mut().insert(idempotency::NoStore);
+                }
+                resp
+            }))
         },
     )
     .await
@@ -295,7 +310,6 @@ async fn payments_inner(
 /// request's stored answer; anything else is refused.
 async fn replay_or_refuse(
     state: &State,
-    call: &Call,
     key: Option<vault_service::IdempotencyKey>,
     token: SessionToken,
     raw: bytes::Bytes,
@@ -307,16 +321,11 @@ async fn replay_or_refuse(
         .blocking(move |v| v.session_merchant(&token))
         .await
         .map_err(|_| session_failure())?;
-    idempotency::run(
-        state,
-        merchant,
-        "POST /payments",
-        Some(key),
-        vec![raw],
-        || async { Ok(call.failure_response(session_failure())) },
-    )
-    .await
-    .map_err(|e| gateway::idempotency_failure(&e))
+    match idempotency::replay_only(state, merchant, "POST /payments", key, vec![raw]).await {
+        Ok(Some(replayed)) => Ok(replayed),
+        Ok(None) => Err(session_failure()),
+        Err(e) => Err(gateway::idempotency_failure(&e)),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
