@@ -55,6 +55,17 @@ impl Call {
         u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// The response for `answer` (a failure in the seeds' envelope), with CORS for the request's
+    /// origin when `allowed`.
+    pub(crate) fn answer(
+        &self,
+        answer: Result<Response<Body>, Failure>,
+        allowed: bool,
+    ) -> Response<Body> {
+        let resp = answer.unwrap_or_else(|f| self.failure_response(f));
+        cors(resp, self.origin.as_deref(), allowed)
+    }
+
     pub(crate) fn failure_response(&self, f: Failure) -> Response<Body> {
         let body = GatewayFailure {
             result: GatewayResult::Failure,

@@ -18,7 +18,7 @@ use vault_store::LookupId;
 use crate::{
     Actor, AuditAction, NewCard, SessionKind, TokenInfo, TokenizeOptions, Vault, VaultError,
     cvv_store::CvvStore,
-    session::{SessionKeys, SessionRec, decode_session, encode},
+    session::{SessionKeys, SessionRec, encode},
     vault::{customer_of, from_unix, is_live_for},
 };
 
@@ -301,15 +301,6 @@ fn required(field: &'static str) -> VaultError {
 }
 
 impl Vault {
-    fn peek_session(&self, key: &[u8]) -> Result<SessionRec, VaultError> {
-        let bytes = self
-            .inner
-            .store
-            .get_raw(key)?
-            .ok_or(VaultError::SessionInvalid)?;
-        decode_session(&bytes)
-    }
-
     /// Spends a card-capture session (`TOKENIZE`, hosted `tokenization` or `payment`) on `card`:
     /// stores it for the session's merchant and customer (or replaces the card behind the session's
     /// `secureTokenId`), and for a hosted `payment` session starts a payment with it, holding `cvv`
@@ -325,7 +316,7 @@ impl Vault {
         cvv: Option<Cvv>,
     ) -> Result<CardCapture, VaultError> {
         let key = self.inner.session_key(session);
-        let rec = self.peek_session(&key)?;
+        let rec = self.stored_session(&key)?;
         let kind = rec.kind()?;
         let merchant = rec.merchant()?;
         let actor = Actor {
@@ -464,7 +455,7 @@ impl Vault {
         request: PaymentRequest,
     ) -> Result<PaymentStarted, VaultError> {
         let key = self.inner.session_key(session);
-        let rec = self.peek_session(&key)?;
+        let rec = self.stored_session(&key)?;
         let merchant = rec.merchant()?;
         let actor = Actor {
             merchant: Some(merchant),

@@ -462,13 +462,7 @@ impl Vault {
     /// The live (unused, unexpired) session behind `token`, without spending it; `SessionInvalid`
     /// otherwise. For the layers above to pick the flow (card capture or payment) and answer CORS.
     pub fn session(&self, token: &SessionToken) -> Result<SessionView, VaultError> {
-        let key = self.inner.session_key(token);
-        let bytes = self
-            .inner
-            .store
-            .get_raw(&key)?
-            .ok_or(VaultError::SessionInvalid)?;
-        let rec = decode_session(&bytes)?;
+        let rec = self.stored_session(&self.inner.session_key(token))?;
         check_usable(&rec, None, None, self.inner.clock.now())?;
         Ok(SessionView {
             merchant: rec.merchant()?,
@@ -483,13 +477,19 @@ impl Vault {
     /// are kept for an hour after their expiry, so an idempotent retry of the request that spent
     /// one can still be matched to its merchant's stored answer); `SessionInvalid` when unknown.
     pub fn session_merchant(&self, token: &SessionToken) -> Result<MerchantId, VaultError> {
-        let key = self.inner.session_key(token);
+        self.stored_session(&self.inner.session_key(token))?
+            .merchant()
+    }
+
+    /// The session stored under `key` (see [`Core::session_key`]), in whatever state;
+    /// `SessionInvalid` when there is none.
+    pub(crate) fn stored_session(&self, key: &[u8]) -> Result<SessionRec, VaultError> {
         let bytes = self
             .inner
             .store
-            .get_raw(&key)?
+            .get_raw(key)?
             .ok_or(VaultError::SessionInvalid)?;
-        decode_session(&bytes)?.merchant()
+        decode_session(&bytes)
     }
 
     /// Removes sessions [`KEEP_AFTER_EXPIRY`] past their expiry (used or not), oldest first.

@@ -68,26 +68,6 @@ fn stored(dir: &Path, m: MerchantId) -> Option<StoredRec> {
         .map(|v| postcard::from_bytes(&v).unwrap())
 }
 
-/// Whether any file under `dir` contains `needle`.
-fn on_disk(dir: &Path, needle: &[u8]) -> bool {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if std::fs::read(&p)
-                .unwrap()
-                .windows(needle.len())
-                .any(|w| w == needle)
-            {
-                return true;
-            }
-        }
-    }
-    false
-}
-
 #[test]
 fn stored_as_a_phc_string_with_the_policy_params_and_never_in_clear() {
     let dir = tempfile::tempdir().unwrap();
@@ -105,8 +85,8 @@ fn stored_as_a_phc_string_with_the_policy_params_and_never_in_clear() {
     assert!(parts[4].len() >= 22, "a salt of at least 16 bytes");
     assert_eq!(parts[5].len(), 43, "a 32-byte output");
 
-    assert!(on_disk(dir.path(), b"$argon2id$v=19$m=256,t=1,p=1$"));
-    assert!(!on_disk(dir.path(), SEED_PASSWORD.as_bytes()));
+    assert!(files_contain(dir.path(), b"$argon2id$v=19$m=256,t=1,p=1$"));
+    assert!(!files_contain(dir.path(), SEED_PASSWORD.as_bytes()));
 
     // Durable: a reopened vault accepts the password.
     let vault = reopen(dir.path(), clock);
@@ -468,8 +448,8 @@ fn failures_are_audited_successes_are_not() {
     assert_eq!(tail.len(), 4, "merchant add, set, two failures: {tail:?}");
     assert!(vault.audit_verify().unwrap().is_ok());
     drop(vault);
-    assert!(!on_disk(dir.path(), SEED_PASSWORD.as_bytes()));
-    assert!(!on_disk(dir.path(), b"wrong"));
+    assert!(!files_contain(dir.path(), SEED_PASSWORD.as_bytes()));
+    assert!(!files_contain(dir.path(), b"wrong"));
 }
 
 #[test]

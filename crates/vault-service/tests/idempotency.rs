@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{merchant, new_vault, reopen};
+use common::{files_contain, merchant, new_vault, reopen};
 use vault_service::{
     IDEMPOTENCY_TTL, IdempotencyKey, IdempotencyStart, IdempotentResponse, Vault, VaultError,
 };
@@ -301,7 +299,7 @@ fn nothing_in_clear_on_disk_and_survives_reopen() {
         b"/v2/tokens/abc",
     ] {
         assert!(
-            !any_file_contains(&path, needle),
+            !files_contain(&path, needle),
             "{:?} found in the vault files",
             String::from_utf8_lossy(needle)
         );
@@ -314,18 +312,6 @@ fn nothing_in_clear_on_disk_and_survives_reopen() {
         conflict(begin(&v, 1, ROUTE, &k, b"other")),
         "idempotency_mismatch"
     );
-}
-
-fn any_file_contains(dir: &Path, needle: &[u8]) -> bool {
-    std::fs::read_dir(dir).unwrap().any(|e| {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            any_file_contains(&p, needle)
-        } else {
-            let bytes = std::fs::read(&p).unwrap();
-            bytes.windows(needle.len()).any(|w| w == needle)
-        }
-    })
 }
 
 #[test]

@@ -138,19 +138,6 @@ fn snapshot(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p))
-        } else {
-            out.push(p)
-        }
-    }
-    out
-}
-
 #[test]
 fn a_second_opener_is_refused_while_the_vault_is_open() {
     let dir = tempfile::tempdir().unwrap();

@@ -2,7 +2,11 @@
 //! is never) written to disk, sweeping, and the CVV's one use.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::sync::Arc;
+
+use common::files_contain;
 
 use time::{Duration, macros::datetime};
 use vault_service::{
@@ -37,25 +41,6 @@ fn card() -> NewCard {
         Pan::parse("4242424242424242").unwrap(),
         Expiry::parse_yymm("2802").unwrap(),
     )
-}
-
-fn files_contain(dir: &std::path::Path, needle: &[u8]) -> bool {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if std::fs::read(&p)
-                .unwrap()
-                .windows(needle.len())
-                .any(|w| w == needle)
-            {
-                return true;
-            }
-        }
-    }
-    false
 }
 
 #[test]

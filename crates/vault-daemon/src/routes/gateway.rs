@@ -28,11 +28,8 @@ const MAX_TIMESTAMP_LEAD_MS: i128 = 60 * 1000;
 pub(crate) async fn token(state: &State, req: Request<Incoming>) -> Response<Body> {
     let call = Call::begin(req.headers());
     let mut allowed_origin = false;
-    let resp = match token_inner(state, &call, req, &mut allowed_origin).await {
-        Ok(r) => r,
-        Err(f) => call.failure_response(f),
-    };
-    gateway::cors(resp, call.origin.as_deref(), allowed_origin)
+    let answer = token_inner(state, &call, req, &mut allowed_origin).await;
+    call.answer(answer, allowed_origin)
 }
 
 /// The checked fields of a `POST /token`.
@@ -199,11 +196,8 @@ fn vault_failure(e: &ApiError) -> Failure {
 pub(crate) async fn payments(state: &State, req: Request<Incoming>) -> Response<Body> {
     let call = Call::begin(req.headers());
     let mut allowed_origin = false;
-    let resp = match payments_inner(state, &call, req, &mut allowed_origin).await {
-        Ok(r) => r,
-        Err(f) => call.failure_response(f),
-    };
-    gateway::cors(resp, call.origin.as_deref(), allowed_origin)
+    let answer = payments_inner(state, &call, req, &mut allowed_origin).await;
+    call.answer(answer, allowed_origin)
 }
 
 /// What a `POST /payments` will do once its fields are checked.

@@ -37,16 +37,10 @@ pub(crate) async fn card(state: &State, req: Request<Incoming>, param: Param) ->
     let id = payment_id(param)?;
     let who = actor(&p);
     let merchant = p.merchant;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let vault = state.vault.clone();
-    tokio::task::spawn_blocking(move || {
-        let _ = tx.send(vault.payment_card(&who, merchant, &id));
-    });
-    let card = match rx.await {
-        Ok(Ok(card)) => card,
-        Ok(Err(e)) => return Err(not_found(e)),
-        Err(_) => return Err(ApiError::internal()),
-    };
+    let card = state
+        .blocking(move |v| Ok(v.payment_card(&who, merchant, &id)))
+        .await?
+        .map_err(not_found)?;
     let body = PaymentCardResponse {
         tx_id: id.to_string(),
         card_token: card.token.to_string(),
@@ -71,16 +65,10 @@ pub(crate) async fn result(state: &State, req: Request<Incoming>, param: Param) 
     let succeeded = request.result == GatewayResult::Success;
     let who = actor(&p);
     let merchant = p.merchant;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let vault = state.vault.clone();
-    tokio::task::spawn_blocking(move || {
-        let _ = tx.send(vault.report_payment(&who, merchant, &id, succeeded));
-    });
-    let info = match rx.await {
-        Ok(Ok(info)) => info,
-        Ok(Err(e)) => return Err(not_found(e)),
-        Err(_) => return Err(ApiError::internal()),
-    };
+    let info = state
+        .blocking(move |v| Ok(v.report_payment(&who, merchant, &id, succeeded)))
+        .await?
+        .map_err(not_found)?;
     let body = PaymentResultResponse {
         tx_id: id.to_string(),
         status: match info.status {

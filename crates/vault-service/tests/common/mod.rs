@@ -82,3 +82,27 @@ pub fn open_sled(path: &Path) -> sled::Db {
     }
     panic!("sled lock still held after 5 s");
 }
+
+/// Every file under `dir`, recursively.
+pub fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p))
+        } else {
+            out.push(p)
+        }
+    }
+    out
+}
+
+/// Whether any file under `dir` contains `needle`.
+pub fn files_contain(dir: &Path, needle: &[u8]) -> bool {
+    walk(dir).iter().any(|p| {
+        std::fs::read(p)
+            .unwrap()
+            .windows(needle.len())
+            .any(|w| w == needle)
+    })
+}
