@@ -56,6 +56,8 @@
 
 mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod json;
 mod limits;
 mod listener;
