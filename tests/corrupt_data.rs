@@ -179,6 +179,9 @@ fn noise(seed: u64, n: usize) -> Vec<u8> {
 
 type Damage = fn(&Path);
 
+/// The key header file, next to `sled/` (`crates/vault-store/src/header_file.rs`).
+const HEADER: &str = "keyheader";
+
 fn sled_dir(vault: &Path) -> PathBuf {
     vault.join("sled")
 }
@@ -249,17 +252,16 @@ const CASES: &[(&str, Damage)] = &[
     ("conf is noise", |v| {
         fs::write(sled_dir(v).join("conf"), noise(4, 64)).unwrap();
     }),
-    ("snapshots are noise", |v| {
-        for e in fs::read_dir(sled_dir(v)).unwrap() {
-            let p = e.unwrap().path();
-            if p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("snap."))
-            {
-                let n = usize::try_from(fs::metadata(&p).unwrap().len()).unwrap();
-                fs::write(&p, noise(5, n)).unwrap();
-            }
-        }
+    ("blobs directory removed", |v| {
+        fs::remove_dir_all(sled_dir(v).join("blobs")).unwrap();
+    }),
+    ("key header truncated by 1 byte", |v| {
+        let h = fs::read(v.join(HEADER)).unwrap();
+        fs::write(v.join(HEADER), &h[..h.len() - 1]).unwrap();
+    }),
+    ("key header is noise", |v| {
+        let n = usize::try_from(fs::metadata(v.join(HEADER)).unwrap().len()).unwrap();
+        fs::write(v.join(HEADER), noise(5, n)).unwrap();
     }),
 ];
 
