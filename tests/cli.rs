@@ -66,6 +66,7 @@ fn help_everywhere() {
         &["merchant"],
         &["merchant", "add"],
         &["merchant", "list"],
+        &["merchant", "password"],
         &["apikey"],
         &["apikey", "create"],
         &["apikey", "list"],

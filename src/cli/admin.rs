@@ -73,6 +73,11 @@ pub(crate) enum MerchantCmd {
         #[command(flatten)]
         target: Target,
     },
+    /// Set or replace a merchant's gateway password (what `POST /token` checks).
+    ///
+    /// The password is read from --password-file, CARDVAULT_MERCHANT_PASSWORD or a prompt; never
+    /// from the command line, where every user of the machine could read it.
+    Password(super::merchant_password::PasswordArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -276,6 +281,7 @@ pub(crate) fn merchant(cmd: MerchantCmd) -> anyhow::Result<()> {
             };
             println!("added merchant {} ({})", m.merchant_id, m.name);
         }
+        MerchantCmd::Password(args) => super::merchant_password::run(args)?,
         MerchantCmd::List { target } => {
             let list = match Conn::open(&target)? {
                 Conn::Offline(v) => v.merchants()?.iter().map(merchant_view).collect(),

@@ -1,6 +1,7 @@
 //! `cardvault serve --dev`: the first-run path. A throwaway vault in a fresh temporary directory,
-//! unlocked by a random key file, with merchant 890490 and an all-scopes API key written next to
-//! the socket; prints a loud banner and a curl line that works as printed.
+//! unlocked by a random key file, with merchant 890490, its terminal 1234001, an all-scopes API key
+//! and a random gateway password written next to the socket; prints a loud banner and a curl line
+//! that works as printed.
 
 use std::{
     fs,
@@ -9,7 +10,10 @@ use std::{
 };
 
 use anyhow::Context;
-use cardvault::{KeySource, MerchantId, Scope, Scopes, SecretKey, Vault, VaultOptions};
+use cardvault::{
+    KeySource, MerchantId, MerchantPassword, Scope, Scopes, SecretKey, TerminalId, Vault,
+    VaultOptions,
+};
 use vault_daemon::DaemonConfig;
 
 use super::{admin::write_secret_file, runtime, serve::ServeArgs};
@@ -18,6 +22,8 @@ use super::{admin::write_secret_file, runtime, serve::ServeArgs};
 pub(crate) const DEV_SOCKET: &str = "/tmp/cardvault-dev/cardvault.sock";
 /// The dev merchant.
 pub(crate) const DEV_MERCHANT: &str = "890490";
+/// The dev merchant's processing terminal (hosted-fields sessions).
+pub(crate) const DEV_TERMINAL: &str = "1234001";
 
 /// The body of seed 003's request example.
 const SEED_003_BODY: &str = r#"{"type":"card","card":{"pan":"4242424242424242","expiration_date":"2802"},"metadata":{"description":"Card description - optional value"}}"#;
@@ -60,6 +66,15 @@ pub(crate) fn run(args: &ServeArgs, config: DaemonConfig) -> anyhow::Result<()> 
     let _ = fs::remove_file(&key_file);
     write_secret_file(&key_file, api_key.expose().as_bytes())?;
     drop(api_key);
+    vault.add_terminal(merchant, TerminalId::parse(DEV_TERMINAL)?)?;
+    let mut secret = [0u8; 16];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut secret);
+    let password = MerchantPassword::new(hex::encode(secret))?;
+    vault.set_merchant_password(merchant, &password)?;
+    let password_file = socket_dir.join("merchant-password");
+    let _ = fs::remove_file(&password_file);
+    write_secret_file(&password_file, password.expose().as_bytes())?;
+    drop(password);
 
     let banner = banner(&data, &socket, &key_file);
     let result = runtime()?.block_on(super::serve::serve(
@@ -70,6 +85,7 @@ pub(crate) fn run(args: &ServeArgs, config: DaemonConfig) -> anyhow::Result<()> 
         move || eprintln!("{banner}"),
     ));
     let _ = fs::remove_file(&key_file);
+    let _ = fs::remove_file(&password_file);
     drop(tmp);
     result
 }
@@ -77,13 +93,14 @@ pub(crate) fn run(args: &ServeArgs, config: DaemonConfig) -> anyhow::Result<()> 
 fn banner(data: &Path, socket: &Path, key_file: &Path) -> String {
     let line = "=".repeat(78);
     format!(
-        "\n{line}\n  DEV MODE — NOT FOR PRODUCTION\n  throwaway vault in {data} (deleted on exit), random key file,\n  merchant {DEV_MERCHANT} (\"Dev merchant\"), all-scopes API key in {key}\n{line}\n\n\
+        "\n{line}\n  DEV MODE — NOT FOR PRODUCTION\n  throwaway vault in {data} (deleted on exit), random key file,\n  merchant {DEV_MERCHANT} (\"Dev merchant\"), terminal {DEV_TERMINAL}, all-scopes API key in {key},\n  gateway password (POST /token) in {pw}\n{line}\n\n\
          Tokenize a card (seed 003's example):\n\n  {curl}\n\n\
          Admin through the daemon:  cardvault merchant list --socket {sock}\n\
          Load test:                 cardvault bench --socket {sock} --op tokenize --connections 32 --duration 10s\n\
          Stop with Ctrl-C.\n",
         data = data.display(),
         key = key_file.display(),
+        pw = key_file.with_file_name("merchant-password").display(),
         curl = curl_line(socket, key_file),
         sock = shell_quote(&socket.display().to_string()),
     )

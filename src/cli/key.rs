@@ -78,7 +78,8 @@ fn passphrase(s: String) -> anyhow::Result<KeySource> {
     ))
 }
 
-fn strip_newline(s: &mut String) {
+/// Drops one trailing `\n` (or `\r\n`).
+pub(crate) fn strip_newline(s: &mut String) {
     if s.ends_with('\n') {
         s.pop();
         if s.ends_with('\r') {
@@ -108,7 +109,7 @@ fn prompt(confirm: bool) -> anyhow::Result<KeySource> {
 }
 
 /// Key and passphrase files should be readable by their owner only; say so when they are not.
-fn warn_if_readable_by_others(path: &Path) {
+pub(crate) fn warn_if_readable_by_others(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = fs::metadata(path)
         && meta.permissions().mode() & 0o077 != 0

@@ -11,6 +11,7 @@ mod dev;
 mod hardening;
 mod init;
 mod key;
+mod merchant_password;
 mod serve;
 
 /// cardvault: a card tokenization vault.
@@ -35,7 +36,7 @@ enum Command {
     Init(init::InitArgs),
     /// Run the daemon: HTTP/1.1 + JSON over a Unix socket (and optionally loopback TCP).
     Serve(Box<serve::ServeArgs>),
-    /// Add and list merchants.
+    /// Add and list merchants; set their gateway passwords.
     #[command(subcommand)]
     Merchant(admin::MerchantCmd),
     /// Create, list and revoke merchants' API keys.

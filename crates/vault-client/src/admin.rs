@@ -3,9 +3,9 @@
 use hyper::Method;
 use vault_wire::{
     ApiKeyCreateRequest, ApiKeyCreated, ApiKeyList, BackupRequest, BackupResponse,
-    KeyStatusResponse, MerchantAddRequest, MerchantList, MerchantResponse, RetireResponse,
-    RewrapResponse, RotateResponse, StatsResponse, SweepResponse, TerminalAddRequest, TerminalList,
-    TerminalResponse,
+    KeyStatusResponse, MerchantAddRequest, MerchantList, MerchantPasswordRequest, MerchantResponse,
+    RetireResponse, RewrapResponse, RotateResponse, StatsResponse, SweepResponse,
+    TerminalAddRequest, TerminalList, TerminalResponse,
 };
 
 use crate::{Client, ClientError, client::segment, tokens::NoBody};
@@ -37,6 +37,17 @@ impl Client {
     pub async fn merchants(&self) -> Result<MerchantList, ClientError> {
         self.call::<NoBody, _>(Method::GET, "/admin/merchants", None, "merchants")
             .await
+    }
+
+    /// `POST /admin/merchants/{id}/password`: sets or replaces the merchant's gateway password.
+    pub async fn merchant_password(
+        &self,
+        merchant_id: &str,
+        req: &MerchantPasswordRequest,
+    ) -> Result<(), ClientError> {
+        let path = format!("/admin/merchants/{}/password", segment(merchant_id));
+        self.call_raw(Method::POST, &path, Some(req)).await?;
+        Ok(())
     }
 
     /// `POST /admin/apikeys`: the answer holds the key, the only time it is shown.

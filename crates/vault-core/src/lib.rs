@@ -12,7 +12,8 @@
 //! - keys: the key-encrypting key ([`Kek`]) from a passphrase (Argon2id) or a key file, data keys
 //!   wrapped by it, and the public, serialisable [`KeyHeader`] that holds them;
 //! - record sealing with XAES-256-GCM ([`seal_record`], [`open_record`]);
-//! - keyed fingerprints of card numbers ([`Fingerprint`]).
+//! - keyed fingerprints of card numbers ([`Fingerprint`]);
+//! - small opaque blobs sealed under a purpose key ([`seal_blob`], [`open_blob`]).
 //!
 //! Secret types ([`Pan`], [`Cvv`], [`CardholderName`], [`SecretKey`], [`Passphrase`], [`Kek`])
 //! zeroize on drop, derive neither `Debug` nor `Clone`, and hand out their secret only through a
@@ -20,8 +21,10 @@
 #![forbid(unsafe_code)]
 
 mod aead;
+mod blob;
 mod card;
 mod card_record;
+mod ephemeral;
 mod error;
 mod expiry;
 mod fingerprint;
@@ -34,8 +37,10 @@ mod seal;
 mod secret;
 mod token;
 
+pub use blob::{BLOB_OVERHEAD, open_blob, seal_blob};
 pub use card::{Brand, CardholderName, Cvv, MaskedPan, Pan};
 pub use card_record::CardRecord;
+pub use ephemeral::{EphemeralKey, SealedCvv};
 pub use error::{CardError, DecodeError, KeyError, OpenError, TokenError};
 pub use expiry::Expiry;
 pub use fingerprint::{Fingerprint, FingerprintKey, LookupKey};

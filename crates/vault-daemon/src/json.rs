@@ -104,6 +104,16 @@ pub(crate) const APIKEY_CREATE: &[Field] = &[
 pub(crate) const TERMINAL_ADD: &[Field] =
     &[req("merchant_id", Kind::Str), req("terminal_id", Kind::Str)];
 
+/// `POST /payments/{txId}/result`.
+pub(crate) const PAYMENT_RESULT: &[Field] = &[req("result", Kind::Str)];
+/// `POST /processing-terminals/{id}/hosted-fields-sessions` (seeds 001/002).
+pub(crate) const HOSTED_SESSION: &[Field] = &[
+    req("libVersion", Kind::Str),
+    req("scenario", Kind::Str),
+    opt("secureTokenId", Kind::Str),
+    opt("allowOriginUrl", Kind::Str),
+];
+
 /// `POST /admin/backup`.
 pub(crate) const BACKUP: &[Field] = &[req("path", Kind::Str)];
 

@@ -56,8 +56,11 @@
 
 mod config;
 mod error;
+mod form;
 #[doc(hidden)]
 pub mod fuzzing;
+mod gateway;
+mod idempotency;
 mod json;
 mod limits;
 mod listener;

@@ -113,6 +113,74 @@ impl ApiError {
         )
     }
 
+    /// 404 for something other than a token (`field` names what was looked up).
+    pub(crate) fn not_found(field: &str, message: &str) -> Self {
+        Self::one(
+            StatusCode::NOT_FOUND,
+            ErrorStatus::NotFound,
+            field,
+            "not_found",
+            message,
+        )
+    }
+
+    /// 406: the client does not accept JSON.
+    pub(crate) fn not_acceptable() -> Self {
+        Self::one(
+            StatusCode::NOT_ACCEPTABLE,
+            ErrorStatus::NotAcceptable,
+            "Accept",
+            "not_acceptable",
+            "responses are application/json; the Accept header rules it out",
+        )
+    }
+
+    /// The HTTP status.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The first refused field and its code.
+    pub(crate) fn first_error(&self) -> Option<(&str, &str)> {
+        self.errors
+            .first()
+            .map(|e| (e.field.as_str(), e.code.as_str()))
+    }
+
+    /// This error as an RFC 9457 problem-details response (`application/problem+json`), the error
+    /// form of the hosted-fields API (seeds 001/002).
+    pub(crate) fn into_problem(self) -> Response<Body> {
+        let problem = vault_wire::Problem {
+            kind: "about:blank".to_owned(),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: self.status.as_u16(),
+            detail: match self.errors.as_slice() {
+                [one] => one.message.clone(),
+                _ => "one or more parameters were refused; see errors".to_owned(),
+            },
+            errors: self
+                .errors
+                .into_iter()
+                .map(|e| vault_wire::ProblemError {
+                    parameter: e.field,
+                    detail: e.message,
+                    message: e.code,
+                })
+                .collect(),
+        };
+        let bytes = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut resp = with_body(
+            self.status,
+            HeaderValue::from_static("application/problem+json"),
+            Bytes::from(bytes),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+
     /// 404 for a path no route serves.
     pub(crate) fn no_route() -> Self {
         Self::one(
@@ -241,7 +309,7 @@ impl From<VaultError> for ApiError {
             VaultError::Conflict(code) => Self::one(
                 StatusCode::CONFLICT,
                 ErrorStatus::Conflict,
-                "idempotency-key",
+                "Idempotency-Key",
                 code,
                 match code {
                     "idempotency_in_progress" => {

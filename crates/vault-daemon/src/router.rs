@@ -8,14 +8,14 @@ use vault_service::Token;
 
 use crate::{
     response::{ApiError, Body},
-    routes::{admin, ops, tokens},
+    routes::{admin, gateway, hosted, ops, payments, tokens},
     state::State,
 };
 
 /// A route the daemon serves: a method and a path template (`{name}` is one path segment).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Route {
-    /// `GET`, `POST`, `PUT` or `DELETE`.
+    /// `GET`, `POST`, `PUT`, `DELETE` or `OPTIONS`.
     pub method: &'static str,
     /// The path template, as used in metrics labels and `docs/openapi.json`.
     pub path: &'static str,
@@ -34,6 +34,7 @@ pub(crate) enum RouteId {
     TokenReveal,
     MerchantList,
     MerchantAdd,
+    MerchantPassword,
     ApiKeyList,
     ApiKeyCreate,
     ApiKeyRevoke,
@@ -46,10 +47,17 @@ pub(crate) enum RouteId {
     Sweep,
     Stats,
     Backup,
+    SessionToken,
+    SessionTokenPreflight,
+    Payments,
+    PaymentsPreflight,
+    PaymentCard,
+    PaymentResult,
+    HostedFieldsSession,
 }
 
 /// Every route, in `RouteId` order.
-pub(crate) const TABLE: [(Route, RouteId); 22] = [
+pub(crate) const TABLE: [(Route, RouteId); 30] = [
     (r("GET", "/health"), RouteId::Health),
     (r("GET", "/metrics"), RouteId::Metrics),
     (r("POST", "/v2/tokens"), RouteId::TokenCreate),
@@ -60,6 +68,10 @@ pub(crate) const TABLE: [(Route, RouteId); 22] = [
     (r("POST", "/v2/tokens/{token}/reveal"), RouteId::TokenReveal),
     (r("GET", "/admin/merchants"), RouteId::MerchantList),
     (r("POST", "/admin/merchants"), RouteId::MerchantAdd),
+    (
+        r("POST", "/admin/merchants/{id}/password"),
+        RouteId::MerchantPassword,
+    ),
     (r("GET", "/admin/apikeys"), RouteId::ApiKeyList),
     (r("POST", "/admin/apikeys"), RouteId::ApiKeyCreate),
     (
@@ -75,6 +87,19 @@ pub(crate) const TABLE: [(Route, RouteId); 22] = [
     (r("POST", "/admin/sweep"), RouteId::Sweep),
     (r("GET", "/admin/stats"), RouteId::Stats),
     (r("POST", "/admin/backup"), RouteId::Backup),
+    (r("POST", "/token"), RouteId::SessionToken),
+    (r("OPTIONS", "/token"), RouteId::SessionTokenPreflight),
+    (r("POST", "/payments"), RouteId::Payments),
+    (r("OPTIONS", "/payments"), RouteId::PaymentsPreflight),
+    (r("POST", "/payments/{txId}/card"), RouteId::PaymentCard),
+    (r("POST", "/payments/{txId}/result"), RouteId::PaymentResult),
+    (
+        r(
+            "POST",
+            "/processing-terminals/{processingTerminalId}/hosted-fields-sessions",
+        ),
+        RouteId::HostedFieldsSession,
+    ),
 ];
 
 /// Metrics slot for requests that matched no route.
@@ -185,6 +210,7 @@ async fn dispatch(
         RouteId::TokenReveal => tokens::reveal(state, req, param).await,
         RouteId::MerchantList => admin::merchant_list(state, req).await,
         RouteId::MerchantAdd => admin::merchant_add(state, req).await,
+        RouteId::MerchantPassword => admin::merchant_password(state, req, param).await,
         RouteId::ApiKeyList => admin::apikey_list(state, req).await,
         RouteId::ApiKeyCreate => admin::apikey_create(state, req).await,
         RouteId::ApiKeyRevoke => admin::apikey_revoke(state, req, param).await,
@@ -197,6 +223,14 @@ async fn dispatch(
         RouteId::Sweep => admin::sweep(state, req).await,
         RouteId::Stats => admin::stats(state, req).await,
         RouteId::Backup => admin::backup(state, req).await,
+        RouteId::SessionToken => Ok(gateway::token(state, req).await),
+        RouteId::SessionTokenPreflight | RouteId::PaymentsPreflight => {
+            Ok(crate::gateway::preflight(req.headers()))
+        }
+        RouteId::Payments => Ok(gateway::payments(state, req).await),
+        RouteId::PaymentCard => payments::card(state, req, param).await,
+        RouteId::PaymentResult => payments::result(state, req, param).await,
+        RouteId::HostedFieldsSession => Ok(hosted::create(state, req, param).await),
     };
     result.unwrap_or_else(ApiError::into_response)
 }

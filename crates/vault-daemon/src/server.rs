@@ -37,6 +37,7 @@ pub async fn serve(
     let drain = Drain::new();
     tokio::pin!(shutdown);
     tracing::info!(listen = %listener.describe(), "cardvault daemon serving");
+    let sweeper = tokio::spawn(sweep_transient(vault.clone()));
     loop {
         let permit = tokio::select! {
             biased;
@@ -71,6 +72,7 @@ pub async fn serve(
         }
     }
     tracing::info!("shutting down: no new connections");
+    sweeper.abort();
     listener.close();
     if !drain.drain(grace).await {
         tracing::warn!("shutdown grace period ended with requests still in flight");
@@ -81,6 +83,32 @@ pub async fn serve(
     flushed?;
     tracing::info!("vault flushed; daemon stopped");
     Ok(())
+}
+
+/// How often the transient entries are swept.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Every minute, removes what has run out: spent and expired sessions, old payment records,
+/// stored idempotency answers past 24 hours, and CVVs whose session expired (which also leave
+/// memory on their own when taken). Each pass reads only what is due. Card records are not
+/// touched: their sweep is `cardvault sweep` (a scan of every record, run by the operator).
+async fn sweep_transient(vault: Vault) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let v = vault.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            Ok::<_, vault_service::VaultError>(v.sweep_sessions()? + v.sweep_idempotency()?)
+        })
+        .await;
+        match swept {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::debug!(removed = n, "swept sessions and idempotency keys"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "sweeping sessions failed"),
+            Err(_) => tracing::warn!("sweeping sessions panicked"),
+        }
+    }
 }
 
 /// The daemon's own uid always; others only when listed by uid or primary gid.

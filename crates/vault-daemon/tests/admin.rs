@@ -208,3 +208,96 @@ async fn keys_sweep_and_stats() {
         assert_eq!(d.send("GET", path, None, None).await.status, 401);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merchant_password() {
+    use vault_service::{Actor, LoginPolicy, MerchantId, MerchantPassword, VaultError};
+
+    let d = TestDaemon::start().await;
+    d.vault.set_login_policy(LoginPolicy {
+        memory_kib: 256,
+        iterations: 1,
+        ..LoginPolicy::default()
+    });
+    let admin = Some(d.keys.admin.as_str());
+    let path = "/admin/merchants/890490/password";
+    let secret = "u16q9rZ02bW0jqTjxH8t";
+    let body = format!(r#"{{"password":"{secret}"}}"#);
+
+    let r = d.send("POST", path, admin, Some(&body)).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert!(r.body.is_empty());
+    let m = MerchantId::new(890_490).unwrap();
+    let login = |p: &str| {
+        d.vault.login(
+            &Actor::local(),
+            m,
+            &MerchantPassword::new(p.to_owned()).unwrap(),
+        )
+    };
+    assert!(login(secret).is_ok());
+    assert!(matches!(login("nope"), Err(VaultError::Unauthorized)));
+
+    // Replacing it.
+    let r = d
+        .send("POST", path, admin, Some(r#"{"password":"second"}"#))
+        .await;
+    assert_eq!(r.status, 204);
+    assert!(login("second").is_ok());
+    assert!(matches!(login(secret), Err(VaultError::Unauthorized)));
+
+    // Refusals name the field and never echo the password.
+    let long = format!(r#"{{"password":"{}"}}"#, "p".repeat(65));
+    for (p, b, field, code) in [
+        (path, long.as_str(), "password", "too_long"),
+        (path, r#"{"password":""}"#, "password", "required"),
+        (path, r#"{}"#, "password", "required"),
+        (path, r#"{"password":12}"#, "password", "invalid_type"),
+        (path, r#"[1]"#, "body", "invalid_type"),
+        (path, r#"{"password":"#, "body", "invalid_json"),
+        (
+            "/admin/merchants/999/password",
+            body.as_str(),
+            "merchantId",
+            "unknown",
+        ),
+        (
+            "/admin/merchants/12ab/password",
+            body.as_str(),
+            "merchantId",
+            "invalid",
+        ),
+    ] {
+        let r = d.send("POST", p, admin, Some(b)).await;
+        assert_eq!(r.status, 400, "{b}: {}", r.text());
+        let fields = r.error_fields();
+        assert_eq!(fields[0].0, field, "{b}: {fields:?}");
+        if field != "merchantId" || code == "unknown" {
+            assert_eq!(fields[0].1, code, "{b}: {fields:?}");
+        }
+        assert!(!r.text().contains(secret) && !r.text().contains("ppppp"));
+    }
+    // Both refused at once: both named.
+    let r = d
+        .send("POST", "/admin/merchants/x/password", admin, Some("{}"))
+        .await;
+    let fields: Vec<String> = r.error_fields().into_iter().map(|f| f.0).collect();
+    assert_eq!(fields, ["merchantId", "password"]);
+
+    // Admin scope only; GET is 405.
+    let tok = Some(d.keys.tokenize.as_str());
+    assert_eq!(d.send("POST", path, tok, Some(&body)).await.status, 403);
+    assert_eq!(d.send("POST", path, None, Some(&body)).await.status, 401);
+    let r = d.send("GET", path, admin, None).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("POST"));
+    // Still the second password: nothing refused above changed it.
+    assert!(login("second").is_ok());
+
+    let audit = d.vault.audit_tail(50).unwrap();
+    let set = audit
+        .iter()
+        .filter(|e| e.action == vault_service::AuditAction::AdminMerchantPassword)
+        .count();
+    assert!(set >= 2, "{audit:?}");
+}

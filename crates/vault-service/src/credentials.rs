@@ -1,7 +1,837 @@
 //! Merchant gateway passwords (seed 000's `merchantId` + `password`): Argon2id PHC strings,
 //! bounded hashing, dummy hashes for unknown merchants, failure rate limits and a verification
 //! cache.
+//!
+//! A password is stored as its Argon2id PHC string under `P` + merchant id (u64 BE), in a
+//! postcard record `{v: 1, phc, updated_at}`; the password itself is never written anywhere.
+//!
+//! [`Vault::login`] costs one Argon2id verification (tens of milliseconds, and `memory_kib` of
+//! memory), so it is guarded three ways:
+//! - **Rate limits** are checked before any hashing: failures are counted per merchant id (known
+//!   or not, so ids cannot be enumerated by their limits) and per socket peer within a window.
+//! - **Hashing slots**: at most `max_concurrent_hashes` verifications run at once (so Argon2
+//!   memory stays under `max_concurrent_hashes * memory_kib`), at most `max_waiting` callers
+//!   queue for a slot, and the rest are refused `Busy` at once instead of piling up threads.
+//! - **A verification cache**: after a success, `HMAC-SHA256(per-process random key, merchant ||
+//!   password)` is kept for `cache_ttl`, so a gateway logging in for every payment pays Argon2
+//!   once per TTL. The trade-off: while an entry lives, someone who can read this process's memory
+//!   could test guesses at HMAC speed instead of Argon2 speed; the key never leaves the process.
+//!
+//! A stored hash is verified with the parameters it was made with; one made under other
+//! parameters than the policy's is re-hashed (and stored) at its next successful login, so after
+//! a policy change the memory bound holds again once each merchant has logged in.
+//!
+//! Unknown merchants, merchants without a password and wrong passwords are the same
+//! `Unauthorized`, after the same work: an unknown merchant is verified against a dummy PHC
+//! string with the policy's parameters (random salt and output, so nothing matches it).
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use argon2::{
+    Algorithm, Argon2, PasswordHasher, PasswordVerifier, Version,
+    password_hash::{
+        self,
+        phc::{Output, ParamsString, PasswordHash, Salt},
+    },
+};
+use hmac::{KeyInit, Mac};
+use parking_lot::{Condvar, Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+use vault_core::MerchantId;
+use vault_store::StoreError;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::{Actor, AuditAction, AuditOutcome, Vault, VaultError};
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+const PASSWORD_PREFIX: u8 = b'P';
+const RECORD_VERSION: u8 = 1;
+const SALT_LEN: usize = 16;
+const OUTPUT_LEN: usize = 32;
+/// Past this many tracked ids (merchants or peers), counters whose window has ended are dropped.
+const PRUNE_AT: usize = 4096;
+
+/// A merchant's gateway password: 1-64 characters (seed 000: `String(64)`). Wiped on drop;
+/// `Debug` shows nothing of it; not `Clone`.
+pub struct MerchantPassword(Zeroizing<String>);
+
+impl MerchantPassword {
+    /// The longest password, in characters.
+    pub const MAX_LEN: usize = 64;
+
+    /// Checks the length. A refused string is wiped before the error is returned.
+    pub fn new(s: String) -> Result<Self, VaultError> {
+        let s = Zeroizing::new(s);
+        if s.is_empty() {
+            return Err(VaultError::field(
+                "password",
+                "required",
+                "password is required",
+            ));
+        }
+        if s.chars().count() > Self::MAX_LEN {
+            return Err(VaultError::field(
+                "password",
+                "too_long",
+                "password must be at most 64 characters",
+            ));
+        }
+        Ok(Self(s))
+    }
+
+    /// The password, in clear.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for MerchantPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MerchantPassword(..)")
+    }
+}
+
+/// How [`Vault::login`] spends and limits its work. Set with [`Vault::set_login_policy`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginPolicy {
+    /// Argon2id verifications running at once (default: available parallelism, 1-8).
+    pub max_concurrent_hashes: usize,
+    /// Callers that may wait for a hashing slot; past that, `login` fails at once with
+    /// [`VaultError::Busy`] (default 64).
+    pub max_waiting: usize,
+    /// Failed logins per merchant id within `window` before [`VaultError::RateLimited`]
+    /// (default 5).
+    pub merchant_failures: u32,
+    /// Failed logins per socket peer (uid; callers without one count as one peer) within
+    /// `window` before [`VaultError::RateLimited`] (default 50).
+    pub peer_failures: u32,
+    /// The failure-counting window, on the vault clock (default 15 minutes).
+    pub window: Duration,
+    /// How long a successful verification is remembered (default 5 minutes).
+    pub cache_ttl: Duration,
+    /// Argon2id memory in KiB (default 19456, OWASP).
+    pub memory_kib: u32,
+    /// Argon2id passes (default 2).
+    pub iterations: u32,
+    /// Argon2id lanes (default 1).
+    pub parallelism: u32,
+}
+
+impl Default for LoginPolicy {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        Self {
+            max_concurrent_hashes: cpus.clamp(1, 8),
+            max_waiting: 64,
+            merchant_failures: 5,
+            peer_failures: 50,
+            window: Duration::from_secs(15 * 60),
+            cache_ttl: Duration::from_secs(5 * 60),
+            memory_kib: argon2::Params::DEFAULT_M_COST,
+            iterations: argon2::Params::DEFAULT_T_COST,
+            parallelism: argon2::Params::DEFAULT_P_COST,
+        }
+    }
+}
+
+impl LoginPolicy {
+    /// The same policy with values below Argon2's minimums (and a zero slot count) raised to
+    /// them, so every policy can hash.
+    fn normalized(mut self) -> Self {
+        self.max_concurrent_hashes = self.max_concurrent_hashes.max(1);
+        self.parallelism = self.parallelism.clamp(1, argon2::Params::MAX_P_COST);
+        self.iterations = self.iterations.max(argon2::Params::MIN_T_COST);
+        self.memory_kib = self
+            .memory_kib
+            .max(argon2::Params::MIN_M_COST)
+            .max(8 * self.parallelism);
+        self
+    }
+
+    fn argon2_params(&self) -> Result<argon2::Params, VaultError> {
+        argon2::Params::new(
+            self.memory_kib,
+            self.iterations,
+            self.parallelism,
+            Some(OUTPUT_LEN),
+        )
+        .map_err(|_| {
+            VaultError::field(
+                "policy",
+                "invalid",
+                "the login policy's Argon2id parameters are out of range",
+            )
+        })
+    }
+
+    fn cost(&self) -> Cost {
+        (self.memory_kib, self.iterations, self.parallelism)
+    }
+}
+
+/// Login counters, for tests and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoginStats {
+    /// Argon2id computations running now.
+    pub hashing: usize,
+    /// The most that ever ran at once since the vault was opened.
+    pub peak_hashing: usize,
+    /// Logins refused [`VaultError::Busy`] since open.
+    pub busy: u64,
+    /// Logins answered from the verification cache since open.
+    pub cache_hits: u64,
+}
 
 /// The vault's login state: hashing slots, failure counters, the verification cache.
 #[derive(Default)]
-pub(crate) struct LoginState {}
+pub(crate) struct LoginState {
+    policy: RwLock<LoginPolicy>,
+    slots: Slots,
+    limits: Mutex<Limits>,
+    cache: VerifyCache,
+    /// The unknown-merchant PHC string for the current parameters.
+    dummy: Mutex<Option<Dummy>>,
+    busy: AtomicU64,
+    cache_hits: AtomicU64,
+}
+
+/// Argon2id memory (KiB), passes and lanes.
+type Cost = (u32, u32, u32);
+
+/// The unknown-merchant hash and the parameters it was made for.
+struct Dummy {
+    cost: Cost,
+    hash: PasswordHash,
+}
+
+/// A counting semaphore of hashing slots.
+struct Slots {
+    state: Mutex<SlotState>,
+    freed: Condvar,
+}
+
+struct SlotState {
+    max: usize,
+    running: usize,
+    waiting: usize,
+    peak: usize,
+}
+
+impl Default for Slots {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(SlotState {
+                max: LoginPolicy::default().max_concurrent_hashes,
+                running: 0,
+                waiting: 0,
+                peak: 0,
+            }),
+            freed: Condvar::new(),
+        }
+    }
+}
+
+/// A held hashing slot; released on drop.
+struct Slot<'a>(&'a Slots);
+
+impl Slots {
+    /// Takes a slot, waiting for one if all are taken. With `max_waiting`, a caller who would
+    /// be past that many waiters is refused `Busy` instead.
+    fn acquire(&self, max_waiting: Option<usize>) -> Result<Slot<'_>, VaultError> {
+        let mut s = self.state.lock();
+        if s.running >= s.max {
+            if max_waiting.is_some_and(|w| s.waiting >= w) {
+                return Err(VaultError::Busy);
+            }
+            s.waiting += 1;
+            while s.running >= s.max {
+                self.freed.wait(&mut s);
+            }
+            s.waiting -= 1;
+        }
+        s.running += 1;
+        s.peak = s.peak.max(s.running);
+        Ok(Slot(self))
+    }
+
+    fn resize(&self, max: usize) {
+        self.state.lock().max = max;
+        self.freed.notify_all();
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.state.lock().running -= 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// Failures counted in fixed windows, per merchant id and per peer.
+#[derive(Default)]
+struct Limits {
+    merchants: HashMap<u64, Window>,
+    peers: HashMap<Option<u32>, Window>,
+}
+
+#[derive(Clone, Copy)]
+struct Window {
+    start: OffsetDateTime,
+    failures: u32,
+}
+
+fn window_len(policy: &LoginPolicy) -> time::Duration {
+    time::Duration::try_from(policy.window).unwrap_or(time::Duration::MAX)
+}
+
+fn current<K: std::hash::Hash + Eq>(
+    map: &HashMap<K, Window>,
+    key: &K,
+    now: OffsetDateTime,
+    len: time::Duration,
+) -> u32 {
+    map.get(key)
+        .filter(|w| now - w.start < len)
+        .map_or(0, |w| w.failures)
+}
+
+fn count_failure<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, Window>,
+    key: K,
+    now: OffsetDateTime,
+    len: time::Duration,
+) {
+    if map.len() >= PRUNE_AT {
+        map.retain(|_, w| now - w.start < len);
+    }
+    let w = map.entry(key).or_insert(Window {
+        start: now,
+        failures: 0,
+    });
+    if now - w.start >= len {
+        *w = Window {
+            start: now,
+            failures: 0,
+        };
+    }
+    w.failures = w.failures.saturating_add(1);
+}
+
+impl Limits {
+    fn check(
+        &self,
+        merchant: u64,
+        peer: Option<u32>,
+        now: OffsetDateTime,
+        policy: &LoginPolicy,
+    ) -> Result<(), VaultError> {
+        let len = window_len(policy);
+        if current(&self.merchants, &merchant, now, len) >= policy.merchant_failures
+            || current(&self.peers, &peer, now, len) >= policy.peer_failures
+        {
+            return Err(VaultError::RateLimited);
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, merchant: u64, peer: Option<u32>, now: OffsetDateTime, p: &LoginPolicy) {
+        let len = window_len(p);
+        count_failure(&mut self.merchants, merchant, now, len);
+        count_failure(&mut self.peers, peer, now, len);
+    }
+}
+
+/// Recent successful verifications: `HMAC(process key, merchant || password)` and expiry.
+struct VerifyCache {
+    mac: HmacSha256,
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    /// Bumped by every password change: a login that started before one does not cache.
+    epoch: u64,
+    entries: HashMap<u64, ([u8; 32], OffsetDateTime)>,
+}
+
+impl Default for VerifyCache {
+    fn default() -> Self {
+        let mut key = Zeroizing::new([0u8; 32]);
+        {
+            use rand::Rng;
+            rand::rng().fill_bytes(key.as_mut());
+        }
+        Self {
+            mac: <HmacSha256 as KeyInit>::new_from_slice(key.as_ref())
+                .expect("HMAC accepts any key length"),
+            inner: Mutex::default(),
+        }
+    }
+}
+
+impl VerifyCache {
+    fn tag(&self, merchant: MerchantId, password: &MerchantPassword) -> [u8; 32] {
+        let mut mac = self.mac.clone();
+        mac.update(&merchant.get().to_be_bytes());
+        mac.update(password.expose().as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    fn epoch(&self) -> u64 {
+        self.inner.lock().epoch
+    }
+
+    fn hit(&self, merchant: u64, tag: &[u8; 32], now: OffsetDateTime) -> bool {
+        let inner = self.inner.lock();
+        inner
+            .entries
+            .get(&merchant)
+            .is_some_and(|(t, expires)| now < *expires && bool::from(t.ct_eq(tag)))
+    }
+
+    fn insert(
+        &self,
+        merchant: u64,
+        tag: [u8; 32],
+        now: OffsetDateTime,
+        ttl: time::Duration,
+        epoch: u64,
+    ) {
+        let mut inner = self.inner.lock();
+        if inner.epoch != epoch {
+            return;
+        }
+        if inner.entries.len() >= PRUNE_AT {
+            inner.entries.retain(|_, (_, expires)| *expires > now);
+        }
+        inner
+            .entries
+            .insert(merchant, (tag, now.saturating_add(ttl)));
+    }
+
+    fn invalidate(&self, merchant: u64) {
+        let mut inner = self.inner.lock();
+        inner.epoch = inner.epoch.wrapping_add(1);
+        if let Some((mut tag, _)) = inner.entries.remove(&merchant) {
+            tag.zeroize();
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct PasswordRec {
+    v: u8,
+    phc: String,
+    updated_at: i64,
+}
+
+fn record_key(merchant: MerchantId) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = PASSWORD_PREFIX;
+    k[1..].copy_from_slice(&merchant.get().to_be_bytes());
+    k
+}
+
+fn corrupt() -> VaultError {
+    VaultError::Store(StoreError::Corrupt("merchant password"))
+}
+
+fn decode(bytes: &[u8]) -> Result<PasswordRec, VaultError> {
+    match bytes.split_first() {
+        Some((&RECORD_VERSION, _)) => postcard::from_bytes(bytes).map_err(|_| corrupt()),
+        _ => Err(corrupt()),
+    }
+}
+
+fn encode(rec: &PasswordRec) -> Vec<u8> {
+    // Serialising this plain struct into a Vec cannot fail.
+    postcard::to_allocvec(rec).unwrap_or_default()
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    use rand::Rng;
+    let mut b = [0u8; N];
+    rand::rng().fill_bytes(&mut b);
+    b
+}
+
+/// A fresh Argon2id PHC string of `password` under the policy's parameters.
+fn hash_password(policy: &LoginPolicy, password: &MerchantPassword) -> Result<String, VaultError> {
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, policy.argon2_params()?);
+    let salt: [u8; SALT_LEN] = random();
+    argon
+        .hash_password_with_salt(password.expose().as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|_| {
+            VaultError::field(
+                "policy",
+                "invalid",
+                "the password could not be hashed under the login policy",
+            )
+        })
+}
+
+/// A PHC string no password verifies against, costing what a real one of the policy costs.
+fn dummy_hash(policy: &LoginPolicy) -> Result<PasswordHash, VaultError> {
+    let params = policy.argon2_params()?;
+    let built = (|| -> Result<PasswordHash, password_hash::Error> {
+        Ok(PasswordHash {
+            algorithm: argon2::ARGON2ID_IDENT,
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&params)?,
+            salt: Some(Salt::new(&random::<SALT_LEN>())?),
+            hash: Some(Output::new(&random::<OUTPUT_LEN>())?),
+        })
+    })();
+    built.map_err(|_| {
+        VaultError::field(
+            "policy",
+            "invalid",
+            "the login policy's Argon2id parameters are out of range",
+        )
+    })
+}
+
+/// Whether `password` matches `hash` (its own parameters are used). A hash that cannot be
+/// evaluated at all (unknown algorithm, broken parameters) is a corrupt record.
+fn verify(hash: &PasswordHash, password: &MerchantPassword) -> Result<bool, VaultError> {
+    match Argon2::default().verify_password(password.expose().as_bytes(), hash) {
+        Ok(()) => Ok(true),
+        Err(password_hash::Error::PasswordInvalid) => Ok(false),
+        Err(_) => Err(corrupt()),
+    }
+}
+
+/// Whether a stored hash was made with other parameters than the policy's.
+fn outdated(hash: &PasswordHash, policy: &LoginPolicy) -> bool {
+    let version: u32 = Version::V0x13.into();
+    let cost = argon2::Params::try_from(hash).map(|p| (p.m_cost(), p.t_cost(), p.p_cost()));
+    hash.algorithm != argon2::ARGON2ID_IDENT
+        || hash.version != Some(version)
+        || cost.map_or(true, |c| c != policy.cost())
+}
+
+impl Vault {
+    /// Replaces the login policy. Values below Argon2's minimums are raised to them; a smaller
+    /// `max_concurrent_hashes` lets running verifications finish. Stored hashes made with other
+    /// parameters are re-hashed at their next successful login.
+    pub fn set_login_policy(&self, policy: LoginPolicy) {
+        let policy = policy.normalized();
+        let slots = policy.max_concurrent_hashes;
+        *self.inner.login.policy.write() = policy;
+        self.inner.login.slots.resize(slots);
+    }
+
+    /// The login policy in force.
+    pub fn login_policy(&self) -> LoginPolicy {
+        self.inner.login.policy.read().clone()
+    }
+
+    /// Login counters: verifications running now, the peak since open, `Busy` refusals and
+    /// cache hits.
+    pub fn login_stats(&self) -> LoginStats {
+        let login = &self.inner.login;
+        let s = login.slots.state.lock();
+        LoginStats {
+            hashing: s.running,
+            peak_hashing: s.peak,
+            busy: login.busy.load(Ordering::Relaxed),
+            cache_hits: login.cache_hits.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sets or replaces `merchant`'s gateway password (hashed with Argon2id under the login
+    /// policy, on the caller's thread); durable on return. The merchant must exist. Clears the
+    /// merchant's failure count and cached verification. Audited (`admin.merchant.password`).
+    pub fn set_merchant_password(
+        &self,
+        merchant: MerchantId,
+        password: &MerchantPassword,
+    ) -> Result<(), VaultError> {
+        self.set_merchant_password_as(&Actor::local(), merchant, password)
+    }
+
+    /// [`set_merchant_password`](Self::set_merchant_password) on behalf of `actor`.
+    pub fn set_merchant_password_as(
+        &self,
+        actor: &Actor,
+        merchant: MerchantId,
+        password: &MerchantPassword,
+    ) -> Result<(), VaultError> {
+        let r = self.set_merchant_password_unaudited(merchant, password);
+        let detail = Some(format!("merchant={merchant}"));
+        self.audited(
+            actor,
+            AuditAction::AdminMerchantPassword,
+            None,
+            |_| detail,
+            r,
+        )
+    }
+
+    fn set_merchant_password_unaudited(
+        &self,
+        merchant: MerchantId,
+        password: &MerchantPassword,
+    ) -> Result<(), VaultError> {
+        if self.merchant(merchant)?.is_none() {
+            return Err(VaultError::field(
+                "merchantId",
+                "unknown",
+                "no merchant with this id",
+            ));
+        }
+        let login = &self.inner.login;
+        let policy = self.login_policy();
+        let phc = {
+            // An admin call waits for a slot however long the queue: it is never `Busy`.
+            let _slot = login.slots.acquire(None)?;
+            hash_password(&policy, password)?
+        };
+        let rec = PasswordRec {
+            v: RECORD_VERSION,
+            phc,
+            updated_at: self.now().unix_timestamp(),
+        };
+        let bytes = encode(&rec);
+        let key = record_key(merchant);
+        self.inner.store.write(move |tx| tx.put_raw(&key, bytes))?;
+        // After the write: a login that verified the old password and caches after this point is
+        // refused by the epoch; one that cached before it is removed here.
+        login.cache.invalidate(merchant.get());
+        login.limits.lock().merchants.remove(&merchant.get());
+        Ok(())
+    }
+
+    /// Checks `merchant`'s gateway password. Blocking: one Argon2id verification (tens of
+    /// milliseconds) unless a recent success with the same password is cached.
+    ///
+    /// Unknown merchant, merchant without a password and wrong password are the same
+    /// [`VaultError::Unauthorized`], after the same work. Too many recent failures for this
+    /// merchant id or from this peer (`actor.peer_uid`) -> [`VaultError::RateLimited`], checked
+    /// before any hashing; all hashing slots taken and `max_waiting` callers already queued ->
+    /// [`VaultError::Busy`]. A success clears the merchant's failure count (not the peer's), and
+    /// re-hashes the stored password if it was made with other parameters than the policy's.
+    ///
+    /// A concurrent burst can overshoot `merchant_failures` by at most the callers already past
+    /// the check (the limit is checked again once a slot is taken, so by at most
+    /// `max_concurrent_hashes - 1`).
+    ///
+    /// Every failure is recorded in the audit log (`login.failed`, actor = `actor` with the
+    /// claimed merchant id); successes are not (the sessions they open are).
+    pub fn login(
+        &self,
+        actor: &Actor,
+        merchant: MerchantId,
+        password: &MerchantPassword,
+    ) -> Result<(), VaultError> {
+        let r = self.login_unaudited(actor.peer_uid, merchant, password);
+        if r.is_err() {
+            let actor = Actor {
+                merchant: Some(merchant),
+                ..actor.clone()
+            };
+            // Not waited for: a refused caller learns nothing from the entry, and during a flood
+            // of bad passwords (or Busy refusals) each failure then joins a group commit instead
+            // of holding its thread, and a hashing slot's worth of time, for one durable commit.
+            self.record_then(
+                &actor,
+                AuditAction::LoginFailed,
+                None,
+                None,
+                AuditOutcome::of(&r),
+                |_| {},
+            );
+        }
+        r
+    }
+
+    fn login_unaudited(
+        &self,
+        peer: Option<u32>,
+        merchant: MerchantId,
+        password: &MerchantPassword,
+    ) -> Result<(), VaultError> {
+        let login = &self.inner.login;
+        let policy = self.login_policy();
+        let id = merchant.get();
+        let now = self.now();
+        login.limits.lock().check(id, peer, now, &policy)?;
+
+        let epoch = login.cache.epoch();
+        let tag = login.cache.tag(merchant, password);
+        if login.cache.hit(id, &tag, now) {
+            login.cache_hits.fetch_add(1, Ordering::Relaxed);
+            login.limits.lock().merchants.remove(&id);
+            return Ok(());
+        }
+
+        let stored = match self.inner.store.get_raw(&record_key(merchant))? {
+            Some(bytes) => {
+                let rec = decode(&bytes)?;
+                Some((PasswordHash::new(&rec.phc).map_err(|_| corrupt())?, rec.phc))
+            }
+            None => None,
+        };
+
+        let slot = login
+            .slots
+            .acquire(Some(policy.max_waiting))
+            .inspect_err(|_| {
+                login.busy.fetch_add(1, Ordering::Relaxed);
+            })?;
+        // Failures may have piled up while this caller waited for its slot.
+        login.limits.lock().check(id, peer, self.now(), &policy)?;
+        let ok = match &stored {
+            Some((hash, _)) => verify(hash, password)?,
+            None => {
+                let dummy = self.dummy_hash(&policy)?;
+                let _ = verify(&dummy, password)?;
+                false
+            }
+        };
+        if !ok {
+            drop(slot);
+            login.limits.lock().fail(id, peer, self.now(), &policy);
+            return Err(VaultError::Unauthorized);
+        }
+        login.limits.lock().merchants.remove(&id);
+        if let Some((hash, old)) = stored
+            && outdated(&hash, &policy)
+        {
+            // Still holding the slot: the re-hash counts against the memory bound too.
+            let phc = hash_password(&policy, password)?;
+            drop(slot);
+            self.replace_hash(merchant, old, phc)?;
+        } else {
+            drop(slot);
+        }
+        let ttl = time::Duration::try_from(policy.cache_ttl).unwrap_or(time::Duration::MAX);
+        login.cache.insert(id, tag, now, ttl, epoch);
+        Ok(())
+    }
+
+    /// Stores `new` as `merchant`'s hash, unless the stored one is no longer `old` (the password
+    /// was changed meanwhile: that change wins).
+    fn replace_hash(
+        &self,
+        merchant: MerchantId,
+        old: String,
+        new: String,
+    ) -> Result<(), VaultError> {
+        let key = record_key(merchant);
+        let rec = PasswordRec {
+            v: RECORD_VERSION,
+            phc: new,
+            updated_at: self.now().unix_timestamp(),
+        };
+        let bytes = encode(&rec);
+        self.inner.store.write(move |tx| -> Result<(), VaultError> {
+            let Some(current) = tx.get_raw(&key)? else {
+                return Ok(());
+            };
+            if decode(&current)?.phc == old {
+                tx.put_raw(&key, bytes)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The unknown-merchant hash for the policy's parameters, made once per parameter set.
+    fn dummy_hash(&self, policy: &LoginPolicy) -> Result<PasswordHash, VaultError> {
+        let mut dummy = self.inner.login.dummy.lock();
+        match &*dummy {
+            Some(d) if d.cost == policy.cost() => Ok(d.hash.clone()),
+            _ => {
+                let hash = dummy_hash(policy)?;
+                *dummy = Some(Dummy {
+                    cost: policy.cost(),
+                    hash: hash.clone(),
+                });
+                Ok(hash)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn small() -> LoginPolicy {
+        LoginPolicy {
+            memory_kib: 64,
+            iterations: 1,
+            ..LoginPolicy::default()
+        }
+    }
+
+    #[test]
+    fn dummy_never_verifies_and_has_the_policy_cost() {
+        let p = small();
+        let d = dummy_hash(&p).unwrap();
+        assert!(!outdated(&d, &p));
+        let pw = MerchantPassword::new("anything".into()).unwrap();
+        assert!(!verify(&d, &pw).unwrap());
+    }
+
+    #[test]
+    fn hash_round_trip_and_outdated() {
+        let p = small();
+        let pw = MerchantPassword::new("u16q9rZ02bW0jqTjxH8t".into()).unwrap();
+        let phc = hash_password(&p, &pw).unwrap();
+        let h = PasswordHash::new(&phc).unwrap();
+        assert!(verify(&h, &pw).unwrap());
+        assert!(
+            !verify(
+                &h,
+                &MerchantPassword::new("u16q9rZ02bW0jqTjxH8T".into()).unwrap()
+            )
+            .unwrap()
+        );
+        assert!(!outdated(&h, &p));
+        assert!(outdated(&h, &LoginPolicy { iterations: 2, ..p }));
+    }
+
+    #[test]
+    fn policy_is_normalized() {
+        let p = LoginPolicy {
+            max_concurrent_hashes: 0,
+            memory_kib: 0,
+            iterations: 0,
+            parallelism: 0,
+            ..LoginPolicy::default()
+        }
+        .normalized();
+        assert_eq!(
+            (
+                p.max_concurrent_hashes,
+                p.memory_kib,
+                p.iterations,
+                p.parallelism
+            ),
+            (1, 8, 1, 1)
+        );
+        assert!(p.argon2_params().is_ok());
+    }
+
+    #[test]
+    fn semaphore_refuses_past_the_queue() {
+        let slots = Slots::default();
+        slots.resize(1);
+        let held = slots.acquire(Some(0)).unwrap();
+        assert!(matches!(slots.acquire(Some(0)), Err(VaultError::Busy)));
+        drop(held);
+        assert!(slots.acquire(Some(0)).is_ok());
+        assert_eq!(slots.state.lock().peak, 1);
+    }
+}

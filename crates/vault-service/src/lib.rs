@@ -25,10 +25,14 @@ mod audit;
 mod backup;
 mod clock;
 mod credentials;
+mod cvv_store;
+mod due_index;
 mod error;
 mod idempotency;
 mod maintenance;
 mod model;
+mod payment;
+mod session;
 mod vault;
 mod write;
 
@@ -36,12 +40,21 @@ pub use admin::{ApiKeyInfo, Merchant, NewApiKey, Principal, Scope, Scopes, Termi
 pub use audit::{Actor, AuditAction, AuditEntry, AuditOutcome, AuditReport, RevealAudit};
 pub use backup::{BackupReport, RestoreReport};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use credentials::{LoginPolicy, LoginStats, MerchantPassword};
 pub use error::{FieldError, VaultError};
+pub use idempotency::{
+    IDEMPOTENCY_TTL, IdempotencyGuard, IdempotencyKey, IdempotencyStart, IdempotentResponse,
+};
 pub use maintenance::VaultStats;
 pub use model::{
     NewCard, RevealedCard, RewrapProgress, TokenInfo, TokenizeOptions, TokenizeRequest,
     UpdateOptions,
 };
+pub use payment::{
+    CardCapture, PAYMENT_TTL, PaymentCard, PaymentId, PaymentInfo, PaymentRequest, PaymentStarted,
+    PaymentStatus,
+};
+pub use session::{SESSION_TTL, Session, SessionKind, SessionOptions, SessionView};
 pub use vault::{MAX_QUEUED_AUDIT, Vault, VaultOptions};
 pub use write::MAX_BATCH;
 

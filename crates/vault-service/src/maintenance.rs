@@ -33,8 +33,20 @@ impl Vault {
     /// Removes every record whose keep-until is at or before `now` (and its de-duplication entry).
     /// A linear scan of the records, 4,096 per step, each step's removals one commit.
     /// Returns how many records were removed. Expired records are already invisible to every read;
-    /// this reclaims them.
-    fn sweep_expired_unaudited(&self, now: OffsetDateTime) -> Result<u64, VaultError> {
+    /// this reclaims them. Then removes the idempotency records 24 hours old or more as of `now`
+    /// (see [`sweep_idempotency`](Self::sweep_idempotency)), what
+    /// [`sweep_sessions`](Self::sweep_sessions) removes, and one-click marks of removed tokens,
+    /// counted together and separately from the records.
+    fn sweep_expired_unaudited(&self, now: OffsetDateTime) -> Result<(u64, u64), VaultError> {
+        let records = self.sweep_records(now)?;
+        let idempotency = self.sweep_idempotency_at(now)?
+            + self.sweep_sessions_at(now)?
+            + self.sweep_one_click_orphans()?;
+        Ok((records, idempotency))
+    }
+
+    /// The record part of [`sweep_expired_unaudited`](Self::sweep_expired_unaudited).
+    fn sweep_records(&self, now: OffsetDateTime) -> Result<u64, VaultError> {
         let at = now.unix_timestamp();
         let mut removed = 0;
         let mut cursor = None;
@@ -230,7 +242,10 @@ impl Vault {
     /// Removes every record whose keep-until is at or before `now` (and its de-duplication entry).
     /// A linear scan of the records, 4,096 per step, each step's removals one commit.
     /// Returns how many records were removed. Expired records are already invisible to every read;
-    /// this reclaims them. Audited (`sweep`).
+    /// this reclaims them. Stored idempotency answers 24 hours old or more, spent sessions, old
+    /// payment records and orphaned one-click marks are removed too (not counted in the result).
+    /// Audited (`sweep`, detail `removed=<records>`, plus `,idempotency=<n>` when any of those
+    /// transient entries were removed).
     pub fn sweep_expired(&self, now: OffsetDateTime) -> Result<u64, VaultError> {
         self.sweep_expired_as(&Actor::local(), now)
     }
@@ -242,9 +257,15 @@ impl Vault {
             actor,
             AuditAction::Sweep,
             None,
-            |n| Some(format!("removed={n}")),
+            |&(n, idem)| {
+                Some(match idem {
+                    0 => format!("removed={n}"),
+                    _ => format!("removed={n},idempotency={idem}"),
+                })
+            },
             r,
         )
+        .map(|(n, _)| n)
     }
 
     /// Makes a fresh data key current. New and updated records are sealed with it; older keys stay

@@ -83,6 +83,8 @@ pub(crate) struct Core {
     pub(crate) login: crate::credentials::LoginState,
     /// Idempotency keys being answered right now.
     pub(crate) idempotency: crate::idempotency::InFlight,
+    /// Session lookup key and the in-memory CVVs of pending payments.
+    pub(crate) sessions: crate::payment::SessionState,
     /// The audit log's MAC, derived once.
     pub(crate) audit_key: crate::audit::AuditKey,
     /// [`RevealAudit::Queued`](crate::RevealAudit::Queued) is in force.
@@ -148,6 +150,7 @@ impl Vault {
             keys: crate::admin::KeyCache::default(),
             login: crate::credentials::LoginState::default(),
             idempotency: crate::idempotency::InFlight::default(),
+            sessions: crate::payment::SessionState::default(),
             fingerprint_keys: RwLock::default(),
         });
         Self {

@@ -169,7 +169,7 @@ impl Vault {
 
 /// The keep-until for `card`: the requested one if it is in the future and not after the card's
 /// own, else the card's own. An expired card is refused.
-fn resolve_keep_until(
+pub(crate) fn resolve_keep_until(
     card: &NewCard,
     requested: Option<OffsetDateTime>,
     now: OffsetDateTime,
@@ -313,7 +313,7 @@ impl Core {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn commit_update(
+    pub(crate) fn commit_update(
         &self,
         tx: &mut WriteTx<'_>,
         merchant: MerchantId,

@@ -496,7 +496,7 @@ fn a_flipped_byte_in_one_record_is_an_integrity_error_for_that_token_only() {
         .token;
     drop(vault);
     {
-        let db = sled::open(dir.path().join("sled")).unwrap();
+        let db = open_sled(&dir.path().join("sled"));
         let mut flipped = 0;
         for item in db.scan_prefix(b"R") {
             let (k, v) = item.unwrap();

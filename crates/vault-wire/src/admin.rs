@@ -35,6 +35,28 @@ pub struct MerchantList {
     pub merchants: Vec<MerchantResponse>,
 }
 
+/// `POST /admin/merchants/{id}/password`: sets or replaces a merchant's gateway password
+/// (seed 000). `Debug` hides it; wiped on drop.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MerchantPasswordRequest {
+    /// 1-64 characters.
+    pub password: String,
+}
+
+impl fmt::Debug for MerchantPasswordRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MerchantPasswordRequest")
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Drop for MerchantPasswordRequest {
+    fn drop(&mut self) {
+        self.password.zeroize();
+    }
+}
+
 /// `POST /admin/apikeys`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyCreateRequest {

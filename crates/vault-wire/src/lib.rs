@@ -20,18 +20,24 @@
 mod admin;
 mod batch;
 mod error;
+mod gateway;
 mod health;
 mod reveal;
 mod tokens;
 
 pub use admin::{
     ApiKeyCreateRequest, ApiKeyCreated, ApiKeyList, ApiKeyResponse, BackupRequest, BackupResponse,
-    DekStatus, KeyStatusResponse, MerchantAddRequest, MerchantList, MerchantResponse,
-    RetireResponse, RewrapResponse, RotateResponse, StatsResponse, SweepResponse,
+    DekStatus, KeyStatusResponse, MerchantAddRequest, MerchantList, MerchantPasswordRequest,
+    MerchantResponse, RetireResponse, RewrapResponse, RotateResponse, StatsResponse, SweepResponse,
     TerminalAddRequest, TerminalList, TerminalResponse,
 };
 pub use batch::{BatchItemResult, BatchRequest, BatchResponse};
 pub use error::{ErrorBody, ErrorStatus, FieldErrorBody};
+pub use gateway::{
+    GatewayError, GatewayFailure, GatewayResult, HostedFieldsSessionRequest,
+    HostedFieldsSessionResponse, PaymentCardResponse, PaymentCardView, PaymentResponse,
+    PaymentResultRequest, PaymentResultResponse, Problem, ProblemError, SessionTokenResponse,
+};
 pub use health::HealthResponse;
 pub use reveal::{RevealRequest, RevealResponse};
 pub use tokens::{

@@ -1,15 +1,17 @@
 //! `/admin/...` (the `admin` scope): merchants, API keys, terminals, vault keys, sweeps and
 //! statistics, for the CLI. An admin key acts on every merchant, not only its own.
 
+use bytes::Bytes;
 use hyper::{Request, Response, StatusCode, body::Incoming};
 use vault_service::{
-    ApiKeyInfo, DekState, Merchant, MerchantId, Scope, Scopes, Terminal, TerminalId,
+    ApiKeyInfo, DekState, Merchant, MerchantId, MerchantPassword, Scope, Scopes, Terminal,
+    TerminalId,
 };
 use vault_wire::{
     ApiKeyCreateRequest, ApiKeyCreated, ApiKeyList, ApiKeyResponse, BackupRequest, BackupResponse,
-    DekStatus, KeyStatusResponse, MerchantAddRequest, MerchantList, MerchantResponse,
-    RetireResponse, RewrapResponse, RotateResponse, StatsResponse, SweepResponse,
-    TerminalAddRequest, TerminalList, TerminalResponse,
+    DekStatus, FieldErrorBody, KeyStatusResponse, MerchantAddRequest, MerchantList,
+    MerchantPasswordRequest, MerchantResponse, RetireResponse, RewrapResponse, RotateResponse,
+    StatsResponse, SweepResponse, TerminalAddRequest, TerminalList, TerminalResponse,
 };
 
 use crate::{
@@ -39,6 +41,80 @@ pub(crate) async fn merchant_add(state: &State, req: Request<Incoming>) -> Answe
         .blocking(move |v| v.add_merchant_as(&who, id, &r.name))
         .await?;
     Ok(response::json(StatusCode::CREATED, &merchant_response(&m)))
+}
+
+/// `POST /admin/merchants/{id}/password`: sets or replaces a merchant's gateway password
+/// (`{"password": "..."}`, 1-64 characters); 204. Hashing runs on the blocking pool.
+pub(crate) async fn merchant_password(
+    state: &State,
+    req: Request<Incoming>,
+    param: Param,
+) -> Answer {
+    let who = actor(&state.authorize(req.headers(), Scope::Admin)?);
+    let Param::Text(id) = param else {
+        return Err(ApiError::no_route());
+    };
+    let body = state.json_body(req, state.config.max_body_bytes).await?;
+    let password = password_body(body);
+    let id = MerchantId::parse(&id)
+        .map_err(|e| FieldErrorBody::new("merchantId", e.code(), e.to_string()));
+    let (id, password) = match (id, password) {
+        (Ok(id), Ok(p)) => (id, p),
+        (id, password) => {
+            let errors = [id.err(), password.err()].into_iter().flatten().collect();
+            return Err(ApiError::invalid(errors));
+        }
+    };
+    state
+        .blocking(move |v| v.set_merchant_password_as(&who, id, &password))
+        .await?;
+    Ok(response::empty(StatusCode::NO_CONTENT))
+}
+
+/// The password of a `MerchantPasswordRequest` body, or the one field error saying why not. The
+/// body buffer and every parsed copy of the password are wiped (hyper's own read buffers are
+/// beyond reach). serde's messages are never returned: they quote what they refuse.
+fn password_body(body: Bytes) -> Result<MerchantPassword, FieldErrorBody> {
+    let typed = serde_json::from_slice::<MerchantPasswordRequest>(&body);
+    let result = match typed {
+        Ok(mut r) => MerchantPassword::new(std::mem::take(&mut r.password)).map_err(|e| match e {
+            vault_service::VaultError::Invalid(f) => {
+                FieldErrorBody::new(f.field, f.code, f.message)
+            }
+            _ => FieldErrorBody::new("password", "invalid", "password is not acceptable"),
+        }),
+        Err(_) => Err(password_shape(&body)),
+    };
+    if let Ok(mut b) = body.try_into_mut() {
+        b.fill(0);
+        std::hint::black_box(&b);
+    }
+    result
+}
+
+/// Why a body is not `{"password": "<string>"}`.
+fn password_shape(body: &[u8]) -> FieldErrorBody {
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return FieldErrorBody::new("body", "invalid_json", "the body is not valid JSON");
+    };
+    let Some(obj) = v.as_object_mut() else {
+        return FieldErrorBody::new("body", "invalid_type", "the body must be a JSON object");
+    };
+    match obj.get_mut("password") {
+        None | Some(serde_json::Value::Null) => {
+            FieldErrorBody::new("password", "required", "is required")
+        }
+        Some(serde_json::Value::String(s)) => {
+            // Wiped by `MerchantPassword`, which zeroizes even what it refuses.
+            drop(MerchantPassword::new(std::mem::take(s)));
+            FieldErrorBody::new(
+                "body",
+                "invalid",
+                "the body could not be read as this request (duplicate or conflicting fields)",
+            )
+        }
+        Some(_) => FieldErrorBody::new("password", "invalid_type", "must be a string"),
+    }
 }
 
 pub(crate) async fn apikey_list(state: &State, req: Request<Incoming>) -> Answer {

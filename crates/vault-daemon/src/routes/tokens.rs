@@ -1,14 +1,18 @@
 //! `/v2/tokens`: tokenize, batch, read, update, delete, reveal.
 
+use bytes::Bytes;
 use hyper::{Request, Response, StatusCode, body::Incoming};
 use tokio::sync::oneshot;
-use vault_service::{Scope, Token, TokenInfo, TokenizeRequest as VaultItem, VaultError};
+use vault_service::{
+    MerchantId, Scope, Token, TokenInfo, TokenizeRequest as VaultItem, VaultError,
+};
 use vault_wire::{
     BatchItemResult, BatchResponse, CardView, FieldErrorBody, RevealRequest, RevealResponse,
     TokenResponse, TokenStatus,
 };
 
 use crate::{
+    idempotency::{self, KeyRule, NoStore},
     json,
     response::{self, ApiError, Body},
     router::Param,
@@ -18,28 +22,57 @@ use crate::{
 
 type Answer = Result<Response<Body>, ApiError>;
 
-/// `POST /v2/tokens` -> 201.
+/// `POST /v2/tokens` -> 201. An `Idempotency-Key` is honoured when sent (see
+/// [`idempotency`](crate::idempotency)).
 pub(crate) async fn create(state: &State, req: Request<Incoming>) -> Answer {
     let p = state.authorize(req.headers(), Scope::Tokenize)?;
+    let key = idempotency::key_from(req.headers(), KeyRule::Optional)?;
     let body = state.json_body(req, state.config.max_body_bytes).await?;
-    let (parsed, errors) = json::tokenize(&body);
-    let (card, options) = validate::tokenize(parsed, errors, state.vault.now())?;
-    let (tx, rx) = oneshot::channel();
-    state
-        .vault
-        .tokenize_then(p.merchant, card, options, move |r| {
-            let _ = tx.send(r);
-        });
-    let info = state.within(completion(rx)).await?;
-    Ok(response::json(StatusCode::CREATED, &token_response(&info)))
+    let merchant = p.merchant;
+    idempotency::run(
+        state,
+        merchant,
+        "POST /v2/tokens",
+        key,
+        vec![body.clone()],
+        || async move {
+            let (parsed, errors) = json::tokenize(&body);
+            let (card, options) = validate::tokenize(parsed, errors, state.vault.now())?;
+            let (tx, rx) = oneshot::channel();
+            state
+                .vault
+                .tokenize_then(merchant, card, options, move |r| {
+                    let _ = tx.send(r);
+                });
+            let info = state.within(completion(rx)).await?;
+            Ok(response::json(StatusCode::CREATED, &token_response(&info)))
+        },
+    )
+    .await
 }
 
 /// `POST /v2/tokens/batch` -> 200 with one result per item, all stored in one durable commit.
+/// An `Idempotency-Key` is honoured when sent; an answer in which an item failed for a server
+/// reason (`status` 500) is not stored, so a retry runs the batch again.
 pub(crate) async fn batch(state: &State, req: Request<Incoming>) -> Answer {
     let p = state.authorize(req.headers(), Scope::Tokenize)?;
+    let key = idempotency::key_from(req.headers(), KeyRule::Optional)?;
     let body = state
         .json_body(req, state.config.max_batch_body_bytes)
         .await?;
+    let merchant = p.merchant;
+    idempotency::run(
+        state,
+        merchant,
+        "POST /v2/tokens/batch",
+        key,
+        vec![body.clone()],
+        || batch_items(state, merchant, body),
+    )
+    .await
+}
+
+async fn batch_items(state: &State, merchant: MerchantId, body: Bytes) -> Answer {
     let items = json::batch(&body)?;
     if items.is_empty() || items.len() > vault_service::MAX_BATCH {
         return Err(ApiError::field(
@@ -65,15 +98,13 @@ pub(crate) async fn batch(state: &State, req: Request<Incoming>) -> Answer {
         Vec::new()
     } else {
         let (tx, rx) = oneshot::channel();
-        state
-            .vault
-            .tokenize_batch_then(p.merchant, valid, move |r| {
-                let _ = tx.send(r);
-            });
+        state.vault.tokenize_batch_then(merchant, valid, move |r| {
+            let _ = tx.send(r);
+        });
         state.within(completion(rx)).await?
     }
     .into_iter();
-    let results = results
+    let results: Vec<BatchItemResult> = results
         .into_iter()
         .map(|slot| match slot {
             Some(refused) => refused,
@@ -94,7 +125,12 @@ pub(crate) async fn batch(state: &State, req: Request<Incoming>) -> Answer {
             },
         })
         .collect();
-    Ok(response::json(StatusCode::OK, &BatchResponse { results }))
+    let partial_failure = results.iter().any(|r| r.status >= 500);
+    let mut resp = response::json(StatusCode::OK, &BatchResponse { results });
+    if partial_failure {
+        resp.extensions_mut().insert(NoStore);
+    }
+    Ok(resp)
 }
 
 /// `GET /v2/tokens/{token}` -> 200.

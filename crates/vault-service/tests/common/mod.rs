@@ -1,5 +1,5 @@
 //! Helpers shared by the Vault's integration tests.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::panic)]
 
 use std::{path::Path, sync::Arc};
 
@@ -66,4 +66,19 @@ pub fn luhn_check_digit(body: &[u8]) -> u8 {
 
 pub fn card(pan: &str, yymm: &str) -> NewCard {
     NewCard::new(Pan::parse(pan).unwrap(), Expiry::parse_yymm(yymm).unwrap())
+}
+
+/// `sled::open`, retried while the dropped vault's sled threads still hold the file lock (as the
+/// store itself does when it reopens).
+pub fn open_sled(path: &Path) -> sled::Db {
+    for _ in 0..500 {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("sled: {e}"),
+        }
+    }
+    panic!("sled lock still held after 5 s");
 }

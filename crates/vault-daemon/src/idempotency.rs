@@ -1,0 +1,282 @@
+//! The `Idempotency-Key` header on the POSTs that create something.
+//!
+//! A handler reads the key with [`key_from`] (after authenticating, so keys are scoped to the
+//! authenticated merchant) and wraps its work in [`run`]:
+//!
+//! - no key: the work runs as usual;
+//! - a key answered less than 24 hours ago for the same route and request bytes: the stored
+//!   answer is sent again (same status, `Content-Type`, `Location` and body) with
+//!   `Idempotent-Replayed: true`, and the work does not run;
+//! - the same key with a different request, or while its first request is still being answered:
+//!   **409** (`idempotency_mismatch` / `idempotency_in_progress`);
+//! - otherwise the work runs and its answer, errors included, is stored sealed for replay, unless
+//!   it is a server error (5xx, which a retry may cure) or carries [`NoStore`].
+//!
+//! If storing the answer fails after the work succeeded, the answer is still returned (the work
+//! was done; answering 500 would only make the client retry it with no stored answer either) and
+//! the failure is logged without any request or response content. A retry with the same key then
+//! runs the work again.
+//!
+//! The work is not detached from the connection: if the client goes away mid-request the guard
+//! is dropped, nothing is stored, and a retry runs the work again.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{
+    HeaderMap, Response, StatusCode,
+    header::{CONTENT_TYPE, HeaderName, HeaderValue, LOCATION},
+};
+use vault_service::{IdempotencyKey, IdempotencyStart, IdempotentResponse, MerchantId};
+
+use crate::{
+    response::{ApiError, Body},
+    state::State,
+};
+
+/// The request header.
+pub(crate) const KEY_HEADER: HeaderName = HeaderName::from_static("idempotency-key");
+/// The header marking a replayed answer.
+pub(crate) const REPLAYED_HEADER: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// Whether a route demands an `Idempotency-Key`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyRule {
+    /// Missing -> 400 `required`.
+    Required,
+    /// Missing -> no idempotency; honoured when sent.
+    Optional,
+}
+
+/// The `Idempotency-Key` header: missing (or empty) and `Required` -> 400 field
+/// `Idempotency-Key` code `required`; not a UUID v4, not visible ASCII, or sent twice -> 400
+/// code `invalid`.
+pub(crate) fn key_from(
+    headers: &HeaderMap,
+    rule: KeyRule,
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    let mut values = headers.get_all(KEY_HEADER).iter();
+    let first = values
+        .next()
+        .filter(|v| !v.as_bytes().trim_ascii().is_empty());
+    let Some(value) = first else {
+        return match rule {
+            KeyRule::Required => Err(ApiError::field(
+                "Idempotency-Key",
+                "required",
+                "an Idempotency-Key header (a UUID v4) is required",
+            )),
+            KeyRule::Optional => Ok(None),
+        };
+    };
+    let invalid = || {
+        ApiError::field(
+            "Idempotency-Key",
+            "invalid",
+            "Idempotency-Key must be one UUID v4 (xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx)",
+        )
+    };
+    if values.next().is_some() {
+        return Err(invalid());
+    }
+    let text = value.to_str().map_err(|_| invalid())?;
+    IdempotencyKey::parse(text.trim())
+        .map(Some)
+        .map_err(ApiError::from)
+}
+
+/// Stored instead of the sent body when a response carries this extension (for answers holding
+/// card data that must never be stored, even sealed).
+#[derive(Clone)]
+pub(crate) struct StoreAs(pub(crate) Bytes);
+
+/// A response carrying this extension is sent but not stored (for example a 200 whose body
+/// reports a server failure for part of the work), so a retry with the key runs the work again.
+#[derive(Clone, Copy)]
+pub(crate) struct NoStore;
+
+/// Runs `f` under the idempotency key, if any (see the module documentation). `route` is a
+/// stable route name (`"POST /v2/tokens"`), `request` the bytes that define the request (path
+/// parameters, body); both go into the keyed fingerprint that tells a retry from a different
+/// request.
+pub(crate) async fn run<F, Fut>(
+    state: &State,
+    merchant: MerchantId,
+    route: &'static str,
+    key: Option<IdempotencyKey>,
+    request: Vec<Bytes>,
+    f: F,
+) -> Result<Response<Body>, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Response<Body>, ApiError>>,
+{
+    let Some(key) = key else {
+        return f().await;
+    };
+    let start = state
+        .blocking(move |v| {
+            let parts: Vec<&[u8]> = request.iter().map(|b| b.as_ref()).collect();
+            v.idempotency_begin(merchant, route, &key, &parts)
+        })
+        .await?;
+    let guard = match start {
+        IdempotencyStart::Replay(stored) => return Ok(replay(stored)),
+        IdempotencyStart::Proceed(guard) => guard,
+    };
+    let resp = f().await.unwrap_or_else(ApiError::into_response);
+    let (resp, stored) = capture(resp).await;
+    let Some(stored) = stored else {
+        // Dropping the guard frees the key without storing anything.
+        return Ok(resp);
+    };
+    if let Err(e) = state.blocking(move |_| guard.finish(&stored)).await {
+        // The work is done: answer it. Nothing of the request or answer is logged.
+        tracing::warn!(
+            route,
+            merchant = %merchant,
+            status = resp.status().as_u16(),
+            error = ?e,
+            "idempotent answer could not be stored"
+        );
+    }
+    Ok(resp)
+}
+
+/// Collects `resp`'s in-memory body, and returns the response to send plus what to store:
+/// `None` for server errors and [`NoStore`] answers.
+async fn capture(resp: Response<Body>) -> (Response<Body>, Option<IdempotentResponse>) {
+    let (mut parts, body) = resp.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    };
+    let store_as = parts.extensions.remove::<StoreAs>();
+    let no_store = parts.extensions.remove::<NoStore>().is_some();
+    let stored = (!no_store && !parts.status.is_server_error()).then(|| IdempotentResponse {
+        status: parts.status.as_u16(),
+        content_type: header_text(&parts.headers, &CONTENT_TYPE).unwrap_or_default(),
+        location: header_text(&parts.headers, &LOCATION),
+        body: store_as.map_or_else(|| body.to_vec(), |s| s.0.to_vec()),
+    });
+    (Response::from_parts(parts, Full::new(body)), stored)
+}
+
+fn header_text(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The stored answer, as sent the first time, plus `Idempotent-Replayed: true`.
+fn replay(stored: IdempotentResponse) -> Response<Body> {
+    let Ok(status) = StatusCode::from_u16(stored.status) else {
+        tracing::error!(
+            status = stored.status,
+            "stored idempotent answer has a bad status"
+        );
+        return ApiError::internal().into_response();
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(stored.body)));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&stored.content_type)
+        && !stored.content_type.is_empty()
+    {
+        headers.insert(CONTENT_TYPE, v);
+    }
+    if let Some(v) = stored
+        .location
+        .as_deref()
+        .and_then(|l| HeaderValue::from_str(l).ok())
+    {
+        headers.insert(LOCATION, v);
+    }
+    headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    resp
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "6f1c2b3a-1d2e-4f00-8a9b-0c1d2e3f4a5b";
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(KEY_HEADER, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn refused(r: Result<Option<IdempotencyKey>, ApiError>) -> String {
+        let resp = r.expect_err("refused").into_response();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        format!("{:?}", resp.body())
+    }
+
+    #[test]
+    fn header_rules() {
+        assert_eq!(key_from(&headers(&[]), KeyRule::Optional).unwrap(), None);
+        let e = refused(key_from(&headers(&[]), KeyRule::Required));
+        assert!(
+            e.contains("Idempotency-Key") && e.contains("required"),
+            "{e}"
+        );
+        let e = refused(key_from(&headers(&[" "]), KeyRule::Required));
+        assert!(e.contains("required"), "{e}");
+        let k = key_from(&headers(&[KEY]), KeyRule::Required).unwrap();
+        assert_eq!(k.map(|k| k.to_string()).as_deref(), Some(KEY));
+        for bad in [&["nope"][..], &[KEY, KEY][..]] {
+            let e = refused(key_from(&headers(bad), KeyRule::Optional));
+            assert!(
+                e.contains("Idempotency-Key") && e.contains("invalid"),
+                "{e}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn capture_keeps_the_body_and_honours_the_extensions() {
+        let mut resp = crate::response::with_body(
+            StatusCode::CREATED,
+            crate::response::json_type(),
+            Bytes::from_static(b"{\"pan\":\"secret\"}"),
+        );
+        resp.headers_mut()
+            .insert(LOCATION, HeaderValue::from_static("/x"));
+        resp.extensions_mut()
+            .insert(StoreAs(Bytes::from_static(b"{}")));
+        let (sent, stored) = capture(resp).await;
+        let stored = stored.expect("a 201 is stored");
+        assert_eq!(stored.body, b"{}");
+        assert_eq!(stored.location.as_deref(), Some("/x"));
+        assert_eq!(stored.content_type, "application/json");
+        let sent = sent.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&sent[..], b"{\"pan\":\"secret\"}");
+
+        let (_, stored) = capture(ApiError::internal().into_response()).await;
+        assert!(stored.is_none(), "5xx is not stored");
+        let mut resp = crate::response::empty(StatusCode::OK);
+        resp.extensions_mut().insert(NoStore);
+        assert!(capture(resp).await.1.is_none());
+    }
+
+    #[test]
+    fn replay_rebuilds_the_answer() {
+        let resp = replay(IdempotentResponse {
+            status: 400,
+            content_type: "application/json".into(),
+            location: None,
+            body: b"{}".to_vec(),
+        });
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(resp.headers()[REPLAYED_HEADER], "true");
+        assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
+        assert!(resp.headers().get(LOCATION).is_none());
+    }
+}

@@ -1,0 +1,521 @@
+//! Sessions: the short-lived, single-use tokens a merchant's server obtains (seed 000's
+//! `POST /token`, seeds 001/002's hosted-fields sessions) and a browser or payment step spends.
+//!
+//! A session is stored durably under a keyed hash of its token (the token itself, a bearer
+//! credential for ten minutes, is never on disk), bound to its merchant, kind, and optionally a
+//! terminal, customer, saved card (`secureTokenId`) and browser origin. Spending it is one atomic
+//! step on the committer thread, together with what it is spent on, so a session can never be
+//! used twice, even by concurrent requests.
+
+use std::{fmt, net::Ipv4Addr};
+
+use hmac::{KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+use vault_core::{CustomerId, MerchantId, SessionToken, Token};
+use vault_store::WriteTx;
+
+use crate::{
+    Actor, AuditAction, TerminalId, Vault, VaultError,
+    vault::{Core, from_unix, is_live_for},
+};
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// How long a session lives.
+pub const SESSION_TTL: Duration = Duration::minutes(10);
+
+const SESSION_PREFIX: u8 = b'S';
+/// The removal index of sessions (see `due_index`).
+const SESSION_DUE_PREFIX: u8 = b's';
+/// How long a session record is kept after it expires (it then holds no usable credential; see
+/// [`Vault::session_merchant`]).
+const KEEP_AFTER_EXPIRY: Duration = Duration::hours(1);
+const RECORD_VERSION: u8 = 1;
+/// Longest `allowOriginUrl` (seed 000: String(253)).
+const MAX_ORIGIN: usize = 253;
+/// Longest `cardDescription` (seed 000: String(50)).
+const MAX_CARD_DESCRIPTION: usize = 50;
+/// Longest `freeText` (seed 004: String(200)).
+pub(crate) const MAX_FREE_TEXT: usize = 200;
+
+/// What a session is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SessionKind {
+    /// Seed 000 `action=TOKENIZE`: capture one card for the session's customer.
+    Tokenize,
+    /// Seed 004 `AUTH`: use a stored card for an authorisation.
+    Auth,
+    /// Seed 004 `PURCHASE`.
+    Purchase,
+    /// Seed 004 `VERIFY`.
+    Verify,
+    /// Seeds 001/002 `scenario=payment`: capture a card and take a payment with it.
+    HostedPayment,
+    /// Seeds 001/002 `scenario=tokenization`: capture a card to save (or, with `secureTokenId`,
+    /// replace the card behind that token).
+    HostedTokenization,
+}
+
+impl SessionKind {
+    /// Seed 000/004 `action`: `TOKENIZE`, `AUTH`, `PURCHASE` or `VERIFY` (exact case).
+    pub fn from_action(s: &str) -> Option<Self> {
+        Some(match s {
+            "TOKENIZE" => Self::Tokenize,
+            "AUTH" => Self::Auth,
+            "PURCHASE" => Self::Purchase,
+            "VERIFY" => Self::Verify,
+            _ => return None,
+        })
+    }
+
+    /// Seeds 001/002 `scenario`: `payment` or `tokenization`.
+    pub fn from_scenario(s: &str) -> Option<Self> {
+        Some(match s {
+            "payment" => Self::HostedPayment,
+            "tokenization" => Self::HostedTokenization,
+            _ => return None,
+        })
+    }
+
+    /// The action or scenario name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tokenize => "TOKENIZE",
+            Self::Auth => "AUTH",
+            Self::Purchase => "PURCHASE",
+            Self::Verify => "VERIFY",
+            Self::HostedPayment => "payment",
+            Self::HostedTokenization => "tokenization",
+        }
+    }
+
+    /// Sessions spent by capturing a card (card fields in `POST /payments`).
+    pub fn captures_card(self) -> bool {
+        matches!(
+            self,
+            Self::Tokenize | Self::HostedPayment | Self::HostedTokenization
+        )
+    }
+
+    /// Sessions spent by using a stored card for a payment (seed 004).
+    pub fn uses_stored_card(self) -> bool {
+        matches!(self, Self::Auth | Self::Purchase | Self::Verify)
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            Self::Tokenize => 1,
+            Self::Auth => 2,
+            Self::Purchase => 3,
+            Self::Verify => 4,
+            Self::HostedPayment => 5,
+            Self::HostedTokenization => 6,
+        }
+    }
+
+    fn from_code(c: u8) -> Option<Self> {
+        Some(match c {
+            1 => Self::Tokenize,
+            2 => Self::Auth,
+            3 => Self::Purchase,
+            4 => Self::Verify,
+            5 => Self::HostedPayment,
+            6 => Self::HostedTokenization,
+            _ => return None,
+        })
+    }
+}
+
+/// What a session is bound to, besides its merchant and kind. Every field is optional.
+#[derive(Clone, Debug, Default)]
+pub struct SessionOptions {
+    /// The processing terminal (hosted-fields sessions). Must be one of the merchant's.
+    pub terminal: Option<TerminalId>,
+    /// The customer. A `TOKENIZE` session without one gets a generated id (returned).
+    pub customer: Option<CustomerId>,
+    /// A live token of the merchant whose card a `tokenization` session replaces.
+    pub secure_token: Option<Token>,
+    /// The only browser origin allowed to spend the session (`*`: any). Requests without an
+    /// `Origin` header (server-to-server) are not browser requests and are not refused by it.
+    pub allow_origin: Option<String>,
+    /// Seed 000 `cardDescription` (up to 50 characters), kept with the session.
+    pub card_description: Option<String>,
+    /// Seed 004 `freeText` given up front (up to 200 characters).
+    pub free_text: Option<String>,
+    /// Seed 004 `customerIPAddress` given up front.
+    pub customer_ip: Option<Ipv4Addr>,
+    /// Seed 004 `paymentSolutionId` given up front.
+    pub payment_solution_id: Option<u64>,
+    /// Seed 004 `specinCreditCardToken` given up front.
+    pub card_token: Option<Token>,
+}
+
+/// A created session.
+#[derive(Clone, Debug)]
+pub struct Session {
+    /// The session token (UUIDv4): the bearer credential the browser or payment step presents.
+    pub token: SessionToken,
+    /// Its merchant.
+    pub merchant: MerchantId,
+    /// What it is for.
+    pub kind: SessionKind,
+    /// Its terminal, if any.
+    pub terminal: Option<TerminalId>,
+    /// Its customer: the one given, or the generated one for `TOKENIZE` sessions.
+    pub customer: Option<CustomerId>,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+    /// When it stops working ([`SESSION_TTL`] after creation).
+    pub expires_at: OffsetDateTime,
+}
+
+/// A session as stored.
+#[derive(Serialize, Deserialize, Clone)]
+pub(crate) struct SessionRec {
+    v: u8,
+    pub(crate) merchant: u64,
+    kind: u8,
+    pub(crate) terminal: Option<String>,
+    pub(crate) customer: Option<String>,
+    pub(crate) secure_token: Option<[u8; 24]>,
+    pub(crate) allow_origin: Option<String>,
+    card_description: Option<String>,
+    pub(crate) free_text: Option<String>,
+    pub(crate) customer_ip: Option<[u8; 4]>,
+    pub(crate) payment_solution_id: Option<u64>,
+    pub(crate) card_token: Option<[u8; 24]>,
+    created_at: i64,
+    pub(crate) expires_at: i64,
+    used_at: Option<i64>,
+}
+
+impl SessionRec {
+    pub(crate) fn kind(&self) -> Result<SessionKind, VaultError> {
+        SessionKind::from_code(self.kind).ok_or(VaultError::Store(
+            vault_store::StoreError::Corrupt("session"),
+        ))
+    }
+
+    pub(crate) fn customer(&self) -> Result<Option<CustomerId>, VaultError> {
+        self.customer
+            .as_deref()
+            .map(CustomerId::parse)
+            .transpose()
+            .map_err(|_| VaultError::Store(vault_store::StoreError::Corrupt("session")))
+    }
+
+    pub(crate) fn card_description_ref(&self) -> Option<&str> {
+        self.card_description.as_deref()
+    }
+
+    pub(crate) fn merchant(&self) -> Result<MerchantId, VaultError> {
+        MerchantId::new(self.merchant)
+            .map_err(|_| VaultError::Store(vault_store::StoreError::Corrupt("session")))
+    }
+
+    /// Whether the browser `origin` may spend this session.
+    fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        match (self.allow_origin.as_deref(), origin) {
+            (None | Some("*"), _) | (_, None) => true,
+            (Some(allowed), Some(origin)) => allowed
+                .trim_end_matches('/')
+                .eq_ignore_ascii_case(origin.trim_end_matches('/')),
+        }
+    }
+}
+
+/// The keyed hash a session is stored under, so the token itself is never on disk.
+#[derive(Default)]
+pub(crate) struct SessionKeys {
+    lookup: std::sync::OnceLock<HmacSha256>,
+}
+
+impl Core {
+    pub(crate) fn session_key(&self, token: &SessionToken) -> Vec<u8> {
+        let mac = self.sessions.keys.lookup.get_or_init(|| {
+            let key = self.keyring.read().mac_key("session-lookup");
+            // HMAC accepts keys of any length.
+            HmacSha256::new_from_slice(key.expose()).expect("HMAC takes any key length")
+        });
+        let mut mac = mac.clone();
+        mac.update(token.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut k = Vec::with_capacity(17);
+        k.push(SESSION_PREFIX);
+        k.extend_from_slice(&digest[..16]);
+        k
+    }
+
+    /// Marks the session used, on the committer thread, after checking that it exists, is
+    /// unused, unexpired, of `merchant` (when given) and allows `origin`. The caller's writes in
+    /// the same job commit (or roll back) with it.
+    pub(crate) fn spend_session(
+        &self,
+        tx: &mut WriteTx<'_>,
+        key: &[u8],
+        merchant: Option<MerchantId>,
+        origin: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<SessionRec, VaultError> {
+        let bytes = tx.get_raw(key)?.ok_or(VaultError::SessionInvalid)?;
+        let mut rec = decode_session(&bytes)?;
+        check_usable(&rec, merchant, origin, now)?;
+        rec.used_at = Some(now.unix_timestamp());
+        tx.put_raw(key, encode(&rec))?;
+        Ok(rec)
+    }
+}
+
+fn check_usable(
+    rec: &SessionRec,
+    merchant: Option<MerchantId>,
+    origin: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<(), VaultError> {
+    if rec.used_at.is_some()
+        || now.unix_timestamp() >= rec.expires_at
+        || merchant.is_some_and(|m| m.get() != rec.merchant)
+    {
+        return Err(VaultError::SessionInvalid);
+    }
+    if !rec.origin_allowed(origin) {
+        return Err(VaultError::OriginMismatch);
+    }
+    Ok(())
+}
+
+pub(crate) fn decode_session(bytes: &[u8]) -> Result<SessionRec, VaultError> {
+    match bytes.first() {
+        Some(&RECORD_VERSION) => postcard::from_bytes(bytes)
+            .map_err(|_| VaultError::Store(vault_store::StoreError::Corrupt("session"))),
+        _ => Err(VaultError::Store(vault_store::StoreError::Corrupt(
+            "session",
+        ))),
+    }
+}
+
+pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serialising these plain structs into a Vec cannot fail.
+    postcard::to_allocvec(v).unwrap_or_default()
+}
+
+/// A generated customer id: `cus_` and 16 hex digits (20 characters, seed 000's limit).
+fn generated_customer() -> CustomerId {
+    let mut b = [0u8; 8];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut b);
+    // Always valid: `[a-z0-9_]`, 20 characters.
+    CustomerId::parse(&format!("cus_{}", hex::encode(b))).expect("generated customer id is valid")
+}
+
+fn bounded(
+    value: Option<String>,
+    max: usize,
+    field: &'static str,
+) -> Result<Option<String>, VaultError> {
+    match value {
+        Some(v) if v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control) => {
+            Err(VaultError::field(
+                field,
+                "invalid_length",
+                format!("{field} must be 1-{max} characters without control characters"),
+            ))
+        }
+        v => Ok(v),
+    }
+}
+
+impl Vault {
+    /// Creates a session for `merchant` (durable, audited `session.create`). Checks that the
+    /// terminal is the merchant's (`Forbidden` when it is another merchant's or unknown), that `secure_token` is a live token of the merchant
+    /// (`Invalid` `secureTokenId`), and the lengths of the free-text fields.
+    pub fn create_session(
+        &self,
+        actor: &Actor,
+        merchant: MerchantId,
+        kind: SessionKind,
+        options: SessionOptions,
+    ) -> Result<Session, VaultError> {
+        let r = self.create_session_unaudited(merchant, kind, options);
+        let actor = Actor {
+            merchant: Some(merchant),
+            ..actor.clone()
+        };
+        self.audited(
+            &actor,
+            AuditAction::SessionCreate,
+            None,
+            |s: &Session| {
+                Some(match &s.terminal {
+                    Some(t) => format!("kind={} terminal={t}", s.kind.as_str()),
+                    None => format!("kind={}", s.kind.as_str()),
+                })
+            },
+            r,
+        )
+    }
+
+    fn create_session_unaudited(
+        &self,
+        merchant: MerchantId,
+        kind: SessionKind,
+        options: SessionOptions,
+    ) -> Result<Session, VaultError> {
+        let now = self
+            .inner
+            .clock
+            .now()
+            .replace_nanosecond(0)
+            .unwrap_or(self.inner.clock.now());
+        if let Some(t) = &options.terminal {
+            match self.terminal(t)? {
+                Some(term) if term.merchant == merchant => {}
+                // Another merchant's terminal and an unknown one look the same (seeds 001/002
+                // list no 404): which terminal ids exist is not the caller's business.
+                _ => return Err(VaultError::Forbidden),
+            }
+        }
+        let mut customer = options.customer;
+        if let Some(secure) = &options.secure_token {
+            if kind != SessionKind::HostedTokenization {
+                return Err(VaultError::field(
+                    "secureTokenId",
+                    "not_allowed",
+                    "secureTokenId is only accepted with scenario tokenization",
+                ));
+            }
+            let id = self.inner.lookup(secure);
+            let live = self
+                .inner
+                .store
+                .record(&id)?
+                .filter(|rec| is_live_for(rec, merchant, secure, now));
+            let Some(rec) = live else {
+                return Err(VaultError::field(
+                    "secureTokenId",
+                    "unknown",
+                    "secureTokenId is not a live token of this merchant",
+                ));
+            };
+            // The replacement card keeps the saved card's customer binding.
+            customer = crate::vault::customer_of(&rec)?;
+        }
+        if customer.is_none() && kind == SessionKind::Tokenize {
+            customer = Some(generated_customer());
+        }
+        let allow_origin = bounded(options.allow_origin, MAX_ORIGIN, "allowOriginUrl")?;
+        let card_description = bounded(
+            options.card_description,
+            MAX_CARD_DESCRIPTION,
+            "cardDescription",
+        )?;
+        let free_text = bounded(options.free_text, MAX_FREE_TEXT, "freeText")?;
+        let token = SessionToken::mint(&mut rand::rng());
+        let expires_at = now + SESSION_TTL;
+        let rec = SessionRec {
+            v: RECORD_VERSION,
+            merchant: merchant.get(),
+            kind: kind.code(),
+            terminal: options.terminal.as_ref().map(|t| t.as_str().to_owned()),
+            customer: customer.as_ref().map(|c| c.as_str().to_owned()),
+            secure_token: options.secure_token.map(|t| *t.as_bytes()),
+            allow_origin,
+            card_description,
+            free_text,
+            customer_ip: options.customer_ip.map(|ip| ip.octets()),
+            payment_solution_id: options.payment_solution_id,
+            card_token: options.card_token.map(|t| *t.as_bytes()),
+            created_at: now.unix_timestamp(),
+            expires_at: expires_at.unix_timestamp(),
+            used_at: None,
+        };
+        let key = self.inner.session_key(&token);
+        let value = encode(&rec);
+        let due = crate::due_index::entry(
+            SESSION_DUE_PREFIX,
+            (expires_at + KEEP_AFTER_EXPIRY).unix_timestamp(),
+            &key,
+        );
+        self.inner
+            .store
+            .write(move |tx| -> Result<(), VaultError> {
+                // 122 random bits: a collision is not a realistic event, but never overwrite.
+                if tx.get_raw(&key)?.is_some() {
+                    return Err(VaultError::Conflict("session_exists"));
+                }
+                tx.put_raw(&key, value)?;
+                tx.put_raw(&due, Vec::new())?;
+                Ok(())
+            })?;
+        Ok(Session {
+            token,
+            merchant,
+            kind,
+            terminal: options.terminal,
+            customer,
+            created_at: now,
+            expires_at,
+        })
+    }
+
+    /// The live (unused, unexpired) session behind `token`, without spending it; `SessionInvalid`
+    /// otherwise. For the layers above to pick the flow (card capture or payment) and answer CORS.
+    pub fn session(&self, token: &SessionToken) -> Result<SessionView, VaultError> {
+        let key = self.inner.session_key(token);
+        let bytes = self
+            .inner
+            .store
+            .get_raw(&key)?
+            .ok_or(VaultError::SessionInvalid)?;
+        let rec = decode_session(&bytes)?;
+        check_usable(&rec, None, None, self.inner.clock.now())?;
+        Ok(SessionView {
+            merchant: rec.merchant()?,
+            kind: rec.kind()?,
+            customer: rec.customer()?,
+            allow_origin: rec.allow_origin.clone(),
+            expires_at: from_unix(rec.expires_at)?,
+        })
+    }
+
+    /// The merchant of a session the vault still knows, live or not (spent and expired sessions
+    /// are kept for an hour after their expiry, so an idempotent retry of the request that spent
+    /// one can still be matched to its merchant's stored answer); `SessionInvalid` when unknown.
+    pub fn session_merchant(&self, token: &SessionToken) -> Result<MerchantId, VaultError> {
+        let key = self.inner.session_key(token);
+        let bytes = self
+            .inner
+            .store
+            .get_raw(&key)?
+            .ok_or(VaultError::SessionInvalid)?;
+        decode_session(&bytes)?.merchant()
+    }
+
+    /// Removes sessions [`KEEP_AFTER_EXPIRY`] past their expiry (used or not), oldest first.
+    /// Returns how many.
+    pub(crate) fn sweep_expired_sessions(&self, now: OffsetDateTime) -> Result<u64, VaultError> {
+        self.sweep_due(SESSION_DUE_PREFIX, now)
+    }
+}
+
+/// A live session as the layers above see it (no token).
+#[derive(Clone, Debug)]
+pub struct SessionView {
+    /// Its merchant.
+    pub merchant: MerchantId,
+    /// What it is for.
+    pub kind: SessionKind,
+    /// Its customer, if bound.
+    pub customer: Option<CustomerId>,
+    /// The allowed browser origin, if any (`*`: any).
+    pub allow_origin: Option<String>,
+    /// When it stops working.
+    pub expires_at: OffsetDateTime,
+}
+
+impl fmt::Display for SessionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

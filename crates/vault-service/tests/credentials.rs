@@ -1,0 +1,528 @@
+//! Merchant gateway passwords: storage (PHC strings, nothing in clear on disk), verification,
+//! length limits, rate limits on the vault clock, the verification cache, re-hashing when the
+//! policy changes, bounded hashing under a flood, audit entries and `Debug` redaction.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
+
+mod common;
+
+use std::{
+    path::Path,
+    sync::{Arc, Barrier},
+    time::Duration,
+};
+
+use common::*;
+use serde::Deserialize;
+use vault_service::{
+    Actor, AuditAction, AuditOutcome, LoginPolicy, MerchantId, MerchantPassword, Vault, VaultError,
+};
+
+/// The seed's example password (seed 000).
+const SEED_PASSWORD: &str = "u16q9rZ02bW0jqTjxH8t";
+
+fn pw(s: &str) -> MerchantPassword {
+    MerchantPassword::new(s.to_owned()).unwrap()
+}
+
+/// Cheap Argon2 so tests run fast; everything else as the defaults.
+fn fast() -> LoginPolicy {
+    LoginPolicy {
+        memory_kib: 256,
+        iterations: 1,
+        parallelism: 1,
+        ..LoginPolicy::default()
+    }
+}
+
+fn fast_vault(dir: &Path) -> (Vault, Arc<vault_service::ManualClock>, MerchantId) {
+    let (vault, clock) = new_vault(dir);
+    vault.set_login_policy(fast());
+    let m = merchant(890490);
+    vault.add_merchant(m, "Shop").unwrap();
+    (vault, clock, m)
+}
+
+fn peer(uid: u32) -> Actor {
+    Actor::local().with_peer_uid(Some(uid))
+}
+
+#[derive(Deserialize)]
+struct StoredRec {
+    v: u8,
+    phc: String,
+    updated_at: i64,
+}
+
+/// The stored record of `m`, read straight from the closed vault's database.
+fn stored(dir: &Path, m: MerchantId) -> Option<StoredRec> {
+    let db = sled::open(dir.join("sled")).unwrap();
+    let mut key = vec![b'P'];
+    key.extend_from_slice(&m.get().to_be_bytes());
+    db.get(key)
+        .unwrap()
+        .map(|v| postcard::from_bytes(&v).unwrap())
+}
+
+/// Whether any file under `dir` contains `needle`.
+fn on_disk(dir: &Path, needle: &[u8]) -> bool {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn stored_as_a_phc_string_with_the_policy_params_and_never_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, clock, m) = fast_vault(dir.path());
+    vault.set_merchant_password(m, &pw(SEED_PASSWORD)).unwrap();
+    vault.flush().unwrap();
+    drop(vault);
+
+    let rec = stored(dir.path(), m).expect("a password record");
+    assert_eq!(rec.v, 1);
+    assert_eq!(rec.updated_at, T0.unix_timestamp());
+    let parts: Vec<&str> = rec.phc.split('$').collect();
+    assert_eq!(parts[..4], ["", "argon2id", "v=19", "m=256,t=1,p=1"]);
+    assert_eq!(parts.len(), 6, "salt and hash present: {}", rec.phc);
+    assert!(parts[4].len() >= 22, "a salt of at least 16 bytes");
+    assert_eq!(parts[5].len(), 43, "a 32-byte output");
+
+    assert!(on_disk(dir.path(), b"$argon2id$v=19$m=256,t=1,p=1$"));
+    assert!(!on_disk(dir.path(), SEED_PASSWORD.as_bytes()));
+
+    // Durable: a reopened vault accepts the password.
+    let vault = reopen(dir.path(), clock);
+    vault.set_login_policy(fast());
+    vault.login(&Actor::local(), m, &pw(SEED_PASSWORD)).unwrap();
+}
+
+#[test]
+fn default_policy_is_owasp_argon2id() {
+    let p = LoginPolicy::default();
+    assert_eq!((p.memory_kib, p.iterations, p.parallelism), (19456, 2, 1));
+    assert!((1..=8).contains(&p.max_concurrent_hashes));
+    assert_eq!(p.max_waiting, 64);
+    assert_eq!((p.merchant_failures, p.peer_failures), (5, 50));
+    assert_eq!(p.window, Duration::from_secs(900));
+    assert_eq!(p.cache_ttl, Duration::from_secs(300));
+
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, _clock) = new_vault(dir.path());
+    assert_eq!(vault.login_policy(), p);
+    let m = merchant(890490);
+    vault.add_merchant(m, "Shop").unwrap();
+    vault.set_merchant_password(m, &pw(SEED_PASSWORD)).unwrap();
+    drop(vault);
+    let rec = stored(dir.path(), m).unwrap();
+    assert!(
+        rec.phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{}",
+        rec.phc
+    );
+}
+
+#[test]
+fn right_wrong_unknown_and_passwordless_merchants() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, _clock, m) = fast_vault(dir.path());
+    let other = merchant(123456);
+    vault.add_merchant(other, "No password").unwrap();
+    vault.set_merchant_password(m, &pw(SEED_PASSWORD)).unwrap();
+    let me = Actor::local();
+
+    assert!(vault.login(&me, m, &pw(SEED_PASSWORD)).is_ok());
+    assert!(matches!(
+        vault.login(&me, m, &pw("u16q9rZ02bW0jqTjxH8T")),
+        Err(VaultError::Unauthorized)
+    ));
+    // A merchant without a password, and no merchant at all: the same answer, after a hash.
+    let before = vault.login_stats().peak_hashing;
+    assert!(matches!(
+        vault.login(&me, other, &pw(SEED_PASSWORD)),
+        Err(VaultError::Unauthorized)
+    ));
+    assert!(matches!(
+        vault.login(&me, merchant(999), &pw(SEED_PASSWORD)),
+        Err(VaultError::Unauthorized)
+    ));
+    assert!(vault.login_stats().peak_hashing >= before.max(1));
+    assert_eq!(vault.login_stats().hashing, 0);
+
+    // Setting needs an existing merchant.
+    match vault.set_merchant_password(merchant(999), &pw("x")) {
+        Err(VaultError::Invalid(f)) => {
+            assert_eq!((f.field, f.code), ("merchantId", "unknown"));
+        }
+        other => panic!("expected merchantId unknown, got {other:?}"),
+    }
+
+    // Replacing: the old password stops working, the new one works.
+    vault.set_merchant_password(m, &pw("second")).unwrap();
+    assert!(matches!(
+        vault.login(&me, m, &pw(SEED_PASSWORD)),
+        Err(VaultError::Unauthorized)
+    ));
+    assert!(vault.login(&me, m, &pw("second")).is_ok());
+}
+
+#[test]
+fn length_limits() {
+    let refused = |s: String, code: &str| match MerchantPassword::new(s) {
+        Err(VaultError::Invalid(f)) => {
+            assert_eq!((f.field, f.code), ("password", code));
+            assert!(!f.message.contains("xxxx"));
+        }
+        other => panic!("expected {code}, got {other:?}"),
+    };
+    refused(String::new(), "required");
+    refused("x".repeat(65), "too_long");
+    assert_eq!(MerchantPassword::MAX_LEN, 64);
+    assert_eq!(pw(&"x".repeat(64)).expose().len(), 64);
+    // Characters, not bytes: 64 two-byte characters fit.
+    assert_eq!(pw(&"é".repeat(64)).expose().chars().count(), 64);
+    refused("é".repeat(65), "too_long");
+    assert_eq!(pw("a").expose(), "a");
+}
+
+#[test]
+fn debug_is_redacted() {
+    let p = pw(SEED_PASSWORD);
+    let shown = format!("{p:?}");
+    assert_eq!(shown, "MerchantPassword(..)");
+    assert!(!format!("{:?}", fast()).contains(SEED_PASSWORD));
+    let e = MerchantPassword::new(format!("{SEED_PASSWORD}{}", "y".repeat(60))).unwrap_err();
+    assert!(!format!("{e:?} {e}").contains(SEED_PASSWORD));
+}
+
+#[test]
+fn merchant_rate_limit_window_and_reset_on_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, clock, m) = fast_vault(dir.path());
+    vault.set_login_policy(LoginPolicy {
+        merchant_failures: 3,
+        ..fast()
+    });
+    vault.set_merchant_password(m, &pw(SEED_PASSWORD)).unwrap();
+    let me = Actor::local();
+    let wrong = pw("wrong");
+
+    // Two failures, then a success resets the count: three more failures are allowed.
+    for _ in 0..2 {
+        assert!(matches!(
+            vault.login(&me, m, &wrong),
+            Err(VaultError::Unauthorized)
+        ));
+    }
+    vault.login(&me, m, &pw(SEED_PASSWORD)).unwrap();
+    for _ in 0..3 {
+        assert!(matches!(
+            vault.login(&me, m, &wrong),
+            Err(VaultError::Unauthorized)
+        ));
+    }
+    // Limited now, even with the right password (and even though it is cached).
+    assert!(matches!(
+        vault.login(&me, m, &pw(SEED_PASSWORD)),
+        Err(VaultError::RateLimited)
+    ));
+    // Another merchant id is not limited.
+    assert!(matches!(
+        vault.login(&me, merchant(42), &wrong),
+        Err(VaultError::Unauthorized)
+    ));
+    // Unknown merchants are limited the same way (no enumeration through the limit).
+    for _ in 0..2 {
+        let _ = vault.login(&me, merchant(42), &wrong);
+    }
+    assert!(matches!(
+        vault.login(&me, merchant(42), &wrong),
+        Err(VaultError::RateLimited)
+    ));
+
+    clock.advance(time::Duration::minutes(14));
+    assert!(matches!(
+        vault.login(&me, m, &pw(SEED_PASSWORD)),
+        Err(VaultError::RateLimited)
+    ));
+    clock.advance(time::Duration::minutes(2));
+    vault.login(&me, m, &pw(SEED_PASSWORD)).unwrap();
+
+    // Setting a new password clears the merchant's count.
+    for _ in 0..3 {
+        let _ = vault.login(&me, m, &wrong);
+    }
+    assert!(matches!(
+        vault.login(&me, m, &wrong),
+        Err(VaultError::RateLimited)
+    ));
+    vault.set_merchant_password(m, &pw("fresh")).unwrap();
+    vault.login(&me, m, &pw("fresh")).unwrap();
+}
+
+#[test]
+fn peer_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, clock, m) = fast_vault(dir.path());
+    vault.set_login_policy(LoginPolicy {
+        merchant_failures: 100,
+        peer_failures: 4,
+        ..fast()
+    });
+    vault.set_merchant_password(m, &pw(SEED_PASSWORD)).unwrap();
+    let wrong = pw("wrong");
+
+    // Failures over different merchant ids count against peer 1000; its success in between
+    // does not reset its count (only the merchant's).
+    for id in 1..=3 {
+        assert!(matches!(
+            vault.login(&peer(1000), merchant(id), &wrong),
+            Err(VaultError::Unauthorized)
+        ));
+    }
+    vault.login(&peer(1000), m, &pw(SEED_PASSWORD)).unwrap();
+    assert!(matches!(
+        vault.login(&peer(1000), merchant(4), &wrong),
+        Err(VaultError::Unauthorized)
+    ));
+    assert!(matches!(
+        vault.login(&peer(1000), m, &pw(SEED_PASSWORD)),
+        Err(VaultError::RateLimited)
+    ));
+    // Other peers, and callers without a peer uid, are not affected.
+    vault.login(&peer(1001), m, &pw(SEED_PASSWORD)).unwrap();
+    vault.login(&Actor::local(), m, &pw(SEED_PASSWORD)).unwrap();
+
+    // Callers without a peer uid count as one peer.
+    for id in 1..=4 {
+        let _ = vault.login(&Actor::local(), merchant(id), &wrong);
+    }
+    assert!(matches!(
+        vault.login(&Actor::local(), m, &pw(SEED_PASSWORD)),
+        Err(VaultError::RateLimited)
+    ));
+
+    clock.advance(time::Duration::minutes(15));
+    vault.login(&peer(1000), m, &pw(SEED_PASSWORD)).unwrap();
+    vault.login(&Actor::local(), m, &pw(SEED_PASSWORD)).unwrap();
+}
+
+#[test]
+fn cache_hits_expire_and_are_invalidated_by_a_password_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, clock, m) = fast_vault(dir.path());
+    vault.set_merchant_password(m, &pw(SEED_PASSWORD)).unwrap();
+    let me = Actor::local();
+    let hits = |v: &Vault| v.login_stats().cache_hits;
+
+    vault.login(&me, m, &pw(SEED_PASSWORD)).unwrap();
+    assert_eq!(hits(&vault), 0);
+    vault.login(&me, m, &pw(SEED_PASSWORD)).unwrap();
+    assert_eq!(hits(&vault), 1);
+    // A wrong password never hits.
+    assert!(vault.login(&me, m, &pw("wrong")).is_err());
+    assert_eq!(hits(&vault), 1);
+    // Another merchant with the same password does not hit this merchant's entry.
+    assert!(vault.login(&me, merchant(7), &pw(SEED_PASSWORD)).is_err());
+    assert_eq!(hits(&vault), 1);
+
+    // A password change drops the entry: the old password fails, without a hit.
+    vault.set_merchant_password(m, &pw("second")).unwrap();
+    assert!(matches!(
+        vault.login(&me, m, &pw(SEED_PASSWORD)),
+        Err(VaultError::Unauthorized)
+    ));
+    assert_eq!(hits(&vault), 1);
+    vault.login(&me, m, &pw("second")).unwrap();
+    assert_eq!(hits(&vault), 1);
+    vault.login(&me, m, &pw("second")).unwrap();
+    assert_eq!(hits(&vault), 2);
+
+    // Past the TTL the entry is stale: verified again (a miss), then cached again.
+    clock.advance(time::Duration::minutes(5));
+    vault.login(&me, m, &pw("second")).unwrap();
+    assert_eq!(hits(&vault), 2);
+    clock.advance(time::Duration::minutes(4));
+    vault.login(&me, m, &pw("second")).unwrap();
+    assert_eq!(hits(&vault), 3);
+}
+
+#[test]
+fn rehash_when_the_policy_params_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, clock, m) = fast_vault(dir.path());
+    vault.set_merchant_password(m, &pw(SEED_PASSWORD)).unwrap();
+    let me = Actor::local();
+    vault.set_login_policy(LoginPolicy {
+        memory_kib: 512,
+        iterations: 2,
+        ..fast()
+    });
+    // A wrong password changes nothing.
+    assert!(vault.login(&me, m, &pw("wrong")).is_err());
+    vault.flush().unwrap();
+    drop(vault);
+    let before = stored(dir.path(), m).unwrap().phc;
+    assert!(
+        before.starts_with("$argon2id$v=19$m=256,t=1,p=1$"),
+        "{before}"
+    );
+
+    let vault = reopen(dir.path(), clock);
+    vault.set_login_policy(LoginPolicy {
+        memory_kib: 512,
+        iterations: 2,
+        ..fast()
+    });
+    vault.login(&me, m, &pw(SEED_PASSWORD)).unwrap();
+    vault.flush().unwrap();
+    drop(vault);
+    let after = stored(dir.path(), m).unwrap().phc;
+    assert!(
+        after.starts_with("$argon2id$v=19$m=512,t=2,p=1$"),
+        "{after}"
+    );
+    assert_ne!(
+        before.split('$').nth(4),
+        after.split('$').nth(4),
+        "fresh salt"
+    );
+
+    // The re-hashed password still verifies (under the old policy's slots too).
+    let vault = reopen(dir.path(), Arc::new(vault_service::ManualClock::new(T0)));
+    vault.set_login_policy(fast());
+    vault.login(&me, m, &pw(SEED_PASSWORD)).unwrap();
+}
+
+#[test]
+fn failures_are_audited_successes_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, _clock, m) = fast_vault(dir.path());
+    vault.set_login_policy(LoginPolicy {
+        merchant_failures: 1,
+        ..fast()
+    });
+    vault.set_merchant_password(m, &pw(SEED_PASSWORD)).unwrap();
+    let who = Actor {
+        key_id: Some("00112233aabbccdd".into()),
+        ..peer(1000)
+    };
+    vault.login(&who, m, &pw(SEED_PASSWORD)).unwrap();
+    assert!(vault.login(&who, m, &pw("wrong")).is_err());
+    assert!(matches!(
+        vault.login(&who, m, &pw("wrong")),
+        Err(VaultError::RateLimited)
+    ));
+
+    let tail = vault.audit_tail(10).unwrap();
+    let set: Vec<_> = tail
+        .iter()
+        .filter(|e| e.action == AuditAction::AdminMerchantPassword)
+        .collect();
+    assert_eq!(set.len(), 1);
+    assert_eq!(set[0].detail.as_deref(), Some("merchant=890490"));
+    assert_eq!(set[0].outcome, AuditOutcome::Ok);
+    let failed: Vec<_> = tail
+        .iter()
+        .filter(|e| e.action == AuditAction::LoginFailed)
+        .collect();
+    assert_eq!(failed.len(), 2, "one per failure, none for the success");
+    assert_eq!(
+        failed[0].outcome,
+        AuditOutcome::Denied("unauthorized".into())
+    );
+    assert_eq!(
+        failed[1].outcome,
+        AuditOutcome::Denied("rate_limited".into())
+    );
+    for e in &failed {
+        assert_eq!(e.actor.merchant, Some(m));
+        assert_eq!(e.actor.peer_uid, Some(1000));
+        assert_eq!(e.actor.key_id.as_deref(), Some("00112233aabbccdd"));
+    }
+    assert_eq!(tail.len(), 4, "merchant add, set, two failures: {tail:?}");
+    assert!(vault.audit_verify().unwrap().is_ok());
+    drop(vault);
+    assert!(!on_disk(dir.path(), SEED_PASSWORD.as_bytes()));
+    assert!(!on_disk(dir.path(), b"wrong"));
+}
+
+#[test]
+fn flood_is_bounded_by_the_hashing_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, _clock, m) = fast_vault(dir.path());
+    // Costlier hashes than the other tests, so the flood surely overlaps them.
+    vault.set_login_policy(LoginPolicy {
+        max_concurrent_hashes: 2,
+        max_waiting: 4,
+        memory_kib: 4096,
+        iterations: 2,
+        ..fast()
+    });
+    vault.set_merchant_password(m, &pw(SEED_PASSWORD)).unwrap();
+
+    const THREADS: usize = 40;
+    let start = Arc::new(Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|i| {
+            let vault = vault.clone();
+            let start = start.clone();
+            std::thread::spawn(move || {
+                let guess = pw(&format!("guess-{i}"));
+                let who = peer(u32::try_from(i % 3).unwrap());
+                start.wait();
+                vault.login(&who, m, &guess)
+            })
+        })
+        .collect();
+    let (mut busy, mut unauthorized, mut limited) = (0u64, 0, 0);
+    for h in handles {
+        match h.join().expect("no panic") {
+            Err(VaultError::Busy) => busy += 1,
+            Err(VaultError::Unauthorized) => unauthorized += 1,
+            Err(VaultError::RateLimited) => limited += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let stats = vault.login_stats();
+    eprintln!("flood: {busy} busy, {unauthorized} unauthorized, {limited} limited, {stats:?}");
+    assert!(
+        stats.peak_hashing <= 2,
+        "peak {} over 2 slots",
+        stats.peak_hashing
+    );
+    assert!(stats.peak_hashing >= 1);
+    assert_eq!(stats.hashing, 0);
+    assert!(
+        busy > 0,
+        "no Busy ({unauthorized} unauthorized, {limited} limited)"
+    );
+    assert_eq!(stats.busy, busy);
+    assert!(unauthorized >= 1);
+    // At most the two slot holders can pass the limit check together: 5 + 2 - 1.
+    assert!(unauthorized <= 6, "{unauthorized} failures verified");
+    assert_eq!(busy + unauthorized + limited, THREADS as u64);
+
+    // The vault still answers afterwards (the merchant is limited; another is not).
+    assert!(matches!(
+        vault.login(&Actor::local(), m, &pw(SEED_PASSWORD)),
+        Err(VaultError::RateLimited)
+    ));
+}

@@ -1,0 +1,300 @@
+//! Sessions and payments in the library: expiry with an injected clock, single use, what is (and
+//! is never) written to disk, sweeping, and the CVV's one use.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use time::{Duration, macros::datetime};
+use vault_service::{
+    Actor, CustomerId, Cvv, Durability, Expiry, KdfParams, KeySource, ManualClock, MerchantId,
+    NewCard, Pan, Passphrase, PaymentRequest, SessionKind, SessionOptions, TerminalId,
+    TokenizeOptions, Vault, VaultError, VaultOptions,
+};
+
+fn vault(dir: &std::path::Path) -> (Vault, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(datetime!(2026-11-21 12:00:00 UTC)));
+    let key = KeySource::Passphrase(Passphrase::new("sessions test".into()).unwrap());
+    let v = Vault::create(
+        dir.join("v"),
+        &key,
+        VaultOptions {
+            durability: Durability::Flush,
+            kdf: KdfParams::insecure_for_tests(),
+            clock: clock.clone(),
+            ..VaultOptions::default()
+        },
+    )
+    .unwrap();
+    (v, clock)
+}
+
+fn m() -> MerchantId {
+    MerchantId::new(890_490).unwrap()
+}
+
+fn card() -> NewCard {
+    NewCard::new(
+        Pan::parse("4242424242424242").unwrap(),
+        Expiry::parse_yymm("2802").unwrap(),
+    )
+}
+
+fn files_contain(dir: &std::path::Path, needle: &[u8]) -> bool {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn tokenize_sessions_capture_once_and_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, clock) = vault(dir.path());
+    v.add_merchant(m(), "m").unwrap();
+    let s = v
+        .create_session(
+            &Actor::local(),
+            m(),
+            SessionKind::Tokenize,
+            SessionOptions::default(),
+        )
+        .unwrap();
+    // A generated customer id, 20 characters.
+    let customer = s.customer.clone().unwrap();
+    assert_eq!(customer.as_str().len(), 20);
+    assert_eq!(s.expires_at - s.created_at, Duration::minutes(10));
+    let cap = v
+        .capture_card(&Actor::local(), &s.token, None, card(), None)
+        .unwrap();
+    assert_eq!(cap.info.customer.as_ref(), Some(&customer));
+    assert!(matches!(
+        v.capture_card(&Actor::local(), &s.token, None, card(), None),
+        Err(VaultError::SessionInvalid)
+    ));
+    // Expiry: the last second works, the next does not.
+    let s = v
+        .create_session(
+            &Actor::local(),
+            m(),
+            SessionKind::Tokenize,
+            SessionOptions::default(),
+        )
+        .unwrap();
+    clock.advance(Duration::minutes(10) - Duration::seconds(1));
+    assert!(v.session(&s.token).is_ok());
+    clock.advance(Duration::seconds(1));
+    assert!(matches!(
+        v.session(&s.token),
+        Err(VaultError::SessionInvalid)
+    ));
+    assert!(matches!(
+        v.capture_card(&Actor::local(), &s.token, None, card(), None),
+        Err(VaultError::SessionInvalid)
+    ));
+    // Kept an hour past expiry (for idempotent retries), then swept.
+    assert_eq!(v.session_merchant(&s.token).unwrap(), m());
+    assert_eq!(v.sweep_sessions().unwrap(), 0);
+    clock.advance(Duration::hours(1));
+    assert_eq!(v.sweep_sessions().unwrap(), 2);
+    assert!(matches!(
+        v.session_merchant(&s.token),
+        Err(VaultError::SessionInvalid)
+    ));
+    // The session token is never on disk.
+    v.flush().unwrap();
+    drop(v);
+    assert!(!files_contain(dir.path(), s.token.to_string().as_bytes()));
+    assert!(!files_contain(dir.path(), s.token.as_bytes()));
+}
+
+#[test]
+fn session_bindings_are_checked_at_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, _) = vault(dir.path());
+    let other = MerchantId::new(777).unwrap();
+    v.add_merchant(m(), "m").unwrap();
+    v.add_merchant(other, "o").unwrap();
+    v.add_terminal(other, TerminalId::parse("9999001").unwrap())
+        .unwrap();
+    for terminal in ["9999001", "5555555"] {
+        let r = v.create_session(
+            &Actor::local(),
+            m(),
+            SessionKind::HostedPayment,
+            SessionOptions {
+                terminal: Some(TerminalId::parse(terminal).unwrap()),
+                ..SessionOptions::default()
+            },
+        );
+        assert!(matches!(r, Err(VaultError::Forbidden)), "{terminal}");
+    }
+    let theirs = v
+        .tokenize(other, card(), TokenizeOptions::default())
+        .unwrap();
+    let r = v.create_session(
+        &Actor::local(),
+        m(),
+        SessionKind::HostedTokenization,
+        SessionOptions {
+            secure_token: Some(theirs.token),
+            ..SessionOptions::default()
+        },
+    );
+    assert!(matches!(r, Err(VaultError::Invalid(f)) if f.field == "secureTokenId"));
+    let r = v.create_session(
+        &Actor::local(),
+        m(),
+        SessionKind::Tokenize,
+        SessionOptions {
+            card_description: Some("x".repeat(51)),
+            ..SessionOptions::default()
+        },
+    );
+    assert!(matches!(r, Err(VaultError::Invalid(f)) if f.field == "cardDescription"));
+}
+
+#[test]
+fn the_cvv_lives_in_memory_once_and_never_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, clock) = vault(dir.path());
+    v.add_merchant(m(), "m").unwrap();
+    let customer = CustomerId::parse("cust-1").unwrap();
+    let saved = v
+        .tokenize(
+            m(),
+            card(),
+            TokenizeOptions {
+                customer: Some(customer.clone()),
+                ..TokenizeOptions::default()
+            },
+        )
+        .unwrap();
+    let pay = |cvv: &str| {
+        let s = v
+            .create_session(
+                &Actor::local(),
+                m(),
+                SessionKind::Purchase,
+                SessionOptions::default(),
+            )
+            .unwrap();
+        v.start_payment(
+            &Actor::local(),
+            &s.token,
+            None,
+            PaymentRequest {
+                merchant: Some(m()),
+                card_token: Some(saved.token),
+                customer: Some(customer.clone()),
+                cvv: Some(Cvv::parse(cvv).unwrap()),
+                customer_ip: Some("203.0.113.9".parse().unwrap()),
+                payment_solution_id: Some(500),
+                ..PaymentRequest::default()
+            },
+        )
+        .unwrap()
+    };
+    let first = pay("9731");
+    assert!(first.card.is_none());
+    assert_eq!(v.held_cvvs(), 1);
+    let card = v.payment_card(&Actor::local(), m(), &first.id).unwrap();
+    assert_eq!(card.cvv.as_ref().unwrap().expose_digits(), "9731");
+    assert_eq!(card.pan.expose_digits(), "4242424242424242");
+    assert!(
+        v.payment_card(&Actor::local(), m(), &first.id)
+            .unwrap()
+            .cvv
+            .is_none()
+    );
+    // Another merchant never sees the payment.
+    assert!(matches!(
+        v.payment_card(&Actor::local(), MerchantId::new(777).unwrap(), &first.id),
+        Err(VaultError::NotFound)
+    ));
+    // A CVV nobody takes is dropped with its session.
+    let second = pay("9731");
+    assert_eq!(v.held_cvvs(), 1);
+    clock.advance(Duration::minutes(10));
+    v.sweep_sessions().unwrap();
+    assert_eq!(v.held_cvvs(), 0);
+    assert!(
+        v.payment_card(&Actor::local(), m(), &second.id)
+            .unwrap()
+            .cvv
+            .is_none()
+    );
+    // Payment records go after a day.
+    clock.advance(Duration::hours(24));
+    v.sweep_sessions().unwrap();
+    assert!(matches!(
+        v.report_payment(&Actor::local(), m(), &second.id, true),
+        Err(VaultError::NotFound)
+    ));
+    v.flush().unwrap();
+    drop(v);
+    assert!(
+        !files_contain(dir.path(), b"9731"),
+        "the CVV reached the disk"
+    );
+}
+
+#[test]
+fn failed_payments_do_not_save_cards_for_one_click() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, _) = vault(dir.path());
+    v.add_merchant(m(), "m").unwrap();
+    let customer = CustomerId::parse("cust-1").unwrap();
+    let saved = v
+        .tokenize(
+            m(),
+            card(),
+            TokenizeOptions {
+                customer: Some(customer.clone()),
+                ..TokenizeOptions::default()
+            },
+        )
+        .unwrap();
+    let s = v
+        .create_session(
+            &Actor::local(),
+            m(),
+            SessionKind::Verify,
+            SessionOptions::default(),
+        )
+        .unwrap();
+    let p = v
+        .start_payment(
+            &Actor::local(),
+            &s.token,
+            None,
+            PaymentRequest {
+                merchant: Some(m()),
+                card_token: Some(saved.token),
+                customer: Some(customer),
+                cvv: Some(Cvv::parse("123").unwrap()),
+                one_click: true,
+                customer_ip: Some("203.0.113.9".parse().unwrap()),
+                payment_solution_id: Some(500),
+                ..PaymentRequest::default()
+            },
+        )
+        .unwrap();
+    let info = v
+        .report_payment(&Actor::local(), m(), &p.id, false)
+        .unwrap();
+    assert!(!info.one_click_saved);
+    assert!(!v.is_one_click(m(), &saved.token).unwrap());
+    assert_eq!(v.held_cvvs(), 0, "the outcome drops the CVV");
+}
