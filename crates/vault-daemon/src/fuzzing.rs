@@ -24,7 +24,7 @@ use vault_service::{
 };
 use vault_wire::FieldErrorBody;
 
-use crate::{DaemonConfig, json, router, state::State, validate};
+use crate::{DaemonConfig, form, json, router, state::State, validate};
 
 /// The fixed "now" of both harnesses (expiry checks depend on it).
 const NOW: OffsetDateTime = datetime!(2026-11-21 12:00:00 UTC);
@@ -114,6 +114,66 @@ fn check_errors(what: &str, errors: &[FieldErrorBody]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The gateway body decoder (`POST /token`, `POST /payments`: form-urlencoded or flat JSON) on
+/// `body`, both ways.
+///
+/// Checks that a refusal names either the whole `body` or a field name the input really has,
+/// never something taken from a value.
+pub fn gateway_bodies(body: &[u8]) -> Result<(), String> {
+    for encoding in [form::Encoding::Form, form::Encoding::Json] {
+        match form::decode(encoding, body) {
+            Ok(_) => {}
+            Err(e) if e.field == "body" => {}
+            Err(e) => {
+                if !input_names(encoding, body)
+                    .iter()
+                    .any(|n| *n == e.field || n.chars().take(form::MAX_NAME).eq(e.field.chars()))
+                {
+                    return Err(format!(
+                        "{encoding:?}: a refusal ({}) names a field the input does not have",
+                        e.code
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every field name in `body`, read independently of `form` (for [`gateway_bodies`]).
+fn input_names(encoding: form::Encoding, body: &[u8]) -> Vec<String> {
+    match encoding {
+        form::Encoding::Form => form_urlencoded::parse(body)
+            .map(|(name, _)| name.into_owned())
+            .collect(),
+        form::Encoding::Json => {
+            // Keys of the top-level object, duplicates included (a `Value` would merge them),
+            // up to the first syntax error (the decoder may refuse a field before reaching it).
+            struct Keys<'a>(&'a mut Vec<String>);
+            impl<'de> serde::de::Visitor<'de> for Keys<'_> {
+                type Value = ();
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<(), A::Error> {
+                    while let Some(k) = map.next_key::<String>()? {
+                        self.0.push(k);
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                    Ok(())
+                }
+            }
+            let mut names = Vec::new();
+            let mut de = serde_json::Deserializer::from_slice(body);
+            let _ = serde::Deserializer::deserialize_map(&mut de, Keys(&mut names));
+            names
+        }
+    }
 }
 
 fn longest_digit_run(bytes: &[u8]) -> usize {
@@ -325,5 +385,19 @@ mod tests {
         );
         assert_eq!(h.request(req.as_bytes()).unwrap(), [201, 200, 404]);
         assert_eq!(h.request(b"\x00garbage").unwrap(), Vec::<u16>::new());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod gateway_tests {
+    use super::*;
+
+    #[test]
+    fn gateway_seed_bodies_pass() {
+        gateway_bodies(b"merchantId=890490&password=x&action=TOKENIZE").unwrap();
+        gateway_bodies(br#"{"merchantId":890490,"card":{"pan":"4111111111111111"}}"#).unwrap();
+        gateway_bodies(br#"{"a":"1","a":"2"}"#).unwrap();
+        gateway_bodies(br#"{"a":{}, bad"#).unwrap();
     }
 }
