@@ -235,6 +235,8 @@ struct Seen {
     /// (what, body, secrets) of every error response: none of the secrets may be echoed.
     errors: Vec<(String, Vec<u8>, Vec<String>)>,
     requests: u64,
+    /// CVVs sent with payments: no response but the card hand-over, and no log line, may hold one.
+    cvvs: Vec<String>,
     /// A reveal response: it does hold a PAN, so the scanner must find it (positive control).
     control: Option<Vec<u8>>,
 }
@@ -550,11 +552,186 @@ fn workload(socket: &Path, key: &str, rng: &mut impl rand::Rng, seen: &mut Seen)
         seen.clean(path, st, resp);
     }
 
+    let gateway_pans = known_pans(rng, cards() / 5, &mut all);
+    gateway_workload(socket, key, &gateway_pans, seen);
+
     seen.pans.extend(pans);
     seen.pans.extend(new_pans);
     seen.pans.extend(batch_pans);
     seen.pans.extend(bad_pans);
     seen.pans.push(bad_luhn);
+    seen.pans.extend(gateway_pans);
+}
+
+/// Where `needle` (a CVV as a value: quoted, or after `=` or `: `) occurs in `text` not followed
+/// by another digit (`: 9123` in `crc32: 912360524` is not a CVV).
+fn find_value(text: &str, needle: &str) -> Option<usize> {
+    text.match_indices(needle)
+        .find(|(at, _)| {
+            !text
+                .as_bytes()
+                .get(at + needle.len())
+                .is_some_and(u8::is_ascii_digit)
+        })
+        .map(|(at, _)| at)
+}
+
+/// The merchant's gateway password (`POST /token`): it must not appear anywhere either.
+const GATEWAY_PASSWORD: &str = "leak-scan-gateway-password-0d9e61c4";
+
+/// A form-encoded POST (as a browser sends the gateway routes): status and body.
+fn form(socket: &Path, path: &str, auth: Option<&str>, body: &str) -> (u16, Vec<u8>) {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut req = format!("POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    if let Some(a) = auth {
+        req.push_str(&format!("Authorization: Bearer {a}\r\n"));
+    }
+    req.push_str(&format!(
+        "Origin: https://shop.example\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
+    let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
+    (status, raw[head_end + 4..].to_vec())
+}
+
+/// The gateway flows (seeds 000, 001/002, 004): session tokens for the merchant password, card
+/// capture, payment use with a CVV, the card hand-over (which holds a PAN and CVV, like a reveal)
+/// and the outcome; plus refused gateway requests carrying PANs and CVVs in the wrong places.
+fn gateway_workload(socket: &Path, key: &str, pans: &[String], seen: &mut Seen) {
+    let (st, body) = http(
+        socket,
+        "POST",
+        &format!("/admin/merchants/{MERCHANT}/password"),
+        Some(key),
+        Some(&format!(r#"{{"password":"{GATEWAY_PASSWORD}"}}"#)),
+    );
+    assert_eq!(st, 204, "{}", String::from_utf8_lossy(&body));
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    };
+    let session = |action: &str, seen: &mut Seen| {
+        let (st, body) = form(
+            socket,
+            "/token",
+            None,
+            &format!(
+                "merchantId={MERCHANT}&password={GATEWAY_PASSWORD}&action={action}&timestamp={}&allowOriginUrl=https%3A%2F%2Fshop.example&customerId=gw-cust&paymentSolutionId=500&customerIPAddress=203.0.113.5",
+                now_ms()
+            ),
+        );
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+        let body = seen.clean("POST /token", st, body);
+        json(&body)["token"].as_str().unwrap().to_owned()
+    };
+    for (i, pan) in pans.iter().enumerate() {
+        let cvv = format!("{}", 9100 + i);
+        let tokenize = session("TOKENIZE", seen);
+        let (st, body) = form(
+            socket,
+            "/payments",
+            None,
+            &format!(
+                "token={tokenize}&number={pan}&expiryMonth=12&expiryYear=2030&nameOnCard=Jane+Doe"
+            ),
+        );
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+        let body = seen.clean("card capture", st, body);
+        let card_token = json(&body)["cardToken"].as_str().unwrap().to_owned();
+        let purchase = session("PURCHASE", seen);
+        let (st, body) = form(
+            socket,
+            "/payments",
+            None,
+            &format!(
+                "merchantId={MERCHANT}&token={purchase}&specinCreditCardToken={card_token}&specinCreditCardCVV={cvv}&setOneClickValueSettingForCard=true"
+            ),
+        );
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+        let body = seen.clean("payment use", st, body);
+        seen.cvvs.push(cvv.clone());
+        let tx = json(&body)["txId"].as_str().unwrap().to_owned();
+        // The hand-over holds the PAN and CVV: not scanned, like a reveal.
+        let (st, body) = http(
+            socket,
+            "POST",
+            &format!("/payments/{tx}/card"),
+            Some(key),
+            None,
+        );
+        assert_eq!(st, 200);
+        seen.requests += 1;
+        assert_eq!(json(&body)["card"]["cvv"], cvv.as_str());
+        let (st, body) = http(
+            socket,
+            "POST",
+            &format!("/payments/{tx}/result"),
+            Some(key),
+            Some(r#"{"result":"success"}"#),
+        );
+        seen.clean("payment result", st, body);
+        // Refused: a wrong customer with the CVV, a PAN in the CVV field, a bad PAN in capture.
+        let purchase = session("PURCHASE", seen);
+        let (st, body) = form(
+            socket,
+            "/payments",
+            None,
+            &format!(
+                "merchantId={MERCHANT}&token={purchase}&specinCreditCardToken={card_token}&customerId=someone-else&specinCreditCardCVV={cvv}"
+            ),
+        );
+        assert_eq!(st, 403);
+        seen.bodies.push(("customer mismatch".into(), body.clone()));
+        seen.errors
+            .push(("customer mismatch".into(), body, vec![format!("\"{cvv}\"")]));
+        let tokenize = session("TOKENIZE", seen);
+        let (st, body) = form(
+            socket,
+            "/payments",
+            None,
+            &format!("token={tokenize}&number={pan}0&expiryMonth=12&expiryYear=2030&cvv={pan}"),
+        );
+        assert_eq!(st, 400);
+        seen.requests += 3;
+        seen.bodies.push(("bad capture".into(), body.clone()));
+        seen.errors
+            .push(("bad capture".into(), body, vec![pan.clone()]));
+    }
+    // Hosted fields (seeds 001/002).
+    let (st, body) = http(
+        socket,
+        "POST",
+        "/admin/terminals",
+        Some(key),
+        Some(&format!(
+            r#"{{"merchant_id":"{MERCHANT}","terminal_id":"leak-terminal-1"}}"#
+        )),
+    );
+    assert!(st == 201 || st == 400, "{}", String::from_utf8_lossy(&body));
+    let mut s = UnixStream::connect(socket).unwrap();
+    let hf = r#"{"libVersion":"1.6.0.172441","scenario":"payment"}"#;
+    write!(
+        s,
+        "POST /processing-terminals/leak-terminal-1/hosted-fields-sessions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {key}\r\nIdempotency-Key: 6f1c2a9e-1b2c-4d3e-8f4a-5b6c7d8e9f0a\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{hf}",
+        hf.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    assert!(
+        raw.starts_with(b"HTTP/1.1 201"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+    seen.clean("hosted-fields session", 201, raw);
 }
 
 struct Daemon {
@@ -680,7 +857,7 @@ fn nothing_in_clear_anywhere() {
         "--merchant",
         MERCHANT,
         "--scopes",
-        "tokenize,reveal,admin",
+        "tokenize,reveal,admin,sessions",
         "--out",
         api_path.to_str().unwrap(),
         "--data",
@@ -819,6 +996,42 @@ fn nothing_in_clear_anywhere() {
             }
         }
     }
+    // The gateway password never appears anywhere (it is 35 characters: no false positives).
+    let pw = GATEWAY_PASSWORD.as_bytes();
+    for f in &files {
+        if std::fs::read(f).unwrap().windows(pw.len()).any(|w| w == pw) {
+            findings.push(format!("{}: the merchant password", f.display()));
+        }
+    }
+    // CVVs: 4 digits are too short to scan binary files for without false hits, so the logs and
+    // responses are checked for them as values (quoted, or after `=`/`:`), and for CVV field names.
+    let log_text_all: String = logs
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    // Controls: a CVV as a value is found; the same digits inside a longer number are not.
+    assert!(find_value(r#"{"cvv":"9100"}"#, "\"9100\"").is_some());
+    assert!(find_value("cvv=9100&x", "=9100").is_some());
+    assert!(find_value("crc32: 910060524", ": 9100").is_none());
+    for cvv in &seen.cvvs {
+        for form in [format!("\"{cvv}\""), format!("={cvv}"), format!(": {cvv}")] {
+            if let Some(at) = find_value(&log_text_all, &form) {
+                let from = log_text_all.floor_char_boundary(at.saturating_sub(80));
+                let to = log_text_all.ceil_char_boundary((at + 40).min(log_text_all.len()));
+                let context = log_text_all[from..to].replace(cvv.as_str(), "<cvv>");
+                findings.push(format!("a CVV in the logs: ...{context}..."));
+            }
+            for (what, body) in metrics.iter().chain(&seen.bodies) {
+                if find_value(&String::from_utf8_lossy(body), &form).is_some() {
+                    findings.push(format!("a CVV in the response of {what}"));
+                }
+            }
+        }
+    }
+    let lower = log_text_all.to_ascii_lowercase();
+    assert!(!lower.contains("cvv"), "a CVV field name in the logs");
+    assert!(!seen.cvvs.is_empty());
+
     // The trace logs really are at trace level and carry the audit lines.
     let log_text: String = logs
         .iter()

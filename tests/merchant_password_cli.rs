@@ -257,6 +257,11 @@ fn through_the_daemon() {
                 &data,
                 "--socket",
                 socket.to_str().unwrap(),
+                // Exercised here: accepted and applied at start.
+                "--durability",
+                "flush",
+                "--login-hashes",
+                "1",
             ])
             .env("CARDVAULT_PASSPHRASE", PASS)
             .stdout(Stdio::null())

@@ -12,7 +12,6 @@ use std::{
 use anyhow::Context;
 use cardvault::{
     KeySource, MerchantId, MerchantPassword, Scope, Scopes, SecretKey, TerminalId, Vault,
-    VaultOptions,
 };
 use vault_daemon::DaemonConfig;
 
@@ -54,9 +53,10 @@ pub(crate) fn run(args: &ServeArgs, config: DaemonConfig) -> anyhow::Result<()> 
         hex::encode(key_bytes.expose()).as_bytes(),
     )?;
     let key = KeySource::KeyFile(key_bytes);
-    let vault = Vault::create(&data, &key, VaultOptions::default())
+    let vault = Vault::create(&data, &key, args.vault_options())
         .with_context(|| format!("creating the dev vault in {}", data.display()))?;
     drop(key);
+    args.tune(&vault);
 
     let merchant = MerchantId::parse(DEV_MERCHANT).context("dev merchant id")?;
     vault.add_merchant(merchant, "Dev merchant")?;

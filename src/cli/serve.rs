@@ -68,6 +68,16 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = DaemonConfig::default().max_connections)]
     pub(crate) max_connections: usize,
 
+    /// When writes are acknowledged: `sync` survives kill -9 and power loss (fdatasync per group
+    /// commit); `flush` survives kill -9 only (see docs/durability.md).
+    #[arg(long, env = "CARDVAULT_DURABILITY", value_enum, default_value_t = DurabilityArg::Sync)]
+    pub(crate) durability: DurabilityArg,
+
+    /// Merchant-password logins (POST /token) hashed at once; each Argon2id hash holds 19 MiB.
+    /// Default: the number of CPUs (at most 8).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub(crate) login_hashes: Option<u16>,
+
     /// Development mode: a throwaway vault in a fresh temporary directory, a merchant, an
     /// all-scopes API key next to the socket, and a curl line to try. NOT FOR PRODUCTION.
     /// --data and the key options are ignored in this mode.
@@ -76,6 +86,37 @@ pub(crate) struct ServeArgs {
 
     #[command(flatten)]
     pub(crate) key: KeyArgs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum DurabilityArg {
+    /// fdatasync per group commit.
+    Sync,
+    /// sled's flush (write + sync_file_range) per group commit.
+    Flush,
+}
+
+impl ServeArgs {
+    /// The vault options these arguments ask for.
+    pub(crate) fn vault_options(&self) -> VaultOptions {
+        VaultOptions {
+            durability: match self.durability {
+                DurabilityArg::Sync => cardvault::Durability::Sync,
+                DurabilityArg::Flush => cardvault::Durability::Flush,
+            },
+            ..VaultOptions::default()
+        }
+    }
+
+    /// Applies the settings that live on an open vault.
+    pub(crate) fn tune(&self, vault: &Vault) {
+        if let Some(n) = self.login_hashes {
+            vault.set_login_policy(cardvault::LoginPolicy {
+                max_concurrent_hashes: usize::from(n),
+                ..vault.login_policy()
+            });
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -111,9 +152,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         bail!("--data and --socket are required (or use --dev)");
     };
     let key = args.key.resolve(false)?;
-    let vault = Vault::open(data, &key, VaultOptions::default())
+    let vault = Vault::open(data, &key, args.vault_options())
         .with_context(|| format!("opening the vault in {}", data.display()))?;
     drop(key);
+    args.tune(&vault);
     let socket = absolute(socket)?;
     let pointer = data.join(SOCKET_POINTER);
     // Best effort: only a convenience for admin commands given `--data`.

@@ -83,6 +83,7 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
+        extra: Option<(&'static str, HeaderValue)>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
         let mut guard = self.shared.conn.lock().await;
         // The daemon closes idle connections; reconnect before sending rather than after a
@@ -106,6 +107,9 @@ impl Client {
             .header(ACCEPT, JSON_CONTENT_TYPE);
         if let Some(auth) = &self.shared.auth {
             req = req.header(AUTHORIZATION, auth.clone());
+        }
+        if let Some((name, value)) = extra {
+            req = req.header(name, value);
         }
         let body = match body {
             Some(b) => {
@@ -148,6 +152,17 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<Bytes, ClientError> {
+        self.call_raw_with(method, path, body, None).await
+    }
+
+    /// [`call_raw`](Self::call_raw) with one more request header.
+    pub(crate) async fn call_raw_with<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        extra: Option<(&'static str, HeaderValue)>,
+    ) -> Result<Bytes, ClientError> {
         let body = match body {
             Some(b) => Some(
                 serde_json::to_vec(b)
@@ -155,7 +170,7 @@ impl Client {
             ),
             None => None,
         };
-        let (status, bytes) = self.exchange(method, path, body).await?;
+        let (status, bytes) = self.exchange(method, path, body, extra).await?;
         if status.is_success() {
             Ok(bytes)
         } else {

@@ -27,6 +27,7 @@ mod admin;
 mod client;
 mod error;
 mod key;
+mod payments;
 mod tokens;
 
 pub use client::Client;

@@ -15,6 +15,7 @@ use vault_wire::{
 
 struct Fixture {
     _dir: tempfile::TempDir,
+    vault: Vault,
     socket: PathBuf,
     key: ApiKey,
     stop: Option<oneshot::Sender<()>>,
@@ -35,11 +36,17 @@ impl Fixture {
         let socket = dir.path().join("run").join("cardvault.sock");
         let listener = vault_daemon::bind_unix(&socket, 0o600).await.unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(vault_daemon::serve(listener, vault, config, async move {
-            let _ = rx.await;
-        }));
+        let server = tokio::spawn(vault_daemon::serve(
+            listener,
+            vault.clone(),
+            config,
+            async move {
+                let _ = rx.await;
+            },
+        ));
         Self {
             _dir: dir,
+            vault,
             socket,
             key,
             stop: Some(tx),
@@ -239,4 +246,105 @@ async fn reconnects_after_the_daemon_closed_an_idle_connection() {
     let (a, b) = tokio::join!(c.tokenize(&r1), c2.tokenize(&r2));
     assert_ne!(a.unwrap().token, b.unwrap().token);
     fx.stop().await;
+}
+
+#[tokio::test]
+async fn hosted_sessions_and_the_acquirer_leg() {
+    use vault_service::{
+        Actor, CustomerId, Cvv, Expiry, NewCard, Pan, PaymentRequest, SessionKind, SessionOptions,
+        TerminalId, TokenizeOptions,
+    };
+    let f = Fixture::start(
+        &[Scope::Tokenize, Scope::Reveal, Scope::Sessions],
+        DaemonConfig::default(),
+    )
+    .await;
+    let m = MerchantId::parse("890490").unwrap();
+    f.vault
+        .add_terminal(m, TerminalId::parse("1234001").unwrap())
+        .unwrap();
+    let c = f.client().await;
+    let req = vault_wire::HostedFieldsSessionRequest {
+        lib_version: "1.6.0.172441".into(),
+        scenario: "payment".into(),
+        secure_token_id: None,
+        allow_origin_url: None,
+    };
+    let key = "3f1e2d4c-5b6a-4978-8a1b-2c3d4e5f6a7b";
+    let a = c.hosted_fields_session("1234001", key, &req).await.unwrap();
+    let b = c.hosted_fields_session("1234001", key, &req).await.unwrap();
+    assert_eq!(a, b, "a retry with the key returns the same session");
+    // The same key for another terminal is another request: 409.
+    let err = c
+        .hosted_fields_session("9999999", key, &req)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(409));
+    let err = c
+        .hosted_fields_session("9999999", "4f1e2d4c-5b6a-4978-8a1b-2c3d4e5f6a7b", &req)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(403));
+
+    // A payment started through a session; the client takes its card and reports the outcome.
+    let customer = CustomerId::parse("c-1").unwrap();
+    let card = f
+        .vault
+        .tokenize(
+            m,
+            NewCard::new(
+                Pan::parse("4242424242424242").unwrap(),
+                Expiry::parse_yymm("2802").unwrap(),
+            ),
+            TokenizeOptions {
+                customer: Some(customer.clone()),
+                ..TokenizeOptions::default()
+            },
+        )
+        .unwrap();
+    let s = f
+        .vault
+        .create_session(
+            &Actor::local(),
+            m,
+            SessionKind::Purchase,
+            SessionOptions::default(),
+        )
+        .unwrap();
+    let p = f
+        .vault
+        .start_payment(
+            &Actor::local(),
+            &s.token,
+            None,
+            PaymentRequest {
+                merchant: Some(m),
+                card_token: Some(card.token),
+                customer: Some(customer),
+                cvv: Some(Cvv::parse("321").unwrap()),
+                customer_ip: Some("203.0.113.1".parse().unwrap()),
+                payment_solution_id: Some(500),
+                ..PaymentRequest::default()
+            },
+        )
+        .unwrap();
+    let tx = p.id.to_string();
+    let handed = c.payment_card(&tx).await.unwrap();
+    assert_eq!(handed.card.number, "4242424242424242");
+    assert_eq!(handed.card.cvv.as_deref(), Some("321"));
+    assert!(c.payment_card(&tx).await.unwrap().card.cvv.is_none());
+    let done = c.report_payment(&tx, true).await.unwrap();
+    assert_eq!(done.status, "SUCCEEDED");
+    assert_eq!(
+        c.report_payment(&tx, true).await.unwrap_err().status(),
+        Some(400)
+    );
+    assert_eq!(
+        c.payment_card("00000000-0000-4000-8000-000000000000")
+            .await
+            .unwrap_err()
+            .status(),
+        Some(404)
+    );
+    f.stop().await;
 }

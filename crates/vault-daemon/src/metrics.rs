@@ -92,6 +92,7 @@ impl Metrics {
             self.connections_open.load(Relaxed)
         );
         render_store(&mut out, vault);
+        render_gateway(&mut out, vault);
         out
     }
 
@@ -183,6 +184,37 @@ fn render_store(out: &mut String, vault: &Vault) {
         out,
         "cardvault_store_group_size_sum {}\ncardvault_store_group_size_count {}",
         s.group_sizes.sum, s.group_sizes.count
+    );
+}
+
+/// Merchant-password logins (the Argon2id memory bound is `hashing` x the policy's memory) and
+/// the CVVs held in memory for pending payments.
+fn render_gateway(out: &mut String, vault: &Vault) {
+    let login = vault.login_stats();
+    let _ = writeln!(
+        out,
+        "# HELP cardvault_login_hashing Argon2id password hashes running now.\n# TYPE cardvault_login_hashing gauge\ncardvault_login_hashing {}",
+        login.hashing
+    );
+    let _ = writeln!(
+        out,
+        "# HELP cardvault_login_hashing_peak Most Argon2id hashes running at once since start.\n# TYPE cardvault_login_hashing_peak gauge\ncardvault_login_hashing_peak {}",
+        login.peak_hashing
+    );
+    let _ = writeln!(
+        out,
+        "# HELP cardvault_login_busy_total Logins refused because every hashing slot and waiting place was taken.\n# TYPE cardvault_login_busy_total counter\ncardvault_login_busy_total {}",
+        login.busy
+    );
+    let _ = writeln!(
+        out,
+        "# HELP cardvault_login_cache_hits_total Logins verified from the verification cache.\n# TYPE cardvault_login_cache_hits_total counter\ncardvault_login_cache_hits_total {}",
+        login.cache_hits
+    );
+    let _ = writeln!(
+        out,
+        "# HELP cardvault_payment_cvvs_held CVVs held in memory (sealed) for pending payments.\n# TYPE cardvault_payment_cvvs_held gauge\ncardvault_payment_cvvs_held {}",
+        vault.held_cvvs()
     );
 }
 

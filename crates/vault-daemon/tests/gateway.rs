@@ -897,6 +897,20 @@ async fn a_login_flood_stays_bounded_and_tokenize_keeps_serving() {
             "{by_status:?}"
         );
     }
+    // Visible to the operator.
+    let metrics = d.send("GET", "/metrics", None, None).await.text();
+    assert!(
+        metrics.contains("cardvault_login_hashing_peak "),
+        "{metrics}"
+    );
+    let busy_line = metrics
+        .lines()
+        .find(|l| l.starts_with("cardvault_login_busy_total "))
+        .unwrap();
+    assert_eq!(
+        busy_line,
+        format!("cardvault_login_busy_total {}", stats.busy)
+    );
     // The real merchant still logs in afterwards.
     let (token, _) = session_token(&d, "TOKENIZE", "").await;
     assert_uuid_v4(&token);
