@@ -5,6 +5,7 @@
 #   .ci/fuzz-smoke.sh                    # every target, 5 s each
 #   FUZZ_SECONDS=60 .ci/fuzz-smoke.sh    # longer
 #   .ci/fuzz-smoke.sh open_record        # some targets only
+#   FUZZ_SKIP="a b" .ci/fuzz-smoke.sh    # all but these (known open findings, see fuzz/README.md)
 #
 # Fails if a target does not build, or if libFuzzer reports a crash, panic, failed assertion,
 # timeout or out-of-memory. A crashing input is kept in fuzz/artifacts/<target>/ (gitignored);
@@ -37,7 +38,12 @@ if [ "$#" -gt 0 ]; then
 else
     targets=()
     for f in "$fuzz_dir"/fuzz_targets/*.rs; do
-        targets+=("$(basename "$f" .rs)")
+        t="$(basename "$f" .rs)"
+        if [[ " ${FUZZ_SKIP:-} " == *" $t "* ]]; then
+            echo "==> SKIPPING $t (FUZZ_SKIP): an open finding, see fuzz/README.md" >&2
+            continue
+        fi
+        targets+=("$t")
     done
 fi
 

@@ -5,6 +5,9 @@
 //! process) and one record binding. Test keys only; never use them for real data.
 #![forbid(unsafe_code)]
 
+pub mod daemon_http;
+pub mod vault_model;
+
 use std::sync::OnceLock;
 
 use rand::SeedableRng;

@@ -57,6 +57,8 @@
 mod config;
 mod error;
 mod form;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gateway;
 mod idempotency;
 mod json;

@@ -1,0 +1,378 @@
+//! A damaged data directory: sled's files truncated, overwritten or removed (the whole file, not
+//! one record as `crates/vault-service/tests/library.rs` does). Opening the vault must either
+//! refuse with an error, or open and answer every token with its exact card, `NotFound` or
+//! `Integrity`: never a panic (on any thread), never another card, never a hang.
+//!
+//! Each damaged copy is opened in a child process (this test binary run again with
+//! `CARDVAULT_CORRUPT_CHILD=<dir>`), so that a panic on a background thread, an abort or a hang
+//! is seen too. Run with `--nocapture` to see what each kind of damage gives.
+//!
+//! Known gap (see docs/harnesses.md): sled treats damage in the middle or at the end of its log
+//! as the torn tail of a crash, recovers up to it and opens; the tokens after it are then
+//! `NotFound`, silently. `CARDVAULT_CORRUPT_STRICT=1` also fails on that; it fails today.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
+
+use std::{
+    fs,
+    io::Read,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use rand::{SeedableRng, rngs::StdRng};
+use time::macros::datetime;
+use vault_service::{
+    Durability, Expiry, KdfParams, KeySource, ManualClock, MerchantId, NewCard, Pan, SecretKey,
+    Token, TokenizeOptions, Vault, VaultError, VaultOptions,
+};
+
+const CARDS: usize = 400;
+const CHILD_ENV: &str = "CARDVAULT_CORRUPT_CHILD";
+const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn options() -> VaultOptions {
+    VaultOptions {
+        durability: Durability::Sync,
+        kdf: KdfParams::insecure_for_tests(),
+        clock: Arc::new(ManualClock::new(datetime!(2026-11-21 12:00:00 UTC))),
+        cache_capacity: 1 << 20,
+    }
+}
+
+fn key() -> KeySource {
+    KeySource::KeyFile(SecretKey::from_bytes([0x5a; 32]))
+}
+
+fn merchant() -> MerchantId {
+    MerchantId::new(890_490).unwrap()
+}
+
+/// The test PANs, the same in parent and child (a seeded RNG), so none is written to disk.
+fn pans() -> Vec<String> {
+    let mut rng = StdRng::seed_from_u64(0xc0de);
+    (0..CARDS)
+        .map(|i| common::luhn_pan(&mut rng, ["4", "51", "37"][i % 3], [16, 16, 15][i % 3]))
+        .collect()
+}
+
+/// What the child saw, as `key=value` pairs on one `RESULT` line.
+#[derive(Debug, Default)]
+struct Outcome {
+    refused: Option<String>,
+    exact: usize,
+    wrong: usize,
+    not_found: usize,
+    integrity: usize,
+    other: usize,
+    write_ok: bool,
+}
+
+/// The child: open the damaged vault, reveal every token, try one write, report.
+#[test]
+fn child_opens_a_damaged_vault() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return; // Only meaningful when run by `damaged_data_files_never_panic`.
+    };
+    let dir = PathBuf::from(dir);
+    let tokens = fs::read_to_string(dir.join("tokens")).unwrap();
+    let vault = match Vault::open(dir.join("vault"), &key(), options()) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("RESULT refused={e}");
+            return;
+        }
+    };
+    let mut o = Outcome::default();
+    for (line, pan) in tokens.lines().zip(pans()) {
+        let token = Token::parse(line).unwrap();
+        match vault.reveal(merchant(), &token, None) {
+            Ok(card) if card.pan.expose_digits() == pan => o.exact += 1,
+            Ok(_) => o.wrong += 1,
+            Err(VaultError::NotFound) => o.not_found += 1,
+            Err(VaultError::Integrity) => o.integrity += 1,
+            Err(_) => o.other += 1,
+        }
+    }
+    let card = NewCard::new(
+        Pan::parse("4242424242424242").unwrap(),
+        Expiry::parse_yymm("2802").unwrap(),
+    );
+    o.write_ok = vault
+        .tokenize(merchant(), card, TokenizeOptions::default())
+        .is_ok();
+    drop(vault);
+    eprintln!(
+        "RESULT exact={} wrong={} not_found={} integrity={} other={} write_ok={}",
+        o.exact, o.wrong, o.not_found, o.integrity, o.other, o.write_ok
+    );
+}
+
+fn parse(stderr: &str) -> Option<Outcome> {
+    let line = stderr.lines().find_map(|l| l.strip_prefix("RESULT "))?;
+    let mut o = Outcome::default();
+    if let Some(msg) = line.strip_prefix("refused=") {
+        o.refused = Some(msg.to_owned());
+        return Some(o);
+    }
+    for kv in line.split(' ') {
+        let (k, v) = kv.split_once('=')?;
+        match k {
+            "exact" => o.exact = v.parse().ok()?,
+            "wrong" => o.wrong = v.parse().ok()?,
+            "not_found" => o.not_found = v.parse().ok()?,
+            "integrity" => o.integrity = v.parse().ok()?,
+            "other" => o.other = v.parse().ok()?,
+            "write_ok" => o.write_ok = v == "true",
+            _ => return None,
+        }
+    }
+    Some(o)
+}
+
+/// A pristine vault with [`CARDS`] cards and its token list, in `dir`.
+fn build(dir: &Path) {
+    let vault = Vault::create(dir.join("vault"), &key(), options()).unwrap();
+    let mut tokens = String::new();
+    for pan in pans() {
+        let card = NewCard::new(
+            Pan::parse(&pan).unwrap(),
+            Expiry::parse_yymm("3012").unwrap(),
+        );
+        let info = vault
+            .tokenize(merchant(), card, TokenizeOptions::default())
+            .unwrap();
+        tokens.push_str(&info.token.to_string());
+        tokens.push('\n');
+    }
+    fs::write(dir.join("tokens"), tokens).unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Deterministic bytes (xorshift64*), no dependency on the RNG's stream.
+fn noise(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_be_bytes()[0]
+        })
+        .collect()
+}
+
+type Damage = fn(&Path);
+
+/// The key header file, next to `sled/` (`crates/vault-store/src/header_file.rs`).
+const HEADER: &str = "keyheader";
+
+fn sled_dir(vault: &Path) -> PathBuf {
+    vault.join("sled")
+}
+
+fn db_len(v: &Path) -> usize {
+    usize::try_from(fs::metadata(sled_dir(v).join("db")).unwrap().len()).unwrap()
+}
+
+fn set_db(v: &Path, bytes: &[u8]) {
+    fs::write(sled_dir(v).join("db"), bytes).unwrap();
+}
+
+fn db(v: &Path) -> Vec<u8> {
+    fs::read(sled_dir(v).join("db")).unwrap()
+}
+
+fn truncate(v: &Path, len: usize) {
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(sled_dir(v).join("db"))
+        .unwrap();
+    f.set_len(len as u64).unwrap();
+}
+
+const CASES: &[(&str, Damage)] = &[
+    ("db truncated to 0 bytes", |v| truncate(v, 0)),
+    ("db truncated to 4 KiB", |v| truncate(v, 4096)),
+    ("db truncated to half", |v| truncate(v, db_len(v) / 2)),
+    ("db missing its last 100 bytes", |v| {
+        truncate(v, db_len(v).saturating_sub(100));
+    }),
+    ("db: 4 KiB of noise in the middle", |v| {
+        let mut b = db(v);
+        let at = b.len() / 2;
+        let end = (at + 4096).min(b.len());
+        b[at..end].copy_from_slice(&noise(1, end - at));
+        set_db(v, &b);
+    }),
+    ("db: 64 KiB of noise at the start", |v| {
+        let mut b = db(v);
+        let end = b.len().min(64 << 10);
+        b[..end].copy_from_slice(&noise(2, end));
+        set_db(v, &b);
+    }),
+    ("db: one byte in 4,096 flipped", |v| {
+        let mut b = db(v);
+        for i in (100..b.len()).step_by(4096) {
+            b[i] ^= 0x55;
+        }
+        set_db(v, &b);
+    }),
+    ("db: zeroed from the middle on", |v| {
+        let mut b = db(v);
+        let at = b.len() / 2;
+        b[at..].fill(0);
+        set_db(v, &b);
+    }),
+    ("db: all noise", |v| {
+        let n = db_len(v);
+        set_db(v, &noise(3, n));
+    }),
+    ("db removed", |v| {
+        fs::remove_file(sled_dir(v).join("db")).unwrap()
+    }),
+    ("conf removed", |v| {
+        fs::remove_file(sled_dir(v).join("conf")).unwrap();
+    }),
+    ("conf is noise", |v| {
+        fs::write(sled_dir(v).join("conf"), noise(4, 64)).unwrap();
+    }),
+    ("blobs directory removed", |v| {
+        fs::remove_dir_all(sled_dir(v).join("blobs")).unwrap();
+    }),
+    ("key header truncated by 1 byte", |v| {
+        let h = fs::read(v.join(HEADER)).unwrap();
+        fs::write(v.join(HEADER), &h[..h.len() - 1]).unwrap();
+    }),
+    ("key header is noise", |v| {
+        let n = usize::try_from(fs::metadata(v.join(HEADER)).unwrap().len()).unwrap();
+        fs::write(v.join(HEADER), noise(5, n)).unwrap();
+    }),
+];
+
+/// Runs the child on `dir`; its stderr, or a description of how it failed.
+fn run_child(dir: &Path) -> Result<String, String> {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_opens_a_damaged_vault", "--nocapture"])
+        .env(CHILD_ENV, dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > CHILD_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("hung for more than {CHILD_TIMEOUT:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    if !status.success() || stderr.contains("panicked") {
+        let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(format!("exit {status}:\n{}", tail.join("\n")));
+    }
+    Ok(stderr)
+}
+
+#[test]
+fn damaged_data_files_never_panic() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let pristine = root.path().join("pristine");
+    build(&pristine);
+    let files: Vec<String> = fs::read_dir(sled_dir(&pristine.join("vault")))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            format!(
+                "{} ({} B)",
+                e.file_name().to_string_lossy(),
+                e.metadata().unwrap().len()
+            )
+        })
+        .collect();
+    eprintln!("{CARDS} cards; sled files: {}", files.join(", "));
+
+    // The undamaged copy must open and give every card back (the harness works).
+    let control = root.path().join("control");
+    copy_dir(&pristine, &control);
+    let o = parse(&run_child(&control).unwrap()).expect("a RESULT line");
+    assert_eq!((o.exact, o.refused.is_none()), (CARDS, true), "{o:?}");
+
+    let strict = std::env::var_os("CARDVAULT_CORRUPT_STRICT").is_some();
+    let mut failures = Vec::new();
+    for (i, (name, damage)) in CASES.iter().enumerate() {
+        let dir = root.path().join(format!("case-{i}"));
+        copy_dir(&pristine, &dir);
+        damage(&dir.join("vault"));
+        match run_child(&dir).map(|s| parse(&s)) {
+            Err(e) => failures.push(format!("{name}: {e}")),
+            Ok(None) => failures.push(format!("{name}: no RESULT line")),
+            Ok(Some(o)) => {
+                match &o.refused {
+                    Some(msg) => eprintln!("{name}: refused: {msg}"),
+                    None => eprintln!(
+                        "{name}: opened; {} exact, {} not found, {} integrity, {} other errors, \
+                         {} wrong; a new write {}",
+                        o.exact,
+                        o.not_found,
+                        o.integrity,
+                        o.other,
+                        o.wrong,
+                        if o.write_ok { "worked" } else { "failed" }
+                    ),
+                }
+                if o.refused.is_none() && o.exact < CARDS {
+                    let lost = format!(
+                        "{name}: opened without an error but {} of {CARDS} tokens are gone",
+                        CARDS - o.exact
+                    );
+                    eprintln!("  SILENT LOSS: {lost}");
+                    if strict {
+                        failures.push(lost);
+                    }
+                }
+                if o.wrong > 0 {
+                    failures.push(format!("{name}: {} reveals gave another card", o.wrong));
+                }
+                if o.refused.as_deref().is_some_and(str::is_empty) {
+                    failures.push(format!("{name}: refused without a message"));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "damaged data files must be refused or read record by record, never panic:\n{}",
+        failures.join("\n")
+    );
+}
