@@ -22,7 +22,7 @@ use std::{
 
 use crate::{
     DedupeKey, LookupId, StoreError, StoredRecord,
-    layout::{self, COUNT_KEY},
+    layout::{self, COUNT_KEY, GENERATION_KEY},
 };
 
 /// A unit of work for the committer: runs against the group's transaction and returns what to do
@@ -223,7 +223,7 @@ impl<'a> WriteTx<'a> {
 
 pub(crate) fn check_free_prefix(key: &[u8]) -> Result<(), StoreError> {
     match key.first() {
-        Some(b'V' | b'C' | b'R' | b'E' | b'D') | None => {
+        Some(b'V' | b'C' | b'G' | b'R' | b'E' | b'D') | None => {
             Err(StoreError::Corrupt("key (reserved prefix)"))
         }
         Some(_) => Ok(()),
@@ -272,6 +272,8 @@ pub(crate) struct Committer {
     /// Set while a backup runs: keeps the pre-backup value of every key a group changes before
     /// the backup has exported it (see `backup.rs`).
     pub(crate) capture: Arc<parking_lot::Mutex<Option<crate::backup::Capture>>>,
+    /// Group commits applied so far (key `G`; see `generation.rs`).
+    pub(crate) generation: u64,
 }
 
 /// Histogram of group sizes (jobs per commit), for metrics.
@@ -295,7 +297,8 @@ impl GroupHistogram {
 }
 
 impl Committer {
-    pub(crate) fn run(self) {
+    pub(crate) fn run(mut self) {
+        let mut refresh = crate::generation::Refresh::new();
         let mut group: Vec<Job> = Vec::with_capacity(self.max_group);
         let mut completions: Vec<Completion> = Vec::with_capacity(self.max_group);
         while let Ok(first) = self.rx.recv() {
@@ -313,7 +316,15 @@ impl Committer {
                 completions.push(job(&mut tx));
             }
             let new_count = tx.count;
-            let outcome = self.apply(tx, count);
+            let next = self.generation + 1;
+            let outcome = self.apply(tx, count, next).map(|applied| {
+                if applied {
+                    self.generation = next;
+                    if self.durable {
+                        refresh.after_durable_group(&self.dir, next);
+                    }
+                }
+            });
             match &outcome {
                 Ok(()) => self.stats.live_records.store(new_count, Ordering::Release),
                 Err(StoreError::Db(_) | StoreError::Io(_)) => {
@@ -328,21 +339,27 @@ impl Committer {
                 c(outcome.clone());
             }
         }
-        // Channel closed: every sender is gone. Make what was applied durable before exiting.
-        let _ = self.db.flush();
+        // Channel closed: every sender is gone. Make what was applied durable before exiting, and
+        // record exactly how far it got (unless the database has failed: then it may not be).
+        if self.db.flush().is_ok() && !self.stats.failed.load(Ordering::Acquire) {
+            let _ = crate::generation::write(&self.dir, self.generation, true);
+        }
     }
 
-    fn apply(&self, tx: WriteTx<'_>, old_count: u64) -> Result<(), StoreError> {
+    /// Applies (and, when durable, flushes) the group as generation `generation`; `Ok(false)` when
+    /// it wrote nothing.
+    fn apply(&self, tx: WriteTx<'_>, old_count: u64, generation: u64) -> Result<bool, StoreError> {
         if let Some(header) = &tx.header {
             crate::header_file::write(&self.dir, header)?;
         }
         if tx.group.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         if let Some(capture) = self.capture.lock().as_mut() {
             if tx.count != old_count {
                 capture.before_change(&self.tree, COUNT_KEY)?;
             }
+            capture.before_change(&self.tree, GENERATION_KEY)?;
             for k in tx.group.keys() {
                 capture.before_change(&self.tree, k)?;
             }
@@ -351,6 +368,7 @@ impl Committer {
         if tx.count != old_count {
             batch.insert(COUNT_KEY, &tx.count.to_be_bytes());
         }
+        batch.insert(GENERATION_KEY, &generation.to_be_bytes());
         for (k, v) in tx.group {
             match v {
                 Some(v) => batch.insert(k, v),
@@ -365,6 +383,6 @@ impl Committer {
             }
             self.stats.flushes.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(())
+        Ok(true)
     }
 }

@@ -26,6 +26,15 @@ pub enum StoreError {
     Io(io::Error),
     /// The committer has stopped (the store is shutting down or a previous write failed hard).
     Closed,
+    /// The database holds fewer group commits than were acknowledged (`stored` < `expected`):
+    /// its data file was truncated or damaged and sled recovered only a prefix of it. Restore
+    /// from a backup.
+    LostWrites {
+        /// Group commits the database holds.
+        stored: u64,
+        /// Group commits acknowledged before the store was last closed (or later).
+        expected: u64,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -49,6 +58,10 @@ impl fmt::Display for StoreError {
             Self::Db(e) => write!(f, "database error: {e}"),
             Self::Io(e) => write!(f, "i/o error: {e}"),
             Self::Closed => f.write_str("store is closed"),
+            Self::LostWrites { stored, expected } => write!(
+                f,
+                "the database lost acknowledged writes (it holds {stored} group commits, {expected} were made): its data file was truncated or damaged; restore from a backup"
+            ),
         }
     }
 }
@@ -90,6 +103,10 @@ impl Clone for StoreError {
             Self::Db(e) => Self::Io(io::Error::other(e.to_string())),
             Self::Io(e) => Self::Io(io::Error::new(e.kind(), e.to_string())),
             Self::Closed => Self::Closed,
+            Self::LostWrites { stored, expected } => Self::LostWrites {
+                stored: *stored,
+                expected: *expected,
+            },
         }
     }
 }

@@ -6,6 +6,7 @@
 //! |--------|---------------------------------------|-------------------------------|
 //! | `V`    | `V`                                   | store format version, u16 BE  |
 //! | `C`    | `C`                                   | live record count, u64 BE     |
+//! | `G`    | `G`                                   | group commits made, u64 BE    |
 //! | `R`    | `R` + lookup id (16)                  | [`StoredRecord`](crate::StoredRecord) |
 //! | `E`    | reserved (an expiry index in early development; never written)  |       |
 //! | `D`    | `D` + de-duplication key (16)         | token (24)                    |
@@ -24,6 +25,8 @@ pub struct DedupeKey(pub [u8; 16]);
 
 pub(crate) const VERSION_KEY: &[u8] = b"V";
 pub(crate) const COUNT_KEY: &[u8] = b"C";
+/// Group commits made so far, u64 BE (see `generation.rs`).
+pub(crate) const GENERATION_KEY: &[u8] = b"G";
 pub(crate) const RECORD_PREFIX: u8 = b'R';
 pub(crate) const DEDUPE_PREFIX: u8 = b'D';
 

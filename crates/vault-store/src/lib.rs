@@ -16,6 +16,7 @@
 mod backup;
 mod commit;
 mod error;
+mod generation;
 mod header_file;
 mod layout;
 mod lock;

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use crate::{
     LookupId, StoreError, StoredRecord,
     commit::{self, CommitStats, Committer, GroupHistogram, Job},
-    layout::{self, COUNT_KEY, VERSION_KEY},
+    layout::{self, COUNT_KEY, GENERATION_KEY, VERSION_KEY},
     lock::DirLock,
 };
 
@@ -129,9 +129,11 @@ impl Store {
         let mut batch = sled::Batch::default();
         batch.insert(VERSION_KEY, &STORE_FORMAT_VERSION.to_be_bytes());
         batch.insert(COUNT_KEY, &0u64.to_be_bytes());
+        batch.insert(GENERATION_KEY, &0u64.to_be_bytes());
         tree.apply_batch(batch)?;
         db.flush()?;
-        Self::start(db, tree, dir, lock, 0, &options)
+        crate::generation::write(dir, 0, true)?;
+        Self::start(db, tree, dir, lock, 0, 0, &options)
     }
 
     /// Opens an existing vault directory. Refuses a directory written by a newer store format.
@@ -142,9 +144,11 @@ impl Store {
         let lock = DirLock::acquire(dir)?;
         let db = open_sled(dir, &options)?;
         let tree: sled::Tree = (*db).clone();
-        let version = tree
-            .get(VERSION_KEY)?
-            .ok_or(StoreError::Corrupt("store version"))?;
+        let Some(version) = tree.get(VERSION_KEY)? else {
+            // An empty tree where commits were made: the data file is gone or unreadable.
+            crate::generation::check(dir, 0)?;
+            return Err(StoreError::Corrupt("store version"));
+        };
         let version: [u8; 2] = version
             .as_ref()
             .try_into()
@@ -164,7 +168,18 @@ impl Store {
             ),
             None => return Err(StoreError::Corrupt("record count")),
         };
-        Self::start(db, tree, dir, lock, count, &options)
+        // Stores made before the generation count have none: they start at 0 (and have no
+        // `generation` file, so nothing to compare with).
+        let generation = match tree.get(GENERATION_KEY)? {
+            Some(v) => u64::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("generation"))?,
+            ),
+            None => 0,
+        };
+        crate::generation::check(dir, generation)?;
+        Self::start(db, tree, dir, lock, count, generation, &options)
     }
 
     fn start(
@@ -173,6 +188,7 @@ impl Store {
         dir: &Path,
         lock: DirLock,
         count: u64,
+        generation: u64,
         options: &StoreOptions,
     ) -> Result<Self, StoreError> {
         let (sender, rx) = mpsc::channel();
@@ -196,6 +212,7 @@ impl Store {
             stats: stats.clone(),
             group_sizes: group_sizes.clone(),
             capture: capture.clone(),
+            generation,
         };
         let handle = std::thread::Builder::new()
             .name("cardvault-commit".into())
