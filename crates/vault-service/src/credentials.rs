@@ -737,8 +737,11 @@ impl Vault {
             }
         };
         if !ok {
-            drop(slot);
+            // Counted before the slot is freed: the next waiter re-checks the limit only once it
+            // holds the slot, and must see this failure (else a burst overshoots the limit by
+            // more than the slots in use).
             login.limits.lock().fail(id, peer, self.now(), &policy);
+            drop(slot);
             return Err(VaultError::Unauthorized);
         }
         login.limits.lock().merchants.remove(&id);
