@@ -564,14 +564,15 @@ fn workload(socket: &Path, key: &str, rng: &mut impl rand::Rng, seen: &mut Seen)
 }
 
 /// Where `needle` (a CVV as a value: quoted, or after `=` or `: `) occurs in `text` not followed
-/// by another digit (`: 9123` in `crc32: 912360524` is not a CVV).
+/// by a letter or digit (`: 9123` in `crc32: 912360524`, or `=9123` in `token=9123a30b...`, is not
+/// a CVV).
 fn find_value(text: &str, needle: &str) -> Option<usize> {
     text.match_indices(needle)
         .find(|(at, _)| {
             !text
                 .as_bytes()
                 .get(at + needle.len())
-                .is_some_and(u8::is_ascii_digit)
+                .is_some_and(u8::is_ascii_alphanumeric)
         })
         .map(|(at, _)| at)
 }
@@ -1013,6 +1014,7 @@ fn nothing_in_clear_anywhere() {
     assert!(find_value(r#"{"cvv":"9100"}"#, "\"9100\"").is_some());
     assert!(find_value("cvv=9100&x", "=9100").is_some());
     assert!(find_value("crc32: 910060524", ": 9100").is_none());
+    assert!(find_value("token=9100a30b89", "=9100").is_none());
     for cvv in &seen.cvvs {
         for form in [format!("\"{cvv}\""), format!("={cvv}"), format!(": {cvv}")] {
             if let Some(at) = find_value(&log_text_all, &form) {
