@@ -91,6 +91,8 @@ pub(crate) struct Core {
     pub(crate) reveal_audit_queued: std::sync::atomic::AtomicBool,
     /// Queued reveal audit entries not yet committed (the back-pressure bound of `Queued`).
     pub(crate) audit_in_flight: std::sync::atomic::AtomicUsize,
+    /// Reveal audit entries waiting for the next group commit (one drain job per group).
+    pub(crate) reveal_queue: crate::audit::RevealQueue,
     /// Per-merchant fingerprint keys, derived once (the MAC root never changes for a vault).
     fingerprint_keys: RwLock<std::collections::HashMap<MerchantId, vault_core::FingerprintKey>>,
 }
@@ -143,6 +145,7 @@ impl Vault {
             audit_key: crate::audit::AuditKey::new(&keyring),
             reveal_audit_queued: std::sync::atomic::AtomicBool::new(true),
             audit_in_flight: std::sync::atomic::AtomicUsize::new(0),
+            reveal_queue: crate::audit::RevealQueue::default(),
             dir: store.dir().to_path_buf(),
             header: Mutex::new(header),
             keyring: RwLock::new(keyring),
@@ -193,10 +196,14 @@ impl Vault {
         customer: Option<&CustomerId>,
     ) -> Result<RevealedCard, VaultError> {
         let result = self.reveal_unaudited(merchant, token, customer);
-        if self.queue_reveal_audit(actor, token, crate::AuditOutcome::of(&result)) {
-            return result;
+        let draft = reveal_draft(actor, token, &result);
+        match self.queue_reveal_audit(draft) {
+            None => result,
+            Some(draft) => {
+                self.log_reveal_durably(draft)?;
+                result
+            }
         }
-        self.audited(actor, AuditAction::Reveal, Some(token), |_| None, result)
     }
 
     /// Non-blocking [`reveal_as`](Self::reveal_as): the card is read on the caller's thread, its
@@ -214,56 +221,38 @@ impl Vault {
         D: FnOnce(Result<RevealedCard, VaultError>) + Send + 'static,
     {
         let result = self.reveal_unaudited(merchant, token, customer);
-        let outcome = crate::AuditOutcome::of(&result);
-        if self.queue_reveal_audit(actor, token, outcome.clone()) {
-            return done(result);
+        let draft = reveal_draft(actor, token, &result);
+        match self.queue_reveal_audit(draft) {
+            None => done(result),
+            Some(draft) => self.queue_reveal_entry(
+                draft,
+                Some(Box::new(move |logged| {
+                    done(match logged {
+                        Ok(()) => result,
+                        Err(e) => Err(e),
+                    });
+                })),
+            ),
         }
-        self.record_then(
-            actor,
-            AuditAction::Reveal,
-            Some(token),
-            None,
-            outcome,
-            move |logged| {
-                done(match logged {
-                    Ok(()) => result,
-                    Err(e) => Err(e),
-                });
-            },
-        );
     }
 
-    /// Queues a reveal's audit entry for the next group commit, when the mode is `Queued` and one
-    /// of the [`MAX_QUEUED_AUDIT`] slots is free; `false` otherwise, and the caller then waits for
-    /// the entry to be durable (back-pressure: a crash can never lose more than that many answered
-    /// reveals' entries).
-    fn queue_reveal_audit(
-        &self,
-        actor: &Actor,
-        token: &Token,
-        outcome: crate::AuditOutcome,
-    ) -> bool {
+    /// Queues a reveal's audit entry for the next group commit without waiting, when the mode is
+    /// `Queued` and one of the [`MAX_QUEUED_AUDIT`] slots is free (`None`); otherwise hands the draft back,
+    /// and the caller then waits for the entry to be durable (back-pressure: a crash can never
+    /// lose more than that many answered reveals' entries).
+    fn queue_reveal_audit(&self, draft: crate::audit::Draft) -> Option<crate::audit::Draft> {
         use std::sync::atomic::Ordering;
         if !self.inner.reveal_audit_queued.load(Ordering::Relaxed) {
-            return false;
+            return Some(draft);
         }
         let in_flight = &self.inner.core.audit_in_flight;
         if in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED_AUDIT {
             in_flight.fetch_sub(1, Ordering::AcqRel);
-            return false;
+            return Some(draft);
         }
-        let core = self.inner.core.clone();
-        self.record_then(
-            actor,
-            AuditAction::Reveal,
-            Some(token),
-            None,
-            outcome,
-            move |_| {
-                core.audit_in_flight.fetch_sub(1, Ordering::AcqRel);
-            },
-        );
-        true
+        // The slot is released once the entry's group is durable (or failed).
+        self.queue_reveal_entry(draft, None);
+        None
     }
 
     /// Chooses when a reveal returns relative to its audit entry (default
@@ -464,6 +453,21 @@ pub(crate) fn dedupe_key(fingerprint: &Fingerprint, customer: Option<&CustomerId
     let mut k = [0u8; 16];
     k.copy_from_slice(&d[..16]);
     DedupeKey(k)
+}
+
+/// The audit entry of a reveal that ended with `result`.
+fn reveal_draft<T>(
+    actor: &Actor,
+    token: &Token,
+    result: &Result<T, VaultError>,
+) -> crate::audit::Draft {
+    crate::audit::Draft::new(
+        actor,
+        AuditAction::Reveal,
+        Some(token),
+        None,
+        crate::AuditOutcome::of(result),
+    )
 }
 
 fn store_options(options: &VaultOptions) -> StoreOptions {

@@ -6,34 +6,39 @@
 //! an entry has no field that could hold one (the free-text `detail` is written only by this
 //! crate, from ids and counts).
 //!
-//! Entry `n` (from 1) is stored under `A` + `n` (u64 BE) and carries
+//! Entry `n` (from 1) carries
 //! `hash = HMAC-SHA256(audit key, "cardvault/v1/audit" || prev_hash || body)` where `prev_hash`
 //! is entry `n - 1`'s hash (zeros for the first) and `body` the entry's canonical encoding. The
 //! audit key is the vault's `mac_key("audit")`: someone who can write the disk but does not hold
-//! the vault key cannot recompute the chain. The head (last seq and hash) is kept under `a`,
-//! tagged with the same key, and replaced in the same atomic batch as each append; appends run on
-//! the committer thread, so sequence order is commit order. See `docs/record-format.md`.
+//! the vault key cannot recompute the chain. Entries appended by one write job are packed, still
+//! each individually chained, into **blocks** (one sled value of at most about 4 KiB or 64
+//! entries, under `A` + the block's first seq, u64 BE); a block of one entry is exactly the
+//! first layout's "one entry per key". The head (last seq and hash) is kept under `a`, tagged
+//! with the same key, and replaced in the same atomic batch as each append; appends run on the
+//! committer thread, so sequence order is commit order. Reveals queue their entries in memory
+//! (`queue.rs`) so that one job per group commit appends all of them. See `docs/record-format.md`.
 
-use hmac::{KeyInit, Mac};
+mod codec;
+mod queue;
+#[cfg(test)]
+mod tests;
+
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use vault_core::{MerchantId, Token};
 use vault_store::WriteTx;
 
+pub(crate) use codec::AuditKey;
+pub(crate) use queue::RevealQueue;
+
+use self::codec::{
+    HEAD_KEY, MAX_BLOCK_BYTES, MAX_BLOCK_ENTRIES, MAX_DETAIL, MAX_TEXT, clean, decode_block,
+    decode_entry, encode_body_into, entry_key, key_seq, reason_code, window_of, window_prefix,
+};
 use crate::{Vault, VaultError, vault::Core};
 
-type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 /// A decoded head record `(seq, hash)`, or why it did not verify.
 type HeadRecord = Result<(u64, [u8; 32]), &'static str>;
-
-const ENTRY_PREFIX: u8 = b'A';
-const HEAD_KEY: &[u8] = b"a";
-const ENTRY_VERSION: u8 = 1;
-const HEAD_VERSION: u8 = 1;
-const ENTRY_DOMAIN: &[u8] = b"cardvault/v1/audit";
-const HEAD_DOMAIN: &[u8] = b"cardvault/v1/audit-head";
-const MAX_TEXT: usize = 64;
-const MAX_DETAIL: usize = 128;
 
 /// Who acted. Every field is optional: a direct library call (the CLI offline, a linked payment
 /// service) is the empty actor, shown as "local".
@@ -266,7 +271,7 @@ impl AuditReport {
 }
 
 /// An entry before it is chained.
-struct Draft {
+pub(crate) struct Draft {
     actor: Actor,
     action: AuditAction,
     token: Option<Token>,
@@ -274,251 +279,74 @@ struct Draft {
     outcome: AuditOutcome,
 }
 
-fn entry_key(seq: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = ENTRY_PREFIX;
-    k[1..].copy_from_slice(&seq.to_be_bytes());
-    k
-}
-
-/// Keeps a text field short and printable (ids and codes only ever reach here).
-fn clean(s: &str, max: usize) -> String {
-    s.chars()
-        .filter(|c| c.is_ascii_graphic() || *c == ' ')
-        .take(max)
-        .collect()
-}
-
-/// A reason code keeps only `[a-z_.-]`: no digits, so no caller can smuggle a card number into
-/// an entry through it.
-fn reason_code(s: &str) -> String {
-    s.chars()
-        .filter(|c| c.is_ascii_lowercase() || matches!(c, '_' | '.' | '-'))
-        .take(MAX_TEXT)
-        .collect()
-}
-
-fn put_text(out: &mut Vec<u8>, s: &str) {
-    // `clean` bounds every text to at most 128 ASCII bytes.
-    let len = u8::try_from(s.len()).unwrap_or(u8::MAX);
-    out.push(len);
-    out.extend_from_slice(&s.as_bytes()[..usize::from(len)]);
-}
-
-/// The canonical encoding of everything but `prev_hash` and `hash`.
-fn encode_body(seq: u64, at: OffsetDateTime, d: &Draft) -> Vec<u8> {
-    let mut out = Vec::with_capacity(96);
-    out.push(ENTRY_VERSION);
-    out.extend_from_slice(&seq.to_be_bytes());
-    out.extend_from_slice(&at.unix_timestamp().to_be_bytes());
-    out.extend_from_slice(&at.nanosecond().to_be_bytes());
-    let flags = u8::from(d.actor.merchant.is_some())
-        | u8::from(d.actor.key_id.is_some()) << 1
-        | u8::from(d.actor.peer_uid.is_some()) << 2
-        | u8::from(d.token.is_some()) << 3
-        | u8::from(d.detail.is_some()) << 4;
-    out.push(flags);
-    if let Some(m) = d.actor.merchant {
-        out.extend_from_slice(&m.get().to_be_bytes());
-    }
-    if let Some(k) = &d.actor.key_id {
-        put_text(&mut out, k);
-    }
-    if let Some(u) = d.actor.peer_uid {
-        out.extend_from_slice(&u.to_be_bytes());
-    }
-    out.push(d.action.code());
-    if let Some(t) = &d.token {
-        out.extend_from_slice(t.as_bytes());
-    }
-    if let Some(s) = &d.detail {
-        put_text(&mut out, s);
-    }
-    match &d.outcome {
-        AuditOutcome::Ok => out.push(0),
-        AuditOutcome::Denied(code) => {
-            out.push(1);
-            put_text(&mut out, code);
+impl Draft {
+    /// The entry for `action`, its texts cleaned (printable, bounded; reason codes `[a-z_.-]`).
+    pub(crate) fn new(
+        actor: &Actor,
+        action: AuditAction,
+        token: Option<&Token>,
+        detail: Option<String>,
+        outcome: AuditOutcome,
+    ) -> Self {
+        Self {
+            actor: Actor {
+                merchant: actor.merchant,
+                key_id: actor.key_id.as_deref().map(|k| clean(k, MAX_TEXT)),
+                peer_uid: actor.peer_uid,
+            },
+            action,
+            token: token.copied(),
+            detail: detail.map(|s| clean(&s, MAX_DETAIL)),
+            outcome: match outcome {
+                AuditOutcome::Denied(c) => AuditOutcome::Denied(reason_code(&c)),
+                o => o,
+            },
         }
-        AuditOutcome::Error => out.push(2),
-    }
-    out
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Some(a)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-    fn arr<const N: usize>(&mut self) -> Option<[u8; N]> {
-        self.take(N)?.try_into().ok()
-    }
-    fn text(&mut self) -> Option<String> {
-        let n = self.u8()?;
-        let b = self.take(usize::from(n))?;
-        String::from_utf8(b.to_vec()).ok()
-    }
-}
-
-/// Decodes a stored entry; `None` if it is malformed. Returns the entry and the length of its body.
-fn decode(bytes: &[u8]) -> Option<(AuditEntry, usize)> {
-    let mut r = Reader(bytes);
-    if r.u8()? != ENTRY_VERSION {
-        return None;
-    }
-    let seq = u64::from_be_bytes(r.arr()?);
-    let secs = i64::from_be_bytes(r.arr()?);
-    let nanos = u32::from_be_bytes(r.arr()?);
-    let at = OffsetDateTime::from_unix_timestamp(secs)
-        .ok()?
-        .replace_nanosecond(nanos)
-        .ok()?;
-    let flags = r.u8()?;
-    let merchant = if flags & 1 != 0 {
-        Some(MerchantId::new(u64::from_be_bytes(r.arr()?)).ok()?)
-    } else {
-        None
-    };
-    let key_id = if flags & 2 != 0 {
-        Some(r.text()?)
-    } else {
-        None
-    };
-    let peer_uid = if flags & 4 != 0 {
-        Some(u32::from_be_bytes(r.arr()?))
-    } else {
-        None
-    };
-    let action = AuditAction::from_code(r.u8()?)?;
-    let token = if flags & 8 != 0 {
-        Some(Token::from_bytes(r.arr()?))
-    } else {
-        None
-    };
-    let detail = if flags & 16 != 0 {
-        Some(r.text()?)
-    } else {
-        None
-    };
-    let outcome = match r.u8()? {
-        0 => AuditOutcome::Ok,
-        1 => AuditOutcome::Denied(r.text()?),
-        2 => AuditOutcome::Error,
-        _ => return None,
-    };
-    let body_len = bytes.len() - r.0.len();
-    let prev_hash = r.arr()?;
-    let hash = r.arr()?;
-    if !r.0.is_empty() {
-        return None;
-    }
-    let entry = AuditEntry {
-        seq,
-        at,
-        actor: Actor {
-            merchant,
-            key_id,
-            peer_uid,
-        },
-        action,
-        token,
-        detail,
-        outcome,
-        prev_hash,
-        hash,
-    };
-    Some((entry, body_len))
-}
-
-/// The audit MAC, derived once per vault.
-pub(crate) struct AuditKey(HmacSha256);
-
-impl AuditKey {
-    pub(crate) fn new(keyring: &vault_core::Keyring) -> Self {
-        let k = keyring.mac_key("audit");
-        Self(
-            <HmacSha256 as KeyInit>::new_from_slice(k.expose())
-                .expect("HMAC accepts any key length"),
-        )
-    }
-
-    fn entry_hash(&self, prev: &[u8; 32], body: &[u8]) -> [u8; 32] {
-        let mut mac = self.0.clone();
-        mac.update(ENTRY_DOMAIN);
-        mac.update(prev);
-        mac.update(body);
-        mac.finalize().into_bytes().into()
-    }
-
-    fn head_tag(&self, seq: u64, hash: &[u8; 32]) -> [u8; 32] {
-        let mut mac = self.0.clone();
-        mac.update(HEAD_DOMAIN);
-        mac.update(&seq.to_be_bytes());
-        mac.update(hash);
-        mac.finalize().into_bytes().into()
-    }
-
-    /// The head record `(seq, hash)`: `Ok(None)` when absent, `Err` when malformed or its tag
-    /// does not verify.
-    fn decode_head(&self, bytes: &[u8]) -> Result<(u64, [u8; 32]), &'static str> {
-        let mut r = Reader(bytes);
-        let parsed = (|| {
-            if r.u8()? != HEAD_VERSION {
-                return None;
-            }
-            let seq = u64::from_be_bytes(r.arr()?);
-            let hash: [u8; 32] = r.arr()?;
-            let tag: [u8; 32] = r.arr()?;
-            r.0.is_empty().then_some((seq, hash, tag))
-        })();
-        let Some((seq, hash, tag)) = parsed else {
-            return Err("the head record is malformed");
-        };
-        if bool::from(self.head_tag(seq, &hash).ct_eq(&tag)) {
-            Ok((seq, hash))
-        } else {
-            Err("the head record's tag does not verify")
-        }
-    }
-
-    fn encode_head(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(73);
-        out.push(HEAD_VERSION);
-        out.extend_from_slice(&seq.to_be_bytes());
-        out.extend_from_slice(hash);
-        out.extend_from_slice(&self.head_tag(seq, hash));
-        out
     }
 }
 
 impl Core {
-    /// Appends an entry inside a write job (on the committer thread): reads the head, including
-    /// this group's pending appends, so sequence order is commit order.
-    fn append_audit(&self, tx: &mut WriteTx<'_>, d: &Draft) -> Result<(), VaultError> {
-        let (last, prev) = match tx.get_raw(HEAD_KEY)? {
+    /// Appends `drafts`, in order, inside a write job (on the committer thread): reads the head,
+    /// including this group's pending appends, so sequence order is commit order. The entries go
+    /// into as few blocks as the block bounds allow, each under `A` + its first seq, and the head
+    /// is written once.
+    pub(crate) fn append_audits(
+        &self,
+        tx: &mut WriteTx<'_>,
+        drafts: &[Draft],
+    ) -> Result<(), VaultError> {
+        if drafts.is_empty() {
+            return Ok(());
+        }
+        let (mut seq, mut prev) = match tx.get_raw(HEAD_KEY)? {
             Some(b) => self
                 .audit_key
                 .decode_head(&b)
                 .map_err(|_| VaultError::Store(vault_store::StoreError::Corrupt("audit head")))?,
             None => (0, [0u8; 32]),
         };
-        let seq = last + 1;
-        let body = encode_body(seq, self.clock.now(), d);
-        let hash = self.audit_key.entry_hash(&prev, &body);
-        let mut value = body;
-        value.extend_from_slice(&prev);
-        value.extend_from_slice(&hash);
-        tx.put_raw(&entry_key(seq), value)?;
-        tx.put_raw(HEAD_KEY, self.audit_key.encode_head(seq, &hash))?;
+        let at = self.clock.now();
+        let capacity = (MAX_BLOCK_BYTES + 512).min(drafts.len() * 160);
+        let mut block = Vec::with_capacity(capacity);
+        let mut first = seq + 1;
+        for d in drafts {
+            seq += 1;
+            let start = block.len();
+            encode_body_into(&mut block, seq, at, d);
+            let hash = self.audit_key.entry_hash(&prev, &block[start..]);
+            block.extend_from_slice(&prev);
+            block.extend_from_slice(&hash);
+            prev = hash;
+            if block.len() >= MAX_BLOCK_BYTES || seq - first + 1 >= MAX_BLOCK_ENTRIES {
+                let full = std::mem::replace(&mut block, Vec::with_capacity(capacity));
+                tx.put_raw(&entry_key(first), full)?;
+                first = seq + 1;
+            }
+        }
+        if !block.is_empty() {
+            tx.put_raw(&entry_key(first), block)?;
+        }
+        tx.put_raw(HEAD_KEY, self.audit_key.encode_head(seq, &prev))?;
         Ok(())
     }
 }
@@ -553,8 +381,9 @@ impl Vault {
             .unwrap_or(Err(VaultError::Store(vault_store::StoreError::Closed)))
     }
 
-    /// Like [`record`](Self::record) without blocking: the entry joins the next group commit and
-    /// `done` runs (on the committer thread) once it is durable or failed.
+    /// Like [`record`](Self::record) without blocking: the entry joins the next group commit (as a
+    /// job, and a block, of its own) and `done` runs (on the committer thread) once it is durable
+    /// or failed.
     pub(crate) fn record_then(
         &self,
         actor: &Actor,
@@ -564,24 +393,12 @@ impl Vault {
         outcome: AuditOutcome,
         done: impl FnOnce(Result<(), VaultError>) + Send + 'static,
     ) {
-        let draft = Draft {
-            actor: Actor {
-                merchant: actor.merchant,
-                key_id: actor.key_id.as_deref().map(|k| clean(k, MAX_TEXT)),
-                peer_uid: actor.peer_uid,
-            },
-            action,
-            token: token.copied(),
-            detail: detail.map(|s| clean(&s, MAX_DETAIL)),
-            outcome: match outcome {
-                AuditOutcome::Denied(c) => AuditOutcome::Denied(reason_code(&c)),
-                o => o,
-            },
-        };
+        let draft = Draft::new(actor, action, token, detail, outcome);
         let core = self.inner.core.clone();
-        self.inner
-            .store
-            .submit(move |tx| core.append_audit(tx, &draft), done);
+        self.inner.store.submit(
+            move |tx| core.append_audits(tx, std::slice::from_ref(&draft)),
+            done,
+        );
     }
 
     /// Records the outcome of an action and passes its result on. A failure to record turns a
@@ -608,6 +425,35 @@ impl Vault {
             .map(|b| self.inner.audit_key.decode_head(&b)))
     }
 
+    /// Every key of window `w` with its value, in seq order.
+    #[allow(clippy::type_complexity)]
+    fn audit_window(&self, w: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>, VaultError> {
+        Ok(self.inner.store.scan_raw(&window_prefix(w), usize::MAX)?)
+    }
+
+    /// The last seq reachable by following the blocks from seq 1 (when the head cannot be
+    /// trusted).
+    fn audit_walk_end(&self) -> Result<u64, VaultError> {
+        let mut next = 1u64;
+        let mut w = 0;
+        loop {
+            for (k, v) in self.audit_window(w)? {
+                if key_seq(&k) == Some(next) {
+                    let n = decode_block(&v).len();
+                    if n == 0 {
+                        return Ok(next - 1);
+                    }
+                    next += u64::try_from(n).unwrap_or(u64::MAX);
+                }
+            }
+            if window_of(next) > w {
+                w += 1;
+            } else {
+                return Ok(next - 1);
+            }
+        }
+    }
+
     /// The last `n` entries, oldest first. Entries that do not decode are skipped (run
     /// [`audit_verify`](Self::audit_verify) to find them).
     pub fn audit_tail(&self, n: usize) -> Result<Vec<AuditEntry>, VaultError> {
@@ -615,70 +461,123 @@ impl Vault {
         let last = match self.audit_head()? {
             Some(Ok((seq, _))) => seq,
             // No trustworthy head: find the end by walking.
-            _ => {
-                let mut seq = 0;
-                while self.inner.store.get_raw(&entry_key(seq + 1))?.is_some() {
-                    seq += 1;
-                }
-                seq
-            }
+            _ => self.audit_walk_end()?,
         };
-        let first = last.saturating_sub(u64::try_from(n).unwrap_or(u64::MAX)) + 1;
-        let mut out = Vec::new();
-        for seq in first..=last {
-            if let Some(b) = self.inner.store.get_raw(&entry_key(seq))?
-                && let Some((e, _)) = decode(&b)
-            {
-                out.push(e);
-            }
+        if n == 0 || last == 0 {
+            return Ok(Vec::new());
         }
-        Ok(out)
+        let first = last.saturating_sub(u64::try_from(n).unwrap_or(u64::MAX)) + 1;
+        // Blocks newest first, each block's entries oldest first.
+        let mut blocks: Vec<Vec<AuditEntry>> = Vec::new();
+        let mut w = window_of(last);
+        loop {
+            let mut reached = false;
+            for (k, v) in self.audit_window(w)?.iter().rev() {
+                let Some(start) = key_seq(k) else {
+                    continue;
+                };
+                if start > last {
+                    continue;
+                }
+                let mut entries = decode_block(v);
+                entries.retain(|e| (first..=last).contains(&e.seq));
+                blocks.push(entries);
+                if start <= first {
+                    reached = true;
+                    break;
+                }
+            }
+            if reached || w == 0 {
+                break;
+            }
+            w -= 1;
+        }
+        Ok(blocks.into_iter().rev().flatten().collect())
     }
 
     /// Walks the whole chain from seq 1 and checks every entry's position, link and keyed hash,
-    /// then the (keyed) head record. Detects an edited, inserted, reordered or removed entry, and
-    /// removal of the last entries unless the head record was also rolled back to an older value
-    /// of itself (see SECURITY.md).
+    /// then the (keyed) head record. Detects an edited, inserted, reordered or removed entry
+    /// (or block), and removal of the last entries unless the head record was also rolled back
+    /// to an older value of itself (see SECURITY.md).
     pub fn audit_verify(&self) -> Result<AuditReport, VaultError> {
         self.barrier()?;
         let key = &self.inner.audit_key;
-        let mut prev = [0u8; 32];
-        let mut entries = 0u64;
         let bad = |seq: u64, entries: u64, problem: String| AuditReport {
             entries,
             first_bad: Some(seq),
             problem: Some(problem),
         };
+        let mut prev = [0u8; 32];
+        // The next seq expected; every entry before it verified.
+        let mut seq = 1u64;
+        let mut w = 0;
         loop {
-            let seq = entries + 1;
-            let Some(bytes) = self.inner.store.get_raw(&entry_key(seq))? else {
+            for (k, v) in self.audit_window(w)? {
+                let entries = seq - 1;
+                match key_seq(&k) {
+                    None => {
+                        return Ok(bad(
+                            seq,
+                            entries,
+                            "a key among the entries has the wrong length".to_owned(),
+                        ));
+                    }
+                    Some(start) if start < seq => {
+                        return Ok(bad(
+                            start,
+                            start.saturating_sub(1),
+                            format!(
+                                "a value is stored under entry {start}, inside an earlier block"
+                            ),
+                        ));
+                    }
+                    Some(start) if start > seq => {
+                        return Ok(bad(seq, entries, format!("entry {seq} is missing")));
+                    }
+                    Some(_) => {}
+                }
+                let mut rest = v.as_slice();
+                if rest.is_empty() {
+                    return Ok(bad(seq, entries, format!("entry {seq} is malformed")));
+                }
+                while !rest.is_empty() {
+                    let entries = seq - 1;
+                    let Some(d) = decode_entry(rest) else {
+                        return Ok(bad(seq, entries, format!("entry {seq} is malformed")));
+                    };
+                    let e = &d.entry;
+                    if e.seq != seq {
+                        return Ok(bad(
+                            seq,
+                            entries,
+                            format!("entry {seq} holds entry {} (moved or reordered)", e.seq),
+                        ));
+                    }
+                    if e.prev_hash != prev {
+                        return Ok(bad(
+                            seq,
+                            entries,
+                            format!("entry {seq} does not link to entry {}", seq - 1),
+                        ));
+                    }
+                    let expect = key.entry_hash(&prev, &rest[..d.body_len]);
+                    if !bool::from(expect.ct_eq(&e.hash)) {
+                        return Ok(bad(seq, entries, format!("entry {seq} was altered")));
+                    }
+                    prev = e.hash;
+                    seq += 1;
+                    rest = &rest[d.len..];
+                }
+            }
+            // A block may run on into the next window; otherwise the chain ends here.
+            if window_of(seq) > w {
+                w += 1;
+            } else {
                 break;
-            };
-            let Some((e, body_len)) = decode(&bytes) else {
-                return Ok(bad(seq, entries, format!("entry {seq} is malformed")));
-            };
-            if e.seq != seq {
-                return Ok(bad(
-                    seq,
-                    entries,
-                    format!("entry {seq} holds entry {} (moved or reordered)", e.seq),
-                ));
             }
-            if e.prev_hash != prev {
-                return Ok(bad(
-                    seq,
-                    entries,
-                    format!("entry {seq} does not link to entry {}", seq - 1),
-                ));
-            }
-            let expect = key.entry_hash(&prev, &bytes[..body_len]);
-            if !bool::from(expect.ct_eq(&e.hash)) {
-                return Ok(bad(seq, entries, format!("entry {seq} was altered")));
-            }
-            prev = e.hash;
-            entries = seq;
         }
-        let next = entries + 1;
+        let entries = seq - 1;
+        let next = seq;
         match self.audit_head()? {
             None if entries == 0 => {}
             None => {

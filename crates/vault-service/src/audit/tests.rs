@@ -1,0 +1,294 @@
+//! Blocks of many entries: how reveals are packed, and that verify still names the first bad
+//! entry inside a block. (The single-entry layout is covered by `tests/audit.rs`.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{path::Path, sync::Arc};
+
+use time::macros::datetime;
+use vault_core::{Expiry, KdfParams, KeySource, Pan, SecretKey, Token};
+use vault_store::Durability;
+
+use super::codec::entry_key;
+use crate::{
+    AuditAction, ManualClock, MerchantId, NewCard, RevealAudit, TokenizeOptions, Vault, VaultError,
+    VaultOptions,
+};
+
+/// Size of one reveal entry of the local actor: body 48 + two hashes.
+const REVEAL_ENTRY: usize = 112;
+
+fn options() -> VaultOptions {
+    VaultOptions {
+        durability: Durability::Flush,
+        kdf: KdfParams::insecure_for_tests(),
+        clock: Arc::new(ManualClock::new(datetime!(2026-11-21 12:00:00 UTC))),
+        cache_capacity: 16 * 1024 * 1024,
+    }
+}
+
+fn key() -> KeySource {
+    KeySource::KeyFile(SecretKey::from_bytes([9; 32]))
+}
+
+fn merchant() -> MerchantId {
+    MerchantId::new(42).unwrap()
+}
+
+fn vault_with_card(dir: &Path) -> (Vault, Token) {
+    let vault = Vault::create(dir, &key(), options()).unwrap();
+    let card = NewCard::new(
+        Pan::parse("4111111111111111").unwrap(),
+        Expiry::parse_yymm("3001").unwrap(),
+    );
+    let t = vault
+        .tokenize(merchant(), card, TokenizeOptions::default())
+        .unwrap()
+        .token;
+    (vault, t)
+}
+
+/// Holds the committer on a job until the returned sender is dropped.
+fn hold_committer(vault: &Vault) -> std::sync::mpsc::Sender<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    vault.inner.store.submit(
+        move |_| {
+            let _ = rx.recv();
+            Ok::<(), VaultError>(())
+        },
+        |_| {},
+    );
+    tx
+}
+
+/// `n` reveals queued while the committer is held: one drain job appends all of them.
+fn packed_log(dir: &Path, n: usize) -> Vault {
+    let (vault, t) = vault_with_card(dir);
+    let hold = hold_committer(&vault);
+    for _ in 0..n {
+        vault.reveal(merchant(), &t, None).unwrap();
+    }
+    drop(hold);
+    vault.barrier().unwrap();
+    vault
+}
+
+fn block_keys(dir: &Path) -> Vec<(u64, usize)> {
+    let db = sled::open(dir.join("sled")).unwrap();
+    db.scan_prefix(b"A")
+        .map(|r| {
+            let (k, v) = r.unwrap();
+            let seq = u64::from_be_bytes(k[1..].try_into().unwrap());
+            (seq, v.len())
+        })
+        .collect()
+}
+
+/// Builds a packed log of `n` entries, closes it, applies `f` to its tree, reopens, verifies.
+fn verify_after(n: usize, f: impl FnOnce(&sled::Db)) -> crate::AuditReport {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = packed_log(dir.path(), n);
+    assert!(vault.audit_verify().unwrap().is_ok());
+    drop(vault);
+    {
+        let db = sled::open(dir.path().join("sled")).unwrap();
+        f(&db);
+        db.flush().unwrap();
+    }
+    let vault = Vault::open(dir.path(), &key(), options()).unwrap();
+    vault.audit_verify().unwrap()
+}
+
+#[test]
+fn queued_reveals_of_one_group_share_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = packed_log(dir.path(), 100);
+    assert_eq!(
+        vault
+            .inner
+            .audit_in_flight
+            .load(std::sync::atomic::Ordering::Acquire),
+        0
+    );
+    let report = vault.audit_verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.entries, 100);
+    let tail = vault.audit_tail(50).unwrap();
+    assert_eq!(
+        tail.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (51..=100).collect::<Vec<_>>()
+    );
+    assert!(tail.iter().all(|e| e.action == AuditAction::Reveal));
+    assert!(tail.windows(2).all(|w| w[1].prev_hash == w[0].hash));
+    drop(vault);
+    // 4 KiB blocks of 112-byte entries: 37 + 37 + 26.
+    assert_eq!(
+        block_keys(dir.path()),
+        [
+            (1, 37 * REVEAL_ENTRY),
+            (38, 37 * REVEAL_ENTRY),
+            (75, 26 * REVEAL_ENTRY)
+        ]
+    );
+}
+
+#[test]
+fn a_log_across_key_windows_reads_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = packed_log(dir.path(), 600);
+    let report = vault.audit_verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.entries, 600);
+    let all = vault.audit_tail(usize::MAX).unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=600).collect::<Vec<_>>()
+    );
+    // A tail that starts inside a block that began in the window before.
+    let tail = vault.audit_tail(600 - 255).unwrap();
+    assert_eq!(tail.first().map(|e| e.seq), Some(256));
+    assert_eq!(tail.len(), 345);
+    // Later single-entry appends continue the chain after the blocks.
+    vault.rotate_key().unwrap();
+    assert_eq!(vault.audit_verify().unwrap().entries, 601);
+}
+
+#[test]
+fn durable_reveals_return_once_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, t) = vault_with_card(dir.path());
+    vault.set_reveal_audit(RevealAudit::Durable);
+    let hold = hold_committer(&vault);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    for _ in 0..3 {
+        let v = vault.clone();
+        let done = done_tx.clone();
+        std::thread::spawn(move || {
+            let r = v
+                .reveal(merchant(), &t, None)
+                .map(|c| c.pan.expose_digits().to_owned());
+            done.send(r).unwrap();
+        });
+    }
+    drop(hold);
+    for _ in 0..3 {
+        assert_eq!(done_rx.recv().unwrap().unwrap(), "4111111111111111");
+    }
+    let report = vault.audit_verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.entries, 3);
+}
+
+#[test]
+fn the_queue_bound_is_held_until_the_group_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, t) = vault_with_card(dir.path());
+    let hold = hold_committer(&vault);
+    for _ in 0..crate::MAX_QUEUED_AUDIT {
+        vault.reveal(merchant(), &t, None).unwrap();
+    }
+    let in_flight = || {
+        vault
+            .inner
+            .audit_in_flight
+            .load(std::sync::atomic::Ordering::Acquire)
+    };
+    assert_eq!(in_flight(), crate::MAX_QUEUED_AUDIT);
+    drop(hold);
+    vault.barrier().unwrap();
+    assert_eq!(in_flight(), 0);
+    assert_eq!(
+        vault.audit_verify().unwrap().entries,
+        u64::try_from(crate::MAX_QUEUED_AUDIT).unwrap()
+    );
+}
+
+#[test]
+fn an_edited_entry_inside_a_block_is_named() {
+    // Entry 50 is the 13th of the block at 38; byte 20 is in its timestamp.
+    let report = verify_after(100, |db| {
+        let mut v = db.get(entry_key(38)).unwrap().unwrap().to_vec();
+        v[12 * REVEAL_ENTRY + 20] ^= 0x01;
+        db.insert(entry_key(38), v).unwrap();
+    });
+    assert_eq!(report.first_bad, Some(50), "{report:?}");
+    assert_eq!(report.entries, 49);
+}
+
+#[test]
+fn an_edited_entry_in_a_later_window_is_named() {
+    let report = verify_after(600, |db| {
+        // The block holding entry 300 starts at 297 (blocks of 37 from 1).
+        let mut v = db.get(entry_key(297)).unwrap().unwrap().to_vec();
+        v[3 * REVEAL_ENTRY + REVEAL_ENTRY - 65] ^= 0x01;
+        db.insert(entry_key(297), v).unwrap();
+    });
+    assert_eq!(report.first_bad, Some(300), "{report:?}");
+}
+
+#[test]
+fn a_truncated_block_is_found() {
+    let report = verify_after(100, |db| {
+        let v = db.get(entry_key(1)).unwrap().unwrap().to_vec();
+        db.insert(entry_key(1), &v[..30 * REVEAL_ENTRY]).unwrap();
+    });
+    assert_eq!(report.first_bad, Some(31), "{report:?}");
+}
+
+#[test]
+fn a_cut_inside_an_entry_is_found() {
+    let report = verify_after(100, |db| {
+        let v = db.get(entry_key(38)).unwrap().unwrap().to_vec();
+        db.insert(entry_key(38), &v[..5 * REVEAL_ENTRY + 40])
+            .unwrap();
+    });
+    assert_eq!(report.first_bad, Some(43), "{report:?}");
+}
+
+#[test]
+fn a_deleted_block_is_found() {
+    let report = verify_after(100, |db| {
+        db.remove(entry_key(38)).unwrap();
+    });
+    assert_eq!(report.first_bad, Some(38), "{report:?}");
+    assert_eq!(report.entries, 37);
+}
+
+#[test]
+fn a_deleted_last_block_is_found() {
+    let report = verify_after(100, |db| {
+        db.remove(entry_key(75)).unwrap();
+    });
+    assert_eq!(report.first_bad, Some(75), "{report:?}");
+}
+
+#[test]
+fn swapped_blocks_are_found() {
+    let report = verify_after(100, |db| {
+        let a = db.get(entry_key(1)).unwrap().unwrap();
+        let b = db.get(entry_key(38)).unwrap().unwrap();
+        db.insert(entry_key(1), b).unwrap();
+        db.insert(entry_key(38), a).unwrap();
+    });
+    assert_eq!(report.first_bad, Some(1), "{report:?}");
+}
+
+#[test]
+fn a_value_inserted_inside_a_block_is_found() {
+    // A copy of entry 40 (cut from its block) stored under its own seq: the chain through the
+    // block still verifies, the stray key does not.
+    let report = verify_after(100, |db| {
+        let v = db.get(entry_key(38)).unwrap().unwrap().to_vec();
+        db.insert(entry_key(40), &v[2 * REVEAL_ENTRY..3 * REVEAL_ENTRY])
+            .unwrap();
+    });
+    assert_eq!(report.first_bad, Some(40), "{report:?}");
+}
+
+#[test]
+fn a_block_appended_after_the_head_is_found() {
+    let report = verify_after(100, |db| {
+        let v = db.get(entry_key(75)).unwrap().unwrap();
+        db.insert(entry_key(101), v).unwrap();
+    });
+    assert_eq!(report.first_bad, Some(101), "{report:?}");
+}
