@@ -301,3 +301,40 @@ async fn merchant_password() {
         .count();
     assert!(set >= 2, "{audit:?}");
 }
+
+#[tokio::test]
+async fn admin_creates_honour_idempotency_keys() {
+    let d = TestDaemon::start().await;
+    let send = |key: Option<&'static str>, path: &'static str, body: &'static str| {
+        let admin = d.keys.admin.clone();
+        let sock = d.sock.clone();
+        async move {
+            let mut head = format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {admin}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            );
+            if let Some(k) = key {
+                head.push_str(&format!("Idempotency-Key: {k}\r\n"));
+            }
+            head.push_str("\r\n");
+            head.push_str(body);
+            common::raw(&sock, head.as_bytes()).await.unwrap()
+        }
+    };
+    let merchant = r#"{"merchant_id":"424242","name":"Retry Shop"}"#;
+    let key = Some("9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d");
+    let first = send(key, "/admin/merchants", merchant).await;
+    assert_eq!(first.status, 201, "{}", first.text());
+    let again = send(key, "/admin/merchants", merchant).await;
+    assert_eq!(again.status, 201, "a retry with the key is the same answer");
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.json(), first.json());
+    // Without a key a second add is refused: the merchant exists.
+    assert_eq!(send(None, "/admin/merchants", merchant).await.status, 400);
+    let terminal = r#"{"merchant_id":"424242","terminal_id":"retry-0001"}"#;
+    let key = Some("1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e");
+    assert_eq!(send(key, "/admin/terminals", terminal).await.status, 201);
+    let again = send(key, "/admin/terminals", terminal).await;
+    assert_eq!(again.status, 201);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+}

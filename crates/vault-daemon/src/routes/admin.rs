@@ -15,6 +15,7 @@ use vault_wire::{
 };
 
 use crate::{
+    idempotency::{self, KeyRule},
     json,
     response::{self, ApiError, Body},
     router::Param,
@@ -33,14 +34,27 @@ pub(crate) async fn merchant_list(state: &State, req: Request<Incoming>) -> Answ
 }
 
 pub(crate) async fn merchant_add(state: &State, req: Request<Incoming>) -> Answer {
-    let who = actor(&state.authorize(req.headers(), Scope::Admin)?);
+    let p = state.authorize(req.headers(), Scope::Admin)?;
+    let key = idempotency::key_from(req.headers(), KeyRule::Optional)?;
     let body = state.json_body(req, state.config.max_body_bytes).await?;
-    let r: MerchantAddRequest = json::typed(&body, json::MERCHANT_ADD)?;
-    let id = merchant_id(&r.merchant_id)?;
-    let m = state
-        .blocking(move |v| v.add_merchant_as(&who, id, &r.name))
-        .await?;
-    Ok(response::json(StatusCode::CREATED, &merchant_response(&m)))
+    let parts = vec![body.clone()];
+    idempotency::run(
+        state,
+        p.merchant,
+        "POST /admin/merchants",
+        key,
+        parts,
+        || async {
+            let r: MerchantAddRequest = json::typed(&body, json::MERCHANT_ADD)?;
+            let id = merchant_id(&r.merchant_id)?;
+            let who = actor(&p);
+            let m = state
+                .blocking(move |v| v.add_merchant_as(&who, id, &r.name))
+                .await?;
+            Ok(response::json(StatusCode::CREATED, &merchant_response(&m)))
+        },
+    )
+    .await
 }
 
 /// `POST /admin/merchants/{id}/password`: sets or replaces a merchant's gateway password
@@ -165,21 +179,34 @@ pub(crate) async fn terminal_list(state: &State, req: Request<Incoming>) -> Answ
 }
 
 pub(crate) async fn terminal_add(state: &State, req: Request<Incoming>) -> Answer {
-    let who = actor(&state.authorize(req.headers(), Scope::Admin)?);
+    let p = state.authorize(req.headers(), Scope::Admin)?;
+    let key = idempotency::key_from(req.headers(), KeyRule::Optional)?;
     let body = state.json_body(req, state.config.max_body_bytes).await?;
-    let r: TerminalAddRequest = json::typed(&body, json::TERMINAL_ADD)?;
-    let merchant = merchant_id(&r.merchant_id)?;
-    let id = TerminalId::parse(&r.terminal_id).map_err(|_| {
-        ApiError::field(
-            "terminal_id",
-            "invalid",
-            "terminal id must be 4-50 characters of [A-Za-z0-9_-]",
-        )
-    })?;
-    let t = state
-        .blocking(move |v| v.add_terminal_as(&who, merchant, id))
-        .await?;
-    Ok(response::json(StatusCode::CREATED, &terminal_response(&t)))
+    let parts = vec![body.clone()];
+    idempotency::run(
+        state,
+        p.merchant,
+        "POST /admin/terminals",
+        key,
+        parts,
+        || async {
+            let r: TerminalAddRequest = json::typed(&body, json::TERMINAL_ADD)?;
+            let merchant = merchant_id(&r.merchant_id)?;
+            let id = TerminalId::parse(&r.terminal_id).map_err(|_| {
+                ApiError::field(
+                    "terminal_id",
+                    "invalid",
+                    "terminal id must be 4-50 characters of [A-Za-z0-9_-]",
+                )
+            })?;
+            let who = actor(&p);
+            let t = state
+                .blocking(move |v| v.add_terminal_as(&who, merchant, id))
+                .await?;
+            Ok(response::json(StatusCode::CREATED, &terminal_response(&t)))
+        },
+    )
+    .await
 }
 
 pub(crate) async fn key_status(state: &State, req: Request<Incoming>) -> Answer {
