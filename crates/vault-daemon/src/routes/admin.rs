@@ -33,27 +33,38 @@ pub(crate) async fn merchant_list(state: &State, req: Request<Incoming>) -> Answ
     Ok(response::json(StatusCode::OK, &body))
 }
 
-pub(crate) async fn merchant_add(state: &State, req: Request<Incoming>) -> Answer {
+/// An admin POST that creates something: admin scope, an optional `Idempotency-Key` (scoped to
+/// the key's merchant), a JSON body handed to `create`.
+async fn admin_create<F, Fut>(
+    state: &State,
+    req: Request<Incoming>,
+    route: &'static str,
+    create: F,
+) -> Answer
+where
+    F: FnOnce(vault_service::Principal, Bytes) -> Fut,
+    Fut: Future<Output = Answer>,
+{
     let p = state.authorize(req.headers(), Scope::Admin)?;
     let key = idempotency::key_from(req.headers(), KeyRule::Optional)?;
     let body = state.json_body(req, state.config.max_body_bytes).await?;
-    let parts = vec![body.clone()];
-    idempotency::run(
-        state,
-        p.merchant,
-        "POST /admin/merchants",
-        key,
-        parts,
-        || async {
-            let r: MerchantAddRequest = json::typed(&body, json::MERCHANT_ADD)?;
-            let id = merchant_id(&r.merchant_id)?;
-            let who = actor(&p);
-            let m = state
-                .blocking(move |v| v.add_merchant_as(&who, id, &r.name))
-                .await?;
-            Ok(response::json(StatusCode::CREATED, &merchant_response(&m)))
-        },
-    )
+    let merchant = p.merchant;
+    idempotency::run(state, merchant, route, key, vec![body.clone()], || {
+        create(p, body)
+    })
+    .await
+}
+
+pub(crate) async fn merchant_add(state: &State, req: Request<Incoming>) -> Answer {
+    admin_create(state, req, "POST /admin/merchants", |p, body| async move {
+        let r: MerchantAddRequest = json::typed(&body, json::MERCHANT_ADD)?;
+        let id = merchant_id(&r.merchant_id)?;
+        let who = actor(&p);
+        let m = state
+            .blocking(move |v| v.add_merchant_as(&who, id, &r.name))
+            .await?;
+        Ok(response::json(StatusCode::CREATED, &merchant_response(&m)))
+    })
     .await
 }
 
@@ -179,33 +190,22 @@ pub(crate) async fn terminal_list(state: &State, req: Request<Incoming>) -> Answ
 }
 
 pub(crate) async fn terminal_add(state: &State, req: Request<Incoming>) -> Answer {
-    let p = state.authorize(req.headers(), Scope::Admin)?;
-    let key = idempotency::key_from(req.headers(), KeyRule::Optional)?;
-    let body = state.json_body(req, state.config.max_body_bytes).await?;
-    let parts = vec![body.clone()];
-    idempotency::run(
-        state,
-        p.merchant,
-        "POST /admin/terminals",
-        key,
-        parts,
-        || async {
-            let r: TerminalAddRequest = json::typed(&body, json::TERMINAL_ADD)?;
-            let merchant = merchant_id(&r.merchant_id)?;
-            let id = TerminalId::parse(&r.terminal_id).map_err(|_| {
-                ApiError::field(
-                    "terminal_id",
-                    "invalid",
-                    "terminal id must be 4-50 characters of [A-Za-z0-9_-]",
-                )
-            })?;
-            let who = actor(&p);
-            let t = state
-                .blocking(move |v| v.add_terminal_as(&who, merchant, id))
-                .await?;
-            Ok(response::json(StatusCode::CREATED, &terminal_response(&t)))
-        },
-    )
+    admin_create(state, req, "POST /admin/terminals", |p, body| async move {
+        let r: TerminalAddRequest = json::typed(&body, json::TERMINAL_ADD)?;
+        let merchant = merchant_id(&r.merchant_id)?;
+        let id = TerminalId::parse(&r.terminal_id).map_err(|_| {
+            ApiError::field(
+                "terminal_id",
+                "invalid",
+                "terminal id must be 4-50 characters of [A-Za-z0-9_-]",
+            )
+        })?;
+        let who = actor(&p);
+        let t = state
+            .blocking(move |v| v.add_terminal_as(&who, merchant, id))
+            .await?;
+        Ok(response::json(StatusCode::CREATED, &terminal_response(&t)))
+    })
     .await
 }
 
