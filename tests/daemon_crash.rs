@@ -22,7 +22,7 @@ use rand::RngExt;
 use vault_client::{ApiKey, Client, ClientError};
 use vault_wire::{CardInput, RevealRequest, TokenizeRequest, UpdateRequest};
 
-use common::{bin, luhn_pan};
+use common::{bin, luhn_pan, random_key_file};
 
 const WORKERS: usize = 8;
 
@@ -277,16 +277,7 @@ fn daemon_kill9_loses_no_acknowledged_write() {
         .unwrap_or(3);
     let dir = tempfile::tempdir().unwrap();
     let key_path = dir.path().join("vault.key");
-    let key_hex: String = (0..32)
-        .map(|_| format!("{:02x}", rand::rng().random::<u8>()))
-        .collect();
-    std::fs::write(&key_path, key_hex + "\n").unwrap();
-    std::fs::set_permissions(
-        &key_path,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    let kf = key_path.to_str().unwrap().to_owned();
+    let kf = random_key_file(&key_path, 0o600);
     let data = dir.path().join("data").to_str().unwrap().to_owned();
     let api_path = dir.path().join("api-key");
     ok(&["init", "--data", &data, "--key-file", &kf]);

@@ -20,9 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rand::RngExt;
-
-use common::{bin, luhn_pan};
+use common::{bin, luhn_pan, random_key_file};
 
 /// Cards tokenized per log format (plus updates, batch and bad requests on top):
 /// `CARDVAULT_LEAK_SCAN_CARDS`, default 150.
@@ -827,16 +825,7 @@ fn nothing_in_clear_anywhere() {
         .unwrap();
     }
     let key_path = dir.path().join("vault.key");
-    let key_hex: String = (0..32)
-        .map(|_| format!("{:02x}", rand::rng().random::<u8>()))
-        .collect();
-    std::fs::write(&key_path, key_hex + "\n").unwrap();
-    std::fs::set_permissions(
-        &key_path,
-        std::os::unix::fs::PermissionsExt::from_mode(0o400),
-    )
-    .unwrap();
-    let kf = key_path.to_str().unwrap().to_owned();
+    let kf = random_key_file(&key_path, 0o400);
     let data_path = dir.path().join("data");
     let data = data_path.to_str().unwrap().to_owned();
     let api_path = dir.path().join("api-key");

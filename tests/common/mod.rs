@@ -53,3 +53,14 @@ pub fn luhn_pan(rng: &mut impl rand::Rng, prefix: &str, len: usize) -> String {
     d.push((10 - sum % 10) % 10);
     d.iter().filter_map(|x| char::from_digit(*x, 10)).collect()
 }
+
+/// A fresh random 32-byte vault key file (hex) at `path` with permissions `mode`; returns the
+/// path as a string for the CLI's `--key-file`.
+pub fn random_key_file(path: &std::path::Path, mode: u32) -> String {
+    let key_hex: String = (0..32)
+        .map(|_| format!("{:02x}", rand::rng().random::<u8>()))
+        .collect();
+    std::fs::write(path, key_hex + "\n").unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    path.to_str().unwrap().to_owned()
+}

@@ -428,6 +428,23 @@ async fn stored_card_and_purchase_session(d: &TestDaemon, customer: &str) -> (St
     (card_token, purchase)
 }
 
+/// A seed 004 payment use, form-encoded, no extra headers.
+async fn pay(
+    d: &TestDaemon,
+    session: &str,
+    card_token: &str,
+    customer: &str,
+    extra: &str,
+) -> common::Resp {
+    form(
+        d,
+        "/payments",
+        &[],
+        &seed_004_body(session, card_token, customer, extra),
+    )
+    .await
+}
+
 fn seed_004_body(session: &str, card_token: &str, customer: &str, extra: &str) -> String {
     format!(
         "merchantId={MERCHANT}&token={session}&specinCreditCardToken={card_token}&customerId={customer}&customerIPAddress=203.0.113.7&freeText=Added+10%25+discount{extra}"
@@ -438,16 +455,12 @@ fn seed_004_body(session: &str, card_token: &str, customer: &str, extra: &str) -
 async fn seed_004_payment_use_card_handover_and_one_click() {
     let d = with_password().await;
     let (card_token, session) = stored_card_and_purchase_session(&d, "mgn456").await;
-    let r = form(
+    let r = pay(
         &d,
-        "/payments",
-        &[],
-        &seed_004_body(
-            &session,
-            &card_token,
-            "mgn456",
-            "&specinCreditCardCVV=737&setOneClickValueSettingForCard=true",
-        ),
+        &session,
+        &card_token,
+        "mgn456",
+        "&specinCreditCardCVV=737&setOneClickValueSettingForCard=true",
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -538,13 +551,7 @@ async fn seed_004_payment_use_card_handover_and_one_click() {
 
     // One-click: a later payment needs no CVV.
     let (session, _) = session_token(&d, "AUTH", "&paymentSolutionId=500").await;
-    let r = form(
-        &d,
-        "/payments",
-        &[],
-        &seed_004_body(&session, &card_token, "mgn456", ""),
-    )
-    .await;
+    let r = pay(&d, &session, &card_token, "mgn456", "").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["action"], "AUTH");
 
@@ -568,13 +575,7 @@ async fn seed_004_failures() {
     let d = with_password().await;
     let (card_token, session) = stored_card_and_purchase_session(&d, "mgn456").await;
     // Missing CVV for a card not saved for one-click: named, session kept.
-    let r = form(
-        &d,
-        "/payments",
-        &[],
-        &seed_004_body(&session, &card_token, "mgn456", ""),
-    )
-    .await;
+    let r = pay(&d, &session, &card_token, "mgn456", "").await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(
         failure_errors(&r.json()),
@@ -616,16 +617,12 @@ async fn seed_004_failures() {
         )
     );
     // A different customer: failure naming customerId; the session is spent (no guessing).
-    let r = form(
+    let r = pay(
         &d,
-        "/payments",
-        &[],
-        &seed_004_body(
-            &session,
-            &card_token,
-            "someone-else",
-            "&specinCreditCardCVV=737",
-        ),
+        &session,
+        &card_token,
+        "someone-else",
+        "&specinCreditCardCVV=737",
     )
     .await;
     assert_eq!(r.status, 403, "{}", r.text());
@@ -633,11 +630,12 @@ async fn seed_004_failures() {
         failure_errors(&r.json()),
         [("customerId.mismatch".to_owned(), "customerId".to_owned())]
     );
-    let r = form(
+    let r = pay(
         &d,
-        "/payments",
-        &[],
-        &seed_004_body(&session, &card_token, "mgn456", "&specinCreditCardCVV=737"),
+        &session,
+        &card_token,
+        "mgn456",
+        "&specinCreditCardCVV=737",
     )
     .await;
     assert_eq!(
@@ -653,11 +651,12 @@ async fn seed_004_failures() {
         .await;
     let other_token = other.json()["token"].as_str().unwrap().to_owned();
     let (session, _) = session_token(&d, "VERIFY", "&paymentSolutionId=500").await;
-    let r = form(
+    let r = pay(
         &d,
-        "/payments",
-        &[],
-        &seed_004_body(&session, &other_token, "mgn456", "&specinCreditCardCVV=737"),
+        &session,
+        &other_token,
+        "mgn456",
+        "&specinCreditCardCVV=737",
     )
     .await;
     assert_eq!(r.status, 404, "{}", r.text());
@@ -670,13 +669,7 @@ async fn seed_004_failures() {
     );
     // A TOKENIZE session cannot pay; a payment session cannot capture.
     let (tokenize, _) = session_token(&d, "TOKENIZE", "").await;
-    let r = form(
-        &d,
-        "/payments",
-        &[],
-        &seed_004_body(&tokenize, &card_token, "mgn456", ""),
-    )
-    .await;
+    let r = pay(&d, &tokenize, &card_token, "mgn456", "").await;
     assert_eq!(r.status, 400);
     let (purchase, _) = session_token(&d, "PURCHASE", "&paymentSolutionId=500").await;
     let r = form(

@@ -36,6 +36,23 @@ fn m() -> MerchantId {
     MerchantId::new(890_490).unwrap()
 }
 
+/// Merchant `m()` and one card of its customer `cust-1`.
+fn saved_card(v: &Vault) -> (CustomerId, vault_service::TokenInfo) {
+    v.add_merchant(m(), "m").unwrap();
+    let customer = CustomerId::parse("cust-1").unwrap();
+    let info = v
+        .tokenize(
+            m(),
+            card(),
+            TokenizeOptions {
+                customer: Some(customer.clone()),
+                ..TokenizeOptions::default()
+            },
+        )
+        .unwrap();
+    (customer, info)
+}
+
 fn card() -> NewCard {
     NewCard::new(
         Pan::parse("4242424242424242").unwrap(),
@@ -154,18 +171,7 @@ fn session_bindings_are_checked_at_creation() {
 fn the_cvv_lives_in_memory_once_and_never_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let (v, clock) = vault(dir.path());
-    v.add_merchant(m(), "m").unwrap();
-    let customer = CustomerId::parse("cust-1").unwrap();
-    let saved = v
-        .tokenize(
-            m(),
-            card(),
-            TokenizeOptions {
-                customer: Some(customer.clone()),
-                ..TokenizeOptions::default()
-            },
-        )
-        .unwrap();
+    let (customer, saved) = saved_card(&v);
     let pay = |cvv: &str| {
         let s = v
             .create_session(
@@ -239,18 +245,7 @@ fn the_cvv_lives_in_memory_once_and_never_on_disk() {
 fn failed_payments_do_not_save_cards_for_one_click() {
     let dir = tempfile::tempdir().unwrap();
     let (v, _) = vault(dir.path());
-    v.add_merchant(m(), "m").unwrap();
-    let customer = CustomerId::parse("cust-1").unwrap();
-    let saved = v
-        .tokenize(
-            m(),
-            card(),
-            TokenizeOptions {
-                customer: Some(customer.clone()),
-                ..TokenizeOptions::default()
-            },
-        )
-        .unwrap();
+    let (customer, saved) = saved_card(&v);
     let s = v
         .create_session(
             &Actor::local(),
@@ -316,18 +311,7 @@ fn purchase(
 fn another_card_behind_a_token_is_not_one_click() {
     let dir = tempfile::tempdir().unwrap();
     let (v, _) = vault(dir.path());
-    v.add_merchant(m(), "m").unwrap();
-    let customer = CustomerId::parse("cust-1").unwrap();
-    let saved = v
-        .tokenize(
-            m(),
-            card(),
-            TokenizeOptions {
-                customer: Some(customer.clone()),
-                ..TokenizeOptions::default()
-            },
-        )
-        .unwrap();
+    let (customer, saved) = saved_card(&v);
     let p = purchase(
         &v,
         saved.token,
