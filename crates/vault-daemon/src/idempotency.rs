@@ -49,27 +49,14 @@ pub(crate) enum KeyRule {
     Optional,
 }
 
-/// The `Idempotency-Key` header: missing (or empty) and `Required` -> 400 field
-/// `Idempotency-Key` code `required`; not a UUID v4, not visible ASCII, or sent twice -> 400
-/// code `invalid`.
+/// The `Idempotency-Key` header: missing and `Required` -> 400 field `Idempotency-Key` code
+/// `required`; empty (blank) -> 400 code `required` when the route needs a key, `empty`
+/// otherwise; sent more than once (even with an empty copy), not a UUID v4, or not visible
+/// ASCII -> 400 code `invalid`. A key is never silently ignored.
 pub(crate) fn key_from(
     headers: &HeaderMap,
     rule: KeyRule,
 ) -> Result<Option<IdempotencyKey>, ApiError> {
-    let mut values = headers.get_all(KEY_HEADER).iter();
-    let first = values
-        .next()
-        .filter(|v| !v.as_bytes().trim_ascii().is_empty());
-    let Some(value) = first else {
-        return match rule {
-            KeyRule::Required => Err(ApiError::field(
-                "Idempotency-Key",
-                "required",
-                "an Idempotency-Key header (a UUID v4) is required",
-            )),
-            KeyRule::Optional => Ok(None),
-        };
-    };
     let invalid = || {
         ApiError::field(
             "Idempotency-Key",
@@ -77,8 +64,32 @@ pub(crate) fn key_from(
             "Idempotency-Key must be one UUID v4 (xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx)",
         )
     };
+    let required = || {
+        ApiError::field(
+            "Idempotency-Key",
+            "required",
+            "an Idempotency-Key header (a UUID v4) is required",
+        )
+    };
+    let mut values = headers.get_all(KEY_HEADER).iter();
+    let Some(value) = values.next() else {
+        return match rule {
+            KeyRule::Required => Err(required()),
+            KeyRule::Optional => Ok(None),
+        };
+    };
     if values.next().is_some() {
         return Err(invalid());
+    }
+    if value.as_bytes().trim_ascii().is_empty() {
+        return Err(match rule {
+            KeyRule::Required => required(),
+            KeyRule::Optional => ApiError::field(
+                "Idempotency-Key",
+                "empty",
+                "Idempotency-Key is empty: send a UUID v4 or leave the header out",
+            ),
+        });
     }
     let text = value.to_str().map_err(|_| invalid())?;
     IdempotencyKey::parse(text.trim())
@@ -254,7 +265,15 @@ mod tests {
         assert!(e.contains("required"), "{e}");
         let k = key_from(&headers(&[KEY]), KeyRule::Required).unwrap();
         assert_eq!(k.map(|k| k.to_string()).as_deref(), Some(KEY));
-        for bad in [&["nope"][..], &[KEY, KEY][..]] {
+        let e = refused(key_from(&headers(&[""]), KeyRule::Optional));
+        assert!(e.contains("Idempotency-Key") && e.contains("empty"), "{e}");
+        for bad in [
+            &["nope"][..],
+            &[KEY, KEY][..],
+            &["", KEY][..],
+            &[KEY, ""][..],
+            &[" ", KEY][..],
+        ] {
             let e = refused(key_from(&headers(bad), KeyRule::Optional));
             assert!(
                 e.contains("Idempotency-Key") && e.contains("invalid"),

@@ -122,18 +122,26 @@ pub(crate) fn typed<T: DeserializeOwned>(
     body: &[u8],
     schema: &[Field],
 ) -> Result<T, Vec<FieldErrorBody>> {
-    serde_json::from_slice(body).or_else(|_| {
-        let value = value(body).map_err(|e| vec![e])?;
-        Err(or_unparsable(check(&value, schema)))
-    })
+    if shape_ok(body)
+        && let Ok(t) = serde_json::from_slice(body)
+    {
+        return Ok(t);
+    }
+    let value = value(body).map_err(|e| vec![e])?;
+    Err(or_unparsable(check(&value, schema)))
 }
 
 /// A tokenize request and the fields already refused for their JSON type. Refused fields are
 /// left empty in the request; validation skips them (see [`is_refused`]).
 pub(crate) fn tokenize(body: &[u8]) -> (TokenizeRequest, Vec<FieldErrorBody>) {
-    match serde_json::from_slice(body) {
-        Ok(req) => (req, Vec::new()),
-        Err(_) => match value(body) {
+    let typed = if shape_ok(body) {
+        serde_json::from_slice(body).ok()
+    } else {
+        None
+    };
+    match typed {
+        Some(req) => (req, Vec::new()),
+        None => match value(body) {
             Ok(v) => {
                 let errors = check(&v, TOKENIZE);
                 (lenient(&v), or_unparsable(errors))
@@ -157,7 +165,9 @@ fn tokenize_value(v: Value) -> (TokenizeRequest, Vec<FieldErrorBody>) {
 
 /// An update request and the fields refused for their JSON type (see [`tokenize`]).
 pub(crate) fn update(body: &[u8]) -> (UpdateRequest, Vec<FieldErrorBody>) {
-    if let Ok(req) = serde_json::from_slice(body) {
+    if shape_ok(body)
+        && let Ok(req) = serde_json::from_slice(body)
+    {
         return (req, Vec::new());
     }
     let v = match value(body) {
@@ -181,7 +191,9 @@ pub(crate) fn update(body: &[u8]) -> (UpdateRequest, Vec<FieldErrorBody>) {
 pub(crate) fn batch(
     body: &[u8],
 ) -> Result<Vec<(TokenizeRequest, Vec<FieldErrorBody>)>, Vec<FieldErrorBody>> {
-    if let Ok(b) = serde_json::from_slice::<BatchRequest>(body) {
+    if shape_ok(body)
+        && let Ok(b) = serde_json::from_slice::<BatchRequest>(body)
+    {
         return Ok(b.items.into_iter().map(|r| (r, Vec::new())).collect());
     }
     let v = value(body).map_err(|e| vec![e])?;
@@ -200,6 +212,56 @@ pub(crate) fn batch(
         }
         None | Some(Value::Null) => Err(vec![required("items")]),
         Some(_) => Err(vec![wrong_type("items", Kind::StrArray)]),
+    }
+}
+
+/// Whether the typed parse may be trusted with `body`: the body is an object, and so are `card`
+/// and every batch item. serde reads a struct from a JSON array by position (`["card",{...}]`),
+/// which the API refuses; bodies that fail this check take the slow path, whose schema check
+/// names the offending field. Only a body holding a `[` is parsed twice.
+fn shape_ok(body: &[u8]) -> bool {
+    if !starts_as_object(body) {
+        return false;
+    }
+    if !body.contains(&b'[') {
+        return true;
+    }
+    let Ok(Value::Object(root)) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    let card_ok = |o: &Map<String, Value>| {
+        matches!(o.get("card"), None | Some(Value::Null | Value::Object(_)))
+    };
+    let items_ok = match root.get("items") {
+        Some(Value::Array(items)) => items.iter().all(|i| i.as_object().is_some_and(card_ok)),
+        _ => true,
+    };
+    card_ok(&root) && items_ok
+}
+
+/// Whether the first non-blank byte of `body` opens a JSON object.
+pub(crate) fn starts_as_object(body: &[u8]) -> bool {
+    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
+/// The field a client's unknown key is reported under: `parent.key` when the key is a plain
+/// lower-case name (so the error never echoes a card number typed as a key), else `parent`.
+fn unknown_field(parent: &str, key: &str) -> FieldErrorBody {
+    let plain = !key.is_empty()
+        && key.len() <= 64
+        && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    if plain {
+        FieldErrorBody::new(
+            format!("{parent}.{key}"),
+            "unknown_field",
+            format!("{parent} has no field {key}"),
+        )
+    } else {
+        FieldErrorBody::new(
+            parent,
+            "unknown_field",
+            format!("{parent} holds a field this API does not know"),
+        )
     }
 }
 
@@ -264,6 +326,19 @@ fn check(v: &Value, schema: &[Field]) -> Vec<FieldErrorBody> {
             Some(value) => {
                 if let Some(e) = kind_error(f.path, f.kind, value) {
                     errors.push(e);
+                } else if let (Kind::Object, Value::Object(o)) = (f.kind, value) {
+                    // An object's fields are the schema's: anything else is refused.
+                    for key in o.keys() {
+                        let known = schema.iter().any(|c| {
+                            c.path
+                                .strip_prefix(f.path)
+                                .and_then(|r| r.strip_prefix('.'))
+                                == Some(key.as_str())
+                        });
+                        if !known {
+                            errors.push(unknown_field(f.path, key));
+                        }
+                    }
                 }
             }
         }
@@ -447,6 +522,57 @@ mod tests {
             br#"{"type":"card","type":"card","card":{"pan":"4242424242424242","expiration_date":"2802"}}"#,
         );
         assert_eq!(fields(&errors), [("body", "invalid")]);
+    }
+
+    #[test]
+    fn arrays_are_never_read_as_objects() {
+        let card = r#"{"pan":"4242424242424242","expiration_date":"2802"}"#;
+        let root = format!(r#"["card",{card}]"#);
+        let (_, errors) = tokenize(root.as_bytes());
+        assert_eq!(fields(&errors), [("body", "invalid_type")]);
+        let (_, errors) = update(root.as_bytes());
+        assert_eq!(fields(&errors), [("body", "invalid_type")]);
+        let nested = r#"{"type":"card","card":["4242424242424242","2802"]}"#;
+        let (_, errors) = tokenize(nested.as_bytes());
+        assert_eq!(fields(&errors), [("card", "invalid_type")]);
+        let r = typed::<vault_wire::MerchantAddRequest>(br#"[890490,"Shop"]"#, MERCHANT_ADD);
+        assert_eq!(fields(&r.unwrap_err()), [("body", "invalid_type")]);
+        let r = typed::<vault_wire::BackupRequest>(br#"  ["/tmp/x"]"#, BACKUP);
+        assert_eq!(fields(&r.unwrap_err()), [("body", "invalid_type")]);
+        let items =
+            batch(format!(r#"{{"items":[{root},{{"type":"card","card":{card}}}]}}"#).as_bytes())
+                .unwrap();
+        assert_eq!(fields(&items[0].1), [("body", "invalid_type")]);
+        assert!(items[1].1.is_empty());
+        // A `[` inside a string is not an array.
+        let (req, errors) = tokenize(
+            br#"{"type":"card","card":{"pan":"4242424242424242","expiration_date":"2802"},"metadata":{"a":"[x]"}}"#,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(req.card.expiration_date, "2802");
+    }
+
+    #[test]
+    fn unknown_card_fields_are_refused() {
+        let (_, errors) = tokenize(
+            br#"{"type":"card","card":{"pan":"4242424242424242","expiration_date":"2802","cvv":"123","4111111111111111":"x"}}"#,
+        );
+        assert_eq!(
+            fields(&errors),
+            [("card", "unknown_field"), ("card.cvv", "unknown_field")]
+        );
+        for e in &errors {
+            assert!(!e.message.contains("4111"), "{e:?}");
+        }
+        let (_, errors) = update(
+            br#"{"card":{"pan":"4242424242424242","expiration_date":"2802","nickname":"x"}}"#,
+        );
+        assert_eq!(fields(&errors), [("card.nickname", "unknown_field")]);
+        // Unknown top-level fields are still ignored.
+        let (_, errors) = tokenize(
+            br#"{"type":"card","card":{"pan":"4242424242424242","expiration_date":"2802"},"extra":1}"#,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
     }
 
     #[test]

@@ -16,8 +16,9 @@ pub enum TokenType {
 }
 
 /// The card in a tokenize or update request. Holds the PAN: `Debug` hides it and it is wiped on
-/// drop.
+/// drop. A field it does not know is refused, not dropped.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CardInput {
     /// 12-19 digits, Luhn-valid.
     pub pan: String,

@@ -100,7 +100,12 @@ pub(crate) async fn merchant_password(
 /// body buffer and every parsed copy of the password are wiped (hyper's own read buffers are
 /// beyond reach). serde's messages are never returned: they quote what they refuse.
 fn password_body(body: Bytes) -> Result<MerchantPassword, FieldErrorBody> {
-    let typed = serde_json::from_slice::<MerchantPasswordRequest>(&body);
+    // serde would read `["..."]` as the struct by position: only an object is a request.
+    let typed = if json::starts_as_object(&body) {
+        serde_json::from_slice::<MerchantPasswordRequest>(&body).map_err(|_| ())
+    } else {
+        Err(())
+    };
     let result = match typed {
         Ok(mut r) => MerchantPassword::new(std::mem::take(&mut r.password)).map_err(|e| match e {
             vault_service::VaultError::Invalid(f) => {
