@@ -82,7 +82,7 @@ pub(crate) fn run(args: &ServeArgs, config: DaemonConfig) -> anyhow::Result<()> 
         config,
         &socket,
         args.listen,
-        move || eprintln!("{banner}"),
+        move || super::serve::say(&banner),
     ));
     let _ = fs::remove_file(&key_file);
     let _ = fs::remove_file(&password_file);

@@ -83,7 +83,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Prints a runtime error as one line: the chain of causes, joined by `: `.
 pub(crate) fn report_error(e: &anyhow::Error) {
-    eprintln!("error: {}", one_line(e));
+    serve::say(&format!("error: {}", one_line(e)));
 }
 
 /// The causes of `e` joined by `: `, skipping a cause its parent's message already includes

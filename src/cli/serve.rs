@@ -43,11 +43,14 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "CARDVAULT_LISTEN", value_name = "ADDR")]
     pub(crate) listen: Option<SocketAddr>,
 
-    /// Let this uid connect to the socket (repeatable). The daemon's own uid always may.
+    /// Let this uid connect to the socket (repeatable). The daemon's own uid always may. Makes
+    /// the socket 0666 and its directory searchable (0711); the peer check still refuses
+    /// every uid and gid not listed.
     #[arg(long = "allow-uid", value_name = "UID")]
     pub(crate) allow_uids: Vec<u32>,
 
-    /// Let members of this primary gid connect (repeatable); makes the socket mode 0660.
+    /// Let processes whose primary gid is this one connect (repeatable). One gid alone: the
+    /// socket and its directory get that group (socket 0660); otherwise as --allow-uid.
     #[arg(long = "allow-gid", value_name = "GID")]
     pub(crate) allow_gids: Vec<u32>,
 
@@ -174,12 +177,7 @@ pub(crate) async fn serve(
     listen: Option<SocketAddr>,
     ready: impl FnOnce(),
 ) -> anyhow::Result<()> {
-    let mode = if config.allow_gids.is_empty() {
-        0o600
-    } else {
-        0o660
-    };
-    let unix = vault_daemon::bind_unix(socket, mode)
+    let unix = vault_daemon::bind_unix_for(socket, &config.allow_uids, &config.allow_gids)
         .await
         .with_context(|| format!("binding {}", socket.display()))?;
     let tcp = match listen {
@@ -259,12 +257,43 @@ fn init_logging(format: LogFormatArg, level: &str) -> anyhow::Result<()> {
     let builder = fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(QuietStderr);
     let result = match format {
         LogFormatArg::Text => builder.try_init(),
         LogFormatArg::Json => builder.json().try_init(),
     };
     result.map_err(|e| anyhow::anyhow!("installing the logger: {e}"))
+}
+
+/// The log writer: standard error, where a failed write (a closed pipe, a full disk) drops the
+/// line instead of failing or panicking. Logging never takes the daemon or a request down.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct QuietStderr;
+
+impl std::io::Write for QuietStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
+impl tracing_subscriber::fmt::MakeWriter<'_> for QuietStderr {
+    type Writer = Self;
+
+    fn make_writer(&self) -> Self {
+        *self
+    }
+}
+
+/// Prints `text` and a newline on standard error, ignoring a closed pipe (`eprintln!` panics).
+pub(crate) fn say(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(QuietStderr, "{text}");
 }
 
 fn absolute(p: &Path) -> anyhow::Result<PathBuf> {

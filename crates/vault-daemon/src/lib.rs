@@ -41,7 +41,8 @@
 //! # Access
 //!
 //! [`bind_unix`] makes the socket `0600` inside a `0700` directory and refuses a directory others
-//! can write to. At accept the peer's uid/gid (`SO_PEERCRED`) must be the daemon's own uid or be
+//! can write to; [`bind_unix_for`] opens the modes just enough for the allowed uids/gids to
+//! knock (socket `0666`/`0660`, directory searchable). At accept the peer's uid/gid (`SO_PEERCRED`) must be the daemon's own uid or be
 //! listed in [`DaemonConfig::allow_uids`] / [`DaemonConfig::allow_gids`]; refused peers are
 //! closed without a response. `/health` and `/metrics` need no API key: metrics carry counts by
 //! route template and status only, never a token or a card number, and only allowed peers reach
@@ -75,6 +76,6 @@ mod validate;
 
 pub use config::{DaemonConfig, LogFormat};
 pub use error::DaemonError;
-pub use listener::{Listener, bind_tcp, bind_unix};
+pub use listener::{Listener, bind_tcp, bind_unix, bind_unix_for};
 pub use router::{Route, routes};
 pub use server::serve;

@@ -80,6 +80,52 @@ pub async fn bind_unix(path: impl AsRef<Path>, mode: u32) -> Result<Listener, Da
     })
 }
 
+/// Binds a Unix socket at `path` that exactly the daemon's own uid and the listed peers can
+/// reach: with both lists empty this is [`bind_unix`] with mode 0600 in a 0700 directory.
+///
+/// With `allow_uids` (or more than one gid) the socket is made 0666; with a single gid and no
+/// uids the socket is given that group and mode 0660 (0666 if the group cannot be set). The
+/// parent directory gains the search bit that peers need (0711, or 0710 when it already has that
+/// group): nobody else can list or write it. The permission bits only let peers knock:
+/// `SO_PEERCRED` at accept still refuses every uid and gid not listed.
+pub async fn bind_unix_for(
+    path: impl AsRef<Path>,
+    allow_uids: &[u32],
+    allow_gids: &[u32],
+) -> Result<Listener, DaemonError> {
+    let path = path.as_ref();
+    let listener = bind_unix(path, 0o600).await?;
+    if allow_uids.is_empty() && allow_gids.is_empty() {
+        return Ok(listener);
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let group = match (allow_uids, allow_gids) {
+        ([], [gid]) => Some(*gid),
+        _ => None,
+    };
+    // The socket first, then the directory: until the directory opens nobody else can reach it.
+    let socket_mode = match group {
+        Some(gid) if std::os::unix::fs::chown(path, None, Some(gid)).is_ok() => 0o660,
+        _ => 0o666,
+    };
+    fs::set_permissions(path, fs::Permissions::from_mode(socket_mode))?;
+    let dir = fs::metadata(&parent)?;
+    let dir_mode = dir.mode() & 0o7777;
+    // Search (never read or write) for whoever must reach the socket; a directory that already
+    // lets them through is left alone.
+    let needed = match group {
+        Some(gid) if dir.gid() == gid => 0o010,
+        _ => 0o011,
+    };
+    if dir_mode & 0o001 == 0 && dir_mode & needed != needed {
+        fs::set_permissions(&parent, fs::Permissions::from_mode(dir_mode | needed))?;
+    }
+    Ok(listener)
+}
+
 /// Binds a TCP listener on a loopback address (`127.0.0.1:port`, `[::1]:port`). TCP peers are
 /// not identified by uid: only the API key protects the routes, so prefer the Unix socket.
 pub async fn bind_tcp(addr: SocketAddr) -> Result<Listener, DaemonError> {

@@ -1,0 +1,276 @@
+//! `cardvault serve` as a process: it keeps serving when its log pipe is closed, and
+//! `--allow-uid` / `--allow-gid` really let those peers (and only those) reach the socket.
+#![cfg(feature = "cli")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::print_stdout
+)]
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    os::unix::{fs::PermissionsExt, net::UnixStream, process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::bin;
+
+/// Environment variable telling [`peer_probe`] (run as a child under another uid) which socket
+/// to ask.
+const PROBE_SOCKET: &str = "CARDVAULT_TEST_PROBE_SOCKET";
+
+/// A minimal HTTP/1.1 exchange over the Unix socket: the status code (0 when the daemon closed
+/// the connection without answering) and the body.
+fn http(
+    sock: &Path,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut s = UnixStream::connect(sock).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    if let Some(k) = key {
+        req.push_str(&format!("Authorization: Bearer {k}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body.unwrap_or(""));
+    // A refused peer may see the connection reset before or while it writes.
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    /// `serve --dev` on `sock` with extra arguments; waits until `/health` answers.
+    fn dev(sock: &Path, extra: &[&str], pipes: bool) -> Self {
+        let mut cmd = bin();
+        cmd.args(["serve", "--dev", "--socket", sock.to_str().unwrap()])
+            .args(extra)
+            .stdin(Stdio::null());
+        if pipes {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        } else {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        let mut child = cmd.spawn().unwrap();
+        // Close the reading ends at once: every later write to stdout/stderr hits a closed pipe.
+        drop(child.stdout.take());
+        drop(child.stderr.take());
+        let mut d = Self { child };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if sock.exists()
+                && UnixStream::connect(sock).is_ok()
+                && http(sock, "GET", "/health", None, None).0 == 200
+            {
+                return d;
+            }
+            if let Some(status) = d.child.try_wait().unwrap() {
+                panic!("the daemon exited at start: {status}");
+            }
+            assert!(Instant::now() < deadline, "the daemon did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then the exit status (within 30 s).
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = rustix::process::Pid::from_raw(i32::try_from(self.child.id()).unwrap()).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_closed_log_pipe_does_not_stop_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("run").join("cardvault.sock");
+    // Debug level: every request below writes log lines to the closed pipe.
+    let d = Daemon::dev(&sock, &["--log-level", "debug"], true);
+    let key = std::fs::read_to_string(sock.with_file_name("api-key")).unwrap();
+    let key = key.trim();
+    for _ in 0..3 {
+        let (status, body) = http(
+            &sock,
+            "POST",
+            "/v2/tokens",
+            Some(key),
+            Some(r#"{"type":"card","card":{"pan":"4242424242424242","expiration_date":"2802"}}"#),
+        );
+        assert_eq!(status, 201, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let token = v["token"].as_str().unwrap();
+        let (status, body) = http(
+            &sock,
+            "POST",
+            &format!("/v2/tokens/{token}/reveal"),
+            Some(key),
+            None,
+        );
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("4242424242424242"));
+        // An error answer logs too.
+        let (status, _) = http(&sock, "POST", "/v2/tokens", Some("nope"), Some("{}"));
+        assert_eq!(status, 401);
+    }
+    let status = d.terminate();
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+}
+
+/// Not a test of its own: run by the tests below as a child process under another uid/gid, it
+/// asks `/health` on the socket named by [`PROBE_SOCKET`] and prints the status (0: refused).
+#[test]
+fn peer_probe() {
+    let Ok(sock) = std::env::var(PROBE_SOCKET) else {
+        return;
+    };
+    let status = match UnixStream::connect(&sock) {
+        Ok(_) => http(Path::new(&sock), "GET", "/health", None, None).0,
+        Err(e) => {
+            println!("PROBE connect error {e}");
+            0
+        }
+    };
+    println!("PROBE STATUS {status}");
+}
+
+/// The status a process with `uid`/`gid` gets from `/health` on `sock` (0: no answer).
+fn probe_as(sock: &Path, uid: u32, gid: u32) -> u16 {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "peer_probe",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(PROBE_SOCKET, sock)
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find_map(|l| l.split("PROBE STATUS ").nth(1))
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "probe as {uid}:{gid} printed no status: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// A socket directory every probe can reach the top of: a fresh 0700 temp dir made 0711, the
+/// socket's own directory (created by the daemon) below it.
+fn reachable_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let sock = dir.path().join("run").join("cardvault.sock");
+    (dir, sock)
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn allow_uid_lets_exactly_that_uid_in() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run a probe under another uid");
+        return;
+    }
+    let (_dir, sock) = reachable_dir();
+    let d = Daemon::dev(&sock, &["--allow-uid", "65534"], false);
+    assert_eq!(mode(&sock), 0o666);
+    assert_eq!(mode(sock.parent().unwrap()), 0o711);
+    assert_eq!(probe_as(&sock, 65534, 65534), 200, "the allowed uid");
+    assert_eq!(probe_as(&sock, 65533, 65533), 0, "another uid");
+    // The key files next to the socket stay private.
+    assert_eq!(mode(&sock.with_file_name("api-key")), 0o600);
+    assert!(d.terminate().success());
+}
+
+#[test]
+fn allow_gid_lets_exactly_that_group_in() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run a probe under another uid");
+        return;
+    }
+    let (_dir, sock) = reachable_dir();
+    let d = Daemon::dev(&sock, &["--allow-gid", "65532"], false);
+    assert_eq!(mode(&sock), 0o660);
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(&sock).unwrap()),
+        65532
+    );
+    assert_eq!(probe_as(&sock, 65533, 65532), 200, "a member of the group");
+    assert_eq!(probe_as(&sock, 65533, 65533), 0, "another group");
+    assert!(d.terminate().success());
+}
+
+#[test]
+fn without_allow_flags_the_socket_stays_private() {
+    let (_dir, sock) = reachable_dir();
+    let d = Daemon::dev(&sock, &[], false);
+    assert_eq!(mode(&sock), 0o600);
+    assert_eq!(mode(sock.parent().unwrap()), 0o700);
+    if is_root() {
+        assert_eq!(probe_as(&sock, 65534, 65534), 0);
+    }
+    assert!(d.terminate().success());
+}
