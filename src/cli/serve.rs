@@ -71,6 +71,22 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = DaemonConfig::default().max_connections)]
     pub(crate) max_connections: usize,
 
+    /// Connections one peer may hold at once (per uid on the socket, per address on --listen);
+    /// beyond it new connections are closed unanswered.
+    #[arg(long, value_name = "N", default_value_t = DaemonConfig::default().max_connections_per_peer)]
+    pub(crate) max_connections_per_peer: usize,
+
+    /// Seconds a response may wait for the client to read it before the connection is closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = DaemonConfig::default().write_timeout.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) write_timeout: u64,
+
+    /// Seconds a client has to send a request head; also how long an idle keep-alive
+    /// connection stays open.
+    #[arg(long, value_name = "SECONDS", default_value_t = DaemonConfig::default().header_read_timeout.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) idle_timeout: u64,
+
     /// When writes are acknowledged: `sync` survives kill -9 and power loss (fdatasync per group
     /// commit); `flush` survives kill -9 only (see docs/durability.md).
     #[arg(long, env = "CARDVAULT_DURABILITY", value_enum, default_value_t = DurabilityArg::Sync)]
@@ -140,6 +156,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let config = DaemonConfig {
         max_connections: args.max_connections,
+        max_connections_per_peer: args.max_connections_per_peer,
+        write_timeout: std::time::Duration::from_secs(args.write_timeout),
+        header_read_timeout: std::time::Duration::from_secs(args.idle_timeout),
         allow_uids: args.allow_uids.clone(),
         allow_gids: args.allow_gids.clone(),
         log_format: match args.log_format {

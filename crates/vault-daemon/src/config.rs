@@ -7,6 +7,14 @@ use std::time::Duration;
 pub struct DaemonConfig {
     /// Connections served at once; further clients wait in the listen backlog.
     pub max_connections: usize,
+    /// Connections one peer may hold at once: per uid on the Unix socket, per address on the TCP
+    /// listener. Beyond it a new connection is closed at once, unanswered (counted in
+    /// `/metrics` as `outcome="over_peer_limit"`).
+    pub max_connections_per_peer: usize,
+    /// How long a response write may wait for the peer to read. A client that sends requests
+    /// (pipelined or not) and never reads the answers is disconnected after this, freeing its
+    /// slot.
+    pub write_timeout: Duration,
     /// Largest request body, except the batch route (413 beyond).
     pub max_body_bytes: usize,
     /// Largest `POST /v2/tokens/batch` body (413 beyond).
@@ -37,6 +45,8 @@ impl Default for DaemonConfig {
     fn default() -> Self {
         Self {
             max_connections: 1024,
+            max_connections_per_peer: 256,
+            write_timeout: Duration::from_secs(10),
             max_body_bytes: 1 << 20,
             max_batch_body_bytes: 4 << 20,
             max_header_bytes: 16 << 10,

@@ -66,6 +66,7 @@ mod json;
 mod limits;
 mod listener;
 mod metrics;
+mod peer_limit;
 mod response;
 mod router;
 mod routes;
@@ -73,6 +74,7 @@ mod server;
 mod shutdown;
 mod state;
 mod validate;
+mod write_timeout;
 
 pub use config::{DaemonConfig, LogFormat};
 pub use error::DaemonError;

@@ -35,6 +35,7 @@ pub(crate) struct Metrics {
     routes: [RouteMetrics; UNMATCHED + 1],
     pub(crate) connections_accepted: AtomicU64,
     pub(crate) connections_refused: AtomicU64,
+    pub(crate) connections_over_peer_limit: AtomicU64,
     pub(crate) connections_open: AtomicU64,
 }
 
@@ -44,6 +45,7 @@ impl Default for Metrics {
             routes: std::array::from_fn(|_| RouteMetrics::default()),
             connections_accepted: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
+            connections_over_peer_limit: AtomicU64::new(0),
             connections_open: AtomicU64::new(0),
         }
     }
@@ -77,8 +79,9 @@ impl Metrics {
         let conns = [
             ("accepted", &self.connections_accepted),
             ("refused", &self.connections_refused),
+            ("over_peer_limit", &self.connections_over_peer_limit),
         ];
-        out.push_str("# HELP cardvault_connections_total Connections accepted, and refused by peer credentials.\n# TYPE cardvault_connections_total counter\n");
+        out.push_str("# HELP cardvault_connections_total Connections accepted, refused by peer credentials, and closed because their peer held too many.\n# TYPE cardvault_connections_total counter\n");
         for (outcome, n) in conns {
             let _ = writeln!(
                 out,

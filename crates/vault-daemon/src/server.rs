@@ -14,9 +14,11 @@ use vault_service::Vault;
 use crate::{
     DaemonConfig, DaemonError,
     listener::{Listener, Stream},
+    peer_limit::{Peer, PeerLimit, PeerSlot},
     router,
     shutdown::{ConnGuard, Drain},
     state::State,
+    write_timeout::WriteTimeout,
 };
 
 /// Serves the HTTP API on `listener` until `shutdown` completes, then stops accepting, lets
@@ -33,6 +35,8 @@ pub async fn serve(
     let own_uid = listener.owner_uid();
     let grace = config.shutdown_grace;
     let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let peers = PeerLimit::new(config.max_connections_per_peer);
+    let write_timeout = config.write_timeout;
     let state = Arc::new(State::new(vault.clone(), config));
     let drain = Drain::new();
     tokio::pin!(shutdown);
@@ -59,10 +63,32 @@ pub async fn serve(
                     continue;
                 }
                 let uid = s.peer_cred().ok().map(|c| c.uid());
-                tokio::spawn(connection(s, uid, state.clone(), drain.guard(), permit));
+                let Some(slot) = uid.and_then(|u| peers.try_take(Peer::Uid(u))) else {
+                    state
+                        .metrics
+                        .connections_over_peer_limit
+                        .fetch_add(1, Relaxed);
+                    continue;
+                };
+                let io = WriteTimeout::new(s, write_timeout);
+                let held = (drain.guard(), permit, slot);
+                tokio::spawn(connection(io, uid, state.clone(), held));
             }
             Ok(Stream::Tcp(s)) => {
-                tokio::spawn(connection(s, None, state.clone(), drain.guard(), permit));
+                let slot = s
+                    .peer_addr()
+                    .ok()
+                    .and_then(|a| peers.try_take(Peer::Addr(a.ip())));
+                let Some(slot) = slot else {
+                    state
+                        .metrics
+                        .connections_over_peer_limit
+                        .fetch_add(1, Relaxed);
+                    continue;
+                };
+                let io = WriteTimeout::new(s, write_timeout);
+                let held = (drain.guard(), permit, slot);
+                tokio::spawn(connection(io, None, state.clone(), held));
             }
             Err(e) => {
                 // Out of descriptors or an aborted handshake: back off briefly, keep serving.
@@ -138,18 +164,19 @@ fn peer_allowed(s: &UnixStream, own_uid: Option<u32>, config: &DaemonConfig) -> 
     }
 }
 
-async fn connection<S>(
-    io: S,
-    peer_uid: Option<u32>,
-    state: Arc<State>,
-    mut guard: ConnGuard,
-    _permit: OwnedSemaphorePermit,
-) where
+/// What a served connection holds until it ends: the drain guard, its global slot and its
+/// peer's slot.
+type Held = (ConnGuard, OwnedSemaphorePermit, PeerSlot);
+
+async fn connection<S>(io: S, peer_uid: Option<u32>, state: Arc<State>, held: Held)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let (mut guard, permit, slot) = held;
     state.metrics.connections_accepted.fetch_add(1, Relaxed);
     state.metrics.connections_open.fetch_add(1, Relaxed);
     http(io, peer_uid, state, &mut guard).await;
+    drop((permit, slot));
     // `guard` goes last: once every guard is gone `serve` flushes and returns, and by then no
     // connection may still hold the vault.
     drop(guard);

@@ -218,3 +218,158 @@ async fn slow_body_times_out() {
     assert_eq!(r.status, 408, "{}", r.text());
     assert!(took < Duration::from_secs(2));
 }
+
+/// A keep-alive connection that has been served once (so the daemon has accepted it).
+async fn held_unix(sock: &std::path::Path) -> tokio::net::UnixStream {
+    let mut s = tokio::net::UnixStream::connect(sock).await.unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "served");
+    s
+}
+
+const HEALTH_CLOSE: &[u8] = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+/// `/health` on a new Unix connection until it answers 200 (a connection over the peer's cap is
+/// closed unanswered); panics after `within`.
+async fn health_eventually(sock: &std::path::Path, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(r) = common::raw(sock, HEALTH_CLOSE).await {
+            assert_eq!(r.status, 200);
+            return;
+        }
+        assert!(Instant::now() < deadline, "no connection slot came free");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn metric(text: &str, line_start: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_uid_cannot_hold_more_than_its_share() {
+    let d = TestDaemon::start_with(DaemonConfig {
+        max_connections_per_peer: 2,
+        ..DaemonConfig::default()
+    })
+    .await;
+    let a = held_unix(&d.sock).await;
+    let _b = held_unix(&d.sock).await;
+    // The third connection of the same uid is closed at once, unanswered.
+    assert!(common::raw(&d.sock, HEALTH_CLOSE).await.is_none());
+    // Closing one gives its place back.
+    drop(a);
+    health_eventually(&d.sock, Duration::from_secs(10)).await;
+    drop(_b);
+    health_eventually(&d.sock, Duration::from_secs(10)).await;
+    let m = d.send("GET", "/metrics", None, None).await;
+    assert!(
+        metric(
+            &m.text(),
+            "cardvault_connections_total{outcome=\"over_peer_limit\"} "
+        ) >= 1,
+        "{}",
+        m.text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tcp_address_cannot_crowd_out_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = Vault::create(
+        dir.path().join("v"),
+        &common::passphrase(),
+        common::options(std::sync::Arc::new(vault_service::ManualClock::new(
+            common::T0,
+        ))),
+    )
+    .unwrap();
+    let listener = bind_tcp("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.tcp_addr().unwrap();
+    let config = DaemonConfig {
+        max_connections_per_peer: 1,
+        ..DaemonConfig::default()
+    };
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let h = tokio::spawn(serve(listener, vault, config, async {
+        let _ = rx.await;
+    }));
+    let from = |ip: [u8; 4]| async move {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind((std::net::Ipv4Addr::from(ip), 0).into()).unwrap();
+        sock.connect(addr).await.unwrap()
+    };
+    let exchange = |mut s: tokio::net::TcpStream| async move {
+        let _ = s.write_all(HEALTH_CLOSE).await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+        common::parse(&out).map(|r| r.status)
+    };
+    // 127.0.0.1 holds its one place with a served keep-alive connection.
+    let mut held = from([127, 0, 0, 1]).await;
+    held.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    assert!(held.read(&mut buf).await.unwrap() > 0);
+    assert_eq!(exchange(from([127, 0, 0, 1]).await).await, None, "refused");
+    assert_eq!(
+        exchange(from([127, 0, 0, 2]).await).await,
+        Some(200),
+        "another address still gets in"
+    );
+    drop(held);
+    stop.send(()).unwrap();
+    h.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_cut_and_its_slot_freed() {
+    let d = TestDaemon::start_with(DaemonConfig {
+        max_connections_per_peer: 1,
+        write_timeout: Duration::from_millis(300),
+        ..DaemonConfig::default()
+    })
+    .await;
+    // Pipelines far more answers than the socket buffers hold, and never reads one.
+    let s = tokio::net::UnixStream::connect(&d.sock).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let flood = tokio::spawn(async move {
+        let one = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+        for _ in 0..2000 {
+            if wr.write_all(one).await.is_err() {
+                return;
+            }
+        }
+        // Keep the write side open: only the daemon may end this connection.
+        std::future::pending::<()>().await;
+    });
+    // While the flood holds the uid's one place, others are refused; once its stalled write
+    // times out, the place is free again.
+    health_eventually(&d.sock, Duration::from_secs(20)).await;
+    // The flooding connection was closed by the daemon: reading now ends (after what the
+    // kernel buffered).
+    let mut sink = vec![0u8; 1 << 16];
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match rd.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the never-reading connection is still open");
+    flood.abort();
+}
