@@ -6,8 +6,8 @@
 
 use std::{
     fs,
-    io::{Read, Write},
-    os::unix::fs::OpenOptionsExt,
+    io::{ErrorKind, Read, Write},
+    os::unix::{ffi::OsStrExt, fs::OpenOptionsExt},
     path::Path,
     time::Duration,
 };
@@ -15,7 +15,54 @@ use std::{
 use vault_core::KeyHeader;
 use vault_store::{Store, StoreError};
 
-use crate::{Vault, VaultError};
+use crate::{FieldError, Vault, VaultError};
+
+/// Why `path` cannot receive a new backup file, found before anything is written (field `path`):
+/// empty, a NUL byte, relative, naming a directory (`/` at the end, `..`), longer than Linux
+/// allows (4095 bytes, 255 per name), or its directory missing, not a directory or unreachable.
+/// `None` when the file may be tried; whether it already exists is for the caller (creating it
+/// never overwrites). Messages never repeat the path.
+pub fn backup_path_problem(path: &Path) -> Option<FieldError> {
+    let bytes = path.as_os_str().as_bytes();
+    let problem = |code, message: &str| Some(FieldError::new("path", code, message));
+    if bytes.is_empty() {
+        return problem("required", "path must not be empty");
+    }
+    if bytes.contains(&0) {
+        return problem("invalid", "path must not contain a NUL byte");
+    }
+    if !path.is_absolute() {
+        return problem("relative", "path must be absolute");
+    }
+    if bytes.ends_with(b"/") || path.file_name().is_none() {
+        return problem("not_a_file", "path must name a file, not a directory");
+    }
+    if bytes.len() > 4095 || path.iter().any(|c| c.len() > 255) {
+        return problem(
+            "too_long",
+            "path is too long (at most 4095 bytes, 255 per name)",
+        );
+    }
+    let parent = path.parent()?;
+    match fs::metadata(parent) {
+        Ok(m) if m.is_dir() => None,
+        Ok(_) => problem("not_a_directory", "the parent of path is not a directory"),
+        Err(e) => match e.kind() {
+            ErrorKind::NotFound => problem(
+                "missing_directory",
+                "the directory of path does not exist; create it first",
+            ),
+            ErrorKind::NotADirectory => {
+                problem("not_a_directory", "the parent of path is not a directory")
+            }
+            ErrorKind::PermissionDenied => problem(
+                "permission_denied",
+                "the vault's user cannot reach the directory of path",
+            ),
+            _ => problem("unreachable", "the directory of path cannot be read"),
+        },
+    }
+}
 
 /// What [`Vault::backup`] wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,15 +131,33 @@ impl Vault {
         path: &Path,
         progress: impl FnMut(u64, u64),
     ) -> Result<BackupReport, VaultError> {
+        if let Some(problem) = backup_path_problem(path) {
+            return Err(VaultError::Invalid(problem));
+        }
         let file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(path)
             .map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => {
+                ErrorKind::AlreadyExists => {
                     VaultError::Store(StoreError::AlreadyExists(path.to_path_buf()))
                 }
+                ErrorKind::PermissionDenied => VaultError::field(
+                    "path",
+                    "permission_denied",
+                    "the vault's user cannot create a file in the directory of path",
+                ),
+                ErrorKind::ReadOnlyFilesystem => VaultError::field(
+                    "path",
+                    "read_only",
+                    "the directory of path is on a read-only file system",
+                ),
+                ErrorKind::IsADirectory => VaultError::field(
+                    "path",
+                    "not_a_file",
+                    "path must name a file, not a directory",
+                ),
                 _ => VaultError::Store(StoreError::Io(e)),
             })?;
         let result = self.backup(&file, progress).and_then(|r| {
@@ -139,5 +204,37 @@ impl Vault {
             sha256: s.sha256,
             vault_id,
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_paths_are_checked_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        fs::write(&file, b"x").unwrap();
+        let code = |p: &Path| backup_path_problem(p).map(|e| e.code);
+        let long = format!("/tmp/{}", "a".repeat(256));
+        let nul = std::ffi::OsStr::from_bytes(b"/tmp/a\0b");
+        for (p, want) in [
+            (Path::new(""), "required"),
+            (Path::new(nul), "invalid"),
+            (Path::new("backup.cvbk"), "relative"),
+            (Path::new("/tmp/"), "not_a_file"),
+            (Path::new("/tmp/.."), "not_a_file"),
+            (Path::new(long.as_str()), "too_long"),
+            (&dir.path().join("missing/b.cvbk"), "missing_directory"),
+            (&file.join("b.cvbk"), "not_a_directory"),
+        ] {
+            assert_eq!(code(p), Some(want), "{}", p.display());
+            let e = backup_path_problem(p).unwrap();
+            assert_eq!(e.field, "path");
+            assert!(!e.message.contains("/tmp"), "{}", e.message);
+        }
+        assert_eq!(code(&dir.path().join("b.cvbk")), None);
     }
 }

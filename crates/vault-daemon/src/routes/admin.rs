@@ -289,8 +289,8 @@ pub(crate) async fn backup(state: &State, req: Request<Incoming>) -> Answer {
     let body = state.json_body(req, state.config.max_body_bytes).await?;
     let r: BackupRequest = json::typed(&body, json::BACKUP)?;
     let path = std::path::PathBuf::from(&r.path);
-    if !path.is_absolute() {
-        return Err(ApiError::field("path", "relative", "path must be absolute"));
+    if let Some(problem) = vault_service::backup_path_problem(&path) {
+        return Err(vault_service::VaultError::Invalid(problem).into());
     }
     if path.symlink_metadata().is_ok() {
         return Err(ApiError::field(
