@@ -390,3 +390,56 @@ async fn hosted_sessions_capture_cards() {
     assert_eq!(revealed.json()["pan"], "5555555555554444");
     assert_eq!(revealed.json()["expiration_date"], "3011");
 }
+
+/// `POST /payments` capturing a card with a hosted session, with an optional `Origin` header.
+async fn capture_with_origin(h: &Hosted, token: &str, origin: Option<&str>) -> Resp {
+    let capture =
+        format!("token={token}&number=4242424242424242&expiryMonth=02&expiryYear=28&cvv=737");
+    let origin = origin
+        .map(|o| format!("Origin: {o}\r\n"))
+        .unwrap_or_default();
+    raw(
+        &h.d.sock,
+        format!(
+            "POST /payments HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{origin}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{capture}",
+            capture.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_session_without_an_allowed_origin_refuses_every_browser() {
+    let h = start().await;
+    // No allowOriginUrl: a server-only session. A page on any origin cannot spend it...
+    let token = h.create(KEY_A, BODY).await.json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for origin in ["https://evil.example", "https://shop.example", "null"] {
+        let r = capture_with_origin(&h, &token, Some(origin)).await;
+        assert_eq!(r.status, 403, "{origin}: {}", r.text());
+        assert!(r.text().contains("origin.mismatch"), "{}", r.text());
+        assert!(r.header("access-control-allow-origin").is_none());
+    }
+    // ...and the refusals left it unspent for the merchant's server (no Origin header).
+    let r = capture_with_origin(&h, &token, None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // With allowOriginUrl, exactly that origin may spend it.
+    let body = r#"{"libVersion":"1.6.0.172441","scenario":"payment","allowOriginUrl":"https://shop.example"}"#;
+    let token = h.create(KEY_B, body).await.json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = capture_with_origin(&h, &token, Some("https://evil.example")).await;
+    assert!(r.text().contains("origin.mismatch"), "{}", r.text());
+    let r = capture_with_origin(&h, &token, Some("https://shop.example")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://shop.example")
+    );
+}

@@ -137,8 +137,9 @@ pub struct SessionOptions {
     pub customer: Option<CustomerId>,
     /// A live token of the merchant whose card a `tokenization` session replaces.
     pub secure_token: Option<Token>,
-    /// The only browser origin allowed to spend the session (`*`: any). Requests without an
-    /// `Origin` header (server-to-server) are not browser requests and are not refused by it.
+    /// The only browser origin allowed to spend the session (`*`: any). `None`: no browser may
+    /// (a request carrying an `Origin` header is refused). Requests without an `Origin` header
+    /// (server-to-server) are not browser requests and are not refused by it.
     pub allow_origin: Option<String>,
     /// Seed 000 `cardDescription` (up to 50 characters), kept with the session.
     pub card_description: Option<String>,
@@ -215,10 +216,13 @@ impl SessionRec {
             .map_err(|_| VaultError::Store(vault_store::StoreError::Corrupt("session")))
     }
 
-    /// Whether the browser `origin` may spend this session.
+    /// Whether a request from browser `origin` (`None`: no `Origin` header, a server) may spend
+    /// this session. A session created without an allowed origin is for servers only: a browser
+    /// request (one carrying `Origin`) is refused, so a page on any origin cannot spend it.
     fn origin_allowed(&self, origin: Option<&str>) -> bool {
         match (self.allow_origin.as_deref(), origin) {
-            (None | Some("*"), _) | (_, None) => true,
+            (_, None) | (Some("*"), _) => true,
+            (None, Some(_)) => false,
             (Some(allowed), Some(origin)) => allowed
                 .trim_end_matches('/')
                 .eq_ignore_ascii_case(origin.trim_end_matches('/')),
