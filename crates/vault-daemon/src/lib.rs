@@ -28,8 +28,9 @@
 //! | `POST /v2/tokens/{token}/reveal` | reveal | 200 (PAN and expiry) |
 //! | `/admin/...` (merchants, apikeys, terminals, keys, sweep, stats) | admin | 200 / 201 / 204 |
 //!
-//! Errors are always `{"status":"<kind>","errors":[{"field","code","message"}]}` and never echo
-//! a submitted value: 400 names every refused field (`body` when the body itself is not JSON,
+//! Errors of the token and admin APIs are `{"status":"<kind>","errors":[{"field","code",
+//! "message"}]}` (the gateway routes answer their `{"result":"failure",...}` envelope and
+//! hosted-fields sessions RFC 9457 problem details) and never echo a submitted value: 400 names every refused field (`body` when the body itself is not JSON,
 //! not UTF-8, or not an object); 401 (with `WWW-Authenticate: Bearer`) for a missing or bad key;
 //! 403 for a missing scope, and for a reveal whose `customer_id` does not match the token's
 //! binding (code `customer_mismatch`: the caller already proved it may see this merchant's

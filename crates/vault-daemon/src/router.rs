@@ -131,8 +131,16 @@ enum Matched {
 }
 
 fn find(method: &str, path: &str) -> Matched {
+    // A path a template spells out literally (`/v2/tokens/batch`) belongs to the literal
+    // templates alone: it is not also a value of `{token}`, so a wrong method there is 405.
+    let literal = TABLE
+        .iter()
+        .any(|(route, _)| !route.path.contains('{') && route.path == path);
     let mut allow: Option<String> = None;
     for (route, id) in &TABLE {
+        if literal && route.path.contains('{') {
+            continue;
+        }
         let Some(param) = match_template(route.path, path) else {
             continue;
         };
@@ -258,10 +266,13 @@ mod tests {
             find("GET", &format!("/v2/tokens/{tok}")),
             Matched::Route(RouteId::TokenGet, Param::Token(Some(_)))
         ));
-        assert!(matches!(
-            find("GET", "/v2/tokens/batch"),
-            Matched::Route(RouteId::TokenGet, Param::Token(None))
-        ));
+        // The literal route owns its path: other methods are 405, not a `{token}` lookup.
+        for method in ["GET", "PUT", "DELETE"] {
+            match find(method, "/v2/tokens/batch") {
+                Matched::WrongMethod(allow) => assert_eq!(allow, "POST"),
+                _ => panic!("{method} /v2/tokens/batch: expected 405"),
+            }
+        }
         assert!(matches!(find("GET", "/v2/tokens/"), Matched::Unknown));
         match find("PATCH", &format!("/v2/tokens/{tok}")) {
             Matched::WrongMethod(allow) => assert_eq!(allow, "GET, PUT, DELETE"),

@@ -124,3 +124,36 @@ async fn backup_paths_are_400_naming_the_problem() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_literal_path_is_not_a_token() {
+    let d = TestDaemon::start().await;
+    for method in ["GET", "PUT", "DELETE"] {
+        let r = d
+            .send(method, "/v2/tokens/batch", Some(&d.keys.tokenize), None)
+            .await;
+        assert_eq!(r.status, 405, "{method}: {}", r.text());
+        assert_eq!(r.header("allow"), Some("POST"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_and_labels_are_counted_in_characters() {
+    let d = TestDaemon::start().await;
+    let name = "é".repeat(100);
+    let body = format!(r#"{{"merchant_id":"4242","name":"{name}"}}"#);
+    let r = d
+        .send("POST", "/admin/merchants", Some(&d.keys.admin), Some(&body))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let body = format!(r#"{{"merchant_id":"4242","scopes":["tokenize"],"label":"{name}"}}"#);
+    let r = d
+        .send("POST", "/admin/apikeys", Some(&d.keys.admin), Some(&body))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let body = format!(r#"{{"merchant_id":"4243","name":"{name}é"}}"#);
+    let r = d
+        .send("POST", "/admin/merchants", Some(&d.keys.admin), Some(&body))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+}

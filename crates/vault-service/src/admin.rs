@@ -449,7 +449,7 @@ impl Vault {
     /// Adds a merchant. Refused if the id exists.
     fn add_merchant_unaudited(&self, id: MerchantId, name: &str) -> Result<Merchant, VaultError> {
         let name = name.trim();
-        if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
             return Err(VaultError::field(
                 "name",
                 "invalid",
@@ -524,7 +524,7 @@ impl Vault {
                 "no merchant with this id",
             ));
         }
-        if label.len() > 100 || label.chars().any(char::is_control) {
+        if label.chars().count() > 100 || label.chars().any(char::is_control) {
             return Err(VaultError::field(
                 "label",
                 "invalid",

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Contract test: schemathesis, every check, against a throwaway dev daemon (`serve --dev`) on a
+# loopback TCP port, driven by docs/openapi.json. Exits non-zero on any failure.
+#
+# Installs schemathesis (pinned) into a venv the first time (target/contract-venv, or
+# $CONTRACT_VENV). Bounded: $CONTRACT_EXAMPLES cases per operation (default 30), fixed seed.
+# `POST /admin/backup` is left out: it writes files wherever a generated path points (the
+# daemon's own tests cover its path checks).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+st_version="4.32.5"
+venv="${CONTRACT_VENV:-target/contract-venv}"
+examples="${CONTRACT_EXAMPLES:-30}"
+seed="${CONTRACT_SEED:-20261206}"
+
+if [ ! -x "$venv/bin/schemathesis" ]; then
+  echo "== installing schemathesis $st_version into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet "schemathesis==$st_version"
+fi
+
+echo "== building cardvault"
+cargo build --locked --quiet --bin cardvault
+
+tmp="$(mktemp -d)"
+pid=""
+cleanup() {
+  if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+sock="$tmp/run/cardvault.sock"
+echo "== starting serve --dev on 127.0.0.1:$port (log: $tmp/daemon.log)"
+target/debug/cardvault serve --dev --socket "$sock" --listen "127.0.0.1:$port" \
+  --log-level warn >"$tmp/daemon.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 300); do
+  if [ -s "$tmp/run/api-key" ] && curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1; then
+    break
+  fi
+  kill -0 "$pid" 2>/dev/null || { cat "$tmp/daemon.log"; echo "the daemon exited"; exit 1; }
+  sleep 0.1
+done
+key="$(cat "$tmp/run/api-key")"
+
+echo "== schemathesis $st_version: every check (see .ci/contract.toml), $examples examples per operation, seed $seed"
+start=$(date +%s)
+status=0
+"$venv/bin/schemathesis" --config-file .ci/contract.toml run docs/openapi.json \
+  --url "http://127.0.0.1:$port" \
+  --header "Authorization: Bearer $key" \
+  --exclude-path /admin/backup \
+  --max-examples "$examples" \
+  --seed "$seed" \
+  --generation-deterministic \
+  --workers 1 \
+  --no-color \
+  --report junit --report-dir "$tmp/report" || status=$?
+echo "== schemathesis finished in $(( $(date +%s) - start )) s, exit $status"
+if grep -E "panicked|ERROR" "$tmp/daemon.log"; then
+  echo "the daemon logged an error or a panic (above)"
+  status=1
+fi
+exit "$status"
