@@ -114,10 +114,11 @@ pub(crate) fn warn_if_readable_by_others(path: &Path) {
     if let Ok(meta) = fs::metadata(path)
         && meta.permissions().mode() & 0o077 != 0
     {
-        eprintln!(
+        // Not `eprintln!`: it panics on a closed stderr, and `serve` resolves keys too.
+        super::serve::say(&format!(
             "warning: {} is readable by group or others; chmod 600 it",
             path.display()
-        );
+        ));
     }
 }
 

@@ -33,6 +33,8 @@ pub(crate) enum Kind {
     Timestamp,
     /// This exact string.
     Const(&'static str),
+    /// One of these strings.
+    OneOf(&'static [&'static str]),
 }
 
 /// One field of a schema: a dotted path from the body's root.
@@ -105,7 +107,7 @@ pub(crate) const TERMINAL_ADD: &[Field] =
     &[req("merchant_id", Kind::Str), req("terminal_id", Kind::Str)];
 
 /// `POST /payments/{txId}/result`.
-pub(crate) const PAYMENT_RESULT: &[Field] = &[req("result", Kind::Str)];
+pub(crate) const PAYMENT_RESULT: &[Field] = &[req("result", Kind::OneOf(&["success", "failure"]))];
 /// `POST /processing-terminals/{id}/hosted-fields-sessions` (seeds 001/002).
 pub(crate) const HOSTED_SESSION: &[Field] = &[
     req("libVersion", Kind::Str),
@@ -387,13 +389,24 @@ fn kind_error(path: &str, kind: Kind, v: &Value) -> Option<FieldErrorBody> {
             }
             None => false,
         },
+        Kind::OneOf(allowed) => match v.as_str() {
+            Some(s) if allowed.contains(&s) => true,
+            Some(_) => {
+                return Some(FieldErrorBody::new(
+                    path,
+                    "unsupported",
+                    format!("must be one of: {}", allowed.join(", ")),
+                ));
+            }
+            None => false,
+        },
     };
     (!ok).then(|| wrong_type(path, kind))
 }
 
 fn wrong_type(path: &str, kind: Kind) -> FieldErrorBody {
     let what = match kind {
-        Kind::Str | Kind::Const(_) => "must be a string",
+        Kind::Str | Kind::Const(_) | Kind::OneOf(_) => "must be a string",
         Kind::Bool => "must be true or false",
         Kind::Object => "must be an object",
         Kind::StrMap => "must be an object of string values",
@@ -573,6 +586,14 @@ mod tests {
             br#"{"type":"card","card":{"pan":"4242424242424242","expiration_date":"2802"},"extra":1}"#,
         );
         assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    #[test]
+    fn an_unknown_payment_result_is_named() {
+        let r = typed::<vault_wire::PaymentResultRequest>(br#"{"result":"maybe"}"#, PAYMENT_RESULT);
+        let errors = r.unwrap_err();
+        assert_eq!(fields(&errors), [("result", "unsupported")]);
+        assert!(errors[0].message.contains("success, failure"));
     }
 
     #[test]
