@@ -13,6 +13,8 @@ use cardvault::{KeySource, Passphrase};
 use clap::Args;
 use zeroize::Zeroizing;
 
+use super::strength;
+
 /// The environment variable holding the passphrase itself.
 pub(crate) const PASSPHRASE_ENV: &str = "CARDVAULT_PASSPHRASE";
 
@@ -66,10 +68,28 @@ impl KeyArgs {
         }
         prompt(confirm)
     }
+
+    /// Resolves the key of a NEW vault (`init`): asks twice at a prompt, and refuses a passphrase
+    /// that is too weak ([`strength::check`]; `context` holds words an attacker would try first).
+    /// Key files are random 32-byte keys and need no check.
+    pub(crate) fn resolve_new(&self, context: &[&str]) -> anyhow::Result<KeySource> {
+        let key = self.resolve(true)?;
+        if let KeySource::Passphrase(p) = &key {
+            let mut words = vec!["cardvault", "vault", "passphrase"];
+            words.extend_from_slice(context);
+            strength::check(p.expose(), &words)?;
+        }
+        Ok(key)
+    }
 }
 
 fn passphrase_env() -> Option<String> {
     std::env::var(PASSPHRASE_ENV).ok().filter(|s| !s.is_empty())
+}
+
+/// Whether `CARDVAULT_PASSPHRASE` is set to the empty string (an unset variable is not empty).
+fn passphrase_env_is_empty() -> bool {
+    std::env::var_os(PASSPHRASE_ENV).is_some_and(|v| v.is_empty())
 }
 
 fn passphrase(s: String) -> anyhow::Result<KeySource> {
@@ -90,6 +110,11 @@ pub(crate) fn strip_newline(s: &mut String) {
 
 fn prompt(confirm: bool) -> anyhow::Result<KeySource> {
     if !std::io::stdin().is_terminal() {
+        if passphrase_env_is_empty() {
+            bail!(
+                "{PASSPHRASE_ENV} is set but empty: put the passphrase in it, or unset it and pass --passphrase-file FILE or --key-file FILE"
+            );
+        }
         bail!(
             "no vault key given: set {PASSPHRASE_ENV}, or pass --passphrase-file FILE or --key-file FILE"
         );
@@ -108,7 +133,8 @@ fn prompt(confirm: bool) -> anyhow::Result<KeySource> {
     passphrase(first.to_string())
 }
 
-/// Key and passphrase files should be readable by their owner only; say so when they are not.
+/// Key, passphrase, password and API key files should be readable by their owner only; say so
+/// when they are not.
 pub(crate) fn warn_if_readable_by_others(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = fs::metadata(path)
