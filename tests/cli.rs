@@ -79,6 +79,7 @@ fn help_everywhere() {
         &["keys", "rotate"],
         &["keys", "rewrap"],
         &["keys", "retire"],
+        &["keys", "rekey"],
         &["sweep"],
         &["stats"],
         &["bench"],
@@ -898,4 +899,34 @@ fn a_second_dev_daemon_refuses_first_and_touches_nothing() {
         kf,
     ]);
     assert!(stats.contains("records"), "{stats}");
+}
+
+#[test]
+fn keys_rekey_checks_the_new_passphrase_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = init(dir.path());
+    let rekey = |new: &str| {
+        bin()
+            .args(["keys", "rekey", "--data", &data])
+            .env("CARDVAULT_PASSPHRASE", PASS)
+            .env("CARDVAULT_NEW_PASSPHRASE", new)
+            .output()
+            .unwrap()
+    };
+    let out = rekey("hunter2");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("too short"), "{}", stderr(&out));
+    ok(&["stats", "--data", &data]);
+
+    let new = "plume ferry quartz lantern velvet";
+    let out = rekey(new);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let old = run(&["stats", "--data", &data], Some(PASS));
+    assert!(
+        stderr(&old).contains("wrong passphrase"),
+        "{}",
+        stderr(&old)
+    );
+    let out = run(&["stats", "--data", &data], Some(new));
+    assert!(out.status.success(), "{}", stderr(&out));
 }

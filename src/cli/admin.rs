@@ -163,6 +163,8 @@ pub(crate) enum KeysCmd {
         #[command(flatten)]
         target: Target,
     },
+    /// Change the vault key (passphrase or key file); offline, while no daemon holds the vault.
+    Rekey(Box<super::rekey::RekeyArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -514,6 +516,7 @@ pub(crate) fn keys(cmd: KeysCmd) -> anyhow::Result<()> {
             let conn = Conn::open(&target)?;
             print_retired(retire_keys(&conn)?);
         }
+        KeysCmd::Rekey(args) => super::rekey::run(*args)?,
     }
     Ok(())
 }

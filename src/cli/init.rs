@@ -58,7 +58,7 @@ impl KdfArgs {
         p_cost: 1,
     };
 
-    fn params(&self) -> anyhow::Result<KdfParams> {
+    pub(crate) fn params(&self) -> anyhow::Result<KdfParams> {
         let base = if self.insecure_fast_kdf {
             KdfParams::insecure_for_tests()
         } else {

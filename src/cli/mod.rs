@@ -15,6 +15,7 @@ mod init;
 mod key;
 mod merchant_password;
 mod progress;
+mod rekey;
 mod secret_file;
 mod serve;
 mod strength;
