@@ -201,4 +201,14 @@ fn offline_backup_and_damaged_files() {
     ok(&["restore", "--from", &s(&backup), "--data", &s(&target)]);
     let list = ok(&["merchant", "list", "--data", &s(&target)]);
     assert!(list.contains("890490"), "{list}");
+
+    // Into a vault: says so. Into a non-empty directory that is no vault: says that instead.
+    let err = fails(&["restore", "--from", &s(&backup), "--data", &s(&target)]);
+    assert!(err.contains("a vault already exists"), "{err}");
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "x").unwrap();
+    let err = fails(&["restore", "--from", &s(&backup), "--data", &s(&other)]);
+    assert!(err.contains("is not empty and holds no vault"), "{err}");
+    assert!(!err.contains("vault already exists"), "{err}");
 }

@@ -79,6 +79,7 @@ fn help_everywhere() {
         &["keys", "rotate"],
         &["keys", "rewrap"],
         &["keys", "retire"],
+        &["keys", "rekey"],
         &["sweep"],
         &["stats"],
         &["bench"],
@@ -474,10 +475,44 @@ fn serve_client_admin_and_sigterm() {
     assert_eq!(report["ok"], 200, "{report}");
     assert_eq!(report["errors"], 0, "{report}");
 
+    // A group/world-readable API key file is used, with a warning.
+    let loose = dir.path().join("loose-key");
+    std::fs::copy(&key_file, &loose).unwrap();
+    std::fs::set_permissions(&loose, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = bin()
+        .args(["merchant", "list", "--socket", sock])
+        .args(["--api-key-file", loose.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("readable by group or others"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Revoking an unknown key through the daemon names an API key too.
+    let out = bin()
+        .args(["apikey", "revoke", "0123456789abcdef", "--socket", sock])
+        .args(["--api-key-file", &kf])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no API key with id 0123456789abcdef"),
+        "{}",
+        stderr(&out)
+    );
+
     let (code, log) = daemon.terminate();
     assert_eq!(code, Some(0), "{log}");
     assert!(!socket.exists(), "socket removed at exit");
     assert!(!log.contains("4242424242424242"));
+    // Successful reveals are in the audit log, not one info line each.
+    assert!(
+        !log.lines().any(|l| l.contains("revealed")),
+        "a successful reveal was logged at info: {log}"
+    );
 
     // Offline again: the token survived the restart.
     let out = ok(&["stats", "--json", "--data", &data]);
@@ -530,4 +565,371 @@ fn bench_inprocess() {
     assert_eq!(report["mode"], "library");
     assert_eq!(report["ok"], 4);
     assert!(report["cards_per_sec"].as_f64().unwrap() > 0.0);
+}
+
+/// Every command runs with core dumps off (it may hold a vault key, a password or an API key),
+/// checked through the test hook and, for an offline command blocked reading its passphrase from
+/// a pipe, through /proc/<pid>/limits.
+#[test]
+fn every_command_runs_with_core_dumps_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    for args in [
+        &["init", "--data", d][..],
+        &["stats", "--data", d],
+        &["merchant", "password", "890490", "--data", d],
+        &["audit", "verify", "--data", d],
+        &["restore", "--from", "/nonexistent", "--data", d],
+    ] {
+        let out = bin()
+            .args(args)
+            .env("CARDVAULT_TEST_PRINT_HARDENING", "1")
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert!(
+            err.contains("hardening: core-limit=0/0 dumpable=false"),
+            "{args:?}: {err}"
+        );
+    }
+
+    let data = init(dir.path());
+    let fifo = dir.path().join("passphrase.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    // Start with a core limit the command must lower (the soft limit up to the hard one).
+    let mut child = Command::new("sh")
+        .args([
+            "-c",
+            r#"ulimit -S -c "$(ulimit -H -c)" 2>/dev/null; exec "$0" "$@""#,
+            env!("CARGO_BIN_EXE_cardvault"),
+            "stats",
+            "--data",
+            &data,
+            "--passphrase-file",
+            fifo.to_str().unwrap(),
+        ])
+        .env("CARDVAULT_TEST_FAST_KDF", "1")
+        .env_remove("CARDVAULT_PASSPHRASE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let limits = format!("/proc/{}/limits", child.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (hardened, last) = loop {
+        let last = std::fs::read_to_string(&limits).unwrap_or_default();
+        let core = last
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .map(|l| l.split_whitespace().skip(4).take(2).collect::<Vec<_>>());
+        if core.as_deref() == Some(&["0", "0"][..]) {
+            break (true, last);
+        }
+        if Instant::now() > deadline {
+            break (false, last);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if !hardened || child.try_wait().unwrap().is_some() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("core dumps still allowed while unlocking (or the command ended early): {last}");
+    }
+    // The child is blocked opening the pipe: give it the passphrase and let it finish.
+    std::fs::write(&fifo, format!("{PASS}\n")).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn init_refuses_a_non_empty_directory_and_touches_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("lib");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("someone-elses-file"), "x").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = run(&["init", "--data", target.to_str().unwrap()], Some(PASS));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("is not empty and holds no vault"), "{err}");
+    let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o755, "init changed the directory's mode");
+    let names: Vec<_> = std::fs::read_dir(&target)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["someone-elses-file"]);
+}
+
+#[test]
+fn init_refuses_a_weak_passphrase() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    for (weak, why) in [
+        ("hunter2", "too short"),
+        ("password1234", "too easy to guess"),
+        ("qwertyuiop123", "too easy to guess"),
+    ] {
+        let out = run(&["init", "--data", d], Some(weak));
+        assert_eq!(out.status.code(), Some(1), "{weak} accepted");
+        let err = stderr(&out);
+        assert!(err.contains(why), "{weak}: {err}");
+        assert!(
+            !err.contains(weak),
+            "the message quotes the passphrase: {err}"
+        );
+        assert!(!data.exists(), "a refused init created the directory");
+    }
+    // A key file needs no strength check; a strong passphrase passes.
+    ok(&["init", "--data", d]);
+}
+
+#[test]
+fn the_test_kdf_is_loud_and_weak_kdf_parameters_need_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fast = dir.path().join("fast");
+    let out = run(&["init", "--data", fast.to_str().unwrap()], Some(PASS));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("WARNING: TEST-ONLY KEY DERIVATION"),
+        "{}",
+        stderr(&out)
+    );
+
+    let weak = dir.path().join("weak");
+    let out = bin()
+        .env_remove("CARDVAULT_TEST_FAST_KDF")
+        .env("CARDVAULT_PASSPHRASE", PASS)
+        .args(["init", "--data", weak.to_str().unwrap()])
+        .args(["--kdf-memory-kib", "64", "--kdf-time", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("below the floor"), "{}", stderr(&out));
+    assert!(!weak.exists());
+}
+
+#[test]
+fn an_empty_passphrase_variable_is_named_as_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = init(dir.path());
+    let out = run(&["stats", "--data", &data], Some(""));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("CARDVAULT_PASSPHRASE is set but empty"),
+        "{err}"
+    );
+}
+
+/// Lines of `apikey list` after its header.
+fn api_key_rows(data: &str) -> Vec<String> {
+    ok(&["apikey", "list", "--data", data])
+        .lines()
+        .skip(1)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn apikey_out_is_checked_before_the_key_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = init(dir.path());
+    let existing = dir.path().join("existing");
+    std::fs::write(&existing, "keep").unwrap();
+    let missing = dir.path().join("no-such-dir").join("key");
+    for (out_file, why) in [
+        (&existing, "not overwriting"),
+        (&missing, "directory does not exist"),
+    ] {
+        let out = run(
+            &[
+                "apikey",
+                "create",
+                "--merchant",
+                "890490",
+                "--scopes",
+                "tokenize",
+                "--out",
+                out_file.to_str().unwrap(),
+                "--data",
+                &data,
+            ],
+            Some(PASS),
+        );
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains(why), "{}", stderr(&out));
+        assert_eq!(
+            api_key_rows(&data),
+            Vec::<String>::new(),
+            "a key was left behind"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "keep");
+}
+
+#[test]
+fn admin_messages_say_what_is_true() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = init(dir.path());
+
+    // Revoking an unknown API key names an API key, not a token.
+    let out = run(
+        &["apikey", "revoke", "0123456789abcdef", "--data", &data],
+        Some(PASS),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("no API key with id 0123456789abcdef"), "{err}");
+    assert!(!err.contains("token"), "{err}");
+
+    // stats: the current key's id and how many keys are held, not "5 (of 1)".
+    ok(&["keys", "rotate", "--data", &data]);
+    ok(&["keys", "rewrap", "--retire", "--data", &data]);
+    let stats = ok(&["stats", "--data", &data]);
+    assert!(
+        stats.contains("current DEK   2 (1 data key held)"),
+        "{stats}"
+    );
+    assert!(!stats.contains("(of"), "{stats}");
+
+    // No daemon at the socket: say it may not be running.
+    let key = dir.path().join("key");
+    std::fs::write(&key, "cvk_0123456789abcdef_x\n").unwrap();
+    let out = run(
+        &[
+            "stats",
+            "--socket",
+            dir.path().join("absent.sock").to_str().unwrap(),
+            "--api-key-file",
+            key.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("is the daemon running?"), "{err}");
+}
+
+/// A `serve --dev` child whose stderr is collected by a thread.
+struct DevDaemon {
+    child: Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl DevDaemon {
+    fn start(socket: &Path) -> Self {
+        let mut child = bin()
+            .args(["serve", "--dev", "--socket", socket.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut err = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut err, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let d = Self { child, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !d.log().contains("Stop with Ctrl-C") {
+            assert!(Instant::now() < deadline, "dev daemon did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The throwaway vault's data directory, from the banner.
+    fn data_dir(&self) -> String {
+        let log = self.log();
+        let rest = log.split("throwaway vault in ").nth(1).unwrap();
+        rest.split(" (deleted on exit)").next().unwrap().to_owned()
+    }
+}
+
+impl Drop for DevDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_second_dev_daemon_refuses_first_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("dev").join("cardvault.sock");
+    let first = DevDaemon::start(&socket);
+    let key_file = socket.with_file_name("api-key");
+    let password_file = socket.with_file_name("merchant-password");
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    let password = std::fs::read_to_string(&password_file).unwrap();
+
+    let out = bin()
+        .args(["serve", "--dev", "--socket", socket.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("already listening"), "{err}");
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), key);
+    assert_eq!(std::fs::read_to_string(&password_file).unwrap(), password);
+
+    // The first one still serves, and `--data` on its vault finds its socket (not a guess).
+    let kf = key_file.to_str().unwrap();
+    let stats = ok(&[
+        "stats",
+        "--json",
+        "--data",
+        &first.data_dir(),
+        "--api-key-file",
+        kf,
+    ]);
+    assert!(stats.contains("records"), "{stats}");
+}
+
+#[test]
+fn keys_rekey_checks_the_new_passphrase_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = init(dir.path());
+    let rekey = |new: &str| {
+        bin()
+            .args(["keys", "rekey", "--data", &data])
+            .env("CARDVAULT_PASSPHRASE", PASS)
+            .env("CARDVAULT_NEW_PASSPHRASE", new)
+            .output()
+            .unwrap()
+    };
+    let out = rekey("hunter2");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("too short"), "{}", stderr(&out));
+    ok(&["stats", "--data", &data]);
+
+    let new = "plume ferry quartz lantern velvet";
+    let out = rekey(new);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let old = run(&["stats", "--data", &data], Some(PASS));
+    assert!(
+        stderr(&old).contains("wrong passphrase"),
+        "{}",
+        stderr(&old)
+    );
+    let out = run(&["stats", "--data", &data], Some(new));
+    assert!(out.status.success(), "{}", stderr(&out));
 }

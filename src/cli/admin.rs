@@ -16,7 +16,7 @@ use cardvault::{
     VaultOptions, VaultStats,
 };
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use vault_client::{ApiKey, Client};
 use vault_wire::{
@@ -24,7 +24,7 @@ use vault_wire::{
     MerchantResponse, RewrapResponse, StatsResponse, TerminalAddRequest, TerminalResponse,
 };
 
-use super::{key::KeyArgs, runtime, serve::SOCKET_POINTER};
+use super::{key::KeyArgs, runtime, secret_file::PendingSecretFile, serve::SOCKET_POINTER};
 
 /// Where the vault is: a data directory, a daemon socket, or both.
 #[derive(Args, Debug, Clone)]
@@ -163,6 +163,8 @@ pub(crate) enum KeysCmd {
         #[command(flatten)]
         target: Target,
     },
+    /// Change the vault key (passphrase or key file); offline, while no daemon holds the vault.
+    Rekey(Box<super::rekey::RekeyArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -198,13 +200,13 @@ impl Conn {
             bail!("name the vault with --data DIR or a daemon with --socket PATH");
         };
         if held_by_daemon(dir) {
-            return remote(target, &daemon_socket(dir));
+            return remote(target, &daemon_socket(dir)?);
         }
         let key = target.key.resolve(false)?;
         match Vault::open(dir, &key, VaultOptions::default()) {
             Ok(v) => Ok(Self::Offline(v)),
             // The daemon started between the probe and the open.
-            Err(VaultError::Store(StoreError::InUse(_))) => remote(target, &daemon_socket(dir)),
+            Err(VaultError::Store(StoreError::InUse(_))) => remote(target, &daemon_socket(dir)?),
             Err(e) => Err(e).with_context(|| format!("opening the vault in {}", dir.display())),
         }
     }
@@ -218,22 +220,26 @@ fn held_by_daemon(dir: &Path) -> bool {
     matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
 }
 
-/// The socket a daemon serving `dir` listens on: what it recorded in the directory, or the
-/// systemd default.
-fn daemon_socket(dir: &Path) -> PathBuf {
+/// The socket a daemon serving `dir` listens on, as it recorded it in the directory (`serve` and
+/// `serve --dev` both write it). No guess: a wrong socket would only confuse.
+fn daemon_socket(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::read_to_string(dir.join(SOCKET_POINTER))
         .ok()
         .map(|s| PathBuf::from(s.trim()))
         .filter(|p| p.is_absolute())
-        .unwrap_or_else(|| PathBuf::from("/run/cardvault/cardvault.sock"))
+        .with_context(|| {
+            format!(
+                "a running daemon holds {} but recorded no socket in {}; name it with --socket PATH",
+                dir.display(),
+                dir.join(SOCKET_POINTER).display()
+            )
+        })
 }
 
 fn remote(target: &Target, socket: &Path) -> anyhow::Result<Conn> {
     let key = admin_key(target, socket)?;
     let rt = runtime()?;
-    let client = rt
-        .block_on(Client::connect(socket, Some(&key)))
-        .with_context(|| format!("daemon socket {}", socket.display()))?;
+    let client = rt.block_on(super::connect::connect(socket, Some(&key)))?;
     Ok(Conn::Remote { rt, client })
 }
 
@@ -259,6 +265,7 @@ fn admin_key(target: &Target, socket: &Path) -> anyhow::Result<ApiKey> {
             }
         }
     };
+    super::key::warn_if_readable_by_others(&path);
     ApiKey::from_file(&path)
         .with_context(|| format!("reading API key file {}", path.display()))?
         .with_context(|| format!("API key file {}", path.display()))
@@ -312,7 +319,10 @@ pub(crate) fn api_key(cmd: ApiKeyCmd) -> anyhow::Result<()> {
         } => {
             // Validate locally first, so a typo fails before a passphrase prompt.
             let parsed = Scopes::parse(&scopes).context("--scopes")?;
-            let (info, key) = match Conn::open(&target)? {
+            // Create the output file before the key: a bad path must not leave an active key.
+            let out = out.as_deref().map(PendingSecretFile::create).transpose()?;
+            let conn = Conn::open(&target)?;
+            let (info, key) = match &conn {
                 Conn::Offline(v) => {
                     let id = MerchantId::parse(&merchant).context("merchant id")?;
                     let k = v.create_api_key(id, parsed, &label)?;
@@ -341,8 +351,23 @@ pub(crate) fn api_key(cmd: ApiKeyCmd) -> anyhow::Result<()> {
                 info.scopes.join(",")
             );
             match out {
-                Some(path) => {
-                    write_secret_file(&path, key.as_bytes())?;
+                Some(file) => {
+                    let path = file.path().to_path_buf();
+                    if let Err(e) = file.write(key.as_bytes()) {
+                        // Nobody will ever see this key: take it back.
+                        let revoked = match &conn {
+                            Conn::Offline(v) => v.revoke_api_key(&info.id).is_ok(),
+                            Conn::Remote { rt, client } => {
+                                rt.block_on(client.api_key_revoke(&info.id)).is_ok()
+                            }
+                        };
+                        let what = if revoked {
+                            "revoked it again"
+                        } else {
+                            "could NOT revoke it: run `cardvault apikey revoke` on it"
+                        };
+                        return Err(e.context(format!("API key {} created, {what}", info.id)));
+                    }
                     eprintln!("the key is in {} (mode 0600)", path.display());
                 }
                 None => {
@@ -382,9 +407,19 @@ pub(crate) fn api_key(cmd: ApiKeyCmd) -> anyhow::Result<()> {
             }
         }
         ApiKeyCmd::Revoke { id, target } => {
+            let unknown = || anyhow::anyhow!("no API key with id {id}");
             match Conn::open(&target)? {
-                Conn::Offline(v) => v.revoke_api_key(&id)?,
-                Conn::Remote { rt, client } => rt.block_on(client.api_key_revoke(&id))?,
+                Conn::Offline(v) => v.revoke_api_key(&id).map_err(|e| match e {
+                    VaultError::NotFound => unknown(),
+                    e => e.into(),
+                })?,
+                Conn::Remote { rt, client } => {
+                    rt.block_on(client.api_key_revoke(&id))
+                        .map_err(|e| match e.status() {
+                            Some(404) => unknown(),
+                            _ => e.into(),
+                        })?
+                }
             }
             println!("revoked API key {id}");
         }
@@ -481,6 +516,7 @@ pub(crate) fn keys(cmd: KeysCmd) -> anyhow::Result<()> {
             let conn = Conn::open(&target)?;
             print_retired(retire_keys(&conn)?);
         }
+        KeysCmd::Rekey(args) => super::rekey::run(*args)?,
     }
     Ok(())
 }
@@ -490,13 +526,9 @@ fn rewrap(conn: &Conn) -> anyhow::Result<RewrapResponse> {
         Conn::Offline(v) => {
             let total = v.stats().records;
             let bar = ProgressBar::new(total);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "rewrap [{bar:40}] {pos}/{len} records ({per_sec}, eta {eta})",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
+            bar.set_style(super::progress::style(
+                "rewrap [{bar:40}] {pos}/{len} records ({rate}, eta {eta})",
+            ));
             let p = v.rewrap(|p| {
                 bar.set_length(p.total.max(p.scanned));
                 bar.set_position(p.scanned);
@@ -555,7 +587,11 @@ pub(crate) fn stats(args: StatsArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
         println!("records       {}", s.records);
-        println!("current DEK   {} (of {})", s.current_dek, s.deks);
+        let held = if s.deks == 1 { "key" } else { "keys" };
+        println!(
+            "current DEK   {} ({} data {held} held)",
+            s.current_dek, s.deks
+        );
         println!("size on disk  {} bytes", s.size_on_disk);
         println!(
             "commits       {} groups, {} jobs, {} flushes since open",

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use cardvault::Vault;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use vault_wire::BackupRequest;
 
 use super::admin::{Conn, Target};
@@ -33,13 +33,9 @@ pub(crate) struct RestoreArgs {
 
 fn bar() -> ProgressBar {
     let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "backup [{bar:40}] {pos}/~{len} entries ({per_sec}, eta {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
+    bar.set_style(super::progress::style(
+        "backup [{bar:40}] {pos}/~{len} entries ({rate}, eta {eta})",
+    ));
     bar
 }
 
@@ -101,15 +97,14 @@ pub(crate) fn backup(args: BackupArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    // Say what is in the way (a vault, or other files) before reading the backup.
+    super::target_dir::check_new_vault_dir(&args.data)?;
     let file = std::fs::File::open(&args.from)
         .with_context(|| format!("opening backup {}", args.from.display()))?;
     let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template(
-            "restore {spinner} {pos} entries verified and imported ({per_sec})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
+    bar.set_style(super::progress::style(
+        "restore {spinner} {pos} entries verified and imported ({rate})",
+    ));
     let r = Vault::restore(file, &args.data, |done| bar.set_position(done));
     bar.finish_and_clear();
     let r = r.with_context(|| {

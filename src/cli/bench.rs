@@ -327,6 +327,7 @@ fn api_key(args: &BenchArgs, socket: &std::path::Path) -> anyhow::Result<ApiKey>
             _ => bail!("an API key is needed: pass --api-key-file FILE or set CARDVAULT_API_KEY"),
         },
     };
+    super::key::warn_if_readable_by_others(&path);
     ApiKey::from_file(&path)
         .with_context(|| format!("reading API key file {}", path.display()))?
         .with_context(|| format!("API key file {}", path.display()))

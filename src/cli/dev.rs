@@ -9,13 +9,17 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use cardvault::{
     KeySource, MerchantId, MerchantPassword, Scope, Scopes, SecretKey, TerminalId, Vault,
 };
 use vault_daemon::DaemonConfig;
 
-use super::{admin::write_secret_file, runtime, serve::ServeArgs};
+use super::{
+    admin::write_secret_file,
+    runtime,
+    serve::{SOCKET_POINTER, ServeArgs},
+};
 
 /// Where `--dev` listens unless `--socket` says otherwise.
 pub(crate) const DEV_SOCKET: &str = "/tmp/cardvault-dev/cardvault.sock";
@@ -34,6 +38,14 @@ pub(crate) fn run(args: &ServeArgs, config: DaemonConfig) -> anyhow::Result<()> 
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("/"));
+    // Refuse a busy socket before touching anything: the files next to it (api-key,
+    // merchant-password) belong to the daemon already running there.
+    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        bail!(
+            "a daemon is already listening on {}; stop it, or pass --socket PATH for a second dev daemon (nothing was changed)",
+            socket.display()
+        );
+    }
     if !socket_dir.exists() {
         fs::DirBuilder::new()
             .recursive(true)
@@ -41,6 +53,8 @@ pub(crate) fn run(args: &ServeArgs, config: DaemonConfig) -> anyhow::Result<()> 
             .create(&socket_dir)
             .with_context(|| format!("creating {}", socket_dir.display()))?;
     }
+    // Held while this dev daemon runs: a second one starting at the same moment stops here.
+    let _lock = dev_lock(&socket_dir)?;
 
     let tmp = tempfile::Builder::new()
         .prefix("cardvault-dev-")
@@ -56,6 +70,8 @@ pub(crate) fn run(args: &ServeArgs, config: DaemonConfig) -> anyhow::Result<()> 
     let vault = Vault::create(&data, &key, args.vault_options())
         .with_context(|| format!("creating the dev vault in {}", data.display()))?;
     drop(key);
+    // As `serve` does: admin commands given `--data` find the daemon through this file.
+    let _ = fs::write(data.join(SOCKET_POINTER), format!("{}\n", socket.display()));
     args.tune(&vault);
 
     let merchant = MerchantId::parse(DEV_MERCHANT).context("dev merchant id")?;
@@ -88,6 +104,28 @@ pub(crate) fn run(args: &ServeArgs, config: DaemonConfig) -> anyhow::Result<()> 
     let _ = fs::remove_file(&password_file);
     drop(tmp);
     result
+}
+
+/// An exclusive lock on `.dev.lock` in the socket directory, or an error if another dev daemon
+/// holds it.
+fn dev_lock(socket_dir: &Path) -> anyhow::Result<fs::File> {
+    let path = socket_dir.join(".dev.lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => bail!(
+            "another `cardvault serve --dev` uses {}; stop it, or pass --socket PATH in another directory (nothing was changed)",
+            socket_dir.display()
+        ),
+        Err(fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
 }
 
 fn banner(data: &Path, socket: &Path, key_file: &Path) -> String {

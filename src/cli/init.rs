@@ -2,15 +2,15 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use cardvault::{KdfParams, KeySource, Vault, VaultOptions};
 use clap::Args;
 
-use super::key::KeyArgs;
+use super::{key::KeyArgs, target_dir::check_new_vault_dir};
 
 #[derive(Args, Debug)]
 pub(crate) struct InitArgs {
-    /// Directory of the new vault (created with mode 0700; must not hold a vault).
+    /// Directory of the new vault: must not exist, or be empty (it is created, or set, mode 0700).
     #[arg(long, env = "CARDVAULT_DATA", value_name = "DIR")]
     data: PathBuf,
 
@@ -37,7 +37,8 @@ pub(crate) struct KdfArgs {
     kdf_lanes: Option<u32>,
 
     /// TEST ONLY: 64 KiB, 1 pass. Offers almost no protection against passphrase guessing.
-    /// Also set by CARDVAULT_TEST_FAST_KDF=1.
+    /// Also set by CARDVAULT_TEST_FAST_KDF=1. Without it, parameters below the floor
+    /// (KdfArgs::FLOOR) are refused; with it, a warning banner is printed.
     #[arg(
         long,
         hide = true,
@@ -49,24 +50,60 @@ pub(crate) struct KdfArgs {
 }
 
 impl KdfArgs {
-    fn params(&self) -> anyhow::Result<KdfParams> {
+    /// The weakest Argon2id parameters accepted without the test-only flag: 19 MiB and 2 passes
+    /// (OWASP's minimum for Argon2id).
+    const FLOOR: KdfParams = KdfParams {
+        m_cost_kib: 19_456,
+        t_cost: 2,
+        p_cost: 1,
+    };
+
+    pub(crate) fn params(&self) -> anyhow::Result<KdfParams> {
         let base = if self.insecure_fast_kdf {
             KdfParams::insecure_for_tests()
         } else {
             KdfParams::DEFAULT
         };
-        KdfParams::new(
+        let params = KdfParams::new(
             self.kdf_memory_kib.unwrap_or(base.m_cost_kib),
             self.kdf_time.unwrap_or(base.t_cost),
             self.kdf_lanes.unwrap_or(base.p_cost),
         )
-        .context("--kdf-* options")
+        .context("--kdf-* options")?;
+        if self.insecure_fast_kdf {
+            eprintln!("{INSECURE_KDF_BANNER}");
+        } else if params.m_cost_kib < Self::FLOOR.m_cost_kib || params.t_cost < Self::FLOOR.t_cost {
+            bail!(
+                "--kdf-memory-kib {} / --kdf-time {} are below the floor ({} KiB, {} passes): a passphrase would be cheap to guess",
+                params.m_cost_kib,
+                params.t_cost,
+                Self::FLOOR.m_cost_kib,
+                Self::FLOOR.t_cost
+            );
+        }
+        Ok(params)
     }
 }
 
+/// Printed on stderr whenever the test-only KDF is used.
+const INSECURE_KDF_BANNER: &str = "\
+################################################################################
+###  WARNING: TEST-ONLY KEY DERIVATION (CARDVAULT_TEST_FAST_KDF / --insecure-fast-kdf)
+###  Argon2id with 64 KiB and 1 pass: this vault's passphrase is cheap to guess.
+###  Never use this for a vault that will hold real card numbers.
+################################################################################";
+
 pub(crate) fn run(args: InitArgs) -> anyhow::Result<()> {
+    // Refuse a wrong directory before asking for anything, and never touch it.
+    check_new_vault_dir(&args.data)?;
     let kdf = args.kdf.params()?;
-    let key = args.key.resolve(true)?;
+    let dir_words: Vec<&str> = args
+        .data
+        .iter()
+        .filter_map(|c| c.to_str())
+        .filter(|c| *c != "/")
+        .collect();
+    let key = args.key.resolve_new(&dir_words)?;
     let kind = match &key {
         KeySource::Passphrase(_) => format!(
             "passphrase, argon2id m={} KiB t={} p={}",

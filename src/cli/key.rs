@@ -13,8 +13,13 @@ use cardvault::{KeySource, Passphrase};
 use clap::Args;
 use zeroize::Zeroizing;
 
+use super::strength;
+
 /// The environment variable holding the passphrase itself.
 pub(crate) const PASSPHRASE_ENV: &str = "CARDVAULT_PASSPHRASE";
+
+/// The environment variable holding a NEW passphrase (`keys rekey`).
+pub(crate) const NEW_PASSPHRASE_ENV: &str = "CARDVAULT_NEW_PASSPHRASE";
 
 /// Options naming the key that unlocks the vault.
 #[derive(Args, Debug, Clone, Default)]
@@ -37,13 +42,23 @@ pub(crate) struct KeyArgs {
 impl KeyArgs {
     /// Resolves the key. `confirm` asks twice at an interactive prompt (for `init`).
     pub(crate) fn resolve(&self, confirm: bool) -> anyhow::Result<KeySource> {
-        let env = passphrase_env();
+        self.resolve_from(PASSPHRASE_ENV, "Vault passphrase: ", confirm)
+    }
+
+    /// [`resolve`](Self::resolve) with the passphrase variable `env_name` and the prompt `label`.
+    fn resolve_from(
+        &self,
+        env_name: &str,
+        label: &str,
+        confirm: bool,
+    ) -> anyhow::Result<KeySource> {
+        let env = passphrase_env(env_name);
         let given = usize::from(self.passphrase_file.is_some())
             + usize::from(self.key_file.is_some())
             + usize::from(env.is_some());
         if given > 1 {
             bail!(
-                "more than one key source given (--key-file, --passphrase-file, {PASSPHRASE_ENV}); name exactly one"
+                "more than one key source given (--key-file, --passphrase-file, {env_name}); name exactly one"
             );
         }
         if let Some(path) = &self.key_file {
@@ -64,12 +79,41 @@ impl KeyArgs {
         if let Some(s) = env {
             return passphrase(s);
         }
-        prompt(confirm)
+        prompt(env_name, label, confirm)
+    }
+
+    /// Resolves the key of a NEW vault (`init`): asks twice at a prompt, and refuses a passphrase
+    /// that is too weak ([`strength::check`]; `context` holds words an attacker would try first).
+    /// Key files are random 32-byte keys and need no check.
+    pub(crate) fn resolve_new(&self, context: &[&str]) -> anyhow::Result<KeySource> {
+        self.resolve_new_from(PASSPHRASE_ENV, "Vault passphrase: ", context)
+    }
+
+    /// [`resolve_new`](Self::resolve_new) with the passphrase variable `env_name` and the prompt
+    /// `label` (`keys rekey` reads the new key from its own options).
+    pub(crate) fn resolve_new_from(
+        &self,
+        env_name: &str,
+        label: &str,
+        context: &[&str],
+    ) -> anyhow::Result<KeySource> {
+        let key = self.resolve_from(env_name, label, true)?;
+        if let KeySource::Passphrase(p) = &key {
+            let mut words = vec!["cardvault", "vault", "passphrase"];
+            words.extend_from_slice(context);
+            strength::check(p.expose(), &words)?;
+        }
+        Ok(key)
     }
 }
 
-fn passphrase_env() -> Option<String> {
-    std::env::var(PASSPHRASE_ENV).ok().filter(|s| !s.is_empty())
+fn passphrase_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|s| !s.is_empty())
+}
+
+/// Whether the variable `name` is set to the empty string (an unset variable is not empty).
+fn passphrase_env_is_empty(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| v.is_empty())
 }
 
 fn passphrase(s: String) -> anyhow::Result<KeySource> {
@@ -88,15 +132,18 @@ pub(crate) fn strip_newline(s: &mut String) {
     }
 }
 
-fn prompt(confirm: bool) -> anyhow::Result<KeySource> {
+fn prompt(env_name: &str, label: &str, confirm: bool) -> anyhow::Result<KeySource> {
     if !std::io::stdin().is_terminal() {
+        if passphrase_env_is_empty(env_name) {
+            bail!(
+                "{env_name} is set but empty: put the passphrase in it, or unset it and pass a passphrase file or a key file"
+            );
+        }
         bail!(
-            "no vault key given: set {PASSPHRASE_ENV}, or pass --passphrase-file FILE or --key-file FILE"
+            "no vault key given: set {env_name}, or pass a passphrase file (--passphrase-file FILE) or a key file (--key-file FILE)"
         );
     }
-    let first = Zeroizing::new(
-        rpassword::prompt_password("Vault passphrase: ").context("reading passphrase")?,
-    );
+    let first = Zeroizing::new(rpassword::prompt_password(label).context("reading passphrase")?);
     if confirm {
         let second = Zeroizing::new(
             rpassword::prompt_password("Repeat passphrase: ").context("reading passphrase")?,
@@ -108,7 +155,8 @@ fn prompt(confirm: bool) -> anyhow::Result<KeySource> {
     passphrase(first.to_string())
 }
 
-/// Key and passphrase files should be readable by their owner only; say so when they are not.
+/// Key, passphrase, password and API key files should be readable by their owner only; say so
+/// when they are not.
 pub(crate) fn warn_if_readable_by_others(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = fs::metadata(path)

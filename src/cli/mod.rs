@@ -1,5 +1,6 @@
 //! The `cardvault` command line: argument definitions and dispatch.
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod admin;
@@ -7,12 +8,18 @@ mod audit;
 mod backup;
 mod bench;
 mod cards;
+mod connect;
 mod dev;
 mod hardening;
 mod init;
 mod key;
 mod merchant_password;
+mod progress;
+mod rekey;
+mod secret_file;
 mod serve;
+mod strength;
+mod target_dir;
 
 /// cardvault: a card tokenization vault.
 ///
@@ -64,7 +71,15 @@ enum Command {
 }
 
 /// Runs the parsed command.
+///
+/// Every command may hold a vault key, passphrase, merchant password or API key (offline
+/// commands unlock the vault in this process), so core dumps are disabled here, before any
+/// command runs: one place that no unlocking path can bypass.
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
+    hardening::disable_core_dumps().context("disabling core dumps")?;
+    if std::env::var_os(HARDENING_PROBE_ENV).is_some() {
+        hardening::print_state();
+    }
     match cli.command {
         Command::Init(a) => init::run(a),
         Command::Serve(a) => serve::run(*a),
@@ -80,6 +95,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(a) => bench::run(*a),
     }
 }
+
+/// Test hook: when set, print the process's core-dump state on stderr before the command runs.
+const HARDENING_PROBE_ENV: &str = "CARDVAULT_TEST_PRINT_HARDENING";
 
 /// Prints a runtime error as one line: the chain of causes, joined by `: `.
 pub(crate) fn report_error(e: &anyhow::Error) {
@@ -107,7 +125,6 @@ fn one_line(e: &anyhow::Error) -> String {
 
 /// A multi-threaded tokio runtime for the commands that talk to a socket.
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    use anyhow::Context;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

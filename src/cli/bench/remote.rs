@@ -28,11 +28,7 @@ impl Run {
     ) -> anyhow::Result<Self> {
         let mut clients = Vec::new();
         for _ in 0..args.connections {
-            clients.push(
-                Client::connect(socket, Some(&key))
-                    .await
-                    .with_context(|| format!("connecting to {}", socket.display()))?,
-            );
+            clients.push(crate::cli::connect::connect(socket, Some(&key)).await?);
         }
         let pool = if args.op.needs_pool() {
             fill_pool(&clients, &pans, args.pool).await?

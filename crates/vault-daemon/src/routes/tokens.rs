@@ -200,14 +200,19 @@ pub(crate) async fn reveal(state: &State, req: Request<Incoming>, param: Param) 
     else {
         return Err(ApiError::unavailable("the request took too long"));
     };
-    tracing::info!(
-        target: "cardvault::audit",
-        merchant = %p.merchant,
-        key_id = %p.key_id,
-        token = %token,
-        outcome = match &result { Ok(_) => "revealed", Err(VaultError::NotFound) => "not_found", Err(VaultError::CustomerMismatch) => "customer_mismatch", Err(_) => "error" },
-        "reveal"
-    );
+    // The audit log is the record of every reveal; a successful one is a debug line only (at
+    // info, a reveal-heavy load writes megabytes of log a second). Refusals stay at info.
+    let outcome = match &result {
+        Ok(_) => "revealed",
+        Err(VaultError::NotFound) => "not_found",
+        Err(VaultError::CustomerMismatch) => "customer_mismatch",
+        Err(_) => "error",
+    };
+    if result.is_ok() {
+        tracing::debug!(target: "cardvault::audit", merchant = %p.merchant, key_id = %p.key_id, token = %token, outcome, "reveal");
+    } else {
+        tracing::info!(target: "cardvault::audit", merchant = %p.merchant, key_id = %p.key_id, token = %token, outcome, "reveal");
+    }
     let card = result?;
     let body = RevealResponse {
         token: token.to_string(),
