@@ -20,6 +20,13 @@ use crate::{
 const SWEEP_SCAN: usize = 4096;
 const REWRAP_CHUNK: usize = 256;
 
+/// The keys as they were before a key-header change, and the header that change wrote.
+struct KeysBefore {
+    header: KeyHeader,
+    keyring: Keyring,
+    new_header: Vec<u8>,
+}
+
 /// A snapshot of the vault's state.
 #[derive(Clone, Debug)]
 pub struct VaultStats {
@@ -105,9 +112,8 @@ impl Vault {
     ) -> Result<T, VaultError> {
         let inner = self.inner.core.clone();
         let rollback = self.inner.core.clone();
-        // (header and keyring before the change, encoded header after it): set by the job, taken
-        // by the completion, both on the committer thread.
-        let undo: Arc<Mutex<Option<(KeyHeader, Keyring, Vec<u8>)>>> = Arc::default();
+        // Set by the job, taken by the completion, both on the committer thread.
+        let undo: Arc<Mutex<Option<KeysBefore>>> = Arc::default();
         let undo_job = undo.clone();
         let (tx, rx) = mpsc::sync_channel(1);
         self.inner.store.submit(
@@ -119,7 +125,11 @@ impl Vault {
                     Ok(value) => {
                         let encoded = header.encode();
                         wtx.put_header(encoded.clone());
-                        *undo_job.lock() = Some((old_header, old_keyring, encoded));
+                        *undo_job.lock() = Some(KeysBefore {
+                            header: old_header,
+                            keyring: old_keyring,
+                            new_header: encoded,
+                        });
                         Ok(value)
                     }
                     Err(e) => {
@@ -132,12 +142,12 @@ impl Vault {
             move |result: Result<T, VaultError>| {
                 // Runs on the committer thread before the next group starts.
                 if result.is_err()
-                    && let Some((old_header, old_keyring, new_bytes)) = undo.lock().take()
+                    && let Some(before) = undo.lock().take()
                 {
                     let on_disk = vault_store::Store::read_header(&rollback.dir).ok();
-                    if on_disk.as_deref() != Some(new_bytes.as_slice()) {
-                        *rollback.keyring.write() = old_keyring;
-                        *rollback.header.lock() = old_header;
+                    if on_disk.as_deref() != Some(before.new_header.as_slice()) {
+                        *rollback.keyring.write() = before.keyring;
+                        *rollback.header.lock() = before.header;
                     }
                 }
                 let _ = tx.send(result);
