@@ -109,6 +109,22 @@ impl Keyring {
         ))
     }
 
+    /// A second, independent copy of every key, for putting the keyring back after a key
+    /// operation (rotate, retire, re-key) whose header never became durable. Named, not `Clone`,
+    /// so every copy of key material is visible in review; the copy is zeroized on drop too.
+    pub fn duplicate(&self) -> Self {
+        Self::new(
+            self.vault_id,
+            Kek::from_key_file(&SecretKey::from_bytes(*self.kek.expose())),
+            self.mac_root.duplicate(),
+            self.current,
+            self.deks
+                .iter()
+                .map(|(id, dek)| (*id, dek.key.duplicate()))
+                .collect(),
+        )
+    }
+
     pub(crate) fn vault_id(&self) -> &[u8; 16] {
         &self.vault_id
     }

@@ -1,10 +1,14 @@
 //! Housekeeping: expiry sweeps, data-key rotation, online re-wrapping, key retirement, re-keying
 //! and statistics.
 
-use std::{collections::BTreeSet, sync::mpsc};
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, mpsc},
+};
 
+use parking_lot::Mutex;
 use time::OffsetDateTime;
-use vault_core::{DekId, DekState, KdfParams, KeySource, sealed_dek_id};
+use vault_core::{DekId, DekState, KdfParams, KeyHeader, KeySource, Keyring, sealed_dek_id};
 use vault_store::{LookupId, StoreStats};
 
 use crate::{
@@ -15,6 +19,13 @@ use crate::{
 /// Records examined per sweep step (each step's removals are one commit).
 const SWEEP_SCAN: usize = 4096;
 const REWRAP_CHUNK: usize = 256;
+
+/// The keys as they were before a key-header change, and the header that change wrote.
+struct KeysBefore {
+    header: KeyHeader,
+    keyring: Keyring,
+    new_header: Vec<u8>,
+}
 
 /// A snapshot of the vault's state.
 #[derive(Clone, Debug)]
@@ -82,28 +93,62 @@ impl Vault {
     /// in the header to decrypt what they sealed until [`rewrap`](Self::rewrap) and
     /// [`retire_unused_keys`](Self::retire_unused_keys) make them unnecessary.
     fn rotate_key_unaudited(&self) -> Result<DekId, VaultError> {
+        let clock = self.inner.core.clock.clone();
+        self.change_keys(move |header, keyring| {
+            Ok(header.rotate(keyring, &mut rand::rng(), clock.now()))
+        })
+    }
+
+    /// Runs one change of the key header (rotate, retire, re-key) in a group commit. The change
+    /// is made on the live header and keyring, so the jobs after it in the same group seal with
+    /// it; if the change itself fails, or its group never becomes durable, the in-memory keys are
+    /// put back to match the header on disk: the header and keyring as they were before, unless
+    /// the new header did reach the disk (it is written before the group's batch). A failed key
+    /// operation therefore never leaves the process sealing or wrapping under keys the stored
+    /// header does not hold.
+    fn change_keys<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut KeyHeader, &mut Keyring) -> Result<T, VaultError> + Send + 'static,
+    ) -> Result<T, VaultError> {
         let inner = self.inner.core.clone();
         let rollback = self.inner.core.clone();
+        // Set by the job, taken by the completion, both on the committer thread.
+        let undo: Arc<Mutex<Option<KeysBefore>>> = Arc::default();
+        let undo_job = undo.clone();
         let (tx, rx) = mpsc::sync_channel(1);
         self.inner.store.submit(
-            move |wtx| -> Result<DekId, VaultError> {
+            move |wtx| -> Result<T, VaultError> {
                 let mut keyring = inner.keyring.write();
                 let mut header = inner.header.lock();
-                let id = header.rotate(&mut keyring, &mut rand::rng(), inner.clock.now());
-                wtx.put_header(header.encode());
-                Ok(id)
+                let (old_header, old_keyring) = (header.clone(), keyring.duplicate());
+                match change(&mut header, &mut keyring) {
+                    Ok(value) => {
+                        let encoded = header.encode();
+                        wtx.put_header(encoded.clone());
+                        *undo_job.lock() = Some(KeysBefore {
+                            header: old_header,
+                            keyring: old_keyring,
+                            new_header: encoded,
+                        });
+                        Ok(value)
+                    }
+                    Err(e) => {
+                        *header = old_header;
+                        *keyring = old_keyring;
+                        Err(e)
+                    }
+                }
             },
-            move |result: Result<DekId, VaultError>| {
-                // Runs on the committer thread before the next group. If the group failed, the
-                // new header may not be on disk: go back to whatever header the tree holds, so no
-                // later write is sealed with a key the stored header might lack.
+            move |result: Result<T, VaultError>| {
+                // Runs on the committer thread before the next group starts.
                 if result.is_err()
-                    && let Ok(bytes) = vault_store::Store::read_header(&rollback.dir)
-                    && let Ok(h) = vault_core::KeyHeader::decode(&bytes)
+                    && let Some(before) = undo.lock().take()
                 {
-                    let mut keyring = rollback.keyring.write();
-                    let _ = keyring.set_current(h.current_dek());
-                    *rollback.header.lock() = h;
+                    let on_disk = vault_store::Store::read_header(&rollback.dir).ok();
+                    if on_disk.as_deref() != Some(before.new_header.as_slice()) {
+                        *rollback.keyring.write() = before.keyring;
+                        *rollback.header.lock() = before.header;
+                    }
                 }
                 let _ = tx.send(result);
             },
@@ -178,6 +223,22 @@ impl Vault {
     /// Removes from the header every decrypt-only data key that no stored record uses any more
     /// (run after [`rewrap`](Self::rewrap)). Returns the retired key ids.
     fn retire_unused_keys_unaudited(&self) -> Result<Vec<DekId>, VaultError> {
+        self.retire_unused_keys_after_scan(|| {})
+    }
+
+    /// [`retire_unused_keys`](Self::retire_unused_keys), unaudited, with `after_scan` run between
+    /// the scan of the records and the commit that retires keys: lets a test interleave a
+    /// rotation with it.
+    #[doc(hidden)]
+    pub fn retire_unused_keys_after_scan(
+        &self,
+        after_scan: impl FnOnce(),
+    ) -> Result<Vec<DekId>, VaultError> {
+        // Every record written from now on is sealed under this key or a newer one (the committer
+        // re-seals anything else), so only keys older than it stay unused once the scan has
+        // passed them. The key current now, or one rotated in during the scan, may seal records
+        // written behind the scan's cursor: never a candidate.
+        let current_at_start = self.inner.keyring.read().current_dek();
         let mut used = BTreeSet::new();
         let mut after = None;
         loop {
@@ -192,36 +253,30 @@ impl Vault {
                 }
             }
         }
-        let inner = self.inner.core.clone();
-        self.inner
-            .store
-            .write(move |tx| -> Result<Vec<DekId>, VaultError> {
-                let mut keyring = inner.keyring.write();
-                let mut header = inner.header.lock();
-                let candidates: Vec<DekId> = header
-                    .deks()
-                    .into_iter()
-                    .filter(|(id, state, _)| *state == DekState::DecryptOnly && !used.contains(id))
-                    .map(|(id, _, _)| id)
-                    .collect();
-                // Records are only ever committed under the current key (the committer re-seals
-                // anything else), so a key unused at scan time stays unused.
-                for id in &candidates {
-                    header.retire(&mut keyring, *id)?;
-                }
-                if !candidates.is_empty() {
-                    tx.put_header(header.encode());
-                }
-                Ok(candidates)
-            })
+        after_scan();
+        self.change_keys(move |header, keyring| {
+            // Re-checked inside the commit, against the header as it is now.
+            let candidates: Vec<DekId> = header
+                .deks()
+                .into_iter()
+                .filter(|(id, state, _)| {
+                    *state == DekState::DecryptOnly && *id < current_at_start && !used.contains(id)
+                })
+                .map(|(id, _, _)| id)
+                .collect();
+            for id in &candidates {
+                header.retire(keyring, *id)?;
+            }
+            Ok(candidates)
+        })
     }
 
     /// Changes the passphrase or key file: a new key-encrypting key re-wraps every data key.
-    /// Records are not touched. The old key no longer opens the vault once this returns.
+    /// Records are not touched. The old key no longer opens the vault once this returns; if it
+    /// fails, the old key still does and the keys in memory are as they were.
     fn rekey_unaudited(&self, new_key: &KeySource, params: KdfParams) -> Result<(), VaultError> {
-        let inner = self.inner.core.clone();
-        // Derive outside the committer? Argon2 runs inside `rekey`; it holds the committer for the
-        // KDF's duration (a fraction of a second), which is acceptable for a rare admin action.
+        // Argon2 runs inside `rekey`; it holds the committer for the KDF's duration (a fraction
+        // of a second), which is acceptable for a rare admin action.
         let new_key = match new_key {
             KeySource::Passphrase(p) => {
                 KeySource::Passphrase(vault_core::Passphrase::new(p.expose().to_owned())?)
@@ -230,11 +285,8 @@ impl Vault {
                 KeySource::KeyFile(vault_core::SecretKey::from_bytes(*k.expose()))
             }
         };
-        self.inner.store.write(move |tx| -> Result<(), VaultError> {
-            let mut keyring = inner.keyring.write();
-            let mut header = inner.header.lock();
-            header.rekey(&mut keyring, &new_key, params, &mut rand::rng())?;
-            tx.put_header(header.encode());
+        self.change_keys(move |header, keyring| {
+            header.rekey(keyring, &new_key, params, &mut rand::rng())?;
             Ok(())
         })
     }

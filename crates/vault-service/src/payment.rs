@@ -204,9 +204,30 @@ pub struct PaymentInfo {
     pub created_at: OffsetDateTime,
 }
 
+/// Payment records since the one-click binding: version 2 adds `card`.
+const PAYMENT_VERSION: u8 = 2;
+
 #[derive(Serialize, Deserialize)]
 struct PaymentRec {
     v: u8,
+    merchant: u64,
+    token: [u8; 24],
+    kind: u8,
+    status: u8,
+    one_click: bool,
+    created_at: i64,
+    /// The card the payment was made with: the token record's de-duplication key (a keyed digest
+    /// of the card number and customer) when the payment started. A one-click mark is saved only
+    /// if the token still holds that card when the outcome is reported. `None` for payments that
+    /// cannot save one (and for version-1 records, written before the binding existed).
+    card: Option<[u8; 16]>,
+}
+
+/// The version-1 layout, read so that payments pending across an upgrade can still be reported;
+/// they never save a one-click mark (their card is unknown).
+#[derive(Deserialize)]
+struct PaymentRecV1 {
+    _v: u8,
     merchant: u64,
     token: [u8; 24],
     kind: u8,
@@ -228,7 +249,20 @@ fn corrupt(what: &'static str) -> VaultError {
 
 fn decode_payment(bytes: &[u8]) -> Result<PaymentRec, VaultError> {
     match bytes.first() {
-        Some(&RECORD_VERSION) => postcard::from_bytes(bytes).map_err(|_| corrupt("payment")),
+        Some(&PAYMENT_VERSION) => postcard::from_bytes(bytes).map_err(|_| corrupt("payment")),
+        Some(1) => {
+            let old: PaymentRecV1 = postcard::from_bytes(bytes).map_err(|_| corrupt("payment"))?;
+            Ok(PaymentRec {
+                v: PAYMENT_VERSION,
+                merchant: old.merchant,
+                token: old.token,
+                kind: old.kind,
+                status: old.status,
+                one_click: old.one_click,
+                created_at: old.created_at,
+                card: None,
+            })
+        }
         _ => Err(corrupt("payment")),
     }
 }
@@ -397,13 +431,14 @@ impl Vault {
             let info = core.commit_new(tx, prepared)?;
             if let Some(id) = payment {
                 let p = PaymentRec {
-                    v: RECORD_VERSION,
+                    v: PAYMENT_VERSION,
                     merchant: merchant.get(),
                     token: *info.token.as_bytes(),
                     kind: kind_code(kind),
                     status: 0,
                     one_click: false,
                     created_at: now.unix_timestamp(),
+                    card: None,
                 };
                 tx.put_raw(&id.key(), encode(&p))?;
                 tx.put_raw(&payment_due(&id, now), Vec::new())?;
@@ -565,13 +600,14 @@ impl Vault {
                 return Err(required("specinCreditCardCVV"));
             }
             let p = PaymentRec {
-                v: RECORD_VERSION,
+                v: PAYMENT_VERSION,
                 merchant: merchant.get(),
                 token: *token.as_bytes(),
                 kind: kind_code(kind),
                 status: 0,
                 one_click,
                 created_at: now.unix_timestamp(),
+                card: one_click.then_some(card_rec.dedupe.0),
             };
             tx.put_raw(&id.key(), encode(&p))?;
             tx.put_raw(&payment_due(&id, now), Vec::new())?;
@@ -728,14 +764,24 @@ impl Vault {
             rec.status = if succeeded { 1 } else { 2 };
             tx.put_raw(&id.key(), encode(&rec))?;
             let token = Token::from_bytes(rec.token);
-            let saved = succeeded && rec.one_click;
+            let lookup = core.lookup(&token);
+            // Only the card the payment was made with (and its CVV checked with): if another
+            // card was put behind the token since, it is not saved for one-click use.
+            let same_card = match rec.card {
+                Some(card) => tx
+                    .record(&lookup)?
+                    .filter(|r| is_live_for(r, merchant, &token, now))
+                    .is_some_and(|r| r.dedupe.0 == card),
+                None => false,
+            };
+            let saved = succeeded && rec.one_click && same_card;
             if saved {
                 let marker = OneClickRec {
                     v: RECORD_VERSION,
                     merchant: merchant.get(),
                     saved_at: now.unix_timestamp(),
                 };
-                tx.put_raw(&one_click_key(&core.lookup(&token)), encode(&marker))?;
+                tx.put_raw(&one_click_key(&lookup), encode(&marker))?;
             }
             Ok(PaymentInfo {
                 id,
@@ -806,5 +852,42 @@ impl Vault {
                 })?;
         }
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_one_payments_decode_without_a_card_binding() {
+        #[derive(Serialize)]
+        struct V1 {
+            v: u8,
+            merchant: u64,
+            token: [u8; 24],
+            kind: u8,
+            status: u8,
+            one_click: bool,
+            created_at: i64,
+        }
+        let bytes = postcard::to_allocvec(&V1 {
+            v: 1,
+            merchant: 890_490,
+            token: [7; 24],
+            kind: 3,
+            status: 0,
+            one_click: true,
+            created_at: 1_800_000_000,
+        })
+        .expect("encode");
+        let rec = decode_payment(&bytes).expect("a version-1 payment is read");
+        assert_eq!((rec.merchant, rec.token, rec.kind), (890_490, [7; 24], 3));
+        assert!(rec.one_click && rec.card.is_none());
+        // Re-written in the current layout, it reads back the same.
+        let again = decode_payment(&encode(&rec)).expect("version 2");
+        assert_eq!(again.v, PAYMENT_VERSION);
+        assert!(again.card.is_none());
+        assert!(decode_payment(&[9, 1, 2]).is_err());
     }
 }

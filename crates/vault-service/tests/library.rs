@@ -593,6 +593,130 @@ fn rekey_changes_the_passphrase_without_touching_records() {
 }
 
 #[test]
+fn retire_never_drops_a_key_rotated_out_during_its_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, _) = new_vault(dir.path());
+    let m = merchant(1);
+    let first = vault.stats().current_dek;
+    // The scan finds no record at all; while it runs, a card is tokenized under the current key
+    // and the key is rotated out. Retiring on the scan's word alone would drop the key that card
+    // needs.
+    let mut late = None;
+    let retired = vault
+        .retire_unused_keys_after_scan(|| {
+            late = Some(
+                vault
+                    .tokenize(
+                        m,
+                        card("4111111111111111", "3001"),
+                        TokenizeOptions::default(),
+                    )
+                    .unwrap()
+                    .token,
+            );
+            vault.rotate_key().unwrap();
+        })
+        .unwrap();
+    assert!(retired.is_empty(), "retired {retired:?}");
+    assert!(vault.stats().deks.iter().any(|(id, _, _)| *id == first));
+    let late = late.unwrap();
+    assert_eq!(
+        vault.reveal(m, &late, None).unwrap().pan.expose_digits(),
+        "4111111111111111"
+    );
+    // Once a later scan has seen the card under the newer key, the old key goes.
+    vault.rewrap(|_| {}).unwrap();
+    assert_eq!(vault.retire_unused_keys().unwrap(), vec![first]);
+    assert_eq!(
+        vault.reveal(m, &late, None).unwrap().pan.expose_digits(),
+        "4111111111111111"
+    );
+}
+
+/// Makes the next key-header write fail: the header is replaced through `keyheader.tmp`, which
+/// cannot be created while a non-empty directory of that name is in the way.
+fn block_header_writes(dir: &std::path::Path) -> impl Drop {
+    struct Unblock(std::path::PathBuf);
+    impl Drop for Unblock {
+        fn drop(&mut self) {
+            std::fs::remove_dir_all(&self.0).unwrap();
+        }
+    }
+    let blocker = dir.join("keyheader.tmp");
+    std::fs::create_dir(&blocker).unwrap();
+    std::fs::write(blocker.join("in-the-way"), b"x").unwrap();
+    Unblock(blocker)
+}
+
+#[test]
+fn a_failed_rekey_leaves_the_old_key_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, clock) = new_vault(dir.path());
+    let m = merchant(1);
+    let t = vault
+        .tokenize(
+            m,
+            card("4111111111111111", "3001"),
+            TokenizeOptions::default(),
+        )
+        .unwrap()
+        .token;
+    {
+        let _blocked = block_header_writes(dir.path());
+        vault
+            .rekey(
+                &passphrase("a brand new passphrase"),
+                vault_service::KdfParams::insecure_for_tests(),
+            )
+            .unwrap_err();
+    }
+    // The next header write (a rotation) wraps with whatever key-encrypting key is in memory:
+    // it must still be the old one, which is what the operator was told is in force.
+    vault.rotate_key().unwrap();
+    drop(vault);
+    let vault = reopen(dir.path(), clock);
+    assert_eq!(
+        vault.reveal(m, &t, None).unwrap().pan.expose_digits(),
+        "4111111111111111"
+    );
+}
+
+#[test]
+fn a_failed_retire_keeps_the_keys_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, clock) = new_vault(dir.path());
+    let m = merchant(1);
+    let old = vault.stats().current_dek;
+    vault.rotate_key().unwrap();
+    {
+        let _blocked = block_header_writes(dir.path());
+        vault.retire_unused_keys().unwrap_err();
+    }
+    assert!(
+        vault.stats().deks.iter().any(|(id, _, _)| *id == old),
+        "a retirement that never reached the disk removed the key from memory"
+    );
+    // A record sealed under the old key (written before the rotation by another copy of the
+    // header) still opens: the keyring kept the key the stored header holds.
+    let t = vault
+        .tokenize(
+            m,
+            card("4111111111111111", "3001"),
+            TokenizeOptions::default(),
+        )
+        .unwrap()
+        .token;
+    assert_eq!(vault.retire_unused_keys().unwrap(), vec![old]);
+    drop(vault);
+    let vault = reopen(dir.path(), clock);
+    assert_eq!(vault.stats().deks.len(), 1);
+    assert_eq!(
+        vault.reveal(m, &t, None).unwrap().pan.expose_digits(),
+        "4111111111111111"
+    );
+}
+
+#[test]
 fn no_pan_appears_anywhere_in_the_data_directory() {
     let dir = tempfile::tempdir().unwrap();
     let (vault, _) = new_vault(dir.path());

@@ -355,6 +355,63 @@ fn another_card_behind_a_token_is_not_one_click() {
 }
 
 #[test]
+fn a_card_swapped_in_during_a_payment_is_not_saved_for_one_click() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, _) = vault(dir.path());
+    let (customer, saved) = saved_card(&v);
+    let p = purchase(
+        &v,
+        saved.token,
+        &customer,
+        Some("123"),
+        SessionOptions::default(),
+    )
+    .unwrap();
+    // Between the payment's start (CVV checked for 4242...) and its outcome, another card is put
+    // behind the token.
+    v.update(
+        m(),
+        &saved.token,
+        NewCard::new(
+            Pan::parse("5555555555554444").unwrap(),
+            Expiry::parse_yymm("2903").unwrap(),
+        ),
+        vault_service::UpdateOptions::default(),
+    )
+    .unwrap();
+    let info = v.report_payment(&Actor::local(), m(), &p.id, true).unwrap();
+    assert!(!info.one_click_saved);
+    assert!(!v.is_one_click(m(), &saved.token).unwrap());
+    let r = purchase(&v, saved.token, &customer, None, SessionOptions::default());
+    assert!(
+        matches!(&r, Err(VaultError::Invalid(f)) if f.field == "specinCreditCardCVV"),
+        "{r:?}"
+    );
+    // The card the payment was made with, back behind the token, may be saved.
+    v.update(
+        m(),
+        &saved.token,
+        card(),
+        vault_service::UpdateOptions::default(),
+    )
+    .unwrap();
+    let p = purchase(
+        &v,
+        saved.token,
+        &customer,
+        Some("123"),
+        SessionOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        v.report_payment(&Actor::local(), m(), &p.id, true)
+            .unwrap()
+            .one_click_saved
+    );
+    assert!(v.is_one_click(m(), &saved.token).unwrap());
+}
+
+#[test]
 fn values_pinned_with_the_session_cannot_be_changed_by_the_payment() {
     let dir = tempfile::tempdir().unwrap();
     let (v, _) = vault(dir.path());
