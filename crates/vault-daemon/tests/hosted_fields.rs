@@ -38,7 +38,11 @@ fn base64(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -122,7 +126,10 @@ async fn frame_csp_allows_only_the_sessions_origin_as_ancestor() {
         &format!("/hosted-fields/v1/frame.html?field=pin&origin={SHOP}"),
     )
     .await;
-    assert_eq!(r.error_fields(), [("field".to_owned(), "invalid".to_owned())]);
+    assert_eq!(
+        r.error_fields(),
+        [("field".to_owned(), "invalid".to_owned())]
+    );
 }
 
 /// A frame's `POST /payments`: the browser's `Origin` is the vault's, the page's origin is named

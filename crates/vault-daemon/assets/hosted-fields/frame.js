@@ -286,6 +286,7 @@
         } else {
           var list = (r && Array.isArray(r.errors) ? r.errors : []).map(function (e) {
             var code = String(e.messageCode || "request.failed");
+            if (code.indexOf("This field is required") === 0) code = "field.required";
             var field = FIELD_OF[e.fieldName] || "session";
             if (field === "number" && code === "field.invalid") code = "card.invalid";
             return error(field, code);
