@@ -8,7 +8,7 @@ use vault_service::Token;
 
 use crate::{
     response::{ApiError, Body},
-    routes::{admin, gateway, hosted, ops, payments, tokens},
+    routes::{admin, gateway, hosted, hosted_fields, ops, payments, tokens},
     state::State,
 };
 
@@ -54,10 +54,11 @@ pub(crate) enum RouteId {
     PaymentCard,
     PaymentResult,
     HostedFieldsSession,
+    HostedFieldsAsset,
 }
 
 /// Every route, in `RouteId` order.
-pub(crate) const TABLE: [(Route, RouteId); 30] = [
+pub(crate) const TABLE: [(Route, RouteId); 31] = [
     (r("GET", "/health"), RouteId::Health),
     (r("GET", "/metrics"), RouteId::Metrics),
     (r("POST", "/v2/tokens"), RouteId::TokenCreate),
@@ -99,6 +100,10 @@ pub(crate) const TABLE: [(Route, RouteId); 30] = [
             "/processing-terminals/{processingTerminalId}/hosted-fields-sessions",
         ),
         RouteId::HostedFieldsSession,
+    ),
+    (
+        r("GET", "/hosted-fields/v1/{asset}"),
+        RouteId::HostedFieldsAsset,
     ),
 ];
 
@@ -239,6 +244,7 @@ async fn dispatch(
         RouteId::PaymentCard => payments::card(state, req, param).await,
         RouteId::PaymentResult => payments::result(state, req, param).await,
         RouteId::HostedFieldsSession => Ok(hosted::create(state, req, param).await),
+        RouteId::HostedFieldsAsset => Ok(hosted_fields::asset(state, req, param).await),
     };
     result.unwrap_or_else(ApiError::into_response)
 }

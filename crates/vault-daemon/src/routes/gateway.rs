@@ -16,6 +16,7 @@ use crate::{
     gateway::{self, Call, Check, Failure, INVALID},
     idempotency::{self, KeyRule},
     response::{ApiError, Body},
+    routes::hosted_fields,
     state::{State, peer_uid},
 };
 
@@ -213,6 +214,7 @@ async fn payments_inner(
     allowed_origin: &mut bool,
 ) -> Result<Response<Body>, Failure> {
     let authorization = req.headers().get(AUTHORIZATION).is_some();
+    let from_vault_page = hosted_fields::from_vault_page(req.headers());
     // A server-side caller may present a reveal-scoped key to receive the card for its acquirer
     // leg; a wrong or insufficient key is refused rather than ignored.
     let principal = if authorization {
@@ -233,6 +235,15 @@ async fn payments_inner(
     let Some(token) = token else {
         return Err(c.finish().err().unwrap_or_else(session_failure));
     };
+    // A Hosted Fields frame posts from the vault's origin and names its page's origin.
+    let page_origin = c.optional(hosted_fields::ORIGIN_FIELD, 253);
+    let page_origin = hosted_fields::frame_origin(from_vault_page, page_origin).map_err(|()| {
+        Failure::one(
+            StatusCode::BAD_REQUEST,
+            hosted_fields::ORIGIN_FIELD,
+            INVALID,
+        )
+    })?;
     let view = match state.blocking(move |v| v.session(&token)).await {
         Ok(view) => view,
         Err(_) => return replay_or_refuse(state, key, token, raw).await,
@@ -263,7 +274,7 @@ async fn payments_inner(
         Some(p) => crate::state::actor(p),
         None => Actor::local().with_peer_uid(peer_uid()),
     };
-    let origin = call.origin.clone();
+    let origin = page_origin.or_else(|| call.origin.clone());
     // Keys are the session merchant's: the session is what authorises this request.
     idempotency::run(
         state,
