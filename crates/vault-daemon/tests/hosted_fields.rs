@@ -118,6 +118,21 @@ async fn frame_csp_allows_only_the_sessions_origin_as_ancestor() {
     let r = get(&d, &frame(EVIL, "00000000-0000-4000-8000-000000000000")).await;
     let csp = r.header("content-security-policy").unwrap();
     assert!(csp.ends_with(&format!("frame-ancestors {EVIL}")), "{csp}");
+    // A live server-only session (no allowOriginUrl): no page may embed its frames.
+    let server_only = d
+        .vault
+        .create_session(
+            &Actor::local(),
+            MerchantId::new(890_490).unwrap(),
+            SessionKind::Tokenize,
+            SessionOptions::default(),
+        )
+        .unwrap()
+        .token
+        .to_string();
+    let r = get(&d, &frame(SHOP, &server_only)).await;
+    let csp = r.header("content-security-policy").unwrap();
+    assert!(csp.ends_with("frame-ancestors 'none'"), "{csp}");
     for bad in ["*", "javascript:alert(1)", "https://shop.example/x"] {
         assert_eq!(get(&d, &frame(bad, &token)).await.status, 400, "{bad}");
     }
