@@ -73,6 +73,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "CARDVAULT_DURABILITY", value_enum, default_value_t = DurabilityArg::Sync)]
     pub(crate) durability: DurabilityArg,
 
+    /// When a reveal is answered relative to its audit entry: `durable` (the default) only once the
+    /// entry is durable; `queued` at once, the entry joining the next group commit (a crash can
+    /// lose the entries of up to 1,024 answered reveals; see SECURITY.md).
+    #[arg(long, env = "CARDVAULT_REVEAL_AUDIT", value_enum, default_value_t = RevealAuditArg::Durable)]
+    pub(crate) reveal_audit: RevealAuditArg,
+
     /// Merchant-password logins (POST /token) hashed at once; each Argon2id hash holds 19 MiB.
     /// Default: the number of CPUs (at most 8).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -96,6 +102,14 @@ pub(crate) enum DurabilityArg {
     Flush,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum RevealAuditArg {
+    /// The card is returned once its audit entry is durable.
+    Durable,
+    /// The card is returned at once; the entry joins the next group commit.
+    Queued,
+}
+
 impl ServeArgs {
     /// The vault options these arguments ask for.
     pub(crate) fn vault_options(&self) -> VaultOptions {
@@ -110,6 +124,10 @@ impl ServeArgs {
 
     /// Applies the settings that live on an open vault.
     pub(crate) fn tune(&self, vault: &Vault) {
+        vault.set_reveal_audit(match self.reveal_audit {
+            RevealAuditArg::Durable => cardvault::RevealAudit::Durable,
+            RevealAuditArg::Queued => cardvault::RevealAudit::Queued,
+        });
         if let Some(n) = self.login_hashes {
             vault.set_login_policy(cardvault::LoginPolicy {
                 max_concurrent_hashes: usize::from(n),

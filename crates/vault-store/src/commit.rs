@@ -38,6 +38,8 @@ pub(crate) struct CommitStats {
     pub(crate) jobs: AtomicU64,
     pub(crate) flushes: AtomicU64,
     pub(crate) live_records: AtomicU64,
+    /// Jobs submitted and not yet taken off the channel by the committer (the bounded queue).
+    pub(crate) queued: std::sync::atomic::AtomicUsize,
     /// Set once a group commit failed in the database (I/O error, disk full). sled 0.34 treats its
     /// first write error as permanent: every later operation fails until the database is reopened.
     pub(crate) failed: std::sync::atomic::AtomicBool,
@@ -310,6 +312,7 @@ impl Committer {
                 }
             }
             let n = group.len();
+            self.stats.queued.fetch_sub(n, Ordering::AcqRel);
             let count = self.stats.live_records.load(Ordering::Acquire);
             let mut tx = WriteTx::new(&self.tree, count);
             for job in group.drain(..) {

@@ -28,4 +28,6 @@ pub use commit::WriteTx;
 pub use error::StoreError;
 pub use layout::{DedupeKey, LookupId};
 pub use record::StoredRecord;
-pub use store::{Durability, STORE_FORMAT_VERSION, Store, StoreOptions, StoreStats};
+pub use store::{
+    DEFAULT_MAX_QUEUE, Durability, STORE_FORMAT_VERSION, Store, StoreOptions, StoreStats,
+};

@@ -58,7 +58,13 @@ pub struct StoreOptions {
     pub cache_capacity: u64,
     /// Most jobs in one group commit.
     pub max_group: usize,
+    /// Most jobs waiting for the committer. A write submitted while this many wait fails at once
+    /// with [`StoreError::Busy`] instead of queueing: the queue's memory is bounded.
+    pub max_queue: usize,
 }
+
+/// Default [`StoreOptions::max_queue`]: four full groups.
+pub const DEFAULT_MAX_QUEUE: usize = 4096;
 
 impl Default for StoreOptions {
     fn default() -> Self {
@@ -66,6 +72,7 @@ impl Default for StoreOptions {
             durability: Durability::Sync,
             cache_capacity: 256 * 1024 * 1024,
             max_group: 1024,
+            max_queue: DEFAULT_MAX_QUEUE,
         }
     }
 }
@@ -92,6 +99,7 @@ pub struct Store {
     db: sled::Db,
     pub(crate) tree: sled::Tree,
     sender: Option<Sender<Job>>,
+    max_queue: std::sync::atomic::AtomicUsize,
     committer: Option<JoinHandle<()>>,
     stats: Arc<CommitStats>,
     group_sizes: Arc<Mutex<GroupHistogram>>,
@@ -221,6 +229,7 @@ impl Store {
             db,
             tree,
             sender: Some(sender),
+            max_queue: std::sync::atomic::AtomicUsize::new(options.max_queue.max(1)),
             committer: Some(handle),
             stats,
             group_sizes,
@@ -369,12 +378,50 @@ impl Store {
         F: FnOnce(&mut crate::WriteTx<'_>) -> Result<T, E> + Send + 'static,
         D: FnOnce(Result<T, E>) + Send + 'static,
     {
-        let job = commit::job(f, done);
+        // Back-pressure: the slot is taken before the job is built and given back by the committer
+        // when it takes the job off the channel.
+        let queued = &self.stats.queued;
+        if queued.fetch_add(1, Ordering::AcqRel) >= self.max_queue.load(Ordering::Relaxed) {
+            queued.fetch_sub(1, Ordering::AcqRel);
+            done(Err(E::from(StoreError::Busy)));
+            return;
+        }
+        self.send(commit::job(f, done));
+    }
+
+    /// Like [`submit`](Self::submit) but never refused as [`StoreError::Busy`]: for a job of which
+    /// at most one is ever queued at a time (the reveal audit drain, which carries the entries of
+    /// every reveal waiting on it), so it cannot grow the queue without bound. The job still
+    /// counts against the bound while queued.
+    pub fn submit_exempt<T, E, F, D>(&self, f: F, done: D)
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut crate::WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        D: FnOnce(Result<T, E>) + Send + 'static,
+    {
+        self.stats.queued.fetch_add(1, Ordering::AcqRel);
+        self.send(commit::job(f, done));
+    }
+
+    /// Changes [`StoreOptions::max_queue`] (at least 1) for this open store.
+    pub fn set_max_queue(&self, jobs: usize) {
+        self.max_queue.store(jobs.max(1), Ordering::Relaxed);
+    }
+
+    /// Jobs waiting for the committer right now (at most about `max_queue`).
+    pub fn queued_jobs(&self) -> usize {
+        self.stats.queued.load(Ordering::Acquire)
+    }
+
+    fn send(&self, job: Job) {
         // If the committer is gone the job (and with it `done`) is dropped unrun: a blocking
         // caller sees its channel close and reports `StoreError::Closed`; an async caller sees its
         // one-shot sender dropped.
-        if let Some(sender) = &self.sender {
-            let _ = sender.send(job);
+        if let Some(sender) = &self.sender
+            && sender.send(job).is_err()
+        {
+            self.stats.queued.fetch_sub(1, Ordering::AcqRel);
         }
     }
 

@@ -134,3 +134,63 @@ fn a_failed_job_leaves_no_trace_and_does_not_sink_its_group() {
     // Reserved prefixes are refused for raw keys.
     assert!(store.write(|tx| tx.put_raw(b"Rxx", vec![1])).is_err());
 }
+
+#[test]
+fn a_full_write_queue_refuses_at_once_and_stays_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(
+        dir.path(),
+        b"hdr",
+        StoreOptions {
+            max_queue: 4,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    // Stall the committer on a job that waits for `release`.
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    store.submit(
+        move |_| {
+            started_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+            Ok::<(), StoreError>(())
+        },
+        |_| {},
+    );
+    started_rx.recv().unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    for i in 0..4u64 {
+        let done = done_tx.clone();
+        store.submit(
+            move |tx| tx.put_record(&id(i), &record(i)),
+            move |r: Result<(), StoreError>| done.send(r).unwrap(),
+        );
+    }
+    assert_eq!(store.queued_jobs(), 4);
+    // A flood: every further submit is refused on the caller's thread, nothing more is queued.
+    for i in 4..1004u64 {
+        let done = done_tx.clone();
+        store.submit(
+            move |tx| tx.put_record(&id(i), &record(i)),
+            move |r: Result<(), StoreError>| done.send(r).unwrap(),
+        );
+        assert!(matches!(done_rx.try_recv(), Ok(Err(StoreError::Busy))));
+    }
+    assert_eq!(store.queued_jobs(), 4);
+    // The blocking form is refused the same way, without waiting for the stalled committer.
+    let err = store
+        .write(|tx| tx.put_record(&id(9999), &record(9999)))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Busy), "{err:?}");
+    assert!(err.to_string().contains("try again"), "{err}");
+    drop(release_tx);
+    for _ in 0..4 {
+        done_rx.recv().unwrap().unwrap();
+    }
+    assert_eq!(store.queued_jobs(), 0);
+    store
+        .write(|tx| tx.put_record(&id(5000), &record(5000)))
+        .unwrap();
+    assert_eq!(store.stats().records, 5);
+}
