@@ -22,6 +22,7 @@ mod layout;
 mod lock;
 mod record;
 mod store;
+mod wal;
 
 pub use backup::{BACKUP_FORMAT_VERSION, BACKUP_MAGIC, BackupSummary, RestoreSummary};
 pub use commit::WriteTx;

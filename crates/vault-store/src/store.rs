@@ -21,9 +21,11 @@ use crate::{
     lock::DirLock,
 };
 
-/// Version of the store layout (key space and record codec). Bumped on incompatible change;
-/// a vault written by a newer version is refused at open.
-pub const STORE_FORMAT_VERSION: u16 = 1;
+/// Version of the store layout (key space, record codec, files). Bumped on incompatible change;
+/// a vault written by a newer version is refused at open. `2` added the write-ahead log
+/// (`<dir>/wal`), which a build that does not know it would ignore, losing acknowledged writes
+/// after a crash; a version-1 vault is upgraded when opened (it has no log to replay).
+pub const STORE_FORMAT_VERSION: u16 = 2;
 
 pub(crate) const SLED_DIR: &str = "sled";
 
@@ -31,9 +33,11 @@ pub(crate) const SLED_DIR: &str = "sled";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Durability {
-    /// The default. A write returns only after its group was applied, `flush`ed by sled **and**
-    /// `fdatasync`ed on sled's log file: it survives `kill -9` and power loss (as far as the disk
-    /// honours flushes).
+    /// The default. A write returns only after its group was appended to the vault's write-ahead
+    /// log (`<dir>/wal`) and that file was `fdatasync`ed: one device sync per group. It survives
+    /// `kill -9` and power loss (as far as the disk honours flushes); the log is replayed on open.
+    /// The group is then applied to sled without a flush; sled's own data becomes durable at the
+    /// next checkpoint (see `docs/durability.md`).
     #[default]
     Sync,
     /// A write returns after its group was applied and `flush`ed by sled. On Linux sled's flush is
@@ -86,8 +90,13 @@ pub struct StoreStats {
     pub groups: u64,
     /// Write jobs committed since open.
     pub jobs: u64,
-    /// fsyncs performed by group commits since open.
+    /// Device syncs performed by group commits since open (one log `fdatasync` per group under
+    /// `Sync`, one sled flush per group under `Flush`).
     pub flushes: u64,
+    /// Checkpoints since open (sled flush + sync, write-ahead log reset; `Sync` only).
+    pub checkpoints: u64,
+    /// Time spent in those checkpoints, in microseconds (the committer waits meanwhile).
+    pub checkpoint_micros: u64,
     /// Distribution of jobs per group.
     pub group_sizes: GroupHistogram,
     /// Bytes used on disk by the database.
@@ -168,14 +177,6 @@ impl Store {
         if version == 0 {
             return Err(StoreError::Corrupt("store version"));
         }
-        let count = match tree.get(COUNT_KEY)? {
-            Some(v) => u64::from_be_bytes(
-                v.as_ref()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("record count"))?,
-            ),
-            None => return Err(StoreError::Corrupt("record count")),
-        };
         // Stores made before the generation count have none: they start at 0 (and have no
         // `generation` file, so nothing to compare with).
         let generation = match tree.get(GENERATION_KEY)? {
@@ -186,7 +187,15 @@ impl Store {
             ),
             None => 0,
         };
+        let generation = replay_log(dir, &db, &tree, generation)?;
+        let count = read_count(&tree)?;
         crate::generation::check(dir, generation)?;
+        if version < STORE_FORMAT_VERSION {
+            // Upgrade before any write can reach the log: from now on an older build refuses
+            // this vault instead of ignoring its log.
+            tree.insert(VERSION_KEY, &STORE_FORMAT_VERSION.to_be_bytes())?;
+            sync_sled(dir, &db)?;
+        }
         Self::start(db, tree, dir, lock, count, generation, &options)
     }
 
@@ -210,11 +219,20 @@ impl Store {
             db: db.clone(),
             rx,
             durable: matches!(options.durability, Durability::Sync | Durability::Flush),
-            // sled's own flush does not fsync on Linux; for `Sync` we fdatasync its log file
-            // ourselves (any descriptor of the file will do: fdatasync acts on the inode).
+            // sled's own flush does not fsync on Linux; for `Sync` checkpoints we fdatasync its
+            // data file ourselves (any descriptor of the file will do: fdatasync acts on the inode).
             sync_file: match options.durability {
                 Durability::Sync => Some(fs::File::open(dir.join(SLED_DIR).join("db"))?),
                 _ => None,
+            },
+            // A fresh, empty log: whatever the old one held was replayed and synced into sled by
+            // `open`. Without `Sync` there is no log at all.
+            wal: match options.durability {
+                Durability::Sync => Some(crate::wal::Wal::create(dir)?),
+                _ => {
+                    remove_log(dir)?;
+                    None
+                }
             },
             max_group: options.max_group.max(1),
             stats: stats.clone(),
@@ -446,6 +464,8 @@ impl Store {
             groups: self.stats.groups.load(Ordering::Relaxed),
             jobs: self.stats.jobs.load(Ordering::Relaxed),
             flushes: self.stats.flushes.load(Ordering::Relaxed),
+            checkpoints: self.stats.checkpoints.load(Ordering::Relaxed),
+            checkpoint_micros: self.stats.checkpoint_micros.load(Ordering::Relaxed),
             group_sizes: self.group_sizes.lock().clone(),
             size_on_disk: self.db.size_on_disk().unwrap_or(0),
         }
@@ -460,6 +480,74 @@ impl Drop for Store {
             let _ = h.join();
         }
         let _ = self.db.flush();
+    }
+}
+
+fn read_count(tree: &sled::Tree) -> Result<u64, StoreError> {
+    match tree.get(COUNT_KEY)? {
+        Some(v) => Ok(u64::from_be_bytes(
+            v.as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("record count"))?,
+        )),
+        None => Err(StoreError::Corrupt("record count")),
+    }
+}
+
+/// `sled::Db::flush`, then `fdatasync` of sled's data file (sled's flush does not sync on Linux).
+fn sync_sled(dir: &Path, db: &sled::Db) -> Result<(), StoreError> {
+    db.flush()?;
+    fs::File::open(dir.join(SLED_DIR).join("db"))?.sync_data()?;
+    Ok(())
+}
+
+/// Applies, in order, every entry of the write-ahead log newer than the tree's `generation` and
+/// makes the result durable in sled; returns the generation reached. Entries the tree already
+/// holds are skipped (replay is idempotent). A log that starts after `generation + 1` means sled
+/// lost groups that the log no longer holds: refused as lost writes.
+fn replay_log(
+    dir: &Path,
+    db: &sled::Db,
+    tree: &sled::Tree,
+    mut generation: u64,
+) -> Result<u64, StoreError> {
+    let Some(entries) = crate::wal::read(dir)? else {
+        return Ok(generation);
+    };
+    let mut replayed = false;
+    for entry in entries {
+        if entry.generation <= generation {
+            continue;
+        }
+        if entry.generation != generation + 1 {
+            return Err(StoreError::LostWrites {
+                stored: generation,
+                expected: entry.generation - 1,
+            });
+        }
+        let mut batch = sled::Batch::default();
+        for (k, v) in entry.ops {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        tree.apply_batch(batch)?;
+        generation = entry.generation;
+        replayed = true;
+    }
+    if replayed {
+        sync_sled(dir, db)?;
+    }
+    Ok(generation)
+}
+
+/// Removes the log of a store opened without `Sync` (after `open` replayed it).
+fn remove_log(dir: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(dir.join(crate::wal::FILE)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
