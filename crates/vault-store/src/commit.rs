@@ -293,6 +293,9 @@ pub(crate) struct Committer {
     pub(crate) capture: Arc<parking_lot::Mutex<Option<crate::backup::Capture>>>,
     /// Group commits applied so far (key `G`; see `generation.rs`).
     pub(crate) generation: u64,
+    /// Held for writing while a logged group is applied to sled key by key, so that readers
+    /// (which hold it for reading) see whole groups, as `apply_batch` would give them.
+    pub(crate) apply_lock: Arc<parking_lot::RwLock<()>>,
 }
 
 /// Histogram of group sizes (jobs per commit), for metrics.
@@ -443,32 +446,48 @@ impl Committer {
                 capture.before_change(&self.tree, k)?;
             }
         }
+        // The generation first (applied last below), then the count, then the group's writes.
         let mut ops: Vec<Op> = Vec::with_capacity(tx.group.len() + 2);
-        if tx.count != old_count {
-            ops.push((COUNT_KEY.to_vec(), Some(tx.count.to_be_bytes().to_vec())));
-        }
         ops.push((
             GENERATION_KEY.to_vec(),
             Some(generation.to_be_bytes().to_vec()),
         ));
+        if tx.count != old_count {
+            ops.push((COUNT_KEY.to_vec(), Some(tx.count.to_be_bytes().to_vec())));
+        }
         ops.extend(tx.group);
-        let logged = wal.is_some();
-        if let Some(wal) = wal {
-            // Durable from here on: the batch is in the log, synced. sled gets it without a flush.
-            wal.append(generation, self.generation, &ops)?;
-            self.stats.flushes.fetch_add(1, Ordering::Relaxed);
-        }
-        let mut batch = sled::Batch::default();
-        for (k, v) in ops {
-            match v {
-                Some(v) => batch.insert(k, v),
-                None => batch.remove(k),
+        let Some(wal) = wal else {
+            let mut batch = sled::Batch::default();
+            for (k, v) in ops {
+                match v {
+                    Some(v) => batch.insert(k, v),
+                    None => batch.remove(k),
+                }
             }
-        }
-        self.tree.apply_batch(batch)?;
-        if self.durable && !logged {
-            self.db.flush()?;
-            self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+            self.tree.apply_batch(batch)?;
+            if self.durable {
+                self.db.flush()?;
+                self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+            }
+            return Ok(true);
+        };
+        // Durable from here on: the batch is in the log, synced.
+        wal.append(generation, self.generation, &ops)?;
+        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        // sled gets it key by key, not as an `apply_batch`: sled's `apply_batch` seals and writes
+        // its IO buffer twice (a `pwrite` and a `sync_file_range` each) to make the batch atomic
+        // on its own, which the log makes unnecessary: after a crash the log's entries are all
+        // applied again, in order, over whatever part of them sled kept (see `store.rs`). The
+        // generation goes last, so a sled that kept a prefix of these writes holds this
+        // generation only with all of the group.
+        let _whole_groups = self.apply_lock.write();
+        let mut ops = ops.into_iter();
+        let generation_op = ops.next();
+        for (k, v) in ops.chain(generation_op) {
+            match v {
+                Some(v) => self.tree.insert(k, v)?,
+                None => self.tree.remove(k)?,
+            };
         }
         Ok(true)
     }

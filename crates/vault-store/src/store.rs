@@ -114,6 +114,9 @@ pub struct Store {
     group_sizes: Arc<Mutex<GroupHistogram>>,
     pub(crate) capture: Arc<Mutex<Option<crate::backup::Capture>>>,
     pub(crate) dir: PathBuf,
+    /// Read-held by every read below: a logged group is applied key by key under its write side
+    /// (see `commit.rs`), and a read sees all of a group or none of it.
+    apply_lock: Arc<parking_lot::RwLock<()>>,
     _lock: DirLock,
 }
 
@@ -213,7 +216,9 @@ impl Store {
         stats.live_records.store(count, Ordering::Release);
         let group_sizes = Arc::new(Mutex::new(GroupHistogram::default()));
         let capture = Arc::new(Mutex::new(None));
+        let apply_lock = Arc::new(parking_lot::RwLock::new(()));
         let committer = Committer {
+            apply_lock: apply_lock.clone(),
             dir: dir.to_path_buf(),
             tree: tree.clone(),
             db: db.clone(),
@@ -253,6 +258,7 @@ impl Store {
             group_sizes,
             capture,
             dir: dir.to_path_buf(),
+            apply_lock,
             _lock: lock,
         })
     }
@@ -278,7 +284,11 @@ impl Store {
 
     /// The record stored under `id`.
     pub fn record(&self, id: &LookupId) -> Result<Option<StoredRecord>, StoreError> {
-        match self.tree.get(layout::record_key(id))? {
+        let bytes = {
+            let _g = self.apply_lock.read();
+            self.tree.get(layout::record_key(id))?
+        };
+        match bytes {
             Some(bytes) => StoredRecord::decode(&bytes).map(Some),
             None => Ok(None),
         }
@@ -302,6 +312,7 @@ impl Store {
         };
         let end = [layout::RECORD_PREFIX + 1];
         let mut out = Vec::new();
+        let _g = self.apply_lock.read();
         for item in self.tree.range(start..end[..].to_vec()).take(limit) {
             let (k, v) = item?;
             let id = layout::lookup_from_record_key(&k).ok_or(StoreError::Corrupt("record key"))?;
@@ -332,6 +343,7 @@ impl Store {
         let end = vec![layout::RECORD_PREFIX + 1];
         let mut due = Vec::new();
         let mut scanned = 0;
+        let _g = self.apply_lock.read();
         for item in self.tree.range(start..end) {
             let (k, v) = item?;
             let id = layout::lookup_from_record_key(&k).ok_or(StoreError::Corrupt("record key"))?;
@@ -351,6 +363,7 @@ impl Store {
     /// Reads a key outside the reserved prefixes (for layers above).
     pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         commit::check_free_prefix(key)?;
+        let _g = self.apply_lock.read();
         Ok(self.tree.get(key)?.map(|v| v.to_vec()))
     }
 
@@ -363,6 +376,7 @@ impl Store {
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         commit::check_free_prefix(prefix)?;
         let mut out = Vec::new();
+        let _g = self.apply_lock.read();
         for item in self.tree.scan_prefix(prefix).take(limit) {
             let (k, v) = item?;
             out.push((k.to_vec(), v.to_vec()));
@@ -501,30 +515,41 @@ fn sync_sled(dir: &Path, db: &sled::Db) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Applies, in order, every entry of the write-ahead log newer than the tree's `generation` and
-/// makes the result durable in sled; returns the generation reached. Entries the tree already
-/// holds are skipped (replay is idempotent). A log that starts after `generation + 1` means sled
-/// lost groups that the log no longer holds: refused as lost writes.
+/// Applies every entry of the write-ahead log again, in order, and makes the result durable in
+/// sled; returns the generation reached.
+///
+/// The log holds every group since the last checkpoint, whose state sled holds durably; sled may
+/// also hold any part of the later groups (they were applied key by key and flushed in the
+/// background). Each entry sets the final value of the keys it writes, so applying all of them in
+/// order over that state gives exactly the state after the last one, whatever part sled kept.
+/// A log that starts after `generation + 1` means sled lost checkpointed groups: refused as lost
+/// writes. A log that ends before `generation` is behind the database (its acknowledged tail was
+/// damaged): applying it would move keys back, so it is refused too.
 fn replay_log(
     dir: &Path,
     db: &sled::Db,
     tree: &sled::Tree,
-    mut generation: u64,
+    generation: u64,
 ) -> Result<u64, StoreError> {
     let Some(entries) = crate::wal::read(dir)? else {
         return Ok(generation);
     };
-    let mut replayed = false;
+    let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+        return Ok(generation);
+    };
+    if first.generation > generation + 1 {
+        return Err(StoreError::LostWrites {
+            stored: generation,
+            expected: first.generation - 1,
+        });
+    }
+    if last.generation < generation {
+        return Err(StoreError::Corrupt(
+            "write-ahead log (ends before the database)",
+        ));
+    }
+    let reached = last.generation;
     for entry in entries {
-        if entry.generation <= generation {
-            continue;
-        }
-        if entry.generation != generation + 1 {
-            return Err(StoreError::LostWrites {
-                stored: generation,
-                expected: entry.generation - 1,
-            });
-        }
         let mut batch = sled::Batch::default();
         for (k, v) in entry.ops {
             match v {
@@ -533,13 +558,9 @@ fn replay_log(
             }
         }
         tree.apply_batch(batch)?;
-        generation = entry.generation;
-        replayed = true;
     }
-    if replayed {
-        sync_sled(dir, db)?;
-    }
-    Ok(generation)
+    sync_sled(dir, db)?;
+    Ok(reached)
 }
 
 /// Removes the log of a store opened without `Sync` (after `open` replayed it).
