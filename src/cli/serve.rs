@@ -68,8 +68,9 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = DaemonConfig::default().max_connections)]
     pub(crate) max_connections: usize,
 
-    /// When writes are acknowledged: `sync` survives kill -9 and power loss (fdatasync per group
-    /// commit); `flush` survives kill -9 only (see docs/durability.md).
+    /// When writes are acknowledged: `sync` survives kill -9 and power loss (one write-ahead log
+    /// append + fdatasync per group commit); `flush` survives kill -9 only (see
+    /// docs/durability.md).
     #[arg(long, env = "CARDVAULT_DURABILITY", value_enum, default_value_t = DurabilityArg::Sync)]
     pub(crate) durability: DurabilityArg,
 
@@ -96,7 +97,7 @@ pub(crate) struct ServeArgs {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub(crate) enum DurabilityArg {
-    /// fdatasync per group commit.
+    /// Write-ahead log append + fdatasync per group commit.
     Sync,
     /// sled's flush (write + sync_file_range) per group commit.
     Flush,
