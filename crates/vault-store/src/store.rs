@@ -114,8 +114,9 @@ pub struct Store {
     group_sizes: Arc<Mutex<GroupHistogram>>,
     pub(crate) capture: Arc<Mutex<Option<crate::backup::Capture>>>,
     pub(crate) dir: PathBuf,
-    /// Read-held by every read below: a logged group is applied key by key under its write side
-    /// (see `commit.rs`), and a read sees all of a group or none of it.
+    /// Read-held by the reads below that may look at several keys (raw keys of the layers above,
+    /// scans): a logged group is applied key by key under its write side (see `commit.rs`), and
+    /// such a read sees all of a group or none of it. `record` reads one key and skips it.
     apply_lock: Arc<parking_lot::RwLock<()>>,
     _lock: DirLock,
 }
@@ -283,12 +284,11 @@ impl Store {
     }
 
     /// The record stored under `id`.
+    ///
+    /// One key, read without the group lock (the hot path of `get` and `reveal`): a record is
+    /// whole in its key, and a single read sees it before or after a group, never in between.
     pub fn record(&self, id: &LookupId) -> Result<Option<StoredRecord>, StoreError> {
-        let bytes = {
-            let _g = self.apply_lock.read();
-            self.tree.get(layout::record_key(id))?
-        };
-        match bytes {
+        match self.tree.get(layout::record_key(id))? {
             Some(bytes) => StoredRecord::decode(&bytes).map(Some),
             None => Ok(None),
         }
