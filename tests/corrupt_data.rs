@@ -307,8 +307,12 @@ fn wal_entries(b: &[u8]) -> Vec<usize> {
     let mut at = 16;
     let mut out = Vec::new();
     while at + 8 <= b.len() {
+        let len = u32::from_be_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            break; // The preallocated zeros after the last entry.
+        }
         out.push(at);
-        at += 8 + u32::from_be_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+        at += 8 + len;
     }
     out
 }
@@ -324,11 +328,13 @@ fn flip_in_entry(v: &Path, which: impl Fn(usize) -> usize) {
 /// Damage to the write-ahead log of a vault whose last [`LOGGED`] cards are only in the log.
 const WAL_CASES: &[(&str, Damage)] = &[
     (
-        "wal: half an entry appended (an append torn by the crash)",
+        "wal: half an entry after the last one (an append torn by the crash)",
         |v| {
             let mut b = wal(v);
+            let last = *wal_entries(&b).last().unwrap();
+            let end = last + 8 + u32::from_be_bytes(b[last..last + 4].try_into().unwrap()) as usize;
             let first = b[16..16 + 30].to_vec();
-            b.extend_from_slice(&first);
+            b[end..end + 30].copy_from_slice(&first);
             fs::write(v.join("wal"), &b).unwrap();
         },
     ),

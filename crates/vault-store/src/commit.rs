@@ -8,7 +8,7 @@
 //! `apply_batch` and one sled `flush`. Only then does it answer each caller. While it syncs, new
 //! callers queue up and form the next group, so the sync is shared by everyone who arrived
 //! meanwhile. Under `Sync` the committer also checkpoints (sled `flush`, `fdatasync` of sled's data
-//! file, log cut back to its header) when the log has grown past `CHECKPOINT_BYTES` or the store
+//! file, log restarted under a new epoch) when the log has grown past `CHECKPOINT_BYTES` or the store
 //! has been idle for a second.
 //!
 //! Running every read-modify-write on this one thread also serialises them: de-duplication
@@ -401,7 +401,7 @@ impl Committer {
     }
 
     /// Makes every applied group durable in sled (`flush`, then `fdatasync` of its data file,
-    /// since sled's flush does not sync on Linux) and cuts the log back to its header.
+    /// since sled's flush does not sync on Linux) and restarts the log under a new epoch.
     fn checkpoint(&self, wal: &mut Wal) -> Result<(), StoreError> {
         let started = Instant::now();
         self.db.flush()?;

@@ -4,9 +4,13 @@
 //! `fdatasync` of it; only then is the batch applied to sled, without a sled flush. sled writes
 //! and syncs its own log in the background (`flush_every_ms`), and the committer makes the log
 //! redundant from time to time with a *checkpoint*: `sled::Db::flush`, `fdatasync` of sled's data
-//! file, then the log is cut back to its header. On open, the log is read and verified whole, and
-//! every entry newer than the tree's generation (key `G`, see `generation.rs`) is applied again:
-//! replay is idempotent because each entry carries the generation its batch sets.
+//! file, then the log restarts under a new *epoch* (its header is rewritten and synced; older
+//! entries are ignored from then on). On open, the log is read and verified whole, and its entries
+//! are applied again in order (see `replay_log` in `store.rs`).
+//!
+//! The file is preallocated with zeros in 1 MiB steps and overwritten in place, so the
+//! `fdatasync` of an append finds no file-size change to commit (no file-system journal commit)
+//! except once per step.
 //!
 //! Layout (all integers big-endian):
 //!
@@ -14,7 +18,8 @@
 //! |---|---|
 //! | 8 | magic `CVWAL\0\0\0` |
 //! | 2 | log format version (`1`) |
-//! | 6 | zero |
+//! | 2 | zero |
+//! | 4 | epoch: entries of another epoch are not part of the log |
 //!
 //! then entries, each:
 //!
@@ -22,22 +27,24 @@
 //! |---|---|
 //! | 4 | `len`: length of the payload |
 //! | 4 | CRC-32 (IEEE) of `len` and the payload |
+//! | 4 | payload: epoch (the header's) |
 //! | 8 | payload: `generation` the batch sets |
 //! | 8 | payload: `synced`, the newest generation known durable when this entry was written |
 //! | 4 | payload: number of operations |
 //! | ... | payload: operations: tag (`1` insert, `0` remove), key length u32, key, and for an insert value length u32, value |
 //!
-//! Reading: a damaged entry (bad length, bad checksum, undecodable payload) is a **torn tail**
+//! Reading stops at the first intact entry of another epoch (left from before a checkpoint) or at
+//! zeros. A damaged entry (bad length, bad checksum, undecodable payload) is a **torn tail**
 //! (the last append was cut by the crash; it was never acknowledged, since an entry is
 //! acknowledged only after its `fdatasync`) when no intact entry follows it, or when every intact
 //! entry that follows was written before the damaged one was known durable (its `synced` is
-//! older): the log is cut there. Otherwise it is damage to an acknowledged entry and the vault is
+//! older): the log ends there. Otherwise it is damage to an acknowledged entry and the vault is
 //! refused (`StoreError::Corrupt("write-ahead log")`), never skipped.
 
 use std::{
     fs,
     io::{Read, Write},
-    os::unix::fs::OpenOptionsExt,
+    os::unix::fs::{FileExt, OpenOptionsExt},
     path::Path,
 };
 
@@ -55,8 +62,10 @@ const HEADER_BYTES: usize = 16;
 const ENTRY_HEAD: usize = 8;
 /// Largest payload accepted when reading (a group of 1,024 batches of 1,000 cards fits easily).
 const MAX_PAYLOAD: usize = 1 << 30;
-/// Generation and `synced` and the operation count.
-const PAYLOAD_FIXED: usize = 20;
+/// Epoch, generation, `synced` and the operation count.
+const PAYLOAD_FIXED: usize = 24;
+/// The file grows by this many zero bytes at a time.
+const GROW: u64 = 1 << 20;
 
 /// One write of a batch: `Some(value)` inserts, `None` removes.
 pub(crate) type Op = (Vec<u8>, Option<Vec<u8>>);
@@ -71,14 +80,19 @@ pub(crate) struct Entry {
 /// The log open for appending.
 pub(crate) struct Wal {
     file: fs::File,
+    /// Where the next entry goes (header included).
     len: u64,
+    /// Bytes of the file already written (zeros past `len`).
+    allocated: u64,
+    epoch: u32,
     buf: Vec<u8>,
 }
 
-fn header() -> [u8; HEADER_BYTES] {
+fn header(epoch: u32) -> [u8; HEADER_BYTES] {
     let mut h = [0u8; HEADER_BYTES];
     h[..8].copy_from_slice(&MAGIC);
     h[8..10].copy_from_slice(&VERSION.to_be_bytes());
+    h[12..16].copy_from_slice(&epoch.to_be_bytes());
     h
 }
 
@@ -94,15 +108,18 @@ impl Wal {
                 .truncate(true)
                 .mode(0o600)
                 .open(&tmp)?;
-            f.write_all(&header())?;
+            f.write_all(&header(1))?;
+            f.write_all(&vec![0u8; usize::try_from(GROW - HEADER_LEN).unwrap_or(0)])?;
             f.sync_all()?;
         }
         fs::rename(&tmp, dir.join(FILE))?;
         fs::File::open(dir)?.sync_all()?;
-        let file = fs::OpenOptions::new().append(true).open(dir.join(FILE))?;
+        let file = fs::OpenOptions::new().write(true).open(dir.join(FILE))?;
         Ok(Self {
             file,
             len: HEADER_LEN,
+            allocated: GROW,
+            epoch: 1,
             buf: Vec::new(),
         })
     }
@@ -125,26 +142,44 @@ impl Wal {
         synced: u64,
         ops: &[Op],
     ) -> Result<(), StoreError> {
-        encode(&mut self.buf, generation, synced, ops)?;
-        self.file.write_all(&self.buf)?;
-        self.len += self.buf.len() as u64;
+        encode(&mut self.buf, self.epoch, generation, synced, ops)?;
+        let end = self.len + self.buf.len() as u64;
+        if end > self.allocated {
+            // Grow by whole steps of zeros, written (not just reserved): the appends that follow
+            // then change no file size, and their `fdatasync` commits no metadata.
+            let grown = end.div_ceil(GROW) * GROW;
+            let zeros = vec![0u8; usize::try_from(grown - self.allocated).unwrap_or(0)];
+            self.file.write_all_at(&zeros, self.allocated)?;
+            self.allocated = grown;
+        }
+        self.file.write_all_at(&self.buf, self.len)?;
+        self.len = end;
         self.file.sync_data()?;
         Ok(())
     }
 
-    /// Cuts the log back to its header (every entry is durable in sled) and syncs that.
+    /// Restarts the log under a new epoch (every entry is durable in sled): the header is
+    /// rewritten in place and synced; the old entries stay in the file but are no longer read.
     pub(crate) fn reset(&mut self) -> Result<(), StoreError> {
-        self.file.set_len(HEADER_LEN)?;
-        self.len = HEADER_LEN;
+        self.epoch = self.epoch.wrapping_add(1).max(1);
+        self.file.write_all_at(&header(self.epoch), 0)?;
         self.file.sync_data()?;
+        self.len = HEADER_LEN;
         Ok(())
     }
 }
 
-fn encode(buf: &mut Vec<u8>, generation: u64, synced: u64, ops: &[Op]) -> Result<(), StoreError> {
+fn encode(
+    buf: &mut Vec<u8>,
+    epoch: u32,
+    generation: u64,
+    synced: u64,
+    ops: &[Op],
+) -> Result<(), StoreError> {
     let too_big = || StoreError::Corrupt("write-ahead log entry (too large)");
     buf.clear();
     buf.extend_from_slice(&[0u8; ENTRY_HEAD]);
+    buf.extend_from_slice(&epoch.to_be_bytes());
     buf.extend_from_slice(&generation.to_be_bytes());
     buf.extend_from_slice(&synced.to_be_bytes());
     buf.extend_from_slice(
@@ -176,6 +211,7 @@ fn encode(buf: &mut Vec<u8>, generation: u64, synced: u64, ops: &[Op]) -> Result
 
 /// An intact entry at `pos`: its generation, `synced`, ops and end offset.
 struct Parsed {
+    epoch: u32,
     generation: u64,
     synced: u64,
     ops: Vec<Op>,
@@ -198,8 +234,9 @@ fn parse_at(bytes: &[u8], pos: usize) -> Option<Parsed> {
     if h.finalize() != crc {
         return None;
     }
-    let (generation, synced, ops) = decode_payload(payload)?;
+    let (epoch, generation, synced, ops) = decode_payload(payload)?;
     Some(Parsed {
+        epoch,
         generation,
         synced,
         ops,
@@ -207,7 +244,7 @@ fn parse_at(bytes: &[u8], pos: usize) -> Option<Parsed> {
     })
 }
 
-fn decode_payload(p: &[u8]) -> Option<(u64, u64, Vec<Op>)> {
+fn decode_payload(p: &[u8]) -> Option<(u32, u64, u64, Vec<Op>)> {
     let mut r = p;
     let mut take = |n: usize| -> Option<&[u8]> {
         if r.len() < n {
@@ -217,6 +254,7 @@ fn decode_payload(p: &[u8]) -> Option<(u64, u64, Vec<Op>)> {
         r = b;
         Some(a)
     };
+    let epoch = u32::from_be_bytes(take(4)?.try_into().ok()?);
     let generation = u64::from_be_bytes(take(8)?.try_into().ok()?);
     let synced = u64::from_be_bytes(take(8)?.try_into().ok()?);
     let n = u32::from_be_bytes(take(4)?.try_into().ok()?);
@@ -238,7 +276,7 @@ fn decode_payload(p: &[u8]) -> Option<(u64, u64, Vec<Op>)> {
     if !r.is_empty() {
         return None;
     }
-    Some((generation, synced, ops))
+    Some((epoch, generation, synced, ops))
 }
 
 /// Reads and verifies the log in `dir`: its entries in order (a torn tail dropped), or `None`
@@ -256,6 +294,7 @@ pub(crate) fn read(dir: &Path) -> Result<Option<Vec<Entry>>, StoreError> {
         return Err(StoreError::Corrupt("write-ahead log (header)"));
     }
     let version = u16::from_be_bytes([bytes[8], bytes[9]]);
+    let epoch = u32::from_be_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
     if version == 0 || version > VERSION {
         return Err(StoreError::Corrupt(
             "write-ahead log (unknown version: written by a newer cardvault?)",
@@ -265,6 +304,8 @@ pub(crate) fn read(dir: &Path) -> Result<Option<Vec<Entry>>, StoreError> {
     let mut pos = HEADER_BYTES;
     while pos < bytes.len() {
         match parse_at(&bytes, pos) {
+            // An entry of an earlier epoch: the log ends here.
+            Some(p) if p.epoch != epoch => break,
             Some(p) => {
                 if let Some(last) = entries.last()
                     && p.generation != last.generation + 1
@@ -279,7 +320,7 @@ pub(crate) fn read(dir: &Path) -> Result<Option<Vec<Entry>>, StoreError> {
             }
             None => {
                 let expected = entries.last().map(|e| e.generation + 1);
-                if acknowledged_after(&bytes, pos, expected) {
+                if acknowledged_after(&bytes, pos, epoch, expected) {
                     return Err(StoreError::Corrupt("write-ahead log"));
                 }
                 break; // A torn tail: never acknowledged.
@@ -293,12 +334,16 @@ pub(crate) fn read(dir: &Path) -> Result<Option<Vec<Entry>>, StoreError> {
 /// acknowledged: an intact later entry written when generation `expected` (the damaged one's) or
 /// newer was already durable. Without an intact entry before it (`expected` unknown), any intact
 /// later entry counts.
-fn acknowledged_after(bytes: &[u8], pos: usize, expected: Option<u64>) -> bool {
+fn acknowledged_after(bytes: &[u8], pos: usize, epoch: u32, expected: Option<u64>) -> bool {
+    let epoch_bytes = epoch.to_be_bytes();
     for at in pos + 1..bytes.len().saturating_sub(ENTRY_HEAD + PAYLOAD_FIXED - 1) {
-        // Cheap filter before the checksum: the generation field must be plausible.
-        let g_at = at + ENTRY_HEAD;
+        // Cheap filters before the checksum: this epoch, a plausible generation.
+        let e_at = at + ENTRY_HEAD;
+        if bytes.get(e_at..e_at + 4) != Some(&epoch_bytes[..]) {
+            continue;
+        }
         let Some(g) = bytes
-            .get(g_at..g_at + 8)
+            .get(e_at + 4..e_at + 12)
             .and_then(|b| b.try_into().ok())
             .map(u64::from_be_bytes)
         else {
