@@ -373,3 +373,37 @@ fn a_log_that_starts_past_the_tree_is_lost_writes() {
         Err(e) => unreachable!("unexpected {e:?}"),
     }
 }
+
+#[test]
+fn a_log_that_ends_before_the_tree_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = dir.path().join("v");
+    let store = Store::create(&v, b"hdr", wal_options()).unwrap();
+    for i in 0..3u64 {
+        store
+            .write(move |tx| tx.put_record(&id(i), &record(i)))
+            .unwrap();
+    }
+    let crashed = dir.path().join("crashed");
+    crashed_copy(store, &crashed);
+    let old_log = std::fs::read(crashed.join("wal")).unwrap();
+    // Replay makes sled hold groups 1..=3 durably; then more groups are written and the store
+    // closes cleanly.
+    let store = Store::open(&crashed, wal_options()).unwrap();
+    for i in 3..6u64 {
+        store
+            .write(move |tx| tx.put_record(&id(i), &record(i)))
+            .unwrap();
+    }
+    drop(store);
+    // The old log (groups 1..=3) put back: applying it would move keys back. Refused.
+    std::fs::write(crashed.join("wal"), &old_log).unwrap();
+    let err = Store::open(&crashed, wal_options()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Corrupt("write-ahead log (ends before the database)")
+        ),
+        "{err:?}"
+    );
+}
