@@ -10,6 +10,11 @@
 //! Opening with fewer tokens than were stored, silently, is a failure too. sled treats damage in
 //! the middle or at the end of its log as the torn tail of a crash and recovers up to it; the
 //! store's generation count (`crates/vault-store/src/generation.rs`) turns that into a refusal.
+//!
+//! The write-ahead log (`<vault>/wal`, `crates/vault-store/src/wal.rs`) is damaged in a copy of a
+//! vault whose last writes are only in the log: a child process adds cards and exits without
+//! closing the vault. A torn append at its end must open with every acknowledged card; damage
+//! before intact entries must be refused.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod common;
@@ -31,7 +36,10 @@ use vault_service::{
 };
 
 const CARDS: usize = 400;
+/// Cards added by the child that exits without closing the vault (so they are in the log).
+const LOGGED: usize = 40;
 const CHILD_ENV: &str = "CARDVAULT_CORRUPT_CHILD";
+const CRASH_ENV: &str = "CARDVAULT_CORRUPT_CRASH_CHILD";
 const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn options() -> VaultOptions {
@@ -54,7 +62,7 @@ fn merchant() -> MerchantId {
 /// The test PANs, the same in parent and child (a seeded RNG), so none is written to disk.
 fn pans() -> Vec<String> {
     let mut rng = StdRng::seed_from_u64(0xc0de);
-    (0..CARDS)
+    (0..CARDS + LOGGED)
         .map(|i| common::luhn_pan(&mut rng, ["4", "51", "37"][i % 3], [16, 16, 15][i % 3]))
         .collect()
 }
@@ -111,6 +119,31 @@ fn child_opens_a_damaged_vault() {
     );
 }
 
+/// The child that crashes: adds the [`LOGGED`] cards one call at a time (each acknowledged, so in
+/// the write-ahead log), appends their tokens to the list, and exits without closing the vault.
+#[test]
+fn child_writes_then_dies() {
+    let Ok(dir) = std::env::var(CRASH_ENV) else {
+        return; // Only meaningful when run by `damaged_data_files_never_panic`.
+    };
+    let dir = PathBuf::from(dir);
+    let vault = Vault::open(dir.join("vault"), &key(), options()).unwrap();
+    let mut tokens = fs::read_to_string(dir.join("tokens")).unwrap();
+    for pan in pans().into_iter().skip(CARDS) {
+        let card = NewCard::new(
+            Pan::parse(&pan).unwrap(),
+            Expiry::parse_yymm("3012").unwrap(),
+        );
+        let info = vault
+            .tokenize(merchant(), card, TokenizeOptions::default())
+            .unwrap();
+        tokens.push_str(&info.token.to_string());
+        tokens.push('\n');
+    }
+    fs::write(dir.join("tokens"), tokens).unwrap();
+    std::process::exit(0);
+}
+
 fn parse(stderr: &str) -> Option<Outcome> {
     let line = stderr.lines().find_map(|l| l.strip_prefix("RESULT "))?;
     let mut o = Outcome::default();
@@ -137,7 +170,7 @@ fn parse(stderr: &str) -> Option<Outcome> {
 fn build(dir: &Path) {
     let vault = Vault::create(dir.join("vault"), &key(), options()).unwrap();
     let mut tokens = String::new();
-    for pan in pans() {
+    for pan in pans().into_iter().take(CARDS) {
         let card = NewCard::new(
             Pan::parse(&pan).unwrap(),
             Expiry::parse_yymm("3012").unwrap(),
@@ -265,6 +298,72 @@ const CASES: &[(&str, Damage)] = &[
     }),
 ];
 
+fn wal(v: &Path) -> Vec<u8> {
+    fs::read(v.join("wal")).unwrap()
+}
+
+/// Offsets of the entries in the log (after its 16-byte header).
+fn wal_entries(b: &[u8]) -> Vec<usize> {
+    let mut at = 16;
+    let mut out = Vec::new();
+    while at + 8 <= b.len() {
+        let len = u32::from_be_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            break; // The preallocated zeros after the last entry.
+        }
+        out.push(at);
+        at += 8 + len;
+    }
+    out
+}
+
+fn flip_in_entry(v: &Path, which: impl Fn(usize) -> usize) {
+    let mut b = wal(v);
+    let entries = wal_entries(&b);
+    let at = entries[which(entries.len())] + 20;
+    b[at] ^= 0x21;
+    fs::write(v.join("wal"), &b).unwrap();
+}
+
+/// Damage to the write-ahead log of a vault whose last [`LOGGED`] cards are only in the log.
+const WAL_CASES: &[(&str, Damage)] = &[
+    (
+        "wal: half an entry after the last one (an append torn by the crash)",
+        |v| {
+            let mut b = wal(v);
+            let last = *wal_entries(&b).last().unwrap();
+            let end = last + 8 + u32::from_be_bytes(b[last..last + 4].try_into().unwrap()) as usize;
+            let first = b[16..16 + 30].to_vec();
+            b[end..end + 30].copy_from_slice(&first);
+            fs::write(v.join("wal"), &b).unwrap();
+        },
+    ),
+    ("wal: 4 KiB of zeros appended", |v| {
+        let mut b = wal(v);
+        b.extend_from_slice(&[0; 4096]);
+        fs::write(v.join("wal"), &b).unwrap();
+    }),
+    ("wal: one byte flipped in the first entry", |v| {
+        flip_in_entry(v, |_| 0);
+    }),
+    ("wal: one byte flipped in a middle entry", |v| {
+        flip_in_entry(v, |n| n / 2);
+    }),
+    ("wal: header is noise", |v| {
+        let mut b = wal(v);
+        b[..16].copy_from_slice(&noise(6, 16));
+        fs::write(v.join("wal"), &b).unwrap();
+    }),
+    ("wal: a middle entry removed", |v| {
+        let b = wal(v);
+        let e = wal_entries(&b);
+        let mid = e.len() / 2;
+        let mut out = b[..e[mid]].to_vec();
+        out.extend_from_slice(&b[e[mid + 1]..]);
+        fs::write(v.join("wal"), &out).unwrap();
+    }),
+];
+
 /// Runs the child on `dir`; its stderr, or a description of how it failed.
 fn run_child(dir: &Path) -> Result<String, String> {
     let mut child = Command::new(std::env::current_exe().unwrap())
@@ -328,10 +427,36 @@ fn damaged_data_files_never_panic() {
     let o = parse(&run_child(&control).unwrap()).expect("a RESULT line");
     assert_eq!((o.exact, o.refused.is_none()), (CARDS, true), "{o:?}");
 
+    // A vault whose last cards are only in the write-ahead log: a child adds them and dies.
+    let crashed = root.path().join("crashed");
+    copy_dir(&pristine, &crashed);
+    let st = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_writes_then_dies", "--nocapture"])
+        .env(CRASH_ENV, &crashed)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "the crashing child failed: {st}");
+    let entries = wal_entries(&wal(&crashed.join("vault"))).len();
+    assert!(entries >= LOGGED, "the log holds {entries} entries");
+    let control = root.path().join("control-crashed");
+    copy_dir(&crashed, &control);
+    let o = parse(&run_child(&control).unwrap()).expect("a RESULT line");
+    assert_eq!(
+        (o.exact, o.refused.is_none()),
+        (CARDS + LOGGED, true),
+        "{o:?}"
+    );
+
     let mut failures = Vec::new();
-    for (i, (name, damage)) in CASES.iter().enumerate() {
+    let cases = CASES
+        .iter()
+        .map(|c| (c, &pristine, CARDS))
+        .chain(WAL_CASES.iter().map(|c| (c, &crashed, CARDS + LOGGED)));
+    for (i, ((name, damage), from, stored)) in cases.enumerate() {
         let dir = root.path().join(format!("case-{i}"));
-        copy_dir(&pristine, &dir);
+        copy_dir(from, &dir);
         damage(&dir.join("vault"));
         match run_child(&dir).map(|s| parse(&s)) {
             Err(e) => failures.push(format!("{name}: {e}")),
@@ -350,10 +475,10 @@ fn damaged_data_files_never_panic() {
                         if o.write_ok { "worked" } else { "failed" }
                     ),
                 }
-                if o.refused.is_none() && o.exact < CARDS {
+                if o.refused.is_none() && o.exact < stored {
                     let lost = format!(
-                        "{name}: opened without an error but {} of {CARDS} tokens are gone",
-                        CARDS - o.exact
+                        "{name}: opened without an error but {} of {stored} tokens are gone",
+                        stored - o.exact
                     );
                     eprintln!("  SILENT LOSS: {lost}");
                     failures.push(lost);

@@ -87,10 +87,17 @@ pub(crate) struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub(crate) idle_timeout: u64,
 
-    /// When writes are acknowledged: `sync` survives kill -9 and power loss (fdatasync per group
-    /// commit); `flush` survives kill -9 only (see docs/durability.md).
+    /// When writes are acknowledged: `sync` survives kill -9 and power loss (one write-ahead log
+    /// append + fdatasync per group commit); `flush` survives kill -9 only (see
+    /// docs/durability.md).
     #[arg(long, env = "CARDVAULT_DURABILITY", value_enum, default_value_t = DurabilityArg::Sync)]
     pub(crate) durability: DurabilityArg,
+
+    /// When a reveal is answered relative to its audit entry: `durable` (the default) only once the
+    /// entry is durable; `queued` at once, the entry joining the next group commit (a crash can
+    /// lose the entries of up to 1,024 answered reveals; see SECURITY.md).
+    #[arg(long, env = "CARDVAULT_REVEAL_AUDIT", value_enum, default_value_t = RevealAuditArg::Durable)]
+    pub(crate) reveal_audit: RevealAuditArg,
 
     /// Merchant-password logins (POST /token) hashed at once; each Argon2id hash holds 19 MiB.
     /// Default: the number of CPUs (at most 8).
@@ -109,10 +116,18 @@ pub(crate) struct ServeArgs {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub(crate) enum DurabilityArg {
-    /// fdatasync per group commit.
+    /// Write-ahead log append + fdatasync per group commit.
     Sync,
     /// sled's flush (write + sync_file_range) per group commit.
     Flush,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum RevealAuditArg {
+    /// The card is returned once its audit entry is durable.
+    Durable,
+    /// The card is returned at once; the entry joins the next group commit.
+    Queued,
 }
 
 impl ServeArgs {
@@ -129,6 +144,10 @@ impl ServeArgs {
 
     /// Applies the settings that live on an open vault.
     pub(crate) fn tune(&self, vault: &Vault) {
+        vault.set_reveal_audit(match self.reveal_audit {
+            RevealAuditArg::Durable => cardvault::RevealAudit::Durable,
+            RevealAuditArg::Queued => cardvault::RevealAudit::Queued,
+        });
         if let Some(n) = self.login_hashes {
             vault.set_login_policy(cardvault::LoginPolicy {
                 max_concurrent_hashes: usize::from(n),

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{
     Response, StatusCode,
-    header::{ALLOW, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE},
+    header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE},
 };
 use serde::Serialize;
 use vault_service::VaultError;
@@ -273,6 +273,10 @@ impl ApiError {
             resp.headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if let Some(allow) = self.allow
             && let Ok(v) = HeaderValue::from_str(&allow)
         {
@@ -342,5 +346,22 @@ impl From<VaultError> for ApiError {
 impl From<Vec<FieldErrorBody>> for ApiError {
     fn from(errors: Vec<FieldErrorBody>) -> Self {
         Self::invalid(errors)
+    }
+}
+
+#[cfg(test)]
+mod busy_tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_vault_is_a_503_with_retry_after() {
+        let resp = ApiError::from(VaultError::Busy).into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            resp.headers().get(RETRY_AFTER).map(HeaderValue::as_bytes),
+            Some(&b"1"[..])
+        );
+        let full = VaultError::from(vault_service::StoreError::Busy);
+        assert!(matches!(full, VaultError::Busy), "{full:?}");
     }
 }

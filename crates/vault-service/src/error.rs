@@ -68,7 +68,8 @@ pub enum VaultError {
     Forbidden,
     /// Too many failed logins for this merchant or from this peer; try again later.
     RateLimited,
-    /// The vault is at a capacity bound (login hashing slots); try again shortly.
+    /// The vault is at a capacity bound (login hashing slots, or the store's write queue is full:
+    /// [`Vault::set_write_queue_limit`](crate::Vault::set_write_queue_limit)); try again shortly.
     Busy,
     /// The request conflicts with another one: `idempotency_mismatch` (same key, different
     /// request) or `idempotency_in_progress` (same key, still being answered).
@@ -124,6 +125,7 @@ impl From<StoreError> for VaultError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Corrupt("record") => Self::Integrity,
+            StoreError::Busy => Self::Busy,
             e => Self::Store(e),
         }
     }

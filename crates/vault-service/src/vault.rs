@@ -143,7 +143,7 @@ impl Vault {
     fn assemble(store: Store, header: KeyHeader, keyring: Keyring, options: VaultOptions) -> Self {
         let core = Arc::new(Core {
             audit_key: crate::audit::AuditKey::new(&keyring),
-            reveal_audit_queued: std::sync::atomic::AtomicBool::new(true),
+            reveal_audit_queued: std::sync::atomic::AtomicBool::new(false),
             audit_in_flight: std::sync::atomic::AtomicUsize::new(0),
             reveal_queue: crate::audit::RevealQueue::default(),
             dir: store.dir().to_path_buf(),
@@ -185,9 +185,10 @@ impl Vault {
     }
 
     /// [`reveal`](Self::reveal) on behalf of `actor`, who is named in the audit entry. Under the
-    /// default [`RevealAudit::Queued`](crate::RevealAudit::Queued) the entry joins the next group
-    /// commit and the card is returned at once; under `Durable` (or when the queue is full) the card
-    /// is returned only once its entry is durable, and the reveal fails if it cannot be written.
+    /// default [`RevealAudit::Durable`](crate::RevealAudit::Durable) the entry joins the next group
+    /// commit and the card is returned only once that group is durable; the reveal fails if the
+    /// entry cannot be written. Under the opt-in `Queued` (while fewer than `MAX_QUEUED_AUDIT`
+    /// entries wait) the card is returned at once.
     pub fn reveal_as(
         &self,
         actor: &Actor,
@@ -256,7 +257,7 @@ impl Vault {
     }
 
     /// Chooses when a reveal returns relative to its audit entry (default
-    /// [`RevealAudit::Queued`](crate::RevealAudit::Queued)). Applies to every handle of this vault.
+    /// [`RevealAudit::Durable`](crate::RevealAudit::Durable)). Applies to every handle of this vault.
     pub fn set_reveal_audit(&self, mode: crate::RevealAudit) {
         self.inner.reveal_audit_queued.store(
             mode == crate::RevealAudit::Queued,
@@ -291,6 +292,14 @@ impl Vault {
     /// The clock this vault uses.
     pub fn now(&self) -> OffsetDateTime {
         self.inner.clock.now()
+    }
+
+    /// Bounds the store's write queue to `jobs` waiting jobs (default
+    /// [`vault_store::DEFAULT_MAX_QUEUE`]); a write submitted while the queue is full fails at once
+    /// with [`VaultError::Busy`] (the daemon answers 503 with `Retry-After`). Reveal audit entries
+    /// are not refused: they ride on one queued job, whatever their number.
+    pub fn set_write_queue_limit(&self, jobs: usize) {
+        self.inner.store.set_max_queue(jobs);
     }
 
     /// `false` once the store has hit a fatal write error (disk full, I/O error): sled 0.34 then

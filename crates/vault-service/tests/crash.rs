@@ -105,16 +105,23 @@ fn crash_recovery_loses_no_acknowledged_write() {
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
+        let (first_tx, first_rx) = std::sync::mpsc::channel::<()>();
         let reader = {
             let lines = lines.clone();
             thread::spawn(move || {
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
+                    if line.starts_with("T ") {
+                        let _ = first_tx.send(());
+                    }
                     lines.lock().unwrap().push(line);
                 }
             })
         };
-        thread::sleep(Duration::from_millis(rng.random_range(300..900)));
+        // Kill at a random moment of the write load, not of the open (which replays the previous
+        // run's log and can take long on a loaded machine).
+        let _ = first_rx.recv_timeout(Duration::from_secs(120));
+        thread::sleep(Duration::from_millis(rng.random_range(100..700)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         reader.join().unwrap();

@@ -2,10 +2,14 @@
 //!
 //! Callers hand it a closure. The thread takes the first queued closure, drains whatever else is
 //! queued (up to `max_group`), runs each closure against a [`WriteTx`] that sees the store plus the
-//! group's earlier writes, applies all surviving writes in **one** atomic `apply_batch`, calls
-//! sled's `flush` (plus one `fdatasync` under `Durability::Sync`) for the whole group, and only
-//! then answers each caller. While it flushes, new callers queue up and form the next group, so the
-//! flush cost is shared by everyone who arrived meanwhile.
+//! group's earlier writes, and makes all surviving writes durable at once: under
+//! `Durability::Sync` one append to the write-ahead log and one `fdatasync` of it (`wal.rs`), then
+//! one atomic `apply_batch` into sled without a sled flush; under `Durability::Flush` the
+//! `apply_batch` and one sled `flush`. Only then does it answer each caller. While it syncs, new
+//! callers queue up and form the next group, so the sync is shared by everyone who arrived
+//! meanwhile. Under `Sync` the committer also checkpoints (sled `flush`, `fdatasync` of sled's data
+//! file, log restarted under a new epoch) when the log has grown past `CHECKPOINT_BYTES` or the store
+//! has been idle for a second.
 //!
 //! Running every read-modify-write on this one thread also serialises them: de-duplication
 //! ("same card, same token") and "update only if unchanged" need no further locking.
@@ -16,14 +20,21 @@ use std::{
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
-        mpsc::{Receiver, TryRecvError},
+        mpsc::{Receiver, RecvTimeoutError, TryRecvError},
     },
+    time::{Duration, Instant},
 };
 
 use crate::{
     DedupeKey, LookupId, StoreError, StoredRecord,
     layout::{self, COUNT_KEY, GENERATION_KEY},
+    wal::{Op, Wal},
 };
+
+/// Log size past which the committer checkpoints (sled flush + sync, log reset) after a group.
+const CHECKPOINT_BYTES: u64 = 32 << 20;
+/// An idle store checkpoints a non-empty log after this long without a job.
+const IDLE_CHECKPOINT: Duration = Duration::from_secs(1);
 
 /// A unit of work for the committer: runs against the group's transaction and returns what to do
 /// once the group's fate (applied and flushed, or failed) is known.
@@ -38,9 +49,14 @@ pub(crate) struct CommitStats {
     pub(crate) jobs: AtomicU64,
     pub(crate) flushes: AtomicU64,
     pub(crate) live_records: AtomicU64,
+    /// Jobs submitted and not yet taken off the channel by the committer (the bounded queue).
+    pub(crate) queued: std::sync::atomic::AtomicUsize,
     /// Set once a group commit failed in the database (I/O error, disk full). sled 0.34 treats its
     /// first write error as permanent: every later operation fails until the database is reopened.
     pub(crate) failed: std::sync::atomic::AtomicBool,
+    /// Checkpoints made (sled flush + sync, log reset) and the time they took.
+    pub(crate) checkpoints: AtomicU64,
+    pub(crate) checkpoint_micros: AtomicU64,
 }
 
 /// The writes of one group, as seen by one job.
@@ -265,7 +281,10 @@ pub(crate) struct Committer {
     pub(crate) rx: Receiver<Job>,
     pub(crate) dir: std::path::PathBuf,
     pub(crate) durable: bool,
+    /// sled's data file (`sled/db`), synced by checkpoints under `Durability::Sync`.
     pub(crate) sync_file: Option<std::fs::File>,
+    /// The write-ahead log: present under `Durability::Sync`.
+    pub(crate) wal: Option<Wal>,
     pub(crate) max_group: usize,
     pub(crate) stats: Arc<CommitStats>,
     pub(crate) group_sizes: Arc<parking_lot::Mutex<GroupHistogram>>,
@@ -274,6 +293,9 @@ pub(crate) struct Committer {
     pub(crate) capture: Arc<parking_lot::Mutex<Option<crate::backup::Capture>>>,
     /// Group commits applied so far (key `G`; see `generation.rs`).
     pub(crate) generation: u64,
+    /// Held for writing while a logged group is applied to sled key by key, so that readers
+    /// (which hold it for reading) see whole groups, as `apply_batch` would give them.
+    pub(crate) apply_lock: Arc<parking_lot::RwLock<()>>,
 }
 
 /// Histogram of group sizes (jobs per commit), for metrics.
@@ -301,7 +323,17 @@ impl Committer {
         let mut refresh = crate::generation::Refresh::new();
         let mut group: Vec<Job> = Vec::with_capacity(self.max_group);
         let mut completions: Vec<Completion> = Vec::with_capacity(self.max_group);
-        while let Ok(first) = self.rx.recv() {
+        // Out of `self`: a group's `WriteTx` borrows the tree while the log is written.
+        let mut wal = self.wal.take();
+        loop {
+            let first = match self.rx.recv_timeout(IDLE_CHECKPOINT) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.checkpoint_if(&mut wal, |w| !w.is_empty());
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             group.push(first);
             while group.len() < self.max_group {
                 match self.rx.try_recv() {
@@ -310,6 +342,7 @@ impl Committer {
                 }
             }
             let n = group.len();
+            self.stats.queued.fetch_sub(n, Ordering::AcqRel);
             let count = self.stats.live_records.load(Ordering::Acquire);
             let mut tx = WriteTx::new(&self.tree, count);
             for job in group.drain(..) {
@@ -317,7 +350,7 @@ impl Committer {
             }
             let new_count = tx.count;
             let next = self.generation + 1;
-            let outcome = self.apply(tx, count, next).map(|applied| {
+            let outcome = self.apply(tx, count, next, wal.as_mut()).map(|applied| {
                 if applied {
                     self.generation = next;
                     if self.durable {
@@ -338,17 +371,66 @@ impl Committer {
             for c in completions.drain(..) {
                 c(outcome.clone());
             }
+            self.checkpoint_if(&mut wal, |w| w.len() >= CHECKPOINT_BYTES);
         }
-        // Channel closed: every sender is gone. Make what was applied durable before exiting, and
-        // record exactly how far it got (unless the database has failed: then it may not be).
-        if self.db.flush().is_ok() && !self.stats.failed.load(Ordering::Acquire) {
+        // Channel closed: every sender is gone. Make what was applied durable in sled (the log is
+        // then empty), and record exactly how far it got (unless the store has failed: then it
+        // may not be).
+        if self.stats.failed.load(Ordering::Acquire) {
+            return;
+        }
+        let flushed = match &mut wal {
+            Some(w) => self.checkpoint(w).is_ok(),
+            None => self.db.flush().is_ok(),
+        };
+        if flushed {
             let _ = crate::generation::write(&self.dir, self.generation, true);
         }
     }
 
-    /// Applies (and, when durable, flushes) the group as generation `generation`; `Ok(false)` when
-    /// it wrote nothing.
-    fn apply(&self, tx: WriteTx<'_>, old_count: u64, generation: u64) -> Result<bool, StoreError> {
+    /// Checkpoints when there is a log and `due` says so; a failure fails the store (sled's flush
+    /// failing means sled has failed; a log that cannot be reset cannot take more entries).
+    fn checkpoint_if(&self, wal: &mut Option<Wal>, due: impl Fn(&Wal) -> bool) {
+        let Some(w) = wal.as_mut() else { return };
+        if self.stats.failed.load(Ordering::Acquire) || !due(w) {
+            return;
+        }
+        if self.checkpoint(w).is_err() {
+            self.stats.failed.store(true, Ordering::Release);
+        }
+    }
+
+    /// Makes every applied group durable in sled (`flush`, then `fdatasync` of its data file,
+    /// since sled's flush does not sync on Linux) and restarts the log under a new epoch.
+    fn checkpoint(&self, wal: &mut Wal) -> Result<(), StoreError> {
+        let started = Instant::now();
+        self.db.flush()?;
+        if let Some(f) = &self.sync_file {
+            f.sync_data()?;
+        }
+        wal.reset()?;
+        self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.stats.checkpoint_micros.fetch_add(
+            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        Ok(())
+    }
+
+    /// Makes the group durable (log append + `fdatasync` with a log; sled flush under `Flush`) and
+    /// applies it to sled as generation `generation`; `Ok(false)` when it wrote nothing.
+    fn apply(
+        &self,
+        tx: WriteTx<'_>,
+        old_count: u64,
+        generation: u64,
+        wal: Option<&mut Wal>,
+    ) -> Result<bool, StoreError> {
+        if self.stats.failed.load(Ordering::Acquire) {
+            // A write already failed in the database or the log: nothing more is accepted until
+            // the store is reopened (which replays or cuts the log).
+            return Err(StoreError::Closed);
+        }
         if let Some(header) = &tx.header {
             crate::header_file::write(&self.dir, header)?;
         }
@@ -364,24 +446,48 @@ impl Committer {
                 capture.before_change(&self.tree, k)?;
             }
         }
-        let mut batch = sled::Batch::default();
+        // The generation first (applied last below), then the count, then the group's writes.
+        let mut ops: Vec<Op> = Vec::with_capacity(tx.group.len() + 2);
+        ops.push((
+            GENERATION_KEY.to_vec(),
+            Some(generation.to_be_bytes().to_vec()),
+        ));
         if tx.count != old_count {
-            batch.insert(COUNT_KEY, &tx.count.to_be_bytes());
+            ops.push((COUNT_KEY.to_vec(), Some(tx.count.to_be_bytes().to_vec())));
         }
-        batch.insert(GENERATION_KEY, &generation.to_be_bytes());
-        for (k, v) in tx.group {
+        ops.extend(tx.group);
+        let Some(wal) = wal else {
+            let mut batch = sled::Batch::default();
+            for (k, v) in ops {
+                match v {
+                    Some(v) => batch.insert(k, v),
+                    None => batch.remove(k),
+                }
+            }
+            self.tree.apply_batch(batch)?;
+            if self.durable {
+                self.db.flush()?;
+                self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+            }
+            return Ok(true);
+        };
+        // Durable from here on: the batch is in the log, synced.
+        wal.append(generation, self.generation, &ops)?;
+        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        // sled gets it key by key, not as an `apply_batch`: sled's `apply_batch` seals and writes
+        // its IO buffer twice (a `pwrite` and a `sync_file_range` each) to make the batch atomic
+        // on its own, which the log makes unnecessary: after a crash the log's entries are all
+        // applied again, in order, over whatever part of them sled kept (see `store.rs`). The
+        // generation goes last, so a sled that kept a prefix of these writes holds this
+        // generation only with all of the group.
+        let _whole_groups = self.apply_lock.write();
+        let mut ops = ops.into_iter();
+        let generation_op = ops.next();
+        for (k, v) in ops.chain(generation_op) {
             match v {
-                Some(v) => batch.insert(k, v),
-                None => batch.remove(k),
-            }
-        }
-        self.tree.apply_batch(batch)?;
-        if self.durable {
-            self.db.flush()?;
-            if let Some(f) = &self.sync_file {
-                f.sync_data()?;
-            }
-            self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+                Some(v) => self.tree.insert(k, v)?,
+                None => self.tree.remove(k)?,
+            };
         }
         Ok(true)
     }

@@ -26,6 +26,9 @@ pub enum StoreError {
     Io(io::Error),
     /// The committer has stopped (the store is shutting down or a previous write failed hard).
     Closed,
+    /// The committer's queue is full (`StoreOptions::max_queue` jobs waiting): the write was not
+    /// queued. Back-pressure: try again shortly.
+    Busy,
     /// The database holds fewer group commits than were acknowledged (`stored` < `expected`):
     /// its data file was truncated or damaged and sled recovered only a prefix of it. Restore
     /// from a backup.
@@ -58,6 +61,7 @@ impl fmt::Display for StoreError {
             Self::Db(e) => write!(f, "database error: {e}"),
             Self::Io(e) => write!(f, "i/o error: {e}"),
             Self::Closed => f.write_str("store is closed"),
+            Self::Busy => f.write_str("the store's write queue is full; try again shortly"),
             Self::LostWrites { stored, expected } => write!(
                 f,
                 "the database lost acknowledged writes (it holds {stored} group commits, {expected} were made): its data file was truncated or damaged; restore from a backup"
@@ -103,6 +107,7 @@ impl Clone for StoreError {
             Self::Db(e) => Self::Io(io::Error::other(e.to_string())),
             Self::Io(e) => Self::Io(io::Error::new(e.kind(), e.to_string())),
             Self::Closed => Self::Closed,
+            Self::Busy => Self::Busy,
             Self::LostWrites { stored, expected } => Self::LostWrites {
                 stored: *stored,
                 expected: *expected,

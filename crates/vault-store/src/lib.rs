@@ -22,10 +22,13 @@ mod layout;
 mod lock;
 mod record;
 mod store;
+mod wal;
 
 pub use backup::{BACKUP_FORMAT_VERSION, BACKUP_MAGIC, BackupSummary, RestoreSummary};
 pub use commit::WriteTx;
 pub use error::StoreError;
 pub use layout::{DedupeKey, LookupId};
 pub use record::StoredRecord;
-pub use store::{Durability, STORE_FORMAT_VERSION, Store, StoreOptions, StoreStats};
+pub use store::{
+    DEFAULT_MAX_QUEUE, Durability, STORE_FORMAT_VERSION, Store, StoreOptions, StoreStats,
+};

@@ -21,9 +21,11 @@ use crate::{
     lock::DirLock,
 };
 
-/// Version of the store layout (key space and record codec). Bumped on incompatible change;
-/// a vault written by a newer version is refused at open.
-pub const STORE_FORMAT_VERSION: u16 = 1;
+/// Version of the store layout (key space, record codec, files). Bumped on incompatible change;
+/// a vault written by a newer version is refused at open. `2` added the write-ahead log
+/// (`<dir>/wal`), which a build that does not know it would ignore, losing acknowledged writes
+/// after a crash; a version-1 vault is upgraded when opened (it has no log to replay).
+pub const STORE_FORMAT_VERSION: u16 = 2;
 
 pub(crate) const SLED_DIR: &str = "sled";
 
@@ -31,9 +33,11 @@ pub(crate) const SLED_DIR: &str = "sled";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Durability {
-    /// The default. A write returns only after its group was applied, `flush`ed by sled **and**
-    /// `fdatasync`ed on sled's log file: it survives `kill -9` and power loss (as far as the disk
-    /// honours flushes).
+    /// The default. A write returns only after its group was appended to the vault's write-ahead
+    /// log (`<dir>/wal`) and that file was `fdatasync`ed: one device sync per group. It survives
+    /// `kill -9` and power loss (as far as the disk honours flushes); the log is replayed on open.
+    /// The group is then applied to sled without a flush; sled's own data becomes durable at the
+    /// next checkpoint (see `docs/durability.md`).
     #[default]
     Sync,
     /// A write returns after its group was applied and `flush`ed by sled. On Linux sled's flush is
@@ -58,7 +62,13 @@ pub struct StoreOptions {
     pub cache_capacity: u64,
     /// Most jobs in one group commit.
     pub max_group: usize,
+    /// Most jobs waiting for the committer. A write submitted while this many wait fails at once
+    /// with [`StoreError::Busy`] instead of queueing: the queue's memory is bounded.
+    pub max_queue: usize,
 }
+
+/// Default [`StoreOptions::max_queue`]: four full groups.
+pub const DEFAULT_MAX_QUEUE: usize = 4096;
 
 impl Default for StoreOptions {
     fn default() -> Self {
@@ -66,6 +76,7 @@ impl Default for StoreOptions {
             durability: Durability::Sync,
             cache_capacity: 256 * 1024 * 1024,
             max_group: 1024,
+            max_queue: DEFAULT_MAX_QUEUE,
         }
     }
 }
@@ -79,8 +90,13 @@ pub struct StoreStats {
     pub groups: u64,
     /// Write jobs committed since open.
     pub jobs: u64,
-    /// fsyncs performed by group commits since open.
+    /// Device syncs performed by group commits since open (one log `fdatasync` per group under
+    /// `Sync`, one sled flush per group under `Flush`).
     pub flushes: u64,
+    /// Checkpoints since open (sled flush + sync, write-ahead log reset; `Sync` only).
+    pub checkpoints: u64,
+    /// Time spent in those checkpoints, in microseconds (the committer waits meanwhile).
+    pub checkpoint_micros: u64,
     /// Distribution of jobs per group.
     pub group_sizes: GroupHistogram,
     /// Bytes used on disk by the database.
@@ -92,11 +108,16 @@ pub struct Store {
     db: sled::Db,
     pub(crate) tree: sled::Tree,
     sender: Option<Sender<Job>>,
+    max_queue: std::sync::atomic::AtomicUsize,
     committer: Option<JoinHandle<()>>,
     stats: Arc<CommitStats>,
     group_sizes: Arc<Mutex<GroupHistogram>>,
     pub(crate) capture: Arc<Mutex<Option<crate::backup::Capture>>>,
     pub(crate) dir: PathBuf,
+    /// Read-held by the reads below that may look at several keys (raw keys of the layers above,
+    /// scans): a logged group is applied key by key under its write side (see `commit.rs`), and
+    /// such a read sees all of a group or none of it. `record` reads one key and skips it.
+    apply_lock: Arc<parking_lot::RwLock<()>>,
     _lock: DirLock,
 }
 
@@ -160,14 +181,6 @@ impl Store {
         if version == 0 {
             return Err(StoreError::Corrupt("store version"));
         }
-        let count = match tree.get(COUNT_KEY)? {
-            Some(v) => u64::from_be_bytes(
-                v.as_ref()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("record count"))?,
-            ),
-            None => return Err(StoreError::Corrupt("record count")),
-        };
         // Stores made before the generation count have none: they start at 0 (and have no
         // `generation` file, so nothing to compare with).
         let generation = match tree.get(GENERATION_KEY)? {
@@ -178,7 +191,15 @@ impl Store {
             ),
             None => 0,
         };
+        let generation = replay_log(dir, &db, &tree, generation)?;
+        let count = read_count(&tree)?;
         crate::generation::check(dir, generation)?;
+        if version < STORE_FORMAT_VERSION {
+            // Upgrade before any write can reach the log: from now on an older build refuses
+            // this vault instead of ignoring its log.
+            tree.insert(VERSION_KEY, &STORE_FORMAT_VERSION.to_be_bytes())?;
+            sync_sled(dir, &db)?;
+        }
         Self::start(db, tree, dir, lock, count, generation, &options)
     }
 
@@ -196,17 +217,28 @@ impl Store {
         stats.live_records.store(count, Ordering::Release);
         let group_sizes = Arc::new(Mutex::new(GroupHistogram::default()));
         let capture = Arc::new(Mutex::new(None));
+        let apply_lock = Arc::new(parking_lot::RwLock::new(()));
         let committer = Committer {
+            apply_lock: apply_lock.clone(),
             dir: dir.to_path_buf(),
             tree: tree.clone(),
             db: db.clone(),
             rx,
             durable: matches!(options.durability, Durability::Sync | Durability::Flush),
-            // sled's own flush does not fsync on Linux; for `Sync` we fdatasync its log file
-            // ourselves (any descriptor of the file will do: fdatasync acts on the inode).
+            // sled's own flush does not fsync on Linux; for `Sync` checkpoints we fdatasync its
+            // data file ourselves (any descriptor of the file will do: fdatasync acts on the inode).
             sync_file: match options.durability {
                 Durability::Sync => Some(fs::File::open(dir.join(SLED_DIR).join("db"))?),
                 _ => None,
+            },
+            // A fresh, empty log: whatever the old one held was replayed and synced into sled by
+            // `open`. Without `Sync` there is no log at all.
+            wal: match options.durability {
+                Durability::Sync => Some(crate::wal::Wal::create(dir)?),
+                _ => {
+                    remove_log(dir)?;
+                    None
+                }
             },
             max_group: options.max_group.max(1),
             stats: stats.clone(),
@@ -221,11 +253,13 @@ impl Store {
             db,
             tree,
             sender: Some(sender),
+            max_queue: std::sync::atomic::AtomicUsize::new(options.max_queue.max(1)),
             committer: Some(handle),
             stats,
             group_sizes,
             capture,
             dir: dir.to_path_buf(),
+            apply_lock,
             _lock: lock,
         })
     }
@@ -250,6 +284,9 @@ impl Store {
     }
 
     /// The record stored under `id`.
+    ///
+    /// One key, read without the group lock (the hot path of `get` and `reveal`): a record is
+    /// whole in its key, and a single read sees it before or after a group, never in between.
     pub fn record(&self, id: &LookupId) -> Result<Option<StoredRecord>, StoreError> {
         match self.tree.get(layout::record_key(id))? {
             Some(bytes) => StoredRecord::decode(&bytes).map(Some),
@@ -275,6 +312,7 @@ impl Store {
         };
         let end = [layout::RECORD_PREFIX + 1];
         let mut out = Vec::new();
+        let _g = self.apply_lock.read();
         for item in self.tree.range(start..end[..].to_vec()).take(limit) {
             let (k, v) = item?;
             let id = layout::lookup_from_record_key(&k).ok_or(StoreError::Corrupt("record key"))?;
@@ -305,6 +343,7 @@ impl Store {
         let end = vec![layout::RECORD_PREFIX + 1];
         let mut due = Vec::new();
         let mut scanned = 0;
+        let _g = self.apply_lock.read();
         for item in self.tree.range(start..end) {
             let (k, v) = item?;
             let id = layout::lookup_from_record_key(&k).ok_or(StoreError::Corrupt("record key"))?;
@@ -324,6 +363,7 @@ impl Store {
     /// Reads a key outside the reserved prefixes (for layers above).
     pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         commit::check_free_prefix(key)?;
+        let _g = self.apply_lock.read();
         Ok(self.tree.get(key)?.map(|v| v.to_vec()))
     }
 
@@ -336,6 +376,7 @@ impl Store {
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         commit::check_free_prefix(prefix)?;
         let mut out = Vec::new();
+        let _g = self.apply_lock.read();
         for item in self.tree.scan_prefix(prefix).take(limit) {
             let (k, v) = item?;
             out.push((k.to_vec(), v.to_vec()));
@@ -369,12 +410,50 @@ impl Store {
         F: FnOnce(&mut crate::WriteTx<'_>) -> Result<T, E> + Send + 'static,
         D: FnOnce(Result<T, E>) + Send + 'static,
     {
-        let job = commit::job(f, done);
+        // Back-pressure: the slot is taken before the job is built and given back by the committer
+        // when it takes the job off the channel.
+        let queued = &self.stats.queued;
+        if queued.fetch_add(1, Ordering::AcqRel) >= self.max_queue.load(Ordering::Relaxed) {
+            queued.fetch_sub(1, Ordering::AcqRel);
+            done(Err(E::from(StoreError::Busy)));
+            return;
+        }
+        self.send(commit::job(f, done));
+    }
+
+    /// Like [`submit`](Self::submit) but never refused as [`StoreError::Busy`]: for a job of which
+    /// at most one is ever queued at a time (the reveal audit drain, which carries the entries of
+    /// every reveal waiting on it), so it cannot grow the queue without bound. The job still
+    /// counts against the bound while queued.
+    pub fn submit_exempt<T, E, F, D>(&self, f: F, done: D)
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut crate::WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        D: FnOnce(Result<T, E>) + Send + 'static,
+    {
+        self.stats.queued.fetch_add(1, Ordering::AcqRel);
+        self.send(commit::job(f, done));
+    }
+
+    /// Changes [`StoreOptions::max_queue`] (at least 1) for this open store.
+    pub fn set_max_queue(&self, jobs: usize) {
+        self.max_queue.store(jobs.max(1), Ordering::Relaxed);
+    }
+
+    /// Jobs waiting for the committer right now (at most about `max_queue`).
+    pub fn queued_jobs(&self) -> usize {
+        self.stats.queued.load(Ordering::Acquire)
+    }
+
+    fn send(&self, job: Job) {
         // If the committer is gone the job (and with it `done`) is dropped unrun: a blocking
         // caller sees its channel close and reports `StoreError::Closed`; an async caller sees its
         // one-shot sender dropped.
-        if let Some(sender) = &self.sender {
-            let _ = sender.send(job);
+        if let Some(sender) = &self.sender
+            && sender.send(job).is_err()
+        {
+            self.stats.queued.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -399,6 +478,8 @@ impl Store {
             groups: self.stats.groups.load(Ordering::Relaxed),
             jobs: self.stats.jobs.load(Ordering::Relaxed),
             flushes: self.stats.flushes.load(Ordering::Relaxed),
+            checkpoints: self.stats.checkpoints.load(Ordering::Relaxed),
+            checkpoint_micros: self.stats.checkpoint_micros.load(Ordering::Relaxed),
             group_sizes: self.group_sizes.lock().clone(),
             size_on_disk: self.db.size_on_disk().unwrap_or(0),
         }
@@ -413,6 +494,81 @@ impl Drop for Store {
             let _ = h.join();
         }
         let _ = self.db.flush();
+    }
+}
+
+fn read_count(tree: &sled::Tree) -> Result<u64, StoreError> {
+    match tree.get(COUNT_KEY)? {
+        Some(v) => Ok(u64::from_be_bytes(
+            v.as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("record count"))?,
+        )),
+        None => Err(StoreError::Corrupt("record count")),
+    }
+}
+
+/// `sled::Db::flush`, then `fdatasync` of sled's data file (sled's flush does not sync on Linux).
+fn sync_sled(dir: &Path, db: &sled::Db) -> Result<(), StoreError> {
+    db.flush()?;
+    fs::File::open(dir.join(SLED_DIR).join("db"))?.sync_data()?;
+    Ok(())
+}
+
+/// Applies every entry of the write-ahead log again, in order, and makes the result durable in
+/// sled; returns the generation reached.
+///
+/// The log holds every group since the last checkpoint, whose state sled holds durably; sled may
+/// also hold any part of the later groups (they were applied key by key and flushed in the
+/// background). Each entry sets the final value of the keys it writes, so applying all of them in
+/// order over that state gives exactly the state after the last one, whatever part sled kept.
+/// A log that starts after `generation + 1` means sled lost checkpointed groups: refused as lost
+/// writes. A log that ends before `generation` is behind the database (its acknowledged tail was
+/// damaged): applying it would move keys back, so it is refused too.
+fn replay_log(
+    dir: &Path,
+    db: &sled::Db,
+    tree: &sled::Tree,
+    generation: u64,
+) -> Result<u64, StoreError> {
+    let Some(entries) = crate::wal::read(dir)? else {
+        return Ok(generation);
+    };
+    let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+        return Ok(generation);
+    };
+    if first.generation > generation + 1 {
+        return Err(StoreError::LostWrites {
+            stored: generation,
+            expected: first.generation - 1,
+        });
+    }
+    if last.generation < generation {
+        return Err(StoreError::Corrupt(
+            "write-ahead log (ends before the database)",
+        ));
+    }
+    let reached = last.generation;
+    for entry in entries {
+        let mut batch = sled::Batch::default();
+        for (k, v) in entry.ops {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        tree.apply_batch(batch)?;
+    }
+    sync_sled(dir, db)?;
+    Ok(reached)
+}
+
+/// Removes the log of a store opened without `Sync` (after `open` replayed it).
+fn remove_log(dir: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(dir.join(crate::wal::FILE)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -237,17 +237,18 @@ pub struct AuditEntry {
 /// When a reveal hands back the card, relative to its audit entry ([`Vault::set_reveal_audit`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RevealAudit {
-    /// The default. The entry joins the next group commit (normally within a millisecond or two)
+    /// Opt-in. The entry joins the next group commit (normally within a millisecond or two)
     /// and the card is returned at once. A crash in that window can lose the entries of reveals
     /// already answered, never more than [`MAX_QUEUED_AUDIT`](crate::MAX_QUEUED_AUDIT): past that
     /// many uncommitted entries, reveals wait for durability (back-pressure). A store failure while
     /// committing a queued entry is not reported to the revealer.
-    #[default]
     Queued,
-    /// The card is returned only once its entry is durable (under the vault's
-    /// [`Durability`](crate::Durability)); if the entry cannot be written the reveal fails. Each
-    /// reveal then waits for a group commit: about 2,400 reveals/s from 2 threads under
-    /// `Durability::Sync` on the reference machine (concurrent revealers share commits).
+    /// The default. The card is returned only once its entry is durable (under the vault's
+    /// [`Durability`](crate::Durability)); if the entry cannot be written the reveal fails. The
+    /// entry joins the next group commit like any write, packed with the entries of every other
+    /// reveal waiting for that group (one job per group, not one per reveal), so concurrent
+    /// revealers share each commit.
+    #[default]
     Durable,
 }
 

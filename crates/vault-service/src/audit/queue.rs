@@ -109,7 +109,9 @@ impl Vault {
         }
         p.scheduled = true;
         // Submitted under the lock: no draft can be queued behind `scheduled` before the job that
-        // drains it is in the channel.
+        // drains it is in the channel. Exempt from the store's queue bound: at most one drain job
+        // is queued at a time, and each waiting reveal holds its caller (its memory is bounded by
+        // the callers, as for blocking writes).
         let taken = Arc::new(Mutex::new(Taken::default()));
         let done_taken = taken.clone();
         let done_core = core.clone();
@@ -117,7 +119,7 @@ impl Vault {
             core: core.clone(),
             ran: false,
         };
-        self.inner.store.submit(
+        self.inner.store.submit_exempt(
             move |tx| {
                 guard.ran = true;
                 let (drafts, t) = guard.core.reveal_queue.take();

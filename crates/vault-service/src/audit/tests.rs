@@ -63,6 +63,7 @@ fn hold_committer(vault: &Vault) -> std::sync::mpsc::Sender<()> {
 /// `n` reveals queued while the committer is held: one drain job appends all of them.
 fn packed_log(dir: &Path, n: usize) -> Vault {
     let (vault, t) = vault_with_card(dir);
+    vault.set_reveal_audit(RevealAudit::Queued);
     let hold = hold_committer(&vault);
     for _ in 0..n {
         vault.reveal(merchant(), &t, None).unwrap();
@@ -153,6 +154,36 @@ fn a_log_across_key_windows_reads_and_verifies() {
 }
 
 #[test]
+fn a_reveal_is_answered_only_once_its_entry_is_durable_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, t) = vault_with_card(dir.path());
+    let before = vault.inner.store.stats().jobs;
+    let hold = hold_committer(&vault);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let v = vault.clone();
+    std::thread::spawn(move || {
+        let r = v
+            .reveal(merchant(), &t, None)
+            .map(|c| c.pan.expose_digits().to_owned());
+        done_tx.send(r).unwrap();
+    });
+    // The committer is held, so the entry cannot be durable: no answer may come.
+    assert!(matches!(
+        done_rx.recv_timeout(std::time::Duration::from_millis(300)),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+    ));
+    drop(hold);
+    assert_eq!(done_rx.recv().unwrap().unwrap(), "4111111111111111");
+    // Answered after its group committed: the entry is in the tree without waiting for a barrier,
+    // and the group holding it has been counted (the held job plus the drain job).
+    assert!(vault.inner.store.stats().jobs >= before + 2);
+    let entries = vault.inner.store.scan_raw(b"A", usize::MAX).unwrap();
+    assert!(!entries.is_empty());
+    let tail = vault.audit_tail(1).unwrap();
+    assert_eq!(tail.last().map(|e| e.action), Some(AuditAction::Reveal));
+}
+
+#[test]
 fn durable_reveals_return_once_logged() {
     let dir = tempfile::tempdir().unwrap();
     let (vault, t) = vault_with_card(dir.path());
@@ -182,6 +213,7 @@ fn durable_reveals_return_once_logged() {
 fn the_queue_bound_is_held_until_the_group_is_durable() {
     let dir = tempfile::tempdir().unwrap();
     let (vault, t) = vault_with_card(dir.path());
+    vault.set_reveal_audit(RevealAudit::Queued);
     let hold = hold_committer(&vault);
     for _ in 0..crate::MAX_QUEUED_AUDIT {
         vault.reveal(merchant(), &t, None).unwrap();
@@ -291,4 +323,40 @@ fn a_block_appended_after_the_head_is_found() {
         db.insert(entry_key(101), v).unwrap();
     });
     assert_eq!(report.first_bad, Some(101), "{report:?}");
+}
+
+#[test]
+fn a_full_write_queue_answers_busy_but_reveals_are_still_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, t) = vault_with_card(dir.path());
+    vault.set_write_queue_limit(1);
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    vault.inner.store.submit(
+        move |_| {
+            started_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+            Ok::<(), VaultError>(())
+        },
+        |_| {},
+    );
+    started_rx.recv().unwrap();
+    // One job waits in the queue: the bound is reached.
+    let filler = hold_committer(&vault);
+    let card = NewCard::new(
+        Pan::parse("5555555555554444").unwrap(),
+        Expiry::parse_yymm("3001").unwrap(),
+    );
+    let err = vault
+        .tokenize(merchant(), card, TokenizeOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, VaultError::Busy), "{err:?}");
+    // A reveal is not refused: its entry rides on the one drain job, and it is answered once the
+    // committer moves again.
+    let v = vault.clone();
+    let reveal = std::thread::spawn(move || v.reveal(merchant(), &t, None).map(|_| ()));
+    drop(filler);
+    drop(release_tx);
+    reveal.join().unwrap().unwrap();
+    assert_eq!(vault.audit_verify().unwrap().entries, 1);
 }
