@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The example shop for cardvault Hosted Fields, against `cardvault serve --dev`.
 
-    cardvault serve --dev --listen 127.0.0.1:8181     # terminal 1: the vault
+    cargo run --release -- serve --dev --listen 127.0.0.1:8181     # terminal 1: the vault
     python3 examples/hosted-fields/serve.py           # terminal 2: the shop
     open http://127.0.0.1:8000/                        # the checkout
 
