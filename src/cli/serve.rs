@@ -291,7 +291,15 @@ async fn shutdown_signal() -> anyhow::Result<&'static str> {
 
 fn init_logging(format: LogFormatArg, level: &str) -> anyhow::Result<()> {
     use tracing_subscriber::{EnvFilter, fmt};
-    let filter = EnvFilter::try_new(level).with_context(|| format!("--log-level {level:?}"))?;
+    // sled's own trace lines (page ids, sizes) say nothing about requests and drown the log:
+    // they stay at warn unless the filter names sled itself.
+    let directives = if level.contains("sled") {
+        level.to_owned()
+    } else {
+        format!("{level},sled=warn")
+    };
+    let filter =
+        EnvFilter::try_new(&directives).with_context(|| format!("--log-level {level:?}"))?;
     let builder = fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

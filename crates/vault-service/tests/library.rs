@@ -670,10 +670,17 @@ fn a_failed_rekey_leaves_the_old_key_in_force() {
             )
             .unwrap_err();
     }
-    // The next header write (a rotation) wraps with whatever key-encrypting key is in memory:
-    // it must still be the old one, which is what the operator was told is in force.
-    vault.rotate_key().unwrap();
+    // A failed commit stops the store until it is reopened (docs/durability.md), so nothing can
+    // be wrapped under the new key-encrypting key: the old passphrase is the one in force.
+    assert!(vault.rotate_key().is_err());
     drop(vault);
+    let err = Vault::open(
+        dir.path(),
+        &passphrase("a brand new passphrase"),
+        options(clock.clone()),
+    )
+    .unwrap_err();
+    assert!(matches!(err, VaultError::Key(KeyError::WrongKey)));
     let vault = reopen(dir.path(), clock);
     assert_eq!(
         vault.reveal(m, &t, None).unwrap().pan.expose_digits(),
@@ -696,8 +703,10 @@ fn a_failed_retire_keeps_the_keys_in_memory() {
         vault.stats().deks.iter().any(|(id, _, _)| *id == old),
         "a retirement that never reached the disk removed the key from memory"
     );
-    // A record sealed under the old key (written before the rotation by another copy of the
-    // header) still opens: the keyring kept the key the stored header holds.
+    // The store takes no more writes until reopened; after that, the retirement goes through.
+    drop(vault);
+    let vault = reopen(dir.path(), clock.clone());
+    assert!(vault.stats().deks.iter().any(|(id, _, _)| *id == old));
     let t = vault
         .tokenize(
             m,
