@@ -33,15 +33,19 @@ pub enum Scope {
     Reveal,
     /// Create hosted-fields and gateway sessions.
     Sessions,
+    /// See the keyed card fingerprint and the `customer_id` in token answers (`reveal` sees
+    /// them too). Without either, token answers carry neither.
+    Fingerprint,
     /// Manage merchants, keys, terminals and vault keys.
     Admin,
 }
 
 impl Scope {
     /// Every scope, in display order.
-    pub const ALL: [Scope; 4] = [
+    pub const ALL: [Scope; 5] = [
         Scope::Tokenize,
         Scope::Reveal,
+        Scope::Fingerprint,
         Scope::Sessions,
         Scope::Admin,
     ];
@@ -52,6 +56,8 @@ impl Scope {
             Self::Reveal => 2,
             Self::Sessions => 4,
             Self::Admin => 8,
+            // A new bit: keys stored before it existed keep their bits and meaning.
+            Self::Fingerprint => 16,
         }
     }
 
@@ -62,6 +68,7 @@ impl Scope {
             Self::Reveal => "reveal",
             Self::Sessions => "sessions",
             Self::Admin => "admin",
+            Self::Fingerprint => "fingerprint",
         }
     }
 }
@@ -82,7 +89,7 @@ impl Scopes {
                     VaultError::field(
                         "scopes",
                         "invalid",
-                        "scopes are tokenize, reveal, sessions, admin",
+                        "scopes are tokenize, reveal, fingerprint, sessions, admin",
                     )
                 })?;
             bits |= scope.bit();
@@ -195,6 +202,13 @@ impl Principal {
         } else {
             Err(VaultError::Forbidden)
         }
+    }
+
+    /// Whether token answers to this principal may carry the keyed card fingerprint and the
+    /// `customer_id`: only with the `fingerprint` or `reveal` scope. Without them, a key that
+    /// can only tokenize cannot match fingerprints of candidate numbers against a stored card.
+    pub fn sees_card_links(&self) -> bool {
+        self.scopes.contains(Scope::Fingerprint) || self.scopes.contains(Scope::Reveal)
     }
 }
 

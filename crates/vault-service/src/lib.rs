@@ -30,6 +30,7 @@ mod due_index;
 mod error;
 mod idempotency;
 mod maintenance;
+mod masked_forms;
 mod model;
 mod payment;
 mod session;
@@ -46,6 +47,7 @@ pub use idempotency::{
     IDEMPOTENCY_TTL, IdempotencyGuard, IdempotencyKey, IdempotencyStart, IdempotentResponse,
 };
 pub use maintenance::VaultStats;
+pub use masked_forms::{MASKED_FORM_LIMIT, MASKED_FORM_WINDOW, MAX_TRACKED_FORMS};
 pub use model::{
     NewCard, RevealedCard, RewrapProgress, TokenInfo, TokenizeOptions, TokenizeRequest,
     UpdateOptions,

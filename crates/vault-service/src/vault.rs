@@ -93,6 +93,8 @@ pub(crate) struct Core {
     pub(crate) audit_in_flight: std::sync::atomic::AtomicUsize,
     /// Reveal audit entries waiting for the next group commit (one drain job per group).
     pub(crate) reveal_queue: crate::audit::RevealQueue,
+    /// Distinct cards per API key and masked form (the masked-form limit).
+    pub(crate) masked_forms: crate::masked_forms::MaskedForms,
     /// Per-merchant fingerprint keys, derived once (the MAC root never changes for a vault).
     fingerprint_keys: RwLock<std::collections::HashMap<MerchantId, vault_core::FingerprintKey>>,
 }
@@ -155,6 +157,7 @@ impl Vault {
             idempotency: crate::idempotency::InFlight::default(),
             sessions: crate::payment::SessionState::default(),
             fingerprint_keys: RwLock::default(),
+            masked_forms: crate::masked_forms::MaskedForms::default(),
         });
         Self {
             inner: Arc::new(Inner { store, core }),

@@ -99,3 +99,47 @@ fn keys_and_terminals_need_an_existing_merchant() {
     assert!(Scopes::parse("tokenize,root").is_err());
     assert_eq!(vault.merchants().unwrap().len(), 1);
 }
+
+#[test]
+fn card_links_need_the_fingerprint_or_reveal_scope_and_masked_forms_are_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, _clock) = new_vault(dir.path());
+    let m = merchant(890490);
+    vault.add_merchant(m, "Shop").unwrap();
+    let auth = |scopes: &str| {
+        let k = vault
+            .create_api_key(m, Scopes::parse(scopes).unwrap(), "k")
+            .unwrap();
+        vault.authenticate(k.expose()).unwrap()
+    };
+    let tokenize = auth("tokenize");
+    assert!(!tokenize.sees_card_links());
+    assert!(auth("tokenize,fingerprint").sees_card_links());
+    assert!(auth("reveal").sees_card_links());
+    assert_eq!(
+        Scopes::parse("fingerprint").unwrap().to_string(),
+        "fingerprint"
+    );
+
+    // 10 distinct numbers with one masked form are admitted (repeats free), the 11th refused.
+    let pans: Vec<vault_service::Pan> = (0..100_000u32)
+        .map(|mid| format!("411111{mid:06}1111"))
+        .filter_map(|p| vault_service::Pan::parse(&p).ok())
+        .take(11)
+        .collect();
+    let actor = vault_service::Actor::principal(&tokenize);
+    for pan in &pans[..10] {
+        vault.admit_card(&actor, &tokenize, pan).unwrap();
+    }
+    vault.admit_card(&actor, &tokenize, &pans[0]).unwrap();
+    assert!(matches!(
+        vault.admit_card(&actor, &tokenize, &pans[10]),
+        Err(VaultError::TooManyCards { retry_after }) if retry_after.as_secs() >= 1
+    ));
+    vault.barrier().unwrap();
+    let tail = vault.audit_tail(5).unwrap();
+    assert!(
+        tail.iter()
+            .any(|e| e.action.as_str() == "tokenize.masked_form_limited")
+    );
+}

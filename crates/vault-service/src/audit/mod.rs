@@ -158,6 +158,8 @@ actions! {
     AuthFailed = 40, "auth.failed";
     /// A merchant password login failed (wrong password, unknown merchant or rate limited).
     LoginFailed = 41, "login.failed";
+    /// A tokenization was refused: too many distinct cards with one masked form from one key.
+    TokenizeMaskedFormLimited = 42, "tokenize.masked_form_limited";
 }
 
 /// How it ended.
@@ -191,6 +193,7 @@ impl AuditOutcome {
             VaultError::Key(_) => "key",
             VaultError::RateLimited => "rate_limited",
             VaultError::Busy => "busy",
+            VaultError::TooManyCards { .. } => "masked_form_limit",
             VaultError::Conflict(code) => code,
             VaultError::SessionInvalid => "session_invalid",
             VaultError::OriginMismatch => "origin_mismatch",
