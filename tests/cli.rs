@@ -133,17 +133,34 @@ fn offline_admin() {
     let printed = ok(&[
         "apikey",
         "create",
-        "--merchant",
-        "890490",
+        "--operator",
         "--scopes",
         "admin",
         "--data",
         d,
     ]);
     assert!(printed.trim().starts_with("cvk_"));
+    // A merchant key cannot hold admin: a clear refusal, and no key is created.
+    let out = bin()
+        .args([
+            "apikey",
+            "create",
+            "--merchant",
+            "890490",
+            "--scopes",
+            "tokenize,admin",
+            "--data",
+            d,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--operator"), "{}", stderr(&out));
 
     let list = ok(&["apikey", "list", "--data", d]);
     assert!(list.contains("tokenize,reveal") && list.contains("shop"));
+    assert!(list.contains("KIND") && list.contains("operator"), "{list}");
+    assert_eq!(list.lines().count(), 3, "{list}");
     assert!(!list.contains(key.trim()), "the secret is never listed");
     let id = key.trim().split('_').nth(1).unwrap();
     ok(&["apikey", "revoke", id, "--data", d]);
@@ -341,15 +358,27 @@ impl Drop for Daemon {
 fn serve_client_admin_and_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let data = init(dir.path());
-    let key_file = dir.path().join("admin-key");
-    let kf = key_file.to_str().unwrap().to_owned();
+    let key_file = dir.path().join("merchant-key");
+    let mkf = key_file.to_str().unwrap().to_owned();
     ok(&[
         "apikey",
         "create",
         "--merchant",
         "890490",
         "--scopes",
-        "tokenize,reveal,admin",
+        "tokenize,reveal",
+        "--out",
+        &mkf,
+        "--data",
+        &data,
+    ]);
+    let kf = dir.path().join("admin-key").to_str().unwrap().to_owned();
+    ok(&[
+        "apikey",
+        "create",
+        "--operator",
+        "--scopes",
+        "admin",
         "--out",
         &kf,
         "--data",
@@ -447,7 +476,13 @@ fn serve_client_admin_and_sigterm() {
     // Without an admin key, a clear refusal.
     let out = bin().args(["stats", "--socket", sock]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("API key"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("operator key"), "{}", stderr(&out));
+    // A merchant key is refused on admin routes.
+    let out = bin()
+        .args(["stats", "--socket", sock, "--api-key-file", &mkf])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
 
     // A short bench run against the daemon.
     let out = bin()
@@ -456,7 +491,7 @@ fn serve_client_admin_and_sigterm() {
             "--socket",
             sock,
             "--api-key-file",
-            &kf,
+            &mkf,
             "--op",
             "mixed",
             "-c",

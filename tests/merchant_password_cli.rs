@@ -237,8 +237,7 @@ fn through_the_daemon() {
         &[
             "apikey",
             "create",
-            "--merchant",
-            "890490",
+            "--operator",
             "--scopes",
             "admin",
             "--out",

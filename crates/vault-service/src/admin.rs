@@ -149,8 +149,8 @@ pub struct Merchant {
 pub struct ApiKeyInfo {
     /// Public key id (16 hex characters).
     pub id: String,
-    /// The merchant it acts for.
-    pub merchant: MerchantId,
+    /// The merchant it acts for; `None` for an operator key, which belongs to no merchant.
+    pub merchant: Option<MerchantId>,
     /// What it may do.
     pub scopes: Scopes,
     /// A label for humans.
@@ -192,6 +192,35 @@ pub struct Principal {
     pub key_id: String,
     /// Its scopes.
     pub scopes: Scopes,
+}
+
+/// Who an admin request authenticated as: an operator key, which belongs to no merchant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operator {
+    /// The API key id used.
+    pub key_id: String,
+    /// Its scopes (only `admin` today).
+    pub scopes: Scopes,
+}
+
+impl Operator {
+    /// `Forbidden` unless this operator holds `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), VaultError> {
+        if self.scopes.contains(scope) {
+            Ok(())
+        } else {
+            Err(VaultError::Forbidden)
+        }
+    }
+}
+
+/// Who a bearer API key authenticated as: a merchant's key or an operator key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// A key acting for one merchant (`tokenize`, `reveal`, `fingerprint`, `sessions`).
+    Merchant(Principal),
+    /// An operator key (`admin`), belonging to no merchant.
+    Operator(Operator),
 }
 
 impl Principal {
@@ -265,6 +294,7 @@ struct MerchantRec {
 #[derive(Serialize, Deserialize, Clone)]
 struct ApiKeyRec {
     v: u8,
+    /// The merchant, or [`OPERATOR`] for an operator key.
     merchant: u64,
     scopes: u8,
     hash: [u8; 32],
@@ -286,6 +316,20 @@ struct TerminalRec {
 pub(crate) struct KeyCache {
     records: parking_lot::RwLock<HashMap<[u8; 8], ApiKeyRec>>,
     hasher: std::sync::OnceLock<HmacSha256>,
+}
+
+/// The `merchant` of an operator key's record (no merchant has id 0).
+const OPERATOR: u64 = 0;
+
+/// The scopes a stored key really has: `admin` only on operator keys (a merchant key stored with
+/// `admin` before operator keys existed keeps its other scopes, and its `admin` is ignored), and
+/// nothing but `admin` on an operator key.
+fn effective_scopes(rec: &ApiKeyRec) -> Scopes {
+    if rec.merchant == OPERATOR {
+        Scopes(rec.scopes & Scope::Admin.bit())
+    } else {
+        Scopes(rec.scopes & !Scope::Admin.bit())
+    }
 }
 
 fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
@@ -363,7 +407,15 @@ impl Vault {
         scopes: Scopes,
         label: &str,
     ) -> Result<NewApiKey, VaultError> {
-        let r = self.create_api_key_unaudited(merchant, scopes, label);
+        let r = if scopes.contains(Scope::Admin) {
+            Err(VaultError::field(
+                "scopes",
+                "admin_needs_operator",
+                "admin is for operator keys only (apikey create --operator --scopes admin)",
+            ))
+        } else {
+            self.create_api_key_unaudited(Some(merchant), scopes, label)
+        };
         self.audited(
             actor,
             AuditAction::AdminApiKeyCreate,
@@ -371,6 +423,47 @@ impl Vault {
             |k: &NewApiKey| {
                 Some(format!(
                     "merchant={merchant},key={},scopes={}",
+                    k.info.id, k.info.scopes
+                ))
+            },
+            r,
+        )
+    }
+
+    /// Creates an operator key: it belongs to no merchant and holds only `admin` (any other
+    /// scope is refused: `admin` does not imply `tokenize` or `reveal`). Audited
+    /// (`admin.apikey.create`, detail `operator,key=..,scopes=admin`).
+    pub fn create_operator_key(
+        &self,
+        scopes: Scopes,
+        label: &str,
+    ) -> Result<NewApiKey, VaultError> {
+        self.create_operator_key_as(&Actor::local(), scopes, label)
+    }
+
+    /// [`create_operator_key`](Self::create_operator_key) on behalf of `actor`.
+    pub fn create_operator_key_as(
+        &self,
+        actor: &Actor,
+        scopes: Scopes,
+        label: &str,
+    ) -> Result<NewApiKey, VaultError> {
+        let r = if scopes == Scopes::of(&[Scope::Admin]) {
+            self.create_api_key_unaudited(None, scopes, label)
+        } else {
+            Err(VaultError::field(
+                "scopes",
+                "operator_scopes",
+                "operator keys hold only the admin scope",
+            ))
+        };
+        self.audited(
+            actor,
+            AuditAction::AdminApiKeyCreate,
+            None,
+            |k: &NewApiKey| {
+                Some(format!(
+                    "operator,key={},scopes={}",
                     k.info.id, k.info.scopes
                 ))
             },
@@ -386,7 +479,7 @@ impl Vault {
     /// [`revoke_api_key`](Self::revoke_api_key) on behalf of `actor`.
     pub fn revoke_api_key_as(&self, actor: &Actor, id: &str) -> Result<(), VaultError> {
         let r = self.revoke_api_key_unaudited(id);
-        let detail = is_key_id(id).then(|| format!("key={id}"));
+        let detail = is_key_id(id).then(|| format!("key={}", id.to_ascii_lowercase()));
         self.audited(actor, AuditAction::AdminApiKeyRevoke, None, |_| detail, r)
     }
 
@@ -401,6 +494,20 @@ impl Vault {
     /// [`authenticate`](Self::authenticate) for a caller known as `actor` (typically only its
     /// peer uid); a failure is recorded with that actor plus the presented key id.
     pub fn authenticate_as(&self, actor: &Actor, bearer: &str) -> Result<Principal, VaultError> {
+        match self.authenticate_caller_as(actor, bearer)? {
+            Caller::Merchant(p) => Ok(p),
+            // An operator key acts for no merchant: it is known, but not allowed here.
+            Caller::Operator(_) => Err(VaultError::Forbidden),
+        }
+    }
+
+    /// Authenticates a bearer API key of either kind (merchant or operator). Failures as for
+    /// [`authenticate_as`](Self::authenticate_as).
+    pub fn authenticate_caller_as(
+        &self,
+        actor: &Actor,
+        bearer: &str,
+    ) -> Result<Caller, VaultError> {
         let r = self.authenticate_unaudited(bearer);
         if r.is_ok() {
             return r;
@@ -411,7 +518,9 @@ impl Vault {
             .map(|(id, _)| id)
             .filter(|id| is_key_id(id));
         let actor = Actor {
-            key_id: key_id.map(str::to_owned).or_else(|| actor.key_id.clone()),
+            key_id: key_id
+                .map(str::to_ascii_lowercase)
+                .or_else(|| actor.key_id.clone()),
             ..actor.clone()
         };
         // Not waited for: a refused caller learns nothing, and a flood of bad keys then costs
@@ -527,11 +636,13 @@ impl Vault {
     /// Creates an API key for an existing merchant. The returned value is the only copy of the key.
     fn create_api_key_unaudited(
         &self,
-        merchant: MerchantId,
+        merchant: Option<MerchantId>,
         scopes: Scopes,
         label: &str,
     ) -> Result<NewApiKey, VaultError> {
-        if self.merchant(merchant)?.is_none() {
+        if let Some(merchant) = merchant
+            && self.merchant(merchant)?.is_none()
+        {
             return Err(VaultError::field(
                 "merchant_id",
                 "unknown",
@@ -557,7 +668,7 @@ impl Vault {
         let now = self.now();
         let rec = ApiKeyRec {
             v: RECORD_VERSION,
-            merchant: merchant.get(),
+            merchant: merchant.map_or(OPERATOR, MerchantId::get),
             scopes: scopes.0,
             hash: self.key_hash(secret_hex.as_bytes()),
             label: label.to_owned(),
@@ -587,14 +698,17 @@ impl Vault {
         let mut out = Vec::new();
         for (k, v) in self.inner.store.scan_raw(&[APIKEY_PREFIX], usize::MAX)? {
             let r: ApiKeyRec = decode(&v, "api key")?;
-            let m = MerchantId::new(r.merchant).map_err(|_| VaultError::Integrity)?;
-            if merchant.is_some_and(|want| want != m) {
+            let m = match r.merchant {
+                OPERATOR => None,
+                m => Some(MerchantId::new(m).map_err(|_| VaultError::Integrity)?),
+            };
+            if merchant.is_some_and(|want| Some(want) != m) {
                 continue;
             }
             out.push(ApiKeyInfo {
                 id: hex::encode(k.get(1..).unwrap_or_default()),
                 merchant: m,
-                scopes: Scopes(r.scopes),
+                scopes: effective_scopes(&r),
                 label: r.label,
                 created_at: from_unix(r.created_at)?,
                 revoked: r.revoked,
@@ -628,7 +742,7 @@ impl Vault {
 
     /// Authenticates a bearer API key. Every failure (malformed, unknown, wrong secret, revoked,
     /// merchant removed) is the same `Unauthorized`.
-    fn authenticate_unaudited(&self, bearer: &str) -> Result<Principal, VaultError> {
+    fn authenticate_unaudited(&self, bearer: &str) -> Result<Caller, VaultError> {
         let parsed = bearer
             .strip_prefix("cvk_")
             .and_then(|rest| rest.split_once('_'))
@@ -660,11 +774,17 @@ impl Vault {
         if !bool::from(ok) || rec.revoked {
             return Err(VaultError::Unauthorized);
         }
-        Ok(Principal {
+        // One spelling for the id in principals and audit entries: lower case.
+        let key_id = id_hex.to_ascii_lowercase();
+        let scopes = effective_scopes(&rec);
+        if rec.merchant == OPERATOR {
+            return Ok(Caller::Operator(Operator { key_id, scopes }));
+        }
+        Ok(Caller::Merchant(Principal {
             merchant: MerchantId::new(rec.merchant).map_err(|_| VaultError::Integrity)?,
-            key_id: id_hex.to_owned(),
-            scopes: Scopes(rec.scopes),
-        })
+            key_id,
+            scopes,
+        }))
     }
 
     /// Adds a terminal for an existing merchant. Refused if the id exists.
@@ -739,4 +859,29 @@ impl Vault {
 /// Whether `s` has the shape of a public API key id (16 hex characters).
 fn is_key_id(s: &str) -> bool {
     s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(merchant: u64, scopes: Scopes) -> ApiKeyRec {
+        ApiKeyRec {
+            v: RECORD_VERSION,
+            merchant,
+            scopes: scopes.0,
+            hash: [0; 32],
+            label: String::new(),
+            created_at: 0,
+            revoked: false,
+        }
+    }
+
+    #[test]
+    fn a_stored_merchant_key_with_admin_keeps_its_other_scopes_only() {
+        let old = rec(890_490, Scopes::of(&[Scope::Tokenize, Scope::Admin]));
+        assert_eq!(effective_scopes(&old), Scopes::of(&[Scope::Tokenize]));
+        let op = rec(OPERATOR, Scopes::of(&[Scope::Admin, Scope::Reveal]));
+        assert_eq!(effective_scopes(&op), Scopes::of(&[Scope::Admin]));
+    }
 }

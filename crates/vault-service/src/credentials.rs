@@ -66,6 +66,9 @@ pub struct MerchantPassword(Zeroizing<String>);
 impl MerchantPassword {
     /// The longest password, in characters.
     pub const MAX_LEN: usize = 64;
+    /// The shortest password a merchant may be given (PCI DSS v4 8.3.6), in characters. Logins
+    /// accept any 1-64 characters (and simply fail for a wrong one).
+    pub const MIN_LEN: usize = 12;
 
     /// Checks the length. A refused string is wiped before the error is returned.
     pub fn new(s: String) -> Result<Self, VaultError> {
@@ -304,32 +307,38 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// Failures counted in fixed windows, per merchant id and per peer.
+/// Failures counted in a sliding window, per merchant id and per peer. A success does not
+/// clear a merchant's failures: only time (or an operator's [`Vault::unlock_merchant`]) does.
 #[derive(Default)]
 struct Limits {
     merchants: HashMap<u64, Window>,
     peers: HashMap<Option<u32>, Window>,
 }
 
-#[derive(Clone, Copy)]
+/// The most recent failures (at most [`MAX_KEPT_FAILURES`]), oldest first.
+#[derive(Clone, Default)]
 struct Window {
-    start: OffsetDateTime,
-    failures: u32,
+    failures: std::collections::VecDeque<OffsetDateTime>,
 }
+
+/// Failures remembered per id: more than any sane limit needs (a limit above it acts as this).
+const MAX_KEPT_FAILURES: usize = 256;
 
 fn window_len(policy: &LoginPolicy) -> time::Duration {
     time::Duration::try_from(policy.window).unwrap_or(time::Duration::MAX)
 }
 
+/// Failures of `key` within the last `len`.
 fn current<K: std::hash::Hash + Eq>(
     map: &HashMap<K, Window>,
     key: &K,
     now: OffsetDateTime,
     len: time::Duration,
 ) -> u32 {
-    map.get(key)
-        .filter(|w| now - w.start < len)
-        .map_or(0, |w| w.failures)
+    map.get(key).map_or(0, |w| {
+        let n = w.failures.iter().filter(|at| now - **at < len).count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    })
 }
 
 fn count_failure<K: std::hash::Hash + Eq>(
@@ -339,19 +348,16 @@ fn count_failure<K: std::hash::Hash + Eq>(
     len: time::Duration,
 ) {
     if map.len() >= PRUNE_AT {
-        map.retain(|_, w| now - w.start < len);
+        map.retain(|_, w| w.failures.back().is_some_and(|at| now - *at < len));
     }
-    let w = map.entry(key).or_insert(Window {
-        start: now,
-        failures: 0,
-    });
-    if now - w.start >= len {
-        *w = Window {
-            start: now,
-            failures: 0,
-        };
+    let w = map.entry(key).or_default();
+    while w.failures.front().is_some_and(|at| now - *at >= len) {
+        w.failures.pop_front();
     }
-    w.failures = w.failures.saturating_add(1);
+    if w.failures.len() >= MAX_KEPT_FAILURES {
+        w.failures.pop_front();
+    }
+    w.failures.push_back(now);
 }
 
 impl Limits {
@@ -618,6 +624,13 @@ impl Vault {
                 "no merchant with this id",
             ));
         }
+        if password.expose().chars().count() < MerchantPassword::MIN_LEN {
+            return Err(VaultError::field(
+                "password",
+                "too_short",
+                "a merchant password must be at least 12 characters",
+            ));
+        }
         let login = &self.inner.login;
         let policy = self.login_policy();
         let phc = {
@@ -640,6 +653,40 @@ impl Vault {
         Ok(())
     }
 
+    /// Clears the login failures counted for `merchant` (a lockout): logins for it are limited
+    /// again only by new failures (and by the per-peer limit). Audited
+    /// (`admin.merchant.unlock`). Refused `unknown` for an unknown merchant.
+    pub fn unlock_merchant(&self, merchant: MerchantId) -> Result<(), VaultError> {
+        self.unlock_merchant_as(&Actor::local(), merchant)
+    }
+
+    /// [`unlock_merchant`](Self::unlock_merchant) on behalf of `actor`.
+    pub fn unlock_merchant_as(
+        &self,
+        actor: &Actor,
+        merchant: MerchantId,
+    ) -> Result<(), VaultError> {
+        let r = match self.merchant(merchant) {
+            Ok(Some(_)) => {
+                self.inner
+                    .login
+                    .limits
+                    .lock()
+                    .merchants
+                    .remove(&merchant.get());
+                Ok(())
+            }
+            Ok(None) => Err(VaultError::field(
+                "merchantId",
+                "unknown",
+                "no merchant with this id",
+            )),
+            Err(e) => Err(e),
+        };
+        let detail = Some(format!("merchant={merchant}"));
+        self.audited(actor, AuditAction::AdminMerchantUnlock, None, |_| detail, r)
+    }
+
     /// Checks `merchant`'s gateway password. Blocking: one Argon2id verification (tens of
     /// milliseconds) unless a recent success with the same password is cached.
     ///
@@ -647,8 +694,10 @@ impl Vault {
     /// [`VaultError::Unauthorized`], after the same work. Too many recent failures for this
     /// merchant id or from this peer (`actor.peer_uid`) -> [`VaultError::RateLimited`], checked
     /// before any hashing; all hashing slots taken and `max_waiting` callers already queued ->
-    /// [`VaultError::Busy`]. A success clears the merchant's failure count (not the peer's), and
-    /// re-hashes the stored password if it was made with other parameters than the policy's.
+    /// [`VaultError::Busy`]. Failures are counted in a sliding window (`policy.window`); a success
+    /// does not clear them (so guesses interleaved with a gateway's good logins still hit the
+    /// limit); an operator clears a merchant's with [`unlock_merchant`](Self::unlock_merchant). A
+    /// success re-hashes the stored password if it was made with other parameters than the policy's.
     ///
     /// A concurrent burst can overshoot `merchant_failures` by at most the callers already past
     /// the check (the limit is checked again once a slot is taken, so by at most
@@ -708,7 +757,7 @@ impl Vault {
         let tag = login.cache.tag(merchant, password);
         if login.cache.hit(id, &tag, now) {
             login.cache_hits.fetch_add(1, Ordering::Relaxed);
-            login.limits.lock().merchants.remove(&id);
+            // A success does not clear earlier failures (the window slides them out).
             return Ok(());
         }
 
@@ -744,7 +793,6 @@ impl Vault {
             drop(slot);
             return Err(VaultError::Unauthorized);
         }
-        login.limits.lock().merchants.remove(&id);
         if let Some((hash, old)) = stored
             && outdated(&hash, &policy)
         {

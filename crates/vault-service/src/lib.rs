@@ -37,7 +37,10 @@ mod session;
 mod vault;
 mod write;
 
-pub use admin::{ApiKeyInfo, Merchant, NewApiKey, Principal, Scope, Scopes, Terminal, TerminalId};
+pub use admin::{
+    ApiKeyInfo, Caller, Merchant, NewApiKey, Operator, Principal, Scope, Scopes, Terminal,
+    TerminalId,
+};
 pub use audit::{Actor, AuditAction, AuditEntry, AuditOutcome, AuditReport, RevealAudit};
 pub use backup::{BackupReport, RestoreReport};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -1,5 +1,5 @@
 //! Merchants, API keys (scopes, revocation, persistence) and terminals.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -142,4 +142,72 @@ fn card_links_need_the_fingerprint_or_reveal_scope_and_masked_forms_are_limited(
         tail.iter()
             .any(|e| e.action.as_str() == "tokenize.masked_form_limited")
     );
+}
+
+#[test]
+fn operator_keys_belong_to_no_merchant_and_only_they_hold_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, _clock) = new_vault(dir.path());
+    let m = merchant(890490);
+    vault.add_merchant(m, "Shop").unwrap();
+    assert!(matches!(
+        vault.create_api_key(m, Scopes::parse("tokenize,admin").unwrap(), "k"),
+        Err(VaultError::Invalid(f)) if f.code == "admin_needs_operator"
+    ));
+    assert!(matches!(
+        vault.create_operator_key(Scopes::parse("admin,reveal").unwrap(), "k"),
+        Err(VaultError::Invalid(f)) if f.code == "operator_scopes"
+    ));
+    let op = vault
+        .create_operator_key(Scopes::parse("admin").unwrap(), "ops")
+        .unwrap();
+    assert_eq!(op.info.merchant, None);
+    let actor = vault_service::Actor::local();
+    match vault.authenticate_caller_as(&actor, op.expose()).unwrap() {
+        vault_service::Caller::Operator(o) => {
+            assert!(o.require(Scope::Admin).is_ok());
+            // `admin` does not imply `tokenize` or `reveal`.
+            assert!(o.require(Scope::Tokenize).is_err());
+            assert!(o.require(Scope::Reveal).is_err());
+        }
+        other => panic!("{other:?}"),
+    }
+    // Not a merchant principal.
+    assert!(matches!(
+        vault.authenticate(op.expose()),
+        Err(VaultError::Forbidden)
+    ));
+    let listed = vault.api_keys(None).unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|k| k.merchant.is_none() && k.id == op.info.id)
+    );
+    assert!(vault.api_keys(Some(m)).unwrap().is_empty());
+}
+
+#[test]
+fn key_ids_are_case_insensitive_and_audited_lower_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, _clock) = new_vault(dir.path());
+    let m = merchant(890490);
+    vault.add_merchant(m, "Shop").unwrap();
+    let key = vault
+        .create_api_key(m, Scopes::parse("tokenize").unwrap(), "k")
+        .unwrap();
+    let id = key.info.id.clone();
+    // `cvk_` + upper-cased id + secret.
+    let upper = format!("cvk_{}_{}", id.to_ascii_uppercase(), &key.expose()[21..]);
+    assert_ne!(upper, key.expose());
+    let p = vault.authenticate(&upper).unwrap();
+    assert_eq!(p.key_id, id);
+    // A failure with an upper-cased id is audited under the canonical id.
+    let mut wrong = upper.clone();
+    let last = wrong.pop().unwrap();
+    wrong.push(if last == '0' { '1' } else { '0' });
+    assert!(vault.authenticate(&wrong).is_err());
+    vault.barrier().unwrap();
+    let tail = vault.audit_tail(1).unwrap();
+    assert_eq!(tail[0].action.as_str(), "auth.failed");
+    assert_eq!(tail[0].actor.key_id.as_deref(), Some(id.as_str()));
 }

@@ -67,6 +67,15 @@ impl Actor {
         }
     }
 
+    /// The actor behind an operator key (no merchant).
+    pub fn operator(o: &crate::Operator) -> Self {
+        Self {
+            merchant: None,
+            key_id: Some(o.key_id.clone()),
+            peer_uid: None,
+        }
+    }
+
     /// The same actor, seen on a socket peer with this uid.
     #[must_use]
     pub fn with_peer_uid(mut self, uid: Option<u32>) -> Self {
@@ -144,6 +153,8 @@ actions! {
     AdminTerminalAdd = 13, "admin.terminal.add";
     /// A merchant's gateway password was set or changed.
     AdminMerchantPassword = 14, "admin.merchant.password";
+    /// A merchant's login failures were cleared by an operator (a lockout lifted).
+    AdminMerchantUnlock = 15, "admin.merchant.unlock";
     /// A fresh data key was made current.
     KeyRotate = 20, "key.rotate";
     /// Records were re-sealed under the current data key.
