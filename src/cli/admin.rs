@@ -79,6 +79,13 @@ pub(crate) enum MerchantCmd {
     /// The password is read from --password-file, CARDVAULT_MERCHANT_PASSWORD or a prompt; never
     /// from the command line, where every user of the machine could read it.
     Password(super::merchant_password::PasswordArgs),
+    /// Clear a merchant's login lockout (its counted failed `POST /token` logins). Audited.
+    Unlock {
+        /// Merchant id.
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -293,6 +300,16 @@ pub(crate) fn merchant(cmd: MerchantCmd) -> anyhow::Result<()> {
             println!("added merchant {} ({})", m.merchant_id, m.name);
         }
         MerchantCmd::Password(args) => super::merchant_password::run(args)?,
+        MerchantCmd::Unlock { id, target } => {
+            match Conn::open(&target)? {
+                Conn::Offline(v) => {
+                    let id = MerchantId::parse(&id).context("merchant id")?;
+                    v.unlock_merchant(id)?;
+                }
+                Conn::Remote { rt, client } => rt.block_on(client.merchant_unlock(&id))?,
+            }
+            println!("cleared the login failures of merchant {id}");
+        }
         MerchantCmd::List { target } => {
             let list = match Conn::open(&target)? {
                 Conn::Offline(v) => v.merchants()?.iter().map(merchant_view).collect(),

@@ -73,3 +73,65 @@ async fn admin_routes_need_an_operator_key_and_operators_cannot_tokenize() {
     assert_eq!(tail[0].action.as_str(), "admin.apikey.create");
     assert_eq!(tail[0].actor.merchant, None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_lockout_says_retry_after_and_an_operator_clears_it() {
+    use vault_service::{MerchantId, MerchantPassword};
+    let d = TestDaemon::start().await;
+    let m = MerchantId::new(890_490).unwrap();
+    d.vault
+        .set_merchant_password(
+            m,
+            &MerchantPassword::new("right-password-1".into()).unwrap(),
+        )
+        .unwrap();
+    let ts = d.vault.now().unix_timestamp_nanos() / 1_000_000;
+    let body = |pw: &str| {
+        format!(
+            "merchantId=890490&password={pw}&action=TOKENIZE&timestamp={ts}&allowOriginUrl=https%3A%2F%2Fshop.example"
+        )
+    };
+    let sock = d.sock.clone();
+    let login = |form: String| {
+        let sock = sock.clone();
+        async move {
+            let req = format!(
+                "POST /token HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+                form.len()
+            );
+            common::raw(&sock, req.as_bytes()).await.unwrap()
+        }
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(login(body("wrong-password")).await.status);
+    }
+    assert_eq!(statuses, [401; 5]);
+    let r = login(body("right-password-1")).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry >= 1);
+
+    // Unlock through the daemon (operator key), then the right password works.
+    let u = d
+        .send(
+            "POST",
+            "/admin/merchants/890490/unlock",
+            Some(&d.keys.admin),
+            None,
+        )
+        .await;
+    assert_eq!(u.status, 204, "{}", u.text());
+    let r = login(body("right-password-1")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A merchant key cannot unlock.
+    let u = d
+        .send(
+            "POST",
+            "/admin/merchants/890490/unlock",
+            Some(&d.keys.both),
+            None,
+        )
+        .await;
+    assert_eq!(u.status, 403);
+}

@@ -77,7 +77,7 @@ pub(crate) async fn merchant_add(state: &State, req: Request<Incoming>) -> Answe
 }
 
 /// `POST /admin/merchants/{id}/password`: sets or replaces a merchant's gateway password
-/// (`{"password": "..."}`, 1-64 characters); 204. Hashing runs on the blocking pool.
+/// (`{"password": "..."}`, 12-64 characters); 204. Hashing runs on the blocking pool.
 pub(crate) async fn merchant_password(
     state: &State,
     req: Request<Incoming>,
@@ -100,6 +100,26 @@ pub(crate) async fn merchant_password(
     };
     state
         .blocking(move |v| v.set_merchant_password_as(&who, id, &password))
+        .await?;
+    Ok(response::empty(StatusCode::NO_CONTENT))
+}
+
+/// `POST /admin/merchants/{id}/unlock`: clears the merchant's counted login failures (lifts a
+/// lockout); 204. No body. Audited (`admin.merchant.unlock`).
+pub(crate) async fn merchant_unlock(state: &State, req: Request<Incoming>, param: Param) -> Answer {
+    let who = operator_actor(&state.authorize_operator(req.headers())?);
+    let Param::Text(id) = param else {
+        return Err(ApiError::no_route());
+    };
+    let id = MerchantId::parse(&id).map_err(|e| {
+        ApiError::invalid(vec![FieldErrorBody::new(
+            "merchantId",
+            e.code(),
+            e.to_string(),
+        )])
+    })?;
+    state
+        .blocking(move |v| v.unlock_merchant_as(&who, id))
         .await?;
     Ok(response::empty(StatusCode::NO_CONTENT))
 }
