@@ -33,7 +33,7 @@ use std::{
 };
 
 use argon2::{
-    Algorithm, Argon2, PasswordHasher, PasswordVerifier, Version,
+    Algorithm, Argon2, Version,
     password_hash::{
         self,
         phc::{Output, ParamsString, PasswordHash, Salt},
@@ -200,6 +200,8 @@ pub(crate) struct LoginState {
     slots: Slots,
     limits: Mutex<Limits>,
     cache: VerifyCache,
+    /// Argon2 memory, reused across hashes (one buffer per slot in use).
+    memory: MemoryPool,
     /// The unknown-merchant PHC string for the current parameters.
     dummy: Mutex<Option<Dummy>>,
     busy: AtomicU64,
@@ -498,20 +500,86 @@ fn random<const N: usize>() -> [u8; N] {
     b
 }
 
+/// Argon2 working memory, reused: one buffer per hashing slot in use, kept between hashes, so
+/// a flood of logins holds at most `max_concurrent_hashes` buffers instead of leaving the
+/// allocator one fresh 19 MiB buffer per login. Every hash and verification (PHC strings
+/// included) runs in a buffer from here.
+#[derive(Default)]
+struct MemoryPool {
+    free: Mutex<Vec<Vec<argon2::Block>>>,
+}
+
+impl MemoryPool {
+    /// Runs `f` on `blocks` blocks of pooled memory, and keeps the buffer for the next caller
+    /// (at most `keep` buffers are kept). The buffer is wiped before it goes back: it held
+    /// password-derived state.
+    fn with<R>(&self, blocks: usize, keep: usize, f: impl FnOnce(&mut [argon2::Block]) -> R) -> R {
+        let mut buf = self.free.lock().pop().unwrap_or_default();
+        if buf.len() < blocks {
+            buf.resize(blocks, argon2::Block::new());
+        }
+        let r = f(&mut buf[..blocks]);
+        buf.fill(argon2::Block::new());
+        let mut free = self.free.lock();
+        if free.len() < keep {
+            free.push(buf);
+        }
+        r
+    }
+}
+
+/// `password` hashed under `params` with `salt` into `out`, in `memory`.
+fn argon2id_into(
+    params: argon2::Params,
+    version: Version,
+    password: &MerchantPassword,
+    salt: &[u8],
+    out: &mut [u8],
+    memory: &mut [argon2::Block],
+) -> Result<(), argon2::Error> {
+    Argon2::new(Algorithm::Argon2id, version, params).hash_password_into_with_memory(
+        password.expose().as_bytes(),
+        salt,
+        out,
+        memory,
+    )
+}
+
 /// A fresh Argon2id PHC string of `password` under the policy's parameters.
-fn hash_password(policy: &LoginPolicy, password: &MerchantPassword) -> Result<String, VaultError> {
-    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, policy.argon2_params()?);
+fn hash_password(
+    policy: &LoginPolicy,
+    password: &MerchantPassword,
+    pool: &MemoryPool,
+) -> Result<String, VaultError> {
+    let failed = || {
+        VaultError::field(
+            "policy",
+            "invalid",
+            "the password could not be hashed under the login policy",
+        )
+    };
+    let params = policy.argon2_params()?;
     let salt: [u8; SALT_LEN] = random();
-    argon
-        .hash_password_with_salt(password.expose().as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|_| {
-            VaultError::field(
-                "policy",
-                "invalid",
-                "the password could not be hashed under the login policy",
-            )
-        })
+    let mut out = Zeroizing::new([0u8; OUTPUT_LEN]);
+    pool.with(params.block_count(), policy.max_concurrent_hashes, |mem| {
+        argon2id_into(
+            params.clone(),
+            Version::V0x13,
+            password,
+            &salt,
+            out.as_mut(),
+            mem,
+        )
+    })
+    .map_err(|_| failed())?;
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|_| failed())?,
+        salt: Some(Salt::new(&salt).map_err(|_| failed())?),
+        hash: Some(Output::new(out.as_ref()).map_err(|_| failed())?),
+    };
+    Ok(phc.to_string())
 }
 
 /// A PHC string no password verifies against, costing what a real one of the policy costs.
@@ -535,14 +603,33 @@ fn dummy_hash(policy: &LoginPolicy) -> Result<PasswordHash, VaultError> {
     })
 }
 
-/// Whether `password` matches `hash` (its own parameters are used). A hash that cannot be
-/// evaluated at all (unknown algorithm, broken parameters) is a corrupt record.
-fn verify(hash: &PasswordHash, password: &MerchantPassword) -> Result<bool, VaultError> {
-    match Argon2::default().verify_password(password.expose().as_bytes(), hash) {
-        Ok(()) => Ok(true),
-        Err(password_hash::Error::PasswordInvalid) => Ok(false),
-        Err(_) => Err(corrupt()),
+/// Whether `password` matches `hash` (its own parameters are used), computed in pooled memory.
+/// A hash that cannot be evaluated at all (other algorithm, broken parameters, no salt or
+/// output) is a corrupt record.
+fn verify(
+    hash: &PasswordHash,
+    password: &MerchantPassword,
+    pool: &MemoryPool,
+    keep: usize,
+) -> Result<bool, VaultError> {
+    if hash.algorithm != argon2::ARGON2ID_IDENT {
+        return Err(corrupt());
     }
+    let version = match hash.version {
+        Some(v) => Version::try_from(v).map_err(|_| corrupt())?,
+        None => Version::V0x13,
+    };
+    let params = argon2::Params::try_from(hash).map_err(|_| corrupt())?;
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return Err(corrupt());
+    };
+    let expected = expected.as_bytes();
+    let mut out = Zeroizing::new(vec![0u8; expected.len()]);
+    pool.with(params.block_count(), keep, |mem| {
+        argon2id_into(params.clone(), version, password, salt, &mut out, mem)
+    })
+    .map_err(|_| corrupt())?;
+    Ok(bool::from(out.as_slice().ct_eq(expected)))
 }
 
 /// Whether a stored hash was made with other parameters than the policy's.
@@ -636,7 +723,7 @@ impl Vault {
         let phc = {
             // An admin call waits for a slot however long the queue: it is never `Busy`.
             let _slot = login.slots.acquire(None)?;
-            hash_password(&policy, password)?
+            hash_password(&policy, password, &login.memory)?
         };
         let rec = PasswordRec {
             v: RECORD_VERSION,
@@ -777,11 +864,12 @@ impl Vault {
             })?;
         // Failures may have piled up while this caller waited for its slot.
         login.limits.lock().check(id, peer, self.now(), &policy)?;
+        let keep = policy.max_concurrent_hashes;
         let ok = match &stored {
-            Some((hash, _)) => verify(hash, password)?,
+            Some((hash, _)) => verify(hash, password, &login.memory, keep)?,
             None => {
                 let dummy = self.dummy_hash(&policy)?;
-                let _ = verify(&dummy, password)?;
+                let _ = verify(&dummy, password, &login.memory, keep)?;
                 false
             }
         };
@@ -797,7 +885,7 @@ impl Vault {
             && outdated(&hash, &policy)
         {
             // Still holding the slot: the re-hash counts against the memory bound too.
-            let phc = hash_password(&policy, password)?;
+            let phc = hash_password(&policy, password, &login.memory)?;
             drop(slot);
             self.replace_hash(merchant, old, phc)?;
         } else {
@@ -870,23 +958,38 @@ mod tests {
         let d = dummy_hash(&p).unwrap();
         assert!(!outdated(&d, &p));
         let pw = MerchantPassword::new("anything".into()).unwrap();
-        assert!(!verify(&d, &pw).unwrap());
+        assert!(!verify(&d, &pw, &MemoryPool::default(), 1).unwrap());
     }
 
     #[test]
     fn hash_round_trip_and_outdated() {
         let p = small();
         let pw = MerchantPassword::new("u16q9rZ02bW0jqTjxH8t".into()).unwrap();
-        let phc = hash_password(&p, &pw).unwrap();
+        let pool = MemoryPool::default();
+        let phc = hash_password(&p, &pw, &pool).unwrap();
         let h = PasswordHash::new(&phc).unwrap();
-        assert!(verify(&h, &pw).unwrap());
+        assert!(verify(&h, &pw, &pool, 2).unwrap());
         assert!(
             !verify(
                 &h,
-                &MerchantPassword::new("u16q9rZ02bW0jqTjxH8T".into()).unwrap()
+                &MerchantPassword::new("u16q9rZ02bW0jqTjxH8T".into()).unwrap(),
+                &pool,
+                2
             )
             .unwrap()
         );
+        // A hash made by the argon2 crate's own PHC path verifies in pooled memory too.
+        use argon2::PasswordHasher;
+        let theirs = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            p.argon2_params().unwrap(),
+        )
+        .hash_password_with_salt(pw.expose().as_bytes(), b"0123456789abcdef")
+        .unwrap();
+        assert!(verify(&theirs, &pw, &pool, 2).unwrap());
+        // One buffer is kept and reused.
+        assert_eq!(pool.free.lock().len(), 1);
         assert!(!outdated(&h, &p));
         assert!(outdated(&h, &LoginPolicy { iterations: 2, ..p }));
     }
