@@ -14,7 +14,11 @@ use time::OffsetDateTime;
 use vault_core::MerchantId;
 use zeroize::Zeroizing;
 
-use crate::{Actor, AuditAction, AuditOutcome, Vault, VaultError, vault::from_unix};
+use crate::{
+    Actor, AuditAction, AuditOutcome, Vault, VaultError,
+    record_mac::{self, MAC_VERSION, RecordKind},
+    vault::from_unix,
+};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -347,6 +351,18 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &'static str) -> Res
     }
 }
 
+/// A MAC-verified version-2 body (see [`crate::record_mac`]).
+pub(crate) fn decode_v2<T: for<'de> Deserialize<'de>>(
+    body: &[u8],
+    what: &'static str,
+) -> Result<T, VaultError> {
+    match body.first() {
+        Some(&MAC_VERSION) => postcard::from_bytes(body)
+            .map_err(|_| VaultError::Store(vault_store::StoreError::Corrupt(what))),
+        _ => Err(VaultError::Integrity),
+    }
+}
+
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     // Serialising these plain structs into a Vec cannot fail.
     postcard::to_allocvec(v).unwrap_or_default()
@@ -667,7 +683,7 @@ impl Vault {
         let secret_hex = Zeroizing::new(hex::encode(secret.as_ref()));
         let now = self.now();
         let rec = ApiKeyRec {
-            v: RECORD_VERSION,
+            v: MAC_VERSION,
             merchant: merchant.map_or(OPERATOR, MerchantId::get),
             scopes: scopes.0,
             hash: self.key_hash(secret_hex.as_bytes()),
@@ -675,8 +691,8 @@ impl Vault {
             created_at: now.unix_timestamp(),
             revoked: false,
         };
-        let bytes = encode(&rec);
         let k = key(APIKEY_PREFIX, &id);
+        let bytes = self.seal_record(RecordKind::ApiKey, &k, encode(&rec));
         self.inner.store.write(move |tx| tx.put_raw(&k, bytes))?;
         self.inner.keys.records.write().insert(id, rec.clone());
         let id_hex = hex::encode(id);
@@ -697,7 +713,7 @@ impl Vault {
     pub fn api_keys(&self, merchant: Option<MerchantId>) -> Result<Vec<ApiKeyInfo>, VaultError> {
         let mut out = Vec::new();
         for (k, v) in self.inner.store.scan_raw(&[APIKEY_PREFIX], usize::MAX)? {
-            let r: ApiKeyRec = decode(&v, "api key")?;
+            let r: ApiKeyRec = decode_v2(self.open_record(RecordKind::ApiKey, &k, &v)?, "api key")?;
             let m = match r.merchant {
                 OPERATOR => None,
                 m => Some(MerchantId::new(m).map_err(|_| VaultError::Integrity)?),
@@ -726,14 +742,17 @@ impl Vault {
                 VaultError::field("key_id", "invalid", "key id must be 16 hex characters")
             })?;
         let k = key(APIKEY_PREFIX, &raw);
+        let mac_key = self.record_mac_key(RecordKind::ApiKey);
         let rec = self
             .inner
             .store
             .write(move |tx| -> Result<ApiKeyRec, VaultError> {
                 let bytes = tx.get_raw(&k)?.ok_or(VaultError::NotFound)?;
-                let mut rec: ApiKeyRec = decode(&bytes, "api key")?;
+                let body = record_mac::open_with(&mac_key, RecordKind::ApiKey, &k, &bytes)?;
+                let mut rec: ApiKeyRec = decode_v2(body, "api key")?;
                 rec.revoked = true;
-                tx.put_raw(&k, encode(&rec))?;
+                let sealed = record_mac::seal_with(&mac_key, RecordKind::ApiKey, &k, encode(&rec));
+                tx.put_raw(&k, sealed)?;
                 Ok(rec)
             })?;
         self.inner.keys.records.write().insert(raw, rec);
@@ -760,12 +779,15 @@ impl Vault {
         let rec = match cached {
             Some(r) => r,
             None => {
-                let Some(bytes) = self.inner.store.get_raw(&key(APIKEY_PREFIX, &id))? else {
+                let k = key(APIKEY_PREFIX, &id);
+                let Some(bytes) = self.inner.store.get_raw(&k)? else {
                     // Pay the same HMAC as a real check, so unknown ids do not answer faster.
                     let _ = self.key_hash(secret.as_bytes());
                     return Err(VaultError::Unauthorized);
                 };
-                let r: ApiKeyRec = decode(&bytes, "api key")?;
+                // A tampered record fails closed: `Integrity`, never a principal.
+                let body = self.open_record(RecordKind::ApiKey, &k, &bytes)?;
+                let r: ApiKeyRec = decode_v2(body, "api key")?;
                 self.inner.keys.records.write().insert(id, r.clone());
                 r
             }
@@ -802,12 +824,12 @@ impl Vault {
         }
         let now = self.now();
         let rec = TerminalRec {
-            v: RECORD_VERSION,
+            v: MAC_VERSION,
             merchant: merchant.get(),
             created_at: now.unix_timestamp(),
         };
         let k = key(TERMINAL_PREFIX, id.as_str().as_bytes());
-        let bytes = encode(&rec);
+        let bytes = self.seal_record(RecordKind::Terminal, &k, encode(&rec));
         self.insert_new(k, bytes, "terminal_id", "a terminal with this id exists")?;
         Ok(Terminal {
             id,
@@ -818,13 +840,11 @@ impl Vault {
 
     /// The terminal with this id.
     pub fn terminal(&self, id: &TerminalId) -> Result<Option<Terminal>, VaultError> {
-        match self
-            .inner
-            .store
-            .get_raw(&key(TERMINAL_PREFIX, id.as_str().as_bytes()))?
-        {
+        let k = key(TERMINAL_PREFIX, id.as_str().as_bytes());
+        match self.inner.store.get_raw(&k)? {
             Some(b) => {
-                let r: TerminalRec = decode(&b, "terminal")?;
+                let r: TerminalRec =
+                    decode_v2(self.open_record(RecordKind::Terminal, &k, &b)?, "terminal")?;
                 let merchant = MerchantId::new(r.merchant).map_err(|_| VaultError::Integrity)?;
                 Ok(Some(Terminal {
                     id: id.clone(),
@@ -842,7 +862,8 @@ impl Vault {
         for (k, v) in self.inner.store.scan_raw(&[TERMINAL_PREFIX], usize::MAX)? {
             let id = std::str::from_utf8(k.get(1..).unwrap_or_default())
                 .map_err(|_| VaultError::Integrity)?;
-            let r: TerminalRec = decode(&v, "terminal")?;
+            let r: TerminalRec =
+                decode_v2(self.open_record(RecordKind::Terminal, &k, &v)?, "terminal")?;
             let m = MerchantId::new(r.merchant).map_err(|_| VaultError::Integrity)?;
             if merchant.is_none_or(|want| want == m) {
                 out.push(Terminal {

@@ -44,16 +44,18 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
-use vault_core::MerchantId;
+use vault_core::{MerchantId, SecretKey};
 use vault_store::StoreError;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::{Actor, AuditAction, AuditOutcome, Vault, VaultError};
+use crate::{
+    Actor, AuditAction, AuditOutcome, Vault, VaultError,
+    record_mac::{self, MAC_VERSION, RecordKind},
+};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 const PASSWORD_PREFIX: u8 = b'P';
-const RECORD_VERSION: u8 = 1;
 const SALT_LEN: usize = 16;
 const OUTPUT_LEN: usize = 32;
 /// Past this many tracked ids (merchants or peers), counters whose window has ended are dropped.
@@ -481,11 +483,15 @@ fn corrupt() -> VaultError {
     VaultError::Store(StoreError::Corrupt("merchant password"))
 }
 
-fn decode(bytes: &[u8]) -> Result<PasswordRec, VaultError> {
-    match bytes.split_first() {
-        Some((&RECORD_VERSION, _)) => postcard::from_bytes(bytes).map_err(|_| corrupt()),
-        _ => Err(corrupt()),
-    }
+/// A stored password record, after its MAC (bound to `key`) verified: `Integrity` otherwise.
+fn decode(mac_key: &SecretKey, key: &[u8], bytes: &[u8]) -> Result<PasswordRec, VaultError> {
+    let body = record_mac::open_with(mac_key, RecordKind::Password, key, bytes)?;
+    postcard::from_bytes(body).map_err(|_| corrupt())
+}
+
+/// A password record, MAC'd and bound to `key`.
+fn seal(mac_key: &SecretKey, key: &[u8], rec: &PasswordRec) -> Vec<u8> {
+    record_mac::seal_with(mac_key, RecordKind::Password, key, encode(rec))
 }
 
 fn encode(rec: &PasswordRec) -> Vec<u8> {
@@ -726,12 +732,12 @@ impl Vault {
             hash_password(&policy, password, &login.memory)?
         };
         let rec = PasswordRec {
-            v: RECORD_VERSION,
+            v: MAC_VERSION,
             phc,
             updated_at: self.now().unix_timestamp(),
         };
-        let bytes = encode(&rec);
         let key = record_key(merchant);
+        let bytes = seal(&self.record_mac_key(RecordKind::Password), &key, &rec);
         self.inner.store.write(move |tx| tx.put_raw(&key, bytes))?;
         // After the write: a login that verified the old password and caches after this point is
         // refused by the epoch; one that cached before it is removed here.
@@ -850,7 +856,9 @@ impl Vault {
 
         let stored = match self.inner.store.get_raw(&record_key(merchant))? {
             Some(bytes) => {
-                let rec = decode(&bytes)?;
+                // A tampered record fails closed (`Integrity`), never verifies.
+                let mac_key = self.record_mac_key(RecordKind::Password);
+                let rec = decode(&mac_key, &record_key(merchant), &bytes)?;
                 Some((PasswordHash::new(&rec.phc).map_err(|_| corrupt())?, rec.phc))
             }
             None => None,
@@ -906,16 +914,17 @@ impl Vault {
     ) -> Result<(), VaultError> {
         let key = record_key(merchant);
         let rec = PasswordRec {
-            v: RECORD_VERSION,
+            v: MAC_VERSION,
             phc: new,
             updated_at: self.now().unix_timestamp(),
         };
-        let bytes = encode(&rec);
+        let mac_key = self.record_mac_key(RecordKind::Password);
+        let bytes = seal(&mac_key, &key, &rec);
         self.inner.store.write(move |tx| -> Result<(), VaultError> {
             let Some(current) = tx.get_raw(&key)? else {
                 return Ok(());
             };
-            if decode(&current)?.phc == old {
+            if decode(&mac_key, &key, &current)?.phc == old {
                 tx.put_raw(&key, bytes)?;
             }
             Ok(())

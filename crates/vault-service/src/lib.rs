@@ -33,6 +33,7 @@ mod maintenance;
 mod masked_forms;
 mod model;
 mod payment;
+mod record_mac;
 mod session;
 mod vault;
 mod write;

@@ -139,7 +139,10 @@ impl Vault {
             header = KeyHeader::decode(&locked)?;
             keyring = header.unlock(key)?;
         }
-        Ok(Self::assemble(store, header, keyring, options))
+        let vault = Self::assemble(store, header, keyring, options);
+        // Records that decide access written before they carried a MAC get one, once.
+        vault.migrate_record_macs()?;
+        Ok(vault)
     }
 
     fn assemble(store: Store, header: KeyHeader, keyring: Keyring, options: VaultOptions) -> Self {

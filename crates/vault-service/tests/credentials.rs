@@ -77,7 +77,7 @@ fn stored_as_a_phc_string_with_the_policy_params_and_never_in_clear() {
     drop(vault);
 
     let rec = stored(dir.path(), m).expect("a password record");
-    assert_eq!(rec.v, 1);
+    assert_eq!(rec.v, 2, "the MAC'd layout");
     assert_eq!(rec.updated_at, T0.unix_timestamp());
     let parts: Vec<&str> = rec.phc.split('$').collect();
     assert_eq!(parts[..4], ["", "argon2id", "v=19", "m=256,t=1,p=1"]);
