@@ -48,7 +48,7 @@ pub(crate) fn run(args: &ServeArgs, config: DaemonConfig) -> anyhow::Result<()> 
         .tempdir()
         .context("creating a temporary directory")?;
     let data = tmp.path().join("data");
-    let key_bytes = SecretKey::generate(&mut rand::rng());
+    let key_bytes = SecretKey::generate(&mut rand::rand_core::UnwrapErr(rand::rngs::SysRng));
     write_secret_file(
         &tmp.path().join("vault.key"),
         hex::encode(key_bytes.expose()).as_bytes(),
@@ -75,7 +75,10 @@ pub(crate) fn run(args: &ServeArgs, config: DaemonConfig) -> anyhow::Result<()> 
     drop(operator_key);
     vault.add_terminal(merchant, TerminalId::parse(DEV_TERMINAL)?)?;
     let mut secret = [0u8; 16];
-    rand::Rng::fill_bytes(&mut rand::rng(), &mut secret);
+    rand::Rng::fill_bytes(
+        &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
+        &mut secret,
+    );
     let password = MerchantPassword::new(hex::encode(secret))?;
     vault.set_merchant_password(merchant, &password)?;
     let password_file = socket_dir.join("merchant-password");

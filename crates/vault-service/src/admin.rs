@@ -676,7 +676,8 @@ impl Vault {
         let mut secret = Zeroizing::new([0u8; 32]);
         {
             use rand::Rng;
-            let mut rng = rand::rng();
+            // Key material: straight from the OS generator.
+            let mut rng = crate::os_rng::os_rng();
             rng.fill_bytes(&mut id);
             rng.fill_bytes(secret.as_mut());
         }

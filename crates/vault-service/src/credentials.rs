@@ -406,7 +406,7 @@ impl Default for VerifyCache {
         let mut key = Zeroizing::new([0u8; 32]);
         {
             use rand::Rng;
-            rand::rng().fill_bytes(key.as_mut());
+            crate::os_rng::os_rng().fill_bytes(key.as_mut());
         }
         Self {
             mac: <HmacSha256 as KeyInit>::new_from_slice(key.as_ref())
@@ -502,7 +502,7 @@ fn encode(rec: &PasswordRec) -> Vec<u8> {
 fn random<const N: usize>() -> [u8; N] {
     use rand::Rng;
     let mut b = [0u8; N];
-    rand::rng().fill_bytes(&mut b);
+    crate::os_rng::os_rng().fill_bytes(&mut b);
     b
 }
 

@@ -32,6 +32,7 @@ mod idempotency;
 mod maintenance;
 mod masked_forms;
 mod model;
+mod os_rng;
 mod payment;
 mod record_mac;
 mod session;

@@ -89,7 +89,11 @@ impl Vault {
             move |wtx| -> Result<DekId, VaultError> {
                 let mut keyring = inner.keyring.write();
                 let mut header = inner.header.lock();
-                let id = header.rotate(&mut keyring, &mut rand::rng(), inner.clock.now());
+                let id = header.rotate(
+                    &mut keyring,
+                    &mut crate::os_rng::os_rng(),
+                    inner.clock.now(),
+                );
                 wtx.put_header(header.encode());
                 Ok(id)
             },
@@ -233,7 +237,7 @@ impl Vault {
         self.inner.store.write(move |tx| -> Result<(), VaultError> {
             let mut keyring = inner.keyring.write();
             let mut header = inner.header.lock();
-            header.rekey(&mut keyring, &new_key, params, &mut rand::rng())?;
+            header.rekey(&mut keyring, &new_key, params, &mut crate::os_rng::os_rng())?;
             tx.put_header(header.encode());
             Ok(())
         })

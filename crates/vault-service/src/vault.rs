@@ -115,7 +115,8 @@ impl Vault {
         options: VaultOptions,
     ) -> Result<Self, VaultError> {
         let now = options.clock.now();
-        let (header, keyring) = KeyHeader::create(key, options.kdf, &mut rand::rng(), now)?;
+        let (header, keyring) =
+            KeyHeader::create(key, options.kdf, &mut crate::os_rng::os_rng(), now)?;
         let store = Store::create(dir.as_ref(), &header.encode(), store_options(&options))?;
         Ok(Self::assemble(store, header, keyring, options))
     }
