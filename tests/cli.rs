@@ -566,3 +566,53 @@ fn bench_inprocess() {
     assert_eq!(report["ok"], 4);
     assert!(report["cards_per_sec"].as_f64().unwrap() > 0.0);
 }
+
+/// `serve --dev` writes a merchant key (no `admin`) and an operator key next to the socket; the
+/// merchant key tokenizes and sees fingerprints, the operator key administers, and admin
+/// commands find the operator key on their own.
+#[test]
+fn dev_mode_writes_a_merchant_key_and_an_operator_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("dev").join("cardvault.sock");
+    let child = bin()
+        .args(["serve", "--dev", "--socket", socket.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let d = Daemon {
+        child,
+        socket: socket.clone(),
+    };
+    d.wait_ready();
+    let merchant_key = ApiKey::from_file(&dir.path().join("dev").join("api-key"))
+        .unwrap()
+        .unwrap();
+    let operator_file = dir.path().join("dev").join("operator-key");
+    assert!(operator_file.exists());
+    let rt = runtime();
+    rt.block_on(async {
+        let c = Client::connect(&socket, Some(&merchant_key)).await.unwrap();
+        let t = c
+            .tokenize(&TokenizeRequest::card(CardInput::new(
+                "4242424242424242",
+                "2802",
+            )))
+            .await
+            .unwrap();
+        assert!(t.fingerprint.is_some(), "the dev key holds `fingerprint`");
+        assert!(
+            c.merchants().await.is_err(),
+            "a merchant key cannot administer"
+        );
+    });
+    // Admin through the daemon without naming a key: the operator key next to the socket.
+    let list = ok(&["apikey", "list", "--socket", socket.to_str().unwrap()]);
+    assert!(
+        list.contains("operator") && list.contains("merchant"),
+        "{list}"
+    );
+    assert!(!list.contains("admin,"), "{list}");
+    let (_code, log) = d.terminate();
+    assert!(log.contains("operator-key"), "{log}");
+}
