@@ -585,7 +585,7 @@ fn dev_mode_writes_a_merchant_key_and_an_operator_key() {
         socket: socket.clone(),
     };
     d.wait_ready();
-    let merchant_key = ApiKey::from_file(&dir.path().join("dev").join("api-key"))
+    let merchant_key = ApiKey::from_file(dir.path().join("dev").join("api-key"))
         .unwrap()
         .unwrap();
     let operator_file = dir.path().join("dev").join("operator-key");
