@@ -100,21 +100,34 @@ fn backup_through_the_daemon_then_restore_and_serve() {
     let data = s(&dir.path().join("data"));
     ok(&["init", "--data", &data]);
     ok(&["merchant", "add", "890490", "--name", "M", "--data", &data]);
-    let kf = s(&dir.path().join("admin-key"));
+    let mkf = s(&dir.path().join("merchant-key"));
     ok(&[
         "apikey",
         "create",
         "--merchant",
         "890490",
         "--scopes",
-        "tokenize,reveal,admin",
+        "tokenize,reveal",
+        "--out",
+        &mkf,
+        "--data",
+        &data,
+    ]);
+    let kf = s(&dir.path().join("admin-key"));
+    ok(&[
+        "apikey",
+        "create",
+        "--operator",
+        "--scopes",
+        "admin",
         "--out",
         &kf,
         "--data",
         &data,
     ]);
     let socket = dir.path().join("run").join("cardvault.sock");
-    let key = ApiKey::from_file(Path::new(&kf)).unwrap().unwrap();
+    let key = ApiKey::from_file(Path::new(&mkf)).unwrap().unwrap();
+    let operator = ApiKey::from_file(Path::new(&kf)).unwrap().unwrap();
     let rt = runtime();
     let backup = dir.path().join("vault.cvbk");
     let token = {
@@ -128,6 +141,9 @@ fn backup_through_the_daemon_then_restore_and_serve() {
             .unwrap()
             .token;
         // The route refuses relative paths and existing files.
+        let client = rt
+            .block_on(Client::connect(&socket, Some(&operator)))
+            .unwrap();
         let rel = rt.block_on(client.backup(&BackupRequest {
             path: "relative.cvbk".into(),
         }));

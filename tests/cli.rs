@@ -134,17 +134,34 @@ fn offline_admin() {
     let printed = ok(&[
         "apikey",
         "create",
-        "--merchant",
-        "890490",
+        "--operator",
         "--scopes",
         "admin",
         "--data",
         d,
     ]);
     assert!(printed.trim().starts_with("cvk_"));
+    // A merchant key cannot hold admin: a clear refusal, and no key is created.
+    let out = bin()
+        .args([
+            "apikey",
+            "create",
+            "--merchant",
+            "890490",
+            "--scopes",
+            "tokenize,admin",
+            "--data",
+            d,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--operator"), "{}", stderr(&out));
 
     let list = ok(&["apikey", "list", "--data", d]);
     assert!(list.contains("tokenize,reveal") && list.contains("shop"));
+    assert!(list.contains("KIND") && list.contains("operator"), "{list}");
+    assert_eq!(list.lines().count(), 3, "{list}");
     assert!(!list.contains(key.trim()), "the secret is never listed");
     let id = key.trim().split('_').nth(1).unwrap();
     ok(&["apikey", "revoke", id, "--data", d]);
@@ -342,15 +359,27 @@ impl Drop for Daemon {
 fn serve_client_admin_and_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let data = init(dir.path());
-    let key_file = dir.path().join("admin-key");
-    let kf = key_file.to_str().unwrap().to_owned();
+    let key_file = dir.path().join("merchant-key");
+    let mkf = key_file.to_str().unwrap().to_owned();
     ok(&[
         "apikey",
         "create",
         "--merchant",
         "890490",
         "--scopes",
-        "tokenize,reveal,admin",
+        "tokenize,reveal",
+        "--out",
+        &mkf,
+        "--data",
+        &data,
+    ]);
+    let kf = dir.path().join("admin-key").to_str().unwrap().to_owned();
+    ok(&[
+        "apikey",
+        "create",
+        "--operator",
+        "--scopes",
+        "admin",
         "--out",
         &kf,
         "--data",
@@ -448,7 +477,13 @@ fn serve_client_admin_and_sigterm() {
     // Without an admin key, a clear refusal.
     let out = bin().args(["stats", "--socket", sock]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("API key"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("operator key"), "{}", stderr(&out));
+    // A merchant key is refused on admin routes.
+    let out = bin()
+        .args(["stats", "--socket", sock, "--api-key-file", &mkf])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
 
     // A short bench run against the daemon.
     let out = bin()
@@ -457,7 +492,7 @@ fn serve_client_admin_and_sigterm() {
             "--socket",
             sock,
             "--api-key-file",
-            &kf,
+            &mkf,
             "--op",
             "mixed",
             "-c",
@@ -932,4 +967,52 @@ fn keys_rekey_checks_the_new_passphrase_first() {
     );
     let out = run(&["stats", "--data", &data], Some(new));
     assert!(out.status.success(), "{}", stderr(&out));
+/// `serve --dev` writes a merchant key (no `admin`) and an operator key next to the socket; the
+/// merchant key tokenizes and sees fingerprints, the operator key administers, and admin
+/// commands find the operator key on their own.
+#[test]
+fn dev_mode_writes_a_merchant_key_and_an_operator_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("dev").join("cardvault.sock");
+    let child = bin()
+        .args(["serve", "--dev", "--socket", socket.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let d = Daemon {
+        child,
+        socket: socket.clone(),
+    };
+    d.wait_ready();
+    let merchant_key = ApiKey::from_file(dir.path().join("dev").join("api-key"))
+        .unwrap()
+        .unwrap();
+    let operator_file = dir.path().join("dev").join("operator-key");
+    assert!(operator_file.exists());
+    let rt = runtime();
+    rt.block_on(async {
+        let c = Client::connect(&socket, Some(&merchant_key)).await.unwrap();
+        let t = c
+            .tokenize(&TokenizeRequest::card(CardInput::new(
+                "4242424242424242",
+                "2802",
+            )))
+            .await
+            .unwrap();
+        assert!(t.fingerprint.is_some(), "the dev key holds `fingerprint`");
+        assert!(
+            c.merchants().await.is_err(),
+            "a merchant key cannot administer"
+        );
+    });
+    // Admin through the daemon without naming a key: the operator key next to the socket.
+    let list = ok(&["apikey", "list", "--socket", socket.to_str().unwrap()]);
+    assert!(
+        list.contains("operator") && list.contains("merchant"),
+        "{list}"
+    );
+    assert!(!list.contains("admin,"), "{list}");
+    let (_code, log) = d.terminate();
+    assert!(log.contains("operator-key"), "{log}");
 }

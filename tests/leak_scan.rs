@@ -162,6 +162,9 @@ fn mask(pan: &str) -> String {
 }
 
 /// One HTTP/1.1 exchange over the socket (`Connection: close`): status and body.
+/// The operator key of the running scan, used for every authenticated `/admin` request.
+static OPERATOR_KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 fn http(
     socket: &Path,
     method: &str,
@@ -172,6 +175,13 @@ fn http(
     let mut s = UnixStream::connect(socket).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    // Admin routes take the operator key (merchant keys cannot hold `admin`).
+    let operator = OPERATOR_KEY.get().map(String::as_str);
+    let auth = if path.starts_with("/admin") && auth.is_some() {
+        operator.or(auth)
+    } else {
+        auth
+    };
     if let Some(a) = auth {
         req.push_str(&format!("Authorization: Bearer {a}\r\n"));
     }
@@ -847,7 +857,7 @@ fn nothing_in_clear_anywhere() {
         "--merchant",
         MERCHANT,
         "--scopes",
-        "tokenize,reveal,admin,sessions",
+        "tokenize,reveal,fingerprint,sessions",
         "--out",
         api_path.to_str().unwrap(),
         "--data",
@@ -859,6 +869,22 @@ fn nothing_in_clear_anywhere() {
         .unwrap()
         .trim()
         .to_owned();
+    let operator_path = dir.path().join("operator-key");
+    ok(&[
+        "apikey",
+        "create",
+        "--operator",
+        "--scopes",
+        "admin",
+        "--out",
+        operator_path.to_str().unwrap(),
+        "--data",
+        &data,
+        "--key-file",
+        &kf,
+    ]);
+    let operator = std::fs::read_to_string(&operator_path).unwrap();
+    let _ = OPERATOR_KEY.set(operator.trim().to_owned());
     let run_dir = dir.path().join("run");
     if root {
         chown_all(&data_path, NOBODY);

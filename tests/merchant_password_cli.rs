@@ -126,6 +126,12 @@ fn offline_from_a_file_or_the_environment() {
     let tail = ok(&["audit", "tail", "--data", &data], None);
     assert!(tail.contains("admin.merchant.password"), "{tail}");
     assert!(!tail.contains("from-the-env"));
+
+    // An operator clears a lockout (offline here; through the daemon when one runs). Audited.
+    let out = ok(&["merchant", "unlock", "890490", "--data", &data], None);
+    assert!(out.contains("890490"), "{out}");
+    let tail = ok(&["audit", "tail", "--data", &data], None);
+    assert!(tail.contains("admin.merchant.unlock"), "{tail}");
 }
 
 #[test]
@@ -237,8 +243,7 @@ fn through_the_daemon() {
         &[
             "apikey",
             "create",
-            "--merchant",
-            "890490",
+            "--operator",
             "--scopes",
             "admin",
             "--out",

@@ -20,8 +20,9 @@ use indicatif::ProgressBar;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use vault_client::{ApiKey, Client};
 use vault_wire::{
-    ApiKeyCreateRequest, ApiKeyResponse, DekStatus, KeyStatusResponse, MerchantAddRequest,
-    MerchantResponse, RewrapResponse, StatsResponse, TerminalAddRequest, TerminalResponse,
+    ApiKeyCreateRequest, ApiKeyKind, ApiKeyResponse, DekStatus, KeyStatusResponse,
+    MerchantAddRequest, MerchantResponse, RewrapResponse, StatsResponse, TerminalAddRequest,
+    TerminalResponse,
 };
 
 use super::{key::KeyArgs, runtime, secret_file::PendingSecretFile, serve::SOCKET_POINTER};
@@ -78,16 +79,32 @@ pub(crate) enum MerchantCmd {
     /// The password is read from --password-file, CARDVAULT_MERCHANT_PASSWORD or a prompt; never
     /// from the command line, where every user of the machine could read it.
     Password(super::merchant_password::PasswordArgs),
+    /// Clear a merchant's login lockout (its counted failed `POST /token` logins). Audited.
+    Unlock {
+        /// Merchant id.
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum ApiKeyCmd {
     /// Create an API key; the key is printed once, on stdout, and cannot be shown again.
     Create {
-        /// The merchant the key acts for.
-        #[arg(long, value_name = "ID")]
-        merchant: String,
-        /// Comma-separated: tokenize, reveal, sessions, admin.
+        /// The merchant the key acts for (merchant keys).
+        #[arg(
+            long,
+            value_name = "ID",
+            required_unless_present = "operator",
+            conflicts_with = "operator"
+        )]
+        merchant: Option<String>,
+        /// An operator key: belongs to no merchant, holds only `admin`.
+        #[arg(long)]
+        operator: bool,
+        /// Comma-separated. Merchant keys: tokenize, reveal, fingerprint, sessions. Operator
+        /// keys: admin.
         #[arg(long, value_name = "LIST")]
         scopes: String,
         /// A label for humans.
@@ -252,14 +269,15 @@ fn admin_key(target: &Target, socket: &Path) -> anyhow::Result<ApiKey> {
     let path = match &target.api_key_file {
         Some(p) => p.clone(),
         None => {
+            // `serve --dev` writes its operator key there.
             let beside = socket
                 .parent()
-                .map(|d| d.join("api-key"))
+                .map(|d| d.join("operator-key"))
                 .filter(|p| p.exists());
             match beside {
                 Some(p) => p,
                 None => bail!(
-                    "going through the daemon at {} needs an admin API key: pass --api-key-file FILE or set CARDVAULT_API_KEY",
+                    "going through the daemon at {} needs an operator key (admin): pass --api-key-file FILE or set CARDVAULT_API_KEY",
                     socket.display()
                 ),
             }
@@ -289,6 +307,16 @@ pub(crate) fn merchant(cmd: MerchantCmd) -> anyhow::Result<()> {
             println!("added merchant {} ({})", m.merchant_id, m.name);
         }
         MerchantCmd::Password(args) => super::merchant_password::run(args)?,
+        MerchantCmd::Unlock { id, target } => {
+            match Conn::open(&target)? {
+                Conn::Offline(v) => {
+                    let id = MerchantId::parse(&id).context("merchant id")?;
+                    v.unlock_merchant(id)?;
+                }
+                Conn::Remote { rt, client } => rt.block_on(client.merchant_unlock(&id))?,
+            }
+            println!("cleared the login failures of merchant {id}");
+        }
         MerchantCmd::List { target } => {
             let list = match Conn::open(&target)? {
                 Conn::Offline(v) => v.merchants()?.iter().map(merchant_view).collect(),
@@ -312,6 +340,7 @@ pub(crate) fn api_key(cmd: ApiKeyCmd) -> anyhow::Result<()> {
     match cmd {
         ApiKeyCmd::Create {
             merchant,
+            operator,
             scopes,
             label,
             out,
@@ -319,13 +348,26 @@ pub(crate) fn api_key(cmd: ApiKeyCmd) -> anyhow::Result<()> {
         } => {
             // Validate locally first, so a typo fails before a passphrase prompt.
             let parsed = Scopes::parse(&scopes).context("--scopes")?;
+            if !operator && parsed.contains(cardvault::Scope::Admin) {
+                anyhow::bail!(
+                    "--scopes: admin is for operator keys only: use `apikey create --operator --scopes admin`"
+                );
+            }
+            if operator && parsed != Scopes::of(&[cardvault::Scope::Admin]) {
+                anyhow::bail!("--scopes: operator keys hold only the admin scope (--scopes admin)");
+            }
             // Create the output file before the key: a bad path must not leave an active key.
             let out = out.as_deref().map(PendingSecretFile::create).transpose()?;
             let conn = Conn::open(&target)?;
             let (info, key) = match &conn {
                 Conn::Offline(v) => {
-                    let id = MerchantId::parse(&merchant).context("merchant id")?;
-                    let k = v.create_api_key(id, parsed, &label)?;
+                    let k = match merchant.as_deref() {
+                        Some(m) if !operator => {
+                            let id = MerchantId::parse(m).context("merchant id")?;
+                            v.create_api_key(id, parsed, &label)?
+                        }
+                        _ => v.create_operator_key(parsed, &label)?,
+                    };
                     (
                         api_key_view(&k.info),
                         zeroize::Zeroizing::new(k.expose().to_owned()),
@@ -333,7 +375,8 @@ pub(crate) fn api_key(cmd: ApiKeyCmd) -> anyhow::Result<()> {
                 }
                 Conn::Remote { rt, client } => {
                     let req = ApiKeyCreateRequest {
-                        merchant_id: merchant,
+                        merchant_id: merchant.filter(|_| !operator),
+                        operator,
                         scopes: parsed.iter().map(|s| s.as_str().to_owned()).collect(),
                         label,
                     };
@@ -344,12 +387,18 @@ pub(crate) fn api_key(cmd: ApiKeyCmd) -> anyhow::Result<()> {
                     )
                 }
             };
-            eprintln!(
-                "created API key {} for merchant {} (scopes {})",
-                info.id,
-                info.merchant_id,
-                info.scopes.join(",")
-            );
+            match &info.merchant_id {
+                Some(m) => eprintln!(
+                    "created API key {} for merchant {m} (scopes {})",
+                    info.id,
+                    info.scopes.join(",")
+                ),
+                None => eprintln!(
+                    "created operator key {} (scopes {})",
+                    info.id,
+                    info.scopes.join(",")
+                ),
+            }
             match out {
                 Some(file) => {
                     let path = file.path().to_path_buf();
@@ -391,15 +440,20 @@ pub(crate) fn api_key(cmd: ApiKeyCmd) -> anyhow::Result<()> {
                 }
             };
             println!(
-                "{:<18} {:<20} {:<32} {:<8} LABEL",
-                "ID", "MERCHANT", "SCOPES", "STATE"
+                "{:<18} {:<9} {:<20} {:<32} {:<8} LABEL",
+                "ID", "KIND", "MERCHANT", "SCOPES", "STATE"
             );
             for k in list {
                 let state = if k.revoked { "revoked" } else { "active" };
+                let kind = match k.kind {
+                    ApiKeyKind::Merchant => "merchant",
+                    ApiKeyKind::Operator => "operator",
+                };
                 println!(
-                    "{:<18} {:<20} {:<32} {:<8} {}",
+                    "{:<18} {:<9} {:<20} {:<32} {:<8} {}",
                     k.id,
-                    k.merchant_id,
+                    kind,
+                    k.merchant_id.as_deref().unwrap_or("-"),
                     k.scopes.join(","),
                     state,
                     k.label
@@ -637,7 +691,12 @@ pub(crate) fn merchant_view(m: &cardvault::Merchant) -> MerchantResponse {
 fn api_key_view(k: &ApiKeyInfo) -> ApiKeyResponse {
     ApiKeyResponse {
         id: k.id.clone(),
-        merchant_id: k.merchant.to_string(),
+        merchant_id: k.merchant.map(|m| m.to_string()),
+        kind: if k.merchant.is_some() {
+            ApiKeyKind::Merchant
+        } else {
+            ApiKeyKind::Operator
+        },
         scopes: k.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
         label: k.label.clone(),
         created_at: k.created_at,

@@ -1,6 +1,7 @@
 //! `cardvault serve --dev`: the first-run path. A throwaway vault in a fresh temporary directory,
-//! unlocked by a random key file, with merchant 890490, its terminal 1234001, an all-scopes API key
-//! and a random gateway password written next to the socket; prints a loud banner and a curl line
+//! unlocked by a random key file, with merchant 890490, its terminal 1234001, a merchant API key
+//! (tokenize, reveal, fingerprint, sessions), an operator key (admin) and a random gateway
+//! password written next to the socket; prints a loud banner and a curl line
 //! that works as printed.
 
 use std::{
@@ -61,7 +62,7 @@ pub(crate) fn run(args: &ServeArgs, config: DaemonConfig) -> anyhow::Result<()> 
         .tempdir()
         .context("creating a temporary directory")?;
     let data = tmp.path().join("data");
-    let key_bytes = SecretKey::generate(&mut rand::rng());
+    let key_bytes = SecretKey::generate(&mut rand::rand_core::UnwrapErr(rand::rngs::SysRng));
     write_secret_file(
         &tmp.path().join("vault.key"),
         hex::encode(key_bytes.expose()).as_bytes(),
@@ -76,15 +77,24 @@ pub(crate) fn run(args: &ServeArgs, config: DaemonConfig) -> anyhow::Result<()> 
 
     let merchant = MerchantId::parse(DEV_MERCHANT).context("dev merchant id")?;
     vault.add_merchant(merchant, "Dev merchant")?;
-    let api_key = vault.create_api_key(merchant, Scopes::of(&Scope::ALL), "dev (all scopes)")?;
+    let api_key = vault.create_api_key(merchant, dev_merchant_scopes(), "dev merchant key")?;
     let key_file = socket_dir.join("api-key");
     // A previous dev run may have left its key; it is worthless now.
     let _ = fs::remove_file(&key_file);
     write_secret_file(&key_file, api_key.expose().as_bytes())?;
     drop(api_key);
+    let operator_key =
+        vault.create_operator_key(Scopes::of(&[Scope::Admin]), "dev operator key")?;
+    let operator_file = socket_dir.join("operator-key");
+    let _ = fs::remove_file(&operator_file);
+    write_secret_file(&operator_file, operator_key.expose().as_bytes())?;
+    drop(operator_key);
     vault.add_terminal(merchant, TerminalId::parse(DEV_TERMINAL)?)?;
     let mut secret = [0u8; 16];
-    rand::Rng::fill_bytes(&mut rand::rng(), &mut secret);
+    rand::Rng::fill_bytes(
+        &mut rand::rand_core::UnwrapErr(rand::rngs::SysRng),
+        &mut secret,
+    );
     let password = MerchantPassword::new(hex::encode(secret))?;
     vault.set_merchant_password(merchant, &password)?;
     let password_file = socket_dir.join("merchant-password");
@@ -101,6 +111,7 @@ pub(crate) fn run(args: &ServeArgs, config: DaemonConfig) -> anyhow::Result<()> 
         move || super::serve::say(&banner),
     ));
     let _ = fs::remove_file(&key_file);
+    let _ = fs::remove_file(&operator_file);
     let _ = fs::remove_file(&password_file);
     drop(tmp);
     result
@@ -131,7 +142,7 @@ fn dev_lock(socket_dir: &Path) -> anyhow::Result<fs::File> {
 fn banner(data: &Path, socket: &Path, key_file: &Path) -> String {
     let line = "=".repeat(78);
     format!(
-        "\n{line}\n  DEV MODE — NOT FOR PRODUCTION\n  throwaway vault in {data} (deleted on exit), random key file,\n  merchant {DEV_MERCHANT} (\"Dev merchant\"), terminal {DEV_TERMINAL}, all-scopes API key in {key},\n  gateway password (POST /token) in {pw}\n{line}\n\n\
+        "\n{line}\n  DEV MODE — NOT FOR PRODUCTION\n  throwaway vault in {data} (deleted on exit), random key file,\n  merchant {DEV_MERCHANT} (\"Dev merchant\"), terminal {DEV_TERMINAL},\n  merchant API key (tokenize, reveal, fingerprint, sessions) in {key},\n  operator key (admin) in {op},\n  gateway password (POST /token) in {pw}\n{line}\n\n\
          Tokenize a card (seed 003's example):\n\n  {curl}\n\n\
          Admin through the daemon:  cardvault merchant list --socket {sock}\n\
          Load test:                 cardvault bench --socket {sock} --op tokenize --connections 32 --duration 10s\n\
@@ -139,9 +150,21 @@ fn banner(data: &Path, socket: &Path, key_file: &Path) -> String {
         data = data.display(),
         key = key_file.display(),
         pw = key_file.with_file_name("merchant-password").display(),
+        op = key_file.with_file_name("operator-key").display(),
         curl = curl_line(socket, key_file),
         sock = shell_quote(&socket.display().to_string()),
     )
+}
+
+/// The dev merchant key's scopes: everything a merchant key may hold (`admin` is for operator
+/// keys only).
+pub(crate) fn dev_merchant_scopes() -> Scopes {
+    Scopes::of(&[
+        Scope::Tokenize,
+        Scope::Reveal,
+        Scope::Fingerprint,
+        Scope::Sessions,
+    ])
 }
 
 /// The curl command printed by `--dev`, exactly as a POSIX shell should run it.

@@ -50,6 +50,13 @@ impl Client {
         Ok(())
     }
 
+    /// `POST /admin/merchants/{id}/unlock`: clears the merchant's counted login failures.
+    pub async fn merchant_unlock(&self, merchant_id: &str) -> Result<(), ClientError> {
+        let path = format!("/admin/merchants/{}/unlock", segment(merchant_id));
+        self.call_raw(Method::POST, &path, Some(EMPTY)).await?;
+        Ok(())
+    }
+
     /// `POST /admin/apikeys`: the answer holds the key, the only time it is shown.
     pub async fn api_key_create(
         &self,

@@ -29,9 +29,13 @@ impl Fixture {
         let vault = Vault::create(dir.path().join("data"), &key, VaultOptions::default()).unwrap();
         let merchant = MerchantId::parse("890490").unwrap();
         vault.add_merchant(merchant, "Test").unwrap();
-        let api = vault
-            .create_api_key(merchant, Scopes::of(scopes), "test")
-            .unwrap();
+        // `admin` is for operator keys; the others for merchant keys.
+        let api = if scopes.contains(&Scope::Admin) {
+            vault.create_operator_key(Scopes::of(&[Scope::Admin]), "test")
+        } else {
+            vault.create_api_key(merchant, Scopes::of(scopes), "test")
+        }
+        .unwrap();
         let key = ApiKey::new(api.expose()).unwrap();
         let socket = dir.path().join("run").join("cardvault.sock");
         let listener = vault_daemon::bind_unix(&socket, 0o600).await.unwrap();
@@ -74,7 +78,16 @@ fn card(pan: &str, exp: &str) -> TokenizeRequest {
 
 #[tokio::test]
 async fn token_lifecycle() {
-    let fx = Fixture::start(&Scope::ALL, DaemonConfig::default()).await;
+    let fx = Fixture::start(
+        &[
+            Scope::Tokenize,
+            Scope::Reveal,
+            Scope::Fingerprint,
+            Scope::Sessions,
+        ],
+        DaemonConfig::default(),
+    )
+    .await;
     let c = fx.client().await;
 
     let health = c.health().await.unwrap();
@@ -193,7 +206,8 @@ async fn admin_calls() {
 
     let created = c
         .api_key_create(&ApiKeyCreateRequest {
-            merchant_id: "123456".into(),
+            merchant_id: Some("123456".into()),
+            operator: false,
             scopes: vec!["tokenize".into()],
             label: "shop".into(),
         })

@@ -11,6 +11,8 @@ pub struct MerchantId(u64);
 impl MerchantId {
     /// The largest id: eighteen nines.
     pub const MAX: u64 = 999_999_999_999_999_999;
+    /// The largest id, as an id.
+    pub const LARGEST: MerchantId = MerchantId(Self::MAX);
 
     /// Parses 1-18 ASCII digits (leading zeros are refused so that every id has one spelling).
     pub fn parse(s: &str) -> Result<Self, CardError> {

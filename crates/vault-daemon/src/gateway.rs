@@ -74,7 +74,15 @@ impl Call {
             errors: f.errors,
             processing_time: self.elapsed_ms(),
         };
-        response::json(f.status, &body)
+        let mut resp = response::json(f.status, &body);
+        if f.status == StatusCode::TOO_MANY_REQUESTS {
+            // The only gateway 429 is a login lockout: its failures slide out of the window.
+            resp.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                HeaderValue::from(response::LOGIN_RETRY_AFTER_SECS),
+            );
+        }
+        resp
     }
 }
 

@@ -98,7 +98,8 @@ pub(crate) const REVEAL: &[Field] = &[opt("customer_id", Kind::Str)];
 pub(crate) const MERCHANT_ADD: &[Field] = &[req("merchant_id", Kind::Str), req("name", Kind::Str)];
 /// `POST /admin/apikeys`.
 pub(crate) const APIKEY_CREATE: &[Field] = &[
-    req("merchant_id", Kind::Str),
+    opt("merchant_id", Kind::Str),
+    opt("operator", Kind::Bool),
     req("scopes", Kind::StrArray),
     opt("label", Kind::Str),
 ];

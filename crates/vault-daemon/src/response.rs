@@ -10,6 +10,10 @@ use serde::Serialize;
 use vault_service::VaultError;
 use vault_wire::{ErrorBody, ErrorStatus, FieldErrorBody};
 
+/// `Retry-After` of a refused login: the failure window is sliding, so a failure leaves the count
+/// at most this long after it happened (the default 15-minute login window).
+pub(crate) const LOGIN_RETRY_AFTER_SECS: u64 = 15 * 60;
+
 /// Every response body is a complete buffer.
 pub(crate) type Body = Full<Bytes>;
 
@@ -53,6 +57,8 @@ pub(crate) struct ApiError {
     kind: ErrorStatus,
     errors: Vec<FieldErrorBody>,
     allow: Option<String>,
+    /// Seconds for a `Retry-After` header (every 429 has one).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -62,7 +68,14 @@ impl ApiError {
             kind,
             errors: vec![FieldErrorBody::new(field, code, message)],
             allow: None,
+            retry_after: None,
         }
+    }
+
+    /// The same error with a `Retry-After` of `secs` seconds.
+    pub(crate) fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     /// 400 naming every refused field.
@@ -72,6 +85,7 @@ impl ApiError {
             kind: ErrorStatus::InvalidRequest,
             errors,
             allow: None,
+            retry_after: None,
         }
     }
 
@@ -273,7 +287,10 @@ impl ApiError {
             resp.headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }
@@ -308,7 +325,16 @@ impl From<VaultError> for ApiError {
                 "authorization",
                 "rate_limited",
                 "too many failed attempts; try again later",
-            ),
+            )
+            .retry_after(LOGIN_RETRY_AFTER_SECS),
+            VaultError::TooManyCards { retry_after } => Self::one(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorStatus::RateLimited,
+                "card.pan",
+                "masked_form_limit",
+                "this API key stored too many distinct cards with the same masked number recently; try again later",
+            )
+            .retry_after(retry_after.as_secs()),
             VaultError::Busy => Self::unavailable("the vault is busy; try again shortly"),
             VaultError::Conflict(code) => Self::one(
                 StatusCode::CONFLICT,

@@ -35,6 +35,7 @@ pub(crate) enum RouteId {
     MerchantList,
     MerchantAdd,
     MerchantPassword,
+    MerchantUnlock,
     ApiKeyList,
     ApiKeyCreate,
     ApiKeyRevoke,
@@ -72,6 +73,10 @@ pub(crate) const TABLE: [(Route, RouteId); 31] = [
     (
         r("POST", "/admin/merchants/{id}/password"),
         RouteId::MerchantPassword,
+    ),
+    (
+        r("POST", "/admin/merchants/{id}/unlock"),
+        RouteId::MerchantUnlock,
     ),
     (r("GET", "/admin/apikeys"), RouteId::ApiKeyList),
     (r("POST", "/admin/apikeys"), RouteId::ApiKeyCreate),
@@ -224,6 +229,7 @@ async fn dispatch(
         RouteId::MerchantList => admin::merchant_list(state, req).await,
         RouteId::MerchantAdd => admin::merchant_add(state, req).await,
         RouteId::MerchantPassword => admin::merchant_password(state, req, param).await,
+        RouteId::MerchantUnlock => admin::merchant_unlock(state, req, param).await,
         RouteId::ApiKeyList => admin::apikey_list(state, req).await,
         RouteId::ApiKeyCreate => admin::apikey_create(state, req).await,
         RouteId::ApiKeyRevoke => admin::apikey_revoke(state, req, param).await,

@@ -9,7 +9,7 @@ use hyper::{
     body::Incoming,
     header::{AUTHORIZATION, CONTENT_LENGTH},
 };
-use vault_service::{Actor, Principal, Scope, Vault, VaultError};
+use vault_service::{Actor, Caller, Operator, Principal, Scope, Vault, VaultError};
 
 use crate::{DaemonConfig, limits, metrics::Metrics, response::ApiError};
 
@@ -21,6 +21,11 @@ tokio::task_local! {
 /// The peer uid of the request being handled, if known.
 pub(crate) fn peer_uid() -> Option<u32> {
     PEER_UID.try_with(|u| *u).ok().flatten()
+}
+
+/// The audit actor for an operator request: its key id and peer uid.
+pub(crate) fn operator_actor(o: &Operator) -> Actor {
+    Actor::operator(o).with_peer_uid(peer_uid())
 }
 
 /// The audit actor for an authenticated request: its merchant, key id and peer uid.
@@ -43,12 +48,52 @@ impl State {
         }
     }
 
-    /// The caller behind `Authorization: Bearer <key>`, holding `scope`: 401 / 403 otherwise.
+    /// The merchant key behind `Authorization: Bearer <key>`, holding `scope`: 401 / 403
+    /// otherwise (an operator key is 403 `merchant_key_required`: it acts for no merchant).
     pub(crate) fn authorize(
         &self,
         headers: &HeaderMap,
         scope: Scope,
     ) -> Result<Principal, ApiError> {
+        let principal = match self.caller(headers)? {
+            Caller::Merchant(p) => p,
+            Caller::Operator(_) => {
+                return Err(ApiError::forbidden(
+                    "authorization",
+                    "merchant_key_required",
+                    "operator keys act for no merchant; use a merchant API key",
+                ));
+            }
+        };
+        principal.require(scope).map_err(|_| {
+            ApiError::forbidden(
+                "authorization",
+                "missing_scope",
+                match scope {
+                    Scope::Reveal => "the API key lacks the reveal scope",
+                    Scope::Sessions => "the API key lacks the sessions scope",
+                    _ => "the API key lacks the tokenize scope",
+                },
+            )
+        })?;
+        Ok(principal)
+    }
+
+    /// The operator key behind `Authorization: Bearer <key>`, holding `admin`: 401, or 403
+    /// `operator_key_required` for a merchant key (merchant keys cannot administer the vault).
+    pub(crate) fn authorize_operator(&self, headers: &HeaderMap) -> Result<Operator, ApiError> {
+        match self.caller(headers)? {
+            Caller::Operator(o) if o.require(Scope::Admin).is_ok() => Ok(o),
+            _ => Err(ApiError::forbidden(
+                "authorization",
+                "operator_key_required",
+                "admin routes need an operator API key with the admin scope",
+            )),
+        }
+    }
+
+    /// Whoever `Authorization: Bearer <key>` authenticates as: 401 otherwise.
+    fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         let Some(value) = headers.get(AUTHORIZATION) else {
             return Err(ApiError::unauthorized(
                 "missing",
@@ -67,21 +112,9 @@ impl State {
                 "the Authorization header must be Bearer <api key>",
             ));
         };
-        let principal = self
+        Ok(self
             .vault
-            .authenticate_as(&Actor::local().with_peer_uid(peer_uid()), key)?;
-        principal.require(scope).map_err(|_| {
-            ApiError::forbidden(
-                "authorization",
-                "missing_scope",
-                match scope {
-                    Scope::Reveal => "the API key lacks the reveal scope",
-                    Scope::Admin => "the API key lacks the admin scope",
-                    _ => "the API key lacks the tokenize scope",
-                },
-            )
-        })?;
-        Ok(principal)
+            .authenticate_caller_as(&Actor::local().with_peer_uid(peer_uid()), key)?)
     }
 
     /// The JSON body of `req`: 415 unless it is declared JSON, 413 over `limit`.

@@ -14,7 +14,11 @@ use time::OffsetDateTime;
 use vault_core::MerchantId;
 use zeroize::Zeroizing;
 
-use crate::{Actor, AuditAction, AuditOutcome, Vault, VaultError, vault::from_unix};
+use crate::{
+    Actor, AuditAction, AuditOutcome, Vault, VaultError,
+    record_mac::{self, MAC_VERSION, RecordKind},
+    vault::from_unix,
+};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -33,15 +37,19 @@ pub enum Scope {
     Reveal,
     /// Create hosted-fields and gateway sessions.
     Sessions,
+    /// See the keyed card fingerprint and the `customer_id` in token answers (`reveal` sees
+    /// them too). Without either, token answers carry neither.
+    Fingerprint,
     /// Manage merchants, keys, terminals and vault keys.
     Admin,
 }
 
 impl Scope {
     /// Every scope, in display order.
-    pub const ALL: [Scope; 4] = [
+    pub const ALL: [Scope; 5] = [
         Scope::Tokenize,
         Scope::Reveal,
+        Scope::Fingerprint,
         Scope::Sessions,
         Scope::Admin,
     ];
@@ -52,6 +60,8 @@ impl Scope {
             Self::Reveal => 2,
             Self::Sessions => 4,
             Self::Admin => 8,
+            // A new bit: keys stored before it existed keep their bits and meaning.
+            Self::Fingerprint => 16,
         }
     }
 
@@ -62,6 +72,7 @@ impl Scope {
             Self::Reveal => "reveal",
             Self::Sessions => "sessions",
             Self::Admin => "admin",
+            Self::Fingerprint => "fingerprint",
         }
     }
 }
@@ -82,7 +93,7 @@ impl Scopes {
                     VaultError::field(
                         "scopes",
                         "invalid",
-                        "scopes are tokenize, reveal, sessions, admin",
+                        "scopes are tokenize, reveal, fingerprint, sessions, admin",
                     )
                 })?;
             bits |= scope.bit();
@@ -142,8 +153,8 @@ pub struct Merchant {
 pub struct ApiKeyInfo {
     /// Public key id (16 hex characters).
     pub id: String,
-    /// The merchant it acts for.
-    pub merchant: MerchantId,
+    /// The merchant it acts for; `None` for an operator key, which belongs to no merchant.
+    pub merchant: Option<MerchantId>,
     /// What it may do.
     pub scopes: Scopes,
     /// A label for humans.
@@ -187,6 +198,35 @@ pub struct Principal {
     pub scopes: Scopes,
 }
 
+/// Who an admin request authenticated as: an operator key, which belongs to no merchant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operator {
+    /// The API key id used.
+    pub key_id: String,
+    /// Its scopes (only `admin` today).
+    pub scopes: Scopes,
+}
+
+impl Operator {
+    /// `Forbidden` unless this operator holds `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), VaultError> {
+        if self.scopes.contains(scope) {
+            Ok(())
+        } else {
+            Err(VaultError::Forbidden)
+        }
+    }
+}
+
+/// Who a bearer API key authenticated as: a merchant's key or an operator key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// A key acting for one merchant (`tokenize`, `reveal`, `fingerprint`, `sessions`).
+    Merchant(Principal),
+    /// An operator key (`admin`), belonging to no merchant.
+    Operator(Operator),
+}
+
 impl Principal {
     /// `Forbidden` unless this principal holds `scope`.
     pub fn require(&self, scope: Scope) -> Result<(), VaultError> {
@@ -195,6 +235,13 @@ impl Principal {
         } else {
             Err(VaultError::Forbidden)
         }
+    }
+
+    /// Whether token answers to this principal may carry the keyed card fingerprint and the
+    /// `customer_id`: only with the `fingerprint` or `reveal` scope. Without them, a key that
+    /// can only tokenize cannot match fingerprints of candidate numbers against a stored card.
+    pub fn sees_card_links(&self) -> bool {
+        self.scopes.contains(Scope::Fingerprint) || self.scopes.contains(Scope::Reveal)
     }
 }
 
@@ -251,6 +298,7 @@ struct MerchantRec {
 #[derive(Serialize, Deserialize, Clone)]
 struct ApiKeyRec {
     v: u8,
+    /// The merchant, or [`OPERATOR`] for an operator key.
     merchant: u64,
     scopes: u8,
     hash: [u8; 32],
@@ -274,6 +322,20 @@ pub(crate) struct KeyCache {
     hasher: std::sync::OnceLock<HmacSha256>,
 }
 
+/// The `merchant` of an operator key's record (no merchant has id 0).
+const OPERATOR: u64 = 0;
+
+/// The scopes a stored key really has: `admin` only on operator keys (a merchant key stored with
+/// `admin` before operator keys existed keeps its other scopes, and its `admin` is ignored), and
+/// nothing but `admin` on an operator key.
+fn effective_scopes(rec: &ApiKeyRec) -> Scopes {
+    if rec.merchant == OPERATOR {
+        Scopes(rec.scopes & Scope::Admin.bit())
+    } else {
+        Scopes(rec.scopes & !Scope::Admin.bit())
+    }
+}
+
 fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + rest.len());
     k.push(prefix);
@@ -286,6 +348,18 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &'static str) -> Res
         Some((&RECORD_VERSION, _)) => postcard::from_bytes(bytes)
             .map_err(|_| VaultError::Store(vault_store::StoreError::Corrupt(what))),
         _ => Err(VaultError::Store(vault_store::StoreError::Corrupt(what))),
+    }
+}
+
+/// A MAC-verified version-2 body (see [`crate::record_mac`]).
+pub(crate) fn decode_v2<T: for<'de> Deserialize<'de>>(
+    body: &[u8],
+    what: &'static str,
+) -> Result<T, VaultError> {
+    match body.first() {
+        Some(&MAC_VERSION) => postcard::from_bytes(body)
+            .map_err(|_| VaultError::Store(vault_store::StoreError::Corrupt(what))),
+        _ => Err(VaultError::Integrity),
     }
 }
 
@@ -349,7 +423,15 @@ impl Vault {
         scopes: Scopes,
         label: &str,
     ) -> Result<NewApiKey, VaultError> {
-        let r = self.create_api_key_unaudited(merchant, scopes, label);
+        let r = if scopes.contains(Scope::Admin) {
+            Err(VaultError::field(
+                "scopes",
+                "admin_needs_operator",
+                "admin is for operator keys only (apikey create --operator --scopes admin)",
+            ))
+        } else {
+            self.create_api_key_unaudited(Some(merchant), scopes, label)
+        };
         self.audited(
             actor,
             AuditAction::AdminApiKeyCreate,
@@ -357,6 +439,47 @@ impl Vault {
             |k: &NewApiKey| {
                 Some(format!(
                     "merchant={merchant},key={},scopes={}",
+                    k.info.id, k.info.scopes
+                ))
+            },
+            r,
+        )
+    }
+
+    /// Creates an operator key: it belongs to no merchant and holds only `admin` (any other
+    /// scope is refused: `admin` does not imply `tokenize` or `reveal`). Audited
+    /// (`admin.apikey.create`, detail `operator,key=..,scopes=admin`).
+    pub fn create_operator_key(
+        &self,
+        scopes: Scopes,
+        label: &str,
+    ) -> Result<NewApiKey, VaultError> {
+        self.create_operator_key_as(&Actor::local(), scopes, label)
+    }
+
+    /// [`create_operator_key`](Self::create_operator_key) on behalf of `actor`.
+    pub fn create_operator_key_as(
+        &self,
+        actor: &Actor,
+        scopes: Scopes,
+        label: &str,
+    ) -> Result<NewApiKey, VaultError> {
+        let r = if scopes == Scopes::of(&[Scope::Admin]) {
+            self.create_api_key_unaudited(None, scopes, label)
+        } else {
+            Err(VaultError::field(
+                "scopes",
+                "operator_scopes",
+                "operator keys hold only the admin scope",
+            ))
+        };
+        self.audited(
+            actor,
+            AuditAction::AdminApiKeyCreate,
+            None,
+            |k: &NewApiKey| {
+                Some(format!(
+                    "operator,key={},scopes={}",
                     k.info.id, k.info.scopes
                 ))
             },
@@ -372,7 +495,7 @@ impl Vault {
     /// [`revoke_api_key`](Self::revoke_api_key) on behalf of `actor`.
     pub fn revoke_api_key_as(&self, actor: &Actor, id: &str) -> Result<(), VaultError> {
         let r = self.revoke_api_key_unaudited(id);
-        let detail = is_key_id(id).then(|| format!("key={id}"));
+        let detail = is_key_id(id).then(|| format!("key={}", id.to_ascii_lowercase()));
         self.audited(actor, AuditAction::AdminApiKeyRevoke, None, |_| detail, r)
     }
 
@@ -387,6 +510,20 @@ impl Vault {
     /// [`authenticate`](Self::authenticate) for a caller known as `actor` (typically only its
     /// peer uid); a failure is recorded with that actor plus the presented key id.
     pub fn authenticate_as(&self, actor: &Actor, bearer: &str) -> Result<Principal, VaultError> {
+        match self.authenticate_caller_as(actor, bearer)? {
+            Caller::Merchant(p) => Ok(p),
+            // An operator key acts for no merchant: it is known, but not allowed here.
+            Caller::Operator(_) => Err(VaultError::Forbidden),
+        }
+    }
+
+    /// Authenticates a bearer API key of either kind (merchant or operator). Failures as for
+    /// [`authenticate_as`](Self::authenticate_as).
+    pub fn authenticate_caller_as(
+        &self,
+        actor: &Actor,
+        bearer: &str,
+    ) -> Result<Caller, VaultError> {
         let r = self.authenticate_unaudited(bearer);
         if r.is_ok() {
             return r;
@@ -397,7 +534,9 @@ impl Vault {
             .map(|(id, _)| id)
             .filter(|id| is_key_id(id));
         let actor = Actor {
-            key_id: key_id.map(str::to_owned).or_else(|| actor.key_id.clone()),
+            key_id: key_id
+                .map(str::to_ascii_lowercase)
+                .or_else(|| actor.key_id.clone()),
             ..actor.clone()
         };
         // Not waited for: a refused caller learns nothing, and a flood of bad keys then costs
@@ -513,11 +652,13 @@ impl Vault {
     /// Creates an API key for an existing merchant. The returned value is the only copy of the key.
     fn create_api_key_unaudited(
         &self,
-        merchant: MerchantId,
+        merchant: Option<MerchantId>,
         scopes: Scopes,
         label: &str,
     ) -> Result<NewApiKey, VaultError> {
-        if self.merchant(merchant)?.is_none() {
+        if let Some(merchant) = merchant
+            && self.merchant(merchant)?.is_none()
+        {
             return Err(VaultError::field(
                 "merchant_id",
                 "unknown",
@@ -535,23 +676,24 @@ impl Vault {
         let mut secret = Zeroizing::new([0u8; 32]);
         {
             use rand::Rng;
-            let mut rng = rand::rng();
+            // Key material: straight from the OS generator.
+            let mut rng = crate::os_rng::os_rng();
             rng.fill_bytes(&mut id);
             rng.fill_bytes(secret.as_mut());
         }
         let secret_hex = Zeroizing::new(hex::encode(secret.as_ref()));
         let now = self.now();
         let rec = ApiKeyRec {
-            v: RECORD_VERSION,
-            merchant: merchant.get(),
+            v: MAC_VERSION,
+            merchant: merchant.map_or(OPERATOR, MerchantId::get),
             scopes: scopes.0,
             hash: self.key_hash(secret_hex.as_bytes()),
             label: label.to_owned(),
             created_at: now.unix_timestamp(),
             revoked: false,
         };
-        let bytes = encode(&rec);
         let k = key(APIKEY_PREFIX, &id);
+        let bytes = self.seal_record(RecordKind::ApiKey, &k, encode(&rec));
         self.inner.store.write(move |tx| tx.put_raw(&k, bytes))?;
         self.inner.keys.records.write().insert(id, rec.clone());
         let id_hex = hex::encode(id);
@@ -572,15 +714,18 @@ impl Vault {
     pub fn api_keys(&self, merchant: Option<MerchantId>) -> Result<Vec<ApiKeyInfo>, VaultError> {
         let mut out = Vec::new();
         for (k, v) in self.inner.store.scan_raw(&[APIKEY_PREFIX], usize::MAX)? {
-            let r: ApiKeyRec = decode(&v, "api key")?;
-            let m = MerchantId::new(r.merchant).map_err(|_| VaultError::Integrity)?;
-            if merchant.is_some_and(|want| want != m) {
+            let r: ApiKeyRec = decode_v2(self.open_record(RecordKind::ApiKey, &k, &v)?, "api key")?;
+            let m = match r.merchant {
+                OPERATOR => None,
+                m => Some(MerchantId::new(m).map_err(|_| VaultError::Integrity)?),
+            };
+            if merchant.is_some_and(|want| Some(want) != m) {
                 continue;
             }
             out.push(ApiKeyInfo {
                 id: hex::encode(k.get(1..).unwrap_or_default()),
                 merchant: m,
-                scopes: Scopes(r.scopes),
+                scopes: effective_scopes(&r),
                 label: r.label,
                 created_at: from_unix(r.created_at)?,
                 revoked: r.revoked,
@@ -598,14 +743,17 @@ impl Vault {
                 VaultError::field("key_id", "invalid", "key id must be 16 hex characters")
             })?;
         let k = key(APIKEY_PREFIX, &raw);
+        let mac_key = self.record_mac_key(RecordKind::ApiKey);
         let rec = self
             .inner
             .store
             .write(move |tx| -> Result<ApiKeyRec, VaultError> {
                 let bytes = tx.get_raw(&k)?.ok_or(VaultError::NotFound)?;
-                let mut rec: ApiKeyRec = decode(&bytes, "api key")?;
+                let body = record_mac::open_with(&mac_key, RecordKind::ApiKey, &k, &bytes)?;
+                let mut rec: ApiKeyRec = decode_v2(body, "api key")?;
                 rec.revoked = true;
-                tx.put_raw(&k, encode(&rec))?;
+                let sealed = record_mac::seal_with(&mac_key, RecordKind::ApiKey, &k, encode(&rec));
+                tx.put_raw(&k, sealed)?;
                 Ok(rec)
             })?;
         self.inner.keys.records.write().insert(raw, rec);
@@ -614,7 +762,7 @@ impl Vault {
 
     /// Authenticates a bearer API key. Every failure (malformed, unknown, wrong secret, revoked,
     /// merchant removed) is the same `Unauthorized`.
-    fn authenticate_unaudited(&self, bearer: &str) -> Result<Principal, VaultError> {
+    fn authenticate_unaudited(&self, bearer: &str) -> Result<Caller, VaultError> {
         let parsed = bearer
             .strip_prefix("cvk_")
             .and_then(|rest| rest.split_once('_'))
@@ -632,12 +780,15 @@ impl Vault {
         let rec = match cached {
             Some(r) => r,
             None => {
-                let Some(bytes) = self.inner.store.get_raw(&key(APIKEY_PREFIX, &id))? else {
+                let k = key(APIKEY_PREFIX, &id);
+                let Some(bytes) = self.inner.store.get_raw(&k)? else {
                     // Pay the same HMAC as a real check, so unknown ids do not answer faster.
                     let _ = self.key_hash(secret.as_bytes());
                     return Err(VaultError::Unauthorized);
                 };
-                let r: ApiKeyRec = decode(&bytes, "api key")?;
+                // A tampered record fails closed: `Integrity`, never a principal.
+                let body = self.open_record(RecordKind::ApiKey, &k, &bytes)?;
+                let r: ApiKeyRec = decode_v2(body, "api key")?;
                 self.inner.keys.records.write().insert(id, r.clone());
                 r
             }
@@ -646,11 +797,17 @@ impl Vault {
         if !bool::from(ok) || rec.revoked {
             return Err(VaultError::Unauthorized);
         }
-        Ok(Principal {
+        // One spelling for the id in principals and audit entries: lower case.
+        let key_id = id_hex.to_ascii_lowercase();
+        let scopes = effective_scopes(&rec);
+        if rec.merchant == OPERATOR {
+            return Ok(Caller::Operator(Operator { key_id, scopes }));
+        }
+        Ok(Caller::Merchant(Principal {
             merchant: MerchantId::new(rec.merchant).map_err(|_| VaultError::Integrity)?,
-            key_id: id_hex.to_owned(),
-            scopes: Scopes(rec.scopes),
-        })
+            key_id,
+            scopes,
+        }))
     }
 
     /// Adds a terminal for an existing merchant. Refused if the id exists.
@@ -668,12 +825,12 @@ impl Vault {
         }
         let now = self.now();
         let rec = TerminalRec {
-            v: RECORD_VERSION,
+            v: MAC_VERSION,
             merchant: merchant.get(),
             created_at: now.unix_timestamp(),
         };
         let k = key(TERMINAL_PREFIX, id.as_str().as_bytes());
-        let bytes = encode(&rec);
+        let bytes = self.seal_record(RecordKind::Terminal, &k, encode(&rec));
         self.insert_new(k, bytes, "terminal_id", "a terminal with this id exists")?;
         Ok(Terminal {
             id,
@@ -684,13 +841,11 @@ impl Vault {
 
     /// The terminal with this id.
     pub fn terminal(&self, id: &TerminalId) -> Result<Option<Terminal>, VaultError> {
-        match self
-            .inner
-            .store
-            .get_raw(&key(TERMINAL_PREFIX, id.as_str().as_bytes()))?
-        {
+        let k = key(TERMINAL_PREFIX, id.as_str().as_bytes());
+        match self.inner.store.get_raw(&k)? {
             Some(b) => {
-                let r: TerminalRec = decode(&b, "terminal")?;
+                let r: TerminalRec =
+                    decode_v2(self.open_record(RecordKind::Terminal, &k, &b)?, "terminal")?;
                 let merchant = MerchantId::new(r.merchant).map_err(|_| VaultError::Integrity)?;
                 Ok(Some(Terminal {
                     id: id.clone(),
@@ -708,7 +863,8 @@ impl Vault {
         for (k, v) in self.inner.store.scan_raw(&[TERMINAL_PREFIX], usize::MAX)? {
             let id = std::str::from_utf8(k.get(1..).unwrap_or_default())
                 .map_err(|_| VaultError::Integrity)?;
-            let r: TerminalRec = decode(&v, "terminal")?;
+            let r: TerminalRec =
+                decode_v2(self.open_record(RecordKind::Terminal, &k, &v)?, "terminal")?;
             let m = MerchantId::new(r.merchant).map_err(|_| VaultError::Integrity)?;
             if merchant.is_none_or(|want| want == m) {
                 out.push(Terminal {
@@ -725,4 +881,29 @@ impl Vault {
 /// Whether `s` has the shape of a public API key id (16 hex characters).
 fn is_key_id(s: &str) -> bool {
     s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(merchant: u64, scopes: Scopes) -> ApiKeyRec {
+        ApiKeyRec {
+            v: RECORD_VERSION,
+            merchant,
+            scopes: scopes.0,
+            hash: [0; 32],
+            label: String::new(),
+            created_at: 0,
+            revoked: false,
+        }
+    }
+
+    #[test]
+    fn a_stored_merchant_key_with_admin_keeps_its_other_scopes_only() {
+        let old = rec(890_490, Scopes::of(&[Scope::Tokenize, Scope::Admin]));
+        assert_eq!(effective_scopes(&old), Scopes::of(&[Scope::Tokenize]));
+        let op = rec(OPERATOR, Scopes::of(&[Scope::Admin, Scope::Reveal]));
+        assert_eq!(effective_scopes(&op), Scopes::of(&[Scope::Admin]));
+    }
 }

@@ -33,7 +33,7 @@ use std::{
 };
 
 use argon2::{
-    Algorithm, Argon2, PasswordHasher, PasswordVerifier, Version,
+    Algorithm, Argon2, Version,
     password_hash::{
         self,
         phc::{Output, ParamsString, PasswordHash, Salt},
@@ -44,16 +44,18 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
-use vault_core::MerchantId;
+use vault_core::{MerchantId, SecretKey};
 use vault_store::StoreError;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::{Actor, AuditAction, AuditOutcome, Vault, VaultError};
+use crate::{
+    Actor, AuditAction, AuditOutcome, Vault, VaultError,
+    record_mac::{self, MAC_VERSION, RecordKind},
+};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 const PASSWORD_PREFIX: u8 = b'P';
-const RECORD_VERSION: u8 = 1;
 const SALT_LEN: usize = 16;
 const OUTPUT_LEN: usize = 32;
 /// Past this many tracked ids (merchants or peers), counters whose window has ended are dropped.
@@ -66,6 +68,9 @@ pub struct MerchantPassword(Zeroizing<String>);
 impl MerchantPassword {
     /// The longest password, in characters.
     pub const MAX_LEN: usize = 64;
+    /// The shortest password a merchant may be given (PCI DSS v4 8.3.6), in characters. Logins
+    /// accept any 1-64 characters (and simply fail for a wrong one).
+    pub const MIN_LEN: usize = 12;
 
     /// Checks the length. A refused string is wiped before the error is returned.
     pub fn new(s: String) -> Result<Self, VaultError> {
@@ -197,6 +202,8 @@ pub(crate) struct LoginState {
     slots: Slots,
     limits: Mutex<Limits>,
     cache: VerifyCache,
+    /// Argon2 memory, reused across hashes (one buffer per slot in use).
+    memory: MemoryPool,
     /// The unknown-merchant PHC string for the current parameters.
     dummy: Mutex<Option<Dummy>>,
     busy: AtomicU64,
@@ -304,32 +311,38 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// Failures counted in fixed windows, per merchant id and per peer.
+/// Failures counted in a sliding window, per merchant id and per peer. A success does not
+/// clear a merchant's failures: only time (or an operator's [`Vault::unlock_merchant`]) does.
 #[derive(Default)]
 struct Limits {
     merchants: HashMap<u64, Window>,
     peers: HashMap<Option<u32>, Window>,
 }
 
-#[derive(Clone, Copy)]
+/// The most recent failures (at most [`MAX_KEPT_FAILURES`]), oldest first.
+#[derive(Clone, Default)]
 struct Window {
-    start: OffsetDateTime,
-    failures: u32,
+    failures: std::collections::VecDeque<OffsetDateTime>,
 }
+
+/// Failures remembered per id: more than any sane limit needs (a limit above it acts as this).
+const MAX_KEPT_FAILURES: usize = 256;
 
 fn window_len(policy: &LoginPolicy) -> time::Duration {
     time::Duration::try_from(policy.window).unwrap_or(time::Duration::MAX)
 }
 
+/// Failures of `key` within the last `len`.
 fn current<K: std::hash::Hash + Eq>(
     map: &HashMap<K, Window>,
     key: &K,
     now: OffsetDateTime,
     len: time::Duration,
 ) -> u32 {
-    map.get(key)
-        .filter(|w| now - w.start < len)
-        .map_or(0, |w| w.failures)
+    map.get(key).map_or(0, |w| {
+        let n = w.failures.iter().filter(|at| now - **at < len).count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    })
 }
 
 fn count_failure<K: std::hash::Hash + Eq>(
@@ -339,19 +352,16 @@ fn count_failure<K: std::hash::Hash + Eq>(
     len: time::Duration,
 ) {
     if map.len() >= PRUNE_AT {
-        map.retain(|_, w| now - w.start < len);
+        map.retain(|_, w| w.failures.back().is_some_and(|at| now - *at < len));
     }
-    let w = map.entry(key).or_insert(Window {
-        start: now,
-        failures: 0,
-    });
-    if now - w.start >= len {
-        *w = Window {
-            start: now,
-            failures: 0,
-        };
+    let w = map.entry(key).or_default();
+    while w.failures.front().is_some_and(|at| now - *at >= len) {
+        w.failures.pop_front();
     }
-    w.failures = w.failures.saturating_add(1);
+    if w.failures.len() >= MAX_KEPT_FAILURES {
+        w.failures.pop_front();
+    }
+    w.failures.push_back(now);
 }
 
 impl Limits {
@@ -396,7 +406,7 @@ impl Default for VerifyCache {
         let mut key = Zeroizing::new([0u8; 32]);
         {
             use rand::Rng;
-            rand::rng().fill_bytes(key.as_mut());
+            crate::os_rng::os_rng().fill_bytes(key.as_mut());
         }
         Self {
             mac: <HmacSha256 as KeyInit>::new_from_slice(key.as_ref())
@@ -473,11 +483,15 @@ fn corrupt() -> VaultError {
     VaultError::Store(StoreError::Corrupt("merchant password"))
 }
 
-fn decode(bytes: &[u8]) -> Result<PasswordRec, VaultError> {
-    match bytes.split_first() {
-        Some((&RECORD_VERSION, _)) => postcard::from_bytes(bytes).map_err(|_| corrupt()),
-        _ => Err(corrupt()),
-    }
+/// A stored password record, after its MAC (bound to `key`) verified: `Integrity` otherwise.
+fn decode(mac_key: &SecretKey, key: &[u8], bytes: &[u8]) -> Result<PasswordRec, VaultError> {
+    let body = record_mac::open_with(mac_key, RecordKind::Password, key, bytes)?;
+    postcard::from_bytes(body).map_err(|_| corrupt())
+}
+
+/// A password record, MAC'd and bound to `key`.
+fn seal(mac_key: &SecretKey, key: &[u8], rec: &PasswordRec) -> Vec<u8> {
+    record_mac::seal_with(mac_key, RecordKind::Password, key, encode(rec))
 }
 
 fn encode(rec: &PasswordRec) -> Vec<u8> {
@@ -488,24 +502,90 @@ fn encode(rec: &PasswordRec) -> Vec<u8> {
 fn random<const N: usize>() -> [u8; N] {
     use rand::Rng;
     let mut b = [0u8; N];
-    rand::rng().fill_bytes(&mut b);
+    crate::os_rng::os_rng().fill_bytes(&mut b);
     b
 }
 
+/// Argon2 working memory, reused: one buffer per hashing slot in use, kept between hashes, so
+/// a flood of logins holds at most `max_concurrent_hashes` buffers instead of leaving the
+/// allocator one fresh 19 MiB buffer per login. Every hash and verification (PHC strings
+/// included) runs in a buffer from here.
+#[derive(Default)]
+struct MemoryPool {
+    free: Mutex<Vec<Vec<argon2::Block>>>,
+}
+
+impl MemoryPool {
+    /// Runs `f` on `blocks` blocks of pooled memory, and keeps the buffer for the next caller
+    /// (at most `keep` buffers are kept). The buffer is wiped before it goes back: it held
+    /// password-derived state.
+    fn with<R>(&self, blocks: usize, keep: usize, f: impl FnOnce(&mut [argon2::Block]) -> R) -> R {
+        let mut buf = self.free.lock().pop().unwrap_or_default();
+        if buf.len() < blocks {
+            buf.resize(blocks, argon2::Block::new());
+        }
+        let r = f(&mut buf[..blocks]);
+        buf.fill(argon2::Block::new());
+        let mut free = self.free.lock();
+        if free.len() < keep {
+            free.push(buf);
+        }
+        r
+    }
+}
+
+/// `password` hashed under `params` with `salt` into `out`, in `memory`.
+fn argon2id_into(
+    params: argon2::Params,
+    version: Version,
+    password: &MerchantPassword,
+    salt: &[u8],
+    out: &mut [u8],
+    memory: &mut [argon2::Block],
+) -> Result<(), argon2::Error> {
+    Argon2::new(Algorithm::Argon2id, version, params).hash_password_into_with_memory(
+        password.expose().as_bytes(),
+        salt,
+        out,
+        memory,
+    )
+}
+
 /// A fresh Argon2id PHC string of `password` under the policy's parameters.
-fn hash_password(policy: &LoginPolicy, password: &MerchantPassword) -> Result<String, VaultError> {
-    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, policy.argon2_params()?);
+fn hash_password(
+    policy: &LoginPolicy,
+    password: &MerchantPassword,
+    pool: &MemoryPool,
+) -> Result<String, VaultError> {
+    let failed = || {
+        VaultError::field(
+            "policy",
+            "invalid",
+            "the password could not be hashed under the login policy",
+        )
+    };
+    let params = policy.argon2_params()?;
     let salt: [u8; SALT_LEN] = random();
-    argon
-        .hash_password_with_salt(password.expose().as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|_| {
-            VaultError::field(
-                "policy",
-                "invalid",
-                "the password could not be hashed under the login policy",
-            )
-        })
+    let mut out = Zeroizing::new([0u8; OUTPUT_LEN]);
+    pool.with(params.block_count(), policy.max_concurrent_hashes, |mem| {
+        argon2id_into(
+            params.clone(),
+            Version::V0x13,
+            password,
+            &salt,
+            out.as_mut(),
+            mem,
+        )
+    })
+    .map_err(|_| failed())?;
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|_| failed())?,
+        salt: Some(Salt::new(&salt).map_err(|_| failed())?),
+        hash: Some(Output::new(out.as_ref()).map_err(|_| failed())?),
+    };
+    Ok(phc.to_string())
 }
 
 /// A PHC string no password verifies against, costing what a real one of the policy costs.
@@ -529,14 +609,33 @@ fn dummy_hash(policy: &LoginPolicy) -> Result<PasswordHash, VaultError> {
     })
 }
 
-/// Whether `password` matches `hash` (its own parameters are used). A hash that cannot be
-/// evaluated at all (unknown algorithm, broken parameters) is a corrupt record.
-fn verify(hash: &PasswordHash, password: &MerchantPassword) -> Result<bool, VaultError> {
-    match Argon2::default().verify_password(password.expose().as_bytes(), hash) {
-        Ok(()) => Ok(true),
-        Err(password_hash::Error::PasswordInvalid) => Ok(false),
-        Err(_) => Err(corrupt()),
+/// Whether `password` matches `hash` (its own parameters are used), computed in pooled memory.
+/// A hash that cannot be evaluated at all (other algorithm, broken parameters, no salt or
+/// output) is a corrupt record.
+fn verify(
+    hash: &PasswordHash,
+    password: &MerchantPassword,
+    pool: &MemoryPool,
+    keep: usize,
+) -> Result<bool, VaultError> {
+    if hash.algorithm != argon2::ARGON2ID_IDENT {
+        return Err(corrupt());
     }
+    let version = match hash.version {
+        Some(v) => Version::try_from(v).map_err(|_| corrupt())?,
+        None => Version::V0x13,
+    };
+    let params = argon2::Params::try_from(hash).map_err(|_| corrupt())?;
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return Err(corrupt());
+    };
+    let expected = expected.as_bytes();
+    let mut out = Zeroizing::new(vec![0u8; expected.len()]);
+    pool.with(params.block_count(), keep, |mem| {
+        argon2id_into(params.clone(), version, password, salt, &mut out, mem)
+    })
+    .map_err(|_| corrupt())?;
+    Ok(bool::from(out.as_slice().ct_eq(expected)))
 }
 
 /// Whether a stored hash was made with other parameters than the policy's.
@@ -618,26 +717,67 @@ impl Vault {
                 "no merchant with this id",
             ));
         }
+        if password.expose().chars().count() < MerchantPassword::MIN_LEN {
+            return Err(VaultError::field(
+                "password",
+                "too_short",
+                "a merchant password must be at least 12 characters",
+            ));
+        }
         let login = &self.inner.login;
         let policy = self.login_policy();
         let phc = {
             // An admin call waits for a slot however long the queue: it is never `Busy`.
             let _slot = login.slots.acquire(None)?;
-            hash_password(&policy, password)?
+            hash_password(&policy, password, &login.memory)?
         };
         let rec = PasswordRec {
-            v: RECORD_VERSION,
+            v: MAC_VERSION,
             phc,
             updated_at: self.now().unix_timestamp(),
         };
-        let bytes = encode(&rec);
         let key = record_key(merchant);
+        let bytes = seal(&self.record_mac_key(RecordKind::Password), &key, &rec);
         self.inner.store.write(move |tx| tx.put_raw(&key, bytes))?;
         // After the write: a login that verified the old password and caches after this point is
         // refused by the epoch; one that cached before it is removed here.
         login.cache.invalidate(merchant.get());
         login.limits.lock().merchants.remove(&merchant.get());
         Ok(())
+    }
+
+    /// Clears the login failures counted for `merchant` (a lockout): logins for it are limited
+    /// again only by new failures (and by the per-peer limit). Audited
+    /// (`admin.merchant.unlock`). Refused `unknown` for an unknown merchant.
+    pub fn unlock_merchant(&self, merchant: MerchantId) -> Result<(), VaultError> {
+        self.unlock_merchant_as(&Actor::local(), merchant)
+    }
+
+    /// [`unlock_merchant`](Self::unlock_merchant) on behalf of `actor`.
+    pub fn unlock_merchant_as(
+        &self,
+        actor: &Actor,
+        merchant: MerchantId,
+    ) -> Result<(), VaultError> {
+        let r = match self.merchant(merchant) {
+            Ok(Some(_)) => {
+                self.inner
+                    .login
+                    .limits
+                    .lock()
+                    .merchants
+                    .remove(&merchant.get());
+                Ok(())
+            }
+            Ok(None) => Err(VaultError::field(
+                "merchantId",
+                "unknown",
+                "no merchant with this id",
+            )),
+            Err(e) => Err(e),
+        };
+        let detail = Some(format!("merchant={merchant}"));
+        self.audited(actor, AuditAction::AdminMerchantUnlock, None, |_| detail, r)
     }
 
     /// Checks `merchant`'s gateway password. Blocking: one Argon2id verification (tens of
@@ -647,8 +787,10 @@ impl Vault {
     /// [`VaultError::Unauthorized`], after the same work. Too many recent failures for this
     /// merchant id or from this peer (`actor.peer_uid`) -> [`VaultError::RateLimited`], checked
     /// before any hashing; all hashing slots taken and `max_waiting` callers already queued ->
-    /// [`VaultError::Busy`]. A success clears the merchant's failure count (not the peer's), and
-    /// re-hashes the stored password if it was made with other parameters than the policy's.
+    /// [`VaultError::Busy`]. Failures are counted in a sliding window (`policy.window`); a success
+    /// does not clear them (so guesses interleaved with a gateway's good logins still hit the
+    /// limit); an operator clears a merchant's with [`unlock_merchant`](Self::unlock_merchant). A
+    /// success re-hashes the stored password if it was made with other parameters than the policy's.
     ///
     /// A concurrent burst can overshoot `merchant_failures` by at most the callers already past
     /// the check (the limit is checked again once a slot is taken, so by at most
@@ -708,13 +850,15 @@ impl Vault {
         let tag = login.cache.tag(merchant, password);
         if login.cache.hit(id, &tag, now) {
             login.cache_hits.fetch_add(1, Ordering::Relaxed);
-            login.limits.lock().merchants.remove(&id);
+            // A success does not clear earlier failures (the window slides them out).
             return Ok(());
         }
 
         let stored = match self.inner.store.get_raw(&record_key(merchant))? {
             Some(bytes) => {
-                let rec = decode(&bytes)?;
+                // A tampered record fails closed (`Integrity`), never verifies.
+                let mac_key = self.record_mac_key(RecordKind::Password);
+                let rec = decode(&mac_key, &record_key(merchant), &bytes)?;
                 Some((PasswordHash::new(&rec.phc).map_err(|_| corrupt())?, rec.phc))
             }
             None => None,
@@ -728,11 +872,12 @@ impl Vault {
             })?;
         // Failures may have piled up while this caller waited for its slot.
         login.limits.lock().check(id, peer, self.now(), &policy)?;
+        let keep = policy.max_concurrent_hashes;
         let ok = match &stored {
-            Some((hash, _)) => verify(hash, password)?,
+            Some((hash, _)) => verify(hash, password, &login.memory, keep)?,
             None => {
                 let dummy = self.dummy_hash(&policy)?;
-                let _ = verify(&dummy, password)?;
+                let _ = verify(&dummy, password, &login.memory, keep)?;
                 false
             }
         };
@@ -744,12 +889,11 @@ impl Vault {
             drop(slot);
             return Err(VaultError::Unauthorized);
         }
-        login.limits.lock().merchants.remove(&id);
         if let Some((hash, old)) = stored
             && outdated(&hash, &policy)
         {
             // Still holding the slot: the re-hash counts against the memory bound too.
-            let phc = hash_password(&policy, password)?;
+            let phc = hash_password(&policy, password, &login.memory)?;
             drop(slot);
             self.replace_hash(merchant, old, phc)?;
         } else {
@@ -770,16 +914,17 @@ impl Vault {
     ) -> Result<(), VaultError> {
         let key = record_key(merchant);
         let rec = PasswordRec {
-            v: RECORD_VERSION,
+            v: MAC_VERSION,
             phc: new,
             updated_at: self.now().unix_timestamp(),
         };
-        let bytes = encode(&rec);
+        let mac_key = self.record_mac_key(RecordKind::Password);
+        let bytes = seal(&mac_key, &key, &rec);
         self.inner.store.write(move |tx| -> Result<(), VaultError> {
             let Some(current) = tx.get_raw(&key)? else {
                 return Ok(());
             };
-            if decode(&current)?.phc == old {
+            if decode(&mac_key, &key, &current)?.phc == old {
                 tx.put_raw(&key, bytes)?;
             }
             Ok(())
@@ -822,23 +967,38 @@ mod tests {
         let d = dummy_hash(&p).unwrap();
         assert!(!outdated(&d, &p));
         let pw = MerchantPassword::new("anything".into()).unwrap();
-        assert!(!verify(&d, &pw).unwrap());
+        assert!(!verify(&d, &pw, &MemoryPool::default(), 1).unwrap());
     }
 
     #[test]
     fn hash_round_trip_and_outdated() {
         let p = small();
         let pw = MerchantPassword::new("u16q9rZ02bW0jqTjxH8t".into()).unwrap();
-        let phc = hash_password(&p, &pw).unwrap();
+        let pool = MemoryPool::default();
+        let phc = hash_password(&p, &pw, &pool).unwrap();
         let h = PasswordHash::new(&phc).unwrap();
-        assert!(verify(&h, &pw).unwrap());
+        assert!(verify(&h, &pw, &pool, 2).unwrap());
         assert!(
             !verify(
                 &h,
-                &MerchantPassword::new("u16q9rZ02bW0jqTjxH8T".into()).unwrap()
+                &MerchantPassword::new("u16q9rZ02bW0jqTjxH8T".into()).unwrap(),
+                &pool,
+                2
             )
             .unwrap()
         );
+        // A hash made by the argon2 crate's own PHC path verifies in pooled memory too.
+        use argon2::PasswordHasher;
+        let theirs = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            p.argon2_params().unwrap(),
+        )
+        .hash_password_with_salt(pw.expose().as_bytes(), b"0123456789abcdef")
+        .unwrap();
+        assert!(verify(&theirs, &pw, &pool, 2).unwrap());
+        // One buffer is kept and reused.
+        assert_eq!(pool.free.lock().len(), 1);
         assert!(!outdated(&h, &p));
         assert!(outdated(&h, &LoginPolicy { iterations: 2, ..p }));
     }

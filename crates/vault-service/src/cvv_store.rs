@@ -64,7 +64,7 @@ pub(crate) struct CvvStore {
 impl Default for CvvStore {
     fn default() -> Self {
         Self {
-            key: EphemeralKey::generate(&mut rand::rng()),
+            key: EphemeralKey::generate(&mut crate::os_rng::os_rng()),
             inner: Mutex::default(),
         }
     }

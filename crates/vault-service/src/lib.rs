@@ -30,13 +30,19 @@ mod due_index;
 mod error;
 mod idempotency;
 mod maintenance;
+mod masked_forms;
 mod model;
+mod os_rng;
 mod payment;
+mod record_mac;
 mod session;
 mod vault;
 mod write;
 
-pub use admin::{ApiKeyInfo, Merchant, NewApiKey, Principal, Scope, Scopes, Terminal, TerminalId};
+pub use admin::{
+    ApiKeyInfo, Caller, Merchant, NewApiKey, Operator, Principal, Scope, Scopes, Terminal,
+    TerminalId,
+};
 pub use audit::{Actor, AuditAction, AuditEntry, AuditOutcome, AuditReport, RevealAudit};
 pub use backup::{BackupReport, RestoreReport, backup_path_problem};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -46,6 +52,7 @@ pub use idempotency::{
     IDEMPOTENCY_TTL, IdempotencyGuard, IdempotencyKey, IdempotencyStart, IdempotentResponse,
 };
 pub use maintenance::VaultStats;
+pub use masked_forms::{MASKED_FORM_LIMIT, MASKED_FORM_WINDOW, MAX_TRACKED_FORMS};
 pub use model::{
     NewCard, RevealedCard, RewrapProgress, TokenInfo, TokenizeOptions, TokenizeRequest,
     UpdateOptions,

@@ -95,7 +95,7 @@ impl Vault {
     fn rotate_key_unaudited(&self) -> Result<DekId, VaultError> {
         let clock = self.inner.core.clock.clone();
         self.change_keys(move |header, keyring| {
-            Ok(header.rotate(keyring, &mut rand::rng(), clock.now()))
+            Ok(header.rotate(keyring, &mut crate::os_rng::os_rng(), clock.now()))
         })
     }
 
@@ -286,7 +286,7 @@ impl Vault {
             }
         };
         self.change_keys(move |header, keyring| {
-            header.rekey(keyring, &new_key, params, &mut rand::rng())?;
+            header.rekey(keyring, &new_key, params, &mut crate::os_rng::os_rng())?;
             Ok(())
         })
     }

@@ -93,6 +93,8 @@ pub(crate) struct Core {
     pub(crate) audit_in_flight: std::sync::atomic::AtomicUsize,
     /// Reveal audit entries waiting for the next group commit (one drain job per group).
     pub(crate) reveal_queue: crate::audit::RevealQueue,
+    /// Distinct cards per API key and masked form (the masked-form limit).
+    pub(crate) masked_forms: crate::masked_forms::MaskedForms,
     /// Per-merchant fingerprint keys, derived once (the MAC root never changes for a vault).
     fingerprint_keys: RwLock<std::collections::HashMap<MerchantId, vault_core::FingerprintKey>>,
 }
@@ -113,7 +115,8 @@ impl Vault {
         options: VaultOptions,
     ) -> Result<Self, VaultError> {
         let now = options.clock.now();
-        let (header, keyring) = KeyHeader::create(key, options.kdf, &mut rand::rng(), now)?;
+        let (header, keyring) =
+            KeyHeader::create(key, options.kdf, &mut crate::os_rng::os_rng(), now)?;
         let store = Store::create(dir.as_ref(), &header.encode(), store_options(&options))?;
         Ok(Self::assemble(store, header, keyring, options))
     }
@@ -137,7 +140,10 @@ impl Vault {
             header = KeyHeader::decode(&locked)?;
             keyring = header.unlock(key)?;
         }
-        Ok(Self::assemble(store, header, keyring, options))
+        let vault = Self::assemble(store, header, keyring, options);
+        // Records that decide access written before they carried a MAC get one, once.
+        vault.migrate_record_macs()?;
+        Ok(vault)
     }
 
     fn assemble(store: Store, header: KeyHeader, keyring: Keyring, options: VaultOptions) -> Self {
@@ -155,6 +161,7 @@ impl Vault {
             idempotency: crate::idempotency::InFlight::default(),
             sessions: crate::payment::SessionState::default(),
             fingerprint_keys: RwLock::default(),
+            masked_forms: crate::masked_forms::MaskedForms::default(),
         });
         Self {
             inner: Arc::new(Inner { store, core }),

@@ -1,5 +1,5 @@
 //! Merchants, API keys (scopes, revocation, persistence) and terminals.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -98,4 +98,116 @@ fn keys_and_terminals_need_an_existing_merchant() {
     assert!(Scopes::parse("").is_err());
     assert!(Scopes::parse("tokenize,root").is_err());
     assert_eq!(vault.merchants().unwrap().len(), 1);
+}
+
+#[test]
+fn card_links_need_the_fingerprint_or_reveal_scope_and_masked_forms_are_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, _clock) = new_vault(dir.path());
+    let m = merchant(890490);
+    vault.add_merchant(m, "Shop").unwrap();
+    let auth = |scopes: &str| {
+        let k = vault
+            .create_api_key(m, Scopes::parse(scopes).unwrap(), "k")
+            .unwrap();
+        vault.authenticate(k.expose()).unwrap()
+    };
+    let tokenize = auth("tokenize");
+    assert!(!tokenize.sees_card_links());
+    assert!(auth("tokenize,fingerprint").sees_card_links());
+    assert!(auth("reveal").sees_card_links());
+    assert_eq!(
+        Scopes::parse("fingerprint").unwrap().to_string(),
+        "fingerprint"
+    );
+
+    // 10 distinct numbers with one masked form are admitted (repeats free), the 11th refused.
+    let pans: Vec<vault_service::Pan> = (0..100_000u32)
+        .map(|mid| format!("411111{mid:06}1111"))
+        .filter_map(|p| vault_service::Pan::parse(&p).ok())
+        .take(11)
+        .collect();
+    let actor = vault_service::Actor::principal(&tokenize);
+    for pan in &pans[..10] {
+        vault.admit_card(&actor, &tokenize, pan).unwrap();
+    }
+    vault.admit_card(&actor, &tokenize, &pans[0]).unwrap();
+    assert!(matches!(
+        vault.admit_card(&actor, &tokenize, &pans[10]),
+        Err(VaultError::TooManyCards { retry_after }) if retry_after.as_secs() >= 1
+    ));
+    vault.barrier().unwrap();
+    let tail = vault.audit_tail(5).unwrap();
+    assert!(
+        tail.iter()
+            .any(|e| e.action.as_str() == "tokenize.masked_form_limited")
+    );
+}
+
+#[test]
+fn operator_keys_belong_to_no_merchant_and_only_they_hold_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, _clock) = new_vault(dir.path());
+    let m = merchant(890490);
+    vault.add_merchant(m, "Shop").unwrap();
+    assert!(matches!(
+        vault.create_api_key(m, Scopes::parse("tokenize,admin").unwrap(), "k"),
+        Err(VaultError::Invalid(f)) if f.code == "admin_needs_operator"
+    ));
+    assert!(matches!(
+        vault.create_operator_key(Scopes::parse("admin,reveal").unwrap(), "k"),
+        Err(VaultError::Invalid(f)) if f.code == "operator_scopes"
+    ));
+    let op = vault
+        .create_operator_key(Scopes::parse("admin").unwrap(), "ops")
+        .unwrap();
+    assert_eq!(op.info.merchant, None);
+    let actor = vault_service::Actor::local();
+    match vault.authenticate_caller_as(&actor, op.expose()).unwrap() {
+        vault_service::Caller::Operator(o) => {
+            assert!(o.require(Scope::Admin).is_ok());
+            // `admin` does not imply `tokenize` or `reveal`.
+            assert!(o.require(Scope::Tokenize).is_err());
+            assert!(o.require(Scope::Reveal).is_err());
+        }
+        other => panic!("{other:?}"),
+    }
+    // Not a merchant principal.
+    assert!(matches!(
+        vault.authenticate(op.expose()),
+        Err(VaultError::Forbidden)
+    ));
+    let listed = vault.api_keys(None).unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|k| k.merchant.is_none() && k.id == op.info.id)
+    );
+    assert!(vault.api_keys(Some(m)).unwrap().is_empty());
+}
+
+#[test]
+fn key_ids_are_case_insensitive_and_audited_lower_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, _clock) = new_vault(dir.path());
+    let m = merchant(890490);
+    vault.add_merchant(m, "Shop").unwrap();
+    let key = vault
+        .create_api_key(m, Scopes::parse("tokenize").unwrap(), "k")
+        .unwrap();
+    let id = key.info.id.clone();
+    // `cvk_` + upper-cased id + secret.
+    let upper = format!("cvk_{}_{}", id.to_ascii_uppercase(), &key.expose()[21..]);
+    assert_ne!(upper, key.expose());
+    let p = vault.authenticate(&upper).unwrap();
+    assert_eq!(p.key_id, id);
+    // A failure with an upper-cased id is audited under the canonical id.
+    let mut wrong = upper.clone();
+    let last = wrong.pop().unwrap();
+    wrong.push(if last == '0' { '1' } else { '0' });
+    assert!(vault.authenticate(&wrong).is_err());
+    vault.barrier().unwrap();
+    let tail = vault.audit_tail(1).unwrap();
+    assert_eq!(tail[0].action.as_str(), "auth.failed");
+    assert_eq!(tail[0].actor.key_id.as_deref(), Some(id.as_str()));
 }

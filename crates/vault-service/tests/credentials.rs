@@ -77,7 +77,7 @@ fn stored_as_a_phc_string_with_the_policy_params_and_never_in_clear() {
     drop(vault);
 
     let rec = stored(dir.path(), m).expect("a password record");
-    assert_eq!(rec.v, 1);
+    assert_eq!(rec.v, 2, "the MAC'd layout");
     assert_eq!(rec.updated_at, T0.unix_timestamp());
     let parts: Vec<&str> = rec.phc.split('$').collect();
     assert_eq!(parts[..4], ["", "argon2id", "v=19", "m=256,t=1,p=1"]);
@@ -155,12 +155,14 @@ fn right_wrong_unknown_and_passwordless_merchants() {
     }
 
     // Replacing: the old password stops working, the new one works.
-    vault.set_merchant_password(m, &pw("second")).unwrap();
+    vault
+        .set_merchant_password(m, &pw("second-password"))
+        .unwrap();
     assert!(matches!(
         vault.login(&me, m, &pw(SEED_PASSWORD)),
         Err(VaultError::Unauthorized)
     ));
-    assert!(vault.login(&me, m, &pw("second")).is_ok());
+    assert!(vault.login(&me, m, &pw("second-password")).is_ok());
 }
 
 #[test]
@@ -193,7 +195,7 @@ fn debug_is_redacted() {
 }
 
 #[test]
-fn merchant_rate_limit_window_and_reset_on_success() {
+fn merchant_rate_limit_slides_and_a_success_does_not_reset_it() {
     let dir = tempfile::tempdir().unwrap();
     let (vault, clock, m) = fast_vault(dir.path());
     vault.set_login_policy(LoginPolicy {
@@ -204,7 +206,8 @@ fn merchant_rate_limit_window_and_reset_on_success() {
     let me = Actor::local();
     let wrong = pw("wrong");
 
-    // Two failures, then a success resets the count: three more failures are allowed.
+    // Two failures, then a success: the success does NOT reset the count, so a guesser who
+    // interleaves with the gateway's good logins gets only one more try.
     for _ in 0..2 {
         assert!(matches!(
             vault.login(&me, m, &wrong),
@@ -212,12 +215,10 @@ fn merchant_rate_limit_window_and_reset_on_success() {
         ));
     }
     vault.login(&me, m, &pw(SEED_PASSWORD)).unwrap();
-    for _ in 0..3 {
-        assert!(matches!(
-            vault.login(&me, m, &wrong),
-            Err(VaultError::Unauthorized)
-        ));
-    }
+    assert!(matches!(
+        vault.login(&me, m, &wrong),
+        Err(VaultError::Unauthorized)
+    ));
     // Limited now, even with the right password (and even though it is cached).
     assert!(matches!(
         vault.login(&me, m, &pw(SEED_PASSWORD)),
@@ -237,6 +238,8 @@ fn merchant_rate_limit_window_and_reset_on_success() {
         Err(VaultError::RateLimited)
     ));
 
+    // Sliding: the first two failures were at T0, the third 0 minutes later too; after 14
+    // minutes all three still count, after 16 none.
     clock.advance(time::Duration::minutes(14));
     assert!(matches!(
         vault.login(&me, m, &pw(SEED_PASSWORD)),
@@ -244,8 +247,33 @@ fn merchant_rate_limit_window_and_reset_on_success() {
     ));
     clock.advance(time::Duration::minutes(2));
     vault.login(&me, m, &pw(SEED_PASSWORD)).unwrap();
+    // A failure 10 minutes into the next window still counts 10 minutes later (a fixed window
+    // starting at the first failure would have forgotten it).
+    let _ = vault.login(&me, m, &wrong);
+    clock.advance(time::Duration::minutes(10));
+    let _ = vault.login(&me, m, &wrong);
+    clock.advance(time::Duration::minutes(10));
+    let _ = vault.login(&me, m, &wrong);
+    let _ = vault.login(&me, m, &wrong);
+    assert!(matches!(
+        vault.login(&me, m, &wrong),
+        Err(VaultError::RateLimited)
+    ));
 
-    // Setting a new password clears the merchant's count.
+    // An operator lifts the lockout (audited).
+    vault.unlock_merchant(m).unwrap();
+    vault.login(&me, m, &pw(SEED_PASSWORD)).unwrap();
+    vault.barrier().unwrap();
+    assert!(
+        vault
+            .audit_tail(5)
+            .unwrap()
+            .iter()
+            .any(|e| e.action.as_str() == "admin.merchant.unlock")
+    );
+    assert!(vault.unlock_merchant(merchant(4242)).is_err());
+
+    // Setting a new password clears the merchant's count too.
     for _ in 0..3 {
         let _ = vault.login(&me, m, &wrong);
     }
@@ -253,8 +281,21 @@ fn merchant_rate_limit_window_and_reset_on_success() {
         vault.login(&me, m, &wrong),
         Err(VaultError::RateLimited)
     ));
-    vault.set_merchant_password(m, &pw("fresh")).unwrap();
-    vault.login(&me, m, &pw("fresh")).unwrap();
+    vault
+        .set_merchant_password(m, &pw("fresh-password"))
+        .unwrap();
+    vault.login(&me, m, &pw("fresh-password")).unwrap();
+}
+
+#[test]
+fn merchant_passwords_are_at_least_twelve_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, _clock, m) = fast_vault(dir.path());
+    match vault.set_merchant_password(m, &pw("elevenchars")) {
+        Err(VaultError::Invalid(f)) => assert_eq!((f.field, f.code), ("password", "too_short")),
+        other => panic!("{other:?}"),
+    }
+    vault.set_merchant_password(m, &pw("twelve-chars")).unwrap();
 }
 
 #[test]
@@ -324,23 +365,25 @@ fn cache_hits_expire_and_are_invalidated_by_a_password_change() {
     assert_eq!(hits(&vault), 1);
 
     // A password change drops the entry: the old password fails, without a hit.
-    vault.set_merchant_password(m, &pw("second")).unwrap();
+    vault
+        .set_merchant_password(m, &pw("second-password"))
+        .unwrap();
     assert!(matches!(
         vault.login(&me, m, &pw(SEED_PASSWORD)),
         Err(VaultError::Unauthorized)
     ));
     assert_eq!(hits(&vault), 1);
-    vault.login(&me, m, &pw("second")).unwrap();
+    vault.login(&me, m, &pw("second-password")).unwrap();
     assert_eq!(hits(&vault), 1);
-    vault.login(&me, m, &pw("second")).unwrap();
+    vault.login(&me, m, &pw("second-password")).unwrap();
     assert_eq!(hits(&vault), 2);
 
     // Past the TTL the entry is stale: verified again (a miss), then cached again.
     clock.advance(time::Duration::minutes(5));
-    vault.login(&me, m, &pw("second")).unwrap();
+    vault.login(&me, m, &pw("second-password")).unwrap();
     assert_eq!(hits(&vault), 2);
     clock.advance(time::Duration::minutes(4));
-    vault.login(&me, m, &pw("second")).unwrap();
+    vault.login(&me, m, &pw("second-password")).unwrap();
     assert_eq!(hits(&vault), 3);
 }
 

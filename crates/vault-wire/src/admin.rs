@@ -60,9 +60,14 @@ impl Drop for MerchantPasswordRequest {
 /// `POST /admin/apikeys`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyCreateRequest {
-    /// The merchant the key acts for.
-    pub merchant_id: String,
-    /// Any of `tokenize`, `reveal`, `sessions`, `admin` (at least one).
+    /// The merchant the key acts for (absent for an operator key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merchant_id: Option<String>,
+    /// An operator key: belongs to no merchant, holds only `admin`.
+    #[serde(default, skip_serializing_if = "crate::tokens::is_false")]
+    pub operator: bool,
+    /// Merchant keys: any of `tokenize`, `reveal`, `fingerprint`, `sessions` (at least one);
+    /// operator keys: `admin`.
     pub scopes: Vec<String>,
     /// Free-form label.
     #[serde(default)]
@@ -74,8 +79,12 @@ pub struct ApiKeyCreateRequest {
 pub struct ApiKeyResponse {
     /// 16 hex characters.
     pub id: String,
-    /// Its merchant.
-    pub merchant_id: String,
+    /// Its merchant (absent for an operator key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merchant_id: Option<String>,
+    /// `merchant` or `operator`.
+    #[serde(default)]
+    pub kind: ApiKeyKind,
     /// Its scopes.
     pub scopes: Vec<String>,
     /// Its label.
@@ -85,6 +94,17 @@ pub struct ApiKeyResponse {
     pub created_at: OffsetDateTime,
     /// Whether it was revoked.
     pub revoked: bool,
+}
+
+/// Whom an API key belongs to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiKeyKind {
+    /// A merchant's key.
+    #[default]
+    Merchant,
+    /// An operator key (no merchant; `admin`).
+    Operator,
 }
 
 /// `201` of `POST /admin/apikeys`: the key, shown this once. `Debug` hides it; wiped on drop.

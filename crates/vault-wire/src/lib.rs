@@ -26,10 +26,10 @@ mod reveal;
 mod tokens;
 
 pub use admin::{
-    ApiKeyCreateRequest, ApiKeyCreated, ApiKeyList, ApiKeyResponse, BackupRequest, BackupResponse,
-    DekStatus, KeyStatusResponse, MerchantAddRequest, MerchantList, MerchantPasswordRequest,
-    MerchantResponse, RetireResponse, RewrapResponse, RotateResponse, StatsResponse, SweepResponse,
-    TerminalAddRequest, TerminalList, TerminalResponse,
+    ApiKeyCreateRequest, ApiKeyCreated, ApiKeyKind, ApiKeyList, ApiKeyResponse, BackupRequest,
+    BackupResponse, DekStatus, KeyStatusResponse, MerchantAddRequest, MerchantList,
+    MerchantPasswordRequest, MerchantResponse, RetireResponse, RewrapResponse, RotateResponse,
+    StatsResponse, SweepResponse, TerminalAddRequest, TerminalList, TerminalResponse,
 };
 pub use batch::{BatchItemResult, BatchRequest, BatchResponse};
 pub use error::{ErrorBody, ErrorStatus, FieldErrorBody};

@@ -4,12 +4,11 @@
 use bytes::Bytes;
 use hyper::{Request, Response, StatusCode, body::Incoming};
 use vault_service::{
-    ApiKeyInfo, DekState, Merchant, MerchantId, MerchantPassword, Scope, Scopes, Terminal,
-    TerminalId,
+    ApiKeyInfo, DekState, Merchant, MerchantId, MerchantPassword, Scopes, Terminal, TerminalId,
 };
 use vault_wire::{
-    ApiKeyCreateRequest, ApiKeyCreated, ApiKeyList, ApiKeyResponse, BackupRequest, BackupResponse,
-    DekStatus, FieldErrorBody, KeyStatusResponse, MerchantAddRequest, MerchantList,
+    ApiKeyCreateRequest, ApiKeyCreated, ApiKeyKind, ApiKeyList, ApiKeyResponse, BackupRequest,
+    BackupResponse, DekStatus, FieldErrorBody, KeyStatusResponse, MerchantAddRequest, MerchantList,
     MerchantPasswordRequest, MerchantResponse, RetireResponse, RewrapResponse, RotateResponse,
     StatsResponse, SweepResponse, TerminalAddRequest, TerminalList, TerminalResponse,
 };
@@ -19,13 +18,13 @@ use crate::{
     json,
     response::{self, ApiError, Body},
     router::Param,
-    state::{State, actor},
+    state::{State, operator_actor},
 };
 
 type Answer = Result<Response<Body>, ApiError>;
 
 pub(crate) async fn merchant_list(state: &State, req: Request<Incoming>) -> Answer {
-    state.authorize(req.headers(), Scope::Admin)?;
+    state.authorize_operator(req.headers())?;
     let merchants = state.blocking(|v| v.merchants()).await?;
     let body = MerchantList {
         merchants: merchants.iter().map(merchant_response).collect(),
@@ -42,24 +41,33 @@ async fn admin_create<F, Fut>(
     create: F,
 ) -> Answer
 where
-    F: FnOnce(vault_service::Principal, Bytes) -> Fut,
+    F: FnOnce(vault_service::Operator, Bytes) -> Fut,
     Fut: Future<Output = Answer>,
 {
-    let p = state.authorize(req.headers(), Scope::Admin)?;
+    let p = state.authorize_operator(req.headers())?;
     let key = idempotency::key_from(req.headers(), KeyRule::Optional)?;
     let body = state.json_body(req, state.config.max_body_bytes).await?;
-    let merchant = p.merchant;
-    idempotency::run(state, merchant, route, key, vec![body.clone()], || {
-        create(p, body)
-    })
+    idempotency::run(
+        state,
+        OPERATOR_NAMESPACE,
+        route,
+        key,
+        vec![body.clone()],
+        || create(p, body),
+    )
     .await
 }
+
+/// The idempotency namespace of operator requests (operator keys belong to no merchant).
+/// Merchant keys cannot call admin routes, and the route is part of every idempotency
+/// fingerprint, so sharing the number of the largest merchant id mixes no answers.
+const OPERATOR_NAMESPACE: MerchantId = MerchantId::LARGEST;
 
 pub(crate) async fn merchant_add(state: &State, req: Request<Incoming>) -> Answer {
     admin_create(state, req, "POST /admin/merchants", |p, body| async move {
         let r: MerchantAddRequest = json::typed(&body, json::MERCHANT_ADD)?;
         let id = merchant_id(&r.merchant_id)?;
-        let who = actor(&p);
+        let who = operator_actor(&p);
         let m = state
             .blocking(move |v| v.add_merchant_as(&who, id, &r.name))
             .await?;
@@ -69,13 +77,13 @@ pub(crate) async fn merchant_add(state: &State, req: Request<Incoming>) -> Answe
 }
 
 /// `POST /admin/merchants/{id}/password`: sets or replaces a merchant's gateway password
-/// (`{"password": "..."}`, 1-64 characters); 204. Hashing runs on the blocking pool.
+/// (`{"password": "..."}`, 12-64 characters); 204. Hashing runs on the blocking pool.
 pub(crate) async fn merchant_password(
     state: &State,
     req: Request<Incoming>,
     param: Param,
 ) -> Answer {
-    let who = actor(&state.authorize(req.headers(), Scope::Admin)?);
+    let who = operator_actor(&state.authorize_operator(req.headers())?);
     let Param::Text(id) = param else {
         return Err(ApiError::no_route());
     };
@@ -92,6 +100,26 @@ pub(crate) async fn merchant_password(
     };
     state
         .blocking(move |v| v.set_merchant_password_as(&who, id, &password))
+        .await?;
+    Ok(response::empty(StatusCode::NO_CONTENT))
+}
+
+/// `POST /admin/merchants/{id}/unlock`: clears the merchant's counted login failures (lifts a
+/// lockout); 204. No body. Audited (`admin.merchant.unlock`).
+pub(crate) async fn merchant_unlock(state: &State, req: Request<Incoming>, param: Param) -> Answer {
+    let who = operator_actor(&state.authorize_operator(req.headers())?);
+    let Param::Text(id) = param else {
+        return Err(ApiError::no_route());
+    };
+    let id = MerchantId::parse(&id).map_err(|e| {
+        ApiError::invalid(vec![FieldErrorBody::new(
+            "merchantId",
+            e.code(),
+            e.to_string(),
+        )])
+    })?;
+    state
+        .blocking(move |v| v.unlock_merchant_as(&who, id))
         .await?;
     Ok(response::empty(StatusCode::NO_CONTENT))
 }
@@ -148,7 +176,7 @@ fn password_shape(body: &[u8]) -> FieldErrorBody {
 }
 
 pub(crate) async fn apikey_list(state: &State, req: Request<Incoming>) -> Answer {
-    state.authorize(req.headers(), Scope::Admin)?;
+    state.authorize_operator(req.headers())?;
     let filter = merchant_filter(req.uri().query())?;
     let keys = state.blocking(move |v| v.api_keys(filter)).await?;
     let body = ApiKeyList {
@@ -157,15 +185,40 @@ pub(crate) async fn apikey_list(state: &State, req: Request<Incoming>) -> Answer
     Ok(response::json(StatusCode::OK, &body))
 }
 
+/// `POST /admin/apikeys`: a merchant key (`merchant_id`) or, with `"operator": true` and no
+/// `merchant_id`, an operator key (scopes: `admin` only).
 pub(crate) async fn apikey_create(state: &State, req: Request<Incoming>) -> Answer {
-    let who = actor(&state.authorize(req.headers(), Scope::Admin)?);
+    let who = operator_actor(&state.authorize_operator(req.headers())?);
     let body = state.json_body(req, state.config.max_body_bytes).await?;
     let r: ApiKeyCreateRequest = json::typed(&body, json::APIKEY_CREATE)?;
-    let id = merchant_id(&r.merchant_id)?;
     let scopes = Scopes::parse(&r.scopes.join(","))?;
-    let key = state
-        .blocking(move |v| v.create_api_key_as(&who, id, scopes, &r.label))
-        .await?;
+    let key = match (r.operator, r.merchant_id.as_deref()) {
+        (false, Some(m)) => {
+            let id = merchant_id(m)?;
+            state
+                .blocking(move |v| v.create_api_key_as(&who, id, scopes, &r.label))
+                .await?
+        }
+        (true, None) => {
+            state
+                .blocking(move |v| v.create_operator_key_as(&who, scopes, &r.label))
+                .await?
+        }
+        (false, None) => {
+            return Err(ApiError::field(
+                "merchant_id",
+                "required",
+                "merchant_id is required (or \"operator\": true for an operator key)",
+            ));
+        }
+        (true, Some(_)) => {
+            return Err(ApiError::field(
+                "merchant_id",
+                "operator_has_no_merchant",
+                "an operator key belongs to no merchant; leave merchant_id out",
+            ));
+        }
+    };
     let body = ApiKeyCreated {
         key: key.expose().to_owned(),
         api_key: apikey_response(&key.info),
@@ -174,7 +227,7 @@ pub(crate) async fn apikey_create(state: &State, req: Request<Incoming>) -> Answ
 }
 
 pub(crate) async fn apikey_revoke(state: &State, req: Request<Incoming>, param: Param) -> Answer {
-    let who = actor(&state.authorize(req.headers(), Scope::Admin)?);
+    let who = operator_actor(&state.authorize_operator(req.headers())?);
     let Param::Text(id) = param else {
         return Err(ApiError::no_route());
     };
@@ -185,7 +238,7 @@ pub(crate) async fn apikey_revoke(state: &State, req: Request<Incoming>, param: 
 }
 
 pub(crate) async fn terminal_list(state: &State, req: Request<Incoming>) -> Answer {
-    state.authorize(req.headers(), Scope::Admin)?;
+    state.authorize_operator(req.headers())?;
     let filter = merchant_filter(req.uri().query())?;
     let terminals = state.blocking(move |v| v.terminals(filter)).await?;
     let body = TerminalList {
@@ -205,7 +258,7 @@ pub(crate) async fn terminal_add(state: &State, req: Request<Incoming>) -> Answe
                 "terminal id must be 4-50 characters of [A-Za-z0-9_-]",
             )
         })?;
-        let who = actor(&p);
+        let who = operator_actor(&p);
         let t = state
             .blocking(move |v| v.add_terminal_as(&who, merchant, id))
             .await?;
@@ -215,7 +268,7 @@ pub(crate) async fn terminal_add(state: &State, req: Request<Incoming>) -> Answe
 }
 
 pub(crate) async fn key_status(state: &State, req: Request<Incoming>) -> Answer {
-    state.authorize(req.headers(), Scope::Admin)?;
+    state.authorize_operator(req.headers())?;
     let stats = state.vault.stats();
     let body = KeyStatusResponse {
         current_dek: stats.current_dek.get(),
@@ -237,8 +290,8 @@ pub(crate) async fn key_status(state: &State, req: Request<Incoming>) -> Answer 
 }
 
 pub(crate) async fn key_rotate(state: &State, req: Request<Incoming>) -> Answer {
-    let p = state.authorize(req.headers(), Scope::Admin)?;
-    let who = actor(&p);
+    let p = state.authorize_operator(req.headers())?;
+    let who = operator_actor(&p);
     let id = state.blocking(move |v| v.rotate_key_as(&who)).await?;
     tracing::info!(target: "cardvault::audit", key_id = %p.key_id, dek = %id, "data key rotated");
     let body = RotateResponse {
@@ -248,7 +301,7 @@ pub(crate) async fn key_rotate(state: &State, req: Request<Incoming>) -> Answer 
 }
 
 pub(crate) async fn key_rewrap(state: &State, req: Request<Incoming>) -> Answer {
-    let who = actor(&state.authorize(req.headers(), Scope::Admin)?);
+    let who = operator_actor(&state.authorize_operator(req.headers())?);
     // A full pass may outlast the request timeout; it runs to the end regardless (re-wrapping
     // is idempotent), and the client sees 503 if it took too long.
     let p = state.blocking(move |v| v.rewrap_as(&who, |_| {})).await?;
@@ -262,7 +315,7 @@ pub(crate) async fn key_rewrap(state: &State, req: Request<Incoming>) -> Answer 
 }
 
 pub(crate) async fn key_retire(state: &State, req: Request<Incoming>) -> Answer {
-    let who = actor(&state.authorize(req.headers(), Scope::Admin)?);
+    let who = operator_actor(&state.authorize_operator(req.headers())?);
     let retired = state
         .blocking(move |v| v.retire_unused_keys_as(&who))
         .await?;
@@ -273,7 +326,7 @@ pub(crate) async fn key_retire(state: &State, req: Request<Incoming>) -> Answer 
 }
 
 pub(crate) async fn sweep(state: &State, req: Request<Incoming>) -> Answer {
-    let who = actor(&state.authorize(req.headers(), Scope::Admin)?);
+    let who = operator_actor(&state.authorize_operator(req.headers())?);
     let removed = state
         .blocking(move |v| v.sweep_expired_as(&who, v.now()))
         .await?;
@@ -285,7 +338,7 @@ pub(crate) async fn sweep(state: &State, req: Request<Incoming>) -> Answer {
 /// while the snapshot is taken; the file is written afterwards. A backup that outlasts the request
 /// timeout still completes (the client sees 503).
 pub(crate) async fn backup(state: &State, req: Request<Incoming>) -> Answer {
-    let p = state.authorize(req.headers(), Scope::Admin)?;
+    let p = state.authorize_operator(req.headers())?;
     let body = state.json_body(req, state.config.max_body_bytes).await?;
     let r: BackupRequest = json::typed(&body, json::BACKUP)?;
     let path = std::path::PathBuf::from(&r.path);
@@ -317,7 +370,7 @@ pub(crate) async fn backup(state: &State, req: Request<Incoming>) -> Answer {
 }
 
 pub(crate) async fn stats(state: &State, req: Request<Incoming>) -> Answer {
-    state.authorize(req.headers(), Scope::Admin)?;
+    state.authorize_operator(req.headers())?;
     let stats = state.vault.stats();
     let s = &stats.store;
     let body = StatsResponse {
@@ -358,7 +411,12 @@ fn merchant_response(m: &Merchant) -> MerchantResponse {
 fn apikey_response(k: &ApiKeyInfo) -> ApiKeyResponse {
     ApiKeyResponse {
         id: k.id.clone(),
-        merchant_id: k.merchant.to_string(),
+        merchant_id: k.merchant.map(|m| m.to_string()),
+        kind: if k.merchant.is_some() {
+            ApiKeyKind::Merchant
+        } else {
+            ApiKeyKind::Operator
+        },
         scopes: k.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
         label: k.label.clone(),
         created_at: k.created_at,

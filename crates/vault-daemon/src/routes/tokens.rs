@@ -3,9 +3,7 @@
 use bytes::Bytes;
 use hyper::{Request, Response, StatusCode, body::Incoming};
 use tokio::sync::oneshot;
-use vault_service::{
-    MerchantId, Scope, Token, TokenInfo, TokenizeRequest as VaultItem, VaultError,
-};
+use vault_service::{Principal, Scope, Token, TokenInfo, TokenizeRequest as VaultItem, VaultError};
 use vault_wire::{
     BatchItemResult, BatchResponse, CardView, FieldErrorBody, RevealRequest, RevealResponse,
     TokenResponse, TokenStatus,
@@ -29,6 +27,7 @@ pub(crate) async fn create(state: &State, req: Request<Incoming>) -> Answer {
     let key = idempotency::key_from(req.headers(), KeyRule::Optional)?;
     let body = state.json_body(req, state.config.max_body_bytes).await?;
     let merchant = p.merchant;
+    let p = &p;
     idempotency::run(
         state,
         merchant,
@@ -38,6 +37,7 @@ pub(crate) async fn create(state: &State, req: Request<Incoming>) -> Answer {
         || async move {
             let (parsed, errors) = json::tokenize(&body);
             let (card, options) = validate::tokenize(parsed, errors, state.vault.now())?;
+            state.vault.admit_card(&actor(p), p, &card.pan)?;
             let (tx, rx) = oneshot::channel();
             state
                 .vault
@@ -45,7 +45,10 @@ pub(crate) async fn create(state: &State, req: Request<Incoming>) -> Answer {
                     let _ = tx.send(r);
                 });
             let info = state.within(completion(rx)).await?;
-            Ok(response::json(StatusCode::CREATED, &token_response(&info)))
+            Ok(response::json(
+                StatusCode::CREATED,
+                &token_response(&info, p),
+            ))
         },
     )
     .await
@@ -67,12 +70,13 @@ pub(crate) async fn batch(state: &State, req: Request<Incoming>) -> Answer {
         "POST /v2/tokens/batch",
         key,
         vec![body.clone()],
-        || batch_items(state, merchant, body),
+        || batch_items(state, &p, body),
     )
     .await
 }
 
-async fn batch_items(state: &State, merchant: MerchantId, body: Bytes) -> Answer {
+async fn batch_items(state: &State, p: &Principal, body: Bytes) -> Answer {
+    let merchant = p.merchant;
     let items = json::batch(&body)?;
     if items.is_empty() || items.len() > vault_service::MAX_BATCH {
         return Err(ApiError::field(
@@ -87,10 +91,24 @@ async fn batch_items(state: &State, merchant: MerchantId, body: Bytes) -> Answer
     let mut valid = Vec::with_capacity(items.len());
     for (parsed, errors) in items {
         match validate::tokenize(parsed, errors, now) {
-            Ok((card, options)) => {
-                valid.push(VaultItem { card, options });
-                results.push(None);
-            }
+            Ok((card, options)) => match state.vault.admit_card(&actor(p), p, &card.pan) {
+                Ok(()) => {
+                    valid.push(VaultItem { card, options });
+                    results.push(None);
+                }
+                Err(VaultError::TooManyCards { .. }) => {
+                    results.push(Some(BatchItemResult {
+                        status: 429,
+                        errors: Some(vec![FieldErrorBody::new(
+                            "card.pan",
+                            "masked_form_limit",
+                            "this API key stored too many distinct cards with the same masked number recently",
+                        )]),
+                        ..BatchItemResult::default()
+                    }));
+                }
+                Err(e) => return Err(e.into()),
+            },
             Err(errors) => results.push(Some(BatchItemResult::refused(errors))),
         }
     }
@@ -109,7 +127,7 @@ async fn batch_items(state: &State, merchant: MerchantId, body: Bytes) -> Answer
         .map(|slot| match slot {
             Some(refused) => refused,
             None => match stored.next() {
-                Some(Ok(info)) => BatchItemResult::stored(token_response(&info)),
+                Some(Ok(info)) => BatchItemResult::stored(token_response(&info, p)),
                 Some(Err(VaultError::Invalid(f))) => {
                     BatchItemResult::refused(vec![FieldErrorBody::new(f.field, f.code, f.message)])
                 }
@@ -138,7 +156,7 @@ pub(crate) async fn get(state: &State, req: Request<Incoming>, param: Param) -> 
     let p = state.authorize(req.headers(), Scope::Tokenize)?;
     let token = token_of(param)?;
     let info = state.vault.get(p.merchant, &token)?;
-    Ok(response::json(StatusCode::OK, &token_response(&info)))
+    Ok(response::json(StatusCode::OK, &token_response(&info, &p)))
 }
 
 /// `PUT /v2/tokens/{token}` -> 200.
@@ -152,7 +170,7 @@ pub(crate) async fn update(state: &State, req: Request<Incoming>, param: Param) 
     let info = state
         .blocking(move |v| v.update(merchant, &token, card, options))
         .await?;
-    Ok(response::json(StatusCode::OK, &token_response(&info)))
+    Ok(response::json(StatusCode::OK, &token_response(&info, &p)))
 }
 
 /// `DELETE /v2/tokens/{token}` -> 204.
@@ -233,7 +251,10 @@ fn token_of(param: Param) -> Result<Token, ApiError> {
     }
 }
 
-fn token_response(info: &TokenInfo) -> TokenResponse {
+/// The answer about `info` for `p`: the fingerprint and `customer_id` only for a key holding
+/// `fingerprint` or `reveal` ([`Principal::sees_card_links`]).
+fn token_response(info: &TokenInfo, p: &Principal) -> TokenResponse {
+    let links = p.sees_card_links();
     TokenResponse {
         token: info.token.to_string(),
         status: TokenStatus::Approved,
@@ -243,9 +264,13 @@ fn token_response(info: &TokenInfo) -> TokenResponse {
             expiration_date: info.expiry.to_yymm(),
             brand: Some(info.brand.as_str().to_owned()),
         },
-        customer_id: info.customer.as_ref().map(|c| c.as_str().to_owned()),
+        customer_id: info
+            .customer
+            .as_ref()
+            .filter(|_| links)
+            .map(|c| c.as_str().to_owned()),
         metadata: (!info.metadata.is_empty()).then(|| info.metadata.entries().clone()),
-        fingerprint: Some(info.fingerprint.to_string()),
+        fingerprint: links.then(|| info.fingerprint.to_string()),
         created_at: Some(info.created_at),
         updated_at: Some(info.updated_at),
         deduplicated: info.deduplicated,

@@ -156,7 +156,11 @@ pub fn setup(vault: &Vault) -> Keys {
         tokenize: key(m, &[Scope::Tokenize]),
         reveal: key(m, &[Scope::Reveal]),
         both: key(m, &[Scope::Tokenize, Scope::Reveal]),
-        admin: key(m, &[Scope::Admin]),
+        admin: vault
+            .create_operator_key(Scopes::of(&[Scope::Admin]), "test")
+            .unwrap()
+            .expose()
+            .to_owned(),
         other: key(o, &[Scope::Tokenize, Scope::Reveal]),
     }
 }

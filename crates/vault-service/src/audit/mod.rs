@@ -67,6 +67,15 @@ impl Actor {
         }
     }
 
+    /// The actor behind an operator key (no merchant).
+    pub fn operator(o: &crate::Operator) -> Self {
+        Self {
+            merchant: None,
+            key_id: Some(o.key_id.clone()),
+            peer_uid: None,
+        }
+    }
+
     /// The same actor, seen on a socket peer with this uid.
     #[must_use]
     pub fn with_peer_uid(mut self, uid: Option<u32>) -> Self {
@@ -144,6 +153,8 @@ actions! {
     AdminTerminalAdd = 13, "admin.terminal.add";
     /// A merchant's gateway password was set or changed.
     AdminMerchantPassword = 14, "admin.merchant.password";
+    /// A merchant's login failures were cleared by an operator (a lockout lifted).
+    AdminMerchantUnlock = 15, "admin.merchant.unlock";
     /// A fresh data key was made current.
     KeyRotate = 20, "key.rotate";
     /// Records were re-sealed under the current data key.
@@ -158,6 +169,8 @@ actions! {
     AuthFailed = 40, "auth.failed";
     /// A merchant password login failed (wrong password, unknown merchant or rate limited).
     LoginFailed = 41, "login.failed";
+    /// A tokenization was refused: too many distinct cards with one masked form from one key.
+    TokenizeMaskedFormLimited = 42, "tokenize.masked_form_limited";
 }
 
 /// How it ended.
@@ -191,6 +204,7 @@ impl AuditOutcome {
             VaultError::Key(_) => "key",
             VaultError::RateLimited => "rate_limited",
             VaultError::Busy => "busy",
+            VaultError::TooManyCards { .. } => "masked_form_limit",
             VaultError::Conflict(code) => code,
             VaultError::SessionInvalid => "session_invalid",
             VaultError::OriginMismatch => "origin_mismatch",
