@@ -967,6 +967,8 @@ fn keys_rekey_checks_the_new_passphrase_first() {
     );
     let out = run(&["stats", "--data", &data], Some(new));
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
 /// `serve --dev` writes a merchant key (no `admin`) and an operator key next to the socket; the
 /// merchant key tokenizes and sees fingerprints, the operator key administers, and admin
 /// commands find the operator key on their own.

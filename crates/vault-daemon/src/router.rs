@@ -59,7 +59,7 @@ pub(crate) enum RouteId {
 }
 
 /// Every route, in `RouteId` order.
-pub(crate) const TABLE: [(Route, RouteId); 31] = [
+pub(crate) const TABLE: [(Route, RouteId); 32] = [
     (r("GET", "/health"), RouteId::Health),
     (r("GET", "/metrics"), RouteId::Metrics),
     (r("POST", "/v2/tokens"), RouteId::TokenCreate),
