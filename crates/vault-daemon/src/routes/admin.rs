@@ -49,10 +49,8 @@ where
     let key = idempotency::key_from(req.headers(), KeyRule::Optional)?;
     let body = state.json_body(req, state.config.max_body_bytes).await?;
     let merchant = p.merchant;
-    idempotency::run(state, merchant, route, key, vec![body.clone()], || {
-        create(p, body)
-    })
-    .await
+    let shape = idempotency::json_shape(state, merchant, &body);
+    idempotency::run(state, merchant, route, key, vec![shape], || create(p, body)).await
 }
 
 pub(crate) async fn merchant_add(state: &State, req: Request<Incoming>) -> Answer {

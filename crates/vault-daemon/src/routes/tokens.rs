@@ -34,7 +34,7 @@ pub(crate) async fn create(state: &State, req: Request<Incoming>) -> Answer {
         merchant,
         "POST /v2/tokens",
         key,
-        vec![body.clone()],
+        vec![idempotency::json_shape(state, merchant, &body)],
         || async move {
             let (parsed, errors) = json::tokenize(&body);
             let (card, options) = validate::tokenize(parsed, errors, state.vault.now())?;
@@ -66,7 +66,7 @@ pub(crate) async fn batch(state: &State, req: Request<Incoming>) -> Answer {
         merchant,
         "POST /v2/tokens/batch",
         key,
-        vec![body.clone()],
+        vec![idempotency::json_shape(state, merchant, &body)],
         || batch_items(state, merchant, body),
     )
     .await
