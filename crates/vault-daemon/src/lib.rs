@@ -66,6 +66,7 @@ mod limits;
 mod listener;
 mod metrics;
 mod response;
+mod reveal_audit;
 mod router;
 mod routes;
 mod server;

@@ -55,3 +55,101 @@ async fn reveal_admin_and_failed_auth_name_the_caller() {
     assert_eq!(new[2].actor.key_id, Some(key_id(&d.keys.admin)));
     assert!(d.vault.audit_verify().unwrap().is_ok());
 }
+
+/// A reveal refused for a missing scope, a malformed token or a bad body, and a card hand-over
+/// refused for a missing scope or a malformed payment id, each leave a denied audit entry naming
+/// the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_reveals_are_audited() {
+    let d = TestDaemon::start().await;
+    let token = d.tokenize(&d.keys.both, SEED_003).await.json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = d.vault.audit_tail(usize::MAX).unwrap().len();
+    let path = format!("/v2/tokens/{token}/reveal");
+    let r = d.send("POST", &path, Some(&d.keys.tokenize), None).await;
+    assert_eq!(r.status, 403);
+    let r = d
+        .send(
+            "POST",
+            "/v2/tokens/not-a-token/reveal",
+            Some(&d.keys.reveal),
+            None,
+        )
+        .await;
+    assert!(r.status == 404 || r.status == 400, "{}", r.status);
+    let r = d
+        .send(
+            "POST",
+            &path,
+            Some(&d.keys.reveal),
+            Some("{\"customer_id\":"),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = d
+        .send("POST", "/payments/nope/card", Some(&d.keys.tokenize), None)
+        .await;
+    assert_eq!(r.status, 403);
+    let r = d
+        .send("POST", "/payments/nope/card", Some(&d.keys.reveal), None)
+        .await;
+    assert_eq!(r.status, 404);
+
+    let log = d.vault.audit_tail(usize::MAX).unwrap();
+    let new = &log[before..];
+    let seen: Vec<(AuditAction, String, Option<String>, Option<String>)> = new
+        .iter()
+        .map(|e| {
+            (
+                e.action,
+                e.outcome.to_string(),
+                e.actor.key_id.clone(),
+                e.token.map(|t| t.to_string()),
+            )
+        })
+        .collect();
+    let tk = Some(key_id(&d.keys.tokenize));
+    let rv = Some(key_id(&d.keys.reveal));
+    assert_eq!(
+        seen,
+        [
+            (
+                AuditAction::Reveal,
+                "denied:missing_scope".into(),
+                tk.clone(),
+                None
+            ),
+            (
+                AuditAction::Reveal,
+                "denied:invalid_target".into(),
+                rv.clone(),
+                None
+            ),
+            (
+                AuditAction::Reveal,
+                "denied:invalid_body".into(),
+                rv.clone(),
+                Some(token)
+            ),
+            (
+                AuditAction::PaymentCard,
+                "denied:missing_scope".into(),
+                tk,
+                None
+            ),
+            (
+                AuditAction::PaymentCard,
+                "denied:invalid_target".into(),
+                rv,
+                None
+            ),
+        ]
+    );
+    assert!(
+        new.iter()
+            .all(|e| e.actor.merchant.map(|m| m.get()) == Some(890_490))
+    );
+    assert!(d.vault.audit_verify().unwrap().is_ok());
+}
