@@ -93,12 +93,14 @@ pub(crate) fn run(args: &ServeArgs, config: DaemonConfig) -> anyhow::Result<()> 
 fn banner(data: &Path, socket: &Path, key_file: &Path) -> String {
     let line = "=".repeat(78);
     format!(
-        "\n{line}\n  DEV MODE — NOT FOR PRODUCTION\n  throwaway vault in {data} (deleted on exit), random key file,\n  merchant {DEV_MERCHANT} (\"Dev merchant\"), terminal {DEV_TERMINAL}, all-scopes API key in {key},\n  gateway password (POST /token) in {pw}\n{line}\n\n\
+        "\n{line}\n  DEV MODE — NOT FOR PRODUCTION\n  throwaway vault in {data} (deleted on exit), random vault key file {vault_key},\n  merchant {DEV_MERCHANT} (\"Dev merchant\"), terminal {DEV_TERMINAL}, all-scopes API key in {key},\n  gateway password (POST /token) in {pw}\n{line}\n\n\
          Tokenize a card (seed 003's example):\n\n  {curl}\n\n\
          Admin through the daemon:  cardvault merchant list --socket {sock}\n\
+         Audit log:                 cardvault audit tail --socket {sock}\n\
          Load test:                 cardvault bench --socket {sock} --op tokenize --connections 32 --duration 10s\n\
          Stop with Ctrl-C.\n",
         data = data.display(),
+        vault_key = data.with_file_name("vault.key").display(),
         key = key_file.display(),
         pw = key_file.with_file_name("merchant-password").display(),
         curl = curl_line(socket, key_file),

@@ -8,7 +8,7 @@ use vault_service::Token;
 
 use crate::{
     response::{ApiError, Body},
-    routes::{admin, gateway, hosted, ops, payments, tokens},
+    routes::{admin, audit, gateway, hosted, ops, payments, tokens},
     state::State,
 };
 
@@ -54,10 +54,12 @@ pub(crate) enum RouteId {
     PaymentCard,
     PaymentResult,
     HostedFieldsSession,
+    AuditEntries,
+    AuditVerify,
 }
 
 /// Every route, in `RouteId` order.
-pub(crate) const TABLE: [(Route, RouteId); 30] = [
+pub(crate) const TABLE: [(Route, RouteId); 32] = [
     (r("GET", "/health"), RouteId::Health),
     (r("GET", "/metrics"), RouteId::Metrics),
     (r("POST", "/v2/tokens"), RouteId::TokenCreate),
@@ -100,6 +102,8 @@ pub(crate) const TABLE: [(Route, RouteId); 30] = [
         ),
         RouteId::HostedFieldsSession,
     ),
+    (r("GET", "/admin/audit"), RouteId::AuditEntries),
+    (r("POST", "/admin/audit/verify"), RouteId::AuditVerify),
 ];
 
 /// Metrics slot for requests that matched no route.
@@ -231,6 +235,8 @@ async fn dispatch(
         RouteId::PaymentCard => payments::card(state, req, param).await,
         RouteId::PaymentResult => payments::result(state, req, param).await,
         RouteId::HostedFieldsSession => Ok(hosted::create(state, req, param).await),
+        RouteId::AuditEntries => audit::entries(state, req).await,
+        RouteId::AuditVerify => audit::verify(state, req).await,
     };
     result.unwrap_or_else(ApiError::into_response)
 }

@@ -467,6 +467,27 @@ impl Vault {
             return Ok(Vec::new());
         }
         let first = last.saturating_sub(u64::try_from(n).unwrap_or(u64::MAX)) + 1;
+        self.audit_between(first, last)
+    }
+
+    /// Up to `limit` entries with a seq greater than `after`, oldest first (for paging through
+    /// the log: pass the last seq seen as `after`). Entries that do not decode are skipped.
+    pub fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, VaultError> {
+        self.barrier()?;
+        let end = match self.audit_head()? {
+            Some(Ok((seq, _))) => seq,
+            _ => self.audit_walk_end()?,
+        };
+        if limit == 0 || after >= end {
+            return Ok(Vec::new());
+        }
+        let first = after + 1;
+        let last = end.min(after.saturating_add(u64::try_from(limit).unwrap_or(u64::MAX)));
+        self.audit_between(first, last)
+    }
+
+    /// The entries `first..=last` (`1 <= first <= last`), oldest first.
+    fn audit_between(&self, first: u64, last: u64) -> Result<Vec<AuditEntry>, VaultError> {
         // Blocks newest first, each block's entries oldest first.
         let mut blocks: Vec<Vec<AuditEntry>> = Vec::new();
         let mut w = window_of(last);
