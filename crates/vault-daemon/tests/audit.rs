@@ -215,3 +215,32 @@ async fn audit_routes_read_and_verify_the_log() {
 fn hex(b: &[u8; 32]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// A flood of bad API keys from one socket peer adds one `auth.failed` entry per minute, each
+/// carrying how many failures it stands for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_auth_flood_is_aggregated_per_peer_per_minute() {
+    let d = TestDaemon::start().await;
+    let before = d.vault.audit_tail(usize::MAX).unwrap().len();
+    let bad = format!("cvk_{}_{}", key_id(&d.keys.reveal), "0".repeat(64));
+    for _ in 0..1000 {
+        let r = d.send("GET", "/v2/tokens/x", Some(&bad), None).await;
+        assert_eq!(r.status, 401);
+    }
+    // The minute ends; the daemon's minute task (here called directly) writes the count.
+    d.clock.advance(time::Duration::seconds(61));
+    d.vault.flush_audit_counts();
+    let log = d.vault.audit_tail(usize::MAX).unwrap();
+    let failed: Vec<_> = log[before..]
+        .iter()
+        .filter(|e| e.action == AuditAction::AuthFailed)
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    let counts: Vec<&str> = failed
+        .iter()
+        .map(|e| e.detail.as_deref().unwrap())
+        .collect();
+    assert_eq!(counts, ["count=1", "count=999"]);
+    assert!(failed.iter().all(|e| e.actor.peer_uid.is_some()));
+    assert!(d.vault.audit_verify().unwrap().is_ok());
+}

@@ -22,6 +22,7 @@ mod codec;
 mod queue;
 #[cfg(test)]
 mod tests;
+mod throttle;
 
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
@@ -30,6 +31,7 @@ use vault_store::WriteTx;
 
 pub(crate) use codec::AuditKey;
 pub(crate) use queue::RevealQueue;
+pub(crate) use throttle::AuditThrottle;
 
 use self::codec::{
     HEAD_KEY, MAX_BLOCK_BYTES, MAX_BLOCK_ENTRIES, MAX_DETAIL, MAX_TEXT, clean, decode_block,
