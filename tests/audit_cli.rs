@@ -175,3 +175,62 @@ fn tail_and_verify_through_a_running_daemon() {
     ]);
     assert!(verify.contains("2 entries, chain intact"), "{verify}");
 }
+
+/// `audit archive` moves old entries into a file: the remaining log and the archive both verify,
+/// and a tampered archive is detected.
+#[test]
+fn archive_then_verify_both_and_detect_a_tampered_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    ok(&["init", "--data", data]);
+    ok(&[
+        "merchant", "add", "890490", "--name", "Shop", "--data", data,
+    ]);
+    ok(&["keys", "rotate", "--data", data]);
+    ok(&["keys", "rotate", "--data", data]);
+    ok(&["keys", "rotate", "--data", data]);
+    let file = dir.path().join("audit-archive.bin");
+    let file = file.to_str().unwrap();
+    let out = ok(&[
+        "audit",
+        "archive",
+        "--before",
+        "2999-01-01",
+        "--out",
+        file,
+        "--data",
+        data,
+    ]);
+    assert!(out.contains("archived entries 1..="), "{out}");
+    let verify = ok(&["audit", "verify", "--data", data]);
+    assert!(verify.contains("chain intact"), "{verify}");
+    let archive = ok(&["audit", "verify", "--archive", file, "--data", data]);
+    assert!(archive.contains("archive OK"), "{archive}");
+    let tail = ok(&["audit", "tail", "--data", data]);
+    assert!(!tail.contains("admin.merchant.add"), "{tail}");
+    assert!(tail.contains("key.rotate"), "{tail}");
+    // A second archive file may not overwrite the first.
+    assert!(
+        !run(&[
+            "audit",
+            "archive",
+            "--before",
+            "2999-01-01",
+            "--out",
+            file,
+            "--data",
+            data
+        ])
+        .status
+        .success()
+    );
+
+    let mut bytes = std::fs::read(file).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(file, &bytes).unwrap();
+    let out = run(&["audit", "verify", "--archive", file, "--data", data]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("archive BROKEN"));
+}

@@ -4,10 +4,12 @@
 //! the directory or `--socket` is given, go through the daemon (`GET /admin/audit`,
 //! `POST /admin/audit/verify`) with an admin API key.
 
-use anyhow::bail;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
 use cardvault::AuditEntry;
 use clap::Subcommand;
-use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use vault_wire::{AuditEntryView, AuditVerifyResponse};
 
 use super::admin::{Conn, Target};
@@ -30,6 +32,23 @@ pub(crate) enum AuditCmd {
     },
     /// Check the whole hash chain; exits 1 and names the first bad entry if it is broken.
     Verify {
+        /// Check this archive file (written by `audit archive`) instead of the log, with the
+        /// vault's key (offline, on --data).
+        #[arg(long, value_name = "FILE")]
+        archive: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Move the entries written before DATE (whole blocks, never the newest) into a new file,
+    /// verifiable on its own with `audit verify --archive FILE`; the remaining log starts from a
+    /// keyed anchor and still verifies. Offline only (on --data, with the vault key).
+    Archive {
+        /// RFC 3339 time (`2026-01-01T00:00:00Z`) or a date (`2026-01-01`, midnight UTC).
+        #[arg(long, value_name = "DATE")]
+        before: String,
+        /// The archive file to write (must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
         #[command(flatten)]
         target: Target,
     },
@@ -47,7 +66,57 @@ pub(crate) fn run(cmd: AuditCmd) -> anyhow::Result<()> {
                 print!("{}", table(&entries));
             }
         }
-        AuditCmd::Verify { target } => {
+        AuditCmd::Archive {
+            before,
+            out,
+            target,
+        } => {
+            let before = parse_date(&before)?;
+            let Conn::Offline(v) = Conn::open(&target)? else {
+                bail!("`audit archive` works offline only: stop the daemon first");
+            };
+            let a = v
+                .audit_archive(before, &out)
+                .with_context(|| format!("archiving to {}", out.display()))?;
+            if a.entries == 0 {
+                println!("nothing to archive: no whole block of entries before {before}");
+            } else {
+                println!(
+                    "archived entries {}..={} ({} entries) to {}; the log now starts at entry {}",
+                    a.first_seq,
+                    a.last_seq,
+                    a.entries,
+                    out.display(),
+                    a.last_seq + 1
+                );
+            }
+        }
+        AuditCmd::Verify {
+            archive: Some(file),
+            target,
+        } => {
+            let Conn::Offline(v) = Conn::open(&target)? else {
+                bail!("`audit verify --archive` works offline only (it needs the vault key)");
+            };
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let r = v.audit_verify_archive(&bytes);
+            match r.first_bad {
+                None => println!("archive OK: {} entries, chain intact", r.entries),
+                Some(seq) => {
+                    println!("archive BROKEN at entry {seq}");
+                    bail!(
+                        "archive {} broken at entry {seq}: {}",
+                        file.display(),
+                        r.problem.as_deref().unwrap_or("verification failed")
+                    );
+                }
+            }
+        }
+        AuditCmd::Verify {
+            archive: None,
+            target,
+        } => {
             let report = match Conn::open(&target)? {
                 Conn::Offline(v) => {
                     let r = v.audit_verify()?;
@@ -172,4 +241,15 @@ fn view(e: &AuditEntry) -> AuditEntryView {
         prev_hash: hex::encode(e.prev_hash),
         hash: hex::encode(e.hash),
     }
+}
+
+/// An RFC 3339 time, or a date `YYYY-MM-DD` (midnight UTC).
+fn parse_date(s: &str) -> anyhow::Result<OffsetDateTime> {
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok(t);
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let d = time::Date::parse(s, &format)
+        .with_context(|| format!("--before {s:?}: expected 2026-01-01 or 2026-01-01T00:00:00Z"))?;
+    Ok(d.midnight().assume_utc())
 }

@@ -37,7 +37,9 @@ mod vault;
 mod write;
 
 pub use admin::{ApiKeyInfo, Merchant, NewApiKey, Principal, Scope, Scopes, Terminal, TerminalId};
-pub use audit::{Actor, AuditAction, AuditEntry, AuditOutcome, AuditReport, RevealAudit};
+pub use audit::{
+    Actor, AuditAction, AuditArchived, AuditEntry, AuditOutcome, AuditReport, RevealAudit,
+};
 pub use backup::{BackupReport, RestoreReport};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use credentials::{LoginPolicy, LoginStats, MerchantPassword};

@@ -18,6 +18,7 @@
 //! committer thread, so sequence order is commit order. Reveals queue their entries in memory
 //! (`queue.rs`) so that one job per group commit appends all of them. See `docs/record-format.md`.
 
+mod archive;
 mod codec;
 mod queue;
 #[cfg(test)]
@@ -29,6 +30,7 @@ use time::OffsetDateTime;
 use vault_core::{MerchantId, Token};
 use vault_store::WriteTx;
 
+pub use archive::AuditArchived;
 pub(crate) use codec::AuditKey;
 pub(crate) use queue::RevealQueue;
 pub(crate) use throttle::AuditThrottle;
@@ -436,8 +438,8 @@ impl Vault {
     /// The last seq reachable by following the blocks from seq 1 (when the head cannot be
     /// trusted).
     fn audit_walk_end(&self) -> Result<u64, VaultError> {
-        let mut next = 1u64;
-        let mut w = 0;
+        let mut next = self.audit_start().map_or(1, |(start, _)| start + 1);
+        let mut w = window_of(next);
         loop {
             for (k, v) in self.audit_window(w)? {
                 if key_seq(&k) == Some(next) {
@@ -530,10 +532,21 @@ impl Vault {
             first_bad: Some(seq),
             problem: Some(problem),
         };
-        let mut prev = [0u8; 32];
+        // From the archive anchor, if entries were archived (keyed: it cannot be forged, and a
+        // removed anchor leaves the first entries missing).
+        let (start, mut prev) = match self.audit_start() {
+            Ok(a) => a,
+            Err(_) => {
+                return Ok(bad(
+                    1,
+                    0,
+                    "the archive anchor record is malformed or its tag does not verify".to_owned(),
+                ));
+            }
+        };
         // The next seq expected; every entry before it verified.
-        let mut seq = 1u64;
-        let mut w = 0;
+        let mut seq = start + 1;
+        let mut w = window_of(seq);
         loop {
             for (k, v) in self.audit_window(w)? {
                 let entries = seq - 1;
