@@ -4,7 +4,11 @@
 
 mod common;
 
-use std::process::Output;
+use std::{
+    os::unix::net::UnixStream,
+    process::{Child, Output, Stdio},
+    time::{Duration, Instant},
+};
 
 use common::bin;
 
@@ -74,4 +78,159 @@ fn tail_and_verify_detect_an_edited_entry() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stdout.contains("BROKEN at entry 2"), "{stdout}");
     assert!(stderr.contains("entry 2"), "{stderr}");
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// While a daemon holds the vault, `audit tail` and `audit verify` go through it (with an admin
+/// API key) and print the same thing as offline: a header row, then fixed-width columns.
+#[test]
+fn tail_and_verify_through_a_running_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    ok(&["init", "--data", data]);
+    ok(&[
+        "merchant", "add", "890490", "--name", "Shop", "--data", data,
+    ]);
+    let kf = dir.path().join("admin-key");
+    let kf = kf.to_str().unwrap();
+    ok(&[
+        "apikey",
+        "create",
+        "--merchant",
+        "890490",
+        "--scopes",
+        "admin",
+        "--out",
+        kf,
+        "--data",
+        data,
+    ]);
+    let offline = ok(&["audit", "tail", "--data", data]);
+    let header = offline.lines().next().unwrap();
+    assert!(
+        header.trim_start().starts_with("SEQ") && header.contains("ACTION"),
+        "{offline}"
+    );
+    let socket = dir.path().join("run").join("cardvault.sock");
+    let _daemon = Daemon(
+        bin()
+            .args([
+                "serve",
+                "--data",
+                data,
+                "--socket",
+                socket.to_str().unwrap(),
+            ])
+            .env("CARDVAULT_PASSPHRASE", PASS)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "daemon did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Found through --data (the daemon holds the directory).
+    let online = ok(&["audit", "tail", "--data", data, "--api-key-file", kf]);
+    assert_eq!(online, offline, "the same table through the daemon");
+    let lines: Vec<&str> = online.lines().collect();
+    assert_eq!(lines.len(), 3, "{online}");
+    // Fixed-width columns: the action column starts at the same place on every row.
+    let at = header.find("ACTION").unwrap();
+    assert!(lines[1][at..].starts_with("admin.merchant.add"), "{online}");
+    assert!(
+        lines[2][at..].starts_with("admin.apikey.create"),
+        "{online}"
+    );
+    let json = ok(&[
+        "audit",
+        "tail",
+        "-n",
+        "1",
+        "--json",
+        "--socket",
+        socket.to_str().unwrap(),
+        "--api-key-file",
+        kf,
+    ]);
+    assert!(json.contains(r#""seq":2"#), "{json}");
+    let verify = ok(&[
+        "audit",
+        "verify",
+        "--socket",
+        socket.to_str().unwrap(),
+        "--api-key-file",
+        kf,
+    ]);
+    assert!(verify.contains("2 entries, chain intact"), "{verify}");
+}
+
+/// `audit archive` moves old entries into a file: the remaining log and the archive both verify,
+/// and a tampered archive is detected.
+#[test]
+fn archive_then_verify_both_and_detect_a_tampered_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    ok(&["init", "--data", data]);
+    ok(&[
+        "merchant", "add", "890490", "--name", "Shop", "--data", data,
+    ]);
+    ok(&["keys", "rotate", "--data", data]);
+    ok(&["keys", "rotate", "--data", data]);
+    ok(&["keys", "rotate", "--data", data]);
+    let file = dir.path().join("audit-archive.bin");
+    let file = file.to_str().unwrap();
+    let out = ok(&[
+        "audit",
+        "archive",
+        "--before",
+        "2999-01-01",
+        "--out",
+        file,
+        "--data",
+        data,
+    ]);
+    assert!(out.contains("archived entries 1..="), "{out}");
+    let verify = ok(&["audit", "verify", "--data", data]);
+    assert!(verify.contains("chain intact"), "{verify}");
+    let archive = ok(&["audit", "verify", "--archive", file, "--data", data]);
+    assert!(archive.contains("archive OK"), "{archive}");
+    let tail = ok(&["audit", "tail", "--data", data]);
+    assert!(!tail.contains("admin.merchant.add"), "{tail}");
+    assert!(tail.contains("key.rotate"), "{tail}");
+    // A second archive file may not overwrite the first.
+    assert!(
+        !run(&[
+            "audit",
+            "archive",
+            "--before",
+            "2999-01-01",
+            "--out",
+            file,
+            "--data",
+            data
+        ])
+        .status
+        .success()
+    );
+
+    let mut bytes = std::fs::read(file).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(file, &bytes).unwrap();
+    let out = run(&["audit", "verify", "--archive", file, "--data", data]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("archive BROKEN"));
 }

@@ -247,6 +247,12 @@ struct Seen {
     cvvs: Vec<String>,
     /// A reveal response: it does hold a PAN, so the scanner must find it (positive control).
     control: Option<Vec<u8>>,
+    /// (route, body) of idempotent requests whose bodies hold a CVV, a password or a session
+    /// token: no keyed digest of these bodies (what an idempotency fingerprint over the raw body
+    /// would be) may be on disk.
+    idempotent: Vec<(&'static str, String)>,
+    /// The secrets inside those bodies, each also checked as a digest on its own.
+    idempotent_secrets: Vec<String>,
 }
 
 impl Seen {
@@ -590,11 +596,25 @@ const GATEWAY_PASSWORD: &str = "leak-scan-gateway-password-0d9e61c4";
 
 /// A form-encoded POST (as a browser sends the gateway routes): status and body.
 fn form(socket: &Path, path: &str, auth: Option<&str>, body: &str) -> (u16, Vec<u8>) {
+    form_keyed(socket, path, auth, None, body)
+}
+
+/// [`form`] with an `Idempotency-Key`.
+fn form_keyed(
+    socket: &Path,
+    path: &str,
+    auth: Option<&str>,
+    idempotency_key: Option<&str>,
+    body: &str,
+) -> (u16, Vec<u8>) {
     let mut s = UnixStream::connect(socket).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut req = format!("POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     if let Some(a) = auth {
         req.push_str(&format!("Authorization: Bearer {a}\r\n"));
+    }
+    if let Some(k) = idempotency_key {
+        req.push_str(&format!("Idempotency-Key: {k}\r\n"));
     }
     req.push_str(&format!(
         "Origin: https://shop.example\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
@@ -714,6 +734,7 @@ fn gateway_workload(socket: &Path, key: &str, pans: &[String], seen: &mut Seen) 
         seen.errors
             .push(("bad capture".into(), body, vec![pan.clone()]));
     }
+    idempotent_gateway_workload(socket, key, &pans[0], seen);
     // Hosted fields (seeds 001/002).
     let (st, body) = http(
         socket,
@@ -741,6 +762,145 @@ fn gateway_workload(socket: &Path, key: &str, pans: &[String], seen: &mut Seen) 
         String::from_utf8_lossy(&raw)
     );
     seen.clean("hosted-fields session", 201, raw);
+}
+
+/// A fresh UUID v4 for an `Idempotency-Key`.
+fn uuid_v4() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// The gateway calls that carry a password, a session token or a CVV, each with an
+/// `Idempotency-Key` (so the daemon keeps a fingerprint of it for 24 hours), and each sent twice:
+/// the replayed answer (the stored one) must not hold the CVV either.
+fn idempotent_gateway_workload(socket: &Path, key: &str, pan: &str, seen: &mut Seen) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let session = |action: &str, seen: &mut Seen| {
+        let body = format!(
+            "merchantId={MERCHANT}&password={GATEWAY_PASSWORD}&action={action}&timestamp={now_ms}&allowOriginUrl=https%3A%2F%2Fshop.example&customerId=gw-cust&paymentSolutionId=500&customerIPAddress=203.0.113.5"
+        );
+        let (st, answer) = form_keyed(socket, "/token", None, Some(&uuid_v4()), &body);
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&answer));
+        let answer = seen.clean("idempotent POST /token", st, answer);
+        seen.idempotent.push(("POST /token", body));
+        let token = json(&answer)["token"].as_str().unwrap().to_owned();
+        seen.idempotent_secrets.push(token.clone());
+        token
+    };
+    let cvv = "7391";
+    let tokenize = session("TOKENIZE", seen);
+    let body = format!(
+        "token={tokenize}&number={pan}&expiryMonth=12&expiryYear=2030&nameOnCard=Jane+Doe&cvv={cvv}"
+    );
+    let k = uuid_v4();
+    let (st, answer) = form_keyed(socket, "/payments", None, Some(&k), &body);
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&answer));
+    let card_token = json(&answer)["cardToken"].as_str().unwrap().to_owned();
+    seen.clean("idempotent card capture", st, answer);
+    seen.idempotent.push(("POST /payments", body));
+    let purchase = session("PURCHASE", seen);
+    let body = format!(
+        "merchantId={MERCHANT}&token={purchase}&specinCreditCardToken={card_token}&specinCreditCardCVV={cvv}"
+    );
+    let k = uuid_v4();
+    // With a reveal key the first answer holds the card and its CVV (not scanned, like a reveal).
+    let (st, answer) = form_keyed(socket, "/payments", Some(key), Some(&k), &body);
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(json(&answer)["card"]["cvv"], cvv);
+    seen.requests += 1;
+    // The replay is the stored answer: no card, no CVV.
+    let (st, replayed) = form_keyed(socket, "/payments", Some(key), Some(&k), &body);
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&replayed));
+    assert!(
+        json(&replayed)["card"].is_null(),
+        "a stored answer holds the card"
+    );
+    seen.clean("replayed idempotent payment use", st, replayed);
+    seen.idempotent.push(("POST /payments", body));
+    seen.idempotent_secrets.push(cvv.to_owned());
+    seen.idempotent_secrets.push(GATEWAY_PASSWORD.to_owned());
+    seen.cvvs.push(cvv.to_owned());
+}
+
+/// Searches the files for each needle; returns (needle index, file) of every hit.
+fn find_digests(files: &[PathBuf], needles: &[[u8; 32]]) -> Vec<(usize, PathBuf)> {
+    let mut hits = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(f).unwrap();
+        for (i, n) in needles.iter().enumerate() {
+            if bytes.windows(32).any(|w| w == n) {
+                hits.push((i, f.clone()));
+            }
+        }
+    }
+    hits
+}
+
+/// No keyed digest of a secret at rest: with the vault's own keys, recomputes the idempotency
+/// fingerprints that a fingerprint over the raw request (or over the secret alone) would have
+/// stored, and searches the data directory for them. Positive control: a fingerprint planted
+/// through the library is found.
+fn check_no_keyed_digests(data: &Path, key_file: &str, seen: &Seen, findings: &mut Vec<String>) {
+    use vault_service::{
+        IdempotencyKey, IdempotencyStart, IdempotentResponse, KeySource, MerchantId, Vault,
+        VaultOptions,
+    };
+    assert!(!seen.idempotent.is_empty());
+    let key = KeySource::from_key_file_bytes(&std::fs::read(key_file).unwrap()).unwrap();
+    let vault = Vault::open(data, &key, VaultOptions::default()).unwrap();
+    let merchant = MerchantId::parse(MERCHANT).unwrap();
+    let mut needles = Vec::new();
+    let mut names = Vec::new();
+    for (route, body) in &seen.idempotent {
+        needles.push(vault.idempotency_digest(merchant, route, &[body.as_bytes()]));
+        names.push(format!("the keyed digest of a {route} body"));
+        for secret in &seen.idempotent_secrets {
+            needles.push(vault.idempotency_digest(merchant, route, &[secret.as_bytes()]));
+            names.push(format!("the keyed digest of a secret sent to {route}"));
+        }
+    }
+    // Positive control: a request part planted through the library is stored as its digest.
+    let planted = b"cvv=1234&password=planted-control";
+    let k = IdempotencyKey::parse("0b5c8a4e-2f1d-4c3b-9a8e-7d6c5b4a3f21").unwrap();
+    let IdempotencyStart::Proceed(guard) = vault
+        .idempotency_begin(merchant, "planted control", &k, &[planted])
+        .unwrap()
+    else {
+        panic!("the planted key is new");
+    };
+    guard
+        .finish(&IdempotentResponse {
+            status: 200,
+            content_type: String::new(),
+            location: None,
+            body: Vec::new(),
+        })
+        .unwrap();
+    let control = vault.idempotency_digest(merchant, "planted control", &[planted]);
+    vault.flush().unwrap();
+    drop(vault);
+    let mut files = Vec::new();
+    files_under(data, &mut files);
+    assert!(
+        !find_digests(&files, &[control]).is_empty(),
+        "control: the planted idempotency digest is not found in the data directory"
+    );
+    for (i, f) in find_digests(&files, &needles) {
+        findings.push(format!("{}: {}", f.display(), names[i]));
+    }
 }
 
 struct Daemon {
@@ -982,6 +1142,7 @@ fn nothing_in_clear_anywhere() {
         }
     }
     let mut findings = Vec::new();
+    check_no_keyed_digests(&data_path, &kf, &seen, &mut findings);
     let mut files = Vec::new();
     files_under(&data_path, &mut files);
     files.extend(logs.iter().cloned());

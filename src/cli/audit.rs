@@ -1,16 +1,21 @@
 //! `cardvault audit tail|verify`: read and check the vault's audit log.
 //!
-//! Offline only: they open `--data DIR` with the key options, so the daemon must not be holding
-//! the directory (the audit key derives from the vault key; the daemon has no audit route yet).
+//! Like the admin commands, they open `--data DIR` with the key options, or, when a daemon holds
+//! the directory or `--socket` is given, go through the daemon (`GET /admin/audit`,
+//! `POST /admin/audit/verify`) with an admin API key.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use cardvault::{AuditEntry, StoreError, Vault, VaultError, VaultOptions};
-use clap::{Args, Subcommand};
-use time::format_description::well_known::Rfc3339;
+use cardvault::AuditEntry;
+use clap::Subcommand;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+use vault_wire::{AuditEntryView, AuditVerifyResponse};
 
-use super::key::KeyArgs;
+use super::admin::{Conn, Target};
+
+/// Most entries one daemon request answers (the daemon's limit).
+const PAGE: usize = 1000;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum AuditCmd {
@@ -23,62 +28,107 @@ pub(crate) enum AuditCmd {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        target: AuditTarget,
+        target: Target,
     },
     /// Check the whole hash chain; exits 1 and names the first bad entry if it is broken.
     Verify {
+        /// Check this archive file (written by `audit archive`) instead of the log, with the
+        /// vault's key (offline, on --data).
+        #[arg(long, value_name = "FILE")]
+        archive: Option<PathBuf>,
         #[command(flatten)]
-        target: AuditTarget,
+        target: Target,
     },
-}
-
-/// The vault to read (offline).
-#[derive(Args, Debug)]
-pub(crate) struct AuditTarget {
-    /// The vault directory (not while a daemon serves it).
-    #[arg(long, env = "CARDVAULT_DATA", value_name = "DIR")]
-    data: PathBuf,
-
-    #[command(flatten)]
-    key: KeyArgs,
-}
-
-fn open(target: &AuditTarget) -> anyhow::Result<Vault> {
-    let key = target.key.resolve(false)?;
-    match Vault::open(&target.data, &key, VaultOptions::default()) {
-        Ok(v) => Ok(v),
-        Err(VaultError::Store(StoreError::InUse(_))) => bail!(
-            "a running daemon holds {}; `cardvault audit` works offline only: stop the daemon (or read a backup)",
-            target.data.display()
-        ),
-        Err(e) => Err(e).with_context(|| format!("opening the vault in {}", target.data.display())),
-    }
+    /// Move the entries written before DATE (whole blocks, never the newest) into a new file,
+    /// verifiable on its own with `audit verify --archive FILE`; the remaining log starts from a
+    /// keyed anchor and still verifies. Offline only (on --data, with the vault key).
+    Archive {
+        /// RFC 3339 time (`2026-01-01T00:00:00Z`) or a date (`2026-01-01`, midnight UTC).
+        #[arg(long, value_name = "DATE")]
+        before: String,
+        /// The archive file to write (must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 pub(crate) fn run(cmd: AuditCmd) -> anyhow::Result<()> {
     match cmd {
         AuditCmd::Tail { n, json, target } => {
-            let vault = open(&target)?;
-            for e in vault.audit_tail(n)? {
-                if json {
-                    println!("{}", serde_json::to_string(&entry_json(&e))?);
-                } else {
-                    println!(
-                        "{:>8} {} {:<20} {:<24} {:<28} {}{}",
-                        e.seq,
-                        at(&e),
-                        e.action.as_str(),
-                        e.outcome.to_string(),
-                        e.actor.to_string(),
-                        e.token.map(|t| format!("token={t} ")).unwrap_or_default(),
-                        e.detail.as_deref().unwrap_or("")
+            let entries = tail(&target, n)?;
+            if json {
+                for e in &entries {
+                    println!("{}", serde_json::to_string(e)?);
+                }
+            } else {
+                print!("{}", table(&entries));
+            }
+        }
+        AuditCmd::Archive {
+            before,
+            out,
+            target,
+        } => {
+            let before = parse_date(&before)?;
+            let Conn::Offline(v) = Conn::open(&target)? else {
+                bail!("`audit archive` works offline only: stop the daemon first");
+            };
+            let a = v
+                .audit_archive(before, &out)
+                .with_context(|| format!("archiving to {}", out.display()))?;
+            if a.entries == 0 {
+                println!("nothing to archive: no whole block of entries before {before}");
+            } else {
+                println!(
+                    "archived entries {}..={} ({} entries) to {}; the log now starts at entry {}",
+                    a.first_seq,
+                    a.last_seq,
+                    a.entries,
+                    out.display(),
+                    a.last_seq + 1
+                );
+            }
+        }
+        AuditCmd::Verify {
+            archive: Some(file),
+            target,
+        } => {
+            let Conn::Offline(v) = Conn::open(&target)? else {
+                bail!("`audit verify --archive` works offline only (it needs the vault key)");
+            };
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let r = v.audit_verify_archive(&bytes);
+            match r.first_bad {
+                None => println!("archive OK: {} entries, chain intact", r.entries),
+                Some(seq) => {
+                    println!("archive BROKEN at entry {seq}");
+                    bail!(
+                        "archive {} broken at entry {seq}: {}",
+                        file.display(),
+                        r.problem.as_deref().unwrap_or("verification failed")
                     );
                 }
             }
         }
-        AuditCmd::Verify { target } => {
-            let vault = open(&target)?;
-            let report = vault.audit_verify()?;
+        AuditCmd::Verify {
+            archive: None,
+            target,
+        } => {
+            let report = match Conn::open(&target)? {
+                Conn::Offline(v) => {
+                    let r = v.audit_verify()?;
+                    AuditVerifyResponse {
+                        ok: r.is_ok(),
+                        entries: r.entries,
+                        first_bad: r.first_bad,
+                        problem: r.problem,
+                    }
+                }
+                Conn::Remote { rt, client } => rt.block_on(client.audit_verify())?,
+            };
             match report.first_bad {
                 None => println!("audit log OK: {} entries, chain intact", report.entries),
                 Some(seq) => {
@@ -97,23 +147,109 @@ pub(crate) fn run(cmd: AuditCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn at(e: &AuditEntry) -> String {
-    e.at.format(&Rfc3339)
-        .unwrap_or_else(|_| e.at.unix_timestamp().to_string())
+/// The last `n` entries, oldest first, from the vault or the daemon.
+fn tail(target: &Target, n: usize) -> anyhow::Result<Vec<AuditEntryView>> {
+    Ok(match Conn::open(target)? {
+        Conn::Offline(v) => v.audit_tail(n)?.iter().map(view).collect(),
+        Conn::Remote { rt, client } => {
+            if n == 0 {
+                return Ok(Vec::new());
+            }
+            // The last page first (it tells where the log ends), then forward to fill `n`.
+            let last = rt
+                .block_on(client.audit_entries(None, n.min(PAGE)))?
+                .entries;
+            if n <= PAGE || last.is_empty() {
+                return Ok(last);
+            }
+            let end = last.last().map_or(0, |e| e.seq);
+            let mut after = end.saturating_sub(u64::try_from(n).unwrap_or(u64::MAX));
+            let mut out = Vec::new();
+            while after < end {
+                let page = rt
+                    .block_on(client.audit_entries(Some(after), PAGE))?
+                    .entries;
+                let Some(tail) = page.last() else { break };
+                after = tail.seq;
+                out.extend(page.into_iter().filter(|e| e.seq <= end));
+            }
+            out
+        }
+    })
 }
 
-fn entry_json(e: &AuditEntry) -> serde_json::Value {
-    serde_json::json!({
-        "seq": e.seq,
-        "at": at(e),
-        "action": e.action.as_str(),
-        "outcome": e.outcome.to_string(),
-        "merchant_id": e.actor.merchant.map(|m| m.to_string()),
-        "key_id": e.actor.key_id,
-        "peer_uid": e.actor.peer_uid,
-        "token": e.token.map(|t| t.to_string()),
-        "detail": e.detail,
-        "prev_hash": hex::encode(e.prev_hash),
-        "hash": hex::encode(e.hash),
-    })
+/// A header row, then one fixed-width row per entry (token and detail last, unpadded).
+fn table(entries: &[AuditEntryView]) -> String {
+    let mut out = format!(
+        "{:>8}  {:<30}  {:<24}  {:<28}  {:<32}  {}\n",
+        "SEQ", "AT", "ACTION", "OUTCOME", "ACTOR", "TOKEN / DETAIL"
+    );
+    for e in entries {
+        let mut rest = Vec::new();
+        if let Some(t) = &e.token {
+            rest.push(format!("token={t}"));
+        }
+        if let Some(d) = &e.detail {
+            rest.push(d.clone());
+        }
+        out.push_str(&format!(
+            "{:>8}  {:<30}  {:<24}  {:<28}  {:<32}  {}\n",
+            e.seq,
+            e.at,
+            e.action,
+            e.outcome,
+            actor(e),
+            rest.join(" ")
+        ));
+    }
+    out
+}
+
+/// `merchant=..,key=..,uid=..`, or `local`.
+fn actor(e: &AuditEntryView) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = &e.merchant_id {
+        parts.push(format!("merchant={m}"));
+    }
+    if let Some(k) = &e.key_id {
+        parts.push(format!("key={k}"));
+    }
+    if let Some(u) = e.peer_uid {
+        parts.push(format!("uid={u}"));
+    }
+    if parts.is_empty() {
+        "local".to_owned()
+    } else {
+        parts.join(",")
+    }
+}
+
+fn view(e: &AuditEntry) -> AuditEntryView {
+    AuditEntryView {
+        seq: e.seq,
+        at: e
+            .at
+            .format(&Rfc3339)
+            .unwrap_or_else(|_| e.at.unix_timestamp().to_string()),
+        action: e.action.as_str().to_owned(),
+        outcome: e.outcome.to_string(),
+        merchant_id: e.actor.merchant.map(|m| m.to_string()),
+        key_id: e.actor.key_id.clone(),
+        peer_uid: e.actor.peer_uid,
+        token: e.token.map(|t| t.to_string()),
+        detail: e.detail.clone(),
+        prev_hash: hex::encode(e.prev_hash),
+        hash: hex::encode(e.hash),
+    }
+}
+
+/// An RFC 3339 time, or a date `YYYY-MM-DD` (midnight UTC).
+fn parse_date(s: &str) -> anyhow::Result<OffsetDateTime> {
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok(t);
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let d = time::Date::parse(s, &format)
+        .with_context(|| format!("--before {s:?}: expected 2026-01-01 or 2026-01-01T00:00:00Z"))?;
+    Ok(d.midnight().assume_utc())
 }

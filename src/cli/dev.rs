@@ -142,12 +142,14 @@ fn dev_lock(socket_dir: &Path) -> anyhow::Result<fs::File> {
 fn banner(data: &Path, socket: &Path, key_file: &Path) -> String {
     let line = "=".repeat(78);
     format!(
-        "\n{line}\n  DEV MODE — NOT FOR PRODUCTION\n  throwaway vault in {data} (deleted on exit), random key file,\n  merchant {DEV_MERCHANT} (\"Dev merchant\"), terminal {DEV_TERMINAL},\n  merchant API key (tokenize, reveal, fingerprint, sessions) in {key},\n  operator key (admin) in {op},\n  gateway password (POST /token) in {pw}\n{line}\n\n\
-         Tokenize a card (seed 003's example):\n\n  {curl}\n\n\
+        "\n{line}\n  DEV MODE — NOT FOR PRODUCTION\n  throwaway vault in {data} (deleted on exit), random vault key file {vault_key},\n  merchant {DEV_MERCHANT} (\"Dev merchant\"), terminal {DEV_TERMINAL},\n  merchant API key (tokenize, reveal, fingerprint, sessions) in {key},\n  operator key (admin) in {op},\n  gateway password (POST /token) in {pw}\n{line}\n\n\
+         Tokenize a card (the token API example):\n\n  {curl}\n\n\
          Admin through the daemon:  cardvault merchant list --socket {sock}\n\
+         Audit log:                 cardvault audit tail --socket {sock}\n\
          Load test:                 cardvault bench --socket {sock} --op tokenize --connections 32 --duration 10s\n\
          Stop with Ctrl-C.\n",
         data = data.display(),
+        vault_key = data.with_file_name("vault.key").display(),
         key = key_file.display(),
         pw = key_file.with_file_name("merchant-password").display(),
         op = key_file.with_file_name("operator-key").display(),

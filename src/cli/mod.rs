@@ -59,7 +59,7 @@ enum Command {
     Sweep(admin::SweepArgs),
     /// Vault counters and key state.
     Stats(admin::StatsArgs),
-    /// Read and verify the hash-chained audit log (offline, on --data).
+    /// Read and verify the hash-chained audit log (on --data, or through a running daemon).
     #[command(subcommand)]
     Audit(audit::AuditCmd),
     /// Write a consistent, still-encrypted, checksummed backup while the vault keeps serving.

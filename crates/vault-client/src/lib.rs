@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod audit;
 mod client;
 mod error;
 mod key;

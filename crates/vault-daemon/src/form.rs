@@ -85,6 +85,11 @@ impl Fields {
         self.0.get(name).map(|v| v.as_str())
     }
 
+    /// Every field, by name.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     fn insert(&mut self, name: String, value: Zeroizing<String>) -> Result<(), BodyError> {
         if name.is_empty() || name.len() > MAX_NAME {
             return Err(BodyError::body("field.name"));

@@ -97,6 +97,98 @@ pub(crate) fn key_from(
         .map_err(ApiError::from)
 }
 
+/// Whether a request field is a secret that must not shape the idempotency fingerprint in any
+/// form: a CVV, a password or a session token. (A keyed digest of a 3-4 digit CVV or of a
+/// password could be tested against guesses by anyone holding the vault key, for 24 hours.)
+fn is_secret_field(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower == "password" || lower == "token" || lower.contains("cvv") || lower.contains("cvc")
+}
+
+/// Whether a request field holds a card number.
+fn is_card_number_field(name: &str) -> bool {
+    matches!(name, "number" | "pan")
+}
+
+/// A card number's stand-in in a fingerprint: the merchant's keyed card fingerprint (already
+/// at rest for every stored card); a value that is not a card number is one fixed marker.
+fn card_number_part(state: &State, merchant: MerchantId, value: &str) -> String {
+    match vault_service::Pan::parse(value) {
+        Ok(pan) => state
+            .vault
+            .idempotency_pan_part(merchant, &pan)
+            .iter()
+            .fold(String::from("card:"), |mut s, b| {
+                s.push_str(&format!("{b:02x}"));
+                s
+            }),
+        Err(_) => "card:invalid".to_owned(),
+    }
+}
+
+/// What defines a gateway form request for idempotency: its non-secret fields (sorted by name),
+/// with a card number replaced by its keyed card fingerprint and CVV, password and session
+/// token fields left out entirely.
+pub(crate) fn form_shape(
+    state: &State,
+    merchant: MerchantId,
+    fields: &crate::form::Fields,
+) -> Bytes {
+    let mut out = Vec::new();
+    for (name, value) in fields.iter() {
+        if is_secret_field(name) {
+            continue;
+        }
+        let value = if is_card_number_field(name) {
+            card_number_part(state, merchant, value)
+        } else {
+            value.to_owned()
+        };
+        for part in [name, value.as_str()] {
+            out.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            out.extend_from_slice(part.as_bytes());
+        }
+    }
+    Bytes::from(out)
+}
+
+/// What defines a JSON request for idempotency: the parsed body with every secret member (CVV,
+/// password, session token) removed at any depth and every card number replaced by its keyed card
+/// fingerprint, re-serialised with members sorted. A body that is not JSON is one fixed marker
+/// (its bytes may hold a card number; it is refused the same way each time).
+pub(crate) fn json_shape(state: &State, merchant: MerchantId, body: &[u8]) -> Bytes {
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Bytes::from_static(b"unparsed body");
+    };
+    scrub(state, merchant, &mut value);
+    Bytes::from(serde_json::to_vec(&value).unwrap_or_default())
+}
+
+fn scrub(state: &State, merchant: MerchantId, value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(members) => {
+            members.retain(|name, _| !is_secret_field(name));
+            for (name, v) in members.iter_mut() {
+                if is_card_number_field(name) {
+                    let part = match v {
+                        serde_json::Value::String(s) => card_number_part(state, merchant, s),
+                        _ => "card:invalid".to_owned(),
+                    };
+                    *v = serde_json::Value::String(part);
+                } else {
+                    scrub(state, merchant, v);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for v in items {
+                scrub(state, merchant, v);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Stored instead of the sent body when a response carries this extension (for answers holding
 /// card data that must never be stored, even sealed).
 #[derive(Clone)]
@@ -108,8 +200,9 @@ pub(crate) struct StoreAs(pub(crate) Bytes);
 pub(crate) struct NoStore;
 
 /// Runs `f` under the idempotency key, if any (see the module documentation). `route` is a
-/// stable route name (`"POST /v2/tokens"`), `request` the bytes that define the request (path
-/// parameters, body); both go into the keyed fingerprint that tells a retry from a different
+/// stable route name (`"POST /v2/tokens"`), `request` the parts that define the request (path
+/// parameters, and the body's [`json_shape`] or [`form_shape`], never the raw body: no secret may
+/// shape the fingerprint); both go into the keyed fingerprint that tells a retry from a different
 /// request.
 pub(crate) async fn run<F, Fut>(
     state: &State,

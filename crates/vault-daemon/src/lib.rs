@@ -69,6 +69,7 @@ mod listener;
 mod metrics;
 mod peer_limit;
 mod response;
+mod reveal_audit;
 mod router;
 mod routes;
 mod server;

@@ -8,7 +8,7 @@ use vault_service::Token;
 
 use crate::{
     response::{ApiError, Body},
-    routes::{admin, gateway, hosted, hosted_fields, ops, payments, tokens},
+    routes::{admin, audit, gateway, hosted, hosted_fields, ops, payments, tokens},
     state::State,
 };
 
@@ -56,10 +56,12 @@ pub(crate) enum RouteId {
     PaymentResult,
     HostedFieldsSession,
     HostedFieldsAsset,
+    AuditEntries,
+    AuditVerify,
 }
 
 /// Every route, in `RouteId` order.
-pub(crate) const TABLE: [(Route, RouteId); 32] = [
+pub(crate) const TABLE: [(Route, RouteId); 34] = [
     (r("GET", "/health"), RouteId::Health),
     (r("GET", "/metrics"), RouteId::Metrics),
     (r("POST", "/v2/tokens"), RouteId::TokenCreate),
@@ -110,6 +112,8 @@ pub(crate) const TABLE: [(Route, RouteId); 32] = [
         r("GET", "/hosted-fields/v1/{asset}"),
         RouteId::HostedFieldsAsset,
     ),
+    (r("GET", "/admin/audit"), RouteId::AuditEntries),
+    (r("POST", "/admin/audit/verify"), RouteId::AuditVerify),
 ];
 
 /// Metrics slot for requests that matched no route.
@@ -251,6 +255,8 @@ async fn dispatch(
         RouteId::PaymentResult => payments::result(state, req, param).await,
         RouteId::HostedFieldsSession => Ok(hosted::create(state, req, param).await),
         RouteId::HostedFieldsAsset => Ok(hosted_fields::asset(state, req, param).await),
+        RouteId::AuditEntries => audit::entries(state, req).await,
+        RouteId::AuditVerify => audit::verify(state, req).await,
     };
     result.unwrap_or_else(ApiError::into_response)
 }

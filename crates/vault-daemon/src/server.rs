@@ -123,6 +123,8 @@ async fn sweep_transient(vault: Vault) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // Counts of aggregated refusals (bad API keys, rate-limited logins) whose minute is over.
+        vault.flush_audit_counts();
         let v = vault.clone();
         // Each sweep on its own: one failing must not keep the others from running.
         let swept =

@@ -208,35 +208,10 @@ pub(crate) struct LoginState {
     dummy: Mutex<Option<Dummy>>,
     busy: AtomicU64,
     cache_hits: AtomicU64,
-    /// When a `rate_limited`/`busy` refusal was last audited, per claimed merchant id: such
-    /// refusals cost the caller no hashing, so they are audited at most once a minute per
-    /// merchant id (a flood cannot grow the append-only log at request rate).
-    refusals_audited: Mutex<HashMap<u64, i64>>,
-}
-
-/// Seconds between two audited `rate_limited`/`busy` refusals of one merchant id.
-const REFUSAL_AUDIT_EVERY: i64 = 60;
-
-impl LoginState {
-    /// Whether this cheap refusal for `merchant` at `now` (unix seconds) should be audited.
-    fn audit_refusal(&self, merchant: u64, now: i64) -> bool {
-        let mut seen = self.refusals_audited.lock();
-        if seen.len() >= 4096 {
-            seen.retain(|_, at| now - *at < REFUSAL_AUDIT_EVERY);
-            if seen.len() >= 4096 {
-                // Thousands of merchant ids refused within a minute: audit none of the new ones
-                // rather than grow the map (the failures that cost hashing are still audited).
-                return false;
-            }
-        }
-        match seen.get(&merchant) {
-            Some(at) if now - *at < REFUSAL_AUDIT_EVERY => false,
-            _ => {
-                seen.insert(merchant, now);
-                true
-            }
-        }
-    }
+    /// `rate_limited`/`busy` refusals cost the caller no hashing, so they are audited at most
+    /// once a minute per claimed merchant id, with the count (a flood cannot grow the
+    /// append-only log at request rate).
+    pub(crate) refusals: crate::audit::AuditThrottle,
 }
 
 /// Argon2id memory (KiB), passes and lanes.
@@ -808,17 +783,19 @@ impl Vault {
     ) -> Result<(), VaultError> {
         let r = self.login_unaudited(actor.peer_uid, merchant, password);
         let cheap = matches!(r, Err(VaultError::RateLimited | VaultError::Busy));
-        if r.is_err()
-            && (!cheap
-                || self
-                    .inner
-                    .login
-                    .audit_refusal(merchant.get(), self.now().unix_timestamp()))
-        {
-            let actor = Actor {
-                merchant: Some(merchant),
-                ..actor.clone()
-            };
+        let actor = Actor {
+            merchant: Some(merchant),
+            ..actor.clone()
+        };
+        if cheap {
+            self.record_throttled(
+                &self.inner.login.refusals,
+                merchant.get(),
+                &actor,
+                AuditAction::LoginFailed,
+                AuditOutcome::of(&r),
+            );
+        } else if r.is_err() {
             // Not waited for: a refused caller learns nothing from the entry, and during a flood
             // of bad passwords (or Busy refusals) each failure then joins a group commit instead
             // of holding its thread, and a hashing slot's worth of time, for one durable commit.

@@ -24,9 +24,12 @@
 //! ```
 //!
 //! - `fingerprint` = `HMAC-SHA256(mac_key("idempotency"), merchant u64 BE | route_len u64 BE |
-//!   route | part_count u64 BE | (part_len u64 BE | part)*)`. Keyed: a request body holding a PAN
-//!   leaves only a MAC under a vault secret on disk, never a plain hash one could test guesses
-//!   against. Compared in constant time.
+//!   route | part_count u64 BE | (part_len u64 BE | part)*)`. Compared in constant time. The
+//!   parts are the caller's canonical, NON-secret view of the request (the daemon's `json_shape`
+//!   / `form_shape`): a CVV, password or session token never enters them in any form (a keyed
+//!   digest of a 4-digit CVV could be brute-forced by a key holder in 10^4 guesses), and a card
+//!   number only as the merchant's keyed card fingerprint ([`Vault::idempotency_pan_part`]),
+//!   which the vault already keeps at rest for every stored card.
 //! - `sealed` = [`seal_blob`] under `mac_key("idempotency-seal")` of `status u16 BE |
 //!   content_type_len u64 BE | content_type | has_location u8 | (location_len u64 BE | location)? |
 //!   body`, with the record's key, `created_at` (i64 BE) and `fingerprint` as associated data: a
@@ -333,6 +336,42 @@ impl Vault {
         let plaintext =
             open_blob(&keys.seal, &aad, &rec.sealed).map_err(|_| VaultError::Integrity)?;
         Ok(IdempotencyStart::Replay(decode_response(&plaintext)?))
+    }
+
+    /// The keyed digest the idempotency store keeps for a request made of `request` on `route`
+    /// (the `fingerprint` of a stored record). For audits and leak tests: it lets one check that
+    /// no request shape holding a secret was ever fingerprinted.
+    pub fn idempotency_digest(
+        &self,
+        merchant: MerchantId,
+        route: &str,
+        request: &[&[u8]],
+    ) -> [u8; 32] {
+        fingerprint(
+            &self.inner.core.idempotency_keys().fingerprint,
+            merchant,
+            route,
+            request,
+        )
+    }
+
+    /// A stand-in for a card number in an idempotent request's fingerprint: the merchant's
+    /// keyed card fingerprint of `pan`, which the vault already keeps at rest for every stored
+    /// card, so fingerprinting it adds no new way to test guesses of the number.
+    pub fn idempotency_pan_part(&self, merchant: MerchantId, pan: &vault_core::Pan) -> [u8; 32] {
+        let keyring = self.inner.core.keyring.read();
+        *self
+            .inner
+            .core
+            .fingerprint(&keyring, merchant, pan)
+            .as_bytes()
+    }
+
+    /// A stand-in for a session token in an idempotent request's fingerprint: the keyed lookup
+    /// key under which the vault already stores that session (never the token itself, nor a new
+    /// digest of it).
+    pub fn idempotency_session_part(&self, token: &crate::SessionToken) -> Vec<u8> {
+        self.inner.core.session_key(token)
     }
 
     /// Deletes the stored idempotency records created 24 hours or more before the vault clock's

@@ -43,7 +43,9 @@ pub use admin::{
     ApiKeyInfo, Caller, Merchant, NewApiKey, Operator, Principal, Scope, Scopes, Terminal,
     TerminalId,
 };
-pub use audit::{Actor, AuditAction, AuditEntry, AuditOutcome, AuditReport, RevealAudit};
+pub use audit::{
+    Actor, AuditAction, AuditArchived, AuditEntry, AuditOutcome, AuditReport, RevealAudit,
+};
 pub use backup::{BackupReport, RestoreReport, backup_path_problem};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use credentials::{LoginPolicy, LoginStats, MerchantPassword};

@@ -81,6 +81,8 @@ pub(crate) struct Core {
     pub(crate) keys: crate::admin::KeyCache,
     /// Merchant-password logins: hashing slots, failure counters, verification cache.
     pub(crate) login: crate::credentials::LoginState,
+    /// Failed API-key authentications, aggregated per socket peer per minute in the audit log.
+    pub(crate) auth_failures: crate::audit::AuditThrottle,
     /// Idempotency keys being answered right now.
     pub(crate) idempotency: crate::idempotency::InFlight,
     /// Session lookup key and the in-memory CVVs of pending payments.
@@ -158,6 +160,7 @@ impl Vault {
             clock: options.clock,
             keys: crate::admin::KeyCache::default(),
             login: crate::credentials::LoginState::default(),
+            auth_failures: crate::audit::AuditThrottle::default(),
             idempotency: crate::idempotency::InFlight::default(),
             sessions: crate::payment::SessionState::default(),
             fingerprint_keys: RwLock::default(),

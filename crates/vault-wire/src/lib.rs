@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod audit;
 mod batch;
 mod error;
 mod gateway;
@@ -31,6 +32,7 @@ pub use admin::{
     MerchantPasswordRequest, MerchantResponse, RetireResponse, RewrapResponse, RotateResponse,
     StatsResponse, SweepResponse, TerminalAddRequest, TerminalList, TerminalResponse,
 };
+pub use audit::{AuditEntryView, AuditPage, AuditVerifyResponse};
 pub use batch::{BatchItemResult, BatchRequest, BatchResponse};
 pub use error::{ErrorBody, ErrorStatus, FieldErrorBody};
 pub use gateway::{

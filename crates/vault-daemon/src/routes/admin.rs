@@ -47,14 +47,10 @@ where
     let p = state.authorize_operator(req.headers())?;
     let key = idempotency::key_from(req.headers(), KeyRule::Optional)?;
     let body = state.json_body(req, state.config.max_body_bytes).await?;
-    idempotency::run(
-        state,
-        OPERATOR_NAMESPACE,
-        route,
-        key,
-        vec![body.clone()],
-        || create(p, body),
-    )
+    let shape = idempotency::json_shape(state, OPERATOR_NAMESPACE, &body);
+    idempotency::run(state, OPERATOR_NAMESPACE, route, key, vec![shape], || {
+        create(p, body)
+    })
     .await
 }
 

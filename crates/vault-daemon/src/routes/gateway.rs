@@ -118,8 +118,10 @@ async fn token_inner(
 ) -> Result<Response<Body>, Failure> {
     let key = idempotency::key_from(req.headers(), KeyRule::Optional)
         .map_err(|e| gateway::idempotency_failure(&e))?;
-    let (fields, raw) = gateway::read_fields(state, req).await?;
+    let (fields, _raw) = gateway::read_fields(state, req).await?;
     let request = check_token_fields(&fields, state.vault.now())?;
+    // The password is not part of what identifies the request (see `form_shape`).
+    let shape = idempotency::form_shape(state, request.merchant, &fields);
     drop(fields);
     let TokenRequest {
         merchant,
@@ -142,7 +144,7 @@ async fn token_inner(
         .blocking(move |v| v.login(&login_actor, merchant, &password))
         .await
         .map_err(login_failure)?;
-    idempotency::run(state, merchant, "POST /token", key, vec![raw], || async {
+    idempotency::run(state, merchant, "POST /token", key, vec![shape], || async {
         let session = match state
             .blocking(move |v| v.create_session(&actor, merchant, kind, options))
             .await
@@ -228,7 +230,7 @@ async fn payments_inner(
     };
     let key = idempotency::key_from(req.headers(), KeyRule::Optional)
         .map_err(|e| gateway::idempotency_failure(&e))?;
-    let (fields, raw) = gateway::read_fields(state, req).await?;
+    let (fields, _raw) = gateway::read_fields(state, req).await?;
     let mut c = Check::new(&fields);
     let token = c.required("token", 40);
     let token = c.parse("token", token, SessionToken::parse);
@@ -246,7 +248,7 @@ async fn payments_inner(
     })?;
     let view = match state.blocking(move |v| v.session(&token)).await {
         Ok(view) => view,
-        Err(_) => return replay_or_refuse(state, key, token, raw).await,
+        Err(_) => return replay_or_refuse(state, key, token, &fields).await,
     };
     *allowed_origin = call
         .origin
@@ -269,6 +271,7 @@ async fn payments_inner(
         request.reveal = principal.is_some();
         Plan::Pay(request)
     };
+    let parts = payment_shape(state, view.merchant, &token, &fields);
     drop(fields);
     let actor = match &principal {
         Some(p) => crate::state::actor(p),
@@ -281,7 +284,7 @@ async fn payments_inner(
         view.merchant,
         "POST /payments",
         key,
-        vec![raw],
+        parts,
         || async {
             let answer = match plan {
                 Plan::Capture(card, cvv) => {
@@ -317,7 +320,7 @@ async fn replay_or_refuse(
     state: &State,
     key: Option<vault_service::IdempotencyKey>,
     token: SessionToken,
-    raw: bytes::Bytes,
+    fields: &crate::form::Fields,
 ) -> Result<Response<Body>, Failure> {
     let Some(key) = key else {
         return Err(session_failure());
@@ -326,11 +329,27 @@ async fn replay_or_refuse(
         .blocking(move |v| v.session_merchant(&token))
         .await
         .map_err(|_| session_failure())?;
-    match idempotency::replay_only(state, merchant, "POST /payments", key, vec![raw]).await {
+    let parts = payment_shape(state, merchant, &token, fields);
+    match idempotency::replay_only(state, merchant, "POST /payments", key, parts).await {
         Ok(Some(replayed)) => Ok(replayed),
         Ok(None) => Err(session_failure()),
         Err(e) => Err(gateway::idempotency_failure(&e)),
     }
+}
+
+/// What identifies a `POST /payments` for idempotency: the session (by the keyed lookup key the
+/// vault already stores it under, never the token) and the non-secret fields (no CVV, no token;
+/// a card number only as its keyed card fingerprint).
+fn payment_shape(
+    state: &State,
+    merchant: MerchantId,
+    token: &SessionToken,
+    fields: &crate::form::Fields,
+) -> Vec<bytes::Bytes> {
+    vec![
+        bytes::Bytes::from(state.vault.idempotency_session_part(token)),
+        idempotency::form_shape(state, merchant, fields),
+    ]
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -56,7 +56,10 @@ async fn create_inner(
     let key = idempotency::key_from(req.headers(), KeyRule::Required)?;
     let body = state.json_body(req, gateway::MAX_BODY).await?;
     let merchant = p.merchant;
-    let parts = vec![Bytes::from(terminal.as_str().to_owned()), body.clone()];
+    let parts = vec![
+        Bytes::from(terminal.as_str().to_owned()),
+        idempotency::json_shape(state, merchant, &body),
+    ];
     // Errors of the work itself are problem details, stored and replayed as such.
     idempotency::run(state, merchant, ROUTE, key, parts, || async {
         Ok(match work(state, &p, terminal, &body).await {

@@ -1,6 +1,7 @@
 //! Route handlers, one file per family.
 
 pub(crate) mod admin;
+pub(crate) mod audit;
 pub(crate) mod gateway;
 pub(crate) mod hosted;
 pub(crate) mod hosted_fields;

@@ -3,12 +3,13 @@
 //! `POST /payments/{txId}/result` records what the acquirer answered.
 
 use hyper::{Request, Response, StatusCode, body::Incoming};
-use vault_service::{PaymentId, PaymentStatus, Scope, VaultError};
+use vault_service::{AuditAction, PaymentId, PaymentStatus, Scope, VaultError};
 use vault_wire::{GatewayResult, PaymentCardResponse, PaymentResultRequest, PaymentResultResponse};
 
 use crate::{
     json,
     response::{self, ApiError, Body},
+    reveal_audit,
     router::Param,
     routes::gateway::card_view,
     state::{State, actor},
@@ -33,8 +34,15 @@ fn not_found(e: VaultError) -> ApiError {
 
 /// `POST /payments/{txId}/card` (reveal scope) -> 200 with the card; the CVV the first time only.
 pub(crate) async fn card(state: &State, req: Request<Incoming>, param: Param) -> Answer {
-    let p = state.authorize(req.headers(), Scope::Reveal)?;
-    let id = payment_id(param)?;
+    let p = reveal_audit::authorize(state, req.headers(), AuditAction::PaymentCard).await?;
+    let id = match payment_id(param) {
+        Ok(id) => id,
+        Err(e) => {
+            let code = reveal_audit::INVALID_TARGET;
+            reveal_audit::refused(state, actor(&p), AuditAction::PaymentCard, None, code).await;
+            return Err(e);
+        }
+    };
     let who = actor(&p);
     let merchant = p.merchant;
     let card = state

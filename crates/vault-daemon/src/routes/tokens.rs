@@ -3,7 +3,10 @@
 use bytes::Bytes;
 use hyper::{Request, Response, StatusCode, body::Incoming};
 use tokio::sync::oneshot;
-use vault_service::{Principal, Scope, Token, TokenInfo, TokenizeRequest as VaultItem, VaultError};
+use vault_service::{
+    AuditAction, MerchantId, Principal, Scope, Token, TokenInfo, TokenizeRequest as VaultItem,
+    VaultError,
+};
 use vault_wire::{
     BatchItemResult, BatchResponse, CardView, FieldErrorBody, RevealRequest, RevealResponse,
     TokenResponse, TokenStatus,
@@ -13,6 +16,7 @@ use crate::{
     idempotency::{self, KeyRule, NoStore},
     json,
     response::{self, ApiError, Body},
+    reveal_audit,
     router::Param,
     state::{State, actor, completion},
     validate,
@@ -33,7 +37,7 @@ pub(crate) async fn create(state: &State, req: Request<Incoming>) -> Answer {
         merchant,
         "POST /v2/tokens",
         key,
-        vec![body.clone()],
+        vec![idempotency::json_shape(state, merchant, &body)],
         || async move {
             let (parsed, errors) = json::tokenize(&body);
             let (card, options) = validate::tokenize(parsed, errors, state.vault.now())?;
@@ -69,7 +73,7 @@ pub(crate) async fn batch(state: &State, req: Request<Incoming>) -> Answer {
         merchant,
         "POST /v2/tokens/batch",
         key,
-        vec![body.clone()],
+        vec![idempotency::json_shape(state, merchant, &body)],
         || batch_items(state, &p, body),
     )
     .await
@@ -189,20 +193,23 @@ pub(crate) async fn delete(state: &State, req: Request<Incoming>, param: Param) 
 /// customer needs the same `customer_id` (403 `customer_mismatch` otherwise, as does presenting
 /// a customer for an unbound token). Each reveal is logged (audit) without the PAN.
 pub(crate) async fn reveal(state: &State, req: Request<Incoming>, param: Param) -> Answer {
-    let p = state.authorize(req.headers(), Scope::Reveal)?;
-    let token = token_of(param)?;
-    let body = state.optional_json_body(req).await?;
-    let request: RevealRequest = if body.is_empty() {
-        RevealRequest::default()
-    } else {
-        json::typed(&body, json::REVEAL)?
+    let p = reveal_audit::authorize(state, req.headers(), AuditAction::Reveal).await?;
+    let token = match token_of(param) {
+        Ok(t) => t,
+        Err(e) => {
+            let code = reveal_audit::INVALID_TARGET;
+            reveal_audit::refused(state, actor(&p), AuditAction::Reveal, None, code).await;
+            return Err(e);
+        }
     };
-    let customer = request
-        .customer_id
-        .as_deref()
-        .map(validate::customer)
-        .transpose()
-        .map_err(|e| ApiError::invalid(vec![e]))?;
+    let customer = match reveal_request(state, req).await {
+        Ok(c) => c,
+        Err(e) => {
+            let code = reveal_audit::INVALID_BODY;
+            reveal_audit::refused(state, actor(&p), AuditAction::Reveal, Some(token), code).await;
+            return Err(e);
+        }
+    };
     let (tx, rx) = oneshot::channel();
     state.vault.reveal_as_then(
         &actor(&p),
@@ -244,6 +251,25 @@ pub(crate) async fn reveal(state: &State, req: Request<Incoming>, param: Param) 
 }
 
 /// The `{token}` segment: a malformed one is answered like an unknown one.
+/// The optional body of a reveal: its `customer_id`, checked.
+async fn reveal_request(
+    state: &State,
+    req: Request<Incoming>,
+) -> Result<Option<vault_service::CustomerId>, ApiError> {
+    let body = state.optional_json_body(req).await?;
+    let request: RevealRequest = if body.is_empty() {
+        RevealRequest::default()
+    } else {
+        json::typed(&body, json::REVEAL)?
+    };
+    request
+        .customer_id
+        .as_deref()
+        .map(validate::customer)
+        .transpose()
+        .map_err(|e| ApiError::invalid(vec![e]))
+}
+
 fn token_of(param: Param) -> Result<Token, ApiError> {
     match param {
         Param::Token(Some(t)) => Ok(t),

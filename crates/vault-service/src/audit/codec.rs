@@ -21,6 +21,10 @@ const ENTRY_VERSION: u8 = 1;
 const HEAD_VERSION: u8 = 1;
 const ENTRY_DOMAIN: &[u8] = b"cardvault/v1/audit";
 const HEAD_DOMAIN: &[u8] = b"cardvault/v1/audit-head";
+const ANCHOR_DOMAIN: &[u8] = b"cardvault/v1/audit-anchor";
+const ARCHIVE_DOMAIN: &[u8] = b"cardvault/v1/audit-archive";
+/// Where the log starts after an archive: the last archived entry's seq and hash, keyed.
+pub(super) const ANCHOR_KEY: &[u8] = b"a.anchor";
 pub(super) const MAX_TEXT: usize = 64;
 pub(super) const MAX_DETAIL: usize = 128;
 /// A block is closed once it holds this many bytes (an entry is 88 to about 500 bytes). Small
@@ -260,9 +264,27 @@ impl AuditKey {
         mac.finalize().into_bytes().into()
     }
 
-    fn head_tag(&self, seq: u64, hash: &[u8; 32]) -> [u8; 32] {
+    /// The keyed tag of an archive file's contents.
+    pub(super) fn archive_tag(&self, contents: &[u8]) -> [u8; 32] {
         let mut mac = self.0.clone();
-        mac.update(HEAD_DOMAIN);
+        mac.update(ARCHIVE_DOMAIN);
+        mac.update(contents);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The anchor record `(seq, hash)`, or `Err` when malformed or its tag does not verify.
+    pub(super) fn decode_anchor(&self, bytes: &[u8]) -> Result<(u64, [u8; 32]), &'static str> {
+        self.decode_position(ANCHOR_DOMAIN, bytes)
+            .map_err(|_| "the archive anchor record is malformed or its tag does not verify")
+    }
+
+    pub(super) fn encode_anchor(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+        self.encode_position(ANCHOR_DOMAIN, seq, hash)
+    }
+
+    fn position_tag(&self, domain: &[u8], seq: u64, hash: &[u8; 32]) -> [u8; 32] {
+        let mut mac = self.0.clone();
+        mac.update(domain);
         mac.update(&seq.to_be_bytes());
         mac.update(hash);
         mac.finalize().into_bytes().into()
@@ -270,6 +292,14 @@ impl AuditKey {
 
     /// The head record `(seq, hash)`, or `Err` when malformed or its tag does not verify.
     pub(super) fn decode_head(&self, bytes: &[u8]) -> Result<(u64, [u8; 32]), &'static str> {
+        self.decode_position(HEAD_DOMAIN, bytes)
+    }
+
+    fn decode_position(
+        &self,
+        domain: &[u8],
+        bytes: &[u8],
+    ) -> Result<(u64, [u8; 32]), &'static str> {
         let mut r = Reader(bytes);
         let parsed = (|| {
             if r.u8()? != HEAD_VERSION {
@@ -283,7 +313,7 @@ impl AuditKey {
         let Some((seq, hash, tag)) = parsed else {
             return Err("the head record is malformed");
         };
-        if bool::from(self.head_tag(seq, &hash).ct_eq(&tag)) {
+        if bool::from(self.position_tag(domain, seq, &hash).ct_eq(&tag)) {
             Ok((seq, hash))
         } else {
             Err("the head record's tag does not verify")
@@ -291,11 +321,15 @@ impl AuditKey {
     }
 
     pub(super) fn encode_head(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+        self.encode_position(HEAD_DOMAIN, seq, hash)
+    }
+
+    fn encode_position(&self, domain: &[u8], seq: u64, hash: &[u8; 32]) -> Vec<u8> {
         let mut out = Vec::with_capacity(73);
         out.push(HEAD_VERSION);
         out.extend_from_slice(&seq.to_be_bytes());
         out.extend_from_slice(hash);
-        out.extend_from_slice(&self.head_tag(seq, hash));
+        out.extend_from_slice(&self.position_tag(domain, seq, hash));
         out
     }
 }

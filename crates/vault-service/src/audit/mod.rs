@@ -18,18 +18,22 @@
 //! committer thread, so sequence order is commit order. Reveals queue their entries in memory
 //! (`queue.rs`) so that one job per group commit appends all of them. See `docs/record-format.md`.
 
+mod archive;
 mod codec;
 mod queue;
 #[cfg(test)]
 mod tests;
+mod throttle;
 
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use vault_core::{MerchantId, Token};
 use vault_store::WriteTx;
 
+pub use archive::AuditArchived;
 pub(crate) use codec::AuditKey;
 pub(crate) use queue::RevealQueue;
+pub(crate) use throttle::AuditThrottle;
 
 use self::codec::{
     HEAD_KEY, MAX_BLOCK_BYTES, MAX_BLOCK_ENTRIES, MAX_DETAIL, MAX_TEXT, clean, decode_block,
@@ -449,8 +453,8 @@ impl Vault {
     /// The last seq reachable by following the blocks from seq 1 (when the head cannot be
     /// trusted).
     fn audit_walk_end(&self) -> Result<u64, VaultError> {
-        let mut next = 1u64;
-        let mut w = 0;
+        let mut next = self.audit_start().map_or(1, |(start, _)| start + 1);
+        let mut w = window_of(next);
         loop {
             for (k, v) in self.audit_window(w)? {
                 if key_seq(&k) == Some(next) {
@@ -482,6 +486,27 @@ impl Vault {
             return Ok(Vec::new());
         }
         let first = last.saturating_sub(u64::try_from(n).unwrap_or(u64::MAX)) + 1;
+        self.audit_between(first, last)
+    }
+
+    /// Up to `limit` entries with a seq greater than `after`, oldest first (for paging through
+    /// the log: pass the last seq seen as `after`). Entries that do not decode are skipped.
+    pub fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, VaultError> {
+        self.barrier()?;
+        let end = match self.audit_head()? {
+            Some(Ok((seq, _))) => seq,
+            _ => self.audit_walk_end()?,
+        };
+        if limit == 0 || after >= end {
+            return Ok(Vec::new());
+        }
+        let first = after + 1;
+        let last = end.min(after.saturating_add(u64::try_from(limit).unwrap_or(u64::MAX)));
+        self.audit_between(first, last)
+    }
+
+    /// The entries `first..=last` (`1 <= first <= last`), oldest first.
+    fn audit_between(&self, first: u64, last: u64) -> Result<Vec<AuditEntry>, VaultError> {
         // Blocks newest first, each block's entries oldest first.
         let mut blocks: Vec<Vec<AuditEntry>> = Vec::new();
         let mut w = window_of(last);
@@ -522,10 +547,21 @@ impl Vault {
             first_bad: Some(seq),
             problem: Some(problem),
         };
-        let mut prev = [0u8; 32];
+        // From the archive anchor, if entries were archived (keyed: it cannot be forged, and a
+        // removed anchor leaves the first entries missing).
+        let (start, mut prev) = match self.audit_start() {
+            Ok(a) => a,
+            Err(_) => {
+                return Ok(bad(
+                    1,
+                    0,
+                    "the archive anchor record is malformed or its tag does not verify".to_owned(),
+                ));
+            }
+        };
         // The next seq expected; every entry before it verified.
-        let mut seq = 1u64;
-        let mut w = 0;
+        let mut seq = start + 1;
+        let mut w = window_of(seq);
         loop {
             for (k, v) in self.audit_window(w)? {
                 let entries = seq - 1;

@@ -1,0 +1,79 @@
+//! Refused card-revealing calls (`POST /v2/tokens/{token}/reveal`, `POST /payments/{txId}/card`)
+//! leave an audit entry too: a key without the `reveal` scope (403) and a malformed attempt (a
+//! bad token or payment id, a bad body) are recorded as denied, with the caller named as far as
+//! it is known. (A key that does not authenticate at all is recorded as `auth.failed` by the
+//! vault; a refusal by the vault itself, such as an unknown token, is recorded by the vault.)
+
+use hyper::{HeaderMap, StatusCode, header::AUTHORIZATION};
+use vault_service::{Actor, AuditAction, AuditOutcome, Principal, Scope, Token};
+
+use crate::{
+    response::ApiError,
+    state::{State, actor, peer_uid},
+};
+
+/// The reason code of a key that authenticated but lacks the `reveal` scope.
+pub(crate) const MISSING_SCOPE: &str = "missing_scope";
+/// The reason code of a path parameter that is no token or payment id.
+pub(crate) const INVALID_TARGET: &str = "invalid_target";
+/// The reason code of a body that does not parse or validate.
+pub(crate) const INVALID_BODY: &str = "invalid_body";
+
+/// Authorizes a card-revealing call: `reveal` scope. A key that authenticates without the scope
+/// is refused (403) and the refusal audited as `action`, denied `missing_scope`.
+pub(crate) async fn authorize(
+    state: &State,
+    headers: &HeaderMap,
+    action: AuditAction,
+) -> Result<Principal, ApiError> {
+    match state.authorize(headers, Scope::Reveal) {
+        Err(e) if e.status() == StatusCode::FORBIDDEN => {
+            // The key did authenticate (a 403 comes only after that): name its holder.
+            let who = bearer(headers)
+                .and_then(|k| state.vault.authenticate(k).ok())
+                .map_or_else(|| Actor::local().with_peer_uid(peer_uid()), |p| actor(&p));
+            refused(state, who, action, None, MISSING_SCOPE).await;
+            Err(e)
+        }
+        r => r,
+    }
+}
+
+/// Records a refused `action` by `who` on `token` (if known) with reason `code`, durably. A
+/// failure to record is logged (the call is refused either way).
+pub(crate) async fn refused(
+    state: &State,
+    who: Actor,
+    action: AuditAction,
+    token: Option<Token>,
+    code: &'static str,
+) {
+    let r = state
+        .blocking(move |v| {
+            v.audit(
+                &who,
+                action,
+                token.as_ref(),
+                AuditOutcome::Denied(code.to_owned()),
+            )
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::warn!(
+            action = action.as_str(),
+            status = e.status().as_u16(),
+            "a refused call could not be audited"
+        );
+    }
+}
+
+/// The API key of a `Bearer` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim())
+}

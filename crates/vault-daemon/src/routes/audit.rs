@@ -1,0 +1,116 @@
+//! `/admin/audit` (the `admin` scope): the audit log read and checked through a running daemon,
+//! so `cardvault audit tail|verify` need not stop it.
+
+use hyper::{Request, Response, StatusCode, body::Incoming};
+use time::format_description::well_known::Rfc3339;
+use vault_service::{AuditEntry, Scope};
+use vault_wire::{AuditEntryView, AuditPage, AuditVerifyResponse};
+
+use crate::{
+    response::{self, ApiError, Body},
+    state::State,
+};
+
+type Answer = Result<Response<Body>, ApiError>;
+
+/// Most entries one `GET /admin/audit` answers.
+pub(crate) const MAX_LIMIT: usize = 1000;
+/// Entries answered when `limit` is not given.
+const DEFAULT_LIMIT: usize = 20;
+
+/// `GET /admin/audit?after=SEQ&limit=N` -> 200: up to `limit` (1-1000, default 20) entries with
+/// a seq above `after`, oldest first; without `after`, the last `limit` entries.
+pub(crate) async fn entries(state: &State, req: Request<Incoming>) -> Answer {
+    state.authorize(req.headers(), Scope::Admin)?;
+    let (after, limit) = query(req.uri().query().unwrap_or(""))?;
+    let entries = state
+        .blocking(move |v| match after {
+            Some(after) => v.audit_after(after, limit),
+            None => v.audit_tail(limit),
+        })
+        .await?;
+    let body = AuditPage {
+        entries: entries.iter().map(view).collect(),
+    };
+    Ok(response::json(StatusCode::OK, &body))
+}
+
+/// `POST /admin/audit/verify` -> 200 with the result of checking the whole chain (`ok: false`
+/// and the first bad entry when it is broken).
+pub(crate) async fn verify(state: &State, req: Request<Incoming>) -> Answer {
+    state.authorize(req.headers(), Scope::Admin)?;
+    let report = state.blocking(|v| v.audit_verify()).await?;
+    let body = AuditVerifyResponse {
+        ok: report.is_ok(),
+        entries: report.entries,
+        first_bad: report.first_bad,
+        problem: report.problem,
+    };
+    Ok(response::json(StatusCode::OK, &body))
+}
+
+/// `after` and `limit` from the query string; anything else there, or a bad value -> 400.
+fn query(q: &str) -> Result<(Option<u64>, usize), ApiError> {
+    let (mut after, mut limit) = (None, DEFAULT_LIMIT);
+    for pair in q.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "after" => {
+                after = Some(value.parse::<u64>().map_err(|_| {
+                    ApiError::field("after", "invalid", "after must be an entry number")
+                })?);
+            }
+            "limit" => {
+                limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| ApiError::field("limit", "invalid", "limit must be 1-1000"))?;
+            }
+            _ => {
+                return Err(ApiError::field(
+                    "query",
+                    "invalid",
+                    "only after and limit may be given",
+                ));
+            }
+        }
+    }
+    Ok((after, limit))
+}
+
+/// The wire view of an entry (also what `cardvault audit tail --json` prints).
+pub(crate) fn view(e: &AuditEntry) -> AuditEntryView {
+    let hex = |b: &[u8; 32]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    AuditEntryView {
+        seq: e.seq,
+        at: e
+            .at
+            .format(&Rfc3339)
+            .unwrap_or_else(|_| e.at.unix_timestamp().to_string()),
+        action: e.action.as_str().to_owned(),
+        outcome: e.outcome.to_string(),
+        merchant_id: e.actor.merchant.map(|m| m.to_string()),
+        key_id: e.actor.key_id.clone(),
+        peer_uid: e.actor.peer_uid,
+        token: e.token.map(|t| t.to_string()),
+        detail: e.detail.clone(),
+        prev_hash: hex(&e.prev_hash),
+        hash: hex(&e.hash),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_rules() {
+        assert_eq!(query("").unwrap(), (None, DEFAULT_LIMIT));
+        assert_eq!(query("after=5&limit=7").unwrap(), (Some(5), 7));
+        for bad in ["after=x", "limit=0", "limit=1001", "limit=", "seq=1"] {
+            assert!(query(bad).is_err(), "{bad}");
+        }
+    }
+}
