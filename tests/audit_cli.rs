@@ -89,8 +89,8 @@ impl Drop for Daemon {
     }
 }
 
-/// While a daemon holds the vault, `audit tail` and `audit verify` go through it (with an admin
-/// API key) and print the same thing as offline: a header row, then fixed-width columns.
+/// While a daemon holds the vault, `audit tail` and `audit verify` go through it (with an operator
+/// key) and print the same thing as offline: a header row, then fixed-width columns.
 #[test]
 fn tail_and_verify_through_a_running_daemon() {
     let dir = tempfile::tempdir().unwrap();
@@ -105,8 +105,7 @@ fn tail_and_verify_through_a_running_daemon() {
     ok(&[
         "apikey",
         "create",
-        "--merchant",
-        "890490",
+        "--operator",
         "--scopes",
         "admin",
         "--out",

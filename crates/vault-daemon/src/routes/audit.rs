@@ -3,7 +3,7 @@
 
 use hyper::{Request, Response, StatusCode, body::Incoming};
 use time::format_description::well_known::Rfc3339;
-use vault_service::{AuditEntry, Scope};
+use vault_service::AuditEntry;
 use vault_wire::{AuditEntryView, AuditPage, AuditVerifyResponse};
 
 use crate::{
@@ -21,7 +21,7 @@ const DEFAULT_LIMIT: usize = 20;
 /// `GET /admin/audit?after=SEQ&limit=N` -> 200: up to `limit` (1-1000, default 20) entries with
 /// a seq above `after`, oldest first; without `after`, the last `limit` entries.
 pub(crate) async fn entries(state: &State, req: Request<Incoming>) -> Answer {
-    state.authorize(req.headers(), Scope::Admin)?;
+    state.authorize_operator(req.headers())?;
     let (after, limit) = query(req.uri().query().unwrap_or(""))?;
     let entries = state
         .blocking(move |v| match after {
@@ -38,7 +38,7 @@ pub(crate) async fn entries(state: &State, req: Request<Incoming>) -> Answer {
 /// `POST /admin/audit/verify` -> 200 with the result of checking the whole chain (`ok: false`
 /// and the first bad entry when it is broken).
 pub(crate) async fn verify(state: &State, req: Request<Incoming>) -> Answer {
-    state.authorize(req.headers(), Scope::Admin)?;
+    state.authorize_operator(req.headers())?;
     let report = state.blocking(|v| v.audit_verify()).await?;
     let body = AuditVerifyResponse {
         ok: report.is_ok(),

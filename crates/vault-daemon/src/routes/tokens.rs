@@ -4,8 +4,7 @@ use bytes::Bytes;
 use hyper::{Request, Response, StatusCode, body::Incoming};
 use tokio::sync::oneshot;
 use vault_service::{
-    AuditAction, MerchantId, Principal, Scope, Token, TokenInfo, TokenizeRequest as VaultItem,
-    VaultError,
+    AuditAction, Principal, Scope, Token, TokenInfo, TokenizeRequest as VaultItem, VaultError,
 };
 use vault_wire::{
     BatchItemResult, BatchResponse, CardView, FieldErrorBody, RevealRequest, RevealResponse,
