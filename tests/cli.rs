@@ -512,7 +512,7 @@ fn serve_client_admin_and_sigterm() {
 
     // A group/world-readable API key file is used, with a warning.
     let loose = dir.path().join("loose-key");
-    std::fs::copy(&key_file, &loose).unwrap();
+    std::fs::copy(&kf, &loose).unwrap();
     std::fs::set_permissions(&loose, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let out = bin()
         .args(["merchant", "list", "--socket", sock])
@@ -927,7 +927,8 @@ fn a_second_dev_daemon_refuses_first_and_touches_nothing() {
     assert_eq!(std::fs::read_to_string(&password_file).unwrap(), password);
 
     // The first one still serves, and `--data` on its vault finds its socket (not a guess).
-    let kf = key_file.to_str().unwrap();
+    let operator_file = socket.with_file_name("operator-key");
+    let kf = operator_file.to_str().unwrap();
     let stats = ok(&[
         "stats",
         "--json",

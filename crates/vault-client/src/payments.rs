@@ -1,4 +1,4 @@
-//! The payment service's gateway calls: hosted-fields sessions (seeds 001/002), and the acquirer
+//! The payment service's gateway calls: hosted-fields sessions (the hosted-fields session API), and the acquirer
 //! leg of a payment started through `POST /payments` (card hand-over, outcome).
 
 use hyper::{Method, header::HeaderValue};

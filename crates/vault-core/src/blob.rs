@@ -10,7 +10,7 @@
 //! The cipher is XAES-256-GCM with a fresh random 192-bit nonce. The keys these blobs are sealed
 //! under are derived once per vault and never rotate, so the number of messages over a key's life
 //! is unbounded; random 96-bit AES-GCM nonces would cap it near 2^32 messages (the NIST bound for
-//! a 2^-32 collision chance), XAES-256-GCM's 192-bit nonces do not. The associated data the AEAD
+//! a 2^-32 collision chance), XAES-256-GCM's 192-bit nonces do not. The associated data AEAD
 //! authenticates is `"cardvault/v1/blob" | 0x01 | aad`: the version byte is authenticated, and a
 //! blob opens only with the `aad` it was sealed with (callers pass where the blob is stored).
 

@@ -4,7 +4,7 @@ use std::fmt;
 
 use crate::CardError;
 
-/// A merchant: 1-18 ASCII digits (seed 000: `merchantId`, Integer(18)), held as a `u64`.
+/// A merchant: 1-18 ASCII digits (the session-token API: `merchantId`, Integer(18)), held as a `u64`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MerchantId(u64);
 

@@ -1,4 +1,4 @@
-//! Gateway request bodies (seeds 000 and 004): `application/x-www-form-urlencoded`, as a browser's
+//! Gateway request bodies (the gateway API): `application/x-www-form-urlencoded`, as a browser's
 //! `$.post` sends them, or a flat JSON object. Either way the result is one map of field name to
 //! text; JSON numbers and booleans become their text, nested values are refused by name.
 //!

@@ -1,4 +1,4 @@
-//! What the gateway routes (seeds 000 and 004: `POST /token`, `POST /payments`) share: reading a
+//! What the gateway routes (the gateway API: `POST /token`, `POST /payments`) share: reading a
 //! form or JSON body into fields, checking fields the way the seeds name their errors, the
 //! `result`/`resultId`/`processingTime` envelope, and CORS for the session's browser origin.
 
@@ -24,9 +24,9 @@ use crate::{
 /// Largest gateway request body.
 pub(crate) const MAX_BODY: usize = 64 * 1024;
 
-/// Seed 000's message for a field that was not sent.
+/// The session-token API's message for a field that was not sent.
 pub(crate) const REQUIRED: &str = "This field is required in [REQUEST]";
-/// Seed 004's message for a field sent empty.
+/// The stored-card payment API's message for a field sent empty.
 pub(crate) const NONEMPTY: &str = "field.nonempty";
 /// A field with the wrong form.
 pub(crate) const INVALID: &str = "field.invalid";
@@ -170,7 +170,7 @@ impl<'f> Check<'f> {
         }
     }
 
-    /// An optional field of at most `max` characters (empty is the same as absent, as seed 000
+    /// An optional field of at most `max` characters (empty is the same as absent, as the session-token API
     /// says of `customerId`).
     pub(crate) fn optional(&mut self, name: &str, max: usize) -> Option<&'f str> {
         match self.fields.get(name) {

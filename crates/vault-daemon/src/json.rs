@@ -109,7 +109,7 @@ pub(crate) const TERMINAL_ADD: &[Field] =
 
 /// `POST /payments/{txId}/result`.
 pub(crate) const PAYMENT_RESULT: &[Field] = &[req("result", Kind::OneOf(&["success", "failure"]))];
-/// `POST /processing-terminals/{id}/hosted-fields-sessions` (seeds 001/002).
+/// `POST /processing-terminals/{id}/hosted-fields-sessions` (the hosted-fields session API).
 pub(crate) const HOSTED_SESSION: &[Field] = &[
     req("libVersion", Kind::Str),
     req("scenario", Kind::Str),
@@ -478,7 +478,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_request_takes_the_fast_path() {
+    fn example_request_takes_the_fast_path() {
         let body = br#"{"type":"card","card":{"pan":"4242424242424242","expiration_date":"2802"},"metadata":{"description":"Card description - optional value"}}"#;
         let (req, errors) = tokenize(body);
         assert!(errors.is_empty());

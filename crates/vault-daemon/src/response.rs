@@ -162,7 +162,7 @@ impl ApiError {
     }
 
     /// This error as an RFC 9457 problem-details response (`application/problem+json`), the error
-    /// form of the hosted-fields API (seeds 001/002).
+    /// form of the hosted-fields API (the hosted-fields session API).
     pub(crate) fn into_problem(self) -> Response<Body> {
         let problem = vault_wire::Problem {
             kind: "about:blank".to_owned(),

@@ -209,9 +209,15 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Respons
         ),
         Matched::Unknown => (UNMATCHED, ApiError::no_route().into_response()),
     };
-    state
-        .metrics
-        .observe(slot, resp.status().as_u16(), start.elapsed());
+    let elapsed = start.elapsed();
+    state.metrics.observe(slot, resp.status().as_u16(), elapsed);
+    // The route's slot and status only: never the path (it holds tokens) or anything from the body.
+    tracing::trace!(
+        route = slot,
+        status = resp.status().as_u16(),
+        micros = elapsed.as_micros(),
+        "answered"
+    );
     resp
 }
 

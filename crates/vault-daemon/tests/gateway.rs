@@ -1,4 +1,4 @@
-//! Seeds 000 and 004 through the daemon: `POST /token` (session token for a merchant password),
+//! The gateway API through the daemon: `POST /token` (session token for a merchant password),
 //! `POST /payments` (card capture with a TOKENIZE session; payment use of a stored card with an
 //! AUTH/PURCHASE/VERIFY session), the acquirer leg's card hand-over and the outcome report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -64,8 +64,8 @@ async fn with_password() -> TestDaemon {
     d
 }
 
-/// Seed 000's request, as the jQuery example sends it (extra fields included).
-fn seed_000_body(d: &TestDaemon, action: &str, extra: &str) -> String {
+/// The session-token API's request, as the jQuery example sends it (extra fields included).
+fn session_token_body(d: &TestDaemon, action: &str, extra: &str) -> String {
     format!(
         "merchantId={MERCHANT}&password={PASSWORD}&action={action}&timestamp={}&allowOriginUrl={}&channel=ECOM&currency=GBP&country=GB&amount=5&language=en{extra}",
         clock_ms(d),
@@ -77,7 +77,7 @@ fn assert_uuid_v4(s: &str) {
     assert!(SessionToken::parse(s).is_ok(), "not a UUIDv4: {s}");
 }
 
-/// Seed 000's failure envelope: exactly these keys, and the (messageCode, fieldName) pairs.
+/// The session-token API's failure envelope: exactly these keys, and the (messageCode, fieldName) pairs.
 fn failure_errors(v: &Value) -> Vec<(String, String)> {
     let obj = v.as_object().unwrap();
     let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
@@ -111,7 +111,7 @@ fn failure_errors(v: &Value) -> Vec<(String, String)> {
 }
 
 async fn session_token(d: &TestDaemon, action: &str, extra: &str) -> (String, Value) {
-    let r = form(d, "/token", &[], &seed_000_body(d, action, extra)).await;
+    let r = form(d, "/token", &[], &session_token_body(d, action, extra)).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     (v["token"].as_str().unwrap().to_owned(), v)
@@ -124,13 +124,13 @@ fn card_form(token: &str) -> String {
 }
 
 #[tokio::test]
-async fn seed_000_session_token_then_card_capture() {
+async fn session_token_then_card_capture() {
     let d = with_password().await;
     let r = form(
         &d,
         "/token",
         &[("Origin", ORIGIN)],
-        &seed_000_body(&d, "TOKENIZE", ""),
+        &session_token_body(&d, "TOKENIZE", ""),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -158,7 +158,7 @@ async fn seed_000_session_token_then_card_capture() {
     assert_uuid_v4(v["resultId"].as_str().unwrap());
     let token = v["token"].as_str().unwrap();
     assert_uuid_v4(token);
-    // customerId omitted -> generated (seed 000: String(20)) and stored against the card.
+    // customerId omitted -> generated (the session-token API: String(20)) and stored against the card.
     let customer = v["customerId"].as_str().unwrap().to_owned();
     assert!(!customer.is_empty() && customer.len() <= 20, "{customer}");
 
@@ -206,9 +206,9 @@ async fn seed_000_session_token_then_card_capture() {
 }
 
 #[tokio::test]
-async fn seed_000_failures_name_every_field() {
+async fn session_token_failures_name_every_field() {
     let d = with_password().await;
-    // Seed 000's error example: password missing.
+    // The session-token API's error example: password missing.
     let body = format!(
         "merchantId={MERCHANT}&action=TOKENIZE&timestamp={}&allowOriginUrl=*",
         now_ms()
@@ -260,8 +260,9 @@ async fn seed_000_failures_name_every_field() {
         ]
     );
     // Wrong password and unknown merchant: one answer.
-    let wrong = seed_000_body(&d, "TOKENIZE", "").replace(PASSWORD, "not-the-password");
-    let unknown = seed_000_body(&d, "TOKENIZE", "").replace("merchantId=890490", "merchantId=555");
+    let wrong = session_token_body(&d, "TOKENIZE", "").replace(PASSWORD, "not-the-password");
+    let unknown =
+        session_token_body(&d, "TOKENIZE", "").replace("merchantId=890490", "merchantId=555");
     for body in [wrong, unknown] {
         let r = form(&d, "/token", &[], &body).await;
         assert_eq!(r.status, 401, "{}", r.text());
@@ -428,7 +429,7 @@ async fn stored_card_and_purchase_session(d: &TestDaemon, customer: &str) -> (St
     (card_token, purchase)
 }
 
-/// A seed 004 payment use, form-encoded, no extra headers.
+/// A stored-card payment API payment use, form-encoded, no extra headers.
 async fn pay(
     d: &TestDaemon,
     session: &str,
@@ -440,19 +441,24 @@ async fn pay(
         d,
         "/payments",
         &[],
-        &seed_004_body(session, card_token, customer, extra),
+        &stored_card_payment_body(session, card_token, customer, extra),
     )
     .await
 }
 
-fn seed_004_body(session: &str, card_token: &str, customer: &str, extra: &str) -> String {
+fn stored_card_payment_body(
+    session: &str,
+    card_token: &str,
+    customer: &str,
+    extra: &str,
+) -> String {
     format!(
         "merchantId={MERCHANT}&token={session}&specinCreditCardToken={card_token}&customerId={customer}&customerIPAddress=203.0.113.7&freeText=Added+10%25+discount{extra}"
     )
 }
 
 #[tokio::test]
-async fn seed_004_payment_use_card_handover_and_one_click() {
+async fn stored_card_payment_use_card_handover_and_one_click() {
     let d = with_password().await;
     let (card_token, session) = stored_card_and_purchase_session(&d, "mgn456").await;
     let r = pay(
@@ -607,7 +613,7 @@ async fn seed_004_failures() {
             "{field}: {errs:?}"
         );
     }
-    // Seed 004's error example: action... here `merchantId` missing is named the same way.
+    // The stored-card payment API's error example: action... here `merchantId` missing is named the same way.
     let r = form(&d, "/payments", &[], &format!("token={session}")).await;
     assert_eq!(
         failure_errors(&r.json())[0],
@@ -698,7 +704,7 @@ async fn reveal_scope_receives_the_card_with_the_payment() {
         &d,
         "/payments",
         &[("Authorization", &auth)],
-        &seed_004_body(&session, &card_token, "mgn456", "&specinCreditCardCVV=1234"),
+        &stored_card_payment_body(&session, &card_token, "mgn456", "&specinCreditCardCVV=1234"),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -713,7 +719,7 @@ async fn reveal_scope_receives_the_card_with_the_payment() {
         &d,
         "/payments",
         &[("Authorization", &auth)],
-        &seed_004_body(&session, &card_token, "mgn456", "&specinCreditCardCVV=1234"),
+        &stored_card_payment_body(&session, &card_token, "mgn456", "&specinCreditCardCVV=1234"),
     )
     .await;
     assert_eq!(r.status, 403, "{}", r.text());
@@ -725,7 +731,7 @@ async fn library_sessions_carry_payment_fields() {
     let (token, v) = session_token(&d, "TOKENIZE", "&customerId=c-1").await;
     let card = form(&d, "/payments", &[], &card_form(&token)).await.json();
     assert_eq!(v["customerId"], "c-1");
-    // Everything given up front with the session (seed 004: "if not received in the Session
+    // Everything given up front with the session (the stored-card payment API: "if not received in the Session
     // Token Request").
     let s = d
         .vault
@@ -770,7 +776,7 @@ impl ParseToken for str {
 async fn idempotency_keys_on_token_and_payments() {
     let d = with_password().await;
     let key = ("Idempotency-Key", "5b2f9a8e-3c4d-4e5f-8a9b-0c1d2e3f4a5b");
-    let body = seed_000_body(&d, "TOKENIZE", "&customerId=idem-1");
+    let body = session_token_body(&d, "TOKENIZE", "&customerId=idem-1");
     let first = form(&d, "/token", &[key], &body).await;
     assert_eq!(first.status, 200, "{}", first.text());
     let again = form(&d, "/token", &[key], &body).await;
@@ -790,7 +796,7 @@ async fn idempotency_keys_on_token_and_payments() {
         &d,
         "/token",
         &[key],
-        &seed_000_body(&d, "TOKENIZE", "&customerId=idem-2"),
+        &session_token_body(&d, "TOKENIZE", "&customerId=idem-2"),
     )
     .await;
     assert_eq!(other.status, 409, "{}", other.text());
@@ -818,7 +824,7 @@ async fn idempotency_keys_on_token_and_payments() {
     let (purchase, _) = session_token(&d, "PURCHASE", "&paymentSolutionId=500").await;
     let auth = format!("Bearer {}", d.keys.reveal);
     let rkey = ("Idempotency-Key", "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d");
-    let body = seed_004_body(
+    let body = stored_card_payment_body(
         &purchase,
         &card_token,
         "idem-1",

@@ -1,4 +1,4 @@
-//! Seeds 001/002 through the daemon: `POST /processing-terminals/{id}/hosted-fields-sessions`,
+//! The hosted-fields session API through the daemon: `POST /processing-terminals/{id}/hosted-fields-sessions`,
 //! every error status they list, idempotent replay, and the card capture that spends the session.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -1,4 +1,4 @@
-//! The token routes over a real Unix socket: seed 003, every success and error status.
+//! The token routes over a real Unix socket: the token API example, every success and error status.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

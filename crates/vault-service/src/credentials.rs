@@ -1,4 +1,4 @@
-//! Merchant gateway passwords (seed 000's `merchantId` + `password`): Argon2id PHC strings,
+//! Merchant gateway passwords (the session-token API's `merchantId` + `password`): Argon2id PHC strings,
 //! bounded hashing, dummy hashes for unknown merchants, failure rate limits and a verification
 //! cache.
 //!
@@ -61,7 +61,7 @@ const OUTPUT_LEN: usize = 32;
 /// Past this many tracked ids (merchants or peers), counters whose window has ended are dropped.
 const PRUNE_AT: usize = 4096;
 
-/// A merchant's gateway password: 1-64 characters (seed 000: `String(64)`). Wiped on drop;
+/// A merchant's gateway password: 1-64 characters (the session-token API: `String(64)`). Wiped on drop;
 /// `Debug` shows nothing of it; not `Clone`.
 pub struct MerchantPassword(Zeroizing<String>);
 

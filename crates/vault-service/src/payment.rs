@@ -1,5 +1,5 @@
-//! Spending sessions: card capture (seed 000's TOKENIZE flow, seeds 001/002's hosted fields) and
-//! payment use of a stored card (seed 004), the card hand-over to the acquirer leg, and the
+//! Spending sessions: card capture (the session-token API's TOKENIZE flow, the hosted-fields session API's hosted fields) and
+//! payment use of a stored card (the stored-card payment API), the card hand-over to the acquirer leg, and the
 //! payment outcome that makes a card available for one-click use.
 //!
 //! Each spend is one job on the committer thread: the session is marked used together with the
@@ -11,13 +11,14 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use vault_core::{
     Brand, CardRecord, CardholderName, CustomerId, Cvv, Expiry, MaskedPan, MerchantId, Metadata,
-    Pan, SessionToken, Token,
+    Pan, SecretKey, SessionToken, Token,
 };
 use vault_store::LookupId;
 
 use crate::{
     Actor, AuditAction, NewCard, SessionKind, TokenInfo, TokenizeOptions, Vault, VaultError,
     cvv_store::CvvStore,
+    record_mac::{self, MAC_VERSION, RecordKind},
     session::{SessionKeys, SessionRec, encode},
     vault::{customer_of, from_unix, is_live_for},
 };
@@ -26,7 +27,6 @@ const PAYMENT_PREFIX: u8 = b'Y';
 const ONE_CLICK_PREFIX: u8 = b'O';
 /// The removal index of payment records (see `due_index`).
 const PAYMENT_DUE_PREFIX: u8 = b'y';
-const RECORD_VERSION: u8 = 1;
 /// How long a payment record is kept for its outcome to be reported.
 pub const PAYMENT_TTL: Duration = Duration::hours(24);
 
@@ -37,7 +37,7 @@ pub(crate) struct SessionState {
     pub(crate) cvv: CvvStore,
 }
 
-/// A payment's id (seed 004 `txId`): a UUIDv4.
+/// A payment's id (the stored-card payment API `txId`): a UUIDv4.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PaymentId([u8; 16]);
 
@@ -80,7 +80,7 @@ impl fmt::Debug for PaymentId {
     }
 }
 
-/// Seed 004's fields for using a stored card. Holds the CVV: no `Clone`, `Debug` redacted.
+/// The stored-card payment API's fields for using a stored card. Holds the CVV: no `Clone`, `Debug` redacted.
 #[derive(Default)]
 pub struct PaymentRequest {
     /// `merchantId`: must be the session's merchant.
@@ -293,6 +293,15 @@ fn status_of(code: u8) -> PaymentStatus {
     }
 }
 
+/// Whether `stored` (the value under a token's one-click key) is a mark this vault wrote: a mark
+/// whose MAC does not verify (tampered, moved from another token, or written before MACs and
+/// not migrated) counts as absent, so the payment needs its CVV: it fails closed.
+fn one_click_mark(stored: Option<Vec<u8>>, key: &SecretKey, id: &LookupId) -> bool {
+    stored.is_some_and(|value| {
+        record_mac::open_with(key, RecordKind::OneClick, &one_click_key(id), &value).is_ok()
+    })
+}
+
 pub(crate) fn one_click_key(id: &LookupId) -> Vec<u8> {
     let mut k = Vec::with_capacity(17);
     k.push(ONE_CLICK_PREFIX);
@@ -475,7 +484,7 @@ impl Vault {
         })
     }
 
-    /// Spends an `AUTH`/`PURCHASE`/`VERIFY` session on a stored card (seed 004). The card token
+    /// Spends an `AUTH`/`PURCHASE`/`VERIFY` session on a stored card (the stored-card payment API). The card token
     /// must be a live token of the session's merchant (`NotFound` otherwise) bound to the customer
     /// given (`CustomerMismatch` otherwise); a failed binding check spends the session too, so it
     /// cannot be used to guess. The CVV is required unless the card is saved for one-click use.
@@ -526,7 +535,7 @@ impl Vault {
                 "this session captures card fields (number, expiryMonth, expiryYear)",
             ));
         }
-        // Seed 004: a value given with the session wins ("otherwise ignored"); a different value
+        // The stored-card payment API: a value given with the session wins ("otherwise ignored"); a different value
         // in the payment request is refused rather than silently ignored, so the browser side
         // can never change what the merchant's server pinned.
         let token = pinned(
@@ -579,6 +588,7 @@ impl Vault {
             cvvs.reserve(id, merchant, rec.expires_at, now.unix_timestamp())?;
         }
         let core = self.inner.core.clone();
+        let oc_key = self.record_mac_key(RecordKind::OneClick);
         let origin_owned = origin.map(str::to_owned);
         let one_click = request.one_click;
         let check_customer = customer.clone();
@@ -595,7 +605,7 @@ impl Vault {
             if card_rec.customer.as_deref() != Some(check_customer.as_str()) {
                 return Ok(Err(VaultError::CustomerMismatch));
             }
-            if !has_cvv && tx.get_raw(&one_click_key(&lookup))?.is_none() {
+            if !has_cvv && !one_click_mark(tx.get_raw(&one_click_key(&lookup))?, &oc_key, &lookup) {
                 // A missing field is the caller's slip, not a guess: the session stays usable.
                 return Err(required("specinCreditCardCVV"));
             }
@@ -741,6 +751,7 @@ impl Vault {
         succeeded: bool,
     ) -> Result<PaymentInfo, VaultError> {
         let core = self.inner.core.clone();
+        let oc_key = self.record_mac_key(RecordKind::OneClick);
         let id = *id;
         let now = self.inner.clock.now();
         if self.payment_rec(merchant, &id).is_ok() {
@@ -777,11 +788,14 @@ impl Vault {
             let saved = succeeded && rec.one_click && same_card;
             if saved {
                 let marker = OneClickRec {
-                    v: RECORD_VERSION,
+                    v: MAC_VERSION,
                     merchant: merchant.get(),
                     saved_at: now.unix_timestamp(),
                 };
-                tx.put_raw(&one_click_key(&lookup), encode(&marker))?;
+                let key = one_click_key(&lookup);
+                let sealed =
+                    record_mac::seal_with(&oc_key, RecordKind::OneClick, &key, encode(&marker));
+                tx.put_raw(&key, sealed)?;
             }
             Ok(PaymentInfo {
                 id,
@@ -809,7 +823,13 @@ impl Vault {
             .store
             .record(&lookup)?
             .is_some_and(|r| is_live_for(&r, merchant, token, self.inner.clock.now()));
-        Ok(live && self.inner.store.get_raw(&one_click_key(&lookup))?.is_some())
+        let key = self.record_mac_key(RecordKind::OneClick);
+        Ok(live
+            && one_click_mark(
+                self.inner.store.get_raw(&one_click_key(&lookup))?,
+                &key,
+                &lookup,
+            ))
     }
 
     /// Removes sessions an hour past their expiry, payment records older than [`PAYMENT_TTL`]

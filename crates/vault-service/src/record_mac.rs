@@ -1,5 +1,5 @@
 //! MACs on the records that decide access: API keys (scopes, revocation), merchant password
-//! hashes and terminals. Layout (version 2):
+//! hashes, terminals and one-click marks. Layout (version 2):
 //!
 //! ```text
 //! value = body || HMAC-SHA256(mac_key("record-mac:<kind>"), kind byte || store key || body)
@@ -41,16 +41,19 @@ pub(crate) enum RecordKind {
     Password,
     /// `T` + terminal id.
     Terminal,
+    /// `O` + token lookup id: the card may be paid without a CVV.
+    OneClick,
 }
 
 impl RecordKind {
-    const ALL: [RecordKind; 3] = [Self::ApiKey, Self::Password, Self::Terminal];
+    const ALL: [RecordKind; 4] = [Self::ApiKey, Self::Password, Self::Terminal, Self::OneClick];
 
     fn label(self) -> &'static str {
         match self {
             Self::ApiKey => "record-mac:api-key",
             Self::Password => "record-mac:password",
             Self::Terminal => "record-mac:terminal",
+            Self::OneClick => "record-mac:one-click",
         }
     }
 
@@ -59,6 +62,7 @@ impl RecordKind {
             Self::ApiKey => b'K',
             Self::Password => b'P',
             Self::Terminal => b'T',
+            Self::OneClick => b'O',
         }
     }
 }

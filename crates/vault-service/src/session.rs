@@ -1,5 +1,5 @@
-//! Sessions: the short-lived, single-use tokens a merchant's server obtains (seed 000's
-//! `POST /token`, seeds 001/002's hosted-fields sessions) and a browser or payment step spends.
+//! Sessions: the short-lived, single-use tokens a merchant's server obtains (the session-token API's
+//! `POST /token`, the hosted-fields session API's hosted-fields sessions) and a browser or payment step spends.
 //!
 //! A session is stored durably under a keyed hash of its token (the token itself, a bearer
 //! credential for ten minutes, is never on disk), bound to its merchant, kind, and optionally a
@@ -32,34 +32,34 @@ const SESSION_DUE_PREFIX: u8 = b's';
 /// [`Vault::session_merchant`]).
 const KEEP_AFTER_EXPIRY: Duration = Duration::hours(1);
 const RECORD_VERSION: u8 = 1;
-/// Longest `allowOriginUrl` (seed 000: String(253)).
+/// Longest `allowOriginUrl` (the session-token API: String(253)).
 const MAX_ORIGIN: usize = 253;
-/// Longest `cardDescription` (seed 000: String(50)).
+/// Longest `cardDescription` (the session-token API: String(50)).
 const MAX_CARD_DESCRIPTION: usize = 50;
-/// Longest `freeText` (seed 004: String(200)).
+/// Longest `freeText` (the stored-card payment API: String(200)).
 pub(crate) const MAX_FREE_TEXT: usize = 200;
 
 /// What a session is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum SessionKind {
-    /// Seed 000 `action=TOKENIZE`: capture one card for the session's customer.
+    /// The session-token API `action=TOKENIZE`: capture one card for the session's customer.
     Tokenize,
-    /// Seed 004 `AUTH`: use a stored card for an authorisation.
+    /// The stored-card payment API `AUTH`: use a stored card for an authorisation.
     Auth,
-    /// Seed 004 `PURCHASE`.
+    /// The stored-card payment API `PURCHASE`.
     Purchase,
-    /// Seed 004 `VERIFY`.
+    /// The stored-card payment API `VERIFY`.
     Verify,
-    /// Seeds 001/002 `scenario=payment`: capture a card and take a payment with it.
+    /// The hosted-fields session API `scenario=payment`: capture a card and take a payment with it.
     HostedPayment,
-    /// Seeds 001/002 `scenario=tokenization`: capture a card to save (or, with `secureTokenId`,
+    /// The hosted-fields session API `scenario=tokenization`: capture a card to save (or, with `secureTokenId`,
     /// replace the card behind that token).
     HostedTokenization,
 }
 
 impl SessionKind {
-    /// Seed 000/004 `action`: `TOKENIZE`, `AUTH`, `PURCHASE` or `VERIFY` (exact case).
+    /// The gateway API `action`: `TOKENIZE`, `AUTH`, `PURCHASE` or `VERIFY` (exact case).
     pub fn from_action(s: &str) -> Option<Self> {
         Some(match s {
             "TOKENIZE" => Self::Tokenize,
@@ -70,7 +70,7 @@ impl SessionKind {
         })
     }
 
-    /// Seeds 001/002 `scenario`: `payment` or `tokenization`.
+    /// The hosted-fields session API `scenario`: `payment` or `tokenization`.
     pub fn from_scenario(s: &str) -> Option<Self> {
         Some(match s {
             "payment" => Self::HostedPayment,
@@ -99,7 +99,7 @@ impl SessionKind {
         )
     }
 
-    /// Sessions spent by using a stored card for a payment (seed 004).
+    /// Sessions spent by using a stored card for a payment (the stored-card payment API).
     pub fn uses_stored_card(self) -> bool {
         matches!(self, Self::Auth | Self::Purchase | Self::Verify)
     }
@@ -141,15 +141,15 @@ pub struct SessionOptions {
     /// (a request carrying an `Origin` header is refused). Requests without an `Origin` header
     /// (server-to-server) are not browser requests and are not refused by it.
     pub allow_origin: Option<String>,
-    /// Seed 000 `cardDescription` (up to 50 characters), kept with the session.
+    /// The session-token API `cardDescription` (up to 50 characters), kept with the session.
     pub card_description: Option<String>,
-    /// Seed 004 `freeText` given up front (up to 200 characters).
+    /// The stored-card payment API `freeText` given up front (up to 200 characters).
     pub free_text: Option<String>,
-    /// Seed 004 `customerIPAddress` given up front.
+    /// The stored-card payment API `customerIPAddress` given up front.
     pub customer_ip: Option<Ipv4Addr>,
-    /// Seed 004 `paymentSolutionId` given up front.
+    /// The stored-card payment API `paymentSolutionId` given up front.
     pub payment_solution_id: Option<u64>,
-    /// Seed 004 `specinCreditCardToken` given up front.
+    /// The stored-card payment API `specinCreditCardToken` given up front.
     pub card_token: Option<Token>,
 }
 
@@ -305,7 +305,7 @@ pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_allocvec(v).unwrap_or_default()
 }
 
-/// A generated customer id: `cus_` and 16 hex digits (20 characters, seed 000's limit).
+/// A generated customer id: `cus_` and 16 hex digits (20 characters, the session-token API's limit).
 fn generated_customer() -> CustomerId {
     let mut b = [0u8; 8];
     rand::Rng::fill_bytes(&mut rand::rng(), &mut b);
@@ -375,7 +375,7 @@ impl Vault {
         if let Some(t) = &options.terminal {
             match self.terminal(t)? {
                 Some(term) if term.merchant == merchant => {}
-                // Another merchant's terminal and an unknown one look the same (seeds 001/002
+                // Another merchant's terminal and an unknown one look the same (the hosted-fields session API
                 // list no 404): which terminal ids exist is not the caller's business.
                 _ => return Err(VaultError::Forbidden),
             }

@@ -360,7 +360,7 @@ impl Core {
         };
         if old.dedupe != rec.dedupe {
             // Another card behind the token: it was never used in a successful payment, so it is
-            // not saved for one-click use (seed 004).
+            // not saved for one-click use (the stored-card payment API).
             tx.delete_raw_key(&crate::payment::one_click_key(&id))?;
         }
         tx.put_record(&id, &rec)?;

@@ -22,7 +22,7 @@ use vault_service::{
     Actor, AuditAction, AuditOutcome, LoginPolicy, MerchantId, MerchantPassword, Vault, VaultError,
 };
 
-/// The seed's example password (seed 000).
+/// The session-token API's example password.
 const SEED_PASSWORD: &str = "u16q9rZ02bW0jqTjxH8t";
 
 fn pw(s: &str) -> MerchantPassword {

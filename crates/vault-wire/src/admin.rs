@@ -36,7 +36,7 @@ pub struct MerchantList {
 }
 
 /// `POST /admin/merchants/{id}/password`: sets or replaces a merchant's gateway password
-/// (seed 000). `Debug` hides it; wiped on drop.
+/// (the session-token API). `Debug` hides it; wiped on drop.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MerchantPasswordRequest {
     /// 1-64 characters.

@@ -1,4 +1,4 @@
-//! The gateway shapes of seeds 000 and 004 (`POST /token`, `POST /payments`) and of seeds 001/002
+//! The gateway shapes of the gateway API (`POST /token`, `POST /payments`) and of the hosted-fields session API
 //! (hosted-fields sessions, with RFC 9457 problem details for errors).
 
 use std::{collections::BTreeMap, fmt};
@@ -16,7 +16,7 @@ pub enum GatewayResult {
     Failure,
 }
 
-/// One refused field of a gateway request (seed 000 / 004 error shape).
+/// One refused field of a gateway request (the gateway API error shape).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GatewayError {
@@ -27,7 +27,7 @@ pub struct GatewayError {
     pub field_name: String,
 }
 
-/// `POST /token` success (seed 000): the session token, and the customer it is bound to.
+/// `POST /token` success (the session-token API): the session token, and the customer it is bound to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionTokenResponse {
@@ -49,7 +49,7 @@ pub struct SessionTokenResponse {
     pub customer_id: Option<String>,
 }
 
-/// Any gateway failure (seeds 000 and 004).
+/// Any gateway failure (the gateway API).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GatewayFailure {
@@ -180,7 +180,7 @@ pub struct PaymentResultResponse {
     pub one_click_saved: bool,
 }
 
-/// Seeds 001/002 request body.
+/// The hosted-fields session API request body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HostedFieldsSessionRequest {
@@ -196,7 +196,7 @@ pub struct HostedFieldsSessionRequest {
     pub allow_origin_url: Option<String>,
 }
 
-/// Seeds 001/002 201 body.
+/// The hosted-fields session API 201 body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HostedFieldsSessionResponse {

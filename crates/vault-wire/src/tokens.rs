@@ -187,7 +187,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seed_003_request_round_trips() {
+    fn token_api_example_request_round_trips() {
         let json = r#"{"type":"card","card":{"pan":"4242424242424242","expiration_date":"2802"},"metadata":{"description":"Card description - optional value"}}"#;
         let req: TokenizeRequest = serde_json::from_str(json).unwrap();
         assert_eq!(req.card.pan, "4242424242424242");
@@ -196,7 +196,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_003_response_parses() {
+    fn token_api_example_response_parses() {
         let json = r#"{"token":"eefb5438ff1b7a1b14b20ab5b809c61b129966b60e502390","status":"approved","card":{"keep_until":"2096-03-01T00:00:00Z","masked_pan":"411111****1111","expiration_date":"9602"}}"#;
         let resp: TokenResponse = serde_json::from_str(json).unwrap();
         assert_eq!(resp.card.masked_pan, "411111****1111");

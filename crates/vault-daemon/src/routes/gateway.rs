@@ -1,5 +1,5 @@
-//! `POST /token` (seed 000: a session token for a merchant's password) and `POST /payments`
-//! (seed 000's card capture and seed 004's payment use of a stored card), form or JSON, answered
+//! `POST /token` (the session-token API: a session token for a merchant's password) and `POST /payments`
+//! (the session-token API's card capture and the stored-card payment API's payment use of a stored card), form or JSON, answered
 //! in the seeds' `result` envelope.
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
@@ -70,7 +70,7 @@ fn check_token_fields(
     let customer = c.optional("customerId", 20);
     let customer = c.parse("customerId", customer, CustomerId::parse);
     let card_description = c.optional("cardDescription", 50).map(str::to_owned);
-    // Seed 004: these may be given with the session instead of with the payment.
+    // The stored-card payment API: these may be given with the session instead of with the payment.
     let payment = kind.is_some_and(SessionKind::uses_stored_card);
     let (mut customer_ip, mut payment_solution_id, mut free_text, mut card_token) =
         (None, None, None, None);
@@ -436,7 +436,7 @@ async fn pay(
     Ok(resp)
 }
 
-/// The card fields of a capture (seed 000 flow): `number`, `expiryMonth`, `expiryYear`,
+/// The card fields of a capture (session-token flow): `number`, `expiryMonth`, `expiryYear`,
 /// optional `nameOnCard` and `cvv`.
 fn check_card_fields(
     mut c: Check<'_>,
@@ -486,7 +486,7 @@ fn check_card_fields(
     }
 }
 
-/// Seed 004's fields.
+/// The stored-card payment API's fields.
 fn check_payment_fields(mut c: Check<'_>) -> Result<PaymentRequest, Failure> {
     let merchant = c.required("merchantId", 18);
     let merchant = c.parse("merchantId", merchant, MerchantId::parse);
@@ -530,7 +530,7 @@ fn session_failure() -> Failure {
     Failure::one(StatusCode::NOT_FOUND, "token", "session.invalid")
 }
 
-/// A refused capture or payment, named as seed 004 names them.
+/// A refused capture or payment, named as the stored-card payment API names them.
 fn payment_failure(e: &ApiError) -> Failure {
     let status = e.status();
     let first = e.first_error();

@@ -1,4 +1,4 @@
-//! `POST /processing-terminals/{processingTerminalId}/hosted-fields-sessions` (seeds 001/002):
+//! `POST /processing-terminals/{processingTerminalId}/hosted-fields-sessions` (the hosted-fields session API):
 //! a merchant's server asks for a session token to configure Hosted Fields with. Errors are RFC
 //! 9457 problem details naming the parameter.
 
