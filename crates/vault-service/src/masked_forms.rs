@@ -65,14 +65,14 @@ impl Tracked {
                 f.cards.retain(|(_, at)| now - at < window);
                 !f.cards.is_empty()
             });
-            if self.forms.len() >= MAX_TRACKED_FORMS
-                && let Some(oldest) = self
-                    .forms
-                    .iter()
-                    .min_by_key(|(_, f)| f.last_used)
-                    .map(|(k, _)| k.clone())
-            {
-                self.forms.remove(&oldest);
+            if self.forms.len() >= MAX_TRACKED_FORMS {
+                // Forget the least recently used half at once (and every form used in the same
+                // second as the median), so the scan above runs once per ~MAX/2 new forms, not
+                // once per card: amortized, a new form costs O(log n), never O(n) under the lock.
+                let mut used: Vec<i64> = self.forms.values().map(|f| f.last_used).collect();
+                let mid = used.len() / 2;
+                let cut = *used.select_nth_unstable(mid).1;
+                self.forms.retain(|_, f| f.last_used > cut);
             }
         }
         let f = self.forms.entry(form.to_owned()).or_insert(Form {
@@ -203,5 +203,23 @@ mod tests {
             let _ = t.admit(&format!("k/{i}"), [1; 16], 100);
         }
         assert!(t.forms.len() <= MAX_TRACKED_FORMS);
+        // Forms used later survive an eviction of older ones.
+        let mut t = Tracked::default();
+        for i in 0..MAX_TRACKED_FORMS {
+            // Within one window (16,384 / 8 s < an hour), so nothing expires.
+            let _ = t.admit(
+                &format!("k/{i}"),
+                [1; 16],
+                100 + i64::try_from(i / 8).unwrap(),
+            );
+        }
+        let _ = t.admit("k/new", [1; 16], 3_000);
+        assert!(t.forms.len() <= MAX_TRACKED_FORMS / 2 + 1);
+        assert!(t.forms.contains_key("k/new"));
+        assert!(
+            t.forms
+                .contains_key(&format!("k/{}", MAX_TRACKED_FORMS - 1))
+        );
+        assert!(!t.forms.contains_key("k/0"));
     }
 }
