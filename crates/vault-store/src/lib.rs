@@ -6,8 +6,9 @@
 //!   counters), so that a token, its index entry and the counters always change together in one
 //!   atomic `apply_batch`; the key header lives in its own atomically replaced file;
 //! - a **group committer**: every write is a closure run on one committer thread, which gathers
-//!   whatever closures are queued, applies their writes in one atomic batch, calls sled's `flush`
-//!   (and, by default, `fdatasync`) once for the whole group, and only then answers the callers;
+//!   whatever closures are queued (a bounded queue: `StoreError::Busy` when full), makes their
+//!   writes durable once for the whole group (by default one append to a write-ahead log and one
+//!   `fdatasync`, `wal.rs`), applies them to sled, and only then answers the callers;
 //! - a versioned, explicit byte layout for stored records ([`StoredRecord`]).
 //!
 //! See `docs/record-format.md` and `docs/durability.md` in the repository.
