@@ -7,7 +7,6 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use cardvault::AuditEntry;
 use clap::Subcommand;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use vault_wire::{AuditEntryView, AuditVerifyResponse};
@@ -150,7 +149,11 @@ pub(crate) fn run(cmd: AuditCmd) -> anyhow::Result<()> {
 /// The last `n` entries, oldest first, from the vault or the daemon.
 fn tail(target: &Target, n: usize) -> anyhow::Result<Vec<AuditEntryView>> {
     Ok(match Conn::open(target)? {
-        Conn::Offline(v) => v.audit_tail(n)?.iter().map(view).collect(),
+        Conn::Offline(v) => v
+            .audit_tail(n)?
+            .iter()
+            .map(vault_daemon::audit_entry_view)
+            .collect(),
         Conn::Remote { rt, client } => {
             if n == 0 {
                 return Ok(Vec::new());
@@ -221,25 +224,6 @@ fn actor(e: &AuditEntryView) -> String {
         "local".to_owned()
     } else {
         parts.join(",")
-    }
-}
-
-fn view(e: &AuditEntry) -> AuditEntryView {
-    AuditEntryView {
-        seq: e.seq,
-        at: e
-            .at
-            .format(&Rfc3339)
-            .unwrap_or_else(|_| e.at.unix_timestamp().to_string()),
-        action: e.action.as_str().to_owned(),
-        outcome: e.outcome.to_string(),
-        merchant_id: e.actor.merchant.map(|m| m.to_string()),
-        key_id: e.actor.key_id.clone(),
-        peer_uid: e.actor.peer_uid,
-        token: e.token.map(|t| t.to_string()),
-        detail: e.detail.clone(),
-        prev_hash: hex::encode(e.prev_hash),
-        hash: hex::encode(e.hash),
     }
 }
 

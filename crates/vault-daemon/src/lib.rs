@@ -82,4 +82,5 @@ pub use config::{DaemonConfig, LogFormat};
 pub use error::DaemonError;
 pub use listener::{Listener, bind_tcp, bind_unix, bind_unix_for};
 pub use router::{Route, routes};
+pub use routes::audit::audit_entry_view;
 pub use server::serve;

@@ -30,7 +30,7 @@ pub(crate) async fn entries(state: &State, req: Request<Incoming>) -> Answer {
         })
         .await?;
     let body = AuditPage {
-        entries: entries.iter().map(view).collect(),
+        entries: entries.iter().map(audit_entry_view).collect(),
     };
     Ok(response::json(StatusCode::OK, &body))
 }
@@ -79,8 +79,9 @@ fn query(q: &str) -> Result<(Option<u64>, usize), ApiError> {
     Ok((after, limit))
 }
 
-/// The wire view of an entry (also what `cardvault audit tail --json` prints).
-pub(crate) fn view(e: &AuditEntry) -> AuditEntryView {
+/// The wire view of an audit entry: what `GET /admin/audit` answers, and what `cardvault audit
+/// tail --json` prints offline (one mapping for both).
+pub fn audit_entry_view(e: &AuditEntry) -> AuditEntryView {
     let hex = |b: &[u8; 32]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     AuditEntryView {
         seq: e.seq,
