@@ -13,7 +13,7 @@ use std::{
 };
 
 use cardvault::{
-    Actor, KeySource, MerchantId, MerchantPassword, Passphrase, Vault, VaultError, VaultOptions,
+    KeySource, MerchantId, MerchantPassword, Passphrase, Vault, VaultError, VaultOptions,
 };
 use vault_client::Client;
 
@@ -74,7 +74,6 @@ fn login(data: &str, password: &str) -> Result<(), VaultError> {
     let key = KeySource::Passphrase(Passphrase::new(PASS.into()).unwrap());
     let vault = Vault::open(data, &key, VaultOptions::default()).unwrap();
     vault.login(
-        &Actor::local(),
         MerchantId::new(890_490).unwrap(),
         &MerchantPassword::new(password.into()).unwrap(),
     )

@@ -265,7 +265,7 @@ async fn reconnects_after_the_daemon_closed_an_idle_connection() {
 #[tokio::test]
 async fn hosted_sessions_and_the_acquirer_leg() {
     use vault_service::{
-        Actor, CustomerId, Cvv, Expiry, NewCard, Pan, PaymentRequest, SessionKind, SessionOptions,
+        CustomerId, Cvv, Expiry, NewCard, Pan, PaymentRequest, SessionKind, SessionOptions,
         TerminalId, TokenizeOptions,
     };
     let f = Fixture::start(
@@ -318,17 +318,11 @@ async fn hosted_sessions_and_the_acquirer_leg() {
         .unwrap();
     let s = f
         .vault
-        .create_session(
-            &Actor::local(),
-            m,
-            SessionKind::Purchase,
-            SessionOptions::default(),
-        )
+        .create_session(m, SessionKind::Purchase, SessionOptions::default())
         .unwrap();
     let p = f
         .vault
         .start_payment(
-            &Actor::local(),
             &s.token,
             None,
             PaymentRequest {

@@ -114,7 +114,8 @@ impl State {
         };
         Ok(self
             .vault
-            .authenticate_caller_as(&Actor::local().with_peer_uid(peer_uid()), key)?)
+            .as_actor(&Actor::local().with_peer_uid(peer_uid()))
+            .authenticate_caller(key)?)
     }
 
     /// The JSON body of `req`: 415 unless it is declared JSON, 413 over `limit`.

@@ -32,7 +32,7 @@ use tokio::{
 };
 use vault_daemon::{DaemonConfig, bind_tcp, serve};
 use vault_service::{
-    Actor, CardholderName, CustomerId, Expiry, ManualClock, MerchantId, NewCard, Pan, PaymentId,
+    CardholderName, CustomerId, Expiry, ManualClock, MerchantId, NewCard, Pan, PaymentId,
     SessionKind, SessionOptions, TerminalId, Token, TokenizeOptions, Vault,
 };
 
@@ -378,7 +378,7 @@ impl Stack {
             ..SessionOptions::default()
         };
         self.vault
-            .create_session(&Actor::local(), merchant(), kind, options)
+            .create_session(merchant(), kind, options)
             .unwrap()
             .token
             .to_string()
@@ -688,10 +688,7 @@ fn hosted_fields_checkout_in_chromium() {
     assert_eq!(result["status"], "PENDING", "{outcome}");
     assert_eq!(result["brand"], "mastercard");
     let tx = PaymentId::parse(result["txId"].as_str().unwrap()).unwrap();
-    let card = stack
-        .vault
-        .payment_card(&Actor::local(), merchant(), &tx)
-        .unwrap();
+    let card = stack.vault.payment_card(merchant(), &tx).unwrap();
     assert_eq!(card.pan.expose_digits(), PAN_2);
     assert_eq!(card.cvv.as_ref().map(|c| c.expose_digits()), Some("737"));
 

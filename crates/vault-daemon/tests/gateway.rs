@@ -7,9 +7,7 @@ mod common;
 
 use common::{T0, TestDaemon, raw};
 use serde_json::Value;
-use vault_service::{
-    Actor, MerchantId, MerchantPassword, SessionKind, SessionOptions, SessionToken,
-};
+use vault_service::{MerchantId, MerchantPassword, SessionKind, SessionOptions, SessionToken};
 
 const MERCHANT: u64 = 890_490;
 const PASSWORD: &str = "u16q9rZ02bW0jqTjxH8t";
@@ -736,7 +734,6 @@ async fn library_sessions_carry_payment_fields() {
     let s = d
         .vault
         .create_session(
-            &Actor::local(),
             merchant(),
             SessionKind::Purchase,
             SessionOptions {

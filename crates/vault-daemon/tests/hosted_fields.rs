@@ -7,7 +7,7 @@ mod common;
 
 use common::{Resp, TestDaemon, raw};
 use sha2::{Digest, Sha384};
-use vault_service::{Actor, MerchantId, SessionKind, SessionOptions};
+use vault_service::{MerchantId, SessionKind, SessionOptions};
 
 const SHOP: &str = "https://shop.example";
 const EVIL: &str = "https://evil.example";
@@ -24,7 +24,6 @@ fn session(d: &TestDaemon) -> String {
     };
     d.vault
         .create_session(
-            &Actor::local(),
             MerchantId::new(890_490).unwrap(),
             SessionKind::Tokenize,
             options,
@@ -122,7 +121,6 @@ async fn frame_csp_allows_only_the_sessions_origin_as_ancestor() {
     let server_only = d
         .vault
         .create_session(
-            &Actor::local(),
             MerchantId::new(890_490).unwrap(),
             SessionKind::Tokenize,
             SessionOptions::default(),

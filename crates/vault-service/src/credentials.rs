@@ -51,6 +51,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::{
     Actor, AuditAction, AuditOutcome, Vault, VaultError,
     record_mac::{self, MAC_VERSION, RecordKind},
+    txn::Entry,
 };
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
@@ -659,31 +660,22 @@ impl Vault {
         merchant: MerchantId,
         password: &MerchantPassword,
     ) -> Result<(), VaultError> {
-        self.set_merchant_password_as(&Actor::local(), merchant, password)
-    }
-
-    /// [`set_merchant_password`](Self::set_merchant_password) on behalf of `actor`.
-    pub fn set_merchant_password_as(
-        &self,
-        actor: &Actor,
-        merchant: MerchantId,
-        password: &MerchantPassword,
-    ) -> Result<(), VaultError> {
-        let r = self.set_merchant_password_unaudited(merchant, password);
         let detail = Some(format!("merchant={merchant}"));
+        let d = detail.clone();
         self.audited(
-            actor,
             AuditAction::AdminMerchantPassword,
             None,
-            |_| detail,
-            r,
+            |_| d,
+            |entry| self.set_merchant_password_with(merchant, password, entry, detail),
         )
     }
 
-    fn set_merchant_password_unaudited(
+    fn set_merchant_password_with(
         &self,
         merchant: MerchantId,
         password: &MerchantPassword,
+        entry: Entry,
+        detail: Option<String>,
     ) -> Result<(), VaultError> {
         if self.merchant(merchant)?.is_none() {
             return Err(VaultError::field(
@@ -713,7 +705,10 @@ impl Vault {
         };
         let key = record_key(merchant);
         let bytes = seal(&self.record_mac_key(RecordKind::Password), &key, &rec);
-        self.inner.store.write(move |tx| tx.put_raw(&key, bytes))?;
+        self.transact(move |txn| {
+            txn.raw().put_raw(&key, bytes)?;
+            entry.stage(txn, None, detail)
+        })?;
         // After the write: a login that verified the old password and caches after this point is
         // refused by the epoch; one that cached before it is removed here.
         login.cache.invalidate(merchant.get());
@@ -725,34 +720,30 @@ impl Vault {
     /// again only by new failures (and by the per-peer limit). Audited
     /// (`admin.merchant.unlock`). Refused `unknown` for an unknown merchant.
     pub fn unlock_merchant(&self, merchant: MerchantId) -> Result<(), VaultError> {
-        self.unlock_merchant_as(&Actor::local(), merchant)
-    }
-
-    /// [`unlock_merchant`](Self::unlock_merchant) on behalf of `actor`.
-    pub fn unlock_merchant_as(
-        &self,
-        actor: &Actor,
-        merchant: MerchantId,
-    ) -> Result<(), VaultError> {
-        let r = match self.merchant(merchant) {
-            Ok(Some(_)) => {
-                self.inner
-                    .login
-                    .limits
-                    .lock()
-                    .merchants
-                    .remove(&merchant.get());
-                Ok(())
-            }
-            Ok(None) => Err(VaultError::field(
-                "merchantId",
-                "unknown",
-                "no merchant with this id",
-            )),
-            Err(e) => Err(e),
-        };
+        // Nothing stored changes: the entry is the only commit.
         let detail = Some(format!("merchant={merchant}"));
-        self.audited(actor, AuditAction::AdminMerchantUnlock, None, |_| detail, r)
+        self.audited(
+            AuditAction::AdminMerchantUnlock,
+            None,
+            |_| detail,
+            |_| match self.merchant(merchant) {
+                Ok(Some(_)) => {
+                    self.inner
+                        .login
+                        .limits
+                        .lock()
+                        .merchants
+                        .remove(&merchant.get());
+                    Ok(())
+                }
+                Ok(None) => Err(VaultError::field(
+                    "merchantId",
+                    "unknown",
+                    "no merchant with this id",
+                )),
+                Err(e) => Err(e),
+            },
+        )
     }
 
     /// Checks `merchant`'s gateway password. Blocking: one Argon2id verification (tens of
@@ -760,7 +751,7 @@ impl Vault {
     ///
     /// Unknown merchant, merchant without a password and wrong password are the same
     /// [`VaultError::Unauthorized`], after the same work. Too many recent failures for this
-    /// merchant id or from this peer (`actor.peer_uid`) -> [`VaultError::RateLimited`], checked
+    /// merchant id or from this peer (the handle's actor's `peer_uid`) -> [`VaultError::RateLimited`], checked
     /// before any hashing; all hashing slots taken and `max_waiting` callers already queued ->
     /// [`VaultError::Busy`]. Failures are counted in a sliding window (`policy.window`); a success
     /// does not clear them (so guesses interleaved with a gateway's good logins still hit the
@@ -771,17 +762,17 @@ impl Vault {
     /// the check (the limit is checked again once a slot is taken, so by at most
     /// `max_concurrent_hashes - 1`).
     ///
-    /// Every failure is recorded in the audit log (`login.failed`, actor = `actor` with the
-    /// claimed merchant id), except that refusals costing no hashing (`rate_limited`, `busy`) are
+    /// Every failure is recorded in the audit log (`login.failed`, actor = this handle's actor
+    /// with the claimed merchant id), except that refusals costing no hashing (`rate_limited`, `busy`) are
     /// recorded at most once a minute per merchant id; successes are not (the sessions they open
     /// are).
     pub fn login(
         &self,
-        actor: &Actor,
         merchant: MerchantId,
         password: &MerchantPassword,
     ) -> Result<(), VaultError> {
-        let r = self.login_unaudited(actor.peer_uid, merchant, password);
+        let actor = self.actor();
+        let r = self.check_password(actor.peer_uid, merchant, password);
         let cheap = matches!(r, Err(VaultError::RateLimited | VaultError::Busy));
         let actor = Actor {
             merchant: Some(merchant),
@@ -811,7 +802,7 @@ impl Vault {
         r
     }
 
-    fn login_unaudited(
+    fn check_password(
         &self,
         peer: Option<u32>,
         merchant: MerchantId,

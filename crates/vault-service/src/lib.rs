@@ -36,6 +36,7 @@ mod os_rng;
 mod payment;
 mod record_mac;
 mod session;
+mod txn;
 mod vault;
 mod write;
 
@@ -64,6 +65,7 @@ pub use payment::{
     PaymentStatus,
 };
 pub use session::{SESSION_TTL, Session, SessionKind, SessionOptions, SessionView};
+pub use txn::{LiveToken, PreparedTokenize, Txn};
 pub use vault::{MAX_QUEUED_AUDIT, Vault, VaultOptions};
 pub use write::MAX_BATCH;
 

@@ -41,19 +41,25 @@ pub(crate) enum RecordKind {
     Password,
     /// `T` + terminal id.
     Terminal,
-    /// `O` + token lookup id: the card may be paid without a CVV.
-    OneClick,
+    /// `O` + token lookup id: a per-token mark (see `txn.rs`). Its MAC label is the one the
+    /// marks were first written under (the on-disk format).
+    TokenMark,
 }
 
 impl RecordKind {
-    const ALL: [RecordKind; 4] = [Self::ApiKey, Self::Password, Self::Terminal, Self::OneClick];
+    const ALL: [RecordKind; 4] = [
+        Self::ApiKey,
+        Self::Password,
+        Self::Terminal,
+        Self::TokenMark,
+    ];
 
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Self::ApiKey => "record-mac:api-key",
             Self::Password => "record-mac:password",
             Self::Terminal => "record-mac:terminal",
-            Self::OneClick => "record-mac:one-click",
+            Self::TokenMark => "record-mac:one-click",
         }
     }
 
@@ -62,7 +68,7 @@ impl RecordKind {
             Self::ApiKey => b'K',
             Self::Password => b'P',
             Self::Terminal => b'T',
-            Self::OneClick => b'O',
+            Self::TokenMark => b'O',
         }
     }
 }

@@ -17,6 +17,7 @@ use vault_store::WriteTx;
 
 use crate::{
     Actor, AuditAction, TerminalId, Vault, VaultError,
+    txn::Entry,
     vault::{Core, from_unix, is_live_for},
 };
 
@@ -336,35 +337,39 @@ impl Vault {
     /// (`Invalid` `secureTokenId`), and the lengths of the free-text fields.
     pub fn create_session(
         &self,
-        actor: &Actor,
         merchant: MerchantId,
         kind: SessionKind,
         options: SessionOptions,
     ) -> Result<Session, VaultError> {
-        let r = self.create_session_unaudited(merchant, kind, options);
         let actor = Actor {
             merchant: Some(merchant),
-            ..actor.clone()
+            ..self.actor().clone()
         };
-        self.audited(
-            &actor,
+        let detail = move |kind: SessionKind, terminal: Option<&TerminalId>| {
+            Some(match terminal {
+                Some(t) => format!("kind={} terminal={t}", kind.as_str()),
+                None => format!("kind={}", kind.as_str()),
+            })
+        };
+        let vault = self.as_actor(&actor);
+        vault.audited(
             AuditAction::SessionCreate,
             None,
-            |s: &Session| {
-                Some(match &s.terminal {
-                    Some(t) => format!("kind={} terminal={t}", s.kind.as_str()),
-                    None => format!("kind={}", s.kind.as_str()),
-                })
+            |s: &Session| detail(s.kind, s.terminal.as_ref()),
+            |entry| {
+                let detail = detail(kind, options.terminal.as_ref());
+                vault.create_session_with(merchant, kind, options, entry, detail)
             },
-            r,
         )
     }
 
-    fn create_session_unaudited(
+    fn create_session_with(
         &self,
         merchant: MerchantId,
         kind: SessionKind,
         options: SessionOptions,
+        entry: Entry,
+        detail: Option<String>,
     ) -> Result<Session, VaultError> {
         let now = self
             .inner
@@ -441,17 +446,15 @@ impl Vault {
             (expires_at + KEEP_AFTER_EXPIRY).unix_timestamp(),
             &key,
         );
-        self.inner
-            .store
-            .write(move |tx| -> Result<(), VaultError> {
-                // 122 random bits: a collision is not a realistic event, but never overwrite.
-                if tx.get_raw(&key)?.is_some() {
-                    return Err(VaultError::Conflict("session_exists"));
-                }
-                tx.put_raw(&key, value)?;
-                tx.put_raw(&due, Vec::new())?;
-                Ok(())
-            })?;
+        self.transact(move |txn| {
+            // 122 random bits: a collision is not a realistic event, but never overwrite.
+            if txn.get(&key)?.is_some() {
+                return Err(VaultError::Conflict("session_exists"));
+            }
+            txn.put(&key, value)?;
+            txn.put(&due, Vec::new())?;
+            entry.stage(txn, None, detail)
+        })?;
         Ok(Session {
             token,
             merchant,

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use vault_service::{Actor, LoginPolicy, MerchantPassword, VaultError};
+use vault_service::{LoginPolicy, MerchantPassword, VaultError};
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -49,7 +49,7 @@ fn a_hundred_failed_logins_stay_within_the_slot_bound() {
                     let who = if i % 2 == 0 { m } else { merchant(1000 + t) };
                     let wrong = MerchantPassword::new(format!("wrong-{t}-{i}")).unwrap();
                     assert!(matches!(
-                        vault.login(&Actor::local(), who, &wrong),
+                        vault.login(who, &wrong),
                         Err(VaultError::Unauthorized)
                     ));
                 }

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use vault_service::{Actor, MerchantPassword, Scopes, TerminalId, VaultError};
+use vault_service::{MerchantPassword, Scopes, TerminalId, VaultError};
 
 /// Edits the raw value under `key` in the closed vault at `path`.
 fn edit(path: &Path, key: &[u8], f: impl FnOnce(&mut Vec<u8>)) {
@@ -59,10 +59,7 @@ fn tampered_access_records_are_refused() {
         v.authenticate(k.expose()),
         Err(VaultError::Integrity)
     ));
-    assert!(matches!(
-        v.login(&Actor::local(), m, &pw),
-        Err(VaultError::Integrity)
-    ));
+    assert!(matches!(v.login(m, &pw), Err(VaultError::Integrity)));
     assert!(matches!(
         v.terminal(&TerminalId::parse("term-0001").unwrap()),
         Err(VaultError::Integrity)
@@ -143,16 +140,10 @@ fn moved_one_click_marks_count_as_absent() {
             .unwrap()
             .token;
         let s = v
-            .create_session(
-                &Actor::local(),
-                m,
-                SessionKind::Purchase,
-                SessionOptions::default(),
-            )
+            .create_session(m, SessionKind::Purchase, SessionOptions::default())
             .unwrap();
         let p = v
             .start_payment(
-                &Actor::local(),
                 &s.token,
                 None,
                 PaymentRequest {
@@ -167,11 +158,7 @@ fn moved_one_click_marks_count_as_absent() {
                 },
             )
             .unwrap();
-        assert!(
-            v.report_payment(&Actor::local(), m, &p.id, true)
-                .unwrap()
-                .one_click_saved
-        );
+        assert!(v.report_payment(m, &p.id, true).unwrap().one_click_saved);
         token
     };
     let a = pay_once(&v, "4242424242424242");

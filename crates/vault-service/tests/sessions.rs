@@ -10,9 +10,9 @@ use common::files_contain;
 
 use time::{Duration, macros::datetime};
 use vault_service::{
-    Actor, CustomerId, Cvv, Durability, Expiry, KdfParams, KeySource, ManualClock, MerchantId,
-    NewCard, Pan, Passphrase, PaymentRequest, SessionKind, SessionOptions, TerminalId,
-    TokenizeOptions, Vault, VaultError, VaultOptions,
+    CustomerId, Cvv, Durability, Expiry, KdfParams, KeySource, ManualClock, MerchantId, NewCard,
+    Pan, Passphrase, PaymentRequest, SessionKind, SessionOptions, TerminalId, TokenizeOptions,
+    Vault, VaultError, VaultOptions,
 };
 
 fn vault(dir: &std::path::Path) -> (Vault, Arc<ManualClock>) {
@@ -66,33 +66,21 @@ fn tokenize_sessions_capture_once_and_expire() {
     let (v, clock) = vault(dir.path());
     v.add_merchant(m(), "m").unwrap();
     let s = v
-        .create_session(
-            &Actor::local(),
-            m(),
-            SessionKind::Tokenize,
-            SessionOptions::default(),
-        )
+        .create_session(m(), SessionKind::Tokenize, SessionOptions::default())
         .unwrap();
     // A generated customer id, 20 characters.
     let customer = s.customer.clone().unwrap();
     assert_eq!(customer.as_str().len(), 20);
     assert_eq!(s.expires_at - s.created_at, Duration::minutes(10));
-    let cap = v
-        .capture_card(&Actor::local(), &s.token, None, card(), None)
-        .unwrap();
+    let cap = v.capture_card(&s.token, None, card(), None).unwrap();
     assert_eq!(cap.info.customer.as_ref(), Some(&customer));
     assert!(matches!(
-        v.capture_card(&Actor::local(), &s.token, None, card(), None),
+        v.capture_card(&s.token, None, card(), None),
         Err(VaultError::SessionInvalid)
     ));
     // Expiry: the last second works, the next does not.
     let s = v
-        .create_session(
-            &Actor::local(),
-            m(),
-            SessionKind::Tokenize,
-            SessionOptions::default(),
-        )
+        .create_session(m(), SessionKind::Tokenize, SessionOptions::default())
         .unwrap();
     clock.advance(Duration::minutes(10) - Duration::seconds(1));
     assert!(v.session(&s.token).is_ok());
@@ -102,7 +90,7 @@ fn tokenize_sessions_capture_once_and_expire() {
         Err(VaultError::SessionInvalid)
     ));
     assert!(matches!(
-        v.capture_card(&Actor::local(), &s.token, None, card(), None),
+        v.capture_card(&s.token, None, card(), None),
         Err(VaultError::SessionInvalid)
     ));
     // Kept an hour past expiry (for idempotent retries), then swept.
@@ -132,7 +120,6 @@ fn session_bindings_are_checked_at_creation() {
         .unwrap();
     for terminal in ["9999001", "5555555"] {
         let r = v.create_session(
-            &Actor::local(),
             m(),
             SessionKind::HostedPayment,
             SessionOptions {
@@ -146,7 +133,6 @@ fn session_bindings_are_checked_at_creation() {
         .tokenize(other, card(), TokenizeOptions::default())
         .unwrap();
     let r = v.create_session(
-        &Actor::local(),
         m(),
         SessionKind::HostedTokenization,
         SessionOptions {
@@ -156,7 +142,6 @@ fn session_bindings_are_checked_at_creation() {
     );
     assert!(matches!(r, Err(VaultError::Invalid(f)) if f.field == "secureTokenId"));
     let r = v.create_session(
-        &Actor::local(),
         m(),
         SessionKind::Tokenize,
         SessionOptions {
@@ -174,15 +159,9 @@ fn the_cvv_lives_in_memory_once_and_never_on_disk() {
     let (customer, saved) = saved_card(&v);
     let pay = |cvv: &str| {
         let s = v
-            .create_session(
-                &Actor::local(),
-                m(),
-                SessionKind::Purchase,
-                SessionOptions::default(),
-            )
+            .create_session(m(), SessionKind::Purchase, SessionOptions::default())
             .unwrap();
         v.start_payment(
-            &Actor::local(),
             &s.token,
             None,
             PaymentRequest {
@@ -200,18 +179,13 @@ fn the_cvv_lives_in_memory_once_and_never_on_disk() {
     let first = pay("9731");
     assert!(first.card.is_none());
     assert_eq!(v.held_cvvs(), 1);
-    let card = v.payment_card(&Actor::local(), m(), &first.id).unwrap();
+    let card = v.payment_card(m(), &first.id).unwrap();
     assert_eq!(card.cvv.as_ref().unwrap().expose_digits(), "9731");
     assert_eq!(card.pan.expose_digits(), "4242424242424242");
-    assert!(
-        v.payment_card(&Actor::local(), m(), &first.id)
-            .unwrap()
-            .cvv
-            .is_none()
-    );
+    assert!(v.payment_card(m(), &first.id).unwrap().cvv.is_none());
     // Another merchant never sees the payment.
     assert!(matches!(
-        v.payment_card(&Actor::local(), MerchantId::new(777).unwrap(), &first.id),
+        v.payment_card(MerchantId::new(777).unwrap(), &first.id),
         Err(VaultError::NotFound)
     ));
     // A CVV nobody takes is dropped with its session.
@@ -220,17 +194,12 @@ fn the_cvv_lives_in_memory_once_and_never_on_disk() {
     clock.advance(Duration::minutes(10));
     v.sweep_sessions().unwrap();
     assert_eq!(v.held_cvvs(), 0);
-    assert!(
-        v.payment_card(&Actor::local(), m(), &second.id)
-            .unwrap()
-            .cvv
-            .is_none()
-    );
+    assert!(v.payment_card(m(), &second.id).unwrap().cvv.is_none());
     // Payment records go after a day.
     clock.advance(Duration::hours(24));
     v.sweep_sessions().unwrap();
     assert!(matches!(
-        v.report_payment(&Actor::local(), m(), &second.id, true),
+        v.report_payment(m(), &second.id, true),
         Err(VaultError::NotFound)
     ));
     v.flush().unwrap();
@@ -247,16 +216,10 @@ fn failed_payments_do_not_save_cards_for_one_click() {
     let (v, _) = vault(dir.path());
     let (customer, saved) = saved_card(&v);
     let s = v
-        .create_session(
-            &Actor::local(),
-            m(),
-            SessionKind::Verify,
-            SessionOptions::default(),
-        )
+        .create_session(m(), SessionKind::Verify, SessionOptions::default())
         .unwrap();
     let p = v
         .start_payment(
-            &Actor::local(),
             &s.token,
             None,
             PaymentRequest {
@@ -271,9 +234,7 @@ fn failed_payments_do_not_save_cards_for_one_click() {
             },
         )
         .unwrap();
-    let info = v
-        .report_payment(&Actor::local(), m(), &p.id, false)
-        .unwrap();
+    let info = v.report_payment(m(), &p.id, false).unwrap();
     assert!(!info.one_click_saved);
     assert!(!v.is_one_click(m(), &saved.token).unwrap());
     assert_eq!(v.held_cvvs(), 0, "the outcome drops the CVV");
@@ -288,10 +249,9 @@ fn purchase(
     session: SessionOptions,
 ) -> Result<vault_service::PaymentStarted, VaultError> {
     let s = v
-        .create_session(&Actor::local(), m(), SessionKind::Purchase, session)
+        .create_session(m(), SessionKind::Purchase, session)
         .unwrap();
     v.start_payment(
-        &Actor::local(),
         &s.token,
         None,
         PaymentRequest {
@@ -320,7 +280,7 @@ fn another_card_behind_a_token_is_not_one_click() {
         SessionOptions::default(),
     )
     .unwrap();
-    v.report_payment(&Actor::local(), m(), &p.id, true).unwrap();
+    v.report_payment(m(), &p.id, true).unwrap();
     assert!(v.is_one_click(m(), &saved.token).unwrap());
     // The same card with a new expiry stays one-click...
     v.update(
@@ -379,7 +339,7 @@ fn a_card_swapped_in_during_a_payment_is_not_saved_for_one_click() {
         vault_service::UpdateOptions::default(),
     )
     .unwrap();
-    let info = v.report_payment(&Actor::local(), m(), &p.id, true).unwrap();
+    let info = v.report_payment(m(), &p.id, true).unwrap();
     assert!(!info.one_click_saved);
     assert!(!v.is_one_click(m(), &saved.token).unwrap());
     let r = purchase(&v, saved.token, &customer, None, SessionOptions::default());
@@ -403,11 +363,7 @@ fn a_card_swapped_in_during_a_payment_is_not_saved_for_one_click() {
         SessionOptions::default(),
     )
     .unwrap();
-    assert!(
-        v.report_payment(&Actor::local(), m(), &p.id, true)
-            .unwrap()
-            .one_click_saved
-    );
+    assert!(v.report_payment(m(), &p.id, true).unwrap().one_click_saved);
     assert!(v.is_one_click(m(), &saved.token).unwrap());
 }
 

@@ -141,12 +141,12 @@ async fn token_inner(
     let login_actor = actor.clone();
     // Credentials first: a replayed answer is only for the merchant who earned it.
     state
-        .blocking(move |v| v.login(&login_actor, merchant, &password))
+        .blocking(move |v| v.as_actor(&login_actor).login(merchant, &password))
         .await
         .map_err(login_failure)?;
     idempotency::run(state, merchant, "POST /token", key, vec![shape], || async {
         let session = match state
-            .blocking(move |v| v.create_session(&actor, merchant, kind, options))
+            .blocking(move |v| v.as_actor(&actor).create_session(merchant, kind, options))
             .await
         {
             Ok(s) => s,
@@ -364,7 +364,10 @@ async fn capture(
     cvv: Option<Cvv>,
 ) -> Result<Response<Body>, Failure> {
     let capture = state
-        .blocking(move |v| v.capture_card(&actor, &token, origin.as_deref(), card, cvv))
+        .blocking(move |v| {
+            v.as_actor(&actor)
+                .capture_card(&token, origin.as_deref(), card, cvv)
+        })
         .await
         .map_err(|e| payment_failure(&e))?;
     let info = capture.info;
@@ -401,7 +404,10 @@ async fn pay(
     request: PaymentRequest,
 ) -> Result<Response<Body>, Failure> {
     let started = state
-        .blocking(move |v| v.start_payment(&actor, &token, origin.as_deref(), request))
+        .blocking(move |v| {
+            v.as_actor(&actor)
+                .start_payment(&token, origin.as_deref(), request)
+        })
         .await
         .map_err(|e| payment_failure(&e))?;
     let mut body = PaymentResponse {

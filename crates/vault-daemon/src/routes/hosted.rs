@@ -81,7 +81,7 @@ async fn work(
     let who = actor(p);
     let merchant = p.merchant;
     let session = state
-        .blocking(move |v| v.create_session(&who, merchant, kind, options))
+        .blocking(move |v| v.as_actor(&who).create_session(merchant, kind, options))
         .await
         .map_err(|e| match e.status() {
             StatusCode::FORBIDDEN => ApiError::forbidden(

@@ -46,7 +46,7 @@ pub(crate) async fn card(state: &State, req: Request<Incoming>, param: Param) ->
     let who = actor(&p);
     let merchant = p.merchant;
     let card = state
-        .blocking(move |v| Ok(v.payment_card(&who, merchant, &id)))
+        .blocking(move |v| Ok(v.as_actor(&who).payment_card(merchant, &id)))
         .await?
         .map_err(not_found)?;
     let body = PaymentCardResponse {
@@ -74,7 +74,7 @@ pub(crate) async fn result(state: &State, req: Request<Incoming>, param: Param) 
     let who = actor(&p);
     let merchant = p.merchant;
     let info = state
-        .blocking(move |v| Ok(v.report_payment(&who, merchant, &id, succeeded)))
+        .blocking(move |v| Ok(v.as_actor(&who).report_payment(merchant, &id, succeeded)))
         .await?
         .map_err(not_found)?;
     let body = PaymentResultResponse {

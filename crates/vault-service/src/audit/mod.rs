@@ -371,16 +371,16 @@ impl Core {
 }
 
 impl Vault {
-    /// Appends one audit entry, durably (one commit, shared with concurrent writers). For the
-    /// layers above (session creation, payment use); the vault records its own actions itself.
+    /// Appends one audit entry naming this handle's actor, durably (one commit, shared with
+    /// concurrent writers). For the layers above, to record a refusal that wrote nothing; an
+    /// action that writes appends its entry in its own job ([`Txn::audit`](crate::Txn::audit)).
     pub fn audit(
         &self,
-        actor: &Actor,
         action: AuditAction,
         token: Option<&Token>,
         outcome: AuditOutcome,
     ) -> Result<(), VaultError> {
-        self.record(actor, action, token, None, outcome)
+        self.record(self.actor(), action, token, None, outcome)
     }
 
     /// Appends one entry (see [`audit`](Self::audit)) with a vault-written `detail`, durably.
@@ -418,22 +418,6 @@ impl Vault {
             move |tx| core.append_audits(tx, std::slice::from_ref(&draft)),
             done,
         );
-    }
-
-    /// Records the outcome of an action and passes its result on. A failure to record turns a
-    /// success into that failure: nothing the vault does goes unaudited without the caller
-    /// hearing of it.
-    pub(crate) fn audited<T>(
-        &self,
-        actor: &Actor,
-        action: AuditAction,
-        token: Option<&Token>,
-        detail: impl FnOnce(&T) -> Option<String>,
-        result: Result<T, VaultError>,
-    ) -> Result<T, VaultError> {
-        let detail = result.as_ref().ok().and_then(detail);
-        self.record(actor, action, token, detail, AuditOutcome::of(&result))?;
-        result
     }
 
     fn audit_head(&self) -> Result<Option<HeadRecord>, VaultError> {
