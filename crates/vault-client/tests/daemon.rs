@@ -16,6 +16,7 @@ use vault_wire::{
 struct Fixture {
     _dir: tempfile::TempDir,
     vault: Vault,
+    gateway: vault_gateway::Gateway,
     socket: PathBuf,
     key: ApiKey,
     stop: Option<oneshot::Sender<()>>,
@@ -40,9 +41,10 @@ impl Fixture {
         let socket = dir.path().join("run").join("cardvault.sock");
         let listener = vault_daemon::bind_unix(&socket, 0o600).await.unwrap();
         let (tx, rx) = oneshot::channel::<()>();
+        let gateway = vault_gateway::Gateway::new(vault.clone());
         let server = tokio::spawn(vault_daemon::serve(
             listener,
-            vault.clone(),
+            gateway.clone(),
             config,
             async move {
                 let _ = rx.await;
@@ -51,6 +53,7 @@ impl Fixture {
         Self {
             _dir: dir,
             vault,
+            gateway,
             socket,
             key,
             stop: Some(tx),
@@ -264,10 +267,8 @@ async fn reconnects_after_the_daemon_closed_an_idle_connection() {
 
 #[tokio::test]
 async fn hosted_sessions_and_the_acquirer_leg() {
-    use vault_service::{
-        CustomerId, Cvv, Expiry, NewCard, Pan, PaymentRequest, SessionKind, SessionOptions,
-        TerminalId, TokenizeOptions,
-    };
+    use vault_gateway::{Cvv, PaymentRequest, SessionKind, SessionOptions};
+    use vault_service::{CustomerId, Expiry, NewCard, Pan, TerminalId, TokenizeOptions};
     let f = Fixture::start(
         &[Scope::Tokenize, Scope::Reveal, Scope::Sessions],
         DaemonConfig::default(),
@@ -317,11 +318,11 @@ async fn hosted_sessions_and_the_acquirer_leg() {
         )
         .unwrap();
     let s = f
-        .vault
+        .gateway
         .create_session(m, SessionKind::Purchase, SessionOptions::default())
         .unwrap();
     let p = f
-        .vault
+        .gateway
         .start_payment(
             &s.token,
             None,

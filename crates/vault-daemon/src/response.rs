@@ -303,6 +303,32 @@ impl ApiError {
     }
 }
 
+impl From<vault_gateway::GatewayError> for ApiError {
+    fn from(e: vault_gateway::GatewayError) -> Self {
+        use vault_gateway::GatewayError;
+        match e {
+            GatewayError::SessionInvalid => Self::one(
+                StatusCode::NOT_FOUND,
+                ErrorStatus::NotFound,
+                "token",
+                "session_invalid",
+                "the session is unknown, expired or already used",
+            ),
+            GatewayError::OriginMismatch => Self::forbidden(
+                "origin",
+                "origin_mismatch",
+                "the request origin is not the session's allowed origin",
+            ),
+            GatewayError::Vault(e) => e.into(),
+            other => {
+                // Gateway errors carry no card data.
+                tracing::error!(error = %other, "gateway error");
+                Self::internal()
+            }
+        }
+    }
+}
+
 impl From<VaultError> for ApiError {
     fn from(e: VaultError) -> Self {
         match e {
@@ -347,18 +373,6 @@ impl From<VaultError> for ApiError {
                     }
                     _ => "this Idempotency-Key was used with a different request",
                 },
-            ),
-            VaultError::SessionInvalid => Self::one(
-                StatusCode::NOT_FOUND,
-                ErrorStatus::NotFound,
-                "token",
-                "session_invalid",
-                "the session is unknown, expired or already used",
-            ),
-            VaultError::OriginMismatch => Self::forbidden(
-                "origin",
-                "origin_mismatch",
-                "the request origin is not the session's allowed origin",
             ),
             other => {
                 // Vault errors carry no card data (see vault-service's error rules).

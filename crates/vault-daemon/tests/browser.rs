@@ -31,9 +31,10 @@ use tokio::{
     sync::oneshot,
 };
 use vault_daemon::{DaemonConfig, bind_tcp, serve};
+use vault_gateway::{Gateway, PaymentId, SessionKind, SessionOptions};
 use vault_service::{
-    CardholderName, CustomerId, Expiry, ManualClock, MerchantId, NewCard, Pan, PaymentId,
-    SessionKind, SessionOptions, TerminalId, Token, TokenizeOptions, Vault,
+    CardholderName, CustomerId, Expiry, ManualClock, MerchantId, NewCard, Pan, TerminalId, Token,
+    TokenizeOptions, Vault,
 };
 
 const CHECKOUT: &str = include_str!("../../../examples/hosted-fields/checkout.html");
@@ -292,7 +293,7 @@ fn decode_base64(s: &str) -> Vec<u8> {
 struct Stack {
     rt: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
-    vault: Vault,
+    vault: Gateway,
     clock: Arc<ManualClock>,
     vault_addr: SocketAddr,
     shop_addr: SocketAddr,
@@ -318,6 +319,7 @@ impl Stack {
         vault
             .add_terminal(merchant(), TerminalId::parse(TERMINAL).unwrap())
             .unwrap();
+        let vault = Gateway::new(vault);
         let (stop, rx) = oneshot::channel::<()>();
         let listener = rt
             .block_on(bind_tcp(SocketAddr::from(([127, 0, 0, 1], 0))))

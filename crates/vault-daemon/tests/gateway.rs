@@ -7,7 +7,8 @@ mod common;
 
 use common::{T0, TestDaemon, raw};
 use serde_json::Value;
-use vault_service::{MerchantId, MerchantPassword, SessionKind, SessionOptions, SessionToken};
+use vault_gateway::{SessionKind, SessionOptions, SessionToken};
+use vault_service::{MerchantId, MerchantPassword};
 
 const MERCHANT: u64 = 890_490;
 const PASSWORD: &str = "u16q9rZ02bW0jqTjxH8t";

@@ -5,7 +5,8 @@
 mod common;
 
 use common::{Resp, TestDaemon, raw};
-use vault_service::{MerchantId, Scope, Scopes, SessionToken, TerminalId};
+use vault_gateway::SessionToken;
+use vault_service::{MerchantId, Scope, Scopes, TerminalId};
 
 const TERMINAL: &str = "1234001";
 const KEY_A: &str = "8e03978e-40d5-43e8-bc93-6894a57f9324";

@@ -7,7 +7,8 @@ mod common;
 
 use common::{Resp, TestDaemon, raw};
 use sha2::{Digest, Sha384};
-use vault_service::{MerchantId, SessionKind, SessionOptions};
+use vault_gateway::{SessionKind, SessionOptions};
+use vault_service::MerchantId;
 
 const SHOP: &str = "https://shop.example";
 const EVIL: &str = "https://evil.example";

@@ -714,7 +714,7 @@ impl Vault {
             })?;
         let k = key(APIKEY_PREFIX, &raw);
         let mac_key = self.record_mac_key(RecordKind::ApiKey);
-        let rec = self.transact(move |txn| {
+        let rec = self.transact(move |txn| -> Result<ApiKeyRec, VaultError> {
             let tx = txn.raw();
             let bytes = tx.get_raw(&k)?.ok_or(VaultError::NotFound)?;
             let body = record_mac::open_with(&mac_key, RecordKind::ApiKey, &k, &bytes)?;

@@ -80,11 +80,6 @@ pub enum VaultError {
     /// The request conflicts with another one: `idempotency_mismatch` (same key, different
     /// request) or `idempotency_in_progress` (same key, still being answered).
     Conflict(&'static str),
-    /// No usable session by that token: unknown, expired, already used or another merchant's
-    /// (deliberately indistinguishable).
-    SessionInvalid,
-    /// The browser origin does not match the session's `allowOriginUrl`.
-    OriginMismatch,
 }
 
 impl VaultError {
@@ -114,8 +109,6 @@ impl fmt::Display for VaultError {
             ),
             Self::Busy => f.write_str("the vault is busy; try again shortly"),
             Self::Conflict(code) => write!(f, "conflict: {code}"),
-            Self::SessionInvalid => f.write_str("session is unknown, expired or already used"),
-            Self::OriginMismatch => f.write_str("origin does not match the session"),
         }
     }
 }

@@ -25,17 +25,13 @@ mod audit;
 mod backup;
 mod clock;
 mod credentials;
-mod cvv_store;
-mod due_index;
 mod error;
 mod idempotency;
 mod maintenance;
 mod masked_forms;
 mod model;
 mod os_rng;
-mod payment;
 mod record_mac;
-mod session;
 mod txn;
 mod vault;
 mod write;
@@ -60,18 +56,12 @@ pub use model::{
     NewCard, RevealedCard, RewrapProgress, TokenInfo, TokenizeOptions, TokenizeRequest,
     UpdateOptions,
 };
-pub use payment::{
-    CardCapture, PAYMENT_TTL, PaymentCard, PaymentId, PaymentInfo, PaymentRequest, PaymentStarted,
-    PaymentStatus,
-};
-pub use session::{SESSION_TTL, Session, SessionKind, SessionOptions, SessionView};
 pub use txn::{LiveToken, PreparedTokenize, Txn};
 pub use vault::{MAX_QUEUED_AUDIT, Vault, VaultOptions};
 pub use write::MAX_BATCH;
 
 pub use vault_core::{
-    Brand, CardError, CardholderName, CustomerId, Cvv, DekId, DekState, Expiry, Fingerprint,
-    KdfParams, KeyError, KeySource, MaskedPan, MerchantId, Metadata, Pan, Passphrase, SecretKey,
-    SessionToken, Token,
+    Brand, CardError, CardholderName, CustomerId, DekId, DekState, Expiry, Fingerprint, KdfParams,
+    KeyError, KeySource, MaskedPan, MerchantId, Metadata, Pan, Passphrase, SecretKey, Token,
 };
 pub use vault_store::{Durability, StoreError, StoreStats};

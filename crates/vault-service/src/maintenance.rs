@@ -49,11 +49,14 @@ impl Vault {
     /// (see [`sweep_idempotency`](Self::sweep_idempotency)), what
     /// [`sweep_sessions`](Self::sweep_sessions) removes, and one-click marks of removed tokens,
     /// counted together and separately from the records.
-    fn sweep_all(&self, now: OffsetDateTime) -> Result<(u64, u64), VaultError> {
+    fn sweep_all(
+        &self,
+        now: OffsetDateTime,
+        also: impl FnOnce(OffsetDateTime) -> Result<u64, VaultError>,
+    ) -> Result<(u64, u64), VaultError> {
         let records = self.sweep_records(now)?;
-        let idempotency = self.sweep_idempotency_at(now)?
-            + self.sweep_sessions_at(now)?
-            + self.sweep_orphan_marks()?;
+        let idempotency =
+            self.sweep_idempotency_at(now)? + also(now)? + self.sweep_orphan_marks()?;
         Ok((records, idempotency))
     }
 
@@ -334,6 +337,17 @@ impl Vault {
     ///
     /// The sweep removes in many commits; its entry, with the totals, follows the last of them.
     pub fn sweep_expired(&self, now: OffsetDateTime) -> Result<u64, VaultError> {
+        self.sweep_expired_with(now, |_| Ok(0))
+    }
+
+    /// [`sweep_expired`](Self::sweep_expired) that also runs `also` (a layer above's sweep of its
+    /// own short-lived records, given `now`) after the idempotency answers; what it removes is
+    /// counted with them, in the one `sweep` entry.
+    pub fn sweep_expired_with(
+        &self,
+        now: OffsetDateTime,
+        also: impl FnOnce(OffsetDateTime) -> Result<u64, VaultError>,
+    ) -> Result<u64, VaultError> {
         self.audited(
             AuditAction::Sweep,
             None,
@@ -343,7 +357,7 @@ impl Vault {
                     _ => format!("removed={n},idempotency={idem}"),
                 })
             },
-            |_| self.sweep_all(now),
+            |_| self.sweep_all(now, also),
         )
         .map(|(n, _)| n)
     }

@@ -219,16 +219,42 @@ impl Vault {
     }
 
     /// Step two: runs `job` on the committer thread as one job of a group commit and returns its
-    /// result once the group is durable. An error from `job` discards what it staged.
-    pub fn transact<T, F>(&self, job: F) -> Result<T, VaultError>
+    /// result once the group is durable. An error from `job` discards what it staged. `E` is the
+    /// caller's error type (the vault's, or one that wraps it).
+    pub fn transact<T, E, F>(&self, job: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Txn<'_, '_>) -> Result<T, VaultError> + Send + 'static,
+        E: From<VaultError> + Send + 'static,
+        F: FnOnce(&mut Txn<'_, '_>) -> Result<T, E> + Send + 'static,
     {
         let core = self.inner.core.clone();
-        self.inner
+        let written = self
+            .inner
             .store
-            .write(move |tx| job(&mut Txn::new(&core, tx)))
+            .write(move |tx| job(&mut Txn::new(&core, tx)).map_err(JobError::Job));
+        written.map_err(|e| match e {
+            JobError::Job(e) => e,
+            JobError::Store(e) => E::from(VaultError::from(e)),
+        })
+    }
+
+    /// The live token of `merchant` by that name, if any (see [`Txn::live_token`]), read outside
+    /// a job.
+    pub fn live_token(
+        &self,
+        merchant: MerchantId,
+        token: &Token,
+    ) -> Result<Option<LiveToken>, VaultError> {
+        let id = self.inner.lookup(token);
+        match self.inner.store.record(&id)? {
+            Some(rec) if is_live_for(&rec, merchant, token, self.inner.clock.now()) => {
+                Ok(Some(LiveToken {
+                    customer: customer_of(&rec)?,
+                    card_digest: rec.dedupe.0,
+                }))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The mark kept for a live token of `merchant` (see [`Txn::token_mark`]), read outside a job.
@@ -277,6 +303,18 @@ impl Vault {
             self.record(actor, action, token, detail, AuditOutcome::of(&result))?;
         }
         result
+    }
+}
+
+/// A [`Vault::transact`] job's error, or the store's.
+enum JobError<E> {
+    Job(E),
+    Store(vault_store::StoreError),
+}
+
+impl<E> From<vault_store::StoreError> for JobError<E> {
+    fn from(e: vault_store::StoreError) -> Self {
+        Self::Store(e)
     }
 }
 
@@ -353,5 +391,27 @@ impl Vault {
                 })?;
         }
         Ok(removed)
+    }
+}
+
+impl Vault {
+    /// The caller's record under `key` (a key outside the vault's prefixes), read outside a job.
+    pub fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, VaultError> {
+        check_foreign(key)?;
+        Ok(self.inner.store.get_raw(key)?)
+    }
+
+    /// Up to `limit` of the caller's records whose keys start with `prefix` (outside the vault's
+    /// prefixes), in key order.
+    #[allow(clippy::type_complexity)]
+    pub fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, VaultError> {
+        check_foreign(prefix)?;
+        Ok(self.inner.store.scan_raw(prefix, limit)?)
+    }
+
+    /// A key derived from the vault's key hierarchy for `purpose`, for a layer above's own keyed
+    /// hashes (the gateway's session lookup). Stable for the life of the vault; never stored.
+    pub fn purpose_key(&self, purpose: &str) -> vault_core::SecretKey {
+        self.inner.keyring.read().mac_key(purpose)
     }
 }

@@ -93,8 +93,6 @@ pub(crate) struct Core {
     pub(crate) auth_failures: crate::audit::AuditThrottle,
     /// Idempotency keys being answered right now.
     pub(crate) idempotency: crate::idempotency::InFlight,
-    /// Session lookup key and the in-memory CVVs of pending payments.
-    pub(crate) sessions: crate::payment::SessionState,
     /// The audit log's MAC, derived once.
     pub(crate) audit_key: crate::audit::AuditKey,
     /// [`RevealAudit::Queued`](crate::RevealAudit::Queued) is in force.
@@ -170,7 +168,6 @@ impl Vault {
             login: crate::credentials::LoginState::default(),
             auth_failures: crate::audit::AuditThrottle::default(),
             idempotency: crate::idempotency::InFlight::default(),
-            sessions: crate::payment::SessionState::default(),
             fingerprint_keys: RwLock::default(),
             masked_forms: crate::masked_forms::MaskedForms::default(),
         });

@@ -328,7 +328,7 @@ pub(crate) async fn key_retire(state: &State, req: Request<Incoming>) -> Answer 
 pub(crate) async fn sweep(state: &State, req: Request<Incoming>) -> Answer {
     let who = operator_actor(&state.authorize_operator(req.headers())?);
     let removed = state
-        .blocking(move |v| v.as_actor(&who).sweep_expired(v.now()))
+        .gateway(move |g| Ok(g.as_actor(&who).sweep_expired(g.vault().now())?))
         .await?;
     Ok(response::json(StatusCode::OK, &SweepResponse { removed }))
 }

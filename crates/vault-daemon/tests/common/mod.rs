@@ -60,7 +60,8 @@ pub struct Keys {
 pub struct TestDaemon {
     pub dir: tempfile::TempDir,
     pub sock: PathBuf,
-    pub vault: Vault,
+    /// The served vault, with the gateway the daemon serves over it.
+    pub vault: vault_gateway::Gateway,
     pub clock: Arc<ManualClock>,
     pub keys: Keys,
     stop: Option<oneshot::Sender<()>>,
@@ -82,6 +83,7 @@ impl TestDaemon {
         )
         .unwrap();
         let keys = setup(&vault);
+        let vault = vault_gateway::Gateway::new(vault);
         let sock = dir.path().join("run").join("cardvault.sock");
         let listener = bind_unix(&sock, 0o600).await.unwrap();
         let (stop, rx) = oneshot::channel::<()>();

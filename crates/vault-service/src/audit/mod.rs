@@ -194,11 +194,12 @@ impl AuditOutcome {
     pub fn of<T>(r: &Result<T, VaultError>) -> Self {
         match r {
             Ok(_) => Self::Ok,
-            Err(e) => Self::from_error(e),
+            Err(e) => Self::of_error(e),
         }
     }
 
-    fn from_error(e: &VaultError) -> Self {
+    /// The outcome of a call that failed with `e`.
+    pub fn of_error(e: &VaultError) -> Self {
         let code = match e {
             VaultError::Invalid(f) => f.code,
             VaultError::NotFound => "not_found",
@@ -210,8 +211,6 @@ impl AuditOutcome {
             VaultError::Busy => "busy",
             VaultError::TooManyCards { .. } => "masked_form_limit",
             VaultError::Conflict(code) => code,
-            VaultError::SessionInvalid => "session_invalid",
-            VaultError::OriginMismatch => "origin_mismatch",
             _ => return Self::Error,
         };
         Self::Denied(code.to_owned())

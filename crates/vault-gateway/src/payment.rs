@@ -10,31 +10,23 @@ use std::{collections::BTreeMap, fmt, net::Ipv4Addr};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use vault_core::{
-    Brand, CardRecord, CardholderName, CustomerId, Cvv, Expiry, MaskedPan, MerchantId, Metadata,
-    Pan, SessionToken, Token,
+    Brand, CardholderName, CustomerId, Expiry, MaskedPan, MerchantId, Metadata, Pan, Token,
 };
+use vault_service::{RevealedCard, TokenizeOptions, Txn, UpdateOptions};
 
 use crate::{
-    Actor, AuditAction, NewCard, RevealedCard, SessionKind, TokenInfo, TokenizeOptions, Txn,
-    UpdateOptions, Vault, VaultError,
-    cvv_store::CvvStore,
-    record_mac::MAC_VERSION,
-    session::{SessionKeys, SessionRec, encode},
-    vault::from_unix,
+    Actor, AuditAction, Cvv, Gateway, GatewayError, NewCard, SessionKind, SessionToken, TokenInfo,
+    VaultError,
+    session::{SessionRec, encode, from_unix, spend_session},
 };
 
 const PAYMENT_PREFIX: u8 = b'Y';
+/// The layout version of one-click marks (the vault's per-token mark; MAC'd by the vault).
+const MARK_VERSION: u8 = 2;
 /// The removal index of payment records (see `due_index`).
 const PAYMENT_DUE_PREFIX: u8 = b'y';
 /// How long a payment record is kept for its outcome to be reported.
 pub const PAYMENT_TTL: Duration = Duration::hours(24);
-
-/// State the session and payment flows keep beside the store.
-#[derive(Default)]
-pub(crate) struct SessionState {
-    pub(crate) keys: SessionKeys,
-    pub(crate) cvv: CvvStore,
-}
 
 /// A payment's id (the stored-card payment API `txId`): a UUIDv4.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -242,15 +234,14 @@ struct OneClickRec {
     saved_at: i64,
 }
 
-fn corrupt(what: &'static str) -> VaultError {
-    VaultError::Store(vault_store::StoreError::Corrupt(what))
-}
-
-fn decode_payment(bytes: &[u8]) -> Result<PaymentRec, VaultError> {
+fn decode_payment(bytes: &[u8]) -> Result<PaymentRec, GatewayError> {
     match bytes.first() {
-        Some(&PAYMENT_VERSION) => postcard::from_bytes(bytes).map_err(|_| corrupt("payment")),
+        Some(&PAYMENT_VERSION) => {
+            postcard::from_bytes(bytes).map_err(|_| GatewayError::corrupt("payment"))
+        }
         Some(1) => {
-            let old: PaymentRecV1 = postcard::from_bytes(bytes).map_err(|_| corrupt("payment"))?;
+            let old: PaymentRecV1 =
+                postcard::from_bytes(bytes).map_err(|_| GatewayError::corrupt("payment"))?;
             Ok(PaymentRec {
                 v: PAYMENT_VERSION,
                 merchant: old.merchant,
@@ -262,7 +253,7 @@ fn decode_payment(bytes: &[u8]) -> Result<PaymentRec, VaultError> {
                 card: None,
             })
         }
-        _ => Err(corrupt("payment")),
+        _ => Err(GatewayError::corrupt("payment")),
     }
 }
 
@@ -305,8 +296,8 @@ fn payment_due(id: &PaymentId, created: OffsetDateTime) -> Vec<u8> {
 fn pinned<T: PartialEq>(
     session: Option<T>,
     request: Option<T>,
-    clash: VaultError,
-) -> Result<Option<T>, VaultError> {
+    clash: GatewayError,
+) -> Result<Option<T>, GatewayError> {
     match (session, request) {
         (Some(s), Some(r)) if s != r => Err(clash),
         (Some(s), _) => Ok(Some(s)),
@@ -314,19 +305,19 @@ fn pinned<T: PartialEq>(
     }
 }
 
-fn conflict(field: &'static str) -> VaultError {
-    VaultError::field(
+fn conflict(field: &'static str) -> GatewayError {
+    GatewayError::field(
         field,
         "conflict",
         format!("{field} was given with the session; the payment request may not change it"),
     )
 }
 
-fn required(field: &'static str) -> VaultError {
-    VaultError::field(field, "required", format!("{field} is required"))
+fn required(field: &'static str) -> GatewayError {
+    GatewayError::field(field, "required", format!("{field} is required"))
 }
 
-impl Vault {
+impl Gateway {
     /// Spends a card-capture session (`TOKENIZE`, hosted `tokenization` or `payment`) on `card`:
     /// stores it for the session's merchant and customer (or replaces the card behind the session's
     /// `secureTokenId`), and for a hosted `payment` session starts a payment with it, holding `cvv`
@@ -339,21 +330,22 @@ impl Vault {
         origin: Option<&str>,
         card: NewCard,
         cvv: Option<Cvv>,
-    ) -> Result<CardCapture, VaultError> {
-        let key = self.inner.session_key(session);
+    ) -> Result<CardCapture, GatewayError> {
+        let key = self.session_key(session);
         let rec = self.stored_session(&key)?;
         rec.kind()?;
         let merchant = rec.merchant()?;
         let actor = Actor {
             merchant: Some(merchant),
-            ..self.actor().clone()
+            ..self.vault.actor().clone()
         };
         // The entries of a capture (`card.capture`, and `payment.use` for a hosted payment)
         // commit with it; a refused capture committed nothing, and its entry is written alone.
         let result = self.capture_in_one_commit(&actor, &key, &rec, origin, card, cvv);
         if result.is_err() {
-            let outcome = crate::AuditOutcome::of(&result);
-            self.record(&actor, AuditAction::CardCapture, None, None, outcome)?;
+            let outcome = GatewayError::outcome(&result);
+            let vault = self.vault.as_actor(&actor);
+            vault.audit(AuditAction::CardCapture, None, outcome)?;
         }
         result
     }
@@ -366,11 +358,11 @@ impl Vault {
         origin: Option<&str>,
         card: NewCard,
         cvv: Option<Cvv>,
-    ) -> Result<CardCapture, VaultError> {
+    ) -> Result<CardCapture, GatewayError> {
         let kind = rec.kind()?;
         let merchant = rec.merchant()?;
         if !kind.captures_card() {
-            return Err(VaultError::field(
+            return Err(GatewayError::field(
                 "token",
                 "wrong_session",
                 "this session pays with a stored card token (specinCreditCardToken), not card fields",
@@ -379,18 +371,16 @@ impl Vault {
         if kind == SessionKind::HostedPayment && cvv.is_none() {
             return Err(required("cvv"));
         }
-        let now = self.inner.clock.now();
+        let now = self.vault.now();
         let key = key.to_vec();
         let origin = origin.map(str::to_owned);
-        let core = self.inner.core.clone();
         let actor = actor.clone();
         if let Some(secure) = rec.secure_token.map(Token::from_bytes) {
             // Replace the card behind the saved token, keeping its token and customer binding.
-            crate::write::resolve_keep_until(&card, None, now)?;
-            let info = self.transact(move |txn| {
-                core.spend_session(txn.raw(), &key, Some(merchant), origin.as_deref(), now)?;
+            let info = self.vault.transact(move |txn| -> Result<_, GatewayError> {
+                spend_session(txn, &key, Some(merchant), origin.as_deref(), now)?;
                 let info = txn.commit_update(merchant, &secure, card, UpdateOptions::default())?;
-                let ok = crate::AuditOutcome::Ok;
+                let ok = vault_service::AuditOutcome::Ok;
                 txn.audit(
                     &actor,
                     AuditAction::CardCapture,
@@ -415,17 +405,17 @@ impl Vault {
             metadata: Metadata::new(metadata)?,
             ..TokenizeOptions::default()
         };
-        let prepared = self.prepare_tokenize(merchant, card, options)?;
+        let prepared = self.vault.prepare_tokenize(merchant, card, options)?;
         let payment = (kind == SessionKind::HostedPayment).then(PaymentId::mint);
-        let cvvs = &self.inner.sessions.cvv;
+        let cvvs = &self.state.cvv;
         if let Some(id) = payment {
             cvvs.reserve(id, merchant, rec.expires_at, now.unix_timestamp())?;
         }
-        let written = self.transact(move |txn| {
-            core.spend_session(txn.raw(), &key, Some(merchant), origin.as_deref(), now)?;
+        let written = self.vault.transact(move |txn| -> Result<_, GatewayError> {
+            spend_session(txn, &key, Some(merchant), origin.as_deref(), now)?;
             let info = txn.commit_new(prepared)?;
             let token = Some(&info.token);
-            let ok = crate::AuditOutcome::Ok;
+            let ok = vault_service::AuditOutcome::Ok;
             txn.audit(&actor, AuditAction::CardCapture, token, None, ok.clone())?;
             if let Some(id) = payment {
                 txn.audit(&actor, AuditAction::PaymentUse, token, None, ok)?;
@@ -486,13 +476,13 @@ impl Vault {
         session: &SessionToken,
         origin: Option<&str>,
         request: PaymentRequest,
-    ) -> Result<PaymentStarted, VaultError> {
-        let key = self.inner.session_key(session);
+    ) -> Result<PaymentStarted, GatewayError> {
+        let key = self.session_key(session);
         let rec = self.stored_session(&key)?;
         let merchant = rec.merchant()?;
         let actor = Actor {
             merchant: Some(merchant),
-            ..self.actor().clone()
+            ..self.vault.actor().clone()
         };
         let token = rec.card_token.map(Token::from_bytes).or(request.card_token);
         // Once the session is spent, the entry commits with the spend (and the payment record);
@@ -501,14 +491,9 @@ impl Vault {
             Ok(audited) => return audited,
             Err(e) => Err(e),
         };
-        let outcome = crate::AuditOutcome::of(&result);
-        self.record(
-            &actor,
-            AuditAction::PaymentUse,
-            token.as_ref(),
-            None,
-            outcome,
-        )?;
+        let outcome = GatewayError::outcome(&result);
+        let vault = self.vault.as_actor(&actor);
+        vault.audit(AuditAction::PaymentUse, token.as_ref(), outcome)?;
         result
     }
 
@@ -521,14 +506,14 @@ impl Vault {
         rec: &SessionRec,
         origin: Option<&str>,
         request: PaymentRequest,
-    ) -> Result<Result<PaymentStarted, VaultError>, VaultError> {
+    ) -> Result<Result<PaymentStarted, GatewayError>, GatewayError> {
         let kind = rec.kind()?;
         let merchant = rec.merchant()?;
         if request.merchant.is_some_and(|m| m != merchant) {
-            return Err(VaultError::SessionInvalid);
+            return Err(GatewayError::SessionInvalid);
         }
         if !kind.uses_stored_card() {
-            return Err(VaultError::field(
+            return Err(GatewayError::field(
                 "token",
                 "wrong_session",
                 "this session captures card fields (number, expiryMonth, expiryYear)",
@@ -546,7 +531,7 @@ impl Vault {
         let customer = pinned(
             rec.customer()?,
             request.customer,
-            VaultError::CustomerMismatch,
+            VaultError::CustomerMismatch.into(),
         )?
         .ok_or_else(|| required("customerId"))?;
         pinned(
@@ -570,36 +555,29 @@ impl Vault {
             && (t.chars().count() > crate::session::MAX_FREE_TEXT
                 || t.chars().any(char::is_control))
         {
-            return Err(VaultError::field(
+            return Err(GatewayError::field(
                 "freeText",
                 "invalid_length",
                 "freeText must be at most 200 characters without control characters",
             ));
         }
         let has_cvv = request.cvv.is_some();
-        let now = self.inner.clock.now();
+        let now = self.vault.now();
         let id = PaymentId::mint();
         // Held only when the caller cannot take the card now; reserved before the session is
         // spent, so a full store refuses the request while the session is still usable.
         let hold = has_cvv && !request.reveal;
-        let cvvs = &self.inner.sessions.cvv;
+        let cvvs = &self.state.cvv;
         if hold {
             cvvs.reserve(id, merchant, rec.expires_at, now.unix_timestamp())?;
         }
-        let core = self.inner.core.clone();
         let origin_owned = origin.map(str::to_owned);
         let one_click = request.one_click;
         let check_customer = customer.clone();
         let actor = actor.clone();
         // Binding failures are returned inside Ok so the session's spend commits with them.
-        let outcome = self.transact(move |txn| {
-            core.spend_session(
-                txn.raw(),
-                &key,
-                Some(merchant),
-                origin_owned.as_deref(),
-                now,
-            )?;
+        let outcome = self.vault.transact(move |txn| -> Result<_, GatewayError> {
+            spend_session(txn, &key, Some(merchant), origin_owned.as_deref(), now)?;
             let bound = Self::bind_card(txn, merchant, &token, &check_customer, has_cvv)?;
             let opened = bound.and_then(|card_digest| {
                 let p = PaymentRec {
@@ -614,9 +592,9 @@ impl Vault {
                 };
                 txn.put(&id.key(), encode(&p))?;
                 txn.put(&payment_due(&id, now), Vec::new())?;
-                txn.open_card(merchant, &token)
+                Ok(txn.open_card(merchant, &token)?)
             });
-            let outcome = crate::AuditOutcome::of(&opened);
+            let outcome = GatewayError::outcome(&opened);
             txn.audit(&actor, AuditAction::PaymentUse, Some(&token), None, outcome)?;
             Ok(opened)
         });
@@ -674,12 +652,12 @@ impl Vault {
         token: &Token,
         customer: &CustomerId,
         has_cvv: bool,
-    ) -> Result<Result<[u8; 16], VaultError>, VaultError> {
+    ) -> Result<Result<[u8; 16], GatewayError>, GatewayError> {
         let Some(live) = txn.live_token(merchant, token)? else {
-            return Ok(Err(VaultError::NotFound));
+            return Ok(Err(VaultError::NotFound.into()));
         };
         if live.customer.as_ref() != Some(customer) {
-            return Ok(Err(VaultError::CustomerMismatch));
+            return Ok(Err(VaultError::CustomerMismatch.into()));
         }
         // A mark whose MAC does not verify counts as absent: the payment needs its CVV.
         if !has_cvv && txn.token_mark(token)?.is_none() {
@@ -695,35 +673,17 @@ impl Vault {
         &self,
         merchant: MerchantId,
         id: &PaymentId,
-    ) -> Result<PaymentCard, VaultError> {
-        // A read: its entry is the only commit.
+    ) -> Result<PaymentCard, GatewayError> {
+        // A read: the entry is its only commit, and the card (and CVV) is handed over only once
+        // the entry is durable.
         let result = self.read_payment_card(merchant, id);
-        let token = result.as_ref().ok().map(|c| c.token);
-        self.audit(
-            AuditAction::PaymentCard,
-            token.as_ref(),
-            crate::AuditOutcome::of(&result),
-        )?;
-        result
-    }
-
-    fn read_payment_card(
-        &self,
-        merchant: MerchantId,
-        id: &PaymentId,
-    ) -> Result<PaymentCard, VaultError> {
-        let rec = self.payment_rec(merchant, id)?;
-        if status_of(rec.status) != PaymentStatus::Pending {
-            return Err(VaultError::NotFound);
+        if result.is_err() {
+            let outcome = GatewayError::outcome(&result);
+            self.vault.audit(AuditAction::PaymentCard, None, outcome)?;
         }
-        let token = Token::from_bytes(rec.token);
-        let (_, card) = self.inner.load(merchant, &token, self.inner.clock.now())?;
-        let cvv = self
-            .inner
-            .sessions
-            .cvv
-            .take(id, self.inner.clock.now().unix_timestamp());
-        let CardRecord {
+        let (token, card) = result?;
+        let cvv = self.state.cvv.take(id, self.vault.now().unix_timestamp());
+        let RevealedCard {
             pan, expiry, name, ..
         } = card;
         Ok(PaymentCard {
@@ -735,15 +695,35 @@ impl Vault {
         })
     }
 
-    fn payment_rec(&self, merchant: MerchantId, id: &PaymentId) -> Result<PaymentRec, VaultError> {
-        let bytes = self
-            .inner
-            .store
-            .get_raw(&id.key())?
-            .ok_or(VaultError::NotFound)?;
+    /// The card of a pending payment, read in a job that also appends its `payment.card` entry.
+    fn read_payment_card(
+        &self,
+        merchant: MerchantId,
+        id: &PaymentId,
+    ) -> Result<(Token, RevealedCard), GatewayError> {
+        let rec = self.payment_rec(merchant, id)?;
+        if status_of(rec.status) != PaymentStatus::Pending {
+            return Err(VaultError::NotFound.into());
+        }
+        let token = Token::from_bytes(rec.token);
+        let actor = self.vault.actor().clone();
+        self.vault.transact(move |txn| {
+            let card = txn.open_card(merchant, &token)?;
+            let ok = vault_service::AuditOutcome::Ok;
+            txn.audit(&actor, AuditAction::PaymentCard, Some(&token), None, ok)?;
+            Ok((token, card))
+        })
+    }
+
+    fn payment_rec(
+        &self,
+        merchant: MerchantId,
+        id: &PaymentId,
+    ) -> Result<PaymentRec, GatewayError> {
+        let bytes = self.vault.read(&id.key())?.ok_or(VaultError::NotFound)?;
         let rec = decode_payment(&bytes)?;
         if rec.merchant != merchant.get() {
-            return Err(VaultError::NotFound);
+            return Err(VaultError::NotFound.into());
         }
         Ok(rec)
     }
@@ -757,19 +737,14 @@ impl Vault {
         merchant: MerchantId,
         id: &PaymentId,
         succeeded: bool,
-    ) -> Result<PaymentInfo, VaultError> {
+    ) -> Result<PaymentInfo, GatewayError> {
         // The entry commits with the outcome; a refused report committed nothing, and its entry
         // is written alone.
-        let result = self.report_payment_in_one_commit(self.actor(), merchant, id, succeeded);
+        let result = self.report_payment_in_one_commit(self.vault.actor(), merchant, id, succeeded);
         if result.is_err() {
-            let outcome = crate::AuditOutcome::of(&result);
-            self.record(
-                self.actor(),
-                AuditAction::PaymentResult,
-                None,
-                None,
-                outcome,
-            )?;
+            let outcome = GatewayError::outcome(&result);
+            self.vault
+                .audit(AuditAction::PaymentResult, None, outcome)?;
         }
         result
     }
@@ -780,23 +755,23 @@ impl Vault {
         merchant: MerchantId,
         id: &PaymentId,
         succeeded: bool,
-    ) -> Result<PaymentInfo, VaultError> {
+    ) -> Result<PaymentInfo, GatewayError> {
         let actor = actor.clone();
         let id = *id;
-        let now = self.inner.clock.now();
+        let now = self.vault.now();
         if self.payment_rec(merchant, &id).is_ok() {
             // Before the outcome is committed: no hand-over racing this report can take the CVV
             // once the payment is no longer pending.
-            drop(self.inner.sessions.cvv.take(&id, now.unix_timestamp()));
+            drop(self.state.cvv.take(&id, now.unix_timestamp()));
         }
-        let info = self.transact(move |txn| {
+        let info = self.vault.transact(move |txn| {
             let bytes = txn.get(&id.key())?.ok_or(VaultError::NotFound)?;
             let mut rec = decode_payment(&bytes)?;
             if rec.merchant != merchant.get() {
-                return Err(VaultError::NotFound);
+                return Err(VaultError::NotFound.into());
             }
             if status_of(rec.status) != PaymentStatus::Pending {
-                return Err(VaultError::field(
+                return Err(GatewayError::field(
                     "result",
                     "already_reported",
                     "this payment's outcome was already reported",
@@ -816,13 +791,13 @@ impl Vault {
             let saved = succeeded && rec.one_click && same_card;
             if saved {
                 let marker = OneClickRec {
-                    v: MAC_VERSION,
+                    v: MARK_VERSION,
                     merchant: merchant.get(),
                     saved_at: now.unix_timestamp(),
                 };
                 txn.put_token_mark(&token, encode(&marker))?;
             }
-            let ok = crate::AuditOutcome::Ok;
+            let ok = vault_service::AuditOutcome::Ok;
             txn.audit(&actor, AuditAction::PaymentResult, Some(&token), None, ok)?;
             Ok(PaymentInfo {
                 id,
@@ -839,26 +814,26 @@ impl Vault {
 
     /// How many payment CVVs are held in memory right now (sealed, waiting for their one use).
     pub fn held_cvvs(&self) -> usize {
-        self.inner.sessions.cvv.len()
+        self.state.cvv.len()
     }
 
     /// Whether a live token of `merchant` is saved for one-click use.
-    pub fn is_one_click(&self, merchant: MerchantId, token: &Token) -> Result<bool, VaultError> {
-        Ok(self.token_mark(merchant, token)?.is_some())
+    pub fn is_one_click(&self, merchant: MerchantId, token: &Token) -> Result<bool, GatewayError> {
+        Ok(self.vault.token_mark(merchant, token)?.is_some())
     }
 
     /// Removes sessions an hour past their expiry, payment records older than [`PAYMENT_TTL`]
     /// and CVVs past their session's expiry, reading only what is due. Returns how many went.
     /// The daemon runs it every minute.
     pub fn sweep_sessions(&self) -> Result<u64, VaultError> {
-        self.sweep_sessions_at(self.inner.clock.now())
+        self.sweep_sessions_at(self.vault.now())
     }
 
     pub(crate) fn sweep_sessions_at(&self, now: OffsetDateTime) -> Result<u64, VaultError> {
         // CVVs first: dropping them must not depend on the store answering.
-        let mut removed = self.inner.sessions.cvv.purge(now.unix_timestamp()) as u64;
+        let mut removed = self.state.cvv.purge(now.unix_timestamp()) as u64;
         removed += self.sweep_expired_sessions(now)?;
-        removed += self.sweep_due(PAYMENT_DUE_PREFIX, now)?;
+        removed += crate::due_index::sweep_due(&self.vault, PAYMENT_DUE_PREFIX, now)?;
         Ok(removed)
     }
 }

@@ -2,6 +2,7 @@
 //! is never) written to disk, sweeping, and the CVV's one use.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../../vault-service/tests/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;
@@ -9,13 +10,13 @@ use std::sync::Arc;
 use common::files_contain;
 
 use time::{Duration, macros::datetime};
+use vault_gateway::{Cvv, Gateway, GatewayError, PaymentRequest, SessionKind, SessionOptions};
 use vault_service::{
-    CustomerId, Cvv, Durability, Expiry, KdfParams, KeySource, ManualClock, MerchantId, NewCard,
-    Pan, Passphrase, PaymentRequest, SessionKind, SessionOptions, TerminalId, TokenizeOptions,
-    Vault, VaultError, VaultOptions,
+    CustomerId, Durability, Expiry, KdfParams, KeySource, ManualClock, MerchantId, NewCard, Pan,
+    Passphrase, TerminalId, TokenizeOptions, Vault, VaultError, VaultOptions,
 };
 
-fn vault(dir: &std::path::Path) -> (Vault, Arc<ManualClock>) {
+fn vault(dir: &std::path::Path) -> (Gateway, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(datetime!(2026-11-21 12:00:00 UTC)));
     let key = KeySource::Passphrase(Passphrase::new("sessions test".into()).unwrap());
     let v = Vault::create(
@@ -29,7 +30,7 @@ fn vault(dir: &std::path::Path) -> (Vault, Arc<ManualClock>) {
         },
     )
     .unwrap();
-    (v, clock)
+    (Gateway::new(v), clock)
 }
 
 fn m() -> MerchantId {
@@ -76,7 +77,7 @@ fn tokenize_sessions_capture_once_and_expire() {
     assert_eq!(cap.info.customer.as_ref(), Some(&customer));
     assert!(matches!(
         v.capture_card(&s.token, None, card(), None),
-        Err(VaultError::SessionInvalid)
+        Err(GatewayError::SessionInvalid)
     ));
     // Expiry: the last second works, the next does not.
     let s = v
@@ -87,11 +88,11 @@ fn tokenize_sessions_capture_once_and_expire() {
     clock.advance(Duration::seconds(1));
     assert!(matches!(
         v.session(&s.token),
-        Err(VaultError::SessionInvalid)
+        Err(GatewayError::SessionInvalid)
     ));
     assert!(matches!(
         v.capture_card(&s.token, None, card(), None),
-        Err(VaultError::SessionInvalid)
+        Err(GatewayError::SessionInvalid)
     ));
     // Kept an hour past expiry (for idempotent retries), then swept.
     assert_eq!(v.session_merchant(&s.token).unwrap(), m());
@@ -100,7 +101,7 @@ fn tokenize_sessions_capture_once_and_expire() {
     assert_eq!(v.sweep_sessions().unwrap(), 2);
     assert!(matches!(
         v.session_merchant(&s.token),
-        Err(VaultError::SessionInvalid)
+        Err(GatewayError::SessionInvalid)
     ));
     // The session token is never on disk.
     v.flush().unwrap();
@@ -127,7 +128,10 @@ fn session_bindings_are_checked_at_creation() {
                 ..SessionOptions::default()
             },
         );
-        assert!(matches!(r, Err(VaultError::Forbidden)), "{terminal}");
+        assert!(
+            matches!(r, Err(GatewayError::Vault(VaultError::Forbidden))),
+            "{terminal}"
+        );
     }
     let theirs = v
         .tokenize(other, card(), TokenizeOptions::default())
@@ -140,7 +144,9 @@ fn session_bindings_are_checked_at_creation() {
             ..SessionOptions::default()
         },
     );
-    assert!(matches!(r, Err(VaultError::Invalid(f)) if f.field == "secureTokenId"));
+    assert!(
+        matches!(r, Err(GatewayError::Vault(VaultError::Invalid(f))) if f.field == "secureTokenId")
+    );
     let r = v.create_session(
         m(),
         SessionKind::Tokenize,
@@ -149,7 +155,9 @@ fn session_bindings_are_checked_at_creation() {
             ..SessionOptions::default()
         },
     );
-    assert!(matches!(r, Err(VaultError::Invalid(f)) if f.field == "cardDescription"));
+    assert!(
+        matches!(r, Err(GatewayError::Vault(VaultError::Invalid(f))) if f.field == "cardDescription")
+    );
 }
 
 #[test]
@@ -186,7 +194,7 @@ fn the_cvv_lives_in_memory_once_and_never_on_disk() {
     // Another merchant never sees the payment.
     assert!(matches!(
         v.payment_card(MerchantId::new(777).unwrap(), &first.id),
-        Err(VaultError::NotFound)
+        Err(GatewayError::Vault(VaultError::NotFound))
     ));
     // A CVV nobody takes is dropped with its session.
     let second = pay("9731");
@@ -200,7 +208,7 @@ fn the_cvv_lives_in_memory_once_and_never_on_disk() {
     v.sweep_sessions().unwrap();
     assert!(matches!(
         v.report_payment(m(), &second.id, true),
-        Err(VaultError::NotFound)
+        Err(GatewayError::Vault(VaultError::NotFound))
     ));
     v.flush().unwrap();
     drop(v);
@@ -242,12 +250,12 @@ fn failed_payments_do_not_save_cards_for_one_click() {
 
 /// A Purchase session and payment request for `saved`, as the tests above build them.
 fn purchase(
-    v: &Vault,
+    v: &Gateway,
     token: vault_service::Token,
     customer: &CustomerId,
     cvv: Option<&str>,
     session: SessionOptions,
-) -> Result<vault_service::PaymentStarted, VaultError> {
+) -> Result<vault_gateway::PaymentStarted, GatewayError> {
     let s = v
         .create_session(m(), SessionKind::Purchase, session)
         .unwrap();
@@ -309,7 +317,7 @@ fn another_card_behind_a_token_is_not_one_click() {
     assert!(!v.is_one_click(m(), &saved.token).unwrap());
     let r = purchase(&v, saved.token, &customer, None, SessionOptions::default());
     assert!(
-        matches!(&r, Err(VaultError::Invalid(f)) if f.field == "specinCreditCardCVV"),
+        matches!(&r, Err(GatewayError::Vault(VaultError::Invalid(f))) if f.field == "specinCreditCardCVV"),
         "{r:?}"
     );
 }
@@ -344,7 +352,7 @@ fn a_card_swapped_in_during_a_payment_is_not_saved_for_one_click() {
     assert!(!v.is_one_click(m(), &saved.token).unwrap());
     let r = purchase(&v, saved.token, &customer, None, SessionOptions::default());
     assert!(
-        matches!(&r, Err(VaultError::Invalid(f)) if f.field == "specinCreditCardCVV"),
+        matches!(&r, Err(GatewayError::Vault(VaultError::Invalid(f))) if f.field == "specinCreditCardCVV"),
         "{r:?}"
     );
     // The card the payment was made with, back behind the token, may be saved.
@@ -388,7 +396,7 @@ fn values_pinned_with_the_session_cannot_be_changed_by_the_payment() {
     // Another card token than the pinned one.
     let r = purchase(&v, t2, &customer, Some("123"), pinned());
     assert!(
-        matches!(&r, Err(VaultError::Invalid(f)) if f.field == "specinCreditCardToken" && f.code == "conflict"),
+        matches!(&r, Err(GatewayError::Vault(VaultError::Invalid(f))) if f.field == "specinCreditCardToken" && f.code == "conflict"),
         "{r:?}"
     );
     // The pinned values are used.
