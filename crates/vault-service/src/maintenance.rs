@@ -46,9 +46,8 @@ impl Vault {
     /// A linear scan of the records, 4,096 per step, each step's removals one commit.
     /// Returns how many records were removed. Expired records are already invisible to every read;
     /// this reclaims them. Then removes the idempotency records 24 hours old or more as of `now`
-    /// (see [`sweep_idempotency`](Self::sweep_idempotency)), what
-    /// [`sweep_sessions`](Self::sweep_sessions) removes, and one-click marks of removed tokens,
-    /// counted together and separately from the records.
+    /// (see [`sweep_idempotency`](Self::sweep_idempotency)), what `also` (the layer above's sweep)
+    /// removes, and the marks of removed tokens, counted together and separately from the records.
     fn sweep_all(
         &self,
         now: OffsetDateTime,
@@ -245,9 +244,12 @@ impl Vault {
         &self,
         after_scan: impl FnOnce(),
     ) -> Result<Vec<DekId>, VaultError> {
-        self.audited(AuditAction::KeyRetire, None, retired_detail, |entry| {
-            self.retire_with(after_scan, entry)
-        })
+        self.audited(
+            AuditAction::KeyRetire,
+            None,
+            |ids: &Vec<DekId>| retired_detail(ids),
+            |entry| self.retire_with(after_scan, entry),
+        )
     }
 
     fn retire_with(
@@ -294,7 +296,7 @@ impl Vault {
                 Ok(candidates)
             },
             entry,
-            retired_detail,
+            |ids: &Vec<DekId>| retired_detail(ids),
         )
     }
 
@@ -330,8 +332,9 @@ impl Vault {
     /// Removes every record whose keep-until is at or before `now` (and its de-duplication entry).
     /// A linear scan of the records, 4,096 per step, each step's removals one commit.
     /// Returns how many records were removed. Expired records are already invisible to every read;
-    /// this reclaims them. Stored idempotency answers 24 hours old or more, spent sessions, old
-    /// payment records and orphaned one-click marks are removed too (not counted in the result).
+    /// this reclaims them. Stored idempotency answers 24 hours old or more and the marks of
+    /// removed tokens are removed too (not counted in the result); a layer above adds its own
+    /// short-lived records with [`sweep_expired_with`](Self::sweep_expired_with).
     /// Audited (`sweep`, detail `removed=<records>`, plus `,idempotency=<n>` when any of those
     /// transient entries were removed).
     ///
@@ -428,7 +431,7 @@ impl Vault {
 }
 
 /// The detail of `key.retire`.
-fn retired_detail(ids: &Vec<DekId>) -> Option<String> {
+fn retired_detail(ids: &[DekId]) -> Option<String> {
     let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
     Some(format!("retired=[{}]", ids.join(" ")))
 }

@@ -1,6 +1,6 @@
 //! The vault's one public write seam: its own two-step write, made public.
 //!
-//! A layer above the vault (the payment gateway) writes through it in two steps:
+//! A layer above the vault (a product built on it) writes through it in two steps:
 //!
 //! 1. [`Vault::prepare_tokenize`] validates, mints, fingerprints and seals a card on the caller's
 //!    thread (the costly part);
@@ -58,7 +58,7 @@ pub struct LiveToken {
     pub card_digest: [u8; 16],
 }
 
-/// One write job of a group commit, as the layers above see it. See the [module docs](self).
+/// One write job of a group commit, as the layers above see it (see [`Vault::transact`]).
 pub struct Txn<'j, 'g> {
     core: &'j Core,
     tx: &'j mut WriteTx<'g>,
@@ -410,7 +410,7 @@ impl Vault {
     }
 
     /// A key derived from the vault's key hierarchy for `purpose`, for a layer above's own keyed
-    /// hashes (the gateway's session lookup). Stable for the life of the vault; never stored.
+    /// hashes and lookups. Stable for the life of the vault; never stored.
     pub fn purpose_key(&self, purpose: &str) -> vault_core::SecretKey {
         self.inner.keyring.read().mac_key(purpose)
     }

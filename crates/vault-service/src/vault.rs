@@ -54,7 +54,8 @@ pub const MAX_QUEUED_AUDIT: usize = 1024;
 /// A card vault. Cheap to clone (a handle); `Send + Sync`; share it across threads.
 ///
 /// **Who acts.** A handle acts for one [`Actor`], named in the audit entry of every audited
-/// operation it performs (reveals, admin and key operations, sweeps, sessions, payments). A
+/// operation it performs (reveals, admin and key operations, sweeps, and what layers above
+/// write through [`transact`](Self::transact)). A
 /// handle from [`create`](Self::create) or [`open`](Self::open) acts as [`Actor::local`] (a direct
 /// call on the library); [`as_actor`](Self::as_actor) gives a handle acting for someone else
 /// (what the daemon does per request). There is one method per operation, never an `x_as`

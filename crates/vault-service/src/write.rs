@@ -360,7 +360,7 @@ impl Core {
         };
         if old.dedupe != rec.dedupe {
             // Another card behind the token: a mark kept for the old card (a layer above's, such
-            // as the gateway's one-click saving) does not carry over to it.
+            // as a saved-for-reuse flag) does not carry over to it.
             tx.delete_raw_key(&crate::txn::mark_key(&id))?;
         }
         tx.put_record(&id, &rec)?;
