@@ -311,7 +311,7 @@ pub(crate) fn merchant(cmd: MerchantCmd) -> anyhow::Result<()> {
             match Conn::open(&target)? {
                 Conn::Offline(v) => {
                     let id = MerchantId::parse(&id).context("merchant id")?;
-                    v.unlock_merchant(id)?;
+                    cardvault::gateway::Gateway::new(v).unlock_merchant(id)?;
                 }
                 Conn::Remote { rt, client } => rt.block_on(client.merchant_unlock(&id))?,
             }

@@ -194,8 +194,7 @@ fn render_store(out: &mut String, vault: &Vault) {
 /// Merchant-password logins (the Argon2id memory bound is `hashing` x the policy's memory) and
 /// the CVVs held in memory for pending payments.
 fn render_gateway(out: &mut String, gateway: &vault_gateway::Gateway) {
-    let vault = gateway.vault();
-    let login = vault.login_stats();
+    let login = gateway.login_stats();
     let _ = writeln!(
         out,
         "# HELP cardvault_login_hashing Argon2id password hashes running now.\n# TYPE cardvault_login_hashing gauge\ncardvault_login_hashing {}",

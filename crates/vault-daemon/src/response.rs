@@ -319,6 +319,14 @@ impl From<vault_gateway::GatewayError> for ApiError {
                 "origin_mismatch",
                 "the request origin is not the session's allowed origin",
             ),
+            GatewayError::RateLimited => Self::one(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorStatus::RateLimited,
+                "authorization",
+                "rate_limited",
+                "too many failed attempts; try again later",
+            )
+            .retry_after(LOGIN_RETRY_AFTER_SECS),
             GatewayError::Vault(e) => e.into(),
             other => {
                 // Gateway errors carry no card data.
@@ -345,14 +353,6 @@ impl From<VaultError> for ApiError {
                 "missing_scope",
                 "the API key lacks the scope this route needs",
             ),
-            VaultError::RateLimited => Self::one(
-                StatusCode::TOO_MANY_REQUESTS,
-                ErrorStatus::RateLimited,
-                "authorization",
-                "rate_limited",
-                "too many failed attempts; try again later",
-            )
-            .retry_after(LOGIN_RETRY_AFTER_SECS),
             VaultError::TooManyCards { retry_after } => Self::one(
                 StatusCode::TOO_MANY_REQUESTS,
                 ErrorStatus::RateLimited,

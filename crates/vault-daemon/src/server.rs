@@ -130,7 +130,7 @@ async fn sweep_transient(gateway: vault_gateway::Gateway) {
     loop {
         tick.tick().await;
         // Counts of aggregated refusals (bad API keys, rate-limited logins) whose minute is over.
-        vault.flush_audit_counts();
+        gateway.flush_audit_counts();
         let (g, v) = (gateway.clone(), vault.clone());
         // Each sweep on its own: one failing must not keep the others from running.
         let swept =

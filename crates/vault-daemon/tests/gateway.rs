@@ -7,8 +7,9 @@ mod common;
 
 use common::{T0, TestDaemon, raw};
 use serde_json::Value;
+use vault_gateway::MerchantPassword;
 use vault_gateway::{SessionKind, SessionOptions, SessionToken};
-use vault_service::{MerchantId, MerchantPassword};
+use vault_service::MerchantId;
 
 const MERCHANT: u64 = 890_490;
 const PASSWORD: &str = "u16q9rZ02bW0jqTjxH8t";
@@ -842,10 +843,10 @@ async fn idempotency_keys_on_token_and_payments() {
 async fn a_login_flood_stays_bounded_and_tokenize_keeps_serving() {
     let d = with_password().await;
     // The default Argon2id cost (19 MiB, t=2), two hashing slots, four waiting places.
-    d.vault.set_login_policy(vault_service::LoginPolicy {
+    d.vault.set_login_policy(vault_gateway::LoginPolicy {
         max_concurrent_hashes: 2,
         max_waiting: 4,
-        ..vault_service::LoginPolicy::default()
+        ..vault_gateway::LoginPolicy::default()
     });
     let mut flood = Vec::new();
     for i in 0..60u32 {

@@ -64,7 +64,7 @@ pub(crate) struct CvvStore {
 impl Default for CvvStore {
     fn default() -> Self {
         Self {
-            key: EphemeralKey::generate(&mut rand::rand_core::UnwrapErr(rand::rngs::SysRng)),
+            key: EphemeralKey::generate(&mut crate::os_rng()),
             inner: Mutex::default(),
         }
     }

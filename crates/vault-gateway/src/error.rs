@@ -15,6 +15,8 @@ pub enum GatewayError {
     SessionInvalid,
     /// The browser origin does not match the session's `allowOriginUrl`.
     OriginMismatch,
+    /// Too many failed logins for this merchant or from this peer; try again later.
+    RateLimited,
 }
 
 impl GatewayError {
@@ -25,6 +27,7 @@ impl GatewayError {
             Err(Self::Vault(e)) => AuditOutcome::of_error(e),
             Err(Self::SessionInvalid) => AuditOutcome::Denied("session_invalid".to_owned()),
             Err(Self::OriginMismatch) => AuditOutcome::Denied("origin_mismatch".to_owned()),
+            Err(Self::RateLimited) => AuditOutcome::Denied("rate_limited".to_owned()),
         }
     }
 
@@ -51,6 +54,7 @@ impl fmt::Display for GatewayError {
             Self::Vault(e) => e.fmt(f),
             Self::SessionInvalid => f.write_str("session is unknown, expired or already used"),
             Self::OriginMismatch => f.write_str("origin does not match the session"),
+            Self::RateLimited => f.write_str("too many failed attempts; try again later"),
         }
     }
 }

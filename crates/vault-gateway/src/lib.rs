@@ -10,6 +10,8 @@
 //! - `session.rs`: creating and spending sessions;
 //! - `payment.rs`: card capture, payments, the acquirer hand-over, outcomes and one-click marks;
 //! - `cvv.rs`, `cvv_store.rs`: the [`Cvv`] type, its per-process sealing key, the store of held CVVs;
+//! - `credentials/`: merchant passwords and logins (`slots.rs` hashing slots, `limits.rs`
+//!   failure limits, `cache.rs` the verification cache);
 //! - `session_token.rs`: [`SessionToken`];
 //! - `due_index.rs`: the time-ordered removal index of sessions and payments;
 //! - `error.rs`: [`GatewayError`].
@@ -28,6 +30,7 @@ pub use vault_service::{
     TokenInfo, Vault, VaultError,
 };
 
+mod credentials;
 mod cvv;
 mod cvv_store;
 mod due_index;
@@ -36,6 +39,7 @@ mod payment;
 mod session;
 mod session_token;
 
+pub use credentials::{LoginPolicy, LoginStats, MerchantPassword};
 pub use cvv::{Cvv, EphemeralKey, SealedCvv};
 pub use error::GatewayError;
 pub use payment::{
@@ -44,6 +48,12 @@ pub use payment::{
 };
 pub use session::{SESSION_TTL, Session, SessionKind, SessionOptions, SessionView};
 pub use session_token::SessionToken;
+
+/// The generator for key material (the CVV key, password salts, the verification-cache key):
+/// the operating system's. A failing OS generator is unrecoverable: the call panics.
+fn os_rng() -> rand::rand_core::UnwrapErr<rand::rngs::SysRng> {
+    rand::rand_core::UnwrapErr(rand::rngs::SysRng)
+}
 
 /// The payment gateway over one vault. Cheap to clone (a handle); `Send + Sync`. Like a
 /// [`Vault`] handle, it acts for one [`Actor`] ([`as_actor`](Self::as_actor)), named in the audit
@@ -59,6 +69,8 @@ pub struct Gateway {
 #[derive(Default)]
 struct State {
     sessions: session::SessionKeys,
+    /// Merchant-password logins: hashing slots, failure counters, verification cache.
+    login: credentials::LoginState,
     cvv: cvv_store::CvvStore,
 }
 
@@ -82,6 +94,12 @@ impl Gateway {
             vault: self.vault.as_actor(actor),
             state: self.state.clone(),
         }
+    }
+
+    /// Writes the counts of aggregated refusals whose minute is over: the vault's (bad API keys)
+    /// and the gateway's (rate-limited and busy logins). The daemon calls this every minute.
+    pub fn flush_audit_counts(&self) {
+        self.vault.flush_audit_counts_of(&self.state.login.refusals);
     }
 
     /// Removes what [`Vault::sweep_expired`] removes, and with it (counted with the idempotency

@@ -654,7 +654,7 @@ impl Vault {
             revoked: false,
         };
         let k = key(APIKEY_PREFIX, &id);
-        let bytes = self.seal_record(RecordKind::ApiKey, &k, encode(&rec));
+        let bytes = self.seal_record(RecordKind::API_KEY, &k, encode(&rec));
         let id_hex = hex::encode(id);
         let detail = Some(detail(&id_hex, scopes));
         self.transact(move |txn| {
@@ -679,7 +679,8 @@ impl Vault {
     pub fn api_keys(&self, merchant: Option<MerchantId>) -> Result<Vec<ApiKeyInfo>, VaultError> {
         let mut out = Vec::new();
         for (k, v) in self.inner.store.scan_raw(&[APIKEY_PREFIX], usize::MAX)? {
-            let r: ApiKeyRec = decode_v2(self.open_record(RecordKind::ApiKey, &k, &v)?, "api key")?;
+            let r: ApiKeyRec =
+                decode_v2(self.open_record(RecordKind::API_KEY, &k, &v)?, "api key")?;
             let m = match r.merchant {
                 OPERATOR => None,
                 m => Some(MerchantId::new(m).map_err(|_| VaultError::Integrity)?),
@@ -713,14 +714,14 @@ impl Vault {
                 VaultError::field("key_id", "invalid", "key id must be 16 hex characters")
             })?;
         let k = key(APIKEY_PREFIX, &raw);
-        let mac_key = self.record_mac_key(RecordKind::ApiKey);
+        let mac_key = self.record_mac_key(RecordKind::API_KEY);
         let rec = self.transact(move |txn| -> Result<ApiKeyRec, VaultError> {
             let tx = txn.raw();
             let bytes = tx.get_raw(&k)?.ok_or(VaultError::NotFound)?;
-            let body = record_mac::open_with(&mac_key, RecordKind::ApiKey, &k, &bytes)?;
+            let body = record_mac::open_with(&mac_key, RecordKind::API_KEY, &k, &bytes)?;
             let mut rec: ApiKeyRec = decode_v2(body, "api key")?;
             rec.revoked = true;
-            let sealed = record_mac::seal_with(&mac_key, RecordKind::ApiKey, &k, encode(&rec));
+            let sealed = record_mac::seal_with(&mac_key, RecordKind::API_KEY, &k, encode(&rec));
             tx.put_raw(&k, sealed)?;
             entry.stage(txn, None, detail)?;
             Ok(rec)
@@ -756,7 +757,7 @@ impl Vault {
                     return Err(VaultError::Unauthorized);
                 };
                 // A tampered record fails closed: `Integrity`, never a principal.
-                let body = self.open_record(RecordKind::ApiKey, &k, &bytes)?;
+                let body = self.open_record(RecordKind::API_KEY, &k, &bytes)?;
                 let r: ApiKeyRec = decode_v2(body, "api key")?;
                 self.inner.keys.records.write().insert(id, r.clone());
                 r
@@ -801,7 +802,7 @@ impl Vault {
             created_at: now.unix_timestamp(),
         };
         let k = key(TERMINAL_PREFIX, id.as_str().as_bytes());
-        let bytes = self.seal_record(RecordKind::Terminal, &k, encode(&rec));
+        let bytes = self.seal_record(RecordKind::TERMINAL, &k, encode(&rec));
         let message = "a terminal with this id exists";
         self.insert_new(k, bytes, "terminal_id", message, entry, detail)?;
         Ok(Terminal {
@@ -817,7 +818,7 @@ impl Vault {
         match self.inner.store.get_raw(&k)? {
             Some(b) => {
                 let r: TerminalRec =
-                    decode_v2(self.open_record(RecordKind::Terminal, &k, &b)?, "terminal")?;
+                    decode_v2(self.open_record(RecordKind::TERMINAL, &k, &b)?, "terminal")?;
                 let merchant = MerchantId::new(r.merchant).map_err(|_| VaultError::Integrity)?;
                 Ok(Some(Terminal {
                     id: id.clone(),
@@ -836,7 +837,7 @@ impl Vault {
             let id = std::str::from_utf8(k.get(1..).unwrap_or_default())
                 .map_err(|_| VaultError::Integrity)?;
             let r: TerminalRec =
-                decode_v2(self.open_record(RecordKind::Terminal, &k, &v)?, "terminal")?;
+                decode_v2(self.open_record(RecordKind::TERMINAL, &k, &v)?, "terminal")?;
             let m = MerchantId::new(r.merchant).map_err(|_| VaultError::Integrity)?;
             if merchant.is_none_or(|want| want == m) {
                 out.push(Terminal {

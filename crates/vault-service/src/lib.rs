@@ -24,7 +24,6 @@ mod admin;
 mod audit;
 mod backup;
 mod clock;
-mod credentials;
 mod error;
 mod idempotency;
 mod maintenance;
@@ -41,11 +40,11 @@ pub use admin::{
     TerminalId,
 };
 pub use audit::{
-    Actor, AuditAction, AuditArchived, AuditEntry, AuditOutcome, AuditReport, RevealAudit,
+    Actor, AuditAction, AuditArchived, AuditEntry, AuditOutcome, AuditReport, AuditThrottle,
+    RevealAudit,
 };
 pub use backup::{BackupReport, RestoreReport, backup_path_problem};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use credentials::{LoginPolicy, LoginStats, MerchantPassword};
 pub use error::{FieldError, VaultError};
 pub use idempotency::{
     IDEMPOTENCY_TTL, IdempotencyGuard, IdempotencyKey, IdempotencyStart, IdempotentResponse,
@@ -56,6 +55,7 @@ pub use model::{
     NewCard, RevealedCard, RewrapProgress, TokenInfo, TokenizeOptions, TokenizeRequest,
     UpdateOptions,
 };
+pub use record_mac::{RecordKind, RecordMac};
 pub use txn::{LiveToken, PreparedTokenize, Txn};
 pub use vault::{MAX_QUEUED_AUDIT, Vault, VaultOptions};
 pub use write::MAX_BATCH;

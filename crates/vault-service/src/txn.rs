@@ -177,8 +177,8 @@ impl<'j, 'g> Txn<'j, 'g> {
             .core
             .keyring
             .read()
-            .mac_key(RecordKind::TokenMark.label());
-        let sealed = record_mac::seal_with(&mac_key, RecordKind::TokenMark, &key, body);
+            .mac_key(RecordKind::TOKEN_MARK.label());
+        let sealed = record_mac::seal_with(&mac_key, RecordKind::TOKEN_MARK, &key, body);
         Ok(self.tx.put_raw(&key, sealed)?)
     }
 
@@ -350,8 +350,8 @@ pub(crate) fn mark_key(id: &LookupId) -> Vec<u8> {
 
 fn open_mark(core: &Core, id: &LookupId, stored: Option<Vec<u8>>) -> Option<Vec<u8>> {
     let value = stored?;
-    let key = core.keyring.read().mac_key(RecordKind::TokenMark.label());
-    record_mac::open_with(&key, RecordKind::TokenMark, &mark_key(id), &value)
+    let key = core.keyring.read().mac_key(RecordKind::TOKEN_MARK.label());
+    record_mac::open_with(&key, RecordKind::TOKEN_MARK, &mark_key(id), &value)
         .ok()
         .map(<[u8]>::to_vec)
 }

@@ -88,8 +88,6 @@ pub(crate) struct Core {
     pub(crate) keyring: RwLock<Keyring>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) keys: crate::admin::KeyCache,
-    /// Merchant-password logins: hashing slots, failure counters, verification cache.
-    pub(crate) login: crate::credentials::LoginState,
     /// Failed API-key authentications, aggregated per socket peer per minute in the audit log.
     pub(crate) auth_failures: crate::audit::AuditThrottle,
     /// Idempotency keys being answered right now.
@@ -166,7 +164,6 @@ impl Vault {
             keyring: RwLock::new(keyring),
             clock: options.clock,
             keys: crate::admin::KeyCache::default(),
-            login: crate::credentials::LoginState::default(),
             auth_failures: crate::audit::AuditThrottle::default(),
             idempotency: crate::idempotency::InFlight::default(),
             fingerprint_keys: RwLock::default(),

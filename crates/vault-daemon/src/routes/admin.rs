@@ -3,9 +3,8 @@
 
 use bytes::Bytes;
 use hyper::{Request, Response, StatusCode, body::Incoming};
-use vault_service::{
-    ApiKeyInfo, DekState, Merchant, MerchantId, MerchantPassword, Scopes, Terminal, TerminalId,
-};
+use vault_gateway::MerchantPassword;
+use vault_service::{ApiKeyInfo, DekState, Merchant, MerchantId, Scopes, Terminal, TerminalId};
 use vault_wire::{
     ApiKeyCreateRequest, ApiKeyCreated, ApiKeyKind, ApiKeyList, ApiKeyResponse, BackupRequest,
     BackupResponse, DekStatus, FieldErrorBody, KeyStatusResponse, MerchantAddRequest, MerchantList,
@@ -95,7 +94,7 @@ pub(crate) async fn merchant_password(
         }
     };
     state
-        .blocking(move |v| v.as_actor(&who).set_merchant_password(id, &password))
+        .gateway(move |g| g.as_actor(&who).set_merchant_password(id, &password))
         .await?;
     Ok(response::empty(StatusCode::NO_CONTENT))
 }
@@ -115,7 +114,7 @@ pub(crate) async fn merchant_unlock(state: &State, req: Request<Incoming>, param
         )])
     })?;
     state
-        .blocking(move |v| v.as_actor(&who).unlock_merchant(id))
+        .gateway(move |g| g.as_actor(&who).unlock_merchant(id))
         .await?;
     Ok(response::empty(StatusCode::NO_CONTENT))
 }
@@ -132,7 +131,7 @@ fn password_body(body: Bytes) -> Result<MerchantPassword, FieldErrorBody> {
     };
     let result = match typed {
         Ok(mut r) => MerchantPassword::new(std::mem::take(&mut r.password)).map_err(|e| match e {
-            vault_service::VaultError::Invalid(f) => {
+            vault_gateway::GatewayError::Vault(vault_service::VaultError::Invalid(f)) => {
                 FieldErrorBody::new(f.field, f.code, f.message)
             }
             _ => FieldErrorBody::new("password", "invalid", "password is not acceptable"),

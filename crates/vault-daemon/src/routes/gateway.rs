@@ -6,11 +6,11 @@ use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use hyper::{Request, Response, StatusCode, body::Incoming, header::AUTHORIZATION};
 use vault_gateway::{
-    Cvv, PaymentCard, PaymentRequest, SessionKind, SessionOptions, SessionToken, SessionView,
+    Cvv, MerchantPassword, PaymentCard, PaymentRequest, SessionKind, SessionOptions, SessionToken,
+    SessionView,
 };
 use vault_service::{
-    Actor, CardholderName, CustomerId, Expiry, MerchantId, MerchantPassword, NewCard, Pan, Scope,
-    Token,
+    Actor, CardholderName, CustomerId, Expiry, MerchantId, NewCard, Pan, Scope, Token,
 };
 use vault_wire::{GatewayResult, PaymentCardView, PaymentResponse, SessionTokenResponse};
 
@@ -143,7 +143,7 @@ async fn token_inner(
     let login_actor = actor.clone();
     // Credentials first: a replayed answer is only for the merchant who earned it.
     state
-        .blocking(move |v| v.as_actor(&login_actor).login(merchant, &password))
+        .gateway(move |g| g.as_actor(&login_actor).login(merchant, &password))
         .await
         .map_err(login_failure)?;
     idempotency::run(state, merchant, "POST /token", key, vec![shape], || async {

@@ -33,7 +33,7 @@ use vault_store::WriteTx;
 pub use archive::AuditArchived;
 pub(crate) use codec::AuditKey;
 pub(crate) use queue::RevealQueue;
-pub(crate) use throttle::AuditThrottle;
+pub use throttle::AuditThrottle;
 
 use self::codec::{
     HEAD_KEY, MAX_BLOCK_BYTES, MAX_BLOCK_ENTRIES, MAX_DETAIL, MAX_TEXT, clean, decode_block,
@@ -207,7 +207,6 @@ impl AuditOutcome {
             VaultError::Unauthorized => "unauthorized",
             VaultError::Forbidden => "forbidden",
             VaultError::Key(_) => "key",
-            VaultError::RateLimited => "rate_limited",
             VaultError::Busy => "busy",
             VaultError::TooManyCards { .. } => "masked_form_limit",
             VaultError::Conflict(code) => code,
@@ -380,6 +379,23 @@ impl Vault {
         outcome: AuditOutcome,
     ) -> Result<(), VaultError> {
         self.record(self.actor(), action, token, None, outcome)
+    }
+
+    /// [`audit`](Self::audit) with a `detail` (ids and counts only; cleaned and bounded).
+    pub fn audit_detailed(
+        &self,
+        action: AuditAction,
+        token: Option<&Token>,
+        detail: Option<String>,
+        outcome: AuditOutcome,
+    ) -> Result<(), VaultError> {
+        self.record(self.actor(), action, token, detail, outcome)
+    }
+
+    /// [`audit`](Self::audit) without waiting: the entry joins the next group commit (for
+    /// refusals, whose callers learn nothing from it).
+    pub fn audit_then(&self, action: AuditAction, token: Option<&Token>, outcome: AuditOutcome) {
+        self.record_then(self.actor(), action, token, None, outcome, |_| {});
     }
 
     /// Appends one entry (see [`audit`](Self::audit)) with a vault-written `detail`, durably.

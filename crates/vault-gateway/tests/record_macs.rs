@@ -3,12 +3,14 @@
 //! at open (after which an unMAC'd record is refused).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../../vault-service/tests/common/mod.rs"]
 mod common;
 
 use std::path::Path;
 
 use common::*;
-use vault_service::{MerchantPassword, Scopes, TerminalId, VaultError};
+use vault_gateway::{Gateway, GatewayError, MerchantPassword};
+use vault_service::{Scopes, TerminalId, VaultError};
 
 /// Edits the raw value under `key` in the closed vault at `path`.
 fn edit(path: &Path, key: &[u8], f: impl FnOnce(&mut Vec<u8>)) {
@@ -30,6 +32,7 @@ fn tampered_access_records_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v");
     let (v, clock) = new_vault(&path);
+    let v = Gateway::new(v);
     let m = merchant(890490);
     v.add_merchant(m, "Shop").unwrap();
     let k = v
@@ -54,12 +57,15 @@ fn tampered_access_records_are_refused() {
     });
     edit(&path, &key_of(b'T', b"term-0001"), |r| r[1] ^= 1);
 
-    let v = reopen(&path, clock);
+    let v = Gateway::new(reopen(&path, clock));
     assert!(matches!(
         v.authenticate(k.expose()),
         Err(VaultError::Integrity)
     ));
-    assert!(matches!(v.login(m, &pw), Err(VaultError::Integrity)));
+    assert!(matches!(
+        v.login(m, &pw),
+        Err(GatewayError::Vault(VaultError::Integrity))
+    ));
     assert!(matches!(
         v.terminal(&TerminalId::parse("term-0001").unwrap()),
         Err(VaultError::Integrity)

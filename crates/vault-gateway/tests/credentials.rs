@@ -8,6 +8,7 @@
     clippy::print_stderr
 )]
 
+#[path = "../../vault-service/tests/common/mod.rs"]
 mod common;
 
 use std::{
@@ -17,10 +18,21 @@ use std::{
 };
 
 use common::*;
+
+/// The common test vault, with the gateway over it.
+fn new_vault(dir: &Path) -> (Gateway, Arc<vault_service::ManualClock>) {
+    let (v, clock) = common::new_vault(dir);
+    (Gateway::new(v), clock)
+}
+
+/// The common reopened vault, with the gateway over it.
+#[allow(dead_code)]
+fn reopen(dir: &Path, clock: Arc<vault_service::ManualClock>) -> Gateway {
+    Gateway::new(common::reopen(dir, clock))
+}
 use serde::Deserialize;
-use vault_service::{
-    Actor, AuditAction, AuditOutcome, LoginPolicy, MerchantId, MerchantPassword, Vault, VaultError,
-};
+use vault_gateway::{Gateway, GatewayError, LoginPolicy, MerchantPassword};
+use vault_service::{Actor, AuditAction, AuditOutcome, MerchantId, VaultError};
 
 /// The session-token API's example password.
 const SEED_PASSWORD: &str = "u16q9rZ02bW0jqTjxH8t";
@@ -39,7 +51,7 @@ fn fast() -> LoginPolicy {
     }
 }
 
-fn fast_vault(dir: &Path) -> (Vault, Arc<vault_service::ManualClock>, MerchantId) {
+fn fast_vault(dir: &Path) -> (Gateway, Arc<vault_service::ManualClock>, MerchantId) {
     let (vault, clock) = new_vault(dir);
     vault.set_login_policy(fast());
     let m = merchant(890490);
@@ -131,24 +143,24 @@ fn right_wrong_unknown_and_passwordless_merchants() {
     assert!(vault.as_actor(&me).login(m, &pw(SEED_PASSWORD)).is_ok());
     assert!(matches!(
         vault.as_actor(&me).login(m, &pw("u16q9rZ02bW0jqTjxH8T")),
-        Err(VaultError::Unauthorized)
+        Err(GatewayError::Vault(VaultError::Unauthorized))
     ));
     // A merchant without a password, and no merchant at all: the same answer, after a hash.
     let before = vault.login_stats().peak_hashing;
     assert!(matches!(
         vault.as_actor(&me).login(other, &pw(SEED_PASSWORD)),
-        Err(VaultError::Unauthorized)
+        Err(GatewayError::Vault(VaultError::Unauthorized))
     ));
     assert!(matches!(
         vault.as_actor(&me).login(merchant(999), &pw(SEED_PASSWORD)),
-        Err(VaultError::Unauthorized)
+        Err(GatewayError::Vault(VaultError::Unauthorized))
     ));
     assert!(vault.login_stats().peak_hashing >= before.max(1));
     assert_eq!(vault.login_stats().hashing, 0);
 
     // Setting needs an existing merchant.
     match vault.set_merchant_password(merchant(999), &pw("x")) {
-        Err(VaultError::Invalid(f)) => {
+        Err(GatewayError::Vault(VaultError::Invalid(f))) => {
             assert_eq!((f.field, f.code), ("merchantId", "unknown"));
         }
         other => panic!("expected merchantId unknown, got {other:?}"),
@@ -160,7 +172,7 @@ fn right_wrong_unknown_and_passwordless_merchants() {
         .unwrap();
     assert!(matches!(
         vault.as_actor(&me).login(m, &pw(SEED_PASSWORD)),
-        Err(VaultError::Unauthorized)
+        Err(GatewayError::Vault(VaultError::Unauthorized))
     ));
     assert!(vault.as_actor(&me).login(m, &pw("second-password")).is_ok());
 }
@@ -168,7 +180,7 @@ fn right_wrong_unknown_and_passwordless_merchants() {
 #[test]
 fn length_limits() {
     let refused = |s: String, code: &str| match MerchantPassword::new(s) {
-        Err(VaultError::Invalid(f)) => {
+        Err(GatewayError::Vault(VaultError::Invalid(f))) => {
             assert_eq!((f.field, f.code), ("password", code));
             assert!(!f.message.contains("xxxx"));
         }
@@ -211,23 +223,23 @@ fn merchant_rate_limit_slides_and_a_success_does_not_reset_it() {
     for _ in 0..2 {
         assert!(matches!(
             vault.as_actor(&me).login(m, &wrong),
-            Err(VaultError::Unauthorized)
+            Err(GatewayError::Vault(VaultError::Unauthorized))
         ));
     }
     vault.as_actor(&me).login(m, &pw(SEED_PASSWORD)).unwrap();
     assert!(matches!(
         vault.as_actor(&me).login(m, &wrong),
-        Err(VaultError::Unauthorized)
+        Err(GatewayError::Vault(VaultError::Unauthorized))
     ));
     // Limited now, even with the right password (and even though it is cached).
     assert!(matches!(
         vault.as_actor(&me).login(m, &pw(SEED_PASSWORD)),
-        Err(VaultError::RateLimited)
+        Err(GatewayError::RateLimited)
     ));
     // Another merchant id is not limited.
     assert!(matches!(
         vault.as_actor(&me).login(merchant(42), &wrong),
-        Err(VaultError::Unauthorized)
+        Err(GatewayError::Vault(VaultError::Unauthorized))
     ));
     // Unknown merchants are limited the same way (no enumeration through the limit).
     for _ in 0..2 {
@@ -235,7 +247,7 @@ fn merchant_rate_limit_slides_and_a_success_does_not_reset_it() {
     }
     assert!(matches!(
         vault.as_actor(&me).login(merchant(42), &wrong),
-        Err(VaultError::RateLimited)
+        Err(GatewayError::RateLimited)
     ));
 
     // Sliding: the first two failures were at T0, the third 0 minutes later too; after 14
@@ -243,7 +255,7 @@ fn merchant_rate_limit_slides_and_a_success_does_not_reset_it() {
     clock.advance(time::Duration::minutes(14));
     assert!(matches!(
         vault.as_actor(&me).login(m, &pw(SEED_PASSWORD)),
-        Err(VaultError::RateLimited)
+        Err(GatewayError::RateLimited)
     ));
     clock.advance(time::Duration::minutes(2));
     vault.as_actor(&me).login(m, &pw(SEED_PASSWORD)).unwrap();
@@ -257,7 +269,7 @@ fn merchant_rate_limit_slides_and_a_success_does_not_reset_it() {
     let _ = vault.as_actor(&me).login(m, &wrong);
     assert!(matches!(
         vault.as_actor(&me).login(m, &wrong),
-        Err(VaultError::RateLimited)
+        Err(GatewayError::RateLimited)
     ));
 
     // An operator lifts the lockout (audited).
@@ -279,7 +291,7 @@ fn merchant_rate_limit_slides_and_a_success_does_not_reset_it() {
     }
     assert!(matches!(
         vault.as_actor(&me).login(m, &wrong),
-        Err(VaultError::RateLimited)
+        Err(GatewayError::RateLimited)
     ));
     vault
         .set_merchant_password(m, &pw("fresh-password"))
@@ -292,7 +304,9 @@ fn merchant_passwords_are_at_least_twelve_characters() {
     let dir = tempfile::tempdir().unwrap();
     let (vault, _clock, m) = fast_vault(dir.path());
     match vault.set_merchant_password(m, &pw("elevenchars")) {
-        Err(VaultError::Invalid(f)) => assert_eq!((f.field, f.code), ("password", "too_short")),
+        Err(GatewayError::Vault(VaultError::Invalid(f))) => {
+            assert_eq!((f.field, f.code), ("password", "too_short"))
+        }
         other => panic!("{other:?}"),
     }
     vault.set_merchant_password(m, &pw("twelve-chars")).unwrap();
@@ -315,7 +329,7 @@ fn peer_rate_limit() {
     for id in 1..=3 {
         assert!(matches!(
             vault.as_actor(&peer(1000)).login(merchant(id), &wrong),
-            Err(VaultError::Unauthorized)
+            Err(GatewayError::Vault(VaultError::Unauthorized))
         ));
     }
     vault
@@ -324,11 +338,11 @@ fn peer_rate_limit() {
         .unwrap();
     assert!(matches!(
         vault.as_actor(&peer(1000)).login(merchant(4), &wrong),
-        Err(VaultError::Unauthorized)
+        Err(GatewayError::Vault(VaultError::Unauthorized))
     ));
     assert!(matches!(
         vault.as_actor(&peer(1000)).login(m, &pw(SEED_PASSWORD)),
-        Err(VaultError::RateLimited)
+        Err(GatewayError::RateLimited)
     ));
     // Other peers, and callers without a peer uid, are not affected.
     vault
@@ -343,7 +357,7 @@ fn peer_rate_limit() {
     }
     assert!(matches!(
         vault.login(m, &pw(SEED_PASSWORD)),
-        Err(VaultError::RateLimited)
+        Err(GatewayError::RateLimited)
     ));
 
     clock.advance(time::Duration::minutes(15));
@@ -360,7 +374,7 @@ fn cache_hits_expire_and_are_invalidated_by_a_password_change() {
     let (vault, clock, m) = fast_vault(dir.path());
     vault.set_merchant_password(m, &pw(SEED_PASSWORD)).unwrap();
     let me = Actor::local();
-    let hits = |v: &Vault| v.login_stats().cache_hits;
+    let hits = |v: &Gateway| v.login_stats().cache_hits;
 
     vault.as_actor(&me).login(m, &pw(SEED_PASSWORD)).unwrap();
     assert_eq!(hits(&vault), 0);
@@ -384,7 +398,7 @@ fn cache_hits_expire_and_are_invalidated_by_a_password_change() {
         .unwrap();
     assert!(matches!(
         vault.as_actor(&me).login(m, &pw(SEED_PASSWORD)),
-        Err(VaultError::Unauthorized)
+        Err(GatewayError::Vault(VaultError::Unauthorized))
     ));
     assert_eq!(hits(&vault), 1);
     vault
@@ -480,7 +494,7 @@ fn failures_are_audited_successes_are_not() {
     for _ in 0..20 {
         assert!(matches!(
             vault.as_actor(&who).login(m, &pw("wrong")),
-            Err(VaultError::RateLimited)
+            Err(GatewayError::RateLimited)
         ));
     }
 
@@ -522,7 +536,7 @@ fn failures_are_audited_successes_are_not() {
 }
 
 /// Runs `THREADS` concurrent wrong-password logins for `m` and tallies the refusals.
-fn flood(vault: &Vault, m: MerchantId) -> (u64, u64, u64) {
+fn flood(vault: &Gateway, m: MerchantId) -> (u64, u64, u64) {
     const THREADS: usize = 40;
     let start = Arc::new(Barrier::new(THREADS));
     let handles: Vec<_> = (0..THREADS)
@@ -540,9 +554,9 @@ fn flood(vault: &Vault, m: MerchantId) -> (u64, u64, u64) {
     let (mut busy, mut unauthorized, mut limited) = (0u64, 0, 0);
     for h in handles {
         match h.join().expect("no panic") {
-            Err(VaultError::Busy) => busy += 1,
-            Err(VaultError::Unauthorized) => unauthorized += 1,
-            Err(VaultError::RateLimited) => limited += 1,
+            Err(GatewayError::Vault(VaultError::Busy)) => busy += 1,
+            Err(GatewayError::Vault(VaultError::Unauthorized)) => unauthorized += 1,
+            Err(GatewayError::RateLimited) => limited += 1,
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -613,7 +627,7 @@ fn a_flood_verifies_at_most_the_failure_limit_plus_the_slots() {
     assert!(unauthorized >= 1);
     // Callers turned away as Busy were never counted; finish the count one by one.
     let mut verified = unauthorized;
-    while let Err(VaultError::Unauthorized) =
+    while let Err(GatewayError::Vault(VaultError::Unauthorized)) =
         vault.as_actor(&peer(0)).login(m, &pw("one more guess"))
     {
         verified += 1;
@@ -626,6 +640,6 @@ fn a_flood_verifies_at_most_the_failure_limit_plus_the_slots() {
     // The merchant is limited now, even with the right password.
     assert!(matches!(
         vault.login(m, &pw(SEED_PASSWORD)),
-        Err(VaultError::RateLimited)
+        Err(GatewayError::RateLimited)
     ));
 }
