@@ -1,13 +1,13 @@
-//! MACs on the records that decide access: API keys (scopes, revocation), merchant password
-//! hashes, terminals and one-click marks. Layout (version 2):
+//! MACs on the records that decide access: API keys (scopes, revocation), per-token marks, and
+//! the records a layer above declares ([`RecordKind::new`]). Layout (version 2):
 //!
 //! ```text
 //! value = body || HMAC-SHA256(mac_key("record-mac:<kind>"), kind byte || store key || body)
 //! body  = postcard record whose first byte (its `v`) is 2
 //! ```
 //!
-//! The MAC binds the record to its store key, so a record cannot be moved to another key id,
-//! merchant or terminal, and each kind has its own derived key. A record whose MAC does not
+//! The MAC binds the record to its store key, so a record cannot be moved to another key id or
+//! owner, and each kind has its own derived key. A record whose MAC does not
 //! verify is refused (`Integrity`; authentication fails closed).
 //!
 //! Records written before MACs (version 1) are migrated once, at open: in one commit every
