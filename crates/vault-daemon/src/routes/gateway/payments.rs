@@ -7,11 +7,11 @@ use vault_service::{AuditAction, PaymentId, PaymentStatus, Scope, VaultError};
 use vault_wire::{GatewayResult, PaymentCardResponse, PaymentResultRequest, PaymentResultResponse};
 
 use crate::{
-    json,
-    response::{self, ApiError, Body},
+    decode::json,
+    http::response::{self, ApiError, Body},
+    http::router::Param,
     reveal_audit,
-    router::Param,
-    routes::gateway::card_view,
+    routes::gateway::api::card_view,
     state::{State, actor},
 };
 

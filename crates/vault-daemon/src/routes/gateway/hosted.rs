@@ -14,11 +14,11 @@ use vault_wire::{HostedFieldsSessionRequest, HostedFieldsSessionResponse};
 use bytes::Bytes;
 
 use crate::{
-    gateway,
+    decode::json,
+    http::response::{self, ApiError, Body},
+    http::router::Param,
     idempotency::{self, KeyRule},
-    json,
-    response::{self, ApiError, Body},
-    router::Param,
+    routes::gateway,
     state::{State, actor},
 };
 

@@ -10,7 +10,7 @@ use vault_service::{
 };
 use vault_wire::{CardInput, FieldErrorBody, TokenizeRequest, UpdateRequest};
 
-use crate::json::is_refused;
+use crate::decode::json::is_refused;
 
 /// A card and the options shared by tokenize and update, checked.
 struct Checked {
@@ -166,7 +166,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::json;
+    use crate::decode::json;
 
     const NOW: OffsetDateTime = datetime!(2026-01-15 12:00 UTC);
 

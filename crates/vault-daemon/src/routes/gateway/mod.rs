@@ -1,6 +1,15 @@
 //! What the gateway routes (the gateway API: `POST /token`, `POST /payments`) share: reading a
 //! form or JSON body into fields, checking fields the way the seeds name their errors, the
 //! `result`/`resultId`/`processingTime` envelope, and CORS for the session's browser origin.
+//!
+//! The gateway route handlers live in the submodules: [`api`] (`POST /token`, `POST /payments`),
+//! [`payments`] (a payment's card and result), [`hosted`] and [`hosted_fields`] (hosted-fields
+//! sessions, assets and frame).
+
+pub(crate) mod api;
+pub(crate) mod hosted;
+pub(crate) mod hosted_fields;
+pub(crate) mod payments;
 
 use std::{collections::BTreeMap, time::Instant};
 
@@ -15,9 +24,9 @@ use vault_service::SessionToken;
 use vault_wire::{GatewayError, GatewayFailure, GatewayResult};
 
 use crate::{
-    form::{self, Fields},
-    limits,
-    response::{self, ApiError, Body},
+    decode::form::{self, Fields},
+    http::limits,
+    http::response::{self, ApiError, Body},
     state::State,
 };
 

@@ -13,10 +13,10 @@ use vault_service::{
 use vault_wire::{GatewayResult, PaymentCardView, PaymentResponse, SessionTokenResponse};
 
 use crate::{
-    gateway::{self, Call, Check, Failure, INVALID},
+    http::response::{ApiError, Body},
     idempotency::{self, KeyRule},
-    response::{ApiError, Body},
-    routes::hosted_fields,
+    routes::gateway::hosted_fields,
+    routes::gateway::{self, Call, Check, Failure, INVALID},
     state::{State, peer_uid},
 };
 
@@ -43,7 +43,7 @@ struct TokenRequest {
 }
 
 fn check_token_fields(
-    fields: &crate::form::Fields,
+    fields: &crate::decode::form::Fields,
     now: time::OffsetDateTime,
 ) -> Result<TokenRequest, Failure> {
     let mut c = Check::new(fields);
@@ -320,7 +320,7 @@ async fn replay_or_refuse(
     state: &State,
     key: Option<vault_service::IdempotencyKey>,
     token: SessionToken,
-    fields: &crate::form::Fields,
+    fields: &crate::decode::form::Fields,
 ) -> Result<Response<Body>, Failure> {
     let Some(key) = key else {
         return Err(session_failure());
@@ -344,7 +344,7 @@ fn payment_shape(
     state: &State,
     merchant: MerchantId,
     token: &SessionToken,
-    fields: &crate::form::Fields,
+    fields: &crate::decode::form::Fields,
 ) -> Vec<bytes::Bytes> {
     vec![
         bytes::Bytes::from(state.vault.idempotency_session_part(token)),

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::{HeaderMap, body::Body as _, body::Incoming, header::CONTENT_TYPE};
 
-use crate::response::ApiError;
+use crate::http::response::ApiError;
 
 /// Reads the whole body: 413 beyond `limit` bytes (refused from `Content-Length` before reading
 /// when it is declared), 408 when it takes longer than `timeout`, 400 when the client breaks the

@@ -7,8 +7,12 @@ use hyper::{Request, Response, body::Incoming};
 use vault_service::Token;
 
 use crate::{
-    response::{ApiError, Body},
-    routes::{admin, audit, gateway, hosted, hosted_fields, ops, payments, tokens},
+    http::response::{ApiError, Body},
+    routes::{
+        admin, audit,
+        gateway::{self, api, hosted, hosted_fields, payments},
+        ops, tokens,
+    },
     state::State,
 };
 
@@ -252,11 +256,11 @@ async fn dispatch(
         RouteId::Sweep => admin::sweep(state, req).await,
         RouteId::Stats => admin::stats(state, req).await,
         RouteId::Backup => admin::backup(state, req).await,
-        RouteId::SessionToken => Ok(gateway::token(state, req).await),
+        RouteId::SessionToken => Ok(api::token(state, req).await),
         RouteId::SessionTokenPreflight | RouteId::PaymentsPreflight => {
-            Ok(crate::gateway::preflight(req.headers()))
+            Ok(gateway::preflight(req.headers()))
         }
-        RouteId::Payments => Ok(gateway::payments(state, req).await),
+        RouteId::Payments => Ok(api::payments(state, req).await),
         RouteId::PaymentCard => payments::card(state, req, param).await,
         RouteId::PaymentResult => payments::result(state, req, param).await,
         RouteId::HostedFieldsSession => Ok(hosted::create(state, req, param).await),

@@ -18,17 +18,17 @@ use hyper::{
 use vault_service::SessionToken;
 
 use crate::{
-    gateway,
-    response::{self, ApiError, Body},
-    router::Param,
+    http::response::{self, ApiError, Body},
+    http::router::Param,
+    routes::gateway,
     state::State,
 };
 
 /// The merchant-side library.
-pub(crate) const LIBRARY_JS: &str = include_str!("../../assets/hosted-fields/hosted-fields.js");
-const FRAME_HTML: &str = include_str!("../../assets/hosted-fields/frame.html");
-const FRAME_JS: &str = include_str!("../../assets/hosted-fields/frame.js");
-const FRAME_CSS: &str = include_str!("../../assets/hosted-fields/frame.css");
+pub(crate) const LIBRARY_JS: &str = include_str!("../../../assets/hosted-fields/hosted-fields.js");
+const FRAME_HTML: &str = include_str!("../../../assets/hosted-fields/frame.html");
+const FRAME_JS: &str = include_str!("../../../assets/hosted-fields/frame.js");
+const FRAME_CSS: &str = include_str!("../../../assets/hosted-fields/frame.css");
 
 /// Versioned, immutable assets: a changed file gets a new path.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
