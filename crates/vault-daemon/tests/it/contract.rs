@@ -1,11 +1,8 @@
 //! The request contract over a real socket: bodies must be JSON objects (never read by position),
 //! `card` takes no unknown fields, `Idempotency-Key` is one non-empty value, and backup paths
 //! are checked before anything is written.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::{SEED_003, TestDaemon, raw};
+use vault_testkit::daemon::{SEED_003, TestDaemon, raw};
 
 const KEY: &str = "6f1c2b3a-1d2e-4f00-8a9b-0c1d2e3f4a5b";
 
@@ -62,7 +59,7 @@ async fn unknown_card_fields_are_refused_by_name() {
     assert_eq!(d.tokenize(&d.keys.tokenize, body).await.status, 201);
 }
 
-async fn tokenize_with_headers(d: &TestDaemon, extra: &str) -> common::Resp {
+async fn tokenize_with_headers(d: &TestDaemon, extra: &str) -> vault_testkit::daemon::Resp {
     let head = format!(
         "POST /v2/tokens HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n",
         d.keys.tokenize,

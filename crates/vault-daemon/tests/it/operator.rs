@@ -1,9 +1,6 @@
 //! Operator keys: admin routes need one; they act for no merchant.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::{SEED_003, TestDaemon};
+use vault_testkit::daemon::{SEED_003, TestDaemon};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_routes_need_an_operator_key_and_operators_cannot_tokenize() {
@@ -99,7 +96,9 @@ async fn a_login_lockout_says_retry_after_and_an_operator_clears_it() {
                 "POST /token HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
                 form.len()
             );
-            common::raw(&sock, req.as_bytes()).await.unwrap()
+            vault_testkit::daemon::raw(&sock, req.as_bytes())
+                .await
+                .unwrap()
         }
     };
     let mut statuses = Vec::new();

@@ -1,13 +1,10 @@
 //! The Hosted Fields assets over HTTP (no browser): the library's SRI hash published in
 //! docs/hosted-fields.md, cache and security headers, the frame's Content-Security-Policy, and
 //! the `hostedFieldsOrigin` a frame names on `POST /payments`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::{Resp, TestDaemon, raw};
 use sha2::{Digest, Sha384};
 use vault_service::{Actor, MerchantId, SessionKind, SessionOptions};
+use vault_testkit::daemon::{Resp, TestDaemon, raw};
 
 const SHOP: &str = "https://shop.example";
 const EVIL: &str = "https://evil.example";

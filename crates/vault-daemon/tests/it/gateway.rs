@@ -1,15 +1,12 @@
 //! The gateway API through the daemon: `POST /token` (session token for a merchant password),
 //! `POST /payments` (card capture with a TOKENIZE session; payment use of a stored card with an
 //! AUTH/PURCHASE/VERIFY session), the acquirer leg's card hand-over and the outcome report.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::{T0, TestDaemon, raw};
 use serde_json::Value;
 use vault_service::{
     Actor, MerchantId, MerchantPassword, SessionKind, SessionOptions, SessionToken,
 };
+use vault_testkit::daemon::{T0, TestDaemon, raw};
 
 const MERCHANT: u64 = 890_490;
 const PASSWORD: &str = "u16q9rZ02bW0jqTjxH8t";
@@ -32,7 +29,12 @@ fn request(method: &str, path: &str, headers: &[(&str, &str)], ctype: &str, body
     head.into_bytes()
 }
 
-async fn form(d: &TestDaemon, path: &str, headers: &[(&str, &str)], body: &str) -> common::Resp {
+async fn form(
+    d: &TestDaemon,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> vault_testkit::daemon::Resp {
     raw(
         &d.sock,
         &request(
@@ -436,7 +438,7 @@ async fn pay(
     card_token: &str,
     customer: &str,
     extra: &str,
-) -> common::Resp {
+) -> vault_testkit::daemon::Resp {
     form(
         d,
         "/payments",
@@ -869,7 +871,9 @@ async fn a_login_flood_stays_bounded_and_tokenize_keeps_serving() {
     }
     // Meanwhile, tokenize keeps being served.
     for i in 0..20 {
-        let r = d.tokenize(&d.keys.tokenize, common::SEED_003).await;
+        let r = d
+            .tokenize(&d.keys.tokenize, vault_testkit::daemon::SEED_003)
+            .await;
         assert_eq!(r.status, 201, "tokenize {i} during the flood: {}", r.text());
     }
     let mut by_status = std::collections::BTreeMap::new();

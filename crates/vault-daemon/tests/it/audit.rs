@@ -1,12 +1,9 @@
 //! The daemon names the caller (merchant, API key id, socket peer uid) in audit entries.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::os::unix::fs::MetadataExt;
 
-use common::{SEED_003, TestDaemon};
 use vault_service::AuditAction;
+use vault_testkit::daemon::{SEED_003, TestDaemon};
 
 fn key_id(key: &str) -> String {
     key.split('_').nth(1).unwrap().to_owned()

@@ -1,10 +1,4 @@
 //! `docs/openapi.json` documents exactly the routes the router serves.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::print_stderr
-)]
 
 use std::collections::BTreeSet;
 

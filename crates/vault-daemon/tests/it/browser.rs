@@ -5,14 +5,6 @@
 //!
 //! Without chromium/chromedriver the test fails when `CI=true` and is skipped (with a printed
 //! reason) otherwise. It leaves a screenshot of the checkout in `target/hosted-fields-checkout.png`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::print_stderr
-)]
-
-mod common;
 
 use std::{
     io::{Read, Write},
@@ -36,7 +28,7 @@ use vault_service::{
     SessionKind, SessionOptions, TerminalId, Token, TokenizeOptions, Vault,
 };
 
-const CHECKOUT: &str = include_str!("../../../examples/hosted-fields/checkout.html");
+const CHECKOUT: &str = include_str!("../../../../examples/hosted-fields/checkout.html");
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 const TERMINAL: &str = "1234001";
 
@@ -101,7 +93,8 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16,
             Ok(n) => out.extend_from_slice(&chunk[..n]),
         }
     }
-    let resp = common::parse(&out).unwrap_or_else(|| panic!("no HTTP answer to {method} {path}"));
+    let resp = vault_testkit::daemon::parse(&out)
+        .unwrap_or_else(|| panic!("no HTTP answer to {method} {path}"));
     (resp.status, resp.body)
 }
 
@@ -307,14 +300,14 @@ impl Stack {
             .build()
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(ManualClock::new(common::T0));
+        let clock = Arc::new(ManualClock::new(vault_testkit::daemon::T0));
         let vault = Vault::create(
             dir.path().join("vault"),
-            &common::passphrase(),
-            common::options(clock.clone()),
+            &vault_testkit::daemon::passphrase(),
+            vault_testkit::daemon::options(clock.clone()),
         )
         .unwrap();
-        common::setup(&vault);
+        vault_testkit::daemon::setup(&vault);
         vault
             .add_terminal(merchant(), TerminalId::parse(TERMINAL).unwrap())
             .unwrap();

@@ -1,11 +1,7 @@
 //! Who sees fingerprints and customer ids, and the masked-form limit on tokenization.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
-
-use common::TestDaemon;
 use vault_service::{MerchantId, Scope, Scopes};
+use vault_testkit::daemon::TestDaemon;
 
 /// Luhn-valid 16-digit numbers `424242 xxxxxx 4242`, all with the same masked form.
 fn same_mask_pans(n: usize) -> Vec<String> {

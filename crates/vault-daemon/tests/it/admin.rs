@@ -1,15 +1,7 @@
 //! Admin and operations routes over a real Unix socket.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::print_stderr
-)]
 
-mod common;
-
-use common::{SEED_003, TestDaemon};
 use serde_json::json;
+use vault_testkit::daemon::{SEED_003, TestDaemon};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_metrics() {
@@ -323,7 +315,9 @@ async fn admin_creates_honour_idempotency_keys() {
             }
             head.push_str("\r\n");
             head.push_str(body);
-            common::raw(&sock, head.as_bytes()).await.unwrap()
+            vault_testkit::daemon::raw(&sock, head.as_bytes())
+                .await
+                .unwrap()
         }
     };
     let merchant = r#"{"merchant_id":"424242","name":"Retry Shop"}"#;

@@ -1,16 +1,8 @@
 //! `Idempotency-Key` on `POST /v2/tokens` and `POST /v2/tokens/batch`, over a real socket.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::print_stderr
-)]
-
-mod common;
 
 use std::collections::BTreeSet;
 
-use common::{Resp, SEED_003, TestDaemon, raw};
+use vault_testkit::daemon::{Resp, SEED_003, TestDaemon, raw};
 
 const KEY: &str = "6f1c2b3a-1d2e-4f00-8a9b-0c1d2e3f4a5b";
 const OTHER_CARD: &str =

@@ -1,12 +1,5 @@
-//! Helpers shared by the daemon's integration tests: a vault with merchants and keys, a daemon
-//! on a Unix socket in a temp dir, and a tiny HTTP/1.1 client writing raw bytes.
-#![allow(
-    dead_code,
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
+//! A test daemon: a vault with merchants and keys, the daemon on a Unix socket in a temp dir,
+//! and a tiny HTTP/1.1 client writing raw bytes.
 
 use std::{
     path::{Path, PathBuf},
@@ -14,7 +7,6 @@ use std::{
     time::Duration,
 };
 
-use time::{OffsetDateTime, macros::datetime};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::UnixStream,
@@ -27,13 +19,17 @@ use vault_service::{
     VaultOptions,
 };
 
-pub const T0: OffsetDateTime = datetime!(2026-11-21 12:00:00 UTC);
+pub use crate::clock::T0;
+
+/// A tokenize body (the seed's example 003).
 pub const SEED_003: &str = r#"{"type":"card","card":{"pan":"4242424242424242","expiration_date":"2802"},"metadata":{"description":"Card description - optional value"}}"#;
 
+/// The test daemon's vault passphrase.
 pub fn passphrase() -> KeySource {
     KeySource::Passphrase(Passphrase::new("daemon test passphrase".to_owned()).unwrap())
 }
 
+/// The test daemon's vault options.
 pub fn options(clock: Arc<ManualClock>) -> VaultOptions {
     VaultOptions {
         durability: Durability::Flush,
@@ -57,21 +53,30 @@ pub struct Keys {
     pub other: String,
 }
 
+/// A daemon serving a test vault on a Unix socket; stopped when dropped (its task aborted with
+/// the runtime) or by [`TestDaemon::stop`].
 pub struct TestDaemon {
+    /// The temp dir holding the vault and the socket.
     pub dir: tempfile::TempDir,
+    /// The socket.
     pub sock: PathBuf,
+    /// The vault the daemon serves.
     pub vault: Vault,
+    /// The vault's clock.
     pub clock: Arc<ManualClock>,
+    /// The test merchants' API keys.
     pub keys: Keys,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), DaemonError>>>,
 }
 
 impl TestDaemon {
+    /// Starts a daemon with the default config.
     pub async fn start() -> Self {
         Self::start_with(DaemonConfig::default()).await
     }
 
+    /// Starts a daemon with `config`.
     pub async fn start_with(config: DaemonConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(T0));
@@ -110,6 +115,7 @@ impl TestDaemon {
         }
     }
 
+    /// One request on a fresh connection (`Connection: close`), a JSON body if any.
     pub async fn send(
         &self,
         method: &str,
@@ -134,6 +140,7 @@ impl TestDaemon {
         raw(&self.sock, &bytes).await.expect("a response")
     }
 
+    /// `POST /v2/tokens` with `key` and `body`.
     pub async fn tokenize(&self, key: &str, body: &str) -> Resp {
         self.send("POST", "/v2/tokens", Some(key), Some(body)).await
     }
@@ -168,17 +175,22 @@ pub fn setup(vault: &Vault) -> Keys {
 /// A parsed response.
 #[derive(Debug)]
 pub struct Resp {
+    /// The status code.
     pub status: u16,
+    /// The headers, in order.
     pub headers: Vec<(String, String)>,
+    /// The body.
     pub body: Vec<u8>,
 }
 
 impl Resp {
+    /// The body as JSON (panics if it is not).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
 
+    /// The first header named `name` (any case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -186,6 +198,7 @@ impl Resp {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The body as text (lossy).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }

@@ -1,22 +1,14 @@
 //! Socket setup, graceful shutdown, slow clients.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::print_stderr
-)]
-
-mod common;
 
 use std::{
     os::unix::fs::{MetadataExt, PermissionsExt},
     time::{Duration, Instant},
 };
 
-use common::{SEED_003, TestDaemon};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vault_daemon::{DaemonConfig, DaemonError, bind_tcp, bind_unix, serve};
 use vault_service::{MerchantId, Token, Vault};
+use vault_testkit::daemon::{SEED_003, TestDaemon};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_is_private() {
@@ -70,9 +62,9 @@ async fn loopback_tcp_serves_too() {
     let dir = tempfile::tempdir().unwrap();
     let vault = Vault::create(
         dir.path().join("v"),
-        &common::passphrase(),
-        common::options(std::sync::Arc::new(vault_service::ManualClock::new(
-            common::T0,
+        &vault_testkit::daemon::passphrase(),
+        vault_testkit::daemon::options(std::sync::Arc::new(vault_service::ManualClock::new(
+            vault_testkit::daemon::T0,
         ))),
     )
     .unwrap();
@@ -88,7 +80,7 @@ async fn loopback_tcp_serves_too() {
         .unwrap();
     let mut out = Vec::new();
     s.read_to_end(&mut out).await.unwrap();
-    assert_eq!(common::parse(&out).unwrap().status, 200);
+    assert_eq!(vault_testkit::daemon::parse(&out).unwrap().status, 200);
     stop.send(()).unwrap();
     h.await.unwrap().unwrap();
 }
@@ -99,12 +91,12 @@ async fn shutdown_loses_no_acknowledged_token() {
     let mut tasks = Vec::new();
     for i in 0..300 {
         let sock = d.sock.clone();
-        let req = common::tokenize_request(&d.keys.tokenize, SEED_003);
+        let req = vault_testkit::daemon::tokenize_request(&d.keys.tokenize, SEED_003);
         tasks.push(tokio::spawn(async move {
             if i >= 100 {
                 tokio::time::sleep(Duration::from_micros(200 * (i - 100))).await;
             }
-            common::try_raw(&sock, &req).await
+            vault_testkit::daemon::try_raw(&sock, &req).await
         }));
     }
     tokio::time::sleep(Duration::from_millis(15)).await;
@@ -129,8 +121,8 @@ async fn shutdown_loses_no_acknowledged_token() {
     drop(vault);
     let vault = Vault::open(
         dir.path().join("vault"),
-        &common::passphrase(),
-        common::options(clock),
+        &vault_testkit::daemon::passphrase(),
+        vault_testkit::daemon::options(clock),
     )
     .unwrap();
     let m = MerchantId::new(890_490).unwrap();
@@ -200,7 +192,7 @@ async fn idle_connections_are_closed() {
         .await
         .unwrap();
     let (out, took) = read_until_closed(&mut s).await;
-    assert_eq!(common::parse(&out).unwrap().status, 200);
+    assert_eq!(vault_testkit::daemon::parse(&out).unwrap().status, 200);
     assert!(took < Duration::from_secs(2), "{took:?}");
 }
 
@@ -214,7 +206,7 @@ async fn slow_body_times_out() {
     );
     s.write_all(head.as_bytes()).await.unwrap();
     let (out, took) = read_until_closed(&mut s).await;
-    let r = common::parse(&out).unwrap();
+    let r = vault_testkit::daemon::parse(&out).unwrap();
     assert_eq!(r.status, 408, "{}", r.text());
     assert!(took < Duration::from_secs(2));
 }
@@ -241,7 +233,7 @@ const HEALTH_CLOSE: &[u8] = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: clo
 async fn health_eventually(sock: &std::path::Path, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
-        if let Some(r) = common::raw(sock, HEALTH_CLOSE).await {
+        if let Some(r) = vault_testkit::daemon::raw(sock, HEALTH_CLOSE).await {
             assert_eq!(r.status, 200);
             return;
         }
@@ -267,7 +259,11 @@ async fn one_uid_cannot_hold_more_than_its_share() {
     let a = held_unix(&d.sock).await;
     let _b = held_unix(&d.sock).await;
     // The third connection of the same uid is closed at once, unanswered.
-    assert!(common::raw(&d.sock, HEALTH_CLOSE).await.is_none());
+    assert!(
+        vault_testkit::daemon::raw(&d.sock, HEALTH_CLOSE)
+            .await
+            .is_none()
+    );
     // Closing one gives its place back.
     drop(a);
     health_eventually(&d.sock, Duration::from_secs(10)).await;
@@ -289,9 +285,9 @@ async fn one_tcp_address_cannot_crowd_out_another() {
     let dir = tempfile::tempdir().unwrap();
     let vault = Vault::create(
         dir.path().join("v"),
-        &common::passphrase(),
-        common::options(std::sync::Arc::new(vault_service::ManualClock::new(
-            common::T0,
+        &vault_testkit::daemon::passphrase(),
+        vault_testkit::daemon::options(std::sync::Arc::new(vault_service::ManualClock::new(
+            vault_testkit::daemon::T0,
         ))),
     )
     .unwrap();
@@ -314,7 +310,7 @@ async fn one_tcp_address_cannot_crowd_out_another() {
         let _ = s.write_all(HEALTH_CLOSE).await;
         let mut out = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
-        common::parse(&out).map(|r| r.status)
+        vault_testkit::daemon::parse(&out).map(|r| r.status)
     };
     // 127.0.0.1 holds its one place with a served keep-alive connection.
     let mut held = from([127, 0, 0, 1]).await;

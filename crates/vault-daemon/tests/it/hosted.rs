@@ -1,11 +1,8 @@
 //! The hosted-fields session API through the daemon: `POST /processing-terminals/{id}/hosted-fields-sessions`,
 //! every error status they list, idempotent replay, and the card capture that spends the session.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::{Resp, TestDaemon, raw};
 use vault_service::{MerchantId, Scope, Scopes, SessionToken, TerminalId};
+use vault_testkit::daemon::{Resp, TestDaemon, raw};
 
 const TERMINAL: &str = "1234001";
 const KEY_A: &str = "8e03978e-40d5-43e8-bc93-6894a57f9324";
@@ -244,10 +241,13 @@ async fn seed_002_every_error_status() {
     let r = h.create(&fresh_key(), r#"{"scenario":"payment"}"#).await;
     assert_eq!(problem(&r, 400), ["libVersion"]);
     // secureTokenId must be a live token of this merchant.
-    let other_token = h.d.tokenize(&h.d.keys.other, common::SEED_003).await.json()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let other_token =
+        h.d.tokenize(&h.d.keys.other, vault_testkit::daemon::SEED_003)
+            .await
+            .json()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
     let r = h
         .create(
             &fresh_key(),

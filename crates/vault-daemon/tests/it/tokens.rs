@@ -1,15 +1,7 @@
 //! The token routes over a real Unix socket: the token API example, every success and error status.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::print_stderr
-)]
 
-mod common;
-
-use common::{SEED_003, TestDaemon};
 use serde_json::{Value, json};
+use vault_testkit::daemon::{SEED_003, TestDaemon};
 
 fn is_token(v: &Value) -> bool {
     v.as_str().is_some_and(|s| {
@@ -124,12 +116,14 @@ async fn authentication_and_scopes() {
     assert_eq!(r.status, 403);
 }
 
-async fn raw_with_auth(d: &TestDaemon, auth: &str) -> common::Resp {
+async fn raw_with_auth(d: &TestDaemon, auth: &str) -> vault_testkit::daemon::Resp {
     let req = format!(
         "POST /v2/tokens HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{SEED_003}",
         SEED_003.len()
     );
-    common::raw(&d.sock, req.as_bytes()).await.unwrap()
+    vault_testkit::daemon::raw(&d.sock, req.as_bytes())
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,7 +287,7 @@ async fn every_invalid_field_is_named() {
     )
     .into_bytes();
     req.extend_from_slice(&body);
-    let r = common::raw(&d.sock, &req).await.unwrap();
+    let r = vault_testkit::daemon::raw(&d.sock, &req).await.unwrap();
     assert_eq!(r.status, 400);
     assert_eq!(r.error_fields(), [("body".into(), "invalid_utf8".into())]);
 }
@@ -319,7 +313,9 @@ async fn size_media_type_route_and_method_errors() {
         req.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
     }
     req.push_str("0\r\n\r\n");
-    let r = common::raw(&d.sock, req.as_bytes()).await.unwrap();
+    let r = vault_testkit::daemon::raw(&d.sock, req.as_bytes())
+        .await
+        .unwrap();
     assert_eq!(r.status, 413);
     // 415.
     for ct in ["text/plain", "application/x-www-form-urlencoded"] {
@@ -328,7 +324,9 @@ async fn size_media_type_route_and_method_errors() {
             d.keys.tokenize,
             SEED_003.len()
         );
-        let r = common::raw(&d.sock, req.as_bytes()).await.unwrap();
+        let r = vault_testkit::daemon::raw(&d.sock, req.as_bytes())
+            .await
+            .unwrap();
         assert_eq!(r.status, 415);
         assert_eq!(r.json()["status"], "unsupported-media-type");
     }
@@ -338,7 +336,10 @@ async fn size_media_type_route_and_method_errors() {
         SEED_003.len()
     );
     assert_eq!(
-        common::raw(&d.sock, req.as_bytes()).await.unwrap().status,
+        vault_testkit::daemon::raw(&d.sock, req.as_bytes())
+            .await
+            .unwrap()
+            .status,
         415
     );
     // 404 unknown route, 405 wrong method.

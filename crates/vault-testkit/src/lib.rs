@@ -1,0 +1,16 @@
+//! `vault-testkit`: what cardvault's tests, benches and fuzz targets share (rustls-test style).
+//! A dev-dependency only, never published.
+//!
+//! - [`clock`]: the fixed test instant and a manual clock on it.
+//! - [`vault`]: a test vault (fast KDF, flushed writes, small cache) and its merchants and cards.
+//! - [`daemon`]: a daemon on a Unix socket in a temp dir, with merchants and API keys, and a
+//!   raw HTTP/1.1 client.
+//! - [`cards`]: Luhn-valid test PANs.
+//! - [`scan`]: byte scanners for leak tests (does any file under a directory hold these bytes).
+#![forbid(unsafe_code)]
+
+pub mod cards;
+pub mod clock;
+pub mod daemon;
+pub mod scan;
+pub mod vault;
