@@ -1,6 +1,9 @@
 //! The client against a real daemon: a vault in a temp dir, `vault_daemon::serve` on a temp
 //! socket, every call driven through the client.
-#![allow(clippy::unwrap_used, clippy::panic)]
+//!
+//! `#![cfg(test)]` (always true here) marks the whole binary as test code for clippy's
+//! `allow-*-in-tests` (clippy.toml), helpers outside `#[test]` functions included.
+#![cfg(test)]
 
 use std::{path::PathBuf, time::Duration};
 

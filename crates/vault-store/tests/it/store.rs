@@ -1,6 +1,5 @@
 //! The store against a real sled directory: format version refusal, the directory lock, and group
 //! commits that share one fsync between concurrent writers.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{sync::Arc, thread};
 

@@ -15,6 +15,7 @@ use vault_core::{
     KeySource, Keyring, MerchantId, Metadata, Pan, Passphrase, RecordBinding, SecretKey, Token,
     open_record, seal_record, sealed_dek_id,
 };
+use vault_testkit::cards::luhn_complete;
 
 const NOW: OffsetDateTime = datetime!(2025-06-01 12:00:00 UTC);
 
@@ -33,28 +34,6 @@ fn key_file() -> KeySource {
 
 fn keyring() -> &'static Keyring {
     &VAULT.1
-}
-
-/// Appends the Luhn check digit to `body` (ASCII digits).
-fn with_luhn(body: &[u8]) -> String {
-    let sum: u32 = body
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, d)| {
-            let d = u32::from(d - b'0');
-            if i % 2 == 0 {
-                let x = d * 2;
-                if x > 9 { x - 9 } else { x }
-            } else {
-                d
-            }
-        })
-        .sum();
-    let check = (10 - sum % 10) % 10;
-    let mut s = String::from_utf8(body.to_vec()).expect("digits");
-    s.push(char::from_digit(check, 10).expect("one digit"));
-    s
 }
 
 /// The parts of a card record, as plain values (a `CardRecord` itself holds secrets and has no
@@ -94,14 +73,14 @@ impl Card {
 
 fn card() -> impl Strategy<Value = Card> {
     (
-        proptest::collection::vec(b'0'..=b'9', 11..=18),
+        proptest::collection::vec(0u8..=9, 11..=18),
         2000u16..=2099,
         1u8..=12,
         proptest::option::of("[A-Za-z]{1,20}( [A-Za-z]{1,20})?"),
         proptest::collection::btree_map("[a-z_]{1,12}", "[ -~]{0,40}", 0..4),
     )
         .prop_map(|(body, year, month, name, metadata)| Card {
-            pan: with_luhn(&body),
+            pan: luhn_complete(body),
             year,
             month,
             name,

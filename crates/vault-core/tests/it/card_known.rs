@@ -2,32 +2,10 @@
 //! the edges of the brand ranges.
 
 use vault_core::{Brand, CardError, Pan};
+use vault_testkit::cards::pan_with_prefix as with_prefix;
 
 fn pan(s: &str) -> Pan {
     Pan::parse(s).expect("a valid test PAN")
-}
-
-/// A Luhn-valid PAN of `len` digits that starts with `prefix` (zeros in between).
-fn with_prefix(prefix: &str, len: usize) -> String {
-    let mut digits: Vec<u32> = prefix.bytes().map(|b| u32::from(b - b'0')).collect();
-    digits.resize(len - 1, 0);
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            if i % 2 == 0 {
-                [0, 2, 4, 6, 8, 1, 3, 5, 7, 9][d as usize]
-            } else {
-                d
-            }
-        })
-        .sum();
-    digits.push((10 - sum % 10) % 10);
-    digits
-        .iter()
-        .map(|d| char::from_digit(*d, 10).expect("a digit"))
-        .collect()
 }
 
 #[test]

@@ -1,7 +1,6 @@
 //! The backup's point-in-time capture, deterministically: writes made between export steps (from
 //! the progress callback) to keys already exported and to keys not yet exported never show in the
 //! backup, which restores to exactly the state at the start.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use vault_store::{DedupeKey, LookupId, Store, StoreError, StoreOptions, StoredRecord};
 

@@ -6,24 +6,7 @@ use std::collections::BTreeMap;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use vault_core::{CardError, CardRecord, CardholderName, Cvv, Expiry, Metadata, Pan};
-
-fn luhn_complete(mut digits: Vec<u8>) -> String {
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            let d = u32::from(d);
-            if i % 2 == 0 {
-                [0, 2, 4, 6, 8, 1, 3, 5, 7, 9][d as usize]
-            } else {
-                d
-            }
-        })
-        .sum();
-    digits.push(u8::try_from((10 - sum % 10) % 10).expect("a digit"));
-    digits.iter().map(|d| char::from(b'0' + d)).collect()
-}
+use vault_testkit::cards::luhn_complete;
 
 fn luhn_pan() -> impl Strategy<Value = String> {
     (12usize..=19)
