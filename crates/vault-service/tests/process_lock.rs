@@ -1,6 +1,6 @@
 //! One writer per directory, across processes: while this process holds the vault open, a second
 //! process gets a clear "vault is in use" error; once it closes, the other process can open it.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+#![cfg(test)]
 
 mod common;
 

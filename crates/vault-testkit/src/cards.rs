@@ -25,6 +25,15 @@ pub fn luhn_complete(mut body: Vec<u8>) -> String {
     body.iter().map(|x| char::from(b'0' + x)).collect()
 }
 
+/// Whether `s` is all ASCII digits and passes the Luhn check.
+pub fn luhn_valid(s: &str) -> bool {
+    let Some((&check, body)) = s.as_bytes().split_last() else {
+        return false;
+    };
+    s.bytes().all(|b| b.is_ascii_digit())
+        && luhn_check_digit(&body.iter().map(|b| b - b'0').collect::<Vec<_>>()) == check - b'0'
+}
+
 /// The digits of `prefix` (ASCII digits) as values 0-9.
 fn digits(prefix: &str) -> Vec<u8> {
     prefix
@@ -70,5 +79,7 @@ mod tests {
         let pan = random_pan(&mut rand::rng(), "51", 16);
         assert_eq!(pan.len(), 16);
         assert!(pan.starts_with("51"));
+        assert!(luhn_valid(&pan) && luhn_valid("4242424242424242"));
+        assert!(!luhn_valid("4242424242424241") && !luhn_valid("") && !luhn_valid("42a2"));
     }
 }

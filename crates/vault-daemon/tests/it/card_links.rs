@@ -1,30 +1,13 @@
 //! Who sees fingerprints and customer ids, and the masked-form limit on tokenization.
 
 use vault_service::{MerchantId, Scope, Scopes};
-use vault_testkit::daemon::TestDaemon;
+use vault_testkit::{cards::luhn_valid, daemon::TestDaemon};
 
 /// Luhn-valid 16-digit numbers `424242 xxxxxx 4242`, all with the same masked form.
 fn same_mask_pans(n: usize) -> Vec<String> {
-    let luhn_ok = |s: &str| {
-        let sum: u32 = s
-            .bytes()
-            .rev()
-            .enumerate()
-            .map(|(i, b)| {
-                let d = u32::from(b - b'0');
-                if i % 2 == 1 {
-                    let d2 = d * 2;
-                    if d2 > 9 { d2 - 9 } else { d2 }
-                } else {
-                    d
-                }
-            })
-            .sum();
-        sum.is_multiple_of(10)
-    };
     (0..1_000_000u32)
         .map(|mid| format!("424242{mid:06}4242"))
-        .filter(|p| luhn_ok(p))
+        .filter(|p| luhn_valid(p))
         .take(n)
         .collect()
 }
