@@ -6,11 +6,13 @@
 //! - [`daemon`]: a daemon on a Unix socket in a temp dir, with merchants and API keys, and a
 //!   raw HTTP/1.1 client.
 //! - [`cards`]: Luhn-valid test PANs.
+//! - [`model`]: the reference model of the token lifecycle (proptest model test and fuzz target).
 //! - [`scan`]: byte scanners for leak tests (does any file under a directory hold these bytes).
 #![forbid(unsafe_code)]
 
 pub mod cards;
 pub mod clock;
 pub mod daemon;
+pub mod model;
 pub mod scan;
 pub mod vault;
