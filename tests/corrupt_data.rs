@@ -15,7 +15,7 @@
 //! vault whose last writes are only in the log: a child process adds cards and exits without
 //! closing the vault. A torn append at its end must open with every acknowledged card; damage
 //! before intact entries must be refused.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+#![cfg(test)]
 
 mod common;
 
@@ -34,6 +34,7 @@ use vault_service::{
     Durability, Expiry, KdfParams, KeySource, ManualClock, MerchantId, NewCard, Pan, SecretKey,
     Token, TokenizeOptions, Vault, VaultError, VaultOptions,
 };
+use vault_testkit::files::copy_dir;
 
 const CARDS: usize = 400;
 /// Cards added by the child that exits without closing the vault (so they are in the log).
@@ -189,19 +190,6 @@ fn build(dir: &Path) {
         tokens.push('\n');
     }
     fs::write(dir.join("tokens"), tokens).unwrap();
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// Deterministic bytes (xorshift64*), no dependency on the RNG's stream.

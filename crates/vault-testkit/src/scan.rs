@@ -2,21 +2,9 @@
 //! Leak tests assert negatives with these; each should also prove, on a planted marker, that
 //! the same scan finds what it looks for (a positive control).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// Every file under `dir`, recursively.
-pub fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).expect("read_dir") {
-        let p = e.expect("dir entry").path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
+use crate::files::walk;
 
 /// Whether `hay` holds `needle` anywhere (any alignment, not only as text).
 pub fn bytes_contain(hay: &[u8], needle: &[u8]) -> bool {

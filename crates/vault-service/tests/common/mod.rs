@@ -8,7 +8,8 @@ use std::path::Path;
 pub use vault_testkit::{
     cards::{luhn_check_digit, random_pan},
     clock::T0,
-    scan::{files_contain, walk},
+    files::{copy_dir, walk},
+    scan::files_contain,
     vault::{card, merchant, new_vault, options, passphrase, reopen},
 };
 

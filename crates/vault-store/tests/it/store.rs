@@ -4,6 +4,7 @@
 use std::{sync::Arc, thread};
 
 use vault_store::{DedupeKey, LookupId, Store, StoreError, StoreOptions, StoredRecord};
+use vault_testkit::files::copy_dir_except;
 
 fn record(i: u64) -> StoredRecord {
     StoredRecord {
@@ -199,20 +200,7 @@ fn a_full_write_queue_refuses_at_once_and_stays_bounded() {
 fn crashed_copy(store: Store, to: &std::path::Path) {
     let from = store.dir().to_path_buf();
     std::mem::forget(store);
-    copy_dir(&from, to);
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else if e.file_name() != "cardvault.lock" {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
+    copy_dir_except(&from, to, Some("cardvault.lock"));
 }
 
 /// Where the log's entries end (its tail is zeros).
@@ -281,7 +269,7 @@ fn a_torn_log_tail_opens_and_a_damaged_middle_is_refused() {
 
     // An append cut by the crash (never acknowledged): half an entry at the end.
     let torn = dir.path().join("torn");
-    copy_dir(&pristine, &torn);
+    copy_dir_except(&pristine, &torn, Some("cardvault.lock"));
     let mut b = log.clone();
     let end = log_end(&log);
     b[end..end + 40].copy_from_slice(&log[16..16 + 40]);
@@ -296,7 +284,7 @@ fn a_torn_log_tail_opens_and_a_damaged_middle_is_refused() {
     // A flipped byte in the first entry, intact acknowledged entries after it: refused, even
     // though sled may already hold that group.
     let middle = dir.path().join("middle");
-    copy_dir(&pristine, &middle);
+    copy_dir_except(&pristine, &middle, Some("cardvault.lock"));
     let mut b = log.clone();
     b[40] ^= 0x10;
     std::fs::write(middle.join("wal"), &b).unwrap();
@@ -358,7 +346,7 @@ fn a_log_that_starts_past_the_tree_is_lost_writes() {
     let early = dir.path().join("early");
     let crashed = dir.path().join("crashed");
     crashed_copy(store, &crashed);
-    copy_dir(&crashed, &early);
+    copy_dir_except(&crashed, &early, Some("cardvault.lock"));
     // Drop the first entry of the log: the log now starts at group 2 while the tree has 0.
     let log = std::fs::read(crashed.join("wal")).unwrap();
     let first_len = u32::from_be_bytes(log[16..20].try_into().unwrap()) as usize;
