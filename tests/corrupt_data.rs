@@ -24,17 +24,15 @@ use std::{
     io::Read,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
 use rand::{SeedableRng, rngs::StdRng};
-use time::macros::datetime;
 use vault_service::{
-    Durability, Expiry, KdfParams, KeySource, ManualClock, MerchantId, NewCard, Pan, SecretKey,
-    Token, TokenizeOptions, Vault, VaultError, VaultOptions,
+    Durability, Expiry, KeySource, MerchantId, NewCard, Pan, SecretKey, Token, TokenizeOptions,
+    Vault, VaultError, VaultOptions,
 };
-use vault_testkit::files::copy_dir;
+use vault_testkit::{clock::manual_clock, files::copy_dir};
 
 const CARDS: usize = 400;
 /// Cards added by the child that exits without closing the vault (so they are in the log).
@@ -46,9 +44,8 @@ const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 fn options() -> VaultOptions {
     VaultOptions {
         durability: Durability::Sync,
-        kdf: KdfParams::insecure_for_tests(),
-        clock: Arc::new(ManualClock::new(datetime!(2026-11-21 12:00:00 UTC))),
         cache_capacity: 1 << 20,
+        ..vault_testkit::vault::options(manual_clock())
     }
 }
 

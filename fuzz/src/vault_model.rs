@@ -11,11 +11,11 @@ use std::sync::Arc;
 use arbitrary::Arbitrary;
 use time::OffsetDateTime;
 use vault_service::{
-    CustomerId, Durability, Expiry, KdfParams, KeySource, ManualClock, MerchantId, NewCard, Pan,
-    SecretKey, Token, TokenizeOptions, TokenizeRequest, UpdateOptions, Vault, VaultError,
-    VaultOptions,
+    CustomerId, Durability, Expiry, KeySource, ManualClock, MerchantId, NewCard, Pan, SecretKey,
+    Token, TokenizeOptions, TokenizeRequest, UpdateOptions, Vault, VaultError, VaultOptions,
 };
 use vault_testkit::model::{CUSTOMERS, Entry, Model, PANS};
+
 /// Far enough ahead that no sequence of `Advance`s (capped at ten years in all) expires it.
 const EXPIRY: &str = "4912";
 /// Most operations per input; longer inputs are cut (each op may cost a commit).
@@ -326,9 +326,8 @@ fn open(dir: &std::path::Path, clock: &Arc<ManualClock>, create: bool) -> Result
     let key = KeySource::KeyFile(SecretKey::from_bytes([9; 32]));
     let options = VaultOptions {
         durability: Durability::Deferred { interval_ms: 1000 },
-        kdf: KdfParams::insecure_for_tests(),
-        clock: clock.clone(),
         cache_capacity: 4 << 20,
+        ..vault_testkit::vault::options(clock.clone())
     };
     let vault = if create {
         Vault::create(dir.join("vault"), &key, options)

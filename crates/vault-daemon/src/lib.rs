@@ -26,7 +26,14 @@
 //! | `POST /v2/tokens/batch` | tokenize | 200, one result per item (`status` 201 or 400) |
 //! | `GET`/`PUT`/`DELETE /v2/tokens/{token}` | tokenize | 200 / 200 / 204 |
 //! | `POST /v2/tokens/{token}/reveal` | reveal | 200 (PAN and expiry) |
-//! | `/admin/...` (merchants, apikeys, terminals, keys, sweep, stats) | admin | 200 / 201 / 204 |
+//! | `/admin/...` (merchants, apikeys, terminals, keys, sweep, stats, backup, audit) | admin | 200 / 201 / 204 |
+//! | `POST /token` | merchant password in the form | 200, a session token |
+//! | `POST /payments` | session token (optionally a reveal key) | 200 |
+//! | `OPTIONS /token`, `OPTIONS /payments` | none (CORS preflight) | 204 |
+//! | `POST /payments/{txId}/card` | reveal | 200 (the payment's card) |
+//! | `POST /payments/{txId}/result` | tokenize or reveal | 200 |
+//! | `POST /processing-terminals/{id}/hosted-fields-sessions` | sessions | 201 |
+//! | `GET /hosted-fields/v1/{asset}` | none | 200 (the hosted-fields library and frame) |
 //!
 //! Errors of the token and admin APIs are `{"status":"<kind>","errors":[{"field","code",
 //! "message"}]}` (the gateway routes answer their `{"result":"failure",...}` envelope and

@@ -14,29 +14,18 @@ use tokio::{
     task::JoinHandle,
 };
 use vault_daemon::{DaemonConfig, DaemonError, bind_unix, serve};
-use vault_service::{
-    Durability, KdfParams, KeySource, ManualClock, MerchantId, Passphrase, Scope, Scopes, Vault,
-    VaultOptions,
-};
+use vault_service::{KeySource, ManualClock, MerchantId, Scope, Scopes, Vault};
 
 pub use crate::clock::T0;
 
 /// A tokenize body (the seed's example 003).
 pub const SEED_003: &str = r#"{"type":"card","card":{"pan":"4242424242424242","expiration_date":"2802"},"metadata":{"description":"Card description - optional value"}}"#;
 
+pub use crate::vault::options;
+
 /// The test daemon's vault passphrase.
 pub fn passphrase() -> KeySource {
-    KeySource::Passphrase(Passphrase::new("daemon test passphrase".to_owned()).unwrap())
-}
-
-/// The test daemon's vault options.
-pub fn options(clock: Arc<ManualClock>) -> VaultOptions {
-    VaultOptions {
-        durability: Durability::Flush,
-        kdf: KdfParams::insecure_for_tests(),
-        clock,
-        cache_capacity: 16 * 1024 * 1024,
-    }
+    crate::vault::passphrase("daemon test passphrase")
 }
 
 /// API keys of the test merchants.
