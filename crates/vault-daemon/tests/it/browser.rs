@@ -28,34 +28,14 @@ use vault_service::{
     SessionKind, SessionOptions, TerminalId, Token, TokenizeOptions, Vault,
 };
 
+use crate::hosted_fields::base64;
+
 const CHECKOUT: &str = include_str!("../../../../examples/hosted-fields/checkout.html");
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 const TERMINAL: &str = "1234001";
 
 fn merchant() -> MerchantId {
     MerchantId::new(890_490).unwrap()
-}
-
-/// The standard base64 alphabet, padded (for the SRI hash).
-fn base64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// `sha384-...` of `bytes`.

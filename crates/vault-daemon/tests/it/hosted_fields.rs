@@ -31,7 +31,8 @@ fn session(d: &TestDaemon) -> String {
         .to_string()
 }
 
-fn base64(bytes: &[u8]) -> String {
+/// The standard base64 alphabet, padded (for the SRI hash).
+pub(crate) fn base64(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {

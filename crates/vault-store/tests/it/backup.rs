@@ -4,6 +4,8 @@
 
 use vault_store::{DedupeKey, LookupId, Store, StoreError, StoreOptions, StoredRecord};
 
+use crate::store::id;
+
 fn record(i: u64, tag: u8) -> StoredRecord {
     StoredRecord {
         merchant: 1,
@@ -16,12 +18,6 @@ fn record(i: u64, tag: u8) -> StoredRecord {
         customer: None,
         sealed: vec![tag; 40],
     }
-}
-
-fn id(i: u64) -> LookupId {
-    let mut b = [0u8; 16];
-    b[..8].copy_from_slice(&i.to_be_bytes());
-    LookupId(b)
 }
 
 fn put(store: &Store, ids: Vec<u64>, tag: u8) {

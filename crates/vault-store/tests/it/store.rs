@@ -20,7 +20,8 @@ fn record(i: u64) -> StoredRecord {
     }
 }
 
-fn id(i: u64) -> LookupId {
+/// The lookup id of record `i`.
+pub(crate) fn id(i: u64) -> LookupId {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&i.to_be_bytes());
     LookupId(b)
