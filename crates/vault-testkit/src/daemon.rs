@@ -55,8 +55,39 @@ pub struct TestDaemon {
     pub clock: Arc<ManualClock>,
     /// The test merchants' API keys.
     pub keys: Keys,
+    server: Server,
+}
+
+/// `vault_daemon::serve` on a Unix socket in a task, until [`Server::stop`].
+pub struct Server {
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), DaemonError>>>,
+}
+
+impl Server {
+    /// Binds `sock` (mode `0600`) and serves `vault` on it with `config`.
+    pub async fn start(vault: &Vault, sock: &Path, config: DaemonConfig) -> Self {
+        let listener = bind_unix(sock, 0o600).await.expect("bind the test socket");
+        let (stop, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(serve(listener, vault.clone(), config, async {
+            let _ = rx.await;
+        }));
+        Self {
+            stop: Some(stop),
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops the daemon and waits for `serve` to return.
+    pub async fn stop(&mut self) -> Result<(), DaemonError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.handle.take() {
+            Some(h) => h.await.expect("the daemon task"),
+            None => Ok(()),
+        }
+    }
 }
 
 impl TestDaemon {
@@ -77,31 +108,20 @@ impl TestDaemon {
         .unwrap();
         let keys = setup(&vault);
         let sock = dir.path().join("run").join("cardvault.sock");
-        let listener = bind_unix(&sock, 0o600).await.unwrap();
-        let (stop, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(serve(listener, vault.clone(), config, async {
-            let _ = rx.await;
-        }));
+        let server = Server::start(&vault, &sock, config).await;
         Self {
             dir,
             sock,
             vault,
             clock,
             keys,
-            stop: Some(stop),
-            handle: Some(handle),
+            server,
         }
     }
 
     /// Stops the daemon and waits for `serve` to return.
     pub async fn stop(&mut self) -> Result<(), DaemonError> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        match self.handle.take() {
-            Some(h) => h.await.unwrap(),
-            None => Ok(()),
-        }
+        self.server.stop().await
     }
 
     /// One request on a fresh connection (`Connection: close`), a JSON body if any.
