@@ -1,5 +1,6 @@
 //! The daemon's integration tests, one binary (rustls style): one module per theme. Helpers come
-//! from `vault-testkit` (`vault_testkit::daemon`).
+//! from `vault-testkit` (`vault_testkit::daemon`). `tests/malformed.rs` is its own binary: it
+//! measures the process's resident set, which the other tests running alongside would grow.
 //!
 //! `#![cfg(test)]` (always true here) marks the whole binary as test code for clippy's
 //! `allow-*-in-tests` (clippy.toml), helpers outside `#[test]` functions included.
