@@ -11,9 +11,10 @@ use std::{
 };
 
 use anyhow::{Context, bail};
+use cardvault::gateway::{Terminal, TerminalId};
 use cardvault::{
-    ApiKeyInfo, DekState, MerchantId, Scopes, StoreError, TerminalId, Vault, VaultError,
-    VaultOptions, VaultStats,
+    ApiKeyInfo, DekState, MerchantId, Scopes, StoreError, Vault, VaultError, VaultOptions,
+    VaultStats,
 };
 use clap::{Args, Subcommand};
 use indicatif::ProgressBar;
@@ -491,7 +492,8 @@ pub(crate) fn terminal(cmd: TerminalCmd) -> anyhow::Result<()> {
             let t = match Conn::open(&target)? {
                 Conn::Offline(v) => {
                     let m = MerchantId::parse(&merchant).context("merchant id")?;
-                    terminal_view(&v.add_terminal(m, TerminalId::parse(&id)?)?)
+                    let g = cardvault::gateway::Gateway::new(v);
+                    terminal_view(&g.add_terminal(m, TerminalId::parse(&id)?)?)
                 }
                 Conn::Remote { rt, client } => {
                     rt.block_on(client.terminal_add(&TerminalAddRequest {
@@ -513,7 +515,8 @@ pub(crate) fn terminal(cmd: TerminalCmd) -> anyhow::Result<()> {
                         .map(MerchantId::parse)
                         .transpose()
                         .context("merchant id")?;
-                    v.terminals(m)?.iter().map(terminal_view).collect()
+                    let g = cardvault::gateway::Gateway::new(v);
+                    g.terminals(m)?.iter().map(terminal_view).collect()
                 }
                 Conn::Remote { rt, client } => {
                     rt.block_on(client.terminals(merchant.as_deref()))?
@@ -704,7 +707,7 @@ fn api_key_view(k: &ApiKeyInfo) -> ApiKeyResponse {
     }
 }
 
-fn terminal_view(t: &cardvault::Terminal) -> TerminalResponse {
+fn terminal_view(t: &Terminal) -> TerminalResponse {
     TerminalResponse {
         terminal_id: t.id.to_string(),
         merchant_id: t.merchant.to_string(),

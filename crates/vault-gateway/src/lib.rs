@@ -13,13 +13,14 @@
 //! - `credentials/`: merchant passwords and logins (`slots.rs` hashing slots, `limits.rs`
 //!   failure limits, `cache.rs` the verification cache);
 //! - `session_token.rs`: [`SessionToken`];
+//! - `terminal.rs`: processing terminals ([`Terminal`], [`TerminalId`]);
 //! - `due_index.rs`: the time-ordered removal index of sessions and payments;
 //! - `error.rs`: [`GatewayError`].
 //!
 //! The gateway writes only through the vault's public seam ([`Vault::prepare_tokenize`],
 //! [`Vault::transact`]): a card captured through a session, the session's spend, the payment
 //! record and the audit entries of all of it commit in one group commit. Its records keep their
-//! store prefixes (`S`/`s` sessions, `Y`/`y` payments); one-click saving is the vault's per-token
+//! store prefixes (`S`/`s` sessions, `Y`/`y` payments, `P` merchant passwords, `T` terminals); one-click saving is the vault's per-token
 //! mark, which the vault clears when the token is deleted or its card changes.
 #![forbid(unsafe_code)]
 
@@ -38,6 +39,7 @@ mod error;
 mod payment;
 mod session;
 mod session_token;
+mod terminal;
 
 pub use credentials::{LoginPolicy, LoginStats, MerchantPassword};
 pub use cvv::{Cvv, EphemeralKey, SealedCvv};
@@ -48,6 +50,7 @@ pub use payment::{
 };
 pub use session::{SESSION_TTL, Session, SessionKind, SessionOptions, SessionView};
 pub use session_token::SessionToken;
+pub use terminal::{Terminal, TerminalId};
 
 /// The generator for key material (the CVV key, password salts, the verification-cache key):
 /// the operating system's. A failing OS generator is unrecoverable: the call panics.

@@ -13,7 +13,9 @@ use hmac::{KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use vault_core::{CustomerId, MerchantId, Token};
-use vault_service::{TerminalId, Txn};
+use vault_service::Txn;
+
+use crate::TerminalId;
 
 use crate::{Actor, AuditAction, Gateway, GatewayError, SessionToken};
 
@@ -365,7 +367,7 @@ impl Gateway {
         let now = self.vault.now();
         let now = now.replace_nanosecond(0).unwrap_or(now);
         if let Some(t) = &options.terminal {
-            match self.vault.terminal(t)? {
+            match self.terminal(t)? {
                 Some(term) if term.merchant == merchant => {}
                 // Another merchant's terminal and an unknown one look the same (the hosted-fields session API
                 // list no 404): which terminal ids exist is not the caller's business.

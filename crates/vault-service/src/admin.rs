@@ -1,4 +1,4 @@
-//! Merchants, their API keys and their processing terminals.
+//! Merchants and their API keys.
 //!
 //! API keys look like `cvk_<16 hex id>_<64 hex secret>`. Only
 //! `HMAC-SHA256(vault "api-key" MAC key, secret)` is stored; the key itself is shown once, at
@@ -25,7 +25,6 @@ type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 const MERCHANT_PREFIX: u8 = b'M';
 const APIKEY_PREFIX: u8 = b'K';
-const TERMINAL_PREFIX: u8 = b'T';
 const RECORD_VERSION: u8 = 1;
 
 /// What an API key may do.
@@ -246,49 +245,6 @@ impl Principal {
     }
 }
 
-/// A processing terminal: 4-50 characters of `[A-Za-z0-9_-]`, owned by one merchant.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TerminalId(String);
-
-impl TerminalId {
-    /// Parses and validates.
-    pub fn parse(s: &str) -> Result<Self, VaultError> {
-        let ok = (4..=50).contains(&s.len())
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if ok {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(VaultError::field(
-                "processingTerminalId",
-                "invalid",
-                "terminal id must be 4-50 characters of [A-Za-z0-9_-]",
-            ))
-        }
-    }
-    /// The id.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for TerminalId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A terminal and its merchant.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Terminal {
-    /// Its id.
-    pub id: TerminalId,
-    /// Its merchant.
-    pub merchant: MerchantId,
-    /// When it was added.
-    pub created_at: OffsetDateTime,
-}
-
 #[derive(Serialize, Deserialize)]
 struct MerchantRec {
     v: u8,
@@ -306,13 +262,6 @@ struct ApiKeyRec {
     label: String,
     created_at: i64,
     revoked: bool,
-}
-
-#[derive(Serialize, Deserialize)]
-struct TerminalRec {
-    v: u8,
-    merchant: u64,
-    created_at: i64,
 }
 
 /// In-memory cache of API key records, so authentication costs one HMAC and no I/O, and the keyed
@@ -507,23 +456,6 @@ impl Vault {
         // Aggregated per socket peer per minute: a flood of bad keys adds one entry a minute.
         self.record_auth_failure(&actor, AuditOutcome::of(&r));
         r
-    }
-
-    /// Adds a terminal for an existing merchant. Refused if the id exists. Audited
-    /// (`admin.terminal.add`).
-    pub fn add_terminal(
-        &self,
-        merchant: MerchantId,
-        id: TerminalId,
-    ) -> Result<Terminal, VaultError> {
-        let detail = Some(format!("merchant={merchant},terminal={id}"));
-        let d = detail.clone();
-        self.audited(
-            AuditAction::AdminTerminalAdd,
-            None,
-            |_| d,
-            |entry| self.add_terminal_with(merchant, id, entry, detail),
-        )
     }
 
     fn key_hash(&self, secret: &[u8]) -> [u8; 32] {
@@ -778,76 +710,6 @@ impl Vault {
             key_id,
             scopes,
         }))
-    }
-
-    /// Adds a terminal for an existing merchant. Refused if the id exists.
-    fn add_terminal_with(
-        &self,
-        merchant: MerchantId,
-        id: TerminalId,
-        entry: Entry,
-        detail: Option<String>,
-    ) -> Result<Terminal, VaultError> {
-        if self.merchant(merchant)?.is_none() {
-            return Err(VaultError::field(
-                "merchant_id",
-                "unknown",
-                "no merchant with this id",
-            ));
-        }
-        let now = self.now();
-        let rec = TerminalRec {
-            v: MAC_VERSION,
-            merchant: merchant.get(),
-            created_at: now.unix_timestamp(),
-        };
-        let k = key(TERMINAL_PREFIX, id.as_str().as_bytes());
-        let bytes = self.seal_record(RecordKind::TERMINAL, &k, encode(&rec));
-        let message = "a terminal with this id exists";
-        self.insert_new(k, bytes, "terminal_id", message, entry, detail)?;
-        Ok(Terminal {
-            id,
-            merchant,
-            created_at: from_unix(rec.created_at)?,
-        })
-    }
-
-    /// The terminal with this id.
-    pub fn terminal(&self, id: &TerminalId) -> Result<Option<Terminal>, VaultError> {
-        let k = key(TERMINAL_PREFIX, id.as_str().as_bytes());
-        match self.inner.store.get_raw(&k)? {
-            Some(b) => {
-                let r: TerminalRec =
-                    decode_v2(self.open_record(RecordKind::TERMINAL, &k, &b)?, "terminal")?;
-                let merchant = MerchantId::new(r.merchant).map_err(|_| VaultError::Integrity)?;
-                Ok(Some(Terminal {
-                    id: id.clone(),
-                    merchant,
-                    created_at: from_unix(r.created_at)?,
-                }))
-            }
-            None => Ok(None),
-        }
-    }
-
-    /// Terminals, of one merchant or all.
-    pub fn terminals(&self, merchant: Option<MerchantId>) -> Result<Vec<Terminal>, VaultError> {
-        let mut out = Vec::new();
-        for (k, v) in self.inner.store.scan_raw(&[TERMINAL_PREFIX], usize::MAX)? {
-            let id = std::str::from_utf8(k.get(1..).unwrap_or_default())
-                .map_err(|_| VaultError::Integrity)?;
-            let r: TerminalRec =
-                decode_v2(self.open_record(RecordKind::TERMINAL, &k, &v)?, "terminal")?;
-            let m = MerchantId::new(r.merchant).map_err(|_| VaultError::Integrity)?;
-            if merchant.is_none_or(|want| want == m) {
-                out.push(Terminal {
-                    id: TerminalId(id.to_owned()),
-                    merchant: m,
-                    created_at: from_unix(r.created_at)?,
-                });
-            }
-        }
-        Ok(out)
     }
 }
 

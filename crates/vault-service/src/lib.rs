@@ -35,10 +35,7 @@ mod txn;
 mod vault;
 mod write;
 
-pub use admin::{
-    ApiKeyInfo, Caller, Merchant, NewApiKey, Operator, Principal, Scope, Scopes, Terminal,
-    TerminalId,
-};
+pub use admin::{ApiKeyInfo, Caller, Merchant, NewApiKey, Operator, Principal, Scope, Scopes};
 pub use audit::{
     Actor, AuditAction, AuditArchived, AuditEntry, AuditOutcome, AuditReport, AuditThrottle,
     RevealAudit,

@@ -48,16 +48,14 @@ impl RecordKind {
     /// `O` + token lookup id: a per-token mark (see `txn.rs`). Its MAC label is the one the
     /// marks were first written under (the on-disk format).
     pub(crate) const TOKEN_MARK: Self = Self::new(b'O', "record-mac:one-click");
-    /// `T` + terminal id.
-    pub(crate) const TERMINAL: Self = Self::new(b'T', "record-mac:terminal");
 
     /// Records written before MACs existed that the vault migrates once, at open (see the module
-    /// docs): its own kinds, and the layer above's merchant-credential records (`P`), which
+    /// docs): its own kinds, and two kinds of the layer above's records (`P`, `T`), which
     /// predate the seam and so are listed here by their on-disk prefix and label.
     const MIGRATED: [RecordKind; 4] = [
         Self::API_KEY,
         Self::new(b'P', "record-mac:password"),
-        Self::TERMINAL,
+        Self::new(b'T', "record-mac:terminal"),
         Self::TOKEN_MARK,
     ];
 

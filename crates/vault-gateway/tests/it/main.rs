@@ -8,6 +8,7 @@
 #[path = "../../../vault-service/tests/common/mod.rs"]
 mod common;
 
+mod audit;
 mod credentials;
 mod no_leak;
 mod one_click_marks;
@@ -15,3 +16,4 @@ mod record_macs;
 mod seam;
 mod session_tokens;
 mod sessions;
+mod terminals;

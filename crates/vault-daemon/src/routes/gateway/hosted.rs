@@ -8,8 +8,8 @@ use hyper::{
     header::{ACCEPT, HeaderValue, LOCATION},
 };
 use time::format_description::well_known::Rfc3339;
-use vault_gateway::{SessionKind, SessionOptions};
-use vault_service::{Scope, TerminalId, Token};
+use vault_gateway::{SessionKind, SessionOptions, TerminalId};
+use vault_service::{Scope, Token};
 use vault_wire::{HostedFieldsSessionRequest, HostedFieldsSessionResponse};
 
 use bytes::Bytes;
