@@ -15,6 +15,7 @@
 //! - `session_token.rs`: [`SessionToken`];
 //! - `terminal.rs`: processing terminals ([`Terminal`], [`TerminalId`]);
 //! - `due_index.rs`: the time-ordered removal index of sessions and payments;
+//! - `audit.rs`: the gateway's audit actions (codes the vault reserves for it);
 //! - `error.rs`: [`GatewayError`].
 //!
 //! The gateway writes only through the vault's public seam ([`Vault::prepare_tokenize`],
@@ -31,6 +32,7 @@ pub use vault_service::{
     TokenInfo, Vault, VaultError,
 };
 
+pub mod audit;
 mod credentials;
 mod cvv;
 mod cvv_store;
@@ -80,6 +82,7 @@ struct State {
 impl Gateway {
     /// The gateway over `vault` (acting for `vault`'s actor).
     pub fn new(vault: Vault) -> Self {
+        audit::register_actions();
         Self {
             vault,
             state: Arc::default(),

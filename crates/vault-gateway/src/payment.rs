@@ -15,8 +15,7 @@ use vault_core::{
 use vault_service::{RevealedCard, TokenizeOptions, Txn, UpdateOptions};
 
 use crate::{
-    Actor, AuditAction, Cvv, Gateway, GatewayError, NewCard, SessionKind, SessionToken, TokenInfo,
-    VaultError,
+    Actor, Cvv, Gateway, GatewayError, NewCard, SessionKind, SessionToken, TokenInfo, VaultError,
     session::{SessionRec, encode, from_unix, spend_session},
 };
 
@@ -345,7 +344,7 @@ impl Gateway {
         if result.is_err() {
             let outcome = GatewayError::outcome(&result);
             let vault = self.vault.as_actor(&actor);
-            vault.audit(AuditAction::CardCapture, None, outcome)?;
+            vault.audit(crate::audit::CARD_CAPTURE, None, outcome)?;
         }
         result
     }
@@ -383,7 +382,7 @@ impl Gateway {
                 let ok = vault_service::AuditOutcome::Ok;
                 txn.audit(
                     &actor,
-                    AuditAction::CardCapture,
+                    crate::audit::CARD_CAPTURE,
                     Some(&info.token),
                     None,
                     ok,
@@ -416,9 +415,9 @@ impl Gateway {
             let info = txn.commit_new(prepared)?;
             let token = Some(&info.token);
             let ok = vault_service::AuditOutcome::Ok;
-            txn.audit(&actor, AuditAction::CardCapture, token, None, ok.clone())?;
+            txn.audit(&actor, crate::audit::CARD_CAPTURE, token, None, ok.clone())?;
             if let Some(id) = payment {
-                txn.audit(&actor, AuditAction::PaymentUse, token, None, ok)?;
+                txn.audit(&actor, crate::audit::PAYMENT_USE, token, None, ok)?;
                 let p = PaymentRec {
                     v: PAYMENT_VERSION,
                     merchant: merchant.get(),
@@ -493,7 +492,7 @@ impl Gateway {
         };
         let outcome = GatewayError::outcome(&result);
         let vault = self.vault.as_actor(&actor);
-        vault.audit(AuditAction::PaymentUse, token.as_ref(), outcome)?;
+        vault.audit(crate::audit::PAYMENT_USE, token.as_ref(), outcome)?;
         result
     }
 
@@ -595,7 +594,13 @@ impl Gateway {
                 Ok(txn.open_card(merchant, &token)?)
             });
             let outcome = GatewayError::outcome(&opened);
-            txn.audit(&actor, AuditAction::PaymentUse, Some(&token), None, outcome)?;
+            txn.audit(
+                &actor,
+                crate::audit::PAYMENT_USE,
+                Some(&token),
+                None,
+                outcome,
+            )?;
             Ok(opened)
         });
         if !matches!(outcome, Ok(Ok(_))) && hold {
@@ -679,7 +684,8 @@ impl Gateway {
         let result = self.read_payment_card(merchant, id);
         if result.is_err() {
             let outcome = GatewayError::outcome(&result);
-            self.vault.audit(AuditAction::PaymentCard, None, outcome)?;
+            self.vault
+                .audit(crate::audit::PAYMENT_CARD, None, outcome)?;
         }
         let (token, card) = result?;
         let cvv = self.state.cvv.take(id, self.vault.now().unix_timestamp());
@@ -710,7 +716,7 @@ impl Gateway {
         self.vault.transact(move |txn| {
             let card = txn.open_card(merchant, &token)?;
             let ok = vault_service::AuditOutcome::Ok;
-            txn.audit(&actor, AuditAction::PaymentCard, Some(&token), None, ok)?;
+            txn.audit(&actor, crate::audit::PAYMENT_CARD, Some(&token), None, ok)?;
             Ok((token, card))
         })
     }
@@ -744,7 +750,7 @@ impl Gateway {
         if result.is_err() {
             let outcome = GatewayError::outcome(&result);
             self.vault
-                .audit(AuditAction::PaymentResult, None, outcome)?;
+                .audit(crate::audit::PAYMENT_RESULT, None, outcome)?;
         }
         result
     }
@@ -798,7 +804,7 @@ impl Gateway {
                 txn.put_token_mark(&token, encode(&marker))?;
             }
             let ok = vault_service::AuditOutcome::Ok;
-            txn.audit(&actor, AuditAction::PaymentResult, Some(&token), None, ok)?;
+            txn.audit(&actor, crate::audit::PAYMENT_RESULT, Some(&token), None, ok)?;
             Ok(PaymentInfo {
                 id,
                 merchant,

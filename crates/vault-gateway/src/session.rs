@@ -17,7 +17,7 @@ use vault_service::Txn;
 
 use crate::TerminalId;
 
-use crate::{Actor, AuditAction, Gateway, GatewayError, SessionToken};
+use crate::{Actor, Gateway, GatewayError, SessionToken};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -352,7 +352,7 @@ impl Gateway {
             let outcome = GatewayError::outcome(&result);
             self.vault
                 .as_actor(&actor)
-                .audit(AuditAction::SessionCreate, None, outcome)?;
+                .audit(crate::audit::SESSION_CREATE, None, outcome)?;
         }
         result
     }
@@ -444,7 +444,7 @@ impl Gateway {
             txn.put(&key, value)?;
             txn.put(&due, Vec::new())?;
             let ok = vault_service::AuditOutcome::Ok;
-            txn.audit(&actor, AuditAction::SessionCreate, None, detail, ok)?;
+            txn.audit(&actor, crate::audit::SESSION_CREATE, None, detail, ok)?;
             Ok(())
         })?;
         Ok(Session {

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use vault_core::MerchantId;
 use vault_service::{AuditOutcome, RecordKind, RecordMac};
 
-use crate::{AuditAction, Gateway, GatewayError, VaultError};
+use crate::{Gateway, GatewayError, VaultError};
 
 /// Terminal records: `T` + terminal id.
 const TERMINAL_PREFIX: u8 = b'T';
@@ -107,7 +107,7 @@ impl Gateway {
         if result.is_err() {
             let outcome = GatewayError::outcome(&result);
             self.vault
-                .audit(AuditAction::AdminTerminalAdd, None, outcome)?;
+                .audit(crate::audit::ADMIN_TERMINAL_ADD, None, outcome)?;
         }
         result
     }
@@ -148,7 +148,7 @@ impl Gateway {
                 }
                 txn.put(&key, bytes)?;
                 let ok = AuditOutcome::Ok;
-                txn.audit(&actor, AuditAction::AdminTerminalAdd, None, detail, ok)?;
+                txn.audit(&actor, crate::audit::ADMIN_TERMINAL_ADD, None, detail, ok)?;
                 Ok(())
             })?;
         Ok(Terminal {

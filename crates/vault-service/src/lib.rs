@@ -37,8 +37,8 @@ mod write;
 
 pub use admin::{ApiKeyInfo, Caller, Merchant, NewApiKey, Operator, Principal, Scope, Scopes};
 pub use audit::{
-    Actor, AuditAction, AuditArchived, AuditEntry, AuditOutcome, AuditReport, AuditThrottle,
-    RevealAudit,
+    Actor, AuditAction, AuditArchived, AuditCode, AuditEntry, AuditOutcome, AuditReport,
+    AuditThrottle, RevealAudit,
 };
 pub use backup::{BackupReport, RestoreReport, backup_path_problem};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -82,6 +82,8 @@ fn query(q: &str) -> Result<(Option<u64>, usize), ApiError> {
 /// The wire view of an audit entry: what `GET /admin/audit` answers, and what `cardvault audit
 /// tail --json` prints offline (one mapping for both).
 pub fn audit_entry_view(e: &AuditEntry) -> AuditEntryView {
+    // The CLI reads the log offline through a bare vault: the gateway's actions need their names.
+    vault_gateway::audit::register_actions();
     let hex = |b: &[u8; 32]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     AuditEntryView {
         seq: e.seq,

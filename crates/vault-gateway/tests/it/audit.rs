@@ -63,7 +63,11 @@ fn each_audited_action_is_recorded_with_actor_and_outcome() {
     assert!(vault.add_merchant(m, "Again").is_err());
     vault
         .as_actor(&actor)
-        .audit(AuditAction::SessionCreate, Some(&t), AuditOutcome::Ok)
+        .audit(
+            vault_gateway::audit::SESSION_CREATE,
+            Some(&t),
+            AuditOutcome::Ok,
+        )
         .unwrap();
 
     let log = vault.audit_tail(100).unwrap();
@@ -75,7 +79,11 @@ fn each_audited_action_is_recorded_with_actor_and_outcome() {
     let want = vec![
         (AuditAction::AdminMerchantAdd, "local".into(), "ok".into()),
         (AuditAction::AdminApiKeyCreate, "local".into(), "ok".into()),
-        (AuditAction::AdminTerminalAdd, "local".into(), "ok".into()),
+        (
+            vault_gateway::audit::ADMIN_TERMINAL_ADD,
+            "local".into(),
+            "ok".into(),
+        ),
         (AuditAction::Reveal, who.clone(), "ok".into()),
         (
             AuditAction::Reveal,
@@ -101,7 +109,7 @@ fn each_audited_action_is_recorded_with_actor_and_outcome() {
             "local".into(),
             "denied:exists".into(),
         ),
-        (AuditAction::SessionCreate, who, "ok".into()),
+        (vault_gateway::audit::SESSION_CREATE, who, "ok".into()),
     ];
     assert_eq!(got, want);
     let seqs: Vec<u64> = log.iter().map(|e| e.seq).collect();
