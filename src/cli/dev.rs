@@ -168,7 +168,7 @@ pub(crate) fn dev_merchant_scopes() -> Scopes {
         Scope::Tokenize,
         Scope::Reveal,
         Scope::Fingerprint,
-        Scope::Sessions,
+        cardvault::gateway::SESSIONS,
     ])
 }
 

@@ -74,7 +74,7 @@ async fn token_lifecycle() {
             Scope::Tokenize,
             Scope::Reveal,
             Scope::Fingerprint,
-            Scope::Sessions,
+            vault_gateway::SESSIONS,
         ],
         DaemonConfig::default(),
     )
@@ -258,7 +258,7 @@ async fn hosted_sessions_and_the_acquirer_leg() {
     use vault_gateway::{Cvv, PaymentRequest, SessionKind, SessionOptions, TerminalId};
     use vault_service::{CustomerId, Expiry, NewCard, Pan, TokenizeOptions};
     let f = Fixture::start(
-        &[Scope::Tokenize, Scope::Reveal, Scope::Sessions],
+        &[Scope::Tokenize, Scope::Reveal, vault_gateway::SESSIONS],
         DaemonConfig::default(),
     )
     .await;

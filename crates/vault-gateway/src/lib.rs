@@ -54,6 +54,25 @@ pub use session::{SESSION_TTL, Session, SessionKind, SessionOptions, SessionView
 pub use session_token::SessionToken;
 pub use terminal::{Terminal, TerminalId};
 
+/// The API-key scope to create sessions (hosted-fields and gateway sessions): a scope bit the
+/// vault reserves for the layer above (its stored bit, 4, is the one keys were first written with).
+pub const SESSIONS: vault_service::Scope =
+    vault_service::Scope::Extension(vault_service::ScopeBit::new(4, "sessions"));
+
+/// Registers the gateway's audit actions and its scope with the vault's registries, so that
+/// entries read back show the actions' names and [`Scopes::parse`](vault_service::Scopes::parse)
+/// knows `sessions`. Idempotent and cheap; [`Gateway::new`] calls it, and so should a program
+/// that uses a bare [`Vault`] where the gateway's names matter (the CLI, at start).
+pub fn register() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        audit::register_actions();
+        if let vault_service::Scope::Extension(bit) = SESSIONS {
+            vault_service::ScopeBit::register(&[bit]);
+        }
+    });
+}
+
 /// The generator for key material (the CVV key, password salts, the verification-cache key):
 /// the operating system's. A failing OS generator is unrecoverable: the call panics.
 fn os_rng() -> rand::rand_core::UnwrapErr<rand::rngs::SysRng> {
@@ -82,7 +101,7 @@ struct State {
 impl Gateway {
     /// The gateway over `vault` (acting for `vault`'s actor).
     pub fn new(vault: Vault) -> Self {
-        audit::register_actions();
+        register();
         Self {
             vault,
             state: Arc::default(),

@@ -27,7 +27,7 @@ const MERCHANT_PREFIX: u8 = b'M';
 const APIKEY_PREFIX: u8 = b'K';
 const RECORD_VERSION: u8 = 1;
 
-/// What an API key may do.
+/// What an API key may do: the vault's scopes, or one a layer above names ([`ScopeBit`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Scope {
@@ -35,33 +35,105 @@ pub enum Scope {
     Tokenize,
     /// Reveal the PAN behind a token.
     Reveal,
-    /// Create hosted-fields and gateway sessions.
-    Sessions,
     /// See the keyed card fingerprint and the `customer_id` in token answers (`reveal` sees
     /// them too). Without either, token answers carry neither.
     Fingerprint,
-    /// Manage merchants, keys, terminals and vault keys.
+    /// Manage merchants, keys, vault keys and what the layers above administer.
     Admin,
+    /// A scope of a layer above, on a bit the vault reserves for it.
+    Extension(ScopeBit),
+}
+
+/// A scope of a layer above: a bit of the stored scope byte reserved for it
+/// ([`RESERVED`](Self::RESERVED)) and its lower-case name. Registered
+/// ([`register`](Self::register)) so that [`Scopes::parse`] and [`Scopes::iter`] know it. Two
+/// `ScopeBit`s are the same scope when their bits are equal.
+#[derive(Clone, Copy, Debug)]
+pub struct ScopeBit {
+    bit: u8,
+    name: &'static str,
+}
+
+/// The scope bits registered so far (see [`ScopeBit::register`]).
+static REGISTERED_SCOPES: parking_lot::RwLock<Vec<ScopeBit>> = parking_lot::RwLock::new(Vec::new());
+
+impl ScopeBit {
+    /// The bits of the stored scope byte reserved for the layer above (the vault's are 1, 2, 8
+    /// and 16; 4 predates this registry, when the gateway's scope was the vault's).
+    pub const RESERVED: u8 = 4 | 32 | 64 | 128;
+
+    /// The scope `name` on `bit`. Panics (at compile time, for a constant) unless `bit` is one
+    /// reserved bit.
+    pub const fn new(bit: u8, name: &'static str) -> Self {
+        assert!(
+            bit.count_ones() == 1 && bit & Self::RESERVED == bit,
+            "scope bit not reserved for the layer above"
+        );
+        Self { bit, name }
+    }
+
+    /// Makes `bits` known to this process (idempotent). Panics if a bit is already registered
+    /// under another name.
+    pub fn register(bits: &[ScopeBit]) {
+        let mut all = REGISTERED_SCOPES.write();
+        for b in bits {
+            match all.iter().find(|r| r.bit == b.bit) {
+                Some(r) => assert_eq!(r.name, b.name, "scope bit {} registered twice", b.bit),
+                None => all.push(*b),
+            }
+        }
+        all.sort_by_key(|b| b.bit);
+    }
+}
+
+impl PartialEq for ScopeBit {
+    fn eq(&self, other: &Self) -> bool {
+        self.bit == other.bit
+    }
+}
+
+impl Eq for ScopeBit {}
+
+impl std::hash::Hash for ScopeBit {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bit.hash(state);
+    }
+}
+
+impl PartialOrd for ScopeBit {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ScopeBit {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.bit.cmp(&other.bit)
+    }
 }
 
 impl Scope {
-    /// Every scope, in display order.
-    pub const ALL: [Scope; 5] = [
-        Scope::Tokenize,
-        Scope::Reveal,
-        Scope::Fingerprint,
-        Scope::Sessions,
-        Scope::Admin,
-    ];
+    /// Every scope, in display order: the vault's, the registered extensions, then `admin`.
+    pub fn all() -> Vec<Scope> {
+        let mut all = vec![Scope::Tokenize, Scope::Reveal, Scope::Fingerprint];
+        all.extend(
+            REGISTERED_SCOPES
+                .read()
+                .iter()
+                .map(|b| Scope::Extension(*b)),
+        );
+        all.push(Scope::Admin);
+        all
+    }
 
     fn bit(self) -> u8 {
         match self {
             Self::Tokenize => 1,
             Self::Reveal => 2,
-            Self::Sessions => 4,
             Self::Admin => 8,
             // A new bit: keys stored before it existed keep their bits and meaning.
             Self::Fingerprint => 16,
+            Self::Extension(b) => b.bit,
         }
     }
 
@@ -70,9 +142,9 @@ impl Scope {
         match self {
             Self::Tokenize => "tokenize",
             Self::Reveal => "reveal",
-            Self::Sessions => "sessions",
             Self::Admin => "admin",
             Self::Fingerprint => "fingerprint",
+            Self::Extension(b) => b.name,
         }
     }
 }
@@ -86,16 +158,15 @@ impl Scopes {
     pub fn parse(s: &str) -> Result<Self, VaultError> {
         let mut bits = 0;
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let scope = Scope::ALL
-                .into_iter()
-                .find(|sc| sc.as_str() == part)
-                .ok_or_else(|| {
-                    VaultError::field(
-                        "scopes",
-                        "invalid",
-                        "scopes are tokenize, reveal, fingerprint, sessions, admin",
-                    )
-                })?;
+            let all = Scope::all();
+            let scope = all.iter().find(|sc| sc.as_str() == part).ok_or_else(|| {
+                let names: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
+                VaultError::field(
+                    "scopes",
+                    "invalid",
+                    format!("scopes are {}", names.join(", ")),
+                )
+            })?;
             bits |= scope.bit();
         }
         if bits == 0 {
@@ -120,7 +191,7 @@ impl Scopes {
 
     /// The scopes in the set.
     pub fn iter(self) -> impl Iterator<Item = Scope> {
-        Scope::ALL.into_iter().filter(move |s| self.contains(*s))
+        Scope::all().into_iter().filter(move |s| self.contains(*s))
     }
 }
 
@@ -221,7 +292,7 @@ impl Operator {
 /// Who a bearer API key authenticated as: a merchant's key or an operator key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Caller {
-    /// A key acting for one merchant (`tokenize`, `reveal`, `fingerprint`, `sessions`).
+    /// A key acting for one merchant (`tokenize`, `reveal`, `fingerprint`, a layer above's).
     Merchant(Principal),
     /// An operator key (`admin`), belonging to no merchant.
     Operator(Operator),

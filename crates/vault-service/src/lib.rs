@@ -35,7 +35,9 @@ mod txn;
 mod vault;
 mod write;
 
-pub use admin::{ApiKeyInfo, Caller, Merchant, NewApiKey, Operator, Principal, Scope, Scopes};
+pub use admin::{
+    ApiKeyInfo, Caller, Merchant, NewApiKey, Operator, Principal, Scope, ScopeBit, Scopes,
+};
 pub use audit::{
     Actor, AuditAction, AuditArchived, AuditCode, AuditEntry, AuditOutcome, AuditReport,
     AuditThrottle, RevealAudit,

@@ -83,7 +83,7 @@ fn query(q: &str) -> Result<(Option<u64>, usize), ApiError> {
 /// tail --json` prints offline (one mapping for both).
 pub fn audit_entry_view(e: &AuditEntry) -> AuditEntryView {
     // The CLI reads the log offline through a bare vault: the gateway's actions need their names.
-    vault_gateway::audit::register_actions();
+    vault_gateway::register();
     let hex = |b: &[u8; 32]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     AuditEntryView {
         seq: e.seq,

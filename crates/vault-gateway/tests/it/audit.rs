@@ -128,3 +128,24 @@ fn each_audited_action_is_recorded_with_actor_and_outcome() {
     assert!(report.is_ok(), "{report:?}");
     assert_eq!(report.entries, 15);
 }
+
+#[test]
+fn the_sessions_scope_is_named_and_listed_before_admin() {
+    vault_gateway::register();
+    let all = Scopes::parse("admin,sessions,fingerprint,reveal,tokenize").unwrap();
+    assert_eq!(
+        all.to_string(),
+        "tokenize,reveal,fingerprint,sessions,admin"
+    );
+    assert_eq!(
+        Scopes::parse("sessions").unwrap(),
+        Scopes::of(&[vault_gateway::SESSIONS])
+    );
+    let Err(VaultError::Invalid(f)) = Scopes::parse("root") else {
+        panic!("root is no scope");
+    };
+    assert_eq!(
+        f.message,
+        "scopes are tokenize, reveal, fingerprint, sessions, admin"
+    );
+}
