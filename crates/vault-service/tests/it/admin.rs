@@ -1,7 +1,6 @@
 //! Merchants and API keys (scopes, revocation, persistence).
-#![cfg(test)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use vault_service::{Scope, Scopes, VaultError};

@@ -1,7 +1,6 @@
 //! The audit log: what is recorded, by whom, and that the chain catches tampering.
-#![cfg(test)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
