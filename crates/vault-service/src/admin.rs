@@ -2,7 +2,7 @@
 //!
 //! API keys look like `cvk_<16 hex id>_<64 hex secret>`. Only
 //! `HMAC-SHA256(vault "api-key" MAC key, secret)` is stored; the key itself is shown once, at
-//! creation. The secret has 256 bits of entropy, so a keyed hash (not a slow password hash) is the
+//! creation. The secret has 256 bits of entropy, so a keyed hash (not a slow, salted hash) is the
 //! right tool and keeps authentication cheap on every request. Comparison is constant-time.
 
 use std::{collections::HashMap, fmt};

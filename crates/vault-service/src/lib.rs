@@ -1,4 +1,4 @@
-//! `vault-service`: the cardvault **Vault**, the API a payment service links.
+//! `vault-service`: the cardvault **Vault**, the API a card-processing service links.
 //!
 //! ```no_run
 //! use vault_service::{KeySource, MerchantId, NewCard, Passphrase, TokenizeOptions, Vault, VaultOptions};

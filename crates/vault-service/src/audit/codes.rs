@@ -10,15 +10,15 @@
 //! | codes      | owner                                                                  |
 //! |------------|------------------------------------------------------------------------|
 //! | 1          | vault: `reveal`                                                        |
-//! | 2-9        | reserved for the layer above (the gateway's payment and session codes) |
+//! | 2-9        | reserved for the layer above (its first codes)                         |
 //! | 10-12      | vault: merchants, API keys                                             |
-//! | 13-19      | reserved for the layer above (the gateway's admin codes)               |
+//! | 13-19      | reserved for the layer above (its admin codes)                         |
 //! | 20-23, 30  | vault: keys, sweep                                                     |
 //! | 40, 42     | vault: failed authentication, masked-form limit                        |
-//! | 41         | reserved for the layer above (its login failures)                      |
+//! | 41         | reserved for the layer above (one refusal code)                        |
 //! | 100-199    | reserved for the layer above (new actions)                             |
 //!
-//! The codes of the layer above predate this registry (they were written when the gateway lived
+//! The codes of the layer above predate this registry (they were written when its actions lived
 //! in this crate), hence the scattered ranges; their bytes are unchanged.
 
 use std::hash::{Hash, Hasher};

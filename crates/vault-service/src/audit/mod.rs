@@ -46,7 +46,7 @@ use crate::{Vault, VaultError, vault::Core};
 /// A decoded head record `(seq, hash)`, or why it did not verify.
 type HeadRecord = Result<(u64, [u8; 32]), &'static str>;
 
-/// Who acted. Every field is optional: a direct library call (the CLI offline, a linked payment
+/// Who acted. Every field is optional: a direct library call (the CLI offline, a linked
 /// service) is the empty actor, shown as "local".
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Actor {
