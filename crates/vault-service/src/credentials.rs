@@ -55,7 +55,7 @@ use crate::{
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
-const PASSWORD_PREFIX: u8 = b'P';
+const PASSWORD_PREFIX: u8 = vault_store::KeySpace::Password.byte();
 const SALT_LEN: usize = 16;
 const OUTPUT_LEN: usize = 32;
 /// Past this many tracked ids (merchants or peers), counters whose window has ended are dropped.
@@ -455,7 +455,9 @@ fn record_key(merchant: MerchantId) -> [u8; 9] {
 }
 
 fn corrupt() -> VaultError {
-    VaultError::Store(StoreError::Corrupt("merchant password"))
+    VaultError::Store(StoreError::Corrupt(vault_store::Structure::Value(
+        vault_store::KeySpace::Password,
+    )))
 }
 
 /// A stored password record, after its MAC (bound to `key`) verified: `Integrity` otherwise.

@@ -133,7 +133,9 @@ impl std::error::Error for VaultError {
 impl From<StoreError> for VaultError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Corrupt("record") => Self::Integrity,
+            StoreError::Corrupt(vault_store::Structure::Value(vault_store::KeySpace::Record)) => {
+                Self::Integrity
+            }
             StoreError::Busy => Self::Busy,
             e => Self::Store(e),
         }

@@ -59,8 +59,8 @@ type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 /// How long a stored answer is replayed: 24 hours from the request that produced it.
 pub const IDEMPOTENCY_TTL: time::Duration = time::Duration::hours(24);
 
-const RECORD_PREFIX: u8 = b'I';
-const INDEX_PREFIX: u8 = b'i';
+const RECORD_PREFIX: u8 = vault_store::KeySpace::IdempotencyRecord.byte();
+const INDEX_PREFIX: u8 = vault_store::KeySpace::IdempotencyIndex.byte();
 const RECORD_VERSION: u8 = 1;
 /// `b'I' | merchant | key`.
 const RECORD_KEY_LEN: usize = 1 + 8 + 16;

@@ -23,10 +23,10 @@ use crate::{
     vault::{customer_of, from_unix, is_live_for},
 };
 
-const PAYMENT_PREFIX: u8 = b'Y';
-const ONE_CLICK_PREFIX: u8 = b'O';
+const PAYMENT_PREFIX: u8 = vault_store::KeySpace::Payment.byte();
+const ONE_CLICK_PREFIX: u8 = vault_store::KeySpace::OneClick.byte();
 /// The removal index of payment records (see `due_index`).
-const PAYMENT_DUE_PREFIX: u8 = b'y';
+const PAYMENT_DUE_PREFIX: u8 = vault_store::KeySpace::PaymentDue.byte();
 /// How long a payment record is kept for its outcome to be reported.
 pub const PAYMENT_TTL: Duration = Duration::hours(24);
 
@@ -243,15 +243,20 @@ struct OneClickRec {
     saved_at: i64,
 }
 
-fn corrupt(what: &'static str) -> VaultError {
-    VaultError::Store(vault_store::StoreError::Corrupt(what))
+fn corrupt(what: vault_store::KeySpace) -> VaultError {
+    VaultError::Store(vault_store::StoreError::Corrupt(
+        vault_store::Structure::Value(what),
+    ))
 }
 
 fn decode_payment(bytes: &[u8]) -> Result<PaymentRec, VaultError> {
     match bytes.first() {
-        Some(&PAYMENT_VERSION) => postcard::from_bytes(bytes).map_err(|_| corrupt("payment")),
+        Some(&PAYMENT_VERSION) => {
+            postcard::from_bytes(bytes).map_err(|_| corrupt(vault_store::KeySpace::Payment))
+        }
         Some(1) => {
-            let old: PaymentRecV1 = postcard::from_bytes(bytes).map_err(|_| corrupt("payment"))?;
+            let old: PaymentRecV1 =
+                postcard::from_bytes(bytes).map_err(|_| corrupt(vault_store::KeySpace::Payment))?;
             Ok(PaymentRec {
                 v: PAYMENT_VERSION,
                 merchant: old.merchant,
@@ -263,7 +268,7 @@ fn decode_payment(bytes: &[u8]) -> Result<PaymentRec, VaultError> {
                 card: None,
             })
         }
-        _ => Err(corrupt("payment")),
+        _ => Err(corrupt(vault_store::KeySpace::Payment)),
     }
 }
 

@@ -59,10 +59,10 @@ impl RecordKind {
 
     fn byte(self) -> u8 {
         match self {
-            Self::ApiKey => b'K',
-            Self::Password => b'P',
-            Self::Terminal => b'T',
-            Self::OneClick => b'O',
+            Self::ApiKey => vault_store::KeySpace::ApiKey.byte(),
+            Self::Password => vault_store::KeySpace::Password.byte(),
+            Self::Terminal => vault_store::KeySpace::Terminal.byte(),
+            Self::OneClick => vault_store::KeySpace::OneClick.byte(),
         }
     }
 }

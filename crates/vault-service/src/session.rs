@@ -25,9 +25,9 @@ type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 /// How long a session lives.
 pub const SESSION_TTL: Duration = Duration::minutes(10);
 
-const SESSION_PREFIX: u8 = b'S';
+const SESSION_PREFIX: u8 = vault_store::KeySpace::Session.byte();
 /// The removal index of sessions (see `due_index`).
-const SESSION_DUE_PREFIX: u8 = b's';
+const SESSION_DUE_PREFIX: u8 = vault_store::KeySpace::SessionDue.byte();
 /// How long a session record is kept after it expires (it then holds no usable credential; see
 /// [`Vault::session_merchant`]).
 const KEEP_AFTER_EXPIRY: Duration = Duration::hours(1);
@@ -195,7 +195,9 @@ pub(crate) struct SessionRec {
 impl SessionRec {
     pub(crate) fn kind(&self) -> Result<SessionKind, VaultError> {
         SessionKind::from_code(self.kind).ok_or(VaultError::Store(
-            vault_store::StoreError::Corrupt("session"),
+            vault_store::StoreError::Corrupt(vault_store::Structure::Value(
+                vault_store::KeySpace::Session,
+            )),
         ))
     }
 
@@ -204,7 +206,11 @@ impl SessionRec {
             .as_deref()
             .map(CustomerId::parse)
             .transpose()
-            .map_err(|_| VaultError::Store(vault_store::StoreError::Corrupt("session")))
+            .map_err(|_| {
+                VaultError::Store(vault_store::StoreError::Corrupt(
+                    vault_store::Structure::Value(vault_store::KeySpace::Session),
+                ))
+            })
     }
 
     pub(crate) fn card_description_ref(&self) -> Option<&str> {
@@ -212,8 +218,11 @@ impl SessionRec {
     }
 
     pub(crate) fn merchant(&self) -> Result<MerchantId, VaultError> {
-        MerchantId::new(self.merchant)
-            .map_err(|_| VaultError::Store(vault_store::StoreError::Corrupt("session")))
+        MerchantId::new(self.merchant).map_err(|_| {
+            VaultError::Store(vault_store::StoreError::Corrupt(
+                vault_store::Structure::Value(vault_store::KeySpace::Session),
+            ))
+        })
     }
 
     /// Whether a request from browser `origin` (`None`: no `Origin` header, a server) may spend
@@ -292,10 +301,13 @@ fn check_usable(
 
 pub(crate) fn decode_session(bytes: &[u8]) -> Result<SessionRec, VaultError> {
     match bytes.first() {
-        Some(&RECORD_VERSION) => postcard::from_bytes(bytes)
-            .map_err(|_| VaultError::Store(vault_store::StoreError::Corrupt("session"))),
+        Some(&RECORD_VERSION) => postcard::from_bytes(bytes).map_err(|_| {
+            VaultError::Store(vault_store::StoreError::Corrupt(
+                vault_store::Structure::Value(vault_store::KeySpace::Session),
+            ))
+        }),
         _ => Err(VaultError::Store(vault_store::StoreError::Corrupt(
-            "session",
+            vault_store::Structure::Value(vault_store::KeySpace::Session),
         ))),
     }
 }

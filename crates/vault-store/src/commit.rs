@@ -26,7 +26,7 @@ use std::{
 };
 
 use crate::{
-    DedupeKey, LookupId, StoreError, StoredRecord,
+    DedupeKey, KeySpace, LookupId, StoreError, StoredRecord, Structure,
     layout::{self, COUNT_KEY, GENERATION_KEY},
     wal::{Op, Wal},
 };
@@ -175,7 +175,7 @@ impl<'a> WriteTx<'a> {
                 .as_slice()
                 .try_into()
                 .map(Some)
-                .map_err(|_| StoreError::Corrupt("dedupe index")),
+                .map_err(|_| StoreError::Corrupt(Structure::Value(KeySpace::Dedupe))),
             None => Ok(None),
         }
     }
@@ -238,10 +238,9 @@ impl<'a> WriteTx<'a> {
 }
 
 pub(crate) fn check_free_prefix(key: &[u8]) -> Result<(), StoreError> {
-    match key.first() {
-        Some(b'V' | b'C' | b'G' | b'R' | b'E' | b'D') | None => {
-            Err(StoreError::Corrupt("key (reserved prefix)"))
-        }
+    match key.first().map(|&b| KeySpace::from_byte(b)) {
+        None => Err(StoreError::Corrupt(Structure::ReservedKey)),
+        Some(Some(kind)) if kind.is_reserved() => Err(StoreError::Corrupt(Structure::ReservedKey)),
         Some(_) => Ok(()),
     }
 }

@@ -19,6 +19,7 @@ mod commit;
 mod error;
 mod generation;
 mod header_file;
+mod keyspace;
 mod layout;
 mod lock;
 mod record;
@@ -27,7 +28,8 @@ mod wal;
 
 pub use backup::{BACKUP_FORMAT_VERSION, BACKUP_MAGIC, BackupSummary, RestoreSummary};
 pub use commit::WriteTx;
-pub use error::StoreError;
+pub use error::{BackupPart, ConflictKind, StoreError, Structure, WalPart};
+pub use keyspace::KeySpace;
 pub use layout::{DedupeKey, LookupId};
 pub use record::StoredRecord;
 pub use store::{

@@ -15,7 +15,7 @@ use std::{
 use parking_lot::Mutex;
 
 use crate::{
-    LookupId, StoreError, StoredRecord,
+    KeySpace, LookupId, StoreError, StoredRecord, Structure, WalPart,
     commit::{self, CommitStats, Committer, GroupHistogram, Job},
     layout::{self, COUNT_KEY, GENERATION_KEY, VERSION_KEY},
     lock::DirLock,
@@ -168,18 +168,18 @@ impl Store {
         let Some(version) = tree.get(VERSION_KEY)? else {
             // An empty tree where commits were made: the data file is gone or unreadable.
             crate::generation::check(dir, 0)?;
-            return Err(StoreError::Corrupt("store version"));
+            return Err(StoreError::Corrupt(Structure::StoreVersion));
         };
         let version: [u8; 2] = version
             .as_ref()
             .try_into()
-            .map_err(|_| StoreError::Corrupt("store version"))?;
+            .map_err(|_| StoreError::Corrupt(Structure::StoreVersion))?;
         let version = u16::from_be_bytes(version);
         if version > STORE_FORMAT_VERSION {
             return Err(StoreError::NewerFormat(version));
         }
         if version == 0 {
-            return Err(StoreError::Corrupt("store version"));
+            return Err(StoreError::Corrupt(Structure::StoreVersion));
         }
         // Stores made before the generation count have none: they start at 0 (and have no
         // `generation` file, so nothing to compare with).
@@ -187,7 +187,7 @@ impl Store {
             Some(v) => u64::from_be_bytes(
                 v.as_ref()
                     .try_into()
-                    .map_err(|_| StoreError::Corrupt("generation"))?,
+                    .map_err(|_| StoreError::Corrupt(Structure::Generation))?,
             ),
             None => 0,
         };
@@ -315,7 +315,8 @@ impl Store {
         let _g = self.apply_lock.read();
         for item in self.tree.range(start..end[..].to_vec()).take(limit) {
             let (k, v) = item?;
-            let id = layout::lookup_from_record_key(&k).ok_or(StoreError::Corrupt("record key"))?;
+            let id = layout::lookup_from_record_key(&k)
+                .ok_or(StoreError::Corrupt(Structure::Key(KeySpace::Record)))?;
             out.push((id, StoredRecord::decode(&v)));
         }
         Ok(out)
@@ -346,7 +347,8 @@ impl Store {
         let _g = self.apply_lock.read();
         for item in self.tree.range(start..end) {
             let (k, v) = item?;
-            let id = layout::lookup_from_record_key(&k).ok_or(StoreError::Corrupt("record key"))?;
+            let id = layout::lookup_from_record_key(&k)
+                .ok_or(StoreError::Corrupt(Structure::Key(KeySpace::Record)))?;
             scanned += 1;
             if let Ok(rec) = StoredRecord::decode(&v)
                 && rec.keep_until <= now
@@ -499,12 +501,12 @@ impl Drop for Store {
 
 fn read_count(tree: &sled::Tree) -> Result<u64, StoreError> {
     match tree.get(COUNT_KEY)? {
-        Some(v) => Ok(u64::from_be_bytes(
-            v.as_ref()
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("record count"))?,
-        )),
-        None => Err(StoreError::Corrupt("record count")),
+        Some(v) => {
+            Ok(u64::from_be_bytes(v.as_ref().try_into().map_err(|_| {
+                StoreError::Corrupt(Structure::RecordCount)
+            })?))
+        }
+        None => Err(StoreError::Corrupt(Structure::RecordCount)),
     }
 }
 
@@ -544,9 +546,9 @@ fn replay_log(
         });
     }
     if last.generation < generation {
-        return Err(StoreError::Corrupt(
-            "write-ahead log (ends before the database)",
-        ));
+        return Err(StoreError::Corrupt(Structure::Wal(
+            WalPart::EndsBeforeDatabase,
+        )));
     }
     let reached = last.generation;
     for entry in entries {

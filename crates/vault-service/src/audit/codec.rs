@@ -15,8 +15,8 @@ use super::{Actor, AuditAction, AuditEntry, AuditOutcome, Draft};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
-pub(super) const ENTRY_PREFIX: u8 = b'A';
-pub(super) const HEAD_KEY: &[u8] = b"a";
+pub(super) const ENTRY_PREFIX: u8 = vault_store::KeySpace::AuditEntry.byte();
+pub(super) const HEAD_KEY: &[u8] = &[vault_store::KeySpace::AuditHead.byte()];
 const ENTRY_VERSION: u8 = 1;
 const HEAD_VERSION: u8 = 1;
 const ENTRY_DOMAIN: &[u8] = b"cardvault/v1/audit";

@@ -338,10 +338,11 @@ impl Core {
             return Ok(());
         }
         let (mut seq, mut prev) = match tx.get_raw(HEAD_KEY)? {
-            Some(b) => self
-                .audit_key
-                .decode_head(&b)
-                .map_err(|_| VaultError::Store(vault_store::StoreError::Corrupt("audit head")))?,
+            Some(b) => self.audit_key.decode_head(&b).map_err(|_| {
+                VaultError::Store(vault_store::StoreError::Corrupt(
+                    vault_store::Structure::Value(vault_store::KeySpace::AuditHead),
+                ))
+            })?,
             None => (0, [0u8; 32]),
         };
         let at = self.clock.now();
