@@ -43,7 +43,7 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    BackupPart, STORE_FORMAT_VERSION, Store, StoreError, StoredRecord, Structure,
+    BackupPart, Engine, STORE_FORMAT_VERSION, Store, StoreError, StoredRecord, Structure,
     layout::{COUNT_KEY, DEDUPE_PREFIX, RECORD_PREFIX, VERSION_KEY},
 };
 
@@ -79,20 +79,20 @@ pub(crate) struct Capture {
     /// Keys at or below this were exported already (`None`: nothing yet).
     cursor: Option<Vec<u8>>,
     /// T0 values (`None`: absent at T0) of not-yet-exported keys changed since T0.
-    before: BTreeMap<Vec<u8>, Option<sled::IVec>>,
+    before: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl Capture {
     /// Called by the committer before a batch changes `key`.
     pub(crate) fn before_change(
         &mut self,
-        tree: &sled::Tree,
+        engine: &dyn Engine,
         key: &[u8],
     ) -> Result<(), StoreError> {
         if self.cursor.as_deref().is_some_and(|c| key <= c) || self.before.contains_key(key) {
             return Ok(());
         }
-        let old = tree.get(key)?;
+        let old = engine.point_get(key)?;
         self.before.insert(key.to_vec(), old);
         Ok(())
     }
@@ -163,7 +163,7 @@ impl Store {
         mut progress: impl FnMut(u64, u64),
     ) -> Result<BackupSummary, StoreError> {
         let id = BACKUP_IDS.fetch_add(1, Ordering::Relaxed);
-        let (tree, dir, capture) = (self.tree.clone(), self.dir.clone(), self.capture.clone());
+        let (engine, capture) = (self.engine().clone(), self.capture.clone());
         let (header, store_version, first_pause) =
             self.write(move |_tx| -> Result<(Vec<u8>, u16, Duration), StoreError> {
                 let started = Instant::now();
@@ -171,9 +171,9 @@ impl Store {
                 if c.is_some() {
                     return Err(StoreError::BackupRunning);
                 }
-                let header = crate::header_file::read(&dir)?;
-                let version = tree
-                    .get(VERSION_KEY)?
+                let header = engine.read_header()?;
+                let version = engine
+                    .point_get(VERSION_KEY)?
                     .ok_or(StoreError::Corrupt(Structure::StoreVersion))?;
                 let version = u16_value(&version, Structure::StoreVersion)?;
                 *c = Some(Capture {
@@ -203,8 +203,8 @@ impl Store {
         let (mut entries, mut records, mut steps) = (0u64, 0u64, 1u64);
         let (mut longest, mut held) = (first_pause, first_pause);
         loop {
-            let (tree, capture) = (self.tree.clone(), self.capture.clone());
-            let (chunk, done, pause) = self.write(move |_tx| next_chunk(&tree, &capture, id))?;
+            let (engine, capture) = (self.engine().clone(), self.capture.clone());
+            let (chunk, done, pause) = self.write(move |_tx| next_chunk(&*engine, &capture, id))?;
             steps += 1;
             longest = longest.max(pause);
             held += pause;
@@ -294,10 +294,10 @@ impl Store {
 /// cursor. Returns them in key order, whether the export is complete, and the time it took.
 #[allow(clippy::type_complexity)]
 fn next_chunk(
-    tree: &sled::Tree,
+    engine: &dyn Engine,
     capture: &Mutex<Option<Capture>>,
     id: u64,
-) -> Result<(Vec<(Vec<u8>, sled::IVec)>, bool, Duration), StoreError> {
+) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, bool, Duration), StoreError> {
     let started = Instant::now();
     let mut guard = capture.lock();
     let cap = match guard.as_mut() {
@@ -308,15 +308,15 @@ fn next_chunk(
         Some(c) => Bound::Excluded(c.clone()),
         None => Bound::Unbounded,
     };
-    let mut merged: BTreeMap<Vec<u8>, sled::IVec> = BTreeMap::new();
+    let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut last = None;
-    for item in tree
-        .range::<Vec<u8>, _>((start.clone(), Bound::Unbounded))
-        .take(CHUNK)
-    {
-        let (k, v) = item?;
-        last = Some(k.to_vec());
-        merged.insert(k.to_vec(), v);
+    let from = match &start {
+        Bound::Excluded(c) => Bound::Excluded(&c[..]),
+        _ => Bound::Unbounded,
+    };
+    for (k, v) in engine.scan(from, Bound::Unbounded, CHUNK)? {
+        last = Some(k.clone());
+        merged.insert(k, v);
     }
     let done = merged.len() < CHUNK;
     let end = match (&last, done) {

@@ -16,6 +16,7 @@
 
 mod backup;
 mod commit;
+pub mod engine;
 mod error;
 mod generation;
 mod header_file;
@@ -23,11 +24,13 @@ mod keyspace;
 mod layout;
 mod lock;
 mod record;
+mod sled_engine;
 mod store;
 mod wal;
 
 pub use backup::{BACKUP_FORMAT_VERSION, BACKUP_MAGIC, BackupSummary, RestoreSummary};
 pub use commit::WriteTx;
+pub use engine::Engine;
 pub use error::{BackupPart, ConflictKind, StoreError, Structure, WalPart};
 pub use keyspace::KeySpace;
 pub use layout::{DedupeKey, LookupId};
