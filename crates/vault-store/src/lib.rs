@@ -16,6 +16,8 @@
 
 mod backup;
 mod commit;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod engine;
 mod error;
 mod generation;

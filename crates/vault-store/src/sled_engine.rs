@@ -439,3 +439,66 @@ fn open_sled(dir: &Path, options: &StoreOptions) -> Result<sled::Db, StoreError>
         }
     }
 }
+
+#[cfg(test)]
+mod conformance_tests {
+    use std::path::{Path, PathBuf};
+
+    use crate::{Store, StoreOptions, conformance};
+
+    /// Stores in one temporary directory; a crash is a copy of the directory taken while the store
+    /// is leaked (never closed), as the crash harnesses do.
+    struct Sled {
+        root: tempfile::TempDir,
+        next: u32,
+    }
+
+    impl Sled {
+        fn fresh(&mut self) -> PathBuf {
+            self.next += 1;
+            self.root.path().join(format!("vault-{}", self.next))
+        }
+    }
+
+    impl conformance::Harness for Sled {
+        fn create(&mut self, header: &[u8], options: StoreOptions) -> Store {
+            Store::create(&self.fresh(), header, options).expect("create")
+        }
+
+        fn reopen(&mut self, store: Store, options: StoreOptions) -> Store {
+            let dir = store.dir().to_path_buf();
+            drop(store);
+            Store::open(&dir, options).expect("reopen")
+        }
+
+        fn crash_and_reopen(&mut self, store: Store, options: StoreOptions) -> Store {
+            let from = store.dir().to_path_buf();
+            std::mem::forget(store);
+            let to = self.fresh();
+            copy_dir(&from, &to);
+            Store::open(&to, options).expect("reopen after a crash")
+        }
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for e in std::fs::read_dir(from).expect("read dir") {
+            let e = e.expect("entry");
+            let dest = to.join(e.file_name());
+            if e.file_type().expect("type").is_dir() {
+                copy_dir(&e.path(), &dest);
+            } else if e.file_name() != crate::lock::LOCK_FILE {
+                std::fs::copy(e.path(), dest).expect("copy");
+            }
+        }
+    }
+
+    #[test]
+    fn the_sled_engine_passes_the_conformance_suite() {
+        let mut sled = Sled {
+            root: tempfile::tempdir().expect("tempdir"),
+            next: 0,
+        };
+        conformance::run_all(&mut sled);
+    }
+}
