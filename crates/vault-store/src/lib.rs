@@ -28,6 +28,7 @@ mod lock;
 mod record;
 mod sled_engine;
 mod store;
+mod table;
 mod wal;
 
 pub use backup::{BACKUP_FORMAT_VERSION, BACKUP_MAGIC, BackupSummary, RestoreSummary};
@@ -40,3 +41,4 @@ pub use record::StoredRecord;
 pub use store::{
     DEFAULT_MAX_QUEUE, Durability, STORE_FORMAT_VERSION, Store, StoreOptions, StoreStats,
 };
+pub use table::{Codec, Table, TableKey, Versioned};
