@@ -336,13 +336,13 @@ impl From<VaultError> for ApiError {
             )
             .retry_after(retry_after.as_secs()),
             VaultError::Busy => Self::unavailable("the vault is busy; try again shortly"),
-            VaultError::Conflict(code) => Self::one(
+            VaultError::Conflict(conflict) => Self::one(
                 StatusCode::CONFLICT,
                 ErrorStatus::Conflict,
                 "Idempotency-Key",
-                code,
-                match code {
-                    "idempotency_in_progress" => {
+                conflict.code(),
+                match conflict {
+                    vault_service::VaultConflict::IdempotencyInProgress => {
                         "a request with this Idempotency-Key is still being processed"
                     }
                     _ => "this Idempotency-Key was used with a different request",

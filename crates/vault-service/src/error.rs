@@ -77,14 +77,39 @@ pub enum VaultError {
     /// The vault is at a capacity bound (login hashing slots, or the store's write queue is full:
     /// [`Vault::set_write_queue_limit`](crate::Vault::set_write_queue_limit)); try again shortly.
     Busy,
-    /// The request conflicts with another one: `idempotency_mismatch` (same key, different
-    /// request) or `idempotency_in_progress` (same key, still being answered).
-    Conflict(&'static str),
+    /// The request conflicts with another one (see [`VaultConflict`]).
+    Conflict(VaultConflict),
     /// No usable session by that token: unknown, expired, already used or another merchant's
     /// (deliberately indistinguishable).
     SessionInvalid,
     /// The browser origin does not match the session's `allowOriginUrl`.
     OriginMismatch,
+}
+
+/// What a request conflicts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum VaultConflict {
+    /// The same merchant's same idempotency key is still being answered.
+    IdempotencyInProgress,
+    /// The idempotency key was answered for a different request.
+    IdempotencyMismatch,
+    /// An audit archive is already running.
+    AuditArchiveInProgress,
+    /// A session with this token exists.
+    SessionExists,
+}
+
+impl VaultConflict {
+    /// The stable code (HTTP answers, audit outcomes).
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::IdempotencyInProgress => "idempotency_in_progress",
+            Self::IdempotencyMismatch => "idempotency_mismatch",
+            Self::AuditArchiveInProgress => "audit_archive_in_progress",
+            Self::SessionExists => "session_exists",
+        }
+    }
 }
 
 impl VaultError {
@@ -113,7 +138,7 @@ impl fmt::Display for VaultError {
                 "too many distinct cards with the same masked number from this API key; try again later",
             ),
             Self::Busy => f.write_str("the vault is busy; try again shortly"),
-            Self::Conflict(code) => write!(f, "conflict: {code}"),
+            Self::Conflict(conflict) => write!(f, "conflict: {}", conflict.code()),
             Self::SessionInvalid => f.write_str("session is unknown, expired or already used"),
             Self::OriginMismatch => f.write_str("origin does not match the session"),
         }

@@ -49,7 +49,7 @@ pub use audit::{
 pub use backup::{BackupReport, RestoreReport, backup_path_problem};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use credentials::{LoginPolicy, LoginStats, MerchantPassword};
-pub use error::{FieldError, VaultError};
+pub use error::{FieldError, VaultConflict, VaultError};
 pub use idempotency::{
     IDEMPOTENCY_TTL, IdempotencyGuard, IdempotencyKey, IdempotencyStart, IdempotentResponse,
 };

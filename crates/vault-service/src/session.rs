@@ -458,7 +458,7 @@ impl Vault {
             .write(move |tx| -> Result<(), VaultError> {
                 // 122 random bits: a collision is not a realistic event, but never overwrite.
                 if tx.get_raw(&key)?.is_some() {
-                    return Err(VaultError::Conflict("session_exists"));
+                    return Err(VaultError::Conflict(crate::VaultConflict::SessionExists));
                 }
                 tx.put_raw(&key, value)?;
                 tx.put_raw(&due, Vec::new())?;

@@ -209,7 +209,7 @@ impl AuditOutcome {
             VaultError::RateLimited => "rate_limited",
             VaultError::Busy => "busy",
             VaultError::TooManyCards { .. } => "masked_form_limit",
-            VaultError::Conflict(code) => code,
+            VaultError::Conflict(conflict) => conflict.code(),
             VaultError::SessionInvalid => "session_invalid",
             VaultError::OriginMismatch => "origin_mismatch",
             _ => return Self::Error,
