@@ -7,7 +7,7 @@
 //! the committer answers the callers. Readers outside the committer use [`Engine::get`] and
 //! [`Engine::scan`], which see whole groups. The sled engine (`sled_engine.rs`, with its
 //! write-ahead log in `wal.rs`) is the one implementation today; a second engine is tested by the
-//! same [conformance suite](crate::conformance).
+//! same conformance suite (`vault_store::conformance`, feature `conformance`).
 //!
 //! [`WriteTx`]: crate::WriteTx
 

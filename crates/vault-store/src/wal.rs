@@ -6,7 +6,7 @@
 //! redundant from time to time with a *checkpoint*: `sled::Db::flush`, `fdatasync` of sled's data
 //! file, then the log restarts under a new *epoch* (its header is rewritten and synced; older
 //! entries are ignored from then on). On open, the log is read and verified whole, and its entries
-//! are applied again in order (see `replay_log` in `store.rs`).
+//! are applied again in order (see `replay_log` in `sled_engine.rs`).
 //!
 //! The file is preallocated with zeros in 1 MiB steps and overwritten in place, so the
 //! `fdatasync` of an append finds no file-size change to commit (no file-system journal commit)
