@@ -31,6 +31,7 @@ const OLD_VERSION: u8 = 1;
 const MAC_LEN: usize = 32;
 /// Store key of the "version-1 records were migrated" marker.
 const MARKER_KEY: &[u8] = b"~record-macs";
+const _: () = assert!(MARKER_KEY[0] == vault_store::KeySpace::Marker.byte());
 
 /// Which kind of record (each has its own MAC key).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

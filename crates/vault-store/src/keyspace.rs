@@ -29,7 +29,7 @@ pub enum KeySpace {
     // --- owned by the vault ---
     /// `A` + sequence u64 BE: one audit entry.
     AuditEntry = b'A',
-    /// `a`: the audit chain's head.
+    /// `a`: the audit chain's head; `a.anchor`: the anchor of the archived part of the chain.
     AuditHead = b'a',
     /// `I` + merchant + key: an idempotency record.
     IdempotencyRecord = b'I',
@@ -39,6 +39,11 @@ pub enum KeySpace {
     Merchant = b'M',
     /// `K` + key id: an API key.
     ApiKey = b'K',
+    /// `O` + token: a per-token mark (one-click), cleared by the vault when the token is deleted
+    /// or its card changes.
+    OneClick = b'O',
+    /// `~` + name: a vault marker (`~record-macs`: records carry MACs).
+    Marker = b'~',
     // --- owned by the gateway ---
     /// `P` + merchant: a merchant password.
     Password = b'P',
@@ -52,13 +57,22 @@ pub enum KeySpace {
     Payment = b'Y',
     /// `y` + due time + payment: the payment sweep's time index.
     PaymentDue = b'y',
-    /// `O` + token: a one-click mark.
-    OneClick = b'O',
+}
+
+/// Which layer owns a key space: only it writes there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Owner {
+    /// The store itself (records, de-duplication index, counters).
+    Store,
+    /// The token vault (audit, idempotency, merchants, API keys, per-token marks, markers).
+    Vault,
+    /// The payment gateway (credentials, terminals, sessions, payments).
+    Gateway,
 }
 
 impl KeySpace {
     /// Every kind, in prefix-byte order.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 20] = [
         Self::AuditEntry,
         Self::Count,
         Self::Dedupe,
@@ -78,6 +92,7 @@ impl KeySpace {
         Self::IdempotencyIndex,
         Self::SessionDue,
         Self::PaymentDue,
+        Self::Marker,
     ];
 
     /// The prefix byte.
@@ -90,18 +105,36 @@ impl KeySpace {
         Self::ALL.into_iter().find(|k| k.byte() == byte)
     }
 
+    /// The layer that owns the kind.
+    pub const fn owner(self) -> Owner {
+        match self {
+            Self::Version
+            | Self::Count
+            | Self::Generation
+            | Self::Record
+            | Self::Expiry
+            | Self::Dedupe => Owner::Store,
+            Self::AuditEntry
+            | Self::AuditHead
+            | Self::IdempotencyRecord
+            | Self::IdempotencyIndex
+            | Self::Merchant
+            | Self::ApiKey
+            | Self::OneClick
+            | Self::Marker => Owner::Vault,
+            Self::Password
+            | Self::Terminal
+            | Self::Session
+            | Self::SessionDue
+            | Self::Payment
+            | Self::PaymentDue => Owner::Gateway,
+        }
+    }
+
     /// Whether the store owns the kind: the layers above can read it only through the store's
     /// typed calls and never write it directly.
     pub const fn is_reserved(self) -> bool {
-        matches!(
-            self,
-            Self::Version
-                | Self::Count
-                | Self::Generation
-                | Self::Record
-                | Self::Expiry
-                | Self::Dedupe
-        )
+        matches!(self.owner(), Owner::Store)
     }
 
     /// The kind's name in messages (`stored {name} is corrupt`).
@@ -126,6 +159,7 @@ impl KeySpace {
             Self::Payment => "payment",
             Self::PaymentDue => "payment index",
             Self::OneClick => "one-click mark",
+            Self::Marker => "vault marker",
         }
     }
 

@@ -66,7 +66,7 @@ pub use backup::{BACKUP_FORMAT_VERSION, BACKUP_MAGIC, BackupSummary, RestoreSumm
 pub use commit::WriteTx;
 pub use engine::Engine;
 pub use error::{BackupPart, ConflictKind, StoreError, Structure, WalPart};
-pub use keyspace::KeySpace;
+pub use keyspace::{KeySpace, Owner};
 pub use layout::{DedupeKey, LookupId};
 pub use record::StoredRecord;
 pub use store::{

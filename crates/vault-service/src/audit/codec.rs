@@ -25,6 +25,7 @@ const ANCHOR_DOMAIN: &[u8] = b"cardvault/v1/audit-anchor";
 const ARCHIVE_DOMAIN: &[u8] = b"cardvault/v1/audit-archive";
 /// Where the log starts after an archive: the last archived entry's seq and hash, keyed.
 pub(super) const ANCHOR_KEY: &[u8] = b"a.anchor";
+const _: () = assert!(ANCHOR_KEY[0] == vault_store::KeySpace::AuditHead.byte());
 pub(super) const MAX_TEXT: usize = 64;
 pub(super) const MAX_DETAIL: usize = 128;
 /// A block is closed once it holds this many bytes (an entry is 88 to about 500 bytes). Small
