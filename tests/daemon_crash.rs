@@ -6,7 +6,7 @@
 //! its new outcome, never a mix. `CARDVAULT_DAEMON_CRASH_RUNS` sets the number of kills
 //! (default 3). See `docs/harnesses.md`.
 #![cfg(feature = "cli")]
-#![allow(clippy::unwrap_used, clippy::panic, clippy::print_stderr)]
+#![cfg(test)]
 
 mod common;
 

@@ -2,7 +2,7 @@
 //! CARDVAULT_MERCHANT_PASSWORD, never from argv; offline on --data and through a running daemon;
 //! refusals are one clear line without the password. Checked by logging in on the vault itself.
 #![cfg(feature = "cli")]
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![cfg(test)]
 
 mod common;
 

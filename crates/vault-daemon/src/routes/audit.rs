@@ -7,7 +7,7 @@ use vault_service::AuditEntry;
 use vault_wire::{AuditEntryView, AuditPage, AuditVerifyResponse};
 
 use crate::{
-    response::{self, ApiError, Body},
+    http::response::{self, ApiError, Body},
     state::State,
 };
 
