@@ -47,7 +47,7 @@
 
 mod backup;
 mod commit;
-#[cfg(any(test, feature = "conformance"))]
+#[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod engine;
 mod error;
