@@ -69,6 +69,7 @@ pub use error::{BackupPart, ConflictKind, StoreError, Structure, WalPart};
 pub use keyspace::{KeySpace, Owner};
 pub use layout::{DedupeKey, LookupId};
 pub use record::StoredRecord;
+pub use sled_engine::SledEngine;
 pub use store::{
     DEFAULT_MAX_QUEUE, Durability, STORE_FORMAT_VERSION, Store, StoreOptions, StoreStats,
 };

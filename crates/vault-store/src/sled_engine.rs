@@ -32,8 +32,13 @@ pub(crate) const SLED_DIR: &str = "sled";
 /// Log size past which the committer checkpoints (sled flush + sync, log reset) after a group.
 const CHECKPOINT_BYTES: u64 = 32 << 20;
 
-/// A vault directory's sled database, open.
-pub(crate) struct SledEngine {
+/// A vault directory's sled database, open: the engine under [`Store::create`] and
+/// [`Store::open`] (which wrap it with [`Store::with_engine`]).
+///
+/// [`Store::create`]: crate::Store::create
+/// [`Store::open`]: crate::Store::open
+/// [`Store::with_engine`]: crate::Store::with_engine
+pub struct SledEngine {
     db: sled::Db,
     tree: sled::Tree,
     dir: PathBuf,
@@ -63,11 +68,7 @@ impl std::fmt::Debug for SledEngine {
 
 impl SledEngine {
     /// Creates a new vault directory holding `header`.
-    pub(crate) fn create(
-        dir: &Path,
-        header: &[u8],
-        options: &StoreOptions,
-    ) -> Result<Self, StoreError> {
+    pub fn create(dir: &Path, header: &[u8], options: &StoreOptions) -> Result<Self, StoreError> {
         if !dir.exists() {
             fs::DirBuilder::new()
                 .recursive(true)
@@ -93,7 +94,7 @@ impl SledEngine {
     }
 
     /// Opens an existing vault directory, replaying its log.
-    pub(crate) fn open(dir: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
+    pub fn open(dir: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
         if !dir.join(SLED_DIR).is_dir() {
             return Err(StoreError::NotFound(dir.to_path_buf()));
         }
