@@ -196,6 +196,9 @@ pub enum StoreError {
     Conflict(ConflictKind),
     /// The underlying database failed (I/O, disk full, ...).
     Db(sled::Error),
+    /// An engine other than sled failed (its own error, e.g. a lost database connection). Unlike
+    /// [`Db`](Self::Db) it does not fail the store: the next group tries again.
+    Engine(std::sync::Arc<dyn std::error::Error + Send + Sync>),
     /// A file-system operation outside the database failed.
     Io(io::Error),
     /// The committer has stopped (the store is shutting down or a previous write failed hard).
@@ -234,6 +237,7 @@ impl fmt::Display for StoreError {
             Self::Corrupt(what) => write!(f, "stored {what} is corrupt"),
             Self::Conflict(kind) => write!(f, "conditional write refused: {kind}"),
             Self::Db(e) => write!(f, "database error: {e}"),
+            Self::Engine(e) => write!(f, "storage engine error: {e}"),
             Self::Io(e) => write!(f, "i/o error: {e}"),
             Self::Closed => f.write_str("store is closed"),
             Self::Busy => f.write_str("the store's write queue is full; try again shortly"),
@@ -249,6 +253,7 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Db(e) => Some(e),
+            Self::Engine(e) => Some(&**e),
             Self::Io(e) => Some(e),
             _ => None,
         }
@@ -281,6 +286,7 @@ impl Clone for StoreError {
             Self::Corrupt(w) => Self::Corrupt(*w),
             Self::Conflict(k) => Self::Conflict(*k),
             Self::Db(e) => Self::Io(io::Error::other(e.to_string())),
+            Self::Engine(e) => Self::Engine(e.clone()),
             Self::Io(e) => Self::Io(io::Error::new(e.kind(), e.to_string())),
             Self::Closed => Self::Closed,
             Self::Busy => Self::Busy,
