@@ -1,15 +1,16 @@
-//! The group committer: one thread applies every write.
+//! The group committer: one thread applies every write. Engine-neutral: it talks to the database
+//! only through [`Engine`](crate::Engine).
 //!
 //! Callers hand it a closure. The thread takes the first queued closure, drains whatever else is
 //! queued (up to `max_group`), runs each closure against a [`WriteTx`] that sees the store plus the
-//! group's earlier writes, and makes all surviving writes durable at once: under
-//! `Durability::Sync` one append to the write-ahead log and one `fdatasync` of it (`wal.rs`), then
-//! one atomic `apply_batch` into sled without a sled flush; under `Durability::Flush` the
-//! `apply_batch` and one sled `flush`. Only then does it answer each caller. While it syncs, new
-//! callers queue up and form the next group, so the sync is shared by everyone who arrived
-//! meanwhile. Under `Sync` the committer also checkpoints (sled `flush`, `fdatasync` of sled's data
-//! file, log restarted under a new epoch) when the log has grown past `CHECKPOINT_BYTES` or the store
-//! has been idle for a second.
+//! group's earlier writes, and hands all surviving writes to [`Engine::commit`] as one group, to
+//! be made durable at once. With the sled engine (`sled_engine.rs`): under `Durability::Sync` one
+//! append to the write-ahead log and one `fdatasync` of it (`wal.rs`), then the writes applied to
+//! sled without a sled flush; under `Durability::Flush` one `apply_batch` and one sled `flush`.
+//! Only then does it answer each caller. While it syncs, new callers queue up and form the next
+//! group, so the sync is shared by everyone who arrived meanwhile. Between groups, and after a
+//! second without jobs, it lets the engine checkpoint ([`Engine::checkpoint`]; sled: `flush`,
+//! `fdatasync` of its data file, log restarted under a new epoch).
 //!
 //! Running every read-modify-write on this one thread also serialises them: de-duplication
 //! ("same card, same token") and "update only if unchanged" need no further locking.

@@ -1,6 +1,7 @@
-//! The key space of the single sled tree (the key header lives in its own file, see
-//! `header_file.rs`). One prefix byte per kind keeps every kind in its own
-//! contiguous range while letting one `apply_batch` change several kinds atomically.
+//! The store's own keys (the key header lives in its own file, see `header_file.rs`). Every
+//! prefix byte of every layer is registered in [`KeySpace`](crate::KeySpace); one prefix byte
+//! per kind keeps every kind in its own contiguous range while letting one group commit change
+//! several kinds atomically.
 //!
 //! | prefix | key                                   | value                         |
 //! |--------|---------------------------------------|-------------------------------|
