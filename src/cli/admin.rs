@@ -311,7 +311,7 @@ pub(crate) fn merchant(cmd: MerchantCmd) -> anyhow::Result<()> {
             match Conn::open(&target)? {
                 Conn::Offline(v) => {
                     let id = MerchantId::parse(&id).context("merchant id")?;
-                    v.unlock_merchant(id)?;
+                    cardvault::gateway::Gateway::new(v).unlock_merchant(id)?;
                 }
                 Conn::Remote { rt, client } => rt.block_on(client.merchant_unlock(&id))?,
             }
@@ -625,7 +625,7 @@ fn print_retired(ids: Vec<u32>) {
 
 pub(crate) fn sweep(args: SweepArgs) -> anyhow::Result<()> {
     let removed = match Conn::open(&args.target)? {
-        Conn::Offline(v) => v.sweep_expired(v.now())?,
+        Conn::Offline(v) => cardvault::gateway::Gateway::new(v.clone()).sweep_expired(v.now())?,
         Conn::Remote { rt, client } => rt.block_on(client.sweep())?.removed,
     };
     println!("removed {removed} expired records");

@@ -7,7 +7,10 @@
 use std::{fs, io::IsTerminal, path::PathBuf};
 
 use anyhow::{Context, bail};
-use cardvault::{MerchantId, MerchantPassword};
+use cardvault::{
+    MerchantId,
+    gateway::{Gateway, MerchantPassword},
+};
 use clap::Args;
 use vault_wire::MerchantPasswordRequest;
 use zeroize::Zeroizing;
@@ -39,7 +42,7 @@ pub(crate) fn run(args: PasswordArgs) -> anyhow::Result<()> {
     let id = MerchantId::parse(&args.id).context("merchant id")?;
     let password = read_password(args.password_file.as_ref())?;
     match Conn::open(&args.target)? {
-        Conn::Offline(v) => v.set_merchant_password(id, &password)?,
+        Conn::Offline(v) => Gateway::new(v).set_merchant_password(id, &password)?,
         Conn::Remote { rt, client } => {
             let req = MerchantPasswordRequest {
                 password: password.expose().to_owned(),

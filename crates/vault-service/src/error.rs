@@ -66,24 +66,17 @@ pub enum VaultError {
     Unauthorized,
     /// Authenticated, but not allowed to do this.
     Forbidden,
-    /// Too many failed logins for this merchant or from this peer; try again later.
-    RateLimited,
     /// This API key tokenized too many distinct cards sharing one masked form (first six and
     /// last four digits) within the window; try again after `retry_after`.
     TooManyCards {
         /// When the oldest counted card leaves the window.
         retry_after: std::time::Duration,
     },
-    /// The vault is at a capacity bound (login hashing slots, or the store's write queue is full:
+    /// The vault is at a capacity bound (the store's write queue is full, or a layer above's:
     /// [`Vault::set_write_queue_limit`](crate::Vault::set_write_queue_limit)); try again shortly.
     Busy,
     /// The request conflicts with another one (see [`VaultConflict`]).
     Conflict(VaultConflict),
-    /// No usable session by that token: unknown, expired, already used or another merchant's
-    /// (deliberately indistinguishable).
-    SessionInvalid,
-    /// The browser origin does not match the session's `allowOriginUrl`.
-    OriginMismatch,
 }
 
 /// What a request conflicts with.
@@ -96,8 +89,6 @@ pub enum VaultConflict {
     IdempotencyMismatch,
     /// An audit archive is already running.
     AuditArchiveInProgress,
-    /// A session with this token exists.
-    SessionExists,
 }
 
 impl VaultConflict {
@@ -107,7 +98,6 @@ impl VaultConflict {
             Self::IdempotencyInProgress => "idempotency_in_progress",
             Self::IdempotencyMismatch => "idempotency_mismatch",
             Self::AuditArchiveInProgress => "audit_archive_in_progress",
-            Self::SessionExists => "session_exists",
         }
     }
 }
@@ -133,14 +123,11 @@ impl fmt::Display for VaultError {
             Self::Store(e) => write!(f, "store error: {e}"),
             Self::Unauthorized => f.write_str("unauthorized"),
             Self::Forbidden => f.write_str("forbidden"),
-            Self::RateLimited => f.write_str("too many failed attempts; try again later"),
             Self::TooManyCards { .. } => f.write_str(
                 "too many distinct cards with the same masked number from this API key; try again later",
             ),
             Self::Busy => f.write_str("the vault is busy; try again shortly"),
             Self::Conflict(conflict) => write!(f, "conflict: {}", conflict.code()),
-            Self::SessionInvalid => f.write_str("session is unknown, expired or already used"),
-            Self::OriginMismatch => f.write_str("origin does not match the session"),
         }
     }
 }

@@ -15,6 +15,8 @@ pub enum Structure {
     Key(KeySpace),
     /// A key outside every kind the layers above may write (empty, or a prefix the store owns).
     ReservedKey,
+    /// A key of the vault's own key spaces written through the vault's seam by a layer above.
+    VaultKey,
     /// The key-header file.
     KeyHeaderFile,
     /// A key header too large to store or back up.
@@ -107,6 +109,7 @@ impl fmt::Display for Structure {
             Self::Value(kind) => f.write_str(kind.name()),
             Self::Key(kind) => write!(f, "{} key", kind.name()),
             Self::ReservedKey => f.write_str("key (reserved prefix)"),
+            Self::VaultKey => f.write_str("key (vault prefix)"),
             Self::KeyHeaderFile => f.write_str("key header file"),
             Self::KeyHeaderTooLarge => f.write_str("key header (too large)"),
             Self::KeyTooLarge => f.write_str("key (too large)"),
