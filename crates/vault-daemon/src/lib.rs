@@ -76,11 +76,11 @@ mod server;
 mod shutdown;
 mod state;
 mod validate;
+pub mod views;
 mod write_timeout;
 
 pub use config::{DaemonConfig, LogFormat};
 pub use error::DaemonError;
 pub use listener::{Listener, bind_tcp, bind_unix, bind_unix_for};
 pub use router::{Route, routes};
-pub use routes::audit::audit_entry_view;
 pub use server::serve;

@@ -2,30 +2,21 @@
 //!
 //! Each works offline on `--data DIR` (opening the vault with the key options) or, when a daemon
 //! holds the directory or `--socket` is given, through the daemon's socket with an admin API key.
-//! Both paths produce the wire types of the HTTP API, so the output is the same either way.
+//! Both go through [`conn::Admin`], which answers with the wire types of the HTTP API, so the
+//! output is the same either way.
 
 use std::{
-    fs::{File, TryLockError},
     io::ErrorKind,
     path::{Path, PathBuf},
 };
 
-use anyhow::{Context, bail};
-use cardvault::{
-    ApiKeyInfo, DekState, MerchantId, Scopes, StoreError, TerminalId, Vault, VaultError,
-    VaultOptions, VaultStats,
-};
+use anyhow::Context;
+use cardvault::Scopes;
 use clap::{Args, Subcommand};
-use indicatif::ProgressBar;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
-use vault_client::{ApiKey, Client};
-use vault_wire::{
-    ApiKeyCreateRequest, ApiKeyKind, ApiKeyResponse, DekStatus, KeyStatusResponse,
-    MerchantAddRequest, MerchantResponse, RewrapResponse, StatsResponse, TerminalAddRequest,
-    TerminalResponse,
-};
+use vault_wire::ApiKeyKind;
 
-use super::{key::KeyArgs, runtime, secret_file::PendingSecretFile, serve::SOCKET_POINTER};
+use super::{conn, key::KeyArgs, secret_file::PendingSecretFile};
 
 /// Where the vault is: a data directory, a daemon socket, or both.
 #[derive(Args, Debug, Clone)]
@@ -34,27 +25,27 @@ pub(crate) struct Location {
     /// The vault directory. Opened directly, unless a running daemon holds it; then the command
     /// goes through that daemon's socket.
     #[arg(long, env = "CARDVAULT_DATA", value_name = "DIR")]
-    data: Option<PathBuf>,
+    pub(crate) data: Option<PathBuf>,
 
     /// Go through the daemon listening on this socket (needs an admin API key).
     #[arg(long, env = "CARDVAULT_SOCKET", value_name = "PATH")]
-    socket: Option<PathBuf>,
+    pub(crate) socket: Option<PathBuf>,
 }
 
 /// Options shared by every admin command.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct Target {
     #[command(flatten)]
-    location: Location,
+    pub(crate) location: Location,
 
     /// File holding an API key with the `admin` scope, for the daemon path. The key itself may
     /// be given in CARDVAULT_API_KEY. Default: `api-key` next to the socket, if present
     /// (what `serve --dev` writes).
     #[arg(long, env = "CARDVAULT_API_KEY_FILE", value_name = "FILE")]
-    api_key_file: Option<PathBuf>,
+    pub(crate) api_key_file: Option<PathBuf>,
 
     #[command(flatten)]
-    key: KeyArgs,
+    pub(crate) key: KeyArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -199,129 +190,19 @@ pub(crate) struct StatsArgs {
     target: Target,
 }
 
-/// An open vault, or a daemon client.
-pub(crate) enum Conn {
-    Offline(Vault),
-    Remote {
-        rt: tokio::runtime::Runtime,
-        client: Client,
-    },
-}
-
-impl Conn {
-    pub(crate) fn open(target: &Target) -> anyhow::Result<Self> {
-        if let Some(socket) = &target.location.socket {
-            return remote(target, socket);
-        }
-        let Some(dir) = &target.location.data else {
-            bail!("name the vault with --data DIR or a daemon with --socket PATH");
-        };
-        if held_by_daemon(dir) {
-            return remote(target, &daemon_socket(dir)?);
-        }
-        let key = target.key.resolve(false)?;
-        match Vault::open(dir, &key, VaultOptions::default()) {
-            Ok(v) => Ok(Self::Offline(v)),
-            // The daemon started between the probe and the open.
-            Err(VaultError::Store(StoreError::InUse(_))) => remote(target, &daemon_socket(dir)?),
-            Err(e) => Err(e).with_context(|| format!("opening the vault in {}", dir.display())),
-        }
-    }
-}
-
-/// Whether another process holds the vault's directory lock (without needing the key).
-fn held_by_daemon(dir: &Path) -> bool {
-    let Ok(file) = File::open(dir.join("cardvault.lock")) else {
-        return false;
-    };
-    matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
-}
-
-/// The socket a daemon serving `dir` listens on, as it recorded it in the directory (`serve` and
-/// `serve --dev` both write it). No guess: a wrong socket would only confuse.
-fn daemon_socket(dir: &Path) -> anyhow::Result<PathBuf> {
-    std::fs::read_to_string(dir.join(SOCKET_POINTER))
-        .ok()
-        .map(|s| PathBuf::from(s.trim()))
-        .filter(|p| p.is_absolute())
-        .with_context(|| {
-            format!(
-                "a running daemon holds {} but recorded no socket in {}; name it with --socket PATH",
-                dir.display(),
-                dir.join(SOCKET_POINTER).display()
-            )
-        })
-}
-
-fn remote(target: &Target, socket: &Path) -> anyhow::Result<Conn> {
-    let key = admin_key(target, socket)?;
-    let rt = runtime()?;
-    let client = rt.block_on(super::connect::connect(socket, Some(&key)))?;
-    Ok(Conn::Remote { rt, client })
-}
-
-fn admin_key(target: &Target, socket: &Path) -> anyhow::Result<ApiKey> {
-    if let Ok(k) = std::env::var("CARDVAULT_API_KEY")
-        && !k.trim().is_empty()
-    {
-        return ApiKey::new(k).context("CARDVAULT_API_KEY");
-    }
-    let path = match &target.api_key_file {
-        Some(p) => p.clone(),
-        None => {
-            // `serve --dev` writes its operator key there.
-            let beside = socket
-                .parent()
-                .map(|d| d.join("operator-key"))
-                .filter(|p| p.exists());
-            match beside {
-                Some(p) => p,
-                None => bail!(
-                    "going through the daemon at {} needs an operator key (admin): pass --api-key-file FILE or set CARDVAULT_API_KEY",
-                    socket.display()
-                ),
-            }
-        }
-    };
-    super::key::warn_if_readable_by_others(&path);
-    ApiKey::from_file(&path)
-        .with_context(|| format!("reading API key file {}", path.display()))?
-        .with_context(|| format!("API key file {}", path.display()))
-}
-
 pub(crate) fn merchant(cmd: MerchantCmd) -> anyhow::Result<()> {
     match cmd {
         MerchantCmd::Add { id, name, target } => {
-            let m = match Conn::open(&target)? {
-                Conn::Offline(v) => {
-                    let id = MerchantId::parse(&id).context("merchant id")?;
-                    merchant_view(&v.add_merchant(id, &name)?)
-                }
-                Conn::Remote { rt, client } => {
-                    rt.block_on(client.merchant_add(&MerchantAddRequest {
-                        merchant_id: id,
-                        name,
-                    }))?
-                }
-            };
+            let m = conn::open(&target)?.merchant_add(&id, &name)?;
             println!("added merchant {} ({})", m.merchant_id, m.name);
         }
         MerchantCmd::Password(args) => super::merchant_password::run(args)?,
         MerchantCmd::Unlock { id, target } => {
-            match Conn::open(&target)? {
-                Conn::Offline(v) => {
-                    let id = MerchantId::parse(&id).context("merchant id")?;
-                    v.unlock_merchant(id)?;
-                }
-                Conn::Remote { rt, client } => rt.block_on(client.merchant_unlock(&id))?,
-            }
+            conn::open(&target)?.merchant_unlock(&id)?;
             println!("cleared the login failures of merchant {id}");
         }
         MerchantCmd::List { target } => {
-            let list = match Conn::open(&target)? {
-                Conn::Offline(v) => v.merchants()?.iter().map(merchant_view).collect(),
-                Conn::Remote { rt, client } => rt.block_on(client.merchants())?.merchants,
-            };
+            let list = conn::open(&target)?.merchants()?;
             println!("{:<20} {:<22} NAME", "ID", "CREATED");
             for m in list {
                 println!(
@@ -358,35 +239,8 @@ pub(crate) fn api_key(cmd: ApiKeyCmd) -> anyhow::Result<()> {
             }
             // Create the output file before the key: a bad path must not leave an active key.
             let out = out.as_deref().map(PendingSecretFile::create).transpose()?;
-            let conn = Conn::open(&target)?;
-            let (info, key) = match &conn {
-                Conn::Offline(v) => {
-                    let k = match merchant.as_deref() {
-                        Some(m) if !operator => {
-                            let id = MerchantId::parse(m).context("merchant id")?;
-                            v.create_api_key(id, parsed, &label)?
-                        }
-                        _ => v.create_operator_key(parsed, &label)?,
-                    };
-                    (
-                        api_key_view(&k.info),
-                        zeroize::Zeroizing::new(k.expose().to_owned()),
-                    )
-                }
-                Conn::Remote { rt, client } => {
-                    let req = ApiKeyCreateRequest {
-                        merchant_id: merchant.filter(|_| !operator),
-                        operator,
-                        scopes: parsed.iter().map(|s| s.as_str().to_owned()).collect(),
-                        label,
-                    };
-                    let created = rt.block_on(client.api_key_create(&req))?;
-                    (
-                        created.api_key.clone(),
-                        zeroize::Zeroizing::new(created.key.clone()),
-                    )
-                }
-            };
+            let admin = conn::open(&target)?;
+            let (info, key) = admin.api_key_create(merchant, operator, parsed, label)?;
             match &info.merchant_id {
                 Some(m) => eprintln!(
                     "created API key {} for merchant {m} (scopes {})",
@@ -404,12 +258,7 @@ pub(crate) fn api_key(cmd: ApiKeyCmd) -> anyhow::Result<()> {
                     let path = file.path().to_path_buf();
                     if let Err(e) = file.write(key.as_bytes()) {
                         // Nobody will ever see this key: take it back.
-                        let revoked = match &conn {
-                            Conn::Offline(v) => v.revoke_api_key(&info.id).is_ok(),
-                            Conn::Remote { rt, client } => {
-                                rt.block_on(client.api_key_revoke(&info.id)).is_ok()
-                            }
-                        };
+                        let revoked = admin.api_key_revoke(&info.id).is_ok();
                         let what = if revoked {
                             "revoked it again"
                         } else {
@@ -426,19 +275,7 @@ pub(crate) fn api_key(cmd: ApiKeyCmd) -> anyhow::Result<()> {
             }
         }
         ApiKeyCmd::List { merchant, target } => {
-            let list = match Conn::open(&target)? {
-                Conn::Offline(v) => {
-                    let m = merchant
-                        .as_deref()
-                        .map(MerchantId::parse)
-                        .transpose()
-                        .context("merchant id")?;
-                    v.api_keys(m)?.iter().map(api_key_view).collect()
-                }
-                Conn::Remote { rt, client } => {
-                    rt.block_on(client.api_keys(merchant.as_deref()))?.api_keys
-                }
-            };
+            let list = conn::open(&target)?.api_keys(merchant.as_deref())?;
             println!(
                 "{:<18} {:<9} {:<20} {:<32} {:<8} LABEL",
                 "ID", "KIND", "MERCHANT", "SCOPES", "STATE"
@@ -461,20 +298,7 @@ pub(crate) fn api_key(cmd: ApiKeyCmd) -> anyhow::Result<()> {
             }
         }
         ApiKeyCmd::Revoke { id, target } => {
-            let unknown = || anyhow::anyhow!("no API key with id {id}");
-            match Conn::open(&target)? {
-                Conn::Offline(v) => v.revoke_api_key(&id).map_err(|e| match e {
-                    VaultError::NotFound => unknown(),
-                    e => e.into(),
-                })?,
-                Conn::Remote { rt, client } => {
-                    rt.block_on(client.api_key_revoke(&id))
-                        .map_err(|e| match e.status() {
-                            Some(404) => unknown(),
-                            _ => e.into(),
-                        })?
-                }
-            }
+            conn::open(&target)?.api_key_revoke(&id)?;
             println!("revoked API key {id}");
         }
     }
@@ -488,38 +312,14 @@ pub(crate) fn terminal(cmd: TerminalCmd) -> anyhow::Result<()> {
             merchant,
             target,
         } => {
-            let t = match Conn::open(&target)? {
-                Conn::Offline(v) => {
-                    let m = MerchantId::parse(&merchant).context("merchant id")?;
-                    terminal_view(&v.add_terminal(m, TerminalId::parse(&id)?)?)
-                }
-                Conn::Remote { rt, client } => {
-                    rt.block_on(client.terminal_add(&TerminalAddRequest {
-                        merchant_id: merchant,
-                        terminal_id: id,
-                    }))?
-                }
-            };
+            let t = conn::open(&target)?.terminal_add(&merchant, &id)?;
             println!(
                 "added terminal {} for merchant {}",
                 t.terminal_id, t.merchant_id
             );
         }
         TerminalCmd::List { merchant, target } => {
-            let list = match Conn::open(&target)? {
-                Conn::Offline(v) => {
-                    let m = merchant
-                        .as_deref()
-                        .map(MerchantId::parse)
-                        .transpose()
-                        .context("merchant id")?;
-                    v.terminals(m)?.iter().map(terminal_view).collect()
-                }
-                Conn::Remote { rt, client } => {
-                    rt.block_on(client.terminals(merchant.as_deref()))?
-                        .terminals
-                }
-            };
+            let list = conn::open(&target)?.terminals(merchant.as_deref())?;
             println!("{:<52} {:<20} CREATED", "ID", "MERCHANT");
             for t in list {
                 println!(
@@ -537,81 +337,35 @@ pub(crate) fn terminal(cmd: TerminalCmd) -> anyhow::Result<()> {
 pub(crate) fn keys(cmd: KeysCmd) -> anyhow::Result<()> {
     match cmd {
         KeysCmd::Status { target } => {
-            let status = match Conn::open(&target)? {
-                Conn::Offline(v) => key_status_view(&v.stats()),
-                Conn::Remote { rt, client } => rt.block_on(client.key_status())?,
-            };
+            let status = conn::open(&target)?.key_status()?;
             println!("{:<6} {:<14} CREATED", "DEK", "STATE");
             for d in status.deks {
                 println!("{:<6} {:<14} {}", d.id, d.state, date(d.created_at));
             }
         }
         KeysCmd::Rotate { target } => {
-            let id = match Conn::open(&target)? {
-                Conn::Offline(v) => v.rotate_key()?.get(),
-                Conn::Remote { rt, client } => rt.block_on(client.rotate_key())?.current_dek,
-            };
+            let id = conn::open(&target)?.rotate_key()?;
             println!(
                 "data key {id} is now current; run `cardvault keys rewrap` to re-seal older records"
             );
         }
         KeysCmd::Rewrap { retire, target } => {
-            let conn = Conn::open(&target)?;
-            let p = rewrap(&conn)?;
+            let admin = conn::open(&target)?;
+            let p = admin.rewrap()?;
             println!(
                 "rewrap: {} scanned, {} re-sealed, {} failed their integrity check",
                 p.scanned, p.rewrapped, p.failed
             );
             if retire {
-                print_retired(retire_keys(&conn)?);
+                print_retired(admin.retire_keys()?);
             }
         }
         KeysCmd::Retire { target } => {
-            let conn = Conn::open(&target)?;
-            print_retired(retire_keys(&conn)?);
+            print_retired(conn::open(&target)?.retire_keys()?);
         }
         KeysCmd::Rekey(args) => super::rekey::run(*args)?,
     }
     Ok(())
-}
-
-fn rewrap(conn: &Conn) -> anyhow::Result<RewrapResponse> {
-    match conn {
-        Conn::Offline(v) => {
-            let total = v.stats().records;
-            let bar = ProgressBar::new(total);
-            bar.set_style(super::progress::style(
-                "rewrap [{bar:40}] {pos}/{len} records ({rate}, eta {eta})",
-            ));
-            let p = v.rewrap(|p| {
-                bar.set_length(p.total.max(p.scanned));
-                bar.set_position(p.scanned);
-            })?;
-            bar.finish_and_clear();
-            Ok(RewrapResponse {
-                scanned: p.scanned,
-                rewrapped: p.rewrapped,
-                failed: p.failed,
-                total: p.total,
-            })
-        }
-        Conn::Remote { rt, client } => {
-            // The daemon answers when the pass is over; show that work is going on.
-            let bar = ProgressBar::new_spinner();
-            bar.set_message("rewrap running in the daemon...");
-            bar.enable_steady_tick(std::time::Duration::from_millis(120));
-            let r = rt.block_on(client.rewrap());
-            bar.finish_and_clear();
-            Ok(r?)
-        }
-    }
-}
-
-fn retire_keys(conn: &Conn) -> anyhow::Result<Vec<u32>> {
-    Ok(match conn {
-        Conn::Offline(v) => v.retire_unused_keys()?.iter().map(|d| d.get()).collect(),
-        Conn::Remote { rt, client } => rt.block_on(client.retire_keys())?.retired,
-    })
 }
 
 fn print_retired(ids: Vec<u32>) {
@@ -624,19 +378,13 @@ fn print_retired(ids: Vec<u32>) {
 }
 
 pub(crate) fn sweep(args: SweepArgs) -> anyhow::Result<()> {
-    let removed = match Conn::open(&args.target)? {
-        Conn::Offline(v) => v.sweep_expired(v.now())?,
-        Conn::Remote { rt, client } => rt.block_on(client.sweep())?.removed,
-    };
+    let removed = conn::open(&args.target)?.sweep()?;
     println!("removed {removed} expired records");
     Ok(())
 }
 
 pub(crate) fn stats(args: StatsArgs) -> anyhow::Result<()> {
-    let s = match Conn::open(&args.target)? {
-        Conn::Offline(v) => stats_view(&v.stats()),
-        Conn::Remote { rt, client } => rt.block_on(client.stats())?,
-    };
+    let s = conn::open(&args.target)?.stats()?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
@@ -678,68 +426,4 @@ pub(crate) fn write_secret_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()>
 fn date(t: OffsetDateTime) -> String {
     t.format(&Rfc3339)
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
-}
-
-pub(crate) fn merchant_view(m: &cardvault::Merchant) -> MerchantResponse {
-    MerchantResponse {
-        merchant_id: m.id.to_string(),
-        name: m.name.clone(),
-        created_at: m.created_at,
-    }
-}
-
-fn api_key_view(k: &ApiKeyInfo) -> ApiKeyResponse {
-    ApiKeyResponse {
-        id: k.id.clone(),
-        merchant_id: k.merchant.map(|m| m.to_string()),
-        kind: if k.merchant.is_some() {
-            ApiKeyKind::Merchant
-        } else {
-            ApiKeyKind::Operator
-        },
-        scopes: k.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
-        label: k.label.clone(),
-        created_at: k.created_at,
-        revoked: k.revoked,
-    }
-}
-
-fn terminal_view(t: &cardvault::Terminal) -> TerminalResponse {
-    TerminalResponse {
-        terminal_id: t.id.to_string(),
-        merchant_id: t.merchant.to_string(),
-        created_at: t.created_at,
-    }
-}
-
-fn key_status_view(s: &VaultStats) -> KeyStatusResponse {
-    KeyStatusResponse {
-        current_dek: s.current_dek.get(),
-        deks: s
-            .deks
-            .iter()
-            .map(|(id, state, created_at)| DekStatus {
-                id: id.get(),
-                state: match state {
-                    DekState::Current => "current",
-                    DekState::DecryptOnly => "decrypt-only",
-                }
-                .to_owned(),
-                created_at: *created_at,
-            })
-            .collect(),
-    }
-}
-
-fn stats_view(s: &VaultStats) -> StatsResponse {
-    StatsResponse {
-        records: s.records,
-        current_dek: s.current_dek.get(),
-        deks: u32::try_from(s.deks.len()).unwrap_or(u32::MAX),
-        groups: s.store.groups,
-        jobs: s.store.jobs,
-        flushes: s.store.flushes,
-        size_on_disk: s.store.size_on_disk,
-        group_size_buckets: s.store.group_sizes.buckets.to_vec(),
-    }
 }
