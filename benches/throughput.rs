@@ -35,6 +35,7 @@ use criterion::{
 };
 use rand::{Rng, RngExt};
 use vault_store::{DedupeKey, LookupId, Store, StoreOptions, StoredRecord};
+use vault_testkit::cards::luhn_check_digit;
 
 const MERCHANT: u64 = 890_490;
 const BATCH: usize = 100;
@@ -78,24 +79,6 @@ fn random_card(rng: &mut impl Rng) -> (String, Expiry) {
     let expiry =
         Expiry::new(rng.random_range(2028..=2032), rng.random_range(1..=12)).expect("valid expiry");
     (pan, expiry)
-}
-
-fn luhn_check_digit(payload: &[u8]) -> u8 {
-    let sum: u32 = payload
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &x)| {
-            let x = u32::from(x);
-            if i % 2 == 0 {
-                let y = 2 * x;
-                if y > 9 { y - 9 } else { y }
-            } else {
-                x
-            }
-        })
-        .sum();
-    u8::try_from((10 - sum % 10) % 10).expect("a digit")
 }
 
 fn new_card((pan, expiry): &(String, Expiry)) -> NewCard {

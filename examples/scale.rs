@@ -34,6 +34,7 @@ use cardvault::{
 };
 use rand::{Rng, RngExt};
 use vault_store::{DedupeKey, LookupId, Store, StoreOptions, StoredRecord};
+use vault_testkit::cards::luhn_check_digit;
 
 const BATCH: usize = 1000;
 const SAMPLE: usize = 1000;
@@ -107,24 +108,6 @@ fn splitmix64(i: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
-}
-
-fn luhn_check_digit(payload: &[u8]) -> u8 {
-    let sum: u32 = payload
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &x)| {
-            let x = u32::from(x);
-            if i % 2 == 0 {
-                let y = 2 * x;
-                if y > 9 { y - 9 } else { y }
-            } else {
-                x
-            }
-        })
-        .sum();
-    u8::try_from((10 - sum % 10) % 10).expect("a digit")
 }
 
 /// (apparent bytes, allocated bytes, files) of every file under `dir`.

@@ -1,28 +1,21 @@
 //! The `vault_model` fuzz target's logic: a sequence of operations run against a real
 //! [`Vault`] (in a fresh temporary directory) and against a `BTreeMap` model, which must agree
 //! after every step, across reopens, key rotations and expiry sweeps. The pattern is redb's
-//! `fuzz_redb.rs`; the operations follow `crates/vault-service/tests/model.rs`.
+//! `fuzz_redb.rs`; the operations follow `crates/vault-service/tests/model.rs`, and the model is
+//! the same one (`vault_testkit::model`).
 //!
 //! Only public test card numbers are used, and failures name the operation, never a card.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arbitrary::Arbitrary;
 use time::OffsetDateTime;
 use vault_service::{
-    CustomerId, Durability, Expiry, KdfParams, KeySource, ManualClock, MerchantId, NewCard, Pan,
-    SecretKey, Token, TokenizeOptions, TokenizeRequest, UpdateOptions, Vault, VaultError,
-    VaultOptions,
+    CustomerId, Durability, Expiry, KeySource, ManualClock, MerchantId, NewCard, Pan, SecretKey,
+    Token, TokenizeOptions, TokenizeRequest, UpdateOptions, Vault, VaultError, VaultOptions,
 };
+use vault_testkit::model::{CUSTOMERS, Entry, Model, PANS};
 
-const PANS: [&str; 4] = [
-    "4111111111111111",
-    "5555555555554444",
-    "378282246310005",
-    "6011111111111117",
-];
-const CUSTOMERS: [Option<&str>; 3] = [None, Some("alice"), Some("bob")];
 /// Far enough ahead that no sequence of `Advance`s (capped at ten years in all) expires it.
 const EXPIRY: &str = "4912";
 /// Most operations per input; longer inputs are cut (each op may cost a commit).
@@ -98,38 +91,6 @@ pub enum Op {
     Reopen,
 }
 
-#[derive(Clone, Debug)]
-struct Entry {
-    merchant: u64,
-    pan: usize,
-    customer: usize,
-    keep_until: OffsetDateTime,
-    indexed: bool,
-}
-
-#[derive(Default)]
-struct Model {
-    live: BTreeMap<[u8; 24], Entry>,
-    dedupe: HashMap<(u64, usize, usize), [u8; 24]>,
-}
-
-impl Model {
-    fn visible(&self, t: &Token, merchant: u64, now: OffsetDateTime) -> Option<&Entry> {
-        self.live
-            .get(t.as_bytes())
-            .filter(|e| e.merchant == merchant && e.keep_until > now)
-    }
-
-    fn remove(&mut self, t: &[u8; 24]) {
-        if let Some(e) = self.live.remove(t) {
-            let k = (e.merchant, e.pan, e.customer);
-            if self.dedupe.get(&k) == Some(t) {
-                self.dedupe.remove(&k);
-            }
-        }
-    }
-}
-
 /// Runs `ops` against a new vault and the model. `Err` names the first disagreement.
 pub fn run(ops: &[Op]) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
@@ -167,21 +128,20 @@ pub fn run(ops: &[Op]) -> Result<(), String> {
                     .tokenize(merchant(m)?, card(pan)?, opts)
                     .map_err(|e| fail(&format!("tokenize failed: {e}")))?;
                 let key = (m, pan, c);
-                let hit = dedupe
-                    && model
-                        .dedupe
-                        .get(&key)
-                        .and_then(|t| model.live.get(t))
-                        .is_some_and(|e| e.keep_until > now);
-                if hit {
-                    let stored = model.live.get(info.token.as_bytes());
-                    if Some(info.token.as_bytes()) != model.dedupe.get(&key)
+                let hit = if dedupe {
+                    model.dedupe_hit(key, now)
+                } else {
+                    None
+                };
+                if hit.is_some() {
+                    let stored = model.entry(info.token.as_bytes());
+                    if Some(*info.token.as_bytes()) != hit
                         || !info.deduplicated
                         || stored.map(|e| e.keep_until) != Some(info.keep_until)
                     {
                         return Err(fail("expected the de-duplicated token, unchanged"));
                     }
-                } else if info.deduplicated || model.live.contains_key(info.token.as_bytes()) {
+                } else if info.deduplicated || model.contains(info.token.as_bytes()) {
                     return Err(fail("expected a new token"));
                 } else {
                     let want = keep_until.unwrap_or(expiry()?.keep_until());
@@ -189,7 +149,7 @@ pub fn run(ops: &[Op]) -> Result<(), String> {
                         return Err(fail("wrong keep_until"));
                     }
                     seen.push(info.token);
-                    model.live.insert(
+                    model.insert(
                         *info.token.as_bytes(),
                         Entry {
                             merchant: m,
@@ -199,9 +159,6 @@ pub fn run(ops: &[Op]) -> Result<(), String> {
                             indexed: dedupe,
                         },
                     );
-                    if dedupe {
-                        model.dedupe.insert(key, *info.token.as_bytes());
-                    }
                 }
             }
             Op::Batch {
@@ -235,11 +192,11 @@ pub fn run(ops: &[Op]) -> Result<(), String> {
                 }
                 for (r, &(p, c)) in results.into_iter().zip(&items) {
                     let info = r.map_err(|e| fail(&format!("batch item failed: {e}")))?;
-                    if model.live.contains_key(info.token.as_bytes()) {
+                    if model.contains(info.token.as_bytes()) {
                         return Err(fail("batch reused a token"));
                     }
                     seen.push(info.token);
-                    model.live.insert(
+                    model.insert(
                         *info.token.as_bytes(),
                         Entry {
                             merchant: m,
@@ -298,40 +255,24 @@ pub fn run(ops: &[Op]) -> Result<(), String> {
             } if !seen.is_empty() => {
                 let pan = pick(pan, 4);
                 let t = seen[usize::from(idx) % seen.len()];
-                let m = model.live.get(t.as_bytes()).map_or(1, |e| e.merchant);
+                let m = model.entry(t.as_bytes()).map_or(1, |e| e.merchant);
                 let keep_until = keep_days.map(|d| now + days(i64::from(d % 60) + 1));
                 let opts = UpdateOptions {
                     keep_until,
                     ..UpdateOptions::default()
                 };
                 let got = v.update(merchant(m)?, &t, card(pan)?, opts);
-                match (model.visible(&t, m, now).cloned(), got) {
-                    (Some(e), Ok(info)) => {
+                match (model.visible(&t, m, now).is_some(), got) {
+                    (true, Ok(info)) => {
                         let want = keep_until.unwrap_or(expiry()?.keep_until());
                         if info.token != t || info.keep_until != want {
                             return Err(fail("update answered another token or keep_until"));
                         }
-                        if e.indexed {
-                            let old = (e.merchant, e.pan, e.customer);
-                            if model.dedupe.get(&old) == Some(t.as_bytes()) {
-                                model.dedupe.remove(&old);
-                            }
-                            model
-                                .dedupe
-                                .insert((e.merchant, pan, e.customer), *t.as_bytes());
-                        }
-                        model.live.insert(
-                            *t.as_bytes(),
-                            Entry {
-                                pan,
-                                keep_until: info.keep_until,
-                                ..e
-                            },
-                        );
+                        model.update(*t.as_bytes(), pan, info.keep_until);
                     }
-                    (None, Err(VaultError::NotFound)) => {}
+                    (false, Err(VaultError::NotFound)) => {}
                     (_, Err(e)) => return Err(fail(&format!("update: unexpected {e}"))),
-                    (None, Ok(_)) => return Err(fail("update found a token the model lacks")),
+                    (false, Ok(_)) => return Err(fail("update found a token the model lacks")),
                 }
             }
             Op::Delete {
@@ -356,20 +297,11 @@ pub fn run(ops: &[Op]) -> Result<(), String> {
                 }
             }
             Op::Sweep => {
-                let expired: Vec<[u8; 24]> = model
-                    .live
-                    .iter()
-                    .filter(|(_, e)| e.keep_until <= now)
-                    .map(|(t, _)| *t)
-                    .collect();
                 let n = v
                     .sweep_expired(now)
                     .map_err(|e| fail(&format!("sweep failed: {e}")))?;
-                if n != expired.len() as u64 {
+                if n != model.sweep(now) {
                     return Err(fail("sweep removed another number of tokens"));
-                }
-                for t in expired {
-                    model.remove(&t);
                 }
             }
             Op::Rotate => {
@@ -383,7 +315,7 @@ pub fn run(ops: &[Op]) -> Result<(), String> {
             _ => {}
         }
         let v = vault.as_ref().ok_or("no vault")?;
-        if v.stats().records != model.live.len() as u64 {
+        if v.stats().records != model.records() {
             return Err(fail("record count differs from the model"));
         }
     }
@@ -394,9 +326,8 @@ fn open(dir: &std::path::Path, clock: &Arc<ManualClock>, create: bool) -> Result
     let key = KeySource::KeyFile(SecretKey::from_bytes([9; 32]));
     let options = VaultOptions {
         durability: Durability::Deferred { interval_ms: 1000 },
-        kdf: KdfParams::insecure_for_tests(),
-        clock: clock.clone(),
         cache_capacity: 4 << 20,
+        ..vault_testkit::vault::options(clock.clone())
     };
     let vault = if create {
         Vault::create(dir.join("vault"), &key, options)

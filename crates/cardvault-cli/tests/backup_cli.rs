@@ -1,6 +1,6 @@
 //! `cardvault backup` / `cardvault restore` end to end: offline and through a running daemon,
 //! refusal of damaged files and of existing targets. Vaults use the test-only fast KDF.
-#![allow(clippy::unwrap_used, clippy::panic, clippy::print_stderr)]
+#![cfg(test)]
 
 mod common;
 

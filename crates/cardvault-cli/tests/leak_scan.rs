@@ -5,7 +5,7 @@
 //! directory, the daemon's stdout/stderr, `/metrics` or any response other than a reveal; error
 //! bodies must not echo any submitted digits. While the daemon runs, `/proc/<pid>/limits` must
 //! show a core-file limit of 0 and the process must be non-dumpable. See `docs/harnesses.md`.
-#![allow(clippy::unwrap_used, clippy::panic, clippy::print_stderr)]
+#![cfg(test)]
 
 mod common;
 
@@ -20,6 +20,7 @@ use std::{
 };
 
 use common::{bin, luhn_pan, random_key_file};
+use vault_testkit::files::walk;
 
 /// Cards tokenized per log format (plus updates, batch and bad requests on top):
 /// `CARDVAULT_LEAK_SCAN_CARDS`, default 150.
@@ -891,8 +892,7 @@ fn check_no_keyed_digests(data: &Path, key_file: &str, seen: &Seen, findings: &m
     let control = vault.idempotency_digest(merchant, "planted control", &[planted]);
     vault.flush().unwrap();
     drop(vault);
-    let mut files = Vec::new();
-    files_under(data, &mut files);
+    let files = walk(data);
     assert!(
         !find_digests(&files, &[control]).is_empty(),
         "control: the planted idempotency digest is not found in the data directory"
@@ -919,17 +919,6 @@ fn chown_all(p: &Path, uid: u32) {
     if p.is_dir() {
         for e in std::fs::read_dir(p).unwrap() {
             chown_all(&e.unwrap().path(), uid);
-        }
-    }
-}
-
-fn files_under(p: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(p).unwrap() {
-        let path = e.unwrap().path();
-        if path.is_dir() {
-            files_under(&path, out);
-        } else {
-            out.push(path);
         }
     }
 }
@@ -1142,8 +1131,7 @@ fn nothing_in_clear_anywhere() {
     }
     let mut findings = Vec::new();
     check_no_keyed_digests(&data_path, &kf, &seen, &mut findings);
-    let mut files = Vec::new();
-    files_under(&data_path, &mut files);
+    let mut files = walk(&data_path);
     files.extend(logs.iter().cloned());
     let mut scanned_bytes = 0;
     for f in &files {

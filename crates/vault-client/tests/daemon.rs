@@ -1,12 +1,14 @@
 //! The client against a real daemon: a vault in a temp dir, `vault_daemon::serve` on a temp
 //! socket, every call driven through the client.
-#![allow(clippy::unwrap_used, clippy::panic)]
+//!
+//! `#![cfg(test)]` (always true here) marks the whole binary as test code for clippy's
+//! `allow-*-in-tests` (clippy.toml), helpers outside `#[test]` functions included.
+#![cfg(test)]
 
 use std::{path::PathBuf, time::Duration};
 
-use tokio::{sync::oneshot, task::JoinHandle};
 use vault_client::{ApiKey, Client, ClientError};
-use vault_daemon::{DaemonConfig, DaemonError};
+use vault_daemon::DaemonConfig;
 use vault_service::{KeySource, MerchantId, Scope, Scopes, SecretKey, Vault, VaultOptions};
 use vault_wire::{
     ApiKeyCreateRequest, BatchRequest, CardInput, ErrorStatus, MerchantAddRequest, RevealRequest,
@@ -18,8 +20,7 @@ struct Fixture {
     vault: Vault,
     socket: PathBuf,
     key: ApiKey,
-    stop: Option<oneshot::Sender<()>>,
-    server: JoinHandle<Result<(), DaemonError>>,
+    server: vault_testkit::daemon::Server,
 }
 
 impl Fixture {
@@ -38,22 +39,12 @@ impl Fixture {
         .unwrap();
         let key = ApiKey::new(api.expose()).unwrap();
         let socket = dir.path().join("run").join("cardvault.sock");
-        let listener = vault_daemon::bind_unix(&socket, 0o600).await.unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(vault_daemon::serve(
-            listener,
-            vault.clone(),
-            config,
-            async move {
-                let _ = rx.await;
-            },
-        ));
+        let server = vault_testkit::daemon::Server::start(&vault, &socket, config).await;
         Self {
             _dir: dir,
             vault,
             socket,
             key,
-            stop: Some(tx),
             server,
         }
     }
@@ -65,10 +56,7 @@ impl Fixture {
     }
 
     async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        (&mut self.server).await.unwrap().unwrap();
+        self.server.stop().await.unwrap();
     }
 }
 

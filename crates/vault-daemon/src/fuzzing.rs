@@ -24,7 +24,9 @@ use vault_service::{
 };
 use vault_wire::FieldErrorBody;
 
-use crate::{DaemonConfig, form, json, router, state::State, validate};
+use crate::{
+    DaemonConfig, decode::form, decode::json, decode::validate, http::router, state::State,
+};
 
 /// The fixed "now" of both harnesses (expiry checks depend on it).
 const NOW: OffsetDateTime = datetime!(2026-11-21 12:00:00 UTC);

@@ -31,7 +31,7 @@ use hyper::{
 use vault_service::{IdempotencyKey, IdempotencyStart, IdempotentResponse, MerchantId};
 
 use crate::{
-    response::{ApiError, Body},
+    http::response::{ApiError, Body},
     state::State,
 };
 
@@ -132,7 +132,7 @@ fn card_number_part(state: &State, merchant: MerchantId, value: &str) -> String 
 pub(crate) fn form_shape(
     state: &State,
     merchant: MerchantId,
-    fields: &crate::form::Fields,
+    fields: &crate::decode::form::Fields,
 ) -> Bytes {
     let mut out = Vec::new();
     for (name, value) in fields.iter() {
@@ -377,9 +377,9 @@ mod tests {
 
     #[tokio::test]
     async fn capture_keeps_the_body_and_honours_the_extensions() {
-        let mut resp = crate::response::with_body(
+        let mut resp = crate::http::response::with_body(
             StatusCode::CREATED,
-            crate::response::json_type(),
+            crate::http::response::json_type(),
             Bytes::from_static(b"{\"pan\":\"secret\"}"),
         );
         resp.headers_mut()
@@ -396,7 +396,7 @@ mod tests {
 
         let (_, stored) = capture(ApiError::internal().into_response()).await;
         assert!(stored.is_none(), "5xx is not stored");
-        let mut resp = crate::response::empty(StatusCode::OK);
+        let mut resp = crate::http::response::empty(StatusCode::OK);
         resp.extensions_mut().insert(NoStore);
         assert!(capture(resp).await.1.is_none());
     }

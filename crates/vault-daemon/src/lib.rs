@@ -26,7 +26,14 @@
 //! | `POST /v2/tokens/batch` | tokenize | 200, one result per item (`status` 201 or 400) |
 //! | `GET`/`PUT`/`DELETE /v2/tokens/{token}` | tokenize | 200 / 200 / 204 |
 //! | `POST /v2/tokens/{token}/reveal` | reveal | 200 (PAN and expiry) |
-//! | `/admin/...` (merchants, apikeys, terminals, keys, sweep, stats) | admin | 200 / 201 / 204 |
+//! | `/admin/...` (merchants, apikeys, terminals, keys, sweep, stats, backup, audit) | admin | 200 / 201 / 204 |
+//! | `POST /token` | merchant password in the form | 200, a session token |
+//! | `POST /payments` | session token (optionally a reveal key) | 200 |
+//! | `OPTIONS /token`, `OPTIONS /payments` | none (CORS preflight) | 204 |
+//! | `POST /payments/{txId}/card` | reveal | 200 (the payment's card) |
+//! | `POST /payments/{txId}/result` | tokenize or reveal | 200 |
+//! | `POST /processing-terminals/{id}/hosted-fields-sessions` | sessions | 201 |
+//! | `GET /hosted-fields/v1/{asset}` | none | 200 (the hosted-fields library and frame) |
 //!
 //! Errors of the token and admin APIs are `{"status":"<kind>","errors":[{"field","code",
 //! "message"}]}` (the gateway routes answer their `{"result":"failure",...}` envelope and
@@ -54,33 +61,40 @@
 //! `tracing` events only: no per-request events above `debug`, except one `info` event per
 //! reveal and key rotation on target `cardvault::audit` (merchant, key id, token, outcome; never
 //! the PAN).
+//!
+//! # Layout
+//!
+//! - `net/`: the listening socket and peer credentials (`listener`), the per-peer connection
+//!   bound (`peer_limit`), the write timeout, graceful shutdown.
+//! - `http/`: the route table and dispatch (`router`), responses and error bodies
+//!   (`response`), reading bodies within the size and time limits (`limits`).
+//! - `decode/`: bodies into typed requests: JSON against a field schema (`json`), the gateway's
+//!   form or JSON fields (`form`), validation naming every refused field (`validate`).
+//! - `routes/`: one file per route family (tokens, admin, audit, ops); `routes/gateway/` the
+//!   gateway API (`api`: `POST /token`, `POST /payments`), payments, hosted fields, and what
+//!   they share (`mod.rs`).
+//! - `server`, `state`, `config`, `error`, `metrics`, `idempotency`, `reveal_audit` at the top.
+//! - `fuzzing`: entry points for `fuzz/`, compiled only under `--cfg fuzzing`.
 #![forbid(unsafe_code)]
 
 mod config;
+mod decode;
 mod error;
-mod form;
+#[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
-mod gateway;
+mod http;
 mod idempotency;
-mod json;
-mod limits;
-mod listener;
 mod metrics;
-mod peer_limit;
-mod response;
+mod net;
 mod reveal_audit;
-mod router;
 mod routes;
 mod server;
-mod shutdown;
 mod state;
-mod validate;
 pub mod views;
-mod write_timeout;
 
 pub use config::{DaemonConfig, LogFormat};
 pub use error::DaemonError;
-pub use listener::{Listener, bind_tcp, bind_unix, bind_unix_for};
-pub use router::{Route, routes};
+pub use http::router::{Route, routes};
+pub use net::listener::{Listener, bind_tcp, bind_unix, bind_unix_for};
 pub use server::serve;

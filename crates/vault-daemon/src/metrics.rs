@@ -9,7 +9,7 @@ use std::{
 
 use vault_service::Vault;
 
-use crate::router::{TABLE, UNMATCHED};
+use crate::http::router::{TABLE, UNMATCHED};
 
 /// Status codes counted by name; anything else is counted as `other`.
 const STATUSES: [u16; 16] = [

@@ -8,7 +8,7 @@ use hyper::{HeaderMap, StatusCode, header::AUTHORIZATION};
 use vault_service::{Actor, AuditAction, AuditOutcome, Principal, Scope, Token};
 
 use crate::{
-    response::ApiError,
+    http::response::ApiError,
     state::{State, actor, peer_uid},
 };
 

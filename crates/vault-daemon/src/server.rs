@@ -13,12 +13,12 @@ use vault_service::Vault;
 
 use crate::{
     DaemonConfig, DaemonError,
-    listener::{Listener, Stream},
-    peer_limit::{Peer, PeerLimit, PeerSlot},
-    router,
-    shutdown::{ConnGuard, Drain},
+    http::router,
+    net::listener::{Listener, Stream},
+    net::peer_limit::{Peer, PeerLimit, PeerSlot},
+    net::shutdown::{ConnGuard, Drain},
+    net::write_timeout::WriteTimeout,
     state::State,
-    write_timeout::WriteTimeout,
 };
 
 /// Serves the HTTP API on `listener` until `shutdown` completes, then stops accepting, lets

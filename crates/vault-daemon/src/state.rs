@@ -11,7 +11,7 @@ use hyper::{
 };
 use vault_service::{Actor, Caller, Operator, Principal, Scope, Vault, VaultError};
 
-use crate::{DaemonConfig, limits, metrics::Metrics, response::ApiError};
+use crate::{DaemonConfig, http::limits, http::response::ApiError, metrics::Metrics};
 
 tokio::task_local! {
     /// The uid of the Unix-socket peer whose request is being handled (`None` over TCP).

@@ -6,20 +6,15 @@
 //! The daemon runs in this test's process, so the memory measured is the process's resident set
 //! (`VmRSS` in `/proc/self/status`): after a warm-up (the vault's cache, tokio's and hyper's
 //! buffers and the allocator's arenas fill up), then after thousands more malformed requests.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::cast_possible_truncation,
-    clippy::print_stderr,
-    clippy::panic
-)]
-
-mod common;
+//!
+//! So it is its own test binary, outside `tests/it`: other tests running in the same process
+//! would grow the resident set it measures.
+#![cfg(test)]
 
 use std::time::Duration;
 
-use common::{SEED_003, TestDaemon};
 use vault_daemon::DaemonConfig;
+use vault_testkit::daemon::{SEED_003, TestDaemon};
 
 /// xorshift64*: deterministic, no dependency.
 struct Rng(u64);
@@ -32,10 +27,10 @@ impl Rng {
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        usize::try_from(self.next() % n as u64).unwrap()
     }
     fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
+        (0..n).map(|_| self.next().to_le_bytes()[0]).collect()
     }
 }
 
@@ -91,7 +86,7 @@ fn case(rng: &mut Rng, key: &str) -> (Vec<u8>, bool) {
             let mut b = seed.to_vec();
             for _ in 0..=rng.below(3) {
                 let i = rng.below(b.len());
-                b[i] = rng.next() as u8;
+                b[i] = rng.next().to_le_bytes()[0];
             }
             (request(key, "/v2/tokens", &cl(&b), &b), false)
         }
@@ -219,7 +214,11 @@ async fn malformed_input_sweep() {
             let (bytes, must_be_4xx) = case(&mut rng, &d.keys.tokenize);
             let sock = d.sock.clone();
             batch.push(tokio::spawn(async move {
-                (common::raw(&sock, &bytes).await, must_be_4xx, bytes)
+                (
+                    vault_testkit::daemon::raw(&sock, &bytes).await,
+                    must_be_4xx,
+                    bytes,
+                )
             }));
         }
         for t in batch {

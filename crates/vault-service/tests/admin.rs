@@ -1,5 +1,5 @@
 //! Merchants, API keys (scopes, revocation, persistence) and terminals.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg(test)]
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! Idempotency keys: parsing, replay for 24 hours, mismatches, in-flight conflicts, server errors
 //! not stored, the sweep, nothing in clear on disk, and survival across a reopen.
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![cfg(test)]
 
 mod common;
 

@@ -2,7 +2,7 @@
 //! cost (19 MiB per hash) keep the process's resident memory near `slots x 19 MiB`. A memory
 //! bound, read from /proc/self/status (its own test binary, so no other test shares the
 //! process).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(test)]
 
 mod common;
 

@@ -1,23 +1,14 @@
 //! Model-based test: random sequences of operations against the Vault and against a plain
 //! in-memory model must agree, across reopens, rotations, rewraps and expiry sweeps.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(test)]
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
-
 use common::*;
 use proptest::prelude::*;
-use time::{Duration, OffsetDateTime};
-use vault_service::{CustomerId, MerchantId, Token, TokenizeOptions, UpdateOptions, VaultError};
-
-const PANS: [&str; 4] = [
-    "4111111111111111",
-    "5555555555554444",
-    "378282246310005",
-    "6011111111111117",
-];
-const CUSTOMERS: [Option<&str>; 3] = [None, Some("alice"), Some("bob")];
+use time::Duration;
+use vault_service::{MerchantId, Token, TokenizeOptions, UpdateOptions, VaultError};
+use vault_testkit::model::{Entry, Model, PANS, customer_id as customer};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -70,42 +61,6 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-#[derive(Clone, Debug)]
-struct Entry {
-    merchant: u64,
-    pan: usize,
-    customer: usize,
-    keep_until: OffsetDateTime,
-    /// Created with `dedupe`: listed in the de-duplication index.
-    indexed: bool,
-}
-
-#[derive(Default)]
-struct Model {
-    live: BTreeMap<[u8; 24], Entry>,
-    dedupe: HashMap<(u64, usize, usize), [u8; 24]>,
-}
-
-impl Model {
-    fn visible(&self, t: &Token, merchant: u64, now: OffsetDateTime) -> Option<&Entry> {
-        self.live
-            .get(t.as_bytes())
-            .filter(|e| e.merchant == merchant && e.keep_until > now)
-    }
-    fn remove(&mut self, t: &[u8; 24]) {
-        if let Some(e) = self.live.remove(t) {
-            let k = (e.merchant, e.pan, e.customer);
-            if self.dedupe.get(&k) == Some(t) {
-                self.dedupe.remove(&k);
-            }
-        }
-    }
-}
-
-fn customer(i: usize) -> Option<CustomerId> {
-    CUSTOMERS[i].map(|c| CustomerId::parse(c).unwrap())
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
@@ -124,22 +79,16 @@ proptest! {
                     let info = vault.tokenize(MerchantId::new(m).unwrap(), card(PANS[pan], "3001"), opts).unwrap();
                     let entry = Entry { merchant: m, pan, customer: c, keep_until: info.keep_until, indexed: dedupe };
                     let key = (m, pan, c);
-                    let hit = dedupe
-                        && model.dedupe.get(&key).and_then(|t| model.live.get(t).map(|e| (t, e)))
-                            .is_some_and(|(_, e)| e.keep_until > now);
-                    if hit {
-                        let expected = model.dedupe[&key];
+                    let hit = if dedupe { model.dedupe_hit(key, now) } else { None };
+                    if let Some(expected) = hit {
                         prop_assert_eq!(info.token.as_bytes(), &expected);
                         prop_assert!(info.deduplicated);
                     } else {
                         prop_assert!(!info.deduplicated);
-                        prop_assert!(!model.live.contains_key(info.token.as_bytes()));
+                        prop_assert!(!model.contains(info.token.as_bytes()));
                         seen.push(info.token);
                     }
-                    model.live.insert(*info.token.as_bytes(), entry);
-                    if dedupe {
-                        model.dedupe.insert(key, *info.token.as_bytes());
-                    }
+                    model.insert(*info.token.as_bytes(), entry);
                 }
                 Op::Get { merchant: m, idx } if !seen.is_empty() => {
                     let t = seen[idx % seen.len()];
@@ -164,20 +113,13 @@ proptest! {
                 }
                 Op::Update { idx, pan } if !seen.is_empty() => {
                     let t = seen[idx % seen.len()];
-                    let m = model.live.get(t.as_bytes()).map_or(1, |e| e.merchant);
+                    let m = model.entry(t.as_bytes()).map_or(1, |e| e.merchant);
                     let got = vault.update(MerchantId::new(m).unwrap(), &t, card(PANS[pan], "3002"), UpdateOptions::default());
-                    match model.visible(&t, m, now).cloned() {
-                        Some(e) => {
+                    match model.visible(&t, m, now) {
+                        Some(_) => {
                             let info = got.unwrap();
                             prop_assert_eq!(info.token, t);
-                            if e.indexed {
-                                let old_key = (e.merchant, e.pan, e.customer);
-                                if model.dedupe.get(&old_key) == Some(t.as_bytes()) {
-                                    model.dedupe.remove(&old_key);
-                                }
-                                model.dedupe.insert((e.merchant, pan, e.customer), *t.as_bytes());
-                            }
-                            model.live.insert(*t.as_bytes(), Entry { pan, keep_until: info.keep_until, ..e });
+                            model.update(*t.as_bytes(), pan, info.keep_until);
                         }
                         None => prop_assert!(matches!(got, Err(VaultError::NotFound))),
                     }
@@ -194,12 +136,7 @@ proptest! {
                 }
                 Op::Advance { days } => clock.advance(Duration::days(days)),
                 Op::Sweep => {
-                    let expired: Vec<[u8; 24]> =
-                        model.live.iter().filter(|(_, e)| e.keep_until <= now).map(|(t, _)| *t).collect();
-                    prop_assert_eq!(vault.sweep_expired(now).unwrap(), expired.len() as u64);
-                    for t in expired {
-                        model.remove(&t);
-                    }
+                    prop_assert_eq!(vault.sweep_expired(now).unwrap(), model.sweep(now));
                 }
                 Op::Rotate => {
                     vault.rotate_key().unwrap();
@@ -215,7 +152,7 @@ proptest! {
                 }
                 _ => {}
             }
-            prop_assert_eq!(vault.stats().records, model.live.len() as u64);
+            prop_assert_eq!(vault.stats().records, model.records());
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Helpers shared by the `cardvault-cli` package's integration tests. Each test file uses a subset.
-#![allow(dead_code, unreachable_pub)]
+//! Helpers shared by the `cardvault-cli` package's integration tests.
+// Each test binary uses a subset (rustc lints, not test allowances).
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use rand::RngExt;
 
@@ -35,22 +36,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// A random Luhn-valid PAN of `len` digits starting with `prefix`.
-pub fn luhn_pan(rng: &mut impl rand::Rng, prefix: &str, len: usize) -> String {
-    let mut d: Vec<u32> = prefix
-        .chars()
-        .map(|c| c.to_digit(10).expect("digit prefix"))
-        .collect();
-    while d.len() < len - 1 {
-        d.push(rng.random_range(0..10));
-    }
-    let mut sum = 0;
-    for (i, &x) in d.iter().rev().enumerate() {
-        let v = if i % 2 == 0 { x * 2 } else { x };
-        sum += if v > 9 { v - 9 } else { v };
-    }
-    d.push((10 - sum % 10) % 10);
-    d.iter().filter_map(|x| char::from_digit(*x, 10)).collect()
-}
+pub use vault_testkit::cards::random_pan as luhn_pan;
 
 /// A fresh random 32-byte vault key file (hex) at `path` with permissions `mode`; returns the
 /// path as a string for the CLI's `--key-file`.

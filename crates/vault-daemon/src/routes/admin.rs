@@ -11,10 +11,10 @@ use vault_wire::{
 };
 
 use crate::{
+    decode::json,
+    http::response::{self, ApiError, Body},
+    http::router::Param,
     idempotency::{self, KeyRule},
-    json,
-    response::{self, ApiError, Body},
-    router::Param,
     state::{State, operator_actor},
     views,
 };

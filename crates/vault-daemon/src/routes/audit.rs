@@ -5,7 +5,7 @@ use hyper::{Request, Response, StatusCode, body::Incoming};
 use vault_wire::AuditPage;
 
 use crate::{
-    response::{self, ApiError, Body},
+    http::response::{self, ApiError, Body},
     state::State,
     views,
 };

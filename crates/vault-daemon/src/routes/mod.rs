@@ -3,8 +3,5 @@
 pub(crate) mod admin;
 pub(crate) mod audit;
 pub(crate) mod gateway;
-pub(crate) mod hosted;
-pub(crate) mod hosted_fields;
 pub(crate) mod ops;
-pub(crate) mod payments;
 pub(crate) mod tokens;

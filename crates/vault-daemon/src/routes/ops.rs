@@ -6,7 +6,7 @@ use hyper::{Response, StatusCode, header::HeaderValue};
 use vault_wire::HealthResponse;
 
 use crate::{
-    response::{self, Body},
+    http::response::{self, Body},
     state::State,
 };
 

@@ -12,13 +12,13 @@ use vault_wire::{
 };
 
 use crate::{
+    decode::json,
+    decode::validate,
+    http::response::{self, ApiError, Body},
+    http::router::Param,
     idempotency::{self, KeyRule, NoStore},
-    json,
-    response::{self, ApiError, Body},
     reveal_audit,
-    router::Param,
     state::{State, actor, completion},
-    validate,
 };
 
 type Answer = Result<Response<Body>, ApiError>;

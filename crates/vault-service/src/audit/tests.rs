@@ -1,6 +1,5 @@
 //! Blocks of many entries: how reveals are packed, and that verify still names the first bad
 //! entry inside a block. (The single-entry layout is covered by `tests/audit.rs`.)
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{path::Path, sync::Arc};
 

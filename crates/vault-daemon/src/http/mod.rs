@@ -1,0 +1,6 @@
+//! HTTP plumbing shared by every route: the route table and dispatch, responses and error
+//! bodies, and reading bodies within the size and time limits.
+
+pub(crate) mod limits;
+pub(crate) mod response;
+pub(crate) mod router;

@@ -1,0 +1,312 @@
+//! The route table and dispatch. Routes are matched by path template first, then by method, so
+//! an unknown path is 404 and a known path with the wrong method is 405 with `Allow`.
+
+use std::{sync::Arc, time::Instant};
+
+use hyper::{Request, Response, body::Incoming};
+use vault_service::Token;
+
+use crate::{
+    http::response::{ApiError, Body},
+    routes::{
+        admin, audit,
+        gateway::{self, api, hosted, hosted_fields, payments},
+        ops, tokens,
+    },
+    state::State,
+};
+
+/// A route the daemon serves: a method and a path template (`{name}` is one path segment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Route {
+    /// `GET`, `POST`, `PUT`, `DELETE` or `OPTIONS`.
+    pub method: &'static str,
+    /// The path template, as used in metrics labels and `docs/openapi.json`.
+    pub path: &'static str,
+}
+
+/// Which handler a route runs; its index is the metrics slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RouteId {
+    Health,
+    Metrics,
+    TokenCreate,
+    TokenBatch,
+    TokenGet,
+    TokenUpdate,
+    TokenDelete,
+    TokenReveal,
+    MerchantList,
+    MerchantAdd,
+    MerchantPassword,
+    MerchantUnlock,
+    ApiKeyList,
+    ApiKeyCreate,
+    ApiKeyRevoke,
+    TerminalList,
+    TerminalAdd,
+    KeyStatus,
+    KeyRotate,
+    KeyRewrap,
+    KeyRetire,
+    Sweep,
+    Stats,
+    Backup,
+    SessionToken,
+    SessionTokenPreflight,
+    Payments,
+    PaymentsPreflight,
+    PaymentCard,
+    PaymentResult,
+    HostedFieldsSession,
+    HostedFieldsAsset,
+    AuditEntries,
+    AuditVerify,
+}
+
+/// Every route, in `RouteId` order.
+pub(crate) const TABLE: [(Route, RouteId); 34] = [
+    (r("GET", "/health"), RouteId::Health),
+    (r("GET", "/metrics"), RouteId::Metrics),
+    (r("POST", "/v2/tokens"), RouteId::TokenCreate),
+    (r("POST", "/v2/tokens/batch"), RouteId::TokenBatch),
+    (r("GET", "/v2/tokens/{token}"), RouteId::TokenGet),
+    (r("PUT", "/v2/tokens/{token}"), RouteId::TokenUpdate),
+    (r("DELETE", "/v2/tokens/{token}"), RouteId::TokenDelete),
+    (r("POST", "/v2/tokens/{token}/reveal"), RouteId::TokenReveal),
+    (r("GET", "/admin/merchants"), RouteId::MerchantList),
+    (r("POST", "/admin/merchants"), RouteId::MerchantAdd),
+    (
+        r("POST", "/admin/merchants/{id}/password"),
+        RouteId::MerchantPassword,
+    ),
+    (
+        r("POST", "/admin/merchants/{id}/unlock"),
+        RouteId::MerchantUnlock,
+    ),
+    (r("GET", "/admin/apikeys"), RouteId::ApiKeyList),
+    (r("POST", "/admin/apikeys"), RouteId::ApiKeyCreate),
+    (
+        r("POST", "/admin/apikeys/{id}/revoke"),
+        RouteId::ApiKeyRevoke,
+    ),
+    (r("GET", "/admin/terminals"), RouteId::TerminalList),
+    (r("POST", "/admin/terminals"), RouteId::TerminalAdd),
+    (r("GET", "/admin/keys"), RouteId::KeyStatus),
+    (r("POST", "/admin/keys/rotate"), RouteId::KeyRotate),
+    (r("POST", "/admin/keys/rewrap"), RouteId::KeyRewrap),
+    (r("POST", "/admin/keys/retire"), RouteId::KeyRetire),
+    (r("POST", "/admin/sweep"), RouteId::Sweep),
+    (r("GET", "/admin/stats"), RouteId::Stats),
+    (r("POST", "/admin/backup"), RouteId::Backup),
+    (r("POST", "/token"), RouteId::SessionToken),
+    (r("OPTIONS", "/token"), RouteId::SessionTokenPreflight),
+    (r("POST", "/payments"), RouteId::Payments),
+    (r("OPTIONS", "/payments"), RouteId::PaymentsPreflight),
+    (r("POST", "/payments/{txId}/card"), RouteId::PaymentCard),
+    (r("POST", "/payments/{txId}/result"), RouteId::PaymentResult),
+    (
+        r(
+            "POST",
+            "/processing-terminals/{processingTerminalId}/hosted-fields-sessions",
+        ),
+        RouteId::HostedFieldsSession,
+    ),
+    (
+        r("GET", "/hosted-fields/v1/{asset}"),
+        RouteId::HostedFieldsAsset,
+    ),
+    (r("GET", "/admin/audit"), RouteId::AuditEntries),
+    (r("POST", "/admin/audit/verify"), RouteId::AuditVerify),
+];
+
+/// Metrics slot for requests that matched no route.
+pub(crate) const UNMATCHED: usize = TABLE.len();
+
+const fn r(method: &'static str, path: &'static str) -> Route {
+    Route { method, path }
+}
+
+/// Every route the daemon serves (for documentation checks and clients).
+pub fn routes() -> impl Iterator<Item = Route> {
+    TABLE.iter().map(|(route, _)| *route)
+}
+
+/// The path parameter of a matched route.
+pub(crate) enum Param {
+    None,
+    /// A `{token}` segment; `None` when it is not a well-formed token (answered 404 like any
+    /// unknown token, after authentication).
+    Token(Option<Token>),
+    /// Any other `{name}` segment.
+    Text(String),
+}
+
+enum Matched {
+    Route(RouteId, Param),
+    WrongMethod(String),
+    Unknown,
+}
+
+fn find(method: &str, path: &str) -> Matched {
+    // A path a template spells out literally (`/v2/tokens/batch`) belongs to the literal
+    // templates alone: it is not also a value of `{token}`, so a wrong method there is 405.
+    let literal = TABLE
+        .iter()
+        .any(|(route, _)| !route.path.contains('{') && route.path == path);
+    let mut allow: Option<String> = None;
+    for (route, id) in &TABLE {
+        if literal && route.path.contains('{') {
+            continue;
+        }
+        let Some(param) = match_template(route.path, path) else {
+            continue;
+        };
+        if route.method == method {
+            let param = match (param, route.path.contains("{token}")) {
+                (None, _) => Param::None,
+                (Some(p), true) => Param::Token(Token::parse(p).ok()),
+                (Some(p), false) => Param::Text(p.to_owned()),
+            };
+            return Matched::Route(*id, param);
+        }
+        let a = allow.get_or_insert_with(String::new);
+        if !a.is_empty() {
+            a.push_str(", ");
+        }
+        a.push_str(route.method);
+    }
+    allow.map_or(Matched::Unknown, Matched::WrongMethod)
+}
+
+/// The `{param}` segment when `path` matches `template` (`Some(None)` for templates without one).
+fn match_template<'p>(template: &str, path: &'p str) -> Option<Option<&'p str>> {
+    let mut param = None;
+    let mut t = template.split('/');
+    let mut p = path.split('/');
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return Some(param),
+            (Some(ts), Some(ps)) => {
+                if ts.starts_with('{') {
+                    if ps.is_empty() {
+                        return None;
+                    }
+                    param = Some(ps);
+                } else if ts != ps {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Answers one request and records it in the metrics.
+pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+    let start = Instant::now();
+    let (slot, resp) = match find(req.method().as_str(), req.uri().path()) {
+        Matched::Route(id, param) => (id as usize, dispatch(&state, id, param, req).await),
+        Matched::WrongMethod(allow) => (
+            UNMATCHED,
+            ApiError::method_not_allowed(allow).into_response(),
+        ),
+        Matched::Unknown => (UNMATCHED, ApiError::no_route().into_response()),
+    };
+    let elapsed = start.elapsed();
+    state.metrics.observe(slot, resp.status().as_u16(), elapsed);
+    // The route's slot and status only: never the path (it holds tokens) or anything from the body.
+    tracing::trace!(
+        route = slot,
+        status = resp.status().as_u16(),
+        micros = elapsed.as_micros(),
+        "answered"
+    );
+    resp
+}
+
+async fn dispatch(
+    state: &State,
+    id: RouteId,
+    param: Param,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let result = match id {
+        RouteId::Health => Ok(ops::health(state)),
+        RouteId::Metrics => Ok(ops::metrics(state)),
+        RouteId::TokenCreate => tokens::create(state, req).await,
+        RouteId::TokenBatch => tokens::batch(state, req).await,
+        RouteId::TokenGet => tokens::get(state, req, param).await,
+        RouteId::TokenUpdate => tokens::update(state, req, param).await,
+        RouteId::TokenDelete => tokens::delete(state, req, param).await,
+        RouteId::TokenReveal => tokens::reveal(state, req, param).await,
+        RouteId::MerchantList => admin::merchant_list(state, req).await,
+        RouteId::MerchantAdd => admin::merchant_add(state, req).await,
+        RouteId::MerchantPassword => admin::merchant_password(state, req, param).await,
+        RouteId::MerchantUnlock => admin::merchant_unlock(state, req, param).await,
+        RouteId::ApiKeyList => admin::apikey_list(state, req).await,
+        RouteId::ApiKeyCreate => admin::apikey_create(state, req).await,
+        RouteId::ApiKeyRevoke => admin::apikey_revoke(state, req, param).await,
+        RouteId::TerminalList => admin::terminal_list(state, req).await,
+        RouteId::TerminalAdd => admin::terminal_add(state, req).await,
+        RouteId::KeyStatus => admin::key_status(state, req).await,
+        RouteId::KeyRotate => admin::key_rotate(state, req).await,
+        RouteId::KeyRewrap => admin::key_rewrap(state, req).await,
+        RouteId::KeyRetire => admin::key_retire(state, req).await,
+        RouteId::Sweep => admin::sweep(state, req).await,
+        RouteId::Stats => admin::stats(state, req).await,
+        RouteId::Backup => admin::backup(state, req).await,
+        RouteId::SessionToken => Ok(api::token(state, req).await),
+        RouteId::SessionTokenPreflight | RouteId::PaymentsPreflight => {
+            Ok(gateway::preflight(req.headers()))
+        }
+        RouteId::Payments => Ok(api::payments(state, req).await),
+        RouteId::PaymentCard => payments::card(state, req, param).await,
+        RouteId::PaymentResult => payments::result(state, req, param).await,
+        RouteId::HostedFieldsSession => Ok(hosted::create(state, req, param).await),
+        RouteId::HostedFieldsAsset => Ok(hosted_fields::asset(state, req, param).await),
+        RouteId::AuditEntries => audit::entries(state, req).await,
+        RouteId::AuditVerify => audit::verify(state, req).await,
+    };
+    result.unwrap_or_else(ApiError::into_response)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_in_route_id_order() {
+        for (i, (_, id)) in TABLE.iter().enumerate() {
+            assert_eq!(*id as usize, i);
+        }
+    }
+
+    #[test]
+    fn matching() {
+        let tok = "eefb5438ff1b7a1b14b20ab5b809c61b129966b60e502390";
+        assert!(matches!(
+            find("POST", "/v2/tokens/batch"),
+            Matched::Route(RouteId::TokenBatch, Param::None)
+        ));
+        assert!(matches!(
+            find("GET", &format!("/v2/tokens/{tok}")),
+            Matched::Route(RouteId::TokenGet, Param::Token(Some(_)))
+        ));
+        // The literal route owns its path: other methods are 405, not a `{token}` lookup.
+        for method in ["GET", "PUT", "DELETE"] {
+            match find(method, "/v2/tokens/batch") {
+                Matched::WrongMethod(allow) => assert_eq!(allow, "POST"),
+                _ => panic!("{method} /v2/tokens/batch: expected 405"),
+            }
+        }
+        assert!(matches!(find("GET", "/v2/tokens/"), Matched::Unknown));
+        match find("PATCH", &format!("/v2/tokens/{tok}")) {
+            Matched::WrongMethod(allow) => assert_eq!(allow, "GET, PUT, DELETE"),
+            _ => panic!("expected 405"),
+        }
+        assert!(matches!(find("GET", "/v2/tokens/a/b"), Matched::Unknown));
+        assert!(matches!(find("GET", "/health/"), Matched::Unknown));
+    }
+}

@@ -1,0 +1,8 @@
+//! vault-store's integration tests, one binary (rustls style): one module per theme.
+//!
+//! `#![cfg(test)]` (always true here) marks the whole binary as test code for clippy's
+//! `allow-*-in-tests` (clippy.toml), helpers outside `#[test]` functions included.
+#![cfg(test)]
+
+mod backup;
+mod store;

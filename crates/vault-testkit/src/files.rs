@@ -1,0 +1,36 @@
+//! Directory helpers: list every file under a directory, copy a vault's directory.
+
+use std::path::{Path, PathBuf};
+
+/// Every file under `dir`, recursively.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read_dir") {
+        let p = e.expect("dir entry").path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Copies the tree `from` into `to` (created if missing).
+pub fn copy_dir(from: &Path, to: &Path) {
+    copy_dir_except(from, to, None);
+}
+
+/// Copies the tree `from` into `to` (created if missing), leaving out files named `skip`.
+pub fn copy_dir_except(from: &Path, to: &Path, skip: Option<&str>) {
+    std::fs::create_dir_all(to).expect("create_dir_all");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("dir entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("file type").is_dir() {
+            copy_dir_except(&e.path(), &target, skip);
+        } else if skip.is_none_or(|s| e.file_name() != s) {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}

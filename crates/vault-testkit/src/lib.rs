@@ -1,0 +1,20 @@
+//! `vault-testkit`: what cardvault's tests, benches and fuzz targets share (rustls-test style).
+//! A dev-dependency only, never published.
+//!
+//! - [`clock`]: the fixed test instant and a manual clock on it.
+//! - [`vault`]: a test vault (fast KDF, flushed writes, small cache) and its merchants and cards.
+//! - [`daemon`]: a daemon on a Unix socket in a temp dir, with merchants and API keys, and a
+//!   raw HTTP/1.1 client.
+//! - [`cards`]: Luhn-valid test PANs.
+//! - [`files`]: every file under a directory; copying a vault's directory.
+//! - [`model`]: the reference model of the token lifecycle (proptest model test and fuzz target).
+//! - [`scan`]: byte scanners for leak tests (does any file under a directory hold these bytes).
+#![forbid(unsafe_code)]
+
+pub mod cards;
+pub mod clock;
+pub mod daemon;
+pub mod files;
+pub mod model;
+pub mod scan;
+pub mod vault;
