@@ -25,6 +25,9 @@
 
 pub use vault_service::*;
 
+/// The payment gateway above the vault: sessions, card capture, payments, one-click, CVVs.
+pub use vault_gateway as gateway;
+
 /// The pure core: card parsing, tokens, keys, sealing, fingerprints.
 pub use vault_core as core;
 

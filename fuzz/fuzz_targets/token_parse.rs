@@ -1,7 +1,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vault_core::{SessionToken, Token};
+use vault_core::Token;
+use vault_gateway::SessionToken;
 
 // Both kinds have exactly one spelling, so whatever parses must print back unchanged.
 fuzz_target!(|data: &[u8]| {

@@ -12,7 +12,8 @@ use std::{
 };
 
 use cardvault::{
-    Actor, KeySource, MerchantId, MerchantPassword, Passphrase, Vault, VaultError, VaultOptions,
+    KeySource, MerchantId, Passphrase, Vault, VaultError, VaultOptions,
+    gateway::{Gateway, GatewayError, MerchantPassword},
 };
 use vault_client::Client;
 
@@ -71,12 +72,16 @@ fn init(dir: &Path) -> String {
 /// Logs in on the (closed) vault directly: `Ok` when `password` is the merchant's.
 fn login(data: &str, password: &str) -> Result<(), VaultError> {
     let key = KeySource::Passphrase(Passphrase::new(PASS.into()).unwrap());
-    let vault = Vault::open(data, &key, VaultOptions::default()).unwrap();
-    vault.login(
-        &Actor::local(),
-        MerchantId::new(890_490).unwrap(),
-        &MerchantPassword::new(password.into()).unwrap(),
-    )
+    let vault = Gateway::new(Vault::open(data, &key, VaultOptions::default()).unwrap());
+    vault
+        .login(
+            MerchantId::new(890_490).unwrap(),
+            &MerchantPassword::new(password.into()).unwrap(),
+        )
+        .map_err(|e| match e {
+            GatewayError::Vault(e) => e,
+            other => panic!("unexpected {other:?}"),
+        })
 }
 
 fn write_file(path: &Path, text: &str) -> String {

@@ -18,6 +18,7 @@ use vault_wire::{
 struct Fixture {
     _dir: tempfile::TempDir,
     vault: Vault,
+    gateway: vault_gateway::Gateway,
     socket: PathBuf,
     key: ApiKey,
     server: vault_testkit::daemon::Server,
@@ -39,10 +40,12 @@ impl Fixture {
         .unwrap();
         let key = ApiKey::new(api.expose()).unwrap();
         let socket = dir.path().join("run").join("cardvault.sock");
-        let server = vault_testkit::daemon::Server::start(&vault, &socket, config).await;
+        let gateway = vault_gateway::Gateway::new(vault.clone());
+        let server = vault_testkit::daemon::Server::start(&gateway, &socket, config).await;
         Self {
             _dir: dir,
             vault,
+            gateway,
             socket,
             key,
             server,
@@ -252,10 +255,8 @@ async fn reconnects_after_the_daemon_closed_an_idle_connection() {
 
 #[tokio::test]
 async fn hosted_sessions_and_the_acquirer_leg() {
-    use vault_service::{
-        Actor, CustomerId, Cvv, Expiry, NewCard, Pan, PaymentRequest, SessionKind, SessionOptions,
-        TerminalId, TokenizeOptions,
-    };
+    use vault_gateway::{Cvv, PaymentRequest, SessionKind, SessionOptions};
+    use vault_service::{CustomerId, Expiry, NewCard, Pan, TerminalId, TokenizeOptions};
     let f = Fixture::start(
         &[Scope::Tokenize, Scope::Reveal, Scope::Sessions],
         DaemonConfig::default(),
@@ -305,18 +306,12 @@ async fn hosted_sessions_and_the_acquirer_leg() {
         )
         .unwrap();
     let s = f
-        .vault
-        .create_session(
-            &Actor::local(),
-            m,
-            SessionKind::Purchase,
-            SessionOptions::default(),
-        )
+        .gateway
+        .create_session(m, SessionKind::Purchase, SessionOptions::default())
         .unwrap();
     let p = f
-        .vault
+        .gateway
         .start_payment(
-            &Actor::local(),
             &s.token,
             None,
             PaymentRequest {

@@ -1,6 +1,6 @@
 //! Card data: the card number (PAN) and what can be shown of it, the CVV and the cardholder name.
 //!
-//! The secret types here ([`Pan`], [`Cvv`], [`CardholderName`]) are zeroized on drop, implement
+//! The secret types here ([`Pan`], [`CardholderName`]) are zeroized on drop, implement
 //! neither `Clone` nor `Display`, and print only a redacted form through `Debug`. The only route
 //! from a [`Pan`] to printable text is [`Pan::masked`] (or the deliberately named
 //! [`Pan::expose_digits`]).
@@ -250,46 +250,6 @@ impl fmt::Display for Brand {
     }
 }
 
-/// A card verification value: 3-4 ASCII digits. Secret.
-pub struct Cvv {
-    digits: [u8; 4],
-    len: u8,
-}
-
-impl Cvv {
-    /// Parses 3-4 ASCII digits.
-    pub fn parse(s: &str) -> Result<Self, CardError> {
-        let bytes = s.as_bytes();
-        if !(3..=4).contains(&bytes.len()) || !bytes.iter().all(u8::is_ascii_digit) {
-            return Err(CardError::CvvFormat);
-        }
-        let mut digits = [0u8; 4];
-        digits[..bytes.len()].copy_from_slice(bytes);
-        let len = u8::try_from(bytes.len()).map_err(|_| CardError::CvvFormat)?;
-        Ok(Self { digits, len })
-    }
-
-    /// The digits. Named so every use is visible.
-    pub fn expose_digits(&self) -> &str {
-        // Invariant: `parse` only stores ASCII digits, which are valid UTF-8.
-        std::str::from_utf8(&self.digits[..usize::from(self.len)])
-            .expect("a Cvv holds only ASCII digits")
-    }
-}
-
-impl Drop for Cvv {
-    fn drop(&mut self) {
-        self.digits.zeroize();
-        self.len.zeroize();
-    }
-}
-
-impl fmt::Debug for Cvv {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Cvv(***)")
-    }
-}
-
 /// The cardholder's name: 1-64 characters, no control characters, trimmed. Secret
 /// (personal data): zeroized on drop, `Debug` redacted.
 pub struct CardholderName(String);
@@ -344,29 +304,6 @@ mod tests {
         assert!(luhn_valid(b"79927398713"));
         assert!(!luhn_valid(b"79927398710"));
         assert!(luhn_valid(b"4111111111111111"));
-    }
-
-    #[test]
-    fn cvv_parses_and_redacts() {
-        assert_eq!(
-            Cvv::parse("123").map(|c| c.expose_digits().to_owned()),
-            Ok("123".to_owned())
-        );
-        assert_eq!(
-            Cvv::parse("1234").map(|c| c.expose_digits().to_owned()),
-            Ok("1234".to_owned())
-        );
-        for bad in ["", "12", "12345", "12a", " 123", "١٢٣"] {
-            assert_eq!(
-                Cvv::parse(bad).map(|_| ()),
-                Err(CardError::CvvFormat),
-                "{bad:?}"
-            );
-        }
-        assert_eq!(
-            format!("{:?}", Cvv::parse("987").expect("valid")),
-            "Cvv(***)"
-        );
     }
 
     #[test]

@@ -72,7 +72,8 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition (format 0.0.4).
-    pub(crate) fn render(&self, vault: &Vault) -> String {
+    pub(crate) fn render(&self, gateway: &vault_gateway::Gateway) -> String {
+        let vault = gateway.vault();
         let mut out = String::with_capacity(16 << 10);
         self.render_requests(&mut out);
         self.render_latency(&mut out);
@@ -95,7 +96,7 @@ impl Metrics {
             self.connections_open.load(Relaxed)
         );
         render_store(&mut out, vault);
-        render_gateway(&mut out, vault);
+        render_gateway(&mut out, gateway);
         out
     }
 
@@ -192,8 +193,8 @@ fn render_store(out: &mut String, vault: &Vault) {
 
 /// Merchant-password logins (the Argon2id memory bound is `hashing` x the policy's memory) and
 /// the CVVs held in memory for pending payments.
-fn render_gateway(out: &mut String, vault: &Vault) {
-    let login = vault.login_stats();
+fn render_gateway(out: &mut String, gateway: &vault_gateway::Gateway) {
+    let login = gateway.login_stats();
     let _ = writeln!(
         out,
         "# HELP cardvault_login_hashing Argon2id password hashes running now.\n# TYPE cardvault_login_hashing gauge\ncardvault_login_hashing {}",
@@ -217,7 +218,7 @@ fn render_gateway(out: &mut String, vault: &Vault) {
     let _ = writeln!(
         out,
         "# HELP cardvault_payment_cvvs_held CVVs held in memory (sealed) for pending payments.\n# TYPE cardvault_payment_cvvs_held gauge\ncardvault_payment_cvvs_held {}",
-        vault.held_cvvs()
+        gateway.held_cvvs()
     );
 }
 

@@ -50,8 +50,7 @@ pub(crate) async fn refused(
 ) {
     let r = state
         .blocking(move |v| {
-            v.audit(
-                &who,
+            v.as_actor(&who).audit(
                 action,
                 token.as_ref(),
                 AuditOutcome::Denied(code.to_owned()),

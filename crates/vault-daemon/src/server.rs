@@ -9,7 +9,6 @@ use tokio::{
     net::UnixStream,
     sync::{OwnedSemaphorePermit, Semaphore},
 };
-use vault_service::Vault;
 
 use crate::{
     DaemonConfig, DaemonError,
@@ -26,9 +25,13 @@ use crate::{
 ///
 /// Every `201`/`204` the daemon sent was for a write already durable under the vault's
 /// durability setting; the final flush covers the rest.
+///
+/// `gateway` is the payment gateway over the vault to serve (a [`Vault`] makes a fresh one): pass
+/// the same [`Gateway`](vault_gateway::Gateway) the process uses in-process, as it holds the
+/// CVVs of pending payments.
 pub async fn serve(
     listener: Listener,
-    vault: Vault,
+    gateway: impl Into<vault_gateway::Gateway>,
     config: DaemonConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
@@ -37,11 +40,13 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let peers = PeerLimit::new(config.max_connections_per_peer);
     let write_timeout = config.write_timeout;
-    let state = Arc::new(State::new(vault.clone(), config));
+    let gateway = gateway.into();
+    let vault = gateway.vault().clone();
+    let state = Arc::new(State::new(gateway, config));
     let drain = Drain::new();
     tokio::pin!(shutdown);
     tracing::info!(listen = %listener.describe(), "cardvault daemon serving");
-    let sweeper = tokio::spawn(sweep_transient(vault.clone()));
+    let sweeper = tokio::spawn(sweep_transient(state.gateway.clone()));
     loop {
         let permit = tokio::select! {
             biased;
@@ -118,17 +123,18 @@ const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 /// stored idempotency answers past 24 hours, and CVVs whose session expired (which also leave
 /// memory on their own when taken). Each pass reads only what is due. Card records are not
 /// touched: their sweep is `cardvault sweep` (a scan of every record, run by the operator).
-async fn sweep_transient(vault: Vault) {
+async fn sweep_transient(gateway: vault_gateway::Gateway) {
+    let vault = gateway.vault().clone();
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         // Counts of aggregated refusals (bad API keys, rate-limited logins) whose minute is over.
-        vault.flush_audit_counts();
-        let v = vault.clone();
+        gateway.flush_audit_counts();
+        let (g, v) = (gateway.clone(), vault.clone());
         // Each sweep on its own: one failing must not keep the others from running.
         let swept =
-            tokio::task::spawn_blocking(move || (v.sweep_sessions(), v.sweep_idempotency())).await;
+            tokio::task::spawn_blocking(move || (g.sweep_sessions(), v.sweep_idempotency())).await;
         let Ok((sessions, idempotency)) = swept else {
             tracing::warn!("sweeping sessions panicked");
             continue;

@@ -9,6 +9,7 @@ use hyper::{
     body::Incoming,
     header::{AUTHORIZATION, CONTENT_LENGTH},
 };
+use vault_gateway::{Gateway, GatewayError};
 use vault_service::{Actor, Caller, Operator, Principal, Scope, Vault, VaultError};
 
 use crate::{DaemonConfig, http::limits, http::response::ApiError, metrics::Metrics};
@@ -35,14 +36,18 @@ pub(crate) fn actor(p: &Principal) -> Actor {
 
 pub(crate) struct State {
     pub(crate) vault: Vault,
+    /// The payment gateway over the same vault (one per daemon: it holds the pending CVVs).
+    pub(crate) gateway: Gateway,
     pub(crate) config: DaemonConfig,
     pub(crate) metrics: Metrics,
 }
 
 impl State {
-    pub(crate) fn new(vault: Vault, config: DaemonConfig) -> Self {
+    pub(crate) fn new(gateway: impl Into<Gateway>, config: DaemonConfig) -> Self {
+        let gateway = gateway.into();
         Self {
-            vault,
+            vault: gateway.vault().clone(),
+            gateway,
             config,
             metrics: Metrics::default(),
         }
@@ -114,7 +119,8 @@ impl State {
         };
         Ok(self
             .vault
-            .authenticate_caller_as(&Actor::local().with_peer_uid(peer_uid()), key)?)
+            .as_actor(&Actor::local().with_peer_uid(peer_uid()))
+            .authenticate_caller(key)?)
     }
 
     /// The JSON body of `req`: 415 unless it is declared JSON, 413 over `limit`.
@@ -162,7 +168,27 @@ impl State {
         T: Send + 'static,
     {
         let vault = self.vault.clone();
-        let task = tokio::task::spawn_blocking(move || f(&vault));
+        self.on_pool(move || f(&vault)).await
+    }
+
+    /// Runs a blocking gateway call on the blocking pool, within the request timeout.
+    pub(crate) async fn gateway<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&Gateway) -> Result<T, GatewayError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let gateway = self.gateway.clone();
+        self.on_pool(move || f(&gateway)).await
+    }
+
+    async fn on_pool<T, E, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce() -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+        ApiError: From<E>,
+    {
+        let task = tokio::task::spawn_blocking(f);
         match tokio::time::timeout(self.config.request_timeout, task).await {
             Ok(Ok(r)) => r.map_err(ApiError::from),
             Ok(Err(_)) => Err(ApiError::internal()),

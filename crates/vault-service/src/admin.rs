@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 use crate::{
     Actor, AuditAction, AuditOutcome, Vault, VaultError,
     record_mac::{self, MAC_VERSION, RecordKind},
+    txn::Entry,
     vault::from_unix,
 };
 
@@ -371,37 +372,37 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 impl Vault {
     /// Stores `value` under `key` unless the key exists, in which case `field` is refused as
     /// `exists` with `message`.
+    /// `entry`'s action's detail is `detail`, and the entry commits with the record.
+    #[allow(clippy::too_many_arguments)]
     fn insert_new(
         &self,
         key: Vec<u8>,
         value: Vec<u8>,
         field: &'static str,
         message: &'static str,
+        entry: Entry,
+        detail: Option<String>,
     ) -> Result<(), VaultError> {
-        self.inner.store.write(move |tx| -> Result<(), VaultError> {
+        self.transact(move |txn| {
+            let tx = txn.raw();
             if tx.get_raw(&key)?.is_some() {
                 return Err(VaultError::field(field, "exists", message));
             }
             tx.put_raw(&key, value)?;
-            Ok(())
+            entry.stage(txn, None, detail)
         })
     }
 
     /// Adds a merchant. Refused if the id exists. Audited (`admin.merchant.add`).
     pub fn add_merchant(&self, id: MerchantId, name: &str) -> Result<Merchant, VaultError> {
-        self.add_merchant_as(&Actor::local(), id, name)
-    }
-
-    /// [`add_merchant`](Self::add_merchant) on behalf of `actor`.
-    pub fn add_merchant_as(
-        &self,
-        actor: &Actor,
-        id: MerchantId,
-        name: &str,
-    ) -> Result<Merchant, VaultError> {
-        let r = self.add_merchant_unaudited(id, name);
         let detail = Some(format!("merchant={id}"));
-        self.audited(actor, AuditAction::AdminMerchantAdd, None, |_| detail, r)
+        let d = detail.clone();
+        self.audited(
+            AuditAction::AdminMerchantAdd,
+            None,
+            |_| d,
+            |entry| self.add_merchant_with(id, name, entry, detail),
+        )
     }
 
     /// Creates an API key for an existing merchant. The returned value is the only copy of the
@@ -412,37 +413,22 @@ impl Vault {
         scopes: Scopes,
         label: &str,
     ) -> Result<NewApiKey, VaultError> {
-        self.create_api_key_as(&Actor::local(), merchant, scopes, label)
-    }
-
-    /// [`create_api_key`](Self::create_api_key) on behalf of `actor`.
-    pub fn create_api_key_as(
-        &self,
-        actor: &Actor,
-        merchant: MerchantId,
-        scopes: Scopes,
-        label: &str,
-    ) -> Result<NewApiKey, VaultError> {
-        let r = if scopes.contains(Scope::Admin) {
-            Err(VaultError::field(
-                "scopes",
-                "admin_needs_operator",
-                "admin is for operator keys only (apikey create --operator --scopes admin)",
-            ))
-        } else {
-            self.create_api_key_unaudited(Some(merchant), scopes, label)
-        };
+        let detail =
+            move |id: &str, scopes: Scopes| format!("merchant={merchant},key={id},scopes={scopes}");
         self.audited(
-            actor,
             AuditAction::AdminApiKeyCreate,
             None,
-            |k: &NewApiKey| {
-                Some(format!(
-                    "merchant={merchant},key={},scopes={}",
-                    k.info.id, k.info.scopes
-                ))
+            |k: &NewApiKey| Some(detail(&k.info.id, k.info.scopes)),
+            |entry| {
+                if scopes.contains(Scope::Admin) {
+                    return Err(VaultError::field(
+                        "scopes",
+                        "admin_needs_operator",
+                        "admin is for operator keys only (apikey create --operator --scopes admin)",
+                    ));
+                }
+                self.create_api_key_with(Some(merchant), scopes, label, entry, detail)
             },
-            r,
         )
     }
 
@@ -454,63 +440,43 @@ impl Vault {
         scopes: Scopes,
         label: &str,
     ) -> Result<NewApiKey, VaultError> {
-        self.create_operator_key_as(&Actor::local(), scopes, label)
-    }
-
-    /// [`create_operator_key`](Self::create_operator_key) on behalf of `actor`.
-    pub fn create_operator_key_as(
-        &self,
-        actor: &Actor,
-        scopes: Scopes,
-        label: &str,
-    ) -> Result<NewApiKey, VaultError> {
-        let r = if scopes == Scopes::of(&[Scope::Admin]) {
-            self.create_api_key_unaudited(None, scopes, label)
-        } else {
-            Err(VaultError::field(
-                "scopes",
-                "operator_scopes",
-                "operator keys hold only the admin scope",
-            ))
-        };
+        let detail = |id: &str, scopes: Scopes| format!("operator,key={id},scopes={scopes}");
         self.audited(
-            actor,
             AuditAction::AdminApiKeyCreate,
             None,
-            |k: &NewApiKey| {
-                Some(format!(
-                    "operator,key={},scopes={}",
-                    k.info.id, k.info.scopes
-                ))
+            |k: &NewApiKey| Some(detail(&k.info.id, k.info.scopes)),
+            |entry| {
+                if scopes != Scopes::of(&[Scope::Admin]) {
+                    return Err(VaultError::field(
+                        "scopes",
+                        "operator_scopes",
+                        "operator keys hold only the admin scope",
+                    ));
+                }
+                self.create_api_key_with(None, scopes, label, entry, detail)
             },
-            r,
         )
     }
 
     /// Revokes an API key by id; it stops authenticating at once. Audited (`admin.apikey.revoke`).
     pub fn revoke_api_key(&self, id: &str) -> Result<(), VaultError> {
-        self.revoke_api_key_as(&Actor::local(), id)
-    }
-
-    /// [`revoke_api_key`](Self::revoke_api_key) on behalf of `actor`.
-    pub fn revoke_api_key_as(&self, actor: &Actor, id: &str) -> Result<(), VaultError> {
-        let r = self.revoke_api_key_unaudited(id);
         let detail = is_key_id(id).then(|| format!("key={}", id.to_ascii_lowercase()));
-        self.audited(actor, AuditAction::AdminApiKeyRevoke, None, |_| detail, r)
+        let d = detail.clone();
+        self.audited(
+            AuditAction::AdminApiKeyRevoke,
+            None,
+            |_| d,
+            |entry| self.revoke_api_key_with(id, entry, detail),
+        )
     }
 
     /// Authenticates a bearer API key. Every failure (malformed, unknown, wrong secret, revoked,
     /// merchant removed) is the same `Unauthorized`, and is recorded in the audit log
     /// (`auth.failed`, with the key id when the bearer has the shape of a key; never the secret).
-    /// The failure entry joins the next group commit; the call does not wait for it.
+    /// The failure entry joins the next group commit; the call does not wait for it. A failure
+    /// is recorded with this handle's actor (typically only a peer uid) plus the presented key id.
     pub fn authenticate(&self, bearer: &str) -> Result<Principal, VaultError> {
-        self.authenticate_as(&Actor::local(), bearer)
-    }
-
-    /// [`authenticate`](Self::authenticate) for a caller known as `actor` (typically only its
-    /// peer uid); a failure is recorded with that actor plus the presented key id.
-    pub fn authenticate_as(&self, actor: &Actor, bearer: &str) -> Result<Principal, VaultError> {
-        match self.authenticate_caller_as(actor, bearer)? {
+        match self.authenticate_caller(bearer)? {
             Caller::Merchant(p) => Ok(p),
             // An operator key acts for no merchant: it is known, but not allowed here.
             Caller::Operator(_) => Err(VaultError::Forbidden),
@@ -518,13 +484,10 @@ impl Vault {
     }
 
     /// Authenticates a bearer API key of either kind (merchant or operator). Failures as for
-    /// [`authenticate_as`](Self::authenticate_as).
-    pub fn authenticate_caller_as(
-        &self,
-        actor: &Actor,
-        bearer: &str,
-    ) -> Result<Caller, VaultError> {
-        let r = self.authenticate_unaudited(bearer);
+    /// [`authenticate`](Self::authenticate).
+    pub fn authenticate_caller(&self, bearer: &str) -> Result<Caller, VaultError> {
+        let actor = self.actor();
+        let r = self.check_bearer(bearer);
         if r.is_ok() {
             return r;
         }
@@ -553,19 +516,14 @@ impl Vault {
         merchant: MerchantId,
         id: TerminalId,
     ) -> Result<Terminal, VaultError> {
-        self.add_terminal_as(&Actor::local(), merchant, id)
-    }
-
-    /// [`add_terminal`](Self::add_terminal) on behalf of `actor`.
-    pub fn add_terminal_as(
-        &self,
-        actor: &Actor,
-        merchant: MerchantId,
-        id: TerminalId,
-    ) -> Result<Terminal, VaultError> {
         let detail = Some(format!("merchant={merchant},terminal={id}"));
-        let r = self.add_terminal_unaudited(merchant, id);
-        self.audited(actor, AuditAction::AdminTerminalAdd, None, |_| detail, r)
+        let d = detail.clone();
+        self.audited(
+            AuditAction::AdminTerminalAdd,
+            None,
+            |_| d,
+            |entry| self.add_terminal_with(merchant, id, entry, detail),
+        )
     }
 
     fn key_hash(&self, secret: &[u8]) -> [u8; 32] {
@@ -580,7 +538,13 @@ impl Vault {
     }
 
     /// Adds a merchant. Refused if the id exists.
-    fn add_merchant_unaudited(&self, id: MerchantId, name: &str) -> Result<Merchant, VaultError> {
+    fn add_merchant_with(
+        &self,
+        id: MerchantId,
+        name: &str,
+        entry: Entry,
+        detail: Option<String>,
+    ) -> Result<Merchant, VaultError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
             return Err(VaultError::field(
@@ -597,7 +561,8 @@ impl Vault {
         };
         let k = key(MERCHANT_PREFIX, &id.get().to_be_bytes());
         let bytes = encode(&rec);
-        self.insert_new(k, bytes, "merchant_id", "a merchant with this id exists")?;
+        let message = "a merchant with this id exists";
+        self.insert_new(k, bytes, "merchant_id", message, entry, detail)?;
         Ok(Merchant {
             id,
             name: rec.name,
@@ -644,11 +609,13 @@ impl Vault {
     }
 
     /// Creates an API key for an existing merchant. The returned value is the only copy of the key.
-    fn create_api_key_unaudited(
+    fn create_api_key_with(
         &self,
         merchant: Option<MerchantId>,
         scopes: Scopes,
         label: &str,
+        entry: Entry,
+        detail: impl Fn(&str, Scopes) -> String,
     ) -> Result<NewApiKey, VaultError> {
         if let Some(merchant) = merchant
             && self.merchant(merchant)?.is_none()
@@ -687,10 +654,14 @@ impl Vault {
             revoked: false,
         };
         let k = key(APIKEY_PREFIX, &id);
-        let bytes = self.seal_record(RecordKind::ApiKey, &k, encode(&rec));
-        self.inner.store.write(move |tx| tx.put_raw(&k, bytes))?;
-        self.inner.keys.records.write().insert(id, rec.clone());
+        let bytes = self.seal_record(RecordKind::API_KEY, &k, encode(&rec));
         let id_hex = hex::encode(id);
+        let detail = Some(detail(&id_hex, scopes));
+        self.transact(move |txn| {
+            txn.raw().put_raw(&k, bytes)?;
+            entry.stage(txn, None, detail)
+        })?;
+        self.inner.keys.records.write().insert(id, rec.clone());
         Ok(NewApiKey {
             info: ApiKeyInfo {
                 id: id_hex.clone(),
@@ -708,7 +679,8 @@ impl Vault {
     pub fn api_keys(&self, merchant: Option<MerchantId>) -> Result<Vec<ApiKeyInfo>, VaultError> {
         let mut out = Vec::new();
         for (k, v) in self.inner.store.scan_raw(&[APIKEY_PREFIX], usize::MAX)? {
-            let r: ApiKeyRec = decode_v2(self.open_record(RecordKind::ApiKey, &k, &v)?, "api key")?;
+            let r: ApiKeyRec =
+                decode_v2(self.open_record(RecordKind::API_KEY, &k, &v)?, "api key")?;
             let m = match r.merchant {
                 OPERATOR => None,
                 m => Some(MerchantId::new(m).map_err(|_| VaultError::Integrity)?),
@@ -729,7 +701,12 @@ impl Vault {
     }
 
     /// Revokes an API key by id; it stops authenticating at once.
-    fn revoke_api_key_unaudited(&self, id: &str) -> Result<(), VaultError> {
+    fn revoke_api_key_with(
+        &self,
+        id: &str,
+        entry: Entry,
+        detail: Option<String>,
+    ) -> Result<(), VaultError> {
         let raw: [u8; 8] = hex::decode(id)
             .ok()
             .and_then(|b| b.try_into().ok())
@@ -737,26 +714,25 @@ impl Vault {
                 VaultError::field("key_id", "invalid", "key id must be 16 hex characters")
             })?;
         let k = key(APIKEY_PREFIX, &raw);
-        let mac_key = self.record_mac_key(RecordKind::ApiKey);
-        let rec = self
-            .inner
-            .store
-            .write(move |tx| -> Result<ApiKeyRec, VaultError> {
-                let bytes = tx.get_raw(&k)?.ok_or(VaultError::NotFound)?;
-                let body = record_mac::open_with(&mac_key, RecordKind::ApiKey, &k, &bytes)?;
-                let mut rec: ApiKeyRec = decode_v2(body, "api key")?;
-                rec.revoked = true;
-                let sealed = record_mac::seal_with(&mac_key, RecordKind::ApiKey, &k, encode(&rec));
-                tx.put_raw(&k, sealed)?;
-                Ok(rec)
-            })?;
+        let mac_key = self.record_mac_key(RecordKind::API_KEY);
+        let rec = self.transact(move |txn| -> Result<ApiKeyRec, VaultError> {
+            let tx = txn.raw();
+            let bytes = tx.get_raw(&k)?.ok_or(VaultError::NotFound)?;
+            let body = record_mac::open_with(&mac_key, RecordKind::API_KEY, &k, &bytes)?;
+            let mut rec: ApiKeyRec = decode_v2(body, "api key")?;
+            rec.revoked = true;
+            let sealed = record_mac::seal_with(&mac_key, RecordKind::API_KEY, &k, encode(&rec));
+            tx.put_raw(&k, sealed)?;
+            entry.stage(txn, None, detail)?;
+            Ok(rec)
+        })?;
         self.inner.keys.records.write().insert(raw, rec);
         Ok(())
     }
 
     /// Authenticates a bearer API key. Every failure (malformed, unknown, wrong secret, revoked,
     /// merchant removed) is the same `Unauthorized`.
-    fn authenticate_unaudited(&self, bearer: &str) -> Result<Caller, VaultError> {
+    fn check_bearer(&self, bearer: &str) -> Result<Caller, VaultError> {
         let parsed = bearer
             .strip_prefix("cvk_")
             .and_then(|rest| rest.split_once('_'))
@@ -781,7 +757,7 @@ impl Vault {
                     return Err(VaultError::Unauthorized);
                 };
                 // A tampered record fails closed: `Integrity`, never a principal.
-                let body = self.open_record(RecordKind::ApiKey, &k, &bytes)?;
+                let body = self.open_record(RecordKind::API_KEY, &k, &bytes)?;
                 let r: ApiKeyRec = decode_v2(body, "api key")?;
                 self.inner.keys.records.write().insert(id, r.clone());
                 r
@@ -805,10 +781,12 @@ impl Vault {
     }
 
     /// Adds a terminal for an existing merchant. Refused if the id exists.
-    fn add_terminal_unaudited(
+    fn add_terminal_with(
         &self,
         merchant: MerchantId,
         id: TerminalId,
+        entry: Entry,
+        detail: Option<String>,
     ) -> Result<Terminal, VaultError> {
         if self.merchant(merchant)?.is_none() {
             return Err(VaultError::field(
@@ -824,8 +802,9 @@ impl Vault {
             created_at: now.unix_timestamp(),
         };
         let k = key(TERMINAL_PREFIX, id.as_str().as_bytes());
-        let bytes = self.seal_record(RecordKind::Terminal, &k, encode(&rec));
-        self.insert_new(k, bytes, "terminal_id", "a terminal with this id exists")?;
+        let bytes = self.seal_record(RecordKind::TERMINAL, &k, encode(&rec));
+        let message = "a terminal with this id exists";
+        self.insert_new(k, bytes, "terminal_id", message, entry, detail)?;
         Ok(Terminal {
             id,
             merchant,
@@ -839,7 +818,7 @@ impl Vault {
         match self.inner.store.get_raw(&k)? {
             Some(b) => {
                 let r: TerminalRec =
-                    decode_v2(self.open_record(RecordKind::Terminal, &k, &b)?, "terminal")?;
+                    decode_v2(self.open_record(RecordKind::TERMINAL, &k, &b)?, "terminal")?;
                 let merchant = MerchantId::new(r.merchant).map_err(|_| VaultError::Integrity)?;
                 Ok(Some(Terminal {
                     id: id.clone(),
@@ -858,7 +837,7 @@ impl Vault {
             let id = std::str::from_utf8(k.get(1..).unwrap_or_default())
                 .map_err(|_| VaultError::Integrity)?;
             let r: TerminalRec =
-                decode_v2(self.open_record(RecordKind::Terminal, &k, &v)?, "terminal")?;
+                decode_v2(self.open_record(RecordKind::TERMINAL, &k, &v)?, "terminal")?;
             let m = MerchantId::new(r.merchant).map_err(|_| VaultError::Integrity)?;
             if merchant.is_none_or(|want| want == m) {
                 out.push(Terminal {

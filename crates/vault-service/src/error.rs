@@ -66,25 +66,18 @@ pub enum VaultError {
     Unauthorized,
     /// Authenticated, but not allowed to do this.
     Forbidden,
-    /// Too many failed logins for this merchant or from this peer; try again later.
-    RateLimited,
     /// This API key tokenized too many distinct cards sharing one masked form (first six and
     /// last four digits) within the window; try again after `retry_after`.
     TooManyCards {
         /// When the oldest counted card leaves the window.
         retry_after: std::time::Duration,
     },
-    /// The vault is at a capacity bound (login hashing slots, or the store's write queue is full:
+    /// The vault is at a capacity bound (the store's write queue is full, or a layer above's:
     /// [`Vault::set_write_queue_limit`](crate::Vault::set_write_queue_limit)); try again shortly.
     Busy,
     /// The request conflicts with another one: `idempotency_mismatch` (same key, different
     /// request) or `idempotency_in_progress` (same key, still being answered).
     Conflict(&'static str),
-    /// No usable session by that token: unknown, expired, already used or another merchant's
-    /// (deliberately indistinguishable).
-    SessionInvalid,
-    /// The browser origin does not match the session's `allowOriginUrl`.
-    OriginMismatch,
 }
 
 impl VaultError {
@@ -108,14 +101,11 @@ impl fmt::Display for VaultError {
             Self::Store(e) => write!(f, "store error: {e}"),
             Self::Unauthorized => f.write_str("unauthorized"),
             Self::Forbidden => f.write_str("forbidden"),
-            Self::RateLimited => f.write_str("too many failed attempts; try again later"),
             Self::TooManyCards { .. } => f.write_str(
                 "too many distinct cards with the same masked number from this API key; try again later",
             ),
             Self::Busy => f.write_str("the vault is busy; try again shortly"),
             Self::Conflict(code) => write!(f, "conflict: {code}"),
-            Self::SessionInvalid => f.write_str("session is unknown, expired or already used"),
-            Self::OriginMismatch => f.write_str("origin does not match the session"),
         }
     }
 }

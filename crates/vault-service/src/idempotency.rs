@@ -367,13 +367,6 @@ impl Vault {
             .as_bytes()
     }
 
-    /// A stand-in for a session token in an idempotent request's fingerprint: the keyed lookup
-    /// key under which the vault already stores that session (never the token itself, nor a new
-    /// digest of it).
-    pub fn idempotency_session_part(&self, token: &crate::SessionToken) -> Vec<u8> {
-        self.inner.core.session_key(token)
-    }
-
     /// Deletes the stored idempotency records created 24 hours or more before the vault clock's
     /// now; returns how many. Walks the time index oldest first, 1,024 entries per
     /// commit, and stops at the first entry still young enough to be replayed.

@@ -24,18 +24,14 @@ mod admin;
 mod audit;
 mod backup;
 mod clock;
-mod credentials;
-mod cvv_store;
-mod due_index;
 mod error;
 mod idempotency;
 mod maintenance;
 mod masked_forms;
 mod model;
 mod os_rng;
-mod payment;
 mod record_mac;
-mod session;
+mod txn;
 mod vault;
 mod write;
 
@@ -44,11 +40,11 @@ pub use admin::{
     TerminalId,
 };
 pub use audit::{
-    Actor, AuditAction, AuditArchived, AuditEntry, AuditOutcome, AuditReport, RevealAudit,
+    Actor, AuditAction, AuditArchived, AuditEntry, AuditOutcome, AuditReport, AuditThrottle,
+    RevealAudit,
 };
 pub use backup::{BackupReport, RestoreReport, backup_path_problem};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use credentials::{LoginPolicy, LoginStats, MerchantPassword};
 pub use error::{FieldError, VaultError};
 pub use idempotency::{
     IDEMPOTENCY_TTL, IdempotencyGuard, IdempotencyKey, IdempotencyStart, IdempotentResponse,
@@ -59,17 +55,13 @@ pub use model::{
     NewCard, RevealedCard, RewrapProgress, TokenInfo, TokenizeOptions, TokenizeRequest,
     UpdateOptions,
 };
-pub use payment::{
-    CardCapture, PAYMENT_TTL, PaymentCard, PaymentId, PaymentInfo, PaymentRequest, PaymentStarted,
-    PaymentStatus,
-};
-pub use session::{SESSION_TTL, Session, SessionKind, SessionOptions, SessionView};
+pub use record_mac::{RecordKind, RecordMac};
+pub use txn::{LiveToken, PreparedTokenize, Txn};
 pub use vault::{MAX_QUEUED_AUDIT, Vault, VaultOptions};
 pub use write::MAX_BATCH;
 
 pub use vault_core::{
-    Brand, CardError, CardholderName, CustomerId, Cvv, DekId, DekState, Expiry, Fingerprint,
-    KdfParams, KeyError, KeySource, MaskedPan, MerchantId, Metadata, Pan, Passphrase, SecretKey,
-    SessionToken, Token,
+    Brand, CardError, CardholderName, CustomerId, DekId, DekState, Expiry, Fingerprint, KdfParams,
+    KeyError, KeySource, MaskedPan, MerchantId, Metadata, Pan, Passphrase, SecretKey, Token,
 };
 pub use vault_store::{Durability, StoreError, StoreStats};

@@ -12,7 +12,8 @@ use vault_core::{DekId, DekState, KdfParams, KeyHeader, KeySource, Keyring, seal
 use vault_store::{LookupId, StoreStats};
 
 use crate::{
-    Actor, AuditAction, RewrapProgress, Vault, VaultError,
+    AuditAction, RewrapProgress, Vault, VaultError,
+    txn::{Entry, Txn},
     vault::{open_stored, seal_stored},
 };
 
@@ -45,18 +46,20 @@ impl Vault {
     /// A linear scan of the records, 4,096 per step, each step's removals one commit.
     /// Returns how many records were removed. Expired records are already invisible to every read;
     /// this reclaims them. Then removes the idempotency records 24 hours old or more as of `now`
-    /// (see [`sweep_idempotency`](Self::sweep_idempotency)), what
-    /// [`sweep_sessions`](Self::sweep_sessions) removes, and one-click marks of removed tokens,
-    /// counted together and separately from the records.
-    fn sweep_expired_unaudited(&self, now: OffsetDateTime) -> Result<(u64, u64), VaultError> {
+    /// (see [`sweep_idempotency`](Self::sweep_idempotency)), what `also` (the layer above's sweep)
+    /// removes, and the marks of removed tokens, counted together and separately from the records.
+    fn sweep_all(
+        &self,
+        now: OffsetDateTime,
+        also: impl FnOnce(OffsetDateTime) -> Result<u64, VaultError>,
+    ) -> Result<(u64, u64), VaultError> {
         let records = self.sweep_records(now)?;
-        let idempotency = self.sweep_idempotency_at(now)?
-            + self.sweep_sessions_at(now)?
-            + self.sweep_one_click_orphans()?;
+        let idempotency =
+            self.sweep_idempotency_at(now)? + also(now)? + self.sweep_orphan_marks()?;
         Ok((records, idempotency))
     }
 
-    /// The record part of [`sweep_expired_unaudited`](Self::sweep_expired_unaudited).
+    /// The record part of [`sweep_all`](Self::sweep_all).
     fn sweep_records(&self, now: OffsetDateTime) -> Result<u64, VaultError> {
         let at = now.unix_timestamp();
         let mut removed = 0;
@@ -92,11 +95,15 @@ impl Vault {
     /// Makes a fresh data key current. New and updated records are sealed with it; older keys stay
     /// in the header to decrypt what they sealed until [`rewrap`](Self::rewrap) and
     /// [`retire_unused_keys`](Self::retire_unused_keys) make them unnecessary.
-    fn rotate_key_unaudited(&self) -> Result<DekId, VaultError> {
+    fn rotate_key_with(&self, entry: Entry) -> Result<DekId, VaultError> {
         let clock = self.inner.core.clock.clone();
-        self.change_keys(move |header, keyring| {
-            Ok(header.rotate(keyring, &mut crate::os_rng::os_rng(), clock.now()))
-        })
+        self.change_keys(
+            move |header, keyring| {
+                Ok(header.rotate(keyring, &mut crate::os_rng::os_rng(), clock.now()))
+            },
+            entry,
+            |id| Some(format!("dek={id}")),
+        )
     }
 
     /// Runs one change of the key header (rotate, retire, re-key) in a group commit. The change
@@ -106,9 +113,13 @@ impl Vault {
     /// the new header did reach the disk (it is written before the group's batch). A failed key
     /// operation therefore never leaves the process sealing or wrapping under keys the stored
     /// header does not hold.
+    ///
+    /// `entry` (the operation's audit entry, with `detail` of its result) commits with the header.
     fn change_keys<T: Send + 'static>(
         &self,
         change: impl FnOnce(&mut KeyHeader, &mut Keyring) -> Result<T, VaultError> + Send + 'static,
+        entry: Entry,
+        detail: impl FnOnce(&T) -> Option<String> + Send + 'static,
     ) -> Result<T, VaultError> {
         let inner = self.inner.core.clone();
         let rollback = self.inner.core.clone();
@@ -130,6 +141,10 @@ impl Vault {
                             keyring: old_keyring,
                             new_header: encoded,
                         });
+                        // The audit key does not change with the data keys: the entry can be
+                        // chained while the key locks are held.
+                        drop((keyring, header));
+                        entry.stage(&mut Txn::new(&inner, wtx), None, detail(&value))?;
                         Ok(value)
                     }
                     Err(e) => {
@@ -160,7 +175,7 @@ impl Vault {
     /// Re-seals, online, every record not sealed with the current data key. Safe to run while the
     /// vault serves traffic; `progress` is called after each chunk. Records that fail their
     /// integrity check are counted and left unchanged.
-    fn rewrap_unaudited(
+    fn rewrap_all(
         &self,
         mut progress: impl FnMut(RewrapProgress),
     ) -> Result<RewrapProgress, VaultError> {
@@ -222,17 +237,25 @@ impl Vault {
 
     /// Removes from the header every decrypt-only data key that no stored record uses any more
     /// (run after [`rewrap`](Self::rewrap)). Returns the retired key ids.
-    fn retire_unused_keys_unaudited(&self) -> Result<Vec<DekId>, VaultError> {
-        self.retire_unused_keys_after_scan(|| {})
-    }
-
-    /// [`retire_unused_keys`](Self::retire_unused_keys), unaudited, with `after_scan` run between
-    /// the scan of the records and the commit that retires keys: lets a test interleave a
-    /// rotation with it.
+    /// [`retire_unused_keys`](Self::retire_unused_keys) with `after_scan` run between the scan of
+    /// the records and the commit that retires keys: lets a test interleave a rotation with it.
     #[doc(hidden)]
     pub fn retire_unused_keys_after_scan(
         &self,
         after_scan: impl FnOnce(),
+    ) -> Result<Vec<DekId>, VaultError> {
+        self.audited(
+            AuditAction::KeyRetire,
+            None,
+            |ids: &Vec<DekId>| retired_detail(ids),
+            |entry| self.retire_with(after_scan, entry),
+        )
+    }
+
+    fn retire_with(
+        &self,
+        after_scan: impl FnOnce(),
+        entry: Entry,
     ) -> Result<Vec<DekId>, VaultError> {
         // Every record written from now on is sealed under this key or a newer one (the committer
         // re-seals anything else), so only keys older than it stay unused once the scan has
@@ -254,27 +277,38 @@ impl Vault {
             }
         }
         after_scan();
-        self.change_keys(move |header, keyring| {
-            // Re-checked inside the commit, against the header as it is now.
-            let candidates: Vec<DekId> = header
-                .deks()
-                .into_iter()
-                .filter(|(id, state, _)| {
-                    *state == DekState::DecryptOnly && *id < current_at_start && !used.contains(id)
-                })
-                .map(|(id, _, _)| id)
-                .collect();
-            for id in &candidates {
-                header.retire(keyring, *id)?;
-            }
-            Ok(candidates)
-        })
+        self.change_keys(
+            move |header, keyring| {
+                // Re-checked inside the commit, against the header as it is now.
+                let candidates: Vec<DekId> = header
+                    .deks()
+                    .into_iter()
+                    .filter(|(id, state, _)| {
+                        *state == DekState::DecryptOnly
+                            && *id < current_at_start
+                            && !used.contains(id)
+                    })
+                    .map(|(id, _, _)| id)
+                    .collect();
+                for id in &candidates {
+                    header.retire(keyring, *id)?;
+                }
+                Ok(candidates)
+            },
+            entry,
+            |ids: &Vec<DekId>| retired_detail(ids),
+        )
     }
 
     /// Changes the passphrase or key file: a new key-encrypting key re-wraps every data key.
     /// Records are not touched. The old key no longer opens the vault once this returns; if it
     /// fails, the old key still does and the keys in memory are as they were.
-    fn rekey_unaudited(&self, new_key: &KeySource, params: KdfParams) -> Result<(), VaultError> {
+    fn rekey_with(
+        &self,
+        new_key: &KeySource,
+        params: KdfParams,
+        entry: Entry,
+    ) -> Result<(), VaultError> {
         // Argon2 runs inside `rekey`; it holds the committer for the KDF's duration (a fraction
         // of a second), which is acceptable for a rare admin action.
         let new_key = match new_key {
@@ -285,28 +319,39 @@ impl Vault {
                 KeySource::KeyFile(vault_core::SecretKey::from_bytes(*k.expose()))
             }
         };
-        self.change_keys(move |header, keyring| {
-            header.rekey(keyring, &new_key, params, &mut crate::os_rng::os_rng())?;
-            Ok(())
-        })
+        self.change_keys(
+            move |header, keyring| {
+                header.rekey(keyring, &new_key, params, &mut crate::os_rng::os_rng())?;
+                Ok(())
+            },
+            entry,
+            |()| None,
+        )
     }
 
     /// Removes every record whose keep-until is at or before `now` (and its de-duplication entry).
     /// A linear scan of the records, 4,096 per step, each step's removals one commit.
     /// Returns how many records were removed. Expired records are already invisible to every read;
-    /// this reclaims them. Stored idempotency answers 24 hours old or more, spent sessions, old
-    /// payment records and orphaned one-click marks are removed too (not counted in the result).
+    /// this reclaims them. Stored idempotency answers 24 hours old or more and the marks of
+    /// removed tokens are removed too (not counted in the result); a layer above adds its own
+    /// short-lived records with [`sweep_expired_with`](Self::sweep_expired_with).
     /// Audited (`sweep`, detail `removed=<records>`, plus `,idempotency=<n>` when any of those
     /// transient entries were removed).
+    ///
+    /// The sweep removes in many commits; its entry, with the totals, follows the last of them.
     pub fn sweep_expired(&self, now: OffsetDateTime) -> Result<u64, VaultError> {
-        self.sweep_expired_as(&Actor::local(), now)
+        self.sweep_expired_with(now, |_| Ok(0))
     }
 
-    /// [`sweep_expired`](Self::sweep_expired) on behalf of `actor`.
-    pub fn sweep_expired_as(&self, actor: &Actor, now: OffsetDateTime) -> Result<u64, VaultError> {
-        let r = self.sweep_expired_unaudited(now);
+    /// [`sweep_expired`](Self::sweep_expired) that also runs `also` (a layer above's sweep of its
+    /// own short-lived records, given `now`) after the idempotency answers; what it removes is
+    /// counted with them, in the one `sweep` entry.
+    pub fn sweep_expired_with(
+        &self,
+        now: OffsetDateTime,
+        also: impl FnOnce(OffsetDateTime) -> Result<u64, VaultError>,
+    ) -> Result<u64, VaultError> {
         self.audited(
-            actor,
             AuditAction::Sweep,
             None,
             |&(n, idem)| {
@@ -315,7 +360,7 @@ impl Vault {
                     _ => format!("removed={n},idempotency={idem}"),
                 })
             },
-            r,
+            |_| self.sweep_all(now, also),
         )
         .map(|(n, _)| n)
     }
@@ -325,89 +370,52 @@ impl Vault {
     /// [`retire_unused_keys`](Self::retire_unused_keys) make them unnecessary. Audited
     /// (`key.rotate`).
     pub fn rotate_key(&self) -> Result<DekId, VaultError> {
-        self.rotate_key_as(&Actor::local())
-    }
-
-    /// [`rotate_key`](Self::rotate_key) on behalf of `actor`.
-    pub fn rotate_key_as(&self, actor: &Actor) -> Result<DekId, VaultError> {
-        let r = self.rotate_key_unaudited();
         self.audited(
-            actor,
             AuditAction::KeyRotate,
             None,
-            |id| Some(format!("dek={id}")),
-            r,
+            |_| None,
+            |entry| self.rotate_key_with(entry),
         )
     }
 
     /// Re-seals, online, every record not sealed with the current data key. Safe to run while the
     /// vault serves traffic; `progress` is called after each chunk. Records that fail their
     /// integrity check are counted and left unchanged. Audited (`key.rewrap`, once per pass).
+    ///
+    /// The pass re-seals in many commits; its entry, with the totals, follows the last of them.
     pub fn rewrap(
         &self,
         progress: impl FnMut(RewrapProgress),
     ) -> Result<RewrapProgress, VaultError> {
-        self.rewrap_as(&Actor::local(), progress)
-    }
-
-    /// [`rewrap`](Self::rewrap) on behalf of `actor`.
-    pub fn rewrap_as(
-        &self,
-        actor: &Actor,
-        progress: impl FnMut(RewrapProgress),
-    ) -> Result<RewrapProgress, VaultError> {
-        let r = self.rewrap_unaudited(progress);
         self.audited(
-            actor,
             AuditAction::KeyRewrap,
             None,
-            |p| {
+            |p: &RewrapProgress| {
                 Some(format!(
                     "scanned={},rewrapped={},failed={}",
                     p.scanned, p.rewrapped, p.failed
                 ))
             },
-            r,
+            |_| self.rewrap_all(progress),
         )
     }
 
     /// Removes from the header every decrypt-only data key that no stored record uses any more
     /// (run after [`rewrap`](Self::rewrap)). Returns the retired key ids. Audited (`key.retire`).
     pub fn retire_unused_keys(&self) -> Result<Vec<DekId>, VaultError> {
-        self.retire_unused_keys_as(&Actor::local())
-    }
-
-    /// [`retire_unused_keys`](Self::retire_unused_keys) on behalf of `actor`.
-    pub fn retire_unused_keys_as(&self, actor: &Actor) -> Result<Vec<DekId>, VaultError> {
-        let r = self.retire_unused_keys_unaudited();
-        self.audited(
-            actor,
-            AuditAction::KeyRetire,
-            None,
-            |ids| {
-                let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-                Some(format!("retired=[{}]", ids.join(" ")))
-            },
-            r,
-        )
+        self.retire_unused_keys_after_scan(|| {})
     }
 
     /// Changes the passphrase or key file: a new key-encrypting key re-wraps every data key.
     /// Records are not touched. The old key no longer opens the vault once this returns.
     /// Audited (`key.rekey`; never the passphrase or key).
     pub fn rekey(&self, new_key: &KeySource, params: KdfParams) -> Result<(), VaultError> {
-        self.rekey_as(&Actor::local(), new_key, params)
-    }
-
-    /// [`rekey`](Self::rekey) on behalf of `actor`.
-    pub fn rekey_as(
-        &self,
-        actor: &Actor,
-        new_key: &KeySource,
-        params: KdfParams,
-    ) -> Result<(), VaultError> {
-        let r = self.rekey_unaudited(new_key, params);
-        self.audited(actor, AuditAction::Rekey, None, |()| None, r)
+        self.audited(
+            AuditAction::Rekey,
+            None,
+            |()| None,
+            |entry| self.rekey_with(new_key, params, entry),
+        )
     }
 
     /// Counters and key state.
@@ -420,4 +428,10 @@ impl Vault {
             store: self.inner.store.stats(),
         }
     }
+}
+
+/// The detail of `key.retire`.
+fn retired_detail(ids: &[DekId]) -> Option<String> {
+    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    Some(format!("retired=[{}]", ids.join(" ")))
 }

@@ -52,9 +52,18 @@ impl std::fmt::Debug for VaultOptions {
 pub const MAX_QUEUED_AUDIT: usize = 1024;
 
 /// A card vault. Cheap to clone (a handle); `Send + Sync`; share it across threads.
+///
+/// **Who acts.** A handle acts for one [`Actor`], named in the audit entry of every audited
+/// operation it performs (reveals, admin and key operations, sweeps, and what layers above
+/// write through [`transact`](Self::transact)). A
+/// handle from [`create`](Self::create) or [`open`](Self::open) acts as [`Actor::local`] (a direct
+/// call on the library); [`as_actor`](Self::as_actor) gives a handle acting for someone else
+/// (what the daemon does per request). There is one method per operation, never an `x_as`
+/// variant.
 #[derive(Clone)]
 pub struct Vault {
     pub(crate) inner: Arc<Inner>,
+    actor: Arc<Actor>,
 }
 
 /// The vault: its store, and the state write jobs may use.
@@ -79,14 +88,10 @@ pub(crate) struct Core {
     pub(crate) keyring: RwLock<Keyring>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) keys: crate::admin::KeyCache,
-    /// Merchant-password logins: hashing slots, failure counters, verification cache.
-    pub(crate) login: crate::credentials::LoginState,
     /// Failed API-key authentications, aggregated per socket peer per minute in the audit log.
     pub(crate) auth_failures: crate::audit::AuditThrottle,
     /// Idempotency keys being answered right now.
     pub(crate) idempotency: crate::idempotency::InFlight,
-    /// Session lookup key and the in-memory CVVs of pending payments.
-    pub(crate) sessions: crate::payment::SessionState,
     /// The audit log's MAC, derived once.
     pub(crate) audit_key: crate::audit::AuditKey,
     /// [`RevealAudit::Queued`](crate::RevealAudit::Queued) is in force.
@@ -159,16 +164,29 @@ impl Vault {
             keyring: RwLock::new(keyring),
             clock: options.clock,
             keys: crate::admin::KeyCache::default(),
-            login: crate::credentials::LoginState::default(),
             auth_failures: crate::audit::AuditThrottle::default(),
             idempotency: crate::idempotency::InFlight::default(),
-            sessions: crate::payment::SessionState::default(),
             fingerprint_keys: RwLock::default(),
             masked_forms: crate::masked_forms::MaskedForms::default(),
         });
         Self {
             inner: Arc::new(Inner { store, core }),
+            actor: Arc::new(Actor::local()),
         }
+    }
+
+    /// This vault, acting for `actor`: the audit entries of the operations called on the
+    /// returned handle name it. Cheap (shares the vault).
+    pub fn as_actor(&self, actor: &Actor) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            actor: Arc::new(actor.clone()),
+        }
+    }
+
+    /// The actor this handle acts for (see [`as_actor`](Self::as_actor)).
+    pub fn actor(&self) -> &Actor {
+        &self.actor
     }
 
     /// The masked view of a live token of `merchant`.
@@ -183,31 +201,20 @@ impl Vault {
 
     /// The card behind a live token of `merchant`, in clear. When the token is bound to a customer,
     /// `customer` must name the same one; presenting a customer for an unbound token is refused too.
-    /// Every reveal, refused ones included, is recorded in the audit log (with the empty actor;
-    /// see [`reveal_as`](Self::reveal_as)) before the card is returned.
+    /// Every reveal, refused ones included, is recorded in the audit log (naming this handle's
+    /// [`actor`](Self::actor)) before the card is returned. Under the
+    /// default [`RevealAudit::Durable`](crate::RevealAudit::Durable) the entry joins the next group
+    /// commit and the card is returned only once that group is durable; the reveal fails if the
+    /// entry cannot be written. Under the opt-in `Queued` (while fewer than `MAX_QUEUED_AUDIT`
+    /// entries wait) the card is returned at once.
     pub fn reveal(
         &self,
         merchant: MerchantId,
         token: &Token,
         customer: Option<&CustomerId>,
     ) -> Result<RevealedCard, VaultError> {
-        self.reveal_as(&Actor::local(), merchant, token, customer)
-    }
-
-    /// [`reveal`](Self::reveal) on behalf of `actor`, who is named in the audit entry. Under the
-    /// default [`RevealAudit::Durable`](crate::RevealAudit::Durable) the entry joins the next group
-    /// commit and the card is returned only once that group is durable; the reveal fails if the
-    /// entry cannot be written. Under the opt-in `Queued` (while fewer than `MAX_QUEUED_AUDIT`
-    /// entries wait) the card is returned at once.
-    pub fn reveal_as(
-        &self,
-        actor: &Actor,
-        merchant: MerchantId,
-        token: &Token,
-        customer: Option<&CustomerId>,
-    ) -> Result<RevealedCard, VaultError> {
-        let result = self.reveal_unaudited(merchant, token, customer);
-        let draft = reveal_draft(actor, token, &result);
+        let result = self.read_card(merchant, token, customer);
+        let draft = reveal_draft(&self.actor, token, &result);
         match self.queue_reveal_audit(draft) {
             None => result,
             Some(draft) => {
@@ -217,13 +224,12 @@ impl Vault {
         }
     }
 
-    /// Non-blocking [`reveal_as`](Self::reveal_as): the card is read on the caller's thread, its
+    /// Non-blocking [`reveal`](Self::reveal): the card is read on the caller's thread, its
     /// audit entry joins the next group commit, and `done` receives the card (or the refusal) once
     /// that entry is durable. `done` runs on the committer thread: it must be quick (hand the
     /// result to a channel) and must not write to the vault.
-    pub fn reveal_as_then<D>(
+    pub fn reveal_then<D>(
         &self,
-        actor: &Actor,
         merchant: MerchantId,
         token: &Token,
         customer: Option<&CustomerId>,
@@ -231,8 +237,8 @@ impl Vault {
     ) where
         D: FnOnce(Result<RevealedCard, VaultError>) + Send + 'static,
     {
-        let result = self.reveal_unaudited(merchant, token, customer);
-        let draft = reveal_draft(actor, token, &result);
+        let result = self.read_card(merchant, token, customer);
+        let draft = reveal_draft(&self.actor, token, &result);
         match self.queue_reveal_audit(draft) {
             None => done(result),
             Some(draft) => self.queue_reveal_entry(
@@ -275,7 +281,8 @@ impl Vault {
         );
     }
 
-    fn reveal_unaudited(
+    /// The card, read; its audit entry is the caller's.
+    fn read_card(
         &self,
         merchant: MerchantId,
         token: &Token,

@@ -359,9 +359,9 @@ impl Core {
             ..old
         };
         if old.dedupe != rec.dedupe {
-            // Another card behind the token: it was never used in a successful payment, so it is
-            // not saved for one-click use (the stored-card payment API).
-            tx.delete_raw_key(&crate::payment::one_click_key(&id))?;
+            // Another card behind the token: a mark kept for the old card (a layer above's, such
+            // as a saved-for-reuse flag) does not carry over to it.
+            tx.delete_raw_key(&crate::txn::mark_key(&id))?;
         }
         tx.put_record(&id, &rec)?;
         if rec.dedupe_indexed {
@@ -383,7 +383,7 @@ impl Core {
             return Err(VaultError::NotFound);
         }
         tx.delete_record(&id)?;
-        tx.delete_raw_key(&crate::payment::one_click_key(&id))?;
+        tx.delete_raw_key(&crate::txn::mark_key(&id))?;
         Ok(())
     }
 }

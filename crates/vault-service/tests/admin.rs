@@ -163,7 +163,11 @@ fn operator_keys_belong_to_no_merchant_and_only_they_hold_admin() {
         .unwrap();
     assert_eq!(op.info.merchant, None);
     let actor = vault_service::Actor::local();
-    match vault.authenticate_caller_as(&actor, op.expose()).unwrap() {
+    match vault
+        .as_actor(&actor)
+        .authenticate_caller(op.expose())
+        .unwrap()
+    {
         vault_service::Caller::Operator(o) => {
             assert!(o.require(Scope::Admin).is_ok());
             // `admin` does not imply `tokenize` or `reveal`.

@@ -36,7 +36,8 @@ fn busy_vault(dir: &Path) -> (Vault, std::sync::Arc<vault_service::ManualClock>,
         };
         assert_eq!(
             vault
-                .reveal_as(&actor, m, &t, None)
+                .as_actor(&actor)
+                .reveal(m, &t, None)
                 .unwrap()
                 .pan
                 .expose_digits(),
@@ -95,9 +96,12 @@ fn each_audited_action_is_recorded_with_actor_and_outcome() {
         .token;
     let principal = vault.authenticate(key.expose()).unwrap();
     let actor = Actor::principal(&principal).with_peer_uid(Some(1000));
-    vault.reveal_as(&actor, m, &t, Some(&customer)).unwrap();
+    vault
+        .as_actor(&actor)
+        .reveal(m, &t, Some(&customer))
+        .unwrap();
     assert!(matches!(
-        vault.reveal_as(&actor, m, &t, None),
+        vault.as_actor(&actor).reveal(m, &t, None),
         Err(VaultError::CustomerMismatch)
     ));
     vault.reveal(m, &t, Some(&customer)).unwrap();
@@ -120,12 +124,8 @@ fn each_audited_action_is_recorded_with_actor_and_outcome() {
         .unwrap();
     assert!(vault.add_merchant(m, "Again").is_err());
     vault
-        .audit(
-            &actor,
-            AuditAction::SessionCreate,
-            Some(&t),
-            AuditOutcome::Ok,
-        )
+        .as_actor(&actor)
+        .audit(AuditAction::SessionCreate, Some(&t), AuditOutcome::Ok)
         .unwrap();
 
     let log = vault.audit_tail(100).unwrap();

@@ -14,6 +14,7 @@ use tokio::{
     task::JoinHandle,
 };
 use vault_daemon::{DaemonConfig, DaemonError, bind_unix, serve};
+use vault_gateway::Gateway;
 use vault_service::{KeySource, ManualClock, MerchantId, Scope, Scopes, Vault};
 
 pub use crate::clock::T0;
@@ -49,8 +50,9 @@ pub struct TestDaemon {
     pub dir: tempfile::TempDir,
     /// The socket.
     pub sock: PathBuf,
-    /// The vault the daemon serves.
-    pub vault: Vault,
+    /// The vault the daemon serves, with the gateway it serves over it (the one holding the
+    /// pending payments' CVVs).
+    pub vault: Gateway,
     /// The vault's clock.
     pub clock: Arc<ManualClock>,
     /// The test merchants' API keys.
@@ -66,7 +68,7 @@ pub struct Server {
 
 impl Server {
     /// Binds `sock` (mode `0600`) and serves `vault` on it with `config`.
-    pub async fn start(vault: &Vault, sock: &Path, config: DaemonConfig) -> Self {
+    pub async fn start(vault: &Gateway, sock: &Path, config: DaemonConfig) -> Self {
         let listener = bind_unix(sock, 0o600).await.expect("bind the test socket");
         let (stop, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(serve(listener, vault.clone(), config, async {
@@ -107,6 +109,7 @@ impl TestDaemon {
         )
         .unwrap();
         let keys = setup(&vault);
+        let vault = Gateway::new(vault);
         let sock = dir.path().join("run").join("cardvault.sock");
         let server = Server::start(&vault, &sock, config).await;
         Self {

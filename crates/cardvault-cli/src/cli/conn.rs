@@ -11,7 +11,8 @@ use std::{
 
 use anyhow::{Context, bail};
 use cardvault::{
-    MerchantId, MerchantPassword, Scopes, StoreError, TerminalId, Vault, VaultError, VaultOptions,
+    MerchantId, Scopes, StoreError, TerminalId, Vault, VaultError, VaultOptions,
+    gateway::{Gateway, MerchantPassword},
 };
 use indicatif::ProgressBar;
 use vault_client::{ApiKey, Client};
@@ -89,7 +90,7 @@ pub(crate) fn open(target: &Target) -> anyhow::Result<Box<dyn Admin>> {
     }
     let key = target.key.resolve(false)?;
     match Vault::open(dir, &key, VaultOptions::default()) {
-        Ok(v) => Ok(Box::new(InProcess(v))),
+        Ok(v) => Ok(Box::new(InProcess(Gateway::new(v)))),
         // The daemon started between the probe and the open.
         Err(VaultError::Store(StoreError::InUse(_))) => {
             Ok(Box::new(Daemon::connect(target, &daemon_socket(dir)?)?))
@@ -167,17 +168,18 @@ fn spinner(message: &'static str) -> ProgressBar {
     bar
 }
 
-/// The vault opened in this process.
-pub(crate) struct InProcess(Vault);
+/// The vault opened in this process, with the gateway above it (merchant passwords, and the
+/// sweep of the gateway's expired records).
+pub(crate) struct InProcess(Gateway);
 
 impl Admin for InProcess {
     fn vault(&self) -> Option<&Vault> {
-        Some(&self.0)
+        Some(self.0.vault())
     }
 
     fn merchant_add(&self, id: &str, name: &str) -> anyhow::Result<MerchantResponse> {
         let id = merchant_id(id)?;
-        Ok(views::merchant(&self.0.add_merchant(id, name)?))
+        Ok(views::merchant(&self.0.vault().add_merchant(id, name)?))
     }
 
     fn merchant_unlock(&self, id: &str) -> anyhow::Result<()> {
@@ -189,7 +191,13 @@ impl Admin for InProcess {
     }
 
     fn merchants(&self) -> anyhow::Result<Vec<MerchantResponse>> {
-        Ok(self.0.merchants()?.iter().map(views::merchant).collect())
+        Ok(self
+            .0
+            .vault()
+            .merchants()?
+            .iter()
+            .map(views::merchant)
+            .collect())
     }
 
     fn api_key_create(
@@ -200,8 +208,12 @@ impl Admin for InProcess {
         label: String,
     ) -> anyhow::Result<(ApiKeyResponse, Zeroizing<String>)> {
         let k = match merchant.as_deref() {
-            Some(m) if !operator => self.0.create_api_key(merchant_id(m)?, scopes, &label)?,
-            _ => self.0.create_operator_key(scopes, &label)?,
+            Some(m) if !operator => {
+                self.0
+                    .vault()
+                    .create_api_key(merchant_id(m)?, scopes, &label)?
+            }
+            _ => self.0.vault().create_operator_key(scopes, &label)?,
         };
         Ok((
             views::api_key(&k.info),
@@ -211,11 +223,17 @@ impl Admin for InProcess {
 
     fn api_keys(&self, merchant: Option<&str>) -> anyhow::Result<Vec<ApiKeyResponse>> {
         let m = merchant.map(merchant_id).transpose()?;
-        Ok(self.0.api_keys(m)?.iter().map(views::api_key).collect())
+        Ok(self
+            .0
+            .vault()
+            .api_keys(m)?
+            .iter()
+            .map(views::api_key)
+            .collect())
     }
 
     fn api_key_revoke(&self, id: &str) -> anyhow::Result<()> {
-        self.0.revoke_api_key(id).map_err(|e| match e {
+        self.0.vault().revoke_api_key(id).map_err(|e| match e {
             VaultError::NotFound => no_such_key(id),
             e => e.into(),
         })
@@ -224,29 +242,35 @@ impl Admin for InProcess {
     fn terminal_add(&self, merchant: &str, id: &str) -> anyhow::Result<TerminalResponse> {
         let m = merchant_id(merchant)?;
         Ok(views::terminal(
-            &self.0.add_terminal(m, TerminalId::parse(id)?)?,
+            &self.0.vault().add_terminal(m, TerminalId::parse(id)?)?,
         ))
     }
 
     fn terminals(&self, merchant: Option<&str>) -> anyhow::Result<Vec<TerminalResponse>> {
         let m = merchant.map(merchant_id).transpose()?;
-        Ok(self.0.terminals(m)?.iter().map(views::terminal).collect())
+        Ok(self
+            .0
+            .vault()
+            .terminals(m)?
+            .iter()
+            .map(views::terminal)
+            .collect())
     }
 
     fn key_status(&self) -> anyhow::Result<KeyStatusResponse> {
-        Ok(views::key_status(&self.0.stats()))
+        Ok(views::key_status(&self.0.vault().stats()))
     }
 
     fn rotate_key(&self) -> anyhow::Result<u32> {
-        Ok(self.0.rotate_key()?.get())
+        Ok(self.0.vault().rotate_key()?.get())
     }
 
     fn rewrap(&self) -> anyhow::Result<RewrapResponse> {
-        let bar = ProgressBar::new(self.0.stats().records);
+        let bar = ProgressBar::new(self.0.vault().stats().records);
         bar.set_style(super::progress::style(
             "rewrap [{bar:40}] {pos}/{len} records ({rate}, eta {eta})",
         ));
-        let p = self.0.rewrap(|p| {
+        let p = self.0.vault().rewrap(|p| {
             bar.set_length(p.total.max(p.scanned));
             bar.set_position(p.scanned);
         })?;
@@ -255,20 +279,21 @@ impl Admin for InProcess {
     }
 
     fn retire_keys(&self) -> anyhow::Result<Vec<u32>> {
-        Ok(views::retired(&self.0.retire_unused_keys()?).retired)
+        Ok(views::retired(&self.0.vault().retire_unused_keys()?).retired)
     }
 
     fn sweep(&self) -> anyhow::Result<u64> {
-        Ok(self.0.sweep_expired(self.0.now())?)
+        Ok(self.0.sweep_expired(self.0.vault().now())?)
     }
 
     fn stats(&self) -> anyhow::Result<StatsResponse> {
-        Ok(views::stats(&self.0.stats()))
+        Ok(views::stats(&self.0.vault().stats()))
     }
 
     fn audit_tail(&self, n: usize) -> anyhow::Result<Vec<AuditEntryView>> {
         Ok(self
             .0
+            .vault()
             .audit_tail(n)?
             .iter()
             .map(views::audit_entry)
@@ -276,7 +301,7 @@ impl Admin for InProcess {
     }
 
     fn audit_verify(&self) -> anyhow::Result<AuditVerifyResponse> {
-        Ok(views::audit_verify(self.0.audit_verify()?))
+        Ok(views::audit_verify(self.0.vault().audit_verify()?))
     }
 
     fn backup(&self, out: &Path) -> anyhow::Result<BackupDone> {
@@ -286,6 +311,7 @@ impl Admin for InProcess {
         ));
         let r = self
             .0
+            .vault()
             .backup_to_file(out, |done, total| {
                 bar.set_length(total);
                 bar.set_position(done);

@@ -12,7 +12,8 @@ use std::{
 
 use anyhow::{Context, bail};
 use cardvault::{
-    KeySource, MerchantId, MerchantPassword, Scope, Scopes, SecretKey, TerminalId, Vault,
+    KeySource, MerchantId, Scope, Scopes, SecretKey, TerminalId, Vault,
+    gateway::{Gateway, MerchantPassword},
 };
 use vault_daemon::DaemonConfig;
 
@@ -68,8 +69,10 @@ pub(crate) fn run(args: &ServeArgs, config: DaemonConfig) -> anyhow::Result<()> 
         hex::encode(key_bytes.expose()).as_bytes(),
     )?;
     let key = KeySource::KeyFile(key_bytes);
-    let vault = Vault::create(&data, &key, args.vault_options())
-        .with_context(|| format!("creating the dev vault in {}", data.display()))?;
+    let vault = Gateway::new(
+        Vault::create(&data, &key, args.vault_options())
+            .with_context(|| format!("creating the dev vault in {}", data.display()))?,
+    );
     drop(key);
     // As `serve` does: admin commands given `--data` find the daemon through this file.
     let _ = fs::write(data.join(SOCKET_POINTER), format!("{}\n", socket.display()));

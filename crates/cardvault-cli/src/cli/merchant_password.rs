@@ -7,7 +7,7 @@
 use std::{fs, io::IsTerminal, path::PathBuf};
 
 use anyhow::{Context, bail};
-use cardvault::{MerchantId, MerchantPassword};
+use cardvault::{MerchantId, gateway::MerchantPassword};
 use clap::Args;
 use zeroize::Zeroizing;
 

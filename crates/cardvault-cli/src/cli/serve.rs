@@ -6,7 +6,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use cardvault::{Vault, VaultOptions};
+use cardvault::{Vault, VaultOptions, gateway::Gateway};
 use clap::{Args, ValueEnum};
 use tokio::sync::watch;
 use vault_daemon::{DaemonConfig, LogFormat};
@@ -142,14 +142,14 @@ impl ServeArgs {
         }
     }
 
-    /// Applies the settings that live on an open vault.
-    pub(crate) fn tune(&self, vault: &Vault) {
+    /// Applies the settings that live on an open vault and its gateway.
+    pub(crate) fn tune(&self, vault: &Gateway) {
         vault.set_reveal_audit(match self.reveal_audit {
             RevealAuditArg::Durable => cardvault::RevealAudit::Durable,
             RevealAuditArg::Queued => cardvault::RevealAudit::Queued,
         });
         if let Some(n) = self.login_hashes {
-            vault.set_login_policy(cardvault::LoginPolicy {
+            vault.set_login_policy(cardvault::gateway::LoginPolicy {
                 max_concurrent_hashes: usize::from(n),
                 ..vault.login_policy()
             });
@@ -193,8 +193,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         bail!("--data and --socket are required (or use --dev)");
     };
     let key = args.key.resolve(false)?;
-    let vault = Vault::open(data, &key, args.vault_options())
-        .with_context(|| format!("opening the vault in {}", data.display()))?;
+    // One gateway for every listener: it holds the pending payments' CVVs and the login limits.
+    let vault = Gateway::new(
+        Vault::open(data, &key, args.vault_options())
+            .with_context(|| format!("opening the vault in {}", data.display()))?,
+    );
     drop(key);
     args.tune(&vault);
     let socket = absolute(socket)?;
@@ -209,7 +212,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// Binds the socket (and the TCP address), calls `ready` once listening, and serves until
 /// SIGTERM or SIGINT; returns after the drain.
 pub(crate) async fn serve(
-    vault: Vault,
+    vault: Gateway,
     config: DaemonConfig,
     socket: &Path,
     listen: Option<SocketAddr>,

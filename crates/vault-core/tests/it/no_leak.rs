@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use vault_core::{CardError, CardRecord, CardholderName, Cvv, Expiry, Metadata, Pan};
+use vault_core::{CardError, CardRecord, CardholderName, Expiry, Metadata, Pan};
 use vault_testkit::cards::luhn_complete;
 
 fn luhn_pan() -> impl Strategy<Value = String> {
@@ -43,16 +43,11 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
-    fn secrets_debug_without_digits(s in luhn_pan(), cvv in "[0-9]{3,4}", name in "[A-Za-z]{3,20} [A-Za-z]{3,20}") {
+    fn secrets_debug_without_digits(s in luhn_pan(), name in "[A-Za-z]{3,20} [A-Za-z]{3,20}") {
         let pan = Pan::parse(&s).expect("valid");
         assert_clean(&format!("{pan:?}"), &s)?;
         assert_clean(&format!("{:?}", pan.masked()), &s)?;
         assert_clean(&pan.masked().to_string(), &s)?;
-
-        let c = Cvv::parse(&cvv).expect("valid");
-        let dbg = format!("{c:?}");
-        prop_assert_eq!(&dbg, "Cvv(***)");
-        prop_assert!(!dbg.bytes().any(|b| b.is_ascii_digit()));
 
         let n = CardholderName::parse(&name).expect("valid");
         let dbg = format!("{n:?}");

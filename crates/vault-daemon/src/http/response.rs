@@ -303,6 +303,40 @@ impl ApiError {
     }
 }
 
+impl From<vault_gateway::GatewayError> for ApiError {
+    fn from(e: vault_gateway::GatewayError) -> Self {
+        use vault_gateway::GatewayError;
+        match e {
+            GatewayError::SessionInvalid => Self::one(
+                StatusCode::NOT_FOUND,
+                ErrorStatus::NotFound,
+                "token",
+                "session_invalid",
+                "the session is unknown, expired or already used",
+            ),
+            GatewayError::OriginMismatch => Self::forbidden(
+                "origin",
+                "origin_mismatch",
+                "the request origin is not the session's allowed origin",
+            ),
+            GatewayError::RateLimited => Self::one(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorStatus::RateLimited,
+                "authorization",
+                "rate_limited",
+                "too many failed attempts; try again later",
+            )
+            .retry_after(LOGIN_RETRY_AFTER_SECS),
+            GatewayError::Vault(e) => e.into(),
+            other => {
+                // Gateway errors carry no card data.
+                tracing::error!(error = %other, "gateway error");
+                Self::internal()
+            }
+        }
+    }
+}
+
 impl From<VaultError> for ApiError {
     fn from(e: VaultError) -> Self {
         match e {
@@ -319,14 +353,6 @@ impl From<VaultError> for ApiError {
                 "missing_scope",
                 "the API key lacks the scope this route needs",
             ),
-            VaultError::RateLimited => Self::one(
-                StatusCode::TOO_MANY_REQUESTS,
-                ErrorStatus::RateLimited,
-                "authorization",
-                "rate_limited",
-                "too many failed attempts; try again later",
-            )
-            .retry_after(LOGIN_RETRY_AFTER_SECS),
             VaultError::TooManyCards { retry_after } => Self::one(
                 StatusCode::TOO_MANY_REQUESTS,
                 ErrorStatus::RateLimited,
@@ -347,18 +373,6 @@ impl From<VaultError> for ApiError {
                     }
                     _ => "this Idempotency-Key was used with a different request",
                 },
-            ),
-            VaultError::SessionInvalid => Self::one(
-                StatusCode::NOT_FOUND,
-                ErrorStatus::NotFound,
-                "token",
-                "session_invalid",
-                "the session is unknown, expired or already used",
-            ),
-            VaultError::OriginMismatch => Self::forbidden(
-                "origin",
-                "origin_mismatch",
-                "the request origin is not the session's allowed origin",
             ),
             other => {
                 // Vault errors carry no card data (see vault-service's error rules).

@@ -3,7 +3,8 @@
 
 use bytes::Bytes;
 use hyper::{Request, Response, StatusCode, body::Incoming};
-use vault_service::{MerchantId, MerchantPassword, Scopes, TerminalId};
+use vault_gateway::MerchantPassword;
+use vault_service::{MerchantId, Scopes, TerminalId};
 use vault_wire::{
     ApiKeyCreateRequest, ApiKeyCreated, ApiKeyList, BackupRequest, FieldErrorBody,
     MerchantAddRequest, MerchantList, MerchantPasswordRequest, RotateResponse, SweepResponse,
@@ -63,7 +64,7 @@ pub(crate) async fn merchant_add(state: &State, req: Request<Incoming>) -> Answe
         let id = merchant_id(&r.merchant_id)?;
         let who = operator_actor(&p);
         let m = state
-            .blocking(move |v| v.add_merchant_as(&who, id, &r.name))
+            .blocking(move |v| v.as_actor(&who).add_merchant(id, &r.name))
             .await?;
         Ok(response::json(StatusCode::CREATED, &views::merchant(&m)))
     })
@@ -93,7 +94,7 @@ pub(crate) async fn merchant_password(
         }
     };
     state
-        .blocking(move |v| v.set_merchant_password_as(&who, id, &password))
+        .gateway(move |g| g.as_actor(&who).set_merchant_password(id, &password))
         .await?;
     Ok(response::empty(StatusCode::NO_CONTENT))
 }
@@ -113,7 +114,7 @@ pub(crate) async fn merchant_unlock(state: &State, req: Request<Incoming>, param
         )])
     })?;
     state
-        .blocking(move |v| v.unlock_merchant_as(&who, id))
+        .gateway(move |g| g.as_actor(&who).unlock_merchant(id))
         .await?;
     Ok(response::empty(StatusCode::NO_CONTENT))
 }
@@ -130,7 +131,7 @@ fn password_body(body: Bytes) -> Result<MerchantPassword, FieldErrorBody> {
     };
     let result = match typed {
         Ok(mut r) => MerchantPassword::new(std::mem::take(&mut r.password)).map_err(|e| match e {
-            vault_service::VaultError::Invalid(f) => {
+            vault_gateway::GatewayError::Vault(vault_service::VaultError::Invalid(f)) => {
                 FieldErrorBody::new(f.field, f.code, f.message)
             }
             _ => FieldErrorBody::new("password", "invalid", "password is not acceptable"),
@@ -190,12 +191,12 @@ pub(crate) async fn apikey_create(state: &State, req: Request<Incoming>) -> Answ
         (false, Some(m)) => {
             let id = merchant_id(m)?;
             state
-                .blocking(move |v| v.create_api_key_as(&who, id, scopes, &r.label))
+                .blocking(move |v| v.as_actor(&who).create_api_key(id, scopes, &r.label))
                 .await?
         }
         (true, None) => {
             state
-                .blocking(move |v| v.create_operator_key_as(&who, scopes, &r.label))
+                .blocking(move |v| v.as_actor(&who).create_operator_key(scopes, &r.label))
                 .await?
         }
         (false, None) => {
@@ -226,7 +227,7 @@ pub(crate) async fn apikey_revoke(state: &State, req: Request<Incoming>, param: 
         return Err(ApiError::no_route());
     };
     state
-        .blocking(move |v| v.revoke_api_key_as(&who, &id))
+        .blocking(move |v| v.as_actor(&who).revoke_api_key(&id))
         .await?;
     Ok(response::empty(StatusCode::NO_CONTENT))
 }
@@ -254,7 +255,7 @@ pub(crate) async fn terminal_add(state: &State, req: Request<Incoming>) -> Answe
         })?;
         let who = operator_actor(&p);
         let t = state
-            .blocking(move |v| v.add_terminal_as(&who, merchant, id))
+            .blocking(move |v| v.as_actor(&who).add_terminal(merchant, id))
             .await?;
         Ok(response::json(StatusCode::CREATED, &views::terminal(&t)))
     })
@@ -270,7 +271,9 @@ pub(crate) async fn key_status(state: &State, req: Request<Incoming>) -> Answer 
 pub(crate) async fn key_rotate(state: &State, req: Request<Incoming>) -> Answer {
     let p = state.authorize_operator(req.headers())?;
     let who = operator_actor(&p);
-    let id = state.blocking(move |v| v.rotate_key_as(&who)).await?;
+    let id = state
+        .blocking(move |v| v.as_actor(&who).rotate_key())
+        .await?;
     tracing::info!(target: "cardvault::audit", key_id = %p.key_id, dek = %id, "data key rotated");
     let body = RotateResponse {
         current_dek: id.get(),
@@ -282,14 +285,16 @@ pub(crate) async fn key_rewrap(state: &State, req: Request<Incoming>) -> Answer 
     let who = operator_actor(&state.authorize_operator(req.headers())?);
     // A full pass may outlast the request timeout; it runs to the end regardless (re-wrapping
     // is idempotent), and the client sees 503 if it took too long.
-    let p = state.blocking(move |v| v.rewrap_as(&who, |_| {})).await?;
+    let p = state
+        .blocking(move |v| v.as_actor(&who).rewrap(|_| {}))
+        .await?;
     Ok(response::json(StatusCode::OK, &views::rewrap(&p)))
 }
 
 pub(crate) async fn key_retire(state: &State, req: Request<Incoming>) -> Answer {
     let who = operator_actor(&state.authorize_operator(req.headers())?);
     let retired = state
-        .blocking(move |v| v.retire_unused_keys_as(&who))
+        .blocking(move |v| v.as_actor(&who).retire_unused_keys())
         .await?;
     Ok(response::json(StatusCode::OK, &views::retired(&retired)))
 }
@@ -297,7 +302,7 @@ pub(crate) async fn key_retire(state: &State, req: Request<Incoming>) -> Answer 
 pub(crate) async fn sweep(state: &State, req: Request<Incoming>) -> Answer {
     let who = operator_actor(&state.authorize_operator(req.headers())?);
     let removed = state
-        .blocking(move |v| v.sweep_expired_as(&who, v.now()))
+        .gateway(move |g| Ok(g.as_actor(&who).sweep_expired(g.vault().now())?))
         .await?;
     Ok(response::json(StatusCode::OK, &SweepResponse { removed }))
 }

@@ -29,7 +29,7 @@ pub(crate) fn health(state: &State) -> Response<Body> {
 }
 
 pub(crate) fn metrics(state: &State) -> Response<Body> {
-    let text = state.metrics.render(&state.vault);
+    let text = state.metrics.render(&state.gateway);
     response::with_body(
         StatusCode::OK,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -210,15 +210,12 @@ pub(crate) async fn reveal(state: &State, req: Request<Incoming>, param: Param) 
         }
     };
     let (tx, rx) = oneshot::channel();
-    state.vault.reveal_as_then(
-        &actor(&p),
-        p.merchant,
-        &token,
-        customer.as_ref(),
-        move |r| {
+    state
+        .vault
+        .as_actor(&actor(&p))
+        .reveal_then(p.merchant, &token, customer.as_ref(), move |r| {
             let _ = tx.send(r);
-        },
-    );
+        });
     // The card comes back only once the reveal's audit entry is durable.
     let Ok(result) = tokio::time::timeout(state.config.request_timeout, completion(rx)).await
     else {

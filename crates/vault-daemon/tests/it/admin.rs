@@ -203,7 +203,8 @@ async fn keys_sweep_and_stats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merchant_password() {
-    use vault_service::{Actor, LoginPolicy, MerchantId, MerchantPassword, VaultError};
+    use vault_gateway::{GatewayError, LoginPolicy, MerchantPassword};
+    use vault_service::{MerchantId, VaultError};
 
     let d = TestDaemon::start().await;
     d.vault.set_login_policy(LoginPolicy {
@@ -221,11 +222,12 @@ async fn merchant_password() {
     assert!(r.body.is_empty());
     let m = MerchantId::new(890_490).unwrap();
     let login = |p: &str| {
-        d.vault.login(
-            &Actor::local(),
-            m,
-            &MerchantPassword::new(p.to_owned()).unwrap(),
-        )
+        d.vault
+            .login(m, &MerchantPassword::new(p.to_owned()).unwrap())
+            .map_err(|e| match e {
+                GatewayError::Vault(e) => e,
+                other => panic!("unexpected {other:?}"),
+            })
     };
     assert!(login(secret).is_ok());
     assert!(matches!(login("nope"), Err(VaultError::Unauthorized)));

@@ -23,9 +23,10 @@ use tokio::{
     sync::oneshot,
 };
 use vault_daemon::{DaemonConfig, bind_tcp, serve};
+use vault_gateway::{Gateway, PaymentId, SessionKind, SessionOptions};
 use vault_service::{
-    Actor, CardholderName, CustomerId, Expiry, ManualClock, MerchantId, NewCard, Pan, PaymentId,
-    SessionKind, SessionOptions, TerminalId, Token, TokenizeOptions, Vault,
+    CardholderName, CustomerId, Expiry, ManualClock, MerchantId, NewCard, Pan, TerminalId, Token,
+    TokenizeOptions, Vault,
 };
 
 use crate::hosted_fields::base64;
@@ -265,7 +266,7 @@ fn decode_base64(s: &str) -> Vec<u8> {
 struct Stack {
     rt: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
-    vault: Vault,
+    vault: Gateway,
     clock: Arc<ManualClock>,
     vault_addr: SocketAddr,
     shop_addr: SocketAddr,
@@ -291,6 +292,7 @@ impl Stack {
         vault
             .add_terminal(merchant(), TerminalId::parse(TERMINAL).unwrap())
             .unwrap();
+        let vault = Gateway::new(vault);
         let (stop, rx) = oneshot::channel::<()>();
         let listener = rt
             .block_on(bind_tcp(SocketAddr::from(([127, 0, 0, 1], 0))))
@@ -351,7 +353,7 @@ impl Stack {
             ..SessionOptions::default()
         };
         self.vault
-            .create_session(&Actor::local(), merchant(), kind, options)
+            .create_session(merchant(), kind, options)
             .unwrap()
             .token
             .to_string()
@@ -661,10 +663,7 @@ fn hosted_fields_checkout_in_chromium() {
     assert_eq!(result["status"], "PENDING", "{outcome}");
     assert_eq!(result["brand"], "mastercard");
     let tx = PaymentId::parse(result["txId"].as_str().unwrap()).unwrap();
-    let card = stack
-        .vault
-        .payment_card(&Actor::local(), merchant(), &tx)
-        .unwrap();
+    let card = stack.vault.payment_card(merchant(), &tx).unwrap();
     assert_eq!(card.pan.expose_digits(), PAN_2);
     assert_eq!(card.cvv.as_ref().map(|c| c.expose_digits()), Some("737"));
 

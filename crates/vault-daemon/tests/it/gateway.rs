@@ -3,9 +3,8 @@
 //! AUTH/PURCHASE/VERIFY session), the acquirer leg's card hand-over and the outcome report.
 
 use serde_json::Value;
-use vault_service::{
-    Actor, MerchantId, MerchantPassword, SessionKind, SessionOptions, SessionToken,
-};
+use vault_gateway::{MerchantPassword, SessionKind, SessionOptions, SessionToken};
+use vault_service::MerchantId;
 use vault_testkit::daemon::{T0, TestDaemon, raw};
 
 const MERCHANT: u64 = 890_490;
@@ -738,7 +737,6 @@ async fn library_sessions_carry_payment_fields() {
     let s = d
         .vault
         .create_session(
-            &Actor::local(),
             merchant(),
             SessionKind::Purchase,
             SessionOptions {
@@ -846,10 +844,10 @@ async fn idempotency_keys_on_token_and_payments() {
 async fn a_login_flood_stays_bounded_and_tokenize_keeps_serving() {
     let d = with_password().await;
     // The default Argon2id cost (19 MiB, t=2), two hashing slots, four waiting places.
-    d.vault.set_login_policy(vault_service::LoginPolicy {
+    d.vault.set_login_policy(vault_gateway::LoginPolicy {
         max_concurrent_hashes: 2,
         max_waiting: 4,
-        ..vault_service::LoginPolicy::default()
+        ..vault_gateway::LoginPolicy::default()
     });
     let mut flood = Vec::new();
     for i in 0..60u32 {

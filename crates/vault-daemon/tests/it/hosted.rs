@@ -1,7 +1,8 @@
 //! The hosted-fields session API through the daemon: `POST /processing-terminals/{id}/hosted-fields-sessions`,
 //! every error status they list, idempotent replay, and the card capture that spends the session.
 
-use vault_service::{MerchantId, Scope, Scopes, SessionToken, TerminalId};
+use vault_gateway::SessionToken;
+use vault_service::{MerchantId, Scope, Scopes, TerminalId};
 use vault_testkit::daemon::{Resp, TestDaemon, raw};
 
 const TERMINAL: &str = "1234001";

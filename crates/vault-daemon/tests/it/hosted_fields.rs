@@ -3,7 +3,8 @@
 //! the `hostedFieldsOrigin` a frame names on `POST /payments`.
 
 use sha2::{Digest, Sha384};
-use vault_service::{Actor, MerchantId, SessionKind, SessionOptions};
+use vault_gateway::{SessionKind, SessionOptions};
+use vault_service::MerchantId;
 use vault_testkit::daemon::{Resp, TestDaemon, raw};
 
 const SHOP: &str = "https://shop.example";
@@ -21,7 +22,6 @@ fn session(d: &TestDaemon) -> String {
     };
     d.vault
         .create_session(
-            &Actor::local(),
             MerchantId::new(890_490).unwrap(),
             SessionKind::Tokenize,
             options,
@@ -120,7 +120,6 @@ async fn frame_csp_allows_only_the_sessions_origin_as_ancestor() {
     let server_only = d
         .vault
         .create_session(
-            &Actor::local(),
             MerchantId::new(890_490).unwrap(),
             SessionKind::Tokenize,
             SessionOptions::default(),

@@ -73,7 +73,8 @@ async fn admin_routes_need_an_operator_key_and_operators_cannot_tokenize() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_lockout_says_retry_after_and_an_operator_clears_it() {
-    use vault_service::{MerchantId, MerchantPassword};
+    use vault_gateway::MerchantPassword;
+    use vault_service::MerchantId;
     let d = TestDaemon::start().await;
     let m = MerchantId::new(890_490).unwrap();
     d.vault

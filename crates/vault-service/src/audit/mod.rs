@@ -33,7 +33,7 @@ use vault_store::WriteTx;
 pub use archive::AuditArchived;
 pub(crate) use codec::AuditKey;
 pub(crate) use queue::RevealQueue;
-pub(crate) use throttle::AuditThrottle;
+pub use throttle::AuditThrottle;
 
 use self::codec::{
     HEAD_KEY, MAX_BLOCK_BYTES, MAX_BLOCK_ENTRIES, MAX_DETAIL, MAX_TEXT, clean, decode_block,
@@ -194,11 +194,12 @@ impl AuditOutcome {
     pub fn of<T>(r: &Result<T, VaultError>) -> Self {
         match r {
             Ok(_) => Self::Ok,
-            Err(e) => Self::from_error(e),
+            Err(e) => Self::of_error(e),
         }
     }
 
-    fn from_error(e: &VaultError) -> Self {
+    /// The outcome of a call that failed with `e`.
+    pub fn of_error(e: &VaultError) -> Self {
         let code = match e {
             VaultError::Invalid(f) => f.code,
             VaultError::NotFound => "not_found",
@@ -206,12 +207,9 @@ impl AuditOutcome {
             VaultError::Unauthorized => "unauthorized",
             VaultError::Forbidden => "forbidden",
             VaultError::Key(_) => "key",
-            VaultError::RateLimited => "rate_limited",
             VaultError::Busy => "busy",
             VaultError::TooManyCards { .. } => "masked_form_limit",
             VaultError::Conflict(code) => code,
-            VaultError::SessionInvalid => "session_invalid",
-            VaultError::OriginMismatch => "origin_mismatch",
             _ => return Self::Error,
         };
         Self::Denied(code.to_owned())
@@ -371,16 +369,33 @@ impl Core {
 }
 
 impl Vault {
-    /// Appends one audit entry, durably (one commit, shared with concurrent writers). For the
-    /// layers above (session creation, payment use); the vault records its own actions itself.
+    /// Appends one audit entry naming this handle's actor, durably (one commit, shared with
+    /// concurrent writers). For the layers above, to record a refusal that wrote nothing; an
+    /// action that writes appends its entry in its own job ([`Txn::audit`](crate::Txn::audit)).
     pub fn audit(
         &self,
-        actor: &Actor,
         action: AuditAction,
         token: Option<&Token>,
         outcome: AuditOutcome,
     ) -> Result<(), VaultError> {
-        self.record(actor, action, token, None, outcome)
+        self.record(self.actor(), action, token, None, outcome)
+    }
+
+    /// [`audit`](Self::audit) with a `detail` (ids and counts only; cleaned and bounded).
+    pub fn audit_detailed(
+        &self,
+        action: AuditAction,
+        token: Option<&Token>,
+        detail: Option<String>,
+        outcome: AuditOutcome,
+    ) -> Result<(), VaultError> {
+        self.record(self.actor(), action, token, detail, outcome)
+    }
+
+    /// [`audit`](Self::audit) without waiting: the entry joins the next group commit (for
+    /// refusals, whose callers learn nothing from it).
+    pub fn audit_then(&self, action: AuditAction, token: Option<&Token>, outcome: AuditOutcome) {
+        self.record_then(self.actor(), action, token, None, outcome, |_| {});
     }
 
     /// Appends one entry (see [`audit`](Self::audit)) with a vault-written `detail`, durably.
@@ -418,22 +433,6 @@ impl Vault {
             move |tx| core.append_audits(tx, std::slice::from_ref(&draft)),
             done,
         );
-    }
-
-    /// Records the outcome of an action and passes its result on. A failure to record turns a
-    /// success into that failure: nothing the vault does goes unaudited without the caller
-    /// hearing of it.
-    pub(crate) fn audited<T>(
-        &self,
-        actor: &Actor,
-        action: AuditAction,
-        token: Option<&Token>,
-        detail: impl FnOnce(&T) -> Option<String>,
-        result: Result<T, VaultError>,
-    ) -> Result<T, VaultError> {
-        let detail = result.as_ref().ok().and_then(detail);
-        self.record(actor, action, token, detail, AuditOutcome::of(&result))?;
-        result
     }
 
     fn audit_head(&self) -> Result<Option<HeadRecord>, VaultError> {

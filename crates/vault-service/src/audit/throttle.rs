@@ -39,15 +39,16 @@ struct Window {
     outcome: AuditOutcome,
 }
 
-/// Per-key windows of one kind of refusal.
+/// Per-key windows of one kind of refusal (see the module docs): the vault keeps its own, and a
+/// layer above keeps one per kind of refusal it aggregates ([`Vault::audit_throttled`]).
 #[derive(Default)]
-pub(crate) struct AuditThrottle {
+pub struct AuditThrottle {
     windows: Mutex<HashMap<u64, Window>>,
 }
 
 impl AuditThrottle {
     /// Decides for one refusal by `actor` under `key` at `now` (unix seconds).
-    pub(crate) fn admit(
+    fn admit(
         &self,
         key: u64,
         now: i64,
@@ -112,9 +113,29 @@ pub(crate) fn count_detail(count: u64) -> String {
 }
 
 impl Vault {
-    /// Records a refusal by `actor` that cost the caller nothing, through `throttle` under `key`
-    /// (at most one entry per key per minute, carrying the count). Not waited for.
-    pub(crate) fn record_throttled(
+    /// Records a refusal that cost the caller nothing (by this handle's actor), through
+    /// `throttle` under `key` (at most one entry per key per minute, carrying the count). Not
+    /// waited for. Counts still pending in `throttle` are written by
+    /// [`flush_audit_counts_of`](Self::flush_audit_counts_of).
+    pub fn audit_throttled(
+        &self,
+        throttle: &AuditThrottle,
+        key: u64,
+        action: AuditAction,
+        outcome: AuditOutcome,
+    ) {
+        self.record_throttled(throttle, key, self.actor(), action, outcome);
+    }
+
+    /// Writes the counts of `throttle`'s aggregated refusals whose minute is over (and the
+    /// vault's own, as [`flush_audit_counts`](Self::flush_audit_counts) does).
+    pub fn flush_audit_counts_of(&self, throttle: &AuditThrottle) {
+        let now = self.now().unix_timestamp();
+        self.flush_audit_counts_at(now);
+        self.flush_throttles(&[throttle], now);
+    }
+
+    fn record_throttled(
         &self,
         throttle: &AuditThrottle,
         key: u64,
@@ -133,6 +154,9 @@ impl Vault {
                 |_| {},
             );
             self.flush_audit_counts_at(now);
+            if !std::ptr::eq(throttle, &self.inner.auth_failures) {
+                self.flush_throttles(&[throttle], now);
+            }
         }
     }
 
@@ -156,9 +180,11 @@ impl Vault {
     }
 
     fn flush_audit_counts_at(&self, now: i64) {
-        let due = [&self.inner.auth_failures, &self.inner.login.refusals]
-            .into_iter()
-            .flat_map(|t| t.take_due(now));
+        self.flush_throttles(&[&self.inner.auth_failures], now);
+    }
+
+    fn flush_throttles(&self, throttles: &[&AuditThrottle], now: i64) {
+        let due = throttles.iter().flat_map(|t| t.take_due(now));
         for (actor, action, outcome, count) in due {
             self.record_then(
                 &actor,

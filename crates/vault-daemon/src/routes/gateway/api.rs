@@ -5,10 +5,12 @@
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use hyper::{Request, Response, StatusCode, body::Incoming, header::AUTHORIZATION};
+use vault_gateway::{
+    Cvv, MerchantPassword, PaymentCard, PaymentRequest, SessionKind, SessionOptions, SessionToken,
+    SessionView,
+};
 use vault_service::{
-    Actor, CardholderName, CustomerId, Cvv, Expiry, MerchantId, MerchantPassword, NewCard, Pan,
-    PaymentCard, PaymentRequest, Scope, SessionKind, SessionOptions, SessionToken, SessionView,
-    Token,
+    Actor, CardholderName, CustomerId, Expiry, MerchantId, NewCard, Pan, Scope, Token,
 };
 use vault_wire::{GatewayResult, PaymentCardView, PaymentResponse, SessionTokenResponse};
 
@@ -141,12 +143,12 @@ async fn token_inner(
     let login_actor = actor.clone();
     // Credentials first: a replayed answer is only for the merchant who earned it.
     state
-        .blocking(move |v| v.login(&login_actor, merchant, &password))
+        .gateway(move |g| g.as_actor(&login_actor).login(merchant, &password))
         .await
         .map_err(login_failure)?;
     idempotency::run(state, merchant, "POST /token", key, vec![shape], || async {
         let session = match state
-            .blocking(move |v| v.create_session(&actor, merchant, kind, options))
+            .gateway(move |g| g.as_actor(&actor).create_session(merchant, kind, options))
             .await
         {
             Ok(s) => s,
@@ -246,7 +248,7 @@ async fn payments_inner(
             INVALID,
         )
     })?;
-    let view = match state.blocking(move |v| v.session(&token)).await {
+    let view = match state.gateway(move |g| g.session(&token)).await {
         Ok(view) => view,
         Err(_) => return replay_or_refuse(state, key, token, &fields).await,
     };
@@ -326,7 +328,7 @@ async fn replay_or_refuse(
         return Err(session_failure());
     };
     let merchant = state
-        .blocking(move |v| v.session_merchant(&token))
+        .gateway(move |g| g.session_merchant(&token))
         .await
         .map_err(|_| session_failure())?;
     let parts = payment_shape(state, merchant, &token, fields);
@@ -347,7 +349,7 @@ fn payment_shape(
     fields: &crate::decode::form::Fields,
 ) -> Vec<bytes::Bytes> {
     vec![
-        bytes::Bytes::from(state.vault.idempotency_session_part(token)),
+        bytes::Bytes::from(state.gateway.idempotency_session_part(token)),
         idempotency::form_shape(state, merchant, fields),
     ]
 }
@@ -364,7 +366,10 @@ async fn capture(
     cvv: Option<Cvv>,
 ) -> Result<Response<Body>, Failure> {
     let capture = state
-        .blocking(move |v| v.capture_card(&actor, &token, origin.as_deref(), card, cvv))
+        .gateway(move |g| {
+            g.as_actor(&actor)
+                .capture_card(&token, origin.as_deref(), card, cvv)
+        })
         .await
         .map_err(|e| payment_failure(&e))?;
     let info = capture.info;
@@ -401,7 +406,10 @@ async fn pay(
     request: PaymentRequest,
 ) -> Result<Response<Body>, Failure> {
     let started = state
-        .blocking(move |v| v.start_payment(&actor, &token, origin.as_deref(), request))
+        .gateway(move |g| {
+            g.as_actor(&actor)
+                .start_payment(&token, origin.as_deref(), request)
+        })
         .await
         .map_err(|e| payment_failure(&e))?;
     let mut body = PaymentResponse {

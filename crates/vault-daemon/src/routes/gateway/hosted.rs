@@ -8,7 +8,8 @@ use hyper::{
     header::{ACCEPT, HeaderValue, LOCATION},
 };
 use time::format_description::well_known::Rfc3339;
-use vault_service::{Scope, SessionKind, SessionOptions, TerminalId, Token};
+use vault_gateway::{SessionKind, SessionOptions};
+use vault_service::{Scope, TerminalId, Token};
 use vault_wire::{HostedFieldsSessionRequest, HostedFieldsSessionResponse};
 
 use bytes::Bytes;
@@ -81,7 +82,7 @@ async fn work(
     let who = actor(p);
     let merchant = p.merchant;
     let session = state
-        .blocking(move |v| v.create_session(&who, merchant, kind, options))
+        .gateway(move |g| g.as_actor(&who).create_session(merchant, kind, options))
         .await
         .map_err(|e| match e.status() {
             StatusCode::FORBIDDEN => ApiError::forbidden(

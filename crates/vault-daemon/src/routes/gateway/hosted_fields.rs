@@ -15,7 +15,7 @@ use hyper::{
     body::Incoming,
     header::{self, HeaderValue},
 };
-use vault_service::SessionToken;
+use vault_gateway::SessionToken;
 
 use crate::{
     http::response::{self, ApiError, Body},
@@ -145,7 +145,7 @@ async fn frame(state: &State, query: &str) -> Response<Body> {
     // which is server-only (it refuses every browser request), so no page may embed its frames.
     let allowed = match session {
         Some(token) => state
-            .blocking(move |v| v.session(&token))
+            .gateway(move |g| g.session(&token))
             .await
             .ok()
             .map(|view| view.allow_origin),

@@ -20,7 +20,7 @@ use hyper::{
     header::{CONTENT_TYPE, HeaderValue, ORIGIN, VARY},
 };
 use serde::Serialize;
-use vault_service::SessionToken;
+use vault_gateway::SessionToken;
 use vault_wire::{GatewayError, GatewayFailure, GatewayResult};
 
 use crate::{

@@ -3,7 +3,8 @@
 //! `POST /payments/{txId}/result` records what the acquirer answered.
 
 use hyper::{Request, Response, StatusCode, body::Incoming};
-use vault_service::{AuditAction, PaymentId, PaymentStatus, Scope, VaultError};
+use vault_gateway::{GatewayError, PaymentId, PaymentStatus};
+use vault_service::{AuditAction, Scope, VaultError};
 use vault_wire::{GatewayResult, PaymentCardResponse, PaymentResultRequest, PaymentResultResponse};
 
 use crate::{
@@ -25,9 +26,11 @@ fn payment_id(param: Param) -> Result<PaymentId, ApiError> {
     }
 }
 
-fn not_found(e: VaultError) -> ApiError {
+fn not_found(e: GatewayError) -> ApiError {
     match e {
-        VaultError::NotFound => ApiError::not_found("txId", "no such pending payment"),
+        GatewayError::Vault(VaultError::NotFound) => {
+            ApiError::not_found("txId", "no such pending payment")
+        }
         e => e.into(),
     }
 }
@@ -46,7 +49,7 @@ pub(crate) async fn card(state: &State, req: Request<Incoming>, param: Param) ->
     let who = actor(&p);
     let merchant = p.merchant;
     let card = state
-        .blocking(move |v| Ok(v.payment_card(&who, merchant, &id)))
+        .gateway(move |g| Ok(g.as_actor(&who).payment_card(merchant, &id)))
         .await?
         .map_err(not_found)?;
     let body = PaymentCardResponse {
@@ -74,7 +77,7 @@ pub(crate) async fn result(state: &State, req: Request<Incoming>, param: Param) 
     let who = actor(&p);
     let merchant = p.merchant;
     let info = state
-        .blocking(move |v| Ok(v.report_payment(&who, merchant, &id, succeeded)))
+        .gateway(move |g| Ok(g.as_actor(&who).report_payment(merchant, &id, succeeded)))
         .await?
         .map_err(not_found)?;
     let body = PaymentResultResponse {

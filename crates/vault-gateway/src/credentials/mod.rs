@@ -5,7 +5,7 @@
 //! A password is stored as its Argon2id PHC string under `P` + merchant id (u64 BE), in a
 //! postcard record `{v: 1, phc, updated_at}`; the password itself is never written anywhere.
 //!
-//! [`Vault::login`] costs one Argon2id verification (tens of milliseconds, and `memory_kib` of
+//! [`Gateway::login`](crate::Gateway::login) costs one Argon2id verification (tens of milliseconds, and `memory_kib` of
 //! memory), so it is guarded three ways:
 //! - **Rate limits** are checked before any hashing: failures are counted per merchant id (known
 //!   or not, so ids cannot be enumerated by their limits) and per socket peer within a window.
@@ -44,14 +44,24 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
-use vault_core::{MerchantId, SecretKey};
-use vault_store::StoreError;
+use vault_core::MerchantId;
+use vault_service::{AuditThrottle, RecordKind, RecordMac};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::{
-    Actor, AuditAction, AuditOutcome, Vault, VaultError,
-    record_mac::{self, MAC_VERSION, RecordKind},
-};
+use crate::{Actor, AuditAction, Gateway, GatewayError, VaultError};
+
+/// Merchant password records: `P` + merchant id, MAC'd by the vault.
+const PASSWORDS: RecordKind = RecordKind::new(PASSWORD_PREFIX, "record-mac:password");
+/// The layout version of password records (MAC'd).
+const MAC_VERSION: u8 = 2;
+
+mod cache;
+mod limits;
+mod slots;
+
+use cache::VerifyCache;
+use limits::Limits;
+use slots::Slots;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -73,17 +83,17 @@ impl MerchantPassword {
     pub const MIN_LEN: usize = 12;
 
     /// Checks the length. A refused string is wiped before the error is returned.
-    pub fn new(s: String) -> Result<Self, VaultError> {
+    pub fn new(s: String) -> Result<Self, GatewayError> {
         let s = Zeroizing::new(s);
         if s.is_empty() {
-            return Err(VaultError::field(
+            return Err(GatewayError::field(
                 "password",
                 "required",
                 "password is required",
             ));
         }
         if s.chars().count() > Self::MAX_LEN {
-            return Err(VaultError::field(
+            return Err(GatewayError::field(
                 "password",
                 "too_long",
                 "password must be at most 64 characters",
@@ -104,7 +114,7 @@ impl fmt::Debug for MerchantPassword {
     }
 }
 
-/// How [`Vault::login`] spends and limits its work. Set with [`Vault::set_login_policy`].
+/// How [`Gateway::login`](crate::Gateway::login) spends and limits its work. Set with [`Gateway::set_login_policy`](crate::Gateway::set_login_policy).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoginPolicy {
     /// Argon2id verifications running at once (default: available parallelism, 1-8).
@@ -112,11 +122,11 @@ pub struct LoginPolicy {
     /// Callers that may wait for a hashing slot; past that, `login` fails at once with
     /// [`VaultError::Busy`] (default 64).
     pub max_waiting: usize,
-    /// Failed logins per merchant id within `window` before [`VaultError::RateLimited`]
+    /// Failed logins per merchant id within `window` before [`GatewayError::RateLimited`]
     /// (default 5).
     pub merchant_failures: u32,
     /// Failed logins per socket peer (uid; callers without one count as one peer) within
-    /// `window` before [`VaultError::RateLimited`] (default 50).
+    /// `window` before [`GatewayError::RateLimited`] (default 50).
     pub peer_failures: u32,
     /// The failure-counting window, on the vault clock (default 15 minutes).
     pub window: Duration,
@@ -161,7 +171,7 @@ impl LoginPolicy {
         self
     }
 
-    fn argon2_params(&self) -> Result<argon2::Params, VaultError> {
+    fn argon2_params(&self) -> Result<argon2::Params, GatewayError> {
         argon2::Params::new(
             self.memory_kib,
             self.iterations,
@@ -169,7 +179,7 @@ impl LoginPolicy {
             Some(OUTPUT_LEN),
         )
         .map_err(|_| {
-            VaultError::field(
+            GatewayError::field(
                 "policy",
                 "invalid",
                 "the login policy's Argon2id parameters are out of range",
@@ -211,7 +221,7 @@ pub(crate) struct LoginState {
     /// `rate_limited`/`busy` refusals cost the caller no hashing, so they are audited at most
     /// once a minute per claimed merchant id, with the count (a flood cannot grow the
     /// append-only log at request rate).
-    pub(crate) refusals: crate::audit::AuditThrottle,
+    pub(crate) refusals: AuditThrottle,
 }
 
 /// Argon2id memory (KiB), passes and lanes.
@@ -221,223 +231,6 @@ type Cost = (u32, u32, u32);
 struct Dummy {
     cost: Cost,
     hash: PasswordHash,
-}
-
-/// A counting semaphore of hashing slots.
-struct Slots {
-    state: Mutex<SlotState>,
-    freed: Condvar,
-}
-
-struct SlotState {
-    max: usize,
-    running: usize,
-    waiting: usize,
-    peak: usize,
-}
-
-impl Default for Slots {
-    fn default() -> Self {
-        Self {
-            state: Mutex::new(SlotState {
-                max: LoginPolicy::default().max_concurrent_hashes,
-                running: 0,
-                waiting: 0,
-                peak: 0,
-            }),
-            freed: Condvar::new(),
-        }
-    }
-}
-
-/// A held hashing slot; released on drop.
-struct Slot<'a>(&'a Slots);
-
-impl Slots {
-    /// Takes a slot, waiting for one if all are taken. With `max_waiting`, a caller who would
-    /// be past that many waiters is refused `Busy` instead.
-    fn acquire(&self, max_waiting: Option<usize>) -> Result<Slot<'_>, VaultError> {
-        let mut s = self.state.lock();
-        if s.running >= s.max {
-            if max_waiting.is_some_and(|w| s.waiting >= w) {
-                return Err(VaultError::Busy);
-            }
-            s.waiting += 1;
-            while s.running >= s.max {
-                self.freed.wait(&mut s);
-            }
-            s.waiting -= 1;
-        }
-        s.running += 1;
-        s.peak = s.peak.max(s.running);
-        Ok(Slot(self))
-    }
-
-    fn resize(&self, max: usize) {
-        self.state.lock().max = max;
-        self.freed.notify_all();
-    }
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        self.0.state.lock().running -= 1;
-        self.0.freed.notify_one();
-    }
-}
-
-/// Failures counted in a sliding window, per merchant id and per peer. A success does not
-/// clear a merchant's failures: only time (or an operator's [`Vault::unlock_merchant`]) does.
-#[derive(Default)]
-struct Limits {
-    merchants: HashMap<u64, Window>,
-    peers: HashMap<Option<u32>, Window>,
-}
-
-/// The most recent failures (at most [`MAX_KEPT_FAILURES`]), oldest first.
-#[derive(Clone, Default)]
-struct Window {
-    failures: std::collections::VecDeque<OffsetDateTime>,
-}
-
-/// Failures remembered per id: more than any sane limit needs (a limit above it acts as this).
-const MAX_KEPT_FAILURES: usize = 256;
-
-fn window_len(policy: &LoginPolicy) -> time::Duration {
-    time::Duration::try_from(policy.window).unwrap_or(time::Duration::MAX)
-}
-
-/// Failures of `key` within the last `len`.
-fn current<K: std::hash::Hash + Eq>(
-    map: &HashMap<K, Window>,
-    key: &K,
-    now: OffsetDateTime,
-    len: time::Duration,
-) -> u32 {
-    map.get(key).map_or(0, |w| {
-        let n = w.failures.iter().filter(|at| now - **at < len).count();
-        u32::try_from(n).unwrap_or(u32::MAX)
-    })
-}
-
-fn count_failure<K: std::hash::Hash + Eq>(
-    map: &mut HashMap<K, Window>,
-    key: K,
-    now: OffsetDateTime,
-    len: time::Duration,
-) {
-    if map.len() >= PRUNE_AT {
-        map.retain(|_, w| w.failures.back().is_some_and(|at| now - *at < len));
-    }
-    let w = map.entry(key).or_default();
-    while w.failures.front().is_some_and(|at| now - *at >= len) {
-        w.failures.pop_front();
-    }
-    if w.failures.len() >= MAX_KEPT_FAILURES {
-        w.failures.pop_front();
-    }
-    w.failures.push_back(now);
-}
-
-impl Limits {
-    fn check(
-        &self,
-        merchant: u64,
-        peer: Option<u32>,
-        now: OffsetDateTime,
-        policy: &LoginPolicy,
-    ) -> Result<(), VaultError> {
-        let len = window_len(policy);
-        if current(&self.merchants, &merchant, now, len) >= policy.merchant_failures
-            || current(&self.peers, &peer, now, len) >= policy.peer_failures
-        {
-            return Err(VaultError::RateLimited);
-        }
-        Ok(())
-    }
-
-    fn fail(&mut self, merchant: u64, peer: Option<u32>, now: OffsetDateTime, p: &LoginPolicy) {
-        let len = window_len(p);
-        count_failure(&mut self.merchants, merchant, now, len);
-        count_failure(&mut self.peers, peer, now, len);
-    }
-}
-
-/// Recent successful verifications: `HMAC(process key, merchant || password)` and expiry.
-struct VerifyCache {
-    mac: HmacSha256,
-    inner: Mutex<CacheInner>,
-}
-
-#[derive(Default)]
-struct CacheInner {
-    /// Bumped by every password change: a login that started before one does not cache.
-    epoch: u64,
-    entries: HashMap<u64, ([u8; 32], OffsetDateTime)>,
-}
-
-impl Default for VerifyCache {
-    fn default() -> Self {
-        let mut key = Zeroizing::new([0u8; 32]);
-        {
-            use rand::Rng;
-            crate::os_rng::os_rng().fill_bytes(key.as_mut());
-        }
-        Self {
-            mac: <HmacSha256 as KeyInit>::new_from_slice(key.as_ref())
-                .expect("HMAC accepts any key length"),
-            inner: Mutex::default(),
-        }
-    }
-}
-
-impl VerifyCache {
-    fn tag(&self, merchant: MerchantId, password: &MerchantPassword) -> [u8; 32] {
-        let mut mac = self.mac.clone();
-        mac.update(&merchant.get().to_be_bytes());
-        mac.update(password.expose().as_bytes());
-        mac.finalize().into_bytes().into()
-    }
-
-    fn epoch(&self) -> u64 {
-        self.inner.lock().epoch
-    }
-
-    fn hit(&self, merchant: u64, tag: &[u8; 32], now: OffsetDateTime) -> bool {
-        let inner = self.inner.lock();
-        inner
-            .entries
-            .get(&merchant)
-            .is_some_and(|(t, expires)| now < *expires && bool::from(t.ct_eq(tag)))
-    }
-
-    fn insert(
-        &self,
-        merchant: u64,
-        tag: [u8; 32],
-        now: OffsetDateTime,
-        ttl: time::Duration,
-        epoch: u64,
-    ) {
-        let mut inner = self.inner.lock();
-        if inner.epoch != epoch {
-            return;
-        }
-        if inner.entries.len() >= PRUNE_AT {
-            inner.entries.retain(|_, (_, expires)| *expires > now);
-        }
-        inner
-            .entries
-            .insert(merchant, (tag, now.saturating_add(ttl)));
-    }
-
-    fn invalidate(&self, merchant: u64) {
-        let mut inner = self.inner.lock();
-        inner.epoch = inner.epoch.wrapping_add(1);
-        if let Some((mut tag, _)) = inner.entries.remove(&merchant) {
-            tag.zeroize();
-        }
-    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -454,19 +247,19 @@ fn record_key(merchant: MerchantId) -> [u8; 9] {
     k
 }
 
-fn corrupt() -> VaultError {
-    VaultError::Store(StoreError::Corrupt("merchant password"))
+fn corrupt() -> GatewayError {
+    GatewayError::corrupt("merchant password")
 }
 
 /// A stored password record, after its MAC (bound to `key`) verified: `Integrity` otherwise.
-fn decode(mac_key: &SecretKey, key: &[u8], bytes: &[u8]) -> Result<PasswordRec, VaultError> {
-    let body = record_mac::open_with(mac_key, RecordKind::Password, key, bytes)?;
+fn decode(mac: &RecordMac, key: &[u8], bytes: &[u8]) -> Result<PasswordRec, GatewayError> {
+    let body = mac.open(key, bytes)?;
     postcard::from_bytes(body).map_err(|_| corrupt())
 }
 
 /// A password record, MAC'd and bound to `key`.
-fn seal(mac_key: &SecretKey, key: &[u8], rec: &PasswordRec) -> Vec<u8> {
-    record_mac::seal_with(mac_key, RecordKind::Password, key, encode(rec))
+fn seal(mac: &RecordMac, key: &[u8], rec: &PasswordRec) -> Vec<u8> {
+    mac.seal(key, encode(rec))
 }
 
 fn encode(rec: &PasswordRec) -> Vec<u8> {
@@ -477,7 +270,7 @@ fn encode(rec: &PasswordRec) -> Vec<u8> {
 fn random<const N: usize>() -> [u8; N] {
     use rand::Rng;
     let mut b = [0u8; N];
-    crate::os_rng::os_rng().fill_bytes(&mut b);
+    crate::os_rng().fill_bytes(&mut b);
     b
 }
 
@@ -531,9 +324,9 @@ fn hash_password(
     policy: &LoginPolicy,
     password: &MerchantPassword,
     pool: &MemoryPool,
-) -> Result<String, VaultError> {
+) -> Result<String, GatewayError> {
     let failed = || {
-        VaultError::field(
+        GatewayError::field(
             "policy",
             "invalid",
             "the password could not be hashed under the login policy",
@@ -564,7 +357,7 @@ fn hash_password(
 }
 
 /// A PHC string no password verifies against, costing what a real one of the policy costs.
-fn dummy_hash(policy: &LoginPolicy) -> Result<PasswordHash, VaultError> {
+fn dummy_hash(policy: &LoginPolicy) -> Result<PasswordHash, GatewayError> {
     let params = policy.argon2_params()?;
     let built = (|| -> Result<PasswordHash, password_hash::Error> {
         Ok(PasswordHash {
@@ -576,7 +369,7 @@ fn dummy_hash(policy: &LoginPolicy) -> Result<PasswordHash, VaultError> {
         })
     })();
     built.map_err(|_| {
-        VaultError::field(
+        GatewayError::field(
             "policy",
             "invalid",
             "the login policy's Argon2id parameters are out of range",
@@ -592,7 +385,7 @@ fn verify(
     password: &MerchantPassword,
     pool: &MemoryPool,
     keep: usize,
-) -> Result<bool, VaultError> {
+) -> Result<bool, GatewayError> {
     if hash.algorithm != argon2::ARGON2ID_IDENT {
         return Err(corrupt());
     }
@@ -622,26 +415,26 @@ fn outdated(hash: &PasswordHash, policy: &LoginPolicy) -> bool {
         || cost.map_or(true, |c| c != policy.cost())
 }
 
-impl Vault {
+impl Gateway {
     /// Replaces the login policy. Values below Argon2's minimums are raised to them; a smaller
     /// `max_concurrent_hashes` lets running verifications finish. Stored hashes made with other
     /// parameters are re-hashed at their next successful login.
     pub fn set_login_policy(&self, policy: LoginPolicy) {
         let policy = policy.normalized();
         let slots = policy.max_concurrent_hashes;
-        *self.inner.login.policy.write() = policy;
-        self.inner.login.slots.resize(slots);
+        *self.state.login.policy.write() = policy;
+        self.state.login.slots.resize(slots);
     }
 
     /// The login policy in force.
     pub fn login_policy(&self) -> LoginPolicy {
-        self.inner.login.policy.read().clone()
+        self.state.login.policy.read().clone()
     }
 
     /// Login counters: verifications running now, the peak since open, `Busy` refusals and
     /// cache hits.
     pub fn login_stats(&self) -> LoginStats {
-        let login = &self.inner.login;
+        let login = &self.state.login;
         let s = login.slots.state.lock();
         LoginStats {
             hashing: s.running,
@@ -658,48 +451,39 @@ impl Vault {
         &self,
         merchant: MerchantId,
         password: &MerchantPassword,
-    ) -> Result<(), VaultError> {
-        self.set_merchant_password_as(&Actor::local(), merchant, password)
-    }
-
-    /// [`set_merchant_password`](Self::set_merchant_password) on behalf of `actor`.
-    pub fn set_merchant_password_as(
-        &self,
-        actor: &Actor,
-        merchant: MerchantId,
-        password: &MerchantPassword,
-    ) -> Result<(), VaultError> {
-        let r = self.set_merchant_password_unaudited(merchant, password);
+    ) -> Result<(), GatewayError> {
+        // The entry commits with the password; a refusal wrote nothing, and its entry is alone.
         let detail = Some(format!("merchant={merchant}"));
-        self.audited(
-            actor,
-            AuditAction::AdminMerchantPassword,
-            None,
-            |_| detail,
-            r,
-        )
+        let result = self.set_merchant_password_with(merchant, password, detail);
+        if result.is_err() {
+            let outcome = GatewayError::outcome(&result);
+            self.vault
+                .audit(AuditAction::AdminMerchantPassword, None, outcome)?;
+        }
+        result
     }
 
-    fn set_merchant_password_unaudited(
+    fn set_merchant_password_with(
         &self,
         merchant: MerchantId,
         password: &MerchantPassword,
-    ) -> Result<(), VaultError> {
-        if self.merchant(merchant)?.is_none() {
-            return Err(VaultError::field(
+        detail: Option<String>,
+    ) -> Result<(), GatewayError> {
+        if self.vault.merchant(merchant)?.is_none() {
+            return Err(GatewayError::field(
                 "merchantId",
                 "unknown",
                 "no merchant with this id",
             ));
         }
         if password.expose().chars().count() < MerchantPassword::MIN_LEN {
-            return Err(VaultError::field(
+            return Err(GatewayError::field(
                 "password",
                 "too_short",
                 "a merchant password must be at least 12 characters",
             ));
         }
-        let login = &self.inner.login;
+        let login = &self.state.login;
         let policy = self.login_policy();
         let phc = {
             // An admin call waits for a slot however long the queue: it is never `Busy`.
@@ -709,11 +493,18 @@ impl Vault {
         let rec = PasswordRec {
             v: MAC_VERSION,
             phc,
-            updated_at: self.now().unix_timestamp(),
+            updated_at: self.vault.now().unix_timestamp(),
         };
         let key = record_key(merchant);
-        let bytes = seal(&self.record_mac_key(RecordKind::Password), &key, &rec);
-        self.inner.store.write(move |tx| tx.put_raw(&key, bytes))?;
+        let bytes = seal(&self.vault.record_mac(PASSWORDS), &key, &rec);
+        let actor = self.vault.actor().clone();
+        self.vault
+            .transact(move |txn| -> Result<(), GatewayError> {
+                txn.put(&key, bytes)?;
+                let ok = vault_service::AuditOutcome::Ok;
+                txn.audit(&actor, AuditAction::AdminMerchantPassword, None, detail, ok)?;
+                Ok(())
+            })?;
         // After the write: a login that verified the old password and caches after this point is
         // refused by the epoch; one that cached before it is removed here.
         login.cache.invalidate(merchant.get());
@@ -724,19 +515,11 @@ impl Vault {
     /// Clears the login failures counted for `merchant` (a lockout): logins for it are limited
     /// again only by new failures (and by the per-peer limit). Audited
     /// (`admin.merchant.unlock`). Refused `unknown` for an unknown merchant.
-    pub fn unlock_merchant(&self, merchant: MerchantId) -> Result<(), VaultError> {
-        self.unlock_merchant_as(&Actor::local(), merchant)
-    }
-
-    /// [`unlock_merchant`](Self::unlock_merchant) on behalf of `actor`.
-    pub fn unlock_merchant_as(
-        &self,
-        actor: &Actor,
-        merchant: MerchantId,
-    ) -> Result<(), VaultError> {
-        let r = match self.merchant(merchant) {
+    pub fn unlock_merchant(&self, merchant: MerchantId) -> Result<(), GatewayError> {
+        // Nothing stored changes: the entry is the only commit.
+        let result = match self.vault.merchant(merchant) {
             Ok(Some(_)) => {
-                self.inner
+                self.state
                     .login
                     .limits
                     .lock()
@@ -744,15 +527,18 @@ impl Vault {
                     .remove(&merchant.get());
                 Ok(())
             }
-            Ok(None) => Err(VaultError::field(
+            Ok(None) => Err(GatewayError::field(
                 "merchantId",
                 "unknown",
                 "no merchant with this id",
             )),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         };
-        let detail = Some(format!("merchant={merchant}"));
-        self.audited(actor, AuditAction::AdminMerchantUnlock, None, |_| detail, r)
+        let outcome = GatewayError::outcome(&result);
+        let detail = result.is_ok().then(|| format!("merchant={merchant}"));
+        self.vault
+            .audit_detailed(AuditAction::AdminMerchantUnlock, None, detail, outcome)?;
+        result
     }
 
     /// Checks `merchant`'s gateway password. Blocking: one Argon2id verification (tens of
@@ -760,7 +546,7 @@ impl Vault {
     ///
     /// Unknown merchant, merchant without a password and wrong password are the same
     /// [`VaultError::Unauthorized`], after the same work. Too many recent failures for this
-    /// merchant id or from this peer (`actor.peer_uid`) -> [`VaultError::RateLimited`], checked
+    /// merchant id or from this peer (the handle's actor's `peer_uid`) -> [`GatewayError::RateLimited`], checked
     /// before any hashing; all hashing slots taken and `max_waiting` callers already queued ->
     /// [`VaultError::Busy`]. Failures are counted in a sliding window (`policy.window`); a success
     /// does not clear them (so guesses interleaved with a gateway's good logins still hit the
@@ -771,56 +557,51 @@ impl Vault {
     /// the check (the limit is checked again once a slot is taken, so by at most
     /// `max_concurrent_hashes - 1`).
     ///
-    /// Every failure is recorded in the audit log (`login.failed`, actor = `actor` with the
-    /// claimed merchant id), except that refusals costing no hashing (`rate_limited`, `busy`) are
+    /// Every failure is recorded in the audit log (`login.failed`, actor = this handle's actor
+    /// with the claimed merchant id), except that refusals costing no hashing (`rate_limited`, `busy`) are
     /// recorded at most once a minute per merchant id; successes are not (the sessions they open
     /// are).
     pub fn login(
         &self,
-        actor: &Actor,
         merchant: MerchantId,
         password: &MerchantPassword,
-    ) -> Result<(), VaultError> {
-        let r = self.login_unaudited(actor.peer_uid, merchant, password);
-        let cheap = matches!(r, Err(VaultError::RateLimited | VaultError::Busy));
-        let actor = Actor {
+    ) -> Result<(), GatewayError> {
+        let actor = self.vault.actor();
+        let r = self.check_password(actor.peer_uid, merchant, password);
+        let cheap = matches!(
+            r,
+            Err(GatewayError::RateLimited | GatewayError::Vault(VaultError::Busy))
+        );
+        let vault = self.vault.as_actor(&Actor {
             merchant: Some(merchant),
             ..actor.clone()
-        };
+        });
         if cheap {
-            self.record_throttled(
-                &self.inner.login.refusals,
+            vault.audit_throttled(
+                &self.state.login.refusals,
                 merchant.get(),
-                &actor,
                 AuditAction::LoginFailed,
-                AuditOutcome::of(&r),
+                GatewayError::outcome(&r),
             );
         } else if r.is_err() {
             // Not waited for: a refused caller learns nothing from the entry, and during a flood
             // of bad passwords (or Busy refusals) each failure then joins a group commit instead
             // of holding its thread, and a hashing slot's worth of time, for one durable commit.
-            self.record_then(
-                &actor,
-                AuditAction::LoginFailed,
-                None,
-                None,
-                AuditOutcome::of(&r),
-                |_| {},
-            );
+            vault.audit_then(AuditAction::LoginFailed, None, GatewayError::outcome(&r));
         }
         r
     }
 
-    fn login_unaudited(
+    fn check_password(
         &self,
         peer: Option<u32>,
         merchant: MerchantId,
         password: &MerchantPassword,
-    ) -> Result<(), VaultError> {
-        let login = &self.inner.login;
+    ) -> Result<(), GatewayError> {
+        let login = &self.state.login;
         let policy = self.login_policy();
         let id = merchant.get();
-        let now = self.now();
+        let now = self.vault.now();
         login.limits.lock().check(id, peer, now, &policy)?;
 
         let epoch = login.cache.epoch();
@@ -831,11 +612,11 @@ impl Vault {
             return Ok(());
         }
 
-        let stored = match self.inner.store.get_raw(&record_key(merchant))? {
+        let stored = match self.vault.read(&record_key(merchant))? {
             Some(bytes) => {
                 // A tampered record fails closed (`Integrity`), never verifies.
-                let mac_key = self.record_mac_key(RecordKind::Password);
-                let rec = decode(&mac_key, &record_key(merchant), &bytes)?;
+                let mac = self.vault.record_mac(PASSWORDS);
+                let rec = decode(&mac, &record_key(merchant), &bytes)?;
                 Some((PasswordHash::new(&rec.phc).map_err(|_| corrupt())?, rec.phc))
             }
             None => None,
@@ -848,7 +629,10 @@ impl Vault {
                 login.busy.fetch_add(1, Ordering::Relaxed);
             })?;
         // Failures may have piled up while this caller waited for its slot.
-        login.limits.lock().check(id, peer, self.now(), &policy)?;
+        login
+            .limits
+            .lock()
+            .check(id, peer, self.vault.now(), &policy)?;
         let keep = policy.max_concurrent_hashes;
         let ok = match &stored {
             Some((hash, _)) => verify(hash, password, &login.memory, keep)?,
@@ -862,9 +646,12 @@ impl Vault {
             // Counted before the slot is freed: the next waiter re-checks the limit only once it
             // holds the slot, and must see this failure (else a burst overshoots the limit by
             // more than the slots in use).
-            login.limits.lock().fail(id, peer, self.now(), &policy);
+            login
+                .limits
+                .lock()
+                .fail(id, peer, self.vault.now(), &policy);
             drop(slot);
-            return Err(VaultError::Unauthorized);
+            return Err(VaultError::Unauthorized.into());
         }
         if let Some((hash, old)) = stored
             && outdated(&hash, &policy)
@@ -888,29 +675,29 @@ impl Vault {
         merchant: MerchantId,
         old: String,
         new: String,
-    ) -> Result<(), VaultError> {
+    ) -> Result<(), GatewayError> {
         let key = record_key(merchant);
         let rec = PasswordRec {
             v: MAC_VERSION,
             phc: new,
-            updated_at: self.now().unix_timestamp(),
+            updated_at: self.vault.now().unix_timestamp(),
         };
-        let mac_key = self.record_mac_key(RecordKind::Password);
-        let bytes = seal(&mac_key, &key, &rec);
-        self.inner.store.write(move |tx| -> Result<(), VaultError> {
-            let Some(current) = tx.get_raw(&key)? else {
+        let mac = self.vault.record_mac(PASSWORDS);
+        let bytes = seal(&mac, &key, &rec);
+        self.vault.transact(move |tx| -> Result<(), GatewayError> {
+            let Some(current) = tx.get(&key)? else {
                 return Ok(());
             };
-            if decode(&mac_key, &key, &current)?.phc == old {
-                tx.put_raw(&key, bytes)?;
+            if decode(&mac, &key, &current)?.phc == old {
+                tx.put(&key, bytes)?;
             }
             Ok(())
         })
     }
 
     /// The unknown-merchant hash for the policy's parameters, made once per parameter set.
-    fn dummy_hash(&self, policy: &LoginPolicy) -> Result<PasswordHash, VaultError> {
-        let mut dummy = self.inner.login.dummy.lock();
+    fn dummy_hash(&self, policy: &LoginPolicy) -> Result<PasswordHash, GatewayError> {
+        let mut dummy = self.state.login.dummy.lock();
         match &*dummy {
             Some(d) if d.cost == policy.cost() => Ok(d.hash.clone()),
             _ => {

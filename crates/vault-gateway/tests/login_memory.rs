@@ -4,10 +4,24 @@
 //! process).
 #![cfg(test)]
 
+#[path = "../../vault-service/tests/common/mod.rs"]
 mod common;
 
 use common::*;
-use vault_service::{Actor, LoginPolicy, MerchantPassword, VaultError};
+
+/// The common test vault, with the gateway over it.
+fn new_vault(dir: &std::path::Path) -> (Gateway, std::sync::Arc<vault_service::ManualClock>) {
+    let (v, clock) = common::new_vault(dir);
+    (Gateway::new(v), clock)
+}
+
+/// The common reopened vault, with the gateway over it.
+#[allow(dead_code)]
+fn reopen(dir: &std::path::Path, clock: std::sync::Arc<vault_service::ManualClock>) -> Gateway {
+    Gateway::new(common::reopen(dir, clock))
+}
+use vault_gateway::{Gateway, GatewayError, LoginPolicy, MerchantPassword};
+use vault_service::VaultError;
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -49,8 +63,8 @@ fn a_hundred_failed_logins_stay_within_the_slot_bound() {
                     let who = if i % 2 == 0 { m } else { merchant(1000 + t) };
                     let wrong = MerchantPassword::new(format!("wrong-{t}-{i}")).unwrap();
                     assert!(matches!(
-                        vault.login(&Actor::local(), who, &wrong),
-                        Err(VaultError::Unauthorized)
+                        vault.login(who, &wrong),
+                        Err(GatewayError::Vault(VaultError::Unauthorized))
                     ));
                 }
             });

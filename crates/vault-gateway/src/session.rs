@@ -12,13 +12,10 @@ use std::{fmt, net::Ipv4Addr};
 use hmac::{KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
-use vault_core::{CustomerId, MerchantId, SessionToken, Token};
-use vault_store::WriteTx;
+use vault_core::{CustomerId, MerchantId, Token};
+use vault_service::{TerminalId, Txn};
 
-use crate::{
-    Actor, AuditAction, TerminalId, Vault, VaultError,
-    vault::{Core, from_unix, is_live_for},
-};
+use crate::{Actor, AuditAction, Gateway, GatewayError, SessionToken};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -29,7 +26,7 @@ const SESSION_PREFIX: u8 = b'S';
 /// The removal index of sessions (see `due_index`).
 const SESSION_DUE_PREFIX: u8 = b's';
 /// How long a session record is kept after it expires (it then holds no usable credential; see
-/// [`Vault::session_merchant`]).
+/// [`Gateway::session_merchant`]).
 const KEEP_AFTER_EXPIRY: Duration = Duration::hours(1);
 const RECORD_VERSION: u8 = 1;
 /// Longest `allowOriginUrl` (the session-token API: String(253)).
@@ -193,27 +190,24 @@ pub(crate) struct SessionRec {
 }
 
 impl SessionRec {
-    pub(crate) fn kind(&self) -> Result<SessionKind, VaultError> {
-        SessionKind::from_code(self.kind).ok_or(VaultError::Store(
-            vault_store::StoreError::Corrupt("session"),
-        ))
+    pub(crate) fn kind(&self) -> Result<SessionKind, GatewayError> {
+        SessionKind::from_code(self.kind).ok_or(GatewayError::corrupt("session"))
     }
 
-    pub(crate) fn customer(&self) -> Result<Option<CustomerId>, VaultError> {
+    pub(crate) fn customer(&self) -> Result<Option<CustomerId>, GatewayError> {
         self.customer
             .as_deref()
             .map(CustomerId::parse)
             .transpose()
-            .map_err(|_| VaultError::Store(vault_store::StoreError::Corrupt("session")))
+            .map_err(|_| GatewayError::corrupt("session"))
     }
 
     pub(crate) fn card_description_ref(&self) -> Option<&str> {
         self.card_description.as_deref()
     }
 
-    pub(crate) fn merchant(&self) -> Result<MerchantId, VaultError> {
-        MerchantId::new(self.merchant)
-            .map_err(|_| VaultError::Store(vault_store::StoreError::Corrupt("session")))
+    pub(crate) fn merchant(&self) -> Result<MerchantId, GatewayError> {
+        MerchantId::new(self.merchant).map_err(|_| GatewayError::corrupt("session"))
     }
 
     /// Whether a request from browser `origin` (`None`: no `Origin` header, a server) may spend
@@ -236,10 +230,10 @@ pub(crate) struct SessionKeys {
     lookup: std::sync::OnceLock<HmacSha256>,
 }
 
-impl Core {
+impl Gateway {
     pub(crate) fn session_key(&self, token: &SessionToken) -> Vec<u8> {
-        let mac = self.sessions.keys.lookup.get_or_init(|| {
-            let key = self.keyring.read().mac_key("session-lookup");
+        let mac = self.state.sessions.lookup.get_or_init(|| {
+            let key = self.vault.purpose_key("session-lookup");
             // HMAC accepts keys of any length.
             HmacSha256::new_from_slice(key.expose()).expect("HMAC takes any key length")
         });
@@ -252,24 +246,30 @@ impl Core {
         k
     }
 
-    /// Marks the session used, on the committer thread, after checking that it exists, is
-    /// unused, unexpired, of `merchant` (when given) and allows `origin`. The caller's writes in
-    /// the same job commit (or roll back) with it.
-    pub(crate) fn spend_session(
-        &self,
-        tx: &mut WriteTx<'_>,
-        key: &[u8],
-        merchant: Option<MerchantId>,
-        origin: Option<&str>,
-        now: OffsetDateTime,
-    ) -> Result<SessionRec, VaultError> {
-        let bytes = tx.get_raw(key)?.ok_or(VaultError::SessionInvalid)?;
-        let mut rec = decode_session(&bytes)?;
-        check_usable(&rec, merchant, origin, now)?;
-        rec.used_at = Some(now.unix_timestamp());
-        tx.put_raw(key, encode(&rec))?;
-        Ok(rec)
+    /// A stand-in for a session token in an idempotent request's fingerprint: the keyed lookup
+    /// key under which the vault already stores that session (never the token itself, nor a new
+    /// digest of it).
+    pub fn idempotency_session_part(&self, token: &SessionToken) -> Vec<u8> {
+        self.session_key(token)
     }
+}
+
+/// Marks the session used, on the committer thread, after checking that it exists, is
+/// unused, unexpired, of `merchant` (when given) and allows `origin`. The caller's writes in
+/// the same job commit (or roll back) with it.
+pub(crate) fn spend_session(
+    txn: &mut Txn<'_, '_>,
+    key: &[u8],
+    merchant: Option<MerchantId>,
+    origin: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<SessionRec, GatewayError> {
+    let bytes = txn.get(key)?.ok_or(GatewayError::SessionInvalid)?;
+    let mut rec = decode_session(&bytes)?;
+    check_usable(&rec, merchant, origin, now)?;
+    rec.used_at = Some(now.unix_timestamp());
+    txn.put(key, encode(&rec))?;
+    Ok(rec)
 }
 
 fn check_usable(
@@ -277,26 +277,25 @@ fn check_usable(
     merchant: Option<MerchantId>,
     origin: Option<&str>,
     now: OffsetDateTime,
-) -> Result<(), VaultError> {
+) -> Result<(), GatewayError> {
     if rec.used_at.is_some()
         || now.unix_timestamp() >= rec.expires_at
         || merchant.is_some_and(|m| m.get() != rec.merchant)
     {
-        return Err(VaultError::SessionInvalid);
+        return Err(GatewayError::SessionInvalid);
     }
     if !rec.origin_allowed(origin) {
-        return Err(VaultError::OriginMismatch);
+        return Err(GatewayError::OriginMismatch);
     }
     Ok(())
 }
 
-pub(crate) fn decode_session(bytes: &[u8]) -> Result<SessionRec, VaultError> {
+pub(crate) fn decode_session(bytes: &[u8]) -> Result<SessionRec, GatewayError> {
     match bytes.first() {
-        Some(&RECORD_VERSION) => postcard::from_bytes(bytes)
-            .map_err(|_| VaultError::Store(vault_store::StoreError::Corrupt("session"))),
-        _ => Err(VaultError::Store(vault_store::StoreError::Corrupt(
-            "session",
-        ))),
+        Some(&RECORD_VERSION) => {
+            postcard::from_bytes(bytes).map_err(|_| GatewayError::corrupt("session"))
+        }
+        _ => Err(GatewayError::corrupt("session")),
     }
 }
 
@@ -317,10 +316,10 @@ fn bounded(
     value: Option<String>,
     max: usize,
     field: &'static str,
-) -> Result<Option<String>, VaultError> {
+) -> Result<Option<String>, GatewayError> {
     match value {
         Some(v) if v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control) => {
-            Err(VaultError::field(
+            Err(GatewayError::field(
                 field,
                 "invalid_length",
                 format!("{field} must be 1-{max} characters without control characters"),
@@ -330,80 +329,67 @@ fn bounded(
     }
 }
 
-impl Vault {
-    /// Creates a session for `merchant` (durable, audited `session.create`). Checks that the
-    /// terminal is the merchant's (`Forbidden` when it is another merchant's or unknown), that `secure_token` is a live token of the merchant
+impl Gateway {
+    /// Creates a session for `merchant` (durable, audited `session.create`, the entry in the
+    /// session's commit). Checks that the terminal is the merchant's (`Forbidden` when it is
+    /// another merchant's or unknown), that `secure_token` is a live token of the merchant
     /// (`Invalid` `secureTokenId`), and the lengths of the free-text fields.
     pub fn create_session(
+        &self,
+        merchant: MerchantId,
+        kind: SessionKind,
+        options: SessionOptions,
+    ) -> Result<Session, GatewayError> {
+        let actor = Actor {
+            merchant: Some(merchant),
+            ..self.vault.actor().clone()
+        };
+        let result = self.create_session_in_one_commit(&actor, merchant, kind, options);
+        if result.is_err() {
+            // Refused: nothing was written, and the entry is written alone.
+            let outcome = GatewayError::outcome(&result);
+            self.vault
+                .as_actor(&actor)
+                .audit(AuditAction::SessionCreate, None, outcome)?;
+        }
+        result
+    }
+
+    fn create_session_in_one_commit(
         &self,
         actor: &Actor,
         merchant: MerchantId,
         kind: SessionKind,
         options: SessionOptions,
-    ) -> Result<Session, VaultError> {
-        let r = self.create_session_unaudited(merchant, kind, options);
-        let actor = Actor {
-            merchant: Some(merchant),
-            ..actor.clone()
-        };
-        self.audited(
-            &actor,
-            AuditAction::SessionCreate,
-            None,
-            |s: &Session| {
-                Some(match &s.terminal {
-                    Some(t) => format!("kind={} terminal={t}", s.kind.as_str()),
-                    None => format!("kind={}", s.kind.as_str()),
-                })
-            },
-            r,
-        )
-    }
-
-    fn create_session_unaudited(
-        &self,
-        merchant: MerchantId,
-        kind: SessionKind,
-        options: SessionOptions,
-    ) -> Result<Session, VaultError> {
-        let now = self
-            .inner
-            .clock
-            .now()
-            .replace_nanosecond(0)
-            .unwrap_or(self.inner.clock.now());
+    ) -> Result<Session, GatewayError> {
+        let now = self.vault.now();
+        let now = now.replace_nanosecond(0).unwrap_or(now);
         if let Some(t) = &options.terminal {
-            match self.terminal(t)? {
+            match self.vault.terminal(t)? {
                 Some(term) if term.merchant == merchant => {}
                 // Another merchant's terminal and an unknown one look the same (the hosted-fields session API
                 // list no 404): which terminal ids exist is not the caller's business.
-                _ => return Err(VaultError::Forbidden),
+                _ => return Err(GatewayError::Vault(vault_service::VaultError::Forbidden)),
             }
         }
         let mut customer = options.customer;
         if let Some(secure) = &options.secure_token {
             if kind != SessionKind::HostedTokenization {
-                return Err(VaultError::field(
+                return Err(GatewayError::field(
                     "secureTokenId",
                     "not_allowed",
                     "secureTokenId is only accepted with scenario tokenization",
                 ));
             }
-            let id = self.inner.lookup(secure);
-            let live = self
-                .inner
-                .store
-                .record(&id)?
-                .filter(|rec| is_live_for(rec, merchant, secure, now));
-            let Some(rec) = live else {
-                return Err(VaultError::field(
+            let Some(live) = self.vault.live_token(merchant, secure)? else {
+                return Err(GatewayError::field(
                     "secureTokenId",
                     "unknown",
                     "secureTokenId is not a live token of this merchant",
                 ));
             };
             // The replacement card keeps the saved card's customer binding.
-            customer = crate::vault::customer_of(&rec)?;
+            customer = live.customer;
         }
         if customer.is_none() && kind == SessionKind::Tokenize {
             customer = Some(generated_customer());
@@ -434,24 +420,31 @@ impl Vault {
             expires_at: expires_at.unix_timestamp(),
             used_at: None,
         };
-        let key = self.inner.session_key(&token);
+        let key = self.session_key(&token);
         let value = encode(&rec);
         let due = crate::due_index::entry(
             SESSION_DUE_PREFIX,
             (expires_at + KEEP_AFTER_EXPIRY).unix_timestamp(),
             &key,
         );
-        self.inner
-            .store
-            .write(move |tx| -> Result<(), VaultError> {
-                // 122 random bits: a collision is not a realistic event, but never overwrite.
-                if tx.get_raw(&key)?.is_some() {
-                    return Err(VaultError::Conflict("session_exists"));
-                }
-                tx.put_raw(&key, value)?;
-                tx.put_raw(&due, Vec::new())?;
-                Ok(())
-            })?;
+        let detail = Some(match &options.terminal {
+            Some(t) => format!("kind={} terminal={t}", kind.as_str()),
+            None => format!("kind={}", kind.as_str()),
+        });
+        let actor = actor.clone();
+        self.vault.transact(move |txn| {
+            // 122 random bits: a collision is not a realistic event, but never overwrite.
+            if txn.get(&key)?.is_some() {
+                return Err(GatewayError::Vault(vault_service::VaultError::Conflict(
+                    "session_exists",
+                )));
+            }
+            txn.put(&key, value)?;
+            txn.put(&due, Vec::new())?;
+            let ok = vault_service::AuditOutcome::Ok;
+            txn.audit(&actor, AuditAction::SessionCreate, None, detail, ok)?;
+            Ok(())
+        })?;
         Ok(Session {
             token,
             merchant,
@@ -465,9 +458,9 @@ impl Vault {
 
     /// The live (unused, unexpired) session behind `token`, without spending it; `SessionInvalid`
     /// otherwise. For the layers above to pick the flow (card capture or payment) and answer CORS.
-    pub fn session(&self, token: &SessionToken) -> Result<SessionView, VaultError> {
-        let rec = self.stored_session(&self.inner.session_key(token))?;
-        check_usable(&rec, None, None, self.inner.clock.now())?;
+    pub fn session(&self, token: &SessionToken) -> Result<SessionView, GatewayError> {
+        let rec = self.stored_session(&self.session_key(token))?;
+        check_usable(&rec, None, None, self.vault.now())?;
         Ok(SessionView {
             merchant: rec.merchant()?,
             kind: rec.kind()?,
@@ -480,27 +473,31 @@ impl Vault {
     /// The merchant of a session the vault still knows, live or not (spent and expired sessions
     /// are kept for an hour after their expiry, so an idempotent retry of the request that spent
     /// one can still be matched to its merchant's stored answer); `SessionInvalid` when unknown.
-    pub fn session_merchant(&self, token: &SessionToken) -> Result<MerchantId, VaultError> {
-        self.stored_session(&self.inner.session_key(token))?
-            .merchant()
+    pub fn session_merchant(&self, token: &SessionToken) -> Result<MerchantId, GatewayError> {
+        self.stored_session(&self.session_key(token))?.merchant()
     }
 
-    /// The session stored under `key` (see [`Core::session_key`]), in whatever state;
+    /// The session stored under `key` (see [`Gateway::session_key`]), in whatever state;
     /// `SessionInvalid` when there is none.
-    pub(crate) fn stored_session(&self, key: &[u8]) -> Result<SessionRec, VaultError> {
-        let bytes = self
-            .inner
-            .store
-            .get_raw(key)?
-            .ok_or(VaultError::SessionInvalid)?;
+    pub(crate) fn stored_session(&self, key: &[u8]) -> Result<SessionRec, GatewayError> {
+        let bytes = self.vault.read(key)?.ok_or(GatewayError::SessionInvalid)?;
         decode_session(&bytes)
     }
 
     /// Removes sessions [`KEEP_AFTER_EXPIRY`] past their expiry (used or not), oldest first.
     /// Returns how many.
-    pub(crate) fn sweep_expired_sessions(&self, now: OffsetDateTime) -> Result<u64, VaultError> {
-        self.sweep_due(SESSION_DUE_PREFIX, now)
+    pub(crate) fn sweep_expired_sessions(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<u64, vault_service::VaultError> {
+        crate::due_index::sweep_due(&self.vault, SESSION_DUE_PREFIX, now)
     }
+}
+
+/// A stored time as a date.
+pub(crate) fn from_unix(t: i64) -> Result<OffsetDateTime, GatewayError> {
+    OffsetDateTime::from_unix_timestamp(t)
+        .map_err(|_| GatewayError::Vault(vault_service::VaultError::Integrity))
 }
 
 /// A live session as the layers above see it (no token).

@@ -1,21 +1,20 @@
 //! Sessions and payments in the library: expiry with an injected clock, single use, what is (and
 //! is never) written to disk, sweeping, and the CVV's one use.
-#![cfg(test)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
 use common::files_contain;
 
 use time::{Duration, macros::datetime};
+use vault_gateway::{Cvv, Gateway, GatewayError, PaymentRequest, SessionKind, SessionOptions};
 use vault_service::{
-    Actor, CustomerId, Cvv, Durability, Expiry, KdfParams, KeySource, ManualClock, MerchantId,
-    NewCard, Pan, Passphrase, PaymentRequest, SessionKind, SessionOptions, TerminalId,
-    TokenizeOptions, Vault, VaultError, VaultOptions,
+    CustomerId, Durability, Expiry, KdfParams, KeySource, ManualClock, MerchantId, NewCard, Pan,
+    Passphrase, TerminalId, TokenizeOptions, Vault, VaultError, VaultOptions,
 };
 
-fn vault(dir: &std::path::Path) -> (Vault, Arc<ManualClock>) {
+fn vault(dir: &std::path::Path) -> (Gateway, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(datetime!(2026-11-21 12:00:00 UTC)));
     let key = KeySource::Passphrase(Passphrase::new("sessions test".into()).unwrap());
     let v = Vault::create(
@@ -29,7 +28,7 @@ fn vault(dir: &std::path::Path) -> (Vault, Arc<ManualClock>) {
         },
     )
     .unwrap();
-    (v, clock)
+    (Gateway::new(v), clock)
 }
 
 fn m() -> MerchantId {
@@ -66,44 +65,32 @@ fn tokenize_sessions_capture_once_and_expire() {
     let (v, clock) = vault(dir.path());
     v.add_merchant(m(), "m").unwrap();
     let s = v
-        .create_session(
-            &Actor::local(),
-            m(),
-            SessionKind::Tokenize,
-            SessionOptions::default(),
-        )
+        .create_session(m(), SessionKind::Tokenize, SessionOptions::default())
         .unwrap();
     // A generated customer id, 20 characters.
     let customer = s.customer.clone().unwrap();
     assert_eq!(customer.as_str().len(), 20);
     assert_eq!(s.expires_at - s.created_at, Duration::minutes(10));
-    let cap = v
-        .capture_card(&Actor::local(), &s.token, None, card(), None)
-        .unwrap();
+    let cap = v.capture_card(&s.token, None, card(), None).unwrap();
     assert_eq!(cap.info.customer.as_ref(), Some(&customer));
     assert!(matches!(
-        v.capture_card(&Actor::local(), &s.token, None, card(), None),
-        Err(VaultError::SessionInvalid)
+        v.capture_card(&s.token, None, card(), None),
+        Err(GatewayError::SessionInvalid)
     ));
     // Expiry: the last second works, the next does not.
     let s = v
-        .create_session(
-            &Actor::local(),
-            m(),
-            SessionKind::Tokenize,
-            SessionOptions::default(),
-        )
+        .create_session(m(), SessionKind::Tokenize, SessionOptions::default())
         .unwrap();
     clock.advance(Duration::minutes(10) - Duration::seconds(1));
     assert!(v.session(&s.token).is_ok());
     clock.advance(Duration::seconds(1));
     assert!(matches!(
         v.session(&s.token),
-        Err(VaultError::SessionInvalid)
+        Err(GatewayError::SessionInvalid)
     ));
     assert!(matches!(
-        v.capture_card(&Actor::local(), &s.token, None, card(), None),
-        Err(VaultError::SessionInvalid)
+        v.capture_card(&s.token, None, card(), None),
+        Err(GatewayError::SessionInvalid)
     ));
     // Kept an hour past expiry (for idempotent retries), then swept.
     assert_eq!(v.session_merchant(&s.token).unwrap(), m());
@@ -112,7 +99,7 @@ fn tokenize_sessions_capture_once_and_expire() {
     assert_eq!(v.sweep_sessions().unwrap(), 2);
     assert!(matches!(
         v.session_merchant(&s.token),
-        Err(VaultError::SessionInvalid)
+        Err(GatewayError::SessionInvalid)
     ));
     // The session token is never on disk.
     v.flush().unwrap();
@@ -132,7 +119,6 @@ fn session_bindings_are_checked_at_creation() {
         .unwrap();
     for terminal in ["9999001", "5555555"] {
         let r = v.create_session(
-            &Actor::local(),
             m(),
             SessionKind::HostedPayment,
             SessionOptions {
@@ -140,13 +126,15 @@ fn session_bindings_are_checked_at_creation() {
                 ..SessionOptions::default()
             },
         );
-        assert!(matches!(r, Err(VaultError::Forbidden)), "{terminal}");
+        assert!(
+            matches!(r, Err(GatewayError::Vault(VaultError::Forbidden))),
+            "{terminal}"
+        );
     }
     let theirs = v
         .tokenize(other, card(), TokenizeOptions::default())
         .unwrap();
     let r = v.create_session(
-        &Actor::local(),
         m(),
         SessionKind::HostedTokenization,
         SessionOptions {
@@ -154,9 +142,10 @@ fn session_bindings_are_checked_at_creation() {
             ..SessionOptions::default()
         },
     );
-    assert!(matches!(r, Err(VaultError::Invalid(f)) if f.field == "secureTokenId"));
+    assert!(
+        matches!(r, Err(GatewayError::Vault(VaultError::Invalid(f))) if f.field == "secureTokenId")
+    );
     let r = v.create_session(
-        &Actor::local(),
         m(),
         SessionKind::Tokenize,
         SessionOptions {
@@ -164,7 +153,9 @@ fn session_bindings_are_checked_at_creation() {
             ..SessionOptions::default()
         },
     );
-    assert!(matches!(r, Err(VaultError::Invalid(f)) if f.field == "cardDescription"));
+    assert!(
+        matches!(r, Err(GatewayError::Vault(VaultError::Invalid(f))) if f.field == "cardDescription")
+    );
 }
 
 #[test]
@@ -174,15 +165,9 @@ fn the_cvv_lives_in_memory_once_and_never_on_disk() {
     let (customer, saved) = saved_card(&v);
     let pay = |cvv: &str| {
         let s = v
-            .create_session(
-                &Actor::local(),
-                m(),
-                SessionKind::Purchase,
-                SessionOptions::default(),
-            )
+            .create_session(m(), SessionKind::Purchase, SessionOptions::default())
             .unwrap();
         v.start_payment(
-            &Actor::local(),
             &s.token,
             None,
             PaymentRequest {
@@ -200,19 +185,14 @@ fn the_cvv_lives_in_memory_once_and_never_on_disk() {
     let first = pay("9731");
     assert!(first.card.is_none());
     assert_eq!(v.held_cvvs(), 1);
-    let card = v.payment_card(&Actor::local(), m(), &first.id).unwrap();
+    let card = v.payment_card(m(), &first.id).unwrap();
     assert_eq!(card.cvv.as_ref().unwrap().expose_digits(), "9731");
     assert_eq!(card.pan.expose_digits(), "4242424242424242");
-    assert!(
-        v.payment_card(&Actor::local(), m(), &first.id)
-            .unwrap()
-            .cvv
-            .is_none()
-    );
+    assert!(v.payment_card(m(), &first.id).unwrap().cvv.is_none());
     // Another merchant never sees the payment.
     assert!(matches!(
-        v.payment_card(&Actor::local(), MerchantId::new(777).unwrap(), &first.id),
-        Err(VaultError::NotFound)
+        v.payment_card(MerchantId::new(777).unwrap(), &first.id),
+        Err(GatewayError::Vault(VaultError::NotFound))
     ));
     // A CVV nobody takes is dropped with its session.
     let second = pay("9731");
@@ -220,18 +200,13 @@ fn the_cvv_lives_in_memory_once_and_never_on_disk() {
     clock.advance(Duration::minutes(10));
     v.sweep_sessions().unwrap();
     assert_eq!(v.held_cvvs(), 0);
-    assert!(
-        v.payment_card(&Actor::local(), m(), &second.id)
-            .unwrap()
-            .cvv
-            .is_none()
-    );
+    assert!(v.payment_card(m(), &second.id).unwrap().cvv.is_none());
     // Payment records go after a day.
     clock.advance(Duration::hours(24));
     v.sweep_sessions().unwrap();
     assert!(matches!(
-        v.report_payment(&Actor::local(), m(), &second.id, true),
-        Err(VaultError::NotFound)
+        v.report_payment(m(), &second.id, true),
+        Err(GatewayError::Vault(VaultError::NotFound))
     ));
     v.flush().unwrap();
     drop(v);
@@ -247,16 +222,10 @@ fn failed_payments_do_not_save_cards_for_one_click() {
     let (v, _) = vault(dir.path());
     let (customer, saved) = saved_card(&v);
     let s = v
-        .create_session(
-            &Actor::local(),
-            m(),
-            SessionKind::Verify,
-            SessionOptions::default(),
-        )
+        .create_session(m(), SessionKind::Verify, SessionOptions::default())
         .unwrap();
     let p = v
         .start_payment(
-            &Actor::local(),
             &s.token,
             None,
             PaymentRequest {
@@ -271,9 +240,7 @@ fn failed_payments_do_not_save_cards_for_one_click() {
             },
         )
         .unwrap();
-    let info = v
-        .report_payment(&Actor::local(), m(), &p.id, false)
-        .unwrap();
+    let info = v.report_payment(m(), &p.id, false).unwrap();
     assert!(!info.one_click_saved);
     assert!(!v.is_one_click(m(), &saved.token).unwrap());
     assert_eq!(v.held_cvvs(), 0, "the outcome drops the CVV");
@@ -281,17 +248,16 @@ fn failed_payments_do_not_save_cards_for_one_click() {
 
 /// A Purchase session and payment request for `saved`, as the tests above build them.
 fn purchase(
-    v: &Vault,
+    v: &Gateway,
     token: vault_service::Token,
     customer: &CustomerId,
     cvv: Option<&str>,
     session: SessionOptions,
-) -> Result<vault_service::PaymentStarted, VaultError> {
+) -> Result<vault_gateway::PaymentStarted, GatewayError> {
     let s = v
-        .create_session(&Actor::local(), m(), SessionKind::Purchase, session)
+        .create_session(m(), SessionKind::Purchase, session)
         .unwrap();
     v.start_payment(
-        &Actor::local(),
         &s.token,
         None,
         PaymentRequest {
@@ -320,7 +286,7 @@ fn another_card_behind_a_token_is_not_one_click() {
         SessionOptions::default(),
     )
     .unwrap();
-    v.report_payment(&Actor::local(), m(), &p.id, true).unwrap();
+    v.report_payment(m(), &p.id, true).unwrap();
     assert!(v.is_one_click(m(), &saved.token).unwrap());
     // The same card with a new expiry stays one-click...
     v.update(
@@ -349,7 +315,7 @@ fn another_card_behind_a_token_is_not_one_click() {
     assert!(!v.is_one_click(m(), &saved.token).unwrap());
     let r = purchase(&v, saved.token, &customer, None, SessionOptions::default());
     assert!(
-        matches!(&r, Err(VaultError::Invalid(f)) if f.field == "specinCreditCardCVV"),
+        matches!(&r, Err(GatewayError::Vault(VaultError::Invalid(f))) if f.field == "specinCreditCardCVV"),
         "{r:?}"
     );
 }
@@ -379,12 +345,12 @@ fn a_card_swapped_in_during_a_payment_is_not_saved_for_one_click() {
         vault_service::UpdateOptions::default(),
     )
     .unwrap();
-    let info = v.report_payment(&Actor::local(), m(), &p.id, true).unwrap();
+    let info = v.report_payment(m(), &p.id, true).unwrap();
     assert!(!info.one_click_saved);
     assert!(!v.is_one_click(m(), &saved.token).unwrap());
     let r = purchase(&v, saved.token, &customer, None, SessionOptions::default());
     assert!(
-        matches!(&r, Err(VaultError::Invalid(f)) if f.field == "specinCreditCardCVV"),
+        matches!(&r, Err(GatewayError::Vault(VaultError::Invalid(f))) if f.field == "specinCreditCardCVV"),
         "{r:?}"
     );
     // The card the payment was made with, back behind the token, may be saved.
@@ -403,11 +369,7 @@ fn a_card_swapped_in_during_a_payment_is_not_saved_for_one_click() {
         SessionOptions::default(),
     )
     .unwrap();
-    assert!(
-        v.report_payment(&Actor::local(), m(), &p.id, true)
-            .unwrap()
-            .one_click_saved
-    );
+    assert!(v.report_payment(m(), &p.id, true).unwrap().one_click_saved);
     assert!(v.is_one_click(m(), &saved.token).unwrap());
 }
 
@@ -432,7 +394,7 @@ fn values_pinned_with_the_session_cannot_be_changed_by_the_payment() {
     // Another card token than the pinned one.
     let r = purchase(&v, t2, &customer, Some("123"), pinned());
     assert!(
-        matches!(&r, Err(VaultError::Invalid(f)) if f.field == "specinCreditCardToken" && f.code == "conflict"),
+        matches!(&r, Err(GatewayError::Vault(VaultError::Invalid(f))) if f.field == "specinCreditCardToken" && f.code == "conflict"),
         "{r:?}"
     );
     // The pinned values are used.

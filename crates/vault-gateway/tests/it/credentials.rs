@@ -1,9 +1,8 @@
 //! Merchant gateway passwords: storage (PHC strings, nothing in clear on disk), verification,
 //! length limits, rate limits on the vault clock, the verification cache, re-hashing when the
 //! policy changes, bounded hashing under a flood, audit entries and `Debug` redaction.
-#![cfg(test)]
 
-mod common;
+use crate::common;
 
 use std::{
     path::Path,
@@ -12,10 +11,21 @@ use std::{
 };
 
 use common::*;
+
+/// The common test vault, with the gateway over it.
+fn new_vault(dir: &Path) -> (Gateway, Arc<vault_service::ManualClock>) {
+    let (v, clock) = common::new_vault(dir);
+    (Gateway::new(v), clock)
+}
+
+/// The common reopened vault, with the gateway over it.
+#[allow(dead_code)]
+fn reopen(dir: &Path, clock: Arc<vault_service::ManualClock>) -> Gateway {
+    Gateway::new(common::reopen(dir, clock))
+}
 use serde::Deserialize;
-use vault_service::{
-    Actor, AuditAction, AuditOutcome, LoginPolicy, MerchantId, MerchantPassword, Vault, VaultError,
-};
+use vault_gateway::{Gateway, GatewayError, LoginPolicy, MerchantPassword};
+use vault_service::{Actor, AuditAction, AuditOutcome, MerchantId, VaultError};
 
 /// The session-token API's example password.
 const SEED_PASSWORD: &str = "u16q9rZ02bW0jqTjxH8t";
@@ -34,7 +44,7 @@ fn fast() -> LoginPolicy {
     }
 }
 
-fn fast_vault(dir: &Path) -> (Vault, Arc<vault_service::ManualClock>, MerchantId) {
+fn fast_vault(dir: &Path) -> (Gateway, Arc<vault_service::ManualClock>, MerchantId) {
     let (vault, clock) = new_vault(dir);
     vault.set_login_policy(fast());
     let m = merchant(890490);
@@ -86,7 +96,7 @@ fn stored_as_a_phc_string_with_the_policy_params_and_never_in_clear() {
     // Durable: a reopened vault accepts the password.
     let vault = reopen(dir.path(), clock);
     vault.set_login_policy(fast());
-    vault.login(&Actor::local(), m, &pw(SEED_PASSWORD)).unwrap();
+    vault.login(m, &pw(SEED_PASSWORD)).unwrap();
 }
 
 #[test]
@@ -123,27 +133,27 @@ fn right_wrong_unknown_and_passwordless_merchants() {
     vault.set_merchant_password(m, &pw(SEED_PASSWORD)).unwrap();
     let me = Actor::local();
 
-    assert!(vault.login(&me, m, &pw(SEED_PASSWORD)).is_ok());
+    assert!(vault.as_actor(&me).login(m, &pw(SEED_PASSWORD)).is_ok());
     assert!(matches!(
-        vault.login(&me, m, &pw("u16q9rZ02bW0jqTjxH8T")),
-        Err(VaultError::Unauthorized)
+        vault.as_actor(&me).login(m, &pw("u16q9rZ02bW0jqTjxH8T")),
+        Err(GatewayError::Vault(VaultError::Unauthorized))
     ));
     // A merchant without a password, and no merchant at all: the same answer, after a hash.
     let before = vault.login_stats().peak_hashing;
     assert!(matches!(
-        vault.login(&me, other, &pw(SEED_PASSWORD)),
-        Err(VaultError::Unauthorized)
+        vault.as_actor(&me).login(other, &pw(SEED_PASSWORD)),
+        Err(GatewayError::Vault(VaultError::Unauthorized))
     ));
     assert!(matches!(
-        vault.login(&me, merchant(999), &pw(SEED_PASSWORD)),
-        Err(VaultError::Unauthorized)
+        vault.as_actor(&me).login(merchant(999), &pw(SEED_PASSWORD)),
+        Err(GatewayError::Vault(VaultError::Unauthorized))
     ));
     assert!(vault.login_stats().peak_hashing >= before.max(1));
     assert_eq!(vault.login_stats().hashing, 0);
 
     // Setting needs an existing merchant.
     match vault.set_merchant_password(merchant(999), &pw("x")) {
-        Err(VaultError::Invalid(f)) => {
+        Err(GatewayError::Vault(VaultError::Invalid(f))) => {
             assert_eq!((f.field, f.code), ("merchantId", "unknown"));
         }
         other => panic!("expected merchantId unknown, got {other:?}"),
@@ -154,16 +164,16 @@ fn right_wrong_unknown_and_passwordless_merchants() {
         .set_merchant_password(m, &pw("second-password"))
         .unwrap();
     assert!(matches!(
-        vault.login(&me, m, &pw(SEED_PASSWORD)),
-        Err(VaultError::Unauthorized)
+        vault.as_actor(&me).login(m, &pw(SEED_PASSWORD)),
+        Err(GatewayError::Vault(VaultError::Unauthorized))
     ));
-    assert!(vault.login(&me, m, &pw("second-password")).is_ok());
+    assert!(vault.as_actor(&me).login(m, &pw("second-password")).is_ok());
 }
 
 #[test]
 fn length_limits() {
     let refused = |s: String, code: &str| match MerchantPassword::new(s) {
-        Err(VaultError::Invalid(f)) => {
+        Err(GatewayError::Vault(VaultError::Invalid(f))) => {
             assert_eq!((f.field, f.code), ("password", code));
             assert!(!f.message.contains("xxxx"));
         }
@@ -205,59 +215,59 @@ fn merchant_rate_limit_slides_and_a_success_does_not_reset_it() {
     // interleaves with the gateway's good logins gets only one more try.
     for _ in 0..2 {
         assert!(matches!(
-            vault.login(&me, m, &wrong),
-            Err(VaultError::Unauthorized)
+            vault.as_actor(&me).login(m, &wrong),
+            Err(GatewayError::Vault(VaultError::Unauthorized))
         ));
     }
-    vault.login(&me, m, &pw(SEED_PASSWORD)).unwrap();
+    vault.as_actor(&me).login(m, &pw(SEED_PASSWORD)).unwrap();
     assert!(matches!(
-        vault.login(&me, m, &wrong),
-        Err(VaultError::Unauthorized)
+        vault.as_actor(&me).login(m, &wrong),
+        Err(GatewayError::Vault(VaultError::Unauthorized))
     ));
     // Limited now, even with the right password (and even though it is cached).
     assert!(matches!(
-        vault.login(&me, m, &pw(SEED_PASSWORD)),
-        Err(VaultError::RateLimited)
+        vault.as_actor(&me).login(m, &pw(SEED_PASSWORD)),
+        Err(GatewayError::RateLimited)
     ));
     // Another merchant id is not limited.
     assert!(matches!(
-        vault.login(&me, merchant(42), &wrong),
-        Err(VaultError::Unauthorized)
+        vault.as_actor(&me).login(merchant(42), &wrong),
+        Err(GatewayError::Vault(VaultError::Unauthorized))
     ));
     // Unknown merchants are limited the same way (no enumeration through the limit).
     for _ in 0..2 {
-        let _ = vault.login(&me, merchant(42), &wrong);
+        let _ = vault.as_actor(&me).login(merchant(42), &wrong);
     }
     assert!(matches!(
-        vault.login(&me, merchant(42), &wrong),
-        Err(VaultError::RateLimited)
+        vault.as_actor(&me).login(merchant(42), &wrong),
+        Err(GatewayError::RateLimited)
     ));
 
     // Sliding: the first two failures were at T0, the third 0 minutes later too; after 14
     // minutes all three still count, after 16 none.
     clock.advance(time::Duration::minutes(14));
     assert!(matches!(
-        vault.login(&me, m, &pw(SEED_PASSWORD)),
-        Err(VaultError::RateLimited)
+        vault.as_actor(&me).login(m, &pw(SEED_PASSWORD)),
+        Err(GatewayError::RateLimited)
     ));
     clock.advance(time::Duration::minutes(2));
-    vault.login(&me, m, &pw(SEED_PASSWORD)).unwrap();
+    vault.as_actor(&me).login(m, &pw(SEED_PASSWORD)).unwrap();
     // A failure 10 minutes into the next window still counts 10 minutes later (a fixed window
     // starting at the first failure would have forgotten it).
-    let _ = vault.login(&me, m, &wrong);
+    let _ = vault.as_actor(&me).login(m, &wrong);
     clock.advance(time::Duration::minutes(10));
-    let _ = vault.login(&me, m, &wrong);
+    let _ = vault.as_actor(&me).login(m, &wrong);
     clock.advance(time::Duration::minutes(10));
-    let _ = vault.login(&me, m, &wrong);
-    let _ = vault.login(&me, m, &wrong);
+    let _ = vault.as_actor(&me).login(m, &wrong);
+    let _ = vault.as_actor(&me).login(m, &wrong);
     assert!(matches!(
-        vault.login(&me, m, &wrong),
-        Err(VaultError::RateLimited)
+        vault.as_actor(&me).login(m, &wrong),
+        Err(GatewayError::RateLimited)
     ));
 
     // An operator lifts the lockout (audited).
     vault.unlock_merchant(m).unwrap();
-    vault.login(&me, m, &pw(SEED_PASSWORD)).unwrap();
+    vault.as_actor(&me).login(m, &pw(SEED_PASSWORD)).unwrap();
     vault.barrier().unwrap();
     assert!(
         vault
@@ -270,16 +280,16 @@ fn merchant_rate_limit_slides_and_a_success_does_not_reset_it() {
 
     // Setting a new password clears the merchant's count too.
     for _ in 0..3 {
-        let _ = vault.login(&me, m, &wrong);
+        let _ = vault.as_actor(&me).login(m, &wrong);
     }
     assert!(matches!(
-        vault.login(&me, m, &wrong),
-        Err(VaultError::RateLimited)
+        vault.as_actor(&me).login(m, &wrong),
+        Err(GatewayError::RateLimited)
     ));
     vault
         .set_merchant_password(m, &pw("fresh-password"))
         .unwrap();
-    vault.login(&me, m, &pw("fresh-password")).unwrap();
+    vault.as_actor(&me).login(m, &pw("fresh-password")).unwrap();
 }
 
 #[test]
@@ -287,7 +297,9 @@ fn merchant_passwords_are_at_least_twelve_characters() {
     let dir = tempfile::tempdir().unwrap();
     let (vault, _clock, m) = fast_vault(dir.path());
     match vault.set_merchant_password(m, &pw("elevenchars")) {
-        Err(VaultError::Invalid(f)) => assert_eq!((f.field, f.code), ("password", "too_short")),
+        Err(GatewayError::Vault(VaultError::Invalid(f))) => {
+            assert_eq!((f.field, f.code), ("password", "too_short"))
+        }
         other => panic!("{other:?}"),
     }
     vault.set_merchant_password(m, &pw("twelve-chars")).unwrap();
@@ -309,35 +321,44 @@ fn peer_rate_limit() {
     // does not reset its count (only the merchant's).
     for id in 1..=3 {
         assert!(matches!(
-            vault.login(&peer(1000), merchant(id), &wrong),
-            Err(VaultError::Unauthorized)
+            vault.as_actor(&peer(1000)).login(merchant(id), &wrong),
+            Err(GatewayError::Vault(VaultError::Unauthorized))
         ));
     }
-    vault.login(&peer(1000), m, &pw(SEED_PASSWORD)).unwrap();
+    vault
+        .as_actor(&peer(1000))
+        .login(m, &pw(SEED_PASSWORD))
+        .unwrap();
     assert!(matches!(
-        vault.login(&peer(1000), merchant(4), &wrong),
-        Err(VaultError::Unauthorized)
+        vault.as_actor(&peer(1000)).login(merchant(4), &wrong),
+        Err(GatewayError::Vault(VaultError::Unauthorized))
     ));
     assert!(matches!(
-        vault.login(&peer(1000), m, &pw(SEED_PASSWORD)),
-        Err(VaultError::RateLimited)
+        vault.as_actor(&peer(1000)).login(m, &pw(SEED_PASSWORD)),
+        Err(GatewayError::RateLimited)
     ));
     // Other peers, and callers without a peer uid, are not affected.
-    vault.login(&peer(1001), m, &pw(SEED_PASSWORD)).unwrap();
-    vault.login(&Actor::local(), m, &pw(SEED_PASSWORD)).unwrap();
+    vault
+        .as_actor(&peer(1001))
+        .login(m, &pw(SEED_PASSWORD))
+        .unwrap();
+    vault.login(m, &pw(SEED_PASSWORD)).unwrap();
 
     // Callers without a peer uid count as one peer.
     for id in 1..=4 {
-        let _ = vault.login(&Actor::local(), merchant(id), &wrong);
+        let _ = vault.login(merchant(id), &wrong);
     }
     assert!(matches!(
-        vault.login(&Actor::local(), m, &pw(SEED_PASSWORD)),
-        Err(VaultError::RateLimited)
+        vault.login(m, &pw(SEED_PASSWORD)),
+        Err(GatewayError::RateLimited)
     ));
 
     clock.advance(time::Duration::minutes(15));
-    vault.login(&peer(1000), m, &pw(SEED_PASSWORD)).unwrap();
-    vault.login(&Actor::local(), m, &pw(SEED_PASSWORD)).unwrap();
+    vault
+        .as_actor(&peer(1000))
+        .login(m, &pw(SEED_PASSWORD))
+        .unwrap();
+    vault.login(m, &pw(SEED_PASSWORD)).unwrap();
 }
 
 #[test]
@@ -346,17 +367,22 @@ fn cache_hits_expire_and_are_invalidated_by_a_password_change() {
     let (vault, clock, m) = fast_vault(dir.path());
     vault.set_merchant_password(m, &pw(SEED_PASSWORD)).unwrap();
     let me = Actor::local();
-    let hits = |v: &Vault| v.login_stats().cache_hits;
+    let hits = |v: &Gateway| v.login_stats().cache_hits;
 
-    vault.login(&me, m, &pw(SEED_PASSWORD)).unwrap();
+    vault.as_actor(&me).login(m, &pw(SEED_PASSWORD)).unwrap();
     assert_eq!(hits(&vault), 0);
-    vault.login(&me, m, &pw(SEED_PASSWORD)).unwrap();
+    vault.as_actor(&me).login(m, &pw(SEED_PASSWORD)).unwrap();
     assert_eq!(hits(&vault), 1);
     // A wrong password never hits.
-    assert!(vault.login(&me, m, &pw("wrong")).is_err());
+    assert!(vault.as_actor(&me).login(m, &pw("wrong")).is_err());
     assert_eq!(hits(&vault), 1);
     // Another merchant with the same password does not hit this merchant's entry.
-    assert!(vault.login(&me, merchant(7), &pw(SEED_PASSWORD)).is_err());
+    assert!(
+        vault
+            .as_actor(&me)
+            .login(merchant(7), &pw(SEED_PASSWORD))
+            .is_err()
+    );
     assert_eq!(hits(&vault), 1);
 
     // A password change drops the entry: the old password fails, without a hit.
@@ -364,21 +390,33 @@ fn cache_hits_expire_and_are_invalidated_by_a_password_change() {
         .set_merchant_password(m, &pw("second-password"))
         .unwrap();
     assert!(matches!(
-        vault.login(&me, m, &pw(SEED_PASSWORD)),
-        Err(VaultError::Unauthorized)
+        vault.as_actor(&me).login(m, &pw(SEED_PASSWORD)),
+        Err(GatewayError::Vault(VaultError::Unauthorized))
     ));
     assert_eq!(hits(&vault), 1);
-    vault.login(&me, m, &pw("second-password")).unwrap();
+    vault
+        .as_actor(&me)
+        .login(m, &pw("second-password"))
+        .unwrap();
     assert_eq!(hits(&vault), 1);
-    vault.login(&me, m, &pw("second-password")).unwrap();
+    vault
+        .as_actor(&me)
+        .login(m, &pw("second-password"))
+        .unwrap();
     assert_eq!(hits(&vault), 2);
 
     // Past the TTL the entry is stale: verified again (a miss), then cached again.
     clock.advance(time::Duration::minutes(5));
-    vault.login(&me, m, &pw("second-password")).unwrap();
+    vault
+        .as_actor(&me)
+        .login(m, &pw("second-password"))
+        .unwrap();
     assert_eq!(hits(&vault), 2);
     clock.advance(time::Duration::minutes(4));
-    vault.login(&me, m, &pw("second-password")).unwrap();
+    vault
+        .as_actor(&me)
+        .login(m, &pw("second-password"))
+        .unwrap();
     assert_eq!(hits(&vault), 3);
 }
 
@@ -394,7 +432,7 @@ fn rehash_when_the_policy_params_change() {
         ..fast()
     });
     // A wrong password changes nothing.
-    assert!(vault.login(&me, m, &pw("wrong")).is_err());
+    assert!(vault.as_actor(&me).login(m, &pw("wrong")).is_err());
     vault.flush().unwrap();
     drop(vault);
     let before = stored(dir.path(), m).unwrap().phc;
@@ -409,7 +447,7 @@ fn rehash_when_the_policy_params_change() {
         iterations: 2,
         ..fast()
     });
-    vault.login(&me, m, &pw(SEED_PASSWORD)).unwrap();
+    vault.as_actor(&me).login(m, &pw(SEED_PASSWORD)).unwrap();
     vault.flush().unwrap();
     drop(vault);
     let after = stored(dir.path(), m).unwrap().phc;
@@ -426,7 +464,7 @@ fn rehash_when_the_policy_params_change() {
     // The re-hashed password still verifies (under the old policy's slots too).
     let vault = reopen(dir.path(), Arc::new(vault_service::ManualClock::new(T0)));
     vault.set_login_policy(fast());
-    vault.login(&me, m, &pw(SEED_PASSWORD)).unwrap();
+    vault.as_actor(&me).login(m, &pw(SEED_PASSWORD)).unwrap();
 }
 
 #[test]
@@ -442,14 +480,14 @@ fn failures_are_audited_successes_are_not() {
         key_id: Some("00112233aabbccdd".into()),
         ..peer(1000)
     };
-    vault.login(&who, m, &pw(SEED_PASSWORD)).unwrap();
-    assert!(vault.login(&who, m, &pw("wrong")).is_err());
+    vault.as_actor(&who).login(m, &pw(SEED_PASSWORD)).unwrap();
+    assert!(vault.as_actor(&who).login(m, &pw("wrong")).is_err());
     // Refusals that cost no hashing are audited once a minute per merchant id, so a flood of
     // them cannot grow the append-only log at request rate.
     for _ in 0..20 {
         assert!(matches!(
-            vault.login(&who, m, &pw("wrong")),
-            Err(VaultError::RateLimited)
+            vault.as_actor(&who).login(m, &pw("wrong")),
+            Err(GatewayError::RateLimited)
         ));
     }
 
@@ -491,7 +529,7 @@ fn failures_are_audited_successes_are_not() {
 }
 
 /// Runs `THREADS` concurrent wrong-password logins for `m` and tallies the refusals.
-fn flood(vault: &Vault, m: MerchantId) -> (u64, u64, u64) {
+fn flood(vault: &Gateway, m: MerchantId) -> (u64, u64, u64) {
     const THREADS: usize = 40;
     let start = Arc::new(Barrier::new(THREADS));
     let handles: Vec<_> = (0..THREADS)
@@ -502,16 +540,16 @@ fn flood(vault: &Vault, m: MerchantId) -> (u64, u64, u64) {
                 let guess = pw(&format!("guess-{i}"));
                 let who = peer(u32::try_from(i % 3).unwrap());
                 start.wait();
-                vault.login(&who, m, &guess)
+                vault.as_actor(&who).login(m, &guess)
             })
         })
         .collect();
     let (mut busy, mut unauthorized, mut limited) = (0u64, 0, 0);
     for h in handles {
         match h.join().expect("no panic") {
-            Err(VaultError::Busy) => busy += 1,
-            Err(VaultError::Unauthorized) => unauthorized += 1,
-            Err(VaultError::RateLimited) => limited += 1,
+            Err(GatewayError::Vault(VaultError::Busy)) => busy += 1,
+            Err(GatewayError::Vault(VaultError::Unauthorized)) => unauthorized += 1,
+            Err(GatewayError::RateLimited) => limited += 1,
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -561,7 +599,7 @@ fn flood_is_bounded_by_the_hashing_slots() {
     assert!(busy_total > 0, "twenty floods never filled the queue");
 
     // The vault still answers afterwards.
-    vault.login(&Actor::local(), m, &pw(SEED_PASSWORD)).unwrap();
+    vault.login(m, &pw(SEED_PASSWORD)).unwrap();
 }
 
 #[test]
@@ -582,7 +620,9 @@ fn a_flood_verifies_at_most_the_failure_limit_plus_the_slots() {
     assert!(unauthorized >= 1);
     // Callers turned away as Busy were never counted; finish the count one by one.
     let mut verified = unauthorized;
-    while let Err(VaultError::Unauthorized) = vault.login(&peer(0), m, &pw("one more guess")) {
+    while let Err(GatewayError::Vault(VaultError::Unauthorized)) =
+        vault.as_actor(&peer(0)).login(m, &pw("one more guess"))
+    {
         verified += 1;
         assert!(verified <= 6, "the limit never came");
     }
@@ -592,7 +632,7 @@ fn a_flood_verifies_at_most_the_failure_limit_plus_the_slots() {
 
     // The merchant is limited now, even with the right password.
     assert!(matches!(
-        vault.login(&Actor::local(), m, &pw(SEED_PASSWORD)),
-        Err(VaultError::RateLimited)
+        vault.login(m, &pw(SEED_PASSWORD)),
+        Err(GatewayError::RateLimited)
     ));
 }

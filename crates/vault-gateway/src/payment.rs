@@ -10,32 +10,23 @@ use std::{collections::BTreeMap, fmt, net::Ipv4Addr};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use vault_core::{
-    Brand, CardRecord, CardholderName, CustomerId, Cvv, Expiry, MaskedPan, MerchantId, Metadata,
-    Pan, SecretKey, SessionToken, Token,
+    Brand, CardholderName, CustomerId, Expiry, MaskedPan, MerchantId, Metadata, Pan, Token,
 };
-use vault_store::LookupId;
+use vault_service::{RevealedCard, TokenizeOptions, Txn, UpdateOptions};
 
 use crate::{
-    Actor, AuditAction, NewCard, SessionKind, TokenInfo, TokenizeOptions, Vault, VaultError,
-    cvv_store::CvvStore,
-    record_mac::{self, MAC_VERSION, RecordKind},
-    session::{SessionKeys, SessionRec, encode},
-    vault::{customer_of, from_unix, is_live_for},
+    Actor, AuditAction, Cvv, Gateway, GatewayError, NewCard, SessionKind, SessionToken, TokenInfo,
+    VaultError,
+    session::{SessionRec, encode, from_unix, spend_session},
 };
 
 const PAYMENT_PREFIX: u8 = b'Y';
-const ONE_CLICK_PREFIX: u8 = b'O';
+/// The layout version of one-click marks (the vault's per-token mark; MAC'd by the vault).
+const MARK_VERSION: u8 = 2;
 /// The removal index of payment records (see `due_index`).
 const PAYMENT_DUE_PREFIX: u8 = b'y';
 /// How long a payment record is kept for its outcome to be reported.
 pub const PAYMENT_TTL: Duration = Duration::hours(24);
-
-/// State the session and payment flows keep beside the store.
-#[derive(Default)]
-pub(crate) struct SessionState {
-    pub(crate) keys: SessionKeys,
-    pub(crate) cvv: CvvStore,
-}
 
 /// A payment's id (the stored-card payment API `txId`): a UUIDv4.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -243,15 +234,14 @@ struct OneClickRec {
     saved_at: i64,
 }
 
-fn corrupt(what: &'static str) -> VaultError {
-    VaultError::Store(vault_store::StoreError::Corrupt(what))
-}
-
-fn decode_payment(bytes: &[u8]) -> Result<PaymentRec, VaultError> {
+fn decode_payment(bytes: &[u8]) -> Result<PaymentRec, GatewayError> {
     match bytes.first() {
-        Some(&PAYMENT_VERSION) => postcard::from_bytes(bytes).map_err(|_| corrupt("payment")),
+        Some(&PAYMENT_VERSION) => {
+            postcard::from_bytes(bytes).map_err(|_| GatewayError::corrupt("payment"))
+        }
         Some(1) => {
-            let old: PaymentRecV1 = postcard::from_bytes(bytes).map_err(|_| corrupt("payment"))?;
+            let old: PaymentRecV1 =
+                postcard::from_bytes(bytes).map_err(|_| GatewayError::corrupt("payment"))?;
             Ok(PaymentRec {
                 v: PAYMENT_VERSION,
                 merchant: old.merchant,
@@ -263,7 +253,7 @@ fn decode_payment(bytes: &[u8]) -> Result<PaymentRec, VaultError> {
                 card: None,
             })
         }
-        _ => Err(corrupt("payment")),
+        _ => Err(GatewayError::corrupt("payment")),
     }
 }
 
@@ -293,22 +283,6 @@ fn status_of(code: u8) -> PaymentStatus {
     }
 }
 
-/// Whether `stored` (the value under a token's one-click key) is a mark this vault wrote: a mark
-/// whose MAC does not verify (tampered, moved from another token, or written before MACs and
-/// not migrated) counts as absent, so the payment needs its CVV: it fails closed.
-fn one_click_mark(stored: Option<Vec<u8>>, key: &SecretKey, id: &LookupId) -> bool {
-    stored.is_some_and(|value| {
-        record_mac::open_with(key, RecordKind::OneClick, &one_click_key(id), &value).is_ok()
-    })
-}
-
-pub(crate) fn one_click_key(id: &LookupId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(17);
-    k.push(ONE_CLICK_PREFIX);
-    k.extend_from_slice(&id.0);
-    k
-}
-
 fn payment_due(id: &PaymentId, created: OffsetDateTime) -> Vec<u8> {
     crate::due_index::entry(
         PAYMENT_DUE_PREFIX,
@@ -322,8 +296,8 @@ fn payment_due(id: &PaymentId, created: OffsetDateTime) -> Vec<u8> {
 fn pinned<T: PartialEq>(
     session: Option<T>,
     request: Option<T>,
-    clash: VaultError,
-) -> Result<Option<T>, VaultError> {
+    clash: GatewayError,
+) -> Result<Option<T>, GatewayError> {
     match (session, request) {
         (Some(s), Some(r)) if s != r => Err(clash),
         (Some(s), _) => Ok(Some(s)),
@@ -331,19 +305,19 @@ fn pinned<T: PartialEq>(
     }
 }
 
-fn conflict(field: &'static str) -> VaultError {
-    VaultError::field(
+fn conflict(field: &'static str) -> GatewayError {
+    GatewayError::field(
         field,
         "conflict",
         format!("{field} was given with the session; the payment request may not change it"),
     )
 }
 
-fn required(field: &'static str) -> VaultError {
-    VaultError::field(field, "required", format!("{field} is required"))
+fn required(field: &'static str) -> GatewayError {
+    GatewayError::field(field, "required", format!("{field} is required"))
 }
 
-impl Vault {
+impl Gateway {
     /// Spends a card-capture session (`TOKENIZE`, hosted `tokenization` or `payment`) on `card`:
     /// stores it for the session's merchant and customer (or replaces the card behind the session's
     /// `secureTokenId`), and for a hosted `payment` session starts a payment with it, holding `cvv`
@@ -352,49 +326,43 @@ impl Vault {
     /// Audited (`card.capture`, and `payment.use` for hosted payments).
     pub fn capture_card(
         &self,
-        actor: &Actor,
         session: &SessionToken,
         origin: Option<&str>,
         card: NewCard,
         cvv: Option<Cvv>,
-    ) -> Result<CardCapture, VaultError> {
-        let key = self.inner.session_key(session);
+    ) -> Result<CardCapture, GatewayError> {
+        let key = self.session_key(session);
         let rec = self.stored_session(&key)?;
-        let kind = rec.kind()?;
+        rec.kind()?;
         let merchant = rec.merchant()?;
         let actor = Actor {
             merchant: Some(merchant),
-            ..actor.clone()
+            ..self.vault.actor().clone()
         };
-        let result = self.capture_unaudited(&key, &rec, origin, card, cvv);
-        let token = result.as_ref().ok().map(|c| c.info.token);
-        let outcome = crate::AuditOutcome::of(&result);
-        self.audit(&actor, AuditAction::CardCapture, token.as_ref(), outcome)?;
-        if kind == SessionKind::HostedPayment
-            && let Ok(c) = &result
-        {
-            self.audit(
-                &actor,
-                AuditAction::PaymentUse,
-                Some(&c.info.token),
-                crate::AuditOutcome::Ok,
-            )?;
+        // The entries of a capture (`card.capture`, and `payment.use` for a hosted payment)
+        // commit with it; a refused capture committed nothing, and its entry is written alone.
+        let result = self.capture_in_one_commit(&actor, &key, &rec, origin, card, cvv);
+        if result.is_err() {
+            let outcome = GatewayError::outcome(&result);
+            let vault = self.vault.as_actor(&actor);
+            vault.audit(AuditAction::CardCapture, None, outcome)?;
         }
         result
     }
 
-    fn capture_unaudited(
+    fn capture_in_one_commit(
         &self,
+        actor: &Actor,
         key: &[u8],
         rec: &SessionRec,
         origin: Option<&str>,
         card: NewCard,
         cvv: Option<Cvv>,
-    ) -> Result<CardCapture, VaultError> {
+    ) -> Result<CardCapture, GatewayError> {
         let kind = rec.kind()?;
         let merchant = rec.merchant()?;
         if !kind.captures_card() {
-            return Err(VaultError::field(
+            return Err(GatewayError::field(
                 "token",
                 "wrong_session",
                 "this session pays with a stored card token (specinCreditCardToken), not card fields",
@@ -403,16 +371,24 @@ impl Vault {
         if kind == SessionKind::HostedPayment && cvv.is_none() {
             return Err(required("cvv"));
         }
-        let now = self.inner.clock.now();
+        let now = self.vault.now();
         let key = key.to_vec();
         let origin = origin.map(str::to_owned);
-        let core = self.inner.core.clone();
+        let actor = actor.clone();
         if let Some(secure) = rec.secure_token.map(Token::from_bytes) {
             // Replace the card behind the saved token, keeping its token and customer binding.
-            let keep_until = crate::write::resolve_keep_until(&card, None, now)?;
-            let info = self.inner.store.write(move |tx| {
-                core.spend_session(tx, &key, Some(merchant), origin.as_deref(), now)?;
-                core.commit_update(tx, merchant, secure, card, None, keep_until, now)
+            let info = self.vault.transact(move |txn| -> Result<_, GatewayError> {
+                spend_session(txn, &key, Some(merchant), origin.as_deref(), now)?;
+                let info = txn.commit_update(merchant, &secure, card, UpdateOptions::default())?;
+                let ok = vault_service::AuditOutcome::Ok;
+                txn.audit(
+                    &actor,
+                    AuditAction::CardCapture,
+                    Some(&info.token),
+                    None,
+                    ok,
+                )?;
+                Ok(info)
             })?;
             return Ok(CardCapture {
                 info,
@@ -429,16 +405,20 @@ impl Vault {
             metadata: Metadata::new(metadata)?,
             ..TokenizeOptions::default()
         };
-        let prepared = self.inner.prepare(merchant, card, options, now)?;
+        let prepared = self.vault.prepare_tokenize(merchant, card, options)?;
         let payment = (kind == SessionKind::HostedPayment).then(PaymentId::mint);
-        let cvvs = &self.inner.sessions.cvv;
+        let cvvs = &self.state.cvv;
         if let Some(id) = payment {
             cvvs.reserve(id, merchant, rec.expires_at, now.unix_timestamp())?;
         }
-        let written = self.inner.store.write(move |tx| {
-            core.spend_session(tx, &key, Some(merchant), origin.as_deref(), now)?;
-            let info = core.commit_new(tx, prepared)?;
+        let written = self.vault.transact(move |txn| -> Result<_, GatewayError> {
+            spend_session(txn, &key, Some(merchant), origin.as_deref(), now)?;
+            let info = txn.commit_new(prepared)?;
+            let token = Some(&info.token);
+            let ok = vault_service::AuditOutcome::Ok;
+            txn.audit(&actor, AuditAction::CardCapture, token, None, ok.clone())?;
             if let Some(id) = payment {
+                txn.audit(&actor, AuditAction::PaymentUse, token, None, ok)?;
                 let p = PaymentRec {
                     v: PAYMENT_VERSION,
                     merchant: merchant.get(),
@@ -449,10 +429,10 @@ impl Vault {
                     created_at: now.unix_timestamp(),
                     card: None,
                 };
-                tx.put_raw(&id.key(), encode(&p))?;
-                tx.put_raw(&payment_due(&id, now), Vec::new())?;
+                txn.put(&id.key(), encode(&p))?;
+                txn.put(&payment_due(&id, now), Vec::new())?;
             }
-            Ok::<_, VaultError>((info, payment))
+            Ok((info, payment))
         });
         let (info, payment_started) = written.inspect_err(|_| {
             if let Some(id) = &payment {
@@ -493,43 +473,47 @@ impl Vault {
     /// Audited (`payment.use`).
     pub fn start_payment(
         &self,
-        actor: &Actor,
         session: &SessionToken,
         origin: Option<&str>,
         request: PaymentRequest,
-    ) -> Result<PaymentStarted, VaultError> {
-        let key = self.inner.session_key(session);
+    ) -> Result<PaymentStarted, GatewayError> {
+        let key = self.session_key(session);
         let rec = self.stored_session(&key)?;
         let merchant = rec.merchant()?;
         let actor = Actor {
             merchant: Some(merchant),
-            ..actor.clone()
+            ..self.vault.actor().clone()
         };
         let token = rec.card_token.map(Token::from_bytes).or(request.card_token);
-        let result = self.start_payment_unaudited(key, &rec, origin, request);
-        self.audit(
-            &actor,
-            AuditAction::PaymentUse,
-            token.as_ref(),
-            crate::AuditOutcome::of(&result),
-        )?;
+        // Once the session is spent, the entry commits with the spend (and the payment record);
+        // a refusal before that committed nothing, and its entry is written alone.
+        let result = match self.start_payment_in_one_commit(&actor, key, &rec, origin, request) {
+            Ok(audited) => return audited,
+            Err(e) => Err(e),
+        };
+        let outcome = GatewayError::outcome(&result);
+        let vault = self.vault.as_actor(&actor);
+        vault.audit(AuditAction::PaymentUse, token.as_ref(), outcome)?;
         result
     }
 
-    fn start_payment_unaudited(
+    /// `Err`: refused before anything was staged (not audited yet); `Ok`: the outcome, whose
+    /// entry committed with the session's spend.
+    fn start_payment_in_one_commit(
         &self,
+        actor: &Actor,
         key: Vec<u8>,
         rec: &SessionRec,
         origin: Option<&str>,
         request: PaymentRequest,
-    ) -> Result<PaymentStarted, VaultError> {
+    ) -> Result<Result<PaymentStarted, GatewayError>, GatewayError> {
         let kind = rec.kind()?;
         let merchant = rec.merchant()?;
         if request.merchant.is_some_and(|m| m != merchant) {
-            return Err(VaultError::SessionInvalid);
+            return Err(GatewayError::SessionInvalid);
         }
         if !kind.uses_stored_card() {
-            return Err(VaultError::field(
+            return Err(GatewayError::field(
                 "token",
                 "wrong_session",
                 "this session captures card fields (number, expiryMonth, expiryYear)",
@@ -547,7 +531,7 @@ impl Vault {
         let customer = pinned(
             rec.customer()?,
             request.customer,
-            VaultError::CustomerMismatch,
+            VaultError::CustomerMismatch.into(),
         )?
         .ok_or_else(|| required("customerId"))?;
         pinned(
@@ -571,65 +555,61 @@ impl Vault {
             && (t.chars().count() > crate::session::MAX_FREE_TEXT
                 || t.chars().any(char::is_control))
         {
-            return Err(VaultError::field(
+            return Err(GatewayError::field(
                 "freeText",
                 "invalid_length",
                 "freeText must be at most 200 characters without control characters",
             ));
         }
         let has_cvv = request.cvv.is_some();
-        let now = self.inner.clock.now();
+        let now = self.vault.now();
         let id = PaymentId::mint();
         // Held only when the caller cannot take the card now; reserved before the session is
         // spent, so a full store refuses the request while the session is still usable.
         let hold = has_cvv && !request.reveal;
-        let cvvs = &self.inner.sessions.cvv;
+        let cvvs = &self.state.cvv;
         if hold {
             cvvs.reserve(id, merchant, rec.expires_at, now.unix_timestamp())?;
         }
-        let core = self.inner.core.clone();
-        let oc_key = self.record_mac_key(RecordKind::OneClick);
         let origin_owned = origin.map(str::to_owned);
         let one_click = request.one_click;
         let check_customer = customer.clone();
+        let actor = actor.clone();
         // Binding failures are returned inside Ok so the session's spend commits with them.
-        let outcome = self.inner.store.write(move |tx| {
-            core.spend_session(tx, &key, Some(merchant), origin_owned.as_deref(), now)?;
-            let lookup = core.lookup(&token);
-            let live = tx
-                .record(&lookup)?
-                .filter(|r| is_live_for(r, merchant, &token, now));
-            let Some(card_rec) = live else {
-                return Ok(Err(VaultError::NotFound));
-            };
-            if card_rec.customer.as_deref() != Some(check_customer.as_str()) {
-                return Ok(Err(VaultError::CustomerMismatch));
-            }
-            if !has_cvv && !one_click_mark(tx.get_raw(&one_click_key(&lookup))?, &oc_key, &lookup) {
-                // A missing field is the caller's slip, not a guess: the session stays usable.
-                return Err(required("specinCreditCardCVV"));
-            }
-            let p = PaymentRec {
-                v: PAYMENT_VERSION,
-                merchant: merchant.get(),
-                token: *token.as_bytes(),
-                kind: kind_code(kind),
-                status: 0,
-                one_click,
-                created_at: now.unix_timestamp(),
-                card: one_click.then_some(card_rec.dedupe.0),
-            };
-            tx.put_raw(&id.key(), encode(&p))?;
-            tx.put_raw(&payment_due(&id, now), Vec::new())?;
-            Ok::<_, VaultError>(Ok(()))
+        let outcome = self.vault.transact(move |txn| -> Result<_, GatewayError> {
+            spend_session(txn, &key, Some(merchant), origin_owned.as_deref(), now)?;
+            let bound = Self::bind_card(txn, merchant, &token, &check_customer, has_cvv)?;
+            let opened = bound.and_then(|card_digest| {
+                let p = PaymentRec {
+                    v: PAYMENT_VERSION,
+                    merchant: merchant.get(),
+                    token: *token.as_bytes(),
+                    kind: kind_code(kind),
+                    status: 0,
+                    one_click,
+                    created_at: now.unix_timestamp(),
+                    card: one_click.then_some(card_digest),
+                };
+                txn.put(&id.key(), encode(&p))?;
+                txn.put(&payment_due(&id, now), Vec::new())?;
+                Ok(txn.open_card(merchant, &token)?)
+            });
+            let outcome = GatewayError::outcome(&opened);
+            txn.audit(&actor, AuditAction::PaymentUse, Some(&token), None, outcome)?;
+            Ok(opened)
         });
-        if !matches!(outcome, Ok(Ok(()))) && hold {
+        if !matches!(outcome, Ok(Ok(_))) && hold {
             cvvs.release(&id);
         }
-        outcome??;
-        let (stored, card) = self.inner.load(merchant, &token, now)?;
-        let CardRecord {
-            pan, expiry, name, ..
+        let card = match outcome? {
+            Ok(card) => card,
+            Err(e) => return Ok(Err(e)),
+        };
+        let RevealedCard {
+            pan,
+            expiry,
+            name,
+            customer: bound_customer,
         } = card;
         let masked_pan = pan.masked();
         let brand = pan.brand();
@@ -647,18 +627,43 @@ impl Vault {
             }
             None
         };
-        Ok(PaymentStarted {
+        Ok(Ok(PaymentStarted {
             id,
             kind,
             token,
-            customer: customer_of(&stored)?,
+            customer: bound_customer,
             masked_pan,
             brand,
             free_text,
             payment_solution_id: Some(payment_solution_id),
             one_click_requested: one_click,
             card,
-        })
+        }))
+    }
+
+    /// Checks the card a payment is to use, inside the spend's job: `Ok(Err)` for a binding failure
+    /// (the spend commits with it, so a session cannot be used to guess), `Err` for a missing CVV
+    /// (the caller's slip, not a guess: nothing commits and the session stays usable). `Ok(Ok)`
+    /// names the card.
+    #[allow(clippy::type_complexity)]
+    fn bind_card(
+        txn: &Txn<'_, '_>,
+        merchant: MerchantId,
+        token: &Token,
+        customer: &CustomerId,
+        has_cvv: bool,
+    ) -> Result<Result<[u8; 16], GatewayError>, GatewayError> {
+        let Some(live) = txn.live_token(merchant, token)? else {
+            return Ok(Err(VaultError::NotFound.into()));
+        };
+        if live.customer.as_ref() != Some(customer) {
+            return Ok(Err(VaultError::CustomerMismatch.into()));
+        }
+        // A mark whose MAC does not verify counts as absent: the payment needs its CVV.
+        if !has_cvv && txn.token_mark(token)?.is_none() {
+            return Err(required("specinCreditCardCVV"));
+        }
+        Ok(Ok(live.card_digest))
     }
 
     /// The card of a pending payment of `merchant`, for its acquirer leg; the CVV given with the
@@ -666,38 +671,19 @@ impl Vault {
     /// the `reveal` scope. Audited (`payment.card`).
     pub fn payment_card(
         &self,
-        actor: &Actor,
         merchant: MerchantId,
         id: &PaymentId,
-    ) -> Result<PaymentCard, VaultError> {
-        let result = self.payment_card_unaudited(merchant, id);
-        let token = result.as_ref().ok().map(|c| c.token);
-        self.audit(
-            actor,
-            AuditAction::PaymentCard,
-            token.as_ref(),
-            crate::AuditOutcome::of(&result),
-        )?;
-        result
-    }
-
-    fn payment_card_unaudited(
-        &self,
-        merchant: MerchantId,
-        id: &PaymentId,
-    ) -> Result<PaymentCard, VaultError> {
-        let rec = self.payment_rec(merchant, id)?;
-        if status_of(rec.status) != PaymentStatus::Pending {
-            return Err(VaultError::NotFound);
+    ) -> Result<PaymentCard, GatewayError> {
+        // A read: the entry is its only commit, and the card (and CVV) is handed over only once
+        // the entry is durable.
+        let result = self.read_payment_card(merchant, id);
+        if result.is_err() {
+            let outcome = GatewayError::outcome(&result);
+            self.vault.audit(AuditAction::PaymentCard, None, outcome)?;
         }
-        let token = Token::from_bytes(rec.token);
-        let (_, card) = self.inner.load(merchant, &token, self.inner.clock.now())?;
-        let cvv = self
-            .inner
-            .sessions
-            .cvv
-            .take(id, self.inner.clock.now().unix_timestamp());
-        let CardRecord {
+        let (token, card) = result?;
+        let cvv = self.state.cvv.take(id, self.vault.now().unix_timestamp());
+        let RevealedCard {
             pan, expiry, name, ..
         } = card;
         Ok(PaymentCard {
@@ -709,15 +695,35 @@ impl Vault {
         })
     }
 
-    fn payment_rec(&self, merchant: MerchantId, id: &PaymentId) -> Result<PaymentRec, VaultError> {
-        let bytes = self
-            .inner
-            .store
-            .get_raw(&id.key())?
-            .ok_or(VaultError::NotFound)?;
+    /// The card of a pending payment, read in a job that also appends its `payment.card` entry.
+    fn read_payment_card(
+        &self,
+        merchant: MerchantId,
+        id: &PaymentId,
+    ) -> Result<(Token, RevealedCard), GatewayError> {
+        let rec = self.payment_rec(merchant, id)?;
+        if status_of(rec.status) != PaymentStatus::Pending {
+            return Err(VaultError::NotFound.into());
+        }
+        let token = Token::from_bytes(rec.token);
+        let actor = self.vault.actor().clone();
+        self.vault.transact(move |txn| {
+            let card = txn.open_card(merchant, &token)?;
+            let ok = vault_service::AuditOutcome::Ok;
+            txn.audit(&actor, AuditAction::PaymentCard, Some(&token), None, ok)?;
+            Ok((token, card))
+        })
+    }
+
+    fn payment_rec(
+        &self,
+        merchant: MerchantId,
+        id: &PaymentId,
+    ) -> Result<PaymentRec, GatewayError> {
+        let bytes = self.vault.read(&id.key())?.ok_or(VaultError::NotFound)?;
         let rec = decode_payment(&bytes)?;
         if rec.merchant != merchant.get() {
-            return Err(VaultError::NotFound);
+            return Err(VaultError::NotFound.into());
         }
         Ok(rec)
     }
@@ -728,75 +734,71 @@ impl Vault {
     /// (`payment.result`).
     pub fn report_payment(
         &self,
+        merchant: MerchantId,
+        id: &PaymentId,
+        succeeded: bool,
+    ) -> Result<PaymentInfo, GatewayError> {
+        // The entry commits with the outcome; a refused report committed nothing, and its entry
+        // is written alone.
+        let result = self.report_payment_in_one_commit(self.vault.actor(), merchant, id, succeeded);
+        if result.is_err() {
+            let outcome = GatewayError::outcome(&result);
+            self.vault
+                .audit(AuditAction::PaymentResult, None, outcome)?;
+        }
+        result
+    }
+
+    fn report_payment_in_one_commit(
+        &self,
         actor: &Actor,
         merchant: MerchantId,
         id: &PaymentId,
         succeeded: bool,
-    ) -> Result<PaymentInfo, VaultError> {
-        let result = self.report_payment_unaudited(merchant, id, succeeded);
-        let token = result.as_ref().ok().map(|p| p.token);
-        self.audit(
-            actor,
-            AuditAction::PaymentResult,
-            token.as_ref(),
-            crate::AuditOutcome::of(&result),
-        )?;
-        result
-    }
-
-    fn report_payment_unaudited(
-        &self,
-        merchant: MerchantId,
-        id: &PaymentId,
-        succeeded: bool,
-    ) -> Result<PaymentInfo, VaultError> {
-        let core = self.inner.core.clone();
-        let oc_key = self.record_mac_key(RecordKind::OneClick);
+    ) -> Result<PaymentInfo, GatewayError> {
+        let actor = actor.clone();
         let id = *id;
-        let now = self.inner.clock.now();
+        let now = self.vault.now();
         if self.payment_rec(merchant, &id).is_ok() {
             // Before the outcome is committed: no hand-over racing this report can take the CVV
             // once the payment is no longer pending.
-            drop(self.inner.sessions.cvv.take(&id, now.unix_timestamp()));
+            drop(self.state.cvv.take(&id, now.unix_timestamp()));
         }
-        let info = self.inner.store.write(move |tx| {
-            let bytes = tx.get_raw(&id.key())?.ok_or(VaultError::NotFound)?;
+        let info = self.vault.transact(move |txn| {
+            let bytes = txn.get(&id.key())?.ok_or(VaultError::NotFound)?;
             let mut rec = decode_payment(&bytes)?;
             if rec.merchant != merchant.get() {
-                return Err(VaultError::NotFound);
+                return Err(VaultError::NotFound.into());
             }
             if status_of(rec.status) != PaymentStatus::Pending {
-                return Err(VaultError::field(
+                return Err(GatewayError::field(
                     "result",
                     "already_reported",
                     "this payment's outcome was already reported",
                 ));
             }
             rec.status = if succeeded { 1 } else { 2 };
-            tx.put_raw(&id.key(), encode(&rec))?;
+            txn.put(&id.key(), encode(&rec))?;
             let token = Token::from_bytes(rec.token);
-            let lookup = core.lookup(&token);
             // Only the card the payment was made with (and its CVV checked with): if another
             // card was put behind the token since, it is not saved for one-click use.
             let same_card = match rec.card {
-                Some(card) => tx
-                    .record(&lookup)?
-                    .filter(|r| is_live_for(r, merchant, &token, now))
-                    .is_some_and(|r| r.dedupe.0 == card),
+                Some(card) => txn
+                    .live_token(merchant, &token)?
+                    .is_some_and(|t| t.card_digest == card),
                 None => false,
             };
             let saved = succeeded && rec.one_click && same_card;
             if saved {
                 let marker = OneClickRec {
-                    v: MAC_VERSION,
+                    v: MARK_VERSION,
                     merchant: merchant.get(),
                     saved_at: now.unix_timestamp(),
                 };
-                let key = one_click_key(&lookup);
-                let sealed =
-                    record_mac::seal_with(&oc_key, RecordKind::OneClick, &key, encode(&marker));
-                tx.put_raw(&key, sealed)?;
+                txn.put_token_mark(&token, encode(&marker))?;
             }
+            let ok = vault_service::AuditOutcome::Ok;
+            txn.audit(&actor, AuditAction::PaymentResult, Some(&token), None, ok)?;
             Ok(PaymentInfo {
                 id,
                 merchant,
@@ -812,65 +814,26 @@ impl Vault {
 
     /// How many payment CVVs are held in memory right now (sealed, waiting for their one use).
     pub fn held_cvvs(&self) -> usize {
-        self.inner.sessions.cvv.len()
+        self.state.cvv.len()
     }
 
     /// Whether a live token of `merchant` is saved for one-click use.
-    pub fn is_one_click(&self, merchant: MerchantId, token: &Token) -> Result<bool, VaultError> {
-        let lookup = self.inner.lookup(token);
-        let live = self
-            .inner
-            .store
-            .record(&lookup)?
-            .is_some_and(|r| is_live_for(&r, merchant, token, self.inner.clock.now()));
-        let key = self.record_mac_key(RecordKind::OneClick);
-        Ok(live
-            && one_click_mark(
-                self.inner.store.get_raw(&one_click_key(&lookup))?,
-                &key,
-                &lookup,
-            ))
+    pub fn is_one_click(&self, merchant: MerchantId, token: &Token) -> Result<bool, GatewayError> {
+        Ok(self.vault.token_mark(merchant, token)?.is_some())
     }
 
     /// Removes sessions an hour past their expiry, payment records older than [`PAYMENT_TTL`]
     /// and CVVs past their session's expiry, reading only what is due. Returns how many went.
     /// The daemon runs it every minute.
     pub fn sweep_sessions(&self) -> Result<u64, VaultError> {
-        self.sweep_sessions_at(self.inner.clock.now())
+        self.sweep_sessions_at(self.vault.now())
     }
 
     pub(crate) fn sweep_sessions_at(&self, now: OffsetDateTime) -> Result<u64, VaultError> {
         // CVVs first: dropping them must not depend on the store answering.
-        let mut removed = self.inner.sessions.cvv.purge(now.unix_timestamp()) as u64;
+        let mut removed = self.state.cvv.purge(now.unix_timestamp()) as u64;
         removed += self.sweep_expired_sessions(now)?;
-        removed += self.sweep_due(PAYMENT_DUE_PREFIX, now)?;
-        Ok(removed)
-    }
-
-    /// Removes one-click marks whose token is gone (part of [`sweep_expired`](Self::sweep_expired),
-    /// after the records it removed).
-    pub(crate) fn sweep_one_click_orphans(&self) -> Result<u64, VaultError> {
-        let mut due = Vec::new();
-        for (k, _) in self.inner.store.scan_raw(&[ONE_CLICK_PREFIX], usize::MAX)? {
-            let Some(id) = k.get(1..17).and_then(|b| <[u8; 16]>::try_from(b).ok()) else {
-                continue;
-            };
-            if self.inner.store.record(&LookupId(id))?.is_none() {
-                due.push(k);
-            }
-        }
-        let removed = due.len() as u64;
-        for chunk in due.chunks(1000) {
-            let chunk = chunk.to_vec();
-            self.inner
-                .store
-                .write(move |tx| -> Result<(), VaultError> {
-                    for k in &chunk {
-                        tx.delete_raw_key(k)?;
-                    }
-                    Ok(())
-                })?;
-        }
+        removed += crate::due_index::sweep_due(&self.vault, PAYMENT_DUE_PREFIX, now)?;
         Ok(removed)
     }
 }

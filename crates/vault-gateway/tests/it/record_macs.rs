@@ -1,14 +1,14 @@
 //! Records that decide access (API keys, merchant passwords, terminals) carry a MAC bound to
 //! their store key: a tampered one is refused, and records written before MACs are migrated once
 //! at open (after which an unMAC'd record is refused).
-#![cfg(test)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
 use common::*;
-use vault_service::{Actor, MerchantPassword, Scopes, TerminalId, VaultError};
+use vault_gateway::{Gateway, GatewayError, MerchantPassword};
+use vault_service::{Scopes, TerminalId, VaultError};
 
 /// Edits the raw value under `key` in the closed vault at `path`.
 fn edit(path: &Path, key: &[u8], f: impl FnOnce(&mut Vec<u8>)) {
@@ -30,6 +30,7 @@ fn tampered_access_records_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v");
     let (v, clock) = new_vault(&path);
+    let v = Gateway::new(v);
     let m = merchant(890490);
     v.add_merchant(m, "Shop").unwrap();
     let k = v
@@ -54,14 +55,14 @@ fn tampered_access_records_are_refused() {
     });
     edit(&path, &key_of(b'T', b"term-0001"), |r| r[1] ^= 1);
 
-    let v = reopen(&path, clock);
+    let v = Gateway::new(reopen(&path, clock));
     assert!(matches!(
         v.authenticate(k.expose()),
         Err(VaultError::Integrity)
     ));
     assert!(matches!(
-        v.login(&Actor::local(), m, &pw),
-        Err(VaultError::Integrity)
+        v.login(m, &pw),
+        Err(GatewayError::Vault(VaultError::Integrity))
     ));
     assert!(matches!(
         v.terminal(&TerminalId::parse("term-0001").unwrap()),
@@ -115,82 +116,4 @@ fn records_from_before_macs_are_migrated_once_then_refused() {
         v.authenticate(k.expose()),
         Err(VaultError::Integrity)
     ));
-}
-
-/// A one-click mark lets a card be paid without a CVV: a mark moved to another token's key (or
-/// altered) counts as absent, so the payment needs its CVV again.
-#[test]
-fn moved_one_click_marks_count_as_absent() {
-    use vault_service::{
-        CustomerId, Cvv, PaymentRequest, SessionKind, SessionOptions, TokenizeOptions,
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v");
-    let (v, clock) = new_vault(&path);
-    let m = merchant(890490);
-    v.add_merchant(m, "Shop").unwrap();
-    let customer = CustomerId::parse("cust-1").unwrap();
-    let pay_once = |v: &vault_service::Vault, pan: &str| {
-        let token = v
-            .tokenize(
-                m,
-                card(pan, "3001"),
-                TokenizeOptions {
-                    customer: Some(customer.clone()),
-                    ..TokenizeOptions::default()
-                },
-            )
-            .unwrap()
-            .token;
-        let s = v
-            .create_session(
-                &Actor::local(),
-                m,
-                SessionKind::Purchase,
-                SessionOptions::default(),
-            )
-            .unwrap();
-        let p = v
-            .start_payment(
-                &Actor::local(),
-                &s.token,
-                None,
-                PaymentRequest {
-                    merchant: Some(m),
-                    card_token: Some(token),
-                    customer: Some(customer.clone()),
-                    cvv: Some(Cvv::parse("123").unwrap()),
-                    one_click: true,
-                    customer_ip: Some("203.0.113.9".parse().unwrap()),
-                    payment_solution_id: Some(500),
-                    ..PaymentRequest::default()
-                },
-            )
-            .unwrap();
-        assert!(
-            v.report_payment(&Actor::local(), m, &p.id, true)
-                .unwrap()
-                .one_click_saved
-        );
-        token
-    };
-    let a = pay_once(&v, "4242424242424242");
-    let b = pay_once(&v, "5555555555554444");
-    assert!(v.is_one_click(m, &a).unwrap() && v.is_one_click(m, &b).unwrap());
-    v.flush().unwrap();
-    drop(v);
-
-    // Swap the two marks' values: each now sits under the other token's key.
-    {
-        let db = open_sled(&path.join("sled"));
-        let marks: Vec<(sled::IVec, sled::IVec)> =
-            db.scan_prefix(b"O").map(|r| r.unwrap()).collect();
-        assert_eq!(marks.len(), 2);
-        db.insert(&marks[0].0, marks[1].1.clone()).unwrap();
-        db.insert(&marks[1].0, marks[0].1.clone()).unwrap();
-        db.flush().unwrap();
-    }
-    let v = reopen(&path, clock);
-    assert!(!v.is_one_click(m, &a).unwrap());
-    assert!(!v.is_one_click(m, &b).unwrap());
 }

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use parking_lot::Mutex;
-use vault_core::{Cvv, EphemeralKey, MerchantId, SealedCvv};
+use vault_core::MerchantId;
 
-use crate::{VaultError, payment::PaymentId};
+use crate::{Cvv, EphemeralKey, SealedCvv, VaultError, payment::PaymentId};
 
 /// Most CVVs held at once; beyond it new payments with a CVV are refused (`Busy`) rather than
 /// grow memory without bound. Each entry is under 150 bytes.
@@ -64,7 +64,7 @@ pub(crate) struct CvvStore {
 impl Default for CvvStore {
     fn default() -> Self {
         Self {
-            key: EphemeralKey::generate(&mut crate::os_rng::os_rng()),
+            key: EphemeralKey::generate(&mut crate::os_rng()),
             inner: Mutex::default(),
         }
     }

@@ -4,7 +4,7 @@
 
 use time::OffsetDateTime;
 
-use crate::{Vault, VaultError};
+use vault_service::{Vault, VaultError};
 
 /// Index entries removed per commit.
 const BATCH: usize = 1000;
@@ -23,14 +23,14 @@ fn due_time(entry: &[u8]) -> Option<i64> {
     i64::try_from(u64::from_be_bytes(t)).ok()
 }
 
-impl Vault {
-    /// Removes every index entry under `prefix` due at or before `now`, and the record each names.
-    /// Returns how many records were removed. A malformed entry is removed on its own.
-    pub(crate) fn sweep_due(&self, prefix: u8, now: OffsetDateTime) -> Result<u64, VaultError> {
+/// Removes every index entry under `prefix` due at or before `now`, and the record each names.
+/// Returns how many records were removed. A malformed entry is removed on its own.
+pub(crate) fn sweep_due(vault: &Vault, prefix: u8, now: OffsetDateTime) -> Result<u64, VaultError> {
+    {
         let now = now.unix_timestamp();
         let mut removed = 0;
         loop {
-            let batch = self.inner.store.scan_raw(&[prefix], BATCH)?;
+            let batch = vault.scan(&[prefix], BATCH)?;
             let full = batch.len() == BATCH;
             let due: Vec<Vec<u8>> = batch
                 .into_iter()
@@ -41,20 +41,17 @@ impl Vault {
                 return Ok(removed);
             }
             let all_due = due.len() == BATCH;
-            removed += self
-                .inner
-                .store
-                .write(move |tx| -> Result<u64, VaultError> {
-                    let mut n = 0;
-                    for entry in due {
-                        tx.delete_raw_key(&entry)?;
-                        if let Some(record) = entry.get(9..).filter(|r| !r.is_empty()) {
-                            tx.delete_raw_key(record)?;
-                            n += 1;
-                        }
+            removed += vault.transact(move |tx| -> Result<u64, VaultError> {
+                let mut n = 0;
+                for entry in due {
+                    tx.delete(&entry)?;
+                    if let Some(record) = entry.get(9..).filter(|r| !r.is_empty()) {
+                        tx.delete(record)?;
+                        n += 1;
                     }
-                    Ok(n)
-                })?;
+                }
+                Ok(n)
+            })?;
             if !(full && all_due) {
                 return Ok(removed);
             }

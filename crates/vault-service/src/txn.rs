@@ -1,0 +1,417 @@
+//! The vault's one public write seam: its own two-step write, made public.
+//!
+//! A layer above the vault (a product built on it) writes through it in two steps:
+//!
+//! 1. [`Vault::prepare_tokenize`] validates, mints, fingerprints and seals a card on the caller's
+//!    thread (the costly part);
+//! 2. [`Vault::transact`] runs a closure as **one job of a group commit** on the committer thread.
+//!    The closure gets a [`Txn`]: it commits the prepared tokenize ([`Txn::commit_new`]) or
+//!    replaces a card ([`Txn::commit_update`]), reads and writes the caller's own records
+//!    ([`Txn::get`], [`Txn::put`], [`Txn::delete`]: keys outside the vault's prefixes), keeps a
+//!    per-token mark ([`Txn::token_mark`], [`Txn::put_token_mark`]; the vault clears it when the
+//!    token is deleted or its card changes) and appends audit entries ([`Txn::audit`]).
+//!
+//! Everything the closure stages is durable together or not at all: the record, the caller's
+//! records and the audit entries that describe them share one atomic batch. When the closure
+//! returns an error, nothing it staged is written. Reads see the job's own writes and those of
+//! the jobs before it in the same group.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use vault_core::{CardRecord, CustomerId, MerchantId, Token};
+use vault_store::{LookupId, WriteTx};
+
+use crate::{
+    Actor, AuditAction, AuditOutcome, NewCard, RevealedCard, TokenInfo, TokenizeOptions,
+    UpdateOptions, Vault, VaultError,
+    audit::Draft,
+    record_mac::{self, RecordKind},
+    vault::{Core, customer_of, is_live_for, open_stored},
+    write::{Prepared, resolve_keep_until},
+};
+
+/// The store-key prefix of per-token marks (`O` + the token's lookup id).
+const MARK_PREFIX: u8 = b'O';
+/// Prefixes the vault keeps for itself beside those the store reserves: the audit log (`A`, `a`),
+/// API keys (`K`), merchants (`M`), idempotency answers (`I`, `i`), per-token marks (`O`) and the
+/// record-MAC marker (`~`). A [`Txn`] refuses them as keys of the caller's own records.
+const VAULT_PREFIXES: &[u8] = b"AaKMIiO~";
+
+/// A tokenize validated and sealed by [`Vault::prepare_tokenize`], ready for [`Txn::commit_new`].
+pub struct PreparedTokenize(pub(crate) Prepared);
+
+impl std::fmt::Debug for PreparedTokenize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PreparedTokenize(..)")
+    }
+}
+
+/// What a [`Txn`] shows of a live token: no card data.
+#[derive(Clone, Debug)]
+pub struct LiveToken {
+    /// The customer the token is bound to, if any.
+    pub customer: Option<CustomerId>,
+    /// Names the card behind the token (a keyed digest of its number and customer): equal
+    /// digests mean the same card. Changes when [`Txn::commit_update`] puts another card behind
+    /// the token.
+    pub card_digest: [u8; 16],
+}
+
+/// One write job of a group commit, as the layers above see it (see [`Vault::transact`]).
+pub struct Txn<'j, 'g> {
+    core: &'j Core,
+    tx: &'j mut WriteTx<'g>,
+}
+
+impl<'j, 'g> Txn<'j, 'g> {
+    pub(crate) fn new(core: &'j Core, tx: &'j mut WriteTx<'g>) -> Self {
+        Self { core, tx }
+    }
+
+    /// The vault's clock, now.
+    pub fn now(&self) -> OffsetDateTime {
+        self.core.clock.now()
+    }
+
+    /// Commits a prepared tokenize (de-duplicated as [`Vault::tokenize`] does).
+    pub fn commit_new(&mut self, prepared: PreparedTokenize) -> Result<TokenInfo, VaultError> {
+        self.core.commit_new(self.tx, prepared.0)
+    }
+
+    /// Replaces the card behind a live token of `merchant`, as [`Vault::update`] does. Clears
+    /// the token's mark when the card changes.
+    pub fn commit_update(
+        &mut self,
+        merchant: MerchantId,
+        token: &Token,
+        card: NewCard,
+        options: UpdateOptions,
+    ) -> Result<TokenInfo, VaultError> {
+        let now = self.now();
+        let keep_until = resolve_keep_until(&card, options.keep_until, now)?;
+        self.core.commit_update(
+            self.tx,
+            merchant,
+            *token,
+            card,
+            options.metadata,
+            keep_until,
+            now,
+        )
+    }
+
+    /// The live token of `merchant` by that name, if any (this group's writes included).
+    pub fn live_token(
+        &self,
+        merchant: MerchantId,
+        token: &Token,
+    ) -> Result<Option<LiveToken>, VaultError> {
+        let id = self.core.lookup(token);
+        match self.tx.record(&id)? {
+            Some(rec) if is_live_for(&rec, merchant, token, self.now()) => Ok(Some(LiveToken {
+                customer: customer_of(&rec)?,
+                card_digest: rec.dedupe.0,
+            })),
+            _ => Ok(None),
+        }
+    }
+
+    /// The card behind a live token of `merchant`, in clear (`NotFound` otherwise). Not audited
+    /// by itself: the caller appends the entry of what it does with the card ([`Txn::audit`]),
+    /// and that entry commits with this job.
+    pub fn open_card(
+        &self,
+        merchant: MerchantId,
+        token: &Token,
+    ) -> Result<RevealedCard, VaultError> {
+        let id = self.core.lookup(token);
+        let rec = self.tx.record(&id)?.ok_or(VaultError::NotFound)?;
+        if !is_live_for(&rec, merchant, token, self.now()) {
+            return Err(VaultError::NotFound);
+        }
+        let CardRecord {
+            pan, expiry, name, ..
+        } = open_stored(&self.core.keyring.read(), &rec)?;
+        Ok(RevealedCard {
+            pan,
+            expiry,
+            name,
+            customer: customer_of(&rec)?,
+        })
+    }
+
+    /// The caller's record under `key` (a key outside the vault's prefixes).
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, VaultError> {
+        check_foreign(key)?;
+        Ok(self.tx.get_raw(key)?)
+    }
+
+    /// Stores the caller's record under `key` (a key outside the vault's prefixes).
+    pub fn put(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), VaultError> {
+        check_foreign(key)?;
+        Ok(self.tx.put_raw(key, value)?)
+    }
+
+    /// Removes the caller's record under `key` (a key outside the vault's prefixes).
+    pub fn delete(&mut self, key: &[u8]) -> Result<(), VaultError> {
+        check_foreign(key)?;
+        Ok(self.tx.delete_raw_key(key)?)
+    }
+
+    /// The mark kept for `token` (see [`put_token_mark`](Self::put_token_mark)), if one is set
+    /// and its MAC verifies (a tampered or moved mark counts as absent: callers fail closed).
+    pub fn token_mark(&self, token: &Token) -> Result<Option<Vec<u8>>, VaultError> {
+        let id = self.core.lookup(token);
+        let stored = self.tx.get_raw(&mark_key(&id))?;
+        Ok(open_mark(self.core, &id, stored))
+    }
+
+    /// Keeps `body` (a postcard record whose first byte is 2) for `token`, MAC'd and bound to
+    /// the token. The vault removes it when the token is deleted or swept, or another card is
+    /// put behind it.
+    pub fn put_token_mark(&mut self, token: &Token, body: Vec<u8>) -> Result<(), VaultError> {
+        let id = self.core.lookup(token);
+        let key = mark_key(&id);
+        let mac_key = self
+            .core
+            .keyring
+            .read()
+            .mac_key(RecordKind::TOKEN_MARK.label());
+        let sealed = record_mac::seal_with(&mac_key, RecordKind::TOKEN_MARK, &key, body);
+        Ok(self.tx.put_raw(&key, sealed)?)
+    }
+
+    /// Appends an audit entry in this job: it is durable with everything else the job writes.
+    /// `detail` is for ids and counts only (cleaned and bounded like every entry).
+    pub fn audit(
+        &mut self,
+        actor: &Actor,
+        action: AuditAction,
+        token: Option<&Token>,
+        detail: Option<String>,
+        outcome: AuditOutcome,
+    ) -> Result<(), VaultError> {
+        let draft = Draft::new(actor, action, token, detail, outcome);
+        self.core
+            .append_audits(self.tx, std::slice::from_ref(&draft))
+    }
+
+    /// The store transaction, for the vault's own jobs.
+    pub(crate) fn raw(&mut self) -> &mut WriteTx<'g> {
+        self.tx
+    }
+}
+
+impl Vault {
+    /// Step one of a tokenize: validates, mints, fingerprints and seals `card` on the caller's
+    /// thread. Nothing is stored until [`Txn::commit_new`].
+    pub fn prepare_tokenize(
+        &self,
+        merchant: MerchantId,
+        card: NewCard,
+        options: TokenizeOptions,
+    ) -> Result<PreparedTokenize, VaultError> {
+        let now = self.inner.clock.now();
+        self.inner
+            .prepare(merchant, card, options, now)
+            .map(PreparedTokenize)
+    }
+
+    /// Step two: runs `job` on the committer thread as one job of a group commit and returns its
+    /// result once the group is durable. An error from `job` discards what it staged. `E` is the
+    /// caller's error type (the vault's, or one that wraps it).
+    pub fn transact<T, E, F>(&self, job: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<VaultError> + Send + 'static,
+        F: FnOnce(&mut Txn<'_, '_>) -> Result<T, E> + Send + 'static,
+    {
+        let core = self.inner.core.clone();
+        let written = self
+            .inner
+            .store
+            .write(move |tx| job(&mut Txn::new(&core, tx)).map_err(JobError::Job));
+        written.map_err(|e| match e {
+            JobError::Job(e) => e,
+            JobError::Store(e) => E::from(VaultError::from(e)),
+        })
+    }
+
+    /// The live token of `merchant` by that name, if any (see [`Txn::live_token`]), read outside
+    /// a job.
+    pub fn live_token(
+        &self,
+        merchant: MerchantId,
+        token: &Token,
+    ) -> Result<Option<LiveToken>, VaultError> {
+        let id = self.inner.lookup(token);
+        match self.inner.store.record(&id)? {
+            Some(rec) if is_live_for(&rec, merchant, token, self.inner.clock.now()) => {
+                Ok(Some(LiveToken {
+                    customer: customer_of(&rec)?,
+                    card_digest: rec.dedupe.0,
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The mark kept for a live token of `merchant` (see [`Txn::token_mark`]), read outside a job.
+    pub fn token_mark(
+        &self,
+        merchant: MerchantId,
+        token: &Token,
+    ) -> Result<Option<Vec<u8>>, VaultError> {
+        let id = self.inner.lookup(token);
+        let live = self
+            .inner
+            .store
+            .record(&id)?
+            .is_some_and(|r| is_live_for(&r, merchant, token, self.inner.clock.now()));
+        if !live {
+            return Ok(None);
+        }
+        let stored = self.inner.store.get_raw(&mark_key(&id))?;
+        Ok(open_mark(&self.inner.core, &id, stored))
+    }
+
+    /// Runs an audited action: `run` gets the action's [`Entry`], which its write job stages so
+    /// that the entry commits with the action. A failure (before or in the job, or of the commit)
+    /// committed nothing of the action, and its entry is then written on its own; so is the
+    /// entry of an action that succeeded without staging it (one that writes nothing, or writes
+    /// in several commits), with `detail` of its result. A failure to record turns a success into
+    /// that failure: nothing the vault does goes unaudited without the caller hearing of it.
+    pub(crate) fn audited<T>(
+        &self,
+        action: AuditAction,
+        token: Option<&Token>,
+        detail: impl FnOnce(&T) -> Option<String>,
+        run: impl FnOnce(Entry) -> Result<T, VaultError>,
+    ) -> Result<T, VaultError> {
+        let staged = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let actor = self.actor();
+        let entry = Entry {
+            actor: actor.clone(),
+            action,
+            staged: staged.clone(),
+        };
+        let result = run(entry);
+        let staged = staged.load(std::sync::atomic::Ordering::Acquire);
+        if result.is_err() || !staged {
+            let detail = result.as_ref().ok().and_then(detail);
+            self.record(actor, action, token, detail, AuditOutcome::of(&result))?;
+        }
+        result
+    }
+}
+
+/// A [`Vault::transact`] job's error, or the store's.
+enum JobError<E> {
+    Job(E),
+    Store(vault_store::StoreError),
+}
+
+impl<E> From<vault_store::StoreError> for JobError<E> {
+    fn from(e: vault_store::StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// The audit entry of one action, staged by the action's own write job (see [`Vault::audited`]).
+pub(crate) struct Entry {
+    actor: Actor,
+    action: AuditAction,
+    staged: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Entry {
+    /// Stages the action's success entry in `txn`; call it last in the job.
+    pub(crate) fn stage(
+        &self,
+        txn: &mut Txn<'_, '_>,
+        token: Option<&Token>,
+        detail: Option<String>,
+    ) -> Result<(), VaultError> {
+        txn.audit(&self.actor, self.action, token, detail, AuditOutcome::Ok)?;
+        self.staged
+            .store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+}
+
+/// The store key of `id`'s mark.
+pub(crate) fn mark_key(id: &LookupId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(MARK_PREFIX);
+    k.extend_from_slice(&id.0);
+    k
+}
+
+fn open_mark(core: &Core, id: &LookupId, stored: Option<Vec<u8>>) -> Option<Vec<u8>> {
+    let value = stored?;
+    let key = core.keyring.read().mac_key(RecordKind::TOKEN_MARK.label());
+    record_mac::open_with(&key, RecordKind::TOKEN_MARK, &mark_key(id), &value)
+        .ok()
+        .map(<[u8]>::to_vec)
+}
+
+fn check_foreign(key: &[u8]) -> Result<(), VaultError> {
+    match key.first() {
+        Some(b) if VAULT_PREFIXES.contains(b) => Err(VaultError::Store(
+            vault_store::StoreError::Corrupt("key (vault prefix)"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl Vault {
+    /// Removes the marks whose token is gone (part of [`sweep_expired`](Self::sweep_expired),
+    /// after the records it removed). Returns how many.
+    pub(crate) fn sweep_orphan_marks(&self) -> Result<u64, VaultError> {
+        let mut due = Vec::new();
+        for (k, _) in self.inner.store.scan_raw(&[MARK_PREFIX], usize::MAX)? {
+            let Some(id) = k.get(1..17).and_then(|b| <[u8; 16]>::try_from(b).ok()) else {
+                continue;
+            };
+            if self.inner.store.record(&LookupId(id))?.is_none() {
+                due.push(k);
+            }
+        }
+        let removed = due.len() as u64;
+        for chunk in due.chunks(1000) {
+            let chunk = chunk.to_vec();
+            self.inner
+                .store
+                .write(move |tx| -> Result<(), VaultError> {
+                    for k in &chunk {
+                        tx.delete_raw_key(k)?;
+                    }
+                    Ok(())
+                })?;
+        }
+        Ok(removed)
+    }
+}
+
+impl Vault {
+    /// The caller's record under `key` (a key outside the vault's prefixes), read outside a job.
+    pub fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, VaultError> {
+        check_foreign(key)?;
+        Ok(self.inner.store.get_raw(key)?)
+    }
+
+    /// Up to `limit` of the caller's records whose keys start with `prefix` (outside the vault's
+    /// prefixes), in key order.
+    #[allow(clippy::type_complexity)]
+    pub fn scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, VaultError> {
+        check_foreign(prefix)?;
+        Ok(self.inner.store.scan_raw(prefix, limit)?)
+    }
+
+    /// A key derived from the vault's key hierarchy for `purpose`, for a layer above's own keyed
+    /// hashes and lookups. Stable for the life of the vault; never stored.
+    pub fn purpose_key(&self, purpose: &str) -> vault_core::SecretKey {
+        self.inner.keyring.read().mac_key(purpose)
+    }
+}
