@@ -372,7 +372,7 @@ impl Vault {
     }
 
     /// Deletes the stored idempotency records created 24 hours or more before the vault clock's
-    /// now; returns how many. Walks the time index oldest first, [`SWEEP_BATCH`] entries per
+    /// now; returns how many. Walks the time index oldest first, 1,024 entries per
     /// commit, and stops at the first entry still young enough to be replayed.
     pub fn sweep_idempotency(&self) -> Result<u64, VaultError> {
         self.sweep_idempotency_at(self.inner.clock.now())

@@ -1,7 +1,6 @@
 //! `cardvault merchant password <id>` end to end: the password from a file, from
 //! CARDVAULT_MERCHANT_PASSWORD, never from argv; offline on --data and through a running daemon;
 //! refusals are one clear line without the password. Checked by logging in on the vault itself.
-#![cfg(feature = "cli")]
 #![cfg(test)]
 
 mod common;

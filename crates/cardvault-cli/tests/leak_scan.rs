@@ -5,7 +5,6 @@
 //! directory, the daemon's stdout/stderr, `/metrics` or any response other than a reveal; error
 //! bodies must not echo any submitted digits. While the daemon runs, `/proc/<pid>/limits` must
 //! show a core-file limit of 0 and the process must be non-dumpable. See `docs/harnesses.md`.
-#![cfg(feature = "cli")]
 #![cfg(test)]
 
 mod common;

@@ -5,7 +5,6 @@
 //! acknowledged delete stays deleted, and a request in flight at the kill has either its old or
 //! its new outcome, never a mix. `CARDVAULT_DAEMON_CRASH_RUNS` sets the number of kills
 //! (default 3). See `docs/harnesses.md`.
-#![cfg(feature = "cli")]
 #![cfg(test)]
 
 mod common;

@@ -1,6 +1,5 @@
 //! `cardvault serve` as a process: it keeps serving when its log pipe is closed, and
 //! `--allow-uid` / `--allow-gid` really let those peers (and only those) reach the socket.
-#![cfg(feature = "cli")]
 #![cfg(test)]
 
 mod common;
