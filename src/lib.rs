@@ -6,6 +6,8 @@
 //!
 //! This crate is the facade: it re-exports the [`Vault`] API from `vault-service` and the card and
 //! key types from `vault-core`.
+//! It has none of the `cardvault` command's dependencies: the command (daemon, admin commands,
+//! load tool) is the `cardvault-cli` package, which links this crate.
 //!
 //! ```no_run
 //! use cardvault::{Expiry, KeySource, MerchantId, NewCard, Pan, Passphrase, TokenizeOptions, Vault, VaultOptions};

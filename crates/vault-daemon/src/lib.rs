@@ -91,10 +91,10 @@ mod reveal_audit;
 mod routes;
 mod server;
 mod state;
+pub mod views;
 
 pub use config::{DaemonConfig, LogFormat};
 pub use error::DaemonError;
 pub use http::router::{Route, routes};
 pub use net::listener::{Listener, bind_tcp, bind_unix, bind_unix_for};
-pub use routes::audit::audit_entry_view;
 pub use server::serve;

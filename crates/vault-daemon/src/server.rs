@@ -26,9 +26,10 @@ use crate::{
 /// Every `201`/`204` the daemon sent was for a write already durable under the vault's
 /// durability setting; the final flush covers the rest.
 ///
-/// `gateway` is the payment gateway over the vault to serve (a [`Vault`] makes a fresh one): pass
-/// the same [`Gateway`](vault_gateway::Gateway) the process uses in-process, as it holds the
-/// CVVs of pending payments.
+/// `gateway` is the payment gateway over the vault to serve (a
+/// [`Vault`](vault_service::Vault) makes a fresh one): pass the same
+/// [`Gateway`](vault_gateway::Gateway) the process uses in-process, as it holds the CVVs of
+/// pending payments.
 pub async fn serve(
     listener: Listener,
     gateway: impl Into<vault_gateway::Gateway>,

@@ -17,6 +17,8 @@ pub enum GatewayError {
     OriginMismatch,
     /// Too many failed logins for this merchant or from this peer; try again later.
     RateLimited,
+    /// A session with this token exists (122 random bits: not a realistic event).
+    SessionExists,
 }
 
 impl GatewayError {
@@ -28,6 +30,7 @@ impl GatewayError {
             Err(Self::SessionInvalid) => AuditOutcome::Denied("session_invalid".to_owned()),
             Err(Self::OriginMismatch) => AuditOutcome::Denied("origin_mismatch".to_owned()),
             Err(Self::RateLimited) => AuditOutcome::Denied("rate_limited".to_owned()),
+            Err(Self::SessionExists) => AuditOutcome::Denied("session_exists".to_owned()),
         }
     }
 
@@ -42,9 +45,11 @@ impl GatewayError {
         )))
     }
 
-    /// A stored gateway record that does not decode.
-    pub(crate) fn corrupt(what: &'static str) -> Self {
-        Self::Vault(VaultError::Store(vault_service::StoreError::Corrupt(what)))
+    /// A stored gateway record of key space `what` that does not decode.
+    pub(crate) fn corrupt(what: vault_service::KeySpace) -> Self {
+        Self::Vault(VaultError::Store(vault_service::StoreError::Corrupt(
+            vault_service::Structure::Value(what),
+        )))
     }
 }
 
@@ -55,6 +60,7 @@ impl fmt::Display for GatewayError {
             Self::SessionInvalid => f.write_str("session is unknown, expired or already used"),
             Self::OriginMismatch => f.write_str("origin does not match the session"),
             Self::RateLimited => f.write_str("too many failed attempts; try again later"),
+            Self::SessionExists => f.write_str("conflict: session_exists"),
         }
     }
 }

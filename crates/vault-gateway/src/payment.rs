@@ -19,11 +19,11 @@ use crate::{
     session::{SessionRec, encode, from_unix, spend_session},
 };
 
-const PAYMENT_PREFIX: u8 = b'Y';
+const PAYMENT_PREFIX: u8 = vault_service::KeySpace::Payment.byte();
 /// The layout version of one-click marks (the vault's per-token mark; MAC'd by the vault).
 const MARK_VERSION: u8 = 2;
 /// The removal index of payment records (see `due_index`).
-const PAYMENT_DUE_PREFIX: u8 = b'y';
+const PAYMENT_DUE_PREFIX: u8 = vault_service::KeySpace::PaymentDue.byte();
 /// How long a payment record is kept for its outcome to be reported.
 pub const PAYMENT_TTL: Duration = Duration::hours(24);
 
@@ -235,12 +235,11 @@ struct OneClickRec {
 
 fn decode_payment(bytes: &[u8]) -> Result<PaymentRec, GatewayError> {
     match bytes.first() {
-        Some(&PAYMENT_VERSION) => {
-            postcard::from_bytes(bytes).map_err(|_| GatewayError::corrupt("payment"))
-        }
+        Some(&PAYMENT_VERSION) => postcard::from_bytes(bytes)
+            .map_err(|_| GatewayError::corrupt(vault_service::KeySpace::Payment)),
         Some(1) => {
-            let old: PaymentRecV1 =
-                postcard::from_bytes(bytes).map_err(|_| GatewayError::corrupt("payment"))?;
+            let old: PaymentRecV1 = postcard::from_bytes(bytes)
+                .map_err(|_| GatewayError::corrupt(vault_service::KeySpace::Payment))?;
             Ok(PaymentRec {
                 v: PAYMENT_VERSION,
                 merchant: old.merchant,
@@ -252,7 +251,7 @@ fn decode_payment(bytes: &[u8]) -> Result<PaymentRec, GatewayError> {
                 card: None,
             })
         }
-        _ => Err(GatewayError::corrupt("payment")),
+        _ => Err(GatewayError::corrupt(vault_service::KeySpace::Payment)),
     }
 }
 

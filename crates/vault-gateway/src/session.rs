@@ -24,9 +24,9 @@ type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 /// How long a session lives.
 pub const SESSION_TTL: Duration = Duration::minutes(10);
 
-const SESSION_PREFIX: u8 = b'S';
+const SESSION_PREFIX: u8 = vault_service::KeySpace::Session.byte();
 /// The removal index of sessions (see `due_index`).
-const SESSION_DUE_PREFIX: u8 = b's';
+const SESSION_DUE_PREFIX: u8 = vault_service::KeySpace::SessionDue.byte();
 /// How long a session record is kept after it expires (it then holds no usable credential; see
 /// [`Gateway::session_merchant`]).
 const KEEP_AFTER_EXPIRY: Duration = Duration::hours(1);
@@ -193,7 +193,8 @@ pub(crate) struct SessionRec {
 
 impl SessionRec {
     pub(crate) fn kind(&self) -> Result<SessionKind, GatewayError> {
-        SessionKind::from_code(self.kind).ok_or(GatewayError::corrupt("session"))
+        SessionKind::from_code(self.kind)
+            .ok_or(GatewayError::corrupt(vault_service::KeySpace::Session))
     }
 
     pub(crate) fn customer(&self) -> Result<Option<CustomerId>, GatewayError> {
@@ -201,7 +202,7 @@ impl SessionRec {
             .as_deref()
             .map(CustomerId::parse)
             .transpose()
-            .map_err(|_| GatewayError::corrupt("session"))
+            .map_err(|_| GatewayError::corrupt(vault_service::KeySpace::Session))
     }
 
     pub(crate) fn card_description_ref(&self) -> Option<&str> {
@@ -209,7 +210,8 @@ impl SessionRec {
     }
 
     pub(crate) fn merchant(&self) -> Result<MerchantId, GatewayError> {
-        MerchantId::new(self.merchant).map_err(|_| GatewayError::corrupt("session"))
+        MerchantId::new(self.merchant)
+            .map_err(|_| GatewayError::corrupt(vault_service::KeySpace::Session))
     }
 
     /// Whether a request from browser `origin` (`None`: no `Origin` header, a server) may spend
@@ -294,10 +296,9 @@ fn check_usable(
 
 pub(crate) fn decode_session(bytes: &[u8]) -> Result<SessionRec, GatewayError> {
     match bytes.first() {
-        Some(&RECORD_VERSION) => {
-            postcard::from_bytes(bytes).map_err(|_| GatewayError::corrupt("session"))
-        }
-        _ => Err(GatewayError::corrupt("session")),
+        Some(&RECORD_VERSION) => postcard::from_bytes(bytes)
+            .map_err(|_| GatewayError::corrupt(vault_service::KeySpace::Session)),
+        _ => Err(GatewayError::corrupt(vault_service::KeySpace::Session)),
     }
 }
 
@@ -437,9 +438,7 @@ impl Gateway {
         self.vault.transact(move |txn| {
             // 122 random bits: a collision is not a realistic event, but never overwrite.
             if txn.get(&key)?.is_some() {
-                return Err(GatewayError::Vault(vault_service::VaultError::Conflict(
-                    "session_exists",
-                )));
+                return Err(GatewayError::SessionExists);
             }
             txn.put(&key, value)?;
             txn.put(&due, Vec::new())?;

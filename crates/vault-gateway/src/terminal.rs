@@ -13,7 +13,7 @@ use vault_service::{AuditOutcome, RecordKind, RecordMac};
 use crate::{Gateway, GatewayError, VaultError};
 
 /// Terminal records: `T` + terminal id.
-const TERMINAL_PREFIX: u8 = b'T';
+const TERMINAL_PREFIX: u8 = vault_service::KeySpace::Terminal.byte();
 /// Their MAC kind.
 const TERMINALS: RecordKind = RecordKind::new(TERMINAL_PREFIX, "record-mac:terminal");
 /// The layout version of terminal records (MAC'd).
@@ -82,13 +82,13 @@ fn decode(
     mac: &RecordMac,
     key: &[u8],
     bytes: &[u8],
-) -> Result<(MerchantId, OffsetDateTime), VaultError> {
+) -> Result<(MerchantId, OffsetDateTime), GatewayError> {
     let body = mac.open(key, bytes)?;
     if body.first() != Some(&MAC_VERSION) {
-        return Err(VaultError::Integrity);
+        return Err(VaultError::Integrity.into());
     }
     let r: TerminalRec = postcard::from_bytes(body)
-        .map_err(|_| VaultError::Store(vault_service::StoreError::Corrupt("terminal")))?;
+        .map_err(|_| GatewayError::corrupt(vault_service::KeySpace::Terminal))?;
     let merchant = MerchantId::new(r.merchant).map_err(|_| VaultError::Integrity)?;
     let created_at =
         OffsetDateTime::from_unix_timestamp(r.created_at).map_err(|_| VaultError::Integrity)?;

@@ -23,8 +23,8 @@ use crate::{
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
-const MERCHANT_PREFIX: u8 = b'M';
-const APIKEY_PREFIX: u8 = b'K';
+const MERCHANT_PREFIX: u8 = vault_store::KeySpace::Merchant.byte();
+const APIKEY_PREFIX: u8 = vault_store::KeySpace::ApiKey.byte();
 const RECORD_VERSION: u8 = 1;
 
 /// What an API key may do: the vault's scopes, or one a layer above names ([`ScopeBit`]).
@@ -364,22 +364,33 @@ fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
     k
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &'static str) -> Result<T, VaultError> {
+fn decode<T: for<'de> Deserialize<'de>>(
+    bytes: &[u8],
+    what: vault_store::KeySpace,
+) -> Result<T, VaultError> {
     match bytes.split_first() {
-        Some((&RECORD_VERSION, _)) => postcard::from_bytes(bytes)
-            .map_err(|_| VaultError::Store(vault_store::StoreError::Corrupt(what))),
-        _ => Err(VaultError::Store(vault_store::StoreError::Corrupt(what))),
+        Some((&RECORD_VERSION, _)) => postcard::from_bytes(bytes).map_err(|_| {
+            VaultError::Store(vault_store::StoreError::Corrupt(
+                vault_store::Structure::Value(what),
+            ))
+        }),
+        _ => Err(VaultError::Store(vault_store::StoreError::Corrupt(
+            vault_store::Structure::Value(what),
+        ))),
     }
 }
 
 /// A MAC-verified version-2 body (see [`crate::record_mac`]).
 pub(crate) fn decode_v2<T: for<'de> Deserialize<'de>>(
     body: &[u8],
-    what: &'static str,
+    what: vault_store::KeySpace,
 ) -> Result<T, VaultError> {
     match body.first() {
-        Some(&MAC_VERSION) => postcard::from_bytes(body)
-            .map_err(|_| VaultError::Store(vault_store::StoreError::Corrupt(what))),
+        Some(&MAC_VERSION) => postcard::from_bytes(body).map_err(|_| {
+            VaultError::Store(vault_store::StoreError::Corrupt(
+                vault_store::Structure::Value(what),
+            ))
+        }),
         _ => Err(VaultError::Integrity),
     }
 }
@@ -581,7 +592,7 @@ impl Vault {
             .get_raw(&key(MERCHANT_PREFIX, &id.get().to_be_bytes()))?
         {
             Some(b) => {
-                let r: MerchantRec = decode(&b, "merchant")?;
+                let r: MerchantRec = decode(&b, vault_store::KeySpace::Merchant)?;
                 Ok(Some(Merchant {
                     id,
                     name: r.name,
@@ -601,7 +612,7 @@ impl Vault {
                 .and_then(|s| s.try_into().ok())
                 .ok_or(VaultError::Integrity)?;
             let id = MerchantId::new(u64::from_be_bytes(id)).map_err(|_| VaultError::Integrity)?;
-            let r: MerchantRec = decode(&v, "merchant")?;
+            let r: MerchantRec = decode(&v, vault_store::KeySpace::Merchant)?;
             out.push(Merchant {
                 id,
                 name: r.name,
@@ -682,8 +693,10 @@ impl Vault {
     pub fn api_keys(&self, merchant: Option<MerchantId>) -> Result<Vec<ApiKeyInfo>, VaultError> {
         let mut out = Vec::new();
         for (k, v) in self.inner.store.scan_raw(&[APIKEY_PREFIX], usize::MAX)? {
-            let r: ApiKeyRec =
-                decode_v2(self.open_record(RecordKind::API_KEY, &k, &v)?, "api key")?;
+            let r: ApiKeyRec = decode_v2(
+                self.open_record(RecordKind::API_KEY, &k, &v)?,
+                vault_store::KeySpace::ApiKey,
+            )?;
             let m = match r.merchant {
                 OPERATOR => None,
                 m => Some(MerchantId::new(m).map_err(|_| VaultError::Integrity)?),
@@ -722,7 +735,7 @@ impl Vault {
             let tx = txn.raw();
             let bytes = tx.get_raw(&k)?.ok_or(VaultError::NotFound)?;
             let body = record_mac::open_with(&mac_key, RecordKind::API_KEY, &k, &bytes)?;
-            let mut rec: ApiKeyRec = decode_v2(body, "api key")?;
+            let mut rec: ApiKeyRec = decode_v2(body, vault_store::KeySpace::ApiKey)?;
             rec.revoked = true;
             let sealed = record_mac::seal_with(&mac_key, RecordKind::API_KEY, &k, encode(&rec));
             tx.put_raw(&k, sealed)?;
@@ -761,7 +774,7 @@ impl Vault {
                 };
                 // A tampered record fails closed: `Integrity`, never a principal.
                 let body = self.open_record(RecordKind::API_KEY, &k, &bytes)?;
-                let r: ApiKeyRec = decode_v2(body, "api key")?;
+                let r: ApiKeyRec = decode_v2(body, vault_store::KeySpace::ApiKey)?;
                 self.inner.keys.records.write().insert(id, r.clone());
                 r
             }

@@ -190,9 +190,11 @@ impl Vault {
             input,
             dir.as_ref(),
             |h| {
-                KeyHeader::decode(h)
-                    .map(|_| ())
-                    .map_err(|_| StoreError::Corrupt("backup file (key header)"))
+                KeyHeader::decode(h).map(|_| ()).map_err(|_| {
+                    StoreError::Corrupt(vault_store::Structure::Backup(
+                        vault_store::BackupPart::KeyHeader,
+                    ))
+                })
             },
             progress,
         )?;

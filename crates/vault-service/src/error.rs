@@ -75,9 +75,31 @@ pub enum VaultError {
     /// The vault is at a capacity bound (the store's write queue is full, or a layer above's:
     /// [`Vault::set_write_queue_limit`](crate::Vault::set_write_queue_limit)); try again shortly.
     Busy,
-    /// The request conflicts with another one: `idempotency_mismatch` (same key, different
-    /// request) or `idempotency_in_progress` (same key, still being answered).
-    Conflict(&'static str),
+    /// The request conflicts with another one (see [`VaultConflict`]).
+    Conflict(VaultConflict),
+}
+
+/// What a request conflicts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum VaultConflict {
+    /// The same merchant's same idempotency key is still being answered.
+    IdempotencyInProgress,
+    /// The idempotency key was answered for a different request.
+    IdempotencyMismatch,
+    /// An audit archive is already running.
+    AuditArchiveInProgress,
+}
+
+impl VaultConflict {
+    /// The stable code (HTTP answers, audit outcomes).
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::IdempotencyInProgress => "idempotency_in_progress",
+            Self::IdempotencyMismatch => "idempotency_mismatch",
+            Self::AuditArchiveInProgress => "audit_archive_in_progress",
+        }
+    }
 }
 
 impl VaultError {
@@ -105,7 +127,7 @@ impl fmt::Display for VaultError {
                 "too many distinct cards with the same masked number from this API key; try again later",
             ),
             Self::Busy => f.write_str("the vault is busy; try again shortly"),
-            Self::Conflict(code) => write!(f, "conflict: {code}"),
+            Self::Conflict(conflict) => write!(f, "conflict: {}", conflict.code()),
         }
     }
 }
@@ -123,7 +145,9 @@ impl std::error::Error for VaultError {
 impl From<StoreError> for VaultError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Corrupt("record") => Self::Integrity,
+            StoreError::Corrupt(vault_store::Structure::Value(vault_store::KeySpace::Record)) => {
+                Self::Integrity
+            }
             StoreError::Busy => Self::Busy,
             e => Self::Store(e),
         }

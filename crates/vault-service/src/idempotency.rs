@@ -3,11 +3,11 @@
 //!
 //! A caller starts a keyed request with [`Vault::idempotency_begin`]. The answer is one of:
 //!
-//! - `Err(Conflict("idempotency_in_progress"))`: the same merchant's same key is being answered
+//! - `Err(Conflict(IdempotencyInProgress))`: the same merchant's same key is being answered
 //!   right now (by this process; the vault directory is locked to one process);
 //! - `Ok(Replay(response))`: the key was answered less than [`IDEMPOTENCY_TTL`] ago for the same
 //!   request; `response` is what was answered then;
-//! - `Err(Conflict("idempotency_mismatch"))`: the key was answered less than 24 hours ago for a
+//! - `Err(Conflict(IdempotencyMismatch))`: the key was answered less than 24 hours ago for a
 //!   different request (a different body, or a different route);
 //! - `Ok(Proceed(guard))`: the key is new (or its record is older than 24 hours). The caller does
 //!   the work and hands the response to [`IdempotencyGuard::finish`], which stores it durably
@@ -60,8 +60,8 @@ type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 /// How long a stored answer is replayed: 24 hours from the request that produced it.
 pub const IDEMPOTENCY_TTL: time::Duration = time::Duration::hours(24);
 
-const RECORD_PREFIX: u8 = b'I';
-const INDEX_PREFIX: u8 = b'i';
+const RECORD_PREFIX: u8 = vault_store::KeySpace::IdempotencyRecord.byte();
+const INDEX_PREFIX: u8 = vault_store::KeySpace::IdempotencyIndex.byte();
 const RECORD_VERSION: u8 = 1;
 /// `b'I' | merchant | key`.
 const RECORD_KEY_LEN: usize = 1 + 8 + 16;
@@ -296,9 +296,9 @@ impl Vault {
     ///
     /// `route` is a stable route name (`"POST /v2/tokens"`); `request` the parts that define the
     /// request (path parameters, body bytes). In flight (same merchant and key) ->
-    /// `Err(Conflict("idempotency_in_progress"))`. Stored less than 24 h ago with the same
+    /// `Err(Conflict(IdempotencyInProgress))`. Stored less than 24 h ago with the same
     /// fingerprint -> `Ok(Replay(response))`; with a different one (a different route included) ->
-    /// `Err(Conflict("idempotency_mismatch"))`. Absent or older -> `Ok(Proceed(guard))`. A stored
+    /// `Err(Conflict(IdempotencyMismatch))`. Absent or older -> `Ok(Proceed(guard))`. A stored
     /// record that fails to decode or open -> `Err(Integrity)`. Keys are scoped to `merchant`:
     /// two merchants using the same key never meet.
     pub fn idempotency_begin(
@@ -310,7 +310,9 @@ impl Vault {
     ) -> Result<IdempotencyStart, VaultError> {
         // Taken before reading the store, so two concurrent duplicates cannot both proceed.
         if !self.inner.idempotency.slots.lock().insert((merchant, *key)) {
-            return Err(VaultError::Conflict("idempotency_in_progress"));
+            return Err(VaultError::Conflict(
+                crate::VaultConflict::IdempotencyInProgress,
+            ));
         }
         let now = self.inner.clock.now();
         let keys = self.inner.core.idempotency_keys();
@@ -331,7 +333,9 @@ impl Vault {
             return Ok(IdempotencyStart::Proceed(guard));
         }
         if !bool::from(rec.fingerprint.ct_eq(&guard.fingerprint)) {
-            return Err(VaultError::Conflict("idempotency_mismatch"));
+            return Err(VaultError::Conflict(
+                crate::VaultConflict::IdempotencyMismatch,
+            ));
         }
         let aad = seal_aad(&record_key, rec.created_at, &rec.fingerprint);
         let plaintext =
@@ -369,7 +373,7 @@ impl Vault {
     }
 
     /// Deletes the stored idempotency records created 24 hours or more before the vault clock's
-    /// now; returns how many. Walks the time index oldest first, [`SWEEP_BATCH`] entries per
+    /// now; returns how many. Walks the time index oldest first, 1,024 entries per
     /// commit, and stops at the first entry still young enough to be replayed.
     pub fn sweep_idempotency(&self) -> Result<u64, VaultError> {
         self.sweep_idempotency_at(self.inner.clock.now())

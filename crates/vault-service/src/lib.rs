@@ -44,7 +44,7 @@ pub use audit::{
 };
 pub use backup::{BackupReport, RestoreReport, backup_path_problem};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{FieldError, VaultError};
+pub use error::{FieldError, VaultConflict, VaultError};
 pub use idempotency::{
     IDEMPOTENCY_TTL, IdempotencyGuard, IdempotencyKey, IdempotencyStart, IdempotentResponse,
 };
@@ -63,4 +63,4 @@ pub use vault_core::{
     Brand, CardError, CardholderName, CustomerId, DekId, DekState, Expiry, Fingerprint, KdfParams,
     KeyError, KeySource, MaskedPan, MerchantId, Metadata, Pan, Passphrase, SecretKey, Token,
 };
-pub use vault_store::{Durability, StoreError, StoreStats};
+pub use vault_store::{Durability, KeySpace, StoreError, StoreStats, Structure};

@@ -31,6 +31,7 @@ const OLD_VERSION: u8 = 1;
 const MAC_LEN: usize = 32;
 /// Store key of the "version-1 records were migrated" marker.
 const MARKER_KEY: &[u8] = b"~record-macs";
+const _: () = assert!(MARKER_KEY[0] == vault_store::KeySpace::Marker.byte());
 
 /// A kind of MAC'd record (each has its own MAC key): its store-key prefix and the label its
 /// MAC key is derived under. The vault's are API keys (`K`) and per-token marks (`O`); a layer
@@ -44,18 +45,28 @@ pub struct RecordKind {
 
 impl RecordKind {
     /// `K` + key id.
-    pub(crate) const API_KEY: Self = Self::new(b'K', "record-mac:api-key");
+    pub(crate) const API_KEY: Self =
+        Self::new(vault_store::KeySpace::ApiKey.byte(), "record-mac:api-key");
     /// `O` + token lookup id: a per-token mark (see `txn.rs`). Its MAC label is the one the
     /// marks were first written under (the on-disk format).
-    pub(crate) const TOKEN_MARK: Self = Self::new(b'O', "record-mac:one-click");
+    pub(crate) const TOKEN_MARK: Self = Self::new(
+        vault_store::KeySpace::OneClick.byte(),
+        "record-mac:one-click",
+    );
 
     /// Records written before MACs existed that the vault migrates once, at open (see the module
     /// docs): its own kinds, and two kinds of the layer above's records (`P`, `T`), which
     /// predate the seam and so are listed here by their on-disk prefix and label.
     const MIGRATED: [RecordKind; 4] = [
         Self::API_KEY,
-        Self::new(b'P', "record-mac:password"),
-        Self::new(b'T', "record-mac:terminal"),
+        Self::new(
+            vault_store::KeySpace::Password.byte(),
+            "record-mac:password",
+        ),
+        Self::new(
+            vault_store::KeySpace::Terminal.byte(),
+            "record-mac:terminal",
+        ),
         Self::TOKEN_MARK,
     ];
 

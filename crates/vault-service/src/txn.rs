@@ -32,11 +32,7 @@ use crate::{
 };
 
 /// The store-key prefix of per-token marks (`O` + the token's lookup id).
-const MARK_PREFIX: u8 = b'O';
-/// Prefixes the vault keeps for itself beside those the store reserves: the audit log (`A`, `a`),
-/// API keys (`K`), merchants (`M`), idempotency answers (`I`, `i`), per-token marks (`O`) and the
-/// record-MAC marker (`~`). A [`Txn`] refuses them as keys of the caller's own records.
-const VAULT_PREFIXES: &[u8] = b"AaKMIiO~";
+const MARK_PREFIX: u8 = vault_store::KeySpace::OneClick.byte();
 
 /// A tokenize validated and sealed by [`Vault::prepare_tokenize`], ready for [`Txn::commit_new`].
 pub struct PreparedTokenize(pub(crate) Prepared);
@@ -356,10 +352,16 @@ fn open_mark(core: &Core, id: &LookupId, stored: Option<Vec<u8>>) -> Option<Vec<
         .map(<[u8]>::to_vec)
 }
 
+/// Refuses keys of the vault's own key spaces ([`Owner::Vault`](vault_store::Owner::Vault) in the
+/// registry: audit, API keys, merchants, idempotency answers, per-token marks, markers) as keys of
+/// the caller's own records; the store refuses its own.
 fn check_foreign(key: &[u8]) -> Result<(), VaultError> {
-    match key.first() {
-        Some(b) if VAULT_PREFIXES.contains(b) => Err(VaultError::Store(
-            vault_store::StoreError::Corrupt("key (vault prefix)"),
+    match key
+        .first()
+        .and_then(|&b| vault_store::KeySpace::from_byte(b))
+    {
+        Some(kind) if kind.owner() == vault_store::Owner::Vault => Err(VaultError::Store(
+            vault_store::StoreError::Corrupt(vault_store::Structure::VaultKey),
         )),
         _ => Ok(()),
     }

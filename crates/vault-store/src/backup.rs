@@ -43,7 +43,7 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    STORE_FORMAT_VERSION, Store, StoreError, StoredRecord,
+    BackupPart, Engine, STORE_FORMAT_VERSION, Store, StoreError, StoredRecord, Structure,
     layout::{COUNT_KEY, DEDUPE_PREFIX, RECORD_PREFIX, VERSION_KEY},
 };
 
@@ -79,20 +79,20 @@ pub(crate) struct Capture {
     /// Keys at or below this were exported already (`None`: nothing yet).
     cursor: Option<Vec<u8>>,
     /// T0 values (`None`: absent at T0) of not-yet-exported keys changed since T0.
-    before: BTreeMap<Vec<u8>, Option<sled::IVec>>,
+    before: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl Capture {
     /// Called by the committer before a batch changes `key`.
     pub(crate) fn before_change(
         &mut self,
-        tree: &sled::Tree,
+        engine: &dyn Engine,
         key: &[u8],
     ) -> Result<(), StoreError> {
         if self.cursor.as_deref().is_some_and(|c| key <= c) || self.before.contains_key(key) {
             return Ok(());
         }
-        let old = tree.get(key)?;
+        let old = engine.point_get(key)?;
         self.before.insert(key.to_vec(), old);
         Ok(())
     }
@@ -163,7 +163,7 @@ impl Store {
         mut progress: impl FnMut(u64, u64),
     ) -> Result<BackupSummary, StoreError> {
         let id = BACKUP_IDS.fetch_add(1, Ordering::Relaxed);
-        let (tree, dir, capture) = (self.tree.clone(), self.dir.clone(), self.capture.clone());
+        let (engine, capture) = (self.engine().clone(), self.capture.clone());
         let (header, store_version, first_pause) =
             self.write(move |_tx| -> Result<(Vec<u8>, u16, Duration), StoreError> {
                 let started = Instant::now();
@@ -171,11 +171,11 @@ impl Store {
                 if c.is_some() {
                     return Err(StoreError::BackupRunning);
                 }
-                let header = crate::header_file::read(&dir)?;
-                let version = tree
-                    .get(VERSION_KEY)?
-                    .ok_or(StoreError::Corrupt("store version"))?;
-                let version = u16_value(&version, "store version")?;
+                let header = engine.read_header()?;
+                let version = engine
+                    .point_get(VERSION_KEY)?
+                    .ok_or(StoreError::Corrupt(Structure::StoreVersion))?;
+                let version = u16_value(&version, Structure::StoreVersion)?;
                 *c = Some(Capture {
                     id,
                     cursor: None,
@@ -194,7 +194,7 @@ impl Store {
             bytes: 0,
         };
         let header_len = u32::try_from(header.len())
-            .map_err(|_| StoreError::Corrupt("key header (too large)"))?;
+            .map_err(|_| StoreError::Corrupt(Structure::KeyHeaderTooLarge))?;
         w.write_all(BACKUP_MAGIC)?;
         w.write_all(&BACKUP_FORMAT_VERSION.to_be_bytes())?;
         w.write_all(&store_version.to_be_bytes())?;
@@ -203,16 +203,16 @@ impl Store {
         let (mut entries, mut records, mut steps) = (0u64, 0u64, 1u64);
         let (mut longest, mut held) = (first_pause, first_pause);
         loop {
-            let (tree, capture) = (self.tree.clone(), self.capture.clone());
-            let (chunk, done, pause) = self.write(move |_tx| next_chunk(&tree, &capture, id))?;
+            let (engine, capture) = (self.engine().clone(), self.capture.clone());
+            let (chunk, done, pause) = self.write(move |_tx| next_chunk(&*engine, &capture, id))?;
             steps += 1;
             longest = longest.max(pause);
             held += pause;
             for (k, v) in &chunk {
-                let kl =
-                    u32::try_from(k.len()).map_err(|_| StoreError::Corrupt("key (too large)"))?;
-                let vl =
-                    u32::try_from(v.len()).map_err(|_| StoreError::Corrupt("value (too large)"))?;
+                let kl = u32::try_from(k.len())
+                    .map_err(|_| StoreError::Corrupt(Structure::KeyTooLarge))?;
+                let vl = u32::try_from(v.len())
+                    .map_err(|_| StoreError::Corrupt(Structure::ValueTooLarge))?;
                 w.write_all(&kl.to_be_bytes())?;
                 w.write_all(&vl.to_be_bytes())?;
                 w.write_all(k)?;
@@ -266,7 +266,7 @@ impl Store {
         };
         let name = dir
             .file_name()
-            .ok_or(StoreError::Corrupt("restore target (no directory name)"))?;
+            .ok_or(StoreError::Corrupt(Structure::RestoreTarget))?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -294,10 +294,10 @@ impl Store {
 /// cursor. Returns them in key order, whether the export is complete, and the time it took.
 #[allow(clippy::type_complexity)]
 fn next_chunk(
-    tree: &sled::Tree,
+    engine: &dyn Engine,
     capture: &Mutex<Option<Capture>>,
     id: u64,
-) -> Result<(Vec<(Vec<u8>, sled::IVec)>, bool, Duration), StoreError> {
+) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, bool, Duration), StoreError> {
     let started = Instant::now();
     let mut guard = capture.lock();
     let cap = match guard.as_mut() {
@@ -308,15 +308,15 @@ fn next_chunk(
         Some(c) => Bound::Excluded(c.clone()),
         None => Bound::Unbounded,
     };
-    let mut merged: BTreeMap<Vec<u8>, sled::IVec> = BTreeMap::new();
+    let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut last = None;
-    for item in tree
-        .range::<Vec<u8>, _>((start.clone(), Bound::Unbounded))
-        .take(CHUNK)
-    {
-        let (k, v) = item?;
-        last = Some(k.to_vec());
-        merged.insert(k.to_vec(), v);
+    let from = match &start {
+        Bound::Excluded(c) => Bound::Excluded(&c[..]),
+        _ => Bound::Unbounded,
+    };
+    for (k, v) in engine.scan(from, Bound::Unbounded, CHUNK)? {
+        last = Some(k.clone());
+        merged.insert(k, v);
     }
     let done = merged.len() < CHUNK;
     let end = match (&last, done) {
@@ -362,7 +362,7 @@ struct HashReader<R: Read> {
     bytes: u64,
 }
 
-const TRUNCATED: StoreError = StoreError::Corrupt("backup file (truncated)");
+const TRUNCATED: StoreError = StoreError::Corrupt(Structure::Backup(BackupPart::Truncated));
 
 impl<R: Read> HashReader<R> {
     /// Reads exactly `buf.len()` bytes, hashing them; a short file is `TRUNCATED`.
@@ -395,7 +395,7 @@ impl<R: Read> HashReader<R> {
 
     fn u32(&mut self) -> Result<usize, StoreError> {
         usize::try_from(u32::from_be_bytes(self.array()?))
-            .map_err(|_| StoreError::Corrupt("backup file (length)"))
+            .map_err(|_| StoreError::Corrupt(Structure::Backup(BackupPart::Length)))
     }
 
     fn u64(&mut self) -> Result<u64, StoreError> {
@@ -418,7 +418,7 @@ impl<R: Read> HashReader<R> {
     }
 }
 
-fn u16_value(v: &[u8], what: &'static str) -> Result<u16, StoreError> {
+fn u16_value(v: &[u8], what: Structure) -> Result<u16, StoreError> {
     Ok(u16::from_be_bytes(
         v.try_into().map_err(|_| StoreError::Corrupt(what))?,
     ))
@@ -437,23 +437,31 @@ fn import(
         bytes: 0,
     };
     if &r.array::<4>()? != BACKUP_MAGIC {
-        return Err(StoreError::Corrupt("backup file (not a cardvault backup)"));
+        return Err(StoreError::Corrupt(Structure::Backup(BackupPart::Magic)));
     }
     match r.u16()? {
-        0 => return Err(StoreError::Corrupt("backup file (format version 0)")),
+        0 => {
+            return Err(StoreError::Corrupt(Structure::Backup(
+                BackupPart::FormatVersion0,
+            )));
+        }
         v if v > BACKUP_FORMAT_VERSION => return Err(StoreError::NewerBackup(v)),
         _ => {}
     }
     let store_version = r.u16()?;
     if store_version == 0 {
-        return Err(StoreError::Corrupt("backup file (store version 0)"));
+        return Err(StoreError::Corrupt(Structure::Backup(
+            BackupPart::StoreVersion0,
+        )));
     }
     if store_version > STORE_FORMAT_VERSION {
         return Err(StoreError::NewerFormat(store_version));
     }
     let header_len = r.u32()?;
     if header_len == 0 || header_len > MAX_HEADER {
-        return Err(StoreError::Corrupt("backup file (key header length)"));
+        return Err(StoreError::Corrupt(Structure::Backup(
+            BackupPart::KeyHeaderLength,
+        )));
     }
     let header = r.vec(header_len)?;
     check_header(&header)?;
@@ -475,31 +483,38 @@ fn import(
         }
         let vl = r.u32()?;
         if kl > MAX_KEY || vl > MAX_VALUE {
-            return Err(StoreError::Corrupt("backup file (entry length)"));
+            return Err(StoreError::Corrupt(Structure::Backup(
+                BackupPart::EntryLength,
+            )));
         }
         let k = r.vec(kl)?;
         let v = r.vec(vl)?;
         if last.as_deref().is_some_and(|l| l >= k.as_slice()) {
-            return Err(StoreError::Corrupt("backup file (key order)"));
+            return Err(StoreError::Corrupt(Structure::Backup(BackupPart::KeyOrder)));
         }
         match k.first() {
             Some(&RECORD_PREFIX) => {
                 if k.len() != 17 {
-                    return Err(StoreError::Corrupt("backup file (record key)"));
+                    return Err(StoreError::Corrupt(Structure::Backup(
+                        BackupPart::RecordKey,
+                    )));
                 }
                 StoredRecord::decode(&v)
-                    .map_err(|_| StoreError::Corrupt("backup file (record)"))?;
+                    .map_err(|_| StoreError::Corrupt(Structure::Backup(BackupPart::Record)))?;
                 records += 1;
             }
             Some(&DEDUPE_PREFIX) if k.len() != 17 || v.len() != 24 => {
-                return Err(StoreError::Corrupt("backup file (dedupe entry)"));
+                return Err(StoreError::Corrupt(Structure::Backup(
+                    BackupPart::DedupeEntry,
+                )));
             }
-            _ if k == VERSION_KEY => version = Some(u16_value(&v, "backup file (store version)")?),
+            _ if k == VERSION_KEY => {
+                version = Some(u16_value(&v, Structure::Backup(BackupPart::StoreVersion))?)
+            }
             _ if k == COUNT_KEY => {
-                count =
-                    Some(u64::from_be_bytes(v.as_slice().try_into().map_err(
-                        |_| StoreError::Corrupt("backup file (record count)"),
-                    )?));
+                count = Some(u64::from_be_bytes(v.as_slice().try_into().map_err(
+                    |_| StoreError::Corrupt(Structure::Backup(BackupPart::RecordCount)),
+                )?));
             }
             _ => {}
         }
@@ -519,26 +534,36 @@ fn import(
         db.apply_batch(batch)?;
     }
     if &r.array::<4>()? != TRAILER_MAGIC {
-        return Err(StoreError::Corrupt("backup file (trailer)"));
+        return Err(StoreError::Corrupt(Structure::Backup(BackupPart::Trailer)));
     }
     if r.u64()? != imported {
-        return Err(StoreError::Corrupt("backup file (entry count)"));
+        return Err(StoreError::Corrupt(Structure::Backup(
+            BackupPart::EntryCount,
+        )));
     }
     let expected: [u8; 32] = r.hash.clone().finalize().into();
     let mut sha256 = [0u8; 32];
     r.read_unhashed(&mut sha256)?;
     if sha256 != expected {
-        return Err(StoreError::Corrupt("backup file (checksum mismatch)"));
+        return Err(StoreError::Corrupt(Structure::Backup(
+            BackupPart::ChecksumMismatch,
+        )));
     }
     let mut extra = [0u8; 1];
     if r.inner.read(&mut extra)? != 0 {
-        return Err(StoreError::Corrupt("backup file (bytes after the trailer)"));
+        return Err(StoreError::Corrupt(Structure::Backup(
+            BackupPart::BytesAfterTrailer,
+        )));
     }
     if version != Some(store_version) {
-        return Err(StoreError::Corrupt("backup file (store version entry)"));
+        return Err(StoreError::Corrupt(Structure::Backup(
+            BackupPart::StoreVersionEntry,
+        )));
     }
     if count != Some(records) {
-        return Err(StoreError::Corrupt("backup file (record count)"));
+        return Err(StoreError::Corrupt(Structure::Backup(
+            BackupPart::RecordCount,
+        )));
     }
     db.flush()?;
     drop(db);

@@ -1,15 +1,16 @@
-//! The group committer: one thread applies every write.
+//! The group committer: one thread applies every write. Engine-neutral: it talks to the database
+//! only through [`Engine`](crate::Engine).
 //!
 //! Callers hand it a closure. The thread takes the first queued closure, drains whatever else is
 //! queued (up to `max_group`), runs each closure against a [`WriteTx`] that sees the store plus the
-//! group's earlier writes, and makes all surviving writes durable at once: under
-//! `Durability::Sync` one append to the write-ahead log and one `fdatasync` of it (`wal.rs`), then
-//! one atomic `apply_batch` into sled without a sled flush; under `Durability::Flush` the
-//! `apply_batch` and one sled `flush`. Only then does it answer each caller. While it syncs, new
-//! callers queue up and form the next group, so the sync is shared by everyone who arrived
-//! meanwhile. Under `Sync` the committer also checkpoints (sled `flush`, `fdatasync` of sled's data
-//! file, log restarted under a new epoch) when the log has grown past `CHECKPOINT_BYTES` or the store
-//! has been idle for a second.
+//! group's earlier writes, and hands all surviving writes to [`Engine::commit`] as one group, to
+//! be made durable at once. With the sled engine (`sled_engine.rs`): under `Durability::Sync` one
+//! append to the write-ahead log and one `fdatasync` of it (`wal.rs`), then the writes applied to
+//! sled without a sled flush; under `Durability::Flush` one `apply_batch` and one sled `flush`.
+//! Only then does it answer each caller. While it syncs, new callers queue up and form the next
+//! group, so the sync is shared by everyone who arrived meanwhile. Between groups, and after a
+//! second without jobs, it lets the engine checkpoint ([`Engine::checkpoint`]; sled: `flush`,
+//! `fdatasync` of its data file, log restarted under a new epoch).
 //!
 //! Running every read-modify-write on this one thread also serialises them: de-duplication
 //! ("same card, same token") and "update only if unchanged" need no further locking.
@@ -22,17 +23,14 @@ use std::{
         atomic::{AtomicU64, Ordering},
         mpsc::{Receiver, RecvTimeoutError, TryRecvError},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use crate::{
-    DedupeKey, LookupId, StoreError, StoredRecord,
+    ConflictKind, DedupeKey, KeySpace, LookupId, StoreError, StoredRecord, Structure,
+    engine::{Check, Engine, Group, Op},
     layout::{self, COUNT_KEY, GENERATION_KEY},
-    wal::{Op, Wal},
 };
-
-/// Log size past which the committer checkpoints (sled flush + sync, log reset) after a group.
-const CHECKPOINT_BYTES: u64 = 32 << 20;
 /// An idle store checkpoints a non-empty log after this long without a job.
 const IDLE_CHECKPOINT: Duration = Duration::from_secs(1);
 
@@ -47,16 +45,12 @@ pub(crate) type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 pub(crate) struct CommitStats {
     pub(crate) groups: AtomicU64,
     pub(crate) jobs: AtomicU64,
-    pub(crate) flushes: AtomicU64,
     pub(crate) live_records: AtomicU64,
     /// Jobs submitted and not yet taken off the channel by the committer (the bounded queue).
     pub(crate) queued: std::sync::atomic::AtomicUsize,
     /// Set once a group commit failed in the database (I/O error, disk full). sled 0.34 treats its
     /// first write error as permanent: every later operation fails until the database is reopened.
     pub(crate) failed: std::sync::atomic::AtomicBool,
-    /// Checkpoints made (sled flush + sync, log reset) and the time they took.
-    pub(crate) checkpoints: AtomicU64,
-    pub(crate) checkpoint_micros: AtomicU64,
 }
 
 /// The writes of one group, as seen by one job.
@@ -64,9 +58,12 @@ pub(crate) struct CommitStats {
 /// Reads see, in order: this job's own writes, the earlier jobs of the group, then the tree.
 /// A job whose closure fails has its writes discarded; the rest of the group is unaffected.
 pub struct WriteTx<'a> {
-    tree: &'a sled::Tree,
+    engine: &'a dyn Engine,
     group: HashMap<Vec<u8>, Option<Vec<u8>>>,
     job: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Conditions of the group's kept jobs, and of the running job.
+    checks: Vec<Check>,
+    job_checks: Vec<Check>,
     count: u64,
     job_count: u64,
     header: Option<Vec<u8>>,
@@ -74,9 +71,11 @@ pub struct WriteTx<'a> {
 }
 
 impl<'a> WriteTx<'a> {
-    fn new(tree: &'a sled::Tree, count: u64) -> Self {
+    fn new(engine: &'a dyn Engine, count: u64) -> Self {
         Self {
-            tree,
+            engine,
+            checks: Vec::new(),
+            job_checks: Vec::new(),
             group: HashMap::new(),
             job: HashMap::new(),
             count,
@@ -93,7 +92,7 @@ impl<'a> WriteTx<'a> {
         if let Some(v) = self.group.get(key) {
             return Ok(v.clone());
         }
-        Ok(self.tree.get(key)?.map(|v| v.to_vec()))
+        self.engine.point_get(key)
     }
 
     fn set(&mut self, key: &[u8], value: Option<Vec<u8>>) {
@@ -175,7 +174,7 @@ impl<'a> WriteTx<'a> {
                 .as_slice()
                 .try_into()
                 .map(Some)
-                .map_err(|_| StoreError::Corrupt("dedupe index")),
+                .map_err(|_| StoreError::Corrupt(Structure::Value(KeySpace::Dedupe))),
             None => Ok(None),
         }
     }
@@ -217,7 +216,55 @@ impl<'a> WriteTx<'a> {
         self.get(key)
     }
 
+    /// Writes `value` under `key` (outside the reserved prefixes) only if the key is absent,
+    /// pending writes included; returns whether it wrote. The condition is checked again by the
+    /// engine when the group commits (see [`Check`]).
+    pub fn put_if_absent(&mut self, key: &[u8], value: Vec<u8>) -> Result<bool, StoreError> {
+        check_free_prefix(key)?;
+        if self.get(key)?.is_some() {
+            return Ok(false);
+        }
+        self.condition(key, None);
+        self.set(key, Some(value));
+        Ok(true)
+    }
+
+    /// Replaces the value under `key` (outside the reserved prefixes; `None` deletes) only if it
+    /// is `expected` now (`None`: absent), pending writes included; otherwise refuses with
+    /// [`StoreError::Conflict`] and writes nothing.
+    pub fn compare_and_set(
+        &mut self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        check_free_prefix(key)?;
+        let current = self.get(key)?;
+        if current.as_deref() != expected {
+            return Err(StoreError::Conflict(if expected.is_none() {
+                ConflictKind::Exists
+            } else {
+                ConflictKind::Changed
+            }));
+        }
+        self.condition(key, current);
+        self.set(key, new);
+        Ok(())
+    }
+
+    /// Records that the running job relies on `key` holding `expected` in the committed state,
+    /// unless the group has written the key already (then it is the group's own write).
+    fn condition(&mut self, key: &[u8], expected: Option<Vec<u8>>) {
+        if self.pending(key).is_none() {
+            self.job_checks.push(Check {
+                key: key.to_vec(),
+                expected,
+            });
+        }
+    }
+
     fn begin_job(&mut self) {
+        self.job_checks.clear();
         self.job.clear();
         self.job_header = None;
         self.job_count = self.count;
@@ -225,12 +272,14 @@ impl<'a> WriteTx<'a> {
 
     fn end_job(&mut self, keep: bool) {
         if keep {
+            self.checks.append(&mut self.job_checks);
             self.group.extend(self.job.drain());
             self.count = self.job_count;
             if let Some(h) = self.job_header.take() {
                 self.header = Some(h);
             }
         } else {
+            self.job_checks.clear();
             self.job.clear();
             self.job_header = None;
         }
@@ -238,10 +287,9 @@ impl<'a> WriteTx<'a> {
 }
 
 pub(crate) fn check_free_prefix(key: &[u8]) -> Result<(), StoreError> {
-    match key.first() {
-        Some(b'V' | b'C' | b'G' | b'R' | b'E' | b'D') | None => {
-            Err(StoreError::Corrupt("key (reserved prefix)"))
-        }
+    match key.first().map(|&b| KeySpace::from_byte(b)) {
+        None => Err(StoreError::Corrupt(Structure::ReservedKey)),
+        Some(Some(kind)) if kind.is_reserved() => Err(StoreError::Corrupt(Structure::ReservedKey)),
         Some(_) => Ok(()),
     }
 }
@@ -276,26 +324,16 @@ where
 }
 
 pub(crate) struct Committer {
-    pub(crate) tree: sled::Tree,
-    pub(crate) db: sled::Db,
+    pub(crate) engine: Arc<dyn Engine>,
     pub(crate) rx: Receiver<Job>,
-    pub(crate) dir: std::path::PathBuf,
-    pub(crate) durable: bool,
-    /// sled's data file (`sled/db`), synced by checkpoints under `Durability::Sync`.
-    pub(crate) sync_file: Option<std::fs::File>,
-    /// The write-ahead log: present under `Durability::Sync`.
-    pub(crate) wal: Option<Wal>,
     pub(crate) max_group: usize,
     pub(crate) stats: Arc<CommitStats>,
     pub(crate) group_sizes: Arc<parking_lot::Mutex<GroupHistogram>>,
     /// Set while a backup runs: keeps the pre-backup value of every key a group changes before
     /// the backup has exported it (see `backup.rs`).
     pub(crate) capture: Arc<parking_lot::Mutex<Option<crate::backup::Capture>>>,
-    /// Group commits applied so far (key `G`; see `generation.rs`).
+    /// Group commits applied so far (key `G`).
     pub(crate) generation: u64,
-    /// Held for writing while a logged group is applied to sled key by key, so that readers
-    /// (which hold it for reading) see whole groups, as `apply_batch` would give them.
-    pub(crate) apply_lock: Arc<parking_lot::RwLock<()>>,
 }
 
 /// Histogram of group sizes (jobs per commit), for metrics.
@@ -320,16 +358,14 @@ impl GroupHistogram {
 
 impl Committer {
     pub(crate) fn run(mut self) {
-        let mut refresh = crate::generation::Refresh::new();
         let mut group: Vec<Job> = Vec::with_capacity(self.max_group);
         let mut completions: Vec<Completion> = Vec::with_capacity(self.max_group);
-        // Out of `self`: a group's `WriteTx` borrows the tree while the log is written.
-        let mut wal = self.wal.take();
+        let engine = self.engine.clone();
         loop {
             let first = match self.rx.recv_timeout(IDLE_CHECKPOINT) {
                 Ok(job) => job,
                 Err(RecvTimeoutError::Timeout) => {
-                    self.checkpoint_if(&mut wal, |w| !w.is_empty());
+                    self.checkpoint(true);
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -344,18 +380,15 @@ impl Committer {
             let n = group.len();
             self.stats.queued.fetch_sub(n, Ordering::AcqRel);
             let count = self.stats.live_records.load(Ordering::Acquire);
-            let mut tx = WriteTx::new(&self.tree, count);
+            let mut tx = WriteTx::new(&*engine, count);
             for job in group.drain(..) {
                 completions.push(job(&mut tx));
             }
             let new_count = tx.count;
             let next = self.generation + 1;
-            let outcome = self.apply(tx, count, next, wal.as_mut()).map(|applied| {
+            let outcome = self.apply(tx, count, next).map(|applied| {
                 if applied {
                     self.generation = next;
-                    if self.durable {
-                        refresh.after_durable_group(&self.dir, next);
-                    }
                 }
             });
             match &outcome {
@@ -371,82 +404,52 @@ impl Committer {
             for c in completions.drain(..) {
                 c(outcome.clone());
             }
-            self.checkpoint_if(&mut wal, |w| w.len() >= CHECKPOINT_BYTES);
+            self.checkpoint(false);
         }
-        // Channel closed: every sender is gone. Make what was applied durable in sled (the log is
-        // then empty), and record exactly how far it got (unless the store has failed: then it
-        // may not be).
+        // Channel closed: every sender is gone. Make what was applied durable, and record exactly
+        // how far it got (unless the store has failed: then it may not be).
         if self.stats.failed.load(Ordering::Acquire) {
             return;
         }
-        let flushed = match &mut wal {
-            Some(w) => self.checkpoint(w).is_ok(),
-            None => self.db.flush().is_ok(),
-        };
-        if flushed {
-            let _ = crate::generation::write(&self.dir, self.generation, true);
-        }
+        let _ = self.engine.close(self.generation);
     }
 
-    /// Checkpoints when there is a log and `due` says so; a failure fails the store (sled's flush
+    /// The engine's housekeeping between groups; a failure fails the store (for sled: its flush
     /// failing means sled has failed; a log that cannot be reset cannot take more entries).
-    fn checkpoint_if(&self, wal: &mut Option<Wal>, due: impl Fn(&Wal) -> bool) {
-        let Some(w) = wal.as_mut() else { return };
-        if self.stats.failed.load(Ordering::Acquire) || !due(w) {
+    fn checkpoint(&self, idle: bool) {
+        if self.stats.failed.load(Ordering::Acquire) {
             return;
         }
-        if self.checkpoint(w).is_err() {
+        if self.engine.checkpoint(idle).is_err() {
             self.stats.failed.store(true, Ordering::Release);
         }
     }
 
-    /// Makes every applied group durable in sled (`flush`, then `fdatasync` of its data file,
-    /// since sled's flush does not sync on Linux) and restarts the log under a new epoch.
-    fn checkpoint(&self, wal: &mut Wal) -> Result<(), StoreError> {
-        let started = Instant::now();
-        self.db.flush()?;
-        if let Some(f) = &self.sync_file {
-            f.sync_data()?;
-        }
-        wal.reset()?;
-        self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
-        self.stats.checkpoint_micros.fetch_add(
-            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
-        Ok(())
-    }
-
-    /// Makes the group durable (log append + `fdatasync` with a log; sled flush under `Flush`) and
-    /// applies it to sled as generation `generation`; `Ok(false)` when it wrote nothing.
-    fn apply(
-        &self,
-        tx: WriteTx<'_>,
-        old_count: u64,
-        generation: u64,
-        wal: Option<&mut Wal>,
-    ) -> Result<bool, StoreError> {
+    /// Hands the group to the engine as group commit number `generation`; `Ok(false)` when it
+    /// wrote nothing.
+    fn apply(&self, tx: WriteTx<'_>, old_count: u64, generation: u64) -> Result<bool, StoreError> {
         if self.stats.failed.load(Ordering::Acquire) {
             // A write already failed in the database or the log: nothing more is accepted until
             // the store is reopened (which replays or cuts the log).
             return Err(StoreError::Closed);
         }
         if let Some(header) = &tx.header {
-            crate::header_file::write(&self.dir, header)?;
+            self.engine.write_header(header)?;
         }
         if tx.group.is_empty() {
             return Ok(false);
         }
         if let Some(capture) = self.capture.lock().as_mut() {
             if tx.count != old_count {
-                capture.before_change(&self.tree, COUNT_KEY)?;
+                capture.before_change(&*self.engine, COUNT_KEY)?;
             }
-            capture.before_change(&self.tree, GENERATION_KEY)?;
+            capture.before_change(&*self.engine, GENERATION_KEY)?;
             for k in tx.group.keys() {
-                capture.before_change(&self.tree, k)?;
+                capture.before_change(&*self.engine, k)?;
             }
         }
-        // The generation first (applied last below), then the count, then the group's writes.
+        // The generation first (applied last by an engine that applies key by key), then the
+        // count, then the group's writes.
         let mut ops: Vec<Op> = Vec::with_capacity(tx.group.len() + 2);
         ops.push((
             GENERATION_KEY.to_vec(),
@@ -456,39 +459,12 @@ impl Committer {
             ops.push((COUNT_KEY.to_vec(), Some(tx.count.to_be_bytes().to_vec())));
         }
         ops.extend(tx.group);
-        let Some(wal) = wal else {
-            let mut batch = sled::Batch::default();
-            for (k, v) in ops {
-                match v {
-                    Some(v) => batch.insert(k, v),
-                    None => batch.remove(k),
-                }
-            }
-            self.tree.apply_batch(batch)?;
-            if self.durable {
-                self.db.flush()?;
-                self.stats.flushes.fetch_add(1, Ordering::Relaxed);
-            }
-            return Ok(true);
-        };
-        // Durable from here on: the batch is in the log, synced.
-        wal.append(generation, self.generation, &ops)?;
-        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
-        // sled gets it key by key, not as an `apply_batch`: sled's `apply_batch` seals and writes
-        // its IO buffer twice (a `pwrite` and a `sync_file_range` each) to make the batch atomic
-        // on its own, which the log makes unnecessary: after a crash the log's entries are all
-        // applied again, in order, over whatever part of them sled kept (see `store.rs`). The
-        // generation goes last, so a sled that kept a prefix of these writes holds this
-        // generation only with all of the group.
-        let _whole_groups = self.apply_lock.write();
-        let mut ops = ops.into_iter();
-        let generation_op = ops.next();
-        for (k, v) in ops.chain(generation_op) {
-            match v {
-                Some(v) => self.tree.insert(k, v)?,
-                None => self.tree.remove(k)?,
-            };
-        }
+        self.engine.commit(Group {
+            generation,
+            previous: self.generation,
+            ops,
+            checks: tx.checks,
+        })?;
         Ok(true)
     }
 }

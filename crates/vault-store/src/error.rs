@@ -2,6 +2,181 @@
 
 use std::{fmt, io, path::PathBuf};
 
+use crate::KeySpace;
+
+/// Which stored structure failed to decode (never its content). `Display` gives the name used in
+/// messages ("stored {name} is corrupt").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Structure {
+    /// A value in one key space (a token record, a session, a merchant, an audit entry, ...).
+    Value(KeySpace),
+    /// A key in one key space that does not have the kind's shape.
+    Key(KeySpace),
+    /// A key outside every kind the layers above may write (empty, or a prefix the store owns).
+    ReservedKey,
+    /// A key of the vault's own key spaces written through the vault's seam by a layer above.
+    VaultKey,
+    /// The key-header file.
+    KeyHeaderFile,
+    /// A key header too large to store or back up.
+    KeyHeaderTooLarge,
+    /// A key too large for a backup file.
+    KeyTooLarge,
+    /// A value too large for a backup file.
+    ValueTooLarge,
+    /// The store's format version entry.
+    StoreVersion,
+    /// The group-commit counter.
+    Generation,
+    /// The live record count.
+    RecordCount,
+    /// The write-ahead log, in the part shown.
+    Wal(WalPart),
+    /// A backup file, in the part shown.
+    Backup(BackupPart),
+    /// A restore target path without a directory name.
+    RestoreTarget,
+    /// A failure a test (or a caller's own job) reports as corruption.
+    Other,
+}
+
+/// The part of the write-ahead log that is damaged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WalPart {
+    /// An acknowledged entry (bad checksum, bad length, undecodable).
+    Entry,
+    /// The file header.
+    Header,
+    /// An unknown log version.
+    UnknownVersion,
+    /// Entries whose generations do not follow each other.
+    GenerationGap,
+    /// An entry too large to write.
+    EntryTooLarge,
+    /// A log that ends before the database's generation.
+    EndsBeforeDatabase,
+}
+
+/// The part of a backup file that is wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BackupPart {
+    /// Not a backup file (magic).
+    Magic,
+    /// Format version 0.
+    FormatVersion0,
+    /// Store version 0.
+    StoreVersion0,
+    /// The store version entry.
+    StoreVersionEntry,
+    /// The key header length.
+    KeyHeaderLength,
+    /// The key header.
+    KeyHeader,
+    /// An entry's length.
+    EntryLength,
+    /// A length field.
+    Length,
+    /// Keys not strictly increasing.
+    KeyOrder,
+    /// A record key.
+    RecordKey,
+    /// A record.
+    Record,
+    /// A de-duplication entry.
+    DedupeEntry,
+    /// The record count.
+    RecordCount,
+    /// The store version value.
+    StoreVersion,
+    /// The trailer.
+    Trailer,
+    /// The entry count.
+    EntryCount,
+    /// The checksum.
+    ChecksumMismatch,
+    /// Bytes after the trailer.
+    BytesAfterTrailer,
+    /// The file ends early.
+    Truncated,
+}
+
+impl fmt::Display for Structure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Value(kind) => f.write_str(kind.name()),
+            Self::Key(kind) => write!(f, "{} key", kind.name()),
+            Self::ReservedKey => f.write_str("key (reserved prefix)"),
+            Self::VaultKey => f.write_str("key (vault prefix)"),
+            Self::KeyHeaderFile => f.write_str("key header file"),
+            Self::KeyHeaderTooLarge => f.write_str("key header (too large)"),
+            Self::KeyTooLarge => f.write_str("key (too large)"),
+            Self::ValueTooLarge => f.write_str("value (too large)"),
+            Self::StoreVersion => f.write_str("store version"),
+            Self::Generation => f.write_str("generation"),
+            Self::RecordCount => f.write_str("record count"),
+            Self::Wal(part) => f.write_str(match part {
+                WalPart::Entry => "write-ahead log",
+                WalPart::Header => "write-ahead log (header)",
+                WalPart::UnknownVersion => {
+                    "write-ahead log (unknown version: written by a newer cardvault?)"
+                }
+                WalPart::GenerationGap => "write-ahead log (generation gap)",
+                WalPart::EntryTooLarge => "write-ahead log entry (too large)",
+                WalPart::EndsBeforeDatabase => "write-ahead log (ends before the database)",
+            }),
+            Self::Backup(part) => write!(
+                f,
+                "backup file ({})",
+                match part {
+                    BackupPart::Magic => "not a cardvault backup",
+                    BackupPart::FormatVersion0 => "format version 0",
+                    BackupPart::StoreVersion0 => "store version 0",
+                    BackupPart::StoreVersionEntry => "store version entry",
+                    BackupPart::KeyHeaderLength => "key header length",
+                    BackupPart::KeyHeader => "key header",
+                    BackupPart::EntryLength => "entry length",
+                    BackupPart::Length => "length",
+                    BackupPart::KeyOrder => "key order",
+                    BackupPart::RecordKey => "record key",
+                    BackupPart::Record => "record",
+                    BackupPart::DedupeEntry => "dedupe entry",
+                    BackupPart::RecordCount => "record count",
+                    BackupPart::StoreVersion => "store version",
+                    BackupPart::Trailer => "trailer",
+                    BackupPart::EntryCount => "entry count",
+                    BackupPart::ChecksumMismatch => "checksum mismatch",
+                    BackupPart::BytesAfterTrailer => "bytes after the trailer",
+                    BackupPart::Truncated => "truncated",
+                }
+            ),
+            Self::RestoreTarget => f.write_str("restore target (no directory name)"),
+            Self::Other => f.write_str("value"),
+        }
+    }
+}
+
+/// Why a conditional write was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConflictKind {
+    /// An insert-if-absent found the key present.
+    Exists,
+    /// A compare-and-set found a value other than the expected one.
+    Changed,
+}
+
+impl fmt::Display for ConflictKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Exists => "the key exists",
+            Self::Changed => "the value changed",
+        })
+    }
+}
+
 /// Failures of the persistence layer. Messages never contain record contents.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -18,10 +193,15 @@ pub enum StoreError {
     NewerBackup(u16),
     /// A backup of this vault is already running.
     BackupRunning,
-    /// Bytes on disk do not decode; `what` names the structure (never its content).
-    Corrupt(&'static str),
+    /// Bytes on disk do not decode; the [`Structure`] names what (never its content).
+    Corrupt(Structure),
+    /// A conditional write found the store not as the condition required.
+    Conflict(ConflictKind),
     /// The underlying database failed (I/O, disk full, ...).
     Db(sled::Error),
+    /// An engine other than sled failed (its own error, e.g. a lost database connection). Unlike
+    /// [`Db`](Self::Db) it does not fail the store: the next group tries again.
+    Engine(std::sync::Arc<dyn std::error::Error + Send + Sync>),
     /// A file-system operation outside the database failed.
     Io(io::Error),
     /// The committer has stopped (the store is shutting down or a previous write failed hard).
@@ -58,7 +238,9 @@ impl fmt::Display for StoreError {
             ),
             Self::BackupRunning => f.write_str("a backup of this vault is already running"),
             Self::Corrupt(what) => write!(f, "stored {what} is corrupt"),
+            Self::Conflict(kind) => write!(f, "conditional write refused: {kind}"),
             Self::Db(e) => write!(f, "database error: {e}"),
+            Self::Engine(e) => write!(f, "storage engine error: {e}"),
             Self::Io(e) => write!(f, "i/o error: {e}"),
             Self::Closed => f.write_str("store is closed"),
             Self::Busy => f.write_str("the store's write queue is full; try again shortly"),
@@ -74,6 +256,7 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Db(e) => Some(e),
+            Self::Engine(e) => Some(&**e),
             Self::Io(e) => Some(e),
             _ => None,
         }
@@ -103,8 +286,10 @@ impl Clone for StoreError {
             Self::NewerFormat(v) => Self::NewerFormat(*v),
             Self::NewerBackup(v) => Self::NewerBackup(*v),
             Self::BackupRunning => Self::BackupRunning,
-            Self::Corrupt(w) => Self::Corrupt(w),
+            Self::Corrupt(w) => Self::Corrupt(*w),
+            Self::Conflict(k) => Self::Conflict(*k),
             Self::Db(e) => Self::Io(io::Error::other(e.to_string())),
+            Self::Engine(e) => Self::Engine(e.clone()),
             Self::Io(e) => Self::Io(io::Error::new(e.kind(), e.to_string())),
             Self::Closed => Self::Closed,
             Self::Busy => Self::Busy,

@@ -13,7 +13,7 @@ use std::{
     path::Path,
 };
 
-use crate::StoreError;
+use crate::{StoreError, Structure};
 
 const NAME: &str = "keyheader";
 const TMP: &str = "keyheader.tmp";
@@ -22,8 +22,8 @@ const MAGIC: &[u8; 4] = b"CVHF";
 const MAX_LEN: usize = 16 * 1024 * 1024;
 
 pub(crate) fn write(dir: &Path, header: &[u8]) -> Result<(), StoreError> {
-    let len =
-        u32::try_from(header.len()).map_err(|_| StoreError::Corrupt("key header (too large)"))?;
+    let len = u32::try_from(header.len())
+        .map_err(|_| StoreError::Corrupt(Structure::KeyHeaderTooLarge))?;
     let mut buf = Vec::with_capacity(header.len() + 12);
     buf.extend_from_slice(MAGIC);
     buf.extend_from_slice(&len.to_be_bytes());
@@ -46,7 +46,7 @@ pub(crate) fn write(dir: &Path, header: &[u8]) -> Result<(), StoreError> {
 }
 
 pub(crate) fn read(dir: &Path) -> Result<Vec<u8>, StoreError> {
-    const BAD: StoreError = StoreError::Corrupt("key header file");
+    const BAD: StoreError = StoreError::Corrupt(Structure::KeyHeaderFile);
     let bytes = match fs::read(dir.join(NAME)) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BAD),

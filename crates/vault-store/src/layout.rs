@@ -1,6 +1,7 @@
-//! The key space of the single sled tree (the key header lives in its own file, see
-//! `header_file.rs`). One prefix byte per kind keeps every kind in its own
-//! contiguous range while letting one `apply_batch` change several kinds atomically.
+//! The store's own keys (the key header lives in its own file, see `header_file.rs`). Every
+//! prefix byte of every layer is registered in [`KeySpace`](crate::KeySpace); one prefix byte
+//! per kind keeps every kind in its own contiguous range while letting one group commit change
+//! several kinds atomically.
 //!
 //! | prefix | key                                   | value                         |
 //! |--------|---------------------------------------|-------------------------------|
@@ -23,12 +24,14 @@ pub struct LookupId(pub [u8; 16]);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DedupeKey(pub [u8; 16]);
 
-pub(crate) const VERSION_KEY: &[u8] = b"V";
-pub(crate) const COUNT_KEY: &[u8] = b"C";
+use crate::KeySpace;
+
+pub(crate) const VERSION_KEY: &[u8] = &[KeySpace::Version.byte()];
+pub(crate) const COUNT_KEY: &[u8] = &[KeySpace::Count.byte()];
 /// Group commits made so far, u64 BE (see `generation.rs`).
-pub(crate) const GENERATION_KEY: &[u8] = b"G";
-pub(crate) const RECORD_PREFIX: u8 = b'R';
-pub(crate) const DEDUPE_PREFIX: u8 = b'D';
+pub(crate) const GENERATION_KEY: &[u8] = &[KeySpace::Generation.byte()];
+pub(crate) const RECORD_PREFIX: u8 = KeySpace::Record.byte();
+pub(crate) const DEDUPE_PREFIX: u8 = KeySpace::Dedupe.byte();
 
 pub(crate) fn record_key(id: &LookupId) -> [u8; 17] {
     let mut k = [0u8; 17];

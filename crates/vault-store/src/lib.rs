@@ -12,24 +12,65 @@
 //! - a versioned, explicit byte layout for stored records ([`StoredRecord`]).
 //!
 //! See `docs/record-format.md` and `docs/durability.md` in the repository.
+//!
+//! # Layout
+//!
+//! The store is two halves joined by one trait, [`Engine`]:
+//!
+//! - **Engine-neutral, above the seam** (what the vault and the gateway use):
+//!   - `store.rs`: [`Store`], the public face: typed reads of records, raw reads and scans of the
+//!     other key spaces, [`Store::write`] / [`Store::submit`] for writes, counters. Built over any
+//!     engine with [`Store::with_engine`]; [`Store::create`] / [`Store::open`] use sled.
+//!   - `commit.rs`: the group committer (bounded queue, batching, one durable commit per group,
+//!     answers after it) and [`WriteTx`], a job's view with read-your-writes, its conditional
+//!     writes ([`WriteTx::put_if_absent`], [`WriteTx::compare_and_set`]) and the record count.
+//!   - `keyspace.rs`: [`KeySpace`], the registry of every key prefix byte of every layer (a
+//!     duplicate does not compile); `layout.rs`: the store's own keys.
+//!   - `table.rs`: [`Table<K, V>`](Table), typed tables over a key space with the versioned codec
+//!     ([`Versioned`], [`Codec`]) written once; `record.rs`: the token record's own codec.
+//!   - `error.rs`: [`StoreError`] with typed [`Structure`] (what is corrupt) and [`ConflictKind`]
+//!     (why a conditional write was refused).
+//!   - `backup.rs`: consistent backups while writers go on (a capture of pre-images kept by the
+//!     committer, export in chunks through [`Engine::scan`]) and restore into a new sled vault.
+//!   - `conformance.rs` (feature `conformance`): the suite every engine must pass.
+//! - **The seam**: `engine.rs`, [`Engine`]: point reads ([`Engine::get`], [`Engine::point_get`]),
+//!   ordered range scans ([`Engine::scan`]), one atomic durable commit per group
+//!   ([`Engine::commit`] of an [`engine::Group`]: its writes, the group counter first, and the
+//!   [`engine::Check`]s its conditional writes rest on), the key header, checkpoints and close.
+//!   An engine with several writers (several daemons on one database, one SQL transaction per
+//!   group) checks the conditions in the database and refuses with [`StoreError::Conflict`].
+//! - **The sled engine, below the seam**: `sled_engine.rs` (open, create, log replay,
+//!   checkpoints, the key-by-key apply under the group lock), `wal.rs` (the write-ahead log),
+//!   `header_file.rs` (the key header file), `generation.rs` (the group counter mirrored beside
+//!   the database, to detect lost writes), `lock.rs` (one process per directory).
 #![forbid(unsafe_code)]
 
 mod backup;
 mod commit;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod engine;
 mod error;
 mod generation;
 mod header_file;
+mod keyspace;
 mod layout;
 mod lock;
 mod record;
+mod sled_engine;
 mod store;
+mod table;
 mod wal;
 
 pub use backup::{BACKUP_FORMAT_VERSION, BACKUP_MAGIC, BackupSummary, RestoreSummary};
 pub use commit::WriteTx;
-pub use error::StoreError;
+pub use engine::Engine;
+pub use error::{BackupPart, ConflictKind, StoreError, Structure, WalPart};
+pub use keyspace::{KeySpace, Owner};
 pub use layout::{DedupeKey, LookupId};
 pub use record::StoredRecord;
+pub use sled_engine::SledEngine;
 pub use store::{
     DEFAULT_MAX_QUEUE, Durability, STORE_FORMAT_VERSION, Store, StoreOptions, StoreStats,
 };
+pub use table::{Codec, Table, TableKey, Versioned};

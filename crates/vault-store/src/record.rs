@@ -19,7 +19,7 @@
 //! The merchant, token, customer and keep-until are also bound into the sealed card's associated
 //! data, so editing them on disk makes the record fail to open rather than change meaning.
 
-use crate::{DedupeKey, StoreError};
+use crate::{DedupeKey, KeySpace, StoreError, Structure};
 
 const VERSION: u8 = 1;
 const FIXED: usize = 75;
@@ -70,10 +70,10 @@ impl StoredRecord {
         out
     }
 
-    /// Decodes a stored record. Never panics; any malformation is `StoreError::Corrupt("record")`
+    /// Decodes a stored record. Never panics; any malformation is `StoreError::Corrupt(Structure::Value(KeySpace::Record))`
     /// and a newer version is `StoreError::NewerFormat`.
     pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-        const BAD: StoreError = StoreError::Corrupt("record");
+        const BAD: StoreError = StoreError::Corrupt(Structure::Value(KeySpace::Record));
         let version = *bytes.first().ok_or(BAD)?;
         if version > VERSION {
             return Err(StoreError::NewerFormat(u16::from(version)));

@@ -1,8 +1,7 @@
 //! The `Store`: a vault data directory opened for reading and (through the committer) writing.
 
 use std::{
-    fs,
-    os::unix::fs::{DirBuilderExt, PermissionsExt},
+    ops::Bound,
     path::{Path, PathBuf},
     sync::{
         Arc,
@@ -15,10 +14,11 @@ use std::{
 use parking_lot::Mutex;
 
 use crate::{
-    LookupId, StoreError, StoredRecord,
+    KeySpace, LookupId, StoreError, StoredRecord, Structure,
     commit::{self, CommitStats, Committer, GroupHistogram, Job},
-    layout::{self, COUNT_KEY, GENERATION_KEY, VERSION_KEY},
-    lock::DirLock,
+    engine::Engine,
+    layout::{self, COUNT_KEY, GENERATION_KEY},
+    sled_engine::SledEngine,
 };
 
 /// Version of the store layout (key space, record codec, files). Bumped on incompatible change;
@@ -27,7 +27,7 @@ use crate::{
 /// after a crash; a version-1 vault is upgraded when opened (it has no log to replay).
 pub const STORE_FORMAT_VERSION: u16 = 2;
 
-pub(crate) const SLED_DIR: &str = "sled";
+pub(crate) use crate::sled_engine::SLED_DIR;
 
 /// When a write is acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -103,10 +103,9 @@ pub struct StoreStats {
     pub size_on_disk: u64,
 }
 
-/// An open vault data directory.
+/// An open vault: the engine-neutral group committer and typed reads over an [`Engine`].
 pub struct Store {
-    db: sled::Db,
-    pub(crate) tree: sled::Tree,
+    engine: Arc<dyn Engine>,
     sender: Option<Sender<Job>>,
     max_queue: std::sync::atomic::AtomicUsize,
     committer: Option<JoinHandle<()>>,
@@ -114,11 +113,6 @@ pub struct Store {
     group_sizes: Arc<Mutex<GroupHistogram>>,
     pub(crate) capture: Arc<Mutex<Option<crate::backup::Capture>>>,
     pub(crate) dir: PathBuf,
-    /// Read-held by the reads below that may look at several keys (raw keys of the layers above,
-    /// scans): a logged group is applied key by key under its write side (see `commit.rs`), and
-    /// such a read sees all of a group or none of it. `record` reads one key and skips it.
-    apply_lock: Arc<parking_lot::RwLock<()>>,
-    _lock: DirLock,
 }
 
 impl std::fmt::Debug for Store {
@@ -133,113 +127,35 @@ impl Store {
     /// Creates a new vault directory holding `header` (the encoded key header). Fails with
     /// [`StoreError::AlreadyExists`] if `dir` already holds a vault.
     pub fn create(dir: &Path, header: &[u8], options: StoreOptions) -> Result<Self, StoreError> {
-        if !dir.exists() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)?;
-        }
-        let lock = DirLock::acquire(dir)?;
-        if dir.join(SLED_DIR).exists() {
-            return Err(StoreError::AlreadyExists(dir.to_path_buf()));
-        }
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-        crate::header_file::write(dir, header)?;
-        let db = open_sled(dir, &options)?;
-        let tree: sled::Tree = (*db).clone();
-        let mut batch = sled::Batch::default();
-        batch.insert(VERSION_KEY, &STORE_FORMAT_VERSION.to_be_bytes());
-        batch.insert(COUNT_KEY, &0u64.to_be_bytes());
-        batch.insert(GENERATION_KEY, &0u64.to_be_bytes());
-        tree.apply_batch(batch)?;
-        db.flush()?;
-        crate::generation::write(dir, 0, true)?;
-        Self::start(db, tree, dir, lock, 0, 0, &options)
+        let engine = SledEngine::create(dir, header, &options)?;
+        Self::with_engine(Arc::new(engine), &options)
     }
 
     /// Opens an existing vault directory. Refuses a directory written by a newer store format.
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
-        if !dir.join(SLED_DIR).is_dir() {
-            return Err(StoreError::NotFound(dir.to_path_buf()));
-        }
-        let lock = DirLock::acquire(dir)?;
-        let db = open_sled(dir, &options)?;
-        let tree: sled::Tree = (*db).clone();
-        let Some(version) = tree.get(VERSION_KEY)? else {
-            // An empty tree where commits were made: the data file is gone or unreadable.
-            crate::generation::check(dir, 0)?;
-            return Err(StoreError::Corrupt("store version"));
-        };
-        let version: [u8; 2] = version
-            .as_ref()
-            .try_into()
-            .map_err(|_| StoreError::Corrupt("store version"))?;
-        let version = u16::from_be_bytes(version);
-        if version > STORE_FORMAT_VERSION {
-            return Err(StoreError::NewerFormat(version));
-        }
-        if version == 0 {
-            return Err(StoreError::Corrupt("store version"));
-        }
-        // Stores made before the generation count have none: they start at 0 (and have no
-        // `generation` file, so nothing to compare with).
-        let generation = match tree.get(GENERATION_KEY)? {
-            Some(v) => u64::from_be_bytes(
-                v.as_ref()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("generation"))?,
-            ),
-            None => 0,
-        };
-        let generation = replay_log(dir, &db, &tree, generation)?;
-        let count = read_count(&tree)?;
-        crate::generation::check(dir, generation)?;
-        if version < STORE_FORMAT_VERSION {
-            // Upgrade before any write can reach the log: from now on an older build refuses
-            // this vault instead of ignoring its log.
-            tree.insert(VERSION_KEY, &STORE_FORMAT_VERSION.to_be_bytes())?;
-            sync_sled(dir, &db)?;
-        }
-        Self::start(db, tree, dir, lock, count, generation, &options)
+        let engine = SledEngine::open(dir, &options)?;
+        Self::with_engine(Arc::new(engine), &options)
     }
 
-    fn start(
-        db: sled::Db,
-        tree: sled::Tree,
-        dir: &Path,
-        lock: DirLock,
-        count: u64,
-        generation: u64,
+    /// Runs the store over an open `engine` whose key space holds a created vault (the counters
+    /// of [`KeySpace::Count`] and [`KeySpace::Generation`]). `options.max_group` and
+    /// `options.max_queue` tune the committer; the rest is the engine's.
+    pub fn with_engine(
+        engine: Arc<dyn Engine>,
         options: &StoreOptions,
     ) -> Result<Self, StoreError> {
+        let count = read_u64(&*engine, COUNT_KEY, Structure::RecordCount)?
+            .ok_or(StoreError::Corrupt(Structure::RecordCount))?;
+        // Stores made before the group counter have none: they start at 0.
+        let generation = read_u64(&*engine, GENERATION_KEY, Structure::Generation)?.unwrap_or(0);
         let (sender, rx) = mpsc::channel();
         let stats = Arc::new(CommitStats::default());
         stats.live_records.store(count, Ordering::Release);
         let group_sizes = Arc::new(Mutex::new(GroupHistogram::default()));
         let capture = Arc::new(Mutex::new(None));
-        let apply_lock = Arc::new(parking_lot::RwLock::new(()));
         let committer = Committer {
-            apply_lock: apply_lock.clone(),
-            dir: dir.to_path_buf(),
-            tree: tree.clone(),
-            db: db.clone(),
+            engine: engine.clone(),
             rx,
-            durable: matches!(options.durability, Durability::Sync | Durability::Flush),
-            // sled's own flush does not fsync on Linux; for `Sync` checkpoints we fdatasync its
-            // data file ourselves (any descriptor of the file will do: fdatasync acts on the inode).
-            sync_file: match options.durability {
-                Durability::Sync => Some(fs::File::open(dir.join(SLED_DIR).join("db"))?),
-                _ => None,
-            },
-            // A fresh, empty log: whatever the old one held was replayed and synced into sled by
-            // `open`. Without `Sync` there is no log at all.
-            wal: match options.durability {
-                Durability::Sync => Some(crate::wal::Wal::create(dir)?),
-                _ => {
-                    remove_log(dir)?;
-                    None
-                }
-            },
             max_group: options.max_group.max(1),
             stats: stats.clone(),
             group_sizes: group_sizes.clone(),
@@ -250,18 +166,25 @@ impl Store {
             .name("cardvault-commit".into())
             .spawn(move || committer.run())?;
         Ok(Self {
-            db,
-            tree,
+            dir: engine.dir().to_path_buf(),
+            engine,
             sender: Some(sender),
             max_queue: std::sync::atomic::AtomicUsize::new(options.max_queue.max(1)),
             committer: Some(handle),
             stats,
             group_sizes,
             capture,
-            dir: dir.to_path_buf(),
-            apply_lock,
-            _lock: lock,
         })
+    }
+
+    /// The engine underneath.
+    pub(crate) fn engine(&self) -> &Arc<dyn Engine> {
+        &self.engine
+    }
+
+    /// Group commits made so far (the [`KeySpace::Generation`] counter), as stored.
+    pub fn generation(&self) -> Result<u64, StoreError> {
+        Ok(read_u64(&*self.engine, GENERATION_KEY, Structure::Generation)?.unwrap_or(0))
     }
 
     /// The vault directory.
@@ -271,7 +194,7 @@ impl Store {
 
     /// The encoded key header.
     pub fn header(&self) -> Result<Vec<u8>, StoreError> {
-        crate::header_file::read(&self.dir)
+        self.engine.read_header()
     }
 
     /// Reads the key header of the vault in `dir` **without opening the database**, so a caller can
@@ -288,7 +211,7 @@ impl Store {
     /// One key, read without the group lock (the hot path of `get` and `reveal`): a record is
     /// whole in its key, and a single read sees it before or after a group, never in between.
     pub fn record(&self, id: &LookupId) -> Result<Option<StoredRecord>, StoreError> {
-        match self.tree.get(layout::record_key(id))? {
+        match self.engine.point_get(&layout::record_key(id))? {
             Some(bytes) => StoredRecord::decode(&bytes).map(Some),
             None => Ok(None),
         }
@@ -302,23 +225,30 @@ impl Store {
         after: Option<LookupId>,
         limit: usize,
     ) -> Result<Vec<(LookupId, Result<StoredRecord, StoreError>)>, StoreError> {
-        let start: Vec<u8> = match after {
-            Some(id) => {
-                let mut k = layout::record_key(&id).to_vec();
-                k.push(0);
-                k
-            }
-            None => vec![layout::RECORD_PREFIX],
-        };
-        let end = [layout::RECORD_PREFIX + 1];
         let mut out = Vec::new();
-        let _g = self.apply_lock.read();
-        for item in self.tree.range(start..end[..].to_vec()).take(limit) {
-            let (k, v) = item?;
-            let id = layout::lookup_from_record_key(&k).ok_or(StoreError::Corrupt("record key"))?;
+        for (k, v) in self.scan_record_range(after, limit)? {
+            let id = layout::lookup_from_record_key(&k)
+                .ok_or(StoreError::Corrupt(Structure::Key(KeySpace::Record)))?;
             out.push((id, StoredRecord::decode(&v)));
         }
         Ok(out)
+    }
+
+    /// Up to `limit` raw records after `after`, in key order (`limit` 0: all).
+    #[allow(clippy::type_complexity)]
+    fn scan_record_range(
+        &self,
+        after: Option<LookupId>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let after_key = after.map(|id| layout::record_key(&id));
+        let start = match &after_key {
+            Some(k) => Bound::Excluded(&k[..]),
+            None => Bound::Included(&[layout::RECORD_PREFIX][..]),
+        };
+        let end = [layout::RECORD_PREFIX + 1];
+        let limit = if limit == 0 { usize::MAX } else { limit };
+        self.engine.scan(start, Bound::Excluded(&end[..]), limit)
     }
 
     /// Scans up to `max_scan` records after `after` (in key order) and returns the ids of those
@@ -332,39 +262,27 @@ impl Store {
         now: i64,
         max_scan: usize,
     ) -> Result<(Vec<LookupId>, Option<LookupId>), StoreError> {
-        let start: Vec<u8> = match after {
-            Some(id) => {
-                let mut k = layout::record_key(&id).to_vec();
-                k.push(0);
-                k
-            }
-            None => vec![layout::RECORD_PREFIX],
-        };
-        let end = vec![layout::RECORD_PREFIX + 1];
         let mut due = Vec::new();
-        let mut scanned = 0;
-        let _g = self.apply_lock.read();
-        for item in self.tree.range(start..end) {
-            let (k, v) = item?;
-            let id = layout::lookup_from_record_key(&k).ok_or(StoreError::Corrupt("record key"))?;
-            scanned += 1;
+        let batch = self.scan_record_range(after, max_scan)?;
+        let full = max_scan != 0 && batch.len() == max_scan;
+        let mut last = None;
+        for (k, v) in batch {
+            let id = layout::lookup_from_record_key(&k)
+                .ok_or(StoreError::Corrupt(Structure::Key(KeySpace::Record)))?;
             if let Ok(rec) = StoredRecord::decode(&v)
                 && rec.keep_until <= now
             {
                 due.push(id);
             }
-            if scanned == max_scan {
-                return Ok((due, Some(id)));
-            }
+            last = Some(id);
         }
-        Ok((due, None))
+        Ok((due, if full { last } else { None }))
     }
 
     /// Reads a key outside the reserved prefixes (for layers above).
     pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         commit::check_free_prefix(key)?;
-        let _g = self.apply_lock.read();
-        Ok(self.tree.get(key)?.map(|v| v.to_vec()))
+        self.engine.get(key)
     }
 
     /// All `(key, value)` pairs whose key starts with `prefix` (outside the reserved prefixes).
@@ -375,13 +293,12 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         commit::check_free_prefix(prefix)?;
-        let mut out = Vec::new();
-        let _g = self.apply_lock.read();
-        for item in self.tree.scan_prefix(prefix).take(limit) {
-            let (k, v) = item?;
-            out.push((k.to_vec(), v.to_vec()));
-        }
-        Ok(out)
+        let end = crate::engine::prefix_end(prefix);
+        let end = match &end {
+            Bound::Excluded(e) => Bound::Excluded(&e[..]),
+            _ => Bound::Unbounded,
+        };
+        self.engine.scan(Bound::Included(prefix), end, limit)
     }
 
     /// Runs `f` on the committer thread as part of the next group and blocks until the group is
@@ -459,8 +376,7 @@ impl Store {
 
     /// Flushes everything written so far to disk.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        Ok(())
+        self.engine.flush()
     }
 
     /// Whether a group commit has failed in the database (I/O error, disk full). sled 0.34 then
@@ -473,15 +389,16 @@ impl Store {
 
     /// Counters.
     pub fn stats(&self) -> StoreStats {
+        let engine = self.engine.stats();
         StoreStats {
             records: self.stats.live_records.load(Ordering::Acquire),
             groups: self.stats.groups.load(Ordering::Relaxed),
             jobs: self.stats.jobs.load(Ordering::Relaxed),
-            flushes: self.stats.flushes.load(Ordering::Relaxed),
-            checkpoints: self.stats.checkpoints.load(Ordering::Relaxed),
-            checkpoint_micros: self.stats.checkpoint_micros.load(Ordering::Relaxed),
+            flushes: engine.flushes,
+            checkpoints: engine.checkpoints,
+            checkpoint_micros: engine.checkpoint_micros,
             group_sizes: self.group_sizes.lock().clone(),
-            size_on_disk: self.db.size_on_disk().unwrap_or(0),
+            size_on_disk: engine.size_on_disk,
         }
     }
 }
@@ -493,111 +410,18 @@ impl Drop for Store {
         if let Some(h) = self.committer.take() {
             let _ = h.join();
         }
-        let _ = self.db.flush();
+        let _ = self.engine.flush();
     }
 }
 
-fn read_count(tree: &sled::Tree) -> Result<u64, StoreError> {
-    match tree.get(COUNT_KEY)? {
-        Some(v) => Ok(u64::from_be_bytes(
-            v.as_ref()
+/// A u64 BE counter of the key space, if present.
+fn read_u64(engine: &dyn Engine, key: &[u8], what: Structure) -> Result<Option<u64>, StoreError> {
+    match engine.get(key)? {
+        Some(v) => Ok(Some(u64::from_be_bytes(
+            v.as_slice()
                 .try_into()
-                .map_err(|_| StoreError::Corrupt("record count"))?,
-        )),
-        None => Err(StoreError::Corrupt("record count")),
-    }
-}
-
-/// `sled::Db::flush`, then `fdatasync` of sled's data file (sled's flush does not sync on Linux).
-fn sync_sled(dir: &Path, db: &sled::Db) -> Result<(), StoreError> {
-    db.flush()?;
-    fs::File::open(dir.join(SLED_DIR).join("db"))?.sync_data()?;
-    Ok(())
-}
-
-/// Applies every entry of the write-ahead log again, in order, and makes the result durable in
-/// sled; returns the generation reached.
-///
-/// The log holds every group since the last checkpoint, whose state sled holds durably; sled may
-/// also hold any part of the later groups (they were applied key by key and flushed in the
-/// background). Each entry sets the final value of the keys it writes, so applying all of them in
-/// order over that state gives exactly the state after the last one, whatever part sled kept.
-/// A log that starts after `generation + 1` means sled lost checkpointed groups: refused as lost
-/// writes. A log that ends before `generation` is behind the database (its acknowledged tail was
-/// damaged): applying it would move keys back, so it is refused too.
-fn replay_log(
-    dir: &Path,
-    db: &sled::Db,
-    tree: &sled::Tree,
-    generation: u64,
-) -> Result<u64, StoreError> {
-    let Some(entries) = crate::wal::read(dir)? else {
-        return Ok(generation);
-    };
-    let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
-        return Ok(generation);
-    };
-    if first.generation > generation + 1 {
-        return Err(StoreError::LostWrites {
-            stored: generation,
-            expected: first.generation - 1,
-        });
-    }
-    if last.generation < generation {
-        return Err(StoreError::Corrupt(
-            "write-ahead log (ends before the database)",
-        ));
-    }
-    let reached = last.generation;
-    for entry in entries {
-        let mut batch = sled::Batch::default();
-        for (k, v) in entry.ops {
-            match v {
-                Some(v) => batch.insert(k, v),
-                None => batch.remove(k),
-            }
-        }
-        tree.apply_batch(batch)?;
-    }
-    sync_sled(dir, db)?;
-    Ok(reached)
-}
-
-/// Removes the log of a store opened without `Sync` (after `open` replayed it).
-fn remove_log(dir: &Path) -> Result<(), StoreError> {
-    match fs::remove_file(dir.join(crate::wal::FILE)) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Opens sled. The caller already holds `cardvault.lock`, so no other process can be using the
-/// database; if sled's own file lock is still held, it is by a handle of this process that is
-/// being torn down (sled's background threads can keep the file open briefly after the last `Db`
-/// is dropped; sled's source says as much). Retry for a short while instead of failing.
-fn open_sled(dir: &Path, options: &StoreOptions) -> Result<sled::Db, StoreError> {
-    const ATTEMPTS: u32 = 250;
-    let flush_every = match options.durability {
-        Durability::Sync | Durability::Flush => Some(1000),
-        Durability::Deferred { interval_ms } => Some(interval_ms.max(1)),
-    };
-    let mut attempt = 0;
-    loop {
-        let result = sled::Config::new()
-            .path(dir.join(SLED_DIR))
-            .cache_capacity(options.cache_capacity)
-            .flush_every_ms(flush_every)
-            .mode(sled::Mode::HighThroughput)
-            .open();
-        match result {
-            Err(sled::Error::Io(e))
-                if attempt < ATTEMPTS && e.to_string().contains("could not acquire lock") =>
-            {
-                attempt += 1;
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            other => return Ok(other?),
-        }
+                .map_err(|_| StoreError::Corrupt(what))?,
+        ))),
+        None => Ok(None),
     }
 }

@@ -6,7 +6,7 @@
 //! redundant from time to time with a *checkpoint*: `sled::Db::flush`, `fdatasync` of sled's data
 //! file, then the log restarts under a new *epoch* (its header is rewritten and synced; older
 //! entries are ignored from then on). On open, the log is read and verified whole, and its entries
-//! are applied again in order (see `replay_log` in `store.rs`).
+//! are applied again in order (see `replay_log` in `sled_engine.rs`).
 //!
 //! The file is preallocated with zeros in 1 MiB steps and overwritten in place, so the
 //! `fdatasync` of an append finds no file-size change to commit (no file-system journal commit)
@@ -39,7 +39,7 @@
 //! acknowledged only after its `fdatasync`) when no intact entry follows it, or when every intact
 //! entry that follows was written before the damaged one was known durable (its `synced` is
 //! older): the log ends there. Otherwise it is damage to an acknowledged entry and the vault is
-//! refused (`StoreError::Corrupt("write-ahead log")`), never skipped.
+//! refused (`StoreError::Corrupt(Structure::Wal(WalPart::Entry))`), never skipped.
 
 use std::{
     fs,
@@ -48,7 +48,7 @@ use std::{
     path::Path,
 };
 
-use crate::StoreError;
+use crate::{StoreError, Structure, WalPart};
 
 /// The file beside `sled/`.
 pub(crate) const FILE: &str = "wal";
@@ -176,7 +176,7 @@ fn encode(
     synced: u64,
     ops: &[Op],
 ) -> Result<(), StoreError> {
-    let too_big = || StoreError::Corrupt("write-ahead log entry (too large)");
+    let too_big = || StoreError::Corrupt(Structure::Wal(WalPart::EntryTooLarge));
     buf.clear();
     buf.extend_from_slice(&[0u8; ENTRY_HEAD]);
     buf.extend_from_slice(&epoch.to_be_bytes());
@@ -291,14 +291,12 @@ pub(crate) fn read(dir: &Path) -> Result<Option<Vec<Entry>>, StoreError> {
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
     if bytes.len() < HEADER_BYTES || bytes[..8] != MAGIC {
-        return Err(StoreError::Corrupt("write-ahead log (header)"));
+        return Err(StoreError::Corrupt(Structure::Wal(WalPart::Header)));
     }
     let version = u16::from_be_bytes([bytes[8], bytes[9]]);
     let epoch = u32::from_be_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
     if version == 0 || version > VERSION {
-        return Err(StoreError::Corrupt(
-            "write-ahead log (unknown version: written by a newer cardvault?)",
-        ));
+        return Err(StoreError::Corrupt(Structure::Wal(WalPart::UnknownVersion)));
     }
     let mut entries: Vec<Entry> = Vec::new();
     let mut pos = HEADER_BYTES;
@@ -310,7 +308,7 @@ pub(crate) fn read(dir: &Path) -> Result<Option<Vec<Entry>>, StoreError> {
                 if let Some(last) = entries.last()
                     && p.generation != last.generation + 1
                 {
-                    return Err(StoreError::Corrupt("write-ahead log (generation gap)"));
+                    return Err(StoreError::Corrupt(Structure::Wal(WalPart::GenerationGap)));
                 }
                 entries.push(Entry {
                     generation: p.generation,
@@ -321,7 +319,7 @@ pub(crate) fn read(dir: &Path) -> Result<Option<Vec<Entry>>, StoreError> {
             None => {
                 let expected = entries.last().map(|e| e.generation + 1);
                 if acknowledged_after(&bytes, pos, epoch, expected) {
-                    return Err(StoreError::Corrupt("write-ahead log"));
+                    return Err(StoreError::Corrupt(Structure::Wal(WalPart::Entry)));
                 }
                 break; // A torn tail: never acknowledged.
             }
@@ -437,7 +435,7 @@ mod tests {
             assert!(
                 matches!(
                     read(dir.path()),
-                    Err(StoreError::Corrupt("write-ahead log"))
+                    Err(StoreError::Corrupt(Structure::Wal(WalPart::Entry)))
                 ),
                 "flip at {at}"
             );

@@ -12,9 +12,13 @@
 #![forbid(unsafe_code)]
 
 pub mod cards;
+#[cfg(feature = "vault")]
 pub mod clock;
+#[cfg(feature = "daemon")]
 pub mod daemon;
 pub mod files;
+#[cfg(feature = "vault")]
 pub mod model;
 pub mod scan;
+#[cfg(feature = "vault")]
 pub mod vault;

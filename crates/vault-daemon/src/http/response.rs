@@ -327,6 +327,14 @@ impl From<vault_gateway::GatewayError> for ApiError {
                 "too many failed attempts; try again later",
             )
             .retry_after(LOGIN_RETRY_AFTER_SECS),
+            // Answered as the vault's conflicts are (a session-token collision: 122 random bits).
+            GatewayError::SessionExists => Self::one(
+                StatusCode::CONFLICT,
+                ErrorStatus::Conflict,
+                "Idempotency-Key",
+                "session_exists",
+                "this Idempotency-Key was used with a different request",
+            ),
             GatewayError::Vault(e) => e.into(),
             other => {
                 // Gateway errors carry no card data.
@@ -362,13 +370,13 @@ impl From<VaultError> for ApiError {
             )
             .retry_after(retry_after.as_secs()),
             VaultError::Busy => Self::unavailable("the vault is busy; try again shortly"),
-            VaultError::Conflict(code) => Self::one(
+            VaultError::Conflict(conflict) => Self::one(
                 StatusCode::CONFLICT,
                 ErrorStatus::Conflict,
                 "Idempotency-Key",
-                code,
-                match code {
-                    "idempotency_in_progress" => {
+                conflict.code(),
+                match conflict {
+                    vault_service::VaultConflict::IdempotencyInProgress => {
                         "a request with this Idempotency-Key is still being processed"
                     }
                     _ => "this Idempotency-Key was used with a different request",

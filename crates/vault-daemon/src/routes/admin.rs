@@ -3,13 +3,12 @@
 
 use bytes::Bytes;
 use hyper::{Request, Response, StatusCode, body::Incoming};
-use vault_gateway::{MerchantPassword, Terminal, TerminalId};
-use vault_service::{ApiKeyInfo, DekState, Merchant, MerchantId, Scopes};
+use vault_gateway::{MerchantPassword, TerminalId};
+use vault_service::{MerchantId, Scopes};
 use vault_wire::{
-    ApiKeyCreateRequest, ApiKeyCreated, ApiKeyKind, ApiKeyList, ApiKeyResponse, BackupRequest,
-    BackupResponse, DekStatus, FieldErrorBody, KeyStatusResponse, MerchantAddRequest, MerchantList,
-    MerchantPasswordRequest, MerchantResponse, RetireResponse, RewrapResponse, RotateResponse,
-    StatsResponse, SweepResponse, TerminalAddRequest, TerminalList, TerminalResponse,
+    ApiKeyCreateRequest, ApiKeyCreated, ApiKeyList, BackupRequest, FieldErrorBody,
+    MerchantAddRequest, MerchantList, MerchantPasswordRequest, RotateResponse, SweepResponse,
+    TerminalAddRequest, TerminalList,
 };
 
 use crate::{
@@ -18,6 +17,7 @@ use crate::{
     http::router::Param,
     idempotency::{self, KeyRule},
     state::{State, operator_actor},
+    views,
 };
 
 type Answer = Result<Response<Body>, ApiError>;
@@ -26,7 +26,7 @@ pub(crate) async fn merchant_list(state: &State, req: Request<Incoming>) -> Answ
     state.authorize_operator(req.headers())?;
     let merchants = state.blocking(|v| v.merchants()).await?;
     let body = MerchantList {
-        merchants: merchants.iter().map(merchant_response).collect(),
+        merchants: merchants.iter().map(views::merchant).collect(),
     };
     Ok(response::json(StatusCode::OK, &body))
 }
@@ -66,7 +66,7 @@ pub(crate) async fn merchant_add(state: &State, req: Request<Incoming>) -> Answe
         let m = state
             .blocking(move |v| v.as_actor(&who).add_merchant(id, &r.name))
             .await?;
-        Ok(response::json(StatusCode::CREATED, &merchant_response(&m)))
+        Ok(response::json(StatusCode::CREATED, &views::merchant(&m)))
     })
     .await
 }
@@ -175,7 +175,7 @@ pub(crate) async fn apikey_list(state: &State, req: Request<Incoming>) -> Answer
     let filter = merchant_filter(req.uri().query())?;
     let keys = state.blocking(move |v| v.api_keys(filter)).await?;
     let body = ApiKeyList {
-        api_keys: keys.iter().map(apikey_response).collect(),
+        api_keys: keys.iter().map(views::api_key).collect(),
     };
     Ok(response::json(StatusCode::OK, &body))
 }
@@ -216,7 +216,7 @@ pub(crate) async fn apikey_create(state: &State, req: Request<Incoming>) -> Answ
     };
     let body = ApiKeyCreated {
         key: key.expose().to_owned(),
-        api_key: apikey_response(&key.info),
+        api_key: views::api_key(&key.info),
     };
     Ok(response::json(StatusCode::CREATED, &body))
 }
@@ -237,7 +237,7 @@ pub(crate) async fn terminal_list(state: &State, req: Request<Incoming>) -> Answ
     let filter = merchant_filter(req.uri().query())?;
     let terminals = state.gateway(move |g| g.terminals(filter)).await?;
     let body = TerminalList {
-        terminals: terminals.iter().map(terminal_response).collect(),
+        terminals: terminals.iter().map(views::terminal).collect(),
     };
     Ok(response::json(StatusCode::OK, &body))
 }
@@ -257,30 +257,14 @@ pub(crate) async fn terminal_add(state: &State, req: Request<Incoming>) -> Answe
         let t = state
             .gateway(move |g| g.as_actor(&who).add_terminal(merchant, id))
             .await?;
-        Ok(response::json(StatusCode::CREATED, &terminal_response(&t)))
+        Ok(response::json(StatusCode::CREATED, &views::terminal(&t)))
     })
     .await
 }
 
 pub(crate) async fn key_status(state: &State, req: Request<Incoming>) -> Answer {
     state.authorize_operator(req.headers())?;
-    let stats = state.vault.stats();
-    let body = KeyStatusResponse {
-        current_dek: stats.current_dek.get(),
-        deks: stats
-            .deks
-            .iter()
-            .map(|(id, st, at)| DekStatus {
-                id: id.get(),
-                state: match st {
-                    DekState::Current => "current",
-                    DekState::DecryptOnly => "decrypt-only",
-                }
-                .to_owned(),
-                created_at: *at,
-            })
-            .collect(),
-    };
+    let body = views::key_status(&state.vault.stats());
     Ok(response::json(StatusCode::OK, &body))
 }
 
@@ -304,13 +288,7 @@ pub(crate) async fn key_rewrap(state: &State, req: Request<Incoming>) -> Answer 
     let p = state
         .blocking(move |v| v.as_actor(&who).rewrap(|_| {}))
         .await?;
-    let body = RewrapResponse {
-        scanned: p.scanned,
-        rewrapped: p.rewrapped,
-        failed: p.failed,
-        total: p.total,
-    };
-    Ok(response::json(StatusCode::OK, &body))
+    Ok(response::json(StatusCode::OK, &views::rewrap(&p)))
 }
 
 pub(crate) async fn key_retire(state: &State, req: Request<Incoming>) -> Answer {
@@ -318,10 +296,7 @@ pub(crate) async fn key_retire(state: &State, req: Request<Incoming>) -> Answer 
     let retired = state
         .blocking(move |v| v.as_actor(&who).retire_unused_keys())
         .await?;
-    let body = RetireResponse {
-        retired: retired.iter().map(|id| id.get()).collect(),
-    };
-    Ok(response::json(StatusCode::OK, &body))
+    Ok(response::json(StatusCode::OK, &views::retired(&retired)))
 }
 
 pub(crate) async fn sweep(state: &State, req: Request<Incoming>) -> Answer {
@@ -357,31 +332,15 @@ pub(crate) async fn backup(state: &State, req: Request<Incoming>) -> Answer {
         .await?;
     tracing::info!(target: "cardvault::audit", key_id = %p.key_id, records = report.records,
         bytes = report.bytes, "backup written");
-    let body = BackupResponse {
-        path: r.path,
-        records: report.records,
-        entries: report.entries,
-        bytes: report.bytes,
-        sha256: report.sha256.iter().map(|b| format!("{b:02x}")).collect(),
-        pause_ms: u64::try_from(report.pause.as_millis()).unwrap_or(u64::MAX),
-    };
-    Ok(response::json(StatusCode::OK, &body))
+    Ok(response::json(
+        StatusCode::OK,
+        &views::backup(r.path, &report),
+    ))
 }
 
 pub(crate) async fn stats(state: &State, req: Request<Incoming>) -> Answer {
     state.authorize_operator(req.headers())?;
-    let stats = state.vault.stats();
-    let s = &stats.store;
-    let body = StatsResponse {
-        records: stats.records,
-        current_dek: stats.current_dek.get(),
-        deks: u32::try_from(stats.deks.len()).unwrap_or(u32::MAX),
-        groups: s.groups,
-        jobs: s.jobs,
-        flushes: s.flushes,
-        size_on_disk: s.size_on_disk,
-        group_size_buckets: s.group_sizes.buckets.to_vec(),
-    };
+    let body = views::stats(&state.vault.stats());
     Ok(response::json(StatusCode::OK, &body))
 }
 
@@ -397,36 +356,4 @@ fn merchant_filter(query: Option<&str>) -> Result<Option<MerchantId>, ApiError> 
         .find_map(|kv| kv.strip_prefix("merchant_id="))
         .map(merchant_id)
         .transpose()
-}
-
-fn merchant_response(m: &Merchant) -> MerchantResponse {
-    MerchantResponse {
-        merchant_id: m.id.to_string(),
-        name: m.name.clone(),
-        created_at: m.created_at,
-    }
-}
-
-fn apikey_response(k: &ApiKeyInfo) -> ApiKeyResponse {
-    ApiKeyResponse {
-        id: k.id.clone(),
-        merchant_id: k.merchant.map(|m| m.to_string()),
-        kind: if k.merchant.is_some() {
-            ApiKeyKind::Merchant
-        } else {
-            ApiKeyKind::Operator
-        },
-        scopes: k.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
-        label: k.label.clone(),
-        created_at: k.created_at,
-        revoked: k.revoked,
-    }
-}
-
-fn terminal_response(t: &Terminal) -> TerminalResponse {
-    TerminalResponse {
-        terminal_id: t.id.as_str().to_owned(),
-        merchant_id: t.merchant.to_string(),
-        created_at: t.created_at,
-    }
 }

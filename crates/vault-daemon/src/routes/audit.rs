@@ -2,13 +2,12 @@
 //! so `cardvault audit tail|verify` need not stop it.
 
 use hyper::{Request, Response, StatusCode, body::Incoming};
-use time::format_description::well_known::Rfc3339;
-use vault_service::AuditEntry;
-use vault_wire::{AuditEntryView, AuditPage, AuditVerifyResponse};
+use vault_wire::AuditPage;
 
 use crate::{
     http::response::{self, ApiError, Body},
     state::State,
+    views,
 };
 
 type Answer = Result<Response<Body>, ApiError>;
@@ -30,7 +29,7 @@ pub(crate) async fn entries(state: &State, req: Request<Incoming>) -> Answer {
         })
         .await?;
     let body = AuditPage {
-        entries: entries.iter().map(audit_entry_view).collect(),
+        entries: entries.iter().map(views::audit_entry).collect(),
     };
     Ok(response::json(StatusCode::OK, &body))
 }
@@ -40,13 +39,7 @@ pub(crate) async fn entries(state: &State, req: Request<Incoming>) -> Answer {
 pub(crate) async fn verify(state: &State, req: Request<Incoming>) -> Answer {
     state.authorize_operator(req.headers())?;
     let report = state.blocking(|v| v.audit_verify()).await?;
-    let body = AuditVerifyResponse {
-        ok: report.is_ok(),
-        entries: report.entries,
-        first_bad: report.first_bad,
-        problem: report.problem,
-    };
-    Ok(response::json(StatusCode::OK, &body))
+    Ok(response::json(StatusCode::OK, &views::audit_verify(report)))
 }
 
 /// `after` and `limit` from the query string; anything else there, or a bad value -> 400.
@@ -77,30 +70,6 @@ fn query(q: &str) -> Result<(Option<u64>, usize), ApiError> {
         }
     }
     Ok((after, limit))
-}
-
-/// The wire view of an audit entry: what `GET /admin/audit` answers, and what `cardvault audit
-/// tail --json` prints offline (one mapping for both).
-pub fn audit_entry_view(e: &AuditEntry) -> AuditEntryView {
-    // The CLI reads the log offline through a bare vault: the gateway's actions need their names.
-    vault_gateway::register();
-    let hex = |b: &[u8; 32]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-    AuditEntryView {
-        seq: e.seq,
-        at: e
-            .at
-            .format(&Rfc3339)
-            .unwrap_or_else(|_| e.at.unix_timestamp().to_string()),
-        action: e.action.as_str().to_owned(),
-        outcome: e.outcome.to_string(),
-        merchant_id: e.actor.merchant.map(|m| m.to_string()),
-        key_id: e.actor.key_id.clone(),
-        peer_uid: e.actor.peer_uid,
-        token: e.token.map(|t| t.to_string()),
-        detail: e.detail.clone(),
-        prev_hash: hex(&e.prev_hash),
-        hash: hex(&e.hash),
-    }
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ use slots::Slots;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
-const PASSWORD_PREFIX: u8 = b'P';
+const PASSWORD_PREFIX: u8 = vault_service::KeySpace::Password.byte();
 const SALT_LEN: usize = 16;
 const OUTPUT_LEN: usize = 32;
 /// Past this many tracked ids (merchants or peers), counters whose window has ended are dropped.
@@ -248,7 +248,7 @@ fn record_key(merchant: MerchantId) -> [u8; 9] {
 }
 
 fn corrupt() -> GatewayError {
-    GatewayError::corrupt("merchant password")
+    GatewayError::corrupt(vault_service::KeySpace::Password)
 }
 
 /// A stored password record, after its MAC (bound to `key`) verified: `Integrity` otherwise.

@@ -132,7 +132,9 @@ impl Vault {
             .write(move |tx| -> Result<(), VaultError> {
                 // Another archive since the walk: refuse rather than drop its anchor.
                 if tx.get_raw(ANCHOR_KEY)? != expected {
-                    return Err(VaultError::Conflict("audit_archive_in_progress"));
+                    return Err(VaultError::Conflict(
+                        crate::VaultConflict::AuditArchiveInProgress,
+                    ));
                 }
                 for k in &keys {
                     tx.delete_raw_key(k)?;

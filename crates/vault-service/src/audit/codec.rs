@@ -15,8 +15,8 @@ use super::{Actor, AuditAction, AuditEntry, AuditOutcome, Draft};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
-pub(super) const ENTRY_PREFIX: u8 = b'A';
-pub(super) const HEAD_KEY: &[u8] = b"a";
+pub(super) const ENTRY_PREFIX: u8 = vault_store::KeySpace::AuditEntry.byte();
+pub(super) const HEAD_KEY: &[u8] = &[vault_store::KeySpace::AuditHead.byte()];
 const ENTRY_VERSION: u8 = 1;
 const HEAD_VERSION: u8 = 1;
 const ENTRY_DOMAIN: &[u8] = b"cardvault/v1/audit";
@@ -25,6 +25,7 @@ const ANCHOR_DOMAIN: &[u8] = b"cardvault/v1/audit-anchor";
 const ARCHIVE_DOMAIN: &[u8] = b"cardvault/v1/audit-archive";
 /// Where the log starts after an archive: the last archived entry's seq and hash, keyed.
 pub(super) const ANCHOR_KEY: &[u8] = b"a.anchor";
+const _: () = assert!(ANCHOR_KEY[0] == vault_store::KeySpace::AuditHead.byte());
 pub(super) const MAX_TEXT: usize = 64;
 pub(super) const MAX_DETAIL: usize = 128;
 /// A block is closed once it holds this many bytes (an entry is 88 to about 500 bytes). Small

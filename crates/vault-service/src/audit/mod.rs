@@ -142,7 +142,7 @@ impl AuditOutcome {
             VaultError::Key(_) => "key",
             VaultError::Busy => "busy",
             VaultError::TooManyCards { .. } => "masked_form_limit",
-            VaultError::Conflict(code) => code,
+            VaultError::Conflict(conflict) => conflict.code(),
             _ => return Self::Error,
         };
         Self::Denied(code.to_owned())
@@ -269,10 +269,11 @@ impl Core {
             return Ok(());
         }
         let (mut seq, mut prev) = match tx.get_raw(HEAD_KEY)? {
-            Some(b) => self
-                .audit_key
-                .decode_head(&b)
-                .map_err(|_| VaultError::Store(vault_store::StoreError::Corrupt("audit head")))?,
+            Some(b) => self.audit_key.decode_head(&b).map_err(|_| {
+                VaultError::Store(vault_store::StoreError::Corrupt(
+                    vault_store::Structure::Value(vault_store::KeySpace::AuditHead),
+                ))
+            })?,
             None => (0, [0u8; 32]),
         };
         let at = self.clock.now();

@@ -126,7 +126,9 @@ impl Vault {
                 *taken.lock() = t;
                 guard.core.append_audits(tx, &drafts).map_err(|e| match e {
                     VaultError::Store(s) => s,
-                    _ => StoreError::Corrupt("audit entry"),
+                    _ => StoreError::Corrupt(vault_store::Structure::Value(
+                        vault_store::KeySpace::AuditEntry,
+                    )),
                 })
             },
             move |outcome: Result<(), StoreError>| {

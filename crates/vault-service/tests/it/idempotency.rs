@@ -62,7 +62,7 @@ fn proceeds(r: Result<IdempotencyStart, VaultError>) -> bool {
 
 fn conflict(r: Result<IdempotencyStart, VaultError>) -> &'static str {
     match r {
-        Err(VaultError::Conflict(code)) => code,
+        Err(VaultError::Conflict(conflict)) => conflict.code(),
         other => panic!("expected a conflict, got {other:?}"),
     }
 }

@@ -5,4 +5,5 @@
 #![cfg(test)]
 
 mod backup;
+mod conformance;
 mod store;

@@ -101,7 +101,7 @@ fn concurrent_writers_share_group_commits_and_everything_persists() {
             );
         }
     }
-    // The expiry index finds exactly the records due.
+    // The expiry scan (no index: a bounded walk of the records) finds exactly the records due.
     // keep_until = 1_900_000_000 + n; only n = 0..=5 (thread 0) are due at +5, found across
     // several bounded scan steps.
     let (mut due, mut cursor) = (Vec::new(), None);
@@ -125,7 +125,7 @@ fn a_failed_job_leaves_no_trace_and_does_not_sink_its_group() {
     let store = Store::create(dir.path(), b"hdr", StoreOptions::default()).unwrap();
     let r: Result<(), StoreError> = store.write(|tx| {
         tx.put_record(&id(1), &record(1))?;
-        Err(StoreError::Corrupt("test"))
+        Err(StoreError::Corrupt(vault_store::Structure::Other))
     });
     assert!(r.is_err());
     assert_eq!(store.record(&id(1)).unwrap(), None);
@@ -291,7 +291,10 @@ fn a_torn_log_tail_opens_and_a_damaged_middle_is_refused() {
     std::fs::write(middle.join("wal"), &b).unwrap();
     let err = Store::open(&middle, wal_options()).unwrap_err();
     assert!(
-        matches!(err, StoreError::Corrupt("write-ahead log")),
+        matches!(
+            err,
+            StoreError::Corrupt(vault_store::Structure::Wal(vault_store::WalPart::Entry))
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("write-ahead log"), "{err}");
@@ -390,7 +393,9 @@ fn a_log_that_ends_before_the_tree_is_refused() {
     assert!(
         matches!(
             err,
-            StoreError::Corrupt("write-ahead log (ends before the database)")
+            StoreError::Corrupt(vault_store::Structure::Wal(
+                vault_store::WalPart::EndsBeforeDatabase
+            ))
         ),
         "{err:?}"
     );

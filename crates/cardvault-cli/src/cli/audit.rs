@@ -9,12 +9,9 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
-use vault_wire::{AuditEntryView, AuditVerifyResponse};
+use vault_wire::AuditEntryView;
 
-use super::admin::{Conn, Target};
-
-/// Most entries one daemon request answers (the daemon's limit).
-const PAGE: usize = 1000;
+use super::{admin::Target, conn};
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum AuditCmd {
@@ -56,7 +53,7 @@ pub(crate) enum AuditCmd {
 pub(crate) fn run(cmd: AuditCmd) -> anyhow::Result<()> {
     match cmd {
         AuditCmd::Tail { n, json, target } => {
-            let entries = tail(&target, n)?;
+            let entries = conn::open(&target)?.audit_tail(n)?;
             if json {
                 for e in &entries {
                     println!("{}", serde_json::to_string(e)?);
@@ -71,7 +68,8 @@ pub(crate) fn run(cmd: AuditCmd) -> anyhow::Result<()> {
             target,
         } => {
             let before = parse_date(&before)?;
-            let Conn::Offline(v) = Conn::open(&target)? else {
+            let admin = conn::open(&target)?;
+            let Some(v) = admin.vault() else {
                 bail!("`audit archive` works offline only: stop the daemon first");
             };
             let a = v
@@ -94,7 +92,8 @@ pub(crate) fn run(cmd: AuditCmd) -> anyhow::Result<()> {
             archive: Some(file),
             target,
         } => {
-            let Conn::Offline(v) = Conn::open(&target)? else {
+            let admin = conn::open(&target)?;
+            let Some(v) = admin.vault() else {
                 bail!("`audit verify --archive` works offline only (it needs the vault key)");
             };
             let bytes =
@@ -116,18 +115,7 @@ pub(crate) fn run(cmd: AuditCmd) -> anyhow::Result<()> {
             archive: None,
             target,
         } => {
-            let report = match Conn::open(&target)? {
-                Conn::Offline(v) => {
-                    let r = v.audit_verify()?;
-                    AuditVerifyResponse {
-                        ok: r.is_ok(),
-                        entries: r.entries,
-                        first_bad: r.first_bad,
-                        problem: r.problem,
-                    }
-                }
-                Conn::Remote { rt, client } => rt.block_on(client.audit_verify())?,
-            };
+            let report = conn::open(&target)?.audit_verify()?;
             match report.first_bad {
                 None => println!("audit log OK: {} entries, chain intact", report.entries),
                 Some(seq) => {
@@ -144,41 +132,6 @@ pub(crate) fn run(cmd: AuditCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The last `n` entries, oldest first, from the vault or the daemon.
-fn tail(target: &Target, n: usize) -> anyhow::Result<Vec<AuditEntryView>> {
-    Ok(match Conn::open(target)? {
-        Conn::Offline(v) => v
-            .audit_tail(n)?
-            .iter()
-            .map(vault_daemon::audit_entry_view)
-            .collect(),
-        Conn::Remote { rt, client } => {
-            if n == 0 {
-                return Ok(Vec::new());
-            }
-            // The last page first (it tells where the log ends), then forward to fill `n`.
-            let last = rt
-                .block_on(client.audit_entries(None, n.min(PAGE)))?
-                .entries;
-            if n <= PAGE || last.is_empty() {
-                return Ok(last);
-            }
-            let end = last.last().map_or(0, |e| e.seq);
-            let mut after = end.saturating_sub(u64::try_from(n).unwrap_or(u64::MAX));
-            let mut out = Vec::new();
-            while after < end {
-                let page = rt
-                    .block_on(client.audit_entries(Some(after), PAGE))?
-                    .entries;
-                let Some(tail) = page.last() else { break };
-                after = tail.seq;
-                out.extend(page.into_iter().filter(|e| e.seq <= end));
-            }
-            out
-        }
-    })
 }
 
 /// A header row, then one fixed-width row per entry (token and detail last, unpadded).

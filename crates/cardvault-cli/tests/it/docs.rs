@@ -11,7 +11,6 @@
 //! - the fixed paths of the documents are moved under a temporary directory, `cargo run --release
 //!   --` becomes the `cardvault` binary built for the tests, and `serve --dev` is given the moved
 //!   dev socket explicitly.
-#![cfg(test)]
 
 use std::{
     fmt::Write as _,
@@ -177,7 +176,8 @@ wait_for() {
 /// Runs the `sh` blocks of `doc` (a path relative to the repository root); panics with the
 /// shell's output and the background logs if any command fails.
 fn run_doc(doc: &str) {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The documents live at the repository root, two levels above this crate.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let markdown = std::fs::read_to_string(repo.join(doc)).unwrap();
     let blocks = blocks(&markdown);
     assert!(

@@ -8,7 +8,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use super::{
-    admin::{Conn, Target},
+    admin::Target,
+    conn,
     init::KdfArgs,
     key::{KeyArgs, NEW_PASSPHRASE_ENV},
 };
@@ -41,11 +42,11 @@ pub(crate) fn run(args: RekeyArgs) -> anyhow::Result<()> {
     let new_key = new
         .resolve_new_from(NEW_PASSPHRASE_ENV, "New vault passphrase: ", &[])
         .context("the new key")?;
-    let vault = match Conn::open(&args.target)? {
-        Conn::Offline(v) => v,
-        Conn::Remote { .. } => bail!(
+    let admin = conn::open(&args.target)?;
+    let Some(vault) = admin.vault() else {
+        bail!(
             "`keys rekey` works offline only: stop the daemon that holds the vault, then run it again"
-        ),
+        );
     };
     vault
         .rekey(&new_key, kdf)

@@ -7,16 +7,13 @@
 use std::{fs, io::IsTerminal, path::PathBuf};
 
 use anyhow::{Context, bail};
-use cardvault::{
-    MerchantId,
-    gateway::{Gateway, MerchantPassword},
-};
+use cardvault::{MerchantId, gateway::MerchantPassword};
 use clap::Args;
-use vault_wire::MerchantPasswordRequest;
 use zeroize::Zeroizing;
 
 use super::{
-    admin::{Conn, Target},
+    admin::Target,
+    conn,
     key::{strip_newline, warn_if_readable_by_others},
 };
 
@@ -41,15 +38,7 @@ pub(crate) fn run(args: PasswordArgs) -> anyhow::Result<()> {
     // Check what can be checked before any prompt or vault passphrase.
     let id = MerchantId::parse(&args.id).context("merchant id")?;
     let password = read_password(args.password_file.as_ref())?;
-    match Conn::open(&args.target)? {
-        Conn::Offline(v) => Gateway::new(v).set_merchant_password(id, &password)?,
-        Conn::Remote { rt, client } => {
-            let req = MerchantPasswordRequest {
-                password: password.expose().to_owned(),
-            };
-            rt.block_on(client.merchant_password(&id.to_string(), &req))?;
-        }
-    }
+    conn::open(&args.target)?.merchant_password(id, &password)?;
     println!("set the gateway password of merchant {id}");
     Ok(())
 }

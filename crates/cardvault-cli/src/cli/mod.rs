@@ -8,6 +8,7 @@ mod audit;
 mod backup;
 mod bench;
 mod cards;
+mod conn;
 mod connect;
 mod dev;
 mod hardening;

@@ -1,9 +1,6 @@
 //! The `cardvault` binary end to end: help, init, offline admin, key errors, serve + client +
 //! SIGTERM, admin through the daemon. Vaults use the test-only fast KDF
 //! (`CARDVAULT_TEST_FAST_KDF=1`).
-#![cfg(test)]
-
-mod common;
 
 use std::{
     path::{Path, PathBuf},
@@ -14,7 +11,7 @@ use std::{
 use vault_client::{ApiKey, Client};
 use vault_wire::{CardInput, RevealRequest, TokenizeRequest};
 
-use common::{bin, runtime};
+use crate::common::{bin, runtime};
 
 const PASS: &str = "correct horse battery staple";
 
@@ -1018,4 +1015,69 @@ fn dev_mode_writes_a_merchant_key_and_an_operator_key() {
     assert!(!list.contains("admin,"), "{list}");
     let (_code, log) = d.terminate();
     assert!(log.contains("operator-key"), "{log}");
+}
+
+/// The admin listings print the same bytes offline and through a daemon holding the same vault
+/// (both sides answer with the wire types through one mapping, `vault_daemon::views`).
+#[test]
+fn listings_are_the_same_offline_and_through_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = init(dir.path());
+    let kf = dir.path().join("admin-key").to_str().unwrap().to_owned();
+    ok(&[
+        "apikey",
+        "create",
+        "--operator",
+        "--scopes",
+        "admin",
+        "--label",
+        "ops",
+        "--out",
+        &kf,
+        "--data",
+        &data,
+    ]);
+    ok(&[
+        "terminal",
+        "add",
+        "term-0001",
+        "--merchant",
+        "890490",
+        "--data",
+        &data,
+    ]);
+    ok(&["keys", "rotate", "--data", &data]);
+    let listings: [&[&str]; 5] = [
+        &["merchant", "list"],
+        &["apikey", "list"],
+        &["apikey", "list", "--merchant", "890490"],
+        &["terminal", "list"],
+        &["keys", "status"],
+    ];
+    let offline: Vec<String> = listings
+        .iter()
+        .map(|cmd| ok(&[cmd, &["--data", &data][..]].concat()))
+        .collect();
+    assert!(offline[0].contains("Test merchant"), "{}", offline[0]);
+    assert!(
+        offline[1].contains("operator") && offline[1].contains("ops"),
+        "{}",
+        offline[1]
+    );
+    assert!(offline[3].contains("term-0001"), "{}", offline[3]);
+    assert!(offline[4].contains("decrypt-only"), "{}", offline[4]);
+
+    let socket = dir.path().join("run").join("cardvault.sock");
+    let daemon = Daemon::start(&data, &socket);
+    for (cmd, offline) in listings.iter().zip(&offline) {
+        // Without a passphrase: only the daemon can answer.
+        let out = run(
+            &[cmd, &["--data", &data, "--api-key-file", &kf][..]].concat(),
+            None,
+        );
+        assert!(out.status.success(), "{cmd:?}: {}", stderr(&out));
+        assert_eq!(&String::from_utf8(out.stdout).unwrap(), offline, "{cmd:?}");
+    }
+    let (code, _) = daemon.terminate();
+    assert_eq!(code, Some(0));
 }

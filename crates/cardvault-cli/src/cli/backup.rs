@@ -7,9 +7,8 @@ use anyhow::{Context, bail};
 use cardvault::Vault;
 use clap::Args;
 use indicatif::ProgressBar;
-use vault_wire::BackupRequest;
 
-use super::admin::{Conn, Target};
+use super::{admin::Target, conn};
 
 #[derive(Args, Debug)]
 pub(crate) struct BackupArgs {
@@ -31,14 +30,6 @@ pub(crate) struct RestoreArgs {
     data: PathBuf,
 }
 
-fn bar() -> ProgressBar {
-    let bar = ProgressBar::new(0);
-    bar.set_style(super::progress::style(
-        "backup [{bar:40}] {pos}/~{len} entries ({rate}, eta {eta})",
-    ));
-    bar
-}
-
 fn hex32(b: &[u8; 32]) -> String {
     hex::encode(b)
 }
@@ -54,44 +45,17 @@ pub(crate) fn backup(args: BackupArgs) -> anyhow::Result<()> {
     if out.symlink_metadata().is_ok() {
         bail!("{} exists; not overwriting it", out.display());
     }
-    match Conn::open(&args.target)? {
-        Conn::Offline(v) => {
-            let bar = bar();
-            let r = v
-                .backup_to_file(&out, |done, total| {
-                    bar.set_length(total);
-                    bar.set_position(done);
-                })
-                .with_context(|| format!("writing backup {}", out.display()))?;
-            bar.finish_and_clear();
-            println!(
-                "backup {}: {} records ({} entries), {} bytes, sha256 {}; writes held at most {} ms at a time ({} ms in all)",
-                out.display(),
-                r.records,
-                r.entries,
-                r.bytes,
-                hex32(&r.sha256),
-                r.pause.as_millis(),
-                r.held.as_millis()
-            );
-        }
-        Conn::Remote { rt, client } => {
-            let Some(path) = out.to_str() else {
-                bail!("{} is not valid UTF-8", out.display());
-            };
-            let bar = ProgressBar::new_spinner();
-            bar.set_message("backup running in the daemon...");
-            bar.enable_steady_tick(std::time::Duration::from_millis(120));
-            let r = rt.block_on(client.backup(&BackupRequest {
-                path: path.to_owned(),
-            }));
-            bar.finish_and_clear();
-            let r = r?;
-            println!(
-                "backup {} (written by the daemon): {} records ({} entries), {} bytes, sha256 {}; writes held at most {} ms at a time",
-                r.path, r.records, r.entries, r.bytes, r.sha256, r.pause_ms
-            );
-        }
+    let done = conn::open(&args.target)?.backup(&out)?;
+    let r = &done.response;
+    match done.held_ms {
+        Some(held) => println!(
+            "backup {}: {} records ({} entries), {} bytes, sha256 {}; writes held at most {} ms at a time ({held} ms in all)",
+            r.path, r.records, r.entries, r.bytes, r.sha256, r.pause_ms
+        ),
+        None => println!(
+            "backup {} (written by the daemon): {} records ({} entries), {} bytes, sha256 {}; writes held at most {} ms at a time",
+            r.path, r.records, r.entries, r.bytes, r.sha256, r.pause_ms
+        ),
     }
     Ok(())
 }

@@ -5,9 +5,9 @@
 //! acknowledged delete stays deleted, and a request in flight at the kill has either its old or
 //! its new outcome, never a mix. `CARDVAULT_DAEMON_CRASH_RUNS` sets the number of kills
 //! (default 3). See `docs/harnesses.md`.
-#![cfg(feature = "cli")]
 #![cfg(test)]
 
+#[path = "it/common.rs"]
 mod common;
 
 use std::{
