@@ -44,6 +44,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     BackupPart, Engine, STORE_FORMAT_VERSION, Store, StoreError, StoredRecord, Structure,
+    capture::Capture,
     layout::{COUNT_KEY, DEDUPE_PREFIX, RECORD_PREFIX, VERSION_KEY},
 };
 
@@ -66,37 +67,6 @@ const PROGRESS_EVERY: u64 = 4096;
 const CHUNK: usize = 4096;
 
 static BACKUP_IDS: AtomicU64 = AtomicU64::new(1);
-
-/// The state of a running backup, shared with the committer.
-///
-/// Invariant (between two groups): for every key above `cursor`, its value at the backup's point
-/// in time T0 is `before[key]` when present, else the tree's current value. The committer keeps
-/// it by calling [`before_change`](Self::before_change) for every key of a group before applying
-/// the group's batch.
-#[derive(Debug)]
-pub(crate) struct Capture {
-    id: u64,
-    /// Keys at or below this were exported already (`None`: nothing yet).
-    cursor: Option<Vec<u8>>,
-    /// T0 values (`None`: absent at T0) of not-yet-exported keys changed since T0.
-    before: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-}
-
-impl Capture {
-    /// Called by the committer before a batch changes `key`.
-    pub(crate) fn before_change(
-        &mut self,
-        engine: &dyn Engine,
-        key: &[u8],
-    ) -> Result<(), StoreError> {
-        if self.cursor.as_deref().is_some_and(|c| key <= c) || self.before.contains_key(key) {
-            return Ok(());
-        }
-        let old = engine.point_get(key)?;
-        self.before.insert(key.to_vec(), old);
-        Ok(())
-    }
-}
 
 /// What a written backup holds.
 #[derive(Clone, Debug, PartialEq, Eq)]

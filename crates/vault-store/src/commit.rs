@@ -331,7 +331,7 @@ pub(crate) struct Committer {
     pub(crate) group_sizes: Arc<parking_lot::Mutex<GroupHistogram>>,
     /// Set while a backup runs: keeps the pre-backup value of every key a group changes before
     /// the backup has exported it (see `backup.rs`).
-    pub(crate) capture: Arc<parking_lot::Mutex<Option<crate::backup::Capture>>>,
+    pub(crate) capture: Arc<parking_lot::Mutex<Option<crate::capture::Capture>>>,
     /// Group commits applied so far (key `G`).
     pub(crate) generation: u64,
 }

@@ -30,7 +30,7 @@
 //!     ([`Versioned`], [`Codec`]) written once; `record.rs`: the token record's own codec.
 //!   - `error.rs`: [`StoreError`] with typed [`Structure`] (what is corrupt) and [`ConflictKind`]
 //!     (why a conditional write was refused).
-//!   - `backup.rs`: consistent backups while writers go on (a capture of pre-images kept by the
+//!   - `backup.rs`: consistent backups while writers go on (a capture of pre-images, `capture.rs`, kept by the
 //!     committer, export in chunks through [`Engine::scan`]) and restore into a new sled vault.
 //!   - `conformance.rs` (feature `conformance`): the suite every engine must pass.
 //! - **The seam**: `engine.rs`, [`Engine`]: point reads ([`Engine::get`], [`Engine::point_get`]),
@@ -46,6 +46,7 @@
 #![forbid(unsafe_code)]
 
 mod backup;
+mod capture;
 mod commit;
 #[cfg(feature = "conformance")]
 pub mod conformance;

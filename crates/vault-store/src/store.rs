@@ -111,7 +111,7 @@ pub struct Store {
     committer: Option<JoinHandle<()>>,
     stats: Arc<CommitStats>,
     group_sizes: Arc<Mutex<GroupHistogram>>,
-    pub(crate) capture: Arc<Mutex<Option<crate::backup::Capture>>>,
+    pub(crate) capture: Arc<Mutex<Option<crate::capture::Capture>>>,
     pub(crate) dir: PathBuf,
 }
 
