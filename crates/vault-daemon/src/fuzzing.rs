@@ -24,9 +24,7 @@ use vault_service::{
 };
 use vault_wire::FieldErrorBody;
 
-use crate::{
-    DaemonConfig, decode::form, decode::json, decode::validate, http::router, state::State,
-};
+use crate::{DaemonConfig, decode::form, decode::json, decode::validate, dispatch, state::State};
 
 /// The fixed "now" of both harnesses (expiry checks depend on it).
 const NOW: OffsetDateTime = datetime!(2026-11-21 12:00:00 UTC);
@@ -272,7 +270,7 @@ impl HttpHarness {
         let svc = service_fn(move |req| {
             let (st, seen, bad) = (state.clone(), seen.clone(), bad.clone());
             async move {
-                let resp = router::handle(st, req).await;
+                let resp = dispatch::handle(st, req).await;
                 let (resp, problem) = inspect(resp).await;
                 if let Ok(mut s) = seen.lock() {
                     s.push(resp.status().as_u16());

@@ -66,7 +66,8 @@
 //!
 //! - `net/`: the listening socket and peer credentials (`listener`), the per-peer connection
 //!   bound (`peer_limit`), the write timeout, graceful shutdown.
-//! - `http/`: the route table and dispatch (`router`), responses and error bodies
+//! - `dispatch.rs`: one request to its handler, with its metrics and trace line.
+//! - `http/`: the route table and matching (`router`), responses and error bodies
 //!   (`response`), reading bodies within the size and time limits (`limits`).
 //! - `decode/`: bodies into typed requests: JSON against a field schema (`json`), the gateway's
 //!   form or JSON fields (`form`), validation naming every refused field (`validate`).
@@ -79,6 +80,7 @@
 
 mod config;
 mod decode;
+mod dispatch;
 mod error;
 #[cfg(fuzzing)]
 #[doc(hidden)]

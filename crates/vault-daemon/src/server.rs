@@ -11,8 +11,7 @@ use tokio::{
 };
 
 use crate::{
-    DaemonConfig, DaemonError,
-    http::router,
+    DaemonConfig, DaemonError, dispatch,
     net::listener::{Listener, Stream},
     net::peer_limit::{Peer, PeerLimit, PeerSlot},
     net::shutdown::{ConnGuard, Drain},
@@ -201,7 +200,7 @@ where
         // The peer's uid is visible to the handlers (for audit entries) through a task-local.
         async move {
             let resp = crate::state::PEER_UID
-                .scope(peer_uid, router::handle(st, req))
+                .scope(peer_uid, dispatch::handle(st, req))
                 .await;
             Ok::<_, Infallible>(resp)
         }

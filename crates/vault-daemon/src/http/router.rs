@@ -1,20 +1,8 @@
-//! The route table and dispatch. Routes are matched by path template first, then by method, so
-//! an unknown path is 404 and a known path with the wrong method is 405 with `Allow`.
+//! The route table and its matching (the handlers are called from `dispatch.rs`). Routes are
+//! matched by path template first, then by method, so an unknown path is 404 and a known path
+//! with the wrong method is 405 with `Allow`.
 
-use std::{sync::Arc, time::Instant};
-
-use hyper::{Request, Response, body::Incoming};
 use vault_service::Token;
-
-use crate::{
-    http::response::{ApiError, Body},
-    routes::{
-        admin, audit,
-        gateway::{self, api, hosted, hosted_fields, payments},
-        ops, tokens,
-    },
-    state::State,
-};
 
 /// A route the daemon serves: a method and a path template (`{name}` is one path segment).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -142,13 +130,13 @@ pub(crate) enum Param {
     Text(String),
 }
 
-enum Matched {
+pub(crate) enum Matched {
     Route(RouteId, Param),
     WrongMethod(String),
     Unknown,
 }
 
-fn find(method: &str, path: &str) -> Matched {
+pub(crate) fn find(method: &str, path: &str) -> Matched {
     // A path a template spells out literally (`/v2/tokens/batch`) belongs to the literal
     // templates alone: it is not also a value of `{token}`, so a wrong method there is 405.
     let literal = TABLE
@@ -200,75 +188,6 @@ fn match_template<'p>(template: &str, path: &'p str) -> Option<Option<&'p str>> 
             _ => return None,
         }
     }
-}
-
-/// Answers one request and records it in the metrics.
-pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
-    let start = Instant::now();
-    let (slot, resp) = match find(req.method().as_str(), req.uri().path()) {
-        Matched::Route(id, param) => (id as usize, dispatch(&state, id, param, req).await),
-        Matched::WrongMethod(allow) => (
-            UNMATCHED,
-            ApiError::method_not_allowed(allow).into_response(),
-        ),
-        Matched::Unknown => (UNMATCHED, ApiError::no_route().into_response()),
-    };
-    let elapsed = start.elapsed();
-    state.metrics.observe(slot, resp.status().as_u16(), elapsed);
-    // The route's slot and status only: never the path (it holds tokens) or anything from the body.
-    tracing::trace!(
-        route = slot,
-        status = resp.status().as_u16(),
-        micros = elapsed.as_micros(),
-        "answered"
-    );
-    resp
-}
-
-async fn dispatch(
-    state: &State,
-    id: RouteId,
-    param: Param,
-    req: Request<Incoming>,
-) -> Response<Body> {
-    let result = match id {
-        RouteId::Health => Ok(ops::health(state)),
-        RouteId::Metrics => Ok(ops::metrics(state)),
-        RouteId::TokenCreate => tokens::create(state, req).await,
-        RouteId::TokenBatch => tokens::batch(state, req).await,
-        RouteId::TokenGet => tokens::get(state, req, param).await,
-        RouteId::TokenUpdate => tokens::update(state, req, param).await,
-        RouteId::TokenDelete => tokens::delete(state, req, param).await,
-        RouteId::TokenReveal => tokens::reveal(state, req, param).await,
-        RouteId::MerchantList => admin::merchant_list(state, req).await,
-        RouteId::MerchantAdd => admin::merchant_add(state, req).await,
-        RouteId::MerchantPassword => admin::merchant_password(state, req, param).await,
-        RouteId::MerchantUnlock => admin::merchant_unlock(state, req, param).await,
-        RouteId::ApiKeyList => admin::apikey_list(state, req).await,
-        RouteId::ApiKeyCreate => admin::apikey_create(state, req).await,
-        RouteId::ApiKeyRevoke => admin::apikey_revoke(state, req, param).await,
-        RouteId::TerminalList => admin::terminal_list(state, req).await,
-        RouteId::TerminalAdd => admin::terminal_add(state, req).await,
-        RouteId::KeyStatus => admin::key_status(state, req).await,
-        RouteId::KeyRotate => admin::key_rotate(state, req).await,
-        RouteId::KeyRewrap => admin::key_rewrap(state, req).await,
-        RouteId::KeyRetire => admin::key_retire(state, req).await,
-        RouteId::Sweep => admin::sweep(state, req).await,
-        RouteId::Stats => admin::stats(state, req).await,
-        RouteId::Backup => admin::backup(state, req).await,
-        RouteId::SessionToken => Ok(api::token(state, req).await),
-        RouteId::SessionTokenPreflight | RouteId::PaymentsPreflight => {
-            Ok(gateway::preflight(req.headers()))
-        }
-        RouteId::Payments => Ok(api::payments(state, req).await),
-        RouteId::PaymentCard => payments::card(state, req, param).await,
-        RouteId::PaymentResult => payments::result(state, req, param).await,
-        RouteId::HostedFieldsSession => Ok(hosted::create(state, req, param).await),
-        RouteId::HostedFieldsAsset => Ok(hosted_fields::asset(state, req, param).await),
-        RouteId::AuditEntries => audit::entries(state, req).await,
-        RouteId::AuditVerify => audit::verify(state, req).await,
-    };
-    result.unwrap_or_else(ApiError::into_response)
 }
 
 #[cfg(test)]
