@@ -1,0 +1,88 @@
+//! Dispatch: one request to its route's handler (the route table and matching are in
+//! `http/router.rs`), and the request's metrics and trace line.
+
+use std::{sync::Arc, time::Instant};
+
+use hyper::{Request, Response, body::Incoming};
+
+use crate::{
+    http::{
+        response::{ApiError, Body},
+        router::{Matched, Param, RouteId, UNMATCHED, find},
+    },
+    routes::{
+        admin, audit,
+        gateway::{self, api, hosted, hosted_fields, payments},
+        ops, tokens,
+    },
+    state::State,
+};
+
+/// Answers one request and records it in the metrics.
+pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+    let start = Instant::now();
+    let (slot, resp) = match find(req.method().as_str(), req.uri().path()) {
+        Matched::Route(id, param) => (id as usize, dispatch(&state, id, param, req).await),
+        Matched::WrongMethod(allow) => (
+            UNMATCHED,
+            ApiError::method_not_allowed(allow).into_response(),
+        ),
+        Matched::Unknown => (UNMATCHED, ApiError::no_route().into_response()),
+    };
+    let elapsed = start.elapsed();
+    state.metrics.observe(slot, resp.status().as_u16(), elapsed);
+    // The route's slot and status only: never the path (it holds tokens) or anything from the body.
+    tracing::trace!(
+        route = slot,
+        status = resp.status().as_u16(),
+        micros = elapsed.as_micros(),
+        "answered"
+    );
+    resp
+}
+
+async fn dispatch(
+    state: &State,
+    id: RouteId,
+    param: Param,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let result = match id {
+        RouteId::Health => Ok(ops::health(state)),
+        RouteId::Metrics => Ok(ops::metrics(state)),
+        RouteId::TokenCreate => tokens::create(state, req).await,
+        RouteId::TokenBatch => tokens::batch(state, req).await,
+        RouteId::TokenGet => tokens::get(state, req, param).await,
+        RouteId::TokenUpdate => tokens::update(state, req, param).await,
+        RouteId::TokenDelete => tokens::delete(state, req, param).await,
+        RouteId::TokenReveal => tokens::reveal(state, req, param).await,
+        RouteId::MerchantList => admin::merchant_list(state, req).await,
+        RouteId::MerchantAdd => admin::merchant_add(state, req).await,
+        RouteId::MerchantPassword => admin::merchant_password(state, req, param).await,
+        RouteId::MerchantUnlock => admin::merchant_unlock(state, req, param).await,
+        RouteId::ApiKeyList => admin::apikey_list(state, req).await,
+        RouteId::ApiKeyCreate => admin::apikey_create(state, req).await,
+        RouteId::ApiKeyRevoke => admin::apikey_revoke(state, req, param).await,
+        RouteId::TerminalList => admin::terminal_list(state, req).await,
+        RouteId::TerminalAdd => admin::terminal_add(state, req).await,
+        RouteId::KeyStatus => admin::key_status(state, req).await,
+        RouteId::KeyRotate => admin::key_rotate(state, req).await,
+        RouteId::KeyRewrap => admin::key_rewrap(state, req).await,
+        RouteId::KeyRetire => admin::key_retire(state, req).await,
+        RouteId::Sweep => admin::sweep(state, req).await,
+        RouteId::Stats => admin::stats(state, req).await,
+        RouteId::Backup => admin::backup(state, req).await,
+        RouteId::SessionToken => Ok(api::token(state, req).await),
+        RouteId::SessionTokenPreflight | RouteId::PaymentsPreflight => {
+            Ok(gateway::preflight(req.headers()))
+        }
+        RouteId::Payments => Ok(api::payments(state, req).await),
+        RouteId::PaymentCard => payments::card(state, req, param).await,
+        RouteId::PaymentResult => payments::result(state, req, param).await,
+        RouteId::HostedFieldsSession => Ok(hosted::create(state, req, param).await),
+        RouteId::HostedFieldsAsset => Ok(hosted_fields::asset(state, req, param).await),
+        RouteId::AuditEntries => audit::entries(state, req).await,
+        RouteId::AuditVerify => audit::verify(state, req).await,
+    };
+    result.unwrap_or_else(ApiError::into_response)
+}
