@@ -7,7 +7,8 @@
 //! 2. [`Vault::transact`] runs a closure as **one job of a group commit** on the committer thread.
 //!    The closure gets a [`Txn`]: it commits the prepared tokenize ([`Txn::commit_new`]) or
 //!    replaces a card ([`Txn::commit_update`]), reads and writes the caller's own records
-//!    ([`Txn::get`], [`Txn::put`], [`Txn::delete`]: keys outside the vault's prefixes), keeps a
+//!    ([`Txn::get_in`], [`Txn::put_in`], [`Txn::delete_in`] on a typed [`Table`], or
+//!    [`Txn::get`], [`Txn::put`], [`Txn::delete`] on raw keys: outside the vault's prefixes), keeps a
 //!    per-token mark ([`Txn::token_mark`], [`Txn::put_token_mark`]; the vault clears it when the
 //!    token is deleted or its card changes) and appends audit entries ([`Txn::audit`]).
 //!
@@ -20,7 +21,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 use vault_core::{CardRecord, CustomerId, MerchantId, Token};
-use vault_store::{LookupId, WriteTx};
+use vault_store::{Codec, LookupId, Table, TableKey, WriteTx};
 
 use crate::{
     Actor, AuditAction, AuditOutcome, NewCard, RevealedCard, TokenInfo, TokenizeOptions,
@@ -153,6 +154,37 @@ impl<'j, 'g> Txn<'j, 'g> {
     pub fn delete(&mut self, key: &[u8]) -> Result<(), VaultError> {
         check_foreign(key)?;
         Ok(self.tx.delete_raw_key(key)?)
+    }
+
+    /// The caller's record under `key` in `table` (a table the vault does not own), decoded.
+    pub fn get_in<K: TableKey + ?Sized, V: Codec>(
+        &self,
+        table: &Table<K, V>,
+        key: &K,
+    ) -> Result<Option<V>, VaultError> {
+        check_foreign_table(table)?;
+        Ok(table.get_in(self.tx, key)?)
+    }
+
+    /// Stores `value` under `key` in `table` (a table the vault does not own).
+    pub fn put_in<K: TableKey + ?Sized, V: Codec>(
+        &mut self,
+        table: &Table<K, V>,
+        key: &K,
+        value: &V,
+    ) -> Result<(), VaultError> {
+        check_foreign_table(table)?;
+        Ok(table.put(self.tx, key, value)?)
+    }
+
+    /// Removes `key` from `table` (a table the vault does not own).
+    pub fn delete_in<K: TableKey + ?Sized, V: Codec>(
+        &mut self,
+        table: &Table<K, V>,
+        key: &K,
+    ) -> Result<(), VaultError> {
+        check_foreign_table(table)?;
+        Ok(table.delete(self.tx, key)?)
     }
 
     /// The mark kept for `token` (see [`put_token_mark`](Self::put_token_mark)), if one is set
@@ -367,6 +399,13 @@ fn check_foreign(key: &[u8]) -> Result<(), VaultError> {
     }
 }
 
+/// [`check_foreign`] for a whole table.
+fn check_foreign_table<K: TableKey + ?Sized, V: Codec>(
+    table: &Table<K, V>,
+) -> Result<(), VaultError> {
+    check_foreign(&[table.space().byte()])
+}
+
 impl Vault {
     /// Removes the marks whose token is gone (part of [`sweep_expired`](Self::sweep_expired),
     /// after the records it removed). Returns how many.
@@ -401,6 +440,17 @@ impl Vault {
     pub fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, VaultError> {
         check_foreign(key)?;
         Ok(self.inner.store.get_raw(key)?)
+    }
+
+    /// The caller's record under `key` in `table` (a table the vault does not own), decoded,
+    /// read outside a job.
+    pub fn read_in<K: TableKey + ?Sized, V: Codec>(
+        &self,
+        table: &Table<K, V>,
+        key: &K,
+    ) -> Result<Option<V>, VaultError> {
+        check_foreign_table(table)?;
+        Ok(table.get(&self.inner.store, key)?)
     }
 
     /// Up to `limit` of the caller's records whose keys start with `prefix` (outside the vault's
