@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::{
     Actor, AuditAction, AuditOutcome, Vault, VaultError,
-    record_mac::{self, MAC_VERSION, RecordKind},
+    record_mac::{MAC_VERSION, RecordKind},
     txn::Entry,
     vault::from_unix,
 };
@@ -653,7 +653,9 @@ impl Vault {
             revoked: false,
         };
         let k = API_KEYS.key(&id);
-        let bytes = self.seal_record(RecordKind::API_KEY, &k, API_KEYS.encode(&rec));
+        let bytes = self
+            .record_mac(RecordKind::API_KEY)
+            .seal_in(&API_KEYS, &id, &rec);
         let id_hex = hex::encode(id);
         let detail = Some(detail(&id_hex, scopes));
         self.transact(move |txn| {
@@ -714,15 +716,14 @@ impl Vault {
                 VaultError::field("key_id", "invalid", "key id must be 16 hex characters")
             })?;
         let k = API_KEYS.key(&raw);
-        let mac_key = self.record_mac_key(RecordKind::API_KEY);
+        let mac = self.record_mac(RecordKind::API_KEY);
         let rec = self.transact(move |txn| -> Result<ApiKeyRec, VaultError> {
             let tx = txn.raw();
             let bytes = tx.get_raw(&k)?.ok_or(VaultError::NotFound)?;
-            let body = record_mac::open_with(&mac_key, RecordKind::API_KEY, &k, &bytes)?;
-            let mut rec = API_KEYS.decode(body)?;
+            // The MAC is checked on the stored bytes before anything is decoded.
+            let mut rec = mac.open_in(&API_KEYS, &raw, &bytes)?;
             rec.revoked = true;
-            let sealed =
-                record_mac::seal_with(&mac_key, RecordKind::API_KEY, &k, API_KEYS.encode(&rec));
+            let sealed = mac.seal_in(&API_KEYS, &raw, &rec);
             tx.put_raw(&k, sealed)?;
             entry.stage(txn, None, detail)?;
             Ok(rec)
@@ -758,8 +759,9 @@ impl Vault {
                     return Err(VaultError::Unauthorized);
                 };
                 // A tampered record fails closed: `Integrity`, never a principal.
-                let body = self.open_record(RecordKind::API_KEY, &k, &bytes)?;
-                let r = API_KEYS.decode(body)?;
+                let r = self
+                    .record_mac(RecordKind::API_KEY)
+                    .open_in(&API_KEYS, &id, &bytes)?;
                 self.inner.keys.records.write().insert(id, r.clone());
                 r
             }
