@@ -7,6 +7,7 @@
 //! (default 3). See `docs/harnesses.md`.
 #![cfg(test)]
 
+#[path = "it/common.rs"]
 mod common;
 
 use std::{

@@ -7,6 +7,7 @@
 //! show a core-file limit of 0 and the process must be non-dumpable. See `docs/harnesses.md`.
 #![cfg(test)]
 
+#[path = "it/common.rs"]
 mod common;
 
 use std::{

@@ -101,7 +101,7 @@ fn concurrent_writers_share_group_commits_and_everything_persists() {
             );
         }
     }
-    // The expiry index finds exactly the records due.
+    // The expiry scan (no index: a bounded walk of the records) finds exactly the records due.
     // keep_until = 1_900_000_000 + n; only n = 0..=5 (thread 0) are due at +5, found across
     // several bounded scan steps.
     let (mut due, mut cursor) = (Vec::new(), None);

@@ -1,8 +1,5 @@
 //! `cardvault serve` as a process: it keeps serving when its log pipe is closed, and
 //! `--allow-uid` / `--allow-gid` really let those peers (and only those) reach the socket.
-#![cfg(test)]
-
-mod common;
 
 use std::{
     io::{Read, Write},
@@ -12,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::bin;
+use crate::common::bin;
 
 /// Environment variable telling [`peer_probe`] (run as a child under another uid) which socket
 /// to ask.
@@ -182,7 +179,7 @@ fn probe_as(sock: &Path, uid: u32, gid: u32) -> u16 {
     let out = std::process::Command::new(exe)
         .args([
             "--exact",
-            "peer_probe",
+            "serve_process::peer_probe",
             "--ignored",
             "--nocapture",
             "--test-threads",

@@ -1,8 +1,5 @@
 //! `cardvault backup` / `cardvault restore` end to end: offline and through a running daemon,
 //! refusal of damaged files and of existing targets. Vaults use the test-only fast KDF.
-#![cfg(test)]
-
-mod common;
 
 use std::{
     path::{Path, PathBuf},
@@ -13,7 +10,7 @@ use std::{
 use vault_client::{ApiKey, Client};
 use vault_wire::{BackupRequest, CardInput, RevealRequest, TokenizeRequest};
 
-use common::{bin, runtime};
+use crate::common::{bin, runtime};
 
 const PASS: &str = "correct horse battery staple";
 

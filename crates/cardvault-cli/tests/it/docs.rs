@@ -11,7 +11,6 @@
 //! - the fixed paths of the documents are moved under a temporary directory, `cargo run --release
 //!   --` becomes the `cardvault` binary built for the tests, and `serve --dev` is given the moved
 //!   dev socket explicitly.
-#![cfg(test)]
 
 use std::{
     fmt::Write as _,

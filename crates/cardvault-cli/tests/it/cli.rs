@@ -1,9 +1,6 @@
 //! The `cardvault` binary end to end: help, init, offline admin, key errors, serve + client +
 //! SIGTERM, admin through the daemon. Vaults use the test-only fast KDF
 //! (`CARDVAULT_TEST_FAST_KDF=1`).
-#![cfg(test)]
-
-mod common;
 
 use std::{
     path::{Path, PathBuf},
@@ -14,7 +11,7 @@ use std::{
 use vault_client::{ApiKey, Client};
 use vault_wire::{CardInput, RevealRequest, TokenizeRequest};
 
-use common::{bin, runtime};
+use crate::common::{bin, runtime};
 
 const PASS: &str = "correct horse battery staple";
 

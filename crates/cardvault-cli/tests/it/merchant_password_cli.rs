@@ -1,9 +1,6 @@
 //! `cardvault merchant password <id>` end to end: the password from a file, from
 //! CARDVAULT_MERCHANT_PASSWORD, never from argv; offline on --data and through a running daemon;
 //! refusals are one clear line without the password. Checked by logging in on the vault itself.
-#![cfg(test)]
-
-mod common;
 
 use std::{
     path::Path,
@@ -17,7 +14,7 @@ use cardvault::{
 };
 use vault_client::Client;
 
-use common::{bin, runtime};
+use crate::common::{bin, runtime};
 
 const PASS: &str = "correct horse battery staple";
 const SECRET: &str = "u16q9rZ02bW0jqTjxH8t";

@@ -1,8 +1,5 @@
 //! `cardvault audit tail|verify` end to end: offline admin actions show up, `verify` passes on an
 //! intact log and exits 1 naming the first bad entry once an entry is edited on disk.
-#![cfg(test)]
-
-mod common;
 
 use std::{
     os::unix::net::UnixStream,
@@ -10,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::bin;
+use crate::common::bin;
 
 const PASS: &str = "correct horse battery staple";
 
