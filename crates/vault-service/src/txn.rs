@@ -399,10 +399,16 @@ fn check_foreign(key: &[u8]) -> Result<(), VaultError> {
     }
 }
 
-/// [`check_foreign`] for a whole table.
+/// [`check_foreign`] for a whole table; the store's own key spaces are refused too (as the store
+/// refuses them), also for reads.
 fn check_foreign_table<K: TableKey + ?Sized, V: Codec>(
     table: &Table<K, V>,
 ) -> Result<(), VaultError> {
+    if table.space().is_reserved() {
+        return Err(VaultError::Store(vault_store::StoreError::Corrupt(
+            vault_store::Structure::ReservedKey,
+        )));
+    }
     check_foreign(&[table.space().byte()])
 }
 
@@ -465,5 +471,92 @@ impl Vault {
     /// hashes and lookups. Stable for the life of the vault; never stored.
     pub fn purpose_key(&self, purpose: &str) -> vault_core::SecretKey {
         self.inner.keyring.read().mac_key(purpose)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Serialize};
+    use vault_core::{KdfParams, KeySource, SecretKey};
+    use vault_store::{Durability, KeySpace, StoreError, Structure, Versioned};
+
+    use super::*;
+    use crate::{ManualClock, VaultOptions};
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Rec {
+        v: u8,
+        n: u64,
+    }
+
+    impl Versioned for Rec {
+        const VERSION: u8 = 1;
+    }
+
+    const OURS: Table<[u8; 4], Rec> = Table::new(KeySpace::Session);
+    const VAULTS: Table<u64, Rec> = Table::new(KeySpace::Merchant);
+    const STORES: Table<[u8; 16], Rec> = Table::new(KeySpace::Record);
+
+    fn vault(dir: &std::path::Path) -> Vault {
+        let options = VaultOptions {
+            durability: Durability::Flush,
+            kdf: KdfParams::insecure_for_tests(),
+            clock: Arc::new(ManualClock::new(OffsetDateTime::UNIX_EPOCH)),
+            cache_capacity: 1024 * 1024,
+        };
+        let key = KeySource::KeyFile(SecretKey::from_bytes([9; 32]));
+        Vault::create(dir, &key, options).expect("vault")
+    }
+
+    #[test]
+    fn typed_tables_through_a_txn_and_only_outside_the_vault_and_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vault = vault(dir.path());
+        let rec = Rec { v: 1, n: 7 };
+        vault
+            .transact(move |txn| -> Result<(), VaultError> {
+                txn.put_in(&OURS, b"abcd", &rec)?;
+                assert_eq!(txn.get_in(&OURS, b"abcd")?.map(|r| r.n), Some(7));
+                // The same bytes as a raw put of the encoded record.
+                assert_eq!(txn.get(&OURS.key(b"abcd"))?, Some(vec![1, 7]));
+                txn.put(&OURS.key(b"bad!"), vec![2, 7])?;
+                Ok(())
+            })
+            .expect("commit");
+        assert_eq!(
+            vault.read_in(&OURS, b"abcd").expect("read"),
+            Some(Rec { v: 1, n: 7 })
+        );
+        assert!(matches!(
+            vault.read_in(&OURS, b"bad!"),
+            Err(VaultError::Store(StoreError::Corrupt(Structure::Value(
+                KeySpace::Session
+            ))))
+        ));
+        vault
+            .transact(|txn| -> Result<(), VaultError> {
+                txn.delete_in(&OURS, b"abcd")?;
+                assert!(txn.get_in(&OURS, b"abcd")?.is_none());
+                for refused in [
+                    txn.get_in(&VAULTS, &1).map(drop),
+                    txn.put_in(&VAULTS, &1, &Rec { v: 1, n: 0 }),
+                    txn.delete_in(&VAULTS, &1),
+                    txn.get_in(&STORES, &[0; 16]).map(drop),
+                    txn.put_in(&STORES, &[0; 16], &Rec { v: 1, n: 0 }),
+                ] {
+                    assert!(matches!(
+                        refused,
+                        Err(VaultError::Store(StoreError::Corrupt(
+                            Structure::VaultKey | Structure::ReservedKey
+                        )))
+                    ));
+                }
+                Ok(())
+            })
+            .expect("commit");
+        assert!(vault.read_in(&VAULTS, &1).is_err());
+        assert!(vault.read_in(&STORES, &[0; 16]).is_err());
     }
 }
