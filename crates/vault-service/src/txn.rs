@@ -27,7 +27,7 @@ use crate::{
     Actor, AuditAction, AuditOutcome, NewCard, RevealedCard, TokenInfo, TokenizeOptions,
     UpdateOptions, Vault, VaultError,
     audit::Draft,
-    record_mac::{self, RecordKind},
+    record_mac::{self, RecordKind, RecordMac},
     vault::{Core, customer_of, is_live_for, open_stored},
     write::{Prepared, resolve_keep_until},
 };
@@ -185,6 +185,36 @@ impl<'j, 'g> Txn<'j, 'g> {
     ) -> Result<(), VaultError> {
         check_foreign_table(table)?;
         Ok(table.delete(self.tx, key)?)
+    }
+
+    /// The caller's MAC'd record under `key` in `table`: the MAC (`mac`, see
+    /// [`Vault::record_mac`]) is checked on the stored bytes before they are decoded (a bad MAC
+    /// is `Integrity`).
+    pub fn get_sealed_in<K: TableKey + ?Sized, V: Codec>(
+        &self,
+        table: &Table<K, V>,
+        mac: &RecordMac,
+        key: &K,
+    ) -> Result<Option<V>, VaultError> {
+        check_foreign_table(table)?;
+        self.tx
+            .get_raw(&table.key(key))?
+            .map(|stored| mac.open_in(table, key, &stored))
+            .transpose()
+    }
+
+    /// Stores `value` under `key` in `table`, MAC'd with `mac` and bound to its key.
+    pub fn put_sealed_in<K: TableKey + ?Sized, V: Codec>(
+        &mut self,
+        table: &Table<K, V>,
+        mac: &RecordMac,
+        key: &K,
+        value: &V,
+    ) -> Result<(), VaultError> {
+        check_foreign_table(table)?;
+        Ok(self
+            .tx
+            .put_raw(&table.key(key), mac.seal_in(table, key, value))?)
     }
 
     /// The mark kept for `token` (see [`put_token_mark`](Self::put_token_mark)), if one is set
@@ -457,6 +487,22 @@ impl Vault {
     ) -> Result<Option<V>, VaultError> {
         check_foreign_table(table)?;
         Ok(table.get(&self.inner.store, key)?)
+    }
+
+    /// The caller's MAC'd record under `key` in `table` (see [`Txn::get_sealed_in`]), read
+    /// outside a job.
+    pub fn read_sealed_in<K: TableKey + ?Sized, V: Codec>(
+        &self,
+        table: &Table<K, V>,
+        mac: &RecordMac,
+        key: &K,
+    ) -> Result<Option<V>, VaultError> {
+        check_foreign_table(table)?;
+        self.inner
+            .store
+            .get_raw(&table.key(key))?
+            .map(|stored| mac.open_in(table, key, &stored))
+            .transpose()
     }
 
     /// Up to `limit` of the caller's records whose keys start with `prefix` (outside the vault's

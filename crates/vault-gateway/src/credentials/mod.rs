@@ -478,15 +478,11 @@ impl Gateway {
             phc,
             updated_at: self.vault.now().unix_timestamp(),
         };
-        let key = PASSWORDS.key(&merchant.get());
-        let bytes = self
-            .vault
-            .record_mac(PASSWORD_MAC)
-            .seal_in(&PASSWORDS, &merchant.get(), &rec);
+        let mac = self.vault.record_mac(PASSWORD_MAC);
         let actor = self.vault.actor().clone();
         self.vault
             .transact(move |txn| -> Result<(), GatewayError> {
-                txn.put(&key, bytes)?;
+                txn.put_sealed_in(&PASSWORDS, &mac, &merchant.get(), &rec)?;
                 let ok = vault_service::AuditOutcome::Ok;
                 txn.audit(&actor, AuditAction::AdminMerchantPassword, None, detail, ok)?;
                 Ok(())
@@ -598,13 +594,13 @@ impl Gateway {
             return Ok(());
         }
 
-        let stored = match self.vault.read(&PASSWORDS.key(&merchant.get()))? {
-            Some(bytes) => {
-                // A tampered record fails closed (`Integrity`), never verifies.
-                let mac = self.vault.record_mac(PASSWORD_MAC);
-                let rec = mac.open_in(&PASSWORDS, &merchant.get(), &bytes)?;
-                Some((PasswordHash::new(&rec.phc).map_err(|_| corrupt())?, rec.phc))
-            }
+        let mac = self.vault.record_mac(PASSWORD_MAC);
+        // A tampered record fails closed (`Integrity`), never verifies.
+        let stored = match self
+            .vault
+            .read_sealed_in(&PASSWORDS, &mac, &merchant.get())?
+        {
+            Some(rec) => Some((PasswordHash::new(&rec.phc).map_err(|_| corrupt())?, rec.phc)),
             None => None,
         };
 
@@ -663,20 +659,18 @@ impl Gateway {
         new: String,
     ) -> Result<(), GatewayError> {
         let id = merchant.get();
-        let key = PASSWORDS.key(&id);
         let rec = PasswordRec {
             v: MAC_VERSION,
             phc: new,
             updated_at: self.vault.now().unix_timestamp(),
         };
         let mac = self.vault.record_mac(PASSWORD_MAC);
-        let bytes = mac.seal_in(&PASSWORDS, &id, &rec);
         self.vault.transact(move |tx| -> Result<(), GatewayError> {
-            let Some(current) = tx.get(&key)? else {
+            let Some(current) = tx.get_sealed_in(&PASSWORDS, &mac, &id)? else {
                 return Ok(());
             };
-            if mac.open_in(&PASSWORDS, &id, &current)?.phc == old {
-                tx.put(&key, bytes)?;
+            if current.phc == old {
+                tx.put_sealed_in(&PASSWORDS, &mac, &id, &rec)?;
             }
             Ok(())
         })
