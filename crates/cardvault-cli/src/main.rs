@@ -13,6 +13,8 @@ use clap::Parser;
 mod cli;
 
 fn main() -> ExitCode {
+    // The gateway's audit actions and `sessions` scope, for what the CLI reads and parses offline.
+    cardvault::gateway::register();
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -74,7 +74,7 @@ async fn token_lifecycle() {
             Scope::Tokenize,
             Scope::Reveal,
             Scope::Fingerprint,
-            Scope::Sessions,
+            vault_gateway::SESSIONS,
         ],
         DaemonConfig::default(),
     )
@@ -255,15 +255,15 @@ async fn reconnects_after_the_daemon_closed_an_idle_connection() {
 
 #[tokio::test]
 async fn hosted_sessions_and_the_acquirer_leg() {
-    use vault_gateway::{Cvv, PaymentRequest, SessionKind, SessionOptions};
-    use vault_service::{CustomerId, Expiry, NewCard, Pan, TerminalId, TokenizeOptions};
+    use vault_gateway::{Cvv, PaymentRequest, SessionKind, SessionOptions, TerminalId};
+    use vault_service::{CustomerId, Expiry, NewCard, Pan, TokenizeOptions};
     let f = Fixture::start(
-        &[Scope::Tokenize, Scope::Reveal, Scope::Sessions],
+        &[Scope::Tokenize, Scope::Reveal, vault_gateway::SESSIONS],
         DaemonConfig::default(),
     )
     .await;
     let m = MerchantId::parse("890490").unwrap();
-    f.vault
+    f.gateway
         .add_terminal(m, TerminalId::parse("1234001").unwrap())
         .unwrap();
     let c = f.client().await;

@@ -76,7 +76,7 @@ impl State {
                 "missing_scope",
                 match scope {
                     Scope::Reveal => "the API key lacks the reveal scope",
-                    Scope::Sessions => "the API key lacks the sessions scope",
+                    s if s == vault_gateway::SESSIONS => "the API key lacks the sessions scope",
                     _ => "the API key lacks the tokenize scope",
                 },
             )

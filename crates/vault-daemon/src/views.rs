@@ -3,9 +3,10 @@
 //! so a command gives the same output offline and through the daemon by construction.
 
 use time::format_description::well_known::Rfc3339;
+use vault_gateway::Terminal;
 use vault_service::{
     ApiKeyInfo, AuditEntry, AuditReport, BackupReport, DekId, DekState, Merchant, RewrapProgress,
-    Terminal, VaultStats,
+    VaultStats,
 };
 use vault_wire::{
     ApiKeyKind, ApiKeyResponse, AuditEntryView, AuditVerifyResponse, BackupResponse, DekStatus,
@@ -113,6 +114,8 @@ pub fn backup(path: String, r: &BackupReport) -> BackupResponse {
 
 /// An audit entry (`GET /admin/audit`, `cardvault audit tail --json`).
 pub fn audit_entry(e: &AuditEntry) -> AuditEntryView {
+    // The CLI reads the log offline through a bare vault: the gateway's actions need their names.
+    vault_gateway::register();
     let hex = |b: &[u8; 32]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     AuditEntryView {
         seq: e.seq,

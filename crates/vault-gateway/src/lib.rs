@@ -13,13 +13,15 @@
 //! - `credentials/`: merchant passwords and logins (`slots.rs` hashing slots, `limits.rs`
 //!   failure limits, `cache.rs` the verification cache);
 //! - `session_token.rs`: [`SessionToken`];
+//! - `terminal.rs`: processing terminals ([`Terminal`], [`TerminalId`]);
 //! - `due_index.rs`: the time-ordered removal index of sessions and payments;
+//! - `audit.rs`: the gateway's audit actions (codes the vault reserves for it);
 //! - `error.rs`: [`GatewayError`].
 //!
 //! The gateway writes only through the vault's public seam ([`Vault::prepare_tokenize`],
 //! [`Vault::transact`]): a card captured through a session, the session's spend, the payment
 //! record and the audit entries of all of it commit in one group commit. Its records keep their
-//! store prefixes (`S`/`s` sessions, `Y`/`y` payments); one-click saving is the vault's per-token
+//! store prefixes (`S`/`s` sessions, `Y`/`y` payments, `P` merchant passwords, `T` terminals); one-click saving is the vault's per-token
 //! mark, which the vault clears when the token is deleted or its card changes.
 #![forbid(unsafe_code)]
 
@@ -30,6 +32,7 @@ pub use vault_service::{
     TokenInfo, Vault, VaultError,
 };
 
+pub mod audit;
 mod credentials;
 mod cvv;
 mod cvv_store;
@@ -38,6 +41,7 @@ mod error;
 mod payment;
 mod session;
 mod session_token;
+mod terminal;
 
 pub use credentials::{LoginPolicy, LoginStats, MerchantPassword};
 pub use cvv::{Cvv, EphemeralKey, SealedCvv};
@@ -48,6 +52,26 @@ pub use payment::{
 };
 pub use session::{SESSION_TTL, Session, SessionKind, SessionOptions, SessionView};
 pub use session_token::SessionToken;
+pub use terminal::{Terminal, TerminalId};
+
+/// The API-key scope to create sessions (hosted-fields and gateway sessions): a scope bit the
+/// vault reserves for the layer above (its stored bit, 4, is the one keys were first written with).
+pub const SESSIONS: vault_service::Scope =
+    vault_service::Scope::Extension(vault_service::ScopeBit::new(4, "sessions"));
+
+/// Registers the gateway's audit actions and its scope with the vault's registries, so that
+/// entries read back show the actions' names and [`Scopes::parse`](vault_service::Scopes::parse)
+/// knows `sessions`. Idempotent and cheap; [`Gateway::new`] calls it, and so should a program
+/// that uses a bare [`Vault`] where the gateway's names matter (the CLI, at start).
+pub fn register() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        audit::register_actions();
+        if let vault_service::Scope::Extension(bit) = SESSIONS {
+            vault_service::ScopeBit::register(&[bit]);
+        }
+    });
+}
 
 /// The generator for key material (the CVV key, password salts, the verification-cache key):
 /// the operating system's. A failing OS generator is unrecoverable: the call panics.
@@ -77,6 +101,7 @@ struct State {
 impl Gateway {
     /// The gateway over `vault` (acting for `vault`'s actor).
     pub fn new(vault: Vault) -> Self {
+        register();
         Self {
             vault,
             state: Arc::default(),

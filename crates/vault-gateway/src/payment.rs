@@ -17,8 +17,7 @@ use vault_service::{
 };
 
 use crate::{
-    Actor, AuditAction, Cvv, Gateway, GatewayError, NewCard, SessionKind, SessionToken, TokenInfo,
-    VaultError,
+    Actor, Cvv, Gateway, GatewayError, NewCard, SessionKind, SessionToken, TokenInfo, VaultError,
     session::{SessionRec, from_unix, spend_session},
 };
 
@@ -352,7 +351,7 @@ impl Gateway {
         if result.is_err() {
             let outcome = GatewayError::outcome(&result);
             let vault = self.vault.as_actor(&actor);
-            vault.audit(AuditAction::CardCapture, None, outcome)?;
+            vault.audit(crate::audit::CARD_CAPTURE, None, outcome)?;
         }
         result
     }
@@ -390,7 +389,7 @@ impl Gateway {
                 let ok = vault_service::AuditOutcome::Ok;
                 txn.audit(
                     &actor,
-                    AuditAction::CardCapture,
+                    crate::audit::CARD_CAPTURE,
                     Some(&info.token),
                     None,
                     ok,
@@ -423,9 +422,9 @@ impl Gateway {
             let info = txn.commit_new(prepared)?;
             let token = Some(&info.token);
             let ok = vault_service::AuditOutcome::Ok;
-            txn.audit(&actor, AuditAction::CardCapture, token, None, ok.clone())?;
+            txn.audit(&actor, crate::audit::CARD_CAPTURE, token, None, ok.clone())?;
             if let Some(id) = payment {
-                txn.audit(&actor, AuditAction::PaymentUse, token, None, ok)?;
+                txn.audit(&actor, crate::audit::PAYMENT_USE, token, None, ok)?;
                 let p = PaymentRec {
                     v: PAYMENT_VERSION,
                     merchant: merchant.get(),
@@ -500,7 +499,7 @@ impl Gateway {
         };
         let outcome = GatewayError::outcome(&result);
         let vault = self.vault.as_actor(&actor);
-        vault.audit(AuditAction::PaymentUse, token.as_ref(), outcome)?;
+        vault.audit(crate::audit::PAYMENT_USE, token.as_ref(), outcome)?;
         result
     }
 
@@ -602,7 +601,13 @@ impl Gateway {
                 Ok(txn.open_card(merchant, &token)?)
             });
             let outcome = GatewayError::outcome(&opened);
-            txn.audit(&actor, AuditAction::PaymentUse, Some(&token), None, outcome)?;
+            txn.audit(
+                &actor,
+                crate::audit::PAYMENT_USE,
+                Some(&token),
+                None,
+                outcome,
+            )?;
             Ok(opened)
         });
         if !matches!(outcome, Ok(Ok(_))) && hold {
@@ -686,7 +691,8 @@ impl Gateway {
         let result = self.read_payment_card(merchant, id);
         if result.is_err() {
             let outcome = GatewayError::outcome(&result);
-            self.vault.audit(AuditAction::PaymentCard, None, outcome)?;
+            self.vault
+                .audit(crate::audit::PAYMENT_CARD, None, outcome)?;
         }
         let (token, card) = result?;
         let cvv = self.state.cvv.take(id, self.vault.now().unix_timestamp());
@@ -717,7 +723,7 @@ impl Gateway {
         self.vault.transact(move |txn| {
             let card = txn.open_card(merchant, &token)?;
             let ok = vault_service::AuditOutcome::Ok;
-            txn.audit(&actor, AuditAction::PaymentCard, Some(&token), None, ok)?;
+            txn.audit(&actor, crate::audit::PAYMENT_CARD, Some(&token), None, ok)?;
             Ok((token, card))
         })
     }
@@ -753,7 +759,7 @@ impl Gateway {
         if result.is_err() {
             let outcome = GatewayError::outcome(&result);
             self.vault
-                .audit(AuditAction::PaymentResult, None, outcome)?;
+                .audit(crate::audit::PAYMENT_RESULT, None, outcome)?;
         }
         result
     }
@@ -806,7 +812,7 @@ impl Gateway {
                 txn.put_token_mark(&token, marker.encode())?;
             }
             let ok = vault_service::AuditOutcome::Ok;
-            txn.audit(&actor, AuditAction::PaymentResult, Some(&token), None, ok)?;
+            txn.audit(&actor, crate::audit::PAYMENT_RESULT, Some(&token), None, ok)?;
             Ok(PaymentInfo {
                 id,
                 merchant,

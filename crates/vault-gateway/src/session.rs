@@ -13,9 +13,11 @@ use hmac::{KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use vault_core::{CustomerId, MerchantId, Token};
-use vault_service::{KeySpace, Table, TerminalId, Txn, Versioned};
+use vault_service::{KeySpace, Table, Txn, Versioned};
 
-use crate::{Actor, AuditAction, Gateway, GatewayError, SessionToken};
+use crate::TerminalId;
+
+use crate::{Actor, Gateway, GatewayError, SessionToken};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -342,7 +344,7 @@ impl Gateway {
             let outcome = GatewayError::outcome(&result);
             self.vault
                 .as_actor(&actor)
-                .audit(AuditAction::SessionCreate, None, outcome)?;
+                .audit(crate::audit::SESSION_CREATE, None, outcome)?;
         }
         result
     }
@@ -357,7 +359,7 @@ impl Gateway {
         let now = self.vault.now();
         let now = now.replace_nanosecond(0).unwrap_or(now);
         if let Some(t) = &options.terminal {
-            match self.vault.terminal(t)? {
+            match self.terminal(t)? {
                 Some(term) if term.merchant == merchant => {}
                 // Another merchant's terminal and an unknown one look the same (the hosted-fields session API
                 // list no 404): which terminal ids exist is not the caller's business.
@@ -431,7 +433,7 @@ impl Gateway {
             txn.put_in(&SESSIONS, &id, &rec)?;
             txn.put(&due, Vec::new())?;
             let ok = vault_service::AuditOutcome::Ok;
-            txn.audit(&actor, AuditAction::SessionCreate, None, detail, ok)?;
+            txn.audit(&actor, crate::audit::SESSION_CREATE, None, detail, ok)?;
             Ok(())
         })?;
         Ok(Session {

@@ -4,8 +4,17 @@
 //! process).
 #![cfg(test)]
 
-#[path = "../../vault-service/tests/common/mod.rs"]
-mod common;
+mod common {
+    //! The test helpers, from `vault-testkit`.
+    #![allow(unused_imports)]
+    pub(crate) use vault_testkit::{
+        cards::{luhn_check_digit, random_pan},
+        clock::T0,
+        files::{copy_dir, open_sled, walk},
+        scan::files_contain,
+        vault::{card, merchant, new_vault, options, passphrase, reopen},
+    };
+}
 
 use common::*;
 

@@ -1,8 +1,8 @@
-//! Merchants, their API keys and their processing terminals.
+//! Merchants and their API keys.
 //!
 //! API keys look like `cvk_<16 hex id>_<64 hex secret>`. Only
 //! `HMAC-SHA256(vault "api-key" MAC key, secret)` is stored; the key itself is shown once, at
-//! creation. The secret has 256 bits of entropy, so a keyed hash (not a slow password hash) is the
+//! creation. The secret has 256 bits of entropy, so a keyed hash (not a slow, salted hash) is the
 //! right tool and keeps authentication cheap on every request. Comparison is constant-time.
 
 use std::{collections::HashMap, fmt};
@@ -28,10 +28,9 @@ type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 const MERCHANTS: Table<u64, MerchantRec> = Table::new(vault_store::KeySpace::Merchant);
 /// API keys: `K` + key id, MAC'd ([`RecordKind::API_KEY`]).
 const API_KEYS: Table<[u8; 8], ApiKeyRec> = Table::new(vault_store::KeySpace::ApiKey);
-const TERMINAL_PREFIX: u8 = vault_store::KeySpace::Terminal.byte();
 const RECORD_VERSION: u8 = 1;
 
-/// What an API key may do.
+/// What an API key may do: the vault's scopes, or one a layer above names ([`ScopeBit`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Scope {
@@ -39,33 +38,105 @@ pub enum Scope {
     Tokenize,
     /// Reveal the PAN behind a token.
     Reveal,
-    /// Create hosted-fields and gateway sessions.
-    Sessions,
     /// See the keyed card fingerprint and the `customer_id` in token answers (`reveal` sees
     /// them too). Without either, token answers carry neither.
     Fingerprint,
-    /// Manage merchants, keys, terminals and vault keys.
+    /// Manage merchants, keys, vault keys and what the layers above administer.
     Admin,
+    /// A scope of a layer above, on a bit the vault reserves for it.
+    Extension(ScopeBit),
+}
+
+/// A scope of a layer above: a bit of the stored scope byte reserved for it
+/// ([`RESERVED`](Self::RESERVED)) and its lower-case name. Registered
+/// ([`register`](Self::register)) so that [`Scopes::parse`] and [`Scopes::iter`] know it. Two
+/// `ScopeBit`s are the same scope when their bits are equal.
+#[derive(Clone, Copy, Debug)]
+pub struct ScopeBit {
+    bit: u8,
+    name: &'static str,
+}
+
+/// The scope bits registered so far (see [`ScopeBit::register`]).
+static REGISTERED_SCOPES: parking_lot::RwLock<Vec<ScopeBit>> = parking_lot::RwLock::new(Vec::new());
+
+impl ScopeBit {
+    /// The bits of the stored scope byte reserved for the layer above (the vault's are 1, 2, 8
+    /// and 16; 4 predates this registry, when the gateway's scope was the vault's).
+    pub const RESERVED: u8 = 4 | 32 | 64 | 128;
+
+    /// The scope `name` on `bit`. Panics (at compile time, for a constant) unless `bit` is one
+    /// reserved bit.
+    pub const fn new(bit: u8, name: &'static str) -> Self {
+        assert!(
+            bit.count_ones() == 1 && bit & Self::RESERVED == bit,
+            "scope bit not reserved for the layer above"
+        );
+        Self { bit, name }
+    }
+
+    /// Makes `bits` known to this process (idempotent). Panics if a bit is already registered
+    /// under another name.
+    pub fn register(bits: &[ScopeBit]) {
+        let mut all = REGISTERED_SCOPES.write();
+        for b in bits {
+            match all.iter().find(|r| r.bit == b.bit) {
+                Some(r) => assert_eq!(r.name, b.name, "scope bit {} registered twice", b.bit),
+                None => all.push(*b),
+            }
+        }
+        all.sort_by_key(|b| b.bit);
+    }
+}
+
+impl PartialEq for ScopeBit {
+    fn eq(&self, other: &Self) -> bool {
+        self.bit == other.bit
+    }
+}
+
+impl Eq for ScopeBit {}
+
+impl std::hash::Hash for ScopeBit {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bit.hash(state);
+    }
+}
+
+impl PartialOrd for ScopeBit {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ScopeBit {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.bit.cmp(&other.bit)
+    }
 }
 
 impl Scope {
-    /// Every scope, in display order.
-    pub const ALL: [Scope; 5] = [
-        Scope::Tokenize,
-        Scope::Reveal,
-        Scope::Fingerprint,
-        Scope::Sessions,
-        Scope::Admin,
-    ];
+    /// Every scope, in display order: the vault's, the registered extensions, then `admin`.
+    pub fn all() -> Vec<Scope> {
+        let mut all = vec![Scope::Tokenize, Scope::Reveal, Scope::Fingerprint];
+        all.extend(
+            REGISTERED_SCOPES
+                .read()
+                .iter()
+                .map(|b| Scope::Extension(*b)),
+        );
+        all.push(Scope::Admin);
+        all
+    }
 
     fn bit(self) -> u8 {
         match self {
             Self::Tokenize => 1,
             Self::Reveal => 2,
-            Self::Sessions => 4,
             Self::Admin => 8,
             // A new bit: keys stored before it existed keep their bits and meaning.
             Self::Fingerprint => 16,
+            Self::Extension(b) => b.bit,
         }
     }
 
@@ -74,9 +145,9 @@ impl Scope {
         match self {
             Self::Tokenize => "tokenize",
             Self::Reveal => "reveal",
-            Self::Sessions => "sessions",
             Self::Admin => "admin",
             Self::Fingerprint => "fingerprint",
+            Self::Extension(b) => b.name,
         }
     }
 }
@@ -90,16 +161,15 @@ impl Scopes {
     pub fn parse(s: &str) -> Result<Self, VaultError> {
         let mut bits = 0;
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let scope = Scope::ALL
-                .into_iter()
-                .find(|sc| sc.as_str() == part)
-                .ok_or_else(|| {
-                    VaultError::field(
-                        "scopes",
-                        "invalid",
-                        "scopes are tokenize, reveal, fingerprint, sessions, admin",
-                    )
-                })?;
+            let all = Scope::all();
+            let scope = all.iter().find(|sc| sc.as_str() == part).ok_or_else(|| {
+                let names: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
+                VaultError::field(
+                    "scopes",
+                    "invalid",
+                    format!("scopes are {}", names.join(", ")),
+                )
+            })?;
             bits |= scope.bit();
         }
         if bits == 0 {
@@ -124,7 +194,7 @@ impl Scopes {
 
     /// The scopes in the set.
     pub fn iter(self) -> impl Iterator<Item = Scope> {
-        Scope::ALL.into_iter().filter(move |s| self.contains(*s))
+        Scope::all().into_iter().filter(move |s| self.contains(*s))
     }
 }
 
@@ -225,7 +295,7 @@ impl Operator {
 /// Who a bearer API key authenticated as: a merchant's key or an operator key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Caller {
-    /// A key acting for one merchant (`tokenize`, `reveal`, `fingerprint`, `sessions`).
+    /// A key acting for one merchant (`tokenize`, `reveal`, `fingerprint`, a layer above's).
     Merchant(Principal),
     /// An operator key (`admin`), belonging to no merchant.
     Operator(Operator),
@@ -247,49 +317,6 @@ impl Principal {
     pub fn sees_card_links(&self) -> bool {
         self.scopes.contains(Scope::Fingerprint) || self.scopes.contains(Scope::Reveal)
     }
-}
-
-/// A processing terminal: 4-50 characters of `[A-Za-z0-9_-]`, owned by one merchant.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TerminalId(String);
-
-impl TerminalId {
-    /// Parses and validates.
-    pub fn parse(s: &str) -> Result<Self, VaultError> {
-        let ok = (4..=50).contains(&s.len())
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if ok {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(VaultError::field(
-                "processingTerminalId",
-                "invalid",
-                "terminal id must be 4-50 characters of [A-Za-z0-9_-]",
-            ))
-        }
-    }
-    /// The id.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for TerminalId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A terminal and its merchant.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Terminal {
-    /// Its id.
-    pub id: TerminalId,
-    /// Its merchant.
-    pub merchant: MerchantId,
-    /// When it was added.
-    pub created_at: OffsetDateTime,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -319,13 +346,6 @@ impl Versioned for ApiKeyRec {
     const VERSION: u8 = MAC_VERSION;
 }
 
-#[derive(Serialize, Deserialize)]
-struct TerminalRec {
-    v: u8,
-    merchant: u64,
-    created_at: i64,
-}
-
 /// In-memory cache of API key records, so authentication costs one HMAC and no I/O, and the keyed
 /// HMAC state for API-key hashes, derived once.
 #[derive(Default)]
@@ -346,33 +366,6 @@ fn effective_scopes(rec: &ApiKeyRec) -> Scopes {
     } else {
         Scopes(rec.scopes & !Scope::Admin.bit())
     }
-}
-
-fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + rest.len());
-    k.push(prefix);
-    k.extend_from_slice(rest);
-    k
-}
-
-/// A MAC-verified version-2 body (see [`crate::record_mac`]).
-pub(crate) fn decode_v2<T: for<'de> Deserialize<'de>>(
-    body: &[u8],
-    what: vault_store::KeySpace,
-) -> Result<T, VaultError> {
-    match body.first() {
-        Some(&MAC_VERSION) => postcard::from_bytes(body).map_err(|_| {
-            VaultError::Store(vault_store::StoreError::Corrupt(
-                vault_store::Structure::Value(what),
-            ))
-        }),
-        _ => Err(VaultError::Integrity),
-    }
-}
-
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    // Serialising these plain structs into a Vec cannot fail.
-    postcard::to_allocvec(v).unwrap_or_default()
 }
 
 impl Vault {
@@ -513,23 +506,6 @@ impl Vault {
         // Aggregated per socket peer per minute: a flood of bad keys adds one entry a minute.
         self.record_auth_failure(&actor, AuditOutcome::of(&r));
         r
-    }
-
-    /// Adds a terminal for an existing merchant. Refused if the id exists. Audited
-    /// (`admin.terminal.add`).
-    pub fn add_terminal(
-        &self,
-        merchant: MerchantId,
-        id: TerminalId,
-    ) -> Result<Terminal, VaultError> {
-        let detail = Some(format!("merchant={merchant},terminal={id}"));
-        let d = detail.clone();
-        self.audited(
-            AuditAction::AdminTerminalAdd,
-            None,
-            |_| d,
-            |entry| self.add_terminal_with(merchant, id, entry, detail),
-        )
     }
 
     fn key_hash(&self, secret: &[u8]) -> [u8; 32] {
@@ -781,80 +757,6 @@ impl Vault {
             key_id,
             scopes,
         }))
-    }
-
-    /// Adds a terminal for an existing merchant. Refused if the id exists.
-    fn add_terminal_with(
-        &self,
-        merchant: MerchantId,
-        id: TerminalId,
-        entry: Entry,
-        detail: Option<String>,
-    ) -> Result<Terminal, VaultError> {
-        if self.merchant(merchant)?.is_none() {
-            return Err(VaultError::field(
-                "merchant_id",
-                "unknown",
-                "no merchant with this id",
-            ));
-        }
-        let now = self.now();
-        let rec = TerminalRec {
-            v: MAC_VERSION,
-            merchant: merchant.get(),
-            created_at: now.unix_timestamp(),
-        };
-        let k = key(TERMINAL_PREFIX, id.as_str().as_bytes());
-        let bytes = self.seal_record(RecordKind::TERMINAL, &k, encode(&rec));
-        let message = "a terminal with this id exists";
-        self.insert_new(k, bytes, "terminal_id", message, entry, detail)?;
-        Ok(Terminal {
-            id,
-            merchant,
-            created_at: from_unix(rec.created_at)?,
-        })
-    }
-
-    /// The terminal with this id.
-    pub fn terminal(&self, id: &TerminalId) -> Result<Option<Terminal>, VaultError> {
-        let k = key(TERMINAL_PREFIX, id.as_str().as_bytes());
-        match self.inner.store.get_raw(&k)? {
-            Some(b) => {
-                let r: TerminalRec = decode_v2(
-                    self.open_record(RecordKind::TERMINAL, &k, &b)?,
-                    vault_store::KeySpace::Terminal,
-                )?;
-                let merchant = MerchantId::new(r.merchant).map_err(|_| VaultError::Integrity)?;
-                Ok(Some(Terminal {
-                    id: id.clone(),
-                    merchant,
-                    created_at: from_unix(r.created_at)?,
-                }))
-            }
-            None => Ok(None),
-        }
-    }
-
-    /// Terminals, of one merchant or all.
-    pub fn terminals(&self, merchant: Option<MerchantId>) -> Result<Vec<Terminal>, VaultError> {
-        let mut out = Vec::new();
-        for (k, v) in self.inner.store.scan_raw(&[TERMINAL_PREFIX], usize::MAX)? {
-            let id = std::str::from_utf8(k.get(1..).unwrap_or_default())
-                .map_err(|_| VaultError::Integrity)?;
-            let r: TerminalRec = decode_v2(
-                self.open_record(RecordKind::TERMINAL, &k, &v)?,
-                vault_store::KeySpace::Terminal,
-            )?;
-            let m = MerchantId::new(r.merchant).map_err(|_| VaultError::Integrity)?;
-            if merchant.is_none_or(|want| want == m) {
-                out.push(Terminal {
-                    id: TerminalId(id.to_owned()),
-                    merchant: m,
-                    created_at: from_unix(r.created_at)?,
-                });
-            }
-        }
-        Ok(out)
     }
 }
 

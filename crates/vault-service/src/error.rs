@@ -1,4 +1,4 @@
-//! The Vault's error type: what a payment service sees.
+//! The Vault's error type: what a linking service sees.
 
 use std::fmt;
 

@@ -26,14 +26,15 @@
 //! - `fingerprint` = `HMAC-SHA256(mac_key("idempotency"), merchant u64 BE | route_len u64 BE |
 //!   route | part_count u64 BE | (part_len u64 BE | part)*)`. Compared in constant time. The
 //!   parts are the caller's canonical, NON-secret view of the request (the daemon's `json_shape`
-//!   / `form_shape`): a CVV, password or session token never enters them in any form (a keyed
-//!   digest of a 4-digit CVV could be brute-forced by a key holder in 10^4 guesses), and a card
-//!   number only as the merchant's keyed card fingerprint ([`Vault::idempotency_pan_part`]),
-//!   which the vault already keeps at rest for every stored card.
+//!   / `form_shape`): a short secret or a bearer credential in a request never enters them in
+//!   any form (a keyed digest of a secret with few possible values could be brute-forced by a
+//!   key holder in as many guesses), and a card number only as the merchant's keyed card
+//!   fingerprint ([`Vault::idempotency_pan_part`]), which the vault already keeps at rest for
+//!   every stored card.
 //! - `sealed` = [`seal_blob`] under `mac_key("idempotency-seal")` of `status u16 BE |
 //!   content_type_len u64 BE | content_type | has_location u8 | (location_len u64 BE | location)? |
 //!   body`, with the record's key, `created_at` (i64 BE) and `fingerprint` as associated data: a
-//!   stored answer (which may hold a session token) is never on disk in clear, and a sealed
+//!   stored answer (which may hold a bearer credential) is never on disk in clear, and a sealed
 //!   answer moved under another key, time or fingerprint does not open.
 //! - `created_at` is the vault clock when the request began; the record is replayed while
 //!   `now - created_at < 24 h`.

@@ -1,4 +1,4 @@
-//! `vault-service`: the cardvault **Vault**, the API a payment service links.
+//! `vault-service`: the cardvault **Vault**, the API a card-processing service links.
 //!
 //! ```no_run
 //! use vault_service::{KeySource, MerchantId, NewCard, Passphrase, TokenizeOptions, Vault, VaultOptions};
@@ -36,12 +36,11 @@ mod vault;
 mod write;
 
 pub use admin::{
-    ApiKeyInfo, Caller, Merchant, NewApiKey, Operator, Principal, Scope, Scopes, Terminal,
-    TerminalId,
+    ApiKeyInfo, Caller, Merchant, NewApiKey, Operator, Principal, Scope, ScopeBit, Scopes,
 };
 pub use audit::{
-    Actor, AuditAction, AuditArchived, AuditEntry, AuditOutcome, AuditReport, AuditThrottle,
-    RevealAudit,
+    Actor, AuditAction, AuditArchived, AuditCode, AuditEntry, AuditOutcome, AuditReport,
+    AuditThrottle, RevealAudit,
 };
 pub use backup::{BackupReport, RestoreReport, backup_path_problem};
 pub use clock::{Clock, ManualClock, SystemClock};

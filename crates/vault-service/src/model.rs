@@ -41,7 +41,7 @@ impl fmt::Debug for NewCard {
 /// Options of [`Vault::tokenize`](crate::Vault::tokenize).
 #[derive(Clone, Debug, Default)]
 pub struct TokenizeOptions {
-    /// Bind the card to this customer: reveals and payments must present the same id.
+    /// Bind the card to this customer: reveals and the layers above must present the same id.
     pub customer: Option<CustomerId>,
     /// Forget the card at this instant. Defaults to the card's own keep-until (the first instant
     /// after its expiry month); a later value is refused.

@@ -1,6 +1,6 @@
 //! The generator for key material: the operating system's (`getrandom`), never a user-space
 //! generator whose state a cloned VM snapshot or a forked process would repeat. DEKs, the MAC
-//! root, KDF salts, password salts, API key ids and secrets and the CVV key come from here;
+//! root, KDF salts, API key ids and secrets come from here (the layers above use their own);
 //! vault-core stays sans-IO and takes the generator as a parameter.
 
 use rand::{rand_core::UnwrapErr, rngs::SysRng};

@@ -54,14 +54,9 @@ impl RecordKind {
         vault_store::KeySpace::OneClick.byte(),
         "record-mac:one-click",
     );
-    /// `T` + terminal id.
-    pub(crate) const TERMINAL: Self = Self::new(
-        vault_store::KeySpace::Terminal.byte(),
-        "record-mac:terminal",
-    );
 
     /// Records written before MACs existed that the vault migrates once, at open (see the module
-    /// docs): its own kinds, and the layer above's merchant-credential records (`P`), which
+    /// docs): its own kinds, and two kinds of the layer above's records (`P`, `T`), which
     /// predate the seam and so are listed here by their on-disk prefix and label.
     const MIGRATED: [RecordKind; 4] = [
         Self::API_KEY,
@@ -69,7 +64,10 @@ impl RecordKind {
             vault_store::KeySpace::Password.byte(),
             "record-mac:password",
         ),
-        Self::TERMINAL,
+        Self::new(
+            vault_store::KeySpace::Terminal.byte(),
+            "record-mac:terminal",
+        ),
         Self::TOKEN_MARK,
     ];
 

@@ -3,6 +3,7 @@
 //! acknowledged delete stays deleted. `CARDVAULT_CRASH_RUNS` sets the number of kills (default 5).
 #![cfg(test)]
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::{

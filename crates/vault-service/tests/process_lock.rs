@@ -2,6 +2,7 @@
 //! process gets a clear "vault is in use" error; once it closes, the other process can open it.
 #![cfg(test)]
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::process::Command;

@@ -1,4 +1,5 @@
-//! Directory helpers: list every file under a directory, copy a vault's directory.
+//! Directory helpers: list every file under a directory, copy a vault's directory, open a
+//! closed vault's sled tree.
 
 use std::path::{Path, PathBuf};
 
@@ -33,4 +34,19 @@ pub fn copy_dir_except(from: &Path, to: &Path, skip: Option<&str>) {
             std::fs::copy(e.path(), &target).expect("copy");
         }
     }
+}
+
+/// `sled::open`, retried while the dropped vault's sled threads still hold the file lock (as the
+/// store itself does when it reopens).
+pub fn open_sled(path: &Path) -> sled::Db {
+    for _ in 0..500 {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("sled: {e}"),
+        }
+    }
+    panic!("sled lock still held after 5 s");
 }

@@ -11,8 +11,8 @@ use std::{
 
 use anyhow::{Context, bail};
 use cardvault::{
-    MerchantId, Scopes, StoreError, TerminalId, Vault, VaultError, VaultOptions,
-    gateway::{Gateway, MerchantPassword},
+    MerchantId, Scopes, StoreError, Vault, VaultError, VaultOptions,
+    gateway::{Gateway, MerchantPassword, TerminalId},
 };
 use indicatif::ProgressBar;
 use vault_client::{ApiKey, Client};
@@ -242,19 +242,13 @@ impl Admin for InProcess {
     fn terminal_add(&self, merchant: &str, id: &str) -> anyhow::Result<TerminalResponse> {
         let m = merchant_id(merchant)?;
         Ok(views::terminal(
-            &self.0.vault().add_terminal(m, TerminalId::parse(id)?)?,
+            &self.0.add_terminal(m, TerminalId::parse(id)?)?,
         ))
     }
 
     fn terminals(&self, merchant: Option<&str>) -> anyhow::Result<Vec<TerminalResponse>> {
         let m = merchant.map(merchant_id).transpose()?;
-        Ok(self
-            .0
-            .vault()
-            .terminals(m)?
-            .iter()
-            .map(views::terminal)
-            .collect())
+        Ok(self.0.terminals(m)?.iter().map(views::terminal).collect())
     }
 
     fn key_status(&self) -> anyhow::Result<KeyStatusResponse> {

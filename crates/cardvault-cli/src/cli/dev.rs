@@ -12,8 +12,8 @@ use std::{
 
 use anyhow::{Context, bail};
 use cardvault::{
-    KeySource, MerchantId, Scope, Scopes, SecretKey, TerminalId, Vault,
-    gateway::{Gateway, MerchantPassword},
+    KeySource, MerchantId, Scope, Scopes, SecretKey, Vault,
+    gateway::{Gateway, MerchantPassword, TerminalId},
 };
 use vault_daemon::DaemonConfig;
 
@@ -168,7 +168,7 @@ pub(crate) fn dev_merchant_scopes() -> Scopes {
         Scope::Tokenize,
         Scope::Reveal,
         Scope::Fingerprint,
-        Scope::Sessions,
+        cardvault::gateway::SESSIONS,
     ])
 }
 

@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 use hyper::{Request, Response, StatusCode, body::Incoming};
-use vault_gateway::MerchantPassword;
-use vault_service::{MerchantId, Scopes, TerminalId};
+use vault_gateway::{MerchantPassword, TerminalId};
+use vault_service::{MerchantId, Scopes};
 use vault_wire::{
     ApiKeyCreateRequest, ApiKeyCreated, ApiKeyList, BackupRequest, FieldErrorBody,
     MerchantAddRequest, MerchantList, MerchantPasswordRequest, RotateResponse, SweepResponse,
@@ -235,7 +235,7 @@ pub(crate) async fn apikey_revoke(state: &State, req: Request<Incoming>, param: 
 pub(crate) async fn terminal_list(state: &State, req: Request<Incoming>) -> Answer {
     state.authorize_operator(req.headers())?;
     let filter = merchant_filter(req.uri().query())?;
-    let terminals = state.blocking(move |v| v.terminals(filter)).await?;
+    let terminals = state.gateway(move |g| g.terminals(filter)).await?;
     let body = TerminalList {
         terminals: terminals.iter().map(views::terminal).collect(),
     };
@@ -255,7 +255,7 @@ pub(crate) async fn terminal_add(state: &State, req: Request<Incoming>) -> Answe
         })?;
         let who = operator_actor(&p);
         let t = state
-            .blocking(move |v| v.as_actor(&who).add_terminal(merchant, id))
+            .gateway(move |g| g.as_actor(&who).add_terminal(merchant, id))
             .await?;
         Ok(response::json(StatusCode::CREATED, &views::terminal(&t)))
     })

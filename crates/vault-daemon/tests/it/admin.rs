@@ -296,7 +296,7 @@ async fn merchant_password() {
     let audit = d.vault.audit_tail(50).unwrap();
     let set = audit
         .iter()
-        .filter(|e| e.action == vault_service::AuditAction::AdminMerchantPassword)
+        .filter(|e| e.action == vault_gateway::audit::ADMIN_MERCHANT_PASSWORD)
         .count();
     assert!(set >= 2, "{audit:?}");
 }

@@ -131,13 +131,13 @@ async fn refused_reveals_are_audited() {
                 Some(token)
             ),
             (
-                AuditAction::PaymentCard,
+                vault_gateway::audit::PAYMENT_CARD,
                 "denied:missing_scope".into(),
                 tk,
                 None
             ),
             (
-                AuditAction::PaymentCard,
+                vault_gateway::audit::PAYMENT_CARD,
                 "denied:invalid_target".into(),
                 rv,
                 None

@@ -23,9 +23,9 @@ use tokio::{
     sync::oneshot,
 };
 use vault_daemon::{DaemonConfig, bind_tcp, serve};
-use vault_gateway::{Gateway, PaymentId, SessionKind, SessionOptions};
+use vault_gateway::{Gateway, PaymentId, SessionKind, SessionOptions, TerminalId};
 use vault_service::{
-    CardholderName, CustomerId, Expiry, ManualClock, MerchantId, NewCard, Pan, TerminalId, Token,
+    CardholderName, CustomerId, Expiry, ManualClock, MerchantId, NewCard, Pan, Token,
     TokenizeOptions, Vault,
 };
 
@@ -289,10 +289,10 @@ impl Stack {
         )
         .unwrap();
         vault_testkit::daemon::setup(&vault);
+        let vault = Gateway::new(vault);
         vault
             .add_terminal(merchant(), TerminalId::parse(TERMINAL).unwrap())
             .unwrap();
-        let vault = Gateway::new(vault);
         let (stop, rx) = oneshot::channel::<()>();
         let listener = rt
             .block_on(bind_tcp(SocketAddr::from(([127, 0, 0, 1], 0))))

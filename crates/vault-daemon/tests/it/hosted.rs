@@ -1,8 +1,8 @@
 //! The hosted-fields session API through the daemon: `POST /processing-terminals/{id}/hosted-fields-sessions`,
 //! every error status they list, idempotent replay, and the card capture that spends the session.
 
-use vault_gateway::SessionToken;
-use vault_service::{MerchantId, Scope, Scopes, TerminalId};
+use vault_gateway::{SessionToken, TerminalId};
+use vault_service::{MerchantId, Scopes};
 use vault_testkit::daemon::{Resp, TestDaemon, raw};
 
 const TERMINAL: &str = "1234001";
@@ -28,7 +28,7 @@ async fn start() -> Hosted {
         .unwrap();
     let key = |mid| {
         d.vault
-            .create_api_key(mid, Scopes::of(&[Scope::Sessions]), "hosted")
+            .create_api_key(mid, Scopes::of(&[vault_gateway::SESSIONS]), "hosted")
             .unwrap()
             .expose()
             .to_owned()

@@ -48,7 +48,7 @@ use vault_core::MerchantId;
 use vault_service::{AuditThrottle, KeySpace, RecordKind, Table, Versioned};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::{Actor, AuditAction, Gateway, GatewayError, VaultError};
+use crate::{Actor, Gateway, GatewayError, VaultError};
 
 /// Merchant password records: `P` + merchant id, MAC'd by the vault ([`PASSWORD_MAC`]).
 const PASSWORDS: Table<u64, PasswordRec> = Table::new(KeySpace::Password);
@@ -441,7 +441,7 @@ impl Gateway {
         if result.is_err() {
             let outcome = GatewayError::outcome(&result);
             self.vault
-                .audit(AuditAction::AdminMerchantPassword, None, outcome)?;
+                .audit(crate::audit::ADMIN_MERCHANT_PASSWORD, None, outcome)?;
         }
         result
     }
@@ -484,7 +484,13 @@ impl Gateway {
             .transact(move |txn| -> Result<(), GatewayError> {
                 txn.put_sealed_in(&PASSWORDS, &mac, &merchant.get(), &rec)?;
                 let ok = vault_service::AuditOutcome::Ok;
-                txn.audit(&actor, AuditAction::AdminMerchantPassword, None, detail, ok)?;
+                txn.audit(
+                    &actor,
+                    crate::audit::ADMIN_MERCHANT_PASSWORD,
+                    None,
+                    detail,
+                    ok,
+                )?;
                 Ok(())
             })?;
         // After the write: a login that verified the old password and caches after this point is
@@ -519,7 +525,7 @@ impl Gateway {
         let outcome = GatewayError::outcome(&result);
         let detail = result.is_ok().then(|| format!("merchant={merchant}"));
         self.vault
-            .audit_detailed(AuditAction::AdminMerchantUnlock, None, detail, outcome)?;
+            .audit_detailed(crate::audit::ADMIN_MERCHANT_UNLOCK, None, detail, outcome)?;
         result
     }
 
@@ -562,14 +568,14 @@ impl Gateway {
             vault.audit_throttled(
                 &self.state.login.refusals,
                 merchant.get(),
-                AuditAction::LoginFailed,
+                crate::audit::LOGIN_FAILED,
                 GatewayError::outcome(&r),
             );
         } else if r.is_err() {
             // Not waited for: a refused caller learns nothing from the entry, and during a flood
             // of bad passwords (or Busy refusals) each failure then joins a group commit instead
             // of holding its thread, and a hashing slot's worth of time, for one durable commit.
-            vault.audit_then(AuditAction::LoginFailed, None, GatewayError::outcome(&r));
+            vault.audit_then(crate::audit::LOGIN_FAILED, None, GatewayError::outcome(&r));
         }
         r
     }

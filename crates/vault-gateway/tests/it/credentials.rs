@@ -25,7 +25,7 @@ fn reopen(dir: &Path, clock: Arc<vault_service::ManualClock>) -> Gateway {
 }
 use serde::Deserialize;
 use vault_gateway::{Gateway, GatewayError, LoginPolicy, MerchantPassword};
-use vault_service::{Actor, AuditAction, AuditOutcome, MerchantId, VaultError};
+use vault_service::{Actor, AuditOutcome, MerchantId, VaultError};
 
 /// The session-token API's example password.
 const SEED_PASSWORD: &str = "u16q9rZ02bW0jqTjxH8t";
@@ -494,14 +494,14 @@ fn failures_are_audited_successes_are_not() {
     let tail = vault.audit_tail(10).unwrap();
     let set: Vec<_> = tail
         .iter()
-        .filter(|e| e.action == AuditAction::AdminMerchantPassword)
+        .filter(|e| e.action == vault_gateway::audit::ADMIN_MERCHANT_PASSWORD)
         .collect();
     assert_eq!(set.len(), 1);
     assert_eq!(set[0].detail.as_deref(), Some("merchant=890490"));
     assert_eq!(set[0].outcome, AuditOutcome::Ok);
     let failed: Vec<_> = tail
         .iter()
-        .filter(|e| e.action == AuditAction::LoginFailed)
+        .filter(|e| e.action == vault_gateway::audit::LOGIN_FAILED)
         .collect();
     assert_eq!(
         failed.len(),

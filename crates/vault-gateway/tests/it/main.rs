@@ -5,9 +5,19 @@
 //! `allow-*-in-tests` (clippy.toml), helpers outside `#[test]` functions included.
 #![cfg(test)]
 
-#[path = "../../../vault-service/tests/common/mod.rs"]
-mod common;
+mod common {
+    //! The test helpers, from `vault-testkit`.
+    #![allow(unused_imports)]
+    pub(crate) use vault_testkit::{
+        cards::{luhn_check_digit, random_pan},
+        clock::T0,
+        files::{copy_dir, open_sled, walk},
+        scan::files_contain,
+        vault::{card, merchant, new_vault, options, passphrase, reopen},
+    };
+}
 
+mod audit;
 mod credentials;
 mod no_leak;
 mod one_click_marks;
@@ -15,3 +25,4 @@ mod record_macs;
 mod seam;
 mod session_tokens;
 mod sessions;
+mod terminals;

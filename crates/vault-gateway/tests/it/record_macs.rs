@@ -7,8 +7,9 @@ use crate::common;
 use std::path::Path;
 
 use common::*;
+use vault_gateway::TerminalId;
 use vault_gateway::{Gateway, GatewayError, MerchantPassword};
-use vault_service::{Scopes, TerminalId, VaultError};
+use vault_service::{Scopes, VaultError};
 
 /// Edits the raw value under `key` in the closed vault at `path`.
 fn edit(path: &Path, key: &[u8], f: impl FnOnce(&mut Vec<u8>)) {
@@ -66,7 +67,7 @@ fn tampered_access_records_are_refused() {
     ));
     assert!(matches!(
         v.terminal(&TerminalId::parse("term-0001").unwrap()),
-        Err(VaultError::Integrity)
+        Err(GatewayError::Vault(VaultError::Integrity))
     ));
 }
 

@@ -4,7 +4,7 @@
 use crate::common;
 
 use common::*;
-use vault_service::{Actor, AuditAction, AuditOutcome, TokenizeOptions, UpdateOptions, VaultError};
+use vault_service::{Actor, AuditOutcome, TokenizeOptions, UpdateOptions, VaultError};
 
 #[test]
 fn a_job_commits_its_card_records_and_audit_entry_together_or_not_at_all() {
@@ -27,7 +27,7 @@ fn a_job_commits_its_card_records_and_audit_entry_together_or_not_at_all() {
         let ok = AuditOutcome::Ok;
         txn.audit(
             &Actor::local(),
-            AuditAction::CardCapture,
+            vault_gateway::audit::CARD_CAPTURE,
             Some(&info.token),
             None,
             ok,
@@ -54,7 +54,7 @@ fn a_job_commits_its_card_records_and_audit_entry_together_or_not_at_all() {
             let ok = AuditOutcome::Ok;
             txn.audit(
                 &Actor::local(),
-                AuditAction::CardCapture,
+                vault_gateway::audit::CARD_CAPTURE,
                 Some(&info.token),
                 None,
                 ok,
@@ -65,7 +65,10 @@ fn a_job_commits_its_card_records_and_audit_entry_together_or_not_at_all() {
     assert_eq!(v.read(b"Zone").unwrap(), Some(b"record".to_vec()));
     let log = v.audit_tail(100).unwrap();
     assert_eq!(log.len(), before + 1);
-    assert_eq!(log.last().unwrap().action, AuditAction::CardCapture);
+    assert_eq!(
+        log.last().unwrap().action,
+        vault_gateway::audit::CARD_CAPTURE
+    );
     assert!(v.get(m, &token).is_ok());
 }
 

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use common::files_contain;
 
 use time::{Duration, macros::datetime};
-use vault_gateway::{Cvv, Gateway, GatewayError, PaymentRequest, SessionKind, SessionOptions};
+use vault_gateway::{
+    Cvv, Gateway, GatewayError, PaymentRequest, SessionKind, SessionOptions, TerminalId,
+};
 use vault_service::{
     CustomerId, Durability, Expiry, KdfParams, KeySource, ManualClock, MerchantId, NewCard, Pan,
-    Passphrase, TerminalId, TokenizeOptions, Vault, VaultError, VaultOptions,
+    Passphrase, TokenizeOptions, Vault, VaultError, VaultOptions,
 };
 
 fn vault(dir: &std::path::Path) -> (Gateway, Arc<ManualClock>) {

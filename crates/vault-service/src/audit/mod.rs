@@ -1,10 +1,10 @@
 //! The audit log: append-only, hash-chained entries in the store.
 //!
-//! One entry per reveal, admin action, key operation, sweep and failed authentication (and, for
-//! the layers above, per session creation and payment use): when, who (merchant, API key id,
-//! peer uid), what, which token, and the outcome. Never a PAN, CVV, password or API-key secret:
-//! an entry has no field that could hold one (the free-text `detail` is written only by this
-//! crate, from ids and counts).
+//! One entry per reveal, admin action, key operation, sweep and failed authentication (and per
+//! action of the layers above, under the codes `codes.rs` reserves for them): when, who
+//! (merchant, API key id, peer uid), what, which token, and the outcome. Never a card number,
+//! key material or other secret: an entry has no field that could hold one (the free-text
+//! `detail` is written from ids and counts only).
 //!
 //! Entry `n` (from 1) carries
 //! `hash = HMAC-SHA256(audit key, "cardvault/v1/audit" || prev_hash || body)` where `prev_hash`
@@ -20,6 +20,7 @@
 
 mod archive;
 mod codec;
+mod codes;
 mod queue;
 #[cfg(test)]
 mod tests;
@@ -32,6 +33,7 @@ use vault_store::WriteTx;
 
 pub use archive::AuditArchived;
 pub(crate) use codec::AuditKey;
+pub use codes::{AuditAction, AuditCode};
 pub(crate) use queue::RevealQueue;
 pub use throttle::AuditThrottle;
 
@@ -44,7 +46,7 @@ use crate::{Vault, VaultError, vault::Core};
 /// A decoded head record `(seq, hash)`, or why it did not verify.
 type HeadRecord = Result<(u64, [u8; 32]), &'static str>;
 
-/// Who acted. Every field is optional: a direct library call (the CLI offline, a linked payment
+/// Who acted. Every field is optional: a direct library call (the CLI offline, a linked
 /// service) is the empty actor, shown as "local".
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Actor {
@@ -106,75 +108,6 @@ impl std::fmt::Display for Actor {
             f.write_str(&parts.join(","))
         }
     }
-}
-
-macro_rules! actions {
-    ($($(#[$doc:meta])* $name:ident = $code:literal, $text:literal;)*) => {
-        /// What was done.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        #[non_exhaustive]
-        pub enum AuditAction {
-            $($(#[$doc])* $name,)*
-        }
-
-        impl AuditAction {
-            fn code(self) -> u8 {
-                match self { $(Self::$name => $code,)* }
-            }
-
-            fn from_code(c: u8) -> Option<Self> {
-                match c { $($code => Some(Self::$name),)* _ => None }
-            }
-
-            /// Stable lower-case name (`reveal`, `key.rotate`, ...).
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$name => $text,)* }
-            }
-        }
-    };
-}
-
-actions! {
-    /// A card was revealed (or a reveal was refused).
-    Reveal = 1, "reveal";
-    /// A card was used for a payment.
-    PaymentUse = 2, "payment.use";
-    /// A hosted-fields or gateway session was created.
-    SessionCreate = 3, "session.create";
-    /// A card was captured (stored or updated) through a session.
-    CardCapture = 4, "card.capture";
-    /// A payment's card (and CVV, once) was handed to the acquirer leg.
-    PaymentCard = 5, "payment.card";
-    /// The outcome of a payment was reported.
-    PaymentResult = 6, "payment.result";
-    /// A merchant was added.
-    AdminMerchantAdd = 10, "admin.merchant.add";
-    /// An API key was created.
-    AdminApiKeyCreate = 11, "admin.apikey.create";
-    /// An API key was revoked.
-    AdminApiKeyRevoke = 12, "admin.apikey.revoke";
-    /// A terminal was added.
-    AdminTerminalAdd = 13, "admin.terminal.add";
-    /// A merchant's gateway password was set or changed.
-    AdminMerchantPassword = 14, "admin.merchant.password";
-    /// A merchant's login failures were cleared by an operator (a lockout lifted).
-    AdminMerchantUnlock = 15, "admin.merchant.unlock";
-    /// A fresh data key was made current.
-    KeyRotate = 20, "key.rotate";
-    /// Records were re-sealed under the current data key.
-    KeyRewrap = 21, "key.rewrap";
-    /// Unused decrypt-only data keys were retired.
-    KeyRetire = 22, "key.retire";
-    /// The passphrase or key file changed.
-    Rekey = 23, "key.rekey";
-    /// Expired records were swept.
-    Sweep = 30, "sweep";
-    /// An API key failed to authenticate.
-    AuthFailed = 40, "auth.failed";
-    /// A merchant password login failed (wrong password, unknown merchant or rate limited).
-    LoginFailed = 41, "login.failed";
-    /// A tokenization was refused: too many distinct cards with one masked form from one key.
-    TokenizeMaskedFormLimited = 42, "tokenize.masked_form_limited";
 }
 
 /// How it ended.

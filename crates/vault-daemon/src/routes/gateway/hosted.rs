@@ -8,8 +8,8 @@ use hyper::{
     header::{ACCEPT, HeaderValue, LOCATION},
 };
 use time::format_description::well_known::Rfc3339;
-use vault_gateway::{SessionKind, SessionOptions};
-use vault_service::{Scope, TerminalId, Token};
+use vault_gateway::{SessionKind, SessionOptions, TerminalId};
+use vault_service::Token;
 use vault_wire::{HostedFieldsSessionRequest, HostedFieldsSessionResponse};
 
 use bytes::Bytes;
@@ -40,7 +40,7 @@ async fn create_inner(
     req: Request<Incoming>,
     param: Param,
 ) -> Result<Response<Body>, ApiError> {
-    let p = state.authorize(req.headers(), Scope::Sessions)?;
+    let p = state.authorize(req.headers(), vault_gateway::SESSIONS)?;
     let terminal = match param {
         Param::Text(t) => TerminalId::parse(&t)?,
         _ => {

@@ -4,7 +4,7 @@
 
 use hyper::{Request, Response, StatusCode, body::Incoming};
 use vault_gateway::{GatewayError, PaymentId, PaymentStatus};
-use vault_service::{AuditAction, Scope, VaultError};
+use vault_service::{Scope, VaultError};
 use vault_wire::{GatewayResult, PaymentCardResponse, PaymentResultRequest, PaymentResultResponse};
 
 use crate::{
@@ -37,12 +37,20 @@ fn not_found(e: GatewayError) -> ApiError {
 
 /// `POST /payments/{txId}/card` (reveal scope) -> 200 with the card; the CVV the first time only.
 pub(crate) async fn card(state: &State, req: Request<Incoming>, param: Param) -> Answer {
-    let p = reveal_audit::authorize(state, req.headers(), AuditAction::PaymentCard).await?;
+    let p =
+        reveal_audit::authorize(state, req.headers(), vault_gateway::audit::PAYMENT_CARD).await?;
     let id = match payment_id(param) {
         Ok(id) => id,
         Err(e) => {
             let code = reveal_audit::INVALID_TARGET;
-            reveal_audit::refused(state, actor(&p), AuditAction::PaymentCard, None, code).await;
+            reveal_audit::refused(
+                state,
+                actor(&p),
+                vault_gateway::audit::PAYMENT_CARD,
+                None,
+                code,
+            )
+            .await;
             return Err(e);
         }
     };

@@ -1,8 +1,7 @@
 //! The Vault as a payment service links it: round trips, restarts, keys, isolation, expiry,
 //! corruption, concurrency and rotation.
-#![cfg(test)]
 
-mod common;
+use crate::common;
 
 use std::{collections::BTreeMap, thread};
 

@@ -1,8 +1,7 @@
 //! Idempotency keys: parsing, replay for 24 hours, mismatches, in-flight conflicts, server errors
 //! not stored, the sweep, nothing in clear on disk, and survival across a reopen.
-#![cfg(test)]
 
-mod common;
+use crate::common;
 
 use common::{files_contain, merchant, new_vault, reopen};
 use vault_service::{

@@ -1,8 +1,7 @@
 //! Model-based test: random sequences of operations against the Vault and against a plain
 //! in-memory model must agree, across reopens, rotations, rewraps and expiry sweeps.
-#![cfg(test)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use proptest::prelude::*;

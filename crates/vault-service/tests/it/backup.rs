@@ -1,7 +1,6 @@
 //! Backup under load, restore, and refusal of damaged backup files.
-#![cfg(test)]
 
-mod common;
+use crate::common;
 
 use std::sync::{
     Arc, Mutex,
