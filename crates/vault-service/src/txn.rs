@@ -197,10 +197,7 @@ impl<'j, 'g> Txn<'j, 'g> {
         key: &K,
     ) -> Result<Option<V>, VaultError> {
         check_foreign_table(table)?;
-        self.tx
-            .get_raw(&table.key(key))?
-            .map(|stored| mac.open_in(table, key, &stored))
-            .transpose()
+        open_sealed(table, mac, key, self.tx.get_raw(&table.key(key))?)
     }
 
     /// Stores `value` under `key` in `table`, MAC'd with `mac` and bound to its key.
@@ -429,6 +426,16 @@ fn check_foreign(key: &[u8]) -> Result<(), VaultError> {
     }
 }
 
+/// The value of a MAC'd record read from `table` under `key`, if any: MAC first, then decode.
+fn open_sealed<K: TableKey + ?Sized, V: Codec>(
+    table: &Table<K, V>,
+    mac: &RecordMac,
+    key: &K,
+    stored: Option<Vec<u8>>,
+) -> Result<Option<V>, VaultError> {
+    stored.map(|b| mac.open_in(table, key, &b)).transpose()
+}
+
 /// [`check_foreign`] for a whole table; the store's own key spaces are refused too (as the store
 /// refuses them), also for reads.
 fn check_foreign_table<K: TableKey + ?Sized, V: Codec>(
@@ -498,11 +505,8 @@ impl Vault {
         key: &K,
     ) -> Result<Option<V>, VaultError> {
         check_foreign_table(table)?;
-        self.inner
-            .store
-            .get_raw(&table.key(key))?
-            .map(|stored| mac.open_in(table, key, &stored))
-            .transpose()
+        let stored = self.inner.store.get_raw(&table.key(key))?;
+        open_sealed(table, mac, key, stored)
     }
 
     /// Up to `limit` of the caller's records whose keys start with `prefix` (outside the vault's
