@@ -34,8 +34,8 @@ use criterion::{
     measurement::WallTime,
 };
 use rand::{Rng, RngExt};
-use vault_store::{DedupeKey, LookupId, Store, StoreOptions, StoredRecord};
-use vault_testkit::cards::luhn_check_digit;
+use vault_store::{Store, StoreOptions};
+use vault_testkit::{cards::luhn_check_digit, records::random_record};
 
 const MERCHANT: u64 = 890_490;
 const BATCH: usize = 100;
@@ -168,30 +168,11 @@ fn floor(c: &mut Criterion) {
     );
 
     let make_record = |rng: &mut rand::rngs::ThreadRng| {
-        let mut token = [0u8; 24];
-        let mut id = [0u8; 16];
-        let mut dedupe = [0u8; 16];
-        let mut sealed = vec![0u8; sealed_len];
-        rng.fill_bytes(&mut token);
-        rng.fill_bytes(&mut id);
-        rng.fill_bytes(&mut dedupe);
-        rng.fill_bytes(&mut sealed);
         let keep_until = Expiry::new(rng.random_range(2028..=2032), rng.random_range(1..=12))
             .expect("valid expiry")
             .keep_until()
             .unix_timestamp();
-        let record = StoredRecord {
-            merchant: MERCHANT,
-            token,
-            created_at: now.unix_timestamp(),
-            updated_at: now.unix_timestamp(),
-            keep_until,
-            dedupe: DedupeKey(dedupe),
-            dedupe_indexed: false,
-            customer: None,
-            sealed,
-        };
-        (LookupId(id), record)
+        random_record(rng, MERCHANT, sealed_len, now.unix_timestamp(), keep_until)
     };
 
     let mut g = c.benchmark_group("floor");

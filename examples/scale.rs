@@ -32,9 +32,9 @@ use cardvault::{
         CardRecord, KdfParams, KeyHeader, Metadata, OffsetDateTime, RecordBinding, seal_record,
     },
 };
-use rand::{Rng, RngExt};
-use vault_store::{DedupeKey, LookupId, Store, StoreOptions, StoredRecord};
-use vault_testkit::cards::luhn_check_digit;
+use rand::RngExt;
+use vault_store::{LookupId, Store, StoreOptions};
+use vault_testkit::{cards::luhn_check_digit, records::random_record};
 
 const BATCH: usize = 1000;
 const SAMPLE: usize = 1000;
@@ -379,35 +379,6 @@ fn run_vault(args: &Args, dir: &Path) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// A stored record with random token, lookup id, de-duplication key and sealed bytes of `sealed_len`.
-fn random_record(
-    rng: &mut impl Rng,
-    sealed_len: usize,
-    now: i64,
-    keep_until: i64,
-) -> (LookupId, StoredRecord) {
-    let mut token = [0u8; 24];
-    let mut id = [0u8; 16];
-    let mut dedupe = [0u8; 16];
-    let mut sealed = vec![0u8; sealed_len];
-    rng.fill_bytes(&mut token);
-    rng.fill_bytes(&mut id);
-    rng.fill_bytes(&mut dedupe);
-    rng.fill_bytes(&mut sealed);
-    let record = StoredRecord {
-        merchant: MERCHANT,
-        token,
-        created_at: now,
-        updated_at: now,
-        keep_until,
-        dedupe: DedupeKey(dedupe),
-        dedupe_indexed: false,
-        customer: None,
-        sealed,
-    };
-    (LookupId(id), record)
-}
-
 fn run_floor(args: &Args, dir: &Path) -> Result<(), Box<dyn Error>> {
     let n = args.tokens;
     let mut report = Report { rows: Vec::new() };
@@ -439,7 +410,13 @@ fn run_floor(args: &Args, dir: &Path) -> Result<(), Box<dyn Error>> {
                 let keep_until = expiry_for(u64::try_from(i).expect("fits"))
                     .keep_until()
                     .unix_timestamp();
-                random_record(&mut rng, sealed_len, now.unix_timestamp(), keep_until)
+                random_record(
+                    &mut rng,
+                    MERCHANT,
+                    sealed_len,
+                    now.unix_timestamp(),
+                    keep_until,
+                )
             })
             .collect();
         let ids: Vec<LookupId> = records.iter().map(|(id, _)| *id).collect();

@@ -19,6 +19,8 @@ pub mod daemon;
 pub mod files;
 #[cfg(feature = "vault")]
 pub mod model;
+#[cfg(feature = "vault")]
+pub mod records;
 pub mod scan;
 #[cfg(feature = "vault")]
 pub mod vault;

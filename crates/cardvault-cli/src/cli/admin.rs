@@ -5,10 +5,7 @@
 //! Both go through [`conn::Admin`], which answers with the wire types of the HTTP API, so the
 //! output is the same either way.
 
-use std::{
-    io::ErrorKind,
-    path::{Path, PathBuf},
-};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use cardvault::Scopes;
@@ -401,26 +398,6 @@ pub(crate) fn stats(args: StatsArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Creates `path` with mode 0600 (refusing to overwrite) and writes `bytes`.
-pub(crate) fn write_secret_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::{io::Write, os::unix::fs::OpenOptionsExt};
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| match e.kind() {
-            ErrorKind::AlreadyExists => {
-                anyhow::anyhow!("{} exists; not overwriting it", path.display())
-            }
-            _ => anyhow::Error::new(e).context(format!("creating {}", path.display())),
-        })?;
-    f.write_all(bytes)
-        .and_then(|()| f.write_all(b"\n"))
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn date(t: OffsetDateTime) -> String {

@@ -18,8 +18,8 @@ use cardvault::{
 use vault_daemon::DaemonConfig;
 
 use super::{
-    admin::write_secret_file,
     runtime,
+    secret_file::write_secret_file,
     serve::{SOCKET_POINTER, ServeArgs},
 };
 

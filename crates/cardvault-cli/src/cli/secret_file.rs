@@ -66,6 +66,12 @@ impl PendingSecretFile {
     }
 }
 
+/// Creates `path` with mode 0600 (refusing to overwrite) and writes `bytes` and a newline; a
+/// failed write leaves no file behind.
+pub(crate) fn write_secret_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    PendingSecretFile::create(path)?.write(bytes)
+}
+
 impl Drop for PendingSecretFile {
     fn drop(&mut self) {
         if !self.path.as_os_str().is_empty() {
