@@ -12,18 +12,21 @@ use time::{Duration, OffsetDateTime};
 use vault_core::{
     Brand, CardholderName, CustomerId, Expiry, MaskedPan, MerchantId, Metadata, Pan, Token,
 };
-use vault_service::{RevealedCard, TokenizeOptions, Txn, UpdateOptions};
+use vault_service::{
+    Codec, KeySpace, RevealedCard, Table, TokenizeOptions, Txn, UpdateOptions, Versioned,
+};
 
 use crate::{
     Actor, Cvv, Gateway, GatewayError, NewCard, SessionKind, SessionToken, TokenInfo, VaultError,
-    session::{SessionRec, encode, from_unix, spend_session},
+    session::{SessionRec, from_unix, spend_session},
 };
 
-const PAYMENT_PREFIX: u8 = vault_service::KeySpace::Payment.byte();
+/// Payments: `Y` + payment id.
+const PAYMENTS: Table<[u8; 16], PaymentRec> = Table::new(KeySpace::Payment);
 /// The layout version of one-click marks (the vault's per-token mark; MAC'd by the vault).
 const MARK_VERSION: u8 = 2;
 /// The removal index of payment records (see `due_index`).
-const PAYMENT_DUE_PREFIX: u8 = vault_service::KeySpace::PaymentDue.byte();
+const PAYMENT_DUE_PREFIX: u8 = KeySpace::PaymentDue.byte();
 /// How long a payment record is kept for its outcome to be reported.
 pub const PAYMENT_TTL: Duration = Duration::hours(24);
 
@@ -51,10 +54,7 @@ impl PaymentId {
     }
 
     fn key(&self) -> Vec<u8> {
-        let mut k = Vec::with_capacity(17);
-        k.push(PAYMENT_PREFIX);
-        k.extend_from_slice(&self.0);
-        k
+        PAYMENTS.key(&self.0)
     }
 }
 
@@ -233,26 +233,34 @@ struct OneClickRec {
     saved_at: i64,
 }
 
-fn decode_payment(bytes: &[u8]) -> Result<PaymentRec, GatewayError> {
-    match bytes.first() {
-        Some(&PAYMENT_VERSION) => postcard::from_bytes(bytes)
-            .map_err(|_| GatewayError::corrupt(vault_service::KeySpace::Payment)),
-        Some(1) => {
-            let old: PaymentRecV1 = postcard::from_bytes(bytes)
-                .map_err(|_| GatewayError::corrupt(vault_service::KeySpace::Payment))?;
-            Ok(PaymentRec {
-                v: PAYMENT_VERSION,
-                merchant: old.merchant,
-                token: old.token,
-                kind: old.kind,
-                status: old.status,
-                one_click: old.one_click,
-                created_at: old.created_at,
-                card: None,
-            })
+impl Versioned for OneClickRec {
+    const VERSION: u8 = MARK_VERSION;
+}
+
+impl Versioned for PaymentRec {
+    const VERSION: u8 = PAYMENT_VERSION;
+
+    fn upgrade(version: u8, bytes: &[u8]) -> Option<Self> {
+        if version != 1 {
+            return None;
         }
-        _ => Err(GatewayError::corrupt(vault_service::KeySpace::Payment)),
+        let old: PaymentRecV1 = postcard::from_bytes(bytes).ok()?;
+        Some(PaymentRec {
+            v: PAYMENT_VERSION,
+            merchant: old.merchant,
+            token: old.token,
+            kind: old.kind,
+            status: old.status,
+            one_click: old.one_click,
+            created_at: old.created_at,
+            card: None,
+        })
     }
+}
+
+#[cfg(test)]
+fn decode_payment(bytes: &[u8]) -> Result<PaymentRec, GatewayError> {
+    Ok(PAYMENTS.decode(bytes).map_err(VaultError::from)?)
 }
 
 fn kind_code(kind: SessionKind) -> u8 {
@@ -329,7 +337,7 @@ impl Gateway {
         card: NewCard,
         cvv: Option<Cvv>,
     ) -> Result<CardCapture, GatewayError> {
-        let key = self.session_key(session);
+        let key = self.session_id(session);
         let rec = self.stored_session(&key)?;
         rec.kind()?;
         let merchant = rec.merchant()?;
@@ -351,7 +359,7 @@ impl Gateway {
     fn capture_in_one_commit(
         &self,
         actor: &Actor,
-        key: &[u8],
+        key: &[u8; 16],
         rec: &SessionRec,
         origin: Option<&str>,
         card: NewCard,
@@ -370,7 +378,7 @@ impl Gateway {
             return Err(required("cvv"));
         }
         let now = self.vault.now();
-        let key = key.to_vec();
+        let key = *key;
         let origin = origin.map(str::to_owned);
         let actor = actor.clone();
         if let Some(secure) = rec.secure_token.map(Token::from_bytes) {
@@ -427,7 +435,7 @@ impl Gateway {
                     created_at: now.unix_timestamp(),
                     card: None,
                 };
-                txn.put(&id.key(), encode(&p))?;
+                txn.put_in(&PAYMENTS, &id.0, &p)?;
                 txn.put(&payment_due(&id, now), Vec::new())?;
             }
             Ok((info, payment))
@@ -475,7 +483,7 @@ impl Gateway {
         origin: Option<&str>,
         request: PaymentRequest,
     ) -> Result<PaymentStarted, GatewayError> {
-        let key = self.session_key(session);
+        let key = self.session_id(session);
         let rec = self.stored_session(&key)?;
         let merchant = rec.merchant()?;
         let actor = Actor {
@@ -500,7 +508,7 @@ impl Gateway {
     fn start_payment_in_one_commit(
         &self,
         actor: &Actor,
-        key: Vec<u8>,
+        key: [u8; 16],
         rec: &SessionRec,
         origin: Option<&str>,
         request: PaymentRequest,
@@ -588,7 +596,7 @@ impl Gateway {
                     created_at: now.unix_timestamp(),
                     card: one_click.then_some(card_digest),
                 };
-                txn.put(&id.key(), encode(&p))?;
+                txn.put_in(&PAYMENTS, &id.0, &p)?;
                 txn.put(&payment_due(&id, now), Vec::new())?;
                 Ok(txn.open_card(merchant, &token)?)
             });
@@ -725,8 +733,10 @@ impl Gateway {
         merchant: MerchantId,
         id: &PaymentId,
     ) -> Result<PaymentRec, GatewayError> {
-        let bytes = self.vault.read(&id.key())?.ok_or(VaultError::NotFound)?;
-        let rec = decode_payment(&bytes)?;
+        let rec = self
+            .vault
+            .read_in(&PAYMENTS, &id.0)?
+            .ok_or(VaultError::NotFound)?;
         if rec.merchant != merchant.get() {
             return Err(VaultError::NotFound.into());
         }
@@ -770,8 +780,7 @@ impl Gateway {
             drop(self.state.cvv.take(&id, now.unix_timestamp()));
         }
         let info = self.vault.transact(move |txn| {
-            let bytes = txn.get(&id.key())?.ok_or(VaultError::NotFound)?;
-            let mut rec = decode_payment(&bytes)?;
+            let mut rec = txn.get_in(&PAYMENTS, &id.0)?.ok_or(VaultError::NotFound)?;
             if rec.merchant != merchant.get() {
                 return Err(VaultError::NotFound.into());
             }
@@ -783,7 +792,7 @@ impl Gateway {
                 ));
             }
             rec.status = if succeeded { 1 } else { 2 };
-            txn.put(&id.key(), encode(&rec))?;
+            txn.put_in(&PAYMENTS, &id.0, &rec)?;
             let token = Token::from_bytes(rec.token);
             // Only the card the payment was made with (and its CVV checked with): if another
             // card was put behind the token since, it is not saved for one-click use.
@@ -800,7 +809,7 @@ impl Gateway {
                     merchant: merchant.get(),
                     saved_at: now.unix_timestamp(),
                 };
-                txn.put_token_mark(&token, encode(&marker))?;
+                txn.put_token_mark(&token, marker.encode())?;
             }
             let ok = vault_service::AuditOutcome::Ok;
             txn.audit(&actor, crate::audit::PAYMENT_RESULT, Some(&token), None, ok)?;
@@ -873,7 +882,7 @@ mod tests {
         assert_eq!((rec.merchant, rec.token, rec.kind), (890_490, [7; 24], 3));
         assert!(rec.one_click && rec.card.is_none());
         // Re-written in the current layout, it reads back the same.
-        let again = decode_payment(&encode(&rec)).expect("version 2");
+        let again = decode_payment(&PAYMENTS.encode(&rec)).expect("version 2");
         assert_eq!(again.v, PAYMENT_VERSION);
         assert!(again.card.is_none());
         assert!(decode_payment(&[9, 1, 2]).is_err());

@@ -13,7 +13,7 @@ use hmac::{KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use vault_core::{CustomerId, MerchantId, Token};
-use vault_service::Txn;
+use vault_service::{KeySpace, Table, Txn, Versioned};
 
 use crate::TerminalId;
 
@@ -24,9 +24,10 @@ type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 /// How long a session lives.
 pub const SESSION_TTL: Duration = Duration::minutes(10);
 
-const SESSION_PREFIX: u8 = vault_service::KeySpace::Session.byte();
+/// Sessions: `S` + the first 16 bytes of the keyed hash of the token.
+pub(crate) const SESSIONS: Table<[u8; 16], SessionRec> = Table::new(KeySpace::Session);
 /// The removal index of sessions (see `due_index`).
-const SESSION_DUE_PREFIX: u8 = vault_service::KeySpace::SessionDue.byte();
+const SESSION_DUE_PREFIX: u8 = KeySpace::SessionDue.byte();
 /// How long a session record is kept after it expires (it then holds no usable credential; see
 /// [`Gateway::session_merchant`]).
 const KEEP_AFTER_EXPIRY: Duration = Duration::hours(1);
@@ -193,8 +194,7 @@ pub(crate) struct SessionRec {
 
 impl SessionRec {
     pub(crate) fn kind(&self) -> Result<SessionKind, GatewayError> {
-        SessionKind::from_code(self.kind)
-            .ok_or(GatewayError::corrupt(vault_service::KeySpace::Session))
+        SessionKind::from_code(self.kind).ok_or(GatewayError::corrupt(KeySpace::Session))
     }
 
     pub(crate) fn customer(&self) -> Result<Option<CustomerId>, GatewayError> {
@@ -202,7 +202,7 @@ impl SessionRec {
             .as_deref()
             .map(CustomerId::parse)
             .transpose()
-            .map_err(|_| GatewayError::corrupt(vault_service::KeySpace::Session))
+            .map_err(|_| GatewayError::corrupt(KeySpace::Session))
     }
 
     pub(crate) fn card_description_ref(&self) -> Option<&str> {
@@ -210,8 +210,7 @@ impl SessionRec {
     }
 
     pub(crate) fn merchant(&self) -> Result<MerchantId, GatewayError> {
-        MerchantId::new(self.merchant)
-            .map_err(|_| GatewayError::corrupt(vault_service::KeySpace::Session))
+        MerchantId::new(self.merchant).map_err(|_| GatewayError::corrupt(KeySpace::Session))
     }
 
     /// Whether a request from browser `origin` (`None`: no `Origin` header, a server) may spend
@@ -228,6 +227,10 @@ impl SessionRec {
     }
 }
 
+impl Versioned for SessionRec {
+    const VERSION: u8 = RECORD_VERSION;
+}
+
 /// The keyed hash a session is stored under, so the token itself is never on disk.
 #[derive(Default)]
 pub(crate) struct SessionKeys {
@@ -235,7 +238,8 @@ pub(crate) struct SessionKeys {
 }
 
 impl Gateway {
-    pub(crate) fn session_key(&self, token: &SessionToken) -> Vec<u8> {
+    /// The id (in [`SESSIONS`]) of the session behind `token`.
+    pub(crate) fn session_id(&self, token: &SessionToken) -> [u8; 16] {
         let mac = self.state.sessions.lookup.get_or_init(|| {
             let key = self.vault.purpose_key("session-lookup");
             // HMAC accepts keys of any length.
@@ -244,17 +248,16 @@ impl Gateway {
         let mut mac = mac.clone();
         mac.update(token.as_bytes());
         let digest = mac.finalize().into_bytes();
-        let mut k = Vec::with_capacity(17);
-        k.push(SESSION_PREFIX);
-        k.extend_from_slice(&digest[..16]);
-        k
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        id
     }
 
     /// A stand-in for a session token in an idempotent request's fingerprint: the keyed lookup
     /// key under which the vault already stores that session (never the token itself, nor a new
     /// digest of it).
     pub fn idempotency_session_part(&self, token: &SessionToken) -> Vec<u8> {
-        self.session_key(token)
+        SESSIONS.key(&self.session_id(token))
     }
 }
 
@@ -263,16 +266,17 @@ impl Gateway {
 /// the same job commit (or roll back) with it.
 pub(crate) fn spend_session(
     txn: &mut Txn<'_, '_>,
-    key: &[u8],
+    id: &[u8; 16],
     merchant: Option<MerchantId>,
     origin: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<SessionRec, GatewayError> {
-    let bytes = txn.get(key)?.ok_or(GatewayError::SessionInvalid)?;
-    let mut rec = decode_session(&bytes)?;
+    let mut rec = txn
+        .get_in(&SESSIONS, id)?
+        .ok_or(GatewayError::SessionInvalid)?;
     check_usable(&rec, merchant, origin, now)?;
     rec.used_at = Some(now.unix_timestamp());
-    txn.put(key, encode(&rec))?;
+    txn.put_in(&SESSIONS, id, &rec)?;
     Ok(rec)
 }
 
@@ -292,19 +296,6 @@ fn check_usable(
         return Err(GatewayError::OriginMismatch);
     }
     Ok(())
-}
-
-pub(crate) fn decode_session(bytes: &[u8]) -> Result<SessionRec, GatewayError> {
-    match bytes.first() {
-        Some(&RECORD_VERSION) => postcard::from_bytes(bytes)
-            .map_err(|_| GatewayError::corrupt(vault_service::KeySpace::Session)),
-        _ => Err(GatewayError::corrupt(vault_service::KeySpace::Session)),
-    }
-}
-
-pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    // Serialising these plain structs into a Vec cannot fail.
-    postcard::to_allocvec(v).unwrap_or_default()
 }
 
 /// A generated customer id: `cus_` and 16 hex digits (20 characters, the session-token API's limit).
@@ -423,12 +414,11 @@ impl Gateway {
             expires_at: expires_at.unix_timestamp(),
             used_at: None,
         };
-        let key = self.session_key(&token);
-        let value = encode(&rec);
+        let id = self.session_id(&token);
         let due = crate::due_index::entry(
             SESSION_DUE_PREFIX,
             (expires_at + KEEP_AFTER_EXPIRY).unix_timestamp(),
-            &key,
+            &SESSIONS.key(&id),
         );
         let detail = Some(match &options.terminal {
             Some(t) => format!("kind={} terminal={t}", kind.as_str()),
@@ -437,10 +427,10 @@ impl Gateway {
         let actor = actor.clone();
         self.vault.transact(move |txn| {
             // 122 random bits: a collision is not a realistic event, but never overwrite.
-            if txn.get(&key)?.is_some() {
+            if txn.get_in(&SESSIONS, &id)?.is_some() {
                 return Err(GatewayError::SessionExists);
             }
-            txn.put(&key, value)?;
+            txn.put_in(&SESSIONS, &id, &rec)?;
             txn.put(&due, Vec::new())?;
             let ok = vault_service::AuditOutcome::Ok;
             txn.audit(&actor, crate::audit::SESSION_CREATE, None, detail, ok)?;
@@ -460,7 +450,7 @@ impl Gateway {
     /// The live (unused, unexpired) session behind `token`, without spending it; `SessionInvalid`
     /// otherwise. For the layers above to pick the flow (card capture or payment) and answer CORS.
     pub fn session(&self, token: &SessionToken) -> Result<SessionView, GatewayError> {
-        let rec = self.stored_session(&self.session_key(token))?;
+        let rec = self.stored_session(&self.session_id(token))?;
         check_usable(&rec, None, None, self.vault.now())?;
         Ok(SessionView {
             merchant: rec.merchant()?,
@@ -475,14 +465,15 @@ impl Gateway {
     /// are kept for an hour after their expiry, so an idempotent retry of the request that spent
     /// one can still be matched to its merchant's stored answer); `SessionInvalid` when unknown.
     pub fn session_merchant(&self, token: &SessionToken) -> Result<MerchantId, GatewayError> {
-        self.stored_session(&self.session_key(token))?.merchant()
+        self.stored_session(&self.session_id(token))?.merchant()
     }
 
-    /// The session stored under `key` (see [`Gateway::session_key`]), in whatever state;
+    /// The session stored under `id` (see [`Gateway::session_id`]), in whatever state;
     /// `SessionInvalid` when there is none.
-    pub(crate) fn stored_session(&self, key: &[u8]) -> Result<SessionRec, GatewayError> {
-        let bytes = self.vault.read(key)?.ok_or(GatewayError::SessionInvalid)?;
-        decode_session(&bytes)
+    pub(crate) fn stored_session(&self, id: &[u8; 16]) -> Result<SessionRec, GatewayError> {
+        self.vault
+            .read_in(&SESSIONS, id)?
+            .ok_or(GatewayError::SessionInvalid)
     }
 
     /// Removes sessions [`KEEP_AFTER_EXPIRY`] past their expiry (used or not), oldest first.

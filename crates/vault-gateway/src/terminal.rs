@@ -8,14 +8,14 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use vault_core::MerchantId;
-use vault_service::{AuditOutcome, RecordKind, RecordMac};
+use vault_service::{AuditOutcome, KeySpace, RecordKind, Table, Versioned};
 
 use crate::{Gateway, GatewayError, VaultError};
 
-/// Terminal records: `T` + terminal id.
-const TERMINAL_PREFIX: u8 = vault_service::KeySpace::Terminal.byte();
+/// Terminal records: `T` + terminal id, MAC'd ([`TERMINAL_MAC`]).
+const TERMINALS: Table<str, TerminalRec> = Table::new(KeySpace::Terminal);
 /// Their MAC kind.
-const TERMINALS: RecordKind = RecordKind::new(TERMINAL_PREFIX, "record-mac:terminal");
+const TERMINAL_MAC: RecordKind = RecordKind::new(KeySpace::Terminal.byte(), "record-mac:terminal");
 /// The layout version of terminal records (MAC'd).
 const MAC_VERSION: u8 = 2;
 
@@ -69,26 +69,12 @@ struct TerminalRec {
     created_at: i64,
 }
 
-fn record_key(id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + id.len());
-    k.push(TERMINAL_PREFIX);
-    k.extend_from_slice(id.as_bytes());
-    k
+impl Versioned for TerminalRec {
+    const VERSION: u8 = MAC_VERSION;
 }
 
-/// A stored terminal record, after its MAC (bound to `key`) verified: `Integrity` otherwise, and
-/// for a body that is not version 2.
-fn decode(
-    mac: &RecordMac,
-    key: &[u8],
-    bytes: &[u8],
-) -> Result<(MerchantId, OffsetDateTime), GatewayError> {
-    let body = mac.open(key, bytes)?;
-    if body.first() != Some(&MAC_VERSION) {
-        return Err(VaultError::Integrity.into());
-    }
-    let r: TerminalRec = postcard::from_bytes(body)
-        .map_err(|_| GatewayError::corrupt(vault_service::KeySpace::Terminal))?;
+/// A stored terminal's merchant and creation time (its record already MAC-checked and decoded).
+fn fields(r: TerminalRec) -> Result<(MerchantId, OffsetDateTime), GatewayError> {
     let merchant = MerchantId::new(r.merchant).map_err(|_| VaultError::Integrity)?;
     let created_at =
         OffsetDateTime::from_unix_timestamp(r.created_at).map_err(|_| VaultError::Integrity)?;
@@ -131,22 +117,21 @@ impl Gateway {
             merchant: merchant.get(),
             created_at,
         };
-        let key = record_key(id.as_str());
-        // Serialising this plain struct into a Vec cannot fail.
-        let body = postcard::to_allocvec(&rec).unwrap_or_default();
-        let bytes = self.vault.record_mac(TERMINALS).seal(&key, body);
+        let mac = self.vault.record_mac(TERMINAL_MAC);
+        let key = id.clone();
         let detail = Some(format!("merchant={merchant},terminal={id}"));
         let actor = self.vault.actor().clone();
         self.vault
             .transact(move |txn| -> Result<(), GatewayError> {
-                if txn.get(&key)?.is_some() {
+                // Any record under the id counts, even one that would not verify.
+                if txn.get(&TERMINALS.key(key.as_str()))?.is_some() {
                     return Err(GatewayError::field(
                         "terminal_id",
                         "exists",
                         "a terminal with this id exists",
                     ));
                 }
-                txn.put(&key, bytes)?;
+                txn.put_sealed_in(&TERMINALS, &mac, key.as_str(), &rec)?;
                 let ok = AuditOutcome::Ok;
                 txn.audit(&actor, crate::audit::ADMIN_TERMINAL_ADD, None, detail, ok)?;
                 Ok(())
@@ -161,11 +146,11 @@ impl Gateway {
 
     /// The terminal with this id.
     pub fn terminal(&self, id: &TerminalId) -> Result<Option<Terminal>, GatewayError> {
-        let key = record_key(id.as_str());
-        let Some(bytes) = self.vault.read(&key)? else {
+        let mac = self.vault.record_mac(TERMINAL_MAC);
+        let Some(rec) = self.vault.read_sealed_in(&TERMINALS, &mac, id.as_str())? else {
             return Ok(None);
         };
-        let (merchant, created_at) = decode(&self.vault.record_mac(TERMINALS), &key, &bytes)?;
+        let (merchant, created_at) = fields(rec)?;
         Ok(Some(Terminal {
             id: id.clone(),
             merchant,
@@ -175,12 +160,12 @@ impl Gateway {
 
     /// Terminals, of one merchant or all.
     pub fn terminals(&self, merchant: Option<MerchantId>) -> Result<Vec<Terminal>, GatewayError> {
-        let mac = self.vault.record_mac(TERMINALS);
+        let mac = self.vault.record_mac(TERMINAL_MAC);
         let mut out = Vec::new();
-        for (k, v) in self.vault.scan(&[TERMINAL_PREFIX], usize::MAX)? {
+        for (k, v) in self.vault.scan(&[TERMINALS.space().byte()], usize::MAX)? {
             let id = std::str::from_utf8(k.get(1..).unwrap_or_default())
                 .map_err(|_| VaultError::Integrity)?;
-            let (m, created_at) = decode(&mac, &k, &v)?;
+            let (m, created_at) = fields(mac.open_in(&TERMINALS, id, &v)?)?;
             if merchant.is_none_or(|want| want == m) {
                 out.push(Terminal {
                     id: TerminalId(id.to_owned()),

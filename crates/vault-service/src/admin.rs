@@ -12,19 +12,22 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use vault_core::MerchantId;
+use vault_store::{Table, Versioned};
 use zeroize::Zeroizing;
 
 use crate::{
     Actor, AuditAction, AuditOutcome, Vault, VaultError,
-    record_mac::{self, MAC_VERSION, RecordKind},
+    record_mac::{MAC_VERSION, RecordKind},
     txn::Entry,
     vault::from_unix,
 };
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
-const MERCHANT_PREFIX: u8 = vault_store::KeySpace::Merchant.byte();
-const APIKEY_PREFIX: u8 = vault_store::KeySpace::ApiKey.byte();
+/// Merchants: `M` + merchant id.
+const MERCHANTS: Table<u64, MerchantRec> = Table::new(vault_store::KeySpace::Merchant);
+/// API keys: `K` + key id, MAC'd ([`RecordKind::API_KEY`]).
+const API_KEYS: Table<[u8; 8], ApiKeyRec> = Table::new(vault_store::KeySpace::ApiKey);
 const RECORD_VERSION: u8 = 1;
 
 /// What an API key may do: the vault's scopes, or one a layer above names ([`ScopeBit`]).
@@ -323,6 +326,10 @@ struct MerchantRec {
     created_at: i64,
 }
 
+impl Versioned for MerchantRec {
+    const VERSION: u8 = RECORD_VERSION;
+}
+
 #[derive(Serialize, Deserialize, Clone)]
 struct ApiKeyRec {
     v: u8,
@@ -333,6 +340,10 @@ struct ApiKeyRec {
     label: String,
     created_at: i64,
     revoked: bool,
+}
+
+impl Versioned for ApiKeyRec {
+    const VERSION: u8 = MAC_VERSION;
 }
 
 /// In-memory cache of API key records, so authentication costs one HMAC and no I/O, and the keyed
@@ -355,49 +366,6 @@ fn effective_scopes(rec: &ApiKeyRec) -> Scopes {
     } else {
         Scopes(rec.scopes & !Scope::Admin.bit())
     }
-}
-
-fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + rest.len());
-    k.push(prefix);
-    k.extend_from_slice(rest);
-    k
-}
-
-fn decode<T: for<'de> Deserialize<'de>>(
-    bytes: &[u8],
-    what: vault_store::KeySpace,
-) -> Result<T, VaultError> {
-    match bytes.split_first() {
-        Some((&RECORD_VERSION, _)) => postcard::from_bytes(bytes).map_err(|_| {
-            VaultError::Store(vault_store::StoreError::Corrupt(
-                vault_store::Structure::Value(what),
-            ))
-        }),
-        _ => Err(VaultError::Store(vault_store::StoreError::Corrupt(
-            vault_store::Structure::Value(what),
-        ))),
-    }
-}
-
-/// A MAC-verified version-2 body (see [`crate::record_mac`]).
-pub(crate) fn decode_v2<T: for<'de> Deserialize<'de>>(
-    body: &[u8],
-    what: vault_store::KeySpace,
-) -> Result<T, VaultError> {
-    match body.first() {
-        Some(&MAC_VERSION) => postcard::from_bytes(body).map_err(|_| {
-            VaultError::Store(vault_store::StoreError::Corrupt(
-                vault_store::Structure::Value(what),
-            ))
-        }),
-        _ => Err(VaultError::Integrity),
-    }
-}
-
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    // Serialising these plain structs into a Vec cannot fail.
-    postcard::to_allocvec(v).unwrap_or_default()
 }
 
 impl Vault {
@@ -573,8 +541,8 @@ impl Vault {
             name: name.to_owned(),
             created_at: now.unix_timestamp(),
         };
-        let k = key(MERCHANT_PREFIX, &id.get().to_be_bytes());
-        let bytes = encode(&rec);
+        let k = MERCHANTS.key(&id.get());
+        let bytes = MERCHANTS.encode(&rec);
         let message = "a merchant with this id exists";
         self.insert_new(k, bytes, "merchant_id", message, entry, detail)?;
         Ok(Merchant {
@@ -586,19 +554,12 @@ impl Vault {
 
     /// The merchant with this id.
     pub fn merchant(&self, id: MerchantId) -> Result<Option<Merchant>, VaultError> {
-        match self
-            .inner
-            .store
-            .get_raw(&key(MERCHANT_PREFIX, &id.get().to_be_bytes()))?
-        {
-            Some(b) => {
-                let r: MerchantRec = decode(&b, vault_store::KeySpace::Merchant)?;
-                Ok(Some(Merchant {
-                    id,
-                    name: r.name,
-                    created_at: from_unix(r.created_at)?,
-                }))
-            }
+        match MERCHANTS.get(&self.inner.store, &id.get())? {
+            Some(r) => Ok(Some(Merchant {
+                id,
+                name: r.name,
+                created_at: from_unix(r.created_at)?,
+            })),
             None => Ok(None),
         }
     }
@@ -606,13 +567,13 @@ impl Vault {
     /// Every merchant, by id.
     pub fn merchants(&self) -> Result<Vec<Merchant>, VaultError> {
         let mut out = Vec::new();
-        for (k, v) in self.inner.store.scan_raw(&[MERCHANT_PREFIX], usize::MAX)? {
+        for (k, r) in MERCHANTS.scan(&self.inner.store, usize::MAX)? {
             let id: [u8; 8] = k
-                .get(1..9)
+                .get(..8)
                 .and_then(|s| s.try_into().ok())
                 .ok_or(VaultError::Integrity)?;
             let id = MerchantId::new(u64::from_be_bytes(id)).map_err(|_| VaultError::Integrity)?;
-            let r: MerchantRec = decode(&v, vault_store::KeySpace::Merchant)?;
+            let r = r?;
             out.push(Merchant {
                 id,
                 name: r.name,
@@ -667,8 +628,10 @@ impl Vault {
             created_at: now.unix_timestamp(),
             revoked: false,
         };
-        let k = key(APIKEY_PREFIX, &id);
-        let bytes = self.seal_record(RecordKind::API_KEY, &k, encode(&rec));
+        let k = API_KEYS.key(&id);
+        let bytes = self
+            .record_mac(RecordKind::API_KEY)
+            .seal_in(&API_KEYS, &id, &rec);
         let id_hex = hex::encode(id);
         let detail = Some(detail(&id_hex, scopes));
         self.transact(move |txn| {
@@ -692,11 +655,10 @@ impl Vault {
     /// API keys, of one merchant or all.
     pub fn api_keys(&self, merchant: Option<MerchantId>) -> Result<Vec<ApiKeyInfo>, VaultError> {
         let mut out = Vec::new();
-        for (k, v) in self.inner.store.scan_raw(&[APIKEY_PREFIX], usize::MAX)? {
-            let r: ApiKeyRec = decode_v2(
-                self.open_record(RecordKind::API_KEY, &k, &v)?,
-                vault_store::KeySpace::ApiKey,
-            )?;
+        let prefix = [API_KEYS.space().byte()];
+        for (k, v) in self.inner.store.scan_raw(&prefix, usize::MAX)? {
+            // The MAC is checked on the stored bytes before anything is decoded.
+            let r = API_KEYS.decode(self.open_record(RecordKind::API_KEY, &k, &v)?)?;
             let m = match r.merchant {
                 OPERATOR => None,
                 m => Some(MerchantId::new(m).map_err(|_| VaultError::Integrity)?),
@@ -729,15 +691,15 @@ impl Vault {
             .ok_or_else(|| {
                 VaultError::field("key_id", "invalid", "key id must be 16 hex characters")
             })?;
-        let k = key(APIKEY_PREFIX, &raw);
-        let mac_key = self.record_mac_key(RecordKind::API_KEY);
+        let k = API_KEYS.key(&raw);
+        let mac = self.record_mac(RecordKind::API_KEY);
         let rec = self.transact(move |txn| -> Result<ApiKeyRec, VaultError> {
             let tx = txn.raw();
             let bytes = tx.get_raw(&k)?.ok_or(VaultError::NotFound)?;
-            let body = record_mac::open_with(&mac_key, RecordKind::API_KEY, &k, &bytes)?;
-            let mut rec: ApiKeyRec = decode_v2(body, vault_store::KeySpace::ApiKey)?;
+            // The MAC is checked on the stored bytes before anything is decoded.
+            let mut rec = mac.open_in(&API_KEYS, &raw, &bytes)?;
             rec.revoked = true;
-            let sealed = record_mac::seal_with(&mac_key, RecordKind::API_KEY, &k, encode(&rec));
+            let sealed = mac.seal_in(&API_KEYS, &raw, &rec);
             tx.put_raw(&k, sealed)?;
             entry.stage(txn, None, detail)?;
             Ok(rec)
@@ -766,15 +728,16 @@ impl Vault {
         let rec = match cached {
             Some(r) => r,
             None => {
-                let k = key(APIKEY_PREFIX, &id);
+                let k = API_KEYS.key(&id);
                 let Some(bytes) = self.inner.store.get_raw(&k)? else {
                     // Pay the same HMAC as a real check, so unknown ids do not answer faster.
                     let _ = self.key_hash(secret.as_bytes());
                     return Err(VaultError::Unauthorized);
                 };
                 // A tampered record fails closed: `Integrity`, never a principal.
-                let body = self.open_record(RecordKind::API_KEY, &k, &bytes)?;
-                let r: ApiKeyRec = decode_v2(body, vault_store::KeySpace::ApiKey)?;
+                let r = self
+                    .record_mac(RecordKind::API_KEY)
+                    .open_in(&API_KEYS, &id, &bytes)?;
                 self.inner.keys.records.write().insert(id, r.clone());
                 r
             }

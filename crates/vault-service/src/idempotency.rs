@@ -51,6 +51,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use vault_core::{MerchantId, SecretKey, open_blob, seal_blob};
+use vault_store::{Table, Versioned};
 use zeroize::Zeroizing;
 
 use crate::{Vault, VaultError, vault::Core};
@@ -60,6 +61,9 @@ type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 /// How long a stored answer is replayed: 24 hours from the request that produced it.
 pub const IDEMPOTENCY_TTL: time::Duration = time::Duration::hours(24);
 
+/// Stored answers: `I` + merchant id + idempotency key.
+const RECORDS: Table<(u64, [u8; 16]), StoredRec> =
+    Table::new(vault_store::KeySpace::IdempotencyRecord);
 const RECORD_PREFIX: u8 = vault_store::KeySpace::IdempotencyRecord.byte();
 const INDEX_PREFIX: u8 = vault_store::KeySpace::IdempotencyIndex.byte();
 const RECORD_VERSION: u8 = 1;
@@ -204,7 +208,7 @@ impl IdempotencyGuard {
             &plaintext,
             &mut rand::rng(),
         );
-        let value = encode(&StoredRec {
+        let value = RECORDS.encode(&StoredRec {
             v: RECORD_VERSION,
             created_at,
             fingerprint: self.fingerprint,
@@ -289,6 +293,10 @@ struct StoredRec {
     created_at: i64,
     fingerprint: [u8; 32],
     sealed: Vec<u8>,
+}
+
+impl Versioned for StoredRec {
+    const VERSION: u8 = RECORD_VERSION;
 }
 
 impl Vault {
@@ -447,11 +455,7 @@ fn fingerprint(
 }
 
 fn record_key(merchant: MerchantId, key: &IdempotencyKey) -> Vec<u8> {
-    let mut k = Vec::with_capacity(RECORD_KEY_LEN);
-    k.push(RECORD_PREFIX);
-    k.extend_from_slice(&merchant.get().to_be_bytes());
-    k.extend_from_slice(&key.0);
-    k
+    RECORDS.key(&(merchant.get(), key.0))
 }
 
 /// Times before the epoch (never written by a sane clock) sort first.
@@ -488,16 +492,10 @@ fn seal_aad(record_key: &[u8], created_at: i64, fingerprint: &[u8; 32]) -> Vec<u
     aad
 }
 
-fn encode(rec: &StoredRec) -> Vec<u8> {
-    // Serialising this plain struct into a Vec cannot fail.
-    postcard::to_allocvec(rec).unwrap_or_default()
-}
-
+/// A stored answer; one that does not decode is an integrity failure (it was sealed by the
+/// vault), not a plain corrupt value.
 fn decode(bytes: &[u8]) -> Result<StoredRec, VaultError> {
-    match bytes.first() {
-        Some(&RECORD_VERSION) => postcard::from_bytes(bytes).map_err(|_| VaultError::Integrity),
-        _ => Err(VaultError::Integrity),
-    }
+    RECORDS.decode(bytes).map_err(|_| VaultError::Integrity)
 }
 
 fn from_unix(t: i64) -> Result<OffsetDateTime, VaultError> {

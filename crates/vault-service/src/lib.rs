@@ -63,4 +63,6 @@ pub use vault_core::{
     Brand, CardError, CardholderName, CustomerId, DekId, DekState, Expiry, Fingerprint, KdfParams,
     KeyError, KeySource, MaskedPan, MerchantId, Metadata, Pan, Passphrase, SecretKey, Token,
 };
-pub use vault_store::{Durability, KeySpace, StoreError, StoreStats, Structure};
+pub use vault_store::{
+    Codec, Durability, KeySpace, StoreError, StoreStats, Structure, Table, TableKey, Versioned,
+};

@@ -19,6 +19,7 @@ use hmac::{KeyInit, Mac};
 use subtle::ConstantTimeEq;
 
 use vault_core::SecretKey;
+use vault_store::{Codec, Table, TableKey};
 
 use crate::{Vault, VaultError};
 
@@ -100,6 +101,30 @@ impl RecordMac {
     /// The body of `value` stored under `store_key` once its MAC verifies; `Integrity` otherwise.
     pub fn open<'a>(&self, store_key: &[u8], value: &'a [u8]) -> Result<&'a [u8], VaultError> {
         open_with(&self.key, self.kind, store_key, value)
+    }
+
+    /// `value` of `table` under `key`, encoded and sealed (see [`seal`](Self::seal)): the stored
+    /// bytes.
+    pub fn seal_in<K: TableKey + ?Sized, V: Codec>(
+        &self,
+        table: &Table<K, V>,
+        key: &K,
+        value: &V,
+    ) -> Vec<u8> {
+        self.seal(&table.key(key), table.encode(value))
+    }
+
+    /// The value of `table` stored under `key` as `stored`: its MAC is checked on the stored
+    /// bytes first (`Integrity` when it does not verify), and only then is the body decoded (a
+    /// body that does not decode is the table's corrupt value).
+    pub fn open_in<K: TableKey + ?Sized, V: Codec>(
+        &self,
+        table: &Table<K, V>,
+        key: &K,
+        stored: &[u8],
+    ) -> Result<V, VaultError> {
+        let body = self.open(&table.key(key), stored)?;
+        Ok(table.decode(body)?)
     }
 }
 

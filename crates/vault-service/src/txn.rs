@@ -7,7 +7,8 @@
 //! 2. [`Vault::transact`] runs a closure as **one job of a group commit** on the committer thread.
 //!    The closure gets a [`Txn`]: it commits the prepared tokenize ([`Txn::commit_new`]) or
 //!    replaces a card ([`Txn::commit_update`]), reads and writes the caller's own records
-//!    ([`Txn::get`], [`Txn::put`], [`Txn::delete`]: keys outside the vault's prefixes), keeps a
+//!    ([`Txn::get_in`], [`Txn::put_in`], [`Txn::delete_in`] on a typed [`Table`], or
+//!    [`Txn::get`], [`Txn::put`], [`Txn::delete`] on raw keys: outside the vault's prefixes), keeps a
 //!    per-token mark ([`Txn::token_mark`], [`Txn::put_token_mark`]; the vault clears it when the
 //!    token is deleted or its card changes) and appends audit entries ([`Txn::audit`]).
 //!
@@ -20,13 +21,13 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 use vault_core::{CardRecord, CustomerId, MerchantId, Token};
-use vault_store::{LookupId, WriteTx};
+use vault_store::{Codec, LookupId, Table, TableKey, WriteTx};
 
 use crate::{
     Actor, AuditAction, AuditOutcome, NewCard, RevealedCard, TokenInfo, TokenizeOptions,
     UpdateOptions, Vault, VaultError,
     audit::Draft,
-    record_mac::{self, RecordKind},
+    record_mac::{self, RecordKind, RecordMac},
     vault::{Core, customer_of, is_live_for, open_stored},
     write::{Prepared, resolve_keep_until},
 };
@@ -153,6 +154,64 @@ impl<'j, 'g> Txn<'j, 'g> {
     pub fn delete(&mut self, key: &[u8]) -> Result<(), VaultError> {
         check_foreign(key)?;
         Ok(self.tx.delete_raw_key(key)?)
+    }
+
+    /// The caller's record under `key` in `table` (a table the vault does not own), decoded.
+    pub fn get_in<K: TableKey + ?Sized, V: Codec>(
+        &self,
+        table: &Table<K, V>,
+        key: &K,
+    ) -> Result<Option<V>, VaultError> {
+        check_foreign_table(table)?;
+        Ok(table.get_in(self.tx, key)?)
+    }
+
+    /// Stores `value` under `key` in `table` (a table the vault does not own).
+    pub fn put_in<K: TableKey + ?Sized, V: Codec>(
+        &mut self,
+        table: &Table<K, V>,
+        key: &K,
+        value: &V,
+    ) -> Result<(), VaultError> {
+        check_foreign_table(table)?;
+        Ok(table.put(self.tx, key, value)?)
+    }
+
+    /// Removes `key` from `table` (a table the vault does not own).
+    pub fn delete_in<K: TableKey + ?Sized, V: Codec>(
+        &mut self,
+        table: &Table<K, V>,
+        key: &K,
+    ) -> Result<(), VaultError> {
+        check_foreign_table(table)?;
+        Ok(table.delete(self.tx, key)?)
+    }
+
+    /// The caller's MAC'd record under `key` in `table`: the MAC (`mac`, see
+    /// [`Vault::record_mac`]) is checked on the stored bytes before they are decoded (a bad MAC
+    /// is `Integrity`).
+    pub fn get_sealed_in<K: TableKey + ?Sized, V: Codec>(
+        &self,
+        table: &Table<K, V>,
+        mac: &RecordMac,
+        key: &K,
+    ) -> Result<Option<V>, VaultError> {
+        check_foreign_table(table)?;
+        open_sealed(table, mac, key, self.tx.get_raw(&table.key(key))?)
+    }
+
+    /// Stores `value` under `key` in `table`, MAC'd with `mac` and bound to its key.
+    pub fn put_sealed_in<K: TableKey + ?Sized, V: Codec>(
+        &mut self,
+        table: &Table<K, V>,
+        mac: &RecordMac,
+        key: &K,
+        value: &V,
+    ) -> Result<(), VaultError> {
+        check_foreign_table(table)?;
+        Ok(self
+            .tx
+            .put_raw(&table.key(key), mac.seal_in(table, key, value))?)
     }
 
     /// The mark kept for `token` (see [`put_token_mark`](Self::put_token_mark)), if one is set
@@ -367,6 +426,29 @@ fn check_foreign(key: &[u8]) -> Result<(), VaultError> {
     }
 }
 
+/// The value of a MAC'd record read from `table` under `key`, if any: MAC first, then decode.
+fn open_sealed<K: TableKey + ?Sized, V: Codec>(
+    table: &Table<K, V>,
+    mac: &RecordMac,
+    key: &K,
+    stored: Option<Vec<u8>>,
+) -> Result<Option<V>, VaultError> {
+    stored.map(|b| mac.open_in(table, key, &b)).transpose()
+}
+
+/// [`check_foreign`] for a whole table; the store's own key spaces are refused too (as the store
+/// refuses them), also for reads.
+fn check_foreign_table<K: TableKey + ?Sized, V: Codec>(
+    table: &Table<K, V>,
+) -> Result<(), VaultError> {
+    if table.space().is_reserved() {
+        return Err(VaultError::Store(vault_store::StoreError::Corrupt(
+            vault_store::Structure::ReservedKey,
+        )));
+    }
+    check_foreign(&[table.space().byte()])
+}
+
 impl Vault {
     /// Removes the marks whose token is gone (part of [`sweep_expired`](Self::sweep_expired),
     /// after the records it removed). Returns how many.
@@ -403,6 +485,30 @@ impl Vault {
         Ok(self.inner.store.get_raw(key)?)
     }
 
+    /// The caller's record under `key` in `table` (a table the vault does not own), decoded,
+    /// read outside a job.
+    pub fn read_in<K: TableKey + ?Sized, V: Codec>(
+        &self,
+        table: &Table<K, V>,
+        key: &K,
+    ) -> Result<Option<V>, VaultError> {
+        check_foreign_table(table)?;
+        Ok(table.get(&self.inner.store, key)?)
+    }
+
+    /// The caller's MAC'd record under `key` in `table` (see [`Txn::get_sealed_in`]), read
+    /// outside a job.
+    pub fn read_sealed_in<K: TableKey + ?Sized, V: Codec>(
+        &self,
+        table: &Table<K, V>,
+        mac: &RecordMac,
+        key: &K,
+    ) -> Result<Option<V>, VaultError> {
+        check_foreign_table(table)?;
+        let stored = self.inner.store.get_raw(&table.key(key))?;
+        open_sealed(table, mac, key, stored)
+    }
+
     /// Up to `limit` of the caller's records whose keys start with `prefix` (outside the vault's
     /// prefixes), in key order.
     #[allow(clippy::type_complexity)]
@@ -415,5 +521,92 @@ impl Vault {
     /// hashes and lookups. Stable for the life of the vault; never stored.
     pub fn purpose_key(&self, purpose: &str) -> vault_core::SecretKey {
         self.inner.keyring.read().mac_key(purpose)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Serialize};
+    use vault_core::{KdfParams, KeySource, SecretKey};
+    use vault_store::{Durability, KeySpace, StoreError, Structure, Versioned};
+
+    use super::*;
+    use crate::{ManualClock, VaultOptions};
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Rec {
+        v: u8,
+        n: u64,
+    }
+
+    impl Versioned for Rec {
+        const VERSION: u8 = 1;
+    }
+
+    const OURS: Table<[u8; 4], Rec> = Table::new(KeySpace::Session);
+    const VAULTS: Table<u64, Rec> = Table::new(KeySpace::Merchant);
+    const STORES: Table<[u8; 16], Rec> = Table::new(KeySpace::Record);
+
+    fn vault(dir: &std::path::Path) -> Vault {
+        let options = VaultOptions {
+            durability: Durability::Flush,
+            kdf: KdfParams::insecure_for_tests(),
+            clock: Arc::new(ManualClock::new(OffsetDateTime::UNIX_EPOCH)),
+            cache_capacity: 1024 * 1024,
+        };
+        let key = KeySource::KeyFile(SecretKey::from_bytes([9; 32]));
+        Vault::create(dir, &key, options).expect("vault")
+    }
+
+    #[test]
+    fn typed_tables_through_a_txn_and_only_outside_the_vault_and_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vault = vault(dir.path());
+        let rec = Rec { v: 1, n: 7 };
+        vault
+            .transact(move |txn| -> Result<(), VaultError> {
+                txn.put_in(&OURS, b"abcd", &rec)?;
+                assert_eq!(txn.get_in(&OURS, b"abcd")?.map(|r| r.n), Some(7));
+                // The same bytes as a raw put of the encoded record.
+                assert_eq!(txn.get(&OURS.key(b"abcd"))?, Some(vec![1, 7]));
+                txn.put(&OURS.key(b"bad!"), vec![2, 7])?;
+                Ok(())
+            })
+            .expect("commit");
+        assert_eq!(
+            vault.read_in(&OURS, b"abcd").expect("read"),
+            Some(Rec { v: 1, n: 7 })
+        );
+        assert!(matches!(
+            vault.read_in(&OURS, b"bad!"),
+            Err(VaultError::Store(StoreError::Corrupt(Structure::Value(
+                KeySpace::Session
+            ))))
+        ));
+        vault
+            .transact(|txn| -> Result<(), VaultError> {
+                txn.delete_in(&OURS, b"abcd")?;
+                assert!(txn.get_in(&OURS, b"abcd")?.is_none());
+                for refused in [
+                    txn.get_in(&VAULTS, &1).map(drop),
+                    txn.put_in(&VAULTS, &1, &Rec { v: 1, n: 0 }),
+                    txn.delete_in(&VAULTS, &1),
+                    txn.get_in(&STORES, &[0; 16]).map(drop),
+                    txn.put_in(&STORES, &[0; 16], &Rec { v: 1, n: 0 }),
+                ] {
+                    assert!(matches!(
+                        refused,
+                        Err(VaultError::Store(StoreError::Corrupt(
+                            Structure::VaultKey | Structure::ReservedKey
+                        )))
+                    ));
+                }
+                Ok(())
+            })
+            .expect("commit");
+        assert!(vault.read_in(&VAULTS, &1).is_err());
+        assert!(vault.read_in(&STORES, &[0; 16]).is_err());
     }
 }

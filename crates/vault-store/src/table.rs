@@ -52,6 +52,15 @@ impl TableKey for str {
     }
 }
 
+/// A composite key: `A`'s bytes, then `B`'s (fixed-width parts first keep the layout
+/// unambiguous).
+impl<A: TableKey, B: TableKey + ?Sized> TableKey for (A, B) {
+    fn write_key(&self, out: &mut Vec<u8>) {
+        self.0.write_key(out);
+        self.1.write_key(out);
+    }
+}
+
 /// How a table's values are stored.
 pub trait Codec: Sized {
     /// The stored bytes.
@@ -223,6 +232,11 @@ mod tests {
     #[test]
     fn keys_values_and_corruption() {
         assert_eq!(RECS.key(&0x0102), [b'M', 0, 0, 0, 0, 0, 0, 1, 2]);
+        let pairs: Table<(u64, [u8; 2]), Rec> = Table::new(KeySpace::Merchant);
+        assert_eq!(
+            pairs.key(&(3, [4, 5])),
+            [b'M', 0, 0, 0, 0, 0, 0, 0, 3, 4, 5]
+        );
         let r = Rec {
             v: 2,
             name: "x".into(),

@@ -45,13 +45,15 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use vault_core::MerchantId;
-use vault_service::{AuditThrottle, RecordKind, RecordMac};
+use vault_service::{AuditThrottle, KeySpace, RecordKind, Table, Versioned};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::{Actor, Gateway, GatewayError, VaultError};
 
-/// Merchant password records: `P` + merchant id, MAC'd by the vault.
-const PASSWORDS: RecordKind = RecordKind::new(PASSWORD_PREFIX, "record-mac:password");
+/// Merchant password records: `P` + merchant id, MAC'd by the vault ([`PASSWORD_MAC`]).
+const PASSWORDS: Table<u64, PasswordRec> = Table::new(KeySpace::Password);
+/// The MAC of password records.
+const PASSWORD_MAC: RecordKind = RecordKind::new(PASSWORD_PREFIX, "record-mac:password");
 /// The layout version of password records (MAC'd).
 const MAC_VERSION: u8 = 2;
 
@@ -65,7 +67,7 @@ use slots::Slots;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
-const PASSWORD_PREFIX: u8 = vault_service::KeySpace::Password.byte();
+const PASSWORD_PREFIX: u8 = KeySpace::Password.byte();
 const SALT_LEN: usize = 16;
 const OUTPUT_LEN: usize = 32;
 /// Past this many tracked ids (merchants or peers), counters whose window has ended are dropped.
@@ -240,31 +242,12 @@ struct PasswordRec {
     updated_at: i64,
 }
 
-fn record_key(merchant: MerchantId) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = PASSWORD_PREFIX;
-    k[1..].copy_from_slice(&merchant.get().to_be_bytes());
-    k
+impl Versioned for PasswordRec {
+    const VERSION: u8 = MAC_VERSION;
 }
 
 fn corrupt() -> GatewayError {
-    GatewayError::corrupt(vault_service::KeySpace::Password)
-}
-
-/// A stored password record, after its MAC (bound to `key`) verified: `Integrity` otherwise.
-fn decode(mac: &RecordMac, key: &[u8], bytes: &[u8]) -> Result<PasswordRec, GatewayError> {
-    let body = mac.open(key, bytes)?;
-    postcard::from_bytes(body).map_err(|_| corrupt())
-}
-
-/// A password record, MAC'd and bound to `key`.
-fn seal(mac: &RecordMac, key: &[u8], rec: &PasswordRec) -> Vec<u8> {
-    mac.seal(key, encode(rec))
-}
-
-fn encode(rec: &PasswordRec) -> Vec<u8> {
-    // Serialising this plain struct into a Vec cannot fail.
-    postcard::to_allocvec(rec).unwrap_or_default()
+    GatewayError::corrupt(KeySpace::Password)
 }
 
 fn random<const N: usize>() -> [u8; N] {
@@ -495,12 +478,11 @@ impl Gateway {
             phc,
             updated_at: self.vault.now().unix_timestamp(),
         };
-        let key = record_key(merchant);
-        let bytes = seal(&self.vault.record_mac(PASSWORDS), &key, &rec);
+        let mac = self.vault.record_mac(PASSWORD_MAC);
         let actor = self.vault.actor().clone();
         self.vault
             .transact(move |txn| -> Result<(), GatewayError> {
-                txn.put(&key, bytes)?;
+                txn.put_sealed_in(&PASSWORDS, &mac, &merchant.get(), &rec)?;
                 let ok = vault_service::AuditOutcome::Ok;
                 txn.audit(
                     &actor,
@@ -618,13 +600,13 @@ impl Gateway {
             return Ok(());
         }
 
-        let stored = match self.vault.read(&record_key(merchant))? {
-            Some(bytes) => {
-                // A tampered record fails closed (`Integrity`), never verifies.
-                let mac = self.vault.record_mac(PASSWORDS);
-                let rec = decode(&mac, &record_key(merchant), &bytes)?;
-                Some((PasswordHash::new(&rec.phc).map_err(|_| corrupt())?, rec.phc))
-            }
+        let mac = self.vault.record_mac(PASSWORD_MAC);
+        // A tampered record fails closed (`Integrity`), never verifies.
+        let stored = match self
+            .vault
+            .read_sealed_in(&PASSWORDS, &mac, &merchant.get())?
+        {
+            Some(rec) => Some((PasswordHash::new(&rec.phc).map_err(|_| corrupt())?, rec.phc)),
             None => None,
         };
 
@@ -682,20 +664,19 @@ impl Gateway {
         old: String,
         new: String,
     ) -> Result<(), GatewayError> {
-        let key = record_key(merchant);
+        let id = merchant.get();
         let rec = PasswordRec {
             v: MAC_VERSION,
             phc: new,
             updated_at: self.vault.now().unix_timestamp(),
         };
-        let mac = self.vault.record_mac(PASSWORDS);
-        let bytes = seal(&mac, &key, &rec);
+        let mac = self.vault.record_mac(PASSWORD_MAC);
         self.vault.transact(move |tx| -> Result<(), GatewayError> {
-            let Some(current) = tx.get(&key)? else {
+            let Some(current) = tx.get_sealed_in(&PASSWORDS, &mac, &id)? else {
                 return Ok(());
             };
-            if decode(&mac, &key, &current)?.phc == old {
-                tx.put(&key, bytes)?;
+            if current.phc == old {
+                tx.put_sealed_in(&PASSWORDS, &mac, &id, &rec)?;
             }
             Ok(())
         })
