@@ -162,6 +162,7 @@ fn main() {
         updated_at: cardvault_fuzz::FIXED_UNIX_TIME + 60,
         keep_until: cardvault_fuzz::FIXED_UNIX_TIME,
         dedupe: DedupeKey([3; 16]),
+        dedupe_indexed: false,
         customer: None,
         sealed: sealed_plain,
     };
@@ -178,7 +179,8 @@ fn main() {
             ("valid-no-customer", stored_bytes.clone()),
             ("valid-customer", with_customer.encode()),
             ("invalid-newer-version", with_byte(&stored_bytes, 0, 2)),
-            ("invalid-flags", with_byte(&stored_bytes, 1, 1)),
+            ("valid-dedupe-indexed", with_byte(&stored_bytes, 1, 1)),
+            ("invalid-flags", with_byte(&stored_bytes, 1, 2)),
             ("invalid-customer-len", with_byte(&stored_bytes, 74, 65)),
             ("invalid-no-sealed", stored_bytes[..75].to_vec()),
             ("invalid-empty", Vec::new()),
