@@ -5,7 +5,7 @@
 //! creation. The secret has 256 bits of entropy, so a keyed hash (not a slow, salted hash) is the
 //! right tool and keeps authentication cheap on every request. Comparison is constant-time.
 
-use std::{collections::HashMap, fmt};
+use std::fmt;
 
 use hmac::{KeyInit, Mac};
 use serde::{Deserialize, Serialize};
@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::{
     Actor, AuditAction, AuditOutcome, Vault, VaultError,
+    api_key_cache::ApiKeyRec,
     record_mac::{MAC_VERSION, RecordKind},
     txn::Entry,
     vault::from_unix,
@@ -328,30 +329,6 @@ struct MerchantRec {
 
 impl Versioned for MerchantRec {
     const VERSION: u8 = RECORD_VERSION;
-}
-
-#[derive(Serialize, Deserialize, Clone)]
-struct ApiKeyRec {
-    v: u8,
-    /// The merchant, or [`OPERATOR`] for an operator key.
-    merchant: u64,
-    scopes: u8,
-    hash: [u8; 32],
-    label: String,
-    created_at: i64,
-    revoked: bool,
-}
-
-impl Versioned for ApiKeyRec {
-    const VERSION: u8 = MAC_VERSION;
-}
-
-/// In-memory cache of API key records, so authentication costs one HMAC and no I/O, and the keyed
-/// HMAC state for API-key hashes, derived once.
-#[derive(Default)]
-pub(crate) struct KeyCache {
-    records: parking_lot::RwLock<HashMap<[u8; 8], ApiKeyRec>>,
-    hasher: std::sync::OnceLock<HmacSha256>,
 }
 
 /// The `merchant` of an operator key's record (no merchant has id 0).

@@ -43,14 +43,13 @@
 //! key is neither replayed nor silently re-run, since that could repeat the work it guarded);
 //! [`Vault::sweep_idempotency`] removes it once its index entry is older than 24 hours.
 
-use std::{collections::HashSet, fmt, sync::OnceLock};
+use std::fmt;
 
 use hmac::{KeyInit, Mac};
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
-use vault_core::{MerchantId, SecretKey, open_blob, seal_blob};
+use vault_core::{MerchantId, open_blob, seal_blob};
 use vault_store::{Table, Versioned};
 use zeroize::Zeroizing;
 
@@ -245,7 +244,7 @@ impl Drop for IdempotencyGuard {
             .idempotency
             .slots
             .lock()
-            .remove(&(self.merchant, self.key));
+            .remove(&(self.merchant, self.key.0));
     }
 }
 
@@ -258,27 +257,12 @@ impl fmt::Debug for IdempotencyGuard {
     }
 }
 
-/// Keys currently being answered (a concurrent duplicate is a conflict), and the two derived
-/// keys, computed once.
-#[derive(Default)]
-pub(crate) struct InFlight {
-    slots: Mutex<HashSet<(MerchantId, IdempotencyKey)>>,
-    keys: OnceLock<IdempotencyKeys>,
-}
-
-struct IdempotencyKeys {
-    /// HMAC state keyed with `mac_key("idempotency")`.
-    fingerprint: HmacSha256,
-    /// `mac_key("idempotency-seal")`.
-    seal: SecretKey,
-}
-
 impl Core {
-    fn idempotency_keys(&self) -> &IdempotencyKeys {
+    fn idempotency_keys(&self) -> &crate::idempotency_state::IdempotencyKeys {
         self.idempotency.keys.get_or_init(|| {
             let keyring = self.keyring.read();
             let mac = keyring.mac_key("idempotency");
-            IdempotencyKeys {
+            crate::idempotency_state::IdempotencyKeys {
                 fingerprint: <HmacSha256 as KeyInit>::new_from_slice(mac.expose())
                     .expect("HMAC accepts any key length"),
                 seal: keyring.mac_key("idempotency-seal"),
@@ -317,7 +301,13 @@ impl Vault {
         request: &[&[u8]],
     ) -> Result<IdempotencyStart, VaultError> {
         // Taken before reading the store, so two concurrent duplicates cannot both proceed.
-        if !self.inner.idempotency.slots.lock().insert((merchant, *key)) {
+        if !self
+            .inner
+            .idempotency
+            .slots
+            .lock()
+            .insert((merchant, key.0))
+        {
             return Err(VaultError::Conflict(
                 crate::VaultConflict::IdempotencyInProgress,
             ));

@@ -21,11 +21,14 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod api_key_cache;
 mod audit;
+mod audit_log;
 mod backup;
 mod clock;
 mod error;
 mod idempotency;
+mod idempotency_state;
 mod maintenance;
 mod masked_forms;
 mod model;
@@ -39,9 +42,10 @@ pub use admin::{
     ApiKeyInfo, Caller, Merchant, NewApiKey, Operator, Principal, Scope, ScopeBit, Scopes,
 };
 pub use audit::{
-    Actor, AuditAction, AuditArchived, AuditCode, AuditEntry, AuditOutcome, AuditReport,
-    AuditThrottle, RevealAudit,
+    Actor, AuditAction, AuditCode, AuditEntry, AuditOutcome, AuditReport, AuditThrottle,
+    RevealAudit,
 };
+pub use audit_log::AuditArchived;
 pub use backup::{BackupReport, RestoreReport, backup_path_problem};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{FieldError, VaultConflict, VaultError};

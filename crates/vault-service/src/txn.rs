@@ -29,11 +29,8 @@ use crate::{
     audit::Draft,
     record_mac::{self, RecordKind, RecordMac},
     vault::{Core, customer_of, is_live_for, open_stored},
-    write::{Prepared, resolve_keep_until},
+    write::{MARK_PREFIX, Prepared, mark_key, resolve_keep_until},
 };
-
-/// The store-key prefix of per-token marks (`O` + the token's lookup id).
-const MARK_PREFIX: u8 = vault_store::KeySpace::OneClick.byte();
 
 /// A tokenize validated and sealed by [`Vault::prepare_tokenize`], ready for [`Txn::commit_new`].
 pub struct PreparedTokenize(pub(crate) Prepared);
@@ -393,14 +390,6 @@ impl Entry {
             .store(true, std::sync::atomic::Ordering::Release);
         Ok(())
     }
-}
-
-/// The store key of `id`'s mark.
-pub(crate) fn mark_key(id: &LookupId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(17);
-    k.push(MARK_PREFIX);
-    k.extend_from_slice(&id.0);
-    k
 }
 
 fn open_mark(core: &Core, id: &LookupId, stored: Option<Vec<u8>>) -> Option<Vec<u8>> {

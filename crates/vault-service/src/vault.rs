@@ -87,11 +87,11 @@ pub(crate) struct Core {
     pub(crate) header: Mutex<KeyHeader>,
     pub(crate) keyring: RwLock<Keyring>,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) keys: crate::admin::KeyCache,
+    pub(crate) keys: crate::api_key_cache::KeyCache,
     /// Failed API-key authentications, aggregated per socket peer per minute in the audit log.
     pub(crate) auth_failures: crate::audit::AuditThrottle,
     /// Idempotency keys being answered right now.
-    pub(crate) idempotency: crate::idempotency::InFlight,
+    pub(crate) idempotency: crate::idempotency_state::InFlight,
     /// The audit log's MAC, derived once.
     pub(crate) audit_key: crate::audit::AuditKey,
     /// [`RevealAudit::Queued`](crate::RevealAudit::Queued) is in force.
@@ -163,9 +163,9 @@ impl Vault {
             header: Mutex::new(header),
             keyring: RwLock::new(keyring),
             clock: options.clock,
-            keys: crate::admin::KeyCache::default(),
+            keys: crate::api_key_cache::KeyCache::default(),
             auth_failures: crate::audit::AuditThrottle::default(),
-            idempotency: crate::idempotency::InFlight::default(),
+            idempotency: crate::idempotency_state::InFlight::default(),
             fingerprint_keys: RwLock::default(),
             masked_forms: crate::masked_forms::MaskedForms::default(),
         });

@@ -361,7 +361,7 @@ impl Core {
         if old.dedupe != rec.dedupe {
             // Another card behind the token: a mark kept for the old card (a layer above's, such
             // as a saved-for-reuse flag) does not carry over to it.
-            tx.delete_raw_key(&crate::txn::mark_key(&id))?;
+            tx.delete_raw_key(&mark_key(&id))?;
         }
         tx.put_record(&id, &rec)?;
         if rec.dedupe_indexed {
@@ -383,7 +383,7 @@ impl Core {
             return Err(VaultError::NotFound);
         }
         tx.delete_record(&id)?;
-        tx.delete_raw_key(&crate::txn::mark_key(&id))?;
+        tx.delete_raw_key(&mark_key(&id))?;
         Ok(())
     }
 }
@@ -403,4 +403,16 @@ fn seal(
         keep_until,
     };
     seal_record(keyring, &binding, card, &mut rand::rng())
+}
+
+/// The store-key prefix of per-token marks (`O` + the token's lookup id): the vault clears a
+/// token's mark when the token is deleted or its card changes.
+pub(crate) const MARK_PREFIX: u8 = vault_store::KeySpace::OneClick.byte();
+
+/// The store key of `id`'s mark.
+pub(crate) fn mark_key(id: &LookupId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(MARK_PREFIX);
+    k.extend_from_slice(&id.0);
+    k
 }

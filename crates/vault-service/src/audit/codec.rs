@@ -15,8 +15,8 @@ use super::{Actor, AuditAction, AuditEntry, AuditOutcome, Draft};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
-pub(super) const ENTRY_PREFIX: u8 = vault_store::KeySpace::AuditEntry.byte();
-pub(super) const HEAD_KEY: &[u8] = &[vault_store::KeySpace::AuditHead.byte()];
+pub(crate) const ENTRY_PREFIX: u8 = vault_store::KeySpace::AuditEntry.byte();
+pub(crate) const HEAD_KEY: &[u8] = &[vault_store::KeySpace::AuditHead.byte()];
 const ENTRY_VERSION: u8 = 1;
 const HEAD_VERSION: u8 = 1;
 const ENTRY_DOMAIN: &[u8] = b"cardvault/v1/audit";
@@ -24,21 +24,21 @@ const HEAD_DOMAIN: &[u8] = b"cardvault/v1/audit-head";
 const ANCHOR_DOMAIN: &[u8] = b"cardvault/v1/audit-anchor";
 const ARCHIVE_DOMAIN: &[u8] = b"cardvault/v1/audit-archive";
 /// Where the log starts after an archive: the last archived entry's seq and hash, keyed.
-pub(super) const ANCHOR_KEY: &[u8] = b"a.anchor";
+pub(crate) const ANCHOR_KEY: &[u8] = b"a.anchor";
 const _: () = assert!(ANCHOR_KEY[0] == vault_store::KeySpace::AuditHead.byte());
-pub(super) const MAX_TEXT: usize = 64;
-pub(super) const MAX_DETAIL: usize = 128;
+pub(crate) const MAX_TEXT: usize = 64;
+pub(crate) const MAX_DETAIL: usize = 128;
 /// A block is closed once it holds this many bytes (an entry is 88 to about 500 bytes). Small
 /// enough that a sled leaf of blocks stays far below sled's blob threshold (~128 KiB).
-pub(super) const MAX_BLOCK_BYTES: usize = 4096;
+pub(crate) const MAX_BLOCK_BYTES: usize = 4096;
 /// ... or this many entries, whichever comes first. Keeps every block inside two key windows.
-pub(super) const MAX_BLOCK_ENTRIES: u64 = 64;
+pub(crate) const MAX_BLOCK_ENTRIES: u64 = 64;
 /// Keys are read in windows of 256 consecutive seqs: one prefix scan (`A` + the seq's top seven
 /// bytes) returns every key of a window in seq order.
-pub(super) const WINDOW_BITS: u32 = 8;
+pub(crate) const WINDOW_BITS: u32 = 8;
 
 /// The key of the block whose first entry is `seq`.
-pub(super) fn entry_key(seq: u64) -> [u8; 9] {
+pub(crate) fn entry_key(seq: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = ENTRY_PREFIX;
     k[1..].copy_from_slice(&seq.to_be_bytes());
@@ -46,19 +46,19 @@ pub(super) fn entry_key(seq: u64) -> [u8; 9] {
 }
 
 /// The prefix of every key in window `w` (seqs `w * 256 ..= w * 256 + 255`).
-pub(super) fn window_prefix(w: u64) -> [u8; 8] {
+pub(crate) fn window_prefix(w: u64) -> [u8; 8] {
     let mut p = [0u8; 8];
     p.copy_from_slice(&entry_key(w << WINDOW_BITS)[..8]);
     p
 }
 
 /// The window holding `seq`.
-pub(super) fn window_of(seq: u64) -> u64 {
+pub(crate) fn window_of(seq: u64) -> u64 {
     seq >> WINDOW_BITS
 }
 
 /// The seq a block key names; `None` for a key of the wrong length.
-pub(super) fn key_seq(key: &[u8]) -> Option<u64> {
+pub(crate) fn key_seq(key: &[u8]) -> Option<u64> {
     match key {
         [ENTRY_PREFIX, rest @ ..] => Some(u64::from_be_bytes(rest.try_into().ok()?)),
         _ => None,
@@ -66,7 +66,7 @@ pub(super) fn key_seq(key: &[u8]) -> Option<u64> {
 }
 
 /// Keeps a text field short and printable (ids and codes only ever reach here).
-pub(super) fn clean(s: &str, max: usize) -> String {
+pub(crate) fn clean(s: &str, max: usize) -> String {
     s.chars()
         .filter(|c| c.is_ascii_graphic() || *c == ' ')
         .take(max)
@@ -75,7 +75,7 @@ pub(super) fn clean(s: &str, max: usize) -> String {
 
 /// A reason code keeps only `[a-z_.-]`: no digits, so no caller can smuggle a card number into
 /// an entry through it.
-pub(super) fn reason_code(s: &str) -> String {
+pub(crate) fn reason_code(s: &str) -> String {
     s.chars()
         .filter(|c| c.is_ascii_lowercase() || matches!(c, '_' | '.' | '-'))
         .take(MAX_TEXT)
@@ -90,7 +90,7 @@ fn put_text(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Appends the canonical encoding of everything but `prev_hash` and `hash` to `out`.
-pub(super) fn encode_body_into(out: &mut Vec<u8>, seq: u64, at: OffsetDateTime, d: &Draft) {
+pub(crate) fn encode_body_into(out: &mut Vec<u8>, seq: u64, at: OffsetDateTime, d: &Draft) {
     out.push(ENTRY_VERSION);
     out.extend_from_slice(&seq.to_be_bytes());
     out.extend_from_slice(&at.unix_timestamp().to_be_bytes());
@@ -152,16 +152,16 @@ impl<'a> Reader<'a> {
 }
 
 /// One entry decoded from the front of a block.
-pub(super) struct Decoded {
-    pub(super) entry: AuditEntry,
+pub(crate) struct Decoded {
+    pub(crate) entry: AuditEntry,
     /// The length of its body (the bytes its hash covers after `prev_hash`).
-    pub(super) body_len: usize,
+    pub(crate) body_len: usize,
     /// The length of the whole entry (body and both hashes).
-    pub(super) len: usize,
+    pub(crate) len: usize,
 }
 
 /// Decodes the entry at the front of `bytes`; `None` if it is malformed.
-pub(super) fn decode_entry(bytes: &[u8]) -> Option<Decoded> {
+pub(crate) fn decode_entry(bytes: &[u8]) -> Option<Decoded> {
     let mut r = Reader(bytes);
     if r.u8()? != ENTRY_VERSION {
         return None;
@@ -233,7 +233,7 @@ pub(super) fn decode_entry(bytes: &[u8]) -> Option<Decoded> {
 }
 
 /// Every entry of a block that decodes, in order, stopping at the first that does not.
-pub(super) fn decode_block(mut bytes: &[u8]) -> Vec<AuditEntry> {
+pub(crate) fn decode_block(mut bytes: &[u8]) -> Vec<AuditEntry> {
     let mut out = Vec::new();
     while !bytes.is_empty() {
         let Some(d) = decode_entry(bytes) else {
@@ -257,7 +257,7 @@ impl AuditKey {
         )
     }
 
-    pub(super) fn entry_hash(&self, prev: &[u8; 32], body: &[u8]) -> [u8; 32] {
+    pub(crate) fn entry_hash(&self, prev: &[u8; 32], body: &[u8]) -> [u8; 32] {
         let mut mac = self.0.clone();
         mac.update(ENTRY_DOMAIN);
         mac.update(prev);
@@ -266,7 +266,7 @@ impl AuditKey {
     }
 
     /// The keyed tag of an archive file's contents.
-    pub(super) fn archive_tag(&self, contents: &[u8]) -> [u8; 32] {
+    pub(crate) fn archive_tag(&self, contents: &[u8]) -> [u8; 32] {
         let mut mac = self.0.clone();
         mac.update(ARCHIVE_DOMAIN);
         mac.update(contents);
@@ -274,12 +274,12 @@ impl AuditKey {
     }
 
     /// The anchor record `(seq, hash)`, or `Err` when malformed or its tag does not verify.
-    pub(super) fn decode_anchor(&self, bytes: &[u8]) -> Result<(u64, [u8; 32]), &'static str> {
+    pub(crate) fn decode_anchor(&self, bytes: &[u8]) -> Result<(u64, [u8; 32]), &'static str> {
         self.decode_position(ANCHOR_DOMAIN, bytes)
             .map_err(|_| "the archive anchor record is malformed or its tag does not verify")
     }
 
-    pub(super) fn encode_anchor(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+    pub(crate) fn encode_anchor(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
         self.encode_position(ANCHOR_DOMAIN, seq, hash)
     }
 
@@ -292,7 +292,7 @@ impl AuditKey {
     }
 
     /// The head record `(seq, hash)`, or `Err` when malformed or its tag does not verify.
-    pub(super) fn decode_head(&self, bytes: &[u8]) -> Result<(u64, [u8; 32]), &'static str> {
+    pub(crate) fn decode_head(&self, bytes: &[u8]) -> Result<(u64, [u8; 32]), &'static str> {
         self.decode_position(HEAD_DOMAIN, bytes)
     }
 
@@ -321,7 +321,7 @@ impl AuditKey {
         }
     }
 
-    pub(super) fn encode_head(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+    pub(crate) fn encode_head(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
         self.encode_position(HEAD_DOMAIN, seq, hash)
     }
 

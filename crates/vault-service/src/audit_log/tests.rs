@@ -7,7 +7,7 @@ use time::macros::datetime;
 use vault_core::{Expiry, KdfParams, KeySource, Pan, SecretKey, Token};
 use vault_store::Durability;
 
-use super::codec::entry_key;
+use crate::audit::codec::entry_key;
 use crate::{
     AuditAction, ManualClock, MerchantId, NewCard, RevealAudit, TokenizeOptions, Vault, VaultError,
     VaultOptions,

@@ -18,7 +18,7 @@ use std::{io::Write, path::Path};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use super::{
+use crate::audit::{
     AuditReport,
     codec::{ANCHOR_KEY, decode_block, decode_entry, key_seq, window_of},
 };

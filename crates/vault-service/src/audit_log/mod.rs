@@ -1,0 +1,372 @@
+//! The audit log's operations: appending entries in a write job, the reveal queue's drain, the
+//! throttled refusals, reading, verifying and archiving the chain. The entry types, their codec and
+//! the in-memory state the vault holds live in `audit/` (a leaf below `vault`); this module
+//! implements the operations on `Vault` and `Core` over them.
+
+mod archive;
+mod queue;
+#[cfg(test)]
+mod tests;
+mod throttle;
+
+pub use archive::AuditArchived;
+
+use subtle::ConstantTimeEq;
+use vault_core::Token;
+use vault_store::WriteTx;
+
+use crate::{
+    Vault, VaultError,
+    audit::{
+        Actor, AuditAction, AuditEntry, AuditOutcome, AuditReport, Draft, HeadRecord,
+        codec::{
+            HEAD_KEY, MAX_BLOCK_BYTES, MAX_BLOCK_ENTRIES, decode_block, decode_entry,
+            encode_body_into, entry_key, key_seq, window_of, window_prefix,
+        },
+    },
+    vault::Core,
+};
+
+impl Core {
+    /// Appends `drafts`, in order, inside a write job (on the committer thread): reads the head,
+    /// including this group's pending appends, so sequence order is commit order. The entries go
+    /// into as few blocks as the block bounds allow, each under `A` + its first seq, and the head
+    /// is written once.
+    pub(crate) fn append_audits(
+        &self,
+        tx: &mut WriteTx<'_>,
+        drafts: &[Draft],
+    ) -> Result<(), VaultError> {
+        if drafts.is_empty() {
+            return Ok(());
+        }
+        let (mut seq, mut prev) = match tx.get_raw(HEAD_KEY)? {
+            Some(b) => self.audit_key.decode_head(&b).map_err(|_| {
+                VaultError::Store(vault_store::StoreError::Corrupt(
+                    vault_store::Structure::Value(vault_store::KeySpace::AuditHead),
+                ))
+            })?,
+            None => (0, [0u8; 32]),
+        };
+        let at = self.clock.now();
+        let capacity = (MAX_BLOCK_BYTES + 512).min(drafts.len() * 160);
+        let mut block = Vec::with_capacity(capacity);
+        let mut first = seq + 1;
+        for d in drafts {
+            seq += 1;
+            let start = block.len();
+            encode_body_into(&mut block, seq, at, d);
+            let hash = self.audit_key.entry_hash(&prev, &block[start..]);
+            block.extend_from_slice(&prev);
+            block.extend_from_slice(&hash);
+            prev = hash;
+            if block.len() >= MAX_BLOCK_BYTES || seq - first + 1 >= MAX_BLOCK_ENTRIES {
+                let full = std::mem::replace(&mut block, Vec::with_capacity(capacity));
+                tx.put_raw(&entry_key(first), full)?;
+                first = seq + 1;
+            }
+        }
+        if !block.is_empty() {
+            tx.put_raw(&entry_key(first), block)?;
+        }
+        tx.put_raw(HEAD_KEY, self.audit_key.encode_head(seq, &prev))?;
+        Ok(())
+    }
+}
+
+impl Vault {
+    /// Appends one audit entry naming this handle's actor, durably (one commit, shared with
+    /// concurrent writers). For the layers above, to record a refusal that wrote nothing; an
+    /// action that writes appends its entry in its own job ([`Txn::audit`](crate::Txn::audit)).
+    pub fn audit(
+        &self,
+        action: AuditAction,
+        token: Option<&Token>,
+        outcome: AuditOutcome,
+    ) -> Result<(), VaultError> {
+        self.record(self.actor(), action, token, None, outcome)
+    }
+
+    /// [`audit`](Self::audit) with a `detail` (ids and counts only; cleaned and bounded).
+    pub fn audit_detailed(
+        &self,
+        action: AuditAction,
+        token: Option<&Token>,
+        detail: Option<String>,
+        outcome: AuditOutcome,
+    ) -> Result<(), VaultError> {
+        self.record(self.actor(), action, token, detail, outcome)
+    }
+
+    /// [`audit`](Self::audit) without waiting: the entry joins the next group commit (for
+    /// refusals, whose callers learn nothing from it).
+    pub fn audit_then(&self, action: AuditAction, token: Option<&Token>, outcome: AuditOutcome) {
+        self.record_then(self.actor(), action, token, None, outcome, |_| {});
+    }
+
+    /// Appends one entry (see [`audit`](Self::audit)) with a vault-written `detail`, durably.
+    pub(crate) fn record(
+        &self,
+        actor: &Actor,
+        action: AuditAction,
+        token: Option<&Token>,
+        detail: Option<String>,
+        outcome: AuditOutcome,
+    ) -> Result<(), VaultError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.record_then(actor, action, token, detail, outcome, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.recv()
+            .unwrap_or(Err(VaultError::Store(vault_store::StoreError::Closed)))
+    }
+
+    /// Like [`record`](Self::record) without blocking: the entry joins the next group commit (as a
+    /// job, and a block, of its own) and `done` runs (on the committer thread) once it is durable
+    /// or failed.
+    pub(crate) fn record_then(
+        &self,
+        actor: &Actor,
+        action: AuditAction,
+        token: Option<&Token>,
+        detail: Option<String>,
+        outcome: AuditOutcome,
+        done: impl FnOnce(Result<(), VaultError>) + Send + 'static,
+    ) {
+        let draft = Draft::new(actor, action, token, detail, outcome);
+        let core = self.inner.core.clone();
+        self.inner.store.submit(
+            move |tx| core.append_audits(tx, std::slice::from_ref(&draft)),
+            done,
+        );
+    }
+
+    fn audit_head(&self) -> Result<Option<HeadRecord>, VaultError> {
+        Ok(self
+            .inner
+            .store
+            .get_raw(HEAD_KEY)?
+            .map(|b| self.inner.audit_key.decode_head(&b)))
+    }
+
+    /// Every key of window `w` with its value, in seq order.
+    #[allow(clippy::type_complexity)]
+    fn audit_window(&self, w: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>, VaultError> {
+        Ok(self.inner.store.scan_raw(&window_prefix(w), usize::MAX)?)
+    }
+
+    /// The last seq reachable by following the blocks from seq 1 (when the head cannot be
+    /// trusted).
+    fn audit_walk_end(&self) -> Result<u64, VaultError> {
+        let mut next = self.audit_start().map_or(1, |(start, _)| start + 1);
+        let mut w = window_of(next);
+        loop {
+            for (k, v) in self.audit_window(w)? {
+                if key_seq(&k) == Some(next) {
+                    let n = decode_block(&v).len();
+                    if n == 0 {
+                        return Ok(next - 1);
+                    }
+                    next += u64::try_from(n).unwrap_or(u64::MAX);
+                }
+            }
+            if window_of(next) > w {
+                w += 1;
+            } else {
+                return Ok(next - 1);
+            }
+        }
+    }
+
+    /// The last `n` entries, oldest first. Entries that do not decode are skipped (run
+    /// [`audit_verify`](Self::audit_verify) to find them).
+    pub fn audit_tail(&self, n: usize) -> Result<Vec<AuditEntry>, VaultError> {
+        self.barrier()?;
+        let last = match self.audit_head()? {
+            Some(Ok((seq, _))) => seq,
+            // No trustworthy head: find the end by walking.
+            _ => self.audit_walk_end()?,
+        };
+        if n == 0 || last == 0 {
+            return Ok(Vec::new());
+        }
+        let first = last.saturating_sub(u64::try_from(n).unwrap_or(u64::MAX)) + 1;
+        self.audit_between(first, last)
+    }
+
+    /// Up to `limit` entries with a seq greater than `after`, oldest first (for paging through
+    /// the log: pass the last seq seen as `after`). Entries that do not decode are skipped.
+    pub fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, VaultError> {
+        self.barrier()?;
+        let end = match self.audit_head()? {
+            Some(Ok((seq, _))) => seq,
+            _ => self.audit_walk_end()?,
+        };
+        if limit == 0 || after >= end {
+            return Ok(Vec::new());
+        }
+        let first = after + 1;
+        let last = end.min(after.saturating_add(u64::try_from(limit).unwrap_or(u64::MAX)));
+        self.audit_between(first, last)
+    }
+
+    /// The entries `first..=last` (`1 <= first <= last`), oldest first.
+    fn audit_between(&self, first: u64, last: u64) -> Result<Vec<AuditEntry>, VaultError> {
+        // Blocks newest first, each block's entries oldest first.
+        let mut blocks: Vec<Vec<AuditEntry>> = Vec::new();
+        let mut w = window_of(last);
+        loop {
+            let mut reached = false;
+            for (k, v) in self.audit_window(w)?.iter().rev() {
+                let Some(start) = key_seq(k) else {
+                    continue;
+                };
+                if start > last {
+                    continue;
+                }
+                let mut entries = decode_block(v);
+                entries.retain(|e| (first..=last).contains(&e.seq));
+                blocks.push(entries);
+                if start <= first {
+                    reached = true;
+                    break;
+                }
+            }
+            if reached || w == 0 {
+                break;
+            }
+            w -= 1;
+        }
+        Ok(blocks.into_iter().rev().flatten().collect())
+    }
+
+    /// Walks the whole chain from seq 1 and checks every entry's position, link and keyed hash,
+    /// then the (keyed) head record. Detects an edited, inserted, reordered or removed entry
+    /// (or block), and removal of the last entries unless the head record was also rolled back
+    /// to an older value of itself (see SECURITY.md).
+    pub fn audit_verify(&self) -> Result<AuditReport, VaultError> {
+        self.barrier()?;
+        let key = &self.inner.audit_key;
+        let bad = |seq: u64, entries: u64, problem: String| AuditReport {
+            entries,
+            first_bad: Some(seq),
+            problem: Some(problem),
+        };
+        // From the archive anchor, if entries were archived (keyed: it cannot be forged, and a
+        // removed anchor leaves the first entries missing).
+        let (start, mut prev) = match self.audit_start() {
+            Ok(a) => a,
+            Err(_) => {
+                return Ok(bad(
+                    1,
+                    0,
+                    "the archive anchor record is malformed or its tag does not verify".to_owned(),
+                ));
+            }
+        };
+        // The next seq expected; every entry before it verified.
+        let mut seq = start + 1;
+        let mut w = window_of(seq);
+        loop {
+            for (k, v) in self.audit_window(w)? {
+                let entries = seq - 1;
+                match key_seq(&k) {
+                    None => {
+                        return Ok(bad(
+                            seq,
+                            entries,
+                            "a key among the entries has the wrong length".to_owned(),
+                        ));
+                    }
+                    Some(start) if start < seq => {
+                        return Ok(bad(
+                            start,
+                            start.saturating_sub(1),
+                            format!(
+                                "a value is stored under entry {start}, inside an earlier block"
+                            ),
+                        ));
+                    }
+                    Some(start) if start > seq => {
+                        return Ok(bad(seq, entries, format!("entry {seq} is missing")));
+                    }
+                    Some(_) => {}
+                }
+                let mut rest = v.as_slice();
+                if rest.is_empty() {
+                    return Ok(bad(seq, entries, format!("entry {seq} is malformed")));
+                }
+                while !rest.is_empty() {
+                    let entries = seq - 1;
+                    let Some(d) = decode_entry(rest) else {
+                        return Ok(bad(seq, entries, format!("entry {seq} is malformed")));
+                    };
+                    let e = &d.entry;
+                    if e.seq != seq {
+                        return Ok(bad(
+                            seq,
+                            entries,
+                            format!("entry {seq} holds entry {} (moved or reordered)", e.seq),
+                        ));
+                    }
+                    if e.prev_hash != prev {
+                        return Ok(bad(
+                            seq,
+                            entries,
+                            format!("entry {seq} does not link to entry {}", seq - 1),
+                        ));
+                    }
+                    let expect = key.entry_hash(&prev, &rest[..d.body_len]);
+                    if !bool::from(expect.ct_eq(&e.hash)) {
+                        return Ok(bad(seq, entries, format!("entry {seq} was altered")));
+                    }
+                    prev = e.hash;
+                    seq += 1;
+                    rest = &rest[d.len..];
+                }
+            }
+            // A block may run on into the next window; otherwise the chain ends here.
+            if window_of(seq) > w {
+                w += 1;
+            } else {
+                break;
+            }
+        }
+        let entries = seq - 1;
+        let next = seq;
+        match self.audit_head()? {
+            None if entries == 0 => {}
+            None => {
+                return Ok(bad(next, entries, "the head record is missing".to_owned()));
+            }
+            Some(Err(problem)) => return Ok(bad(next, entries, problem.to_owned())),
+            Some(Ok((seq, _))) if seq > entries => {
+                return Ok(bad(
+                    next,
+                    entries,
+                    format!("entries {next}..={seq} are missing (the head says {seq})"),
+                ));
+            }
+            Some(Ok((seq, _))) if seq < entries => {
+                return Ok(bad(
+                    seq + 1,
+                    entries,
+                    format!("entries after {seq} are not covered by the head record"),
+                ));
+            }
+            Some(Ok((_, hash))) if hash != prev => {
+                return Ok(bad(
+                    entries,
+                    entries,
+                    format!("entry {entries} differs from the head record"),
+                ));
+            }
+            Some(Ok(_)) => {}
+        }
+        Ok(AuditReport {
+            entries,
+            first_bad: None,
+            problem: None,
+        })
+    }
+}
