@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 
 use crate::aead::{TAG_LEN, WRAP_NONCE_LEN, WrapKey};
 use crate::fingerprint::hmac_sha256;
-use crate::{DecodeError, KdfParams, Kek, KeyError, KeySource, Keyring, SecretKey};
+use crate::{DecodeError, DekId, KdfParams, Kek, KeyError, KeySource, Keyring, SecretKey};
 
 /// Version of the key header layout written by this build (also bound into every wrap's AAD).
 pub const FORMAT_VERSION: u16 = 1;
@@ -42,29 +42,6 @@ const LABEL_WRAP_KEY: &[u8] = b"cardvault/v1/key-wrap";
 const LABEL_HEADER_MAC: &[u8] = b"cardvault/v1/header-mac";
 const LABEL_DEK_WRAP: &[u8] = b"cardvault/v1/dek-wrap";
 const LABEL_MAC_ROOT_WRAP: &[u8] = b"cardvault/v1/mac-root-wrap";
-
-/// Identifies a data key. Ids start at 1 and only grow; each sealed record names the DEK that
-/// sealed it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct DekId(u32);
-
-impl DekId {
-    /// Wraps a raw id.
-    pub fn new(id: u32) -> Self {
-        Self(id)
-    }
-
-    /// The raw id.
-    pub fn get(self) -> u32 {
-        self.0
-    }
-}
-
-impl fmt::Display for DekId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
 
 /// What a data key is used for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::aead::RecordKey;
 use crate::fingerprint::hmac_sha256;
-use crate::{DekId, FingerprintKey, Kek, LookupKey, MerchantId, SecretKey};
+use crate::{FingerprintKey, Kek, LookupKey, MerchantId, SecretKey};
 
 const LABEL_FINGERPRINT: &[u8] = b"cardvault/v1/fingerprint";
 const LABEL_TOKEN_LOOKUP: &[u8] = b"cardvault/v1/token-lookup";
@@ -183,6 +183,29 @@ const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Keyring>();
 };
+
+/// Identifies a data key. Ids start at 1 and only grow; each sealed record names the DEK that
+/// sealed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DekId(pub(crate) u32);
+
+impl DekId {
+    /// Wraps a raw id.
+    pub fn new(id: u32) -> Self {
+        Self(id)
+    }
+
+    /// The raw id.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for DekId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
 
 #[cfg(test)]
 mod tests {

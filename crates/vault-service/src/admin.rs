@@ -331,6 +331,10 @@ impl Versioned for MerchantRec {
     const VERSION: u8 = RECORD_VERSION;
 }
 
+impl Versioned for ApiKeyRec {
+    const VERSION: u8 = MAC_VERSION;
+}
+
 /// The `merchant` of an operator key's record (no merchant has id 0).
 const OPERATOR: u64 = 0;
 
@@ -740,6 +744,26 @@ impl Vault {
 /// Whether `s` has the shape of a public API key id (16 hex characters).
 fn is_key_id(s: &str) -> bool {
     s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl Actor {
+    /// The actor behind an authenticated principal.
+    pub fn principal(p: &Principal) -> Self {
+        Self {
+            merchant: Some(p.merchant),
+            key_id: Some(p.key_id.clone()),
+            peer_uid: None,
+        }
+    }
+
+    /// The actor behind an operator key (no merchant).
+    pub fn operator(o: &Operator) -> Self {
+        Self {
+            merchant: None,
+            key_id: Some(o.key_id.clone()),
+            peer_uid: None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,9 +5,6 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use vault_store::Versioned;
-
-use crate::record_mac::MAC_VERSION;
 
 pub(crate) type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -22,10 +19,6 @@ pub(crate) struct ApiKeyRec {
     pub(crate) label: String,
     pub(crate) created_at: i64,
     pub(crate) revoked: bool,
-}
-
-impl Versioned for ApiKeyRec {
-    const VERSION: u8 = MAC_VERSION;
 }
 
 /// In-memory cache of API key records, and the keyed HMAC state for API-key hashes, derived once.

@@ -30,6 +30,7 @@ mod error;
 mod idempotency;
 mod idempotency_state;
 mod maintenance;
+mod masked_form_guard;
 mod masked_forms;
 mod model;
 mod os_rng;

@@ -18,8 +18,6 @@ use std::{collections::HashMap, time::Duration};
 use parking_lot::Mutex;
 use vault_core::Pan;
 
-use crate::{Actor, AuditAction, AuditOutcome, Principal, Vault, VaultError};
-
 /// Distinct card numbers one key may tokenize under one masked form within the window.
 pub const MASKED_FORM_LIMIT: usize = 10;
 /// The sliding window of the masked-form limit.
@@ -32,11 +30,11 @@ const AUDIT_EVERY: i64 = 60;
 /// Per (API key, masked form): the distinct cards seen in the window.
 #[derive(Default)]
 pub(crate) struct MaskedForms {
-    inner: Mutex<Tracked>,
+    pub(crate) inner: Mutex<Tracked>,
 }
 
 #[derive(Default)]
-struct Tracked {
+pub(crate) struct Tracked {
     forms: HashMap<String, Form>,
 }
 
@@ -48,7 +46,7 @@ struct Form {
 }
 
 /// What the limiter decided for one card.
-enum Decision {
+pub(crate) enum Decision {
     Admit,
     /// Refused; `audit` when this refusal should be written to the audit log.
     Refuse {
@@ -58,7 +56,7 @@ enum Decision {
 }
 
 impl Tracked {
-    fn admit(&mut self, form: &str, card: [u8; 16], now: i64) -> Decision {
+    pub(crate) fn admit(&mut self, form: &str, card: [u8; 16], now: i64) -> Decision {
         let window = i64::try_from(MASKED_FORM_WINDOW.as_secs()).unwrap_or(i64::MAX);
         if !self.forms.contains_key(form) && self.forms.len() >= MAX_TRACKED_FORMS {
             self.forms.retain(|_, f| {
@@ -102,65 +100,8 @@ impl Tracked {
 }
 
 /// The masked form a card counts under: first six (four under 15 digits), last four, length.
-fn masked_form(key_id: &str, pan: &Pan) -> String {
+pub(crate) fn masked_form(key_id: &str, pan: &Pan) -> String {
     format!("{key_id}/{}/{}", pan.masked().as_str(), pan.len())
-}
-
-impl Vault {
-    /// Counts `pan` against `principal`'s masked-form limit. A card already seen under the key
-    /// in the window is always admitted. Past [`MASKED_FORM_LIMIT`] distinct cards with the same
-    /// masked form in [`MASKED_FORM_WINDOW`], refused [`VaultError::TooManyCards`] and audited
-    /// (`tokenize.masked_form_limited`, detail `key=..,form=<masked pan>`; at most once a minute
-    /// per key and form; the audit entry is not waited for).
-    pub fn admit_card(
-        &self,
-        actor: &Actor,
-        principal: &Principal,
-        pan: &Pan,
-    ) -> Result<(), VaultError> {
-        let fp = self
-            .inner
-            .fingerprint(&self.inner.keyring.read(), principal.merchant, pan);
-        let mut short = [0u8; 16];
-        short.copy_from_slice(&fp.as_bytes()[..16]);
-        let now = self.now().unix_timestamp();
-        let form = masked_form(&principal.key_id, pan);
-        let decision = self
-            .inner
-            .masked_forms
-            .inner
-            .lock()
-            .admit(&form, short, now);
-        match decision {
-            Decision::Admit => Ok(()),
-            Decision::Refuse { retry_after, audit } => {
-                let err = VaultError::TooManyCards {
-                    retry_after: Duration::from_secs(retry_after),
-                };
-                if audit {
-                    let actor = Actor {
-                        key_id: Some(principal.key_id.clone()),
-                        ..actor.clone()
-                    };
-                    let detail = format!(
-                        "merchant={},key={},form={}",
-                        principal.merchant,
-                        principal.key_id,
-                        pan.masked().as_str()
-                    );
-                    self.record_then(
-                        &actor,
-                        AuditAction::TokenizeMaskedFormLimited,
-                        None,
-                        Some(detail),
-                        AuditOutcome::Denied("masked_form_limit".to_owned()),
-                        |_| {},
-                    );
-                }
-                Err(err)
-            }
-        }
-    }
 }
 
 #[cfg(test)]

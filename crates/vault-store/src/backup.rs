@@ -43,7 +43,8 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    BackupPart, Engine, STORE_FORMAT_VERSION, Store, StoreError, StoredRecord, Structure,
+    BACKUP_FORMAT_VERSION, BackupPart, Engine, STORE_FORMAT_VERSION, Store, StoreError,
+    StoredRecord, Structure,
     capture::Capture,
     layout::{COUNT_KEY, DEDUPE_PREFIX, RECORD_PREFIX, VERSION_KEY},
 };
@@ -52,8 +53,6 @@ use crate::{
 pub const BACKUP_MAGIC: &[u8; 4] = b"CVBK";
 /// Magic bytes of the trailer.
 const TRAILER_MAGIC: &[u8; 4] = b"CVBT";
-/// Backup file format version written (and the newest one read).
-pub const BACKUP_FORMAT_VERSION: u16 = 1;
 
 const MAX_HEADER: usize = 16 * 1024 * 1024;
 const MAX_KEY: usize = 64 * 1024;

@@ -57,21 +57,23 @@ mod header_file;
 mod keyspace;
 mod layout;
 mod lock;
+mod options;
 mod record;
 mod sled_engine;
 mod store;
 mod table;
 mod wal;
 
-pub use backup::{BACKUP_FORMAT_VERSION, BACKUP_MAGIC, BackupSummary, RestoreSummary};
+pub use backup::{BACKUP_MAGIC, BackupSummary, RestoreSummary};
 pub use commit::WriteTx;
 pub use engine::Engine;
 pub use error::{BackupPart, ConflictKind, StoreError, Structure, WalPart};
 pub use keyspace::{KeySpace, Owner};
 pub use layout::{DedupeKey, LookupId};
+pub use options::{
+    BACKUP_FORMAT_VERSION, DEFAULT_MAX_QUEUE, Durability, STORE_FORMAT_VERSION, StoreOptions,
+};
 pub use record::StoredRecord;
 pub use sled_engine::SledEngine;
-pub use store::{
-    DEFAULT_MAX_QUEUE, Durability, STORE_FORMAT_VERSION, Store, StoreOptions, StoreStats,
-};
+pub use store::{Store, StoreStats};
 pub use table::{Codec, Table, TableKey, Versioned};

@@ -56,24 +56,6 @@ impl Actor {
         Self::default()
     }
 
-    /// The actor behind an authenticated principal.
-    pub fn principal(p: &crate::Principal) -> Self {
-        Self {
-            merchant: Some(p.merchant),
-            key_id: Some(p.key_id.clone()),
-            peer_uid: None,
-        }
-    }
-
-    /// The actor behind an operator key (no merchant).
-    pub fn operator(o: &crate::Operator) -> Self {
-        Self {
-            merchant: None,
-            key_id: Some(o.key_id.clone()),
-            peer_uid: None,
-        }
-    }
-
     /// The same actor, seen on a socket peer with this uid.
     #[must_use]
     pub fn with_peer_uid(mut self, uid: Option<u32>) -> Self {
