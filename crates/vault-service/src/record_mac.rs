@@ -55,22 +55,6 @@ impl RecordKind {
         "record-mac:one-click",
     );
 
-    /// Records written before MACs existed that the vault migrates once, at open (see the module
-    /// docs): its own kinds, and two kinds of the layer above's records (`P`, `T`), which
-    /// predate the seam and so are listed here by their on-disk prefix and label.
-    const MIGRATED: [RecordKind; 4] = [
-        Self::API_KEY,
-        Self::new(
-            vault_store::KeySpace::Password.byte(),
-            "record-mac:password",
-        ),
-        Self::new(
-            vault_store::KeySpace::Terminal.byte(),
-            "record-mac:terminal",
-        ),
-        Self::TOKEN_MARK,
-    ];
-
     /// A kind stored under keys starting with `prefix`, its MAC key derived under `label`.
     pub const fn new(prefix: u8, label: &'static str) -> Self {
         Self { prefix, label }
@@ -234,7 +218,13 @@ impl Vault {
             };
         }
         let mut old = Vec::new();
-        for kind in RecordKind::MIGRATED {
+        // Every kind written before MACs existed, the vault's and the layers' above, as the
+        // key-space registry lists them with their labels.
+        let migrated = vault_store::KeySpace::ALL.into_iter().filter_map(|k| {
+            k.legacy_mac_label()
+                .map(|label| RecordKind::new(k.byte(), label))
+        });
+        for kind in migrated {
             for (k, v) in self.inner.store.scan_raw(&[kind.byte()], usize::MAX)? {
                 match v.first() {
                     Some(&OLD_VERSION) => old.push((kind, k, v)),

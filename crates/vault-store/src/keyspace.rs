@@ -137,6 +137,20 @@ impl KeySpace {
         matches!(self.owner(), Owner::Store)
     }
 
+    /// The label a kind's records are MAC'd under, for the kinds whose records carried no MAC
+    /// before record MACs existed: the vault adds one to each such record once, when it opens a
+    /// vault written before them. Part of the on-disk format (the label derives the MAC key), so
+    /// it is registered here with the prefix, for every layer's kinds.
+    pub const fn legacy_mac_label(self) -> Option<&'static str> {
+        match self {
+            Self::ApiKey => Some("record-mac:api-key"),
+            Self::OneClick => Some("record-mac:one-click"),
+            Self::Password => Some("record-mac:password"),
+            Self::Terminal => Some("record-mac:terminal"),
+            _ => None,
+        }
+    }
+
     /// The kind's name in messages (`stored {name} is corrupt`).
     pub const fn name(self) -> &'static str {
         match self {
