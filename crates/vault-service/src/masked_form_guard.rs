@@ -12,17 +12,13 @@ use crate::{
 };
 
 impl Vault {
-    /// Counts `pan` against `principal`'s masked-form limit. A card already seen under the key
+    /// Counts `pan` against `principal`'s masked-form limit (refusals are audited as this
+    /// handle's actor, under `principal`'s key id). A card already seen under the key
     /// in the window is always admitted. Past [`MASKED_FORM_LIMIT`](crate::MASKED_FORM_LIMIT) distinct cards with the same
     /// masked form in [`MASKED_FORM_WINDOW`](crate::MASKED_FORM_WINDOW), refused [`VaultError::TooManyCards`] and audited
     /// (`tokenize.masked_form_limited`, detail `key=..,form=<masked pan>`; at most once a minute
     /// per key and form; the audit entry is not waited for).
-    pub fn admit_card(
-        &self,
-        actor: &Actor,
-        principal: &Principal,
-        pan: &Pan,
-    ) -> Result<(), VaultError> {
+    pub fn admit_card(&self, principal: &Principal, pan: &Pan) -> Result<(), VaultError> {
         let fp = self
             .inner
             .fingerprint(&self.inner.keyring.read(), principal.merchant, pan);
@@ -45,7 +41,7 @@ impl Vault {
                 if audit {
                     let actor = Actor {
                         key_id: Some(principal.key_id.clone()),
-                        ..actor.clone()
+                        ..self.actor().clone()
                     };
                     let detail = format!(
                         "merchant={},key={},form={}",

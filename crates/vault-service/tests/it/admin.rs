@@ -117,13 +117,13 @@ fn card_links_need_the_fingerprint_or_reveal_scope_and_masked_forms_are_limited(
         .filter_map(|p| vault_service::Pan::parse(&p).ok())
         .take(11)
         .collect();
-    let actor = vault_service::Actor::principal(&tokenize);
+    let guard = vault.as_actor(&vault_service::Actor::principal(&tokenize));
     for pan in &pans[..10] {
-        vault.admit_card(&actor, &tokenize, pan).unwrap();
+        guard.admit_card(&tokenize, pan).unwrap();
     }
-    vault.admit_card(&actor, &tokenize, &pans[0]).unwrap();
+    guard.admit_card(&tokenize, &pans[0]).unwrap();
     assert!(matches!(
-        vault.admit_card(&actor, &tokenize, &pans[10]),
+        guard.admit_card(&tokenize, &pans[10]),
         Err(VaultError::TooManyCards { retry_after }) if retry_after.as_secs() >= 1
     ));
     vault.barrier().unwrap();
