@@ -23,7 +23,7 @@ use crate::{
     vault::from_unix,
 };
 
-type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+use crate::HmacSha256;
 
 /// Merchants: `M` + merchant id.
 const MERCHANTS: Table<u64, MerchantRec> = Table::new(vault_store::KeySpace::Merchant);

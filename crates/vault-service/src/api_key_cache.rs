@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-pub(crate) type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+use crate::HmacSha256;
 
 /// A stored API key (the record behind `K` + key id; MAC'd).
 #[derive(Serialize, Deserialize, Clone)]

@@ -55,7 +55,7 @@ use zeroize::Zeroizing;
 
 use crate::{Vault, VaultError, vault::Core};
 
-type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+use crate::HmacSha256;
 
 /// How long a stored answer is replayed: 24 hours from the request that produced it.
 pub const IDEMPOTENCY_TTL: time::Duration = time::Duration::hours(24);

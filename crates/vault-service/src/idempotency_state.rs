@@ -7,7 +7,7 @@ use std::{collections::HashSet, sync::OnceLock};
 use parking_lot::Mutex;
 use vault_core::{MerchantId, SecretKey};
 
-pub(crate) type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+use crate::HmacSha256;
 
 /// Keys currently being answered, by merchant and idempotency key bytes, and the derived keys.
 #[derive(Default)]

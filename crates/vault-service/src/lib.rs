@@ -20,6 +20,10 @@
 //! it is durable under the configured [`Durability`]; concurrent callers share group commits.
 #![forbid(unsafe_code)]
 
+/// HMAC-SHA256, the MAC of every keyed digest the vault keeps (API-key hashes, record MACs, the
+/// audit chain, idempotency fingerprints).
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
 mod admin;
 mod api_key_cache;
 mod audit;

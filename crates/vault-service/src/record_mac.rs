@@ -23,7 +23,7 @@ use vault_store::{Codec, Table, TableKey};
 
 use crate::{Vault, VaultError};
 
-type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+use crate::HmacSha256;
 
 /// The layout version of MAC'd records.
 pub(crate) const MAC_VERSION: u8 = 2;

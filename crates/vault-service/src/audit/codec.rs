@@ -13,7 +13,7 @@ use vault_core::{MerchantId, Token};
 
 use super::{Actor, AuditAction, AuditEntry, AuditOutcome, Draft};
 
-type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+use crate::HmacSha256;
 
 pub(crate) const ENTRY_PREFIX: u8 = vault_store::KeySpace::AuditEntry.byte();
 pub(crate) const HEAD_KEY: &[u8] = &[vault_store::KeySpace::AuditHead.byte()];
