@@ -464,6 +464,8 @@ impl Committer {
             previous: self.generation,
             ops,
             checks: tx.checks,
+            records_delta: i64::try_from(tx.count).unwrap_or(i64::MAX)
+                - i64::try_from(old_count).unwrap_or(i64::MAX),
         })?;
         Ok(true)
     }

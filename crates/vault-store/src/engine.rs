@@ -13,7 +13,7 @@
 
 use std::{fmt, ops::Bound, path::Path};
 
-use crate::StoreError;
+use crate::{Location, StoreError};
 
 /// One write of a group: `Some(value)` puts, `None` deletes.
 pub type Op = (Vec<u8>, Option<Vec<u8>>);
@@ -44,6 +44,11 @@ pub struct Group {
     pub ops: Vec<Op>,
     /// Conditions on the committed state (see [`Check`]).
     pub checks: Vec<Check>,
+    /// How many token records this group adds (negative: removes). The ops carry the new
+    /// absolute count under [`KeySpace::Count`](crate::KeySpace::Count) as this process counts
+    /// it; an engine shared by several writers keeps the count from the deltas instead (a row
+    /// every group of every writer rewrote would serialise them).
+    pub records_delta: i64,
 }
 
 /// Counters an engine keeps for [`StoreStats`](crate::StoreStats).
@@ -65,8 +70,22 @@ pub struct EngineStats {
 /// [`write_header`](Self::write_header), [`checkpoint`](Self::checkpoint) and
 /// [`close`](Self::close) are called only by the committer thread, one at a time.
 pub trait Engine: Send + Sync + fmt::Debug + 'static {
-    /// The vault's local directory (lock file, backups beside it).
+    /// The vault's local directory (lock file, backups beside it); empty for an engine with no
+    /// local directory (a database server).
     fn dir(&self) -> &Path;
+
+    /// Where the vault lives (for messages: a database URL is shown without its password).
+    fn location(&self) -> Location {
+        Location::Dir(self.dir().to_path_buf())
+    }
+
+    /// Whether other processes may write the same data concurrently (several daemons on one
+    /// database). The committer then re-runs a group refused with
+    /// [`ConflictKind::Raced`](crate::ConflictKind::Raced), and the layers above must not
+    /// cache what another writer may change without bounding how stale it may get.
+    fn shared(&self) -> bool {
+        false
+    }
 
     /// Reads one key of the committed state, as a reader that also reads other keys needs it: once
     /// it has seen one write of a group, it and every later read see the whole group.

@@ -166,6 +166,11 @@ pub enum ConflictKind {
     Exists,
     /// A compare-and-set found a value other than the expected one.
     Changed,
+    /// Another writer sharing the database changed a key this group's decisions rest on, between
+    /// the group's reads and its commit (or the database aborted the transaction as a
+    /// serialisation failure or deadlock). The committer runs the group again on fresh reads;
+    /// callers see it only when that keeps failing.
+    Raced,
 }
 
 impl fmt::Display for ConflictKind {
@@ -173,6 +178,37 @@ impl fmt::Display for ConflictKind {
         f.write_str(match self {
             Self::Exists => "the key exists",
             Self::Changed => "the value changed",
+            Self::Raced => "another writer changed the data concurrently; try again",
+        })
+    }
+}
+
+/// Why the database is unavailable (see [`StoreError::Unavailable`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Unavailable {
+    /// No connection could be made (refused, unreachable, TLS or authentication failure).
+    Connect,
+    /// A connection was lost in the middle of an operation: its outcome is unknown to this
+    /// process (a group commit so refused was not acknowledged; it may or may not have committed).
+    ConnectionLost,
+    /// Every pooled connection stayed busy for the pool's wait bound.
+    PoolExhausted,
+    /// A statement ran past the statement timeout.
+    StatementTimeout,
+    /// The server is starting up, shutting down or in recovery (a standby), or refuses
+    /// connections for now (too many clients).
+    ServerNotReady,
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Connect => "cannot connect to the database server",
+            Self::ConnectionLost => "the connection to the database server was lost",
+            Self::PoolExhausted => "every database connection is busy",
+            Self::StatementTimeout => "a database statement timed out",
+            Self::ServerNotReady => "the database server is not accepting work now",
         })
     }
 }
@@ -206,6 +242,12 @@ pub enum StoreError {
     Io(io::Error),
     /// The committer has stopped (the store is shutting down or a previous write failed hard).
     Closed,
+    /// The database server cannot be reached, or did not answer within its time bound (connect,
+    /// statement or pool-wait timeout). Nothing was acknowledged; the engine reconnects by itself
+    /// and the next request may succeed.
+    Unavailable(Unavailable),
+    /// This build cannot open the location (a PostgreSQL URL without the `postgres` feature).
+    Unsupported(&'static str),
     /// The committer's queue is full (`StoreOptions::max_queue` jobs waiting): the write was not
     /// queued. Back-pressure: try again shortly.
     Busy,
@@ -243,6 +285,8 @@ impl fmt::Display for StoreError {
             Self::Engine(e) => write!(f, "storage engine error: {e}"),
             Self::Io(e) => write!(f, "i/o error: {e}"),
             Self::Closed => f.write_str("store is closed"),
+            Self::Unavailable(why) => write!(f, "the database is unavailable: {why}"),
+            Self::Unsupported(what) => write!(f, "not supported by this build: {what}"),
             Self::Busy => f.write_str("the store's write queue is full; try again shortly"),
             Self::LostWrites { stored, expected } => write!(
                 f,
@@ -292,6 +336,8 @@ impl Clone for StoreError {
             Self::Engine(e) => Self::Engine(e.clone()),
             Self::Io(e) => Self::Io(io::Error::new(e.kind(), e.to_string())),
             Self::Closed => Self::Closed,
+            Self::Unavailable(u) => Self::Unavailable(*u),
+            Self::Unsupported(w) => Self::Unsupported(w),
             Self::Busy => Self::Busy,
             Self::LostWrites { stored, expected } => Self::LostWrites {
                 stored: *stored,

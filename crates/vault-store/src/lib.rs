@@ -56,6 +56,7 @@ mod generation;
 mod header_file;
 mod keyspace;
 mod layout;
+mod location;
 mod lock;
 mod options;
 mod record;
@@ -67,9 +68,10 @@ mod wal;
 pub use backup::{BACKUP_MAGIC, BackupSummary, RestoreSummary};
 pub use commit::WriteTx;
 pub use engine::Engine;
-pub use error::{BackupPart, ConflictKind, StoreError, Structure, WalPart};
+pub use error::{BackupPart, ConflictKind, StoreError, Structure, Unavailable, WalPart};
 pub use keyspace::{KeySpace, Owner};
 pub use layout::{DedupeKey, LookupId};
+pub use location::{DatabaseUrl, Location};
 pub use options::{
     BACKUP_FORMAT_VERSION, DEFAULT_MAX_QUEUE, Durability, STORE_FORMAT_VERSION, StoreOptions,
 };

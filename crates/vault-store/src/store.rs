@@ -14,7 +14,7 @@ use std::{
 use parking_lot::Mutex;
 
 use crate::{
-    KeySpace, LookupId, StoreError, StoreOptions, StoredRecord, Structure,
+    KeySpace, Location, LookupId, StoreError, StoreOptions, StoredRecord, Structure,
     commit::{self, CommitStats, Committer, GroupHistogram, Job},
     engine::Engine,
     layout::{self, COUNT_KEY, GENERATION_KEY},
@@ -22,6 +22,9 @@ use crate::{
 };
 
 pub(crate) use crate::sled_engine::SLED_DIR;
+
+#[cfg(not(feature = "postgres"))]
+const NO_POSTGRES: &str = "a PostgreSQL vault (build with the `postgres` feature)";
 
 /// Counters for `stats` and metrics.
 #[derive(Clone, Debug)]
@@ -77,6 +80,63 @@ impl Store {
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
         let engine = SledEngine::open(dir, &options)?;
         Self::with_engine(Arc::new(engine), &options)
+    }
+
+    /// Creates a new vault at `location` holding `header`: a directory (as [`create`](Self::create))
+    /// or an empty PostgreSQL database (its schema is created; feature `postgres`). Fails with
+    /// [`StoreError::AlreadyExists`] if a vault is there already.
+    pub fn create_at(
+        location: &Location,
+        header: &[u8],
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
+        match location {
+            Location::Dir(dir) => Self::create(dir, header, options),
+            #[cfg(feature = "postgres")]
+            Location::Database(url) => {
+                let engine = crate::pg::PgEngine::create(url, header, &options)?;
+                Self::with_engine(Arc::new(engine), &options)
+            }
+            #[cfg(not(feature = "postgres"))]
+            Location::Database(_) => Err(StoreError::Unsupported(NO_POSTGRES)),
+        }
+    }
+
+    /// Opens the vault at `location` (see [`create_at`](Self::create_at)). Refuses a store written
+    /// by a newer cardvault.
+    pub fn open_at(location: &Location, options: StoreOptions) -> Result<Self, StoreError> {
+        match location {
+            Location::Dir(dir) => Self::open(dir, options),
+            #[cfg(feature = "postgres")]
+            Location::Database(url) => {
+                let engine = crate::pg::PgEngine::open(url, &options)?;
+                Self::with_engine(Arc::new(engine), &options)
+            }
+            #[cfg(not(feature = "postgres"))]
+            Location::Database(_) => Err(StoreError::Unsupported(NO_POSTGRES)),
+        }
+    }
+
+    /// Reads the key header of the vault at `location` without opening it for writing (see
+    /// [`read_header`](Self::read_header)).
+    pub fn read_header_at(location: &Location) -> Result<Vec<u8>, StoreError> {
+        match location {
+            Location::Dir(dir) => Self::read_header(dir),
+            #[cfg(feature = "postgres")]
+            Location::Database(url) => crate::pg::PgEngine::read_header_of(url),
+            #[cfg(not(feature = "postgres"))]
+            Location::Database(_) => Err(StoreError::Unsupported(NO_POSTGRES)),
+        }
+    }
+
+    /// Where the vault lives (a database URL without its password).
+    pub fn location(&self) -> Location {
+        self.engine.location()
+    }
+
+    /// Whether other processes may write this vault concurrently (see [`Engine::shared`]).
+    pub fn shared(&self) -> bool {
+        self.engine.shared()
     }
 
     /// Runs the store over an open `engine` whose key space holds a created vault (the counters
