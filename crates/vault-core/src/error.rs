@@ -181,7 +181,7 @@ impl fmt::Display for DecodeError {
 impl std::error::Error for DecodeError {}
 
 /// Failures of the key hierarchy: deriving, checking, unwrapping and rotating keys.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum KeyError {
     /// The passphrase or key file does not unlock this vault. Nothing was changed.

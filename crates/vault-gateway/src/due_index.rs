@@ -43,7 +43,7 @@ pub(crate) fn sweep_due(vault: &Vault, prefix: u8, now: OffsetDateTime) -> Resul
             let all_due = due.len() == BATCH;
             removed += vault.transact(move |tx| -> Result<u64, VaultError> {
                 let mut n = 0;
-                for entry in due {
+                for entry in due.clone() {
                     tx.delete(&entry)?;
                     if let Some(record) = entry.get(9..).filter(|r| !r.is_empty()) {
                         tx.delete(record)?;

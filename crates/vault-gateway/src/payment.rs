@@ -385,7 +385,12 @@ impl Gateway {
             // Replace the card behind the saved token, keeping its token and customer binding.
             let info = self.vault.transact(move |txn| -> Result<_, GatewayError> {
                 spend_session(txn, &key, Some(merchant), origin.as_deref(), now)?;
-                let info = txn.commit_update(merchant, &secure, card, UpdateOptions::default())?;
+                let info = txn.commit_update(
+                    merchant,
+                    &secure,
+                    card.duplicate(),
+                    UpdateOptions::default(),
+                )?;
                 let ok = vault_service::AuditOutcome::Ok;
                 txn.audit(
                     &actor,
@@ -419,7 +424,7 @@ impl Gateway {
         }
         let written = self.vault.transact(move |txn| -> Result<_, GatewayError> {
             spend_session(txn, &key, Some(merchant), origin.as_deref(), now)?;
-            let info = txn.commit_new(prepared)?;
+            let info = txn.commit_new(&prepared)?;
             let token = Some(&info.token);
             let ok = vault_service::AuditOutcome::Ok;
             txn.audit(&actor, crate::audit::CARD_CAPTURE, token, None, ok.clone())?;

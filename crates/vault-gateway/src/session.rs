@@ -433,7 +433,13 @@ impl Gateway {
             txn.put_in(&SESSIONS, &id, &rec)?;
             txn.put(&due, Vec::new())?;
             let ok = vault_service::AuditOutcome::Ok;
-            txn.audit(&actor, crate::audit::SESSION_CREATE, None, detail, ok)?;
+            txn.audit(
+                &actor,
+                crate::audit::SESSION_CREATE,
+                None,
+                detail.clone(),
+                ok,
+            )?;
             Ok(())
         })?;
         Ok(Session {

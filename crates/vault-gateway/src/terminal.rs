@@ -133,7 +133,13 @@ impl Gateway {
                 }
                 txn.put_sealed_in(&TERMINALS, &mac, key.as_str(), &rec)?;
                 let ok = AuditOutcome::Ok;
-                txn.audit(&actor, crate::audit::ADMIN_TERMINAL_ADD, None, detail, ok)?;
+                txn.audit(
+                    &actor,
+                    crate::audit::ADMIN_TERMINAL_ADD,
+                    None,
+                    detail.clone(),
+                    ok,
+                )?;
                 Ok(())
             })?;
         Ok(Terminal {

@@ -368,8 +368,8 @@ impl Vault {
             if tx.get_raw(&key)?.is_some() {
                 return Err(VaultError::field(field, "exists", message));
             }
-            tx.put_raw(&key, value)?;
-            entry.stage(txn, None, detail)
+            tx.put_raw(&key, value.clone())?;
+            entry.stage(txn, None, detail.clone())
         })
     }
 
@@ -616,8 +616,8 @@ impl Vault {
         let id_hex = hex::encode(id);
         let detail = Some(detail(&id_hex, scopes));
         self.transact(move |txn| {
-            txn.raw().put_raw(&k, bytes)?;
-            entry.stage(txn, None, detail)
+            txn.raw().put_raw(&k, bytes.clone())?;
+            entry.stage(txn, None, detail.clone())
         })?;
         self.inner.keys.records.write().insert(id, rec.clone());
         Ok(NewApiKey {
@@ -682,7 +682,7 @@ impl Vault {
             rec.revoked = true;
             let sealed = mac.seal_in(&API_KEYS, &raw, &rec);
             tx.put_raw(&k, sealed)?;
-            entry.stage(txn, None, detail)?;
+            entry.stage(txn, None, detail.clone())?;
             Ok(rec)
         })?;
         self.inner.keys.records.write().insert(raw, rec);

@@ -45,7 +45,7 @@ impl fmt::Display for FieldError {
 }
 
 /// Everything a Vault call can fail with.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum VaultError {
     /// The request was refused; the field and reason are named.

@@ -228,7 +228,7 @@ impl IdempotencyGuard {
                         tx.delete_raw_key(&old_index)?;
                     }
                 }
-                tx.put_raw(&record_key, value)?;
+                tx.put_raw(&record_key, value.clone())?;
                 tx.put_raw(&index, Vec::new())?;
                 Ok(())
             })
@@ -399,9 +399,9 @@ impl Vault {
                 .store
                 .write(move |tx| -> Result<u64, VaultError> {
                     let mut n = 0;
-                    for index in due {
-                        tx.delete_raw_key(&index)?;
-                        let Some((t, record_key)) = parse_index(&index) else {
+                    for index in &due {
+                        tx.delete_raw_key(index)?;
+                        let Some((t, record_key)) = parse_index(index) else {
                             continue;
                         };
                         // Re-read inside the commit: the key may have been answered again since

@@ -72,7 +72,7 @@ impl Vault {
                     .store
                     .write(move |tx| -> Result<u64, VaultError> {
                         let mut n = 0;
-                        for id in due {
+                        for &id in &due {
                             // Re-checked inside the commit: the record may have been updated (with a
                             // later keep-until) or deleted since the scan.
                             if let Ok(Some(rec)) = tx.record(&id)
@@ -117,9 +117,9 @@ impl Vault {
     /// `entry` (the operation's audit entry, with `detail` of its result) commits with the header.
     fn change_keys<T: Send + 'static>(
         &self,
-        change: impl FnOnce(&mut KeyHeader, &mut Keyring) -> Result<T, VaultError> + Send + 'static,
+        mut change: impl FnMut(&mut KeyHeader, &mut Keyring) -> Result<T, VaultError> + Send + 'static,
         entry: Entry,
-        detail: impl FnOnce(&T) -> Option<String> + Send + 'static,
+        mut detail: impl FnMut(&T) -> Option<String> + Send + 'static,
     ) -> Result<T, VaultError> {
         let inner = self.inner.core.clone();
         let rollback = self.inner.core.clone();
@@ -131,6 +131,12 @@ impl Vault {
             move |wtx| -> Result<T, VaultError> {
                 let mut keyring = inner.keyring.write();
                 let mut header = inner.header.lock();
+                // A run again after a race with another writer of a shared database starts from
+                // the keys as they were before the first run.
+                if let Some(before) = undo_job.lock().take() {
+                    *header = before.header;
+                    *keyring = before.keyring;
+                }
                 let (old_header, old_keyring) = (header.clone(), keyring.duplicate());
                 match change(&mut header, &mut keyring) {
                     Ok(value) => {
@@ -210,7 +216,7 @@ impl Vault {
                             let keyring = inner.keyring.read();
                             let current = keyring.current_dek();
                             let (mut done, mut failed) = (0, 0);
-                            for id in stale {
+                            for &id in &stale {
                                 // Re-read inside the commit: the record may have changed or gone since the scan.
                                 let Ok(Some(rec)) = tx.record(&id) else {
                                     continue;

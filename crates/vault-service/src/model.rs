@@ -27,6 +27,15 @@ impl NewCard {
             name: None,
         }
     }
+
+    /// An explicit copy (for a write job that may run again; see `Vault::transact`).
+    pub fn duplicate(&self) -> Self {
+        Self {
+            pan: self.pan.duplicate(),
+            expiry: self.expiry,
+            name: self.name.as_ref().map(CardholderName::duplicate),
+        }
+    }
 }
 
 impl fmt::Debug for NewCard {

@@ -249,8 +249,8 @@ impl Vault {
         self.inner
             .store
             .write(move |tx| -> Result<(), VaultError> {
-                for (k, v) in writes {
-                    tx.put_raw(&k, v)?;
+                for (k, v) in &writes {
+                    tx.put_raw(k, v.clone())?;
                 }
                 Ok(())
             })?;

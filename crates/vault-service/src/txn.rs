@@ -69,8 +69,8 @@ impl<'j, 'g> Txn<'j, 'g> {
     }
 
     /// Commits a prepared tokenize (de-duplicated as [`Vault::tokenize`] does).
-    pub fn commit_new(&mut self, prepared: PreparedTokenize) -> Result<TokenInfo, VaultError> {
-        self.core.commit_new(self.tx, prepared.0)
+    pub fn commit_new(&mut self, prepared: &PreparedTokenize) -> Result<TokenInfo, VaultError> {
+        self.core.commit_new(self.tx, &prepared.0)
     }
 
     /// Replaces the card behind a live token of `merchant`, as [`Vault::update`] does. Clears
@@ -273,11 +273,16 @@ impl Vault {
     /// Step two: runs `job` on the committer thread as one job of a group commit and returns its
     /// result once the group is durable. An error from `job` discards what it staged. `E` is the
     /// caller's error type (the vault's, or one that wraps it).
-    pub fn transact<T, E, F>(&self, job: F) -> Result<T, E>
+    ///
+    /// `job` may run more than once: on a database shared by several daemons, a group that raced
+    /// another daemon's write to a key it read is run again on fresh reads, and only the last
+    /// run counts. So `job` decides from what it reads through the [`Txn`] and changes nothing
+    /// outside it.
+    pub fn transact<T, E, F>(&self, mut job: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<VaultError> + Send + 'static,
-        F: FnOnce(&mut Txn<'_, '_>) -> Result<T, E> + Send + 'static,
+        F: FnMut(&mut Txn<'_, '_>) -> Result<T, E> + Send + 'static,
     {
         let core = self.inner.core.clone();
         let written = self

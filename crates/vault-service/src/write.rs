@@ -47,7 +47,7 @@ impl Vault {
         let inner = self.inner.core.clone();
         self.inner
             .store
-            .write(move |tx| inner.commit_new(tx, prepared))
+            .write(move |tx| inner.commit_new(tx, &prepared))
     }
 
     /// Like [`tokenize`](Self::tokenize) without blocking: `done` runs once the token is durable (or
@@ -70,7 +70,7 @@ impl Vault {
                 let inner = self.inner.core.clone();
                 self.inner
                     .store
-                    .submit(move |tx| inner.commit_new(tx, prepared), done);
+                    .submit(move |tx| inner.commit_new(tx, &prepared), done);
             }
             Err(e) => done(Err(e)),
         }
@@ -87,7 +87,7 @@ impl Vault {
         let (prepared, inner) = self.prepare_batch(merchant, items)?;
         self.inner
             .store
-            .write(move |tx| inner.commit_batch(tx, prepared))
+            .write(move |tx| inner.commit_batch(tx, &prepared))
     }
 
     /// Non-blocking [`tokenize_batch`](Self::tokenize_batch); see [`tokenize_then`](Self::tokenize_then).
@@ -99,7 +99,7 @@ impl Vault {
             Ok((prepared, inner)) => self
                 .inner
                 .store
-                .submit(move |tx| inner.commit_batch(tx, prepared), done),
+                .submit(move |tx| inner.commit_batch(tx, &prepared), done),
             Err(e) => done(Err(e)),
         }
     }
@@ -140,7 +140,15 @@ impl Vault {
         let inner = self.inner.core.clone();
         let token = *token;
         self.inner.store.write(move |tx| {
-            inner.commit_update(tx, merchant, token, card, options.metadata, keep_until, now)
+            inner.commit_update(
+                tx,
+                merchant,
+                token,
+                card.duplicate(),
+                options.metadata.clone(),
+                keep_until,
+                now,
+            )
         })
     }
 
@@ -250,7 +258,7 @@ impl Core {
     pub(crate) fn commit_new(
         &self,
         tx: &mut WriteTx<'_>,
-        p: Prepared,
+        p: &Prepared,
     ) -> Result<TokenInfo, VaultError> {
         let now = self.clock.now();
         let keyring = self.keyring.read();
@@ -270,7 +278,7 @@ impl Core {
                     created_at: old.created_at,
                     updated_at: now.unix_timestamp(),
                     sealed: Vec::new(),
-                    ..p.record
+                    ..p.record.clone()
                 };
                 rec.sealed = seal_stored(&keyring, &rec, &p.card)?;
                 tx.put_record(&id, &rec)?;
@@ -280,33 +288,35 @@ impl Core {
                     created_at,
                     updated_at: now,
                     deduplicated: true,
-                    ..p.info
+                    ..p.info.clone()
                 });
             }
         }
-        let mut record = p.record;
-        if sealed_dek_id(&record.sealed).ok() != Some(keyring.current_dek()) {
+        if sealed_dek_id(&p.record.sealed).ok() != Some(keyring.current_dek()) {
             // The data key rotated between sealing and committing: re-seal under the current key,
             // so no record is ever committed under a key the header might not hold.
+            let mut record = p.record.clone();
             record.sealed = seal_stored(&keyring, &record, &p.card)?;
+            tx.insert_new_record(&p.id, &record)?;
+        } else {
+            tx.insert_new_record(&p.id, &p.record)?;
         }
-        tx.insert_new_record(&p.id, &record)?;
-        if record.dedupe_indexed {
-            tx.put_dedupe(&record.dedupe, &record.token);
+        if p.record.dedupe_indexed {
+            tx.put_dedupe(&p.record.dedupe, &p.record.token)?;
         }
-        Ok(p.info)
+        Ok(p.info.clone())
     }
 
     fn commit_batch(
         &self,
         tx: &mut WriteTx<'_>,
-        items: Vec<Result<Prepared, VaultError>>,
+        items: &[Result<Prepared, VaultError>],
     ) -> Result<Vec<Result<TokenInfo, VaultError>>, VaultError> {
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             out.push(match item {
                 Ok(p) => Ok(self.commit_new(tx, p)?),
-                Err(e) => Err(e),
+                Err(e) => Err(e.clone()),
             });
         }
         Ok(out)
@@ -349,7 +359,7 @@ impl Core {
         );
         if old.dedupe_indexed && old.dedupe != dedupe && tx.dedupe(&old.dedupe)? == Some(old.token)
         {
-            tx.delete_dedupe(&old.dedupe);
+            tx.delete_dedupe(&old.dedupe)?;
         }
         let rec = StoredRecord {
             updated_at: now.unix_timestamp(),
@@ -365,7 +375,7 @@ impl Core {
         }
         tx.put_record(&id, &rec)?;
         if rec.dedupe_indexed {
-            tx.put_dedupe(&dedupe, &rec.token);
+            tx.put_dedupe(&dedupe, &rec.token)?;
         }
         info_from(merchant, &rec, &new_card, fingerprint, false)
     }

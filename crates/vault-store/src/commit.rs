@@ -34,11 +34,20 @@ use crate::{
 /// An idle store checkpoints a non-empty log after this long without a job.
 const IDLE_CHECKPOINT: Duration = Duration::from_secs(1);
 
-/// A unit of work for the committer: runs against the group's transaction and returns what to do
-/// once the group's fate (applied and flushed, or failed) is known.
-pub(crate) type Job = Box<dyn FnOnce(&mut WriteTx<'_>) -> Completion + Send>;
-/// Called with the group's outcome after the batch is applied and flushed.
-pub(crate) type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// A unit of work for the committer: a closure run against the group's transaction, and what to
+/// do once the group's fate (committed, or failed) is known. A job may be **run more than once**:
+/// when an engine shared with other writers refuses a group as
+/// [`ConflictKind::Raced`](crate::ConflictKind::Raced), the committer runs the whole group again
+/// on fresh reads; only the last run's result is reported.
+pub(crate) trait Job: Send {
+    /// Runs the closure against `tx` (again, after a race), keeping its result.
+    fn run(&mut self, tx: &mut WriteTx<'_>);
+    /// Reports the kept result, given the group's outcome.
+    fn finish(self: Box<Self>, outcome: Result<(), StoreError>);
+}
+
+/// Most times one group is run again after the engine refused it as raced by another writer.
+const MAX_RACE_RETRIES: u32 = 16;
 
 /// Counters shared between the committer and readers.
 #[derive(Debug, Default)]
@@ -48,6 +57,8 @@ pub(crate) struct CommitStats {
     pub(crate) live_records: AtomicU64,
     /// Jobs submitted and not yet taken off the channel by the committer (the bounded queue).
     pub(crate) queued: std::sync::atomic::AtomicUsize,
+    /// Groups run again because another writer of a shared database raced them.
+    pub(crate) races: AtomicU64,
     /// Set once a group commit failed in the database (I/O error, disk full). sled 0.34 treats its
     /// first write error as permanent: every later operation fails until the database is reopened.
     pub(crate) failed: std::sync::atomic::AtomicBool,
@@ -68,11 +79,15 @@ pub struct WriteTx<'a> {
     job_count: u64,
     header: Option<Vec<u8>>,
     job_header: Option<Vec<u8>>,
+    /// The engine is shared with other writers: the token record and de-duplication writes
+    /// carry conditions on what they read, so a group that raced another writer is run again.
+    shared: bool,
 }
 
 impl<'a> WriteTx<'a> {
     fn new(engine: &'a dyn Engine, count: u64) -> Self {
         Self {
+            shared: engine.shared(),
             engine,
             checks: Vec::new(),
             job_checks: Vec::new(),
@@ -115,9 +130,11 @@ impl<'a> WriteTx<'a> {
     /// Inserts or replaces the record under `id`, keeping the live count in step.
     pub fn put_record(&mut self, id: &LookupId, record: &StoredRecord) -> Result<(), StoreError> {
         let key = layout::record_key(id);
-        if self.get(&key)?.is_none() {
+        let current = self.get(&key)?;
+        if current.is_none() {
             self.job_count += 1;
         }
+        self.condition_shared(&key, current);
         self.set(&key, Some(record.encode()));
         Ok(())
     }
@@ -150,8 +167,11 @@ impl<'a> WriteTx<'a> {
         self.set(&key, None);
         self.job_count = self.job_count.saturating_sub(1);
         let old = StoredRecord::decode(&bytes)?;
+        self.condition_shared(&key, Some(bytes));
         if old.dedupe_indexed && self.dedupe(&old.dedupe)? == Some(old.token) {
-            self.set(&layout::dedupe_key(&old.dedupe), None);
+            let dkey = layout::dedupe_key(&old.dedupe);
+            self.condition_shared(&dkey, Some(old.token.to_vec()));
+            self.set(&dkey, None);
         }
         Ok(Some(old))
     }
@@ -159,9 +179,10 @@ impl<'a> WriteTx<'a> {
     /// Removes the record under `id` without decoding it (for records that no longer decode).
     pub fn delete_raw(&mut self, id: &LookupId) -> Result<bool, StoreError> {
         let key = layout::record_key(id);
-        if self.get(&key)?.is_none() {
+        let Some(current) = self.get(&key)? else {
             return Ok(false);
-        }
+        };
+        self.condition_shared(&key, Some(current));
         self.set(&key, None);
         self.job_count = self.job_count.saturating_sub(1);
         Ok(true)
@@ -179,14 +200,29 @@ impl<'a> WriteTx<'a> {
         }
     }
 
-    /// Points the de-duplication index entry `key` at `token`.
-    pub fn put_dedupe(&mut self, key: &DedupeKey, token: &[u8; 24]) {
-        self.set(&layout::dedupe_key(key), Some(token.to_vec()));
+    /// Points the de-duplication index entry `key` at `token`. On a shared engine the write is
+    /// conditional on the entry the job read (two daemons de-duplicating one card at once: one
+    /// commits, the other's group runs again and finds the first one's token).
+    pub fn put_dedupe(&mut self, key: &DedupeKey, token: &[u8; 24]) -> Result<(), StoreError> {
+        let key = layout::dedupe_key(key);
+        if self.shared && self.pending(&key).is_none() {
+            let current = self.engine.point_get(&key)?;
+            self.condition(&key, current);
+        }
+        self.set(&key, Some(token.to_vec()));
+        Ok(())
     }
 
-    /// Removes a de-duplication entry.
-    pub fn delete_dedupe(&mut self, key: &DedupeKey) {
-        self.set(&layout::dedupe_key(key), None);
+    /// Removes a de-duplication entry (conditional on a shared engine, like
+    /// [`put_dedupe`](Self::put_dedupe)).
+    pub fn delete_dedupe(&mut self, key: &DedupeKey) -> Result<(), StoreError> {
+        let key = layout::dedupe_key(key);
+        if self.shared && self.pending(&key).is_none() {
+            let current = self.engine.point_get(&key)?;
+            self.condition(&key, current);
+        }
+        self.set(&key, None);
+        Ok(())
     }
 
     /// Replaces the encoded key header (rotation, re-key, retirement). The header file is
@@ -263,6 +299,14 @@ impl<'a> WriteTx<'a> {
         }
     }
 
+    /// [`condition`](Self::condition), on a shared engine only (a single writer's reads cannot
+    /// go stale before its own commit).
+    fn condition_shared(&mut self, key: &[u8], expected: Option<Vec<u8>>) {
+        if self.shared {
+            self.condition(key, expected);
+        }
+    }
+
     fn begin_job(&mut self) {
         self.job_checks.clear();
         self.job.clear();
@@ -294,38 +338,71 @@ pub(crate) fn check_free_prefix(key: &[u8]) -> Result<(), StoreError> {
     }
 }
 
-/// Wraps a typed closure as a [`Job`]; `done` receives its result once durable (or the failure).
-pub(crate) fn job<T, E, F, D>(f: F, done: D) -> Job
+/// A typed closure and its completion as a [`Job`].
+struct TypedJob<T, E, F, D> {
+    f: F,
+    done: D,
+    result: Option<Result<T, E>>,
+}
+
+impl<T, E, F, D> Job for TypedJob<T, E, F, D>
 where
     T: Send + 'static,
     E: From<StoreError> + Send + 'static,
-    F: FnOnce(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
+    F: FnMut(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
     D: FnOnce(Result<T, E>) + Send + 'static,
 {
-    Box::new(move |tx: &mut WriteTx<'_>| -> Completion {
+    fn run(&mut self, tx: &mut WriteTx<'_>) {
         tx.begin_job();
-        match catch_unwind(AssertUnwindSafe(|| f(tx))) {
+        let result = match catch_unwind(AssertUnwindSafe(|| (self.f)(tx))) {
             Ok(Ok(value)) => {
                 tx.end_job(true);
-                Box::new(move |outcome| done(outcome.map(|()| value).map_err(E::from)))
+                Ok(value)
             }
             Ok(Err(e)) => {
                 tx.end_job(false);
-                Box::new(move |_| done(Err(e)))
+                Err(e)
             }
             Err(_) => {
                 // A bug in a job must not take the committer down with it: drop its writes and
                 // report the store as closed for this one call.
                 tx.end_job(false);
-                Box::new(move |_| done(Err(E::from(StoreError::Closed))))
+                Err(E::from(StoreError::Closed))
             }
+        };
+        self.result = Some(result);
+    }
+
+    fn finish(self: Box<Self>, outcome: Result<(), StoreError>) {
+        let Self { done, result, .. } = *self;
+        match result {
+            Some(Ok(value)) => done(outcome.map(|()| value).map_err(E::from)),
+            Some(Err(e)) => done(Err(e)),
+            None => done(Err(E::from(StoreError::Closed))),
         }
+    }
+}
+
+/// Wraps a typed closure as a [`Job`]; `done` receives its result once durable (or the failure).
+/// `f` may run more than once (see [`Job`]): it must decide from what it reads through the
+/// transaction, and keep nothing else from an earlier run.
+pub(crate) fn job<T, E, F, D>(f: F, done: D) -> Box<dyn Job>
+where
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+    F: FnMut(&mut WriteTx<'_>) -> Result<T, E> + Send + 'static,
+    D: FnOnce(Result<T, E>) + Send + 'static,
+{
+    Box::new(TypedJob {
+        f,
+        done,
+        result: None,
     })
 }
 
 pub(crate) struct Committer {
     pub(crate) engine: Arc<dyn Engine>,
-    pub(crate) rx: Receiver<Job>,
+    pub(crate) rx: Receiver<Box<dyn Job>>,
     pub(crate) max_group: usize,
     pub(crate) stats: Arc<CommitStats>,
     pub(crate) group_sizes: Arc<parking_lot::Mutex<GroupHistogram>>,
@@ -358,8 +435,7 @@ impl GroupHistogram {
 
 impl Committer {
     pub(crate) fn run(mut self) {
-        let mut group: Vec<Job> = Vec::with_capacity(self.max_group);
-        let mut completions: Vec<Completion> = Vec::with_capacity(self.max_group);
+        let mut group: Vec<Box<dyn Job>> = Vec::with_capacity(self.max_group);
         let engine = self.engine.clone();
         loop {
             let first = match self.rx.recv_timeout(IDLE_CHECKPOINT) {
@@ -379,30 +455,41 @@ impl Committer {
             }
             let n = group.len();
             self.stats.queued.fetch_sub(n, Ordering::AcqRel);
-            let count = self.stats.live_records.load(Ordering::Acquire);
-            let mut tx = WriteTx::new(&*engine, count);
-            for job in group.drain(..) {
-                completions.push(job(&mut tx));
-            }
-            let new_count = tx.count;
-            let next = self.generation + 1;
-            let outcome = self.apply(tx, count, next).map(|applied| {
-                if applied {
-                    self.generation = next;
+            let mut races = 0;
+            let outcome = loop {
+                let count = self.stats.live_records.load(Ordering::Acquire);
+                let mut tx = WriteTx::new(&*engine, count);
+                for job in &mut group {
+                    job.run(&mut tx);
                 }
-            });
-            match &outcome {
-                Ok(()) => self.stats.live_records.store(new_count, Ordering::Release),
-                Err(StoreError::Db(_) | StoreError::Io(_)) => {
-                    self.stats.failed.store(true, Ordering::Release)
+                let new_count = tx.count;
+                let next = self.generation + 1;
+                let outcome = self.apply(tx, count, next).map(|applied| {
+                    if applied {
+                        self.generation = next;
+                    }
+                });
+                match &outcome {
+                    Ok(()) => self.stats.live_records.store(new_count, Ordering::Release),
+                    // Another writer of a shared database got there first: run the group again
+                    // on fresh reads (every job decides anew; their earlier results are dropped).
+                    Err(StoreError::Conflict(ConflictKind::Raced)) if races < MAX_RACE_RETRIES => {
+                        races += 1;
+                        self.stats.races.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    Err(StoreError::Db(_) | StoreError::Io(_)) => {
+                        self.stats.failed.store(true, Ordering::Release)
+                    }
+                    Err(_) => {}
                 }
-                Err(_) => {}
-            }
+                break outcome;
+            };
             self.stats.groups.fetch_add(1, Ordering::Relaxed);
             self.stats.jobs.fetch_add(n as u64, Ordering::Relaxed);
             self.group_sizes.lock().observe(n);
-            for c in completions.drain(..) {
-                c(outcome.clone());
+            for job in group.drain(..) {
+                job.finish(outcome.clone());
             }
             self.checkpoint(false);
         }

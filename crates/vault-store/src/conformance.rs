@@ -94,7 +94,7 @@ pub fn operations(h: &mut impl Harness) {
             tx.put_raw(b"Mtwo", b"2".to_vec())?;
             tx.put_record(&id(1), &record(1))?;
             tx.insert_new_record(&id(2), &record(2))?;
-            tx.put_dedupe(&record(1).dedupe, &record(1).token);
+            tx.put_dedupe(&record(1).dedupe, &record(1).token)?;
             Ok::<_, StoreError>(())
         })
         .expect("write");
@@ -157,7 +157,7 @@ pub fn read_your_writes(h: &mut impl Harness) {
             assert_eq!(tx.get_raw(b"Mk")?, Some(b"b".to_vec()));
             tx.put_record(&id(5), &record(5))?;
             assert_eq!(tx.record(&id(5))?, Some(record(5)));
-            tx.put_dedupe(&DedupeKey([9; 16]), &[1; 24]);
+            tx.put_dedupe(&DedupeKey([9; 16]), &[1; 24])?;
             assert_eq!(tx.dedupe(&DedupeKey([9; 16]))?, Some([1; 24]));
             tx.delete_raw_key(b"Mk")?;
             assert_eq!(tx.get_raw(b"Mk")?, None);
@@ -489,7 +489,7 @@ pub fn conditional_writes(h: &mut impl Harness) {
                         n.copy_from_slice(&now);
                         let next = (u64::from_be_bytes(n) + 1).to_be_bytes().to_vec();
                         match store.write(move |tx| {
-                            tx.compare_and_set(b"Icounter", Some(&now), Some(next))
+                            tx.compare_and_set(b"Icounter", Some(&now), Some(next.clone()))
                         }) {
                             Ok(()) => break,
                             Err(e) => {

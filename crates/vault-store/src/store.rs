@@ -35,6 +35,9 @@ pub struct StoreStats {
     pub groups: u64,
     /// Write jobs committed since open.
     pub jobs: u64,
+    /// Groups run again since open because another writer of a shared database changed what
+    /// they had read (always 0 on a directory vault).
+    pub races: u64,
     /// Device syncs performed by group commits since open (one log `fdatasync` per group under
     /// `Sync`, one sled flush per group under `Flush`).
     pub flushes: u64,
@@ -51,7 +54,7 @@ pub struct StoreStats {
 /// An open vault: the engine-neutral group committer and typed reads over an [`Engine`].
 pub struct Store {
     engine: Arc<dyn Engine>,
-    sender: Option<Sender<Job>>,
+    sender: Option<Sender<Box<dyn Job>>>,
     max_queue: std::sync::atomic::AtomicUsize,
     committer: Option<JoinHandle<()>>,
     stats: Arc<CommitStats>,
@@ -305,11 +308,15 @@ impl Store {
 
     /// Runs `f` on the committer thread as part of the next group and blocks until the group is
     /// applied and (per durability) flushed. `f`'s writes are discarded if it returns an error.
+    ///
+    /// `f` may run more than once: on a database shared with other writers, a group refused
+    /// because another writer changed what it read is run again on fresh reads. So `f` decides
+    /// only from what it reads through the [`WriteTx`](crate::WriteTx) and its own captures.
     pub fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
-        F: FnOnce(&mut crate::WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        F: FnMut(&mut crate::WriteTx<'_>) -> Result<T, E> + Send + 'static,
     {
         let (tx, rx) = mpsc::sync_channel(1);
         self.submit(f, move |r| {
@@ -326,7 +333,7 @@ impl Store {
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
-        F: FnOnce(&mut crate::WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        F: FnMut(&mut crate::WriteTx<'_>) -> Result<T, E> + Send + 'static,
         D: FnOnce(Result<T, E>) + Send + 'static,
     {
         // Back-pressure: the slot is taken before the job is built and given back by the committer
@@ -348,7 +355,7 @@ impl Store {
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
-        F: FnOnce(&mut crate::WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        F: FnMut(&mut crate::WriteTx<'_>) -> Result<T, E> + Send + 'static,
         D: FnOnce(Result<T, E>) + Send + 'static,
     {
         self.stats.queued.fetch_add(1, Ordering::AcqRel);
@@ -365,7 +372,7 @@ impl Store {
         self.stats.queued.load(Ordering::Acquire)
     }
 
-    fn send(&self, job: Job) {
+    fn send(&self, job: Box<dyn Job>) {
         // If the committer is gone the job (and with it `done`) is dropped unrun: a blocking
         // caller sees its channel close and reports `StoreError::Closed`; an async caller sees its
         // one-shot sender dropped.
@@ -396,6 +403,7 @@ impl Store {
             records: self.stats.live_records.load(Ordering::Acquire),
             groups: self.stats.groups.load(Ordering::Relaxed),
             jobs: self.stats.jobs.load(Ordering::Relaxed),
+            races: self.stats.races.load(Ordering::Relaxed),
             flushes: engine.flushes,
             checkpoints: engine.checkpoints,
             checkpoint_micros: engine.checkpoint_micros,

@@ -488,7 +488,7 @@ impl Gateway {
                     &actor,
                     crate::audit::ADMIN_MERCHANT_PASSWORD,
                     None,
-                    detail,
+                    detail.clone(),
                     ok,
                 )?;
                 Ok(())

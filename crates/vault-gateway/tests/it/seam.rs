@@ -22,7 +22,7 @@ fn a_job_commits_its_card_records_and_audit_entry_together_or_not_at_all() {
         )
         .unwrap();
     let r: Result<(), VaultError> = v.transact(move |txn| {
-        let info = txn.commit_new(prepared)?;
+        let info = txn.commit_new(&prepared)?;
         txn.put(b"Zone", b"record".to_vec())?;
         let ok = AuditOutcome::Ok;
         txn.audit(
@@ -49,7 +49,7 @@ fn a_job_commits_its_card_records_and_audit_entry_together_or_not_at_all() {
         .unwrap();
     let token = v
         .transact(move |txn| -> Result<_, VaultError> {
-            let info = txn.commit_new(prepared)?;
+            let info = txn.commit_new(&prepared)?;
             txn.put(b"Zone", b"record".to_vec())?;
             let ok = AuditOutcome::Ok;
             txn.audit(

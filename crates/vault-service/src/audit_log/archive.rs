@@ -130,16 +130,20 @@ impl Vault {
         self.inner
             .store
             .write(move |tx| -> Result<(), VaultError> {
-                // Another archive since the walk: refuse rather than drop its anchor.
-                if tx.get_raw(ANCHOR_KEY)? != expected {
-                    return Err(VaultError::Conflict(
-                        crate::VaultConflict::AuditArchiveInProgress,
-                    ));
+                // Another archive since the walk (in this process or another one sharing the
+                // database): refuse rather than drop its anchor.
+                match tx.compare_and_set(ANCHOR_KEY, expected.as_deref(), Some(anchor.clone())) {
+                    Ok(()) => {}
+                    Err(vault_store::StoreError::Conflict(_)) => {
+                        return Err(VaultError::Conflict(
+                            crate::VaultConflict::AuditArchiveInProgress,
+                        ));
+                    }
+                    Err(e) => return Err(e.into()),
                 }
                 for k in &keys {
                     tx.delete_raw_key(k)?;
                 }
-                tx.put_raw(ANCHOR_KEY, anchor)?;
                 Ok(())
             })?;
         Ok(AuditArchived {

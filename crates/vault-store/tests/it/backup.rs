@@ -23,7 +23,7 @@ fn record(i: u64, tag: u8) -> StoredRecord {
 fn put(store: &Store, ids: Vec<u64>, tag: u8) {
     store
         .write(move |tx| -> Result<(), StoreError> {
-            for i in ids {
+            for &i in &ids {
                 tx.put_record(&id(i), &record(i, tag))?;
             }
             Ok(())
@@ -34,7 +34,7 @@ fn put(store: &Store, ids: Vec<u64>, tag: u8) {
 fn delete(store: &Store, ids: Vec<u64>) {
     store
         .write(move |tx| -> Result<(), StoreError> {
-            for i in ids {
+            for &i in &ids {
                 tx.delete_record(&id(i))?;
             }
             Ok(())
