@@ -184,6 +184,13 @@ impl Vault {
         }
     }
 
+    /// Whether other processes may write this vault at the same time (several daemons on one
+    /// PostgreSQL database). State a process caches from the store must then be re-read within a
+    /// stated bound, and cross-process limits kept in the store.
+    pub fn shared(&self) -> bool {
+        self.inner.store.shared()
+    }
+
     /// The actor this handle acts for (see [`as_actor`](Self::as_actor)).
     pub fn actor(&self) -> &Actor {
         &self.actor
