@@ -258,17 +258,14 @@ pub(crate) async fn replay_only(
     key: IdempotencyKey,
     request: Vec<Bytes>,
 ) -> Result<Option<Response<Body>>, ApiError> {
-    let start = state
+    // A look-up only: no key is taken (on a shared vault, no claim is written).
+    let stored = state
         .blocking(move |v| {
             let parts: Vec<&[u8]> = request.iter().map(|b| b.as_ref()).collect();
-            v.idempotency_begin(merchant, route, &key, &parts)
+            v.idempotency_lookup(merchant, route, &key, &parts)
         })
         .await?;
-    Ok(match start {
-        IdempotencyStart::Replay(stored) => Some(replay(stored)),
-        // Dropping the guard frees the key, nothing stored.
-        IdempotencyStart::Proceed(_) => None,
-    })
+    Ok(stored.map(replay))
 }
 
 /// Collects `resp`'s in-memory body, and returns the response to send plus what to store:

@@ -1,7 +1,10 @@
-//! Sealing short-lived secrets (a payment's CVV) under a key that exists only in this process's
-//! memory: generated at start, never written anywhere, gone with the process. A CVV may never be
-//! stored (PCI DSS 3.3.1.2), so while it waits for its one use it is held only in this sealed form;
-//! a heap dump or swap page shows ciphertext, and a restart makes every held CVV unrecoverable.
+//! Sealing short-lived secrets (a payment's CVV). On a directory vault, under a key that exists
+//! only in this process's memory: generated at start, never written anywhere, gone with the
+//! process; while a CVV waits for its one use it is held only in this sealed form, so a heap
+//! dump or swap page shows ciphertext and a restart makes every held CVV unrecoverable. On a
+//! vault shared by several daemons a CVV given to one daemon may be handed over by another, so it
+//! is held in the store, sealed under [`StoredCvvKey`] (derived from the vault's key hierarchy,
+//! which every daemon unlocks) until its one use or its session's expiry (`cvv_held.rs`).
 
 use std::fmt;
 
@@ -73,16 +76,59 @@ impl EphemeralKey {
         rng: &mut R,
     ) -> SealedCvv {
         SealedCvv {
-            sealed: seal_blob(&self.0, context, cvv.expose_digits().as_bytes(), rng),
+            sealed: seal_digits(&self.0, context, cvv, rng),
         }
     }
 
     /// Opens a sealed CVV with the same `context` it was sealed with.
     pub fn open_cvv(&self, context: &[u8], sealed: &SealedCvv) -> Result<Cvv, OpenError> {
-        let plain = open_blob(&self.0, context, &sealed.sealed)?;
-        let text = std::str::from_utf8(&plain).map_err(|_| OpenError)?;
-        Cvv::parse(text).map_err(|_| OpenError)
+        open_digits(&self.0, context, &sealed.sealed)
     }
+}
+
+/// The key CVVs held in the store are sealed under, on a vault shared by several daemons: derived
+/// from the vault's key hierarchy (the MAC root, under the label `cvv-seal`), so every daemon
+/// unlocking the vault derives the same one; never stored. Not `Clone`, no `Debug` of it; zeroized
+/// when dropped.
+pub(crate) struct StoredCvvKey(SecretKey);
+
+impl StoredCvvKey {
+    /// The label the key is derived under (part of the format of held-CVV records).
+    pub(crate) const PURPOSE: &'static str = "cvv-seal";
+
+    pub(crate) fn new(key: SecretKey) -> Self {
+        Self(key)
+    }
+
+    /// Seals `cvv` bound to `context` (the record's store key, merchant and expiry).
+    pub(crate) fn seal<R: CryptoRng + ?Sized>(
+        &self,
+        context: &[u8],
+        cvv: &Cvv,
+        rng: &mut R,
+    ) -> Vec<u8> {
+        seal_digits(&self.0, context, cvv, rng)
+    }
+
+    /// Opens what [`seal`](Self::seal) made with the same `context`.
+    pub(crate) fn open(&self, context: &[u8], sealed: &[u8]) -> Result<Cvv, OpenError> {
+        open_digits(&self.0, context, sealed)
+    }
+}
+
+fn seal_digits<R: CryptoRng + ?Sized>(
+    key: &SecretKey,
+    context: &[u8],
+    cvv: &Cvv,
+    rng: &mut R,
+) -> Vec<u8> {
+    seal_blob(key, context, cvv.expose_digits().as_bytes(), rng)
+}
+
+fn open_digits(key: &SecretKey, context: &[u8], sealed: &[u8]) -> Result<Cvv, OpenError> {
+    let plain = open_blob(key, context, sealed)?;
+    let text = std::str::from_utf8(&plain).map_err(|_| OpenError)?;
+    Cvv::parse(text).map_err(|_| OpenError)
 }
 
 impl fmt::Debug for EphemeralKey {

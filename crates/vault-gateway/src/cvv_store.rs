@@ -1,6 +1,7 @@
-//! CVVs waiting for their one use, held only in memory and only sealed (see
-//! [`vault_core::EphemeralKey`]): never written to the store, gone on restart, taken at most once,
-//! never handed out after their session's expiry, and dropped by the sweep.
+//! CVVs waiting for their one use on a directory vault, held only in memory and only sealed (see
+//! [`EphemeralKey`](crate::EphemeralKey)): never written to the store, gone on restart, taken at
+//! most once, never handed out after their session's expiry, and dropped by the sweep. (A vault
+//! shared by several daemons holds them in the store: `cvv_held.rs`.)
 
 use std::collections::HashMap;
 
@@ -59,6 +60,9 @@ impl Inner {
 pub(crate) struct CvvStore {
     key: EphemeralKey,
     inner: Mutex<Inner>,
+    /// On a vault shared by several daemons CVVs are held in the store instead
+    /// (`cvv_held.rs`), under this key, derived from the vault's keys once.
+    pub(crate) stored_key: std::sync::OnceLock<crate::cvv::StoredCvvKey>,
 }
 
 impl Default for CvvStore {
@@ -66,6 +70,7 @@ impl Default for CvvStore {
         Self {
             key: EphemeralKey::generate(&mut crate::os_rng()),
             inner: Mutex::default(),
+            stored_key: std::sync::OnceLock::new(),
         }
     }
 }

@@ -9,7 +9,8 @@
 //! - [`Gateway`] (`lib.rs`): the vault and the gateway's own state (session lookup key, CVVs);
 //! - `session.rs`: creating and spending sessions;
 //! - `payment.rs`: card capture, payments, the acquirer hand-over, outcomes and one-click marks;
-//! - `cvv.rs`, `cvv_store.rs`: the [`Cvv`] type, its per-process sealing key, the store of held CVVs;
+//! - `cvv.rs`, `cvv_store.rs`, `cvv_held.rs`: the [`Cvv`] type, its sealing keys, the CVVs held
+//!   for pending payments (in memory on a directory vault, in the store on a shared one);
 //! - `credentials/`: merchant passwords and logins (`slots.rs` hashing slots, `limits.rs`
 //!   failure limits, `cache.rs` the verification cache);
 //! - `session_token.rs`: [`SessionToken`];
@@ -35,6 +36,7 @@ pub use vault_service::{
 pub mod audit;
 mod credentials;
 mod cvv;
+mod cvv_held;
 mod cvv_store;
 mod due_index;
 mod error;

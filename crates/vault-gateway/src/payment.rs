@@ -18,6 +18,8 @@ use vault_service::{
 
 use crate::{
     Actor, Cvv, Gateway, GatewayError, NewCard, SessionKind, SessionToken, TokenInfo, VaultError,
+    cvv::StoredCvvKey,
+    cvv_held,
     session::{SessionRec, from_unix, spend_session},
 };
 
@@ -55,6 +57,11 @@ impl PaymentId {
 
     fn key(&self) -> Vec<u8> {
         PAYMENTS.key(&self.0)
+    }
+
+    /// The 16 bytes of the UUID.
+    pub(crate) fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
     }
 }
 
@@ -419,7 +426,22 @@ impl Gateway {
         let prepared = self.vault.prepare_tokenize(merchant, card, options)?;
         let payment = (kind == SessionKind::HostedPayment).then(PaymentId::mint);
         let cvvs = &self.state.cvv;
-        if let Some(id) = payment {
+        // A shared vault holds the CVV in the store, written with the payment; a directory
+        // vault in memory, in a place reserved before the session is spent.
+        let shared = self.vault.shared();
+        let held = match (payment, &cvv) {
+            (Some(id), Some(cvv)) if shared => Some(cvv_held::SealedHeld::seal(
+                self.stored_cvv_key(),
+                id,
+                merchant,
+                rec.expires_at,
+                cvv,
+            )),
+            _ => None,
+        };
+        if let Some(id) = payment
+            && !shared
+        {
             cvvs.reserve(id, merchant, rec.expires_at, now.unix_timestamp())?;
         }
         let written = self.vault.transact(move |txn| -> Result<_, GatewayError> {
@@ -442,17 +464,24 @@ impl Gateway {
                 };
                 txn.put_in(&PAYMENTS, &id.0, &p)?;
                 txn.put(&payment_due(&id, now), Vec::new())?;
+                if let Some(held) = &held {
+                    cvv_held::put(txn, held)?;
+                }
             }
             Ok((info, payment))
         });
         let (info, payment_started) = written.inspect_err(|_| {
-            if let Some(id) = &payment {
+            if let Some(id) = &payment
+                && !shared
+            {
                 cvvs.release(id);
             }
         })?;
         let payment = match (payment_started, cvv) {
             (Some(id), Some(cvv)) => {
-                cvvs.fill(id, &cvv);
+                if !shared {
+                    cvvs.fill(id, &cvv);
+                }
                 Some(PaymentStarted {
                     id,
                     kind,
@@ -579,7 +608,21 @@ impl Gateway {
         // spent, so a full store refuses the request while the session is still usable.
         let hold = has_cvv && !request.reveal;
         let cvvs = &self.state.cvv;
-        if hold {
+        // A shared vault holds the CVV in the store, written with the payment (any daemon may
+        // hand it over); a directory vault in memory.
+        let shared = self.vault.shared();
+        let held = match &request.cvv {
+            Some(cvv) if hold && shared => Some(cvv_held::SealedHeld::seal(
+                self.stored_cvv_key(),
+                id,
+                merchant,
+                rec.expires_at,
+                cvv,
+            )),
+            _ => None,
+        };
+        let hold_in_memory = hold && !shared;
+        if hold_in_memory {
             cvvs.reserve(id, merchant, rec.expires_at, now.unix_timestamp())?;
         }
         let origin_owned = origin.map(str::to_owned);
@@ -603,6 +646,9 @@ impl Gateway {
                 };
                 txn.put_in(&PAYMENTS, &id.0, &p)?;
                 txn.put(&payment_due(&id, now), Vec::new())?;
+                if let Some(held) = &held {
+                    cvv_held::put(txn, held)?;
+                }
                 Ok(txn.open_card(merchant, &token)?)
             });
             let outcome = GatewayError::outcome(&opened);
@@ -615,7 +661,7 @@ impl Gateway {
             )?;
             Ok(opened)
         });
-        if !matches!(outcome, Ok(Ok(_))) && hold {
+        if !matches!(outcome, Ok(Ok(_))) && hold_in_memory {
             cvvs.release(&id);
         }
         let card = match outcome? {
@@ -639,7 +685,9 @@ impl Gateway {
                 cvv: request.cvv,
             })
         } else {
-            if let Some(cvv) = &request.cvv {
+            if let Some(cvv) = &request.cvv
+                && hold_in_memory
+            {
                 cvvs.fill(id, cvv);
             }
             None
@@ -664,7 +712,7 @@ impl Gateway {
     /// names the card.
     #[allow(clippy::type_complexity)]
     fn bind_card(
-        txn: &Txn<'_, '_>,
+        txn: &mut Txn<'_, '_>,
         merchant: MerchantId,
         token: &Token,
         customer: &CustomerId,
@@ -699,8 +747,14 @@ impl Gateway {
             self.vault
                 .audit(crate::audit::PAYMENT_CARD, None, outcome)?;
         }
-        let (token, card) = result?;
-        let cvv = self.state.cvv.take(id, self.vault.now().unix_timestamp());
+        let (token, card, taken) = result?;
+        // A shared vault's CVV was taken out of the store in the hand-over's commit; a directory
+        // vault's is taken out of memory now.
+        let cvv = match taken {
+            Some(taken) => taken.open(self.stored_cvv_key()),
+            None if self.vault.shared() => None,
+            None => self.state.cvv.take(id, self.vault.now().unix_timestamp()),
+        };
         let RevealedCard {
             pan, expiry, name, ..
         } = card;
@@ -713,23 +767,33 @@ impl Gateway {
         })
     }
 
-    /// The card of a pending payment, read in a job that also appends its `payment.card` entry.
+    /// The card of a pending payment, read in a job that also appends its `payment.card` entry
+    /// and, on a shared vault, takes the payment's CVV out of the store (still sealed).
+    #[allow(clippy::type_complexity)]
     fn read_payment_card(
         &self,
         merchant: MerchantId,
         id: &PaymentId,
-    ) -> Result<(Token, RevealedCard), GatewayError> {
+    ) -> Result<(Token, RevealedCard, Option<cvv_held::Taken>), GatewayError> {
         let rec = self.payment_rec(merchant, id)?;
         if status_of(rec.status) != PaymentStatus::Pending {
             return Err(VaultError::NotFound.into());
         }
         let token = Token::from_bytes(rec.token);
         let actor = self.vault.actor().clone();
+        let shared = self.vault.shared();
+        let id = *id;
         self.vault.transact(move |txn| {
             let card = txn.open_card(merchant, &token)?;
+            // The outcome report deletes the CVV in its own commit: a report that got in first
+            // leaves none to take here.
+            let taken = match shared {
+                true => cvv_held::take(txn, &id, merchant, txn.now())?,
+                false => None,
+            };
             let ok = vault_service::AuditOutcome::Ok;
             txn.audit(&actor, crate::audit::PAYMENT_CARD, Some(&token), None, ok)?;
-            Ok((token, card))
+            Ok((token, card, taken))
         })
     }
 
@@ -779,13 +843,16 @@ impl Gateway {
         let actor = actor.clone();
         let id = *id;
         let now = self.vault.now();
-        if self.payment_rec(merchant, &id).is_ok() {
+        let shared = self.vault.shared();
+        if !shared && self.payment_rec(merchant, &id).is_ok() {
             // Before the outcome is committed: no hand-over racing this report can take the CVV
             // once the payment is no longer pending.
             drop(self.state.cvv.take(&id, now.unix_timestamp()));
         }
         let info = self.vault.transact(move |txn| {
-            let mut rec = txn.get_in(&PAYMENTS, &id.0)?.ok_or(VaultError::NotFound)?;
+            let key = id.key();
+            let read = txn.get(&key)?.ok_or(VaultError::NotFound)?;
+            let mut rec = PAYMENTS.decode(&read).map_err(VaultError::from)?;
             if rec.merchant != merchant.get() {
                 return Err(VaultError::NotFound.into());
             }
@@ -797,7 +864,13 @@ impl Gateway {
                 ));
             }
             rec.status = if succeeded { 1 } else { 2 };
-            txn.put_in(&PAYMENTS, &id.0, &rec)?;
+            // Conditional on the record read: of two reports racing on two daemons of a shared
+            // vault, one commits and the other runs again and finds the outcome reported.
+            txn.compare_and_set(&key, Some(&read), Some(PAYMENTS.encode(&rec)))?;
+            if shared {
+                // In the outcome's commit: a hand-over committing after it finds no CVV.
+                cvv_held::discard(txn, &id)?;
+            }
             let token = Token::from_bytes(rec.token);
             // Only the card the payment was made with (and its CVV checked with): if another
             // card was put behind the token since, it is not saved for one-click use.
@@ -831,9 +904,22 @@ impl Gateway {
         Ok(info)
     }
 
-    /// How many payment CVVs are held in memory right now (sealed, waiting for their one use).
+    /// How many payment CVVs are held right now (sealed, waiting for their one use): in this
+    /// process's memory, or on a vault shared by several daemons, in the store (every daemon's;
+    /// expired ones not swept yet included; 0 if the store cannot be read).
     pub fn held_cvvs(&self) -> usize {
+        if self.vault.shared() {
+            return cvv_held::count(&self.vault).unwrap_or(0);
+        }
         self.state.cvv.len()
+    }
+
+    /// The key held CVVs are sealed under in the store (a shared vault), derived once.
+    fn stored_cvv_key(&self) -> &StoredCvvKey {
+        self.state
+            .cvv
+            .stored_key
+            .get_or_init(|| StoredCvvKey::new(self.vault.purpose_key(StoredCvvKey::PURPOSE)))
     }
 
     /// Whether a live token of `merchant` is saved for one-click use.
@@ -849,8 +935,11 @@ impl Gateway {
     }
 
     pub(crate) fn sweep_sessions_at(&self, now: OffsetDateTime) -> Result<u64, VaultError> {
-        // CVVs first: dropping them must not depend on the store answering.
+        // CVVs first: dropping those in memory must not depend on the store answering.
         let mut removed = self.state.cvv.purge(now.unix_timestamp()) as u64;
+        // A shared vault's held CVVs and failed-login records (a directory vault has none).
+        removed += cvv_held::sweep(&self.vault, now)?;
+        removed += self.sweep_login_failures(now)?;
         removed += self.sweep_expired_sessions(now)?;
         removed += crate::due_index::sweep_due(&self.vault, PAYMENT_DUE_PREFIX, now)?;
         Ok(removed)

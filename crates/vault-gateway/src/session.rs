@@ -17,7 +17,7 @@ use vault_service::{KeySpace, Table, Txn, Versioned};
 
 use crate::TerminalId;
 
-use crate::{Actor, Gateway, GatewayError, SessionToken};
+use crate::{Actor, Gateway, GatewayError, SessionToken, VaultError};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -261,9 +261,14 @@ impl Gateway {
     }
 }
 
-/// Marks the session used, on the committer thread, after checking that it exists, is
+/// Marks the session used, in the caller's write job, after checking that it exists, is
 /// unused, unexpired, of `merchant` (when given) and allows `origin`. The caller's writes in
 /// the same job commit (or roll back) with it.
+///
+/// The spend is a compare-and-set on the session record's bytes as read: on a vault shared by
+/// several daemons, two daemons spending one session at once both read it unused, but the
+/// database lets only one of the two commits through; the other's job runs again, finds the
+/// session used and fails `SessionInvalid` (with everything it staged).
 pub(crate) fn spend_session(
     txn: &mut Txn<'_, '_>,
     id: &[u8; 16],
@@ -271,12 +276,12 @@ pub(crate) fn spend_session(
     origin: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<SessionRec, GatewayError> {
-    let mut rec = txn
-        .get_in(&SESSIONS, id)?
-        .ok_or(GatewayError::SessionInvalid)?;
+    let key = SESSIONS.key(id);
+    let read = txn.get(&key)?.ok_or(GatewayError::SessionInvalid)?;
+    let mut rec = SESSIONS.decode(&read).map_err(VaultError::from)?;
     check_usable(&rec, merchant, origin, now)?;
     rec.used_at = Some(now.unix_timestamp());
-    txn.put_in(&SESSIONS, id, &rec)?;
+    txn.compare_and_set(&key, Some(&read), Some(SESSIONS.encode(&rec)))?;
     Ok(rec)
 }
 
@@ -363,7 +368,7 @@ impl Gateway {
                 Some(term) if term.merchant == merchant => {}
                 // Another merchant's terminal and an unknown one look the same (the hosted-fields session API
                 // list no 404): which terminal ids exist is not the caller's business.
-                _ => return Err(GatewayError::Vault(vault_service::VaultError::Forbidden)),
+                _ => return Err(GatewayError::Vault(VaultError::Forbidden)),
             }
         }
         let mut customer = options.customer;
@@ -425,12 +430,13 @@ impl Gateway {
             None => format!("kind={}", kind.as_str()),
         });
         let actor = actor.clone();
+        let bytes = SESSIONS.encode(&rec);
         self.vault.transact(move |txn| {
-            // 122 random bits: a collision is not a realistic event, but never overwrite.
-            if txn.get_in(&SESSIONS, &id)?.is_some() {
+            // 122 random bits: a collision is not a realistic event, but never overwrite (a
+            // conditional write: the database checks it too on a shared vault).
+            if !txn.put_if_absent(&SESSIONS.key(&id), bytes.clone())? {
                 return Err(GatewayError::SessionExists);
             }
-            txn.put_in(&SESSIONS, &id, &rec)?;
             txn.put(&due, Vec::new())?;
             let ok = vault_service::AuditOutcome::Ok;
             txn.audit(
@@ -484,18 +490,14 @@ impl Gateway {
 
     /// Removes sessions [`KEEP_AFTER_EXPIRY`] past their expiry (used or not), oldest first.
     /// Returns how many.
-    pub(crate) fn sweep_expired_sessions(
-        &self,
-        now: OffsetDateTime,
-    ) -> Result<u64, vault_service::VaultError> {
+    pub(crate) fn sweep_expired_sessions(&self, now: OffsetDateTime) -> Result<u64, VaultError> {
         crate::due_index::sweep_due(&self.vault, SESSION_DUE_PREFIX, now)
     }
 }
 
 /// A stored time as a date.
 pub(crate) fn from_unix(t: i64) -> Result<OffsetDateTime, GatewayError> {
-    OffsetDateTime::from_unix_timestamp(t)
-        .map_err(|_| GatewayError::Vault(vault_service::VaultError::Integrity))
+    OffsetDateTime::from_unix_timestamp(t).map_err(|_| GatewayError::Vault(VaultError::Integrity))
 }
 
 /// A live session as the layers above see it (no token).

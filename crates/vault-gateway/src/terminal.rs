@@ -123,15 +123,16 @@ impl Gateway {
         let actor = self.vault.actor().clone();
         self.vault
             .transact(move |txn| -> Result<(), GatewayError> {
-                // Any record under the id counts, even one that would not verify.
-                if txn.get(&TERMINALS.key(key.as_str()))?.is_some() {
+                // Any record under the id counts, even one that would not verify. Conditional:
+                // on a shared vault another daemon may be adding the same id.
+                let sealed = mac.seal_in(&TERMINALS, key.as_str(), &rec);
+                if !txn.put_if_absent(&TERMINALS.key(key.as_str()), sealed)? {
                     return Err(GatewayError::field(
                         "terminal_id",
                         "exists",
                         "a terminal with this id exists",
                     ));
                 }
-                txn.put_sealed_in(&TERMINALS, &mac, key.as_str(), &rec)?;
                 let ok = AuditOutcome::Ok;
                 txn.audit(
                     &actor,

@@ -364,11 +364,10 @@ impl Vault {
         detail: Option<String>,
     ) -> Result<(), VaultError> {
         self.transact(move |txn| {
-            let tx = txn.raw();
-            if tx.get_raw(&key)?.is_some() {
+            // Conditional: on a shared vault another daemon may be adding the same key.
+            if !txn.raw().put_if_absent(&key, value.clone())? {
                 return Err(VaultError::field(field, "exists", message));
             }
-            tx.put_raw(&key, value.clone())?;
             entry.stage(txn, None, detail.clone())
         })
     }
@@ -616,10 +615,15 @@ impl Vault {
         let id_hex = hex::encode(id);
         let detail = Some(detail(&id_hex, scopes));
         self.transact(move |txn| {
-            txn.raw().put_raw(&k, bytes.clone())?;
+            // 64 random bits: a clash is not a realistic event, but never overwrite a key.
+            if !txn.raw().put_if_absent(&k, bytes.clone())? {
+                return Err(
+                    vault_store::StoreError::Conflict(vault_store::ConflictKind::Exists).into(),
+                );
+            }
             entry.stage(txn, None, detail.clone())
         })?;
-        self.inner.keys.records.write().insert(id, rec.clone());
+        self.inner.keys.put(id, rec.clone(), now);
         Ok(NewApiKey {
             info: ApiKeyInfo {
                 id: id_hex.clone(),
@@ -681,11 +685,14 @@ impl Vault {
             let mut rec = mac.open_in(&API_KEYS, &raw, &bytes)?;
             rec.revoked = true;
             let sealed = mac.seal_in(&API_KEYS, &raw, &rec);
-            tx.put_raw(&k, sealed)?;
+            // Conditional on the record read (a shared vault's other daemons write keys too).
+            tx.compare_and_set(&k, Some(&bytes), Some(sealed))?;
             entry.stage(txn, None, detail.clone())?;
             Ok(rec)
         })?;
-        self.inner.keys.records.write().insert(raw, rec);
+        // This process stops accepting the key at once; other daemons of a shared vault within
+        // `SHARED_KEY_CACHE_TTL` (their cached copy expires, and the store says revoked).
+        self.inner.keys.put(raw, rec, self.now());
         Ok(())
     }
 
@@ -705,7 +712,11 @@ impl Vault {
         else {
             return Err(VaultError::Unauthorized);
         };
-        let cached = self.inner.keys.records.read().get(&id).cloned();
+        // A directory vault's cache is exact (this process is the only writer); a shared
+        // vault's entries are re-read from the store once they are `SHARED_KEY_CACHE_TTL` old.
+        let now = self.now();
+        let shared = self.shared();
+        let cached = self.inner.keys.fresh(&id, now, shared);
         let rec = match cached {
             Some(r) => r,
             None => {
@@ -719,7 +730,7 @@ impl Vault {
                 let r = self
                     .record_mac(RecordKind::API_KEY)
                     .open_in(&API_KEYS, &id, &bytes)?;
-                self.inner.keys.records.write().insert(id, r.clone());
+                self.inner.keys.offer(id, r.clone(), now, shared);
                 r
             }
         };

@@ -4,7 +4,8 @@
 //! A caller starts a keyed request with [`Vault::idempotency_begin`]. The answer is one of:
 //!
 //! - `Err(Conflict(IdempotencyInProgress))`: the same merchant's same key is being answered
-//!   right now (by this process; the vault directory is locked to one process);
+//!   right now (by this process; on a vault shared by several daemons, by any of them: see
+//!   *Claims* below);
 //! - `Ok(Replay(response))`: the key was answered less than [`IDEMPOTENCY_TTL`] ago for the same
 //!   request; `response` is what was answered then;
 //! - `Err(Conflict(IdempotencyMismatch))`: the key was answered less than 24 hours ago for a
@@ -42,6 +43,29 @@
 //! A stored record that does not decode or open is reported as [`VaultError::Integrity`] (the
 //! key is neither replayed nor silently re-run, since that could repeat the work it guarded);
 //! [`Vault::sweep_idempotency`] removes it once its index entry is older than 24 hours.
+//!
+//! # Claims (a vault shared by several daemons)
+//!
+//! A directory vault has one process, and the keys in flight are a set in its memory. On a vault
+//! shared by several daemons ([`Vault::shared`]) a request also **claims its key in the store**
+//! before it proceeds, in one conditional write (the record key must be absent, hold an answer
+//! older than 24 h, or hold a claim whose lease ran out):
+//!
+//! ```text
+//! b'I' | merchant u64 BE | key [16]  -> postcard { v: 2, created_at: i64, lease_until: i64,
+//!                                                 fingerprint: [32], owner: [16] }
+//! ```
+//!
+//! with the same time-index entry an answer made at `created_at` has. A claim held by another
+//! request, on any daemon, answers `IdempotencyInProgress` until `lease_until`
+//! ([`IDEMPOTENCY_LEASE`] after the claim, on the claiming daemon's vault clock); past it (the
+//! daemon holding it was killed) the next request with the key takes it over.
+//! [`IdempotencyGuard::finish`] replaces the claim by the sealed answer in one conditional write
+//! (only while the claim is still its own: `owner` is random per request); dropping the guard
+//! deletes the claim (queued, not waited for; if that write is refused the lease still frees the
+//! key). A request whose work outlives the lease can have its key taken over, and then its answer
+//! is not stored (`finish` reports `IdempotencyInProgress`); the daemon computes an answer within
+//! 30 s, well inside the lease.
 
 use std::fmt;
 
@@ -60,9 +84,18 @@ use crate::HmacSha256;
 /// How long a stored answer is replayed: 24 hours from the request that produced it.
 pub const IDEMPOTENCY_TTL: time::Duration = time::Duration::hours(24);
 
+/// How long a claim on a key (a vault shared by several daemons) holds it for its request
+/// before another request may take the key over: twice the daemon's bound on computing an answer.
+pub const IDEMPOTENCY_LEASE: time::Duration = time::Duration::seconds(60);
+
 /// Stored answers: `I` + merchant id + idempotency key.
 const RECORDS: Table<(u64, [u8; 16]), StoredRec> =
     Table::new(vault_store::KeySpace::IdempotencyRecord);
+/// Claims (a shared vault), under the same keys as the answers they become.
+const CLAIMS: Table<(u64, [u8; 16]), ClaimRec> =
+    Table::new(vault_store::KeySpace::IdempotencyRecord);
+/// The layout version of a claim (its first byte tells it from an answer).
+const CLAIM_VERSION: u8 = 2;
 const RECORD_PREFIX: u8 = vault_store::KeySpace::IdempotencyRecord.byte();
 const INDEX_PREFIX: u8 = vault_store::KeySpace::IdempotencyIndex.byte();
 const RECORD_VERSION: u8 = 1;
@@ -184,13 +217,17 @@ pub struct IdempotencyGuard {
     key: IdempotencyKey,
     fingerprint: [u8; 32],
     started: OffsetDateTime,
+    /// On a shared vault: the owner id of this request's claim in the store.
+    claim: Option<[u8; 16]>,
+    /// The answer was stored: nothing to release in the store.
+    finished: bool,
 }
 
 impl IdempotencyGuard {
     /// Stores `response` for replay, durably, unless it is a server error (status >= 500), then
     /// releases the slot. On a store failure nothing is stored, the slot is released and the
     /// error returned.
-    pub fn finish(self, response: &IdempotentResponse) -> Result<(), VaultError> {
+    pub fn finish(mut self, response: &IdempotentResponse) -> Result<(), VaultError> {
         if response.status >= 500 {
             return Ok(());
         }
@@ -214,24 +251,35 @@ impl IdempotencyGuard {
             sealed,
         });
         let index = index_key(created_at, merchant, &key);
+        let claim = self.claim;
         // The job captures only bytes (never the vault): see `Core`.
         self.vault
             .inner
             .store
             .write(move |tx| -> Result<(), VaultError> {
-                // A record being replaced (older than 24 h) takes its index entry with it.
-                if let Some(old) = tx.get_raw(&record_key)?
-                    && let Ok(old) = decode(&old)
-                {
-                    let old_index = index_key(old.created_at, merchant, &key);
+                let current = tx.get_raw(&record_key)?;
+                if let Some(owner) = claim {
+                    // Shared vault: only over this request's own claim (the claim's index entry
+                    // is the answer's: same key, same time).
+                    match current.as_deref().map(decode_stored).transpose()? {
+                        Some(Stored::Claim(c)) if c.owner == owner => {}
+                        _ => {
+                            return Err(in_progress());
+                        }
+                    }
+                } else if let Some(Ok(old)) = current.as_deref().map(decode_stored) {
+                    // A record being replaced (older than 24 h) takes its index entry with it.
+                    let old_index = index_key(old.created_at(), merchant, &key);
                     if old_index != index {
                         tx.delete_raw_key(&old_index)?;
                     }
                 }
-                tx.put_raw(&record_key, value.clone())?;
+                tx.compare_and_set(&record_key, current.as_deref(), Some(value.clone()))?;
                 tx.put_raw(&index, Vec::new())?;
                 Ok(())
-            })
+            })?;
+        self.finished = true;
+        Ok(())
         // `self` drops here: the slot is released only after the record is durable, so a
         // duplicate arriving in between sees "in progress" and one arriving after sees the replay.
     }
@@ -239,6 +287,26 @@ impl IdempotencyGuard {
 
 impl Drop for IdempotencyGuard {
     fn drop(&mut self) {
+        if let (Some(owner), false) = (self.claim, self.finished) {
+            // Give the key back in the store: delete the claim while it is still this request's
+            // (and its index entry with it). Queued, not waited for (a guard may drop on an async
+            // task); if the write is refused, the lease frees the key.
+            let record_key = record_key(self.merchant, &self.key);
+            let index = index_key(self.started.unix_timestamp(), self.merchant, &self.key);
+            self.vault.inner.store.submit(
+                move |tx| -> Result<(), VaultError> {
+                    let current = tx.get_raw(&record_key)?;
+                    if let Some(Ok(Stored::Claim(c))) = current.as_deref().map(decode_stored)
+                        && c.owner == owner
+                    {
+                        tx.compare_and_set(&record_key, current.as_deref(), None)?;
+                        tx.delete_raw_key(&index)?;
+                    }
+                    Ok(())
+                },
+                |_| {},
+            );
+        }
         self.vault
             .inner
             .idempotency
@@ -283,6 +351,76 @@ impl Versioned for StoredRec {
     const VERSION: u8 = RECORD_VERSION;
 }
 
+/// A request's claim on its key, on a shared vault (see the module documentation).
+#[derive(Serialize, Deserialize)]
+struct ClaimRec {
+    v: u8,
+    created_at: i64,
+    lease_until: i64,
+    fingerprint: [u8; 32],
+    owner: [u8; 16],
+}
+
+impl Versioned for ClaimRec {
+    const VERSION: u8 = CLAIM_VERSION;
+}
+
+/// What the store holds under an idempotency key.
+enum Stored {
+    Answer(StoredRec),
+    Claim(ClaimRec),
+}
+
+impl Stored {
+    fn created_at(&self) -> i64 {
+        match self {
+            Self::Answer(r) => r.created_at,
+            Self::Claim(c) => c.created_at,
+        }
+    }
+}
+
+/// What the store says of a key at `now`, before any request proceeds with it.
+enum Standing {
+    /// Nothing that counts: no record, or an answer older than 24 h, or a claim whose lease ran
+    /// out. Holds the replaced record's creation time, if any.
+    Free(Option<i64>),
+    /// A live answer: replay it (same fingerprint) or refuse (another).
+    Answered(StoredRec),
+    /// A live claim: another request is being answered.
+    Claimed,
+}
+
+fn standing(stored: Option<Stored>, now: OffsetDateTime) -> Result<Standing, VaultError> {
+    Ok(match stored {
+        None => Standing::Free(None),
+        Some(Stored::Answer(rec)) => {
+            if now - from_unix(rec.created_at)? >= IDEMPOTENCY_TTL {
+                Standing::Free(Some(rec.created_at))
+            } else {
+                Standing::Answered(rec)
+            }
+        }
+        Some(Stored::Claim(c)) => {
+            if now.unix_timestamp() >= c.lease_until {
+                Standing::Free(Some(c.created_at))
+            } else {
+                Standing::Claimed
+            }
+        }
+    })
+}
+
+/// What a shared vault's claiming job did.
+enum ClaimOutcome {
+    /// The key is this request's now.
+    Taken,
+    /// A live answer is stored.
+    Answered(StoredRec),
+    /// Another request holds a live claim.
+    Held,
+}
+
 impl Vault {
     /// Starts answering a request that carries an idempotency key.
     ///
@@ -308,37 +446,144 @@ impl Vault {
             .lock()
             .insert((merchant, key.0))
         {
-            return Err(VaultError::Conflict(
-                crate::VaultConflict::IdempotencyInProgress,
-            ));
+            return Err(in_progress());
         }
         let now = self.inner.clock.now();
         let keys = self.inner.core.idempotency_keys();
         // From here on, every early return drops the guard and so frees the slot.
-        let guard = IdempotencyGuard {
+        let mut guard = IdempotencyGuard {
             vault: self.clone(),
             merchant,
             key: *key,
             fingerprint: fingerprint(&keys.fingerprint, merchant, route, request),
             started: now,
+            claim: None,
+            finished: false,
         };
         let record_key = record_key(merchant, key);
-        let Some(bytes) = self.inner.store.get_raw(&record_key)? else {
-            return Ok(IdempotencyStart::Proceed(guard));
+        let found = if self.shared() {
+            // Other daemons answer keys too: claim the key in the store, in one conditional
+            // write, or learn what holds it.
+            let owner: [u8; 16] = rand::random();
+            let claim = CLAIMS.encode(&ClaimRec {
+                v: CLAIM_VERSION,
+                created_at: now.unix_timestamp(),
+                lease_until: (now + IDEMPOTENCY_LEASE).unix_timestamp(),
+                fingerprint: guard.fingerprint,
+                owner,
+            });
+            let index = index_key(now.unix_timestamp(), merchant, key);
+            let key = *key;
+            let claim_key = record_key.clone();
+            let outcome = self.inner.store.write(move |tx| -> Result<_, VaultError> {
+                let record_key = &claim_key;
+                let current = tx.get_raw(record_key)?;
+                let stored = current.as_deref().map(decode_stored).transpose()?;
+                match standing(stored, now)? {
+                    Standing::Answered(rec) => Ok(ClaimOutcome::Answered(rec)),
+                    Standing::Claimed => Ok(ClaimOutcome::Held),
+                    Standing::Free(replaced) => {
+                        tx.compare_and_set(record_key, current.as_deref(), Some(claim.clone()))?;
+                        if let Some(old) = replaced.map(|t| index_key(t, merchant, &key))
+                            && old != index
+                        {
+                            tx.delete_raw_key(&old)?;
+                        }
+                        tx.put_raw(&index, Vec::new())?;
+                        Ok(ClaimOutcome::Taken)
+                    }
+                }
+            })?;
+            match outcome {
+                ClaimOutcome::Taken => {
+                    guard.claim = Some(owner);
+                    return Ok(IdempotencyStart::Proceed(guard));
+                }
+                ClaimOutcome::Held => return Err(in_progress()),
+                ClaimOutcome::Answered(rec) => Standing::Answered(rec),
+            }
+        } else {
+            let stored = self
+                .inner
+                .store
+                .get_raw(&record_key)?
+                .as_deref()
+                .map(decode_stored)
+                .transpose()?;
+            standing(stored, now)?
         };
-        let rec = decode(&bytes)?;
-        if now - from_unix(rec.created_at)? >= IDEMPOTENCY_TTL {
-            return Ok(IdempotencyStart::Proceed(guard));
+        match found {
+            Standing::Free(_) => Ok(IdempotencyStart::Proceed(guard)),
+            // A claim on a directory vault (a vault that was shared once): its daemon is gone
+            // unless the lease says otherwise.
+            Standing::Claimed => Err(in_progress()),
+            Standing::Answered(rec) => Ok(IdempotencyStart::Replay(self.replay_of(
+                &record_key,
+                &rec,
+                &guard.fingerprint,
+            )?)),
         }
-        if !bool::from(rec.fingerprint.ct_eq(&guard.fingerprint)) {
+    }
+
+    /// The answer stored for `key` if it may be replayed for this request (see
+    /// [`idempotency_begin`](Self::idempotency_begin)), without taking the key: `Ok(None)` when
+    /// nothing is stored (or only an answer older than 24 h, or a claim whose lease ran out); the
+    /// same conflicts as `idempotency_begin` otherwise. Writes nothing, on any vault: for a
+    /// request that can no longer be served (a retry on a spent session) and only looks up.
+    pub fn idempotency_lookup(
+        &self,
+        merchant: MerchantId,
+        route: &str,
+        key: &IdempotencyKey,
+        request: &[&[u8]],
+    ) -> Result<Option<IdempotentResponse>, VaultError> {
+        if self
+            .inner
+            .idempotency
+            .slots
+            .lock()
+            .contains(&(merchant, key.0))
+        {
+            return Err(in_progress());
+        }
+        let now = self.inner.clock.now();
+        let keys = self.inner.core.idempotency_keys();
+        let record_key = record_key(merchant, key);
+        let stored = self
+            .inner
+            .store
+            .get_raw(&record_key)?
+            .as_deref()
+            .map(decode_stored)
+            .transpose()?;
+        match standing(stored, now)? {
+            Standing::Free(_) => Ok(None),
+            Standing::Claimed => Err(in_progress()),
+            Standing::Answered(rec) => {
+                let fingerprint = fingerprint(&keys.fingerprint, merchant, route, request);
+                self.replay_of(&record_key, &rec, &fingerprint).map(Some)
+            }
+        }
+    }
+
+    /// A live stored answer, for a request with `fingerprint`: the answer, or
+    /// `IdempotencyMismatch` for another request.
+    fn replay_of(
+        &self,
+        record_key: &[u8],
+        rec: &StoredRec,
+        fingerprint: &[u8; 32],
+    ) -> Result<IdempotentResponse, VaultError> {
+        if !bool::from(rec.fingerprint.ct_eq(fingerprint)) {
             return Err(VaultError::Conflict(
                 crate::VaultConflict::IdempotencyMismatch,
             ));
         }
-        let aad = seal_aad(&record_key, rec.created_at, &rec.fingerprint);
+        let keys = self.inner.core.idempotency_keys();
+        let aad = seal_aad(record_key, rec.created_at, &rec.fingerprint);
         let plaintext =
             open_blob(&keys.seal, &aad, &rec.sealed).map_err(|_| VaultError::Integrity)?;
-        Ok(IdempotencyStart::Replay(decode_response(&plaintext)?))
+        decode_response(&plaintext)
     }
 
     /// The keyed digest the idempotency store keeps for a request made of `request` on `route`
@@ -409,11 +654,13 @@ impl Vault {
                         let Some(bytes) = tx.get_raw(&record_key)? else {
                             continue;
                         };
-                        let current = decode(&bytes).map(|r| index_time(r.created_at) == t);
+                        let current =
+                            decode_stored(&bytes).map(|r| index_time(r.created_at()) == t);
                         // A record that does not decode is removed once an index entry naming
-                        // it is due: it can never be replayed.
+                        // it is due: it can never be replayed. Conditional: on a shared vault
+                        // another daemon may be claiming the key right now.
                         if current.unwrap_or(true) {
-                            tx.delete_raw_key(&record_key)?;
+                            tx.compare_and_set(&record_key, Some(&bytes), None)?;
                             n += 1;
                         }
                     }
@@ -482,10 +729,18 @@ fn seal_aad(record_key: &[u8], created_at: i64, fingerprint: &[u8; 32]) -> Vec<u
     aad
 }
 
-/// A stored answer; one that does not decode is an integrity failure (it was sealed by the
-/// vault), not a plain corrupt value.
-fn decode(bytes: &[u8]) -> Result<StoredRec, VaultError> {
-    RECORDS.decode(bytes).map_err(|_| VaultError::Integrity)
+/// A stored answer or claim; one that does not decode is an integrity failure (it was written
+/// by the vault), not a plain corrupt value.
+fn decode_stored(bytes: &[u8]) -> Result<Stored, VaultError> {
+    match bytes.first() {
+        Some(&CLAIM_VERSION) => CLAIMS.decode(bytes).map(Stored::Claim),
+        _ => RECORDS.decode(bytes).map(Stored::Answer),
+    }
+    .map_err(|_| VaultError::Integrity)
+}
+
+fn in_progress() -> VaultError {
+    VaultError::Conflict(crate::VaultConflict::IdempotencyInProgress)
 }
 
 fn from_unix(t: i64) -> Result<OffsetDateTime, VaultError> {

@@ -46,6 +46,7 @@ mod write;
 pub use admin::{
     ApiKeyInfo, Caller, Merchant, NewApiKey, Operator, Principal, Scope, ScopeBit, Scopes,
 };
+pub use api_key_cache::SHARED_KEY_CACHE_TTL;
 pub use audit::{
     Actor, AuditAction, AuditCode, AuditEntry, AuditOutcome, AuditReport, AuditThrottle,
     RevealAudit,
@@ -55,7 +56,8 @@ pub use backup::{BackupReport, RestoreReport, backup_path_problem};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{FieldError, VaultConflict, VaultError};
 pub use idempotency::{
-    IDEMPOTENCY_TTL, IdempotencyGuard, IdempotencyKey, IdempotencyStart, IdempotentResponse,
+    IDEMPOTENCY_LEASE, IDEMPOTENCY_TTL, IdempotencyGuard, IdempotencyKey, IdempotencyStart,
+    IdempotentResponse,
 };
 pub use maintenance::VaultStats;
 pub use masked_forms::{MASKED_FORM_LIMIT, MASKED_FORM_WINDOW, MAX_TRACKED_FORMS};
@@ -73,5 +75,6 @@ pub use vault_core::{
     KeyError, KeySource, MaskedPan, MerchantId, Metadata, Pan, Passphrase, SecretKey, Token,
 };
 pub use vault_store::{
-    Codec, Durability, KeySpace, StoreError, StoreStats, Structure, Table, TableKey, Versioned,
+    Codec, ConflictKind, Durability, KeySpace, StoreError, StoreStats, Structure, Table, TableKey,
+    Versioned,
 };

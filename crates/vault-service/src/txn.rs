@@ -95,14 +95,17 @@ impl<'j, 'g> Txn<'j, 'g> {
         )
     }
 
-    /// The live token of `merchant` by that name, if any (this group's writes included).
+    /// The live token of `merchant` by that name, if any (this group's writes included). On a
+    /// vault shared by several daemons the job's commit is conditional on the token's record
+    /// staying as read: a job that decides from it (which card a payment used) runs again when
+    /// another daemon changed the token meanwhile.
     pub fn live_token(
-        &self,
+        &mut self,
         merchant: MerchantId,
         token: &Token,
     ) -> Result<Option<LiveToken>, VaultError> {
         let id = self.core.lookup(token);
-        match self.tx.record(&id)? {
+        match self.tx.record_checked(&id)? {
             Some(rec) if is_live_for(&rec, merchant, token, self.now()) => Ok(Some(LiveToken {
                 customer: customer_of(&rec)?,
                 card_digest: rec.dedupe.0,
@@ -151,6 +154,32 @@ impl<'j, 'g> Txn<'j, 'g> {
     pub fn delete(&mut self, key: &[u8]) -> Result<(), VaultError> {
         check_foreign(key)?;
         Ok(self.tx.delete_raw_key(key)?)
+    }
+
+    /// Stores `value` under `key` (a key outside the vault's prefixes) only if the key is
+    /// absent (this group's writes included); returns whether it did. On a vault shared by
+    /// several daemons the database checks the absence again when the group commits (a group
+    /// that lost the race runs again and then finds the key).
+    pub fn put_if_absent(&mut self, key: &[u8], value: Vec<u8>) -> Result<bool, VaultError> {
+        check_foreign(key)?;
+        Ok(self.tx.put_if_absent(key, value)?)
+    }
+
+    /// Replaces the caller's record under `key` (a key outside the vault's prefixes; `new`
+    /// `None` deletes it) only if it holds `expected` now (`None`: absent), this group's writes
+    /// included; otherwise refuses with [`VaultError::Store`] of a
+    /// [`Conflict`](vault_store::StoreError::Conflict) and writes nothing. The condition is
+    /// checked again by the database when the group commits: a read-modify-write of a record
+    /// that passes the bytes it read as `expected` is safe against other daemons' writers (the
+    /// group that lost the race runs again on fresh reads).
+    pub fn compare_and_set(
+        &mut self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<Vec<u8>>,
+    ) -> Result<(), VaultError> {
+        check_foreign(key)?;
+        Ok(self.tx.compare_and_set(key, expected, new)?)
     }
 
     /// The caller's record under `key` in `table` (a table the vault does not own), decoded.
@@ -212,10 +241,12 @@ impl<'j, 'g> Txn<'j, 'g> {
     }
 
     /// The mark kept for `token` (see [`put_token_mark`](Self::put_token_mark)), if one is set
-    /// and its MAC verifies (a tampered or moved mark counts as absent: callers fail closed).
-    pub fn token_mark(&self, token: &Token) -> Result<Option<Vec<u8>>, VaultError> {
+    /// and its MAC verifies (a tampered or moved mark counts as absent: callers fail closed). On
+    /// a shared vault the job's commit is conditional on the mark staying as read (like
+    /// [`live_token`](Self::live_token)).
+    pub fn token_mark(&mut self, token: &Token) -> Result<Option<Vec<u8>>, VaultError> {
         let id = self.core.lookup(token);
-        let stored = self.tx.get_raw(&mark_key(&id))?;
+        let stored = self.tx.get_checked(&mark_key(&id))?;
         Ok(open_mark(self.core, &id, stored))
     }
 

@@ -127,6 +127,15 @@ impl<'a> WriteTx<'a> {
         }
     }
 
+    /// The record stored under `id`, read for a decision the job takes without writing the
+    /// record (see [`get_checked`](Self::get_checked)).
+    pub fn record_checked(&mut self, id: &LookupId) -> Result<Option<StoredRecord>, StoreError> {
+        match self.get_checked(&layout::record_key(id))? {
+            Some(bytes) => StoredRecord::decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Inserts or replaces the record under `id`, keeping the live count in step.
     pub fn put_record(&mut self, id: &LookupId, record: &StoredRecord) -> Result<(), StoreError> {
         let key = layout::record_key(id);
@@ -250,6 +259,16 @@ impl<'a> WriteTx<'a> {
     /// Reads an arbitrary key (pending writes included).
     pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.get(key)
+    }
+
+    /// Reads `key` (pending writes included, any key space) for a decision the job takes without
+    /// writing the key itself: on a shared engine the group's commit is then conditional on the
+    /// key still holding what was read (another writer changing it meanwhile makes the group run
+    /// again). On a single writer it is [`get_raw`](Self::get_raw).
+    pub fn get_checked(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let current = self.get(key)?;
+        self.condition_shared(key, current.clone());
+        Ok(current)
     }
 
     /// Writes `value` under `key` (outside the reserved prefixes) only if the key is absent,

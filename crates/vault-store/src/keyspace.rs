@@ -57,6 +57,12 @@ pub enum KeySpace {
     Payment = b'Y',
     /// `y` + due time + payment: the payment sweep's time index.
     PaymentDue = b'y',
+    /// `L` + merchant id: the merchant's recent failed logins (a vault shared by several
+    /// daemons counts them here, so that every daemon sees them).
+    LoginFailures = b'L',
+    /// `H` + payment id: a payment's CVV waiting for its one use, sealed (a vault shared by
+    /// several daemons only; a directory vault holds CVVs in memory).
+    HeldCvv = b'H',
 }
 
 /// Which layer owns a key space: only it writes there.
@@ -66,20 +72,23 @@ pub enum Owner {
     Store,
     /// The token vault (audit, idempotency, merchants, API keys, per-token marks, markers).
     Vault,
-    /// The payment gateway (credentials, terminals, sessions, payments).
+    /// The payment gateway (credentials, login failures, terminals, sessions, payments, held
+    /// CVVs).
     Gateway,
 }
 
 impl KeySpace {
     /// Every kind, in prefix-byte order.
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 22] = [
         Self::AuditEntry,
         Self::Count,
         Self::Dedupe,
         Self::Expiry,
         Self::Generation,
+        Self::HeldCvv,
         Self::IdempotencyRecord,
         Self::ApiKey,
+        Self::LoginFailures,
         Self::Merchant,
         Self::OneClick,
         Self::Password,
@@ -127,7 +136,9 @@ impl KeySpace {
             | Self::Session
             | Self::SessionDue
             | Self::Payment
-            | Self::PaymentDue => Owner::Gateway,
+            | Self::PaymentDue
+            | Self::LoginFailures
+            | Self::HeldCvv => Owner::Gateway,
         }
     }
 
@@ -172,6 +183,8 @@ impl KeySpace {
             Self::SessionDue => "session index",
             Self::Payment => "payment",
             Self::PaymentDue => "payment index",
+            Self::LoginFailures => "login failures",
+            Self::HeldCvv => "held cvv",
             Self::OneClick => "one-click mark",
             Self::Marker => "vault marker",
         }

@@ -2,7 +2,9 @@
 
 use super::*;
 
-/// Recent successful verifications: `HMAC(process key, merchant || password)` and expiry.
+/// Recent successful verifications: `HMAC(process key, merchant || stored PHC string ||
+/// password)` and expiry. Bound to the stored hash, an entry stops answering as soon as the
+/// stored password changes, whichever process changed it.
 pub(super) struct VerifyCache {
     pub(super) mac: HmacSha256,
     pub(super) inner: Mutex<CacheInner>,
@@ -31,9 +33,16 @@ impl Default for VerifyCache {
 }
 
 impl VerifyCache {
-    pub(super) fn tag(&self, merchant: MerchantId, password: &MerchantPassword) -> [u8; 32] {
+    pub(super) fn tag(
+        &self,
+        merchant: MerchantId,
+        stored_phc: &str,
+        password: &MerchantPassword,
+    ) -> [u8; 32] {
         let mut mac = self.mac.clone();
         mac.update(&merchant.get().to_be_bytes());
+        mac.update(&(stored_phc.len() as u64).to_be_bytes());
+        mac.update(stored_phc.as_bytes());
         mac.update(password.expose().as_bytes());
         mac.finalize().into_bytes().into()
     }

@@ -1,4 +1,6 @@
-//! Failure rate limits: failures counted in a sliding window per merchant id and per peer.
+//! Failure rate limits: failures counted in a sliding window per merchant id and per peer, in
+//! this process's memory (a shared vault counts merchants' failures in the store instead:
+//! `failures.rs`).
 
 use super::*;
 
@@ -70,6 +72,24 @@ impl Limits {
             return Err(GatewayError::RateLimited);
         }
         Ok(())
+    }
+
+    /// [`check`](Self::check) of the peer alone (a shared vault counts merchants in the store).
+    pub(super) fn check_peer(
+        &self,
+        peer: Option<u32>,
+        now: OffsetDateTime,
+        policy: &LoginPolicy,
+    ) -> Result<(), GatewayError> {
+        if current(&self.peers, &peer, now, window_len(policy)) >= policy.peer_failures {
+            return Err(GatewayError::RateLimited);
+        }
+        Ok(())
+    }
+
+    /// [`fail`](Self::fail) of the peer alone.
+    pub(super) fn fail_peer(&mut self, peer: Option<u32>, now: OffsetDateTime, p: &LoginPolicy) {
+        count_failure(&mut self.peers, peer, now, window_len(p));
     }
 
     pub(super) fn fail(

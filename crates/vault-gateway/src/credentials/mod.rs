@@ -9,13 +9,20 @@
 //! memory), so it is guarded three ways:
 //! - **Rate limits** are checked before any hashing: failures are counted per merchant id (known
 //!   or not, so ids cannot be enumerated by their limits) and per socket peer within a window.
+//!   On a vault shared by several daemons the per-merchant failures are counted in the store
+//!   (`failures.rs`), so they add up across daemons; per-peer failures stay in each daemon's
+//!   memory (a socket peer's uid means something only on its own host).
 //! - **Hashing slots**: at most `max_concurrent_hashes` verifications run at once (so Argon2
 //!   memory stays under `max_concurrent_hashes * memory_kib`), at most `max_waiting` callers
 //!   queue for a slot, and the rest are refused `Busy` at once instead of piling up threads.
 //! - **A verification cache**: after a success, `HMAC-SHA256(per-process random key, merchant ||
-//!   password)` is kept for `cache_ttl`, so a gateway logging in for every payment pays Argon2
-//!   once per TTL. The trade-off: while an entry lives, someone who can read this process's memory
-//!   could test guesses at HMAC speed instead of Argon2 speed; the key never leaves the process.
+//!   stored PHC string || password)` is kept for `cache_ttl`, so a gateway logging in for every
+//!   payment pays Argon2 once per TTL. Every login reads the stored password record first (one
+//!   point read) and an entry answers only for the PHC string it was verified against: a
+//!   password changed through any daemon of a shared vault is never accepted from the cache of
+//!   another one after the change is committed. The trade-off: while an entry lives, someone who
+//!   can read this process's memory could test guesses at HMAC speed instead of Argon2 speed; the
+//!   key never leaves the process.
 //!
 //! A stored hash is verified with the parameters it was made with; one made under other
 //! parameters than the policy's is re-hashed (and stored) at its next successful login, so after
@@ -58,6 +65,7 @@ const PASSWORD_MAC: RecordKind = RecordKind::new(PASSWORD_PREFIX, "record-mac:pa
 const MAC_VERSION: u8 = 2;
 
 mod cache;
+mod failures;
 mod limits;
 mod slots;
 
@@ -483,6 +491,7 @@ impl Gateway {
         self.vault
             .transact(move |txn| -> Result<(), GatewayError> {
                 txn.put_sealed_in(&PASSWORDS, &mac, &merchant.get(), &rec)?;
+                failures::clear_stored_failures(txn, merchant.get())?;
                 let ok = vault_service::AuditOutcome::Ok;
                 txn.audit(
                     &actor,
@@ -504,7 +513,6 @@ impl Gateway {
     /// again only by new failures (and by the per-peer limit). Audited
     /// (`admin.merchant.unlock`). Refused `unknown` for an unknown merchant.
     pub fn unlock_merchant(&self, merchant: MerchantId) -> Result<(), GatewayError> {
-        // Nothing stored changes: the entry is the only commit.
         let result = match self.vault.merchant(merchant) {
             Ok(Some(_)) => {
                 self.state
@@ -513,7 +521,25 @@ impl Gateway {
                     .lock()
                     .merchants
                     .remove(&merchant.get());
-                Ok(())
+                // The failures counted in the store (a shared vault's) go in the entry's commit.
+                let id = merchant.get();
+                let actor = self.vault.actor().clone();
+                let detail = Some(format!("merchant={merchant}"));
+                let committed = self.vault.transact(move |txn| -> Result<(), GatewayError> {
+                    failures::clear_stored_failures(txn, id)?;
+                    txn.audit(
+                        &actor,
+                        crate::audit::ADMIN_MERCHANT_UNLOCK,
+                        None,
+                        detail.clone(),
+                        vault_service::AuditOutcome::Ok,
+                    )?;
+                    Ok(())
+                });
+                if committed.is_ok() {
+                    return committed;
+                }
+                committed
             }
             Ok(None) => Err(GatewayError::field(
                 "merchantId",
@@ -522,10 +548,10 @@ impl Gateway {
             )),
             Err(e) => Err(e.into()),
         };
+        // Refused (or the commit failed): nothing changed, and the entry is written alone.
         let outcome = GatewayError::outcome(&result);
-        let detail = result.is_ok().then(|| format!("merchant={merchant}"));
         self.vault
-            .audit_detailed(crate::audit::ADMIN_MERCHANT_UNLOCK, None, detail, outcome)?;
+            .audit_detailed(crate::audit::ADMIN_MERCHANT_UNLOCK, None, None, outcome)?;
         result
     }
 
@@ -590,15 +616,7 @@ impl Gateway {
         let policy = self.login_policy();
         let id = merchant.get();
         let now = self.vault.now();
-        login.limits.lock().check(id, peer, now, &policy)?;
-
-        let epoch = login.cache.epoch();
-        let tag = login.cache.tag(merchant, password);
-        if login.cache.hit(id, &tag, now) {
-            login.cache_hits.fetch_add(1, Ordering::Relaxed);
-            // A success does not clear earlier failures (the window slides them out).
-            return Ok(());
-        }
+        self.check_limits(id, peer, now, &policy)?;
 
         let mac = self.vault.record_mac(PASSWORD_MAC);
         // A tampered record fails closed (`Integrity`), never verifies.
@@ -610,6 +628,20 @@ impl Gateway {
             None => None,
         };
 
+        let epoch = login.cache.epoch();
+        // Bound to the stored hash as just read: a password changed since the entry was made
+        // (through any daemon) never hits.
+        let stored_phc = stored.as_ref().map(|(_, phc)| phc.as_str());
+        if let Some(phc) = stored_phc
+            && login
+                .cache
+                .hit(id, &login.cache.tag(merchant, phc, password), now)
+        {
+            login.cache_hits.fetch_add(1, Ordering::Relaxed);
+            // A success does not clear earlier failures (the window slides them out).
+            return Ok(());
+        }
+
         let slot = login
             .slots
             .acquire(Some(policy.max_waiting))
@@ -617,10 +649,7 @@ impl Gateway {
                 login.busy.fetch_add(1, Ordering::Relaxed);
             })?;
         // Failures may have piled up while this caller waited for its slot.
-        login
-            .limits
-            .lock()
-            .check(id, peer, self.vault.now(), &policy)?;
+        self.check_limits(id, peer, self.vault.now(), &policy)?;
         let keep = policy.max_concurrent_hashes;
         let ok = match &stored {
             Some((hash, _)) => verify(hash, password, &login.memory, keep)?,
@@ -634,26 +663,77 @@ impl Gateway {
             // Counted before the slot is freed: the next waiter re-checks the limit only once it
             // holds the slot, and must see this failure (else a burst overshoots the limit by
             // more than the slots in use).
-            login
-                .limits
-                .lock()
-                .fail(id, peer, self.vault.now(), &policy);
+            self.count_failure(id, peer, self.vault.now(), &policy)?;
             drop(slot);
             return Err(VaultError::Unauthorized.into());
         }
-        if let Some((hash, old)) = stored
-            && outdated(&hash, &policy)
-        {
-            // Still holding the slot: the re-hash counts against the memory bound too.
-            let phc = hash_password(&policy, password, &login.memory)?;
-            drop(slot);
-            self.replace_hash(merchant, old, phc)?;
-        } else {
-            drop(slot);
-        }
+        let cached_phc = match stored {
+            Some((hash, old)) if outdated(&hash, &policy) => {
+                // Still holding the slot: the re-hash counts against the memory bound too.
+                let phc = hash_password(&policy, password, &login.memory)?;
+                drop(slot);
+                self.replace_hash(merchant, old, phc.clone())?;
+                phc
+            }
+            Some((_, old)) => {
+                drop(slot);
+                old
+            }
+            // `ok` is false without a stored hash.
+            None => return Err(VaultError::Unauthorized.into()),
+        };
         let ttl = time::Duration::try_from(policy.cache_ttl).unwrap_or(time::Duration::MAX);
+        let tag = login.cache.tag(merchant, &cached_phc, password);
         login.cache.insert(id, tag, now, ttl, epoch);
         Ok(())
+    }
+
+    /// Refuses with [`GatewayError::RateLimited`] when `merchant` or `peer` failed too often
+    /// within the window: the merchant's failures as counted in the store on a shared vault (by
+    /// every daemon), in memory otherwise; the peer's in memory.
+    fn check_limits(
+        &self,
+        merchant: u64,
+        peer: Option<u32>,
+        now: OffsetDateTime,
+        policy: &LoginPolicy,
+    ) -> Result<(), GatewayError> {
+        let limits = &self.state.login.limits;
+        if self.vault.shared() {
+            limits.lock().check_peer(peer, now, policy)?;
+            if failures::stored_failures(&self.vault, merchant, now, policy)?
+                >= policy.merchant_failures
+            {
+                return Err(GatewayError::RateLimited);
+            }
+            return Ok(());
+        }
+        limits.lock().check(merchant, peer, now, policy)
+    }
+
+    /// Counts a failed login of `merchant` from `peer` (see [`check_limits`](Self::check_limits)
+    /// for where). On a shared vault it is durable before this returns; if it cannot be stored,
+    /// the login fails with that error (a failure that is not counted would not limit).
+    fn count_failure(
+        &self,
+        merchant: u64,
+        peer: Option<u32>,
+        now: OffsetDateTime,
+        policy: &LoginPolicy,
+    ) -> Result<(), GatewayError> {
+        let limits = &self.state.login.limits;
+        if self.vault.shared() {
+            limits.lock().fail_peer(peer, now, policy);
+            return failures::count_stored_failure(&self.vault, merchant, now, policy);
+        }
+        limits.lock().fail(merchant, peer, now, policy);
+        Ok(())
+    }
+
+    /// Removes the failure records (a shared vault's) whose every failure has slid out of the
+    /// window; returns how many. Part of the sweep.
+    pub(crate) fn sweep_login_failures(&self, now: OffsetDateTime) -> Result<u64, VaultError> {
+        failures::sweep(&self.vault, now, &self.login_policy())
     }
 
     /// Stores `new` as `merchant`'s hash, unless the stored one is no longer `old` (the password
@@ -672,11 +752,16 @@ impl Gateway {
         };
         let mac = self.vault.record_mac(PASSWORD_MAC);
         self.vault.transact(move |tx| -> Result<(), GatewayError> {
-            let Some(current) = tx.get_sealed_in(&PASSWORDS, &mac, &id)? else {
+            let key = PASSWORDS.key(&id);
+            let Some(bytes) = tx.get(&key)? else {
                 return Ok(());
             };
+            let current = mac.open_in(&PASSWORDS, &id, &bytes)?;
             if current.phc == old {
-                tx.put_sealed_in(&PASSWORDS, &mac, &id, &rec)?;
+                // Conditional on the record read: a password set meanwhile by another daemon of
+                // a shared vault wins over this re-hash.
+                let sealed = mac.seal_in(&PASSWORDS, &id, &rec);
+                tx.compare_and_set(&key, Some(&bytes), Some(sealed))?;
             }
             Ok(())
         })
