@@ -33,6 +33,7 @@ mod clock;
 mod error;
 mod idempotency;
 mod idempotency_state;
+mod key_follow;
 mod maintenance;
 mod masked_form_guard;
 mod masked_forms;
@@ -57,6 +58,7 @@ pub use error::{FieldError, VaultConflict, VaultError};
 pub use idempotency::{
     IDEMPOTENCY_TTL, IdempotencyGuard, IdempotencyKey, IdempotencyStart, IdempotentResponse,
 };
+pub use key_follow::KEY_FOLLOW_INTERVAL;
 pub use maintenance::VaultStats;
 pub use masked_forms::{MASKED_FORM_LIMIT, MASKED_FORM_WINDOW, MAX_TRACKED_FORMS};
 pub use model::{

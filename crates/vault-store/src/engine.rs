@@ -120,6 +120,17 @@ pub trait Engine: Send + Sync + fmt::Debug + 'static {
     /// Replaces the key header durably, before the group that needs it is committed.
     fn write_header(&self, header: &[u8]) -> Result<(), StoreError>;
 
+    /// Replaces the key header durably if it is still `previous`: an engine shared by several
+    /// writers refuses with [`StoreError::Conflict`]`(`[`ConflictKind::Raced`]`)` when another
+    /// writer replaced it meanwhile (two daemons rotating keys at once must not drop each
+    /// other's data keys). A single writer's header cannot change under it: the default writes.
+    ///
+    /// [`ConflictKind::Raced`]: crate::ConflictKind::Raced
+    fn replace_header(&self, previous: &[u8], header: &[u8]) -> Result<(), StoreError> {
+        let _ = previous;
+        self.write_header(header)
+    }
+
     /// Housekeeping between groups (the sled engine's log checkpoint): `idle` when no job has
     /// arrived for a while. An error fails the store.
     fn checkpoint(&self, idle: bool) -> Result<(), StoreError> {

@@ -31,6 +31,12 @@ pub enum KeySpace {
     AuditEntry = b'A',
     /// `a`: the audit chain's head; `a.anchor`: the anchor of the archived part of the chain.
     AuditHead = b'a',
+    /// Audit entries of a named chain (`B` + chain id (8 bytes) + seq): one chain per process
+    /// writing a shared vault, so no head row is shared by every daemon's commits.
+    AuditChainEntry = b'B',
+    /// The head of a named audit chain (`b` + chain id), and its archive anchor
+    /// (`b` + chain id + `.anchor`).
+    AuditChainHead = b'b',
     /// `I` + merchant + key: an idempotency record.
     IdempotencyRecord = b'I',
     /// `i` + created at + merchant + key: the idempotency sweep's time index.
@@ -72,7 +78,7 @@ pub enum Owner {
 
 impl KeySpace {
     /// Every kind, in prefix-byte order.
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 22] = [
         Self::AuditEntry,
         Self::Count,
         Self::Dedupe,
@@ -93,6 +99,8 @@ impl KeySpace {
         Self::SessionDue,
         Self::PaymentDue,
         Self::Marker,
+        Self::AuditChainEntry,
+        Self::AuditChainHead,
     ];
 
     /// The prefix byte.
@@ -116,6 +124,8 @@ impl KeySpace {
             | Self::Dedupe => Owner::Store,
             Self::AuditEntry
             | Self::AuditHead
+            | Self::AuditChainEntry
+            | Self::AuditChainHead
             | Self::IdempotencyRecord
             | Self::IdempotencyIndex
             | Self::Merchant
@@ -162,6 +172,8 @@ impl KeySpace {
             Self::Dedupe => "dedupe index",
             Self::AuditEntry => "audit entry",
             Self::AuditHead => "audit head",
+            Self::AuditChainEntry => "audit entry (named chain)",
+            Self::AuditChainHead => "audit head (named chain)",
             Self::IdempotencyRecord => "idempotency record",
             Self::IdempotencyIndex => "idempotency index",
             Self::Merchant => "merchant",
