@@ -80,6 +80,7 @@ impl KeySpace {
     /// Every kind, in prefix-byte order.
     pub const ALL: [Self; 22] = [
         Self::AuditEntry,
+        Self::AuditChainEntry,
         Self::Count,
         Self::Dedupe,
         Self::Expiry,
@@ -95,12 +96,11 @@ impl KeySpace {
         Self::Version,
         Self::Payment,
         Self::AuditHead,
+        Self::AuditChainHead,
         Self::IdempotencyIndex,
         Self::SessionDue,
         Self::PaymentDue,
         Self::Marker,
-        Self::AuditChainEntry,
-        Self::AuditChainHead,
     ];
 
     /// The prefix byte.
