@@ -136,10 +136,14 @@ mod tests {
 
     #[test]
     fn the_password_never_shows() {
-        let u = DatabaseUrl::new("postgres://vault:s3cr3t-pw@db.example:5432/cv?sslmode=verify-full");
+        let u =
+            DatabaseUrl::new("postgres://vault:s3cr3t-pw@db.example:5432/cv?sslmode=verify-full");
         for shown in [format!("{u}"), format!("{u:?}"), u.redacted()] {
             assert!(!shown.contains("s3cr3t-pw"), "{shown}");
-            assert!(shown.contains("vault:***@db.example:5432/cv?sslmode=verify-full"), "{shown}");
+            assert!(
+                shown.contains("vault:***@db.example:5432/cv?sslmode=verify-full"),
+                "{shown}"
+            );
         }
         let q = DatabaseUrl::new("postgres://vault@db/cv?password=s3cr3t-pw&sslmode=require");
         assert!(!q.to_string().contains("s3cr3t-pw"));
