@@ -145,6 +145,22 @@ impl KeyHeader {
             (KdfSpec::KeyFile, KeySource::KeyFile(k)) => Kek::from_key_file(k),
             _ => return Err(KeyError::WrongKeyKind),
         };
+        self.open_with(kek)
+    }
+
+    /// Unlocks this header with the key-encryption key an already unlocked `keyring` of the
+    /// same vault holds, without the passphrase or key file (and without Argon2id): for a
+    /// process that must follow a header another process changed (a rotation, a retirement) on
+    /// a vault they share. A header re-keyed since under another passphrase or key file does not
+    /// open this way ([`KeyError::WrongKey`]): the process needs the new key.
+    pub fn unlock_with(&self, keyring: &Keyring) -> Result<Keyring, KeyError> {
+        if keyring.vault_id() != &self.vault_id {
+            return Err(KeyError::WrongKey);
+        }
+        self.open_with(keyring.kek().duplicate())
+    }
+
+    fn open_with(&self, kek: Kek) -> Result<Keyring, KeyError> {
         if !bool::from(key_check(&kek, &self.vault_id).ct_eq(&self.check)) {
             return Err(KeyError::WrongKey);
         }

@@ -161,6 +161,11 @@ impl Kek {
     pub(crate) fn expose(&self) -> &[u8; Self::LEN] {
         self.0.expose()
     }
+
+    /// An explicit copy (a keyring that follows a newer header keeps the same KEK).
+    pub(crate) fn duplicate(&self) -> Self {
+        Self(self.0.duplicate())
+    }
 }
 
 impl fmt::Debug for Kek {

@@ -132,6 +132,7 @@ pub fn audit_entry(e: &AuditEntry) -> AuditEntryView {
         detail: e.detail.clone(),
         prev_hash: hex(&e.prev_hash),
         hash: hex(&e.hash),
+        chain: e.chain.clone(),
     }
 }
 

@@ -123,6 +123,7 @@ impl Vault {
     ) -> Result<T, VaultError> {
         let inner = self.inner.core.clone();
         let rollback = self.inner.core.clone();
+        let shared = self.inner.store.shared();
         // Set by the job, taken by the completion, both on the committer thread.
         let undo: Arc<Mutex<Option<KeysBefore>>> = Arc::default();
         let undo_job = undo.clone();
@@ -137,11 +138,23 @@ impl Vault {
                     *header = before.header;
                     *keyring = before.keyring;
                 }
+                // On a shared vault another daemon may have changed the keys: start from the
+                // stored header, and replace it only if it is still that one.
+                let stored = if shared {
+                    let stored = wtx.stored_header()?;
+                    crate::key_follow::follow(&stored, &mut header, &mut keyring)?;
+                    Some(stored)
+                } else {
+                    None
+                };
                 let (old_header, old_keyring) = (header.clone(), keyring.duplicate());
                 match change(&mut header, &mut keyring) {
                     Ok(value) => {
                         let encoded = header.encode();
-                        wtx.put_header(encoded.clone());
+                        match &stored {
+                            Some(stored) => wtx.replace_header(stored.clone(), encoded.clone()),
+                            None => wtx.put_header(encoded.clone()),
+                        }
                         *undo_job.lock() = Some(KeysBefore {
                             header: old_header,
                             keyring: old_keyring,
@@ -263,6 +276,35 @@ impl Vault {
         after_scan: impl FnOnce(),
         entry: Entry,
     ) -> Result<Vec<DekId>, VaultError> {
+        // On a shared vault, start from the stored keys, and let every other daemon follow the
+        // current key first (they re-read the header within KEY_FOLLOW_INTERVAL; a tokenize
+        // prepared before that is re-sealed at commit): wait until the current key has been
+        // current for twice that bound, so no daemon still seals under an older one.
+        if self.inner.store.shared() {
+            self.inner.follow_keys()?;
+            let settle = time::Duration::try_from(crate::KEY_FOLLOW_INTERVAL * 2)
+                .unwrap_or(time::Duration::seconds(2));
+            let since = {
+                let header = self.inner.header.lock();
+                let current = header.current_dek();
+                header
+                    .deks()
+                    .into_iter()
+                    .find(|(id, _, _)| *id == current)
+                    .map(|(_, _, at)| at)
+            };
+            if let Some(at) = since {
+                let ready = at + settle;
+                let now = self.inner.clock.now();
+                if now < ready {
+                    std::thread::sleep(
+                        std::time::Duration::try_from(ready - now)
+                            .unwrap_or_default()
+                            .min(crate::KEY_FOLLOW_INTERVAL * 2),
+                    );
+                }
+            }
+        }
         // Every record written from now on is sealed under this key or a newer one (the committer
         // re-seals anything else), so only keys older than it stay unused once the scan has
         // passed them. The key current now, or one rotated in during the scan, may seal records

@@ -295,6 +295,7 @@ impl Vault {
         card: NewCard,
         options: TokenizeOptions,
     ) -> Result<PreparedTokenize, VaultError> {
+        self.inner.follow_keys_if_due();
         let now = self.inner.clock.now();
         self.inner
             .prepare(merchant, card, options, now)

@@ -88,12 +88,17 @@ pub(crate) struct Core {
     pub(crate) keyring: RwLock<Keyring>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) keys: crate::api_key_cache::KeyCache,
+    /// When this process last compared its key header with the stored one (shared vaults).
+    pub(crate) key_check: crate::key_follow::KeyCheck,
     /// Failed API-key authentications, aggregated per socket peer per minute in the audit log.
     pub(crate) auth_failures: crate::audit::AuditThrottle,
     /// Idempotency keys being answered right now.
     pub(crate) idempotency: crate::idempotency_state::InFlight,
     /// The audit log's MAC, derived once.
     pub(crate) audit_key: crate::audit::AuditKey,
+    /// The audit chain this process appends to: the vault's own, or on a shared vault a chain
+    /// of this process's own (a random id per open), so daemons never rewrite one head row.
+    pub(crate) audit_chain: crate::audit::Chain,
     /// [`RevealAudit::Queued`](crate::RevealAudit::Queued) is in force.
     pub(crate) reveal_audit_queued: std::sync::atomic::AtomicBool,
     /// Queued reveal audit entries not yet committed (the back-pressure bound of `Queued`).
@@ -156,6 +161,11 @@ impl Vault {
     fn assemble(store: Store, header: KeyHeader, keyring: Keyring, options: VaultOptions) -> Self {
         let core = Arc::new(Core {
             audit_key: crate::audit::AuditKey::new(&keyring),
+            audit_chain: if store.shared() {
+                crate::audit::Chain::named(rand::random())
+            } else {
+                crate::audit::Chain::LOCAL
+            },
             reveal_audit_queued: std::sync::atomic::AtomicBool::new(false),
             audit_in_flight: std::sync::atomic::AtomicUsize::new(0),
             reveal_queue: crate::audit::RevealQueue::default(),
@@ -164,6 +174,7 @@ impl Vault {
             keyring: RwLock::new(keyring),
             clock: options.clock,
             keys: crate::api_key_cache::KeyCache::default(),
+            key_check: crate::key_follow::KeyCheck::default(),
             auth_failures: crate::audit::AuditThrottle::default(),
             idempotency: crate::idempotency_state::InFlight::default(),
             fingerprint_keys: RwLock::default(),
@@ -381,11 +392,21 @@ impl Inner {
         token: &Token,
         now: OffsetDateTime,
     ) -> Result<(StoredRecord, CardRecord), VaultError> {
-        let keyring = self.keyring.read();
+        self.follow_keys_if_due();
+        let mut keyring = self.keyring.read();
         let id = LookupId(keyring.lookup_key().lookup(token));
         let rec = self.store.record(&id)?.ok_or(VaultError::NotFound)?;
         if !is_live_for(&rec, merchant, token, now) {
             return Err(VaultError::NotFound);
+        }
+        if let Ok(dek) = vault_core::sealed_dek_id(&rec.sealed)
+            && !keyring.has_dek(dek)
+            && self.store.shared()
+        {
+            // Sealed by another daemon under a data key this process has not loaded yet.
+            drop(keyring);
+            self.follow_keys()?;
+            keyring = self.keyring.read();
         }
         let card = open_stored(&keyring, &rec)?;
         Ok((rec, card))

@@ -77,8 +77,9 @@ pub struct WriteTx<'a> {
     job_checks: Vec<Check>,
     count: u64,
     job_count: u64,
-    header: Option<Vec<u8>>,
-    job_header: Option<Vec<u8>>,
+    /// The key header to write before the group: (the header it replaces, if the job said, new).
+    header: Option<(Option<Vec<u8>>, Vec<u8>)>,
+    job_header: Option<(Option<Vec<u8>>, Vec<u8>)>,
     /// The engine is shared with other writers: the token record and de-duplication writes
     /// carry conditions on what they read, so a group that raced another writer is run again.
     shared: bool,
@@ -238,7 +239,21 @@ impl<'a> WriteTx<'a> {
     /// replaced atomically and made durable **before** the group's batch is applied, so no record
     /// sealed under a new data key can reach the disk ahead of the header that holds the key.
     pub fn put_header(&mut self, header: Vec<u8>) {
-        self.job_header = Some(header);
+        self.job_header = Some((None, header));
+    }
+
+    /// Like [`put_header`](Self::put_header), on the condition that the stored header is still
+    /// `previous` (the one the job's change started from). On a database shared with other
+    /// writers a header replaced meanwhile makes the group run again
+    /// (see [`Engine::replace_header`]).
+    pub fn replace_header(&mut self, previous: Vec<u8>, header: Vec<u8>) {
+        self.job_header = Some((Some(previous), header));
+    }
+
+    /// The key header as stored now (not this group's pending replacement): for a job that
+    /// must start from what other writers of a shared database may have changed.
+    pub fn stored_header(&self) -> Result<Vec<u8>, StoreError> {
+        self.engine.read_header()
     }
 
     /// Writes an arbitrary key outside the reserved prefixes (`V C R E D`). For the layers
@@ -539,8 +554,10 @@ impl Committer {
             // the store is reopened (which replays or cuts the log).
             return Err(StoreError::Closed);
         }
-        if let Some(header) = &tx.header {
-            self.engine.write_header(header)?;
+        match &tx.header {
+            Some((Some(previous), header)) => self.engine.replace_header(previous, header)?,
+            Some((None, header)) => self.engine.write_header(header)?,
+            None => {}
         }
         if tx.group.is_empty() {
             return Ok(false);

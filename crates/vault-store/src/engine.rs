@@ -5,15 +5,21 @@
 //! (read-your-writes over [`Engine::point_get`]), and hands the surviving writes to
 //! [`Engine::commit`] as one [`Group`]: the engine makes them durable and visible atomically, then
 //! the committer answers the callers. Readers outside the committer use [`Engine::get`] and
-//! [`Engine::scan`], which see whole groups. The sled engine (`sled_engine.rs`, with its
-//! write-ahead log in `wal.rs`) is the one implementation today; a second engine is tested by the
-//! same conformance suite (`vault_store::conformance`, feature `conformance`).
+//! [`Engine::scan`], which see whole groups. Two engines implement it, both tested by the same
+//! conformance suite (`vault_store::conformance`, feature `conformance`):
+//!
+//! - the sled engine (`sled_engine.rs`, with its write-ahead log in `wal.rs`): one process owns a
+//!   vault directory;
+//! - the PostgreSQL engine (`pg/`, feature `postgres`): any number of daemons share one database.
+//!   Each group is one SQL transaction that checks the group's [`Check`]s itself, so it is
+//!   [`shared`](Engine::shared); it adds an indexed expiry scan ([`Engine::scan_expired`]) and
+//!   consistent snapshots for backups ([`Engine::snapshot`]).
 //!
 //! [`WriteTx`]: crate::WriteTx
 
 use std::{fmt, ops::Bound, path::Path};
 
-use crate::{Location, StoreError};
+use crate::{KeySpace, Location, LookupId, StoreError, StoredRecord, Structure, layout};
 
 /// One write of a group: `Some(value)` puts, `None` deletes.
 pub type Op = (Vec<u8>, Option<Vec<u8>>);
@@ -120,6 +126,17 @@ pub trait Engine: Send + Sync + fmt::Debug + 'static {
     /// Replaces the key header durably, before the group that needs it is committed.
     fn write_header(&self, header: &[u8]) -> Result<(), StoreError>;
 
+    /// Replaces the key header durably if it is still `previous`: an engine shared by several
+    /// writers refuses with [`StoreError::Conflict`]`(`[`ConflictKind::Raced`]`)` when another
+    /// writer replaced it meanwhile (two daemons rotating keys at once must not drop each
+    /// other's data keys). A single writer's header cannot change under it: the default writes.
+    ///
+    /// [`ConflictKind::Raced`]: crate::ConflictKind::Raced
+    fn replace_header(&self, previous: &[u8], header: &[u8]) -> Result<(), StoreError> {
+        let _ = previous;
+        self.write_header(header)
+    }
+
     /// Housekeeping between groups (the sled engine's log checkpoint): `idle` when no job has
     /// arrived for a while. An error fails the store.
     fn checkpoint(&self, idle: bool) -> Result<(), StoreError> {
@@ -135,6 +152,68 @@ pub trait Engine: Send + Sync + fmt::Debug + 'static {
 
     /// Counters.
     fn stats(&self) -> EngineStats;
+
+    /// The token records whose keep-until is at or before `now`, in lookup-id order after
+    /// `after`, plus where to continue (`None` at the end); records that do not decode are
+    /// skipped. The default scans up to `max_scan` records linearly (there is no expiry index in
+    /// the key space: one entry per token costs more than an occasional sweep); an engine that
+    /// indexes keep-until (PostgreSQL) returns up to `max_scan` due records directly.
+    #[allow(clippy::type_complexity)]
+    fn scan_expired(
+        &self,
+        after: Option<LookupId>,
+        now: i64,
+        max_scan: usize,
+    ) -> Result<(Vec<LookupId>, Option<LookupId>), StoreError> {
+        let after_key = after.map(|id| layout::record_key(&id));
+        let start = match &after_key {
+            Some(k) => Bound::Excluded(&k[..]),
+            None => Bound::Included(&[layout::RECORD_PREFIX][..]),
+        };
+        let end = [layout::RECORD_PREFIX + 1];
+        let limit = if max_scan == 0 { usize::MAX } else { max_scan };
+        let batch = self.scan(start, Bound::Excluded(&end[..]), limit)?;
+        let full = max_scan != 0 && batch.len() == max_scan;
+        let (mut due, mut last) = (Vec::new(), None);
+        for (k, v) in batch {
+            let id = layout::lookup_from_record_key(&k)
+                .ok_or(StoreError::Corrupt(Structure::Key(KeySpace::Record)))?;
+            if let Ok(rec) = StoredRecord::decode(&v)
+                && rec.keep_until <= now
+            {
+                due.push(id);
+            }
+            last = Some(id);
+        }
+        Ok((due, if full { last } else { None }))
+    }
+
+    /// A consistent read-only view of the whole key space and the key header at one instant, for
+    /// a backup of an engine that other processes write too (the committer's capture of
+    /// pre-images sees only this process's groups). `None` (the default): the engine has one
+    /// writer, and a backup captures pre-images in the committer instead.
+    fn snapshot(&self) -> Result<Option<Box<dyn Snapshot>>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// One consistent read-only view of an engine's data (see [`Engine::snapshot`]). Dropping it ends
+/// the view.
+pub trait Snapshot: Send {
+    /// The encoded key header, as of the snapshot.
+    fn header(&mut self) -> Result<Vec<u8>, StoreError>;
+
+    /// One key, as of the snapshot.
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Up to `limit` pairs with keys after `after` (from the first key: `None`), in ascending key
+    /// order, as of the snapshot.
+    #[allow(clippy::type_complexity)]
+    fn scan_after(
+        &mut self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
 }
 
 /// The range of keys that start with `prefix`.

@@ -2,7 +2,7 @@
 
 use std::{fmt, io, path::PathBuf};
 
-use crate::KeySpace;
+use crate::{KeySpace, Location};
 
 /// Which stored structure failed to decode (never its content). `Display` gives the name used in
 /// messages ("stored {name} is corrupt").
@@ -248,6 +248,17 @@ pub enum StoreError {
     Unavailable(Unavailable),
     /// This build cannot open the location (a PostgreSQL URL without the `postgres` feature).
     Unsupported(&'static str),
+    /// `create_at` (or a restore) found a vault at a location that is not a directory (a
+    /// PostgreSQL database, shown without its password).
+    AlreadyExistsAt(Location),
+    /// `open_at` found no vault at a location that is not a directory (a PostgreSQL database,
+    /// shown without its password).
+    NotFoundAt(Location),
+    /// The database's schema was migrated by a newer cardvault (schema version shown): this build
+    /// does not know its tables and refuses to touch them.
+    NewerSchema(u32),
+    /// A database URL this build cannot use; the text says which part (never its value).
+    InvalidDatabaseUrl(&'static str),
     /// The committer's queue is full (`StoreOptions::max_queue` jobs waiting): the write was not
     /// queued. Back-pressure: try again shortly.
     Busy,
@@ -287,6 +298,14 @@ impl fmt::Display for StoreError {
             Self::Closed => f.write_str("store is closed"),
             Self::Unavailable(why) => write!(f, "the database is unavailable: {why}"),
             Self::Unsupported(what) => write!(f, "not supported by this build: {what}"),
+            Self::AlreadyExistsAt(at) => write!(f, "a vault already exists at {at}"),
+            Self::NotFoundAt(at) => write!(f, "no vault at {at}"),
+            Self::NewerSchema(v) => write!(
+                f,
+                "the database schema version {v} was written by a newer cardvault (this build knows up to {}); upgrade cardvault",
+                crate::POSTGRES_SCHEMA_VERSION
+            ),
+            Self::InvalidDatabaseUrl(what) => write!(f, "invalid database URL: {what}"),
             Self::Busy => f.write_str("the store's write queue is full; try again shortly"),
             Self::LostWrites { stored, expected } => write!(
                 f,
@@ -338,6 +357,10 @@ impl Clone for StoreError {
             Self::Closed => Self::Closed,
             Self::Unavailable(u) => Self::Unavailable(*u),
             Self::Unsupported(w) => Self::Unsupported(w),
+            Self::AlreadyExistsAt(at) => Self::AlreadyExistsAt(at.clone()),
+            Self::NotFoundAt(at) => Self::NotFoundAt(at.clone()),
+            Self::NewerSchema(v) => Self::NewerSchema(*v),
+            Self::InvalidDatabaseUrl(w) => Self::InvalidDatabaseUrl(w),
             Self::Busy => Self::Busy,
             Self::LostWrites { stored, expected } => Self::LostWrites {
                 stored: *stored,

@@ -31,6 +31,12 @@ pub enum KeySpace {
     AuditEntry = b'A',
     /// `a`: the audit chain's head; `a.anchor`: the anchor of the archived part of the chain.
     AuditHead = b'a',
+    /// Audit entries of a named chain (`B` + chain id (8 bytes) + seq): one chain per process
+    /// writing a shared vault, so no head row is shared by every daemon's commits.
+    AuditChainEntry = b'B',
+    /// The head of a named audit chain (`b` + chain id), and its archive anchor
+    /// (`b` + chain id + `.anchor`).
+    AuditChainHead = b'b',
     /// `I` + merchant + key: an idempotency record.
     IdempotencyRecord = b'I',
     /// `i` + created at + merchant + key: the idempotency sweep's time index.
@@ -81,6 +87,7 @@ impl KeySpace {
     /// Every kind, in prefix-byte order.
     pub const ALL: [Self; 22] = [
         Self::AuditEntry,
+        Self::AuditChainEntry,
         Self::Count,
         Self::Dedupe,
         Self::Expiry,
@@ -98,6 +105,7 @@ impl KeySpace {
         Self::Version,
         Self::Payment,
         Self::AuditHead,
+        Self::AuditChainHead,
         Self::IdempotencyIndex,
         Self::SessionDue,
         Self::PaymentDue,
@@ -125,6 +133,8 @@ impl KeySpace {
             | Self::Dedupe => Owner::Store,
             Self::AuditEntry
             | Self::AuditHead
+            | Self::AuditChainEntry
+            | Self::AuditChainHead
             | Self::IdempotencyRecord
             | Self::IdempotencyIndex
             | Self::Merchant
@@ -173,6 +183,8 @@ impl KeySpace {
             Self::Dedupe => "dedupe index",
             Self::AuditEntry => "audit entry",
             Self::AuditHead => "audit head",
+            Self::AuditChainEntry => "audit entry (named chain)",
+            Self::AuditChainHead => "audit head (named chain)",
             Self::IdempotencyRecord => "idempotency record",
             Self::IdempotencyIndex => "idempotency index",
             Self::Merchant => "merchant",

@@ -59,6 +59,8 @@ mod layout;
 mod location;
 mod lock;
 mod options;
+#[cfg(feature = "postgres")]
+mod pg;
 mod record;
 mod sled_engine;
 mod store;
@@ -67,14 +69,17 @@ mod wal;
 
 pub use backup::{BACKUP_MAGIC, BackupSummary, RestoreSummary};
 pub use commit::WriteTx;
-pub use engine::Engine;
+pub use engine::{Engine, Snapshot};
 pub use error::{BackupPart, ConflictKind, StoreError, Structure, Unavailable, WalPart};
 pub use keyspace::{KeySpace, Owner};
 pub use layout::{DedupeKey, LookupId};
 pub use location::{DatabaseUrl, Location};
 pub use options::{
-    BACKUP_FORMAT_VERSION, DEFAULT_MAX_QUEUE, Durability, STORE_FORMAT_VERSION, StoreOptions,
+    BACKUP_FORMAT_VERSION, DEFAULT_MAX_QUEUE, Durability, POSTGRES_SCHEMA_VERSION,
+    STORE_FORMAT_VERSION, StoreOptions,
 };
+#[cfg(feature = "postgres")]
+pub use pg::PgEngine;
 pub use record::StoredRecord;
 pub use sled_engine::SledEngine;
 pub use store::{Store, StoreStats};

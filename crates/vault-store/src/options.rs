@@ -7,6 +7,11 @@
 /// after a crash; a version-1 vault is upgraded when opened (it has no log to replay).
 pub const STORE_FORMAT_VERSION: u16 = 2;
 
+/// Version of the PostgreSQL engine's schema (its tables; feature `postgres`): the number of
+/// migrations this build applies. A database migrated further by a newer cardvault is refused
+/// ([`StoreError::NewerSchema`](crate::StoreError::NewerSchema)).
+pub const POSTGRES_SCHEMA_VERSION: u32 = 1;
+
 /// Backup file format version written (and the newest one read).
 pub const BACKUP_FORMAT_VERSION: u16 = 1;
 

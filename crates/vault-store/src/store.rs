@@ -258,30 +258,18 @@ impl Store {
 
     /// Scans up to `max_scan` records after `after` (in key order) and returns the ids of those
     /// whose keep-until is at or before `now`, plus where to continue (`None` at the end).
-    /// There is no expiry index: one index entry per token costs more (write throughput, disk,
-    /// open time) than an occasional linear sweep. Records that do not decode are skipped (they
-    /// are reported as integrity errors when read).
+    /// There is no expiry index in the key space: one index entry per token costs more (write
+    /// throughput, disk, open time) than an occasional linear sweep. Records that do not decode
+    /// are skipped (they are reported as integrity errors when read). An engine that indexes
+    /// keep-until (PostgreSQL) returns up to `max_scan` due records instead (see
+    /// [`Engine::scan_expired`]).
     pub fn scan_expired(
         &self,
         after: Option<LookupId>,
         now: i64,
         max_scan: usize,
     ) -> Result<(Vec<LookupId>, Option<LookupId>), StoreError> {
-        let mut due = Vec::new();
-        let batch = self.scan_record_range(after, max_scan)?;
-        let full = max_scan != 0 && batch.len() == max_scan;
-        let mut last = None;
-        for (k, v) in batch {
-            let id = layout::lookup_from_record_key(&k)
-                .ok_or(StoreError::Corrupt(Structure::Key(KeySpace::Record)))?;
-            if let Ok(rec) = StoredRecord::decode(&v)
-                && rec.keep_until <= now
-            {
-                due.push(id);
-            }
-            last = Some(id);
-        }
-        Ok((due, if full { last } else { None }))
+        self.engine.scan_expired(after, now, max_scan)
     }
 
     /// Reads a key outside the reserved prefixes (for layers above).

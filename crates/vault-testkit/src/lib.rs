@@ -9,6 +9,8 @@
 //! - [`files`]: every file under a directory; copying a vault's directory.
 //! - [`model`]: the reference model of the token lifecycle (proptest model test and fuzz target).
 //! - [`scan`]: byte scanners for leak tests (does any file under a directory hold these bytes).
+//! - [`postgres`] (feature `postgres`): throw-away PostgreSQL databases for the PostgreSQL
+//!   engine's tests.
 #![forbid(unsafe_code)]
 
 pub mod cards;
@@ -19,6 +21,8 @@ pub mod daemon;
 pub mod files;
 #[cfg(feature = "vault")]
 pub mod model;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "vault")]
 pub mod records;
 pub mod scan;

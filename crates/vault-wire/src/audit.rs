@@ -29,6 +29,10 @@ pub struct AuditEntryView {
     pub prev_hash: String,
     /// This entry's keyed hash (hex).
     pub hash: String,
+    /// On a vault shared by several daemons (PostgreSQL), the chain the entry belongs to (hex id;
+    /// one chain per daemon process, `seq` counts within it). Absent for the vault's own chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
 }
 
 /// `GET /admin/audit?after=SEQ&limit=N`: entries oldest first.

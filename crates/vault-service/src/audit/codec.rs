@@ -37,32 +37,102 @@ pub(crate) const MAX_BLOCK_ENTRIES: u64 = 64;
 /// bytes) returns every key of a window in seq order.
 pub(crate) const WINDOW_BITS: u32 = 8;
 
-/// The key of the block whose first entry is `seq`.
-pub(crate) fn entry_key(seq: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = ENTRY_PREFIX;
-    k[1..].copy_from_slice(&seq.to_be_bytes());
-    k
-}
+/// Which audit chain: the vault's own (`A` + seq, head `a`: every directory vault) or a named
+/// one (`B` + id + seq, head `b` + id): each process writing a shared vault appends to a chain of
+/// its own, so no row is rewritten by every daemon's commits. The id is bound into the keyed head
+/// and anchor tags, so a chain cannot be passed off under another id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Chain(Option<[u8; 8]>);
 
-/// The prefix of every key in window `w` (seqs `w * 256 ..= w * 256 + 255`).
-pub(crate) fn window_prefix(w: u64) -> [u8; 8] {
-    let mut p = [0u8; 8];
-    p.copy_from_slice(&entry_key(w << WINDOW_BITS)[..8]);
-    p
+const CHAIN_ENTRY_PREFIX: u8 = vault_store::KeySpace::AuditChainEntry.byte();
+const CHAIN_HEAD_PREFIX: u8 = vault_store::KeySpace::AuditChainHead.byte();
+
+impl Chain {
+    /// The vault's own chain.
+    pub(crate) const LOCAL: Self = Self(None);
+
+    /// The prefix of every named chain's head (and anchor) key.
+    pub(crate) const NAMED_HEADS: [u8; 1] = [CHAIN_HEAD_PREFIX];
+
+    /// A named chain.
+    pub(crate) fn named(id: [u8; 8]) -> Self {
+        Self(Some(id))
+    }
+
+    /// The chain's id in hex (`None` for the vault's own chain).
+    pub(crate) fn id_hex(self) -> Option<String> {
+        self.0.map(hex::encode)
+    }
+
+    fn prefix(self) -> Vec<u8> {
+        match self.0 {
+            None => vec![ENTRY_PREFIX],
+            Some(id) => {
+                let mut p = Vec::with_capacity(9);
+                p.push(CHAIN_ENTRY_PREFIX);
+                p.extend_from_slice(&id);
+                p
+            }
+        }
+    }
+
+    /// The key of the block whose first entry is `seq`.
+    pub(crate) fn entry_key(self, seq: u64) -> Vec<u8> {
+        let mut k = self.prefix();
+        k.extend_from_slice(&seq.to_be_bytes());
+        k
+    }
+
+    /// The prefix of every key in window `w` (seqs `w * 256 ..= w * 256 + 255`).
+    pub(crate) fn window_prefix(self, w: u64) -> Vec<u8> {
+        let mut k = self.entry_key(w << WINDOW_BITS);
+        k.pop();
+        k
+    }
+
+    /// The seq a block key of this chain names; `None` for a key of the wrong shape.
+    pub(crate) fn key_seq(self, key: &[u8]) -> Option<u64> {
+        let rest = key.strip_prefix(self.prefix().as_slice())?;
+        Some(u64::from_be_bytes(rest.try_into().ok()?))
+    }
+
+    /// The head record's key.
+    pub(crate) fn head_key(self) -> Vec<u8> {
+        match self.0 {
+            None => HEAD_KEY.to_vec(),
+            Some(id) => {
+                let mut k = Vec::with_capacity(9);
+                k.push(CHAIN_HEAD_PREFIX);
+                k.extend_from_slice(&id);
+                k
+            }
+        }
+    }
+
+    /// The archive anchor's key.
+    pub(crate) fn anchor_key(self) -> Vec<u8> {
+        match self.0 {
+            None => ANCHOR_KEY.to_vec(),
+            Some(_) => {
+                let mut k = self.head_key();
+                k.extend_from_slice(b".anchor");
+                k
+            }
+        }
+    }
+
+    /// The named chain whose head is stored under `key` (`b` + 8 bytes; not an anchor key).
+    pub(crate) fn from_head_key(key: &[u8]) -> Option<Self> {
+        match key {
+            [CHAIN_HEAD_PREFIX, id @ ..] => Some(Self::named(id.try_into().ok()?)),
+            _ => None,
+        }
+    }
 }
 
 /// The window holding `seq`.
 pub(crate) fn window_of(seq: u64) -> u64 {
     seq >> WINDOW_BITS
-}
-
-/// The seq a block key names; `None` for a key of the wrong length.
-pub(crate) fn key_seq(key: &[u8]) -> Option<u64> {
-    match key {
-        [ENTRY_PREFIX, rest @ ..] => Some(u64::from_be_bytes(rest.try_into().ok()?)),
-        _ => None,
-    }
 }
 
 /// Keeps a text field short and printable (ids and codes only ever reach here).
@@ -224,6 +294,7 @@ pub(crate) fn decode_entry(bytes: &[u8]) -> Option<Decoded> {
         outcome,
         prev_hash,
         hash,
+        chain: None,
     };
     Some(Decoded {
         entry,
@@ -274,30 +345,43 @@ impl AuditKey {
     }
 
     /// The anchor record `(seq, hash)`, or `Err` when malformed or its tag does not verify.
-    pub(crate) fn decode_anchor(&self, bytes: &[u8]) -> Result<(u64, [u8; 32]), &'static str> {
-        self.decode_position(ANCHOR_DOMAIN, bytes)
+    pub(crate) fn decode_anchor(
+        &self,
+        chain: Chain,
+        bytes: &[u8],
+    ) -> Result<(u64, [u8; 32]), &'static str> {
+        self.decode_position(chain, ANCHOR_DOMAIN, bytes)
             .map_err(|_| "the archive anchor record is malformed or its tag does not verify")
     }
 
-    pub(crate) fn encode_anchor(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
-        self.encode_position(ANCHOR_DOMAIN, seq, hash)
+    pub(crate) fn encode_anchor(&self, chain: Chain, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+        self.encode_position(chain, ANCHOR_DOMAIN, seq, hash)
     }
 
-    fn position_tag(&self, domain: &[u8], seq: u64, hash: &[u8; 32]) -> [u8; 32] {
+    fn position_tag(&self, chain: Chain, domain: &[u8], seq: u64, hash: &[u8; 32]) -> [u8; 32] {
         let mut mac = self.0.clone();
         mac.update(domain);
+        if let Some(id) = chain.0 {
+            mac.update(b"/chain/");
+            mac.update(&id);
+        }
         mac.update(&seq.to_be_bytes());
         mac.update(hash);
         mac.finalize().into_bytes().into()
     }
 
     /// The head record `(seq, hash)`, or `Err` when malformed or its tag does not verify.
-    pub(crate) fn decode_head(&self, bytes: &[u8]) -> Result<(u64, [u8; 32]), &'static str> {
-        self.decode_position(HEAD_DOMAIN, bytes)
+    pub(crate) fn decode_head(
+        &self,
+        chain: Chain,
+        bytes: &[u8],
+    ) -> Result<(u64, [u8; 32]), &'static str> {
+        self.decode_position(chain, HEAD_DOMAIN, bytes)
     }
 
     fn decode_position(
         &self,
+        chain: Chain,
         domain: &[u8],
         bytes: &[u8],
     ) -> Result<(u64, [u8; 32]), &'static str> {
@@ -314,23 +398,23 @@ impl AuditKey {
         let Some((seq, hash, tag)) = parsed else {
             return Err("the head record is malformed");
         };
-        if bool::from(self.position_tag(domain, seq, &hash).ct_eq(&tag)) {
+        if bool::from(self.position_tag(chain, domain, seq, &hash).ct_eq(&tag)) {
             Ok((seq, hash))
         } else {
             Err("the head record's tag does not verify")
         }
     }
 
-    pub(crate) fn encode_head(&self, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
-        self.encode_position(HEAD_DOMAIN, seq, hash)
+    pub(crate) fn encode_head(&self, chain: Chain, seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+        self.encode_position(chain, HEAD_DOMAIN, seq, hash)
     }
 
-    fn encode_position(&self, domain: &[u8], seq: u64, hash: &[u8; 32]) -> Vec<u8> {
+    fn encode_position(&self, chain: Chain, domain: &[u8], seq: u64, hash: &[u8; 32]) -> Vec<u8> {
         let mut out = Vec::with_capacity(73);
         out.push(HEAD_VERSION);
         out.extend_from_slice(&seq.to_be_bytes());
         out.extend_from_slice(hash);
-        out.extend_from_slice(&self.position_tag(domain, seq, hash));
+        out.extend_from_slice(&self.position_tag(chain, domain, seq, hash));
         out
     }
 }

@@ -27,6 +27,7 @@ use time::OffsetDateTime;
 use vault_core::{MerchantId, Token};
 
 pub(crate) use codec::AuditKey;
+pub(crate) use codec::Chain;
 pub use codes::{AuditAction, AuditCode};
 pub(crate) use queue::{RevealQueue, Waiter};
 pub use throttle::AuditThrottle;
@@ -155,6 +156,9 @@ pub struct AuditEntry {
     pub prev_hash: [u8; 32],
     /// This entry's chained, keyed hash.
     pub hash: [u8; 32],
+    /// The chain it belongs to, in hex: `None` for the vault's own chain, the writing process's
+    /// chain id on a shared vault (`seq` counts within the chain).
+    pub chain: Option<String>,
 }
 
 /// When a reveal hands back the card, relative to its audit entry ([`Vault::set_reveal_audit`](crate::Vault::set_reveal_audit)).

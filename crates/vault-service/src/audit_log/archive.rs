@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 
 use crate::audit::{
     AuditReport,
-    codec::{ANCHOR_KEY, decode_block, decode_entry, key_seq, window_of},
+    codec::{Chain, decode_block, decode_entry, window_of},
 };
 use crate::{Vault, VaultError};
 
@@ -39,13 +39,13 @@ pub struct AuditArchived {
 
 impl Vault {
     /// Where the log starts: (the seq before its first entry, the hash that entry links to).
-    pub(super) fn audit_start(&self) -> Result<(u64, [u8; 32]), VaultError> {
-        match self.inner.store.get_raw(ANCHOR_KEY)? {
+    pub(super) fn audit_start(&self, chain: Chain) -> Result<(u64, [u8; 32]), VaultError> {
+        match self.inner.store.get_raw(&chain.anchor_key())? {
             None => Ok((0, [0; 32])),
             Some(b) => self
                 .inner
                 .audit_key
-                .decode_anchor(&b)
+                .decode_anchor(chain, &b)
                 .map_err(|_| VaultError::Integrity),
         }
     }
@@ -58,6 +58,11 @@ impl Vault {
         before: OffsetDateTime,
         out: &Path,
     ) -> Result<AuditArchived, VaultError> {
+        if self.shared() {
+            return Err(VaultError::Store(vault_store::StoreError::Unsupported(
+                "audit archive on a shared (PostgreSQL) vault: keep the log with the database's own backups (pg_dump, PITR)",
+            )));
+        }
         if out.exists() {
             let exists = std::io::Error::from(std::io::ErrorKind::AlreadyExists);
             return Err(VaultError::Store(exists.into()));
@@ -66,7 +71,8 @@ impl Vault {
         if !report.is_ok() {
             return Err(VaultError::Integrity);
         }
-        let (start, start_hash) = self.audit_start()?;
+        let chain = Chain::LOCAL;
+        let (start, start_hash) = self.audit_start(chain)?;
         // Whole blocks from the start, each entirely older than `before`.
         let mut blocks: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let mut next = start + 1;
@@ -74,8 +80,8 @@ impl Vault {
         'walk: loop {
             let w = window_of(next);
             let mut advanced = false;
-            for (k, v) in self.audit_window(w)? {
-                if key_seq(&k) != Some(next) {
+            for (k, v) in self.audit_window(chain, w)? {
+                if chain.key_seq(&k) != Some(next) {
                     continue;
                 }
                 let entries = decode_block(&v);
@@ -124,15 +130,19 @@ impl Vault {
             .map_err(|e| VaultError::Store(e.into()))?;
         f.sync_all().map_err(|e| VaultError::Store(e.into()))?;
         drop(f);
-        let anchor = self.inner.audit_key.encode_anchor(last_seq, &last_hash);
-        let expected = self.inner.store.get_raw(ANCHOR_KEY)?;
+        let anchor = self
+            .inner
+            .audit_key
+            .encode_anchor(chain, last_seq, &last_hash);
+        let anchor_key = chain.anchor_key();
+        let expected = self.inner.store.get_raw(&anchor_key)?;
         let keys: Vec<Vec<u8>> = blocks.into_iter().map(|(k, _)| k).collect();
         self.inner
             .store
             .write(move |tx| -> Result<(), VaultError> {
                 // Another archive since the walk (in this process or another one sharing the
                 // database): refuse rather than drop its anchor.
-                match tx.compare_and_set(ANCHOR_KEY, expected.as_deref(), Some(anchor.clone())) {
+                match tx.compare_and_set(&anchor_key, expected.as_deref(), Some(anchor.clone())) {
                     Ok(()) => {}
                     Err(vault_store::StoreError::Conflict(_)) => {
                         return Err(VaultError::Conflict(

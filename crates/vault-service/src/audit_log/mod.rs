@@ -20,8 +20,8 @@ use crate::{
     audit::{
         Actor, AuditAction, AuditEntry, AuditOutcome, AuditReport, Draft, HeadRecord,
         codec::{
-            HEAD_KEY, MAX_BLOCK_BYTES, MAX_BLOCK_ENTRIES, decode_block, decode_entry,
-            encode_body_into, entry_key, key_seq, window_of, window_prefix,
+            Chain, MAX_BLOCK_BYTES, MAX_BLOCK_ENTRIES, decode_block, decode_entry,
+            encode_body_into, window_of,
         },
     },
     vault::Core,
@@ -40,8 +40,10 @@ impl Core {
         if drafts.is_empty() {
             return Ok(());
         }
-        let (mut seq, mut prev) = match tx.get_raw(HEAD_KEY)? {
-            Some(b) => self.audit_key.decode_head(&b).map_err(|_| {
+        let chain = self.audit_chain;
+        let head_key = chain.head_key();
+        let (mut seq, mut prev) = match tx.get_raw(&head_key)? {
+            Some(b) => self.audit_key.decode_head(chain, &b).map_err(|_| {
                 VaultError::Store(vault_store::StoreError::Corrupt(
                     vault_store::Structure::Value(vault_store::KeySpace::AuditHead),
                 ))
@@ -62,14 +64,14 @@ impl Core {
             prev = hash;
             if block.len() >= MAX_BLOCK_BYTES || seq - first + 1 >= MAX_BLOCK_ENTRIES {
                 let full = std::mem::replace(&mut block, Vec::with_capacity(capacity));
-                tx.put_raw(&entry_key(first), full)?;
+                tx.put_raw(&chain.entry_key(first), full)?;
                 first = seq + 1;
             }
         }
         if !block.is_empty() {
-            tx.put_raw(&entry_key(first), block)?;
+            tx.put_raw(&chain.entry_key(first), block)?;
         }
-        tx.put_raw(HEAD_KEY, self.audit_key.encode_head(seq, &prev))?;
+        tx.put_raw(&head_key, self.audit_key.encode_head(chain, seq, &prev))?;
         Ok(())
     }
 }
@@ -141,28 +143,61 @@ impl Vault {
         );
     }
 
-    fn audit_head(&self) -> Result<Option<HeadRecord>, VaultError> {
+    fn audit_head(&self, chain: Chain) -> Result<Option<HeadRecord>, VaultError> {
         Ok(self
             .inner
             .store
-            .get_raw(HEAD_KEY)?
-            .map(|b| self.inner.audit_key.decode_head(&b)))
+            .get_raw(&chain.head_key())?
+            .map(|b| self.inner.audit_key.decode_head(chain, &b)))
+    }
+
+    /// Every chain of this vault: its own (when it holds anything), then each named chain (one
+    /// per process that wrote the vault while it was shared), in id order.
+    pub(crate) fn audit_chains(&self) -> Result<Vec<Chain>, VaultError> {
+        let mut chains = Vec::new();
+        let local_used = self
+            .inner
+            .store
+            .get_raw(&Chain::LOCAL.head_key())?
+            .is_some()
+            || !self.audit_window(Chain::LOCAL, 0)?.is_empty()
+            || self
+                .inner
+                .store
+                .get_raw(&Chain::LOCAL.anchor_key())?
+                .is_some();
+        if local_used || !self.shared() {
+            chains.push(Chain::LOCAL);
+        }
+        for (k, _) in self.inner.store.scan_raw(&Chain::NAMED_HEADS, usize::MAX)? {
+            if let Some(c) = Chain::from_head_key(&k) {
+                chains.push(c);
+            }
+        }
+        let own = self.inner.core.audit_chain;
+        if !chains.contains(&own) {
+            chains.push(own);
+        }
+        Ok(chains)
     }
 
     /// Every key of window `w` with its value, in seq order.
     #[allow(clippy::type_complexity)]
-    fn audit_window(&self, w: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>, VaultError> {
-        Ok(self.inner.store.scan_raw(&window_prefix(w), usize::MAX)?)
+    fn audit_window(&self, chain: Chain, w: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>, VaultError> {
+        Ok(self
+            .inner
+            .store
+            .scan_raw(&chain.window_prefix(w), usize::MAX)?)
     }
 
     /// The last seq reachable by following the blocks from seq 1 (when the head cannot be
     /// trusted).
-    fn audit_walk_end(&self) -> Result<u64, VaultError> {
-        let mut next = self.audit_start().map_or(1, |(start, _)| start + 1);
+    fn audit_walk_end(&self, chain: Chain) -> Result<u64, VaultError> {
+        let mut next = self.audit_start(chain).map_or(1, |(start, _)| start + 1);
         let mut w = window_of(next);
         loop {
-            for (k, v) in self.audit_window(w)? {
-                if key_seq(&k) == Some(next) {
+            for (k, v) in self.audit_window(chain, w)? {
+                if chain.key_seq(&k) == Some(next) {
                     let n = decode_block(&v).len();
                     if n == 0 {
                         return Ok(next - 1);
@@ -179,46 +214,67 @@ impl Vault {
     }
 
     /// The last `n` entries, oldest first. Entries that do not decode are skipped (run
-    /// [`audit_verify`](Self::audit_verify) to find them).
+    /// [`audit_verify`](Self::audit_verify) to find them). On a shared vault, the last `n` of
+    /// every chain merged by time (each entry names its chain).
     pub fn audit_tail(&self, n: usize) -> Result<Vec<AuditEntry>, VaultError> {
         self.barrier()?;
-        let last = match self.audit_head()? {
+        let mut all = Vec::new();
+        for chain in self.audit_chains()? {
+            all.extend(self.audit_tail_of(chain, n)?);
+        }
+        if all.iter().any(|e| e.chain.is_some()) {
+            all.sort_by(|a, b| (a.at, &a.chain, a.seq).cmp(&(b.at, &b.chain, b.seq)));
+            let skip = all.len().saturating_sub(n);
+            all.drain(..skip);
+        }
+        Ok(all)
+    }
+
+    fn audit_tail_of(&self, chain: Chain, n: usize) -> Result<Vec<AuditEntry>, VaultError> {
+        let last = match self.audit_head(chain)? {
             Some(Ok((seq, _))) => seq,
             // No trustworthy head: find the end by walking.
-            _ => self.audit_walk_end()?,
+            _ => self.audit_walk_end(chain)?,
         };
         if n == 0 || last == 0 {
             return Ok(Vec::new());
         }
         let first = last.saturating_sub(u64::try_from(n).unwrap_or(u64::MAX)) + 1;
-        self.audit_between(first, last)
+        self.audit_between(chain, first, last)
     }
 
     /// Up to `limit` entries with a seq greater than `after`, oldest first (for paging through
     /// the log: pass the last seq seen as `after`). Entries that do not decode are skipped.
+    /// This process's own chain on a shared vault.
     pub fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, VaultError> {
         self.barrier()?;
-        let end = match self.audit_head()? {
+        let chain = self.inner.core.audit_chain;
+        let end = match self.audit_head(chain)? {
             Some(Ok((seq, _))) => seq,
-            _ => self.audit_walk_end()?,
+            _ => self.audit_walk_end(chain)?,
         };
         if limit == 0 || after >= end {
             return Ok(Vec::new());
         }
         let first = after + 1;
         let last = end.min(after.saturating_add(u64::try_from(limit).unwrap_or(u64::MAX)));
-        self.audit_between(first, last)
+        self.audit_between(chain, first, last)
     }
 
-    /// The entries `first..=last` (`1 <= first <= last`), oldest first.
-    fn audit_between(&self, first: u64, last: u64) -> Result<Vec<AuditEntry>, VaultError> {
+    /// The entries `first..=last` (`1 <= first <= last`) of `chain`, oldest first.
+    fn audit_between(
+        &self,
+        chain: Chain,
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<AuditEntry>, VaultError> {
         // Blocks newest first, each block's entries oldest first.
         let mut blocks: Vec<Vec<AuditEntry>> = Vec::new();
         let mut w = window_of(last);
         loop {
             let mut reached = false;
-            for (k, v) in self.audit_window(w)?.iter().rev() {
-                let Some(start) = key_seq(k) else {
+            for (k, v) in self.audit_window(chain, w)?.iter().rev() {
+                let Some(start) = chain.key_seq(k) else {
                     continue;
                 };
                 if start > last {
@@ -226,6 +282,9 @@ impl Vault {
                 }
                 let mut entries = decode_block(v);
                 entries.retain(|e| (first..=last).contains(&e.seq));
+                for e in &mut entries {
+                    e.chain = chain.id_hex();
+                }
                 blocks.push(entries);
                 if start <= first {
                     reached = true;
@@ -244,8 +303,33 @@ impl Vault {
     /// then the (keyed) head record. Detects an edited, inserted, reordered or removed entry
     /// (or block), and removal of the last entries unless the head record was also rolled back
     /// to an older value of itself (see SECURITY.md).
+    ///
+    /// On a shared vault every chain is verified (each process's own); the
+    /// report counts the entries of all of them and names the chain of the first problem.
+    ///
+    ///
     pub fn audit_verify(&self) -> Result<AuditReport, VaultError> {
         self.barrier()?;
+        let mut total = 0;
+        for chain in self.audit_chains()? {
+            let mut report = self.audit_verify_chain(chain)?;
+            if !report.is_ok() {
+                if let (Some(id), Some(problem)) = (chain.id_hex(), report.problem.as_mut()) {
+                    *problem = format!("chain {id}: {problem}");
+                }
+                report.entries += total;
+                return Ok(report);
+            }
+            total += report.entries;
+        }
+        Ok(AuditReport {
+            entries: total,
+            first_bad: None,
+            problem: None,
+        })
+    }
+
+    fn audit_verify_chain(&self, chain: Chain) -> Result<AuditReport, VaultError> {
         let key = &self.inner.audit_key;
         let bad = |seq: u64, entries: u64, problem: String| AuditReport {
             entries,
@@ -254,7 +338,7 @@ impl Vault {
         };
         // From the archive anchor, if entries were archived (keyed: it cannot be forged, and a
         // removed anchor leaves the first entries missing).
-        let (start, mut prev) = match self.audit_start() {
+        let (start, mut prev) = match self.audit_start(chain) {
             Ok(a) => a,
             Err(_) => {
                 return Ok(bad(
@@ -268,9 +352,9 @@ impl Vault {
         let mut seq = start + 1;
         let mut w = window_of(seq);
         loop {
-            for (k, v) in self.audit_window(w)? {
+            for (k, v) in self.audit_window(chain, w)? {
                 let entries = seq - 1;
-                match key_seq(&k) {
+                match chain.key_seq(&k) {
                     None => {
                         return Ok(bad(
                             seq,
@@ -334,7 +418,7 @@ impl Vault {
         }
         let entries = seq - 1;
         let next = seq;
-        match self.audit_head()? {
+        match self.audit_head(chain)? {
             None if entries == 0 => {}
             None => {
                 return Ok(bad(next, entries, "the head record is missing".to_owned()));

@@ -7,7 +7,11 @@ use time::macros::datetime;
 use vault_core::{Expiry, KdfParams, KeySource, Pan, SecretKey, Token};
 use vault_store::Durability;
 
-use crate::audit::codec::entry_key;
+use crate::audit::codec::Chain;
+
+fn entry_key(seq: u64) -> Vec<u8> {
+    Chain::LOCAL.entry_key(seq)
+}
 use crate::{
     AuditAction, ManualClock, MerchantId, NewCard, RevealAudit, TokenizeOptions, Vault, VaultError,
     VaultOptions,

@@ -6,4 +6,6 @@
 
 mod backup;
 mod conformance;
+mod conformance_pg;
+mod pg;
 mod store;

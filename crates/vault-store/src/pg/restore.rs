@@ -1,0 +1,1 @@
+//! Restoring a backup file into an empty database.

@@ -1,0 +1,169 @@
+//! The statements of each table, written once (prepared and cached per connection by the pool).
+//! Multi-row writes take arrays (`unnest`), so a group costs one statement per table and kind of
+//! write, whatever its size.
+
+use std::{fmt::Write, ops::Bound, sync::OnceLock};
+
+use super::tables::{TableId, tables};
+
+/// One table's statements.
+#[derive(Debug)]
+pub(crate) struct TableSql {
+    /// `$1` key -> value.
+    pub(crate) get: String,
+    /// Insert or replace: `$1` keys, `$2` values (`$3` keep-untils).
+    pub(crate) upsert: String,
+    /// Insert keys expected absent, without `ON CONFLICT`: a key another writer inserted
+    /// meanwhile fails the statement with a unique violation.
+    pub(crate) insert: String,
+    /// `$1` keys.
+    pub(crate) delete: String,
+    /// Replace where the value is still the expected one: `$1` keys, `$2` expected, `$3` new
+    /// (`$4` keep-untils); the row count says how many held.
+    pub(crate) update_if: String,
+    /// Delete where the value is still the expected one: `$1` keys, `$2` expected.
+    pub(crate) delete_if: String,
+    /// Lock (share) the rows still holding the expected values: `$1` keys, `$2` expected.
+    pub(crate) lock_if: String,
+    /// The keys of `$1` that are present (a group expects them absent).
+    pub(crate) present: String,
+}
+
+/// The statements of `table`.
+pub(crate) fn of(table: TableId) -> &'static TableSql {
+    static ALL: OnceLock<Vec<TableSql>> = OnceLock::new();
+    let all = ALL.get_or_init(|| {
+        tables()
+            .iter()
+            .map(|t| build(t.name, t.keep_until))
+            .collect()
+    });
+    &all[table.0]
+}
+
+fn build(t: &str, keep_until: bool) -> TableSql {
+    let (cols, arrays, set) = if keep_until {
+        (
+            "key, value, keep_until",
+            "$1::bytea[], $2::bytea[], $3::int8[]",
+            "value = EXCLUDED.value, keep_until = EXCLUDED.keep_until",
+        )
+    } else {
+        (
+            "key, value",
+            "$1::bytea[], $2::bytea[]",
+            "value = EXCLUDED.value",
+        )
+    };
+    let insert = format!("INSERT INTO {t} ({cols}) SELECT * FROM unnest({arrays})");
+    let update_if = if keep_until {
+        format!(
+            "UPDATE {t} SET value = u.v, keep_until = u.ku \
+             FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::int8[]) AS u(k, e, v, ku) \
+             WHERE {t}.key = u.k AND {t}.value = u.e"
+        )
+    } else {
+        format!(
+            "UPDATE {t} SET value = u.v \
+             FROM unnest($1::bytea[], $2::bytea[], $3::bytea[]) AS u(k, e, v) \
+             WHERE {t}.key = u.k AND {t}.value = u.e"
+        )
+    };
+    TableSql {
+        get: format!("SELECT value FROM {t} WHERE key = $1"),
+        upsert: format!("{insert} ON CONFLICT (key) DO UPDATE SET {set}"),
+        insert,
+        delete: format!("DELETE FROM {t} WHERE key = ANY($1::bytea[])"),
+        update_if,
+        delete_if: format!(
+            "DELETE FROM {t} USING unnest($1::bytea[], $2::bytea[]) AS u(k, e) \
+             WHERE {t}.key = u.k AND {t}.value = u.e"
+        ),
+        lock_if: format!(
+            "SELECT 1 FROM {t} JOIN unnest($1::bytea[], $2::bytea[]) AS u(k, e) \
+             ON {t}.key = u.k AND {t}.value = u.e FOR SHARE OF {t}"
+        ),
+        present: format!("SELECT 1 FROM {t} WHERE key = ANY($1::bytea[])"),
+    }
+}
+
+/// A range scan of `table` between the bounds (on its stored keys), `LIMIT` as the last
+/// parameter. The parameters are the present bounds in order, then the limit.
+pub(crate) fn scan(table: TableId, lower: Bound<()>, upper: Bound<()>) -> String {
+    let t = tables()[table.0].name;
+    let mut sql = format!("SELECT key, value FROM {t}");
+    let mut n = 0;
+    let mut conditions = Vec::new();
+    for (bound, incl, excl) in [(lower, ">=", ">"), (upper, "<=", "<")] {
+        match bound {
+            Bound::Included(()) => {
+                n += 1;
+                conditions.push(format!("key {incl} ${n}"));
+            }
+            Bound::Excluded(()) => {
+                n += 1;
+                conditions.push(format!("key {excl} ${n}"));
+            }
+            Bound::Unbounded => {}
+        }
+    }
+    if !conditions.is_empty() {
+        let _ = write!(sql, " WHERE {}", conditions.join(" AND "));
+    }
+    let _ = write!(sql, " ORDER BY key LIMIT ${}", n + 1);
+    sql
+}
+
+/// The group counter and the live-record count: sums over the writers.
+pub(crate) const COUNTERS: &str =
+    "SELECT coalesce(sum(groups), 0)::int8, coalesce(sum(records), 0)::int8 FROM cardvault_writers";
+/// One meta row: `$1` name.
+pub(crate) const META_GET: &str = "SELECT value FROM cardvault_meta WHERE name = $1";
+/// Insert or replace a meta row: `$1` name, `$2` value.
+pub(crate) const META_PUT: &str = "INSERT INTO cardvault_meta (name, value) VALUES ($1, $2) \
+     ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value";
+/// A writer's counts after one group: `$1` records delta, `$2` writer id.
+pub(crate) const WRITER_ADD: &str =
+    "UPDATE cardvault_writers SET groups = groups + 1, records = records + $1 WHERE id = $2";
+/// A new writer's row.
+pub(crate) const WRITER_NEW: &str = "INSERT INTO cardvault_writers DEFAULT VALUES RETURNING id";
+/// A closing writer folds its counts into row 0: `$1` writer id.
+pub(crate) const WRITER_FOLD: &str = "WITH mine AS (DELETE FROM cardvault_writers WHERE id = $1 \
+     RETURNING groups, records) \
+     UPDATE cardvault_writers AS w SET groups = w.groups + mine.groups, \
+     records = w.records + mine.records FROM mine WHERE w.id = 0";
+/// Due token records after a key: `$1` now, `$2` after, `$3` limit.
+pub(crate) const EXPIRED_AFTER: &str = "SELECT key FROM cardvault_record \
+     WHERE keep_until <= $1 AND key > $2 ORDER BY key LIMIT $3";
+/// Due token records from the first: `$1` now, `$2` limit.
+pub(crate) const EXPIRED: &str =
+    "SELECT key FROM cardvault_record WHERE keep_until <= $1 ORDER BY key LIMIT $2";
+
+/// The meta row of the key header.
+pub(crate) const HEADER: &str = "header";
+/// The meta row of the store format version.
+pub(crate) const STORE_FORMAT: &str = "store_format";
+
+#[cfg(test)]
+mod tests {
+    use std::ops::Bound;
+
+    use super::scan;
+    use crate::pg::tables::OTHER;
+
+    #[test]
+    fn scan_statements_number_their_parameters() {
+        assert_eq!(
+            scan(OTHER, Bound::Excluded(()), Bound::Included(())),
+            "SELECT key, value FROM cardvault_other WHERE key > $1 AND key <= $2 ORDER BY key LIMIT $3"
+        );
+        assert_eq!(
+            scan(OTHER, Bound::Unbounded, Bound::Excluded(())),
+            "SELECT key, value FROM cardvault_other WHERE key < $1 ORDER BY key LIMIT $2"
+        );
+        assert_eq!(
+            scan(OTHER, Bound::Unbounded, Bound::Unbounded),
+            "SELECT key, value FROM cardvault_other ORDER BY key LIMIT $1"
+        );
+    }
+}

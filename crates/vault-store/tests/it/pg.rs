@@ -1,0 +1,416 @@
+//! The PostgreSQL engine beyond the conformance suite: several writers on one database, races
+//! decided in the database, the schema version, the counters, scans across key spaces, the
+//! expiry index, secrets in messages, and recovery from lost connections.
+
+use std::{
+    ops::Bound,
+    sync::{Arc, Barrier},
+    thread,
+};
+
+use vault_store::{
+    ConflictKind, DatabaseUrl, DedupeKey, Engine, Location, LookupId, PgEngine, Store, StoreError,
+    StoreOptions, StoredRecord, Unavailable,
+    engine::{Check, Group},
+};
+use vault_testkit::postgres::TestDatabase;
+
+fn location(db: &TestDatabase) -> Location {
+    Location::Database(DatabaseUrl::new(db.url()))
+}
+
+fn url(db: &TestDatabase) -> DatabaseUrl {
+    DatabaseUrl::new(db.url())
+}
+
+fn opts() -> StoreOptions {
+    StoreOptions::default()
+}
+
+/// A group as the committer builds it: the counters first (ignored by this engine), then `ops`.
+fn group(ops: Vec<(Vec<u8>, Option<Vec<u8>>)>, checks: Vec<Check>, records_delta: i64) -> Group {
+    let mut all = vec![(b"G".to_vec(), Some(1u64.to_be_bytes().to_vec()))];
+    all.extend(ops);
+    Group {
+        generation: 1,
+        previous: 0,
+        ops: all,
+        checks,
+        records_delta,
+    }
+}
+
+fn u64_at(engine: &dyn Engine, key: &[u8]) -> u64 {
+    let v = engine.get(key).expect("get").expect("present");
+    u64::from_be_bytes(v.as_slice().try_into().expect("u64"))
+}
+
+fn record(keep_until: i64, tag: u8) -> StoredRecord {
+    StoredRecord {
+        merchant: 1,
+        token: [tag; 24],
+        created_at: 0,
+        updated_at: 0,
+        keep_until,
+        dedupe: DedupeKey([tag; 16]),
+        dedupe_indexed: false,
+        customer: None,
+        sealed: vec![tag; 40],
+    }
+}
+
+fn id(n: u8) -> LookupId {
+    LookupId([n; 16])
+}
+
+#[test]
+fn two_stores_on_one_database_see_each_others_writes() {
+    let db = TestDatabase::new();
+    let a = Store::create_at(&location(&db), b"hdr", opts()).expect("create");
+    let b = Store::open_at(&location(&db), opts()).expect("open");
+    assert!(a.shared() && b.shared());
+    a.write(|tx| tx.put_raw(b"Mfrom-a", b"1".to_vec()))
+        .expect("write a");
+    assert_eq!(b.get_raw(b"Mfrom-a").expect("get"), Some(b"1".to_vec()));
+    b.write(|tx| tx.put_record(&id(1), &record(10, 1)))
+        .expect("write b");
+    assert_eq!(a.record(&id(1)).expect("record"), Some(record(10, 1)));
+    // The group counter is every writer's groups.
+    assert_eq!(a.generation().expect("generation"), 2);
+    assert_eq!(b.generation().expect("generation"), 2);
+    // A header written by one is read by the other.
+    a.write(|tx| {
+        tx.put_header(b"hdr2".to_vec());
+        tx.put_raw(b"Mx", vec![1])
+    })
+    .expect("header");
+    assert_eq!(b.header().expect("header"), b"hdr2");
+    assert_eq!(
+        Store::read_header_at(&location(&db)).expect("read header"),
+        b"hdr2"
+    );
+}
+
+#[test]
+fn racing_checks_on_one_key_let_exactly_one_engine_commit() {
+    let db = TestDatabase::new();
+    let first = PgEngine::create(&url(&db), b"hdr", &opts()).expect("create");
+    let second = PgEngine::open(&url(&db), &opts()).expect("open");
+    let engines = [Arc::new(first), Arc::new(second)];
+    for round in 0..10u8 {
+        let key = vec![b'I', round];
+        let barrier = Arc::new(Barrier::new(2));
+        let racers: Vec<_> = engines
+            .iter()
+            .enumerate()
+            .map(|(n, engine)| {
+                let (engine, barrier, key) = (engine.clone(), barrier.clone(), key.clone());
+                thread::spawn(move || {
+                    let value = vec![u8::try_from(n).expect("small")];
+                    let g = group(
+                        vec![(key.clone(), Some(value))],
+                        vec![Check {
+                            key,
+                            expected: None,
+                        }],
+                        0,
+                    );
+                    barrier.wait();
+                    engine.commit(g)
+                })
+            })
+            .collect();
+        let outcomes: Vec<Result<(), StoreError>> = racers
+            .into_iter()
+            .map(|r| r.join().expect("racer"))
+            .collect();
+        let won: Vec<usize> = (0..2).filter(|&i| outcomes[i].is_ok()).collect();
+        assert_eq!(won.len(), 1, "round {round}: {outcomes:?}");
+        let lost = 1 - won[0];
+        assert!(
+            matches!(
+                outcomes[lost],
+                Err(StoreError::Conflict(ConflictKind::Raced))
+            ),
+            "round {round}: {outcomes:?}"
+        );
+        let stored = engines[lost].get(&key).expect("get");
+        assert_eq!(stored, Some(vec![u8::try_from(won[0]).expect("small")]));
+    }
+    // Compare-and-set from both on one value: one wins, the other's expectation is stale.
+    let key = b"Icas".to_vec();
+    engines[0]
+        .commit(group(vec![(key.clone(), Some(b"v0".to_vec()))], vec![], 0))
+        .expect("seed");
+    let cas = |engine: &PgEngine, new: &[u8]| {
+        engine.commit(group(
+            vec![(key.clone(), Some(new.to_vec()))],
+            vec![Check {
+                key: key.clone(),
+                expected: Some(b"v0".to_vec()),
+            }],
+            0,
+        ))
+    };
+    cas(&engines[0], b"v1").expect("first compare-and-set");
+    let r = cas(&engines[1], b"v2");
+    assert!(
+        matches!(r, Err(StoreError::Conflict(ConflictKind::Raced))),
+        "{r:?}"
+    );
+    // Deleting on a stale expectation is refused too, and a refused group leaves nothing.
+    let r = engines[1].commit(group(
+        vec![(key.clone(), None), (b"Mside".to_vec(), Some(vec![1]))],
+        vec![Check {
+            key: key.clone(),
+            expected: Some(b"v0".to_vec()),
+        }],
+        0,
+    ));
+    assert!(
+        matches!(r, Err(StoreError::Conflict(ConflictKind::Raced))),
+        "{r:?}"
+    );
+    assert_eq!(engines[0].get(&key).expect("get"), Some(b"v1".to_vec()));
+    assert_eq!(engines[0].get(b"Mside").expect("get"), None);
+}
+
+#[test]
+fn counters_are_summed_over_writers() {
+    let db = TestDatabase::new();
+    let a = PgEngine::create(&url(&db), b"hdr", &opts()).expect("create");
+    let b = PgEngine::open(&url(&db), &opts()).expect("open");
+    assert_eq!(u64_at(&a, b"G"), 0);
+    assert_eq!(u64_at(&a, b"C"), 0);
+    for n in 0..3u8 {
+        a.commit(group(vec![(vec![b'M', n], Some(vec![n]))], vec![], 2))
+            .expect("a");
+    }
+    b.commit(group(vec![(b"Mb".to_vec(), Some(vec![1]))], vec![], -1))
+        .expect("b");
+    assert_eq!(u64_at(&a, b"G"), 4);
+    assert_eq!(u64_at(&b, b"C"), 5);
+    // A closed writer's counts stay in the sums.
+    a.close(3).expect("close");
+    drop(a);
+    assert_eq!(u64_at(&b, b"G"), 4);
+    assert_eq!(u64_at(&b, b"C"), 5);
+    // The store's format version reads as the `V` key.
+    let v = b.get(b"V").expect("get").expect("version");
+    assert_eq!(v, vault_store::STORE_FORMAT_VERSION.to_be_bytes());
+}
+
+#[test]
+fn scans_cross_key_spaces_in_byte_order() {
+    let db = TestDatabase::new();
+    let engine = PgEngine::create(&url(&db), b"hdr", &opts()).expect("create");
+    let keys: Vec<Vec<u8>> = vec![
+        b"A\x00\x01".to_vec(),
+        b"Dzz".to_vec(),
+        b"M".to_vec(),
+        b"M\x00".to_vec(),
+        b"M\xff".to_vec(),
+        b"Ta".to_vec(),
+        b"U".to_vec(),
+        b"U\x00".to_vec(),
+        b"Z9".to_vec(),
+        b"a".to_vec(),
+        b"s\x01".to_vec(),
+        b"~record-macs".to_vec(),
+        vec![0x01, 2],
+        vec![0xff],
+    ];
+    let ops = keys.iter().map(|k| (k.clone(), Some(k.clone()))).collect();
+    engine.commit(group(ops, vec![], 0)).expect("commit");
+    let mut expected: Vec<Vec<u8>> = keys.clone();
+    // The counters and the format version are keys of the key space too.
+    expected.extend([b"C".to_vec(), b"G".to_vec(), b"V".to_vec()]);
+    expected.sort();
+    let all = engine
+        .scan(Bound::Unbounded, Bound::Unbounded, usize::MAX)
+        .expect("scan");
+    let got: Vec<Vec<u8>> = all.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(got, expected);
+    assert!(
+        all.iter()
+            .filter(|(k, _)| keys.contains(k))
+            .all(|(k, v)| k == v)
+    );
+    // Bounded on both sides, across prefixes, with a limit.
+    let part = engine
+        .scan(Bound::Excluded(b"M"), Bound::Included(b"U"), usize::MAX)
+        .expect("scan");
+    let got: Vec<&[u8]> = part.iter().map(|(k, _)| k.as_slice()).collect();
+    assert_eq!(got, vec![&b"M\x00"[..], b"M\xff", b"Ta", b"U"]);
+    let limited = engine
+        .scan(Bound::Included(b"D"), Bound::Unbounded, 3)
+        .expect("scan");
+    let got: Vec<&[u8]> = limited.iter().map(|(k, _)| k.as_slice()).collect();
+    assert_eq!(got, vec![&b"Dzz"[..], b"G", b"M"]);
+}
+
+#[test]
+fn the_expiry_sweep_reads_the_keep_until_column() {
+    let db = TestDatabase::new();
+    let store = Store::create_at(&location(&db), b"hdr", opts()).expect("create");
+    store
+        .write(|tx| {
+            for n in 1..=20u8 {
+                tx.put_record(&id(n), &record(1000 + i64::from(n), n))?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .expect("write");
+    let (due, next) = store.scan_expired(None, 1005, 0).expect("scan");
+    assert_eq!(due, (1..=5).map(id).collect::<Vec<_>>());
+    assert_eq!(next, None);
+    // Paged: at most `max_scan` due records per call, and where to go on.
+    let (first, next) = store.scan_expired(None, 1010, 4).expect("scan");
+    assert_eq!(first, (1..=4).map(id).collect::<Vec<_>>());
+    assert_eq!(next, Some(id(4)));
+    let (rest, _) = store.scan_expired(next, 1010, 0).expect("scan");
+    assert_eq!(rest, (5..=10).map(id).collect::<Vec<_>>());
+    // The sweep reads the indexed column, not the records: a column changed behind the
+    // store's back changes what it finds.
+    db.execute("UPDATE cardvault_record SET keep_until = 0 WHERE key = '\\x14141414141414141414141414141414'");
+    let (due, _) = store.scan_expired(None, 1001, 0).expect("scan");
+    assert_eq!(due, vec![id(1), id(20)]);
+}
+
+#[test]
+fn a_newer_schema_is_refused_with_a_clear_error() {
+    let db = TestDatabase::new();
+    drop(Store::create_at(&location(&db), b"hdr", opts()).expect("create"));
+    db.execute("INSERT INTO cardvault_schema_version (version) VALUES (99)");
+    for r in [
+        Store::open_at(&location(&db), opts()).map(drop),
+        Store::create_at(&location(&db), b"hdr", opts()).map(drop),
+        Store::read_header_at(&location(&db)).map(drop),
+    ] {
+        match r {
+            Err(e @ StoreError::NewerSchema(99)) => {
+                assert!(e.to_string().contains("upgrade cardvault"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn create_refuses_a_vault_and_open_refuses_an_empty_database() {
+    let db = TestDatabase::new();
+    let r = Store::open_at(&location(&db), opts());
+    assert!(matches!(r, Err(StoreError::NotFoundAt(_))), "{r:?}");
+    let r = Store::read_header_at(&location(&db));
+    assert!(matches!(r, Err(StoreError::NotFoundAt(_))), "{r:?}");
+    drop(Store::create_at(&location(&db), b"hdr", opts()).expect("create"));
+    match Store::create_at(&location(&db), b"other", opts()) {
+        Err(e @ StoreError::AlreadyExistsAt(_)) => {
+            assert!(e.to_string().contains(db.name()), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        Store::read_header_at(&location(&db)).expect("header"),
+        b"hdr"
+    );
+}
+
+#[test]
+fn the_password_never_shows() {
+    let db = TestDatabase::new();
+    // Trust authentication ignores the password, so the URL still connects.
+    let with_password = db
+        .url()
+        .replacen("://postgres@", "://postgres:s3cr3t-pw@", 1)
+        .replacen("://root@", "://root:s3cr3t-pw@", 1);
+    assert!(with_password.contains("s3cr3t-pw"), "{with_password}");
+    let at = Location::Database(DatabaseUrl::new(with_password));
+    let store = Store::create_at(&at, b"hdr", opts()).expect("create");
+    let mut shown = vec![
+        format!("{store:?}"),
+        format!("{}", store.location()),
+        format!("{:?}", store.location()),
+    ];
+    let engine = PgEngine::open(&DatabaseUrl::new(at.to_string()), &opts());
+    shown.push(format!("{engine:?}"));
+    for e in [
+        Store::create_at(&at, b"hdr", opts()).map(drop).err(),
+        Store::open_at(
+            &Location::Database(DatabaseUrl::new(
+                "postgres://postgres:s3cr3t-pw@127.0.0.1:1/none?connect_timeout=2",
+            )),
+            opts(),
+        )
+        .map(drop)
+        .err(),
+    ] {
+        let e = e.expect("refused");
+        shown.push(format!("{e} {e:?}"));
+    }
+    for s in &shown {
+        assert!(!s.contains("s3cr3t-pw"), "{s}");
+    }
+    assert!(
+        shown.iter().any(|s| s.contains("postgres:***@")),
+        "{shown:?}"
+    );
+}
+
+#[test]
+fn an_unreachable_server_is_unavailable_not_a_hang() {
+    let at = Location::Database(DatabaseUrl::new(
+        "postgres://postgres@127.0.0.1:1/none?connect_timeout=2",
+    ));
+    let r = Store::open_at(&at, opts());
+    assert!(
+        matches!(r, Err(StoreError::Unavailable(Unavailable::Connect))),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn an_exhausted_pool_is_reported_after_its_wait_bound() {
+    let db = TestDatabase::new();
+    let at = DatabaseUrl::new(db.url_with("pool_max_size=1&pool_timeout_ms=100"));
+    let engine = PgEngine::create(&at, b"hdr", &opts()).expect("create");
+    // A snapshot holds the only connection.
+    let snapshot = engine.snapshot().expect("snapshot").expect("supported");
+    let r = engine.get(b"Mx");
+    assert!(
+        matches!(r, Err(StoreError::Unavailable(Unavailable::PoolExhausted))),
+        "{r:?}"
+    );
+    drop(snapshot);
+    assert_eq!(engine.get(b"Mx").expect("get"), None);
+}
+
+#[test]
+fn the_pool_recovers_when_the_server_ends_its_sessions() {
+    let db = TestDatabase::new();
+    let store = Store::create_at(&location(&db), b"hdr", opts()).expect("create");
+    store
+        .write(|tx| tx.put_raw(b"Mk", b"1".to_vec()))
+        .expect("write");
+    for round in 0..3 {
+        assert!(db.terminate_sessions() >= 1, "round {round}");
+        // The next read either fails as unavailable or succeeds on a new connection.
+        match store.get_raw(b"Mk") {
+            Ok(v) => assert_eq!(v, Some(b"1".to_vec())),
+            Err(StoreError::Unavailable(_)) => {}
+            Err(e) => panic!("round {round}: {e:?}"),
+        }
+        assert_eq!(
+            store.get_raw(b"Mk").expect("read after"),
+            Some(b"1".to_vec())
+        );
+        db.terminate_sessions();
+        match store.write(|tx| tx.put_raw(b"Mk", b"1".to_vec())) {
+            Ok(()) | Err(StoreError::Unavailable(_)) => {}
+            Err(e) => panic!("round {round}: {e:?}"),
+        }
+        store
+            .write(|tx| tx.put_raw(b"Mk", b"1".to_vec()))
+            .expect("write after");
+    }
+}

@@ -1,0 +1,235 @@
+//! Throw-away PostgreSQL databases for the PostgreSQL engine's tests (feature `postgres`).
+//!
+//! The server is `CARDVAULT_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`,
+//! trust authentication). Each [`TestDatabase`] creates a database of its own with a unique name
+//! and drops it (`WITH (FORCE)`, ending any session still on it) when dropped. A server that
+//! cannot be reached fails the test with a message saying so: these tests never skip.
+//!
+//! Tests may run inside a tokio runtime, so every administrative statement runs on a thread of
+//! its own with a runtime of its own.
+
+use std::{
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
+
+use rand::RngExt;
+
+/// The server's URL when `CARDVAULT_TEST_PG_URL` is not set.
+pub const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A database created for one test and dropped with it.
+#[derive(Debug)]
+pub struct TestDatabase {
+    server: String,
+    name: String,
+}
+
+impl TestDatabase {
+    /// Creates `cardvault_test_<pid>_<counter>_<random>` on the test server.
+    ///
+    /// # Panics
+    ///
+    /// If the server cannot be reached or the database cannot be created.
+    pub fn new() -> Self {
+        let server = server_url();
+        let name = format!(
+            "cardvault_test_{}_{}_{:08x}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            rand::rng().random::<u32>()
+        );
+        run_sql(&server, &format!("CREATE DATABASE {name}"));
+        Self { server, name }
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The database's URL: the server's, with this database and any extra query `params`
+    /// (`"pool_max_size=4&statement_timeout_ms=500"`; empty for none).
+    pub fn url_with(&self, params: &str) -> String {
+        let base = with_database(&self.server, &self.name);
+        match (params.is_empty(), base.contains('?')) {
+            (true, _) => base,
+            (false, true) => format!("{base}&{params}"),
+            (false, false) => format!("{base}?{params}"),
+        }
+    }
+
+    /// The database's URL.
+    pub fn url(&self) -> String {
+        self.url_with("")
+    }
+
+    /// Runs `sql` (one or more statements) in this database, as the test server's user.
+    ///
+    /// # Panics
+    ///
+    /// If it fails.
+    pub fn execute(&self, sql: &str) {
+        run_sql(&self.url(), sql);
+    }
+
+    /// Ends every session connected to this database (`pg_terminate_backend`), from the server's
+    /// administrative database; returns how many were ended.
+    ///
+    /// # Panics
+    ///
+    /// If the statement fails.
+    pub fn terminate_sessions(&self) -> u64 {
+        let sql = format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{}' AND pid <> pg_backend_pid()",
+            self.name
+        );
+        query_count(&self.server, &sql)
+    }
+}
+
+impl Default for TestDatabase {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        if std::thread::panicking() {
+            // Do not turn a failing test into an abort; the database is left for inspection.
+            let _ = try_sql(&self.server, &sql);
+        } else {
+            run_sql(&self.server, &sql);
+        }
+    }
+}
+
+/// The test server's URL.
+pub fn server_url() -> String {
+    std::env::var("CARDVAULT_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_SERVER_URL.to_owned())
+}
+
+/// `url` with its database replaced by `db`.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let path = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
+    let mut out = format!("{}/{db}", &base[..path]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+fn run_sql(url: &str, sql: &str) {
+    if let Err(e) = try_sql(url, sql) {
+        panic!(
+            "the PostgreSQL test server ({}; set CARDVAULT_TEST_PG_URL) refused `{sql}`: {e}",
+            redact(url)
+        );
+    }
+}
+
+fn query_count(url: &str, sql: &str) -> u64 {
+    match on_own_thread(url, sql, true) {
+        Ok(n) => n,
+        Err(e) => panic!(
+            "the PostgreSQL test server ({}) refused `{sql}`: {e}",
+            redact(url)
+        ),
+    }
+}
+
+fn try_sql(url: &str, sql: &str) -> Result<(), String> {
+    on_own_thread(url, sql, false).map(drop)
+}
+
+/// Connects to `url` and runs `sql` on a new thread with its own runtime; returns the rows of a
+/// query (`rows`) or 0.
+fn on_own_thread(url: &str, sql: &str, rows: bool) -> Result<u64, String> {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async move {
+            let connect = tokio_postgres::connect(&url, tokio_postgres::NoTls);
+            let (client, connection) = tokio::time::timeout(Duration::from_secs(10), connect)
+                .await
+                .map_err(|_| {
+                    format!(
+                        "cannot connect to the PostgreSQL test server at {} within 10 s",
+                        redact(&url)
+                    )
+                })?
+                .map_err(|e| {
+                    format!(
+                        "cannot connect to the PostgreSQL test server at {}: {e}",
+                        redact(&url)
+                    )
+                })?;
+            let task = tokio::spawn(connection);
+            let n = if rows {
+                client
+                    .simple_query(&sql)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .iter()
+                    .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+                    .count() as u64
+            } else {
+                client
+                    .batch_execute(&sql)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                0
+            };
+            drop(client);
+            let _ = task.await;
+            Ok(n)
+        })
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the administrative thread panicked".to_owned()))
+}
+
+/// The URL without a password (for messages).
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let user = url[s + 3..at].split(':').next().unwrap_or("");
+            format!("{}://{user}@{}", &url[..s], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{redact, with_database};
+
+    #[test]
+    fn the_database_is_replaced_and_passwords_are_not_shown() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
+            "postgres://postgres@127.0.0.1:5432/t1"
+        );
+        assert_eq!(
+            with_database("postgres://u@h?sslmode=disable", "t1"),
+            "postgres://u@h/t1?sslmode=disable"
+        );
+        assert_eq!(redact("postgres://u:pw@h/d"), "postgres://u@h/d");
+    }
+}
