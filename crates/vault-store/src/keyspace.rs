@@ -85,7 +85,7 @@ pub enum Owner {
 
 impl KeySpace {
     /// Every kind, in prefix-byte order.
-    pub const ALL: [Self; 22] = [
+    pub const ALL: [Self; 24] = [
         Self::AuditEntry,
         Self::AuditChainEntry,
         Self::Count,

@@ -362,6 +362,27 @@ fn peer_rate_limit() {
 }
 
 #[test]
+fn a_cache_entry_answers_only_for_the_stored_hash_it_was_verified_against() {
+    // Two gateways over one vault: each has its own verification cache, as two daemons of a
+    // shared vault do. A password set through one is never accepted from the other's cache.
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _clock, m) = fast_vault(dir.path());
+    let b = Gateway::new(a.vault().clone());
+    b.set_login_policy(fast());
+    a.set_merchant_password(m, &pw(SEED_PASSWORD)).unwrap();
+    b.login(m, &pw(SEED_PASSWORD)).unwrap();
+    b.login(m, &pw(SEED_PASSWORD)).unwrap();
+    assert_eq!(b.login_stats().cache_hits, 1, "cached on b");
+    a.set_merchant_password(m, &pw("second-password")).unwrap();
+    assert!(matches!(
+        b.login(m, &pw(SEED_PASSWORD)),
+        Err(GatewayError::Vault(VaultError::Unauthorized))
+    ));
+    assert_eq!(b.login_stats().cache_hits, 1, "no hit for the old password");
+    b.login(m, &pw("second-password")).unwrap();
+}
+
+#[test]
 fn cache_hits_expire_and_are_invalidated_by_a_password_change() {
     let dir = tempfile::tempdir().unwrap();
     let (vault, clock, m) = fast_vault(dir.path());

@@ -25,4 +25,5 @@ mod record_macs;
 mod seam;
 mod session_tokens;
 mod sessions;
+mod shared;
 mod terminals;

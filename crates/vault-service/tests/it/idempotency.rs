@@ -210,6 +210,32 @@ fn in_flight_duplicate_conflicts_and_drop_releases() {
 }
 
 #[test]
+fn a_lookup_replays_or_refuses_and_takes_no_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, clock) = new_vault(dir.path());
+    let k = key(KEY);
+    let lookup = |body: &[u8]| v.idempotency_lookup(merchant(1), ROUTE, &k, &[body]);
+    assert!(lookup(b"body").unwrap().is_none(), "nothing stored");
+    // A look-up takes no key: a request with it proceeds afterwards, and while that one is in
+    // flight a look-up says so.
+    let IdempotencyStart::Proceed(g) = begin(&v, 1, ROUTE, &k, b"body").unwrap() else {
+        panic!("expected to proceed");
+    };
+    assert!(matches!(
+        lookup(b"body"),
+        Err(VaultError::Conflict(c)) if c.code() == "idempotency_in_progress"
+    ));
+    g.finish(&response(201, "done")).unwrap();
+    assert_eq!(lookup(b"body").unwrap().unwrap().body, b"done");
+    assert!(matches!(
+        lookup(b"other"),
+        Err(VaultError::Conflict(c)) if c.code() == "idempotency_mismatch"
+    ));
+    clock.advance(IDEMPOTENCY_TTL);
+    assert!(lookup(b"body").unwrap().is_none(), "older than 24 hours");
+}
+
+#[test]
 fn server_errors_are_not_stored_client_errors_are() {
     let dir = tempfile::tempdir().unwrap();
     let (v, _clock) = new_vault(dir.path());

@@ -19,3 +19,4 @@ mod backup;
 mod idempotency;
 mod library;
 mod model;
+mod shared;

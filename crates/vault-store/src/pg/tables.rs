@@ -79,6 +79,8 @@ const fn table_name(kind: KeySpace) -> Option<&'static str> {
         KeySpace::SessionDue => "cardvault_session_due",
         KeySpace::Payment => "cardvault_payment",
         KeySpace::PaymentDue => "cardvault_payment_due",
+        KeySpace::LoginFailures => "cardvault_login_failures",
+        KeySpace::HeldCvv => "cardvault_held_cvv",
     })
 }
 

@@ -1,0 +1,278 @@
+//! Several daemons on one PostgreSQL vault, simulated by two `Vault`s opened on one test database
+//! in this process (each with its own clock, caches and in-flight idempotency keys): an API key
+//! revoked through one stops authenticating on the other within `SHARED_KEY_CACHE_TTL`; an
+//! idempotency key is claimed in the store (one request proceeds, the other daemon's duplicates
+//! are in progress, the answer replays on both, an abandoned claim is taken over after its lease).
+#![cfg(feature = "postgres")]
+
+use std::{
+    sync::{Arc, Barrier},
+    thread,
+};
+
+use vault_service::{
+    DatabaseUrl, IDEMPOTENCY_LEASE, IdempotencyKey, IdempotencyStart, IdempotentResponse, Location,
+    ManualClock, SHARED_KEY_CACHE_TTL, Scope, Scopes, Vault, VaultError,
+};
+use vault_testkit::postgres::TestDatabase;
+
+use crate::common::{merchant, options, passphrase};
+
+const PASSPHRASE: &str = "shared vault test";
+const ROUTE: &str = "POST /v2/tokens";
+
+/// Two daemons' vaults on one fresh database, each with its own clock (both at `T0`).
+struct Pair {
+    a: Vault,
+    b: Vault,
+    clock_a: Arc<ManualClock>,
+    clock_b: Arc<ManualClock>,
+    // Dropped last: the vaults close first.
+    _db: TestDatabase,
+}
+
+fn pair() -> Pair {
+    let db = TestDatabase::new();
+    let location = Location::Database(DatabaseUrl::new(db.url()));
+    let clock_a = vault_testkit::clock::manual_clock();
+    let clock_b = vault_testkit::clock::manual_clock();
+    let a = Vault::create_at(&location, &passphrase(PASSPHRASE), options(clock_a.clone()))
+        .expect("create the vault in the test database");
+    let b = Vault::open_at(&location, &passphrase(PASSPHRASE), options(clock_b.clone()))
+        .expect("open it a second time");
+    assert!(a.shared() && b.shared());
+    Pair {
+        a,
+        b,
+        clock_a,
+        clock_b,
+        _db: db,
+    }
+}
+
+fn key(s: &str) -> IdempotencyKey {
+    IdempotencyKey::parse(s).unwrap()
+}
+
+const KEY: &str = "6f1c2b3a-1d2e-4f00-8a9b-0c1d2e3f4a5b";
+
+fn response(body: &str) -> IdempotentResponse {
+    IdempotentResponse {
+        status: 201,
+        content_type: "application/json".into(),
+        location: None,
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+fn conflict_code<T: std::fmt::Debug>(r: Result<T, VaultError>) -> &'static str {
+    match r {
+        Err(VaultError::Conflict(c)) => c.code(),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_revoked_key_stops_on_every_daemon_within_the_cache_bound() {
+    let p = pair();
+    p.a.add_merchant(merchant(1), "Shop").unwrap();
+    let create = || {
+        p.a.create_api_key(merchant(1), Scopes::of(&[Scope::Tokenize]), "k")
+            .unwrap()
+    };
+    let (first, second) = (create(), create());
+    let secret = |k: &vault_service::NewApiKey| k.secret.as_str().to_owned();
+    // Both daemons know both keys (B reads them from the store and caches them).
+    for k in [&first, &second] {
+        p.a.authenticate(&secret(k)).unwrap();
+        p.b.authenticate(&secret(k)).unwrap();
+        p.a.revoke_api_key(&k.info.id).unwrap();
+        // The daemon that revoked stops at once.
+        assert!(matches!(
+            p.a.authenticate(&secret(k)),
+            Err(VaultError::Unauthorized)
+        ));
+    }
+    // The other one still trusts its cached copies, for less than the bound...
+    p.clock_b
+        .advance(SHARED_KEY_CACHE_TTL - time::Duration::milliseconds(1));
+    p.b.authenticate(&secret(&first)).unwrap();
+    p.b.authenticate(&secret(&second)).unwrap();
+    // ...and reads the store again once the bound is reached.
+    p.clock_b.advance(time::Duration::milliseconds(1));
+    assert!(matches!(
+        p.b.authenticate(&secret(&first)),
+        Err(VaultError::Unauthorized)
+    ));
+    // A clock that went back does not keep a cached copy fresh: it is read again too.
+    p.clock_b
+        .advance(-(SHARED_KEY_CACHE_TTL + time::Duration::milliseconds(1)));
+    assert!(matches!(
+        p.b.authenticate(&secret(&second)),
+        Err(VaultError::Unauthorized)
+    ));
+}
+
+#[test]
+fn one_claim_per_key_across_daemons_and_the_answer_replays_on_both() {
+    let p = pair();
+    let k = key(KEY);
+    let m = merchant(1);
+    let IdempotencyStart::Proceed(guard) = p.a.idempotency_begin(m, ROUTE, &k, &[b"body"]).unwrap()
+    else {
+        panic!("expected to proceed");
+    };
+    // The other daemon sees the claim: in progress, for the same request or another one; a
+    // look-up says so too, and takes nothing.
+    assert_eq!(
+        conflict_code(p.b.idempotency_begin(m, ROUTE, &k, &[b"body"])),
+        "idempotency_in_progress"
+    );
+    assert_eq!(
+        conflict_code(p.b.idempotency_begin(m, ROUTE, &k, &[b"other"])),
+        "idempotency_in_progress"
+    );
+    assert_eq!(
+        conflict_code(p.b.idempotency_lookup(m, ROUTE, &k, &[b"body"])),
+        "idempotency_in_progress"
+    );
+    // Another merchant's same key is another key.
+    assert!(matches!(
+        p.b.idempotency_begin(merchant(2), ROUTE, &k, &[b"body"]),
+        Ok(IdempotencyStart::Proceed(_))
+    ));
+    guard.finish(&response("made on a")).unwrap();
+    for v in [&p.a, &p.b] {
+        match v.idempotency_begin(m, ROUTE, &k, &[b"body"]).unwrap() {
+            IdempotencyStart::Replay(r) => assert_eq!(r.body, b"made on a"),
+            IdempotencyStart::Proceed(_) => panic!("expected a replay"),
+        }
+        assert_eq!(
+            conflict_code(v.idempotency_begin(m, ROUTE, &k, &[b"other"])),
+            "idempotency_mismatch"
+        );
+        assert_eq!(
+            v.idempotency_lookup(m, ROUTE, &k, &[b"body"])
+                .unwrap()
+                .unwrap()
+                .body,
+            b"made on a"
+        );
+    }
+}
+
+#[test]
+fn concurrent_duplicates_on_two_daemons_proceed_once() {
+    let p = pair();
+    let k = key(KEY);
+    let m = merchant(1);
+    const PER_DAEMON: usize = 6;
+    let barrier = Arc::new(Barrier::new(2 * PER_DAEMON));
+    let handles: Vec<_> = (0..2 * PER_DAEMON)
+        .map(|i| {
+            let v = if i % 2 == 0 { p.a.clone() } else { p.b.clone() };
+            let barrier = barrier.clone();
+            thread::spawn(move || {
+                barrier.wait();
+                match v.idempotency_begin(m, ROUTE, &k, &[b"body"]) {
+                    // Keep the claim until every thread has tried.
+                    Ok(IdempotencyStart::Proceed(g)) => Ok(g),
+                    Ok(IdempotencyStart::Replay(_)) => panic!("nothing was answered yet"),
+                    Err(e) => Err(conflict_code::<()>(Err(e))),
+                }
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let proceeded = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(proceeded, 1, "exactly one request proceeds");
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|c| *c == "idempotency_in_progress")
+    );
+    let guard = results.into_iter().find_map(Result::ok).unwrap();
+    guard.finish(&response("once")).unwrap();
+    match p.b.idempotency_begin(m, ROUTE, &k, &[b"body"]).unwrap() {
+        IdempotencyStart::Replay(r) => assert_eq!(r.body, b"once"),
+        IdempotencyStart::Proceed(_) => panic!("expected a replay"),
+    }
+}
+
+#[test]
+fn a_dropped_guard_frees_the_key_for_every_daemon() {
+    let p = pair();
+    let k = key(KEY);
+    let m = merchant(1);
+    let first = p.a.idempotency_begin(m, ROUTE, &k, &[b"body"]).unwrap();
+    assert!(matches!(first, IdempotencyStart::Proceed(_)));
+    drop(first);
+    // The claim's removal is queued on A's committer: wait for it.
+    p.a.barrier().unwrap();
+    let IdempotencyStart::Proceed(g) = p.b.idempotency_begin(m, ROUTE, &k, &[b"again"]).unwrap()
+    else {
+        panic!("expected to proceed");
+    };
+    // Server errors are not stored: the key is free again afterwards.
+    g.finish(&IdempotentResponse {
+        status: 503,
+        ..response("busy")
+    })
+    .unwrap();
+    p.b.barrier().unwrap();
+    assert!(matches!(
+        p.a.idempotency_begin(m, ROUTE, &k, &[b"third"]),
+        Ok(IdempotencyStart::Proceed(_))
+    ));
+}
+
+#[test]
+fn an_abandoned_claim_is_taken_over_after_its_lease() {
+    let p = pair();
+    let k = key(KEY);
+    let m = merchant(1);
+    // Daemon A claims the key and then stops answering (killed, or just slow).
+    let IdempotencyStart::Proceed(stale) = p.a.idempotency_begin(m, ROUTE, &k, &[b"body"]).unwrap()
+    else {
+        panic!("expected to proceed");
+    };
+    p.clock_b
+        .advance(IDEMPOTENCY_LEASE - time::Duration::seconds(1));
+    assert_eq!(
+        conflict_code(p.b.idempotency_begin(m, ROUTE, &k, &[b"body"])),
+        "idempotency_in_progress"
+    );
+    p.clock_b.advance(time::Duration::seconds(1));
+    let IdempotencyStart::Proceed(taken) = p.b.idempotency_begin(m, ROUTE, &k, &[b"body"]).unwrap()
+    else {
+        panic!("expected to take the key over");
+    };
+    // A's answer comes too late: its claim is gone, nothing of it is stored.
+    assert_eq!(
+        conflict_code(stale.finish(&response("late, from a"))),
+        "idempotency_in_progress"
+    );
+    taken.finish(&response("from b")).unwrap();
+    p.clock_a.advance(IDEMPOTENCY_LEASE);
+    match p.a.idempotency_begin(m, ROUTE, &k, &[b"body"]).unwrap() {
+        IdempotencyStart::Replay(r) => assert_eq!(r.body, b"from b"),
+        IdempotencyStart::Proceed(_) => panic!("expected a replay"),
+    }
+}
+
+#[test]
+fn a_lookup_writes_no_claim() {
+    let p = pair();
+    let k = key(KEY);
+    let m = merchant(1);
+    assert!(
+        p.a.idempotency_lookup(m, ROUTE, &k, &[b"body"])
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        p.b.idempotency_begin(m, ROUTE, &k, &[b"body"]),
+        Ok(IdempotencyStart::Proceed(_))
+    ));
+}
