@@ -447,6 +447,31 @@ impl Engine for PgEngine {
         })
     }
 
+    /// The compare-and-set of the header: another daemon's rotation since `previous` was read
+    /// refuses this one as raced (its job then starts again from the stored header).
+    fn replace_header(&self, previous: &[u8], header: &[u8]) -> Result<(), StoreError> {
+        if previous == header {
+            return Ok(());
+        }
+        let (previous, header) = (previous.to_vec(), header.to_vec());
+        let replaced = self.call(|inner| async move {
+            with_client!(&inner, |c| {
+                let stmt = c
+                    .prepare_cached(sql::META_REPLACE)
+                    .await
+                    .map_err(|e| reads::fail(&e))?;
+                c.execute(&stmt, &[&sql::HEADER, &previous, &header])
+                    .await
+                    .map_err(|e| reads::fail(&e))
+            })
+        })?;
+        if replaced == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(crate::ConflictKind::Raced))
+        }
+    }
+
     /// Folds this writer's counts into the base row (the sums do not change) and retires it.
     fn close(&self, generation: u64) -> Result<(), StoreError> {
         let _ = generation;

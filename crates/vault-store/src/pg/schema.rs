@@ -56,6 +56,8 @@ CREATE TABLE cardvault_idempotency_index (key bytea PRIMARY KEY, value bytea NOT
 CREATE TABLE cardvault_session_due (key bytea PRIMARY KEY, value bytea NOT NULL);
 CREATE TABLE cardvault_payment_due (key bytea PRIMARY KEY, value bytea NOT NULL);
 CREATE TABLE cardvault_marker (key bytea PRIMARY KEY, value bytea NOT NULL);
+CREATE TABLE cardvault_audit_chain_entry (key bytea PRIMARY KEY, value bytea NOT NULL);
+CREATE TABLE cardvault_audit_chain_head (key bytea PRIMARY KEY, value bytea NOT NULL);
 ";
 
 /// Whether the database has cardvault's schema (any version).

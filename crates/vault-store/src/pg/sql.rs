@@ -118,6 +118,9 @@ pub(crate) fn scan(table: TableId, lower: Bound<()>, upper: Bound<()>) -> String
 pub(crate) const COUNTERS: &str =
     "SELECT coalesce(sum(groups), 0)::int8, coalesce(sum(records), 0)::int8 FROM cardvault_writers";
 /// One meta row: `$1` name.
+/// Replaces the meta row `$1` only if it still holds `$2` (the key header's compare-and-set).
+pub(crate) const META_REPLACE: &str =
+    "UPDATE cardvault_meta SET value = $3 WHERE name = $1 AND value = $2";
 pub(crate) const META_GET: &str = "SELECT value FROM cardvault_meta WHERE name = $1";
 /// Insert or replace a meta row: `$1` name, `$2` value.
 pub(crate) const META_PUT: &str = "INSERT INTO cardvault_meta (name, value) VALUES ($1, $2) \

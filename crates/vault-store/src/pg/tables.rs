@@ -67,6 +67,8 @@ const fn table_name(kind: KeySpace) -> Option<&'static str> {
         KeySpace::Dedupe => "cardvault_dedupe",
         KeySpace::AuditEntry => "cardvault_audit_entry",
         KeySpace::AuditHead => "cardvault_audit_head",
+        KeySpace::AuditChainEntry => "cardvault_audit_chain_entry",
+        KeySpace::AuditChainHead => "cardvault_audit_chain_head",
         KeySpace::IdempotencyRecord => "cardvault_idempotency",
         KeySpace::IdempotencyIndex => "cardvault_idempotency_index",
         KeySpace::Merchant => "cardvault_merchant",
