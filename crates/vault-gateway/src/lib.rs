@@ -2,7 +2,7 @@
 //!
 //! Sessions (the short-lived, single-use tokens a merchant's server obtains and a browser or
 //! payment step spends), card capture through them, payments with a stored card, the one-click
-//! saving of cards, and the in-memory store of the CVVs pending payments wait for.
+//! saving of cards, and the store of the CVVs pending payments wait for.
 //!
 //! # Layout
 //!
@@ -83,8 +83,9 @@ fn os_rng() -> rand::rand_core::UnwrapErr<rand::rngs::SysRng> {
 
 /// The payment gateway over one vault. Cheap to clone (a handle); `Send + Sync`. Like a
 /// [`Vault`] handle, it acts for one [`Actor`] ([`as_actor`](Self::as_actor)), named in the audit
-/// entries of what it does. Make one per vault and share it: it holds the CVVs of pending
-/// payments, in memory only.
+/// entries of what it does. Make one per vault and share it: on a directory vault it holds the
+/// CVVs of pending payments, in memory only (a vault shared by several daemons holds them in the
+/// store, sealed, so that any daemon can hand one over).
 #[derive(Clone)]
 pub struct Gateway {
     vault: Vault,

@@ -334,9 +334,10 @@ impl Gateway {
     /// Spends a card-capture session (`TOKENIZE`, hosted `tokenization` or `payment`) on `card`:
     /// stores it for the session's merchant and customer (or replaces the card behind the session's
     /// `secureTokenId`), and for a hosted `payment` session starts a payment with it, holding `cvv`
-    /// in memory (sealed) for the acquirer leg. `origin` is the browser's `Origin` header, if any.
-    /// The card is validated before the session is spent, so a mistyped card leaves it usable.
-    /// Audited (`card.capture`, and `payment.use` for hosted payments).
+    /// sealed for the acquirer leg (in memory, or in the store on a shared vault). `origin` is the
+    /// browser's `Origin` header, if any. The card is validated before the session is spent, so
+    /// a mistyped card leaves it usable. Audited (`card.capture`, and `payment.use` for hosted
+    /// payments).
     pub fn capture_card(
         &self,
         session: &SessionToken,
@@ -508,8 +509,9 @@ impl Gateway {
     /// must be a live token of the session's merchant (`NotFound` otherwise) bound to the customer
     /// given (`CustomerMismatch` otherwise); a failed binding check spends the session too, so it
     /// cannot be used to guess. The CVV is required unless the card is saved for one-click use.
-    /// With `reveal`, the card (and this CVV) is returned now; otherwise the CVV is held in memory,
-    /// sealed, until [`payment_card`](Self::payment_card) takes it or the session's expiry.
+    /// With `reveal`, the card (and this CVV) is returned now; otherwise the CVV is held, sealed
+    /// (in memory, or in the store on a shared vault, where any daemon can hand it over), until
+    /// [`payment_card`](Self::payment_card) takes it or the session's expiry.
     /// Audited (`payment.use`).
     pub fn start_payment(
         &self,
@@ -732,8 +734,8 @@ impl Gateway {
     }
 
     /// The card of a pending payment of `merchant`, for its acquirer leg; the CVV given with the
-    /// payment comes with it the first time only (it is then gone from memory). Callers must hold
-    /// the `reveal` scope. Audited (`payment.card`).
+    /// payment comes with it the first time only (it is then gone, on every daemon). Callers
+    /// must hold the `reveal` scope. Audited (`payment.card`).
     pub fn payment_card(
         &self,
         merchant: MerchantId,

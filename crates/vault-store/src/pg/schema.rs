@@ -58,6 +58,8 @@ CREATE TABLE cardvault_payment_due (key bytea PRIMARY KEY, value bytea NOT NULL)
 CREATE TABLE cardvault_marker (key bytea PRIMARY KEY, value bytea NOT NULL);
 CREATE TABLE cardvault_audit_chain_entry (key bytea PRIMARY KEY, value bytea NOT NULL);
 CREATE TABLE cardvault_audit_chain_head (key bytea PRIMARY KEY, value bytea NOT NULL);
+CREATE TABLE cardvault_login_failures (key bytea PRIMARY KEY, value bytea NOT NULL);
+CREATE TABLE cardvault_held_cvv (key bytea PRIMARY KEY, value bytea NOT NULL);
 ";
 
 /// Whether the database has cardvault's schema (any version).
