@@ -20,7 +20,7 @@
 
 use time::OffsetDateTime;
 use vault_core::MerchantId;
-use vault_service::{KeySpace, Table, Txn, Vault, VaultError, Versioned};
+use vault_service::{KeySpace, Table, Txn, Update, Vault, VaultError, Versioned};
 
 use serde::{Deserialize, Serialize};
 
@@ -107,23 +107,22 @@ pub(crate) fn take(
     merchant: MerchantId,
     now: OffsetDateTime,
 ) -> Result<Option<Taken>, VaultError> {
-    let key = HELD.key(id.as_bytes());
-    let Some(bytes) = txn.get(&key)? else {
-        return Ok(None);
-    };
-    let Ok(rec) = HELD.decode(&bytes) else {
-        // Damaged: it can never be handed out; it goes.
-        txn.compare_and_set(&key, Some(&bytes), None)?;
-        return Ok(None);
-    };
-    if rec.merchant != merchant.get() {
-        return Ok(None);
-    }
-    txn.compare_and_set(&key, Some(&bytes), None)?;
-    if rec.expires_at <= now.unix_timestamp() {
-        return Ok(None);
-    }
-    Ok(Some(Taken { id: *id, rec }))
+    txn.update(&HELD.key(id.as_bytes()), |bytes| {
+        let Some(bytes) = bytes else {
+            return Ok(Update::Keep(None));
+        };
+        let Ok(rec) = HELD.decode(bytes) else {
+            // Damaged: it can never be handed out; it goes.
+            return Ok(Update::Delete(None));
+        };
+        if rec.merchant != merchant.get() {
+            return Ok(Update::Keep(None));
+        }
+        if rec.expires_at <= now.unix_timestamp() {
+            return Ok(Update::Delete(None));
+        }
+        Ok(Update::Delete(Some(Taken { id: *id, rec })))
+    })
 }
 
 impl Taken {
@@ -155,10 +154,12 @@ pub(crate) fn sweep(vault: &Vault, now: OffsetDateTime) -> Result<u64, VaultErro
             let mut n = 0;
             for (key, value) in &chunk {
                 // Taken meanwhile by a hand-over: nothing to do.
-                if txn.get(key)?.as_deref() == Some(value.as_slice()) {
-                    txn.compare_and_set(key, Some(value), None)?;
-                    n += 1;
-                }
+                n += txn.update(key, |current| {
+                    Ok::<_, VaultError>(match current {
+                        Some(c) if c == value.as_slice() => Update::Delete(1),
+                        _ => Update::Keep(0),
+                    })
+                })?;
             }
             Ok(n)
         })?;

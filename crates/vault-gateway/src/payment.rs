@@ -13,7 +13,7 @@ use vault_core::{
     Brand, CardholderName, CustomerId, Expiry, MaskedPan, MerchantId, Metadata, Pan, Token,
 };
 use vault_service::{
-    Codec, KeySpace, RevealedCard, Table, TokenizeOptions, Txn, UpdateOptions, Versioned,
+    Codec, KeySpace, RevealedCard, Table, TokenizeOptions, Txn, Update, UpdateOptions, Versioned,
 };
 
 use crate::{
@@ -851,24 +851,25 @@ impl Gateway {
             // once the payment is no longer pending.
             drop(self.state.cvv.take(&id, now.unix_timestamp()));
         }
-        let info = self.vault.transact(move |txn| {
-            let key = id.key();
-            let read = txn.get(&key)?.ok_or(VaultError::NotFound)?;
-            let mut rec = PAYMENTS.decode(&read).map_err(VaultError::from)?;
-            if rec.merchant != merchant.get() {
-                return Err(VaultError::NotFound.into());
-            }
-            if status_of(rec.status) != PaymentStatus::Pending {
-                return Err(GatewayError::field(
-                    "result",
-                    "already_reported",
-                    "this payment's outcome was already reported",
-                ));
-            }
-            rec.status = if succeeded { 1 } else { 2 };
+        let info = self.vault.transact(move |txn| -> Result<_, GatewayError> {
             // Conditional on the record read: of two reports racing on two daemons of a shared
             // vault, one commits and the other runs again and finds the outcome reported.
-            txn.compare_and_set(&key, Some(&read), Some(PAYMENTS.encode(&rec)))?;
+            let rec = txn.update(&id.key(), |read| {
+                let read = read.ok_or(VaultError::NotFound)?;
+                let mut rec = PAYMENTS.decode(read).map_err(VaultError::from)?;
+                if rec.merchant != merchant.get() {
+                    return Err(VaultError::NotFound.into());
+                }
+                if status_of(rec.status) != PaymentStatus::Pending {
+                    return Err(GatewayError::field(
+                        "result",
+                        "already_reported",
+                        "this payment's outcome was already reported",
+                    ));
+                }
+                rec.status = if succeeded { 1 } else { 2 };
+                Ok(Update::Put(PAYMENTS.encode(&rec), rec))
+            })?;
             if shared {
                 // In the outcome's commit: a hand-over committing after it finds no CVV.
                 cvv_held::discard(txn, &id)?;

@@ -13,7 +13,7 @@ use hmac::{KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use vault_core::{CustomerId, MerchantId, Token};
-use vault_service::{KeySpace, Table, Txn, Versioned};
+use vault_service::{KeySpace, Table, Txn, Update, Versioned};
 
 use crate::TerminalId;
 
@@ -276,13 +276,13 @@ pub(crate) fn spend_session(
     origin: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<SessionRec, GatewayError> {
-    let key = SESSIONS.key(id);
-    let read = txn.get(&key)?.ok_or(GatewayError::SessionInvalid)?;
-    let mut rec = SESSIONS.decode(&read).map_err(VaultError::from)?;
-    check_usable(&rec, merchant, origin, now)?;
-    rec.used_at = Some(now.unix_timestamp());
-    txn.compare_and_set(&key, Some(&read), Some(SESSIONS.encode(&rec)))?;
-    Ok(rec)
+    txn.update(&SESSIONS.key(id), |read| {
+        let read = read.ok_or(GatewayError::SessionInvalid)?;
+        let mut rec = SESSIONS.decode(read).map_err(VaultError::from)?;
+        check_usable(&rec, merchant, origin, now)?;
+        rec.used_at = Some(now.unix_timestamp());
+        Ok(Update::Put(SESSIONS.encode(&rec), rec))
+    })
 }
 
 fn check_usable(

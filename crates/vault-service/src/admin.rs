@@ -16,7 +16,7 @@ use vault_store::{Table, Versioned};
 use zeroize::Zeroizing;
 
 use crate::{
-    Actor, AuditAction, AuditOutcome, Vault, VaultError,
+    Actor, AuditAction, AuditOutcome, Update, Vault, VaultError,
     api_key_cache::ApiKeyRec,
     record_mac::{MAC_VERSION, RecordKind},
     txn::Entry,
@@ -679,14 +679,14 @@ impl Vault {
         let k = API_KEYS.key(&raw);
         let mac = self.record_mac(RecordKind::API_KEY);
         let rec = self.transact(move |txn| -> Result<ApiKeyRec, VaultError> {
-            let tx = txn.raw();
-            let bytes = tx.get_raw(&k)?.ok_or(VaultError::NotFound)?;
-            // The MAC is checked on the stored bytes before anything is decoded.
-            let mut rec = mac.open_in(&API_KEYS, &raw, &bytes)?;
-            rec.revoked = true;
-            let sealed = mac.seal_in(&API_KEYS, &raw, &rec);
             // Conditional on the record read (a shared vault's other daemons write keys too).
-            tx.compare_and_set(&k, Some(&bytes), Some(sealed))?;
+            let rec = crate::txn::update_raw(txn.raw(), &k, |bytes| {
+                let bytes = bytes.ok_or(VaultError::NotFound)?;
+                // The MAC is checked on the stored bytes before anything is decoded.
+                let mut rec = mac.open_in(&API_KEYS, &raw, bytes)?;
+                rec.revoked = true;
+                Ok::<_, VaultError>(Update::Put(mac.seal_in(&API_KEYS, &raw, &rec), rec))
+            })?;
             entry.stage(txn, None, detail.clone())?;
             Ok(rec)
         })?;

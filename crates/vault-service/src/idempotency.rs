@@ -77,7 +77,7 @@ use vault_core::{MerchantId, open_blob, seal_blob};
 use vault_store::{Table, Versioned};
 use zeroize::Zeroizing;
 
-use crate::{Vault, VaultError, vault::Core};
+use crate::{Update, Vault, VaultError, txn::update_raw, vault::Core};
 
 use crate::HmacSha256;
 
@@ -257,24 +257,27 @@ impl IdempotencyGuard {
             .inner
             .store
             .write(move |tx| -> Result<(), VaultError> {
-                let current = tx.get_raw(&record_key)?;
-                if let Some(owner) = claim {
-                    // Shared vault: only over this request's own claim (the claim's index entry
-                    // is the answer's: same key, same time).
-                    match current.as_deref().map(decode_stored).transpose()? {
-                        Some(Stored::Claim(c)) if c.owner == owner => {}
-                        _ => {
-                            return Err(in_progress());
-                        }
+                let replaced = update_raw(tx, &record_key, |current| {
+                    let current = current.map(decode_stored);
+                    if let Some(owner) = claim {
+                        // Shared vault: only over this request's own claim (the claim's index
+                        // entry is the answer's: same key, same time).
+                        return match current.transpose()? {
+                            Some(Stored::Claim(c)) if c.owner == owner => {
+                                Ok(Update::Put(value.clone(), None))
+                            }
+                            _ => Err(in_progress()),
+                        };
                     }
-                } else if let Some(Ok(old)) = current.as_deref().map(decode_stored) {
                     // A record being replaced (older than 24 h) takes its index entry with it.
-                    let old_index = index_key(old.created_at(), merchant, &key);
-                    if old_index != index {
-                        tx.delete_raw_key(&old_index)?;
-                    }
+                    let old = current.and_then(Result::ok).map(|r| r.created_at());
+                    Ok(Update::Put(value.clone(), old))
+                })?;
+                if let Some(old_index) = replaced.map(|t| index_key(t, merchant, &key))
+                    && old_index != index
+                {
+                    tx.delete_raw_key(&old_index)?;
                 }
-                tx.compare_and_set(&record_key, current.as_deref(), Some(value.clone()))?;
                 tx.put_raw(&index, Vec::new())?;
                 Ok(())
             })?;
@@ -295,11 +298,13 @@ impl Drop for IdempotencyGuard {
             let index = index_key(self.started.unix_timestamp(), self.merchant, &self.key);
             self.vault.inner.store.submit(
                 move |tx| -> Result<(), VaultError> {
-                    let current = tx.get_raw(&record_key)?;
-                    if let Some(Ok(Stored::Claim(c))) = current.as_deref().map(decode_stored)
-                        && c.owner == owner
-                    {
-                        tx.compare_and_set(&record_key, current.as_deref(), None)?;
+                    let released = update_raw(tx, &record_key, |current| {
+                        Ok::<_, VaultError>(match current.map(decode_stored) {
+                            Some(Ok(Stored::Claim(c))) if c.owner == owner => Update::Delete(true),
+                            _ => Update::Keep(false),
+                        })
+                    })?;
+                    if released {
                         tx.delete_raw_key(&index)?;
                     }
                     Ok(())
@@ -413,8 +418,8 @@ fn standing(stored: Option<Stored>, now: OffsetDateTime) -> Result<Standing, Vau
 
 /// What a shared vault's claiming job did.
 enum ClaimOutcome {
-    /// The key is this request's now.
-    Taken,
+    /// The key is this request's now (replacing the record created then, if any).
+    Taken(Option<i64>),
     /// A live answer is stored.
     Answered(StoredRec),
     /// Another request holds a live claim.
@@ -476,26 +481,28 @@ impl Vault {
             let key = *key;
             let claim_key = record_key.clone();
             let outcome = self.inner.store.write(move |tx| -> Result<_, VaultError> {
-                let record_key = &claim_key;
-                let current = tx.get_raw(record_key)?;
-                let stored = current.as_deref().map(decode_stored).transpose()?;
-                match standing(stored, now)? {
-                    Standing::Answered(rec) => Ok(ClaimOutcome::Answered(rec)),
-                    Standing::Claimed => Ok(ClaimOutcome::Held),
-                    Standing::Free(replaced) => {
-                        tx.compare_and_set(record_key, current.as_deref(), Some(claim.clone()))?;
-                        if let Some(old) = replaced.map(|t| index_key(t, merchant, &key))
-                            && old != index
-                        {
-                            tx.delete_raw_key(&old)?;
+                let outcome = update_raw(tx, &claim_key, |current| {
+                    let stored = current.map(decode_stored).transpose()?;
+                    Ok::<_, VaultError>(match standing(stored, now)? {
+                        Standing::Answered(rec) => Update::Keep(ClaimOutcome::Answered(rec)),
+                        Standing::Claimed => Update::Keep(ClaimOutcome::Held),
+                        Standing::Free(replaced) => {
+                            Update::Put(claim.clone(), ClaimOutcome::Taken(replaced))
                         }
-                        tx.put_raw(&index, Vec::new())?;
-                        Ok(ClaimOutcome::Taken)
+                    })
+                })?;
+                if let ClaimOutcome::Taken(replaced) = &outcome {
+                    if let Some(old) = replaced.map(|t| index_key(t, merchant, &key))
+                        && old != index
+                    {
+                        tx.delete_raw_key(&old)?;
                     }
+                    tx.put_raw(&index, Vec::new())?;
                 }
+                Ok(outcome)
             })?;
             match outcome {
-                ClaimOutcome::Taken => {
+                ClaimOutcome::Taken(_) => {
                     guard.claim = Some(owner);
                     return Ok(IdempotencyStart::Proceed(guard));
                 }
@@ -650,19 +657,21 @@ impl Vault {
                             continue;
                         };
                         // Re-read inside the commit: the key may have been answered again since
-                        // (a newer record with its own index entry), which stays.
-                        let Some(bytes) = tx.get_raw(&record_key)? else {
-                            continue;
-                        };
-                        let current =
-                            decode_stored(&bytes).map(|r| index_time(r.created_at()) == t);
-                        // A record that does not decode is removed once an index entry naming
-                        // it is due: it can never be replayed. Conditional: on a shared vault
-                        // another daemon may be claiming the key right now.
-                        if current.unwrap_or(true) {
-                            tx.compare_and_set(&record_key, Some(&bytes), None)?;
-                            n += 1;
-                        }
+                        // (a newer record with its own index entry), which stays. A record that
+                        // does not decode is removed once an index entry naming it is due: it
+                        // can never be replayed. Conditional: on a shared vault another daemon
+                        // may be claiming the key right now.
+                        n += update_raw(tx, &record_key, |current| {
+                            Ok::<_, VaultError>(match current {
+                                Some(bytes)
+                                    if decode_stored(bytes)
+                                        .map_or(true, |r| index_time(r.created_at()) == t) =>
+                                {
+                                    Update::Delete(1)
+                                }
+                                _ => Update::Keep(0),
+                            })
+                        })?;
                     }
                     Ok(n)
                 })?;

@@ -68,7 +68,7 @@ pub use model::{
     UpdateOptions,
 };
 pub use record_mac::{RecordKind, RecordMac};
-pub use txn::{LiveToken, PreparedTokenize, Txn};
+pub use txn::{LiveToken, PreparedTokenize, Txn, Update};
 pub use vault::{MAX_QUEUED_AUDIT, Vault, VaultOptions};
 pub use write::MAX_BATCH;
 
@@ -77,6 +77,6 @@ pub use vault_core::{
     KeyError, KeySource, MaskedPan, MerchantId, Metadata, Pan, Passphrase, SecretKey, Token,
 };
 pub use vault_store::{
-    Codec, ConflictKind, Durability, KeySpace, StoreError, StoreStats, Structure, Table, TableKey,
-    Versioned,
+    Codec, ConflictKind, DatabaseUrl, Durability, KeySpace, Location, StoreError, StoreStats,
+    Structure, Table, TableKey, Versioned,
 };

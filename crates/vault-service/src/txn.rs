@@ -182,6 +182,25 @@ impl<'j, 'g> Txn<'j, 'g> {
         Ok(self.tx.compare_and_set(key, expected, new)?)
     }
 
+    /// A read-modify-write of the caller's record under `key` (a key outside the vault's
+    /// prefixes), safe against other daemons of a shared vault: `decide` gets the value now
+    /// stored (`None`: absent) and says what to do ([`Update`]); a write is a compare-and-set on
+    /// the bytes `decide` saw, checked again by the database at commit. If another daemon's
+    /// commit changed the record between the read and the write, `decide` runs again on the new
+    /// value (so it must decide from its argument only); at commit, a group that lost a race runs
+    /// again as a whole.
+    pub fn update<T, E>(
+        &mut self,
+        key: &[u8],
+        decide: impl FnMut(Option<&[u8]>) -> Result<Update<T>, E>,
+    ) -> Result<T, E>
+    where
+        E: From<VaultError>,
+    {
+        check_foreign(key)?;
+        update_raw(self.tx, key, decide)
+    }
+
     /// The caller's record under `key` in `table` (a table the vault does not own), decoded.
     pub fn get_in<K: TableKey + ?Sized, V: Codec>(
         &self,
@@ -392,6 +411,51 @@ impl Vault {
             self.record(actor, action, token, detail, AuditOutcome::of(&result))?;
         }
         result
+    }
+}
+
+/// What [`Txn::update`] does with the record it read, and the result it hands back.
+#[derive(Debug)]
+pub enum Update<T> {
+    /// Write nothing.
+    Keep(T),
+    /// Store these bytes.
+    Put(Vec<u8>, T),
+    /// Remove the record.
+    Delete(T),
+}
+
+/// Most times [`update_raw`] reads again because the record changed between its read and its
+/// write (another daemon committed in between): past that, the conflict is the caller's error.
+const UPDATE_REREADS: usize = 8;
+
+/// [`Txn::update`] on the store's transaction, for the vault's own jobs (any key outside the
+/// store's prefixes).
+pub(crate) fn update_raw<T, E>(
+    tx: &mut WriteTx<'_>,
+    key: &[u8],
+    mut decide: impl FnMut(Option<&[u8]>) -> Result<Update<T>, E>,
+) -> Result<T, E>
+where
+    E: From<VaultError>,
+{
+    let mut rereads = 0;
+    loop {
+        let read = tx.get_raw(key).map_err(VaultError::from)?;
+        let (new, out) = match decide(read.as_deref())? {
+            Update::Keep(out) => return Ok(out),
+            Update::Put(bytes, out) => (Some(bytes), out),
+            Update::Delete(out) => (None, out),
+        };
+        match tx.compare_and_set(key, read.as_deref(), new) {
+            Ok(()) => return Ok(out),
+            // The committed value moved between the two reads (a shared vault's other daemon):
+            // decide again on what is there now.
+            Err(vault_store::StoreError::Conflict(
+                vault_store::ConflictKind::Exists | vault_store::ConflictKind::Changed,
+            )) if rereads < UPDATE_REREADS => rereads += 1,
+            Err(e) => return Err(VaultError::from(e).into()),
+        }
     }
 }
 

@@ -12,7 +12,7 @@
 //! unlocking the merchant delete it; so does the sweep once every failure in it is older than the
 //! window.
 
-use vault_service::{Table, Txn, Vault};
+use vault_service::{Table, Txn, Update, Vault};
 
 use super::*;
 use crate::credentials::limits::{MAX_KEPT_FAILURES, window_len};
@@ -86,16 +86,14 @@ pub(super) fn count_stored_failure(
 ) -> Result<(), GatewayError> {
     let len = window_len(policy);
     vault.transact(move |txn| -> Result<(), GatewayError> {
-        let key = FAILURES.key(&merchant);
-        let read = txn.get(&key)?;
-        // A record that does not decode is replaced: it only ever counted failures.
-        let rec = read
-            .as_deref()
-            .and_then(|b| FAILURES.decode(b).ok())
-            .unwrap_or_default()
-            .with_failure(now, len);
-        txn.compare_and_set(&key, read.as_deref(), Some(FAILURES.encode(&rec)))?;
-        Ok(())
+        txn.update(&FAILURES.key(&merchant), |read| {
+            // A record that does not decode is replaced: it only ever counted failures.
+            let rec = read
+                .and_then(|b| FAILURES.decode(b).ok())
+                .unwrap_or_default()
+                .with_failure(now, len);
+            Ok::<_, GatewayError>(Update::Put(FAILURES.encode(&rec), ()))
+        })
     })
 }
 
@@ -130,10 +128,13 @@ pub(super) fn sweep(
         removed += vault.transact(move |txn| -> Result<u64, VaultError> {
             let mut n = 0;
             for (key, value) in &chunk {
-                if txn.get(key)?.as_deref() == Some(value.as_slice()) {
-                    txn.compare_and_set(key, Some(value), None)?;
-                    n += 1;
-                }
+                // A failure counted meanwhile changed the record: it stays.
+                n += txn.update(key, |current| {
+                    Ok::<_, VaultError>(match current {
+                        Some(c) if c == value.as_slice() => Update::Delete(1),
+                        _ => Update::Keep(0),
+                    })
+                })?;
             }
             Ok(n)
         })?;

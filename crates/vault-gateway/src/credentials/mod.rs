@@ -52,7 +52,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use vault_core::MerchantId;
-use vault_service::{AuditThrottle, KeySpace, RecordKind, Table, Versioned};
+use vault_service::{AuditThrottle, KeySpace, RecordKind, Table, Update, Versioned};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::{Actor, Gateway, GatewayError, VaultError};
@@ -752,18 +752,17 @@ impl Gateway {
         };
         let mac = self.vault.record_mac(PASSWORD_MAC);
         self.vault.transact(move |tx| -> Result<(), GatewayError> {
-            let key = PASSWORDS.key(&id);
-            let Some(bytes) = tx.get(&key)? else {
-                return Ok(());
-            };
-            let current = mac.open_in(&PASSWORDS, &id, &bytes)?;
-            if current.phc == old {
-                // Conditional on the record read: a password set meanwhile by another daemon of
-                // a shared vault wins over this re-hash.
-                let sealed = mac.seal_in(&PASSWORDS, &id, &rec);
-                tx.compare_and_set(&key, Some(&bytes), Some(sealed))?;
-            }
-            Ok(())
+            // Conditional on the record read: a password set meanwhile by another daemon of a
+            // shared vault wins over this re-hash.
+            tx.update(&PASSWORDS.key(&id), |bytes| {
+                let Some(bytes) = bytes else {
+                    return Ok(Update::Keep(()));
+                };
+                if mac.open_in(&PASSWORDS, &id, bytes)?.phc != old {
+                    return Ok(Update::Keep(()));
+                }
+                Ok::<_, GatewayError>(Update::Put(mac.seal_in(&PASSWORDS, &id, &rec), ()))
+            })
         })
     }
 

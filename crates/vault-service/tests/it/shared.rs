@@ -81,7 +81,7 @@ fn a_revoked_key_stops_on_every_daemon_within_the_cache_bound() {
             .unwrap()
     };
     let (first, second) = (create(), create());
-    let secret = |k: &vault_service::NewApiKey| k.secret.as_str().to_owned();
+    let secret = |k: &vault_service::NewApiKey| k.expose().to_owned();
     // Both daemons know both keys (B reads them from the store and caches them).
     for k in [&first, &second] {
         p.a.authenticate(&secret(k)).unwrap();
