@@ -7,7 +7,8 @@
 //! - a key answered less than 24 hours ago for the same route and request bytes: the stored
 //!   answer is sent again (same status, `Content-Type`, `Location` and body) with
 //!   `Idempotent-Replayed: true`, and the work does not run;
-//! - the same key with a different request, or while its first request is still being answered:
+//! - the same key with a different request, or while its first request is still being answered
+//!   (by this daemon or, on a vault shared by several daemons, by any of them):
 //!   **409** (`idempotency_mismatch` / `idempotency_in_progress`);
 //! - otherwise the work runs and its answer, errors included, is stored sealed for replay, unless
 //!   it is a server error (5xx, which a retry may cure) or carries [`NoStore`].

@@ -1,7 +1,8 @@
 //! CVVs held in the store, on a vault shared by several daemons: a CVV given with a payment to
 //! one daemon must reach the acquirer leg through whichever daemon it asks.
 //!
-//! One record per pending payment with a CVV, `H` + payment id (16 bytes), a postcard record
+//! One record per pending payment with a CVV, `H` + payment id (16 bytes; this module takes ids
+//! as bytes, below `payment.rs`, which names their type), a postcard record
 //! `{v: 1, merchant: u64, expires_at: i64, sealed: bytes}`. `sealed` is a `vault-core` blob
 //! (XAES-256-GCM, 192-bit random nonce) of the CVV's digits under [`StoredCvvKey`], with the
 //! record's store key, the merchant (u64 BE) and `expires_at` (i64 BE) as associated data: a
@@ -24,7 +25,7 @@ use vault_service::{KeySpace, Table, Txn, Update, Vault, VaultError, Versioned};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Cvv, cvv::StoredCvvKey, payment::PaymentId};
+use crate::{Cvv, cvv::StoredCvvKey};
 
 /// Held CVVs: `H` + payment id.
 const HELD: Table<[u8; 16], HeldCvvRec> = Table::new(KeySpace::HeldCvv);
@@ -46,8 +47,8 @@ impl Versioned for HeldCvvRec {
 }
 
 /// The associated data of a held CVV: its store key, merchant and expiry.
-fn context(id: &PaymentId, merchant: u64, expires_at: i64) -> Vec<u8> {
-    let mut aad = HELD.key(id.as_bytes());
+fn context(id: &[u8; 16], merchant: u64, expires_at: i64) -> Vec<u8> {
+    let mut aad = HELD.key(id);
     aad.extend_from_slice(&merchant.to_be_bytes());
     aad.extend_from_slice(&expires_at.to_be_bytes());
     aad
@@ -55,7 +56,7 @@ fn context(id: &PaymentId, merchant: u64, expires_at: i64) -> Vec<u8> {
 
 /// A payment's CVV sealed for the store, ready to be written with the payment ([`put`]).
 pub(crate) struct SealedHeld {
-    id: PaymentId,
+    id: [u8; 16],
     bytes: Vec<u8>,
 }
 
@@ -63,7 +64,7 @@ impl SealedHeld {
     /// Seals `cvv` for payment `id` of `merchant`, to be handed out before `expires_at` only.
     pub(crate) fn seal(
         key: &StoredCvvKey,
-        id: PaymentId,
+        id: [u8; 16],
         merchant: MerchantId,
         expires_at: i64,
         cvv: &Cvv,
@@ -83,7 +84,7 @@ impl SealedHeld {
 /// Writes a sealed CVV in the payment's job. A record already there (a payment id is 122 random
 /// bits: not a realistic event) is refused rather than overwritten.
 pub(crate) fn put(txn: &mut Txn<'_, '_>, held: &SealedHeld) -> Result<(), VaultError> {
-    if txn.put_if_absent(&HELD.key(held.id.as_bytes()), held.bytes.clone())? {
+    if txn.put_if_absent(&HELD.key(&held.id), held.bytes.clone())? {
         Ok(())
     } else {
         Err(VaultError::Store(vault_service::StoreError::Conflict(
@@ -94,7 +95,7 @@ pub(crate) fn put(txn: &mut Txn<'_, '_>, held: &SealedHeld) -> Result<(), VaultE
 
 /// A CVV taken out of the store, still sealed: open it once the job's commit is durable.
 pub(crate) struct Taken {
-    id: PaymentId,
+    id: [u8; 16],
     rec: HeldCvvRec,
 }
 
@@ -103,11 +104,11 @@ pub(crate) struct Taken {
 /// place), or when it expired at or before `now` (deleted all the same).
 pub(crate) fn take(
     txn: &mut Txn<'_, '_>,
-    id: &PaymentId,
+    id: &[u8; 16],
     merchant: MerchantId,
     now: OffsetDateTime,
 ) -> Result<Option<Taken>, VaultError> {
-    txn.update(&HELD.key(id.as_bytes()), |bytes| {
+    txn.update(&HELD.key(id), |bytes| {
         let Some(bytes) = bytes else {
             return Ok(Update::Keep(None));
         };
@@ -135,8 +136,8 @@ impl Taken {
 }
 
 /// Deletes payment `id`'s CVV, if any, in the caller's job (the payment's outcome was reported).
-pub(crate) fn discard(txn: &mut Txn<'_, '_>, id: &PaymentId) -> Result<(), VaultError> {
-    txn.delete_in(&HELD, id.as_bytes())
+pub(crate) fn discard(txn: &mut Txn<'_, '_>, id: &[u8; 16]) -> Result<(), VaultError> {
+    txn.delete_in(&HELD, id)
 }
 
 /// Deletes the CVVs whose session expired at or before `now`; returns how many.
@@ -180,7 +181,7 @@ mod tests {
     #[test]
     fn sealed_under_the_derived_key_bound_to_payment_merchant_and_expiry() {
         let key = StoredCvvKey::new(vault_core::SecretKey::from_bytes([7; 32]));
-        let id = PaymentId::from_u128(9);
+        let id = 9u128.to_be_bytes();
         let m = MerchantId::new(1).unwrap();
         let held = SealedHeld::seal(&key, id, m, 100, &Cvv::parse("1234").unwrap());
         assert!(
@@ -189,7 +190,7 @@ mod tests {
         );
         let rec = HELD.decode(&held.bytes).unwrap();
         assert_eq!((rec.merchant, rec.expires_at), (1, 100));
-        let open = |id: PaymentId, merchant: u64, expires_at: i64| {
+        let open = |id: [u8; 16], merchant: u64, expires_at: i64| {
             let rec = HELD.decode(&held.bytes).unwrap();
             Taken {
                 id,
@@ -203,11 +204,7 @@ mod tests {
             .map(|c| c.expose_digits().to_owned())
         };
         assert_eq!(open(id, 1, 100).as_deref(), Some("1234"));
-        assert_eq!(
-            open(PaymentId::from_u128(8), 1, 100),
-            None,
-            "another payment"
-        );
+        assert_eq!(open(8u128.to_be_bytes(), 1, 100), None, "another payment");
         assert_eq!(open(id, 2, 100), None, "another merchant");
         assert_eq!(open(id, 1, 200), None, "a later expiry");
         let other = StoredCvvKey::new(vault_core::SecretKey::from_bytes([8; 32]));

@@ -58,11 +58,6 @@ impl PaymentId {
     fn key(&self) -> Vec<u8> {
         PAYMENTS.key(&self.0)
     }
-
-    /// The 16 bytes of the UUID.
-    pub(crate) fn as_bytes(&self) -> &[u8; 16] {
-        &self.0
-    }
 }
 
 impl fmt::Display for PaymentId {
@@ -433,7 +428,7 @@ impl Gateway {
         let held = match (payment, &cvv) {
             (Some(id), Some(cvv)) if shared => Some(cvv_held::SealedHeld::seal(
                 self.stored_cvv_key(),
-                id,
+                id.0,
                 merchant,
                 rec.expires_at,
                 cvv,
@@ -616,7 +611,7 @@ impl Gateway {
         let held = match &request.cvv {
             Some(cvv) if hold && shared => Some(cvv_held::SealedHeld::seal(
                 self.stored_cvv_key(),
-                id,
+                id.0,
                 merchant,
                 rec.expires_at,
                 cvv,
@@ -789,9 +784,10 @@ impl Gateway {
             let card = txn.open_card(merchant, &token)?;
             // The outcome report deletes the CVV in its own commit: a report that got in first
             // leaves none to take here.
-            let taken = match shared {
-                true => cvv_held::take(txn, &id, merchant, txn.now())?,
-                false => None,
+            let taken = if shared {
+                cvv_held::take(txn, &id.0, merchant, txn.now())?
+            } else {
+                None
             };
             let ok = vault_service::AuditOutcome::Ok;
             txn.audit(&actor, crate::audit::PAYMENT_CARD, Some(&token), None, ok)?;
@@ -872,7 +868,7 @@ impl Gateway {
             })?;
             if shared {
                 // In the outcome's commit: a hand-over committing after it finds no CVV.
-                cvv_held::discard(txn, &id)?;
+                cvv_held::discard(txn, &id.0)?;
             }
             let token = Token::from_bytes(rec.token);
             // Only the card the payment was made with (and its CVV checked with): if another

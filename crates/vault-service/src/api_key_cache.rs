@@ -1,7 +1,7 @@
 //! The vault's in-memory API-key state: the cache of key records (authentication costs one HMAC
 //! and no I/O; on a vault shared by several daemons, one store read per key every
-//! [`SHARED_KEY_CACHE_TTL`]) and the keyed hasher, derived once. A leaf module: `vault` holds it in its core,
-//! `admin` implements the operations on it.
+//! [`SHARED_KEY_CACHE_TTL`]) and the keyed hasher, derived once. A leaf module: `vault` holds it
+//! in its core, `admin` implements the operations on it.
 
 use std::collections::HashMap;
 

@@ -1,5 +1,6 @@
-//! The vault's in-memory idempotency state: the keys being answered right now (a concurrent
-//! duplicate is a conflict) and the two derived keys, computed once. A leaf module: `vault` holds
+//! The vault's in-memory idempotency state: the keys this process is answering right now (a
+//! concurrent duplicate is a conflict; on a vault shared by several daemons the keys are also
+//! claimed in the store, see `idempotency.rs`) and the two derived keys, computed once. A leaf module: `vault` holds
 //! it in its core, `idempotency` implements the operations on it.
 
 use std::{collections::HashSet, sync::OnceLock};

@@ -8,7 +8,9 @@
 //!    The closure gets a [`Txn`]: it commits the prepared tokenize ([`Txn::commit_new`]) or
 //!    replaces a card ([`Txn::commit_update`]), reads and writes the caller's own records
 //!    ([`Txn::get_in`], [`Txn::put_in`], [`Txn::delete_in`] on a typed [`Table`], or
-//!    [`Txn::get`], [`Txn::put`], [`Txn::delete`] on raw keys: outside the vault's prefixes), keeps a
+//!    [`Txn::get`], [`Txn::put`], [`Txn::delete`] on raw keys: outside the vault's prefixes; and
+//!    conditionally, which a vault shared by several daemons needs for every read-modify-write:
+//!    [`Txn::update`], [`Txn::put_if_absent`], [`Txn::compare_and_set`]), keeps a
 //!    per-token mark ([`Txn::token_mark`], [`Txn::put_token_mark`]; the vault clears it when the
 //!    token is deleted or its card changes) and appends audit entries ([`Txn::audit`]).
 //!
@@ -169,9 +171,10 @@ impl<'j, 'g> Txn<'j, 'g> {
     /// `None` deletes it) only if it holds `expected` now (`None`: absent), this group's writes
     /// included; otherwise refuses with [`VaultError::Store`] of a
     /// [`Conflict`](vault_store::StoreError::Conflict) and writes nothing. The condition is
-    /// checked again by the database when the group commits: a read-modify-write of a record
-    /// that passes the bytes it read as `expected` is safe against other daemons' writers (the
-    /// group that lost the race runs again on fresh reads).
+    /// checked again by the database when the group commits (the group that lost a race runs
+    /// again on fresh reads). For a read-modify-write use [`update`](Self::update): on a shared
+    /// vault another daemon may commit between the job's read and this call, which then refuses
+    /// instead of deciding again.
     pub fn compare_and_set(
         &mut self,
         key: &[u8],

@@ -536,10 +536,11 @@ impl Gateway {
                     )?;
                     Ok(())
                 });
-                if committed.is_ok() {
-                    return committed;
+                match committed {
+                    Ok(()) => return Ok(()),
+                    // Falls through: the refusal's entry is written alone.
+                    Err(e) => Err(e),
                 }
-                committed
             }
             Ok(None) => Err(GatewayError::field(
                 "merchantId",

@@ -331,7 +331,7 @@ fn a_session_is_spent_once_across_daemons() {
         let handles: Vec<_> = (0..2 * PER_DAEMON)
             .map(|i| {
                 let v = if i % 2 == 0 { p.a.clone() } else { p.b.clone() };
-                let (barrier, session) = (barrier.clone(), session.clone());
+                let barrier = barrier.clone();
                 let request = request(&token, &customer, Some("123"));
                 thread::spawn(move || {
                     barrier.wait();
