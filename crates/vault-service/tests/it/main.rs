@@ -18,4 +18,5 @@ mod audit;
 mod backup;
 mod idempotency;
 mod library;
+mod location;
 mod model;
