@@ -21,7 +21,7 @@ use std::{
 };
 
 use vault_client::{ApiKey, Client, ClientError};
-use vault_testkit::pg::TestDatabase;
+use vault_testkit::postgres::TestDatabase;
 use vault_wire::{CardInput, RevealRequest, TokenizeRequest, UpdateRequest};
 
 use common::{bin, luhn_pan, random_key_file};
@@ -120,12 +120,19 @@ struct Setup {
 impl Setup {
     fn new(scopes: &str) -> Self {
         let db = TestDatabase::new();
-        let url = db.url().to_owned();
+        let url = db.url();
         let dir = tempfile::tempdir().unwrap();
         let key_file = random_key_file(&dir.path().join("vault.key"), 0o600);
         ok(&["init", "--database", &url, "--key-file", &key_file]);
         ok(&[
-            "merchant", "add", "890490", "--name", "Multi", "--database", &url, "--key-file",
+            "merchant",
+            "add",
+            "890490",
+            "--name",
+            "Multi",
+            "--database",
+            &url,
+            "--key-file",
             &key_file,
         ]);
         let api_path = dir.path().join("api-key");
@@ -144,14 +151,7 @@ impl Setup {
             &key_file,
         ]);
         let api_key = ApiKey::from_file(&api_path).unwrap().unwrap();
-        let text = std::fs::read_to_string(&api_path).unwrap();
-        let api_key_id = text
-            .trim()
-            .trim_start_matches("cvk_")
-            .split('.')
-            .next()
-            .unwrap()
-            .to_owned();
+        let api_key_id = api_key.public_id().trim_start_matches("cvk_").to_owned();
         Self {
             _db: db,
             url,
@@ -163,7 +163,11 @@ impl Setup {
     }
 
     fn daemon(&self, name: &str) -> Daemon {
-        Daemon::start(&self.url, self.dir.path().join(format!("{name}.sock")), &self.key_file)
+        Daemon::start(
+            &self.url,
+            self.dir.path().join(format!("{name}.sock")),
+            &self.key_file,
+        )
     }
 
     fn cli(&self, args: &[&str]) -> String {
@@ -203,7 +207,10 @@ fn three_daemons_serve_one_vault() {
             ..UpdateRequest::default()
         };
         c.update(&t, &upd).await.unwrap();
-        assert_eq!(a.reveal(&t, &RevealRequest::default()).await.unwrap().pan, new_pan);
+        assert_eq!(
+            a.reveal(&t, &RevealRequest::default()).await.unwrap().pan,
+            new_pan
+        );
         b.delete(&t).await.unwrap();
         for cl in [&a, &b, &c] {
             let e = cl.get(&t).await.unwrap_err();
@@ -220,7 +227,9 @@ fn three_daemons_serve_one_vault() {
             for cl in [&a, &b, &c] {
                 let cl = cl.clone();
                 let req = req.clone();
-                tasks.push(tokio::spawn(async move { (round, cl.tokenize(&req).await) }));
+                tasks.push(tokio::spawn(
+                    async move { (round, cl.tokenize(&req).await) },
+                ));
             }
         }
         let mut tokens = std::collections::BTreeSet::new();
@@ -233,17 +242,20 @@ fn three_daemons_serve_one_vault() {
 
     // A key rotation by another process (the CLI, offline): every daemon seals under the new key
     // within the follow bound, and reads what the others sealed under it at once.
-    let before = s.cli(&["keys", "list"]);
+    let before = s.cli(&["keys", "status"]);
     s.cli(&["keys", "rotate"]);
-    let after = s.cli(&["keys", "list"]);
-    assert_ne!(before, after, "the rotation shows in `keys list`");
+    let after = s.cli(&["keys", "status"]);
+    assert_ne!(before, after, "the rotation shows in `keys status`");
     std::thread::sleep(vault_service::KEY_FOLLOW_INTERVAL + Duration::from_millis(200));
     rt.block_on(async {
         let a = client(&daemons[0], &s.api_key).await;
         let b = client(&daemons[1], &s.api_key).await;
         let pan = luhn_pan(&mut rand::rng(), "4", 16);
         let t = a.tokenize(&card(&pan, "3106")).await.unwrap().token;
-        assert_eq!(b.reveal(&t, &RevealRequest::default()).await.unwrap().pan, pan);
+        assert_eq!(
+            b.reveal(&t, &RevealRequest::default()).await.unwrap().pan,
+            pan
+        );
     });
 
     // Revoked by another process: refused by every daemon within the stated bound.
@@ -253,7 +265,10 @@ fn three_daemons_serve_one_vault() {
         for d in &daemons {
             let cl = client(d, &s.api_key).await;
             loop {
-                match cl.tokenize(&card(&luhn_pan(&mut rand::rng(), "4", 16), "3106")).await {
+                match cl
+                    .tokenize(&card(&luhn_pan(&mut rand::rng(), "4", 16), "3106"))
+                    .await
+                {
                     Err(e) if e.status() == Some(401) => break,
                     other => {
                         assert!(
@@ -307,7 +322,11 @@ fn kill9_of_one_daemon_loses_no_acknowledged_token() {
     });
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() > 50, "too little load: {} tokens", acked.len());
-    assert!(errors.lock().unwrap().is_empty(), "{:?}", errors.lock().unwrap());
+    assert!(
+        errors.lock().unwrap().is_empty(),
+        "{:?}",
+        errors.lock().unwrap()
+    );
     rt.block_on(async {
         let cl = client(&b, &s.api_key).await;
         for (token, pan) in &acked {
@@ -319,4 +338,3 @@ fn kill9_of_one_daemon_loses_no_acknowledged_token() {
         }
     });
 }
-
