@@ -21,7 +21,7 @@
 //!
 //! | route | scope | success |
 //! |---|---|---|
-//! | `GET /health`, `GET /metrics` | none | 200 |
+//! | `GET /health`, `GET /metrics` | none | 200 (`/health`: 503 when the store failed or the database is unreachable) |
 //! | `POST /v2/tokens` | tokenize | 201 |
 //! | `POST /v2/tokens/batch` | tokenize | 200, one result per item (`status` 201 or 400) |
 //! | `GET`/`PUT`/`DELETE /v2/tokens/{token}` | tokenize | 200 / 200 / 204 |
@@ -43,7 +43,10 @@
 //! binding (code `customer_mismatch`: the caller already proved it may see this merchant's
 //! token, so this reveals nothing); 404 for an unknown route and for unknown, deleted, expired,
 //! malformed or another merchant's tokens alike; 405 with `Allow`; 408/503 past the request
-//! timeout; 413 over the body limit; 415 unless the body is `application/json`. Malformed HTTP
+//! timeout; 413 over the body limit; 415 unless the body is `application/json`. Every 503 has a
+//! `Retry-After`: a busy vault, a timeout, code `database_unavailable` (the vault's database
+//! cannot be reached or did not answer in time; never a 500) and code `write_conflict` (a write
+//! kept racing another daemon's on a shared database; nothing was written). Malformed HTTP
 //! framing is answered by hyper itself (400 or 431, no body) and the connection closed.
 //!
 //! # Access

@@ -13,7 +13,7 @@ use std::{
 };
 
 use vault_core::KeyHeader;
-use vault_store::{Store, StoreError};
+use vault_store::{Location, Store, StoreError};
 
 use crate::{FieldError, Vault, VaultError};
 
@@ -173,6 +173,23 @@ impl Vault {
             let _ = fs::remove_file(path);
         }
         result
+    }
+
+    /// Restores a backup read from `input` at `location`: [`restore`](Self::restore) for a
+    /// directory. Restoring into a PostgreSQL database is not supported yet
+    /// ([`StoreError::Unsupported`]): restore into a directory.
+    pub fn restore_at(
+        input: impl Read,
+        location: &Location,
+        progress: impl FnMut(u64),
+    ) -> Result<RestoreReport, VaultError> {
+        match location {
+            Location::Dir(dir) => Self::restore(input, dir, progress),
+            Location::Database(_) => Err(StoreError::Unsupported(
+                "restoring a backup into a PostgreSQL database (not implemented yet: restore into a directory)",
+            )
+            .into()),
+        }
     }
 
     /// Restores a backup read from `input` into `dir`, which must not exist or be empty. No key is

@@ -18,6 +18,10 @@
 //!
 //! Every write (`tokenize`, `tokenize_batch`, `update`, `delete`, key operations) returns only once
 //! it is durable under the configured [`Durability`]; concurrent callers share group commits.
+//!
+//! A vault lives in a directory ([`Vault::create`], [`Vault::open`]: sled, one process at a time)
+//! or, with the `postgres` feature, in a PostgreSQL database shared by any number of processes
+//! ([`Vault::create_at`], [`Vault::open_at`] with a [`Location`]).
 #![forbid(unsafe_code)]
 
 /// HMAC-SHA256, the MAC of every keyed digest the vault keeps (API-key hashes, record MACs, the
@@ -31,6 +35,7 @@ mod audit_log;
 mod backup;
 mod clock;
 mod error;
+mod health;
 mod idempotency;
 mod idempotency_state;
 mod key_follow;
@@ -56,6 +61,7 @@ pub use audit_log::AuditArchived;
 pub use backup::{BackupReport, RestoreReport, backup_path_problem};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{FieldError, VaultConflict, VaultError};
+pub use health::Health;
 pub use idempotency::{
     IDEMPOTENCY_LEASE, IDEMPOTENCY_TTL, IdempotencyGuard, IdempotencyKey, IdempotencyStart,
     IdempotentResponse,
@@ -78,5 +84,5 @@ pub use vault_core::{
 };
 pub use vault_store::{
     Codec, ConflictKind, DatabaseUrl, Durability, KeySpace, Location, StoreError, StoreStats,
-    Structure, Table, TableKey, Versioned,
+    Structure, Table, TableKey, Unavailable, Versioned,
 };

@@ -178,7 +178,9 @@ impl Vault {
                 if result.is_err()
                     && let Some(before) = undo.lock().take()
                 {
-                    let on_disk = vault_store::Store::read_header(&rollback.dir).ok();
+                    // Read from where the vault lives (its directory's header file, or the
+                    // database), not from the committer's view of the failed group.
+                    let on_disk = vault_store::Store::read_header_at(&rollback.location).ok();
                     if on_disk.as_deref() != Some(before.new_header.as_slice()) {
                         *rollback.keyring.write() = before.keyring;
                         *rollback.header.lock() = before.header;

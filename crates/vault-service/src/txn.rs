@@ -172,9 +172,7 @@ impl<'j, 'g> Txn<'j, 'g> {
     /// included; otherwise refuses with [`VaultError::Store`] of a
     /// [`Conflict`](vault_store::StoreError::Conflict) and writes nothing. The condition is
     /// checked again by the database when the group commits (the group that lost a race runs
-    /// again on fresh reads). For a read-modify-write use [`update`](Self::update): on a shared
-    /// vault another daemon may commit between the job's read and this call, which then refuses
-    /// instead of deciding again.
+    /// again on fresh reads). [`update`](Self::update) is the read-modify-write built on it.
     pub fn compare_and_set(
         &mut self,
         key: &[u8],
@@ -186,16 +184,16 @@ impl<'j, 'g> Txn<'j, 'g> {
     }
 
     /// A read-modify-write of the caller's record under `key` (a key outside the vault's
-    /// prefixes), safe against other daemons of a shared vault: `decide` gets the value now
-    /// stored (`None`: absent) and says what to do ([`Update`]); a write is a compare-and-set on
-    /// the bytes `decide` saw, checked again by the database at commit. If another daemon's
-    /// commit changed the record between the read and the write, `decide` runs again on the new
-    /// value (so it must decide from its argument only); at commit, a group that lost a race runs
-    /// again as a whole.
+    /// prefixes), safe against other daemons of a shared vault: `decide` gets the value stored
+    /// (`None`: absent; this group's writes included) and says what to do ([`Update`]); a write
+    /// is a compare-and-set on the bytes `decide` saw, which the database checks again at
+    /// commit: if another daemon changed the record meanwhile, the whole group runs again on
+    /// fresh reads. (A [`get`](Self::get) followed by a [`put`](Self::put) carries no such
+    /// condition: two daemons could both read and both write.)
     pub fn update<T, E>(
         &mut self,
         key: &[u8],
-        decide: impl FnMut(Option<&[u8]>) -> Result<Update<T>, E>,
+        decide: impl FnOnce(Option<&[u8]>) -> Result<Update<T>, E>,
     ) -> Result<T, E>
     where
         E: From<VaultError>,
@@ -428,38 +426,27 @@ pub enum Update<T> {
     Delete(T),
 }
 
-/// Most times [`update_raw`] reads again because the record changed between its read and its
-/// write (another daemon committed in between): past that, the conflict is the caller's error.
-const UPDATE_REREADS: usize = 8;
-
 /// [`Txn::update`] on the store's transaction, for the vault's own jobs (any key outside the
 /// store's prefixes).
 pub(crate) fn update_raw<T, E>(
     tx: &mut WriteTx<'_>,
     key: &[u8],
-    mut decide: impl FnMut(Option<&[u8]>) -> Result<Update<T>, E>,
+    decide: impl FnOnce(Option<&[u8]>) -> Result<Update<T>, E>,
 ) -> Result<T, E>
 where
     E: From<VaultError>,
 {
-    let mut rereads = 0;
-    loop {
-        let read = tx.get_raw(key).map_err(VaultError::from)?;
-        let (new, out) = match decide(read.as_deref())? {
-            Update::Keep(out) => return Ok(out),
-            Update::Put(bytes, out) => (Some(bytes), out),
-            Update::Delete(out) => (None, out),
-        };
-        match tx.compare_and_set(key, read.as_deref(), new) {
-            Ok(()) => return Ok(out),
-            // The committed value moved between the two reads (a shared vault's other daemon):
-            // decide again on what is there now.
-            Err(vault_store::StoreError::Conflict(
-                vault_store::ConflictKind::Exists | vault_store::ConflictKind::Changed,
-            )) if rereads < UPDATE_REREADS => rereads += 1,
-            Err(e) => return Err(VaultError::from(e).into()),
-        }
-    }
+    let read = tx.get_raw(key).map_err(VaultError::from)?;
+    let (new, out) = match decide(read.as_deref())? {
+        Update::Keep(out) => return Ok(out),
+        Update::Put(bytes, out) => (Some(bytes), out),
+        Update::Delete(out) => (None, out),
+    };
+    // The store reads each key once per group: this sees what `decide` saw, and the condition
+    // it records is checked by the database at commit.
+    tx.compare_and_set(key, read.as_deref(), new)
+        .map_err(VaultError::from)?;
+    Ok(out)
 }
 
 /// A [`Vault::transact`] job's error, or the store's.

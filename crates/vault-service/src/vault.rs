@@ -1,4 +1,4 @@
-//! The `Vault`: opening a vault directory and reading from it.
+//! The `Vault`: opening a vault (a directory or a PostgreSQL database) and reading from it.
 
 use std::{path::Path, sync::Arc};
 
@@ -9,7 +9,7 @@ use vault_core::{
     CardRecord, CustomerId, Fingerprint, KdfParams, KeyHeader, KeySource, Keyring, MerchantId,
     RecordBinding, Token, open_record,
 };
-use vault_store::{DedupeKey, Durability, LookupId, Store, StoreOptions, StoredRecord};
+use vault_store::{DedupeKey, Durability, Location, LookupId, Store, StoreOptions, StoredRecord};
 
 use crate::{Actor, AuditAction, Clock, RevealedCard, SystemClock, TokenInfo, VaultError};
 
@@ -23,7 +23,7 @@ pub struct VaultOptions {
     pub kdf: KdfParams,
     /// The time source.
     pub clock: Arc<dyn Clock>,
-    /// sled page-cache size in bytes.
+    /// sled page-cache size in bytes (a directory vault).
     pub cache_capacity: u64,
 }
 
@@ -83,7 +83,9 @@ impl std::ops::Deref for Inner {
 /// may drop the last reference they hold there. Were that a reference to the `Store`, dropping it
 /// would make the committer join itself and keep the vault locked after the caller let go of it.
 pub(crate) struct Core {
-    pub(crate) dir: std::path::PathBuf,
+    /// Where the vault lives, as it was opened (a database URL keeps its password for
+    /// reconnecting; it shows only masked).
+    pub(crate) location: Location,
     pub(crate) header: Mutex<KeyHeader>,
     pub(crate) keyring: RwLock<Keyring>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -112,53 +114,122 @@ pub(crate) struct Core {
 }
 
 impl std::fmt::Debug for Vault {
+    /// The location only: a directory, or a database URL with its password masked.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Vault")
-            .field("dir", &self.inner.store.dir())
+            .field("location", &format_args!("{}", self.inner.location))
             .finish_non_exhaustive()
     }
 }
 
+/// Why this build cannot open a PostgreSQL vault (the text `vault_store` gives for the same
+/// refusal).
+#[cfg(not(feature = "postgres"))]
+const NO_POSTGRES: &str = "a PostgreSQL vault (build with the `postgres` feature)";
+
 impl Vault {
-    /// Creates a new vault in `dir` (created with mode 0700 if missing) protected by `key`.
+    /// Creates a new vault in `dir` (created with mode 0700 if missing) protected by `key`:
+    /// [`create_at`](Self::create_at) a [`Location::Dir`].
     pub fn create(
         dir: impl AsRef<Path>,
         key: &KeySource,
         options: VaultOptions,
     ) -> Result<Self, VaultError> {
+        Self::create_at(&Location::Dir(dir.as_ref().to_path_buf()), key, options)
+    }
+
+    /// Creates a new vault at `location` protected by `key`: in a directory (created with mode
+    /// 0700 if missing; it must not hold a vault), or in a PostgreSQL database (feature
+    /// `postgres`; its schema and the key header are created, and a database that holds a vault
+    /// already is refused with
+    /// [`StoreError::AlreadyExists`](crate::StoreError::AlreadyExists)). A location this build
+    /// cannot open is refused before the key is derived.
+    pub fn create_at(
+        location: &Location,
+        key: &KeySource,
+        options: VaultOptions,
+    ) -> Result<Self, VaultError> {
+        Self::check_supported(location)?;
         let now = options.clock.now();
         let (header, keyring) =
             KeyHeader::create(key, options.kdf, &mut crate::os_rng::os_rng(), now)?;
-        let store = Store::create(dir.as_ref(), &header.encode(), store_options(&options))?;
-        Ok(Self::assemble(store, header, keyring, options))
+        let store = Store::create_at(location, &header.encode(), store_options(&options))?;
+        Ok(Self::assemble(
+            store,
+            location.clone(),
+            header,
+            keyring,
+            options,
+        ))
     }
 
-    /// Opens the vault in `dir`. A wrong passphrase or key file is reported as
-    /// `VaultError::Key(KeyError::WrongKey)` and changes nothing on disk.
+    /// Opens the vault in `dir`: [`open_at`](Self::open_at) a [`Location::Dir`]. A wrong
+    /// passphrase or key file is reported as `VaultError::Key(KeyError::WrongKey)` and changes
+    /// nothing on disk.
     pub fn open(
         dir: impl AsRef<Path>,
         key: &KeySource,
         options: VaultOptions,
     ) -> Result<Self, VaultError> {
-        // Check the key against the header file before opening the database: a wrong key must
-        // leave the directory exactly as it was.
-        let bytes = Store::read_header(dir.as_ref())?;
+        Self::open_at(&Location::Dir(dir.as_ref().to_path_buf()), key, options)
+    }
+
+    /// Opens the vault at `location`: a directory (held by this process alone: another process
+    /// holding it gives [`StoreError::InUse`](crate::StoreError::InUse)) or a PostgreSQL
+    /// database (feature `postgres`; shared with any number of processes, no lock). The key is
+    /// checked against the stored key header before the store is opened: a wrong key
+    /// (`VaultError::Key(KeyError::WrongKey)`) changes nothing.
+    pub fn open_at(
+        location: &Location,
+        key: &KeySource,
+        options: VaultOptions,
+    ) -> Result<Self, VaultError> {
+        Self::check_supported(location)?;
+        // Check the key against the stored header before opening the store: a wrong key must
+        // leave the vault exactly as it was.
+        let bytes = Store::read_header_at(location)?;
         let mut header = KeyHeader::decode(&bytes)?;
         let mut keyring = header.unlock(key)?;
-        let store = Store::open(dir.as_ref(), store_options(&options))?;
-        // Another process may have rotated keys between the read and taking the lock.
+        let store = Store::open_at(location, store_options(&options))?;
+        // Another process may have rotated keys between the read and the open.
         let locked = store.header()?;
         if locked != bytes {
             header = KeyHeader::decode(&locked)?;
             keyring = header.unlock(key)?;
         }
-        let vault = Self::assemble(store, header, keyring, options);
+        let vault = Self::assemble(store, location.clone(), header, keyring, options);
         // Records that decide access written before they carried a MAC get one, once.
         vault.migrate_record_macs()?;
         Ok(vault)
     }
 
-    fn assemble(store: Store, header: KeyHeader, keyring: Keyring, options: VaultOptions) -> Self {
+    /// Refuses at once a location this build cannot open: a database URL in a build without the
+    /// `postgres` feature gives [`StoreError::Unsupported`](crate::StoreError::Unsupported).
+    /// Callers may ask before they ask for a key; [`create_at`](Self::create_at) and
+    /// [`open_at`](Self::open_at) ask first too.
+    pub fn check_supported(location: &Location) -> Result<(), VaultError> {
+        match location {
+            Location::Dir(_) => Ok(()),
+            #[cfg(feature = "postgres")]
+            Location::Database(_) => Ok(()),
+            #[cfg(not(feature = "postgres"))]
+            Location::Database(_) => Err(vault_store::StoreError::Unsupported(NO_POSTGRES).into()),
+        }
+    }
+
+    /// Where this vault lives. Its `Display` (and `Debug`) show a database URL without its
+    /// password.
+    pub fn location(&self) -> &Location {
+        &self.inner.location
+    }
+
+    fn assemble(
+        store: Store,
+        location: Location,
+        header: KeyHeader,
+        keyring: Keyring,
+        options: VaultOptions,
+    ) -> Self {
         let core = Arc::new(Core {
             audit_key: crate::audit::AuditKey::new(&keyring),
             audit_chain: if store.shared() {
@@ -169,7 +240,7 @@ impl Vault {
             reveal_audit_queued: std::sync::atomic::AtomicBool::new(false),
             audit_in_flight: std::sync::atomic::AtomicUsize::new(0),
             reveal_queue: crate::audit::RevealQueue::default(),
-            dir: store.dir().to_path_buf(),
+            location,
             header: Mutex::new(header),
             keyring: RwLock::new(keyring),
             clock: options.clock,

@@ -14,6 +14,11 @@
 //! during the backup. Writers are held for one step (a few milliseconds) at a time instead of
 //! for a whole pass; encoding, hashing and writing happen on the caller's thread between steps.
 //!
+//! **Several writers.** An engine that other processes write too (PostgreSQL, several daemons)
+//! offers a snapshot ([`Engine::snapshot`]: one `REPEATABLE READ READ ONLY` transaction); the
+//! export then reads everything from it, in chunks, and holds no writer at all (the committer's
+//! capture would miss the other daemons' writes).
+//!
 //! **File format** (all integers big-endian; documented in `docs/record-format.md`, *Backup file*):
 //!
 //! ```text
@@ -27,6 +32,8 @@
 //! checking everything (magic, versions, lengths, key order, counts, the record counter, that every
 //! record decodes, the checksum, end of file) and renames the directory into place only when all
 //! checks passed. On any error the temporary directory is removed: nothing is left behind.
+//! [`Store::restore_at`] also restores into an empty PostgreSQL database, in one transaction
+//! committed after the same checks.
 
 use std::{
     collections::BTreeMap,
@@ -43,9 +50,10 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    BACKUP_FORMAT_VERSION, BackupPart, Engine, STORE_FORMAT_VERSION, Store, StoreError,
+    BACKUP_FORMAT_VERSION, BackupPart, Engine, Location, STORE_FORMAT_VERSION, Store, StoreError,
     StoredRecord, Structure,
     capture::Capture,
+    engine::Snapshot,
     layout::{COUNT_KEY, DEDUPE_PREFIX, RECORD_PREFIX, VERSION_KEY},
 };
 
@@ -131,6 +139,9 @@ impl Store {
         out: impl Write,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<BackupSummary, StoreError> {
+        if let Some(snapshot) = self.engine().snapshot()? {
+            return from_snapshot(snapshot, out, progress, self.stats().records);
+        }
         let id = BACKUP_IDS.fetch_add(1, Ordering::Relaxed);
         let (engine, capture) = (self.engine().clone(), self.capture.clone());
         let (header, store_version, first_pause) =
@@ -157,18 +168,7 @@ impl Store {
             id,
         };
         let estimate = self.stats().records;
-        let mut w = HashWriter {
-            inner: io::BufWriter::with_capacity(1 << 20, out),
-            hash: Sha256::new(),
-            bytes: 0,
-        };
-        let header_len = u32::try_from(header.len())
-            .map_err(|_| StoreError::Corrupt(Structure::KeyHeaderTooLarge))?;
-        w.write_all(BACKUP_MAGIC)?;
-        w.write_all(&BACKUP_FORMAT_VERSION.to_be_bytes())?;
-        w.write_all(&store_version.to_be_bytes())?;
-        w.write_all(&header_len.to_be_bytes())?;
-        w.write_all(&header)?;
+        let mut w = HashWriter::start(out, &header, store_version)?;
         let (mut entries, mut records, mut steps) = (0u64, 0u64, 1u64);
         let (mut longest, mut held) = (first_pause, first_pause);
         loop {
@@ -177,40 +177,51 @@ impl Store {
             steps += 1;
             longest = longest.max(pause);
             held += pause;
-            for (k, v) in &chunk {
-                let kl = u32::try_from(k.len())
-                    .map_err(|_| StoreError::Corrupt(Structure::KeyTooLarge))?;
-                let vl = u32::try_from(v.len())
-                    .map_err(|_| StoreError::Corrupt(Structure::ValueTooLarge))?;
-                w.write_all(&kl.to_be_bytes())?;
-                w.write_all(&vl.to_be_bytes())?;
-                w.write_all(k)?;
-                w.write_all(v)?;
-                if k.first() == Some(&RECORD_PREFIX) {
-                    records += 1;
-                }
-            }
+            records += w.entries(&chunk)?;
             entries += chunk.len() as u64;
             progress(entries, estimate.max(entries));
             if done {
                 break;
             }
         }
-        w.write_all(&0u32.to_be_bytes())?;
-        w.write_all(TRAILER_MAGIC)?;
-        w.write_all(&entries.to_be_bytes())?;
-        let sha256: [u8; 32] = w.hash.clone().finalize().into();
-        w.inner.write_all(&sha256)?;
-        w.inner.flush()?;
+        let (bytes, sha256) = w.finish(entries)?;
         Ok(BackupSummary {
             entries,
             records,
-            bytes: w.bytes + 32,
+            bytes,
             sha256,
             longest_pause: longest,
             held,
             steps,
         })
+    }
+
+    /// Restores the backup read from `input` into `location`: a directory (as
+    /// [`restore`](Self::restore)) or an empty PostgreSQL database (feature `postgres`; its schema
+    /// is created if missing). Into a database the import is one transaction, committed only
+    /// once the whole file is verified; a database that holds a vault is refused with
+    /// [`StoreError::AlreadyExistsAt`].
+    pub fn restore_at(
+        input: impl Read,
+        location: &Location,
+        check_header: impl FnOnce(&[u8]) -> Result<(), StoreError>,
+        progress: impl FnMut(u64),
+    ) -> Result<RestoreSummary, StoreError> {
+        match location {
+            Location::Dir(dir) => Self::restore(input, dir, check_header, progress),
+            #[cfg(feature = "postgres")]
+            Location::Database(url) => {
+                let (summary, sink) = import(input, check_header, progress, || {
+                    crate::pg::restore::PgRestore::begin(url)
+                })?;
+                sink.commit(&summary.header)?;
+                Ok(summary)
+            }
+            #[cfg(not(feature = "postgres"))]
+            Location::Database(_) => Err(StoreError::Unsupported(
+                "a PostgreSQL vault (build with the `postgres` feature)",
+            )),
+        }
     }
 
     /// Restores the backup read from `input` into `dir`, which must not exist or be an empty
@@ -246,12 +257,17 @@ impl Store {
             std::process::id()
         ));
         fs::DirBuilder::new().mode(0o700).create(&tmp)?;
-        let result = import(input, &tmp, check_header, progress).and_then(|summary| {
-            // An empty target directory is replaced by the rename (rename(2) allows it).
-            fs::rename(&tmp, dir)?;
-            fs::File::open(&parent)?.sync_all()?;
-            Ok(summary)
-        });
+        let result = import(input, check_header, progress, || SledSink::open(&tmp))
+            .and_then(|(summary, sink)| {
+                sink.finish(&tmp, &summary.header)?;
+                Ok(summary)
+            })
+            .and_then(|summary| {
+                // An empty target directory is replaced by the rename (rename(2) allows it).
+                fs::rename(&tmp, dir)?;
+                fs::File::open(&parent)?.sync_all()?;
+                Ok(summary)
+            });
         if result.is_err() {
             let _ = fs::remove_dir_all(&tmp);
         }
@@ -318,11 +334,99 @@ struct HashWriter<W: Write> {
 }
 
 impl<W: Write> HashWriter<W> {
+    /// Writes the file's head: magic, versions, key header.
+    fn start(out: W, header: &[u8], store_version: u16) -> Result<Self, StoreError> {
+        let mut w = Self {
+            inner: io::BufWriter::with_capacity(1 << 20, out),
+            hash: Sha256::new(),
+            bytes: 0,
+        };
+        let header_len = u32::try_from(header.len())
+            .map_err(|_| StoreError::Corrupt(Structure::KeyHeaderTooLarge))?;
+        w.write_all(BACKUP_MAGIC)?;
+        w.write_all(&BACKUP_FORMAT_VERSION.to_be_bytes())?;
+        w.write_all(&store_version.to_be_bytes())?;
+        w.write_all(&header_len.to_be_bytes())?;
+        w.write_all(header)?;
+        Ok(w)
+    }
+
+    /// Writes entries (in key order); returns how many are token records.
+    fn entries(&mut self, chunk: &[(Vec<u8>, Vec<u8>)]) -> Result<u64, StoreError> {
+        let mut records = 0;
+        for (k, v) in chunk {
+            let kl =
+                u32::try_from(k.len()).map_err(|_| StoreError::Corrupt(Structure::KeyTooLarge))?;
+            let vl = u32::try_from(v.len())
+                .map_err(|_| StoreError::Corrupt(Structure::ValueTooLarge))?;
+            self.write_all(&kl.to_be_bytes())?;
+            self.write_all(&vl.to_be_bytes())?;
+            self.write_all(k)?;
+            self.write_all(v)?;
+            if k.first() == Some(&RECORD_PREFIX) {
+                records += 1;
+            }
+        }
+        Ok(records)
+    }
+
+    /// Writes the end of the entries and the trailer, flushes; returns the bytes written and
+    /// the digest.
+    fn finish(mut self, entries: u64) -> Result<(u64, [u8; 32]), StoreError> {
+        self.write_all(&0u32.to_be_bytes())?;
+        self.write_all(TRAILER_MAGIC)?;
+        self.write_all(&entries.to_be_bytes())?;
+        let sha256: [u8; 32] = self.hash.clone().finalize().into();
+        self.inner.write_all(&sha256)?;
+        self.inner.flush()?;
+        Ok((self.bytes + 32, sha256))
+    }
+
     fn write_all(&mut self, b: &[u8]) -> io::Result<()> {
         self.hash.update(b);
         self.bytes += b.len() as u64;
         self.inner.write_all(b)
     }
+}
+
+/// A backup of an engine that other processes write too: everything read from one snapshot of
+/// the engine (see [`Engine::snapshot`]); writers are never held.
+fn from_snapshot(
+    mut snapshot: Box<dyn Snapshot>,
+    out: impl Write,
+    mut progress: impl FnMut(u64, u64),
+    estimate: u64,
+) -> Result<BackupSummary, StoreError> {
+    let header = snapshot.header()?;
+    let version = snapshot
+        .get(VERSION_KEY)?
+        .ok_or(StoreError::Corrupt(Structure::StoreVersion))?;
+    let version = u16_value(&version, Structure::StoreVersion)?;
+    let mut w = HashWriter::start(out, &header, version)?;
+    let (mut entries, mut records, mut steps) = (0u64, 0u64, 0u64);
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let chunk = snapshot.scan_after(after.as_deref(), CHUNK)?;
+        steps += 1;
+        records += w.entries(&chunk)?;
+        entries += chunk.len() as u64;
+        progress(entries, estimate.max(entries));
+        if chunk.len() < CHUNK {
+            break;
+        }
+        after = chunk.last().map(|(k, _)| k.clone());
+    }
+    drop(snapshot);
+    let (bytes, sha256) = w.finish(entries)?;
+    Ok(BackupSummary {
+        entries,
+        records,
+        bytes,
+        sha256,
+        longest_pause: Duration::ZERO,
+        held: Duration::ZERO,
+        steps,
+    })
 }
 
 struct HashReader<R: Read> {
@@ -393,13 +497,75 @@ fn u16_value(v: &[u8], what: Structure) -> Result<u16, StoreError> {
     ))
 }
 
-/// Reads and checks the whole backup, importing it into a fresh database in `tmp`.
-fn import(
+/// Where a restore puts the entries it reads (before the whole file is verified: the caller makes
+/// them visible only after `import` returned).
+trait Sink: Sized {
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError>;
+}
+
+/// A fresh sled database in the restore's temporary directory.
+struct SledSink {
+    db: sled::Db,
+    batch: sled::Batch,
+    in_batch: usize,
+}
+
+impl SledSink {
+    fn open(tmp: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(tmp.join(crate::store::SLED_DIR))
+            .cache_capacity(64 * 1024 * 1024)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        Ok(Self {
+            db,
+            batch: sled::Batch::default(),
+            in_batch: 0,
+        })
+    }
+
+    /// Applies the rest, makes the database durable and writes the header file beside it.
+    fn finish(mut self, tmp: &Path, header: &[u8]) -> Result<(), StoreError> {
+        if self.in_batch > 0 {
+            self.db.apply_batch(std::mem::take(&mut self.batch))?;
+        }
+        self.db.flush()?;
+        drop(self.db);
+        // sled's flush does not fsync on Linux (see docs/durability.md): sync its files ourselves
+        // before the directory is renamed into place.
+        sync_tree(&tmp.join(crate::store::SLED_DIR))?;
+        crate::header_file::write(tmp, header)
+    }
+}
+
+impl Sink for SledSink {
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
+        self.batch.insert(key, value);
+        self.in_batch += 1;
+        if self.in_batch == RESTORE_BATCH {
+            self.db.apply_batch(std::mem::take(&mut self.batch))?;
+            self.in_batch = 0;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Sink for crate::pg::restore::PgRestore {
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
+        crate::pg::restore::PgRestore::put(self, key, value)
+    }
+}
+
+/// Reads and checks the whole backup, handing its entries to the sink `open` makes (once the
+/// header passed `check_header`). Returns the summary and the sink, whose entries the caller
+/// makes visible.
+fn import<S: Sink>(
     input: impl Read,
-    tmp: &Path,
     check_header: impl FnOnce(&[u8]) -> Result<(), StoreError>,
     mut progress: impl FnMut(u64),
-) -> Result<RestoreSummary, StoreError> {
+    open: impl FnOnce() -> Result<S, StoreError>,
+) -> Result<(RestoreSummary, S), StoreError> {
     let mut r = HashReader {
         inner: io::BufReader::with_capacity(1 << 20, input),
         hash: Sha256::new(),
@@ -435,13 +601,7 @@ fn import(
     let header = r.vec(header_len)?;
     check_header(&header)?;
 
-    let db = sled::Config::new()
-        .path(tmp.join(crate::store::SLED_DIR))
-        .cache_capacity(64 * 1024 * 1024)
-        .mode(sled::Mode::HighThroughput)
-        .open()?;
-    let mut batch = sled::Batch::default();
-    let mut in_batch = 0usize;
+    let mut sink = open()?;
     let mut last: Option<Vec<u8>> = None;
     let (mut records, mut count, mut version) = (0u64, None, None);
     let mut imported = 0u64;
@@ -487,20 +647,12 @@ fn import(
             }
             _ => {}
         }
-        batch.insert(k.as_slice(), v);
+        sink.put(k.clone(), v)?;
         last = Some(k);
-        in_batch += 1;
         imported += 1;
-        if in_batch == RESTORE_BATCH {
-            db.apply_batch(std::mem::take(&mut batch))?;
-            in_batch = 0;
-        }
         if imported.is_multiple_of(PROGRESS_EVERY) {
             progress(imported);
         }
-    }
-    if in_batch > 0 {
-        db.apply_batch(batch)?;
     }
     if &r.array::<4>()? != TRAILER_MAGIC {
         return Err(StoreError::Corrupt(Structure::Backup(BackupPart::Trailer)));
@@ -534,20 +686,15 @@ fn import(
             BackupPart::RecordCount,
         )));
     }
-    db.flush()?;
-    drop(db);
-    // sled's flush does not fsync on Linux (see docs/durability.md): sync its files ourselves
-    // before the directory is renamed into place.
-    sync_tree(&tmp.join(crate::store::SLED_DIR))?;
-    crate::header_file::write(tmp, &header)?;
     progress(imported);
-    Ok(RestoreSummary {
+    let summary = RestoreSummary {
         entries: imported,
         records,
         bytes: r.bytes,
         sha256,
         header,
-    })
+    };
+    Ok((summary, sink))
 }
 
 /// fsyncs every file under `dir`, then the directories themselves.

@@ -83,12 +83,17 @@ pub struct WriteTx<'a> {
     /// The engine is shared with other writers: the token record and de-duplication writes
     /// carry conditions on what they read, so a group that raced another writer is run again.
     shared: bool,
+    /// On a shared engine, the first value the group read of each key from the engine: later
+    /// reads of the group see the same value, and a condition states what the decision was
+    /// based on (a fresh read could already show another writer's commit and let it pass).
+    reads: std::cell::RefCell<HashMap<Vec<u8>, Option<Vec<u8>>>>,
 }
 
 impl<'a> WriteTx<'a> {
     fn new(engine: &'a dyn Engine, count: u64) -> Self {
         Self {
             shared: engine.shared(),
+            reads: std::cell::RefCell::default(),
             engine,
             checks: Vec::new(),
             job_checks: Vec::new(),
@@ -108,7 +113,20 @@ impl<'a> WriteTx<'a> {
         if let Some(v) = self.group.get(key) {
             return Ok(v.clone());
         }
-        self.engine.point_get(key)
+        self.committed(key)
+    }
+
+    /// `key` in the committed state as this group first saw it (see `reads`).
+    fn committed(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if !self.shared {
+            return self.engine.point_get(key);
+        }
+        if let Some(v) = self.reads.borrow().get(key) {
+            return Ok(v.clone());
+        }
+        let v = self.engine.point_get(key)?;
+        self.reads.borrow_mut().insert(key.to_vec(), v.clone());
+        Ok(v)
     }
 
     fn set(&mut self, key: &[u8], value: Option<Vec<u8>>) {
@@ -216,7 +234,7 @@ impl<'a> WriteTx<'a> {
     pub fn put_dedupe(&mut self, key: &DedupeKey, token: &[u8; 24]) -> Result<(), StoreError> {
         let key = layout::dedupe_key(key);
         if self.shared && self.pending(&key).is_none() {
-            let current = self.engine.point_get(&key)?;
+            let current = self.committed(&key)?;
             self.condition(&key, current);
         }
         self.set(&key, Some(token.to_vec()));
@@ -228,7 +246,7 @@ impl<'a> WriteTx<'a> {
     pub fn delete_dedupe(&mut self, key: &DedupeKey) -> Result<(), StoreError> {
         let key = layout::dedupe_key(key);
         if self.shared && self.pending(&key).is_none() {
-            let current = self.engine.point_get(&key)?;
+            let current = self.committed(&key)?;
             self.condition(&key, current);
         }
         self.set(&key, None);

@@ -1,7 +1,11 @@
-//! `vault-store`: cardvault's persistence on [sled](https://docs.rs/sled/0.34.7).
+//! `vault-store`: cardvault's persistence, on [sled](https://docs.rs/sled/0.34.7) (one process
+//! owns a vault directory) or on PostgreSQL (feature `postgres`: any number of daemons share one
+//! database; [`Location::Database`], `PgEngine`).
 //!
 //! The store knows bytes and layouts, not HTTP and not cryptography. It offers:
-//! - a data directory with a lock file, so only one process at a time can write a vault;
+//! - a vault at a [`Location`]: a data directory with a lock file, so only one process at a time
+//!   can write it, or a PostgreSQL database written by several processes at once, each group one
+//!   SQL transaction that checks the conditions its jobs read;
 //! - one sled tree whose keys carry a one-byte prefix per kind (records, de-duplication index,
 //!   counters), so that a token, its index entry and the counters always change together in one
 //!   atomic `apply_batch`; the key header lives in its own atomically replaced file;
@@ -20,7 +24,8 @@
 //! - **Engine-neutral, above the seam** (what the vault and the gateway use):
 //!   - `store.rs`: [`Store`], the public face: typed reads of records, raw reads and scans of the
 //!     other key spaces, [`Store::write`] / [`Store::submit`] for writes, counters. Built over any
-//!     engine with [`Store::with_engine`]; [`Store::create`] / [`Store::open`] use sled.
+//!     engine with [`Store::with_engine`]; [`Store::create`] / [`Store::open`] use sled,
+//!     [`Store::create_at`] / [`Store::open_at`] pick the engine from the [`Location`].
 //!   - `commit.rs`: the group committer (bounded queue, batching, one durable commit per group,
 //!     answers after it) and [`WriteTx`], a job's view with read-your-writes, its conditional
 //!     writes ([`WriteTx::put_if_absent`], [`WriteTx::compare_and_set`]) and the record count.
@@ -31,18 +36,27 @@
 //!   - `error.rs`: [`StoreError`] with typed [`Structure`] (what is corrupt) and [`ConflictKind`]
 //!     (why a conditional write was refused).
 //!   - `backup.rs`: consistent backups while writers go on (a capture of pre-images, `capture.rs`, kept by the
-//!     committer, export in chunks through [`Engine::scan`]) and restore into a new sled vault.
+//!     committer, export in chunks through [`Engine::scan`]; or, for an engine other processes
+//!     write too, one [`Engine::snapshot`]) and restore into a new sled vault or an empty
+//!     PostgreSQL database ([`Store::restore_at`]).
 //!   - `conformance.rs` (feature `conformance`): the suite every engine must pass.
 //! - **The seam**: `engine.rs`, [`Engine`]: point reads ([`Engine::get`], [`Engine::point_get`]),
 //!   ordered range scans ([`Engine::scan`]), one atomic durable commit per group
 //!   ([`Engine::commit`] of an [`engine::Group`]: its writes, the group counter first, and the
 //!   [`engine::Check`]s its conditional writes rest on), the key header, checkpoints and close.
 //!   An engine with several writers (several daemons on one database, one SQL transaction per
-//!   group) checks the conditions in the database and refuses with [`StoreError::Conflict`].
+//!   group) checks the conditions in the database and refuses with [`StoreError::Conflict`]
+//!   ([`ConflictKind::Raced`]); it may also index keep-until ([`Engine::scan_expired`]).
 //! - **The sled engine, below the seam**: `sled_engine.rs` (open, create, log replay,
 //!   checkpoints, the key-by-key apply under the group lock), `wal.rs` (the write-ahead log),
 //!   `header_file.rs` (the key header file), `generation.rs` (the group counter mirrored beside
 //!   the database, to detect lost writes), `lock.rs` (one process per directory).
+//! - **The PostgreSQL engine, below the seam** (feature `postgres`): `pg/`, `PgEngine`: a pool
+//!   of tokio-postgres connections (rustls TLS) driven from the synchronous seam through a runtime
+//!   of its own, one table per key space, per-writer counters, one pipelined transaction per
+//!   group, versioned migrations; its URL parameters and time bounds are documented on the
+//!   module (`pg/mod.rs`). `location.rs`: [`Location`], [`DatabaseUrl`] (never shows its
+//!   password).
 #![forbid(unsafe_code)]
 
 mod backup;

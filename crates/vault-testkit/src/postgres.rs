@@ -75,6 +75,42 @@ impl TestDatabase {
         run_sql(&self.url(), sql);
     }
 
+    /// Takes `LOCK TABLE table IN ACCESS EXCLUSIVE MODE` in this database and holds it for
+    /// `hold` on a thread of its own; returns once the lock is held, with the thread to join.
+    ///
+    /// # Panics
+    ///
+    /// If the lock cannot be taken.
+    pub fn lock_table_for(&self, table: &str, hold: Duration) -> std::thread::JoinHandle<()> {
+        let (url, table) = (self.url(), table.to_owned());
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .expect("connect to the PostgreSQL test server");
+                let task = tokio::spawn(connection);
+                client
+                    .batch_execute(&format!(
+                        "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+                    ))
+                    .await
+                    .expect("lock");
+                let _ = locked_tx.send(());
+                tokio::time::sleep(hold).await;
+                client.batch_execute("COMMIT").await.expect("unlock");
+                drop(client);
+                let _ = task.await;
+            });
+        });
+        locked_rx.recv().expect("the lock holder failed");
+        holder
+    }
+
     /// Ends every session connected to this database (`pg_terminate_backend`), from the server's
     /// administrative database; returns how many were ended.
     ///

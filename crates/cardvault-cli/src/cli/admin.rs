@@ -1,21 +1,27 @@
 //! Admin commands: merchants, API keys, terminals, data keys, sweeps, statistics.
 //!
-//! Each works offline on `--data DIR` (opening the vault with the key options) or, when a daemon
-//! holds the directory or `--socket` is given, through the daemon's socket with an admin API key.
-//! Both go through [`conn::Admin`], which answers with the wire types of the HTTP API, so the
-//! output is the same either way.
+//! Each works offline on `--data DIR` or `--database URL` (opening the vault with the key
+//! options) or, when a daemon holds the directory or `--socket` is given, through the daemon's
+//! socket with an admin API key. Both go through [`conn::Admin`], which answers with the wire
+//! types of the HTTP API, so the output is the same either way.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use cardvault::Scopes;
+use cardvault::{DatabaseUrl, Scopes};
 use clap::{Args, Subcommand};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use vault_wire::ApiKeyKind;
 
-use super::{conn, key::KeyArgs, secret_file::PendingSecretFile};
+use super::{
+    conn,
+    database::{self, DatabaseUrlParser},
+    key::KeyArgs,
+    secret_file::PendingSecretFile,
+};
 
-/// Where the vault is: a data directory, a daemon socket, or both.
+/// Where the vault is: a data directory or a database (not both), a daemon socket, or a socket
+/// with either.
 #[derive(Args, Debug, Clone)]
 #[group(id = "location", required = true, multiple = true)]
 pub(crate) struct Location {
@@ -24,9 +30,29 @@ pub(crate) struct Location {
     #[arg(long, env = "CARDVAULT_DATA", value_name = "DIR")]
     pub(crate) data: Option<PathBuf>,
 
+    /// The vault's PostgreSQL database (postgres://USER@HOST:PORT/DATABASE), instead of --data.
+    /// Opened directly, even while daemons serve it (a database is shared: no lock). A URL
+    /// holding a password only in CARDVAULT_DATABASE_URL (never on the command line).
+    #[arg(
+        long,
+        env = "CARDVAULT_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true,
+        value_parser = DatabaseUrlParser,
+        conflicts_with = "data"
+    )]
+    pub(crate) database: Option<DatabaseUrl>,
+
     /// Go through the daemon listening on this socket (needs an admin API key).
     #[arg(long, env = "CARDVAULT_SOCKET", value_name = "PATH")]
     pub(crate) socket: Option<PathBuf>,
+}
+
+impl Location {
+    /// The vault `--data` or `--database` names, if either.
+    pub(crate) fn vault(&self) -> Option<cardvault::Location> {
+        database::location(self.data.as_deref(), self.database.as_ref())
+    }
 }
 
 /// Options shared by every admin command.

@@ -1,6 +1,6 @@
 //! `cardvault audit tail|verify`: read and check the vault's audit log.
 //!
-//! Like the admin commands, they open `--data DIR` with the key options, or, when a daemon holds
+//! Like the admin commands, they open `--data DIR` or `--database URL` with the key options, or, when a daemon holds
 //! the directory or `--socket` is given, go through the daemon (`GET /admin/audit`,
 //! `POST /admin/audit/verify`) with an admin API key.
 
@@ -29,7 +29,7 @@ pub(crate) enum AuditCmd {
     /// Check the whole hash chain; exits 1 and names the first bad entry if it is broken.
     Verify {
         /// Check this archive file (written by `audit archive`) instead of the log, with the
-        /// vault's key (offline, on --data).
+        /// vault's key (offline, on --data or --database).
         #[arg(long, value_name = "FILE")]
         archive: Option<PathBuf>,
         #[command(flatten)]
@@ -37,7 +37,8 @@ pub(crate) enum AuditCmd {
     },
     /// Move the entries written before DATE (whole blocks, never the newest) into a new file,
     /// verifiable on its own with `audit verify --archive FILE`; the remaining log starts from a
-    /// keyed anchor and still verifies. Offline only (on --data, with the vault key).
+    /// keyed anchor and still verifies. Offline only (on --data or --database, with the vault
+    /// key).
     Archive {
         /// RFC 3339 time (`2026-01-01T00:00:00Z`) or a date (`2026-01-01`, midnight UTC).
         #[arg(long, value_name = "DATE")]

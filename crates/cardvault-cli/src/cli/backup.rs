@@ -1,14 +1,20 @@
 //! `cardvault backup` and `cardvault restore`: a consistent, still-encrypted, checksummed copy of
 //! a vault (the `CVBK` file, docs/record-format.md) and its restoration into a new directory.
+//! A vault in a database is backed up like one in a directory (to the `--out` file); restoring
+//! into a database is not supported yet.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use cardvault::Vault;
+use cardvault::{DatabaseUrl, Location, Vault};
 use clap::Args;
 use indicatif::ProgressBar;
 
-use super::{admin::Target, conn};
+use super::{
+    admin::Target,
+    conn,
+    database::{self, DatabaseUrlParser},
+};
 
 #[derive(Args, Debug)]
 pub(crate) struct BackupArgs {
@@ -25,9 +31,22 @@ pub(crate) struct RestoreArgs {
     /// The backup file to restore.
     #[arg(long, value_name = "FILE")]
     from: PathBuf,
+    #[command(flatten)]
+    into: RestoreInto,
+}
+
+/// Where a backup is restored: exactly one of a new directory and a database. Never taken from
+/// the environment (CARDVAULT_DATA / CARDVAULT_DATABASE_URL name the vault in service).
+#[derive(Args, Debug)]
+#[group(id = "restore_into", required = true, multiple = false)]
+pub(crate) struct RestoreInto {
     /// The new vault directory: must not exist, or be empty.
     #[arg(long, value_name = "DIR")]
-    data: PathBuf,
+    data: Option<PathBuf>,
+    /// A PostgreSQL database to restore into (postgres://USER@HOST:PORT/DATABASE): not supported
+    /// yet; restore into a directory.
+    #[arg(long, value_name = "URL", value_parser = DatabaseUrlParser)]
+    database: Option<DatabaseUrl>,
 }
 
 fn hex32(b: &[u8; 32]) -> String {
@@ -61,29 +80,30 @@ pub(crate) fn backup(args: BackupArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    let Some(location) = database::location(args.into.data.as_deref(), args.into.database.as_ref())
+    else {
+        bail!("name the new vault with --data DIR");
+    };
     // Say what is in the way (a vault, or other files) before reading the backup.
-    super::target_dir::check_new_vault_dir(&args.data)?;
+    if let Location::Dir(dir) = &location {
+        super::target_dir::check_new_vault_dir(dir)?;
+    }
+    // `Location`'s Display masks a database URL's password.
+    let restoring = || format!("restoring {} into {location}", args.from.display());
     let file = std::fs::File::open(&args.from)
         .with_context(|| format!("opening backup {}", args.from.display()))?;
     let bar = ProgressBar::new_spinner();
     bar.set_style(super::progress::style(
         "restore {spinner} {pos} entries verified and imported ({rate})",
     ));
-    let r = Vault::restore(file, &args.data, |done| bar.set_position(done));
+    let r = Vault::restore_at(file, &location, |done| bar.set_position(done));
     bar.finish_and_clear();
-    let r = r.with_context(|| {
-        format!(
-            "restoring {} into {}",
-            args.from.display(),
-            args.data.display()
-        )
-    })?;
+    let r = r.with_context(restoring)?;
     println!(
-        "restored {} records ({} entries, sha256 {}) into {}; vault id {}; it opens with the original vault's key",
+        "restored {} records ({} entries, sha256 {}) into {location}; vault id {}; it opens with the original vault's key",
         r.records,
         r.entries,
         hex32(&r.sha256),
-        args.data.display(),
         hex::encode(r.vault_id)
     );
     Ok(())

@@ -1,8 +1,8 @@
 //! How an admin command reaches the vault: [`Admin`], implemented by [`InProcess`] (the vault
-//! opened in this process on `--data DIR`) and [`Daemon`] (the daemon holding it, over its Unix
-//! socket with an admin API key). Both answer with the HTTP API's wire types, the in-process side
-//! through the daemon's own mapping (`vault_daemon::views`), so a command prints the same
-//! whichever way it went.
+//! opened in this process on `--data DIR` or `--database URL`) and [`Daemon`] (the daemon
+//! holding it, over its Unix socket with an admin API key). Both answer with the HTTP API's wire
+//! types, the in-process side through the daemon's own mapping (`vault_daemon::views`), so a
+//! command prints the same whichever way it went.
 
 use std::{
     fs::{File, TryLockError},
@@ -77,25 +77,35 @@ pub(crate) struct BackupDone {
 }
 
 /// Opens the vault the target names: through the daemon when `--socket` is given or a daemon
-/// holds `--data`, else in this process with the key options.
+/// holds `--data`, else in this process with the key options (`--database` always in this
+/// process: a database has no lock, and daemons serving it leave it open to others).
 pub(crate) fn open(target: &Target) -> anyhow::Result<Box<dyn Admin>> {
     if let Some(socket) = &target.location.socket {
         return Ok(Box::new(Daemon::connect(target, socket)?));
     }
-    let Some(dir) = &target.location.data else {
-        bail!("name the vault with --data DIR or a daemon with --socket PATH");
+    let Some(location) = target.location.vault() else {
+        bail!("name the vault with --data DIR or --database URL, or a daemon with --socket PATH");
     };
-    if held_by_daemon(dir) {
+    let dir = location.dir().map(Path::to_path_buf);
+    if let Some(dir) = &dir
+        && held_by_daemon(dir)
+    {
         return Ok(Box::new(Daemon::connect(target, &daemon_socket(dir)?)?));
     }
+    let opening = || format!("opening the vault {}", super::database::at(&location));
+    // A database URL this build cannot open is refused before the key is asked for.
+    Vault::check_supported(&location).with_context(opening)?;
     let key = target.key.resolve(false)?;
-    match Vault::open(dir, &key, VaultOptions::default()) {
-        Ok(v) => Ok(Box::new(InProcess(Gateway::new(v)))),
+    match (
+        Vault::open_at(&location, &key, VaultOptions::default()),
+        &dir,
+    ) {
+        (Ok(v), _) => Ok(Box::new(InProcess(Gateway::new(v)))),
         // The daemon started between the probe and the open.
-        Err(VaultError::Store(StoreError::InUse(_))) => {
+        (Err(VaultError::Store(StoreError::InUse(_))), Some(dir)) => {
             Ok(Box::new(Daemon::connect(target, &daemon_socket(dir)?)?))
         }
-        Err(e) => Err(e).with_context(|| format!("opening the vault in {}", dir.display())),
+        (Err(e), _) => Err(e).with_context(opening),
     }
 }
 

@@ -1,24 +1,49 @@
-//! `cardvault init`: create a vault.
+//! `cardvault init`: create a vault, in a directory or a PostgreSQL database.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use cardvault::{KdfParams, KeySource, Vault, VaultOptions};
+use cardvault::{DatabaseUrl, KdfParams, KeySource, Location, Vault, VaultOptions};
 use clap::Args;
 
-use super::{key::KeyArgs, target_dir::check_new_vault_dir};
+use super::{
+    database::{self, DatabaseUrlParser},
+    key::KeyArgs,
+    target_dir::check_new_vault_dir,
+};
 
 #[derive(Args, Debug)]
 pub(crate) struct InitArgs {
-    /// Directory of the new vault: must not exist, or be empty (it is created, or set, mode 0700).
-    #[arg(long, env = "CARDVAULT_DATA", value_name = "DIR")]
-    data: PathBuf,
+    #[command(flatten)]
+    at: NewVaultAt,
 
     #[command(flatten)]
     key: KeyArgs,
 
     #[command(flatten)]
     kdf: KdfArgs,
+}
+
+/// Where the new vault goes: exactly one of a directory and a database.
+#[derive(Args, Debug)]
+#[group(id = "new_vault", required = true, multiple = false)]
+pub(crate) struct NewVaultAt {
+    /// Directory of the new vault: must not exist, or be empty (it is created, or set, mode 0700).
+    #[arg(long, env = "CARDVAULT_DATA", value_name = "DIR")]
+    data: Option<PathBuf>,
+
+    /// PostgreSQL database of the new vault (postgres://USER@HOST:PORT/DATABASE), instead of
+    /// --data: its tables and key header are created; a database holding a vault is refused.
+    /// Any number of daemons can then serve it. A URL holding a password only in
+    /// CARDVAULT_DATABASE_URL (never on the command line).
+    #[arg(
+        long,
+        env = "CARDVAULT_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true,
+        value_parser = DatabaseUrlParser
+    )]
+    database: Option<DatabaseUrl>,
 }
 
 /// Argon2id parameters for a passphrase-protected vault (ignored with a key file).
@@ -94,16 +119,33 @@ const INSECURE_KDF_BANNER: &str = "\
 ################################################################################";
 
 pub(crate) fn run(args: InitArgs) -> anyhow::Result<()> {
-    // Refuse a wrong directory before asking for anything, and never touch it.
-    check_new_vault_dir(&args.data)?;
+    let Some(location) = database::location(args.at.data.as_deref(), args.at.database.as_ref())
+    else {
+        bail!("name the new vault with --data DIR or --database URL");
+    };
+    // Refuse a wrong place before asking for anything, and never touch it: a directory that is
+    // not new, or a database URL this build cannot open.
+    match &location {
+        Location::Dir(dir) => check_new_vault_dir(dir)?,
+        Location::Database(_) => Vault::check_supported(&location)
+            .with_context(|| format!("creating a vault {}", database::at(&location)))?,
+    }
     let kdf = args.kdf.params()?;
-    let dir_words: Vec<&str> = args
-        .data
-        .iter()
-        .filter_map(|c| c.to_str())
-        .filter(|c| *c != "/")
-        .collect();
-    let key = args.key.resolve_new(&dir_words)?;
+    // Words a guesser would try first: the directory's names, or the database URL's (user,
+    // host, database; the masked password is `***`).
+    let shown = location.to_string();
+    let place_words: Vec<&str> = match &location {
+        Location::Dir(dir) => dir
+            .iter()
+            .filter_map(|c| c.to_str())
+            .filter(|c| *c != "/")
+            .collect(),
+        Location::Database(_) => shown
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .collect(),
+    };
+    let key = args.key.resolve_new(&place_words)?;
     let kind = match &key {
         KeySource::Passphrase(_) => format!(
             "passphrase, argon2id m={} KiB t={} p={}",
@@ -115,19 +157,26 @@ pub(crate) fn run(args: InitArgs) -> anyhow::Result<()> {
         kdf,
         ..VaultOptions::default()
     };
-    let vault = Vault::create(&args.data, &key, options)
-        .with_context(|| format!("creating a vault in {}", args.data.display()))?;
+    let vault = Vault::create_at(&location, &key, options)
+        .with_context(|| format!("creating a vault {}", database::at(&location)))?;
     let stats = vault.stats();
     vault.flush().context("flushing the new vault")?;
     drop(vault);
     println!(
-        "created vault in {} ({kind}); current data key {}",
-        args.data.display(),
+        "created vault {} ({kind}); current data key {}",
+        database::at(&location),
         stats.current_dek
     );
-    println!(
-        "next: cardvault merchant add --data {} ID --name NAME",
-        args.data.display()
-    );
+    match &location {
+        Location::Dir(dir) => println!(
+            "next: cardvault merchant add --data {} ID --name NAME",
+            dir.display()
+        ),
+        // Not the URL itself: it may hold a password, which would then land in a terminal's
+        // scrollback (and a copy of the masked one would not connect).
+        Location::Database(_) => {
+            println!("next: cardvault merchant add --database URL ID --name NAME")
+        }
+    }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! `cardvault merchant password <id>`: sets a merchant's gateway password, offline on `--data` or
-//! through the daemon like the other admin commands.
+//! `--database`, or through the daemon, like the other admin commands.
 //!
 //! The password comes from `--password-file`, `CARDVAULT_MERCHANT_PASSWORD` or an interactive
 //! prompt (typed twice), never from argv: that is visible to every user through `/proc`.

@@ -10,6 +10,7 @@ mod bench;
 mod cards;
 mod conn;
 mod connect;
+mod database;
 mod dev;
 mod hardening;
 mod init;
@@ -40,7 +41,7 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Create a new vault in an empty directory.
+    /// Create a new vault in an empty directory or an empty PostgreSQL database.
     Init(init::InitArgs),
     /// Run the daemon: HTTP/1.1 + JSON over a Unix socket (and optionally loopback TCP).
     Serve(Box<serve::ServeArgs>),
@@ -60,7 +61,8 @@ enum Command {
     Sweep(admin::SweepArgs),
     /// Vault counters and key state.
     Stats(admin::StatsArgs),
-    /// Read and verify the hash-chained audit log (on --data, or through a running daemon).
+    /// Read and verify the hash-chained audit log (on --data or --database, or through a running
+    /// daemon).
     #[command(subcommand)]
     Audit(audit::AuditCmd),
     /// Write a consistent, still-encrypted, checksummed backup while the vault keeps serving.

@@ -6,30 +6,54 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use cardvault::{Vault, VaultOptions, gateway::Gateway};
+use cardvault::{DatabaseUrl, Vault, VaultOptions, gateway::Gateway};
 use clap::{Args, ValueEnum};
 use tokio::sync::watch;
 use vault_daemon::{DaemonConfig, LogFormat};
 
-use super::{dev, hardening, key::KeyArgs, runtime};
+use super::{
+    database::{self, DatabaseUrlParser},
+    dev, hardening,
+    key::KeyArgs,
+    runtime,
+};
 
 /// File in the data directory naming the socket of the daemon serving it, so admin commands
-/// given `--data` find the daemon. Written at start, removed at exit.
+/// given `--data` find the daemon. Written at start, removed at exit. A database vault has no
+/// directory, so none is written for it.
 pub(crate) const SOCKET_POINTER: &str = "daemon.socket";
 
+/// The vault is named by exactly one of --data and --database, unless --dev makes its own (it
+/// ignores --data, and refuses --database).
 #[derive(Args, Debug)]
+#[command(group(
+    clap::ArgGroup::new("serve_vault")
+        .args(["data", "database", "dev"])
+        .required(true)
+        .multiple(true)
+))]
 pub(crate) struct ServeArgs {
     /// The vault directory (created with `cardvault init`).
-    #[arg(
-        long,
-        env = "CARDVAULT_DATA",
-        value_name = "DIR",
-        required_unless_present = "dev"
-    )]
+    #[arg(long, env = "CARDVAULT_DATA", value_name = "DIR")]
     pub(crate) data: Option<PathBuf>,
 
-    /// The Unix socket to listen on. Its directory is created (mode 0700) if missing and must
-    /// not be writable by others. Default with --dev: /tmp/cardvault-dev/cardvault.sock.
+    /// The vault's PostgreSQL database (postgres://USER@HOST:PORT/DATABASE, created with `cardvault
+    /// init --database`), instead of --data. Other daemons may serve the same database at the
+    /// same time. Needs --socket; not with --dev (the dev vault is a throwaway directory). A URL
+    /// holding a password only in CARDVAULT_DATABASE_URL (never on the command line).
+    #[arg(
+        long,
+        env = "CARDVAULT_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true,
+        value_parser = DatabaseUrlParser,
+        conflicts_with_all = ["data", "dev"]
+    )]
+    pub(crate) database: Option<DatabaseUrl>,
+
+    /// The Unix socket to listen on (required, except with --dev). Its directory is created
+    /// (mode 0700) if missing and must not be writable by others. Default with --dev:
+    /// /tmp/cardvault-dev/cardvault.sock.
     #[arg(
         long,
         env = "CARDVAULT_SOCKET",
@@ -106,7 +130,7 @@ pub(crate) struct ServeArgs {
 
     /// Development mode: a throwaway vault in a fresh temporary directory, a merchant, an
     /// all-scopes API key next to the socket, and a curl line to try. NOT FOR PRODUCTION.
-    /// --data and the key options are ignored in this mode.
+    /// --data and the key options are ignored in this mode; --database is refused.
     #[arg(long)]
     pub(crate) dev: bool,
 
@@ -189,23 +213,36 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.dev {
         return dev::run(&args, config);
     }
-    let (Some(data), Some(socket)) = (&args.data, &args.socket) else {
-        bail!("--data and --socket are required (or use --dev)");
+    let (Some(location), Some(socket)) = (
+        database::location(args.data.as_deref(), args.database.as_ref()),
+        &args.socket,
+    ) else {
+        bail!("--data DIR (or --database URL) and --socket PATH are required (or use --dev)");
     };
+    // A database URL this build cannot open is refused before the key is asked for.
+    let opening = || format!("opening the vault {}", database::at(&location));
+    Vault::check_supported(&location).with_context(opening)?;
     let key = args.key.resolve(false)?;
     // One gateway for every listener: it holds the pending payments' CVVs and the login limits.
-    let vault = Gateway::new(
-        Vault::open(data, &key, args.vault_options())
-            .with_context(|| format!("opening the vault in {}", data.display()))?,
-    );
+    let vault =
+        Gateway::new(Vault::open_at(&location, &key, args.vault_options()).with_context(opening)?);
     drop(key);
     args.tune(&vault);
     let socket = absolute(socket)?;
-    let pointer = data.join(SOCKET_POINTER);
-    // Best effort: only a convenience for admin commands given `--data`.
-    let _ = std::fs::write(&pointer, format!("{}\n", socket.display()));
-    let result = runtime()?.block_on(serve(vault, config, &socket, args.listen, || {}));
-    let _ = std::fs::remove_file(&pointer);
+    // Best effort: only a convenience for admin commands given `--data`. A database vault has
+    // no directory to hold it: admin commands given `--database` open the database themselves
+    // (it is shared), or take `--socket`.
+    let pointer = location.dir().map(|dir| dir.join(SOCKET_POINTER));
+    if let Some(pointer) = &pointer {
+        let _ = std::fs::write(pointer, format!("{}\n", socket.display()));
+    }
+    let result = runtime()?.block_on(serve(vault, config, &socket, args.listen, || {
+        // The URL's password masked (`Location`'s Display).
+        tracing::info!(vault = %location, "serving the vault");
+    }));
+    if let Some(pointer) = &pointer {
+        let _ = std::fs::remove_file(pointer);
+    }
     result
 }
 

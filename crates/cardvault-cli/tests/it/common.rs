@@ -13,6 +13,7 @@ pub fn bin() -> std::process::Command {
         "CARDVAULT_PASSPHRASE_FILE",
         "CARDVAULT_KEY_FILE",
         "CARDVAULT_DATA",
+        "CARDVAULT_DATABASE_URL",
         "CARDVAULT_SOCKET",
         "CARDVAULT_API_KEY",
         "CARDVAULT_API_KEY_FILE",

@@ -8,6 +8,7 @@ mod common;
 mod audit_cli;
 mod backup_cli;
 mod cli;
+mod database_flag;
 mod docs;
 mod merchant_password_cli;
 mod serve_process;

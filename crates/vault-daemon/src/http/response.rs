@@ -7,12 +7,31 @@ use hyper::{
     header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE},
 };
 use serde::Serialize;
-use vault_service::VaultError;
+use vault_service::{ConflictKind, StoreError, Unavailable, VaultError};
 use vault_wire::{ErrorBody, ErrorStatus, FieldErrorBody};
 
 /// `Retry-After` of a refused login: the failure window is sliding, so a failure leaves the count
 /// at most this long after it happened (the default 15-minute login window).
 pub(crate) const LOGIN_RETRY_AFTER_SECS: u64 = 15 * 60;
+
+/// `Retry-After` of a 503 that says nothing more precise (a full write queue, a timeout).
+pub(crate) const RETRY_AFTER_SECS: u64 = 1;
+
+/// Code of a 503 when the vault's database cannot be reached or did not answer in time.
+pub(crate) const DATABASE_UNAVAILABLE: &str = "database_unavailable";
+
+/// Code of a 503 when another daemon sharing the database kept changing what this request's
+/// write rested on (the store re-ran it on fresh reads, and it still raced): safe to retry.
+pub(crate) const WRITE_CONFLICT: &str = "write_conflict";
+
+/// Seconds a client should wait after the database was `why` unavailable: a server that refuses
+/// connections or is starting needs longer than a busy pool or a slow statement.
+pub(crate) fn database_retry_after(why: Unavailable) -> u64 {
+    match why {
+        Unavailable::Connect | Unavailable::ServerNotReady => 5,
+        _ => RETRY_AFTER_SECS,
+    }
+}
 
 /// Every response body is a complete buffer.
 pub(crate) type Body = Full<Bytes>;
@@ -154,6 +173,15 @@ impl ApiError {
         self.status
     }
 
+    /// The `Retry-After` seconds this error's response carries, if any (every 503 and 429).
+    pub(crate) fn retry_after_secs(&self) -> Option<u64> {
+        match self.retry_after {
+            Some(secs) => Some(secs.max(1)),
+            None if self.status == StatusCode::SERVICE_UNAVAILABLE => Some(RETRY_AFTER_SECS),
+            None => None,
+        }
+    }
+
     /// The first refused field and its code.
     pub(crate) fn first_error(&self) -> Option<(&str, &str)> {
         self.errors
@@ -164,6 +192,7 @@ impl ApiError {
     /// This error as an RFC 9457 problem-details response (`application/problem+json`), the error
     /// form of the hosted-fields API (the hosted-fields session API).
     pub(crate) fn into_problem(self) -> Response<Body> {
+        let retry_after = self.retry_after_secs();
         let problem = vault_wire::Problem {
             kind: "about:blank".to_owned(),
             title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
@@ -191,6 +220,10 @@ impl ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }
@@ -263,6 +296,42 @@ impl ApiError {
         )
     }
 
+    /// 503 `database_unavailable`: the vault's database cannot be reached, or did not answer in
+    /// time. Nothing was acknowledged; the engine reconnects by itself. A lost connection leaves a
+    /// write's outcome unknown: the message says to retry with the same `Idempotency-Key`.
+    pub(crate) fn database_unavailable(why: Unavailable) -> Self {
+        // Says what failed, never where: no URL, host or user reaches a client or the log.
+        tracing::warn!(reason = %why, "the vault's database is unavailable");
+        let message = match why {
+            Unavailable::ConnectionLost => {
+                "the connection to the vault's database was lost; whether this request took effect is unknown: retry it (with the same Idempotency-Key)"
+            }
+            _ => "the vault's database is unavailable; try again shortly",
+        };
+        Self::one(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorStatus::Unavailable,
+            "request",
+            DATABASE_UNAVAILABLE,
+            message,
+        )
+        .retry_after(database_retry_after(why))
+    }
+
+    /// 503 `write_conflict`: other daemons sharing the database kept changing what this
+    /// request's write rested on, and the store's re-runs did not get through. Nothing was
+    /// written; retrying is safe.
+    pub(crate) fn write_conflict() -> Self {
+        Self::one(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorStatus::Unavailable,
+            "request",
+            WRITE_CONFLICT,
+            "other writers changed the same data at the same time; nothing was written: try again",
+        )
+        .retry_after(RETRY_AFTER_SECS)
+    }
+
     /// 500. The cause is logged by the caller, never returned.
     pub(crate) fn internal() -> Self {
         Self::one(
@@ -275,6 +344,7 @@ impl ApiError {
     }
 
     pub(crate) fn into_response(self) -> Response<Body> {
+        let retry_after = self.retry_after_secs();
         let body = ErrorBody {
             status: self.kind,
             errors: self.errors,
@@ -287,12 +357,9 @@ impl ApiError {
             resp.headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let Some(secs) = self.retry_after {
+        if let Some(secs) = retry_after {
             resp.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
-        } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
         }
         if let Some(allow) = self.allow
             && let Ok(v) = HeaderValue::from_str(&allow)
@@ -370,6 +437,8 @@ impl From<VaultError> for ApiError {
             )
             .retry_after(retry_after.as_secs()),
             VaultError::Busy => Self::unavailable("the vault is busy; try again shortly"),
+            VaultError::Store(StoreError::Unavailable(why)) => Self::database_unavailable(why),
+            VaultError::Store(StoreError::Conflict(ConflictKind::Raced)) => Self::write_conflict(),
             VaultError::Conflict(conflict) => Self::one(
                 StatusCode::CONFLICT,
                 ErrorStatus::Conflict,
@@ -399,7 +468,81 @@ impl From<Vec<FieldErrorBody>> for ApiError {
 
 #[cfg(test)]
 mod busy_tests {
+    use http_body_util::BodyExt;
+    use vault_service::{ConflictKind, StoreError, Unavailable};
+
     use super::*;
+
+    /// The JSON body (a complete buffer: collecting it never waits).
+    fn body(resp: Response<Body>) -> serde_json::Value {
+        let collected = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime")
+            .block_on(resp.into_body().collect())
+            .expect("a full body");
+        serde_json::from_slice(&collected.to_bytes()).expect("a JSON body")
+    }
+
+    fn retry_after(resp: &Response<Body>) -> Option<&[u8]> {
+        resp.headers().get(RETRY_AFTER).map(HeaderValue::as_bytes)
+    }
+
+    #[test]
+    fn an_unavailable_database_is_a_503_with_retry_after_never_a_500() {
+        for (why, secs) in [
+            (Unavailable::Connect, &b"5"[..]),
+            (Unavailable::ServerNotReady, b"5"),
+            (Unavailable::ConnectionLost, b"1"),
+            (Unavailable::PoolExhausted, b"1"),
+            (Unavailable::StatementTimeout, b"1"),
+        ] {
+            let e = ApiError::from(VaultError::Store(StoreError::Unavailable(why)));
+            assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE, "{why:?}");
+            let resp = e.into_response();
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{why:?}");
+            assert_eq!(retry_after(&resp), Some(secs), "{why:?}");
+            let v = body(resp);
+            assert_eq!(v["status"], "unavailable", "{v}");
+            assert_eq!(v["errors"][0]["code"], "database_unavailable", "{v}");
+            assert_eq!(v["errors"][0]["field"], "request", "{v}");
+        }
+        // A lost connection leaves the outcome unknown: the message says how to retry safely.
+        let lost = ApiError::from(VaultError::Store(StoreError::Unavailable(
+            Unavailable::ConnectionLost,
+        )));
+        let v = body(lost.into_response());
+        assert!(
+            v["errors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Idempotency-Key")),
+            "{v}"
+        );
+        // The hosted-fields form (problem details) carries the same status and Retry-After.
+        let problem = ApiError::from(VaultError::Store(StoreError::Unavailable(
+            Unavailable::Connect,
+        )))
+        .into_problem();
+        assert_eq!(problem.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after(&problem), Some(&b"5"[..]));
+        let v = body(problem);
+        assert_eq!(v["errors"][0]["message"], "database_unavailable", "{v}");
+    }
+
+    #[test]
+    fn a_write_that_kept_racing_is_a_retryable_503() {
+        let e = ApiError::from(VaultError::Store(StoreError::Conflict(ConflictKind::Raced)));
+        let resp = e.into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after(&resp), Some(&b"1"[..]));
+        let v = body(resp);
+        assert_eq!(v["status"], "unavailable", "{v}");
+        assert_eq!(v["errors"][0]["code"], "write_conflict", "{v}");
+        // The other conflicts stay what they were: a store invariant broken, a 500.
+        let other = ApiError::from(VaultError::Store(StoreError::Conflict(
+            ConflictKind::Changed,
+        )));
+        assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 
     #[test]
     fn a_busy_vault_is_a_503_with_retry_after() {

@@ -2,30 +2,68 @@
 //! a card; the socket's permissions and peer check decide who can ask.
 
 use bytes::Bytes;
-use hyper::{Response, StatusCode, header::HeaderValue};
+use hyper::{
+    Response, StatusCode,
+    header::{HeaderValue, RETRY_AFTER},
+};
+use vault_service::{Health, Unavailable};
 use vault_wire::HealthResponse;
 
 use crate::{
-    http::response::{self, Body},
+    http::response::{self, Body, DATABASE_UNAVAILABLE, database_retry_after},
     state::State,
 };
 
-/// 200 `ok`, or 503 `failed` once the store has hit a fatal write error (disk full, I/O error):
+/// Code of `/health`'s 503 once the store has hit a fatal write error.
+const STORE_FAILED: &str = "store_failed";
+
+/// 200 `ok`; 503 `failed` once the store has hit a fatal write error (disk full, I/O error:
 /// sled 0.34 then refuses every operation until the vault is reopened, so a supervisor should
-/// restart the daemon (nothing acknowledged is lost).
-pub(crate) fn health(state: &State) -> Response<Body> {
-    let (status, word) = if state.vault.is_healthy() {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "failed")
+/// restart the daemon; nothing acknowledged is lost); 503 `unavailable` with `Retry-After` while
+/// the vault's database cannot be reached (the daemon reconnects by itself: no restart needed).
+/// The database probe runs on the blocking pool, within the request timeout.
+pub(crate) async fn health(state: &State) -> Response<Body> {
+    let vault = state.vault.clone();
+    let probe = tokio::task::spawn_blocking(move || vault.health());
+    let health = match tokio::time::timeout(state.config.request_timeout, probe).await {
+        Ok(Ok(health)) => health,
+        // The probe panicked: nothing says the store can serve.
+        Ok(Err(_)) => Health::Failed,
+        Err(_) => Health::Unavailable(Unavailable::StatementTimeout),
     };
-    response::json(
+    health_response(health)
+}
+
+/// `/health`'s answer for `health`.
+pub(crate) fn health_response(health: Health) -> Response<Body> {
+    let (status, word, code, retry_after) = match health {
+        Health::Failed => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "failed",
+            Some(STORE_FAILED),
+            None,
+        ),
+        Health::Unavailable(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            Some(DATABASE_UNAVAILABLE),
+            Some(database_retry_after(why)),
+        ),
+        _ => (StatusCode::OK, "ok", None, None),
+    };
+    let mut resp = response::json(
         status,
         &HealthResponse {
             status: word.to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            code: code.map(str::to_owned),
         },
-    )
+    );
+    if let Some(secs) = retry_after {
+        resp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
 }
 
 pub(crate) fn metrics(state: &State) -> Response<Body> {
@@ -35,4 +73,51 @@ pub(crate) fn metrics(state: &State) -> Response<Body> {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         Bytes::from(text),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    /// The JSON body (a complete buffer: collecting it never waits).
+    fn body(resp: Response<Body>) -> serde_json::Value {
+        let collected = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime")
+            .block_on(resp.into_body().collect())
+            .expect("a full body");
+        serde_json::from_slice(&collected.to_bytes()).expect("a JSON body")
+    }
+
+    #[test]
+    fn health_says_ok_failed_or_unavailable() {
+        let ok = health_response(Health::Ok);
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert!(ok.headers().get(RETRY_AFTER).is_none());
+        let v = body(ok);
+        assert_eq!(v["status"], "ok");
+        assert!(v.get("code").is_none(), "{v}");
+
+        let failed = health_response(Health::Failed);
+        assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let v = body(failed);
+        assert_eq!(
+            (v["status"].as_str(), v["code"].as_str()),
+            (Some("failed"), Some("store_failed"))
+        );
+
+        let down = health_response(Health::Unavailable(Unavailable::Connect));
+        assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            down.headers().get(RETRY_AFTER).map(HeaderValue::as_bytes),
+            Some(&b"5"[..])
+        );
+        let v = body(down);
+        assert_eq!(
+            (v["status"].as_str(), v["code"].as_str()),
+            (Some("unavailable"), Some("database_unavailable"))
+        );
+    }
 }

@@ -18,5 +18,6 @@ mod audit;
 mod backup;
 mod idempotency;
 mod library;
+mod location;
 mod model;
 mod shared;

@@ -42,6 +42,7 @@ mod bridge;
 mod commit;
 mod config;
 mod errors;
+mod held;
 mod reads;
 pub(crate) mod restore;
 mod schema;

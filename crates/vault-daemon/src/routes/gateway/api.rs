@@ -105,10 +105,7 @@ fn check_token_fields(
                 allow_origin,
             })
         }
-        _ => Err(Failure {
-            status: StatusCode::BAD_REQUEST,
-            errors,
-        }),
+        _ => Err(Failure::many(StatusCode::BAD_REQUEST, errors)),
     }
 }
 
@@ -180,6 +177,7 @@ fn login_failure(e: ApiError) -> Failure {
             "merchantId",
             "login.rate_limited",
         ),
+        StatusCode::SERVICE_UNAVAILABLE => Failure::unavailable(&e),
         status => Failure::one(status, "request", "service.unavailable"),
     }
 }
@@ -189,7 +187,7 @@ fn vault_failure(e: &ApiError) -> Failure {
     let status = e.status();
     let (field, code) = match status {
         StatusCode::FORBIDDEN => ("processingTerminalId", "terminal.forbidden"),
-        StatusCode::SERVICE_UNAVAILABLE => ("request", "service.unavailable"),
+        StatusCode::SERVICE_UNAVAILABLE => return Failure::unavailable(e),
         StatusCode::CONFLICT => ("Idempotency-Key", "idempotency.conflict"),
         s if s.is_client_error() => ("request", INVALID),
         _ => ("request", "request.internal"),
@@ -487,10 +485,7 @@ fn check_card_fields(
         (Some(pan), Some(expiry)) if c.errors.is_empty() => {
             Ok((NewCard { pan, expiry, name }, cvv))
         }
-        _ => Err(Failure {
-            status: StatusCode::BAD_REQUEST,
-            errors: c.errors,
-        }),
+        _ => Err(Failure::many(StatusCode::BAD_REQUEST, c.errors)),
     }
 }
 
@@ -553,7 +548,7 @@ fn payment_failure(e: &ApiError) -> Failure {
         (StatusCode::BAD_REQUEST, Some((field, code))) => {
             return Failure::one(status, field, &format!("field.{code}"));
         }
-        (StatusCode::SERVICE_UNAVAILABLE, _) => ("request", "service.unavailable"),
+        (StatusCode::SERVICE_UNAVAILABLE, _) => return Failure::unavailable(e),
         (s, _) if s.is_client_error() => ("request", INVALID),
         _ => ("request", "request.internal"),
     };

@@ -84,12 +84,16 @@ impl Call {
             processing_time: self.elapsed_ms(),
         };
         let mut resp = response::json(f.status, &body);
-        if f.status == StatusCode::TOO_MANY_REQUESTS {
+        let retry_after = match (f.retry_after, f.status) {
+            (Some(secs), _) => Some(secs),
             // The only gateway 429 is a login lockout: its failures slide out of the window.
-            resp.headers_mut().insert(
-                hyper::header::RETRY_AFTER,
-                HeaderValue::from(response::LOGIN_RETRY_AFTER_SECS),
-            );
+            (None, StatusCode::TOO_MANY_REQUESTS) => Some(response::LOGIN_RETRY_AFTER_SECS),
+            (None, StatusCode::SERVICE_UNAVAILABLE) => Some(response::RETRY_AFTER_SECS),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(hyper::header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }
@@ -100,13 +104,35 @@ impl Call {
 pub(crate) struct Failure {
     pub(crate) status: StatusCode,
     pub(crate) errors: Vec<GatewayError>,
+    /// `Retry-After` seconds, when the refusal says more than the status does (a 503 from an
+    /// unreachable database).
+    pub(crate) retry_after: Option<u64>,
 }
 
 impl Failure {
     pub(crate) fn one(status: StatusCode, field: &str, code: &str) -> Self {
+        Self::many(status, vec![error(field, code)])
+    }
+
+    /// Every refused field at once.
+    pub(crate) fn many(status: StatusCode, errors: Vec<GatewayError>) -> Self {
         Self {
             status,
-            errors: vec![error(field, code)],
+            errors,
+            retry_after: None,
+        }
+    }
+
+    /// A 503 (`service.unavailable`: a busy vault, a timeout, an unreachable database, a write
+    /// that kept racing another daemon's) with the `Retry-After` of `e`.
+    pub(crate) fn unavailable(e: &ApiError) -> Self {
+        Self {
+            retry_after: e.retry_after_secs(),
+            ..Self::one(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "request",
+                "service.unavailable",
+            )
         }
     }
 }
@@ -223,10 +249,7 @@ impl<'f> Check<'f> {
         if self.errors.is_empty() {
             Ok(())
         } else {
-            Err(Failure {
-                status: StatusCode::BAD_REQUEST,
-                errors: self.errors,
-            })
+            Err(Failure::many(StatusCode::BAD_REQUEST, self.errors))
         }
     }
 }
@@ -323,6 +346,9 @@ pub(crate) fn preflight(headers: &HeaderMap) -> Response<Body> {
 
 /// An idempotency refusal (409 conflict, or a store failure) in the gateway's terms.
 pub(crate) fn idempotency_failure(e: &ApiError) -> Failure {
+    if e.status() == StatusCode::SERVICE_UNAVAILABLE {
+        return Failure::unavailable(e);
+    }
     match e.first_error() {
         Some((_, "idempotency_in_progress")) => Failure::one(
             StatusCode::CONFLICT,
@@ -348,6 +374,39 @@ pub(crate) fn success<T: Serialize>(value: &T) -> Response<Body> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_a_gateway_503_with_retry_after() {
+        use vault_service::{StoreError, Unavailable, VaultError};
+        let call = Call::begin(&HeaderMap::new());
+        let down = ApiError::from(VaultError::Store(StoreError::Unavailable(
+            Unavailable::Connect,
+        )));
+        for failure in [idempotency_failure(&down), Failure::unavailable(&down)] {
+            let resp = call.failure_response(failure);
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(
+                resp.headers()
+                    .get(hyper::header::RETRY_AFTER)
+                    .map(HeaderValue::as_bytes),
+                Some(&b"5"[..])
+            );
+        }
+        let failure = idempotency_failure(&down);
+        assert_eq!(failure.errors[0].message_code, "service.unavailable");
+        // A 503 without a reason of its own (a timeout) still says when to come back.
+        let resp = call.failure_response(Failure::one(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request",
+            "service.unavailable",
+        ));
+        assert_eq!(
+            resp.headers()
+                .get(hyper::header::RETRY_AFTER)
+                .map(HeaderValue::as_bytes),
+            Some(&b"1"[..])
+        );
+    }
 
     #[test]
     fn origins() {
