@@ -45,13 +45,13 @@ pub struct Group {
     /// The group counter before this group.
     pub previous: u64,
     /// The writes, each key at most once. The first is always the group counter's own key
-    /// ([`KeySpace::Generation`](crate::KeySpace::Generation)); an engine that applies them one by
+    /// ([`KeySpace::Generation`]); an engine that applies them one by
     /// one applies that one last, so a partial application never shows the new counter.
     pub ops: Vec<Op>,
     /// Conditions on the committed state (see [`Check`]).
     pub checks: Vec<Check>,
     /// How many token records this group adds (negative: removes). The ops carry the new
-    /// absolute count under [`KeySpace::Count`](crate::KeySpace::Count) as this process counts
+    /// absolute count under [`KeySpace::Count`] as this process counts
     /// it; an engine shared by several writers keeps the count from the deltas instead (a row
     /// every group of every writer rewrote would serialise them).
     pub records_delta: i64,

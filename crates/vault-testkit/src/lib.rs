@@ -9,7 +9,7 @@
 //! - [`files`]: every file under a directory; copying a vault's directory.
 //! - [`model`]: the reference model of the token lifecycle (proptest model test and fuzz target).
 //! - [`scan`]: byte scanners for leak tests (does any file under a directory hold these bytes).
-//! - [`postgres`] (feature `postgres`): throw-away PostgreSQL databases for the PostgreSQL
+//! - `postgres` (feature `postgres`): throw-away PostgreSQL databases for the PostgreSQL
 //!   engine's tests.
 #![forbid(unsafe_code)]
 

@@ -75,6 +75,37 @@ impl TestDatabase {
         run_sql(&self.url(), sql);
     }
 
+    /// The first column of the first row of `sql`, run from the server's administrative
+    /// database (`None`: no row, or NULL).
+    ///
+    /// # Panics
+    ///
+    /// If the query fails.
+    pub fn admin_value(&self, sql: &str) -> Option<String> {
+        let (url, sql) = (self.server.clone(), sql.to_owned());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .expect("connect to the PostgreSQL test server");
+                let task = tokio::spawn(connection);
+                let rows = client.simple_query(&sql).await.expect("query");
+                drop(client);
+                let _ = task.await;
+                rows.iter().find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).map(str::to_owned)),
+                    _ => None,
+                })?
+            })
+        })
+        .join()
+        .expect("the administrative thread panicked")
+    }
+
     /// Takes `LOCK TABLE table IN ACCESS EXCLUSIVE MODE` in this database and holds it for
     /// `hold` on a thread of its own; returns once the lock is held, with the thread to join.
     ///

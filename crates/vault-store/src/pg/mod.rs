@@ -9,34 +9,10 @@
 //! - `tables.rs`: which table holds which key (one per key space) and the scan order;
 //! - `sql.rs`: the statements; `reads.rs`: point reads, scans, the expiry index;
 //! - `commit.rs`: one transaction per group with its checks; `snapshot.rs`: backups from one
-//!   consistent snapshot; `restore.rs`: a backup file into an empty database.
+//!   consistent snapshot; `restore.rs`: a backup file into an empty database; `held.rs`: a
+//!   connection held for a transaction spanning several calls.
 //!
-//! # Connection URL
-//!
-//! `postgres://user[:password]@host[:port]/database?param=value&...` (or the key-value form
-//! `host=... user=... dbname=...`). Besides what tokio-postgres reads (`connect_timeout` in
-//! seconds, `application_name`, `options`, `keepalives`, ...), the engine takes:
-//!
-//! | parameter | default | meaning |
-//! |-----------|---------|---------|
-//! | `sslmode` | `prefer` | `disable`; `prefer` (TLS if the server offers it, certificate not verified); `require` (TLS, not verified, as libpq); `verify-ca` (chain verified); `verify-full` (chain and host name verified) |
-//! | `sslrootcert` | system roots | PEM file of the roots `verify-ca` / `verify-full` trust |
-//! | `connect_timeout` | 5 | seconds a connection attempt may take |
-//! | `pool_max_size` | 16 | connections this engine keeps at most |
-//! | `pool_timeout_ms` | 5000 | how long a caller waits for a free connection ([`Unavailable::PoolExhausted`]) |
-//! | `statement_timeout_ms` | 5000 | the server's `statement_timeout` of every connection ([`Unavailable::StatementTimeout`]) |
-//!
-//! Every wait is bounded: the pool wait, the connection attempt, each statement (server side,
-//! and client side at twice the statement timeout plus a second, after which the connection is
-//! dropped), and the caller's wait for the whole operation. A connection found broken is dropped
-//! and the pool makes a new one when needed, so the engine recovers by itself when the server
-//! comes back; a read that lost its connection is tried once more on another.
-//!
-//! # Durability
-//!
-//! A group is acknowledged once its `COMMIT` returned: as durable as the server's
-//! `synchronous_commit` makes it (the store's [`Durability`](crate::Durability) is not used).
-//! The key header is its own transaction, committed before the group that needs it.
+//! The URL's parameters, the time bounds and durability are documented on [`PgEngine`].
 
 mod bridge;
 mod commit;
@@ -73,8 +49,43 @@ use crate::{
 };
 
 /// A vault in a PostgreSQL database: the engine under [`Store::create_at`] and
-/// [`Store::open_at`] for a [`Location::Database`]. See the module documentation for the URL's
-/// parameters and the bounds on every wait.
+/// [`Store::open_at`] for a [`Location::Database`], shared by any number of processes.
+///
+/// # Connection URL
+///
+/// `postgres://user[:password]@host[:port]/database?param=value&...` (or the key-value form
+/// `host=... user=... dbname=...`). Besides what tokio-postgres reads (`connect_timeout` in
+/// seconds, `application_name`, `options`, `keepalives`, ...), the engine takes:
+///
+/// | parameter | default | meaning |
+/// |-----------|---------|---------|
+/// | `sslmode` | `prefer` | `disable`; `prefer` (TLS if the server offers it, certificate not verified); `require` (TLS, not verified, as libpq); `verify-ca` (chain verified); `verify-full` (chain and host name verified) |
+/// | `sslrootcert` | system roots | PEM file of the roots `verify-ca` / `verify-full` trust |
+/// | `connect_timeout` | 5 | seconds a connection attempt may take |
+/// | `pool_max_size` | 16 | connections this engine keeps at most |
+/// | `pool_timeout_ms` | 5000 | how long a caller waits for a free connection ([`Unavailable::PoolExhausted`]) |
+/// | `statement_timeout_ms` | 5000 | the server's `statement_timeout` of every connection ([`Unavailable::StatementTimeout`]) |
+///
+/// Every wait is bounded: the pool wait, the connection attempt, each statement (server side,
+/// and client side at twice the statement timeout plus a second, after which the connection is
+/// dropped), and the caller's wait for the whole operation. A connection found broken is dropped
+/// and the pool makes a new one when needed, so the engine recovers by itself when the server
+/// comes back; a read that lost its connection is tried once more on another.
+///
+/// # Tables
+///
+/// One per key space (`cardvault_record`, `cardvault_dedupe`, `cardvault_audit_entry`, ...:
+/// `key bytea` primary key without the prefix byte, `value bytea`; token records also an indexed
+/// `keep_until bigint`), `cardvault_other` for keys of unregistered prefixes, `cardvault_meta`
+/// (key header, store format), `cardvault_writers` (per-writer group and record counts: the
+/// `G` and `C` keys read as their sums) and `cardvault_schema_version` (migrations applied, under
+/// a transaction-level advisory lock).
+///
+/// # Durability
+///
+/// A group is acknowledged once its `COMMIT` returned: as durable as the server's
+/// `synchronous_commit` makes it (the store's [`Durability`](crate::Durability) is not used).
+/// The key header is its own transaction, committed before the group that needs it.
 ///
 /// [`Store::create_at`]: crate::Store::create_at
 /// [`Store::open_at`]: crate::Store::open_at

@@ -652,3 +652,70 @@ fn write_rate() {
     );
     assert_eq!(stats.records, THREADS * PER_THREAD);
 }
+
+#[test]
+fn sslmode_is_honoured() {
+    let db = TestDatabase::new();
+    drop(Store::create_at(&location(&db), b"hdr", opts()).expect("create"));
+    let tls_sessions = || {
+        db.admin_value(&format!(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.datname = '{}' AND s.ssl",
+            db.name()
+        ))
+        .expect("count")
+    };
+    let open = |params: &str| PgEngine::open(&DatabaseUrl::new(db.url_with(params)), &opts());
+    let server_tls = db.admin_value("SHOW ssl").as_deref() == Some("on");
+    let disabled = open("sslmode=disable").expect("plain");
+    assert_eq!(tls_sessions(), "0");
+    drop(disabled);
+    if !server_tls {
+        // A server without TLS cannot satisfy `require`.
+        let r = open("sslmode=require");
+        assert!(
+            matches!(r, Err(StoreError::Unavailable(Unavailable::Connect))),
+            "{r:?}"
+        );
+        return;
+    }
+    // `require` encrypts without verifying the (self-signed, here) certificate.
+    let required = open("sslmode=require").expect("require");
+    assert_eq!(u64_at(&required, b"G"), 0);
+    assert_ne!(tls_sessions(), "0");
+    drop(required);
+    // `verify-full` against roots that did not sign the server's certificate is refused.
+    let empty_roots = tempfile::NamedTempFile::new().expect("file");
+    let r = open(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        empty_roots.path().display()
+    ));
+    assert!(matches!(r, Err(StoreError::InvalidDatabaseUrl(_))), "{r:?}");
+    let own_ca = open("sslmode=verify-full");
+    // The system roots do not include a test server's certificate (if they do, it connects).
+    if let Err(e) = own_ca {
+        assert!(
+            matches!(e, StoreError::Unavailable(Unavailable::Connect)),
+            "{e:?}"
+        );
+    }
+    // With the server's own certificate as the root (a self-signed one for `localhost`, as
+    // Debian's default): where verify-full accepts it by the name `localhost`, verify-ca accepts
+    // it by the address too, and verify-full does not (the name does not match).
+    if let Some(cert) = db.admin_value("SHOW ssl_cert_file")
+        && std::fs::read(&cert).is_ok()
+    {
+        let by_name = db
+            .url_with(&format!("sslmode=verify-full&sslrootcert={cert}"))
+            .replacen("@127.0.0.1", "@localhost", 1);
+        if PgEngine::open(&DatabaseUrl::new(by_name), &opts()).is_ok() {
+            let ca = open(&format!("sslmode=verify-ca&sslrootcert={cert}")).expect("verify-ca");
+            assert_eq!(u64_at(&ca, b"G"), 0);
+            let r = open(&format!("sslmode=verify-full&sslrootcert={cert}"));
+            assert!(
+                matches!(r, Err(StoreError::Unavailable(Unavailable::Connect))),
+                "{r:?}"
+            );
+        }
+    }
+}
