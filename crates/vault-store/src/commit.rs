@@ -12,8 +12,12 @@
 //! second without jobs, it lets the engine checkpoint ([`Engine::checkpoint`]; sled: `flush`,
 //! `fdatasync` of its data file, log restarted under a new epoch).
 //!
-//! Running every read-modify-write on this one thread also serialises them: de-duplication
-//! ("same card, same token") and "update only if unchanged" need no further locking.
+//! Running every read-modify-write on this one thread also serialises them within the process:
+//! de-duplication ("same card, same token") and "update only if unchanged" need no further
+//! locking on a vault directory. On an engine shared by several processes
+//! ([`Engine::shared`](crate::Engine::shared)) the same decisions are carried to the database as
+//! conditions ([`Check`](crate::engine::Check)), each key read once per group; a group the database
+//! refuses as raced by another writer runs again on fresh reads (jobs are `FnMut` for that).
 
 use std::{
     collections::HashMap,

@@ -272,6 +272,28 @@ fn operations_commands_run_as_written() {
         );
         return;
     }
+    // "Running several daemons on PostgreSQL" creates this database; the page's own last block
+    // (skipped here: the daemons still run) says how to remove it.
+    let dropped = || {
+        Command::new("dropdb")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "--if-exists",
+                "--force",
+            ])
+            .arg("cardvault_demo")
+            .status()
+    };
+    struct DropAfter<F: Fn() -> std::io::Result<std::process::ExitStatus>>(F);
+    impl<F: Fn() -> std::io::Result<std::process::ExitStatus>> Drop for DropAfter<F> {
+        fn drop(&mut self) {
+            let _ = (self.0)();
+        }
+    }
+    let _drop = DropAfter(dropped);
     run_doc("docs/operations.md");
 }
 
