@@ -91,7 +91,7 @@ pub(crate) struct Core {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) keys: crate::api_key_cache::KeyCache,
     /// When this process last compared its key header with the stored one (shared vaults).
-    pub(crate) key_check: crate::key_follow::KeyCheck,
+    pub(crate) key_check: crate::key_check::KeyCheck,
     /// Failed API-key authentications, aggregated per socket peer per minute in the audit log.
     pub(crate) auth_failures: crate::audit::AuditThrottle,
     /// Idempotency keys being answered right now.
@@ -245,7 +245,7 @@ impl Vault {
             keyring: RwLock::new(keyring),
             clock: options.clock,
             keys: crate::api_key_cache::KeyCache::default(),
-            key_check: crate::key_follow::KeyCheck::default(),
+            key_check: crate::key_check::KeyCheck::default(),
             auth_failures: crate::audit::AuditThrottle::default(),
             idempotency: crate::idempotency_state::InFlight::default(),
             fingerprint_keys: RwLock::default(),

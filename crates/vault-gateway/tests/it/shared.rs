@@ -4,7 +4,6 @@
 //! every one; a password changed on one is not accepted from another's cache; a CVV given to one
 //! is handed over through the other, exactly once; a session is spent once; a payment's outcome
 //! is reported once.
-#![cfg(feature = "postgres")]
 
 use std::{
     sync::{Arc, Barrier},
