@@ -1,6 +1,7 @@
 //! Several daemons on one PostgreSQL vault (`cardvault serve --database`), as separate processes,
 //! with the same guarantees as one: a token minted on one daemon is read, revealed, updated and
-//! deleted on the others; de-duplication is race-free across daemons; a key rotation and an API
+//! deleted on the others; de-duplication is race-free across daemons; one idempotency key sent to
+//! every daemon at once creates one session; a key rotation and an API
 //! key revocation made by another process are followed within their stated bounds; `kill -9` of a
 //! daemon under load loses no acknowledged token (every one reads back through another daemon);
 //! and the audit log (one chain per daemon process) verifies.
@@ -187,7 +188,8 @@ fn card(pan: &str, exp: &str) -> TokenizeRequest {
 
 #[test]
 fn three_daemons_serve_one_vault() {
-    let s = Setup::new("tokenize,reveal,fingerprint");
+    let s = Setup::new("tokenize,reveal,fingerprint,sessions");
+    s.cli(&["terminal", "add", "1234001", "--merchant", "890490"]);
     let daemons = [s.daemon("a"), s.daemon("b"), s.daemon("c")];
     let rt = runtime();
     rt.block_on(async {
@@ -238,6 +240,54 @@ fn three_daemons_serve_one_vault() {
             tokens.insert(r.expect("a de-duplicated tokenize failed").token);
         }
         assert_eq!(tokens.len(), 1, "one card became {} tokens", tokens.len());
+
+        // One idempotency key sent to all three daemons at once, several times: exactly one
+        // session is created; every other answer is that same session replayed or 409
+        // `idempotency_in_progress`; afterwards every daemon replays it.
+        let req = vault_wire::HostedFieldsSessionRequest {
+            lib_version: "1.6.0.172441".into(),
+            scenario: "payment".into(),
+            secure_token_id: None,
+            allow_origin_url: None,
+        };
+        let key = "6a1e2d4c-5b6a-4978-8a1b-2c3d4e5f6a7c";
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            for cl in [&a, &b, &c] {
+                let (cl, req) = (cl.clone(), req.clone());
+                tasks.push(tokio::spawn(async move {
+                    cl.hosted_fields_session("1234001", key, &req).await
+                }));
+            }
+        }
+        let mut sessions = std::collections::BTreeSet::new();
+        let mut in_progress = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(r) => {
+                    sessions.insert(r.token);
+                }
+                Err(e) if e.status() == Some(409) => in_progress += 1,
+                Err(e) => panic!("an idempotent request failed: {e}"),
+            }
+        }
+        assert_eq!(
+            sessions.len(),
+            1,
+            "one idempotency key made {} sessions",
+            sessions.len()
+        );
+        assert!(in_progress < 12, "no request got the session");
+        for cl in [&a, &b, &c] {
+            let again = cl
+                .hosted_fields_session("1234001", key, &req)
+                .await
+                .unwrap();
+            assert!(
+                sessions.contains(&again.token),
+                "a daemon did not replay the answer"
+            );
+        }
     });
 
     // A key rotation by another process (the CLI, offline): every daemon seals under the new key
