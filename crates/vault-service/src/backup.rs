@@ -175,21 +175,24 @@ impl Vault {
         result
     }
 
-    /// Restores a backup read from `input` at `location`: [`restore`](Self::restore) for a
-    /// directory. Restoring into a PostgreSQL database is not supported yet
-    /// ([`StoreError::Unsupported`]): restore into a directory.
+    /// Restores a backup read from `input` at `location`: into a directory as
+    /// [`restore`](Self::restore) does, or into an empty PostgreSQL database (feature
+    /// `postgres`; a database that holds anything is refused, and nothing is committed unless the
+    /// whole file verifies). No key is needed; the original's key opens the result.
     pub fn restore_at(
         input: impl Read,
         location: &Location,
         progress: impl FnMut(u64),
     ) -> Result<RestoreReport, VaultError> {
-        match location {
-            Location::Dir(dir) => Self::restore(input, dir, progress),
-            Location::Database(_) => Err(StoreError::Unsupported(
-                "restoring a backup into a PostgreSQL database (not implemented yet: restore into a directory)",
-            )
-            .into()),
-        }
+        let s = Store::restore_at(input, location, check_backup_header, progress)?;
+        let vault_id = KeyHeader::decode(&s.header)?.vault_id();
+        Ok(RestoreReport {
+            entries: s.entries,
+            records: s.records,
+            bytes: s.bytes,
+            sha256: s.sha256,
+            vault_id,
+        })
     }
 
     /// Restores a backup read from `input` into `dir`, which must not exist or be empty. No key is
@@ -203,27 +206,17 @@ impl Vault {
         dir: impl AsRef<Path>,
         progress: impl FnMut(u64),
     ) -> Result<RestoreReport, VaultError> {
-        let s = Store::restore(
-            input,
-            dir.as_ref(),
-            |h| {
-                KeyHeader::decode(h).map(|_| ()).map_err(|_| {
-                    StoreError::Corrupt(vault_store::Structure::Backup(
-                        vault_store::BackupPart::KeyHeader,
-                    ))
-                })
-            },
-            progress,
-        )?;
-        let vault_id = KeyHeader::decode(&s.header)?.vault_id();
-        Ok(RestoreReport {
-            entries: s.entries,
-            records: s.records,
-            bytes: s.bytes,
-            sha256: s.sha256,
-            vault_id,
-        })
+        Self::restore_at(input, &Location::Dir(dir.as_ref().to_path_buf()), progress)
     }
+}
+
+/// Vets a backup's key header: it must decode (the store does not decode it).
+fn check_backup_header(header: &[u8]) -> Result<(), StoreError> {
+    KeyHeader::decode(header).map(|_| ()).map_err(|_| {
+        StoreError::Corrupt(vault_store::Structure::Backup(
+            vault_store::BackupPart::KeyHeader,
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `cardvault backup` and `cardvault restore`: a consistent, still-encrypted, checksummed copy of
 //! a vault (the `CVBK` file, docs/record-format.md) and its restoration into a new directory.
-//! A vault in a database is backed up like one in a directory (to the `--out` file); restoring
-//! into a database is not supported yet.
+//! A vault in a database is backed up like one in a directory (to the `--out` file), and a backup
+//! restores into an empty database as into a new directory.
 
 use std::path::PathBuf;
 
@@ -35,17 +35,24 @@ pub(crate) struct RestoreArgs {
     into: RestoreInto,
 }
 
-/// Where a backup is restored: exactly one of a new directory and a database. Never taken from
-/// the environment (CARDVAULT_DATA / CARDVAULT_DATABASE_URL name the vault in service).
+/// Where a backup is restored: exactly one of a new directory and an empty database.
 #[derive(Args, Debug)]
 #[group(id = "restore_into", required = true, multiple = false)]
 pub(crate) struct RestoreInto {
-    /// The new vault directory: must not exist, or be empty.
+    /// The new vault directory: must not exist, or be empty. Never taken from the environment
+    /// (CARDVAULT_DATA names the vault in service).
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
-    /// A PostgreSQL database to restore into (postgres://USER@HOST:PORT/DATABASE): not supported
-    /// yet; restore into a directory.
-    #[arg(long, value_name = "URL", value_parser = DatabaseUrlParser)]
+    /// The PostgreSQL database to restore into (postgres://USER@HOST:PORT/DATABASE), instead of
+    /// --data: it must hold no vault (nothing is committed unless the whole file verifies). A URL
+    /// holding a password only in CARDVAULT_DATABASE_URL (never on the command line).
+    #[arg(
+        long,
+        env = "CARDVAULT_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true,
+        value_parser = DatabaseUrlParser
+    )]
     database: Option<DatabaseUrl>,
 }
 
@@ -82,7 +89,7 @@ pub(crate) fn backup(args: BackupArgs) -> anyhow::Result<()> {
 pub(crate) fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     let Some(location) = database::location(args.into.data.as_deref(), args.into.database.as_ref())
     else {
-        bail!("name the new vault with --data DIR");
+        bail!("name the new vault with --data DIR or --database URL");
     };
     // Say what is in the way (a vault, or other files) before reading the backup.
     if let Location::Dir(dir) = &location {

@@ -67,7 +67,8 @@ enum Command {
     Audit(audit::AuditCmd),
     /// Write a consistent, still-encrypted, checksummed backup while the vault keeps serving.
     Backup(backup::BackupArgs),
-    /// Restore a backup into a new directory (verified before anything appears).
+    /// Restore a backup into a new directory or an empty PostgreSQL database (verified before
+    /// anything appears).
     Restore(backup::RestoreArgs),
     /// Load-test a running daemon (or the library in process) and report throughput and latency.
     Bench(Box<bench::BenchArgs>),

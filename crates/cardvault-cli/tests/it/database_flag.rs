@@ -1,7 +1,11 @@
 //! `--database URL` (or `CARDVAULT_DATABASE_URL`) beside `--data DIR`: every command that takes
 //! one takes the other, exactly one of the two is accepted, and the URL's password never shows
-//! (errors, `--help`). The PostgreSQL engine itself is not in this build's tests: a database URL
-//! is parsed and handed to the vault, which refuses it clearly without the `postgres` feature.
+//! (errors, `--help`) nor is taken from the command line. Then the commands on real throw-away
+//! databases of the local PostgreSQL server (`vault_testkit::postgres::TestDatabase`; a server
+//! that cannot be reached fails these tests): `init`, two daemons on one database, offline admin
+//! while they serve, backup and restore into another database, and a database that stops
+//! accepting connections (503 `database_unavailable` with `Retry-After`, `/health` says so, and
+//! the daemon recovers by itself).
 
 use std::process::Output;
 
@@ -170,9 +174,10 @@ fn the_environment_variable_is_accepted() {
         assert_eq!(out.status.code(), Some(1), "{cmd:?}: {all}");
         assert!(!all.contains(PASSWORD), "{cmd:?}: {all}");
         assert!(all.contains(MASKED), "{cmd:?}: {all}");
-        #[cfg(not(feature = "postgres"))]
+        // The URL names a port nothing listens on.
+        #[cfg(feature = "postgres")]
         assert!(
-            all.contains("not supported by this build: a PostgreSQL vault (build with the `postgres` feature)"),
+            all.contains("the database is unavailable: cannot connect to the database server"),
             "{cmd:?}: {all}"
         );
         // One error line, naming the vault with its password masked (`init` may print the
@@ -180,27 +185,6 @@ fn the_environment_variable_is_accepted() {
         let errors: Vec<&str> = all.lines().filter(|l| l.starts_with("error: ")).collect();
         assert_eq!(errors.len(), 1, "{cmd:?}: {all}");
         assert!(errors[0].contains(MASKED), "{cmd:?}: {all}");
-    }
-}
-
-#[cfg(not(feature = "postgres"))]
-#[test]
-fn a_build_without_postgres_refuses_before_asking_for_a_key() {
-    // No key source and no terminal: asking for the key would fail with another message.
-    for cmd in [
-        &["init", "--database", PLAIN_URL][..],
-        &["stats", "--database", PLAIN_URL],
-        &["serve", "--database", PLAIN_URL, "--socket", "/s.sock"],
-    ] {
-        let out = run(cmd, &[]);
-        let all = text(&out);
-        assert_eq!(out.status.code(), Some(1), "{cmd:?}: {all}");
-        assert!(
-            all.contains("not supported by this build"),
-            "{cmd:?}: {all}"
-        );
-        assert!(!all.contains("passphrase"), "{cmd:?}: {all}");
-        assert!(!all.contains(PASSWORD), "{cmd:?}: {all}");
     }
 }
 
@@ -264,30 +248,6 @@ fn serve_on_a_database_needs_a_socket_and_dev_stays_on_a_directory() {
 }
 
 #[test]
-fn restore_into_a_database_is_not_there_yet() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("b.cvbk");
-    std::fs::write(&file, b"CVBK").unwrap();
-    let out = run(
-        &[
-            "restore",
-            "--from",
-            file.to_str().unwrap(),
-            "--database",
-            PLAIN_URL,
-        ],
-        &[],
-    );
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{all}");
-    assert!(
-        all.contains("restoring a backup into a PostgreSQL database (not implemented yet: restore into a directory)"),
-        "{all}"
-    );
-    assert!(all.contains(PLAIN_URL), "{all}");
-}
-
-#[test]
 fn a_password_on_the_command_line_is_refused_and_not_echoed() {
     for cmd in [
         &["stats", "--database", URL][..],
@@ -303,5 +263,394 @@ fn a_password_on_the_command_line_is_refused_and_not_echoed() {
             "{cmd:?}: {all}"
         );
         assert!(!all.contains(PASSWORD), "{cmd:?}: {all}");
+    }
+}
+
+/// On real databases of the local server.
+#[cfg(feature = "postgres")]
+mod on_postgres {
+    use std::{
+        io::{Read, Write},
+        os::unix::net::UnixStream,
+        path::Path,
+        process::{Child, Command, Stdio},
+        time::{Duration, Instant},
+    };
+
+    use vault_testkit::postgres::TestDatabase;
+
+    use super::{PASSWORD, bin, key_file, run, text};
+
+    /// `args` with the vault in `url` (given in `CARDVAULT_DATABASE_URL`, where a password may be)
+    /// and the key file `kf`; panics unless it succeeds; its stdout.
+    fn ok_on(url: &str, kf: &str, args: &[&str]) -> String {
+        let mut all = args.to_vec();
+        all.extend(["--key-file", kf]);
+        let out = run(&all, &[("CARDVAULT_DATABASE_URL", url)]);
+        assert!(out.status.success(), "{args:?} failed: {}", text(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// One HTTP/1.1 request over the socket: the status, the head and the body.
+    fn http(
+        sock: &Path,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, String, String) {
+        let mut s = UnixStream::connect(sock).expect("connect to the daemon");
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+        if let Some(k) = key {
+            req.push_str(&format!("Authorization: Bearer {k}\r\n"));
+        }
+        if let Some(b) = body {
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
+        }
+        req.push_str("\r\n");
+        req.push_str(body.unwrap_or(""));
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let status = text
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|r| r.get(..3))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        (status, head.to_ascii_lowercase(), body.to_owned())
+    }
+
+    /// Polls `GET /health` until `want` says yes (a bounded wait for a state, not a timing assert).
+    fn health_until(
+        sock: &Path,
+        what: &str,
+        want: impl Fn(u16, &str, &str) -> bool,
+    ) -> (u16, String, String) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if UnixStream::connect(sock).is_ok() {
+                let (status, head, body) = http(sock, "GET", "/health", None, None);
+                if want(status, &head, &body) {
+                    return (status, head, body);
+                }
+            }
+            assert!(Instant::now() < deadline, "/health never became {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `cardvault serve` on a database.
+    struct Daemon {
+        child: Child,
+    }
+
+    impl Daemon {
+        fn start(url: &str, kf: &str, socket: &Path) -> Self {
+            let child = bin()
+                .args([
+                    "serve",
+                    "--socket",
+                    socket.to_str().unwrap(),
+                    "--key-file",
+                    kf,
+                ])
+                .env("CARDVAULT_DATABASE_URL", url)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let d = Self { child };
+            health_until(socket, "ok", |status, _, _| status == 200);
+            d
+        }
+
+        /// SIGTERM; the exit code and everything it logged.
+        fn terminate(mut self) -> (Option<i32>, String) {
+            let pid = self.child.id().to_string();
+            assert!(
+                Command::new("kill")
+                    .args(["-TERM", &pid])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            let mut log = String::new();
+            if let Some(mut err) = self.child.stderr.take() {
+                err.read_to_string(&mut log).unwrap();
+            }
+            (self.child.wait().unwrap().code(), log)
+        }
+    }
+
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    const CARD: &str =
+        r#"{"type":"card","card":{"pan":"4242424242424242","expiration_date":"2802"}}"#;
+
+    /// The token of a tokenize answer.
+    fn token_of(body: &str) -> String {
+        let v: serde_json::Value = serde_json::from_str(body).expect(body);
+        v["token"].as_str().expect(body).to_owned()
+    }
+
+    #[test]
+    fn init_two_daemons_offline_admin_backup_and_restore_on_a_database() {
+        let db = TestDatabase::new();
+        let url = db.url();
+        let dir = tempfile::tempdir().unwrap();
+        let kf = key_file(dir.path());
+        let shown = {
+            let out = run(
+                &["init", "--key-file", &kf],
+                &[("CARDVAULT_DATABASE_URL", &url)],
+            );
+            assert!(out.status.success(), "init: {}", text(&out));
+            String::from_utf8(out.stdout).unwrap()
+        };
+        assert!(shown.contains("created vault at postgres://"), "{shown}");
+        assert!(
+            shown.contains("next: cardvault merchant add --database URL"),
+            "{shown}"
+        );
+        // A database that holds a vault is refused, and keeps it.
+        let again = run(
+            &["init", "--key-file", &kf],
+            &[("CARDVAULT_DATABASE_URL", &url)],
+        );
+        assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+
+        // Offline, before any daemon: a merchant, its key, an operator key.
+        ok_on(&url, &kf, &["merchant", "add", "890490", "--name", "Shop"]);
+        let mkey = dir.path().join("merchant.key");
+        let okey = dir.path().join("operator.key");
+        ok_on(
+            &url,
+            &kf,
+            &[
+                "apikey",
+                "create",
+                "--merchant",
+                "890490",
+                "--scopes",
+                "tokenize,reveal",
+                "--out",
+                mkey.to_str().unwrap(),
+            ],
+        );
+        ok_on(
+            &url,
+            &kf,
+            &[
+                "apikey",
+                "create",
+                "--operator",
+                "--scopes",
+                "admin",
+                "--out",
+                okey.to_str().unwrap(),
+            ],
+        );
+        let merchant_key = std::fs::read_to_string(&mkey).unwrap();
+
+        // Two daemons on the one database, each on its own socket.
+        let (sock_a, sock_b) = (
+            dir.path().join("a/cardvault.sock"),
+            dir.path().join("b/cardvault.sock"),
+        );
+        let a = Daemon::start(&url, &kf, &sock_a);
+        let b = Daemon::start(&url, &kf, &sock_b);
+        let (status, _, body) = http(
+            &sock_a,
+            "POST",
+            "/v2/tokens",
+            Some(merchant_key.trim()),
+            Some(CARD),
+        );
+        assert_eq!(status, 201, "{body}");
+        let token = token_of(&body);
+        let (status, _, body) = http(
+            &sock_b,
+            "POST",
+            &format!("/v2/tokens/{token}/reveal"),
+            Some(merchant_key.trim()),
+            Some("{}"),
+        );
+        assert_eq!(status, 200, "daemon B reveals what A stored: {body}");
+        assert!(body.contains("4242424242424242"), "{body}");
+        let (_, _, health) = http(&sock_b, "GET", "/health", None, None);
+        assert!(
+            health.contains(r#""status":"ok""#) && !health.contains("code"),
+            "{health}"
+        );
+
+        // Offline commands while the daemons serve: no lock on a database.
+        ok_on(
+            &url,
+            &kf,
+            &["merchant", "add", "123456", "--name", "Second"],
+        );
+        let listed = ok_on(&url, &kf, &["merchant", "list"]);
+        assert!(
+            listed.contains("Shop") && listed.contains("Second"),
+            "{listed}"
+        );
+        // ... and seen through a daemon.
+        let through = run(
+            &[
+                "merchant",
+                "list",
+                "--socket",
+                sock_b.to_str().unwrap(),
+                "--api-key-file",
+                okey.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(text(&through).contains("Second"), "{}", text(&through));
+        let stats = ok_on(&url, &kf, &["stats"]);
+        assert!(stats.contains("records       1"), "{stats}");
+
+        // A backup of the database, offline, restored into another (empty) database.
+        let backup = dir.path().join("vault.cvbk");
+        ok_on(&url, &kf, &["backup", "--out", backup.to_str().unwrap()]);
+        let other = TestDatabase::new();
+        let out = run(
+            &["restore", "--from", backup.to_str().unwrap()],
+            &[("CARDVAULT_DATABASE_URL", &other.url())],
+        );
+        assert!(out.status.success(), "restore: {}", text(&out));
+        assert!(text(&out).contains("restored 1 records"), "{}", text(&out));
+        let restored = ok_on(&other.url(), &kf, &["merchant", "list"]);
+        assert!(
+            restored.contains("Shop") && restored.contains("Second"),
+            "{restored}"
+        );
+        // Restoring into a database that holds a vault is refused.
+        let out = run(
+            &["restore", "--from", backup.to_str().unwrap()],
+            &[("CARDVAULT_DATABASE_URL", &url)],
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
+        for d in [a, b] {
+            let (code, log) = d.terminate();
+            assert_eq!(code, Some(0), "{log}");
+            assert!(log.contains("serving the vault"), "{log}");
+        }
+    }
+
+    #[test]
+    fn a_database_that_stops_answering_is_a_503_and_health_says_so() {
+        let db = TestDatabase::new();
+        let url = db.url();
+        let dir = tempfile::tempdir().unwrap();
+        let kf = key_file(dir.path());
+        ok_on(&url, &kf, &["init"]);
+        ok_on(&url, &kf, &["merchant", "add", "890490", "--name", "Shop"]);
+        let mkey = dir.path().join("merchant.key");
+        ok_on(
+            &url,
+            &kf,
+            &[
+                "apikey",
+                "create",
+                "--merchant",
+                "890490",
+                "--scopes",
+                "tokenize",
+                "--out",
+                mkey.to_str().unwrap(),
+            ],
+        );
+        let key = std::fs::read_to_string(&mkey).unwrap();
+        let sock = dir.path().join("run/cardvault.sock");
+        let daemon = Daemon::start(&url, &kf, &sock);
+        let (status, _, body) = http(&sock, "POST", "/v2/tokens", Some(key.trim()), Some(CARD));
+        assert_eq!(status, 201, "{body}");
+
+        // The database stops accepting connections, and the daemon's are ended (from another
+        // database: PostgreSQL refuses that statement on the database itself).
+        let admin = TestDatabase::new();
+        admin.execute(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+            db.name()
+        ));
+        db.terminate_sessions();
+        let (_, head, body) = health_until(&sock, "503", |status, _, _| status == 503);
+        assert!(
+            body.contains(r#""status":"unavailable""#)
+                && body.contains(r#""code":"database_unavailable""#),
+            "{body}"
+        );
+        assert!(head.contains("retry-after: "), "{head}");
+        let (status, head, body) = http(&sock, "POST", "/v2/tokens", Some(key.trim()), Some(CARD));
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains(r#""code":"database_unavailable""#), "{body}");
+        assert!(head.contains("retry-after: "), "{head}");
+
+        // Back again: the daemon reconnects by itself, no restart.
+        admin.execute(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+            db.name()
+        ));
+        health_until(&sock, "ok again", |status, _, _| status == 200);
+        let (status, _, body) = http(&sock, "POST", "/v2/tokens", Some(key.trim()), Some(CARD));
+        assert_eq!(status, 201, "{body}");
+        let (code, log) = daemon.terminate();
+        assert_eq!(code, Some(0), "{log}");
+        // The log says the database was unavailable (what failed, never where: no URL, host or
+        // database name on those lines).
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("database is unavailable"))
+            .collect();
+        assert!(!lines.is_empty(), "{log}");
+        for l in lines {
+            assert!(!l.contains("127.0.0.1") && !l.contains(db.name()), "{l}");
+        }
+    }
+
+    #[test]
+    fn a_vault_on_a_database_shows_its_location_without_the_password() {
+        use vault_service::{
+            Health, KdfParams, KeySource, Location, SecretKey, Vault, VaultOptions,
+        };
+        let db = TestDatabase::new();
+        // The test server trusts its clients, so a password in the URL is accepted and ignored:
+        // enough to see that it is never shown.
+        let url = db
+            .url()
+            .replacen("://postgres@", "://postgres:Hunter2-db-secret@", 1);
+        assert!(url.contains(PASSWORD), "{url}");
+        let at = Location::Database(vault_service::DatabaseUrl::new(url.as_str()));
+        let key = || KeySource::KeyFile(SecretKey::from_bytes([7; 32]));
+        let options = || VaultOptions {
+            kdf: KdfParams::insecure_for_tests(),
+            ..VaultOptions::default()
+        };
+        let vault = Vault::create_at(&at, &key(), options()).unwrap();
+        let shown = format!("{vault:?} {} {}", vault.location(), at);
+        assert!(!shown.contains(PASSWORD), "{shown}");
+        assert!(shown.contains("postgres:***@127.0.0.1"), "{shown}");
+        assert_eq!(vault.health(), Health::Ok);
+        drop(vault);
+        // `open_at` on it, and the refusals name it masked too.
+        let vault = Vault::open_at(&at, &key(), options()).unwrap();
+        assert!(matches!(vault.location(), Location::Database(_)));
+        drop(vault);
+        let again = Vault::create_at(&at, &key(), options()).unwrap_err();
+        let shown = format!("{again} {again:?}");
+        assert!(!shown.contains(PASSWORD), "{shown}");
     }
 }
