@@ -1,5 +1,7 @@
 //! A test daemon: a vault with merchants and keys, the daemon on a Unix socket in a temp dir,
-//! and a tiny HTTP/1.1 client writing raw bytes.
+//! and a tiny HTTP/1.1 client writing raw bytes. The vault is on the engine
+//! `CARDVAULT_TEST_ENGINE` names ([`crate::engine`]): in the temp dir on sled (the default), in
+//! a database of its own on PostgreSQL, dropped with the daemon.
 
 use std::{
     path::{Path, PathBuf},
@@ -15,9 +17,10 @@ use tokio::{
 };
 use vault_daemon::{DaemonConfig, DaemonError, bind_unix, serve};
 use vault_gateway::Gateway;
-use vault_service::{KeySource, ManualClock, MerchantId, Scope, Scopes, Vault};
+use vault_service::{KeySource, Location, ManualClock, MerchantId, Scope, Scopes, Vault};
 
 pub use crate::clock::T0;
+use crate::engine::{Engine, VaultHome};
 
 /// A tokenize body (the seed's example 003).
 pub const SEED_003: &str = r#"{"type":"card","card":{"pan":"4242424242424242","expiration_date":"2802"},"metadata":{"description":"Card description - optional value"}}"#;
@@ -43,10 +46,13 @@ pub struct Keys {
     pub other: String,
 }
 
-/// A daemon serving a test vault on a Unix socket; stopped when dropped (its task aborted with
-/// the runtime) or by [`TestDaemon::stop`].
+/// A daemon serving a test vault on a Unix socket; stopped when dropped (told to stop, its task
+/// aborted) or by [`TestDaemon::stop`].
+///
+/// Fields drop in order: the server and the vault before the vault's home (on PostgreSQL, its
+/// database is dropped last).
 pub struct TestDaemon {
-    /// The temp dir holding the vault and the socket.
+    /// The temp dir holding the socket (and, on sled, the vault).
     pub dir: tempfile::TempDir,
     /// The socket.
     pub sock: PathBuf,
@@ -58,6 +64,8 @@ pub struct TestDaemon {
     /// The test merchants' API keys.
     pub keys: Keys,
     server: Server,
+    /// Where the vault lives: `dir/vault` on sled, a test database on PostgreSQL.
+    pub home: VaultHome,
 }
 
 /// `vault_daemon::serve` on a Unix socket in a task, until [`Server::stop`].
@@ -92,22 +100,35 @@ impl Server {
     }
 }
 
+impl Drop for Server {
+    /// Tells `serve` to stop and aborts its task, so its handle on the vault goes soon (it would
+    /// otherwise live until the runtime shuts down, past the end of the test's vault home).
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.abort();
+        }
+    }
+}
+
 impl TestDaemon {
     /// Starts a daemon with the default config.
     pub async fn start() -> Self {
         Self::start_with(DaemonConfig::default()).await
     }
 
-    /// Starts a daemon with `config`.
+    /// Starts a daemon with `config`, its vault on the engine `CARDVAULT_TEST_ENGINE` names.
+    ///
+    /// # Panics
+    ///
+    /// On an unknown engine, or on PostgreSQL if the test server cannot be reached.
     pub async fn start_with(config: DaemonConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(T0));
-        let vault = Vault::create(
-            dir.path().join("vault"),
-            &passphrase(),
-            options(clock.clone()),
-        )
-        .unwrap();
+        let home = VaultHome::new(dir.path());
+        let vault = create_vault(&home, clock.clone());
         let keys = setup(&vault);
         let vault = Gateway::new(vault);
         let sock = dir.path().join("run").join("cardvault.sock");
@@ -119,12 +140,23 @@ impl TestDaemon {
             clock,
             keys,
             server,
+            home,
         }
     }
 
     /// Stops the daemon and waits for `serve` to return.
     pub async fn stop(&mut self) -> Result<(), DaemonError> {
         self.server.stop().await
+    }
+
+    /// Where the vault lives (to open it again after [`TestDaemon::stop`]).
+    pub fn location(&self) -> &Location {
+        self.home.location()
+    }
+
+    /// The engine the vault is on.
+    pub fn engine(&self) -> Engine {
+        self.home.engine()
     }
 
     /// One request on a fresh connection (`Connection: close`), a JSON body if any.
@@ -156,6 +188,26 @@ impl TestDaemon {
     pub async fn tokenize(&self, key: &str, body: &str) -> Resp {
         self.send("POST", "/v2/tokens", Some(key), Some(body)).await
     }
+}
+
+/// A new test vault (passphrase [`passphrase`], options [`options`]) in `home`.
+///
+/// # Panics
+///
+/// If it cannot be created.
+pub fn create_vault(home: &VaultHome, clock: Arc<ManualClock>) -> Vault {
+    Vault::create_at(home.location(), &passphrase(), options(clock))
+        .unwrap_or_else(|e| panic!("create the test vault at {}: {e}", home.location()))
+}
+
+/// The vault of [`create_vault`] opened again.
+///
+/// # Panics
+///
+/// If it cannot be opened.
+pub fn open_vault(location: &Location, clock: Arc<ManualClock>) -> Vault {
+    Vault::open_at(location, &passphrase(), options(clock))
+        .unwrap_or_else(|e| panic!("open the test vault at {location}: {e}"))
 }
 
 /// Merchants 890490 and 777 and their keys.

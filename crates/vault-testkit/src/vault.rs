@@ -4,8 +4,8 @@
 use std::{path::Path, sync::Arc};
 
 use vault_service::{
-    Durability, Expiry, KdfParams, KeySource, ManualClock, MerchantId, NewCard, Pan, Passphrase,
-    Vault, VaultOptions,
+    Durability, Expiry, KdfParams, KeySource, Location, ManualClock, MerchantId, NewCard, Pan,
+    Passphrase, Vault, VaultOptions,
 };
 
 use crate::clock::manual_clock;
@@ -39,6 +39,21 @@ pub fn new_vault(dir: &Path) -> (Vault, Arc<ManualClock>) {
 /// The vault of [`new_vault`] opened again.
 pub fn reopen(dir: &Path, clock: Arc<ManualClock>) -> Vault {
     Vault::open(dir, &passphrase(PASSPHRASE), options(clock)).expect("reopen the test vault")
+}
+
+/// A new vault at `location` (a directory, or a database: see `crate::engine`), passphrase
+/// [`PASSPHRASE`], and its clock.
+pub fn new_vault_at(location: &Location) -> (Vault, Arc<ManualClock>) {
+    let clock = manual_clock();
+    let v = Vault::create_at(location, &passphrase(PASSPHRASE), options(clock.clone()))
+        .unwrap_or_else(|e| panic!("create the test vault at {location}: {e}"));
+    (v, clock)
+}
+
+/// The vault of [`new_vault_at`] opened again.
+pub fn reopen_at(location: &Location, clock: Arc<ManualClock>) -> Vault {
+    Vault::open_at(location, &passphrase(PASSPHRASE), options(clock))
+        .unwrap_or_else(|e| panic!("reopen the test vault at {location}: {e}"))
 }
 
 /// Merchant `n`.

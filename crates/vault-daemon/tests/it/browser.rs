@@ -26,8 +26,9 @@ use vault_daemon::{DaemonConfig, bind_tcp, serve};
 use vault_gateway::{Gateway, PaymentId, SessionKind, SessionOptions, TerminalId};
 use vault_service::{
     CardholderName, CustomerId, Expiry, ManualClock, MerchantId, NewCard, Pan, Token,
-    TokenizeOptions, Vault,
+    TokenizeOptions,
 };
+use vault_testkit::engine::VaultHome;
 
 use crate::hosted_fields::base64;
 
@@ -271,6 +272,8 @@ struct Stack {
     vault_addr: SocketAddr,
     shop_addr: SocketAddr,
     _stop: oneshot::Sender<()>,
+    /// Last: on PostgreSQL its database goes after the vault.
+    _home: VaultHome,
 }
 
 impl Stack {
@@ -282,12 +285,8 @@ impl Stack {
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(vault_testkit::daemon::T0));
-        let vault = Vault::create(
-            dir.path().join("vault"),
-            &vault_testkit::daemon::passphrase(),
-            vault_testkit::daemon::options(clock.clone()),
-        )
-        .unwrap();
+        let home = VaultHome::new(dir.path());
+        let vault = vault_testkit::daemon::create_vault(&home, clock.clone());
         vault_testkit::daemon::setup(&vault);
         let vault = Gateway::new(vault);
         vault
@@ -328,6 +327,7 @@ impl Stack {
             vault_addr,
             shop_addr,
             _stop: stop,
+            _home: home,
         }
     }
 

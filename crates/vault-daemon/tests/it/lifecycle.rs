@@ -7,8 +7,12 @@ use std::{
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vault_daemon::{DaemonConfig, DaemonError, bind_tcp, bind_unix, serve};
-use vault_service::{MerchantId, Token, Vault};
-use vault_testkit::daemon::{SEED_003, TestDaemon};
+use vault_service::{MerchantId, Token};
+use vault_testkit::{
+    clock::manual_clock,
+    daemon::{SEED_003, TestDaemon, create_vault, open_vault},
+    engine::VaultHome,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_is_private() {
@@ -60,14 +64,8 @@ async fn unsafe_socket_paths_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loopback_tcp_serves_too() {
     let dir = tempfile::tempdir().unwrap();
-    let vault = Vault::create(
-        dir.path().join("v"),
-        &vault_testkit::daemon::passphrase(),
-        vault_testkit::daemon::options(std::sync::Arc::new(vault_service::ManualClock::new(
-            vault_testkit::daemon::T0,
-        ))),
-    )
-    .unwrap();
+    let home = VaultHome::new(dir.path());
+    let vault = create_vault(&home, manual_clock());
     let listener = bind_tcp("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.tcp_addr().unwrap();
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
@@ -114,17 +112,13 @@ async fn shutdown_loses_no_acknowledged_token() {
     }
     assert!(!tokens.is_empty(), "no request completed before shutdown");
     assert!(!d.sock.exists(), "socket file left behind");
-    // Reopen from disk: every acknowledged token is there.
+    // Reopen from the store: every acknowledged token is there.
+    let location = d.location().clone();
     let TestDaemon {
-        dir, vault, clock, ..
+        vault, clock, home, ..
     } = d;
     drop(vault);
-    let vault = Vault::open(
-        dir.path().join("vault"),
-        &vault_testkit::daemon::passphrase(),
-        vault_testkit::daemon::options(clock),
-    )
-    .unwrap();
+    let vault = open_vault(&location, clock);
     let m = MerchantId::new(890_490).unwrap();
     for t in &tokens {
         vault.get(m, &Token::parse(t).unwrap()).unwrap();
@@ -133,6 +127,9 @@ async fn shutdown_loses_no_acknowledged_token() {
         "{} acknowledged and present, {refused} cut off by shutdown",
         tokens.len()
     );
+    // The vault closes before its home (on PostgreSQL, its database) goes.
+    drop(vault);
+    drop(home);
 }
 
 fn slow_config() -> DaemonConfig {
@@ -283,14 +280,8 @@ async fn one_uid_cannot_hold_more_than_its_share() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_tcp_address_cannot_crowd_out_another() {
     let dir = tempfile::tempdir().unwrap();
-    let vault = Vault::create(
-        dir.path().join("v"),
-        &vault_testkit::daemon::passphrase(),
-        vault_testkit::daemon::options(std::sync::Arc::new(vault_service::ManualClock::new(
-            vault_testkit::daemon::T0,
-        ))),
-    )
-    .unwrap();
+    let home = VaultHome::new(dir.path());
+    let vault = create_vault(&home, manual_clock());
     let listener = bind_tcp("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.tcp_addr().unwrap();
     let config = DaemonConfig {

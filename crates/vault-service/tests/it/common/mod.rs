@@ -8,5 +8,5 @@ pub use vault_testkit::{
     clock::T0,
     files::{copy_dir, open_sled, walk},
     scan::files_contain,
-    vault::{card, merchant, new_vault, options, passphrase, reopen},
+    vault::{card, merchant, new_vault, new_vault_at, options, passphrase, reopen, reopen_at},
 };
