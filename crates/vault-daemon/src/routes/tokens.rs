@@ -160,7 +160,10 @@ async fn batch_items(state: &State, p: &Principal, body: Bytes) -> Answer {
 pub(crate) async fn get(state: &State, req: Request<Incoming>, param: Param) -> Answer {
     let p = state.authorize(req.headers(), Scope::Tokenize)?;
     let token = token_of(param)?;
-    let info = state.vault.get(p.merchant, &token)?;
+    // A database read: on the blocking pool, never on a runtime worker (two reads waiting on a
+    // slow database would otherwise stall every request of a two-core daemon).
+    let merchant = p.merchant;
+    let info = state.blocking(move |v| v.get(merchant, &token)).await?;
     Ok(response::json(StatusCode::OK, &token_response(&info, &p)))
 }
 
