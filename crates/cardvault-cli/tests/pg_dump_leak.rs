@@ -682,12 +682,10 @@ fn audit_verify_finds_an_operator_editing_or_removing_entries() {
     }
 }
 
-/// Known defect (SECURITY.md, "What the database operator can and cannot learn"): on a shared
-/// vault `audit verify` and `audit tail` find the per-process chains through their head rows
-/// only, so deleting one row of `cardvault_audit_chain_head` hides that process's whole chain
-/// (its entries stay, unread) and `audit verify` still says OK.
+/// On a shared vault `audit verify` finds the per-process chains through their entries as well
+/// as their head rows: deleting one row of `cardvault_audit_chain_head` is reported (the chain's
+/// head is missing), not hidden.
 #[test]
-#[ignore = "known defect: a removed chain head hides its chain from audit verify on PostgreSQL"]
 fn audit_verify_finds_a_removed_chain_head() {
     let s = audited_vault();
     s.db.execute(&format!(

@@ -6,9 +6,9 @@
 //!
 //! - **at once when they need it**: a record sealed under a data key this process has not loaded
 //!   makes it re-read the header and retry (never an error);
-//! - **within [`KEY_FOLLOW_INTERVAL`] otherwise**: reads and tokenizes re-read the stored header
-//!   when the last check is older than that (one point read), so a daemon stops sealing under a
-//!   key another daemon retired from "current" within that bound;
+//! - **within [`KEY_FOLLOW_INTERVAL`] otherwise**: a thread of each process re-reads the stored
+//!   header that often (one point read; never on a request's path), so a daemon stops sealing
+//!   under a key another daemon replaced as "current" within that bound;
 //! - **before changing keys itself**: a key change starts from the stored header and replaces it
 //!   only if it is still that header (`WriteTx::replace_header`), so two daemons rotating at once
 //!   never drop each other's data keys.
@@ -17,12 +17,15 @@
 //! with the key-encryption key this process holds: it keeps serving with the data keys it has,
 //! and logs nothing secret; restart it with the new key (docs/operations.md).
 
+use std::time::Duration;
+
 use vault_core::{KeyHeader, Keyring};
 
 use crate::{VaultError, vault::Inner};
 
-#[cfg(doc)]
-use crate::KEY_FOLLOW_INTERVAL;
+/// How stale a shared vault's in-memory keys may get: a thread of each process re-reads the
+/// stored key header this often.
+pub const KEY_FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Makes `header` and `keyring` the ones `stored` encodes, when it differs (unwrapping with the
 /// key-encryption key `keyring` already holds). Returns whether anything changed.
@@ -58,12 +61,28 @@ impl Inner {
         follow(&stored, &mut header, &mut keyring)
     }
 
-    /// [`follow_keys`](Self::follow_keys) when the last check is older than
-    /// [`KEY_FOLLOW_INTERVAL`]. A failure to read the header is left to the operation itself
-    /// (it reads the same database).
-    pub(crate) fn follow_keys_if_due(&self) {
-        if self.store.shared() && self.key_check.due() {
-            let _ = self.follow_keys();
+    /// Starts the thread that follows the stored key header of a shared vault every
+    /// [`KEY_FOLLOW_INTERVAL`] (none for a vault this process owns alone). It holds only a weak
+    /// reference: it ends within one interval after the vault is dropped. Request paths never
+    /// wait on this read (a slow database must not stall them).
+    pub(crate) fn start_key_follower(inner: &std::sync::Arc<Self>) {
+        if !inner.store.shared() {
+            return;
         }
+        let weak = std::sync::Arc::downgrade(inner);
+        let spawned = std::thread::Builder::new()
+            .name("cardvault-keys".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(KEY_FOLLOW_INTERVAL);
+                    let Some(inner) = weak.upgrade() else { return };
+                    // A failure (the database unreachable) is retried at the next interval;
+                    // a record under an unknown key makes its reader follow at once anyway.
+                    let _ = inner.follow_keys();
+                }
+            });
+        // Without the thread, keys are still followed when a record needs it, and before
+        // every key change: only the "stop sealing under a retired current key" bound is lost.
+        drop(spawned);
     }
 }

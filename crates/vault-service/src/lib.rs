@@ -38,7 +38,6 @@ mod error;
 mod health;
 mod idempotency;
 mod idempotency_state;
-mod key_check;
 mod key_follow;
 mod maintenance;
 mod masked_form_guard;
@@ -67,7 +66,7 @@ pub use idempotency::{
     IDEMPOTENCY_LEASE, IDEMPOTENCY_TTL, IdempotencyGuard, IdempotencyKey, IdempotencyStart,
     IdempotentResponse,
 };
-pub use key_check::KEY_FOLLOW_INTERVAL;
+pub use key_follow::KEY_FOLLOW_INTERVAL;
 pub use maintenance::VaultStats;
 pub use masked_forms::{MASKED_FORM_LIMIT, MASKED_FORM_WINDOW, MAX_TRACKED_FORMS};
 pub use model::{

@@ -315,7 +315,6 @@ impl Vault {
         card: NewCard,
         options: TokenizeOptions,
     ) -> Result<PreparedTokenize, VaultError> {
-        self.inner.follow_keys_if_due();
         let now = self.inner.clock.now();
         self.inner
             .prepare(merchant, card, options, now)

@@ -90,8 +90,6 @@ pub(crate) struct Core {
     pub(crate) keyring: RwLock<Keyring>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) keys: crate::api_key_cache::KeyCache,
-    /// When this process last compared its key header with the stored one (shared vaults).
-    pub(crate) key_check: crate::key_check::KeyCheck,
     /// Failed API-key authentications, aggregated per socket peer per minute in the audit log.
     pub(crate) auth_failures: crate::audit::AuditThrottle,
     /// Idempotency keys being answered right now.
@@ -245,14 +243,15 @@ impl Vault {
             keyring: RwLock::new(keyring),
             clock: options.clock,
             keys: crate::api_key_cache::KeyCache::default(),
-            key_check: crate::key_check::KeyCheck::default(),
             auth_failures: crate::audit::AuditThrottle::default(),
             idempotency: crate::idempotency_state::InFlight::default(),
             fingerprint_keys: RwLock::default(),
             masked_forms: crate::masked_forms::MaskedForms::default(),
         });
+        let inner = Arc::new(Inner { store, core });
+        Inner::start_key_follower(&inner);
         Self {
-            inner: Arc::new(Inner { store, core }),
+            inner,
             actor: Arc::new(Actor::local()),
         }
     }
@@ -463,7 +462,6 @@ impl Inner {
         token: &Token,
         now: OffsetDateTime,
     ) -> Result<(StoredRecord, CardRecord), VaultError> {
-        self.follow_keys_if_due();
         let mut keyring = self.keyring.read();
         let id = LookupId(keyring.lookup_key().lookup(token));
         let rec = self.store.record(&id)?.ok_or(VaultError::NotFound)?;

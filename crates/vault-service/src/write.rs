@@ -41,7 +41,6 @@ impl Vault {
         card: NewCard,
         options: TokenizeOptions,
     ) -> Result<TokenInfo, VaultError> {
-        self.inner.follow_keys_if_due();
         let prepared = self
             .inner
             .prepare(merchant, card, options, self.inner.clock.now())?;
@@ -63,7 +62,6 @@ impl Vault {
     ) where
         D: FnOnce(Result<TokenInfo, VaultError>) + Send + 'static,
     {
-        self.inner.follow_keys_if_due();
         match self
             .inner
             .prepare(merchant, card, options, self.inner.clock.now())
@@ -119,7 +117,6 @@ impl Vault {
                 format!("a batch holds 1-{MAX_BATCH} items"),
             ));
         }
-        self.inner.follow_keys_if_due();
         let now = self.inner.clock.now();
         let prepared = items
             .into_iter()

@@ -278,6 +278,27 @@ impl Store {
         self.engine.get(key)
     }
 
+    /// The first pair after `after` whose key starts with `prefix` (outside the reserved
+    /// prefixes): for skipping through a key space one group at a time.
+    pub fn first_raw_after(
+        &self,
+        prefix: &[u8],
+        after: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+        commit::check_free_prefix(prefix)?;
+        let end = crate::engine::prefix_end(prefix);
+        let end = match &end {
+            Bound::Excluded(e) => Bound::Excluded(&e[..]),
+            _ => Bound::Unbounded,
+        };
+        let start = if after < prefix {
+            Bound::Included(prefix)
+        } else {
+            Bound::Excluded(after)
+        };
+        Ok(self.engine.scan(start, end, 1)?.into_iter().next())
+    }
+
     /// All `(key, value)` pairs whose key starts with `prefix` (outside the reserved prefixes).
     #[allow(clippy::type_complexity)]
     pub fn scan_raw(

@@ -121,6 +121,26 @@ impl Chain {
         }
     }
 
+    /// The prefix of every named chain's entries.
+    pub(crate) const NAMED_ENTRIES: [u8; 1] = [CHAIN_ENTRY_PREFIX];
+
+    /// The named chain an entry key (`B` + id + seq) belongs to.
+    pub(crate) fn from_entry_key(key: &[u8]) -> Option<Self> {
+        match key {
+            [CHAIN_ENTRY_PREFIX, rest @ ..] if rest.len() == 16 => {
+                Some(Self::named(rest[..8].try_into().ok()?))
+            }
+            _ => None,
+        }
+    }
+
+    /// The last possible entry key of this named chain (to skip past it).
+    pub(crate) fn last_entry_key(self) -> Vec<u8> {
+        let mut k = self.prefix();
+        k.extend_from_slice(&[0xff; 8]);
+        k
+    }
+
     /// The named chain whose head is stored under `key` (`b` + 8 bytes; not an anchor key).
     pub(crate) fn from_head_key(key: &[u8]) -> Option<Self> {
         match key {

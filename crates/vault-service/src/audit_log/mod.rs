@@ -174,6 +174,27 @@ impl Vault {
                 chains.push(c);
             }
         }
+        // Chains found by their entries too (one skip per chain), so a chain whose head record
+        // was removed is still verified, and reported for its missing head.
+        let mut after = Chain::NAMED_ENTRIES.to_vec();
+        while let Some((k, _)) = self
+            .inner
+            .store
+            .first_raw_after(&Chain::NAMED_ENTRIES, &after)?
+        {
+            match Chain::from_entry_key(&k) {
+                Some(c) => {
+                    if !chains.contains(&c) {
+                        chains.push(c);
+                    }
+                    after = c.last_entry_key();
+                }
+                // A key of the wrong shape: step over it (verify of its neighbours reports it).
+                None => after = k,
+            }
+        }
+        chains.sort();
+        chains.dedup();
         let own = self.inner.core.audit_chain;
         if !chains.contains(&own) {
             chains.push(own);
