@@ -280,6 +280,7 @@ impl Store {
 
     /// The first pair after `after` whose key starts with `prefix` (outside the reserved
     /// prefixes): for skipping through a key space one group at a time.
+    #[allow(clippy::type_complexity)]
     pub fn first_raw_after(
         &self,
         prefix: &[u8],
