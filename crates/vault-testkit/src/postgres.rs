@@ -243,8 +243,9 @@ fn on_own_thread(url: &str, sql: &str, rows: bool) -> Result<u64, String> {
                 })?
                 .map_err(|e| {
                     format!(
-                        "cannot connect to the PostgreSQL test server at {}: {e}",
-                        redact(&url)
+                        "cannot connect to the PostgreSQL test server at {}: {}",
+                        redact(&url),
+                        describe(&e)
                     )
                 })?;
             let task = tokio::spawn(connection);
@@ -252,15 +253,12 @@ fn on_own_thread(url: &str, sql: &str, rows: bool) -> Result<u64, String> {
                 client
                     .simple_query(&sql)
                     .await
-                    .map_err(|e| e.to_string())?
+                    .map_err(|e| describe(&e))?
                     .iter()
                     .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
                     .count() as u64
             } else {
-                client
-                    .batch_execute(&sql)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                client.batch_execute(&sql).await.map_err(|e| describe(&e))?;
                 0
             };
             drop(client);
@@ -270,6 +268,18 @@ fn on_own_thread(url: &str, sql: &str, rows: bool) -> Result<u64, String> {
     })
     .join()
     .unwrap_or_else(|_| Err("the administrative thread panicked".to_owned()))
+}
+
+/// `e` with what the server said (`tokio_postgres::Error` shows only "db error" for a refusal;
+/// "could not extend file ...: No space left on device" is in its source).
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
+    }
 }
 
 /// The URL without a password (for messages).
@@ -285,7 +295,13 @@ fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{redact, with_database};
+    use super::{TestDatabase, redact, with_database};
+
+    #[test]
+    #[should_panic(expected = "ERROR 22012: division by zero")]
+    fn a_refusal_says_what_the_server_said() {
+        TestDatabase::new().execute("SELECT 1/0");
+    }
 
     #[test]
     fn the_database_is_replaced_and_passwords_are_not_shown() {
