@@ -1,8 +1,11 @@
-//! One group, one transaction: `BEGIN` and every statement of the group pipelined in one round
-//! trip (tokio-postgres pipelines the queries of one connection that are polled together), their
-//! row counts checked, then `COMMIT` (or `ROLLBACK`). Each table gets at most one statement per
-//! kind of write, whatever the number of rows (arrays through `unnest`), so a group costs two
-//! round trips.
+//! One group, one statement, one round trip: the writes of every table (one part per table and
+//! kind of write, whatever the number of rows: arrays through `unnest`), the checks and the
+//! writer's counts are the parts of one `WITH` statement, and its final `SELECT` divides by zero
+//! unless every check held. A statement is atomic on its own (its implicit transaction commits
+//! when it succeeds and rolls back when it fails), so the group needs no `BEGIN` and no `COMMIT`
+//! and the server answers once: acknowledged means the statement returned, i.e. committed as
+//! durably as the server's `synchronous_commit` makes it. All parts read one snapshot; each key
+//! is in at most one part.
 //!
 //! **Checks** (the conditions the group's jobs read, see [`Check`]) are verified inside the
 //! transaction, where another daemon may have written since the jobs read:
@@ -12,20 +15,27 @@
 //!   statement fails with a unique violation;
 //! - a key expected absent that the group deletes or only read must still be absent;
 //! - a key expected to hold a value is updated, deleted or share-locked with `WHERE value =
-//!   expected`, and the row count must be the number of such keys (under READ COMMITTED an
-//!   `UPDATE` re-reads a row another transaction changed before it got the lock).
+//!   expected`, and the statement fails unless that touched every such key (under READ
+//!   COMMITTED an `UPDATE` re-reads a row another transaction changed before it got the lock).
+//!
+//! A failed check is told apart from a missing writer row (below) by one more read, on the
+//! failure path only.
 //!
 //! A failed check, a unique violation, a serialisation failure or a deadlock rolls the group back
 //! as [`ConflictKind::Raced`]: the committer runs it again on fresh reads.
 //!
 //! The counters are not rows the group rewrites: the writer's own row in `cardvault_writers`
-//! gets `groups + 1` and `records + records_delta`; the `G` and `C` values of the ops are ignored.
+//! gets `groups + 1` and `records + records_delta` (checked: the row must be there); the `G` and
+//! `C` values of the ops are ignored.
+//!
+//! A connection lost once the statement was sent leaves its outcome unknown (it may have
+//! committed): the group is then reported failed, not run again. One found closed before it was
+//! sent is retried on another connection.
 
-use std::{collections::HashMap, future::Future, pin::Pin};
+use std::{collections::HashMap, fmt::Write};
 
 use deadpool_postgres::ClientWrapper;
-use futures_util::future::join_all;
-use tokio_postgres::{Statement, types::ToSql};
+use tokio_postgres::{error::SqlState, types::ToSql};
 
 use super::{
     errors::{Fail, from_pg},
@@ -161,32 +171,104 @@ fn is_stray(key: &[u8]) -> bool {
     key.len() > 1 && matches!(route(&key[..1]).0, Route::Derived(_))
 }
 
-/// How a statement's row count is judged.
-#[derive(Clone, Copy)]
-enum Expect {
-    Any,
-    Exactly(u64),
+/// What a group commit fails with when one of its checks does not hold: the statement divides
+/// by zero, so it fails and its transaction is rolled back.
+const CHECK_FAILED: SqlState = SqlState::DIVISION_BY_ZERO;
+
+/// The group's one statement being built: each write or check is a `WITH` part, the parts'
+/// parameters numbered one after the other, and the checks joined in the final `SELECT`.
+#[derive(Default)]
+struct Statement<'a> {
+    parts: Vec<String>,
+    params: Params<'a>,
+    checks: Vec<String>,
 }
 
-type Pending<'a> = Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'a>>;
+impl<'a> Statement<'a> {
+    /// Adds `sql` (numbering its parameters from `$1`) as a part; returns the part's name.
+    fn part(&mut self, sql: &str, params: Params<'a>) -> String {
+        let name = format!("p{}", self.parts.len());
+        let sql = renumber(sql, self.params.len());
+        self.parts.push(format!("{name} AS ({sql})"));
+        self.params.extend(params);
+        name
+    }
 
-/// Runs `plan` as one transaction on `c` for writer `writer`.
+    /// A write whose row count is not checked.
+    fn write(&mut self, sql: &str, params: Params<'a>) {
+        self.part(sql, params);
+    }
+
+    /// A part returning a row per key of its first parameter that held: all must have.
+    fn all_of(&mut self, sql: &str, params: Params<'a>) {
+        let first = self.params.len() + 1;
+        let name = self.part(sql, params);
+        self.checks.push(format!(
+            "(SELECT count(*) FROM {name}) = cardinality(${first}::bytea[])"
+        ));
+    }
+
+    /// A part returning a row per key present: none may be.
+    fn none_of(&mut self, sql: &str, params: Params<'a>) {
+        let name = self.part(sql, params);
+        self.checks.push(format!("NOT EXISTS (SELECT FROM {name})"));
+    }
+
+    /// A part that must return exactly one row.
+    fn one(&mut self, sql: &str, params: Params<'a>) {
+        let name = self.part(sql, params);
+        self.checks
+            .push(format!("(SELECT count(*) FROM {name}) = 1"));
+    }
+
+    /// `WITH` the parts, `SELECT` 1 if every check holds and a division by zero if not.
+    fn text(&self) -> String {
+        format!(
+            "WITH {} SELECT 1 / ({})::int",
+            self.parts.join(", "),
+            self.checks.join(" AND ")
+        )
+    }
+}
+
+/// `sql` with its parameters `$n` renamed `$(n + by)`.
+fn renumber(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<usize>() {
+            Ok(n) => {
+                let _ = write!(out, "{}", n + by);
+            }
+            Err(_) => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Runs `plan` for writer `writer` as one statement, so one transaction in one round trip: the
+/// writes and checks of every table and the writer's counts are parts of one `WITH`, and the
+/// final `SELECT` fails (a division by zero) unless every check held. A statement is atomic on
+/// its own, so nothing else is needed to commit all of it or none.
 pub(crate) async fn run(c: &ClientWrapper, plan: &Plan, writer: i64) -> Result<(), Fail> {
-    // The statements, prepared (cached per connection; a fresh connection prepares them all in
-    // one pipelined round trip).
-    let mut texts: Vec<(&str, Expect, Params<'_>)> = Vec::new();
+    let mut q = Statement::default();
     for (t, w) in &plan.tables {
         let s: &TableSql = sql::of(*t);
         let ku = tables()[t.0].keep_until;
         if !w.upsert.keys.is_empty() {
-            texts.push((&s.upsert, Expect::Any, rows(&w.upsert, ku)));
+            q.write(&s.upsert, rows(&w.upsert, ku));
         }
         if !w.insert.keys.is_empty() {
-            let n = w.insert.keys.len() as u64;
-            texts.push((&s.insert, Expect::Exactly(n), rows(&w.insert, ku)));
+            // Inserts every row or fails: a key present is a unique violation.
+            q.write(&s.insert, rows(&w.insert, ku));
         }
         if !w.delete.is_empty() {
-            texts.push((&s.delete, Expect::Any, vec![&w.delete]));
+            q.write(&s.delete, vec![&w.delete]);
         }
         if !w.update_if.keys.is_empty() {
             let u = &w.update_if;
@@ -194,109 +276,69 @@ pub(crate) async fn run(c: &ClientWrapper, plan: &Plan, writer: i64) -> Result<(
             if ku {
                 p.push(&u.keep_until);
             }
-            texts.push((&s.update_if, Expect::Exactly(u.keys.len() as u64), p));
+            q.all_of(&s.update_if, p);
         }
         if !w.delete_if.keys.is_empty() {
             let d = &w.delete_if;
-            texts.push((
-                &s.delete_if,
-                Expect::Exactly(d.keys.len() as u64),
-                vec![&d.keys, &d.expected],
-            ));
+            q.all_of(&s.delete_if, vec![&d.keys, &d.expected]);
         }
         if !w.lock_if.keys.is_empty() {
             let l = &w.lock_if;
-            texts.push((
-                &s.lock_if,
-                Expect::Exactly(l.keys.len() as u64),
-                vec![&l.keys, &l.expected],
-            ));
+            q.all_of(&s.lock_if, vec![&l.keys, &l.expected]);
         }
         if !w.present.is_empty() {
-            texts.push((&s.present, Expect::Exactly(0), vec![&w.present]));
+            q.none_of(&s.present, vec![&w.present]);
         }
     }
     let version_name = sql::STORE_FORMAT;
     if let Some(v) = &plan.version {
-        texts.push((sql::META_PUT, Expect::Any, vec![&version_name, v]));
+        q.write(sql::META_PUT, vec![&version_name, v]);
     }
-    texts.push((
-        sql::WRITER_ADD,
-        Expect::Exactly(1),
-        vec![&plan.records_delta, &writer],
-    ));
-    let prepared = join_all(texts.iter().map(|(text, _, _)| c.prepare_cached(text))).await;
-    let mut statements: Vec<Statement> = Vec::with_capacity(prepared.len());
-    for p in prepared {
-        // Nothing was sent but `PREPARE`s: a lost connection is retried.
-        statements.push(p.map_err(|e| super::reads::fail(&e))?);
+    q.one(sql::WRITER_ADD, vec![&plan.records_delta, &writer]);
+    // Prepared once per connection and shape of group.
+    let stmt = c
+        .prepare_cached(&q.text())
+        .await
+        .map_err(|e| super::reads::fail(&e))?;
+    if c.is_closed() {
+        // Found closed before the group was sent.
+        return Err(Fail::Retry);
     }
+    let e = match c.execute(&stmt, &q.params).await {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    let error = match from_pg(&e) {
+        // The statement may have been carried out before the connection was lost: the outcome
+        // is unknown, so the group is not run again.
+        StoreError::Unavailable(Unavailable::ConnectionLost) => {
+            return Err(Fail::Stop {
+                error: StoreError::Unavailable(Unavailable::ConnectionLost),
+                discard: true,
+            });
+        }
+        _ if e.code() == Some(&CHECK_FAILED) => failed_check(c, writer).await?,
+        error => error,
+    };
+    // The statement failed, so nothing of it was committed; the connection is idle.
+    Err(Fail::stop(error))
+}
 
-    // BEGIN and every statement, pipelined.
-    let mut pending: Vec<Pending<'_>> = Vec::with_capacity(statements.len() + 1);
-    pending.push(Box::pin(async {
-        c.batch_execute("BEGIN").await.map(|()| 0)
-    }));
-    for (stmt, (_, _, params)) in statements.iter().zip(&texts) {
-        pending.push(Box::pin(c.execute(stmt, params)));
-    }
-    let results = join_all(pending).await;
-    let mut refused = None;
-    for (i, r) in results.iter().enumerate() {
-        let expect = match i.checked_sub(1) {
-            Some(j) => texts[j].1,
-            None => Expect::Any,
-        };
-        match (r, expect) {
-            (Err(e), _) => {
-                refused = Some(match from_pg(e) {
-                    // Nothing was committed (no COMMIT was sent): safe to run again elsewhere.
-                    StoreError::Unavailable(Unavailable::ConnectionLost) => Fail::Retry,
-                    error => Fail::Stop {
-                        error,
-                        discard: false,
-                    },
-                });
-                break;
-            }
-            (Ok(n), Expect::Exactly(want)) if *n != want => {
-                refused = Some(Fail::Stop {
-                    error: if i == texts.len() {
-                        // The writer's own row is gone: the database was changed under us.
-                        StoreError::Corrupt(Structure::Generation)
-                    } else {
-                        StoreError::Conflict(ConflictKind::Raced)
-                    },
-                    discard: false,
-                });
-                break;
-            }
-            _ => {}
-        }
-    }
-    if let Some(fail) = refused {
-        if let Fail::Retry = fail {
-            return Err(Fail::Retry);
-        }
-        return match c.batch_execute("ROLLBACK").await {
-            Ok(()) => Err(fail),
-            Err(e) => Err(match from_pg(&e) {
-                StoreError::Unavailable(Unavailable::ConnectionLost) => Fail::Retry,
-                error => Fail::Stop {
-                    error,
-                    discard: true,
-                },
-            }),
-        };
-    }
-    match c.batch_execute("COMMIT").await {
-        Ok(()) => Ok(()),
-        // Lost while committing: the outcome is unknown, so it is not run again.
-        Err(e) => Err(Fail::Stop {
-            error: from_pg(&e),
-            discard: true,
-        }),
-    }
+/// What a failed check means: raced by another writer, unless this writer's own row is gone (the
+/// database was changed under it).
+async fn failed_check(c: &ClientWrapper, writer: i64) -> Result<StoreError, Fail> {
+    let stmt = c
+        .prepare_cached(sql::WRITER_EXISTS)
+        .await
+        .map_err(|e| super::reads::fail(&e))?;
+    let row = c
+        .query_opt(&stmt, &[&writer])
+        .await
+        .map_err(|e| super::reads::fail(&e))?;
+    Ok(match row {
+        Some(_) => StoreError::Conflict(ConflictKind::Raced),
+        None => StoreError::Corrupt(Structure::Generation),
+    })
 }
 
 type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
@@ -307,4 +349,36 @@ fn rows(r: &Rows, keep_until: bool) -> Params<'_> {
         p.push(&r.keep_until);
     }
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Statement, renumber};
+
+    #[test]
+    fn parts_number_their_parameters_one_after_the_other() {
+        assert_eq!(
+            renumber("a = $1 AND b = $2::int8[]", 3),
+            "a = $4 AND b = $5::int8[]"
+        );
+        assert_eq!(renumber("$10, $1, $ and $x", 1), "$11, $2, $ and $x");
+        let (a, b, c) = (vec![vec![1u8]], 7i64, 8i64);
+        let mut q = Statement::default();
+        q.write("INSERT x ($1, $2)", vec![&a, &a]);
+        q.all_of("UPDATE y ($1, $2) RETURNING 1", vec![&a, &a]);
+        q.none_of("SELECT 1 FROM z WHERE k = ANY($1)", vec![&a]);
+        q.one(
+            "UPDATE w SET n = $1 WHERE id = $2 RETURNING 1",
+            vec![&b, &c],
+        );
+        assert_eq!(q.params.len(), 7);
+        assert_eq!(
+            q.text(),
+            "WITH p0 AS (INSERT x ($1, $2)), p1 AS (UPDATE y ($3, $4) RETURNING 1), \
+             p2 AS (SELECT 1 FROM z WHERE k = ANY($5)), \
+             p3 AS (UPDATE w SET n = $6 WHERE id = $7 RETURNING 1) \
+             SELECT 1 / ((SELECT count(*) FROM p1) = cardinality($3::bytea[]) \
+             AND NOT EXISTS (SELECT FROM p2) AND (SELECT count(*) FROM p3) = 1)::int"
+        );
+    }
 }

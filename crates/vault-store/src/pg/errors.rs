@@ -56,7 +56,7 @@ pub(crate) fn from_pg(e: &tokio_postgres::Error) -> StoreError {
 }
 
 /// A `tokio_postgres` error while connecting.
-fn from_connect(e: &tokio_postgres::Error) -> StoreError {
+pub(crate) fn from_connect(e: &tokio_postgres::Error) -> StoreError {
     match e.code() {
         Some(code) => match from_code(code) {
             StoreError::Unavailable(Unavailable::ServerNotReady) => {

@@ -3,22 +3,46 @@
 //!
 //! - `config.rs`: the URL and cardvault's own parameters in it (TLS mode, pool, timeouts);
 //! - `tls.rs`: rustls (ring) connectors for each `sslmode`;
-//! - `bridge.rs`: the engine's own tokio runtime, and the bounded wait of every synchronous call;
+//! - `bridge.rs`: the engine's own tokio runtime, and the bounded wait of every synchronous call
+//!   (which hands a tokio worker's other tasks to another thread while it waits);
+//! - `direct.rs`: the committer's own connection, driven on the committer's thread;
+//! - `point_reads.rs`: concurrent point reads coalesced into one statement per table;
 //! - `errors.rs`: PostgreSQL failures as typed store errors (no server text);
 //! - `schema.rs`: the embedded migrations and the schema version;
 //! - `tables.rs`: which table holds which key (one per key space) and the scan order;
 //! - `sql.rs`: the statements; `reads.rs`: point reads, scans, the expiry index;
-//! - `commit.rs`: one transaction per group with its checks; `snapshot.rs`: backups from one
+//! - `commit.rs`: one statement (so one transaction, one round trip) per group with its checks; `snapshot.rs`: backups from one
 //!   consistent snapshot; `restore.rs`: a backup file into an empty database; `held.rs`: a
 //!   connection held for a transaction spanning several calls.
 //!
 //! The URL's parameters, the time bounds and durability are documented on [`PgEngine`].
 
+/// Runs `$body` (an expression using the pooled connection `$c`) with the operation bound, once
+/// more on another connection when the first one was lost before anything could have been
+/// committed.
+macro_rules! with_client {
+    ($inner:expr, |$c:ident| $body:expr) => {{
+        let inner: &Inner = $inner;
+        let mut attempt = 0u32;
+        loop {
+            let $c = inner.client().await?;
+            let outcome = tokio::time::timeout(inner.op_limit, async { $body }).await;
+            match inner.settle($c, outcome, &mut attempt) {
+                Ok(Some(v)) => break Ok(v),
+                Ok(None) => continue,
+                Err(e) => break Err(e),
+            }
+        }
+    }};
+}
+
 mod bridge;
 mod commit;
 mod config;
+mod direct;
 mod errors;
 mod held;
+mod point_reads;
 mod reads;
 pub(crate) mod restore;
 mod schema;
@@ -41,7 +65,15 @@ use std::{
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 
-use self::{bridge::Bridge, config::Settings, errors::Fail, reads::Pairs};
+use self::{
+    bridge::Bridge,
+    config::Settings,
+    direct::{Direct, Use},
+    errors::Fail,
+    point_reads::PointReads,
+    reads::Pairs,
+    tables::{Route, route},
+};
 use crate::{
     DatabaseUrl, Location, LookupId, STORE_FORMAT_VERSION, StoreError, StoreOptions, Structure,
     Unavailable,
@@ -62,7 +94,7 @@ use crate::{
 /// | `sslmode` | `prefer` | `disable`; `prefer` (TLS if the server offers it, certificate not verified); `require` (TLS, not verified, as libpq); `verify-ca` (chain verified); `verify-full` (chain and host name verified) |
 /// | `sslrootcert` | system roots | PEM file of the roots `verify-ca` / `verify-full` trust |
 /// | `connect_timeout` | 5 | seconds a connection attempt may take |
-/// | `pool_max_size` | 16 | connections this engine keeps at most |
+/// | `pool_max_size` | 16 | connections this engine keeps at most (one of them the committer's own, see below, when more than one) |
 /// | `pool_timeout_ms` | 5000 | how long a caller waits for a free connection ([`Unavailable::PoolExhausted`]) |
 /// | `statement_timeout_ms` | 5000 | the server's `statement_timeout` of every connection ([`Unavailable::StatementTimeout`]) |
 ///
@@ -71,6 +103,16 @@ use crate::{
 /// dropped), and the caller's wait for the whole operation. A connection found broken is dropped
 /// and the pool makes a new one when needed, so the engine recovers by itself when the server
 /// comes back; a read that lost its connection is tried once more on another.
+///
+/// # Connections
+///
+/// The committer commits on a connection of its own, driven on its own thread (no hand-off to
+/// the engine's runtime); its reads of the committed state go there too. Other reads go through a
+/// queue that answers the reads made at the same time with one statement per table (`key =
+/// ANY($1)`), on pooled connections. A synchronous call made on a worker thread of a
+/// multi-threaded tokio runtime (the daemon's handlers) lets the runtime move the worker's other
+/// tasks to another thread while it waits, so concurrent requests keep being served and their
+/// reads can share a statement.
 ///
 /// # Tables
 ///
@@ -83,8 +125,9 @@ use crate::{
 ///
 /// # Durability
 ///
-/// A group is acknowledged once its `COMMIT` returned: as durable as the server's
-/// `synchronous_commit` makes it (the store's [`Durability`](crate::Durability) is not used).
+/// A group is one statement, acknowledged once the server reported it done, i.e. once its
+/// (implicit) transaction committed: as durable as the server's `synchronous_commit` makes it
+/// (the store's [`Durability`](crate::Durability) is not used).
 /// The key header is its own transaction, committed before the group that needs it.
 ///
 /// [`Store::create_at`]: crate::Store::create_at
@@ -92,6 +135,10 @@ use crate::{
 pub struct PgEngine {
     inner: Arc<Inner>,
     bridge: Arc<Bridge>,
+    /// The queue that coalesces point reads.
+    point_reads: PointReads,
+    /// The connection the committer drives on its own thread.
+    direct: Direct,
     url: DatabaseUrl,
     /// This instance's row in `cardvault_writers` (`None`: a read-only engine).
     writer: Option<i64>,
@@ -114,25 +161,6 @@ impl fmt::Debug for PgEngine {
             .field("writer", &self.writer)
             .finish_non_exhaustive()
     }
-}
-
-/// Runs `$body` (an expression using the pooled connection `$c`) with the operation bound, once
-/// more on another connection when the first one was lost before anything could have been
-/// committed.
-macro_rules! with_client {
-    ($inner:expr, |$c:ident| $body:expr) => {{
-        let inner: &Inner = $inner;
-        let mut attempt = 0u32;
-        loop {
-            let $c = inner.client().await?;
-            let outcome = tokio::time::timeout(inner.op_limit, async { $body }).await;
-            match inner.settle($c, outcome, &mut attempt) {
-                Ok(Some(v)) => break Ok(v),
-                Ok(None) => continue,
-                Err(e) => break Err(e),
-            }
-        }
-    }};
 }
 
 impl Inner {
@@ -241,6 +269,14 @@ impl PgEngine {
     fn connect(url: &DatabaseUrl, pool_max_size: Option<usize>) -> Result<Self, StoreError> {
         let settings = Settings::parse(url)?;
         let tls = tls::connector(settings.tls, settings.root_cert.as_deref())?;
+        // The committer's own connection is one of the `pool_max_size` the engine may have.
+        let pool_max_size = pool_max_size.unwrap_or(settings.pool_max_size);
+        let direct = Direct::new(
+            settings.pg.clone(),
+            tls.clone(),
+            settings.connect_timeout,
+            pool_max_size > 1,
+        )?;
         let manager = Manager::from_config(
             settings.pg.clone(),
             tls,
@@ -249,20 +285,28 @@ impl PgEngine {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(pool_max_size.unwrap_or(settings.pool_max_size))
+            .max_size(if pool_max_size > 1 {
+                pool_max_size - 1
+            } else {
+                pool_max_size
+            })
             .wait_timeout(Some(settings.pool_timeout))
             .create_timeout(Some(settings.connect_timeout))
             .recycle_timeout(Some(settings.connect_timeout))
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|_| StoreError::InvalidDatabaseUrl("the connection pool cannot be built"))?;
+        let inner = Arc::new(Inner {
+            pool,
+            op_limit: settings.op_limit(),
+            call_limit: settings.call_limit(),
+        });
+        let bridge = Arc::new(Bridge::new()?);
         Ok(Self {
-            inner: Arc::new(Inner {
-                pool,
-                op_limit: settings.op_limit(),
-                call_limit: settings.call_limit(),
-            }),
-            bridge: Arc::new(Bridge::new()?),
+            point_reads: PointReads::start(inner.clone(), bridge.handle()),
+            direct,
+            inner,
+            bridge,
             url: url.clone(),
             writer: None,
             commits: AtomicU64::new(0),
@@ -405,9 +449,29 @@ impl Engine for PgEngine {
         true
     }
 
+    /// A row is read through the queue of point reads (coalesced with concurrent reads); a
+    /// derived key on its own.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = key.to_vec();
-        self.call(|inner| async move { with_client!(&inner, |c| reads::get(&c, &key).await) })
+        match route(key) {
+            (Route::Table(t), k) => {
+                let direct = self
+                    .direct
+                    .run(&self.inner, Use::Read, async |c| reads::get(c, key).await);
+                match direct {
+                    Some(r) => r,
+                    None => {
+                        let rx = self.point_reads.queue(t, k.to_vec());
+                        bridge::receive(&rx, self.inner.call_limit)
+                    }
+                }
+            }
+            (Route::Derived(_), _) => {
+                let key = key.to_vec();
+                self.call(
+                    |inner| async move { with_client!(&inner, |c| reads::get(&c, &key).await) },
+                )
+            }
+        }
     }
 
     fn scan(
@@ -427,12 +491,20 @@ impl Engine for PgEngine {
         })
     }
 
+    /// On the committer's own connection when called outside a tokio runtime (the committer
+    /// thread), through the engine's runtime otherwise.
     fn commit(&self, group: Group) -> Result<(), StoreError> {
         let writer = self.writer()?;
         let plan = commit::Plan::new(group)?;
-        self.call(|inner| async move {
-            with_client!(&inner, |c| commit::run(&c, &plan, writer).await)
-        })?;
+        let direct = self.direct.run(&self.inner, Use::Commit, async |c| {
+            commit::run(c, &plan, writer).await
+        });
+        match direct {
+            Some(r) => r?,
+            None => self.call(|inner| async move {
+                with_client!(&inner, |c| commit::run(&c, &plan, writer).await)
+            })?,
+        }
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

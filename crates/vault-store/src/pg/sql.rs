@@ -1,6 +1,6 @@
 //! The statements of each table, written once (prepared and cached per connection by the pool).
 //! Multi-row writes take arrays (`unnest`), so a group costs one statement per table and kind of
-//! write, whatever its size.
+//! write, whatever its size; a group commit joins them into one statement (`commit.rs`).
 
 use std::{fmt::Write, ops::Bound, sync::OnceLock};
 
@@ -11,6 +11,8 @@ use super::tables::{TableId, tables};
 pub(crate) struct TableSql {
     /// `$1` key -> value.
     pub(crate) get: String,
+    /// `$1` keys -> the (key, value) rows of those present.
+    pub(crate) get_many: String,
     /// Insert or replace: `$1` keys, `$2` values (`$3` keep-untils).
     pub(crate) upsert: String,
     /// Insert keys expected absent, without `ON CONFLICT`: a key another writer inserted
@@ -19,13 +21,15 @@ pub(crate) struct TableSql {
     /// `$1` keys.
     pub(crate) delete: String,
     /// Replace where the value is still the expected one: `$1` keys, `$2` expected, `$3` new
-    /// (`$4` keep-untils); the row count says how many held.
+    /// (`$4` keep-untils); a row per key that held.
     pub(crate) update_if: String,
-    /// Delete where the value is still the expected one: `$1` keys, `$2` expected.
+    /// Delete where the value is still the expected one: `$1` keys, `$2` expected; a row per key
+    /// that held.
     pub(crate) delete_if: String,
-    /// Lock (share) the rows still holding the expected values: `$1` keys, `$2` expected.
+    /// Lock (share) the rows still holding the expected values: `$1` keys, `$2` expected; a row
+    /// per key that held.
     pub(crate) lock_if: String,
-    /// The keys of `$1` that are present (a group expects them absent).
+    /// A row per key of `$1` that is present (a group expects them absent).
     pub(crate) present: String,
 }
 
@@ -60,24 +64,25 @@ fn build(t: &str, keep_until: bool) -> TableSql {
         format!(
             "UPDATE {t} SET value = u.v, keep_until = u.ku \
              FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::int8[]) AS u(k, e, v, ku) \
-             WHERE {t}.key = u.k AND {t}.value = u.e"
+             WHERE {t}.key = u.k AND {t}.value = u.e RETURNING 1"
         )
     } else {
         format!(
             "UPDATE {t} SET value = u.v \
              FROM unnest($1::bytea[], $2::bytea[], $3::bytea[]) AS u(k, e, v) \
-             WHERE {t}.key = u.k AND {t}.value = u.e"
+             WHERE {t}.key = u.k AND {t}.value = u.e RETURNING 1"
         )
     };
     TableSql {
         get: format!("SELECT value FROM {t} WHERE key = $1"),
+        get_many: format!("SELECT key, value FROM {t} WHERE key = ANY($1::bytea[])"),
         upsert: format!("{insert} ON CONFLICT (key) DO UPDATE SET {set}"),
         insert,
         delete: format!("DELETE FROM {t} WHERE key = ANY($1::bytea[])"),
         update_if,
         delete_if: format!(
             "DELETE FROM {t} USING unnest($1::bytea[], $2::bytea[]) AS u(k, e) \
-             WHERE {t}.key = u.k AND {t}.value = u.e"
+             WHERE {t}.key = u.k AND {t}.value = u.e RETURNING 1"
         ),
         lock_if: format!(
             "SELECT 1 FROM {t} JOIN unnest($1::bytea[], $2::bytea[]) AS u(k, e) \
@@ -126,8 +131,11 @@ pub(crate) const META_GET: &str = "SELECT value FROM cardvault_meta WHERE name =
 pub(crate) const META_PUT: &str = "INSERT INTO cardvault_meta (name, value) VALUES ($1, $2) \
      ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value";
 /// A writer's counts after one group: `$1` records delta, `$2` writer id.
-pub(crate) const WRITER_ADD: &str =
-    "UPDATE cardvault_writers SET groups = groups + 1, records = records + $1 WHERE id = $2";
+/// One row if the writer's row is there.
+pub(crate) const WRITER_ADD: &str = "UPDATE cardvault_writers \
+     SET groups = groups + 1, records = records + $1 WHERE id = $2 RETURNING 1";
+/// Whether writer `$1`'s row is there.
+pub(crate) const WRITER_EXISTS: &str = "SELECT 1 FROM cardvault_writers WHERE id = $1";
 /// A new writer's row.
 pub(crate) const WRITER_NEW: &str = "INSERT INTO cardvault_writers DEFAULT VALUES RETURNING id";
 /// A closing writer folds its counts into row 0: `$1` writer id.

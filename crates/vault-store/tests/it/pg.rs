@@ -10,7 +10,7 @@ use std::{
 
 use vault_store::{
     ConflictKind, DatabaseUrl, DedupeKey, Engine, Location, LookupId, PgEngine, Store, StoreError,
-    StoreOptions, StoredRecord, Unavailable,
+    StoreOptions, StoredRecord, Structure, Unavailable,
     engine::{Check, Group},
 };
 use vault_testkit::postgres::TestDatabase;
@@ -173,6 +173,145 @@ fn racing_checks_on_one_key_let_exactly_one_engine_commit() {
     );
     assert_eq!(engines[0].get(&key).expect("get"), Some(b"v1".to_vec()));
     assert_eq!(engines[0].get(b"Mside").expect("get"), None);
+}
+
+/// One group with every kind of write and check, on several tables (token records with their
+/// keep-until too): committed whole when the checks hold, refused whole when any one fails.
+#[test]
+fn a_group_of_every_kind_commits_whole_or_not_at_all() {
+    let db = TestDatabase::new();
+    let engine = PgEngine::create(&url(&db), b"hdr", &opts()).expect("create");
+    let rec = |tag| record(100, tag).encode();
+    let r_key = |n| {
+        let mut k = vec![b'R'];
+        k.extend_from_slice(&id(n).0);
+        k
+    };
+    engine
+        .commit(group(
+            vec![
+                (r_key(1), Some(rec(1))),
+                (r_key(2), Some(rec(2))),
+                (b"Mupd".to_vec(), Some(b"old".to_vec())),
+                (b"Mdel".to_vec(), Some(b"old".to_vec())),
+                (b"Mlock".to_vec(), Some(b"held".to_vec())),
+                (b"Kgone".to_vec(), Some(b"x".to_vec())),
+            ],
+            vec![],
+            2,
+        ))
+        .expect("seed");
+    // Every kind: upsert, insert (expected absent), delete, update/delete/lock if unchanged,
+    // absent (read only, and deleted).
+    let every = |lock_expects: &[u8]| {
+        group(
+            vec![
+                (r_key(3), Some(rec(3))),
+                (b"Mnew".to_vec(), Some(b"new".to_vec())),
+                (b"Kgone".to_vec(), None),
+                (r_key(1), Some(rec(9))),
+                (b"Mupd".to_vec(), Some(b"new".to_vec())),
+                (b"Mdel".to_vec(), None),
+                (b"Mnever".to_vec(), None),
+            ],
+            vec![
+                Check {
+                    key: b"Mnew".to_vec(),
+                    expected: None,
+                },
+                Check {
+                    key: r_key(1),
+                    expected: Some(rec(1)),
+                },
+                Check {
+                    key: b"Mupd".to_vec(),
+                    expected: Some(b"old".to_vec()),
+                },
+                Check {
+                    key: b"Mdel".to_vec(),
+                    expected: Some(b"old".to_vec()),
+                },
+                Check {
+                    key: b"Mlock".to_vec(),
+                    expected: Some(lock_expects.to_vec()),
+                },
+                Check {
+                    key: b"Mnever".to_vec(),
+                    expected: None,
+                },
+                Check {
+                    key: b"Iabsent".to_vec(),
+                    expected: None,
+                },
+            ],
+            1,
+        )
+    };
+    let state = |engine: &PgEngine| {
+        [
+            r_key(1),
+            r_key(3),
+            b"Mnew".to_vec(),
+            b"Kgone".to_vec(),
+            b"Mupd".to_vec(),
+            b"Mdel".to_vec(),
+        ]
+        .map(|k| engine.get(&k).expect("get"))
+    };
+    let before = state(&engine);
+    // One stale check (the locked row changed): nothing of the group is written.
+    let r = engine.commit(every(b"other"));
+    assert!(
+        matches!(r, Err(StoreError::Conflict(ConflictKind::Raced))),
+        "{r:?}"
+    );
+    assert_eq!(state(&engine), before);
+    // A key expected absent that is present now, read only: refused too.
+    engine
+        .commit(group(vec![(b"Iabsent".to_vec(), Some(vec![1]))], vec![], 0))
+        .expect("write the absent key");
+    let r = engine.commit(every(b"held"));
+    assert!(
+        matches!(r, Err(StoreError::Conflict(ConflictKind::Raced))),
+        "{r:?}"
+    );
+    assert_eq!(state(&engine), before);
+    engine
+        .commit(group(vec![(b"Iabsent".to_vec(), None)], vec![], 0))
+        .expect("delete it again");
+    // Every check holds: all of it.
+    engine.commit(every(b"held")).expect("commit");
+    assert_eq!(
+        state(&engine),
+        [
+            Some(rec(9)),
+            Some(rec(3)),
+            Some(b"new".to_vec()),
+            None,
+            Some(b"new".to_vec()),
+            None
+        ]
+    );
+    assert_eq!(u64_at(&engine, b"C"), 3);
+    // The keep-until column follows the updated record: the record updated to tag 9 kept 100.
+    let (due, _) = engine.scan_expired(None, 100, 0).expect("expired");
+    assert_eq!(due, vec![id(1), id(2), id(3)]);
+}
+
+#[test]
+fn a_group_whose_writer_row_is_gone_is_refused_as_damage() {
+    let db = TestDatabase::new();
+    let engine = PgEngine::create(&url(&db), b"hdr", &opts()).expect("create");
+    engine
+        .commit(group(vec![(b"Ma".to_vec(), Some(vec![1]))], vec![], 0))
+        .expect("commit");
+    db.execute("DELETE FROM cardvault_writers WHERE id <> 0");
+    let r = engine.commit(group(vec![(b"Mb".to_vec(), Some(vec![2]))], vec![], 0));
+    assert!(
+        matches!(r, Err(StoreError::Corrupt(Structure::Generation))),
+        "{r:?}"
+    );
+    assert_eq!(engine.get(b"Mb").expect("get"), None);
 }
 
 #[test]
