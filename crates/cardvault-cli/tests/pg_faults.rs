@@ -523,8 +523,10 @@ fn concurrent_gets(socket: &Path, key: &str, token: &str, n: usize) -> Vec<Reply
     })
 }
 
-/// Statements blocked on a lock hold every pooled connection: further requests wait at most the
-/// pool timeout and answer 503; once the lock is released everything is served.
+/// Statements blocked on a lock hold the pooled connections: further reads wait at most the
+/// pool timeout and answer 503 or share a waiting batch, `/health` answers at once, a write (on the committer's own
+/// connection) waits for the lock within the statement timeout; once the lock is released
+/// everything is served.
 #[test]
 fn an_exhausted_pool_answers_503_within_the_pool_timeout() {
     let s = Setup::new("tokenize,reveal");
@@ -583,25 +585,38 @@ fn an_exhausted_pool_answers_503_within_the_pool_timeout() {
     for r in &answers {
         match r.status {
             503 if is_database_unavailable(r) && r.elapsed <= fast_bound => fast_503 += 1,
-            // Those holding a connection wait for the lock, then read.
-            200 => waited_200 += 1,
+            // Reads of one key share a batched statement (`pg/point_reads.rs`): those waiting on
+            // the lock read once it is released, within the statement timeout.
+            200 if r.elapsed <= hold + Duration::from_millis(1500) => waited_200 += 1,
             _ => wrong.push(format!("GET: {}", r.describe())),
         }
     }
-    for (what, r, ok) in [("/health", &health, 200), ("tokenize", &write, 201)] {
+    // `/health` must not queue behind the blocked reads. The write does not use the pool: the
+    // committer commits on a connection of its own (`pg/direct.rs`), so it waits on the table
+    // lock like any statement, bounded by the statement timeout, and commits once the lock is
+    // released (or answers 503 in bounded time).
+    let write_bound = fast_bound.max(hold + Duration::from_millis(1500));
+    for (what, r, ok, bound) in [
+        ("/health", &health, 200, fast_bound),
+        ("tokenize", &write, 201, write_bound),
+    ] {
         let answered = r.status == ok || is_database_unavailable(r);
-        if !answered || r.elapsed > fast_bound {
+        if !answered || r.elapsed > bound {
             wrong.push(format!(
-                "{what} while the pool is exhausted (bound {fast_bound:?}): {}",
+                "{what} while the pool is exhausted (bound {bound:?}): {}",
                 r.describe()
             ));
         }
     }
     fail_with_log(&d, "requests on an exhausted pool", &wrong);
-    assert!(
-        fast_503 >= N - bounds.pool_max_size as usize,
-        "{fast_503} of {N} answered 503 within {fast_bound:?} (pool of {})",
-        bounds.pool_max_size
+    // Concurrent reads are coalesced into at most two batched statements, so how many of them
+    // meet a full pool (503 within the pool timeout) and how many wait in a batch depends on
+    // scheduling; every one is answered in bounded time either way. (The pool-exhausted 503 itself
+    // is checked at the engine, `crates/vault-store/tests/it/pg.rs`.)
+    assert_eq!(
+        fast_503 + waited_200,
+        N,
+        "{fast_503} fast 503s and {waited_200} reads after the lock, of {N}"
     );
     assert!(waited_200 >= 1, "no request got a connection and waited");
     assert!(released >= hold, "the lock was not held throughout");
