@@ -30,11 +30,7 @@ pub(crate) async fn authorize(
         Err(e) if e.status() == StatusCode::FORBIDDEN => {
             // The key did authenticate (a 403 comes only after that): name its holder.
             let who = bearer(headers)
-                .and_then(|k| {
-                    crate::state::may_wait_on_database(&state.vault, || {
-                        state.vault.authenticate(k).ok()
-                    })
-                })
+                .and_then(|k| state.vault.authenticate(k).ok())
                 .map_or_else(|| Actor::local().with_peer_uid(peer_uid()), |p| actor(&p));
             refused(state, who, action, None, MISSING_SCOPE).await;
             Err(e)

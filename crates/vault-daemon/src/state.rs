@@ -117,12 +117,12 @@ impl State {
                 "the Authorization header must be Bearer <api key>",
             ));
         };
-        let vault = self
+        // A cache miss reads the database; the PostgreSQL engine itself waits inside
+        // `block_in_place`, so a slow database does not stall this runtime worker's other tasks.
+        Ok(self
             .vault
-            .as_actor(&Actor::local().with_peer_uid(peer_uid()));
-        Ok(may_wait_on_database(&self.vault, || {
-            vault.authenticate_caller(key)
-        })?)
+            .as_actor(&Actor::local().with_peer_uid(peer_uid()))
+            .authenticate_caller(key)?)
     }
 
     /// The JSON body of `req`: 415 unless it is declared JSON, 413 over `limit`.
@@ -196,21 +196,6 @@ impl State {
             Ok(Err(_)) => Err(ApiError::internal()),
             Err(_) => Err(ApiError::unavailable("the request took too long")),
         }
-    }
-}
-
-/// Runs `f`, a vault call that may read the database on this runtime worker (an API-key cache
-/// miss): on a shared vault (PostgreSQL, where that read can wait up to the statement timeout),
-/// through `block_in_place`, so the worker's other tasks move to another thread meanwhile instead
-/// of stalling. A vault directory's reads are local and short: called directly.
-pub(crate) fn may_wait_on_database<T>(vault: &Vault, f: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    let multi_thread = Handle::try_current()
-        .is_ok_and(|h| matches!(h.runtime_flavor(), RuntimeFlavor::MultiThread));
-    if vault.shared() && multi_thread {
-        tokio::task::block_in_place(f)
-    } else {
-        f()
     }
 }
 
