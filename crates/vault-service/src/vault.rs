@@ -9,7 +9,9 @@ use vault_core::{
     CardRecord, CustomerId, Fingerprint, KdfParams, KeyHeader, KeySource, Keyring, MerchantId,
     RecordBinding, Token, open_record,
 };
-use vault_store::{DedupeKey, Durability, Location, LookupId, Store, StoreOptions, StoredRecord};
+use vault_store::{
+    DedupeKey, Durability, Location, LookupId, Store, StoreError, StoreOptions, StoredRecord,
+};
 
 use crate::{Actor, AuditAction, Clock, RevealedCard, SystemClock, TokenInfo, VaultError};
 
@@ -211,7 +213,7 @@ impl Vault {
             #[cfg(feature = "postgres")]
             Location::Database(_) => Ok(()),
             #[cfg(not(feature = "postgres"))]
-            Location::Database(_) => Err(vault_store::StoreError::Unsupported(NO_POSTGRES).into()),
+            Location::Database(_) => Err(StoreError::Unsupported(NO_POSTGRES).into()),
         }
     }
 
@@ -280,11 +282,23 @@ impl Vault {
     /// The masked view of a live token of `merchant`.
     pub fn get(&self, merchant: MerchantId, token: &Token) -> Result<TokenInfo, VaultError> {
         let now = self.inner.clock.now();
-        let (rec, card) = self.inner.load(merchant, token, now)?;
-        let fingerprint = self
-            .inner
-            .fingerprint(&self.inner.keyring.read(), merchant, &card.pan);
-        info_from(merchant, &rec, &card, fingerprint, false)
+        let loaded = self.inner.load(merchant, token, now);
+        self.inner.info_of(merchant, loaded)
+    }
+
+    /// [`get`](Self::get) without waiting for the store: `done` receives the view on this thread
+    /// or, on an engine whose reads wait on a network (PostgreSQL) and a caller inside a tokio
+    /// runtime, on one of the engine's threads once the read is answered. `done` must be quick
+    /// (hand the result to a channel) and must not wait on the vault.
+    pub fn get_then<D>(&self, merchant: MerchantId, token: &Token, done: D)
+    where
+        D: FnOnce(Result<TokenInfo, VaultError>) + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        self.inner
+            .load_then(merchant, token, self.inner.clock.now(), move |loaded| {
+                done(inner.info_of(merchant, loaded));
+            });
     }
 
     /// The card behind a live token of `merchant`, in clear. When the token is bound to a customer,
@@ -325,20 +339,26 @@ impl Vault {
     ) where
         D: FnOnce(Result<RevealedCard, VaultError>) + Send + 'static,
     {
-        let result = self.read_card(merchant, token, customer);
-        let draft = reveal_draft(&self.actor, token, &result);
-        match self.queue_reveal_audit(draft) {
-            None => done(result),
-            Some(draft) => self.queue_reveal_entry(
-                draft,
-                Some(Box::new(move |logged| {
-                    done(match logged {
-                        Ok(()) => result,
-                        Err(e) => Err(e),
-                    });
-                })),
-            ),
-        }
+        let vault = self.clone();
+        let token = *token;
+        let customer = customer.cloned();
+        self.inner
+            .load_then(merchant, &token, self.inner.clock.now(), move |loaded| {
+                let result = revealed(loaded, customer.as_ref());
+                let draft = reveal_draft(&vault.actor, &token, &result);
+                match vault.queue_reveal_audit(draft) {
+                    None => done(result),
+                    Some(draft) => vault.queue_reveal_entry(
+                        draft,
+                        Some(Box::new(move |logged| {
+                            done(match logged {
+                                Ok(()) => result,
+                                Err(e) => Err(e),
+                            });
+                        })),
+                    ),
+                }
+            });
     }
 
     /// Queues a reveal's audit entry for the next group commit without waiting, when the mode is
@@ -376,22 +396,10 @@ impl Vault {
         token: &Token,
         customer: Option<&CustomerId>,
     ) -> Result<RevealedCard, VaultError> {
-        let now = self.inner.clock.now();
-        let (rec, card) = self.inner.load(merchant, token, now)?;
-        if rec.customer.as_deref() != customer.map(CustomerId::as_str) {
-            return Err(VaultError::CustomerMismatch);
-        }
-        // Equal to the stored binding (checked above), so no need to parse the stored copy again.
-        let customer = customer.cloned();
-        let CardRecord {
-            pan, expiry, name, ..
-        } = card;
-        Ok(RevealedCard {
-            pan,
-            expiry,
-            name,
+        revealed(
+            self.inner.load(merchant, token, self.inner.clock.now()),
             customer,
-        })
+        )
     }
 
     /// The clock this vault uses.
@@ -462,12 +470,50 @@ impl Inner {
         token: &Token,
         now: OffsetDateTime,
     ) -> Result<(StoredRecord, CardRecord), VaultError> {
-        let mut keyring = self.keyring.read();
-        let id = LookupId(keyring.lookup_key().lookup(token));
-        let rec = self.store.record(&id)?.ok_or(VaultError::NotFound)?;
+        let read = self.store.record(&self.lookup(token));
+        self.opened(read, merchant, token, now)
+    }
+
+    /// [`load`](Self::load) without waiting for the store: `done` receives the result, on this
+    /// thread or on one of the store engine's (see [`Store::record_then`]).
+    pub(crate) fn load_then(
+        self: &Arc<Self>,
+        merchant: MerchantId,
+        token: &Token,
+        now: OffsetDateTime,
+        done: impl FnOnce(Result<(StoredRecord, CardRecord), VaultError>) + Send + 'static,
+    ) {
+        let inner = self.clone();
+        let token = *token;
+        self.store.record_then(&self.lookup(&token), move |read| {
+            done(inner.opened(read, merchant, &token, now));
+        });
+    }
+
+    /// The masked view of what a load found.
+    fn info_of(
+        &self,
+        merchant: MerchantId,
+        loaded: Result<(StoredRecord, CardRecord), VaultError>,
+    ) -> Result<TokenInfo, VaultError> {
+        let (rec, card) = loaded?;
+        let fingerprint = self.fingerprint(&self.keyring.read(), merchant, &card.pan);
+        info_from(merchant, &rec, &card, fingerprint, false)
+    }
+
+    /// The rest of a load, once the record is read: live checks, then the card opened.
+    fn opened(
+        &self,
+        read: Result<Option<StoredRecord>, StoreError>,
+        merchant: MerchantId,
+        token: &Token,
+        now: OffsetDateTime,
+    ) -> Result<(StoredRecord, CardRecord), VaultError> {
+        let rec = read?.ok_or(VaultError::NotFound)?;
         if !is_live_for(&rec, merchant, token, now) {
             return Err(VaultError::NotFound);
         }
+        let mut keyring = self.keyring.read();
         if let Ok(dek) = vault_core::sealed_dek_id(&rec.sealed)
             && !keyring.has_dek(dek)
             && self.store.shared()
@@ -480,6 +526,29 @@ impl Inner {
         let card = open_stored(&keyring, &rec)?;
         Ok((rec, card))
     }
+}
+
+/// The card a reveal hands out from what a load found, once the caller's `customer` matched the
+/// stored binding.
+fn revealed(
+    loaded: Result<(StoredRecord, CardRecord), VaultError>,
+    customer: Option<&CustomerId>,
+) -> Result<RevealedCard, VaultError> {
+    let (rec, card) = loaded?;
+    if rec.customer.as_deref() != customer.map(CustomerId::as_str) {
+        return Err(VaultError::CustomerMismatch);
+    }
+    // Equal to the stored binding (checked above), so no need to parse the stored copy again.
+    let customer = customer.cloned();
+    let CardRecord {
+        pan, expiry, name, ..
+    } = card;
+    Ok(RevealedCard {
+        pan,
+        expiry,
+        name,
+        customer,
+    })
 }
 
 /// True when `rec` is `token`'s record, belongs to `merchant` and has not reached its keep-until.

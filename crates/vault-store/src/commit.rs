@@ -91,13 +91,20 @@ pub struct WriteTx<'a> {
     /// reads of the group see the same value, and a condition states what the decision was
     /// based on (a fresh read could already show another writer's commit and let it pass).
     reads: std::cell::RefCell<HashMap<Vec<u8>, Option<Vec<u8>>>>,
+    /// On a shared engine, what this committer last committed of the keys only it writes (see
+    /// [`get_own_raw`](Self::get_own_raw)); the committer keeps it across groups.
+    own: &'a HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The keys this group read through `get_own_raw`, with what it read.
+    own_read: std::cell::RefCell<HashMap<Vec<u8>, Option<Vec<u8>>>>,
 }
 
 impl<'a> WriteTx<'a> {
-    fn new(engine: &'a dyn Engine, count: u64) -> Self {
+    fn new(engine: &'a dyn Engine, count: u64, own: &'a HashMap<Vec<u8>, Option<Vec<u8>>>) -> Self {
         Self {
             shared: engine.shared(),
             reads: std::cell::RefCell::default(),
+            own,
+            own_read: std::cell::RefCell::default(),
             engine,
             checks: Vec::new(),
             job_checks: Vec::new(),
@@ -298,6 +305,34 @@ impl<'a> WriteTx<'a> {
         self.get(key)
     }
 
+    /// Reads `key`, a key that no other writer of a shared engine ever writes (this process's own
+    /// audit chain head): pending writes included, then what this committer last committed of it,
+    /// so that after its first read it costs no round trip to the database. On a single writer
+    /// it is [`get_raw`](Self::get_raw). A key another writer may change must not be read so.
+    pub fn get_own_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if !self.shared {
+            return self.get(key);
+        }
+        if let Some(v) = self.pending(key) {
+            return Ok(v.clone());
+        }
+        let v = match self.own.get(key) {
+            Some(v) => v.clone(),
+            None => self.committed(key)?,
+        };
+        self.own_read.borrow_mut().insert(key.to_vec(), v.clone());
+        Ok(v)
+    }
+
+    /// What the keys read by [`get_own_raw`](Self::get_own_raw) hold once this group commits.
+    fn own_after(&self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        self.own_read
+            .borrow()
+            .iter()
+            .map(|(k, read)| (k.clone(), self.group.get(k).unwrap_or(read).clone()))
+            .collect()
+    }
+
     /// Reads `key` (pending writes included, any key space) for a decision the job takes without
     /// writing the key itself: on a shared engine the group's commit is then conditional on the
     /// key still holding what was read (another writer changing it meanwhile makes the group run
@@ -493,6 +528,8 @@ impl Committer {
     pub(crate) fn run(mut self) {
         let mut group: Vec<Box<dyn Job>> = Vec::with_capacity(self.max_group);
         let engine = self.engine.clone();
+        // What this committer last committed of the keys only it writes (see `get_own_raw`).
+        let mut own: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
         loop {
             let first = match self.rx.recv_timeout(IDLE_CHECKPOINT) {
                 Ok(job) => job,
@@ -514,11 +551,12 @@ impl Committer {
             let mut races = 0;
             let outcome = loop {
                 let count = self.stats.live_records.load(Ordering::Acquire);
-                let mut tx = WriteTx::new(&*engine, count);
+                let mut tx = WriteTx::new(&*engine, count, &own);
                 for job in &mut group {
                     job.run(&mut tx);
                 }
                 let new_count = tx.count;
+                let own_after = tx.own_after();
                 let next = self.generation + 1;
                 let outcome = self.apply(tx, count, next).map(|applied| {
                     if applied {
@@ -526,7 +564,10 @@ impl Committer {
                     }
                 });
                 match &outcome {
-                    Ok(()) => self.stats.live_records.store(new_count, Ordering::Release),
+                    Ok(()) => {
+                        self.stats.live_records.store(new_count, Ordering::Release);
+                        own.extend(own_after);
+                    }
                     // Another writer of a shared database got there first: run the group again
                     // on fresh reads (every job decides anew; their earlier results are dropped).
                     Err(StoreError::Conflict(ConflictKind::Raced)) if races < MAX_RACE_RETRIES => {
@@ -538,6 +579,11 @@ impl Committer {
                         self.stats.failed.store(true, Ordering::Release)
                     }
                     Err(_) => {}
+                }
+                if outcome.is_err() {
+                    // The group may have committed or not (a connection lost after it was sent):
+                    // read the own keys from the database again.
+                    own.clear();
                 }
                 break outcome;
             };

@@ -70,6 +70,9 @@ pub struct EngineStats {
     pub size_on_disk: u64,
 }
 
+/// Where [`Engine::point_get_then`] hands its answer.
+pub type ReadDone = Box<dyn FnOnce(Result<Option<Vec<u8>>, StoreError>) + Send>;
+
 /// A storage engine under the store: one ordered key space of byte keys and values.
 ///
 /// Every method may be called from any thread; [`commit`](Self::commit),
@@ -102,6 +105,15 @@ pub trait Engine: Send + Sync + fmt::Debug + 'static {
     /// is still being applied. Defaults to [`get`](Self::get).
     fn point_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.get(key)
+    }
+
+    /// [`point_get`](Self::point_get) without waiting: `done` receives the answer, on the
+    /// caller's thread or on one of the engine's own. An engine whose reads wait on a network
+    /// overrides it so that a caller on an async runtime never blocks its worker; `done` must be
+    /// quick and must not wait on the engine. It is called exactly once (with
+    /// [`StoreError::Closed`] if the engine shuts down first). Defaults to `point_get`, inline.
+    fn point_get_then(&self, key: &[u8], done: ReadDone) {
+        done(self.point_get(key));
     }
 
     /// Up to `limit` pairs of the committed state with keys in `(start, end)`, in ascending key

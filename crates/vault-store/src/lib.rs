@@ -83,7 +83,7 @@ mod wal;
 
 pub use backup::{BACKUP_MAGIC, BackupSummary, RestoreSummary};
 pub use commit::WriteTx;
-pub use engine::{Engine, Snapshot};
+pub use engine::{Engine, ReadDone, Snapshot};
 pub use error::{BackupPart, ConflictKind, StoreError, Structure, Unavailable, WalPart};
 pub use keyspace::{KeySpace, Owner};
 pub use layout::{DedupeKey, LookupId};

@@ -222,6 +222,21 @@ impl Store {
         }
     }
 
+    /// [`record`](Self::record) without waiting: `done` receives it, on this thread or on one of
+    /// the engine's (see [`Engine::point_get_then`]), and must be quick.
+    pub fn record_then(
+        &self,
+        id: &LookupId,
+        done: impl FnOnce(Result<Option<StoredRecord>, StoreError>) + Send + 'static,
+    ) {
+        self.engine.point_get_then(
+            &layout::record_key(id),
+            Box::new(move |read| {
+                done(read.and_then(|found| found.as_deref().map(StoredRecord::decode).transpose()))
+            }),
+        );
+    }
+
     /// Up to `limit` records in key order, starting after `after`. A record that does not decode is
     /// returned as its error so callers can report it and carry on.
     #[allow(clippy::type_complexity)]

@@ -160,10 +160,13 @@ async fn batch_items(state: &State, p: &Principal, body: Bytes) -> Answer {
 pub(crate) async fn get(state: &State, req: Request<Incoming>, param: Param) -> Answer {
     let p = state.authorize(req.headers(), Scope::Tokenize)?;
     let token = token_of(param)?;
-    // A database read: on the blocking pool, never on a runtime worker (two reads waiting on a
-    // slow database would otherwise stall every request of a two-core daemon).
-    let merchant = p.merchant;
-    let info = state.blocking(move |v| v.get(merchant, &token)).await?;
+    // Without waiting on this worker: on PostgreSQL the read joins the engine's queue of point
+    // reads and the answer comes back on the channel.
+    let (tx, rx) = oneshot::channel();
+    state.vault.get_then(p.merchant, &token, move |r| {
+        let _ = tx.send(r);
+    });
+    let info = state.within(completion(rx)).await?;
     Ok(response::json(StatusCode::OK, &token_response(&info, &p)))
 }
 

@@ -29,7 +29,9 @@ use crate::{
 
 impl Core {
     /// Appends `drafts`, in order, inside a write job (on the committer thread): reads the head,
-    /// including this group's pending appends, so sequence order is commit order. The entries go
+    /// including this group's pending appends, so sequence order is commit order (on a shared
+    /// vault the chain is this process's alone, so its head is read once and then kept by the
+    /// committer: [`WriteTx::get_own_raw`]). The entries go
     /// into as few blocks as the block bounds allow, each under `A` + its first seq, and the head
     /// is written once.
     pub(crate) fn append_audits(
@@ -42,7 +44,7 @@ impl Core {
         }
         let chain = self.audit_chain;
         let head_key = chain.head_key();
-        let (mut seq, mut prev) = match tx.get_raw(&head_key)? {
+        let (mut seq, mut prev) = match tx.get_own_raw(&head_key)? {
             Some(b) => self.audit_key.decode_head(chain, &b).map_err(|_| {
                 VaultError::Store(vault_store::StoreError::Corrupt(
                     vault_store::Structure::Value(vault_store::KeySpace::AuditHead),

@@ -12,11 +12,11 @@ use std::{
 
 use vault_service::{
     DatabaseUrl, IDEMPOTENCY_LEASE, IdempotencyKey, IdempotencyStart, IdempotentResponse, Location,
-    ManualClock, SHARED_KEY_CACHE_TTL, Scope, Scopes, Vault, VaultError,
+    ManualClock, SHARED_KEY_CACHE_TTL, Scope, Scopes, Token, TokenizeOptions, Vault, VaultError,
 };
 use vault_testkit::postgres::TestDatabase;
 
-use crate::common::{merchant, options, passphrase};
+use crate::common::{card, luhn_check_digit, merchant, options, passphrase};
 
 const PASSPHRASE: &str = "shared vault test";
 const ROUTE: &str = "POST /v2/tokens";
@@ -70,6 +70,82 @@ fn conflict_code<T: std::fmt::Debug>(r: Result<T, VaultError>) -> &'static str {
         Err(VaultError::Conflict(c)) => c.code(),
         other => panic!("expected a conflict, got {other:?}"),
     }
+}
+
+#[test]
+fn reads_from_an_async_runtime_are_answered_without_blocking_it_and_reveals_stay_audited() {
+    let p = pair();
+    let m = merchant(890490);
+    let pans: Vec<String> = (0..24u8)
+        .map(|i| {
+            let mut body = vec![4, 2, 4, 2, 4, 2, 4, 2, 4, 2, 4, 2, 4, i / 10, i % 10];
+            body.push(luhn_check_digit(&body));
+            body.iter().map(|d| char::from(b'0' + d)).collect()
+        })
+        .collect();
+    let minted: Vec<Token> = pans
+        .iter()
+        .map(|pan| {
+            p.a.tokenize(m, card(pan, "3012"), TokenizeOptions::default())
+                .map(|t| t.token)
+        })
+        .collect::<Result<_, _>>()
+        .expect("tokenize on a");
+    let expected: Vec<String> = minted
+        .iter()
+        .map(|t| p.b.get(m, t).expect("get").masked_pan.as_str().to_owned())
+        .collect();
+    // A runtime with one worker: a read that waited on it would hold up every other one.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let b = p.b.clone();
+    let (got, revealed, missing) = runtime.block_on(async move {
+        let mut gets = Vec::new();
+        let mut reveals = Vec::new();
+        for t in &minted {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            b.get_then(m, t, move |r| {
+                let _ = tx.send(r);
+            });
+            gets.push(rx);
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            b.reveal_then(m, t, None, move |r| {
+                let _ = tx.send(r);
+            });
+            reveals.push(rx);
+        }
+        let unknown = Token::from_bytes([9; 24]);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        b.get_then(m, &unknown, move |r| {
+            let _ = tx.send(r);
+        });
+        let mut got = Vec::new();
+        for rx in gets {
+            got.push(rx.await.expect("answered").expect("get_then"));
+        }
+        let mut revealed = Vec::new();
+        for rx in reveals {
+            revealed.push(rx.await.expect("answered").expect("reveal_then"));
+        }
+        (got, revealed, rx.await.expect("answered"))
+    });
+    let masked: Vec<String> = got
+        .iter()
+        .map(|i| i.masked_pan.as_str().to_owned())
+        .collect();
+    assert_eq!(masked, expected);
+    for (card, pan) in revealed.iter().zip(&pans) {
+        assert_eq!(card.pan.expose_digits(), pan);
+    }
+    assert!(matches!(missing, Err(VaultError::NotFound)));
+    // Every reveal is in b's chain (its head kept by b's committer between groups), verified
+    // through a.
+    let report = p.a.audit_verify().expect("verify");
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.entries, 24, "{report:?}");
 }
 
 #[test]

@@ -77,7 +77,7 @@ use self::{
 use crate::{
     DatabaseUrl, Location, LookupId, STORE_FORMAT_VERSION, StoreError, StoreOptions, Structure,
     Unavailable,
-    engine::{Engine, EngineStats, Group, Snapshot},
+    engine::{Engine, EngineStats, Group, ReadDone, Snapshot},
 };
 
 /// A vault in a PostgreSQL database: the engine under [`Store::create_at`] and
@@ -471,6 +471,18 @@ impl Engine for PgEngine {
                     |inner| async move { with_client!(&inner, |c| reads::get(&c, &key).await) },
                 )
             }
+        }
+    }
+
+    /// From inside a tokio runtime (the daemon's handlers), a read of a table joins the queue of
+    /// point reads and `done` runs on the engine's runtime: the caller's worker never waits.
+    /// From a plain thread it is [`get`](Engine::get), inline (the committer's own connection).
+    fn point_get_then(&self, key: &[u8], done: ReadDone) {
+        match route(key) {
+            (Route::Table(t), k) if tokio::runtime::Handle::try_current().is_ok() => {
+                self.point_reads.queue_then(t, k.to_vec(), done);
+            }
+            _ => done(self.get(key)),
         }
     }
 

@@ -1,14 +1,18 @@
 //! Point reads coalesced: the reads that callers make at the same time (the daemon's handlers,
 //! the committer) are answered together, one `SELECT key, value FROM t WHERE key = ANY($1)` per
-//! table, pipelined on one connection.
+//! batch.
 //!
-//! A caller queues its key with a reply slot and waits (bounded, like every call). One task on
-//! the engine's runtime takes the queue: it starts a batch with whatever is queued, up to
-//! [`MAX_BATCH`] keys, while fewer than [`IN_FLIGHT`] batches are running; while they run, the
-//! next reads gather. Under light load a read is its own batch at once; under load many reads
-//! share one round trip and one statement.
+//! A caller queues its key with a reply slot (a channel it waits on, bounded like every call, or
+//! a callback). One task on the engine's runtime takes the queue and keeps one lane per table:
+//! a lane with no batch running starts one at once with whatever is queued for its table, up to
+//! [`MAX_BATCH`] keys; while it runs, the table's next reads gather for the next batch. Under
+//! light load a read is its own batch at once; under load many reads share one round trip and
+//! one statement, and the server runs fewer, larger statements. A lane whose batch has been
+//! running for [`STALLED`] (a slow statement, a locked row, a lost connection being replaced)
+//! starts another beside it, up to [`MAX_PER_LANE`], so one slow table, or one slow batch, does
+//! not hold up the reads behind it; lanes never wait on each other.
 //!
-//! Every batch's statements start after each of its reads was queued, and each statement reads
+//! Every batch's statement starts after each of its reads was queued, and each statement reads
 //! one committed snapshot, so a read never sees less than a read that returned before it was
 //! made, and sees a group commit whole or not at all (as [`Engine::get`](crate::Engine::get)
 //! promises).
@@ -16,20 +20,23 @@
 use std::{
     collections::HashMap,
     sync::{Arc, mpsc},
+    time::Duration,
 };
 
 use deadpool_postgres::ClientWrapper;
 use futures_util::future::join_all;
-use tokio::sync::{Semaphore, mpsc as tmpsc};
+use tokio::sync::mpsc as tmpsc;
 use tokio_postgres::types::ToSql;
 
 use super::{Inner, errors::Fail, reads::fail, sql, tables::TableId};
-use crate::StoreError;
+use crate::{StoreError, engine::ReadDone};
 
 /// Most keys in one batch.
 const MAX_BATCH: usize = 256;
-/// Most batches running at once (each on its own connection).
-const IN_FLIGHT: usize = 2;
+/// How long a lane's batch may run before the lane starts another beside it.
+const STALLED: Duration = Duration::from_millis(5);
+/// Most batches of one lane running at once (each on its own connection).
+const MAX_PER_LANE: usize = 4;
 
 /// An answer to one read.
 pub(crate) type Answer = Result<Option<Vec<u8>>, StoreError>;
@@ -38,7 +45,41 @@ pub(crate) type Answer = Result<Option<Vec<u8>>, StoreError>;
 struct Read {
     table: TableId,
     key: Vec<u8>,
-    reply: mpsc::SyncSender<Answer>,
+    reply: Reply,
+}
+
+/// Where one read's answer goes.
+enum Reply {
+    /// A caller waiting on a channel (a dropped sender reads as closed).
+    Waiting(mpsc::SyncSender<Answer>),
+    /// A callback, called exactly once: with [`StoreError::Closed`] if the read is dropped
+    /// unanswered (the engine's runtime shut down).
+    Then(Option<ReadDone>),
+}
+
+impl Reply {
+    fn send(mut self, answer: Answer) {
+        match &mut self {
+            Reply::Waiting(tx) => {
+                let _ = tx.send(answer);
+            }
+            Reply::Then(done) => {
+                if let Some(done) = done.take() {
+                    done(answer);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if let Reply::Then(done) = self
+            && let Some(done) = done.take()
+        {
+            done(Err(StoreError::Closed));
+        }
+    }
 }
 
 /// The queue of point reads (its task runs on the engine's runtime).
@@ -59,54 +100,130 @@ impl PointReads {
     pub(crate) fn queue(&self, table: TableId, key: Vec<u8>) -> mpsc::Receiver<Answer> {
         let (reply, rx) = mpsc::sync_channel(1);
         // A send fails only once the task is gone: `reply` is then dropped with the message.
-        let _ = self.queue.send(Read { table, key, reply });
+        let _ = self.queue.send(Read {
+            table,
+            key,
+            reply: Reply::Waiting(reply),
+        });
         rx
     }
-}
 
-async fn serve(inner: Arc<Inner>, mut rx: tmpsc::UnboundedReceiver<Read>) {
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    while let Some(first) = rx.recv().await {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        // What queued while the earlier batches ran joins this one.
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
-        let inner = inner.clone();
-        tokio::spawn(async move {
-            answer(&inner, batch).await;
-            drop(permit);
+    /// Queues a read of `key` (as stored in `table`); `done` receives the answer on the engine's
+    /// runtime, after the batch's connection went back to the pool.
+    pub(crate) fn queue_then(&self, table: TableId, key: Vec<u8>, done: ReadDone) {
+        // A failed send drops the read, and so answers `done` with `Closed`.
+        let _ = self.queue.send(Read {
+            table,
+            key,
+            reply: Reply::Then(Some(done)),
         });
     }
 }
 
-/// Runs one batch and answers each read.
-async fn answer(inner: &Inner, batch: Vec<Read>) {
-    let mut keys: Vec<(TableId, Vec<Vec<u8>>)> = Vec::new();
-    for r in &batch {
-        match keys.iter_mut().find(|(t, _)| *t == r.table) {
-            Some((_, ks)) => ks.push(r.key.clone()),
-            None => keys.push((r.table, vec![r.key.clone()])),
+/// One table's reads: those waiting for a batch, and the batches running.
+#[derive(Default)]
+struct Lane {
+    queued: Vec<Read>,
+    running: usize,
+    /// Of the running batches, those that have run for [`STALLED`] or more.
+    stalled: usize,
+}
+
+impl Lane {
+    /// Whether the lane may start a batch now: none running but stalled ones, and fewer than
+    /// [`MAX_PER_LANE`] running in all.
+    fn may_start(&self) -> bool {
+        self.running == self.stalled && self.running < MAX_PER_LANE
+    }
+}
+
+/// What a batch tells the task that serves the queue.
+enum Event {
+    /// It has run for [`STALLED`].
+    Stalled(TableId),
+    /// It ended (and had stalled, or not).
+    Ended(TableId, bool),
+}
+
+async fn serve(inner: Arc<Inner>, mut rx: tmpsc::UnboundedReceiver<Read>) {
+    let mut lanes: HashMap<TableId, Lane> = HashMap::new();
+    let (events_tx, mut events) = tmpsc::unbounded_channel::<Event>();
+    loop {
+        for (table, lane) in &mut lanes {
+            if !lane.queued.is_empty() && lane.may_start() {
+                let take = lane.queued.len().min(MAX_BATCH);
+                let batch: Vec<Read> = lane.queued.drain(..take).collect();
+                lane.running += 1;
+                let (inner, events_tx, table) = (inner.clone(), events_tx.clone(), *table);
+                tokio::spawn(async move { answer(&inner, batch, table, &events_tx).await });
+            }
+        }
+        tokio::select! {
+            read = rx.recv() => {
+                let Some(first) = read else { return };
+                lanes.entry(first.table).or_default().queued.push(first);
+                // Whatever else is queued joins now.
+                while let Ok(r) = rx.try_recv() {
+                    lanes.entry(r.table).or_default().queued.push(r);
+                }
+            }
+            Some(event) = events.recv() => {
+                let mut next = Some(event);
+                while let Some(event) = next {
+                    match event {
+                        Event::Stalled(t) => {
+                            if let Some(lane) = lanes.get_mut(&t) {
+                                lane.stalled += 1;
+                            }
+                        }
+                        Event::Ended(t, stalled) => {
+                            if let Some(lane) = lanes.get_mut(&t) {
+                                lane.running -= 1;
+                                lane.stalled -= usize::from(stalled);
+                            }
+                        }
+                    }
+                    next = events.try_recv().ok();
+                }
+            }
         }
     }
-    let found: Result<_, StoreError> =
-        async { with_client!(inner, |c| fetch(&c, &keys).await) }.await;
+}
+
+/// Runs one batch of `table` (telling the serving task if it stalls), reports its end (so the
+/// lane may start the next), then answers each read (so that an answer's callback may read
+/// again).
+async fn answer(
+    inner: &Inner,
+    batch: Vec<Read>,
+    table: TableId,
+    events: &tmpsc::UnboundedSender<Event>,
+) {
+    let keys: Vec<(TableId, Vec<Vec<u8>>)> =
+        vec![(table, batch.iter().map(|r| r.key.clone()).collect())];
+    let fetch = async { with_client!(inner, |c| fetch(&c, &keys).await) };
+    tokio::pin!(fetch);
+    let mut stalled = false;
+    let found: Result<_, StoreError> = tokio::select! {
+        biased;
+        found = &mut fetch => found,
+        () = tokio::time::sleep(STALLED) => {
+            stalled = true;
+            let _ = events.send(Event::Stalled(table));
+            fetch.await
+        }
+    };
+    let _ = events.send(Event::Ended(table, stalled));
     match found {
         Ok(found) => {
             for r in batch {
                 let v = found.get(&r.table).and_then(|m| m.get(&r.key).cloned());
-                let _ = r.reply.send(Ok(v));
+                r.reply.send(Ok(v));
             }
         }
         Err(e) => {
             for r in batch {
-                let _ = r.reply.send(Err(e.clone()));
+                r.reply.send(Err(e.clone()));
             }
         }
     }
@@ -169,13 +286,13 @@ mod tests {
         k
     }
 
-    #[test]
-    fn reads_made_at_once_from_a_runtime_each_get_their_own_row() {
+    /// A new engine holding the even-numbered keys below 40 of tables 0-2, each valued with its
+    /// own key, and a runtime to read them from.
+    fn stored() -> (TestDatabase, Arc<PgEngine>, tokio::runtime::Runtime) {
         let db = TestDatabase::new();
         let url = DatabaseUrl::new(db.url());
         let engine =
             Arc::new(PgEngine::create(&url, b"hdr", &StoreOptions::default()).expect("create"));
-        // Even numbers are stored, odd ones are not; each value names its key.
         let mut ops: Vec<Op> = vec![(b"G".to_vec(), Some(1u64.to_be_bytes().to_vec()))];
         for t in 0..3 {
             for i in (0..40).step_by(2) {
@@ -197,6 +314,12 @@ mod tests {
             .enable_all()
             .build()
             .expect("runtime");
+        (db, engine, runtime)
+    }
+
+    #[test]
+    fn reads_made_at_once_from_a_runtime_each_get_their_own_row() {
+        let (_db, engine, runtime) = stored();
         runtime.block_on(async {
             let readers: Vec<_> = (0..32u32)
                 .map(|r| {
@@ -216,5 +339,45 @@ mod tests {
                 r.await.expect("reader");
             }
         });
+    }
+
+    #[test]
+    fn reads_handed_to_callbacks_from_a_runtime_are_answered_and_may_read_again() {
+        let (_db, engine, runtime) = stored();
+        runtime.block_on(async {
+            let mut answers = Vec::new();
+            for i in 0..40u32 {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let again = engine.clone();
+                // Each callback also reads the next key, synchronously: the batch that answered
+                // it has given its connection and its lane back by then.
+                engine.point_get_then(
+                    &key(0, i),
+                    Box::new(move |found| {
+                        let next = again.get(&key(0, i + 1));
+                        let _ = tx.send((found, next));
+                    }),
+                );
+                answers.push((i, rx));
+            }
+            for (i, rx) in answers {
+                let (found, next) = rx.await.expect("answered");
+                let want = |i: u32| (i.is_multiple_of(2) && i < 40).then(|| key(0, i));
+                assert_eq!(found.expect("read"), want(i), "{i}");
+                assert_eq!(next.expect("read again"), want(i + 1), "{i}");
+            }
+        });
+        // From a plain thread the callback runs inline.
+        let (tx, rx) = std::sync::mpsc::channel();
+        engine.point_get_then(
+            &key(0, 2),
+            Box::new(move |found| {
+                let _ = tx.send(found);
+            }),
+        );
+        assert_eq!(
+            rx.try_recv().expect("inline").expect("read"),
+            Some(key(0, 2))
+        );
     }
 }

@@ -91,6 +91,45 @@ fn two_stores_on_one_database_see_each_others_writes() {
     );
 }
 
+/// Adds one to `Mown` through `get_own_raw`, returning the new value.
+fn bump_own(store: &Store) -> u8 {
+    store
+        .write(|tx| {
+            let n = tx.get_own_raw(b"Mown")?.map_or(0, |v| v[0]) + 1;
+            tx.put_raw(b"Mown", vec![n])?;
+            Ok::<u8, StoreError>(n)
+        })
+        .expect("bump")
+}
+
+#[test]
+fn a_key_only_this_writer_writes_is_read_once_then_kept_by_its_committer() {
+    let db = TestDatabase::new();
+    let a = Store::create_at(&location(&db), b"hdr", opts()).expect("create");
+    let b = Store::open_at(&location(&db), opts()).expect("open");
+    for want in 1..=5 {
+        assert_eq!(bump_own(&a), want);
+    }
+    // A job that fails leaves nothing behind, not even in what the committer keeps.
+    let failed = a.write(|tx| {
+        let _ = tx.get_own_raw(b"Mown")?;
+        tx.put_raw(b"Mown", vec![99])?;
+        Err::<(), StoreError>(StoreError::Closed)
+    });
+    assert!(failed.is_err());
+    assert_eq!(bump_own(&a), 6);
+    assert_eq!(b.get_raw(b"Mown").expect("get"), Some(vec![6]));
+    // Kept, not read again: a change by another writer (which the contract rules out) is not
+    // seen, so the read costs no round trip.
+    b.write(|tx| tx.put_raw(b"Mown", vec![50]))
+        .expect("write b");
+    assert_eq!(bump_own(&a), 7);
+    // A new store of the same process reads it afresh.
+    drop(a);
+    let c = Store::open_at(&location(&db), opts()).expect("reopen");
+    assert_eq!(bump_own(&c), 8);
+}
+
 #[test]
 fn racing_checks_on_one_key_let_exactly_one_engine_commit() {
     let db = TestDatabase::new();
