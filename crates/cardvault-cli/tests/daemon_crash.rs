@@ -13,7 +13,6 @@ mod common;
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    process::{Child, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -22,26 +21,9 @@ use rand::RngExt;
 use vault_client::{ApiKey, Client, ClientError};
 use vault_wire::{CardInput, RevealRequest, TokenizeRequest, UpdateRequest};
 
-use common::{bin, luhn_pan, random_key_file};
+use common::{Daemon, luhn_pan, multi_thread_runtime as runtime, ok, random_key_file};
 
 const WORKERS: usize = 8;
-
-fn ok(args: &[&str]) {
-    let out = bin().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// What a token may legitimately show after a restart: each entry is one allowed outcome,
 /// `Some((pan, expiry))` for a live card, `None` for gone.
@@ -60,68 +42,6 @@ struct Log {
     in_flight: u64,
     /// Unexpected answers (an HTTP error while the daemon was up).
     errors: Vec<String>,
-}
-
-struct Daemon {
-    child: Child,
-}
-
-impl Daemon {
-    fn start(data: &str, socket: &Path, key_file: &str) -> Self {
-        let child = bin()
-            .args([
-                "serve",
-                "--data",
-                data,
-                "--socket",
-                socket.to_str().unwrap(),
-                "--key-file",
-                key_file,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut d = Self { child };
-        d.wait_ready(socket);
-        d
-    }
-
-    fn wait_ready(&mut self, socket: &Path) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let up = rt.block_on(async {
-                match Client::connect(socket, None).await {
-                    Ok(c) => c.health().await.is_ok(),
-                    Err(_) => false,
-                }
-            });
-            if up {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("daemon exited at start (a prompt or an open error?): {status}");
-            }
-            assert!(Instant::now() < deadline, "daemon did not start in 30 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap(); // SIGKILL
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// True when the error means "the daemon went away": the request's fate is unknown.
@@ -317,7 +237,7 @@ fn daemon_kill9_loses_no_acknowledged_write() {
     let (mut in_flight_old, mut in_flight_new) = (0u64, 0u64);
     let started = Instant::now();
     for run in 0..=runs {
-        let daemon = Daemon::start(&data, &socket, &kf);
+        let daemon = Daemon::start(["--data", &data], &socket, &kf);
         let (lost, resolved) = rt.block_on(verify(&socket, &key, &mut model));
         in_flight_old += resolved[0];
         in_flight_new += resolved[1];

@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{bin, luhn_pan, random_key_file};
+use common::{bin, luhn_pan, ok, random_key_file};
 use vault_testkit::files::walk;
 
 /// Cards tokenized per log format (plus updates, batch and bad requests on top):
@@ -36,15 +36,6 @@ const MERCHANT: &str = "890490";
 /// An unprivileged uid/gid to run the daemon as when the test runs as root, so that "not
 /// dumpable" is observable (a non-dumpable process's `/proc/<pid>` files belong to root).
 const NOBODY: u32 = 65534;
-
-fn ok(args: &[&str]) {
-    let out = bin().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Distinct known PANs of several brands and lengths.
 fn known_pans(rng: &mut impl rand::Rng, n: usize, seen: &mut HashSet<String>) -> Vec<String> {

@@ -15,8 +15,6 @@
 mod common;
 
 use std::{
-    path::PathBuf,
-    process::{Child, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -25,88 +23,7 @@ use vault_client::{ApiKey, Client, ClientError};
 use vault_testkit::postgres::TestDatabase;
 use vault_wire::{CardInput, RevealRequest, TokenizeRequest, UpdateRequest};
 
-use common::{bin, luhn_pan, random_key_file};
-
-fn ok(args: &[&str]) -> String {
-    let out = bin().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Daemon {
-    fn start(db: &str, socket: PathBuf, key_file: &str) -> Self {
-        let child = bin()
-            .args([
-                "serve",
-                "--database",
-                db,
-                "--socket",
-                socket.to_str().unwrap(),
-                "--key-file",
-                key_file,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut d = Self { child, socket };
-        d.wait_ready();
-        d
-    }
-
-    fn wait_ready(&mut self) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let up = rt.block_on(async {
-                match Client::connect(&self.socket, None).await {
-                    Ok(c) => c.health().await.is_ok(),
-                    Err(_) => false,
-                }
-            });
-            if up {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("daemon exited at start: {status}");
-            }
-            assert!(Instant::now() < deadline, "daemon did not start in 30 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap(); // SIGKILL
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{Daemon, luhn_pan, multi_thread_runtime as runtime, ok, random_key_file};
 
 /// A vault on a fresh database with one merchant and an API key of `scopes`.
 struct Setup {
@@ -165,8 +82,8 @@ impl Setup {
 
     fn daemon(&self, name: &str) -> Daemon {
         Daemon::start(
-            &self.url,
-            self.dir.path().join(format!("{name}.sock")),
+            ["--database", &self.url],
+            &self.dir.path().join(format!("{name}.sock")),
             &self.key_file,
         )
     }

@@ -6,9 +6,9 @@
 //! say so with [`sled_only!`](crate::sled_only): on PostgreSQL they print why they do not apply
 //! and return, so a skip is never silent.
 
-use std::{io::Write, path::Path};
+use std::{io::Write, path::Path, sync::Arc};
 
-use vault_service::{DatabaseUrl, Location};
+use vault_service::{DatabaseUrl, Location, ManualClock, Vault};
 
 use crate::postgres::TestDatabase;
 
@@ -141,4 +141,48 @@ macro_rules! sled_only {
             return;
         }
     };
+}
+
+/// Two daemons' vaults on one fresh test database, simulated in one process: `a` created the vault
+/// with `passphrase`, `b` opened it, each with its own manual clock (both at
+/// [`T0`](crate::clock::T0)), caches and in-flight state. The fields drop in order: the vaults
+/// close before the database is dropped.
+pub struct SharedVaults {
+    /// The vault that created the database's vault.
+    pub a: Vault,
+    /// A second open of it.
+    pub b: Vault,
+    /// `a`'s clock.
+    pub clock_a: Arc<ManualClock>,
+    /// `b`'s clock.
+    pub clock_b: Arc<ManualClock>,
+    /// The database, dropped last.
+    pub db: TestDatabase,
+}
+
+impl SharedVaults {
+    /// Creates the database and both vaults on it.
+    ///
+    /// # Panics
+    ///
+    /// When the server cannot be reached or a vault does not open (a test set-up failure).
+    pub fn new(passphrase: &str) -> Self {
+        let db = TestDatabase::new();
+        let location = Location::Database(DatabaseUrl::new(db.url()));
+        let clock_a = crate::clock::manual_clock();
+        let clock_b = crate::clock::manual_clock();
+        let key = crate::vault::passphrase(passphrase);
+        let a = Vault::create_at(&location, &key, crate::vault::options(clock_a.clone()))
+            .expect("create the vault in the test database");
+        let b = Vault::open_at(&location, &key, crate::vault::options(clock_b.clone()))
+            .expect("open it a second time");
+        assert!(a.shared() && b.shared());
+        Self {
+            a,
+            b,
+            clock_a,
+            clock_b,
+            db,
+        }
+    }
 }

@@ -28,6 +28,92 @@ pub fn bin() -> std::process::Command {
     c
 }
 
+/// Runs `cardvault` with `args`, which must succeed; its standard output.
+pub fn ok(args: &[&str]) -> String {
+    let out = bin().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A tokio runtime with two workers, for many client tasks at once.
+pub fn multi_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// A daemon process (`cardvault serve`), killed (`SIGKILL`) and reaped when dropped.
+pub struct Daemon {
+    child: std::process::Child,
+    /// Its Unix socket.
+    pub socket: std::path::PathBuf,
+}
+
+impl Daemon {
+    /// Starts `cardvault serve` on `store` (`["--data", DIR]` or `["--database", URL]`) with
+    /// the vault key in `key_file`, listening on `socket`, and waits until it answers `/health`
+    /// (30 s at most; a daemon that exits meanwhile fails the test).
+    pub fn start(store: [&str; 2], socket: &std::path::Path, key_file: &str) -> Self {
+        let child = bin()
+            .args(["serve", store[0], store[1], "--socket"])
+            .arg(socket)
+            .args(["--key-file", key_file])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut d = Self {
+            child,
+            socket: socket.to_owned(),
+        };
+        d.wait_ready();
+        d
+    }
+
+    fn wait_ready(&mut self) {
+        let rt = runtime();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let up = rt.block_on(async {
+                match vault_client::Client::connect(&self.socket, None).await {
+                    Ok(c) => c.health().await.is_ok(),
+                    Err(_) => false,
+                }
+            });
+            if up {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("daemon exited at start (a prompt or an open error?): {status}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "daemon did not start in 30 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// `kill -9`, and waits for the process to be gone.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A single-threaded tokio runtime for driving the client.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -18,15 +18,7 @@ use crate::{
 
 pub const MERCHANT: &str = "890490";
 
-pub fn ok(args: &[&str]) -> String {
-    let out = bin().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub use crate::common::ok;
 
 /// A vault on its own database.
 pub struct Setup {

@@ -15,13 +15,10 @@ use vault_gateway::{
     Cvv, Gateway, GatewayError, LoginPolicy, MerchantPassword, PaymentId, PaymentRequest,
     SessionKind, SessionOptions, SessionToken,
 };
-use vault_service::{
-    CustomerId, DatabaseUrl, Location, ManualClock, MerchantId, TokenInfo, TokenizeOptions, Vault,
-    VaultError,
-};
-use vault_testkit::postgres::TestDatabase;
+use vault_service::{CustomerId, ManualClock, MerchantId, TokenInfo, TokenizeOptions, VaultError};
+use vault_testkit::{engine::SharedVaults, postgres::TestDatabase};
 
-use crate::common::{card, options, passphrase};
+use crate::common::card;
 
 const PASSPHRASE: &str = "shared gateway test";
 const PASSWORD: &str = "u16q9rZ02bW0jqTjxH8t";
@@ -58,15 +55,13 @@ fn fast() -> LoginPolicy {
 
 /// The pair, with merchant [`m`] added.
 fn pair() -> Pair {
-    let db = TestDatabase::new();
-    let location = Location::Database(DatabaseUrl::new(db.url()));
-    let clock_a = vault_testkit::clock::manual_clock();
-    let clock_b = vault_testkit::clock::manual_clock();
-    let a = Vault::create_at(&location, &passphrase(PASSPHRASE), options(clock_a.clone()))
-        .expect("create the vault in the test database");
-    let b = Vault::open_at(&location, &passphrase(PASSPHRASE), options(clock_b.clone()))
-        .expect("open it a second time");
-    assert!(a.shared() && b.shared());
+    let SharedVaults {
+        a,
+        b,
+        clock_a,
+        clock_b,
+        db,
+    } = SharedVaults::new(PASSPHRASE);
     let (a, b) = (Gateway::new(a), Gateway::new(b));
     a.set_login_policy(fast());
     b.set_login_policy(fast());

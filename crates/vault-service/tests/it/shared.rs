@@ -11,43 +11,19 @@ use std::{
 };
 
 use vault_service::{
-    DatabaseUrl, IDEMPOTENCY_LEASE, IdempotencyKey, IdempotencyStart, IdempotentResponse, Location,
-    ManualClock, SHARED_KEY_CACHE_TTL, Scope, Scopes, Token, TokenizeOptions, Vault, VaultError,
+    IDEMPOTENCY_LEASE, IdempotencyKey, IdempotencyStart, IdempotentResponse, SHARED_KEY_CACHE_TTL,
+    Scope, Scopes, Token, TokenizeOptions, VaultError,
 };
-use vault_testkit::postgres::TestDatabase;
+use vault_testkit::engine::SharedVaults;
 
-use crate::common::{card, luhn_check_digit, merchant, options, passphrase};
+use crate::common::{card, luhn_check_digit, merchant};
 
 const PASSPHRASE: &str = "shared vault test";
 const ROUTE: &str = "POST /v2/tokens";
 
-/// Two daemons' vaults on one fresh database, each with its own clock (both at `T0`).
-struct Pair {
-    a: Vault,
-    b: Vault,
-    clock_a: Arc<ManualClock>,
-    clock_b: Arc<ManualClock>,
-    // Dropped last: the vaults close first.
-    _db: TestDatabase,
-}
-
-fn pair() -> Pair {
-    let db = TestDatabase::new();
-    let location = Location::Database(DatabaseUrl::new(db.url()));
-    let clock_a = vault_testkit::clock::manual_clock();
-    let clock_b = vault_testkit::clock::manual_clock();
-    let a = Vault::create_at(&location, &passphrase(PASSPHRASE), options(clock_a.clone()))
-        .expect("create the vault in the test database");
-    let b = Vault::open_at(&location, &passphrase(PASSPHRASE), options(clock_b.clone()))
-        .expect("open it a second time");
-    assert!(a.shared() && b.shared());
-    Pair {
-        a,
-        b,
-        clock_a,
-        clock_b,
-        _db: db,
-    }
+/// Two daemons' vaults on one fresh database.
+fn pair() -> SharedVaults {
+    SharedVaults::new(PASSPHRASE)
 }
 
 fn key(s: &str) -> IdempotencyKey {
