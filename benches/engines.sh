@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One run, both engines: `cardvault bench` against one daemon on the embedded sled store, then
 # against one daemon on PostgreSQL, then two daemons on one PostgreSQL database at once (their
-# sum), with the PostgreSQL commits per token read from pg_stat_database. The figures and how to
+# sum), then one daemon again on the grown database, with the PostgreSQL commits per token read
+# from pg_stat_database (which lags by about a second: short runs under-count). The figures and how to
 # read them are in docs/benchmarks.md ("Several daemons on PostgreSQL").
 #
 #   benches/engines.sh                      # 10 s per measurement, 32 connections
@@ -83,3 +84,9 @@ wait "$ba" "$bb"
 after="$(commits)"
 cat "$work/a.out" "$work/b.out"
 echo "   postgres commits during both: $((after - before))"
+
+# The table grew meanwhile (a bigger index costs the server more per insert): one daemon again on
+# the grown database, so "two daemons vs one" can be read against both sides of it.
+echo "== postgres, one daemon again (after the two-daemon run), tokenize"
+kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
+bench "$work/a.sock" "$work/api-key" tokenize
