@@ -406,10 +406,22 @@ fn database_down_answers_503_in_bounded_time_and_the_daemon_recovers_by_itself()
         t.acked.len()
     );
     assert_all_reveal(&d.socket, &s.api_key, &t.acked);
+    // The outage is logged, at most once a second however many requests it refused.
+    let warnings = d
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("the vault's database is unavailable"))
+        .count();
+    let seconds = t0.elapsed().as_secs() + 1;
+    assert!(
+        warnings >= 1 && u64::try_from(warnings).unwrap() <= seconds,
+        "{warnings} database warnings in {seconds} s for {} refusals",
+        t.unavailable
+    );
     eprintln!(
-        "database down: {} tokenizes, {} acknowledged, {} answered 503 database_unavailable; \
-         max latency {:.2} s (bound {:.1} s); /health during the cuts {:.2?}; served again \
-         {:.2?} after each restore; {:.1} s",
+        "database down: {} tokenizes, {} acknowledged, {} answered 503 database_unavailable \
+         ({warnings} warnings logged); max latency {:.2} s (bound {:.1} s); /health during the \
+         cuts {:.2?}; served again {:.2?} after each restore; {:.1} s",
         samples.len(),
         t.acked.len(),
         t.unavailable,

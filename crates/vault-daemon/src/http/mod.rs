@@ -2,5 +2,6 @@
 //! bodies, and reading bodies within the size and time limits.
 
 pub(crate) mod limits;
+pub(crate) mod log_limit;
 pub(crate) mod response;
 pub(crate) mod router;

@@ -10,6 +10,8 @@ use serde::Serialize;
 use vault_service::{ConflictKind, StoreError, Unavailable, VaultError};
 use vault_wire::{ErrorBody, ErrorStatus, FieldErrorBody};
 
+use super::log_limit::LogLimit;
+
 /// `Retry-After` of a refused login: the failure window is sliding, so a failure leaves the count
 /// at most this long after it happened (the default 15-minute login window).
 pub(crate) const LOGIN_RETRY_AFTER_SECS: u64 = 15 * 60;
@@ -300,8 +302,12 @@ impl ApiError {
     /// time. Nothing was acknowledged; the engine reconnects by itself. A lost connection leaves a
     /// write's outcome unknown: the message says to retry with the same `Idempotency-Key`.
     pub(crate) fn database_unavailable(why: Unavailable) -> Self {
-        // Says what failed, never where: no URL, host or user reaches a client or the log.
-        tracing::warn!(reason = %why, "the vault's database is unavailable");
+        // Says what failed, never where: no URL, host or user reaches a client or the log. At
+        // most one line a second: an outage under load refuses every request.
+        static DATABASE_WARNINGS: LogLimit = LogLimit::new();
+        if let Some(left_out) = DATABASE_WARNINGS.admit() {
+            tracing::warn!(reason = %why, left_out, "the vault's database is unavailable");
+        }
         let message = match why {
             Unavailable::ConnectionLost => {
                 "the connection to the vault's database was lost; whether this request took effect is unknown: retry it (with the same Idempotency-Key)"
