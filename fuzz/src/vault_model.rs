@@ -135,42 +135,32 @@ pub fn run(ops: &[Op]) -> Result<(), String> {
                 };
                 // A hit returns the same token, its card refreshed with this request's details,
                 // keep-until included (`TokenizeOptions::dedupe`).
-                let want = keep_until.unwrap_or(expiry()?.keep_until());
                 if hit.is_some() {
                     if Some(*info.token.as_bytes()) != hit || !info.deduplicated {
                         return Err(fail("expected the de-duplicated token"));
                     }
-                    if info.keep_until != want {
-                        return Err(fail("a de-duplicated token kept its old keep_until"));
-                    }
-                    model.insert(
-                        *info.token.as_bytes(),
-                        Entry {
-                            merchant: m,
-                            pan,
-                            customer: c,
-                            keep_until: info.keep_until,
-                            indexed: true,
-                        },
-                    );
                 } else if info.deduplicated || model.contains(info.token.as_bytes()) {
                     return Err(fail("expected a new token"));
                 } else {
-                    if info.keep_until != want {
-                        return Err(fail("wrong keep_until"));
-                    }
                     seen.push(info.token);
-                    model.insert(
-                        *info.token.as_bytes(),
-                        Entry {
-                            merchant: m,
-                            pan,
-                            customer: c,
-                            keep_until: info.keep_until,
-                            indexed: dedupe,
-                        },
-                    );
                 }
+                if info.keep_until != keep_until.unwrap_or(expiry()?.keep_until()) {
+                    return Err(fail(if hit.is_some() {
+                        "a de-duplicated token kept its old keep_until"
+                    } else {
+                        "wrong keep_until"
+                    }));
+                }
+                model.insert(
+                    *info.token.as_bytes(),
+                    Entry {
+                        merchant: m,
+                        pan,
+                        customer: c,
+                        keep_until: info.keep_until,
+                        indexed: dedupe,
+                    },
+                );
             }
             Op::Batch {
                 second_merchant,

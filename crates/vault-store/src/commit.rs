@@ -151,19 +151,13 @@ impl<'a> WriteTx<'a> {
 
     /// The record stored under `id`, including this group's pending writes.
     pub fn record(&self, id: &LookupId) -> Result<Option<StoredRecord>, StoreError> {
-        match self.get(&layout::record_key(id))? {
-            Some(bytes) => StoredRecord::decode(&bytes).map(Some),
-            None => Ok(None),
-        }
+        StoredRecord::from_read(self.get(&layout::record_key(id)))
     }
 
     /// The record stored under `id`, read for a decision the job takes without writing the
     /// record (see [`get_checked`](Self::get_checked)).
     pub fn record_checked(&mut self, id: &LookupId) -> Result<Option<StoredRecord>, StoreError> {
-        match self.get_checked(&layout::record_key(id))? {
-            Some(bytes) => StoredRecord::decode(&bytes).map(Some),
-            None => Ok(None),
-        }
+        StoredRecord::from_read(self.get_checked(&layout::record_key(id)))
     }
 
     /// Inserts or replaces the record under `id`, keeping the live count in step.

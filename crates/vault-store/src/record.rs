@@ -70,6 +70,14 @@ impl StoredRecord {
         out
     }
 
+    /// The record of a read of its key: none when the key is absent, the decoded record
+    /// otherwise.
+    pub(crate) fn from_read(
+        read: Result<Option<Vec<u8>>, StoreError>,
+    ) -> Result<Option<Self>, StoreError> {
+        read?.as_deref().map(Self::decode).transpose()
+    }
+
     /// Decodes a stored record. Never panics; any malformation is `StoreError::Corrupt(Structure::Value(KeySpace::Record))`
     /// and a newer version is `StoreError::NewerFormat`.
     pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {

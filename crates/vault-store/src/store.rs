@@ -216,10 +216,7 @@ impl Store {
     /// One key, read without the group lock (the hot path of `get` and `reveal`): a record is
     /// whole in its key, and a single read sees it before or after a group, never in between.
     pub fn record(&self, id: &LookupId) -> Result<Option<StoredRecord>, StoreError> {
-        match self.engine.point_get(&layout::record_key(id))? {
-            Some(bytes) => StoredRecord::decode(&bytes).map(Some),
-            None => Ok(None),
-        }
+        StoredRecord::from_read(self.engine.point_get(&layout::record_key(id)))
     }
 
     /// [`record`](Self::record) without waiting: `done` receives it, on this thread or on one of
@@ -231,9 +228,7 @@ impl Store {
     ) {
         self.engine.point_get_then(
             &layout::record_key(id),
-            Box::new(move |read| {
-                done(read.and_then(|found| found.as_deref().map(StoredRecord::decode).transpose()))
-            }),
+            Box::new(move |read| done(StoredRecord::from_read(read))),
         );
     }
 

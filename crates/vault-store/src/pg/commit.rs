@@ -65,8 +65,9 @@ struct Rows {
 }
 
 impl Rows {
-    fn push(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.keep_until.push(keep_until(&value));
+    /// A row; `dated`: its table has a keep-until column.
+    fn push(&mut self, key: Vec<u8>, value: Vec<u8>, dated: bool) {
+        self.keep_until.push(keep_until(dated, &value));
         self.keys.push(key);
         self.values.push(value);
     }
@@ -81,8 +82,13 @@ struct Conditional {
     keep_until: Vec<Option<i64>>,
 }
 
-/// The keep-until of a token record's value (`None`: it does not decode; the sweep skips it).
-fn keep_until(value: &[u8]) -> Option<i64> {
+/// The keep-until column of a row whose table has one (`dated`: token records), from its value;
+/// `None` for the rows of other tables (nothing is decoded) and for a value that does not decode
+/// (the sweep skips it).
+fn keep_until(dated: bool, value: &[u8]) -> Option<i64> {
+    if !dated {
+        return None;
+    }
     StoredRecord::decode(value).ok().map(|r| r.keep_until)
 }
 
@@ -117,14 +123,15 @@ impl Plan {
             if t == OTHER && is_stray(&key) {
                 return Err(StoreError::Corrupt(Structure::ReservedKey));
             }
+            let dated = tables()[t.0].keep_until;
             let w = by_table.entry(t).or_default();
             match (check, value) {
-                (None, Some(v)) => w.upsert.push(k, v),
+                (None, Some(v)) => w.upsert.push(k, v, dated),
                 (None, None) => w.delete.push(k),
-                (Some(None), Some(v)) => w.insert.push(k, v),
+                (Some(None), Some(v)) => w.insert.push(k, v, dated),
                 (Some(None), None) => w.present.push(k),
                 (Some(Some(e)), Some(v)) => {
-                    w.update_if.keep_until.push(keep_until(&v));
+                    w.update_if.keep_until.push(keep_until(dated, &v));
                     w.update_if.keys.push(k);
                     w.update_if.expected.push(e);
                     w.update_if.values.push(v);

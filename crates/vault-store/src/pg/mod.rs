@@ -269,13 +269,15 @@ impl PgEngine {
     fn connect(url: &DatabaseUrl, pool_max_size: Option<usize>) -> Result<Self, StoreError> {
         let settings = Settings::parse(url)?;
         let tls = tls::connector(settings.tls, settings.root_cert.as_deref())?;
-        // The committer's own connection is one of the `pool_max_size` the engine may have.
+        // The committer's own connection is one of the `pool_max_size` the engine may have
+        // (none when that is one: the pool's connection is then all).
         let pool_max_size = pool_max_size.unwrap_or(settings.pool_max_size);
+        let direct_enabled = pool_max_size > 1;
         let direct = Direct::new(
             settings.pg.clone(),
             tls.clone(),
             settings.connect_timeout,
-            pool_max_size > 1,
+            direct_enabled,
         )?;
         let manager = Manager::from_config(
             settings.pg.clone(),
@@ -285,11 +287,7 @@ impl PgEngine {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(if pool_max_size > 1 {
-                pool_max_size - 1
-            } else {
-                pool_max_size
-            })
+            .max_size(pool_max_size - usize::from(direct_enabled))
             .wait_timeout(Some(settings.pool_timeout))
             .create_timeout(Some(settings.connect_timeout))
             .recycle_timeout(Some(settings.connect_timeout))

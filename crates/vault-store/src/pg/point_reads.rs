@@ -24,9 +24,7 @@ use std::{
 };
 
 use deadpool_postgres::ClientWrapper;
-use futures_util::future::join_all;
 use tokio::sync::mpsc as tmpsc;
-use tokio_postgres::types::ToSql;
 
 use super::{Inner, errors::Fail, reads::fail, sql, tables::TableId};
 use crate::{StoreError, engine::ReadDone};
@@ -120,16 +118,23 @@ impl PointReads {
     }
 }
 
-/// One table's reads: those waiting for a batch, and the batches running.
+/// One table's reads: those waiting for a batch (their keys and where each answer goes, in the
+/// same order), and the batches running.
 #[derive(Default)]
 struct Lane {
-    queued: Vec<Read>,
+    keys: Vec<Vec<u8>>,
+    replies: Vec<Reply>,
     running: usize,
     /// Of the running batches, those that have run for [`STALLED`] or more.
     stalled: usize,
 }
 
 impl Lane {
+    fn push(&mut self, read: Read) {
+        self.keys.push(read.key);
+        self.replies.push(read.reply);
+    }
+
     /// Whether the lane may start a batch now: none running but stalled ones, and fewer than
     /// [`MAX_PER_LANE`] running in all.
     fn may_start(&self) -> bool {
@@ -150,21 +155,22 @@ async fn serve(inner: Arc<Inner>, mut rx: tmpsc::UnboundedReceiver<Read>) {
     let (events_tx, mut events) = tmpsc::unbounded_channel::<Event>();
     loop {
         for (table, lane) in &mut lanes {
-            if !lane.queued.is_empty() && lane.may_start() {
-                let take = lane.queued.len().min(MAX_BATCH);
-                let batch: Vec<Read> = lane.queued.drain(..take).collect();
+            if !lane.keys.is_empty() && lane.may_start() {
+                let take = lane.keys.len().min(MAX_BATCH);
+                let keys: Vec<Vec<u8>> = lane.keys.drain(..take).collect();
+                let replies: Vec<Reply> = lane.replies.drain(..take).collect();
                 lane.running += 1;
                 let (inner, events_tx, table) = (inner.clone(), events_tx.clone(), *table);
-                tokio::spawn(async move { answer(&inner, batch, table, &events_tx).await });
+                tokio::spawn(async move { answer(&inner, table, keys, replies, &events_tx).await });
             }
         }
         tokio::select! {
             read = rx.recv() => {
                 let Some(first) = read else { return };
-                lanes.entry(first.table).or_default().queued.push(first);
+                lanes.entry(first.table).or_default().push(first);
                 // Whatever else is queued joins now.
                 while let Ok(r) = rx.try_recv() {
-                    lanes.entry(r.table).or_default().queued.push(r);
+                    lanes.entry(r.table).or_default().push(r);
                 }
             }
             Some(event) = events.recv() => {
@@ -195,13 +201,12 @@ async fn serve(inner: Arc<Inner>, mut rx: tmpsc::UnboundedReceiver<Read>) {
 /// again).
 async fn answer(
     inner: &Inner,
-    batch: Vec<Read>,
     table: TableId,
+    keys: Vec<Vec<u8>>,
+    replies: Vec<Reply>,
     events: &tmpsc::UnboundedSender<Event>,
 ) {
-    let keys: Vec<(TableId, Vec<Vec<u8>>)> =
-        vec![(table, batch.iter().map(|r| r.key.clone()).collect())];
-    let fetch = async { with_client!(inner, |c| fetch(&c, &keys).await) };
+    let fetch = async { with_client!(inner, |c| fetch(&c, table, &keys).await) };
     tokio::pin!(fetch);
     let mut stalled = false;
     let found: Result<_, StoreError> = tokio::select! {
@@ -216,56 +221,36 @@ async fn answer(
     let _ = events.send(Event::Ended(table, stalled));
     match found {
         Ok(found) => {
-            for r in batch {
-                let v = found.get(&r.table).and_then(|m| m.get(&r.key).cloned());
-                r.reply.send(Ok(v));
+            for (key, reply) in keys.iter().zip(replies) {
+                reply.send(Ok(found.get(key).cloned()));
             }
         }
         Err(e) => {
-            for r in batch {
-                r.reply.send(Err(e.clone()));
+            for reply in replies {
+                reply.send(Err(e.clone()));
             }
         }
     }
 }
 
-/// The rows of `keys`, per table: one statement per table, pipelined.
+/// The rows of `keys` in `table`: one statement.
 async fn fetch(
     c: &ClientWrapper,
-    keys: &[(TableId, Vec<Vec<u8>>)],
-) -> Result<HashMap<TableId, HashMap<Vec<u8>, Vec<u8>>>, Fail> {
-    let prepared = join_all(
-        keys.iter()
-            .map(|(t, _)| c.prepare_cached(&sql::of(*t).get_many)),
-    )
-    .await;
-    let mut statements = Vec::with_capacity(prepared.len());
-    for p in prepared {
-        statements.push(p.map_err(|e| fail(&e))?);
+    table: TableId,
+    keys: &Vec<Vec<u8>>,
+) -> Result<HashMap<Vec<u8>, Vec<u8>>, Fail> {
+    let statement = c
+        .prepare_cached(&sql::of(table).get_many)
+        .await
+        .map_err(|e| fail(&e))?;
+    let rows = c.query(&statement, &[keys]).await.map_err(|e| fail(&e))?;
+    let mut found = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let k: Vec<u8> = row.try_get(0).map_err(|e| fail(&e))?;
+        let v: Vec<u8> = row.try_get(1).map_err(|e| fail(&e))?;
+        found.insert(k, v);
     }
-    let params: Vec<&(dyn ToSql + Sync)> = keys
-        .iter()
-        .map(|(_, ks)| ks as &(dyn ToSql + Sync))
-        .collect();
-    let results = join_all(
-        statements
-            .iter()
-            .zip(&params)
-            .map(|(stmt, p)| c.query(stmt, std::slice::from_ref(p))),
-    )
-    .await;
-    let mut out = HashMap::with_capacity(keys.len());
-    for (rows, (t, _)) in results.into_iter().zip(keys) {
-        let rows = rows.map_err(|e| fail(&e))?;
-        let mut m = HashMap::with_capacity(rows.len());
-        for row in rows {
-            let k: Vec<u8> = row.try_get(0).map_err(|e| fail(&e))?;
-            let v: Vec<u8> = row.try_get(1).map_err(|e| fail(&e))?;
-            m.insert(k, v);
-        }
-        out.insert(*t, m);
-    }
-    Ok(out)
+    Ok(found)
 }
 
 #[cfg(test)]
