@@ -276,46 +276,50 @@ fn assert_all_reveal(socket: &Path, key: &str, acked: &[(String, String)]) {
     );
 }
 
-/// Polls `/health` until it answers 200; returns how long that took.
-fn wait_healthy(socket: &Path, within: Duration) -> Duration {
-    let started = Instant::now();
+/// Sends `request` every 100 ms until it answers `want`; returns how long after `since` that
+/// was. Fails, saying `failing` and the last answer, once `within` has passed since `since`.
+fn until_status(
+    since: Instant,
+    within: Duration,
+    want: u16,
+    failing: &str,
+    mut request: impl FnMut() -> Reply,
+) -> Duration {
     loop {
-        let r = http::call(socket, "GET", "/health", None, Body::None);
-        if r.status == 200 {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < within,
-            "/health still {} after {:.1} s",
-            r.describe(),
-            within.as_secs_f64()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Waits until a tokenize sent after `since` succeeds; returns how long after `since`.
-fn wait_serving(socket: &Path, key: &str, since: Instant, within: Duration) -> Duration {
-    loop {
-        let pan = luhn_pan(&mut rand::rng(), "4", 16);
-        let r = http::call(
-            socket,
-            "POST",
-            "/v2/tokens",
-            Some(key),
-            Body::Json(&card_json(&pan)),
-        );
-        if r.status == 201 {
+        let r = request();
+        if r.status == want {
             return since.elapsed();
         }
         assert!(
             since.elapsed() < within,
-            "the daemon does not serve {:.1} s after the fault ended: {}",
+            "{failing} within {:.1} s: {}",
             within.as_secs_f64(),
             r.describe()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Polls `/health` until it answers 200; returns how long that took.
+fn wait_healthy(socket: &Path, within: Duration) -> Duration {
+    until_status(Instant::now(), within, 200, "/health is not 200", || {
+        http::call(socket, "GET", "/health", None, Body::None)
+    })
+}
+
+/// Waits until a tokenize sent after `since` succeeds; returns how long after `since`.
+fn wait_serving(socket: &Path, key: &str, since: Instant, within: Duration) -> Duration {
+    let failing = "the daemon does not serve again after the fault ended";
+    until_status(since, within, 201, failing, || {
+        let pan = luhn_pan(&mut rand::rng(), "4", 16);
+        http::call(
+            socket,
+            "POST",
+            "/v2/tokens",
+            Some(key),
+            Body::Json(&card_json(&pan)),
+        )
+    })
 }
 
 fn fail_with_log(d: &Daemon, what: &str, wrong: &[String]) {

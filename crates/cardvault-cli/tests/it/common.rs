@@ -114,6 +114,48 @@ impl Drop for Daemon {
     }
 }
 
+/// One HTTP/1.1 request (`Connection: close`) over the daemon's Unix socket, waiting at most
+/// `read_timeout` for the answer: the status (0 when the daemon closed the connection without
+/// answering, or refused it while the request was written), the head in lower case, the body.
+pub fn unix_http(
+    sock: &std::path::Path,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+    read_timeout: std::time::Duration,
+) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).expect("connect to the daemon");
+    s.set_read_timeout(Some(read_timeout)).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    if let Some(k) = key {
+        req.push_str(&format!("Authorization: Bearer {k}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body.unwrap_or(""));
+    // A refused peer may see the connection reset before or while it writes.
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, String::new(), String::new());
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
 /// A single-threaded tokio runtime for driving the client.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -270,7 +270,7 @@ fn a_password_on_the_command_line_is_refused_and_not_echoed() {
 #[cfg(feature = "postgres")]
 mod on_postgres {
     use std::{
-        io::{Read, Write},
+        io::Read,
         os::unix::net::UnixStream,
         path::Path,
         process::{Child, Command, Stdio},
@@ -280,6 +280,7 @@ mod on_postgres {
     use vault_testkit::postgres::TestDatabase;
 
     use super::{PASSWORD, bin, key_file, run, text};
+    use crate::common::unix_http;
 
     /// `args` with the vault in `url` (given in `CARDVAULT_DATABASE_URL`, where a password may be)
     /// and the key file `kf`; panics unless it succeeds; its stdout.
@@ -291,6 +292,16 @@ mod on_postgres {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `apikey create` for `holder` (`["--merchant", id]` or `["--operator"]`) with `scopes`,
+    /// written to `out`; returns the key.
+    fn apikey_on(url: &str, kf: &str, holder: &[&str], scopes: &str, out: &Path) -> String {
+        let mut args = vec!["apikey", "create"];
+        args.extend_from_slice(holder);
+        args.extend(["--scopes", scopes, "--out", out.to_str().unwrap()]);
+        ok_on(url, kf, &args);
+        std::fs::read_to_string(out).unwrap()
+    }
+
     /// One HTTP/1.1 request over the socket: the status, the head and the body.
     fn http(
         sock: &Path,
@@ -299,31 +310,7 @@ mod on_postgres {
         key: Option<&str>,
         body: Option<&str>,
     ) -> (u16, String, String) {
-        let mut s = UnixStream::connect(sock).expect("connect to the daemon");
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
-        if let Some(k) = key {
-            req.push_str(&format!("Authorization: Bearer {k}\r\n"));
-        }
-        if let Some(b) = body {
-            req.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                b.len()
-            ));
-        }
-        req.push_str("\r\n");
-        req.push_str(body.unwrap_or(""));
-        s.write_all(req.as_bytes()).unwrap();
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        let text = String::from_utf8_lossy(&out).into_owned();
-        let status = text
-            .strip_prefix("HTTP/1.1 ")
-            .and_then(|r| r.get(..3))
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        (status, head.to_ascii_lowercase(), body.to_owned())
+        unix_http(sock, method, path, key, body, Duration::from_secs(60))
     }
 
     /// Polls `GET /health` until `want` says yes (a bounded wait for a state, not a timing assert).
@@ -434,34 +421,14 @@ mod on_postgres {
         ok_on(&url, &kf, &["merchant", "add", "890490", "--name", "Shop"]);
         let mkey = dir.path().join("merchant.key");
         let okey = dir.path().join("operator.key");
-        ok_on(
+        let merchant_key = apikey_on(
             &url,
             &kf,
-            &[
-                "apikey",
-                "create",
-                "--merchant",
-                "890490",
-                "--scopes",
-                "tokenize,reveal",
-                "--out",
-                mkey.to_str().unwrap(),
-            ],
+            &["--merchant", "890490"],
+            "tokenize,reveal",
+            &mkey,
         );
-        ok_on(
-            &url,
-            &kf,
-            &[
-                "apikey",
-                "create",
-                "--operator",
-                "--scopes",
-                "admin",
-                "--out",
-                okey.to_str().unwrap(),
-            ],
-        );
-        let merchant_key = std::fs::read_to_string(&mkey).unwrap();
+        apikey_on(&url, &kf, &["--operator"], "admin", &okey);
 
         // Two daemons on the one database, each on its own socket.
         let (sock_a, sock_b) = (
@@ -559,21 +526,7 @@ mod on_postgres {
         ok_on(&url, &kf, &["init"]);
         ok_on(&url, &kf, &["merchant", "add", "890490", "--name", "Shop"]);
         let mkey = dir.path().join("merchant.key");
-        ok_on(
-            &url,
-            &kf,
-            &[
-                "apikey",
-                "create",
-                "--merchant",
-                "890490",
-                "--scopes",
-                "tokenize",
-                "--out",
-                mkey.to_str().unwrap(),
-            ],
-        );
-        let key = std::fs::read_to_string(&mkey).unwrap();
+        let key = apikey_on(&url, &kf, &["--merchant", "890490"], "tokenize", &mkey);
         let sock = dir.path().join("run/cardvault.sock");
         let daemon = Daemon::start(&url, &kf, &sock);
         let (status, _, body) = http(&sock, "POST", "/v2/tokens", Some(key.trim()), Some(CARD));

@@ -2,14 +2,13 @@
 //! `--allow-uid` / `--allow-gid` really let those peers (and only those) reach the socket.
 
 use std::{
-    io::{Read, Write},
     os::unix::{fs::PermissionsExt, net::UnixStream, process::CommandExt},
     path::{Path, PathBuf},
     process::{Child, Stdio},
     time::{Duration, Instant},
 };
 
-use crate::common::bin;
+use crate::common::{bin, unix_http};
 
 /// Environment variable telling [`peer_probe`] (run as a child under another uid) which socket
 /// to ask.
@@ -24,36 +23,7 @@ fn http(
     key: Option<&str>,
     body: Option<&str>,
 ) -> (u16, String) {
-    let mut s = UnixStream::connect(sock).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
-    if let Some(k) = key {
-        req.push_str(&format!("Authorization: Bearer {k}\r\n"));
-    }
-    if let Some(b) = body {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            b.len()
-        ));
-    }
-    req.push_str("\r\n");
-    req.push_str(body.unwrap_or(""));
-    // A refused peer may see the connection reset before or while it writes.
-    if s.write_all(req.as_bytes()).is_err() {
-        return (0, String::new());
-    }
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|r| r.get(..3))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let (status, _, body) = unix_http(sock, method, path, key, body, Duration::from_secs(20));
     (status, body)
 }
 
