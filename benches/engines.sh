@@ -10,7 +10,10 @@
 #
 # Needs: a release build (it runs `cargo build --release` first), a PostgreSQL server reachable
 # as $PG_ADMIN_URL (default postgres://postgres@127.0.0.1:5432/postgres) with psql on the PATH.
-# It creates the database cardvault_bench_<pid> and drops it at the end.
+# It creates the databases cardvault_bench_<pid> and cardvault_pgbench_<pid> and drops them at
+# the end. With pgbench on the PATH it first measures the server alone (single-row INSERT
+# transactions from 32 pgbench clients, the reference the issue's targets were set against), so
+# figures from different machines can be compared.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,6 +22,7 @@ duration="${DURATION:-10s}"
 conns="${CONNECTIONS:-32}"
 admin="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 db="cardvault_bench_$$"
+calib_db="cardvault_pgbench_$$"
 url="${admin%/*}/$db"
 
 [ -n "${NO_BUILD:-}" ] || cargo build --release -q -p cardvault-cli
@@ -29,6 +33,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   psql "$admin" -qAtc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  psql "$admin" -qAtc "DROP DATABASE IF EXISTS $calib_db WITH (FORCE)" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -48,6 +53,16 @@ for op in tokenize reveal get; do
   bench /tmp/cardvault-dev/cardvault.sock /tmp/cardvault-dev/api-key "$op"
 done
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=()
+
+if command -v pgbench >/dev/null; then
+  echo "== the server alone: pgbench, 32 clients, one single-row INSERT per transaction, $duration"
+  psql "$admin" -qAtc "CREATE DATABASE $calib_db" >/dev/null
+  psql "${admin%/*}/$calib_db" -qAtc "CREATE TABLE t (k bigserial PRIMARY KEY, v bytea)" >/dev/null
+  echo "INSERT INTO t (v) VALUES ('\\x$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')');" >"$work/insert.sql"
+  pgbench -n -c 32 -j 2 -M prepared -T "${duration%s}" -f "$work/insert.sql" "${admin%/*}/$calib_db" 2>&1 \
+    | grep -E '^(tps|latency average)'
+  psql "$admin" -qAtc "DROP DATABASE $calib_db WITH (FORCE)" >/dev/null
+fi
 
 echo "== PostgreSQL ($url)"
 psql "$admin" -qAtc "CREATE DATABASE $db" >/dev/null
@@ -71,6 +86,13 @@ for op in tokenize reveal get; do
   after="$(commits)"
   n="$(echo "$out" | awk '$1 == "requests" {print $2; exit}')"
   [ -n "$n" ] && [ "$n" -gt 0 ] && echo "   postgres commits: $((after - before)) for $n requests ($(awk "BEGIN{printf \"%.3f\", $((after - before))/$n}") per request)"
+done
+
+# Reveal waits for a read and then for its audit entry's group commit: at 32 connections it is
+# bound by that latency, so the same op at more connections shows what the daemon can do.
+for c in 64 128; do
+  echo "-- postgres, one daemon, reveal at $c connections"
+  "$bin" bench --socket "$work/a.sock" --api-key-file "$work/api-key" --op reveal --connections "$c" --duration "$duration"
 done
 
 echo "== postgres, two daemons on one database, tokenize at once ($conns connections each)"
