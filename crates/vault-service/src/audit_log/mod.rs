@@ -327,10 +327,12 @@ impl Vault {
     /// (or block), and removal of the last entries unless the head record was also rolled back
     /// to an older value of itself (see SECURITY.md).
     ///
+    /// The log may grow while it is verified (a serving daemon, other daemons on a shared
+    /// vault): the head is read before and after the walk; every entry the first names must be
+    /// found (the last with its hash), and the second must cover every entry found.
+    ///
     /// On a shared vault every chain is verified (each process's own); the
     /// report counts the entries of all of them and names the chain of the first problem.
-    ///
-    ///
     pub fn audit_verify(&self) -> Result<AuditReport, VaultError> {
         self.barrier()?;
         let mut total = 0;
@@ -371,6 +373,15 @@ impl Vault {
                 ));
             }
         };
+        // The head as it was before the walk: entries appended meanwhile (a serving daemon, or
+        // another daemon's chain) run past it, and every entry it names must be found.
+        let before = self.audit_head(chain)?;
+        let named = match before {
+            Some(Ok((seq, _))) => seq,
+            _ => 0,
+        };
+        // The hash of entry `named`, once the walk passes it.
+        let mut named_hash = None;
         // The next seq expected; every entry before it verified.
         let mut seq = start + 1;
         let mut w = window_of(seq);
@@ -428,6 +439,9 @@ impl Vault {
                         return Ok(bad(seq, entries, format!("entry {seq} was altered")));
                     }
                     prev = e.hash;
+                    if seq == named {
+                        named_hash = Some(e.hash);
+                    }
                     seq += 1;
                     rest = &rest[d.len..];
                 }
@@ -441,19 +455,32 @@ impl Vault {
         }
         let entries = seq - 1;
         let next = seq;
+        // The head read before the walk names entries that must all have been found, the last
+        // with its hash; the head read after it must cover every entry found (so entries added
+        // during the walk count, and removing the newest entries is found unless the head was
+        // rolled back too, see SECURITY.md).
+        if let Some(Ok((named, hash))) = before {
+            if named > entries {
+                return Ok(bad(
+                    next,
+                    entries,
+                    format!("entries {next}..={named} are missing (the head says {named})"),
+                ));
+            }
+            if named > start && named_hash != Some(hash) {
+                return Ok(bad(
+                    named,
+                    entries,
+                    format!("entry {named} differs from the head record"),
+                ));
+            }
+        }
         match self.audit_head(chain)? {
             None if entries == 0 => {}
             None => {
                 return Ok(bad(next, entries, "the head record is missing".to_owned()));
             }
             Some(Err(problem)) => return Ok(bad(next, entries, problem.to_owned())),
-            Some(Ok((seq, _))) if seq > entries => {
-                return Ok(bad(
-                    next,
-                    entries,
-                    format!("entries {next}..={seq} are missing (the head says {seq})"),
-                ));
-            }
             Some(Ok((seq, _))) if seq < entries => {
                 return Ok(bad(
                     seq + 1,
@@ -461,7 +488,7 @@ impl Vault {
                     format!("entries after {seq} are not covered by the head record"),
                 ));
             }
-            Some(Ok((_, hash))) if hash != prev => {
+            Some(Ok((seq, hash))) if seq == entries && hash != prev => {
                 return Ok(bad(
                     entries,
                     entries,

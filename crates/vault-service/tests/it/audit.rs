@@ -316,3 +316,39 @@ fn an_archived_log_still_verifies_and_catches_tampering() {
     let v = reopen(dir.path(), clock);
     assert_eq!(v.audit_verify().unwrap().first_bad, Some(next));
 }
+
+/// A log being appended to while it is verified (an admin checking a serving daemon's log) is
+/// reported intact: every check holds against the head as it was before and after the walk.
+#[test]
+fn verify_while_entries_are_appended_reports_the_log_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, _, _) = busy_vault(dir.path());
+    let initial = vault.audit_verify().unwrap().entries;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (vault, stop) = (vault.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                vault
+                    .audit(AuditAction::Reveal, None, vault_service::AuditOutcome::Ok)
+                    .unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut last = initial;
+    for _ in 0..200 {
+        let report = vault.audit_verify().unwrap();
+        assert!(report.is_ok(), "{report:?}");
+        assert!(report.entries >= last, "{report:?} after {last}");
+        last = report.entries;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let appended = writer.join().unwrap();
+    assert!(appended > 0);
+    let report = vault.audit_verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.entries, initial + appended, "{report:?}");
+}
