@@ -57,7 +57,7 @@ pub use audit::{
     Actor, AuditAction, AuditCode, AuditEntry, AuditOutcome, AuditReport, AuditThrottle,
     RevealAudit,
 };
-pub use audit_log::AuditArchived;
+pub use audit_log::{ArchivedChain, AuditArchived, MAX_ARCHIVE_BLOCKS};
 pub use backup::{BackupReport, RestoreReport, backup_path_problem};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{FieldError, VaultConflict, VaultError};

@@ -37,8 +37,8 @@ pub(crate) enum AuditCmd {
     },
     /// Move the entries written before DATE (whole blocks, never the newest) into a new file,
     /// verifiable on its own with `audit verify --archive FILE`; the remaining log starts from a
-    /// keyed anchor and still verifies. Offline only (on --data or --database, with the vault
-    /// key).
+    /// keyed anchor and still verifies. Needs the vault key: on --data with the daemon stopped;
+    /// on --database while the daemons serve (every daemon's chain is archived).
     Archive {
         /// RFC 3339 time (`2026-01-01T00:00:00Z`) or a date (`2026-01-01`, midnight UTC).
         #[arg(long, value_name = "DATE")]
@@ -71,21 +71,42 @@ pub(crate) fn run(cmd: AuditCmd) -> anyhow::Result<()> {
             let before = parse_date(&before)?;
             let admin = conn::open(&target)?;
             let Some(v) = admin.vault() else {
-                bail!("`audit archive` works offline only: stop the daemon first");
+                bail!(
+                    "`audit archive` needs the vault key: stop the daemon that holds --data \
+                     first (on --database it runs beside the daemons)"
+                );
             };
             let a = v
                 .audit_archive(before, &out)
                 .with_context(|| format!("archiving to {}", out.display()))?;
             if a.entries == 0 {
                 println!("nothing to archive: no whole block of entries before {before}");
-            } else {
+            }
+            for c in &a.chains {
+                let chain = c
+                    .chain
+                    .as_deref()
+                    .map_or(String::new(), |id| format!("chain {id}: "));
                 println!(
-                    "archived entries {}..={} ({} entries) to {}; the log now starts at entry {}",
-                    a.first_seq,
-                    a.last_seq,
-                    a.entries,
+                    "{chain}archived entries {}..={} ({} entries) to {}; the log now starts at entry {}",
+                    c.first_seq,
+                    c.last_seq,
+                    c.last_seq - c.first_seq + 1,
                     out.display(),
-                    a.last_seq + 1
+                    c.last_seq + 1
+                );
+            }
+            if a.chains.len() > 1 {
+                println!(
+                    "{} entries of {} chains archived",
+                    a.entries,
+                    a.chains.len()
+                );
+            }
+            if a.more {
+                println!(
+                    "older entries remain (one run moves at most {} blocks): run again with another --out",
+                    cardvault::MAX_ARCHIVE_BLOCKS
                 );
             }
         }

@@ -488,6 +488,41 @@ mod on_postgres {
         let stats = ok_on(&url, &kf, &["stats"]);
         assert!(stats.contains("records       1"), "{stats}");
 
+        // The audit log archived while the daemons serve: every process's chain that has a
+        // whole block behind its newest, and the remaining log and the file both verify.
+        let archive = dir.path().join("audit.bin");
+        let archive = archive.to_str().unwrap();
+        let moved = ok_on(
+            &url,
+            &kf,
+            &[
+                "audit",
+                "archive",
+                "--before",
+                "2999-01-01",
+                "--out",
+                archive,
+            ],
+        );
+        assert!(
+            moved.contains("chain ") && moved.contains("archived entries 1..="),
+            "{moved}"
+        );
+        let checked = ok_on(&url, &kf, &["audit", "verify", "--archive", archive]);
+        assert!(checked.contains("archive OK"), "{checked}");
+        let verify = ok_on(&url, &kf, &["audit", "verify"]);
+        assert!(verify.contains("chain intact"), "{verify}");
+        let (status, _, body) = http(
+            &sock_a,
+            "POST",
+            &format!("/v2/tokens/{token}/reveal"),
+            Some(merchant_key.trim()),
+            Some("{}"),
+        );
+        assert_eq!(status, 200, "the daemons append after the archive: {body}");
+        let verify = ok_on(&url, &kf, &["audit", "verify"]);
+        assert!(verify.contains("chain intact"), "{verify}");
+
         // A backup of the database, offline, restored into another (empty) database.
         let backup = dir.path().join("vault.cvbk");
         ok_on(&url, &kf, &["backup", "--out", backup.to_str().unwrap()]);

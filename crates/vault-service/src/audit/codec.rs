@@ -59,6 +59,11 @@ impl Chain {
         Self(Some(id))
     }
 
+    /// The chain's id (`None` for the vault's own chain).
+    pub(crate) fn id(self) -> Option<[u8; 8]> {
+        self.0
+    }
+
     /// The chain's id in hex (`None` for the vault's own chain).
     pub(crate) fn id_hex(self) -> Option<String> {
         self.0.map(hex::encode)

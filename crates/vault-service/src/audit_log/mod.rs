@@ -9,7 +9,7 @@ mod queue;
 mod tests;
 mod throttle;
 
-pub use archive::AuditArchived;
+pub use archive::{ArchivedChain, AuditArchived, MAX_ARCHIVE_BLOCKS};
 
 use subtle::ConstantTimeEq;
 use vault_core::Token;

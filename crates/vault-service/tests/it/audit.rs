@@ -281,8 +281,11 @@ fn an_archived_log_still_verifies_and_catches_tampering() {
     let file = dir.path().join("archive.bin");
     let cut = vault_service::Clock::now(&*clock) + time::Duration::seconds(1);
     let a = vault.audit_archive(cut, &file).unwrap();
-    assert!(a.entries > 0 && a.last_seq < end, "{a:?}");
-    assert_eq!(a.first_seq, 1);
+    assert_eq!(a.chains.len(), 1, "{a:?}");
+    let c = &a.chains[0];
+    assert!(a.entries > 0 && c.last_seq < end && !a.more, "{a:?}");
+    assert_eq!((c.chain.as_deref(), c.first_seq), (None, 1));
+    assert_eq!(a.entries, c.last_seq);
     let report = vault.audit_verify().unwrap();
     assert!(report.is_ok(), "{report:?}");
     assert_eq!(report.entries, end);
@@ -306,7 +309,7 @@ fn an_archived_log_still_verifies_and_catches_tampering() {
     assert_eq!(report.first_bad, Some(1), "{report:?}");
     drop(v);
     // An entry after the anchor edited.
-    let next = a.last_seq + 1;
+    let next = c.last_seq + 1;
     tamper(dir.path(), |db| {
         let mut v = db.get(key(next)).unwrap().unwrap().to_vec();
         let at = v.len() - 65;

@@ -328,3 +328,150 @@ fn a_lookup_writes_no_claim() {
         Ok(IdempotencyStart::Proceed(_))
     ));
 }
+
+/// `audit_archive` on a shared vault takes every daemon's chain while another daemon keeps
+/// appending: the file verifies with the vault key and names both chains, the remaining log (both
+/// chains, from their anchors) verifies through either daemon, a second run takes what was added
+/// meanwhile, and an altered file is refused.
+#[test]
+fn audit_archive_takes_every_chain_while_another_daemon_appends() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use vault_service::{AuditAction, AuditOutcome};
+
+    let p = pair();
+    for _ in 0..5 {
+        p.a.audit(AuditAction::Reveal, None, AuditOutcome::Ok)
+            .unwrap();
+        p.b.audit(AuditAction::Reveal, None, AuditOutcome::Ok)
+            .unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let appender = {
+        let (b, stop) = (p.b.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) || n < 20 {
+                b.audit(AuditAction::Reveal, None, AuditOutcome::Ok)
+                    .unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Every entry so far is older than the cut (the clocks stand still).
+    let cut = vault_service::Clock::now(&*p.clock_a) + time::Duration::seconds(1);
+    let first = dir.path().join("first.bin");
+    let a = p.a.audit_archive(cut, &first).unwrap();
+    assert_eq!(a.chains.len(), 2, "{a:?}");
+    assert!(
+        a.chains
+            .iter()
+            .all(|c| c.chain.is_some() && c.first_seq == 1)
+    );
+    assert!(!a.more && a.entries >= 8, "{a:?}");
+    let report = p.b.audit_verify_archive(&std::fs::read(&first).unwrap());
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.entries, a.entries);
+    // Verified while the other daemon appends.
+    let report = p.a.audit_verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+
+    stop.store(true, Ordering::Relaxed);
+    let appended = appender.join().unwrap();
+    let total = 10 + appended;
+    for v in [&p.a, &p.b] {
+        let report = v.audit_verify().unwrap();
+        assert!(report.is_ok(), "{report:?}");
+        assert_eq!(report.entries, total, "archived entries still count");
+    }
+    // The first run left each chain's newest block and what was added after its walk.
+    let second = dir.path().join("second.bin");
+    let again = p.b.audit_archive(cut, &second).unwrap();
+    assert!(again.entries > 0, "{again:?}");
+    for c in &again.chains {
+        let before = a.chains.iter().find(|x| x.chain == c.chain).unwrap();
+        assert_eq!(c.first_seq, before.last_seq + 1, "{again:?} after {a:?}");
+    }
+    assert_eq!(
+        p.a.audit_verify_archive(&std::fs::read(&second).unwrap())
+            .entries,
+        again.entries
+    );
+    // Every entry was older than the cut: both chains are archived up to their heads, and go on
+    // from their anchors.
+    assert!(p.a.audit_tail(5).unwrap().is_empty());
+    p.a.audit(AuditAction::Reveal, None, AuditOutcome::Ok)
+        .unwrap();
+    let report = p.b.audit_verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.entries, total + 1);
+    assert_eq!(p.b.audit_tail(5).unwrap().len(), 1);
+
+    let mut bytes = std::fs::read(&second).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    let report = p.a.audit_verify_archive(&bytes);
+    assert!(!report.is_ok(), "{report:?}");
+    // The file may not be overwritten.
+    assert!(p.a.audit_archive(cut, &second).is_err());
+}
+
+/// Two archives at once, through two daemons, round after round while entries are added: each
+/// either moves its blocks or is refused (`audit_archive_in_progress`, its file removed), never
+/// both moves the same blocks or anchors a chain behind the other; every entry ends up either in
+/// exactly one file or still in the log, and the log verifies.
+#[test]
+fn concurrent_audit_archives_never_overlap_or_break_a_chain() {
+    use vault_service::{AuditAction, AuditOutcome, VaultConflict};
+
+    let p = pair();
+    let dir = tempfile::tempdir().unwrap();
+    let cut = vault_service::Clock::now(&*p.clock_a) + time::Duration::seconds(1);
+    let mut archived = 0;
+    let mut refused = 0;
+    for round in 0..12 {
+        for _ in 0..4 {
+            p.a.audit(AuditAction::Reveal, None, AuditOutcome::Ok)
+                .unwrap();
+            p.b.audit(AuditAction::Reveal, None, AuditOutcome::Ok)
+                .unwrap();
+        }
+        let start = Arc::new(Barrier::new(2));
+        let runs: Vec<_> = [p.a.clone(), p.b.clone()]
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let file = dir.path().join(format!("{round}-{i}.bin"));
+                let start = start.clone();
+                thread::spawn(move || {
+                    start.wait();
+                    (v.audit_archive(cut, &file), file)
+                })
+            })
+            .collect();
+        for run in runs {
+            match run.join().unwrap() {
+                (Ok(a), file) => {
+                    if a.entries > 0 {
+                        let bytes = std::fs::read(&file).unwrap();
+                        let report = p.a.audit_verify_archive(&bytes);
+                        assert!(report.is_ok(), "{report:?}");
+                        assert_eq!(report.entries, a.entries);
+                    }
+                    archived += a.entries;
+                }
+                (Err(VaultError::Conflict(VaultConflict::AuditArchiveInProgress)), file) => {
+                    assert!(!file.exists(), "a refused archive keeps no file");
+                    refused += 1;
+                }
+                (Err(e), _) => panic!("{e:?}"),
+            }
+        }
+    }
+    let report = p.b.audit_verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    let remaining = p.a.audit_tail(1_000_000).unwrap().len() as u64;
+    assert_eq!(archived + remaining, report.entries, "{refused} refused");
+    assert!(archived > 0);
+}
