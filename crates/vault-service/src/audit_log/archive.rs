@@ -131,6 +131,16 @@ impl Vault {
         before: OffsetDateTime,
         out: &Path,
     ) -> Result<AuditArchived, VaultError> {
+        self.audit_archive_at_most(before, out, MAX_ARCHIVE_BLOCKS)
+    }
+
+    /// [`audit_archive`](Self::audit_archive) taking at most `max_blocks` blocks.
+    pub(super) fn audit_archive_at_most(
+        &self,
+        before: OffsetDateTime,
+        out: &Path,
+        max_blocks: usize,
+    ) -> Result<AuditArchived, VaultError> {
         if out.exists() {
             let exists = std::io::Error::from(std::io::ErrorKind::AlreadyExists);
             return Err(VaultError::Store(exists.into()));
@@ -146,7 +156,7 @@ impl Vault {
             vec![Chain::LOCAL]
         };
         let mut sections = Vec::new();
-        let mut budget = MAX_ARCHIVE_BLOCKS;
+        let mut budget = max_blocks;
         let mut more = false;
         for chain in chains {
             let Some(s) = self.archivable(chain, before, &mut budget, &mut more)? else {

@@ -363,3 +363,37 @@ fn a_full_write_queue_answers_busy_but_reveals_are_still_audited() {
     reveal.join().unwrap().unwrap();
     assert_eq!(vault.audit_verify().unwrap().entries, 1);
 }
+
+/// An archive takes at most its bound of blocks and says that older ones remain; the next run
+/// goes on from the anchor the first left, and the log and both files verify.
+#[test]
+fn an_archive_stops_at_its_bound_and_the_next_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = Vault::create(dir.path(), &key(), options()).unwrap();
+    // One block per entry: each durable entry is a group of its own.
+    for _ in 0..8 {
+        vault
+            .audit(AuditAction::Reveal, None, crate::AuditOutcome::Ok)
+            .unwrap();
+    }
+    let end = vault.audit_verify().unwrap().entries;
+    let cut = datetime!(2026-11-21 12:00:01 UTC);
+    let first = dir.path().join("1.bin");
+    let a = vault.audit_archive_at_most(cut, &first, 3).unwrap();
+    assert!(a.more, "{a:?}");
+    assert_eq!(a.entries, 3);
+    assert_eq!((a.chains[0].first_seq, a.chains[0].last_seq), (1, 3));
+    let second = dir.path().join("2.bin");
+    let b = vault.audit_archive_at_most(cut, &second, 100).unwrap();
+    assert!(!b.more, "{b:?}");
+    // Everything but the newest block.
+    assert_eq!((b.chains[0].first_seq, b.chains[0].last_seq), (4, end - 1));
+    for (file, archived) in [(&first, &a), (&second, &b)] {
+        let report = vault.audit_verify_archive(&std::fs::read(file).unwrap());
+        assert!(report.is_ok(), "{report:?}");
+        assert_eq!(report.entries, archived.entries);
+    }
+    let report = vault.audit_verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.entries, end);
+}
