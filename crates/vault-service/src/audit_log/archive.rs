@@ -109,7 +109,11 @@ impl Vault {
     }
 
     /// The start a stored anchor record gives (none: the chain's first entry).
-    fn start_of(&self, chain: Chain, anchor: Option<&[u8]>) -> Result<(u64, [u8; 32]), VaultError> {
+    pub(super) fn start_of(
+        &self,
+        chain: Chain,
+        anchor: Option<&[u8]>,
+    ) -> Result<(u64, [u8; 32]), VaultError> {
         match anchor {
             None => Ok((0, [0; 32])),
             Some(b) => self
