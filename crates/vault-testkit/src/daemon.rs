@@ -167,21 +167,9 @@ impl TestDaemon {
         key: Option<&str>,
         body: Option<&str>,
     ) -> Resp {
-        let mut head =
-            format!("{method} {path} HTTP/1.1\r\nHost: cardvault\r\nConnection: close\r\n");
-        if let Some(k) = key {
-            head.push_str(&format!("Authorization: Bearer {k}\r\n"));
-        }
-        if let Some(b) = body {
-            head.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                b.len()
-            ));
-        }
-        head.push_str("\r\n");
-        let mut bytes = head.into_bytes();
-        bytes.extend_from_slice(body.unwrap_or("").as_bytes());
-        raw(&self.sock, &bytes).await.expect("a response")
+        raw(&self.sock, &request(method, path, key, body))
+            .await
+            .expect("a response")
     }
 
     /// `POST /v2/tokens` with `key` and `body`.
@@ -282,6 +270,25 @@ impl Resp {
             })
             .collect()
     }
+}
+
+/// The bytes of one HTTP/1.1 request on a fresh connection (`Connection: close`), with a bearer
+/// `key` and a JSON `body` if given.
+pub fn request(method: &str, path: &str, key: Option<&str>, body: Option<&str>) -> Vec<u8> {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: cardvault\r\nConnection: close\r\n");
+    if let Some(k) = key {
+        head.push_str(&format!("Authorization: Bearer {k}\r\n"));
+    }
+    if let Some(b) = body {
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body.unwrap_or("").as_bytes());
+    bytes
 }
 
 /// Writes `bytes` on a fresh connection, half-closes, and reads the whole answer. `None` when

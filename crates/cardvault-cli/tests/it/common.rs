@@ -128,20 +128,9 @@ pub fn unix_http(
     use std::io::{Read, Write};
     let mut s = std::os::unix::net::UnixStream::connect(sock).expect("connect to the daemon");
     s.set_read_timeout(Some(read_timeout)).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
-    if let Some(k) = key {
-        req.push_str(&format!("Authorization: Bearer {k}\r\n"));
-    }
-    if let Some(b) = body {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            b.len()
-        ));
-    }
-    req.push_str("\r\n");
-    req.push_str(body.unwrap_or(""));
+    let req = vault_testkit::daemon::request(method, path, key, body);
     // A refused peer may see the connection reset before or while it writes.
-    if s.write_all(req.as_bytes()).is_err() {
+    if s.write_all(&req).is_err() {
         return (0, String::new(), String::new());
     }
     let mut out = Vec::new();

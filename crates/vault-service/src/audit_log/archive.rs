@@ -80,6 +80,8 @@ struct Section {
     start_hash: [u8; 32],
     blocks: Vec<(Vec<u8>, Vec<u8>)>,
     last_seq: u64,
+    /// The hash of entry `last_seq`, the new anchor's.
+    last_hash: [u8; 32],
 }
 
 impl Section {
@@ -91,13 +93,6 @@ impl Section {
             file.extend_from_slice(&(v.len() as u64).to_be_bytes());
             file.extend_from_slice(v);
         }
-    }
-
-    fn last_hash(&self) -> Result<[u8; 32], VaultError> {
-        self.blocks
-            .last()
-            .and_then(|(_, v)| decode_block(v).last().map(|e| e.hash))
-            .ok_or(VaultError::Integrity)
     }
 }
 
@@ -201,19 +196,31 @@ impl Vault {
         f.sync_all().map_err(|e| VaultError::Store(e.into()))?;
         drop(f);
 
+        let archived = AuditArchived {
+            entries: sections.iter().map(|s| s.last_seq - s.start).sum(),
+            chains: sections
+                .iter()
+                .map(|s| ArchivedChain {
+                    chain: s.chain.id_hex(),
+                    first_seq: s.start + 1,
+                    last_seq: s.last_seq,
+                })
+                .collect(),
+            more,
+        };
         // Per chain: its anchor as the walk read it (the compare-and-set's expectation), the
         // new one, and the keys to remove.
-        let mut changes = Vec::with_capacity(sections.len());
-        for s in &sections {
-            let anchor_key = s.chain.anchor_key();
-            let expected = s.anchor.clone();
-            let anchor = self
-                .inner
-                .audit_key
-                .encode_anchor(s.chain, s.last_seq, &s.last_hash()?);
-            let keys: Vec<Vec<u8>> = s.blocks.iter().map(|(k, _)| k.clone()).collect();
-            changes.push((anchor_key, expected, anchor, keys));
-        }
+        let changes: Vec<_> = sections
+            .into_iter()
+            .map(|s| {
+                let anchor = self
+                    .inner
+                    .audit_key
+                    .encode_anchor(s.chain, s.last_seq, &s.last_hash);
+                let keys: Vec<Vec<u8>> = s.blocks.into_iter().map(|(k, _)| k).collect();
+                (s.chain.anchor_key(), s.anchor, anchor, keys)
+            })
+            .collect();
         let committed = self.inner.store.write(move |tx| -> Result<(), VaultError> {
             for (anchor_key, expected, anchor, keys) in &changes {
                 // Another archive since the walk (in this process or another one sharing
@@ -245,18 +252,7 @@ impl Vault {
             }
             return Err(e);
         }
-        Ok(AuditArchived {
-            entries: sections.iter().map(|s| s.last_seq - s.start).sum(),
-            chains: sections
-                .iter()
-                .map(|s| ArchivedChain {
-                    chain: s.chain.id_hex(),
-                    first_seq: s.start + 1,
-                    last_seq: s.last_seq,
-                })
-                .collect(),
-            more,
-        })
+        Ok(archived)
     }
 
     /// `chain`'s whole blocks from its anchor that are entirely older than `before`, stopping
@@ -286,6 +282,7 @@ impl Vault {
         let (start, start_hash) = self.start_of(chain, anchor.as_deref())?;
         let mut blocks: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let mut next = start + 1;
+        let mut last_hash = start_hash;
         'walk: loop {
             let w = window_of(next);
             let mut advanced = false;
@@ -305,6 +302,7 @@ impl Vault {
                 }
                 *budget -= 1;
                 next += n;
+                last_hash = entries.last().map_or(last_hash, |e| e.hash);
                 blocks.push((k, v));
                 advanced = true;
             }
@@ -322,6 +320,7 @@ impl Vault {
             start_hash,
             blocks,
             last_seq: next - 1,
+            last_hash,
         }))
     }
 
