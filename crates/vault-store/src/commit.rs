@@ -17,7 +17,9 @@
 //! locking on a vault directory. On an engine shared by several processes
 //! ([`Engine::shared`](crate::Engine::shared)) the same decisions are carried to the database as
 //! conditions ([`Check`](crate::engine::Check)), each key read once per group; a group the database
-//! refuses as raced by another writer runs again on fresh reads (jobs are `FnMut` for that).
+//! refuses as raced by another writer runs again on fresh reads (jobs are `FnMut` for that), and one
+//! that lost [`MAX_RACE_RETRIES`] times over runs each job alone, so that only the jobs that keep
+//! losing fail.
 
 use std::{
     collections::HashMap,
@@ -521,7 +523,6 @@ impl GroupHistogram {
 impl Committer {
     pub(crate) fn run(mut self) {
         let mut group: Vec<Box<dyn Job>> = Vec::with_capacity(self.max_group);
-        let engine = self.engine.clone();
         // What this committer last committed of the keys only it writes (see `get_own_raw`).
         let mut own: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
         loop {
@@ -542,50 +543,20 @@ impl Committer {
             }
             let n = group.len();
             self.stats.queued.fetch_sub(n, Ordering::AcqRel);
-            let mut races = 0;
-            let outcome = loop {
-                let count = self.stats.live_records.load(Ordering::Acquire);
-                let mut tx = WriteTx::new(&*engine, count, &own);
-                for job in &mut group {
-                    job.run(&mut tx);
+            let outcome = self.commit_group(&mut group, &mut own);
+            if matches!(outcome, Err(StoreError::Conflict(ConflictKind::Raced))) && n > 1 {
+                // Raced MAX_RACE_RETRIES times over: another writer keeps changing what some job
+                // read. Each job alone, in order, so only the jobs that keep losing fail (a
+                // reveal's audit entries, which read nothing another writer changes, then
+                // commit at once).
+                for mut job in group.drain(..) {
+                    let outcome = self.commit_group(std::slice::from_mut(&mut job), &mut own);
+                    job.finish(outcome);
                 }
-                let new_count = tx.count;
-                let own_after = tx.own_after();
-                let next = self.generation + 1;
-                let outcome = self.apply(tx, count, next).map(|applied| {
-                    if applied {
-                        self.generation = next;
-                    }
-                });
-                match &outcome {
-                    Ok(()) => {
-                        self.stats.live_records.store(new_count, Ordering::Release);
-                        own.extend(own_after);
-                    }
-                    // Another writer of a shared database got there first: run the group again
-                    // on fresh reads (every job decides anew; their earlier results are dropped).
-                    Err(StoreError::Conflict(ConflictKind::Raced)) if races < MAX_RACE_RETRIES => {
-                        races += 1;
-                        self.stats.races.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    Err(StoreError::Db(_) | StoreError::Io(_)) => {
-                        self.stats.failed.store(true, Ordering::Release)
-                    }
-                    Err(_) => {}
+            } else {
+                for job in group.drain(..) {
+                    job.finish(outcome.clone());
                 }
-                if outcome.is_err() {
-                    // The group may have committed or not (a connection lost after it was sent):
-                    // read the own keys from the database again.
-                    own.clear();
-                }
-                break outcome;
-            };
-            self.stats.groups.fetch_add(1, Ordering::Relaxed);
-            self.stats.jobs.fetch_add(n as u64, Ordering::Relaxed);
-            self.group_sizes.lock().observe(n);
-            for job in group.drain(..) {
-                job.finish(outcome.clone());
             }
             self.checkpoint(false);
         }
@@ -595,6 +566,60 @@ impl Committer {
             return;
         }
         let _ = self.engine.close(self.generation);
+    }
+
+    /// Runs `jobs` against one transaction and commits them as one group, running them again on
+    /// fresh reads (every job decides anew; their earlier results are dropped) when another
+    /// writer of a shared database got there first, up to [`MAX_RACE_RETRIES`] times.
+    fn commit_group(
+        &mut self,
+        jobs: &mut [Box<dyn Job>],
+        own: &mut HashMap<Vec<u8>, Option<Vec<u8>>>,
+    ) -> Result<(), StoreError> {
+        let engine = self.engine.clone();
+        let mut races = 0;
+        let outcome = loop {
+            let count = self.stats.live_records.load(Ordering::Acquire);
+            let mut tx = WriteTx::new(&*engine, count, own);
+            for job in jobs.iter_mut() {
+                job.run(&mut tx);
+            }
+            let new_count = tx.count;
+            let own_after = tx.own_after();
+            let next = self.generation + 1;
+            let outcome = self.apply(tx, count, next).map(|applied| {
+                if applied {
+                    self.generation = next;
+                }
+            });
+            match &outcome {
+                Ok(()) => {
+                    self.stats.live_records.store(new_count, Ordering::Release);
+                    own.extend(own_after);
+                }
+                Err(StoreError::Conflict(ConflictKind::Raced)) if races < MAX_RACE_RETRIES => {
+                    races += 1;
+                    self.stats.races.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Err(StoreError::Db(_) | StoreError::Io(_)) => {
+                    self.stats.failed.store(true, Ordering::Release)
+                }
+                Err(_) => {}
+            }
+            if outcome.is_err() {
+                // The group may have committed or not (a connection lost after it was sent):
+                // read the own keys from the database again.
+                own.clear();
+            }
+            break outcome;
+        };
+        self.stats.groups.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .jobs
+            .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        self.group_sizes.lock().observe(jobs.len());
+        outcome
     }
 
     /// The engine's housekeeping between groups; a failure fails the store (for sled: its flush

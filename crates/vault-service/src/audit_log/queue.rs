@@ -91,12 +91,19 @@ impl Vault {
             core: core.clone(),
             ran: false,
         };
+        // What the first run took. A group that another writer of a shared database raced runs
+        // again (every job anew): the run again appends the same drafts, and answers the same
+        // waiters, rather than taking the queue a second time (which would drop both).
+        let mut drafts: Option<Vec<Draft>> = None;
         self.inner.store.submit_exempt(
             move |tx| {
                 guard.ran = true;
-                let (drafts, t) = guard.core.reveal_queue.take();
-                *taken.lock() = t;
-                guard.core.append_audits(tx, &drafts).map_err(|e| match e {
+                let drafts = drafts.get_or_insert_with(|| {
+                    let (drafts, t) = guard.core.reveal_queue.take();
+                    *taken.lock() = t;
+                    drafts
+                });
+                guard.core.append_audits(tx, drafts).map_err(|e| match e {
                     VaultError::Store(s) => s,
                     _ => StoreError::Corrupt(vault_store::Structure::Value(
                         vault_store::KeySpace::AuditEntry,

@@ -6,13 +6,18 @@
 #![cfg(feature = "postgres")]
 
 use std::{
-    sync::{Arc, Barrier},
+    sync::{
+        Arc, Barrier,
+        atomic::{AtomicBool, Ordering},
+    },
     thread,
+    time::{Duration, Instant},
 };
 
 use vault_service::{
-    IDEMPOTENCY_LEASE, IdempotencyKey, IdempotencyStart, IdempotentResponse, SHARED_KEY_CACHE_TTL,
-    Scope, Scopes, Token, TokenizeOptions, VaultError,
+    AuditAction, IDEMPOTENCY_LEASE, IdempotencyKey, IdempotencyStart, IdempotentResponse,
+    RevealAudit, SHARED_KEY_CACHE_TTL, Scope, Scopes, Token, TokenizeOptions, UpdateOptions,
+    VaultError,
 };
 use vault_testkit::engine::SharedVaults;
 
@@ -122,6 +127,91 @@ fn reads_from_an_async_runtime_are_answered_without_blocking_it_and_reveals_stay
     let report = p.a.audit_verify().expect("verify");
     assert!(report.is_ok(), "{report:?}");
     assert_eq!(report.entries, 24, "{report:?}");
+}
+
+/// A group commit that another daemon raced runs again on fresh reads. The reveal audit entries
+/// its drain job took must ride on the run that commits: none lost (answered reveals of the
+/// `Queued` mode would otherwise be missing from the log), none answered with an error (the
+/// waiting reveals of the `Durable` mode).
+#[test]
+fn a_group_run_again_after_a_race_keeps_the_reveal_entries_it_took() {
+    let p = pair();
+    let m = merchant(890490);
+    let contested =
+        p.a.tokenize(
+            m,
+            card("4242424242424242", "3012"),
+            TokenizeOptions::default(),
+        )
+        .expect("tokenize")
+        .token;
+    let revealed =
+        p.a.tokenize(
+            m,
+            card("5555555555554444", "3012"),
+            TokenizeOptions::default(),
+        )
+        .expect("tokenize")
+        .token;
+    // Both daemons update one token over and over: a's groups that carry an update (and often a
+    // drain job of reveal entries) are raced by b's and run again.
+    let stop = Arc::new(AtomicBool::new(false));
+    let updaters: Vec<_> = [p.a.clone(), p.b.clone()]
+        .into_iter()
+        .map(|v| {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let mut n = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let expiry = if n.is_multiple_of(2) { "3101" } else { "3012" };
+                    let card = card("4242424242424242", expiry);
+                    // A race lost 16 times in a row is refused; the next update tries again.
+                    let _ = v.update(m, &contested, card, UpdateOptions::default());
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    let mut reveals = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for mode in [RevealAudit::Queued, RevealAudit::Durable] {
+        p.a.set_reveal_audit(mode);
+        let races_before = p.a.stats().store.races;
+        // Until a's groups were raced at least 20 times in this mode (and 300 reveals made).
+        let mut n = 0;
+        while n < 300 || p.a.stats().store.races < races_before + 20 {
+            assert!(Instant::now() < deadline, "too few races in {mode:?}");
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    let a = p.a.clone();
+                    thread::spawn(move || {
+                        for _ in 0..25 {
+                            let card = a.reveal(m, &revealed, None).expect("reveal");
+                            assert_eq!(card.pan.expose_digits(), "5555555555554444");
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().expect("revealer");
+            }
+            n += 100;
+            reveals += 100;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in updaters {
+        t.join().expect("updater");
+    }
+    p.a.barrier().expect("barrier");
+    let entries = p.a.audit_after(0, 1_000_000).expect("a's chain");
+    let logged = entries
+        .iter()
+        .filter(|e| e.action == AuditAction::Reveal && e.token == Some(revealed))
+        .count();
+    assert_eq!(logged as u64, reveals, "reveal entries in a's chain");
+    let report = p.b.audit_verify().expect("verify");
+    assert!(report.is_ok(), "{report:?}");
 }
 
 #[test]

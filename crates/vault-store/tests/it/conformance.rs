@@ -50,12 +50,13 @@ fn the_sled_engine_passes_the_conformance_suite() {
 
 /// Negative controls: engines with one fault each fail the suite, so it is not vacuous.
 mod faulty {
-    use std::{ops::Bound, panic, path::Path, sync::Arc};
+    use std::{panic, sync::Arc};
 
     use vault_store::{
-        Engine, SledEngine, Store, StoreError, StoreOptions, conformance,
-        engine::{EngineStats, Group},
+        Engine, SledEngine, Store, StoreError, StoreOptions, conformance, engine::Group,
     };
+
+    use crate::wrapped::{Twist, Wrapped};
 
     #[derive(Debug, Clone, Copy)]
     enum Fault {
@@ -65,54 +66,18 @@ mod faulty {
         Forgetful,
     }
 
-    #[derive(Debug)]
-    struct Faulty(SledEngine, Fault);
-
-    impl Engine for Faulty {
-        fn dir(&self) -> &Path {
-            self.0.dir()
-        }
-        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            self.0.get(key)
-        }
-        fn point_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            self.0.point_get(key)
-        }
-        fn scan(
-            &self,
-            start: Bound<&[u8]>,
-            end: Bound<&[u8]>,
-            limit: usize,
-        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-            let mut out = self.0.scan(start, end, limit)?;
-            if matches!(self.1, Fault::Reversed) {
-                out.reverse();
+    impl Twist for Fault {
+        fn scan(&self, mut rows: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u8>)> {
+            if matches!(self, Fault::Reversed) {
+                rows.reverse();
             }
-            Ok(out)
+            rows
         }
-        fn commit(&self, group: Group) -> Result<(), StoreError> {
-            match self.1 {
+        fn commit(&self, sled: &SledEngine, group: Group) -> Result<(), StoreError> {
+            match self {
                 Fault::Forgetful => Ok(()),
-                Fault::Reversed => self.0.commit(group),
+                Fault::Reversed => sled.commit(group),
             }
-        }
-        fn read_header(&self) -> Result<Vec<u8>, StoreError> {
-            self.0.read_header()
-        }
-        fn write_header(&self, header: &[u8]) -> Result<(), StoreError> {
-            self.0.write_header(header)
-        }
-        fn checkpoint(&self, idle: bool) -> Result<(), StoreError> {
-            self.0.checkpoint(idle)
-        }
-        fn close(&self, generation: u64) -> Result<(), StoreError> {
-            self.0.close(generation)
-        }
-        fn flush(&self) -> Result<(), StoreError> {
-            self.0.flush()
-        }
-        fn stats(&self) -> EngineStats {
-            self.0.stats()
         }
     }
 
@@ -120,7 +85,7 @@ mod faulty {
 
     impl Harness {
         fn wrap(&self, engine: SledEngine, options: &StoreOptions) -> Store {
-            Store::with_engine(Arc::new(Faulty(engine, self.2)), options).expect("store")
+            Store::with_engine(Arc::new(Wrapped(engine, self.2)), options).expect("store")
         }
     }
 

@@ -8,4 +8,6 @@ mod backup;
 mod conformance;
 mod conformance_pg;
 mod pg;
+mod races;
 mod store;
+mod wrapped;
