@@ -107,6 +107,8 @@ pub(crate) struct Core {
     pub(crate) audit_in_flight: std::sync::atomic::AtomicUsize,
     /// Reveal audit entries waiting for the next group commit (one drain job per group).
     pub(crate) reveal_queue: crate::audit::RevealQueue,
+    /// On a shared vault, reveals waiting to be read and audited in the next group commit.
+    pub(crate) reveal_reads: crate::audit::RevealReads,
     /// Distinct cards per API key and masked form (the masked-form limit).
     pub(crate) masked_forms: crate::masked_forms::MaskedForms,
     /// Per-merchant fingerprint keys, derived once (the MAC root never changes for a vault).
@@ -240,6 +242,7 @@ impl Vault {
             reveal_audit_queued: std::sync::atomic::AtomicBool::new(false),
             audit_in_flight: std::sync::atomic::AtomicUsize::new(0),
             reveal_queue: crate::audit::RevealQueue::default(),
+            reveal_reads: crate::audit::RevealReads::default(),
             location,
             header: Mutex::new(header),
             keyring: RwLock::new(keyring),
@@ -307,14 +310,29 @@ impl Vault {
     /// [`actor`](Self::actor)) before the card is returned. Under the
     /// default [`RevealAudit::Durable`](crate::RevealAudit::Durable) the entry joins the next group
     /// commit and the card is returned only once that group is durable; the reveal fails if the
-    /// entry cannot be written. Under the opt-in `Queued` (while fewer than `MAX_QUEUED_AUDIT`
-    /// entries wait) the card is returned at once.
+    /// entry cannot be written (on a vault shared with other daemons the record is read in that
+    /// same group, one round trip before its commit). Under the opt-in `Queued` (while fewer than
+    /// `MAX_QUEUED_AUDIT` entries wait) the card is returned at once.
     pub fn reveal(
         &self,
         merchant: MerchantId,
         token: &Token,
         customer: Option<&CustomerId>,
     ) -> Result<RevealedCard, VaultError> {
+        if self.reveals_in_group() {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            self.reveal_in_group(
+                merchant,
+                token,
+                customer.cloned(),
+                Box::new(move |r| {
+                    let _ = tx.send(r);
+                }),
+            );
+            return rx
+                .recv()
+                .unwrap_or(Err(VaultError::Store(StoreError::Closed)));
+        }
         let result = self.read_card(merchant, token, customer);
         let draft = reveal_draft(&self.actor, token, &result);
         match self.queue_reveal_audit(draft) {
@@ -326,9 +344,9 @@ impl Vault {
         }
     }
 
-    /// Non-blocking [`reveal`](Self::reveal): the card is read on the caller's thread, its
-    /// audit entry joins the next group commit, and `done` receives the card (or the refusal) once
-    /// that entry is durable. `done` runs on the committer thread: it must be quick (hand the
+    /// Non-blocking [`reveal`](Self::reveal): the card is read (without blocking an async caller;
+    /// on a shared vault, in the group commit below), its audit entry joins the next group
+    /// commit, and `done` receives the card (or the refusal) once that entry is durable. `done` runs on the committer thread: it must be quick (hand the
     /// result to a channel) and must not write to the vault.
     pub fn reveal_then<D>(
         &self,
@@ -339,6 +357,10 @@ impl Vault {
     ) where
         D: FnOnce(Result<RevealedCard, VaultError>) + Send + 'static,
     {
+        if self.reveals_in_group() {
+            self.reveal_in_group(merchant, token, customer.cloned(), Box::new(done));
+            return;
+        }
         let vault = self.clone();
         let token = *token;
         let customer = customer.cloned();
@@ -359,6 +381,19 @@ impl Vault {
                     ),
                 }
             });
+    }
+
+    /// Whether a reveal's record is read in the group commit that carries its audit entry (see
+    /// `audit_log/reveal_group.rs`): on a vault shared with other daemons, whose reads wait on a
+    /// network, under the default `Durable` mode. One stage, instead of a read and then a commit,
+    /// each a round trip and a wait for the batch in flight. Elsewhere (a local store's reads are
+    /// quick; `Queued` answers before the commit) the record is read first.
+    fn reveals_in_group(&self) -> bool {
+        self.inner.store.shared()
+            && !self
+                .inner
+                .reveal_audit_queued
+                .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Queues a reveal's audit entry for the next group commit without waiting, when the mode is
@@ -509,6 +544,28 @@ impl Inner {
         token: &Token,
         now: OffsetDateTime,
     ) -> Result<(StoredRecord, CardRecord), VaultError> {
+        let shared = self.store.shared();
+        self.core.open_live(read, merchant, token, now, || {
+            if shared {
+                self.follow_keys()?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Core {
+    /// A record read, checked live for `merchant` and `token` at `now`, and opened. A record
+    /// sealed under a data key this process has not loaded yet (another daemon rotated) is
+    /// opened after `follow` (which follows the stored key header).
+    pub(crate) fn open_live(
+        &self,
+        read: Result<Option<StoredRecord>, StoreError>,
+        merchant: MerchantId,
+        token: &Token,
+        now: OffsetDateTime,
+        follow: impl FnOnce() -> Result<(), VaultError>,
+    ) -> Result<(StoredRecord, CardRecord), VaultError> {
         let rec = read?.ok_or(VaultError::NotFound)?;
         if !is_live_for(&rec, merchant, token, now) {
             return Err(VaultError::NotFound);
@@ -516,11 +573,9 @@ impl Inner {
         let mut keyring = self.keyring.read();
         if let Ok(dek) = vault_core::sealed_dek_id(&rec.sealed)
             && !keyring.has_dek(dek)
-            && self.store.shared()
         {
-            // Sealed by another daemon under a data key this process has not loaded yet.
             drop(keyring);
-            self.follow_keys()?;
+            follow()?;
             keyring = self.keyring.read();
         }
         let card = open_stored(&keyring, &rec)?;
@@ -530,7 +585,7 @@ impl Inner {
 
 /// The card a reveal hands out from what a load found, once the caller's `customer` matched the
 /// stored binding.
-fn revealed(
+pub(crate) fn revealed(
     loaded: Result<(StoredRecord, CardRecord), VaultError>,
     customer: Option<&CustomerId>,
 ) -> Result<RevealedCard, VaultError> {
@@ -648,7 +703,7 @@ pub(crate) fn dedupe_key(fingerprint: &Fingerprint, customer: Option<&CustomerId
 }
 
 /// The audit entry of a reveal that ended with `result`.
-fn reveal_draft<T>(
+pub(crate) fn reveal_draft<T>(
     actor: &Actor,
     token: &Token,
     result: &Result<T, VaultError>,

@@ -156,6 +156,50 @@ impl<'a> WriteTx<'a> {
         StoredRecord::from_read(self.get(&layout::record_key(id)))
     }
 
+    /// The records stored under `ids`, in their order, including this group's pending writes: the
+    /// ones not read yet by this group are read together ([`Engine::get_many`]: one round trip
+    /// on PostgreSQL). The outer error is the read's; each record's own is its decoding's.
+    #[allow(clippy::type_complexity)]
+    pub fn records(
+        &self,
+        ids: &[LookupId],
+    ) -> Result<Vec<Result<Option<StoredRecord>, StoreError>>, StoreError> {
+        let keys: Vec<Vec<u8>> = ids
+            .iter()
+            .map(|id| layout::record_key(id).to_vec())
+            .collect();
+        let mut found: Vec<Option<Option<Vec<u8>>>> = Vec::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        for key in &keys {
+            let known = match self.pending(key) {
+                Some(v) => Some(v.clone()),
+                None if self.shared => self.reads.borrow().get(key).cloned(),
+                None => None,
+            };
+            if known.is_none() {
+                missing.push(key.clone());
+            }
+            found.push(known);
+        }
+        if !missing.is_empty() {
+            let read = self.engine.get_many(&missing)?;
+            let mut read = missing.into_iter().zip(read);
+            for slot in found.iter_mut().filter(|v| v.is_none()) {
+                let Some((key, value)) = read.next() else {
+                    break;
+                };
+                if self.shared {
+                    self.reads.borrow_mut().insert(key, value.clone());
+                }
+                *slot = Some(value);
+            }
+        }
+        Ok(found
+            .into_iter()
+            .map(|v| StoredRecord::from_read(Ok(v.flatten())))
+            .collect())
+    }
+
     /// The record stored under `id`, read for a decision the job takes without writing the
     /// record (see [`get_checked`](Self::get_checked)).
     pub fn record_checked(&mut self, id: &LookupId) -> Result<Option<StoredRecord>, StoreError> {

@@ -107,6 +107,13 @@ pub trait Engine: Send + Sync + fmt::Debug + 'static {
         self.get(key)
     }
 
+    /// [`point_get`](Self::point_get) of each of `keys`, answered in their order: an engine whose
+    /// reads wait on a network answers them together (one round trip for the keys of one table).
+    /// Defaults to one `point_get` per key.
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|k| self.point_get(k)).collect()
+    }
+
     /// [`point_get`](Self::point_get) without waiting: `done` receives the answer, on the
     /// caller's thread or on one of the engine's own. An engine whose reads wait on a network
     /// overrides it so that a caller on an async runtime never blocks its worker; `done` must be

@@ -29,7 +29,7 @@ use vault_core::{MerchantId, Token};
 pub(crate) use codec::AuditKey;
 pub(crate) use codec::Chain;
 pub use codes::{AuditAction, AuditCode};
-pub(crate) use queue::{RevealQueue, Waiter};
+pub(crate) use queue::{RevealDone, RevealQueue, RevealReads, RevealRequest, Waiter};
 pub use throttle::AuditThrottle;
 pub(crate) use throttle::{Admit, count_detail};
 

@@ -12,11 +12,18 @@
 //! covers every reveal that returned before it; and the crash window of `RevealAudit::Queued`
 //! stays at most `MAX_QUEUED_AUDIT` answered reveals, counted by `Core::audit_in_flight` from the
 //! moment a draft is queued until its group is durable.
+//!
+//! On a vault shared with other daemons, a `Durable` reveal queues its request instead
+//! (`RevealReads`), before its record is read: the job that takes the requests reads their
+//! records in its group, decides each reveal and appends the entries (`audit_log/reveal_group.rs`).
 
 use parking_lot::Mutex;
+use time::OffsetDateTime;
+use vault_core::{CustomerId, MerchantId, Token};
+use vault_store::LookupId;
 
-use super::Draft;
-use crate::VaultError;
+use super::{Actor, Draft};
+use crate::{RevealedCard, VaultError};
 
 /// Told whether a waited-for entry is durable.
 pub(crate) type Waiter = Box<dyn FnOnce(Result<(), VaultError>) + Send>;
@@ -35,3 +42,32 @@ pub(crate) struct Pending {
 /// The reveal audit queue of one vault.
 #[derive(Default)]
 pub(crate) struct RevealQueue(pub(crate) Mutex<Pending>);
+
+/// A reveal on a vault shared with other daemons, waiting for the next group commit: its record
+/// is read in that group, and its audit entry appended there (see `audit_log/reveal_group.rs`).
+pub(crate) struct RevealRequest {
+    pub(crate) merchant: MerchantId,
+    pub(crate) token: Token,
+    /// The token's lookup id (where its record is).
+    pub(crate) id: LookupId,
+    pub(crate) customer: Option<CustomerId>,
+    pub(crate) actor: Actor,
+    /// When the reveal was asked for: the record must be live then.
+    pub(crate) now: OffsetDateTime,
+}
+
+/// Told the card (or the refusal) once a reveal's audit entry is durable.
+pub(crate) type RevealDone = Box<dyn FnOnce(Result<RevealedCard, VaultError>) + Send>;
+
+#[derive(Default)]
+pub(crate) struct PendingReveals {
+    pub(crate) requests: Vec<RevealRequest>,
+    /// One per request, in the same order.
+    pub(crate) dones: Vec<RevealDone>,
+    /// A job that takes them is in the committer's channel and has not taken them yet.
+    pub(crate) scheduled: bool,
+}
+
+/// The reveals of one vault waiting to be read and audited in the next group commit.
+#[derive(Default)]
+pub(crate) struct RevealReads(pub(crate) Mutex<PendingReveals>);

@@ -5,6 +5,7 @@
 
 mod archive;
 mod queue;
+mod reveal_group;
 #[cfg(test)]
 mod tests;
 mod throttle;

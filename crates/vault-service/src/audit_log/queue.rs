@@ -28,26 +28,34 @@ impl Taken {
     }
 }
 
-/// Owned by a drain job: if the job is dropped unrun (the committer is gone), whatever is queued
-/// is failed rather than left waiting for ever. That drop can happen inside `Store::submit`, while
-/// the submitting thread holds the queue's lock, so the clean-up runs on a thread of its own.
-struct DrainGuard {
-    core: Arc<Core>,
-    ran: bool,
+/// Owned by a job that answers queued callers (the reveal audit drain, the reveals read in their
+/// group): if the job is dropped unrun (the committer is gone), `fail` answers whatever is queued
+/// rather than leaving it waiting for ever. That drop can happen inside `Store::submit`, while the
+/// submitting thread holds the queue's lock, so `fail` runs on a thread of its own.
+pub(crate) struct FailUnrun {
+    fail: Option<Box<dyn FnOnce() + Send>>,
 }
 
-impl Drop for DrainGuard {
-    fn drop(&mut self) {
-        if self.ran {
-            return;
+impl FailUnrun {
+    pub(crate) fn new(fail: impl FnOnce() + Send + 'static) -> Self {
+        Self {
+            fail: Some(Box::new(fail)),
         }
-        let core = self.core.clone();
-        let _ = std::thread::Builder::new()
-            .name("cardvault-audit-fail".into())
-            .spawn(move || {
-                let (_, taken) = core.reveal_queue.take();
-                taken.finish(&core, &Err(StoreError::Closed));
-            });
+    }
+
+    /// The job ran: nothing to fail.
+    pub(crate) fn ran(&mut self) {
+        self.fail = None;
+    }
+}
+
+impl Drop for FailUnrun {
+    fn drop(&mut self) {
+        if let Some(fail) = self.fail.take() {
+            let _ = std::thread::Builder::new()
+                .name("cardvault-queue-fail".into())
+                .spawn(fail);
+        }
     }
 }
 
@@ -86,24 +94,24 @@ impl Vault {
         // the callers, as for blocking writes).
         let taken = Arc::new(Mutex::new(Taken::default()));
         let done_taken = taken.clone();
-        let done_core = core.clone();
-        let mut guard = DrainGuard {
-            core: core.clone(),
-            ran: false,
-        };
+        let (job_core, done_core, fail_core) = (core.clone(), core.clone(), core.clone());
+        let mut guard = FailUnrun::new(move || {
+            let (_, taken) = fail_core.reveal_queue.take();
+            taken.finish(&fail_core, &Err(StoreError::Closed));
+        });
         // What the first run took. A group that another writer of a shared database raced runs
         // again (every job anew): the run again appends the same drafts, and answers the same
         // waiters, rather than taking the queue a second time (which would drop both).
         let mut drafts: Option<Vec<Draft>> = None;
         self.inner.store.submit_exempt(
             move |tx| {
-                guard.ran = true;
+                guard.ran();
                 let drafts = drafts.get_or_insert_with(|| {
-                    let (drafts, t) = guard.core.reveal_queue.take();
+                    let (drafts, t) = job_core.reveal_queue.take();
                     *taken.lock() = t;
                     drafts
                 });
-                guard.core.append_audits(tx, drafts).map_err(|e| match e {
+                job_core.append_audits(tx, drafts).map_err(|e| match e {
                     VaultError::Store(s) => s,
                     _ => StoreError::Corrupt(vault_store::Structure::Value(
                         vault_store::KeySpace::AuditEntry,

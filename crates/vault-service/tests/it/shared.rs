@@ -15,9 +15,9 @@ use std::{
 };
 
 use vault_service::{
-    AuditAction, IDEMPOTENCY_LEASE, IdempotencyKey, IdempotencyStart, IdempotentResponse,
-    RevealAudit, SHARED_KEY_CACHE_TTL, Scope, Scopes, Token, TokenizeOptions, UpdateOptions,
-    VaultError,
+    AuditAction, AuditOutcome, CustomerId, IDEMPOTENCY_LEASE, IdempotencyKey, IdempotencyStart,
+    IdempotentResponse, RevealAudit, SHARED_KEY_CACHE_TTL, Scope, Scopes, Token, TokenizeOptions,
+    UpdateOptions, VaultError,
 };
 use vault_testkit::engine::SharedVaults;
 
@@ -127,6 +127,124 @@ fn reads_from_an_async_runtime_are_answered_without_blocking_it_and_reveals_stay
     let report = p.a.audit_verify().expect("verify");
     assert!(report.is_ok(), "{report:?}");
     assert_eq!(report.entries, 24, "{report:?}");
+}
+
+/// On a shared vault a reveal's record is read in the group commit that carries its audit
+/// entry (`audit_log/reveal_group.rs`): every outcome is decided there as before (live, customer
+/// binding, unknown token, expired, a card sealed under a data key another daemon made, which
+/// the reader follows inside the group) and recorded with it.
+#[test]
+fn reveals_read_in_their_group_decide_and_record_every_outcome() {
+    let p = pair();
+    let m = merchant(890490);
+    let customer = CustomerId::parse("cust-1").expect("customer");
+    let tokenize = |pan: &str, options: TokenizeOptions| {
+        p.a.tokenize(m, card(pan, "3012"), options)
+            .expect("tokenize")
+            .token
+    };
+    let plain = tokenize("4242424242424242", TokenizeOptions::default());
+    let bound = tokenize(
+        "5555555555554444",
+        TokenizeOptions {
+            customer: Some(customer.clone()),
+            ..TokenizeOptions::default()
+        },
+    );
+    let short = tokenize(
+        "4000056655665556",
+        TokenizeOptions {
+            keep_until: Some(p.a.now() + time::Duration::minutes(1)),
+            ..TokenizeOptions::default()
+        },
+    );
+    // b has not loaded the data key this card is sealed under.
+    p.a.rotate_key().expect("rotate");
+    let rotated = tokenize("378282246310005", TokenizeOptions::default());
+    p.clock_b.advance(time::Duration::minutes(2));
+    let unknown = Token::from_bytes([7; 24]);
+
+    let asks: Vec<(Token, Option<CustomerId>, Option<&str>, AuditOutcome)> = vec![
+        (plain, None, Some("4242424242424242"), AuditOutcome::Ok),
+        (
+            bound,
+            Some(customer.clone()),
+            Some("5555555555554444"),
+            AuditOutcome::Ok,
+        ),
+        (
+            bound,
+            None,
+            None,
+            AuditOutcome::Denied("customer_mismatch".into()),
+        ),
+        (
+            plain,
+            Some(customer),
+            None,
+            AuditOutcome::Denied("customer_mismatch".into()),
+        ),
+        (
+            unknown,
+            None,
+            None,
+            AuditOutcome::Denied("not_found".into()),
+        ),
+        (short, None, None, AuditOutcome::Denied("not_found".into())),
+        (rotated, None, Some("378282246310005"), AuditOutcome::Ok),
+    ];
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let b = p.b.clone();
+    let calls: Vec<(Token, Option<CustomerId>)> =
+        asks.iter().map(|(t, c, _, _)| (*t, c.clone())).collect();
+    let got = runtime.block_on(async move {
+        let waiting: Vec<_> = calls
+            .iter()
+            .map(|(t, c)| {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                b.reveal_then(m, t, c.as_ref(), move |r| {
+                    let _ = tx.send(r);
+                });
+                rx
+            })
+            .collect();
+        let mut got = Vec::new();
+        for rx in waiting {
+            got.push(rx.await.expect("answered"));
+        }
+        got
+    });
+    for ((_, _, pan, _), result) in asks.iter().zip(&got) {
+        match (pan, result) {
+            (Some(pan), Ok(card)) => assert_eq!(card.pan.expose_digits(), *pan),
+            (None, Err(VaultError::CustomerMismatch | VaultError::NotFound)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // The blocking call takes the same path.
+    let card = p.b.reveal(m, &plain, None).expect("reveal");
+    assert_eq!(card.pan.expose_digits(), "4242424242424242");
+
+    let mut logged: Vec<(Option<Token>, AuditOutcome)> =
+        p.b.audit_after(0, 1_000)
+            .expect("b's chain")
+            .into_iter()
+            .filter(|e| e.action == AuditAction::Reveal)
+            .map(|e| (e.token, e.outcome))
+            .collect();
+    let mut expected: Vec<(Option<Token>, AuditOutcome)> = asks
+        .iter()
+        .map(|(t, _, _, o)| (Some(*t), o.clone()))
+        .chain([(Some(plain), AuditOutcome::Ok)])
+        .collect();
+    let key = |e: &(Option<Token>, AuditOutcome)| format!("{:?} {}", e.0, e.1);
+    logged.sort_by_key(key);
+    expected.sort_by_key(key);
+    assert_eq!(logged, expected);
 }
 
 /// A group commit that another daemon raced runs again on fresh reads. The reveal audit entries

@@ -52,6 +52,7 @@ mod tables;
 mod tls;
 
 use std::{
+    collections::HashMap,
     fmt,
     future::Future,
     ops::Bound,
@@ -72,7 +73,7 @@ use self::{
     errors::Fail,
     point_reads::PointReads,
     reads::Pairs,
-    tables::{Route, route},
+    tables::{Route, TableId, route},
 };
 use crate::{
     DatabaseUrl, Location, LookupId, STORE_FORMAT_VERSION, StoreError, StoreOptions, Structure,
@@ -468,6 +469,55 @@ impl Engine for PgEngine {
                 self.call(
                     |inner| async move { with_client!(&inner, |c| reads::get(&c, &key).await) },
                 )
+            }
+        }
+    }
+
+    /// On the committer's thread, one statement per table on its own connection (a reveal
+    /// group's records: one round trip); elsewhere each key joins the queue of point reads, and
+    /// the answers are awaited together.
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let mut by_table: HashMap<TableId, Vec<Vec<u8>>> = HashMap::new();
+        for key in keys {
+            match route(key) {
+                (Route::Table(t), k) => by_table.entry(t).or_default().push(k.to_vec()),
+                // Not a row: read on its own.
+                (Route::Derived(_), _) => return keys.iter().map(|k| self.get(k)).collect(),
+            }
+        }
+        let direct = self.direct.run(&self.inner, Use::Read, async |c| {
+            let mut found = HashMap::with_capacity(by_table.len());
+            for (t, ks) in &by_table {
+                found.insert(*t, point_reads::fetch(c, *t, ks).await?);
+            }
+            Ok(found)
+        });
+        match direct {
+            Some(found) => {
+                let found = found?;
+                Ok(keys
+                    .iter()
+                    .map(|key| match route(key) {
+                        (Route::Table(t), k) => found.get(&t).and_then(|rows| rows.get(k).cloned()),
+                        (Route::Derived(_), _) => None,
+                    })
+                    .collect())
+            }
+            None => {
+                let waiting: Vec<_> = keys
+                    .iter()
+                    .map(|key| match route(key) {
+                        (Route::Table(t), k) => Some(self.point_reads.queue(t, k.to_vec())),
+                        (Route::Derived(_), _) => None,
+                    })
+                    .collect();
+                waiting
+                    .into_iter()
+                    .map(|rx| match rx {
+                        Some(rx) => bridge::receive(&rx, self.inner.call_limit),
+                        None => Ok(None),
+                    })
+                    .collect()
             }
         }
     }

@@ -234,7 +234,7 @@ async fn answer(
 }
 
 /// The rows of `keys` in `table`: one statement.
-async fn fetch(
+pub(crate) async fn fetch(
     c: &ClientWrapper,
     table: TableId,
     keys: &Vec<Vec<u8>>,
