@@ -120,7 +120,12 @@ fn decide(
     requests: &[RevealRequest],
 ) -> Result<Vec<Result<RevealedCard, VaultError>>, VaultError> {
     let ids: Vec<_> = requests.iter().map(|r| r.id).collect();
-    let reads = tx.records(&ids)?;
+    // A read that failed fails each reveal, which is recorded as such (as when a reveal's own
+    // read fails elsewhere); the group's commit then says whether the entries are durable.
+    let reads = match tx.records(&ids) {
+        Ok(reads) => reads,
+        Err(e) => ids.iter().map(|_| Err(e.clone())).collect(),
+    };
     let mut results = Vec::with_capacity(requests.len());
     let mut drafts = Vec::with_capacity(requests.len());
     for (r, read) in requests.iter().zip(reads) {
