@@ -247,6 +247,36 @@ fn reveals_read_in_their_group_decide_and_record_every_outcome() {
     assert_eq!(logged, expected);
 }
 
+/// A reveal whose record cannot be read in its group is answered with the error and recorded as
+/// failed, like a reveal whose own read fails elsewhere: the group's other writes (the entries)
+/// still commit.
+#[test]
+fn a_reveal_whose_read_fails_in_its_group_is_recorded_as_failed() {
+    let p = pair();
+    let m = merchant(890490);
+    let token =
+        p.a.tokenize(
+            m,
+            card("4242424242424242", "3012"),
+            TokenizeOptions::default(),
+        )
+        .expect("tokenize")
+        .token;
+    p.b.reveal(m, &token, None).expect("reveal");
+    // The records' table gone under b: its reads fail, its audit entries still commit.
+    p.db.execute("DROP TABLE cardvault_record");
+    let refused = p.b.reveal(m, &token, None);
+    assert!(matches!(refused, Err(VaultError::Store(_))), "{refused:?}");
+    let outcomes: Vec<AuditOutcome> =
+        p.b.audit_after(0, 100)
+            .expect("b's chain")
+            .into_iter()
+            .filter(|e| e.action == AuditAction::Reveal && e.token == Some(token))
+            .map(|e| e.outcome)
+            .collect();
+    assert_eq!(outcomes, [AuditOutcome::Ok, AuditOutcome::Error]);
+}
+
 /// A group commit that another daemon raced runs again on fresh reads. The reveal audit entries
 /// its drain job took must ride on the run that commits: none lost (answered reveals of the
 /// `Queued` mode would otherwise be missing from the log), none answered with an error (the
