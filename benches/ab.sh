@@ -11,6 +11,7 @@
 # postgres://postgres@127.0.0.1:5432/postgres) and psql; creates cardvault_ab_<pid>_<a|b> and
 # drops them.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/pg_vault.sh"
 [ $# -eq 2 ] || { echo "usage: $0 BINARY_A BINARY_B" >&2; exit 2; }
 op="${OP:-reveal}"
 conns="${CONNECTIONS:-32}"
@@ -33,13 +34,8 @@ one() { # side binary round
   local url="${admin%/*}/$db" dir="$work/$side"
   rm -rf "$dir"; mkdir -p "$dir"
   psql "$admin" -qAtc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1
-  psql "$admin" -qAtc "CREATE DATABASE $db" >/dev/null
-  head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/vault.key"; echo >>"$dir/vault.key"
-  chmod 600 "$dir/vault.key"
+  new_pg_vault "$bin" "$admin" "$db" "$dir"
   local kf=(--database "$url" --key-file "$dir/vault.key")
-  "$bin" init "${kf[@]}" >/dev/null
-  "$bin" merchant add 890490 --name Bench "${kf[@]}" >/dev/null
-  "$bin" apikey create --merchant 890490 --scopes tokenize,reveal --out "$dir/api-key" "${kf[@]}" >/dev/null 2>&1
   "$bin" serve "${kf[@]}" --socket "$dir/d.sock" --log-level warn >"$dir/daemon.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 300); do [ -S "$dir/d.sock" ] && break; sleep 0.1; done

@@ -18,6 +18,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+. benches/pg_vault.sh
 duration="${DURATION:-10s}"
 conns="${CONNECTIONS:-32}"
 admin="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
@@ -65,13 +66,8 @@ if command -v pgbench >/dev/null; then
 fi
 
 echo "== PostgreSQL ($url)"
-psql "$admin" -qAtc "CREATE DATABASE $db" >/dev/null
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/vault.key"; echo >>"$work/vault.key"
-chmod 600 "$work/vault.key"
+new_pg_vault "$bin" "$admin" "$db" "$work"
 kf=(--database "$url" --key-file "$work/vault.key")
-"$bin" init "${kf[@]}" >/dev/null
-"$bin" merchant add 890490 --name Bench "${kf[@]}" >/dev/null
-"$bin" apikey create --merchant 890490 --scopes tokenize,reveal --out "$work/api-key" "${kf[@]}" >/dev/null
 start_daemon() { # name
   "$bin" serve "${kf[@]}" --socket "$work/$1.sock" --log-level warn >"$work/$1.log" 2>&1 &
   pids+=($!)

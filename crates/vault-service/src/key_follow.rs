@@ -21,7 +21,10 @@ use std::time::Duration;
 
 use vault_core::{KeyHeader, Keyring};
 
-use crate::{VaultError, vault::Inner};
+use crate::{
+    VaultError,
+    vault::{Core, Inner},
+};
 
 /// How stale a shared vault's in-memory keys may get: a thread of each process re-reads the
 /// stored key header this often.
@@ -51,14 +54,7 @@ impl Inner {
         if !self.store.shared() {
             return Ok(false);
         }
-        let stored = self.store.header()?;
-        if stored == self.header.lock().encode().as_slice() {
-            return Ok(false);
-        }
-        // The same lock order as a key change on the committer thread: keyring, then header.
-        let mut keyring = self.keyring.write();
-        let mut header = self.header.lock();
-        follow(&stored, &mut header, &mut keyring)
+        self.core.follow_stored(&self.store.header()?)
     }
 
     /// Starts the thread that follows the stored key header of a shared vault every
@@ -84,5 +80,19 @@ impl Inner {
         // Without the thread, keys are still followed when a record needs it, and before
         // every key change: only the "stop sealing under a retired current key" bound is lost.
         drop(spawned);
+    }
+}
+
+impl Core {
+    /// Follows `stored`, the key header as read from the store (by the caller: through the
+    /// store, or inside a write job through its transaction). Returns whether anything changed.
+    pub(crate) fn follow_stored(&self, stored: &[u8]) -> Result<bool, VaultError> {
+        if stored == self.header.lock().encode().as_slice() {
+            return Ok(false);
+        }
+        // The same lock order as a key change on the committer thread: keyring, then header.
+        let mut keyring = self.keyring.write();
+        let mut header = self.header.lock();
+        follow(stored, &mut header, &mut keyring)
     }
 }

@@ -65,7 +65,7 @@ pub const MAX_QUEUED_AUDIT: usize = 1024;
 #[derive(Clone)]
 pub struct Vault {
     pub(crate) inner: Arc<Inner>,
-    actor: Arc<Actor>,
+    pub(crate) actor: Arc<Actor>,
 }
 
 /// The vault: its store, and the state write jobs may use.
@@ -346,8 +346,9 @@ impl Vault {
 
     /// Non-blocking [`reveal`](Self::reveal): the card is read (without blocking an async caller;
     /// on a shared vault, in the group commit below), its audit entry joins the next group
-    /// commit, and `done` receives the card (or the refusal) once that entry is durable. `done` runs on the committer thread: it must be quick (hand the
-    /// result to a channel) and must not write to the vault.
+    /// commit, and `done` receives the card (or the refusal) once that entry is durable. `done`
+    /// runs on the committer thread: it must be quick (hand the result to a channel) and must not
+    /// write to the vault.
     pub fn reveal_then<D>(
         &self,
         merchant: MerchantId,

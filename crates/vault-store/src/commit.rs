@@ -168,30 +168,25 @@ impl<'a> WriteTx<'a> {
             .iter()
             .map(|id| layout::record_key(id).to_vec())
             .collect();
-        let mut found: Vec<Option<Option<Vec<u8>>>> = Vec::with_capacity(keys.len());
-        let mut missing = Vec::new();
-        for key in &keys {
-            let known = match self.pending(key) {
+        // Pending writes first, then what this group already read (shared engines keep it).
+        let mut found: Vec<Option<Option<Vec<u8>>>> = keys
+            .iter()
+            .map(|k| match self.pending(k) {
                 Some(v) => Some(v.clone()),
-                None if self.shared => self.reads.borrow().get(key).cloned(),
+                None if self.shared => self.reads.borrow().get(k).cloned(),
                 None => None,
-            };
-            if known.is_none() {
-                missing.push(key.clone());
-            }
-            found.push(known);
-        }
+            })
+            .collect();
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| found[i].is_none()).collect();
         if !missing.is_empty() {
-            let read = self.engine.get_many(&missing)?;
-            let mut read = missing.into_iter().zip(read);
-            for slot in found.iter_mut().filter(|v| v.is_none()) {
-                let Some((key, value)) = read.next() else {
-                    break;
-                };
+            let wanted: Vec<Vec<u8>> = missing.iter().map(|&i| keys[i].clone()).collect();
+            for (i, value) in missing.into_iter().zip(self.engine.get_many(&wanted)?) {
                 if self.shared {
-                    self.reads.borrow_mut().insert(key, value.clone());
+                    self.reads
+                        .borrow_mut()
+                        .insert(keys[i].clone(), value.clone());
                 }
-                *slot = Some(value);
+                found[i] = Some(value);
             }
         }
         Ok(found

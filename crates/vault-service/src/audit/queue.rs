@@ -51,7 +51,7 @@ pub(crate) struct RevealRequest {
     /// The token's lookup id (where its record is).
     pub(crate) id: LookupId,
     pub(crate) customer: Option<CustomerId>,
-    pub(crate) actor: Actor,
+    pub(crate) actor: std::sync::Arc<Actor>,
     /// When the reveal was asked for: the record must be live then.
     pub(crate) now: OffsetDateTime,
 }

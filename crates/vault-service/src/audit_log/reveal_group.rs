@@ -24,7 +24,6 @@ use vault_store::{StoreError, WriteTx};
 use crate::{
     RevealedCard, Vault, VaultError,
     audit::{RevealDone, RevealRequest},
-    key_follow::follow,
     vault::{Core, reveal_draft, revealed},
 };
 
@@ -56,7 +55,7 @@ impl Vault {
             token: *token,
             id: core.lookup(token),
             customer,
-            actor: self.actor().clone(),
+            actor: self.actor.clone(),
             now: core.clock.now(),
         };
         let mut p = core.reveal_reads.0.lock();
@@ -129,13 +128,9 @@ fn decide(
     let mut results = Vec::with_capacity(requests.len());
     let mut drafts = Vec::with_capacity(requests.len());
     for (r, read) in requests.iter().zip(reads) {
+        // Sealed under a data key another daemon made: follow the stored header.
         let loaded = core.open_live(read, r.merchant, &r.token, r.now, || {
-            // Sealed under a data key another daemon made: follow the stored header (lock
-            // order as every key change: keyring, then header).
-            let stored = tx.stored_header()?;
-            let mut keyring = core.keyring.write();
-            let mut header = core.header.lock();
-            follow(&stored, &mut header, &mut keyring).map(drop)
+            core.follow_stored(&tx.stored_header()?).map(drop)
         });
         let result = revealed(loaded, r.customer.as_ref());
         drafts.push(reveal_draft(&r.actor, &r.token, &result));

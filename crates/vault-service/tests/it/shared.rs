@@ -16,8 +16,8 @@ use std::{
 
 use vault_service::{
     AuditAction, AuditOutcome, CustomerId, IDEMPOTENCY_LEASE, IdempotencyKey, IdempotencyStart,
-    IdempotentResponse, RevealAudit, SHARED_KEY_CACHE_TTL, Scope, Scopes, Token, TokenizeOptions,
-    UpdateOptions, VaultError,
+    IdempotentResponse, MerchantId, RevealAudit, SHARED_KEY_CACHE_TTL, Scope, Scopes, Token,
+    TokenizeOptions, UpdateOptions, Vault, VaultError,
 };
 use vault_testkit::engine::SharedVaults;
 
@@ -51,6 +51,25 @@ fn conflict_code<T: std::fmt::Debug>(r: Result<T, VaultError>) -> &'static str {
         Err(VaultError::Conflict(c)) => c.code(),
         other => panic!("expected a conflict, got {other:?}"),
     }
+}
+
+/// A token of `merchant` for `pan` (expiring 12/30), minted through `vault`.
+fn mint(vault: &Vault, merchant: MerchantId, pan: &str) -> Token {
+    vault
+        .tokenize(merchant, card(pan, "3012"), TokenizeOptions::default())
+        .expect("tokenize")
+        .token
+}
+
+/// The outcomes of the reveals of `token` in `vault`'s own audit chain, oldest first.
+fn reveal_outcomes(vault: &Vault, token: &Token) -> Vec<AuditOutcome> {
+    vault
+        .audit_after(0, 1_000_000)
+        .expect("the chain")
+        .into_iter()
+        .filter(|e| e.action == AuditAction::Reveal && e.token.as_ref() == Some(token))
+        .map(|e| e.outcome)
+        .collect()
 }
 
 #[test]
@@ -254,27 +273,16 @@ fn reveals_read_in_their_group_decide_and_record_every_outcome() {
 fn a_reveal_whose_read_fails_in_its_group_is_recorded_as_failed() {
     let p = pair();
     let m = merchant(890490);
-    let token =
-        p.a.tokenize(
-            m,
-            card("4242424242424242", "3012"),
-            TokenizeOptions::default(),
-        )
-        .expect("tokenize")
-        .token;
+    let token = mint(&p.a, m, "4242424242424242");
     p.b.reveal(m, &token, None).expect("reveal");
     // The records' table gone under b: its reads fail, its audit entries still commit.
     p.db.execute("DROP TABLE cardvault_record");
     let refused = p.b.reveal(m, &token, None);
     assert!(matches!(refused, Err(VaultError::Store(_))), "{refused:?}");
-    let outcomes: Vec<AuditOutcome> =
-        p.b.audit_after(0, 100)
-            .expect("b's chain")
-            .into_iter()
-            .filter(|e| e.action == AuditAction::Reveal && e.token == Some(token))
-            .map(|e| e.outcome)
-            .collect();
-    assert_eq!(outcomes, [AuditOutcome::Ok, AuditOutcome::Error]);
+    assert_eq!(
+        reveal_outcomes(&p.b, &token),
+        [AuditOutcome::Ok, AuditOutcome::Error]
+    );
 }
 
 /// A group commit that another daemon raced runs again on fresh reads. The reveal audit entries
@@ -285,22 +293,8 @@ fn a_reveal_whose_read_fails_in_its_group_is_recorded_as_failed() {
 fn a_group_run_again_after_a_race_keeps_the_reveal_entries_it_took() {
     let p = pair();
     let m = merchant(890490);
-    let contested =
-        p.a.tokenize(
-            m,
-            card("4242424242424242", "3012"),
-            TokenizeOptions::default(),
-        )
-        .expect("tokenize")
-        .token;
-    let revealed =
-        p.a.tokenize(
-            m,
-            card("5555555555554444", "3012"),
-            TokenizeOptions::default(),
-        )
-        .expect("tokenize")
-        .token;
+    let contested = mint(&p.a, m, "4242424242424242");
+    let revealed = mint(&p.a, m, "5555555555554444");
     // Both daemons update one token over and over: a's groups that carry an update (and often a
     // drain job of reveal entries) are raced by b's and run again.
     let stop = Arc::new(AtomicBool::new(false));
@@ -352,11 +346,7 @@ fn a_group_run_again_after_a_race_keeps_the_reveal_entries_it_took() {
         t.join().expect("updater");
     }
     p.a.barrier().expect("barrier");
-    let entries = p.a.audit_after(0, 1_000_000).expect("a's chain");
-    let logged = entries
-        .iter()
-        .filter(|e| e.action == AuditAction::Reveal && e.token == Some(revealed))
-        .count();
+    let logged = reveal_outcomes(&p.a, &revealed).len();
     assert_eq!(logged as u64, reveals, "reveal entries in a's chain");
     let report = p.b.audit_verify().expect("verify");
     assert!(report.is_ok(), "{report:?}");

@@ -477,13 +477,17 @@ impl Engine for PgEngine {
     /// group's records: one round trip); elsewhere each key joins the queue of point reads, and
     /// the answers are awaited together.
     fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let mut by_table: HashMap<TableId, Vec<Vec<u8>>> = HashMap::new();
+        let mut rows = Vec::with_capacity(keys.len());
         for key in keys {
             match route(key) {
-                (Route::Table(t), k) => by_table.entry(t).or_default().push(k.to_vec()),
-                // Not a row: read on its own.
+                (Route::Table(t), k) => rows.push((t, k)),
+                // Not a row: each key on its own.
                 (Route::Derived(_), _) => return keys.iter().map(|k| self.get(k)).collect(),
             }
+        }
+        let mut by_table: HashMap<TableId, Vec<Vec<u8>>> = HashMap::new();
+        for (t, k) in &rows {
+            by_table.entry(*t).or_default().push(k.to_vec());
         }
         let direct = self.direct.run(&self.inner, Use::Read, async |c| {
             let mut found = HashMap::with_capacity(by_table.len());
@@ -495,28 +499,19 @@ impl Engine for PgEngine {
         match direct {
             Some(found) => {
                 let found = found?;
-                Ok(keys
+                Ok(rows
                     .iter()
-                    .map(|key| match route(key) {
-                        (Route::Table(t), k) => found.get(&t).and_then(|rows| rows.get(k).cloned()),
-                        (Route::Derived(_), _) => None,
-                    })
+                    .map(|(t, k)| found.get(t).and_then(|table| table.get(*k).cloned()))
                     .collect())
             }
             None => {
-                let waiting: Vec<_> = keys
+                let waiting: Vec<_> = rows
                     .iter()
-                    .map(|key| match route(key) {
-                        (Route::Table(t), k) => Some(self.point_reads.queue(t, k.to_vec())),
-                        (Route::Derived(_), _) => None,
-                    })
+                    .map(|(t, k)| self.point_reads.queue(*t, k.to_vec()))
                     .collect();
                 waiting
-                    .into_iter()
-                    .map(|rx| match rx {
-                        Some(rx) => bridge::receive(&rx, self.inner.call_limit),
-                        None => Ok(None),
-                    })
+                    .iter()
+                    .map(|rx| bridge::receive(rx, self.inner.call_limit))
                     .collect()
             }
         }
