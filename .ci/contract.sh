@@ -5,8 +5,8 @@
 # Installs schemathesis (pinned) into a venv the first time (target/contract-venv, or
 # $CONTRACT_VENV). Bounded: $CONTRACT_EXAMPLES cases per operation (default 30), deterministic generation
 # (the same cases every run).
-# `POST /admin/backup` is left out: it writes files wherever a generated path points (the
-# daemon's own tests cover its path checks).
+# `POST /admin/backup` and `POST /admin/audit/archive` are left out: they write files wherever a
+# generated path points (the daemon's own tests cover their path checks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,6 +60,7 @@ run_pass() {
     --url "http://127.0.0.1:$port" \
     --header "Authorization: Bearer $1" \
     --exclude-path /admin/backup \
+    --exclude-path /admin/audit/archive \
     --max-examples "$examples" \
     --generation-deterministic \
     --workers 1 \

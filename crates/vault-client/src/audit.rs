@@ -1,7 +1,7 @@
 //! Audit calls (`/admin/audit...`, the key needs the `admin` scope).
 
 use hyper::Method;
-use vault_wire::{AuditPage, AuditVerifyResponse};
+use vault_wire::{AuditArchiveRequest, AuditArchiveResponse, AuditPage, AuditVerifyResponse};
 
 use crate::{Client, ClientError, tokens::NoBody};
 
@@ -23,6 +23,21 @@ impl Client {
         };
         self.call::<NoBody, _>(Method::GET, &path, None, "audit entries")
             .await
+    }
+
+    /// `POST /admin/audit/archive`: moves the entries written before `req.before` (whole
+    /// blocks) into a new file at `req.path` on the daemon's machine.
+    pub async fn audit_archive(
+        &self,
+        req: &AuditArchiveRequest,
+    ) -> Result<AuditArchiveResponse, ClientError> {
+        self.call(
+            Method::POST,
+            "/admin/audit/archive",
+            Some(req),
+            "audit archive",
+        )
+        .await
     }
 
     /// `POST /admin/audit/verify`: checks the whole audit chain.

@@ -85,6 +85,7 @@ async fn dispatch(
         RouteId::HostedFieldsAsset => Ok(hosted_fields::asset(state, req, param).await),
         RouteId::AuditEntries => audit::entries(state, req).await,
         RouteId::AuditVerify => audit::verify(state, req).await,
+        RouteId::AuditArchive => audit::archive(state, req).await,
     };
     result.unwrap_or_else(ApiError::into_response)
 }

@@ -75,7 +75,8 @@ pub fn json_bodies(body: &[u8]) -> Result<(), String> {
     typed_errors::<vault_wire::MerchantAddRequest>("merchant", body, json::MERCHANT_ADD)?;
     typed_errors::<vault_wire::ApiKeyCreateRequest>("apikey", body, json::APIKEY_CREATE)?;
     typed_errors::<vault_wire::TerminalAddRequest>("terminal", body, json::TERMINAL_ADD)?;
-    typed_errors::<vault_wire::BackupRequest>("backup", body, json::BACKUP)
+    typed_errors::<vault_wire::BackupRequest>("backup", body, json::BACKUP)?;
+    typed_errors::<vault_wire::AuditArchiveRequest>("audit archive", body, json::AUDIT_ARCHIVE)
 }
 
 fn typed_errors<T: serde::de::DeserializeOwned>(

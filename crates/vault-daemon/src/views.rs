@@ -5,13 +5,13 @@
 use time::format_description::well_known::Rfc3339;
 use vault_gateway::Terminal;
 use vault_service::{
-    ApiKeyInfo, AuditEntry, AuditReport, BackupReport, DekId, DekState, Merchant, RewrapProgress,
-    VaultStats,
+    ApiKeyInfo, AuditArchived, AuditEntry, AuditReport, BackupReport, DekId, DekState, Merchant,
+    RewrapProgress, VaultStats,
 };
 use vault_wire::{
-    ApiKeyKind, ApiKeyResponse, AuditEntryView, AuditVerifyResponse, BackupResponse, DekStatus,
-    KeyStatusResponse, MerchantResponse, RetireResponse, RewrapResponse, StatsResponse,
-    TerminalResponse,
+    ApiKeyKind, ApiKeyResponse, ArchivedChainView, AuditArchiveResponse, AuditEntryView,
+    AuditVerifyResponse, BackupResponse, DekStatus, KeyStatusResponse, MerchantResponse,
+    RetireResponse, RewrapResponse, StatsResponse, TerminalResponse,
 };
 
 /// A merchant (`POST /admin/merchants`, `GET /admin/merchants`).
@@ -133,6 +133,25 @@ pub fn audit_entry(e: &AuditEntry) -> AuditEntryView {
         prev_hash: hex(&e.prev_hash),
         hash: hex(&e.hash),
         chain: e.chain.clone(),
+    }
+}
+
+/// What an archive moved (`POST /admin/audit/archive`, `cardvault audit archive`); `path` as
+/// the caller named it.
+pub fn audit_archived(path: String, a: &AuditArchived) -> AuditArchiveResponse {
+    AuditArchiveResponse {
+        path,
+        entries: a.entries,
+        chains: a
+            .chains
+            .iter()
+            .map(|c| ArchivedChainView {
+                chain: c.chain.clone(),
+                first_seq: c.first_seq,
+                last_seq: c.last_seq,
+            })
+            .collect(),
+        more: a.more,
     }
 }
 

@@ -54,3 +54,37 @@ pub struct AuditVerifyResponse {
     /// What is wrong with it.
     pub problem: Option<String>,
 }
+
+/// `POST /admin/audit/archive`: what to move out of the log, and where.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditArchiveRequest {
+    /// RFC 3339 time: the whole blocks of entries written before it move to the file.
+    pub before: String,
+    /// An absolute path on the daemon's machine; the file must not exist (it is created 0600).
+    pub path: String,
+}
+
+/// `POST /admin/audit/archive`: what was moved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditArchiveResponse {
+    /// The file written (none when `entries` is 0).
+    pub path: String,
+    /// Entries moved to the file, of every chain (0: nothing old enough; no file written).
+    pub entries: u64,
+    /// Each chain archived from, in the file's order.
+    pub chains: Vec<ArchivedChainView>,
+    /// Older whole blocks remain (one run moves at most a bounded number): run it again with
+    /// another path.
+    pub more: bool,
+}
+
+/// The entries one chain gave to an archive.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchivedChainView {
+    /// The chain's id in hex (`null`: the vault's own chain, on a vault in a directory).
+    pub chain: Option<String>,
+    /// The first archived entry.
+    pub first_seq: u64,
+    /// The last archived entry; the chain now starts after it.
+    pub last_seq: u64,
+}

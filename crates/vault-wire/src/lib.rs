@@ -32,7 +32,10 @@ pub use admin::{
     MerchantPasswordRequest, MerchantResponse, RetireResponse, RewrapResponse, RotateResponse,
     StatsResponse, SweepResponse, TerminalAddRequest, TerminalList, TerminalResponse,
 };
-pub use audit::{AuditEntryView, AuditPage, AuditVerifyResponse};
+pub use audit::{
+    ArchivedChainView, AuditArchiveRequest, AuditArchiveResponse, AuditEntryView, AuditPage,
+    AuditVerifyResponse,
+};
 pub use batch::{BatchItemResult, BatchRequest, BatchResponse};
 pub use error::{ErrorBody, ErrorStatus, FieldErrorBody};
 pub use gateway::{

@@ -1,8 +1,9 @@
-//! `cardvault audit tail|verify`: read and check the vault's audit log.
+//! `cardvault audit tail|verify|archive`: read, check and archive the vault's audit log.
 //!
-//! Like the admin commands, they open `--data DIR` or `--database URL` with the key options, or, when a daemon holds
-//! the directory or `--socket` is given, go through the daemon (`GET /admin/audit`,
-//! `POST /admin/audit/verify`) with an admin API key.
+//! Like the admin commands, they open `--data DIR` or `--database URL` with the key options, or,
+//! when a daemon holds the directory or `--socket` is given, go through the daemon (`GET
+//! /admin/audit`, `POST /admin/audit/verify`, `POST /admin/audit/archive`) with an admin API key.
+//! `audit verify --archive FILE` works in process only (it needs the vault key).
 
 use std::path::PathBuf;
 
@@ -37,8 +38,9 @@ pub(crate) enum AuditCmd {
     },
     /// Move the entries written before DATE (whole blocks, never the newest) into a new file,
     /// verifiable on its own with `audit verify --archive FILE`; the remaining log starts from a
-    /// keyed anchor and still verifies. Needs the vault key: on --data with the daemon stopped;
-    /// on --database while the daemons serve (every daemon's chain is archived).
+    /// keyed anchor and still verifies. Runs while the vault serves: through the daemon that
+    /// holds --data (or --socket, with an admin API key; the daemon writes FILE on its machine),
+    /// or on --database beside the daemons (every daemon's chain is archived).
     Archive {
         /// RFC 3339 time (`2026-01-01T00:00:00Z`) or a date (`2026-01-01`, midnight UTC).
         #[arg(long, value_name = "DATE")]
@@ -69,16 +71,18 @@ pub(crate) fn run(cmd: AuditCmd) -> anyhow::Result<()> {
             target,
         } => {
             let before = parse_date(&before)?;
-            let admin = conn::open(&target)?;
-            let Some(v) = admin.vault() else {
-                bail!(
-                    "`audit archive` needs the vault key: stop the daemon that holds --data \
-                     first (on --database it runs beside the daemons)"
-                );
+            // Absolute: a daemon writes it, from its own working directory.
+            let out = if out.is_absolute() {
+                out
+            } else {
+                std::env::current_dir()
+                    .context("current directory")?
+                    .join(&out)
             };
-            let a = v
-                .audit_archive(before, &out)
-                .with_context(|| format!("archiving to {}", out.display()))?;
+            if out.symlink_metadata().is_ok() {
+                bail!("{} exists; not overwriting it", out.display());
+            }
+            let a = conn::open(&target)?.audit_archive(before, &out)?;
             if a.entries == 0 {
                 println!("nothing to archive: no whole block of entries before {before}");
             }

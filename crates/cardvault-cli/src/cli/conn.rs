@@ -15,12 +15,14 @@ use cardvault::{
     gateway::{Gateway, MerchantPassword, TerminalId},
 };
 use indicatif::ProgressBar;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use vault_client::{ApiKey, Client};
 use vault_daemon::views;
 use vault_wire::{
-    ApiKeyCreateRequest, ApiKeyResponse, AuditEntryView, AuditVerifyResponse, BackupRequest,
-    BackupResponse, KeyStatusResponse, MerchantAddRequest, MerchantPasswordRequest,
-    MerchantResponse, RewrapResponse, StatsResponse, TerminalAddRequest, TerminalResponse,
+    ApiKeyCreateRequest, ApiKeyResponse, AuditArchiveRequest, AuditArchiveResponse, AuditEntryView,
+    AuditVerifyResponse, BackupRequest, BackupResponse, KeyStatusResponse, MerchantAddRequest,
+    MerchantPasswordRequest, MerchantResponse, RewrapResponse, StatsResponse, TerminalAddRequest,
+    TerminalResponse,
 };
 use zeroize::Zeroizing;
 
@@ -64,6 +66,13 @@ pub(crate) trait Admin {
     /// The last `n` audit entries, oldest first.
     fn audit_tail(&self, n: usize) -> anyhow::Result<Vec<AuditEntryView>>;
     fn audit_verify(&self) -> anyhow::Result<AuditVerifyResponse>;
+    /// Moves the entries written before `before` (whole blocks) into a new file at the
+    /// absolute path `out`.
+    fn audit_archive(
+        &self,
+        before: OffsetDateTime,
+        out: &Path,
+    ) -> anyhow::Result<AuditArchiveResponse>;
     /// Writes a backup to the absolute path `out` (with a progress display on stderr).
     fn backup(&self, out: &Path) -> anyhow::Result<BackupDone>;
 }
@@ -308,6 +317,19 @@ impl Admin for InProcess {
         Ok(views::audit_verify(self.0.vault().audit_verify()?))
     }
 
+    fn audit_archive(
+        &self,
+        before: OffsetDateTime,
+        out: &Path,
+    ) -> anyhow::Result<AuditArchiveResponse> {
+        let a = self
+            .0
+            .vault()
+            .audit_archive(before, out)
+            .with_context(|| format!("archiving to {}", out.display()))?;
+        Ok(views::audit_archived(out.display().to_string(), &a))
+    }
+
     fn backup(&self, out: &Path) -> anyhow::Result<BackupDone> {
         let bar = ProgressBar::new(0);
         bar.set_style(super::progress::style(
@@ -475,6 +497,25 @@ impl Admin for Daemon {
 
     fn audit_verify(&self) -> anyhow::Result<AuditVerifyResponse> {
         Ok(self.rt.block_on(self.client.audit_verify())?)
+    }
+
+    fn audit_archive(
+        &self,
+        before: OffsetDateTime,
+        out: &Path,
+    ) -> anyhow::Result<AuditArchiveResponse> {
+        let Some(path) = out.to_str() else {
+            bail!("{} is not valid UTF-8", out.display());
+        };
+        let bar = spinner("archive running in the daemon...");
+        let r = self
+            .rt
+            .block_on(self.client.audit_archive(&AuditArchiveRequest {
+                before: before.format(&Rfc3339)?,
+                path: path.to_owned(),
+            }));
+        bar.finish_and_clear();
+        r.with_context(|| format!("archiving to {}", out.display()))
     }
 
     fn backup(&self, out: &Path) -> anyhow::Result<BackupDone> {

@@ -1,4 +1,4 @@
-//! `cardvault audit tail|verify` end to end: offline admin actions show up, `verify` passes on an
+//! `cardvault audit tail|verify|archive` end to end: offline admin actions show up, `verify` passes on an
 //! intact log and exits 1 naming the first bad entry once an entry is edited on disk.
 
 use std::{
@@ -77,6 +77,22 @@ fn tail_and_verify_detect_an_edited_entry() {
     assert!(stderr.contains("entry 2"), "{stderr}");
 }
 
+/// `audit archive` of every entry but the newest block of `data` into `file`, with `extra`.
+fn archive_args<'a>(file: &'a str, data: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "audit",
+        "archive",
+        "--before",
+        "2999-01-01",
+        "--out",
+        file,
+        "--data",
+        data,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 struct Daemon(Child);
 
 impl Drop for Daemon {
@@ -87,7 +103,8 @@ impl Drop for Daemon {
 }
 
 /// While a daemon holds the vault, `audit tail` and `audit verify` go through it (with an operator
-/// key) and print the same thing as offline: a header row, then fixed-width columns.
+/// key) and print the same thing as offline: a header row, then fixed-width columns; `audit
+/// archive` goes through it too.
 #[test]
 fn tail_and_verify_through_a_running_daemon() {
     let dir = tempfile::tempdir().unwrap();
@@ -117,7 +134,7 @@ fn tail_and_verify_through_a_running_daemon() {
         "{offline}"
     );
     let socket = dir.path().join("run").join("cardvault.sock");
-    let _daemon = Daemon(
+    let daemon = Daemon(
         bin()
             .args([
                 "serve",
@@ -170,6 +187,17 @@ fn tail_and_verify_through_a_running_daemon() {
         kf,
     ]);
     assert!(verify.contains("2 entries, chain intact"), "{verify}");
+
+    // `audit archive` too goes through the daemon, which writes the file while it serves.
+    let file = dir.path().join("audit-archive.bin");
+    let file = file.to_str().unwrap();
+    let archived = ok(&archive_args(file, data, &["--api-key-file", kf]));
+    assert!(archived.contains("archived entries 1..=1"), "{archived}");
+    let verify = ok(&["audit", "verify", "--data", data, "--api-key-file", kf]);
+    assert!(verify.contains("chain intact"), "{verify}");
+    drop(daemon);
+    let archive = ok(&["audit", "verify", "--archive", file, "--data", data]);
+    assert!(archive.contains("archive OK: 1 entries"), "{archive}");
 }
 
 /// `audit archive` moves old entries into a file: the remaining log and the archive both verify,
@@ -188,16 +216,7 @@ fn archive_then_verify_both_and_detect_a_tampered_archive() {
     ok(&["keys", "rotate", "--data", data]);
     let file = dir.path().join("audit-archive.bin");
     let file = file.to_str().unwrap();
-    let out = ok(&[
-        "audit",
-        "archive",
-        "--before",
-        "2999-01-01",
-        "--out",
-        file,
-        "--data",
-        data,
-    ]);
+    let out = ok(&archive_args(file, data, &[]));
     assert!(out.contains("archived entries 1..="), "{out}");
     let verify = ok(&["audit", "verify", "--data", data]);
     assert!(verify.contains("chain intact"), "{verify}");
@@ -207,20 +226,7 @@ fn archive_then_verify_both_and_detect_a_tampered_archive() {
     assert!(!tail.contains("admin.merchant.add"), "{tail}");
     assert!(tail.contains("key.rotate"), "{tail}");
     // A second archive file may not overwrite the first.
-    assert!(
-        !run(&[
-            "audit",
-            "archive",
-            "--before",
-            "2999-01-01",
-            "--out",
-            file,
-            "--data",
-            data
-        ])
-        .status
-        .success()
-    );
+    assert!(!run(&archive_args(file, data, &[])).status.success());
 
     let mut bytes = std::fs::read(file).unwrap();
     let at = bytes.len() / 2;

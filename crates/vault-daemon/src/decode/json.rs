@@ -119,6 +119,8 @@ pub(crate) const HOSTED_SESSION: &[Field] = &[
 
 /// `POST /admin/backup`.
 pub(crate) const BACKUP: &[Field] = &[req("path", Kind::Str)];
+/// `POST /admin/audit/archive`.
+pub(crate) const AUDIT_ARCHIVE: &[Field] = &[req("before", Kind::Str), req("path", Kind::Str)];
 
 /// A typed body, or every field error found in it.
 pub(crate) fn typed<T: DeserializeOwned>(

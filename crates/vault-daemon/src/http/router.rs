@@ -50,10 +50,11 @@ pub(crate) enum RouteId {
     HostedFieldsAsset,
     AuditEntries,
     AuditVerify,
+    AuditArchive,
 }
 
 /// Every route, in `RouteId` order.
-pub(crate) const TABLE: [(Route, RouteId); 34] = [
+pub(crate) const TABLE: [(Route, RouteId); 35] = [
     (r("GET", "/health"), RouteId::Health),
     (r("GET", "/metrics"), RouteId::Metrics),
     (r("POST", "/v2/tokens"), RouteId::TokenCreate),
@@ -106,6 +107,7 @@ pub(crate) const TABLE: [(Route, RouteId); 34] = [
     ),
     (r("GET", "/admin/audit"), RouteId::AuditEntries),
     (r("POST", "/admin/audit/verify"), RouteId::AuditVerify),
+    (r("POST", "/admin/audit/archive"), RouteId::AuditArchive),
 ];
 
 /// Metrics slot for requests that matched no route.

@@ -315,7 +315,22 @@ pub(crate) async fn backup(state: &State, req: Request<Incoming>) -> Answer {
     let p = state.authorize_operator(req.headers())?;
     let body = state.json_body(req, state.config.max_body_bytes).await?;
     let r: BackupRequest = json::typed(&body, json::BACKUP)?;
-    let path = std::path::PathBuf::from(&r.path);
+    let target = new_file_path(&r.path)?;
+    let report = state
+        .blocking(move |v| v.backup_to_file(&target, |_, _| {}))
+        .await?;
+    tracing::info!(target: "cardvault::audit", key_id = %p.key_id, records = report.records,
+        bytes = report.bytes, "backup written");
+    Ok(response::json(
+        StatusCode::OK,
+        &views::backup(r.path, &report),
+    ))
+}
+
+/// `path`, a file the daemon is asked to create on its machine (a backup, an audit archive):
+/// absolute, in an existing directory, and not there yet.
+pub(crate) fn new_file_path(path: &str) -> Result<std::path::PathBuf, ApiError> {
+    let path = std::path::PathBuf::from(path);
     if let Some(problem) = vault_service::backup_path_problem(&path) {
         return Err(vault_service::VaultError::Invalid(problem).into());
     }
@@ -326,16 +341,7 @@ pub(crate) async fn backup(state: &State, req: Request<Incoming>) -> Answer {
             "a file exists at path; not overwriting it",
         ));
     }
-    let target = path.clone();
-    let report = state
-        .blocking(move |v| v.backup_to_file(&target, |_, _| {}))
-        .await?;
-    tracing::info!(target: "cardvault::audit", key_id = %p.key_id, records = report.records,
-        bytes = report.bytes, "backup written");
-    Ok(response::json(
-        StatusCode::OK,
-        &views::backup(r.path, &report),
-    ))
+    Ok(path)
 }
 
 pub(crate) async fn stats(state: &State, req: Request<Incoming>) -> Answer {

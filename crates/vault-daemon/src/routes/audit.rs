@@ -1,10 +1,12 @@
-//! `/admin/audit` (the `admin` scope): the audit log read and checked through a running daemon,
-//! so `cardvault audit tail|verify` need not stop it.
+//! `/admin/audit` (the `admin` scope): the audit log read, checked and archived through a running
+//! daemon, so `cardvault audit tail|verify|archive` need not stop it.
 
 use hyper::{Request, Response, StatusCode, body::Incoming};
-use vault_wire::AuditPage;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+use vault_wire::{AuditArchiveRequest, AuditPage};
 
 use crate::{
+    decode::json,
     http::response::{self, ApiError, Body},
     state::State,
     views,
@@ -40,6 +42,33 @@ pub(crate) async fn verify(state: &State, req: Request<Incoming>) -> Answer {
     state.authorize_operator(req.headers())?;
     let report = state.blocking(|v| v.audit_verify()).await?;
     Ok(response::json(StatusCode::OK, &views::audit_verify(report)))
+}
+
+/// `POST /admin/audit/archive` -> 200: moves the whole blocks of entries written before
+/// `before` into a new file at `path` on the daemon's machine (absolute, must not exist; created
+/// 0600), while the daemon serves; what `cardvault audit archive` runs through a daemon. Nothing
+/// old enough: 200 with `entries: 0` and no file.
+pub(crate) async fn archive(state: &State, req: Request<Incoming>) -> Answer {
+    let p = state.authorize_operator(req.headers())?;
+    let body = state.json_body(req, state.config.max_body_bytes).await?;
+    let r: AuditArchiveRequest = json::typed(&body, json::AUDIT_ARCHIVE)?;
+    let before = OffsetDateTime::parse(&r.before, &Rfc3339).map_err(|_| {
+        ApiError::field(
+            "before",
+            "invalid",
+            "before must be an RFC 3339 time (2026-01-01T00:00:00Z)",
+        )
+    })?;
+    let path = super::admin::new_file_path(&r.path)?;
+    let archived = state
+        .blocking(move |v| v.audit_archive(before, &path))
+        .await?;
+    tracing::info!(target: "cardvault::audit", key_id = %p.key_id, entries = archived.entries,
+        chains = archived.chains.len(), "audit log archived");
+    Ok(response::json(
+        StatusCode::OK,
+        &views::audit_archived(r.path, &archived),
+    ))
 }
 
 /// `after` and `limit` from the query string; anything else there, or a bad value -> 400.

@@ -241,3 +241,78 @@ async fn failed_auth_flood_is_aggregated_per_peer_per_minute() {
     assert!(failed.iter().all(|e| e.actor.peer_uid.is_some()));
     assert!(d.vault.audit_verify().unwrap().is_ok());
 }
+
+/// `POST /admin/audit/archive` moves the old blocks of a directory vault's log into a file while
+/// the daemon serves: the file verifies on its own, the log still verifies and keeps the entries
+/// written after the cut. A path already there, a time that is not RFC 3339 and a key without
+/// the `admin` scope are refused; with nothing old enough left it writes no file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_archive_route_moves_old_entries_while_serving() {
+    let d = TestDaemon::start().await;
+    let rotate = async || {
+        let r = d
+            .send("POST", "/admin/keys/rotate", Some(&d.keys.admin), None)
+            .await;
+        assert_eq!(r.status, 200);
+    };
+    for _ in 0..4 {
+        rotate().await;
+    }
+    d.clock.advance(time::Duration::hours(1));
+    let cut = d
+        .vault
+        .vault()
+        .now()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    d.clock.advance(time::Duration::minutes(1));
+    rotate().await;
+    let total = d.vault.audit_tail(usize::MAX).unwrap().len() as u64;
+
+    let out = d.dir.path().join("audit-1.cva");
+    let body = serde_json::json!({"before": cut, "path": out.to_str().unwrap()}).to_string();
+    let archive = async |body: &str, key: &str| {
+        d.send("POST", "/admin/audit/archive", Some(key), Some(body))
+            .await
+    };
+    let r = archive(&body, &d.keys.admin).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let a = r.json();
+    let moved = a["entries"].as_u64().unwrap();
+    assert!(moved >= 4, "{a}");
+    assert_eq!(a["path"], out.to_str().unwrap());
+    assert_eq!(a["more"], false);
+    assert_eq!(a["chains"][0]["chain"], serde_json::Value::Null);
+    assert_eq!(a["chains"][0]["first_seq"], 1);
+    assert_eq!(a["chains"][0]["last_seq"], moved);
+    assert_eq!(std::fs::metadata(&out).unwrap().mode() & 0o777, 0o600);
+    let report = d
+        .vault
+        .vault()
+        .audit_verify_archive(&std::fs::read(&out).unwrap());
+    assert_eq!((report.first_bad, report.entries), (None, moved));
+    // The log verifies from its anchor and keeps what came after the cut.
+    assert!(d.vault.audit_verify().unwrap().is_ok());
+    let left = d.vault.audit_tail(usize::MAX).unwrap();
+    assert_eq!(left.len() as u64, total - moved);
+    assert_eq!(left.first().unwrap().seq, moved + 1);
+    assert_eq!(left.last().unwrap().action, AuditAction::KeyRotate);
+
+    // The same path again: refused, the file untouched.
+    let r = archive(&body, &d.keys.admin).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["errors"][0]["code"], "exists");
+    let bad_time = serde_json::json!({"before": "yesterday", "path": "/tmp/x.cva"}).to_string();
+    let r = archive(&bad_time, &d.keys.admin).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["errors"][0]["field"], "before");
+    let r = archive(&body, &d.keys.reveal).await;
+    assert_eq!(r.status, 403);
+    // Nothing old enough is left: 200, no entries, no file.
+    let out2 = d.dir.path().join("audit-2.cva");
+    let body2 = serde_json::json!({"before": cut, "path": out2.to_str().unwrap()}).to_string();
+    let r = archive(&body2, &d.keys.admin).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["entries"], 0);
+    assert!(!out2.exists());
+}
