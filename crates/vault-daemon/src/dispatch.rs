@@ -10,6 +10,7 @@ use crate::{
         response::{ApiError, Body},
         router::{Matched, Param, RouteId, UNMATCHED, find},
     },
+    idempotency,
     routes::{
         admin, audit,
         gateway::{self, api, hosted, hosted_fields, payments},
@@ -18,8 +19,30 @@ use crate::{
     state::State,
 };
 
-/// Answers one request and records it in the metrics.
+/// Answers one request and records it in the metrics. A request carrying an `Idempotency-Key`
+/// runs on a task of its own, so that its work ends (and its answer is stored for a retry) even
+/// if the client goes away or it is answered at the request timeout first (see
+/// [`idempotency`](crate::idempotency)).
 pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+    if !req.headers().contains_key(idempotency::KEY_HEADER) {
+        return answer(state, req).await;
+    }
+    let (to, answered) = tokio::sync::oneshot::channel();
+    let peer_uid = crate::state::peer_uid();
+    tokio::spawn(crate::state::PEER_UID.scope(
+        peer_uid,
+        idempotency::ANSWERING.scope(idempotency::Answering::new(to), async move {
+            let resp = answer(state, req).await;
+            idempotency::ANSWERING.with(|a| a.send(resp));
+        }),
+    ));
+    answered
+        .await
+        .unwrap_or_else(|_| ApiError::internal().into_response())
+}
+
+/// [`handle`] on the caller's task.
+async fn answer(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let start = Instant::now();
     let (slot, resp) = match find(req.method().as_str(), req.uri().path()) {
         Matched::Route(id, param) => (id as usize, dispatch(&state, id, param, req).await),

@@ -18,10 +18,16 @@
 //! the failure is logged without any request or response content. A retry with the same key then
 //! runs the work again.
 //!
-//! The work is not detached from the connection: if the client goes away mid-request the guard
-//! is dropped, nothing is stored, and a retry runs the work again.
+//! **The work is detached from the connection.** A request carrying the header runs on a task of
+//! its own (`dispatch::handle`), whose answer reaches the connection through [`ANSWERING`]: a
+//! client that goes away does not stop the work. Its waits for the vault are not cut at the
+//! request timeout ([`UNBOUNDED`](crate::state::UNBOUNDED)); at the timeout [`run`] answers the
+//! caller 503 itself and lets the work end and store its answer. A retry with the key meanwhile
+//! is answered 409 `idempotency_in_progress`, and once the work ended, its stored answer: a
+//! request that timed out is never run twice. (Without the key nothing changes: a request that
+//! times out answers 503 and its work, if it was under way, may still complete.)
 
-use std::future::Future;
+use std::{future::Future, sync::Mutex};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -33,7 +39,7 @@ use vault_service::{IdempotencyKey, IdempotencyStart, IdempotentResponse, Mercha
 
 use crate::{
     http::response::{ApiError, Body},
-    state::State,
+    state::{State, UNBOUNDED},
 };
 
 /// The request header.
@@ -200,17 +206,46 @@ pub(crate) struct StoreAs(pub(crate) Bytes);
 #[derive(Clone, Copy)]
 pub(crate) struct NoStore;
 
+tokio::task_local! {
+    /// Where the answer of a request carrying an `Idempotency-Key` goes, set by
+    /// `dispatch::handle` on the request's own task (see the module documentation).
+    pub(crate) static ANSWERING: Answering;
+}
+
+/// The answer of a request running on a task of its own: the first one sent reaches the caller.
+pub(crate) struct Answering(Mutex<Option<tokio::sync::oneshot::Sender<Response<Body>>>>);
+
+impl Answering {
+    pub(crate) fn new(to: tokio::sync::oneshot::Sender<Response<Body>>) -> Self {
+        Self(Mutex::new(Some(to)))
+    }
+
+    /// Sends `resp` to the caller, unless an answer went already.
+    pub(crate) fn send(&self, resp: Response<Body>) {
+        let to = self.0.lock().map(|mut to| to.take()).unwrap_or(None);
+        if let Some(to) = to {
+            let _ = to.send(resp);
+        }
+    }
+}
+
+/// What the caller of a request whose work outlasts the request timeout is told (the work goes
+/// on; see the module documentation).
+const STILL_RUNNING: &str = "the request took too long; its work goes on and its answer is \
+     kept: retry with the same Idempotency-Key";
+
 /// Runs `f` under the idempotency key, if any (see the module documentation). `route` is a
 /// stable route name (`"POST /v2/tokens"`), `request` the parts that define the request (path
 /// parameters, and the body's [`json_shape`] or [`form_shape`], never the raw body: no secret may
 /// shape the fingerprint); both go into the keyed fingerprint that tells a retry from a different
-/// request.
+/// request. `timed_out` shapes the route's 503 for a caller answered before its work ended.
 pub(crate) async fn run<F, Fut>(
     state: &State,
     merchant: MerchantId,
     route: &'static str,
     key: Option<IdempotencyKey>,
     request: Vec<Bytes>,
+    timed_out: impl FnOnce(ApiError) -> Response<Body>,
     f: F,
 ) -> Result<Response<Body>, ApiError>
 where
@@ -230,13 +265,35 @@ where
         IdempotencyStart::Replay(stored) => return Ok(replay(stored)),
         IdempotencyStart::Proceed(guard) => guard,
     };
-    let resp = f().await.unwrap_or_else(ApiError::into_response);
+    // On the request's own task (always, through the daemon): the work runs to its end.
+    let detached = ANSWERING.try_with(|_| ()).is_ok();
+    let resp = if detached {
+        let work = UNBOUNDED.scope((), f());
+        tokio::pin!(work);
+        match tokio::time::timeout(state.config.request_timeout, &mut work).await {
+            Ok(resp) => resp,
+            Err(_) => {
+                let early = timed_out(ApiError::unavailable(STILL_RUNNING));
+                let _ = ANSWERING.try_with(|a| a.send(early));
+                work.await
+            }
+        }
+    } else {
+        f().await
+    };
+    let resp = resp.unwrap_or_else(ApiError::into_response);
     let (resp, stored) = capture(resp).await;
     let Some(stored) = stored else {
         // Dropping the guard frees the key without storing anything.
         return Ok(resp);
     };
-    if let Err(e) = state.blocking(move |_| guard.finish(&stored)).await {
+    let finish = state.blocking(move |_| guard.finish(&stored));
+    let finished = if detached {
+        UNBOUNDED.scope((), finish).await
+    } else {
+        finish.await
+    };
+    if let Err(e) = finished {
         // The work is done: answer it. Nothing of the request or answer is logged.
         tracing::warn!(
             route,

@@ -17,6 +17,16 @@ use crate::{DaemonConfig, http::limits, http::response::ApiError, metrics::Metri
 tokio::task_local! {
     /// The uid of the Unix-socket peer whose request is being handled (`None` over TCP).
     pub(crate) static PEER_UID: Option<u32>;
+
+    /// Set while the work of a request with an `Idempotency-Key` runs (see `idempotency::run`):
+    /// its waits for the vault are not cut at the request timeout. `run` answers the caller at
+    /// the timeout itself and lets the work end, so that its answer is stored for a retry.
+    pub(crate) static UNBOUNDED: ();
+}
+
+/// Whether the waits of the running task end at the request timeout (see [`UNBOUNDED`]).
+fn bounded() -> bool {
+    UNBOUNDED.try_with(|()| ()).is_err()
 }
 
 /// The peer uid of the request being handled, if known.
@@ -157,6 +167,9 @@ impl State {
         &self,
         fut: impl Future<Output = Result<T, VaultError>>,
     ) -> Result<T, ApiError> {
+        if !bounded() {
+            return fut.await.map_err(ApiError::from);
+        }
         match tokio::time::timeout(self.config.request_timeout, fut).await {
             Ok(r) => r.map_err(ApiError::from),
             Err(_) => Err(ApiError::unavailable("the request took too long")),
@@ -191,6 +204,12 @@ impl State {
         ApiError: From<E>,
     {
         let task = tokio::task::spawn_blocking(f);
+        if !bounded() {
+            return match task.await {
+                Ok(r) => r.map_err(ApiError::from),
+                Err(_) => Err(ApiError::internal()),
+            };
+        }
         match tokio::time::timeout(self.config.request_timeout, task).await {
             Ok(Ok(r)) => r.map_err(ApiError::from),
             Ok(Err(_)) => Err(ApiError::internal()),

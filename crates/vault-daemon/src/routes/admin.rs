@@ -47,9 +47,15 @@ where
     let key = idempotency::key_from(req.headers(), KeyRule::Optional)?;
     let body = state.json_body(req, state.config.max_body_bytes).await?;
     let shape = idempotency::json_shape(state, OPERATOR_NAMESPACE, &body);
-    idempotency::run(state, OPERATOR_NAMESPACE, route, key, vec![shape], || {
-        create(p, body)
-    })
+    idempotency::run(
+        state,
+        OPERATOR_NAMESPACE,
+        route,
+        key,
+        vec![shape],
+        ApiError::into_response,
+        || create(p, body),
+    )
     .await
 }
 

@@ -37,6 +37,7 @@ pub(crate) async fn create(state: &State, req: Request<Incoming>) -> Answer {
         "POST /v2/tokens",
         key,
         vec![idempotency::json_shape(state, merchant, &body)],
+        ApiError::into_response,
         || async move {
             let (parsed, errors) = json::tokenize(&body);
             let (card, options) = validate::tokenize(parsed, errors, state.vault.now())?;
@@ -73,6 +74,7 @@ pub(crate) async fn batch(state: &State, req: Request<Incoming>) -> Answer {
         "POST /v2/tokens/batch",
         key,
         vec![idempotency::json_shape(state, merchant, &body)],
+        ApiError::into_response,
         || batch_items(state, &p, body),
     )
     .await

@@ -1,7 +1,13 @@
 //! `Idempotency-Key` on `POST /v2/tokens` and `POST /v2/tokens/batch`, over a real socket.
 
-use std::collections::BTreeSet;
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
 
+use tokio::io::AsyncWriteExt;
+use vault_daemon::DaemonConfig;
+use vault_service::VaultError;
 use vault_testkit::daemon::{Resp, SEED_003, TestDaemon, raw};
 
 const KEY: &str = "6f1c2b3a-1d2e-4f00-8a9b-0c1d2e3f4a5b";
@@ -12,6 +18,13 @@ const BAD_CARD: &str =
 
 /// A POST with an optional `Idempotency-Key`.
 async fn post(d: &TestDaemon, path: &str, api_key: &str, idem: Option<&str>, body: &str) -> Resp {
+    raw(&d.sock, &post_bytes(path, api_key, idem, body))
+        .await
+        .expect("a response")
+}
+
+/// The bytes of [`post`]'s request.
+fn post_bytes(path: &str, api_key: &str, idem: Option<&str>, body: &str) -> Vec<u8> {
     let mut head = format!(
         "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {api_key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
         body.len()
@@ -21,7 +34,7 @@ async fn post(d: &TestDaemon, path: &str, api_key: &str, idem: Option<&str>, bod
     }
     let mut bytes = format!("{head}\r\n").into_bytes();
     bytes.extend_from_slice(body.as_bytes());
-    raw(&d.sock, &bytes).await.expect("a response")
+    bytes
 }
 
 async fn tokenize(d: &TestDaemon, idem: Option<&str>, body: &str) -> Resp {
@@ -190,4 +203,112 @@ async fn keys_expire_after_24_hours() {
     // The admin sweep reclaims stored answers 24 hours old.
     d.clock.advance(time::Duration::hours(24));
     assert_eq!(d.vault.sweep_idempotency().unwrap(), 1);
+}
+
+/// Holds back the commit of new tokens until the returned function is called (and a little
+/// while): on a directory vault a write job that blocks the committer; on PostgreSQL a lock on
+/// the token records' table for 1.5 s (the claim of an idempotency key, in another table, still
+/// commits there).
+fn hold_token_commits(d: &TestDaemon) -> Box<dyn FnOnce()> {
+    if let Some(db) = d.home.database() {
+        let holder = db.lock_table_for("cardvault_record", Duration::from_millis(1500));
+        return Box::new(move || holder.join().unwrap());
+    }
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (entered, inside) = std::sync::mpsc::channel::<()>();
+    let vault = d.vault.vault().clone();
+    let holder = std::thread::spawn(move || {
+        vault.transact(move |_| {
+            let _ = entered.send(());
+            let _ = held.recv();
+            Ok::<_, VaultError>(())
+        })
+    });
+    inside.recv().unwrap();
+    Box::new(move || {
+        release.send(()).unwrap();
+        holder.join().unwrap().unwrap();
+    })
+}
+
+/// A request whose work outlasts the request timeout is answered 503 at the timeout and its
+/// work goes on: a retry with the key meanwhile is refused (409 in progress, or 503 on
+/// PostgreSQL, where the retry's claim waits behind the held commit), then gets the stored answer,
+/// and the card is stored once. Before, the 503 freed the key, and each retry stored the card
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_answered_at_the_timeout_ends_its_work_and_is_replayed() {
+    let d = TestDaemon::start_with(DaemonConfig {
+        request_timeout: Duration::from_millis(300),
+        ..DaemonConfig::default()
+    })
+    .await;
+    let release = hold_token_commits(&d);
+    let first = tokenize(&d, Some(KEY), SEED_003).await;
+    assert_eq!(first.status, 503, "{}", first.text());
+    assert!(
+        first.text().contains("retry with the same Idempotency-Key"),
+        "{}",
+        first.text()
+    );
+    let meanwhile = tokenize(&d, Some(KEY), SEED_003).await;
+    match d.home.database() {
+        None => {
+            assert_eq!(meanwhile.status, 409, "{}", meanwhile.text());
+            assert_eq!(
+                meanwhile.error_fields()[0].1,
+                "idempotency_in_progress",
+                "{}",
+                meanwhile.text()
+            );
+        }
+        Some(_) => assert!(
+            [409, 503].contains(&meanwhile.status),
+            "{}",
+            meanwhile.text()
+        ),
+    }
+    release();
+    assert_replayed_once(&d).await;
+}
+
+/// A client that sends a request with a key and goes away before the answer does not stop its
+/// work: once the work ended, a retry with the key gets its stored answer, and the card is stored
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_before_the_answer_leaves_its_work_to_end() {
+    let d = TestDaemon::start().await;
+    let release = hold_token_commits(&d);
+    {
+        let mut s = tokio::net::UnixStream::connect(&d.sock).await.unwrap();
+        let bytes = post_bytes("/v2/tokens", &d.keys.tokenize, Some(KEY), SEED_003);
+        s.write_all(&bytes).await.unwrap();
+        // The daemon takes the key and starts the work; then the client goes away.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    release();
+    assert_replayed_once(&d).await;
+}
+
+/// Retries `SEED_003` with `KEY` while its first request's work is under way (409, or 503 while
+/// a claim waits), then checks the answer is that request's, replayed, and the card stored once.
+async fn assert_replayed_once(d: &TestDaemon) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let replay = loop {
+        let r = tokenize(d, Some(KEY), SEED_003).await;
+        if ![409, 503].contains(&r.status) {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {}: {}",
+            r.status,
+            r.text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(replay.status, 201, "{}", replay.text());
+    assert!(replayed(&replay), "{:?}", replay.headers);
+    assert_eq!(records(d), 1, "the card was stored once");
 }

@@ -143,25 +143,34 @@ async fn token_inner(
         .gateway(move |g| g.as_actor(&login_actor).login(merchant, &password))
         .await
         .map_err(login_failure)?;
-    idempotency::run(state, merchant, "POST /token", key, vec![shape], || async {
-        let session = match state
-            .gateway(move |g| g.as_actor(&actor).create_session(merchant, kind, options))
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => return Ok(call.failure_response(vault_failure(&e))),
-        };
-        let body = SessionTokenResponse {
-            result: GatewayResult::Success,
-            result_id: gateway::result_id(),
-            merchant_id: merchant.to_string(),
-            additional_details: BTreeMap::new(),
-            processing_time: call.elapsed_ms(),
-            token: session.token.to_string(),
-            customer_id: session.customer.map(|c| c.as_str().to_owned()),
-        };
-        Ok(gateway::success(&body))
-    })
+    let timed_out = |e: ApiError| call.failure_response(gateway::idempotency_failure(&e));
+    idempotency::run(
+        state,
+        merchant,
+        "POST /token",
+        key,
+        vec![shape],
+        timed_out,
+        || async {
+            let session = match state
+                .gateway(move |g| g.as_actor(&actor).create_session(merchant, kind, options))
+                .await
+            {
+                Ok(s) => s,
+                Err(e) => return Ok(call.failure_response(vault_failure(&e))),
+            };
+            let body = SessionTokenResponse {
+                result: GatewayResult::Success,
+                result_id: gateway::result_id(),
+                merchant_id: merchant.to_string(),
+                additional_details: BTreeMap::new(),
+                processing_time: call.elapsed_ms(),
+                token: session.token.to_string(),
+                customer_id: session.customer.map(|c| c.as_str().to_owned()),
+            };
+            Ok(gateway::success(&body))
+        },
+    )
     .await
     .map_err(|e| gateway::idempotency_failure(&e))
 }
@@ -285,6 +294,7 @@ async fn payments_inner(
         "POST /payments",
         key,
         parts,
+        |e: ApiError| call.failure_response(gateway::idempotency_failure(&e)),
         || async {
             let answer = match plan {
                 Plan::Capture(card, cvv) => {

@@ -62,12 +62,20 @@ async fn create_inner(
         idempotency::json_shape(state, merchant, &body),
     ];
     // Errors of the work itself are problem details, stored and replayed as such.
-    idempotency::run(state, merchant, ROUTE, key, parts, || async {
-        Ok(match work(state, &p, terminal, &body).await {
-            Ok(r) => r,
-            Err(e) => e.into_problem(),
-        })
-    })
+    idempotency::run(
+        state,
+        merchant,
+        ROUTE,
+        key,
+        parts,
+        ApiError::into_problem,
+        || async {
+            Ok(match work(state, &p, terminal, &body).await {
+                Ok(r) => r,
+                Err(e) => e.into_problem(),
+            })
+        },
+    )
     .await
 }
 
