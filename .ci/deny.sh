@@ -6,7 +6,8 @@
 # 1. bincode must not be in Cargo.lock or fuzz/Cargo.lock (plain grep: no tool, no network).
 # 2. cargo-deny licenses, bans, sources on both workspaces, offline, against deny.toml. Always run;
 #    any error fails the script. cargo-deny is installed if missing (`cargo install --locked`,
-#    about 13 min wall / 5 min CPU on the 2-core dev machine: cache $CARGO_HOME/bin in CI).
+#    unoptimised, `--debug`: about 2 CPU-minutes instead of 5, and its checks take seconds
+#    either way; cache $CARGO_HOME/bin in CI).
 # 3. cargo-deny advisories against the RustSec database, from the first of:
 #    a. a fresh fetch from GitHub;
 #    b. the snapshot in ../shared/advisory-db (beside the checkout; CARDVAULT_ADVISORY_SNAPSHOT
@@ -36,7 +37,7 @@ echo "no bincode in Cargo.lock, fuzz/Cargo.lock"
 if ! command -v cargo-deny >/dev/null 2>&1; then
     echo "==> cargo-deny not found: installing cargo-deny $deny_version (slow; cache \$CARGO_HOME/bin)"
     start=$(date +%s)
-    cargo install cargo-deny --locked --version "=$deny_version"
+    cargo install cargo-deny --locked --debug --version "=$deny_version"
     echo "installed cargo-deny in $(( $(date +%s) - start )) s"
 fi
 cargo deny --version
