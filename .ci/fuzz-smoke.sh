@@ -7,6 +7,7 @@
 #   FUZZ_SECONDS=60 .ci/fuzz-smoke.sh    # longer
 #   .ci/fuzz-smoke.sh open_record        # some targets only
 #   FUZZ_SKIP="a b" .ci/fuzz-smoke.sh    # all but these (known open findings, see fuzz/README.md)
+#   FUZZ_BUILD_ONLY=1 .ci/fuzz-smoke.sh  # build the targets, run nothing (.ci/run, beside the tests)
 #
 # Fails if a target does not build, or if libFuzzer reports a crash, panic, failed assertion,
 # timeout or out-of-memory. A crashing input is kept in fuzz/artifacts/<target>/ (gitignored);
@@ -54,6 +55,10 @@ echo "==> building ${#targets[@]} fuzz targets for $host"
     cargo build --locked --profile smoke --bins --target "$host" --target-dir "$fuzz_dir/target"
 )
 bin_dir="$fuzz_dir/target/$host/smoke"
+if [ -n "${FUZZ_BUILD_ONLY:-}" ]; then
+    echo "built ${#targets[@]} fuzz targets in $bin_dir"
+    exit 0
+fi
 
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
