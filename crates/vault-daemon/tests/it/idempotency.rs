@@ -207,11 +207,11 @@ async fn keys_expire_after_24_hours() {
 
 /// Holds back the commit of new tokens until the returned function is called (and a little
 /// while): on a directory vault a write job that blocks the committer; on PostgreSQL a lock on
-/// the token records' table for 1.5 s (the claim of an idempotency key, in another table, still
-/// commits there).
+/// the token records' table for 3 s, within the statement timeout (the claim of an idempotency
+/// key, in another table, still commits there).
 fn hold_token_commits(d: &TestDaemon) -> Box<dyn FnOnce()> {
     if let Some(db) = d.home.database() {
-        let holder = db.lock_table_for("cardvault_record", Duration::from_millis(1500));
+        let holder = db.lock_table_for("cardvault_record", Duration::from_secs(3));
         return Box::new(move || holder.join().unwrap());
     }
     let (release, held) = std::sync::mpsc::channel::<()>();
