@@ -265,35 +265,49 @@ where
         IdempotencyStart::Replay(stored) => return Ok(replay(stored)),
         IdempotencyStart::Proceed(guard) => guard,
     };
-    // On the request's own task (always, through the daemon): the work runs to its end.
+    // On the request's own task (always, through the daemon): the work and the storing of its
+    // answer run to their end, their waits not cut at the request timeout.
     let detached = ANSWERING.try_with(|_| ()).is_ok();
-    let resp = if detached {
-        let work = UNBOUNDED.scope((), f());
+    let rest = async move {
+        let work = f();
         tokio::pin!(work);
-        match tokio::time::timeout(state.config.request_timeout, &mut work).await {
-            Ok(resp) => resp,
-            Err(_) => {
-                let early = timed_out(ApiError::unavailable(STILL_RUNNING));
-                let _ = ANSWERING.try_with(|a| a.send(early));
-                work.await
+        let resp = if detached {
+            match tokio::time::timeout(state.config.request_timeout, &mut work).await {
+                Ok(resp) => resp,
+                Err(_) => {
+                    let early = timed_out(ApiError::unavailable(STILL_RUNNING));
+                    let _ = ANSWERING.try_with(|a| a.send(early));
+                    work.await
+                }
             }
-        }
-    } else {
-        f().await
+        } else {
+            work.await
+        };
+        store(state, merchant, route, guard, resp).await
     };
+    if detached {
+        UNBOUNDED.scope((), rest).await
+    } else {
+        rest.await
+    }
+}
+
+/// Stores `resp` (unless it is a server error or [`NoStore`]) as the answer of `guard`'s key,
+/// and returns it.
+async fn store(
+    state: &State,
+    merchant: MerchantId,
+    route: &'static str,
+    guard: vault_service::IdempotencyGuard,
+    resp: Result<Response<Body>, ApiError>,
+) -> Result<Response<Body>, ApiError> {
     let resp = resp.unwrap_or_else(ApiError::into_response);
     let (resp, stored) = capture(resp).await;
     let Some(stored) = stored else {
         // Dropping the guard frees the key without storing anything.
         return Ok(resp);
     };
-    let finish = state.blocking(move |_| guard.finish(&stored));
-    let finished = if detached {
-        UNBOUNDED.scope((), finish).await
-    } else {
-        finish.await
-    };
-    if let Err(e) = finished {
+    if let Err(e) = state.blocking(move |_| guard.finish(&stored)).await {
         // The work is done: answer it. Nothing of the request or answer is logged.
         tracing::warn!(
             route,

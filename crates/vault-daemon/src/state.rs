@@ -162,18 +162,23 @@ impl State {
         self.json_body(req, self.config.max_body_bytes).await
     }
 
+    /// Waits for `fut`, 503 after the request timeout, unless the task's waits are not cut
+    /// there (see [`UNBOUNDED`]).
+    pub(crate) async fn in_time<F: Future>(&self, fut: F) -> Result<F::Output, ApiError> {
+        if !bounded() {
+            return Ok(fut.await);
+        }
+        tokio::time::timeout(self.config.request_timeout, fut)
+            .await
+            .map_err(|_| ApiError::unavailable("the request took too long"))
+    }
+
     /// Waits for a vault result, 503 after the request timeout.
     pub(crate) async fn within<T>(
         &self,
         fut: impl Future<Output = Result<T, VaultError>>,
     ) -> Result<T, ApiError> {
-        if !bounded() {
-            return fut.await.map_err(ApiError::from);
-        }
-        match tokio::time::timeout(self.config.request_timeout, fut).await {
-            Ok(r) => r.map_err(ApiError::from),
-            Err(_) => Err(ApiError::unavailable("the request took too long")),
-        }
+        self.in_time(fut).await?.map_err(ApiError::from)
     }
 
     /// Runs a blocking vault call on the blocking pool, within the request timeout.
@@ -203,17 +208,9 @@ impl State {
         E: Send + 'static,
         ApiError: From<E>,
     {
-        let task = tokio::task::spawn_blocking(f);
-        if !bounded() {
-            return match task.await {
-                Ok(r) => r.map_err(ApiError::from),
-                Err(_) => Err(ApiError::internal()),
-            };
-        }
-        match tokio::time::timeout(self.config.request_timeout, task).await {
-            Ok(Ok(r)) => r.map_err(ApiError::from),
-            Ok(Err(_)) => Err(ApiError::internal()),
-            Err(_) => Err(ApiError::unavailable("the request took too long")),
+        match self.in_time(tokio::task::spawn_blocking(f)).await? {
+            Ok(r) => r.map_err(ApiError::from),
+            Err(_) => Err(ApiError::internal()),
         }
     }
 }

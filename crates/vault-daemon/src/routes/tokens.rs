@@ -227,10 +227,7 @@ pub(crate) async fn reveal(state: &State, req: Request<Incoming>, param: Param) 
             let _ = tx.send(r);
         });
     // The card comes back only once the reveal's audit entry is durable.
-    let Ok(result) = tokio::time::timeout(state.config.request_timeout, completion(rx)).await
-    else {
-        return Err(ApiError::unavailable("the request took too long"));
-    };
+    let result = state.in_time(completion(rx)).await?;
     // The audit log is the record of every reveal; a successful one is a debug line only (at
     // info, a reveal-heavy load writes megabytes of log a second). Refusals stay at info.
     let outcome = match &result {

@@ -61,6 +61,15 @@ fn mint(vault: &Vault, merchant: MerchantId, pan: &str) -> Token {
         .token
 }
 
+/// A tokio runtime with one worker: a call that blocked it would hold up every other one.
+fn one_worker_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// The outcomes of the reveals of `token` in `vault`'s own audit chain, oldest first.
 fn reveal_outcomes(vault: &Vault, token: &Token) -> Vec<AuditOutcome> {
     vault
@@ -95,12 +104,8 @@ fn reads_from_an_async_runtime_are_answered_without_blocking_it_and_reveals_stay
         .iter()
         .map(|t| p.b.get(m, t).expect("get").masked_pan.as_str().to_owned())
         .collect();
-    // A runtime with one worker: a read that waited on it would hold up every other one.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    // A read that waited on the one worker would hold up every other one.
+    let runtime = one_worker_runtime();
     let b = p.b.clone();
     let (got, revealed, missing) = runtime.block_on(async move {
         let mut gets = Vec::new();
@@ -212,11 +217,7 @@ fn reveals_read_in_their_group_decide_and_record_every_outcome() {
         (short, None, None, AuditOutcome::Denied("not_found".into())),
         (rotated, None, Some("378282246310005"), AuditOutcome::Ok),
     ];
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = one_worker_runtime();
     let b = p.b.clone();
     let calls: Vec<(Token, Option<CustomerId>)> =
         asks.iter().map(|(t, c, _, _)| (*t, c.clone())).collect();

@@ -143,14 +143,13 @@ async fn token_inner(
         .gateway(move |g| g.as_actor(&login_actor).login(merchant, &password))
         .await
         .map_err(login_failure)?;
-    let timed_out = |e: ApiError| call.failure_response(gateway::idempotency_failure(&e));
     idempotency::run(
         state,
         merchant,
         "POST /token",
         key,
         vec![shape],
-        timed_out,
+        |e| call.idempotency_response(e),
         || async {
             let session = match state
                 .gateway(move |g| g.as_actor(&actor).create_session(merchant, kind, options))
@@ -294,7 +293,7 @@ async fn payments_inner(
         "POST /payments",
         key,
         parts,
-        |e: ApiError| call.failure_response(gateway::idempotency_failure(&e)),
+        |e| call.idempotency_response(e),
         || async {
             let answer = match plan {
                 Plan::Capture(card, cvv) => {

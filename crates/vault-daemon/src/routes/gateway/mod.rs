@@ -75,6 +75,12 @@ impl Call {
         cors(resp, self.origin.as_deref(), allowed)
     }
 
+    /// An idempotency refusal, or the 503 of a request answered before its work ended, as this
+    /// call's failure answer (see [`idempotency_failure`]).
+    pub(crate) fn idempotency_response(&self, e: ApiError) -> Response<Body> {
+        self.failure_response(idempotency_failure(&e))
+    }
+
     pub(crate) fn failure_response(&self, f: Failure) -> Response<Body> {
         let body = GatewayFailure {
             result: GatewayResult::Failure,
