@@ -26,8 +26,14 @@
 //! is answered 409 `idempotency_in_progress`, and once the work ended, its stored answer: a
 //! request that timed out is never run twice. (Without the key nothing changes: a request that
 //! times out answers 503 and its work, if it was under way, may still complete.)
+//!
+//! **On a vault shared with other daemons** the key is claimed in the database with a lease
+//! (`IDEMPOTENCY_LEASE`, 60 s). While the work and the storing of its answer run, [`run`] renews
+//! the claim every `IDEMPOTENCY_RENEWAL` (20 s), so work of any length keeps its key while this
+//! daemon lives and reaches the database; the key is taken over only after a whole lease without
+//! a renewal (this daemon killed or cut off), and then the late answer is not stored.
 
-use std::{future::Future, sync::Mutex};
+use std::{convert::Infallible, future::Future, sync::Mutex, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -35,7 +41,10 @@ use hyper::{
     HeaderMap, Response, StatusCode,
     header::{CONTENT_TYPE, HeaderName, HeaderValue, LOCATION},
 };
-use vault_service::{IdempotencyKey, IdempotencyStart, IdempotentResponse, MerchantId};
+use vault_service::{
+    ClaimRenewal, IDEMPOTENCY_RENEWAL, IdempotencyKey, IdempotencyStart, IdempotentResponse,
+    MerchantId,
+};
 
 use crate::{
     http::response::{ApiError, Body},
@@ -268,6 +277,11 @@ where
     // On the request's own task (always, through the daemon): the work and the storing of its
     // answer run to their end, their waits not cut at the request timeout.
     let detached = ANSWERING.try_with(|_| ()).is_ok();
+    let renewing = keep_claimed(
+        guard.renewal(),
+        IDEMPOTENCY_RENEWAL,
+        move |r: ClaimRenewal| async move { state.blocking(move |_| r.renew()).await },
+    );
     let rest = async move {
         let work = f();
         tokio::pin!(work);
@@ -285,11 +299,51 @@ where
         };
         store(state, merchant, route, guard, resp).await
     };
+    // The claim is renewed until the answer is stored (or the key released).
+    let rest = async move {
+        tokio::select! {
+            answer = rest => answer,
+            never = renewing => match never {},
+        }
+    };
     if detached {
         UNBOUNDED.scope((), rest).await
     } else {
         rest.await
     }
+}
+
+/// Renews `renewal`'s claim every `every`, for as long as it is polled (never ends). A renewal
+/// that fails for want of the database is tried again at the next tick (the lease is three ticks
+/// long); once the claim is found lost (`IdempotencyInProgress`: another request took the key
+/// over) it stops renewing. Nothing of the request is logged.
+async fn keep_claimed<R, F, Fut>(renewal: Option<R>, every: Duration, renew: F) -> Infallible
+where
+    R: Clone,
+    F: Fn(R) -> Fut,
+    Fut: Future<Output = Result<(), ApiError>>,
+{
+    if let Some(renewal) = renewal {
+        loop {
+            tokio::time::sleep(every).await;
+            match renew(renewal.clone()).await {
+                Ok(()) => {}
+                // `renew`'s only conflict: the claim is another request's now.
+                Err(e) if e.status() == StatusCode::CONFLICT => {
+                    tracing::warn!(
+                        "an idempotency claim was taken over while its request ran: its answer \
+                         will not be stored"
+                    );
+                    break;
+                }
+                Err(e) => tracing::warn!(
+                    status = e.status().as_u16(),
+                    "an idempotency claim could not be renewed; trying again"
+                ),
+            }
+        }
+    }
+    std::future::pending().await
 }
 
 /// Stores `resp` (unless it is a server error or [`NoStore`]) as the answer of `guard`'s key,
@@ -468,6 +522,65 @@ mod tests {
         let mut resp = crate::http::response::empty(StatusCode::OK);
         resp.extensions_mut().insert(NoStore);
         assert!(capture(resp).await.1.is_none());
+    }
+
+    /// The claim is renewed at every tick for as long as the work runs; a renewal that fails for
+    /// want of the database is tried again at the next tick; a claim found lost is not renewed
+    /// again; without a claim nothing is renewed.
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_is_renewed_while_the_work_runs() {
+        use std::sync::{
+            Arc,
+            atomic::{AtomicU32, Ordering},
+        };
+        let every = Duration::from_secs(20);
+        let ticks = |answers: Vec<Option<StatusCode>>| {
+            let calls = Arc::new(AtomicU32::new(0));
+            let c = calls.clone();
+            let renewing = keep_claimed(Some(()), every, move |()| {
+                let n = c.fetch_add(1, Ordering::SeqCst) as usize;
+                let answer = answers.get(n).copied().flatten();
+                async move {
+                    match answer {
+                        None => Ok(()),
+                        Some(StatusCode::CONFLICT) => {
+                            Err(ApiError::from(vault_service::VaultError::Conflict(
+                                vault_service::VaultConflict::IdempotencyInProgress,
+                            )))
+                        }
+                        Some(_) => Err(ApiError::unavailable("the database is unavailable")),
+                    }
+                }
+            });
+            (calls, renewing)
+        };
+        // Work of 65 s: renewed at 20, 40 and 60 s; the second renewal failed and was retried.
+        let (calls, renewing) = ticks(vec![None, Some(StatusCode::SERVICE_UNAVAILABLE)]);
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(65)) => {}
+            never = renewing => match never {},
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        // Work of 10 s: ended before the first tick, nothing renewed.
+        let (calls, renewing) = ticks(vec![]);
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(10)) => {}
+            never = renewing => match never {},
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        // The claim is found lost at the first tick: no renewal after it.
+        let (calls, renewing) = ticks(vec![Some(StatusCode::CONFLICT)]);
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(100)) => {}
+            never = renewing => match never {},
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // No claim (a directory vault): nothing to renew.
+        let renewing = keep_claimed(None::<()>, every, |()| async { panic!("nothing to renew") });
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(100)) => {}
+            never = renewing => match never {},
+        }
     }
 
     #[test]

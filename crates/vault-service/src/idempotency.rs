@@ -63,9 +63,15 @@
 //! [`IdempotencyGuard::finish`] replaces the claim by the sealed answer in one conditional write
 //! (only while the claim is still its own: `owner` is random per request); dropping the guard
 //! deletes the claim (queued, not waited for; if that write is refused the lease still frees the
-//! key). A request whose work outlives the lease can have its key taken over, and then its answer
-//! is not stored (`finish` reports `IdempotencyInProgress`); the daemon computes an answer within
-//! 30 s, well inside the lease.
+//! key).
+//!
+//! While its work runs, the request renews its claim every [`IDEMPOTENCY_RENEWAL`] through
+//! [`IdempotencyGuard::renewal`] (one conditional write: the lease becomes `now + IDEMPOTENCY_LEASE`
+//! while the claim is still its own), so work that takes longer than the lease keeps its key as
+//! long as the daemon doing it is alive and can reach the database. A claim that was not renewed
+//! in time (its daemon was killed, or could not write for a whole lease) can be taken over, and
+//! then the late request's answer is not stored (`finish` and `renew` report
+//! `IdempotencyInProgress`).
 
 use std::fmt;
 
@@ -87,6 +93,10 @@ pub const IDEMPOTENCY_TTL: time::Duration = time::Duration::hours(24);
 /// How long a claim on a key (a vault shared by several daemons) holds it for its request
 /// before another request may take the key over: twice the daemon's bound on computing an answer.
 pub const IDEMPOTENCY_LEASE: time::Duration = time::Duration::seconds(60);
+
+/// How often a request whose work is still running renews its claim (a third of the lease: two
+/// renewals may fail or be late before the key can be taken over).
+pub const IDEMPOTENCY_RENEWAL: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Stored answers: `I` + merchant id + idempotency key.
 const RECORDS: Table<(u64, [u8; 16]), StoredRec> =
@@ -285,6 +295,64 @@ impl IdempotencyGuard {
         Ok(())
         // `self` drops here: the slot is released only after the record is durable, so a
         // duplicate arriving in between sees "in progress" and one arriving after sees the replay.
+    }
+}
+
+impl IdempotencyGuard {
+    /// On a vault shared with other daemons, a handle that renews this request's claim on its key
+    /// (see the module documentation); `None` on a directory vault, whose keys in flight are held
+    /// in this process's memory for as long as the guard lives.
+    pub fn renewal(&self) -> Option<ClaimRenewal> {
+        Some(ClaimRenewal {
+            vault: self.vault.clone(),
+            record_key: record_key(self.merchant, &self.key),
+            owner: self.claim?,
+        })
+    }
+}
+
+/// Renews one request's claim on its idempotency key (a vault shared with other daemons), from
+/// [`IdempotencyGuard::renewal`]. Owns what it needs, so it can run beside the guard's work.
+#[derive(Clone)]
+pub struct ClaimRenewal {
+    vault: Vault,
+    record_key: Vec<u8>,
+    owner: [u8; 16],
+}
+
+impl ClaimRenewal {
+    /// Extends the claim's lease to [`IDEMPOTENCY_LEASE`] from now (never shortens it), durably, in
+    /// one conditional write. `Err(Conflict(IdempotencyInProgress))` if the claim is no longer this
+    /// request's (its lease ran out and another request took the key over, or it was answered):
+    /// renewing again cannot help then.
+    pub fn renew(&self) -> Result<(), VaultError> {
+        let lease_until = (self.vault.inner.clock.now() + IDEMPOTENCY_LEASE).unix_timestamp();
+        let record_key = self.record_key.clone();
+        let owner = self.owner;
+        // The job captures only bytes (never the vault): see `Core`.
+        self.vault
+            .inner
+            .store
+            .write(move |tx| -> Result<(), VaultError> {
+                update_raw(tx, &record_key, |current| {
+                    match current.map(decode_stored).transpose()? {
+                        Some(Stored::Claim(mut c)) if c.owner == owner => {
+                            if c.lease_until >= lease_until {
+                                return Ok(Update::Keep(()));
+                            }
+                            c.lease_until = lease_until;
+                            Ok(Update::Put(CLAIMS.encode(&c), ()))
+                        }
+                        _ => Err(in_progress()),
+                    }
+                })
+            })
+    }
+}
+
+impl fmt::Debug for ClaimRenewal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClaimRenewal").finish_non_exhaustive()
     }
 }
 

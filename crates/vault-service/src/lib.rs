@@ -63,8 +63,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{FieldError, VaultConflict, VaultError};
 pub use health::Health;
 pub use idempotency::{
-    IDEMPOTENCY_LEASE, IDEMPOTENCY_TTL, IdempotencyGuard, IdempotencyKey, IdempotencyStart,
-    IdempotentResponse,
+    ClaimRenewal, IDEMPOTENCY_LEASE, IDEMPOTENCY_RENEWAL, IDEMPOTENCY_TTL, IdempotencyGuard,
+    IdempotencyKey, IdempotencyStart, IdempotentResponse,
 };
 pub use key_follow::KEY_FOLLOW_INTERVAL;
 pub use maintenance::VaultStats;

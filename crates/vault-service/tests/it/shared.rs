@@ -15,9 +15,9 @@ use std::{
 };
 
 use vault_service::{
-    AuditAction, AuditOutcome, CustomerId, IDEMPOTENCY_LEASE, IdempotencyKey, IdempotencyStart,
-    IdempotentResponse, MerchantId, RevealAudit, SHARED_KEY_CACHE_TTL, Scope, Scopes, Token,
-    TokenizeOptions, UpdateOptions, Vault, VaultError,
+    AuditAction, AuditOutcome, CustomerId, IDEMPOTENCY_LEASE, IdempotencyGuard, IdempotencyKey,
+    IdempotencyStart, IdempotentResponse, MerchantId, RevealAudit, SHARED_KEY_CACHE_TTL, Scope,
+    Scopes, Token, TokenizeOptions, UpdateOptions, Vault, VaultError,
 };
 use vault_testkit::engine::SharedVaults;
 
@@ -50,6 +50,22 @@ fn conflict_code<T: std::fmt::Debug>(r: Result<T, VaultError>) -> &'static str {
     match r {
         Err(VaultError::Conflict(c)) => c.code(),
         other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+/// The guard of a request that `vault` lets proceed with `k` (body `b"body"`).
+fn proceed(vault: &Vault, m: MerchantId, k: &IdempotencyKey) -> IdempotencyGuard {
+    match vault.idempotency_begin(m, ROUTE, k, &[b"body"]).unwrap() {
+        IdempotencyStart::Proceed(guard) => guard,
+        IdempotencyStart::Replay(_) => panic!("expected to proceed"),
+    }
+}
+
+/// The body `vault` replays for `k` (body `b"body"`).
+fn replayed(vault: &Vault, m: MerchantId, k: &IdempotencyKey) -> Vec<u8> {
+    match vault.idempotency_begin(m, ROUTE, k, &[b"body"]).unwrap() {
+        IdempotencyStart::Replay(r) => r.body,
+        IdempotencyStart::Proceed(_) => panic!("expected a replay"),
     }
 }
 
@@ -399,10 +415,7 @@ fn one_claim_per_key_across_daemons_and_the_answer_replays_on_both() {
     let p = pair();
     let k = key(KEY);
     let m = merchant(1);
-    let IdempotencyStart::Proceed(guard) = p.a.idempotency_begin(m, ROUTE, &k, &[b"body"]).unwrap()
-    else {
-        panic!("expected to proceed");
-    };
+    let guard = proceed(&p.a, m, &k);
     // The other daemon sees the claim: in progress, for the same request or another one; a
     // look-up says so too, and takes nothing.
     assert_eq!(
@@ -475,10 +488,7 @@ fn concurrent_duplicates_on_two_daemons_proceed_once() {
     );
     let guard = results.into_iter().find_map(Result::ok).unwrap();
     guard.finish(&response("once")).unwrap();
-    match p.b.idempotency_begin(m, ROUTE, &k, &[b"body"]).unwrap() {
-        IdempotencyStart::Replay(r) => assert_eq!(r.body, b"once"),
-        IdempotencyStart::Proceed(_) => panic!("expected a replay"),
-    }
+    assert_eq!(replayed(&p.b, m, &k), b"once");
 }
 
 #[test]
@@ -514,10 +524,7 @@ fn an_abandoned_claim_is_taken_over_after_its_lease() {
     let k = key(KEY);
     let m = merchant(1);
     // Daemon A claims the key and then stops answering (killed, or just slow).
-    let IdempotencyStart::Proceed(stale) = p.a.idempotency_begin(m, ROUTE, &k, &[b"body"]).unwrap()
-    else {
-        panic!("expected to proceed");
-    };
+    let stale = proceed(&p.a, m, &k);
     p.clock_b
         .advance(IDEMPOTENCY_LEASE - time::Duration::seconds(1));
     assert_eq!(
@@ -525,10 +532,7 @@ fn an_abandoned_claim_is_taken_over_after_its_lease() {
         "idempotency_in_progress"
     );
     p.clock_b.advance(time::Duration::seconds(1));
-    let IdempotencyStart::Proceed(taken) = p.b.idempotency_begin(m, ROUTE, &k, &[b"body"]).unwrap()
-    else {
-        panic!("expected to take the key over");
-    };
+    let taken = proceed(&p.b, m, &k);
     // A's answer comes too late: its claim is gone, nothing of it is stored.
     assert_eq!(
         conflict_code(stale.finish(&response("late, from a"))),
@@ -536,10 +540,66 @@ fn an_abandoned_claim_is_taken_over_after_its_lease() {
     );
     taken.finish(&response("from b")).unwrap();
     p.clock_a.advance(IDEMPOTENCY_LEASE);
-    match p.a.idempotency_begin(m, ROUTE, &k, &[b"body"]).unwrap() {
-        IdempotencyStart::Replay(r) => assert_eq!(r.body, b"from b"),
-        IdempotencyStart::Proceed(_) => panic!("expected a replay"),
-    }
+    assert_eq!(replayed(&p.a, m, &k), b"from b");
+}
+
+/// Work that outlives the lease keeps its key while its claim is renewed: another daemon's
+/// duplicate stays in progress past the first lease, the answer is stored and replays there. A
+/// renewal never shortens the lease.
+#[test]
+fn a_renewed_claim_outlives_its_first_lease() {
+    let p = pair();
+    let k = key(KEY);
+    let m = merchant(1);
+    let slow = proceed(&p.a, m, &k);
+    let renewal = slow
+        .renewal()
+        .expect("a shared vault's guard holds a claim");
+    // A's work is still running 50 s later: it renews (lease until 110 s).
+    p.clock_a.advance(time::Duration::seconds(50));
+    renewal.renew().unwrap();
+    // Past the first lease, B's duplicate is still in progress.
+    p.clock_b
+        .advance(IDEMPOTENCY_LEASE + time::Duration::seconds(5));
+    assert_eq!(
+        conflict_code(p.b.idempotency_begin(m, ROUTE, &k, &[b"body"])),
+        "idempotency_in_progress"
+    );
+    // A renewal that would end the lease sooner (A's clock went back) leaves it as it was.
+    p.clock_a.advance(-time::Duration::seconds(40));
+    renewal.renew().unwrap();
+    p.clock_b.advance(time::Duration::seconds(44));
+    assert_eq!(
+        conflict_code(p.b.idempotency_begin(m, ROUTE, &k, &[b"body"])),
+        "idempotency_in_progress",
+        "at 110 s - 1 s the renewed lease still holds"
+    );
+    slow.finish(&response("from a, late but renewed")).unwrap();
+    assert_eq!(replayed(&p.b, m, &k), b"from a, late but renewed");
+    // Answered: the claim is gone, and renewing it again is refused.
+    assert_eq!(conflict_code(renewal.renew()), "idempotency_in_progress");
+}
+
+/// A claim that was not renewed in time is taken over, and its renewal then fails: the late
+/// request learns it lost the key (and stores nothing).
+#[test]
+fn a_claim_taken_over_cannot_be_renewed() {
+    let p = pair();
+    let k = key(KEY);
+    let m = merchant(1);
+    let stale = proceed(&p.a, m, &k);
+    let renewal = stale.renewal().expect("a claim");
+    p.clock_b.advance(IDEMPOTENCY_LEASE);
+    let taken = proceed(&p.b, m, &k);
+    assert_eq!(conflict_code(renewal.renew()), "idempotency_in_progress");
+    // B's claim is untouched by A's failed renewal: A's duplicate is still in progress.
+    p.clock_a.advance(IDEMPOTENCY_LEASE);
+    drop(stale);
+    assert_eq!(
+        conflict_code(p.a.idempotency_begin(m, ROUTE, &k, &[b"body"])),
+        "idempotency_in_progress"
+    );
+    taken.finish(&response("from b")).unwrap();
 }
 
 #[test]
