@@ -233,9 +233,11 @@ pub enum StoreError {
     Corrupt(Structure),
     /// A conditional write found the store not as the condition required.
     Conflict(ConflictKind),
-    /// The underlying database failed (I/O, disk full, ...).
-    Db(sled::Error),
-    /// An engine other than sled failed (its own error, e.g. a lost database connection). Unlike
+    /// The embedded database failed (I/O, disk full, ...): the store stops taking writes (see
+    /// [`Store::has_failed`](crate::Store::has_failed)). Its own error, opaque so that no engine's types
+    /// are part of this enum.
+    Db(std::sync::Arc<dyn std::error::Error + Send + Sync>),
+    /// A database server engine failed (its own error, e.g. a lost connection). Unlike
     /// [`Db`](Self::Db) it does not fail the store: the next group tries again.
     Engine(std::sync::Arc<dyn std::error::Error + Send + Sync>),
     /// A file-system operation outside the database failed.
@@ -318,7 +320,7 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Db(e) => Some(e),
+            Self::Db(e) => Some(&**e),
             Self::Engine(e) => Some(&**e),
             Self::Io(e) => Some(e),
             _ => None,
@@ -328,7 +330,7 @@ impl std::error::Error for StoreError {
 
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
-        Self::Db(e)
+        Self::Db(std::sync::Arc::new(e))
     }
 }
 
@@ -339,8 +341,8 @@ impl From<io::Error> for StoreError {
 }
 
 impl Clone for StoreError {
-    /// Group commits hand one outcome to many callers. `sled::Error` and `io::Error` are not
-    /// `Clone`, so the copy keeps the kind and message.
+    /// Group commits hand one outcome to many callers. `io::Error` is not `Clone`, so its copy
+    /// keeps the kind and message.
     fn clone(&self) -> Self {
         match self {
             Self::InUse(p) => Self::InUse(p.clone()),
@@ -351,7 +353,7 @@ impl Clone for StoreError {
             Self::BackupRunning => Self::BackupRunning,
             Self::Corrupt(w) => Self::Corrupt(*w),
             Self::Conflict(k) => Self::Conflict(*k),
-            Self::Db(e) => Self::Io(io::Error::other(e.to_string())),
+            Self::Db(e) => Self::Db(e.clone()),
             Self::Engine(e) => Self::Engine(e.clone()),
             Self::Io(e) => Self::Io(io::Error::new(e.kind(), e.to_string())),
             Self::Closed => Self::Closed,
