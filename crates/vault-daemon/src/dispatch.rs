@@ -22,35 +22,31 @@ use crate::{
 /// Answers one request and records it in the metrics. A request carrying an `Idempotency-Key`
 /// runs on a task of its own, so that its work ends (and its answer is stored for a retry) even
 /// if the client goes away or it is answered at the request timeout first (see
-/// [`idempotency`](crate::idempotency)).
+/// [`idempotency`](crate::idempotency)). The metrics record what the caller was answered and
+/// when (for such a request answered early: the 503, at the timeout), not how its work ended.
 pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
-    if !req.headers().contains_key(idempotency::KEY_HEADER) {
-        return answer(state, req).await;
-    }
-    let (to, answered) = tokio::sync::oneshot::channel();
-    let peer_uid = crate::state::peer_uid();
-    tokio::spawn(crate::state::PEER_UID.scope(
-        peer_uid,
-        idempotency::ANSWERING.scope(idempotency::Answering::new(to), async move {
-            let resp = answer(state, req).await;
-            idempotency::ANSWERING.with(|a| a.send(resp));
-        }),
-    ));
-    answered
-        .await
-        .unwrap_or_else(|_| ApiError::internal().into_response())
-}
-
-/// [`handle`] on the caller's task.
-async fn answer(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let start = Instant::now();
-    let (slot, resp) = match find(req.method().as_str(), req.uri().path()) {
-        Matched::Route(id, param) => (id as usize, dispatch(&state, id, param, req).await),
-        Matched::WrongMethod(allow) => (
-            UNMATCHED,
-            ApiError::method_not_allowed(allow).into_response(),
-        ),
-        Matched::Unknown => (UNMATCHED, ApiError::no_route().into_response()),
+    let matched = find(req.method().as_str(), req.uri().path());
+    let slot = match &matched {
+        Matched::Route(id, _) => *id as usize,
+        Matched::WrongMethod(_) | Matched::Unknown => UNMATCHED,
+    };
+    let resp = if req.headers().contains_key(idempotency::KEY_HEADER) {
+        let (to, answered) = tokio::sync::oneshot::channel();
+        let peer_uid = crate::state::peer_uid();
+        let state = state.clone();
+        tokio::spawn(crate::state::PEER_UID.scope(
+            peer_uid,
+            idempotency::ANSWERING.scope(idempotency::Answering::new(to), async move {
+                let resp = answer(&state, matched, req).await;
+                idempotency::ANSWERING.with(|a| a.send(resp));
+            }),
+        ));
+        answered
+            .await
+            .unwrap_or_else(|_| ApiError::internal().into_response())
+    } else {
+        answer(&state, matched, req).await
     };
     let elapsed = start.elapsed();
     state.metrics.observe(slot, resp.status().as_u16(), elapsed);
@@ -64,6 +60,15 @@ async fn answer(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         "answered"
     );
     resp
+}
+
+/// The answer to `req`, whose route `matched` names.
+async fn answer(state: &State, matched: Matched, req: Request<Incoming>) -> Response<Body> {
+    match matched {
+        Matched::Route(id, param) => dispatch(state, id, param, req).await,
+        Matched::WrongMethod(allow) => ApiError::method_not_allowed(allow).into_response(),
+        Matched::Unknown => ApiError::no_route().into_response(),
+    }
 }
 
 async fn dispatch(

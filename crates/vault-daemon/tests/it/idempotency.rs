@@ -270,6 +270,19 @@ async fn a_request_answered_at_the_timeout_ends_its_work_and_is_replayed() {
     }
     release();
     assert_replayed_once(&d).await;
+    // The metrics count what callers were answered: the first request as its 503 (not the 201
+    // its work ended with), so the only 201 is the replay's.
+    let m = d.send("GET", "/metrics", None, None).await.text();
+    let answered = |status: &str| {
+        crate::lifecycle::metric(
+            &m,
+            &format!(
+                "cardvault_http_requests_total{{method=\"POST\",route=\"/v2/tokens\",status=\"{status}\"}} "
+            ),
+        )
+    };
+    assert_eq!(answered("201"), 1, "{m}");
+    assert!(answered("503") >= 1, "{m}");
 }
 
 /// A client that sends a request with a key and goes away before the answer does not stop its

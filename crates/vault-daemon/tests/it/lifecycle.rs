@@ -239,7 +239,8 @@ async fn health_eventually(sock: &std::path::Path, within: Duration) {
     }
 }
 
-fn metric(text: &str, line_start: &str) -> u64 {
+/// The value of the metrics line starting with `line_start` (0 when there is none).
+pub(crate) fn metric(text: &str, line_start: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(line_start))
         .and_then(|v| v.trim().parse().ok())
