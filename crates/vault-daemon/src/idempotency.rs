@@ -282,7 +282,7 @@ where
         IDEMPOTENCY_RENEWAL,
         move |r: ClaimRenewal| async move { state.blocking(move |_| r.renew()).await },
     );
-    let rest = async move {
+    let answered = async move {
         let work = f();
         tokio::pin!(work);
         let resp = if detached {
@@ -302,7 +302,7 @@ where
     // The claim is renewed until the answer is stored (or the key released).
     let rest = async move {
         tokio::select! {
-            answer = rest => answer,
+            answer = answered => answer,
             never = renewing => match never {},
         }
     };

@@ -90,8 +90,8 @@ use crate::HmacSha256;
 /// How long a stored answer is replayed: 24 hours from the request that produced it.
 pub const IDEMPOTENCY_TTL: time::Duration = time::Duration::hours(24);
 
-/// How long a claim on a key (a vault shared by several daemons) holds it for its request
-/// before another request may take the key over: twice the daemon's bound on computing an answer.
+/// How long a claim on a key (a vault shared by several daemons) holds it for its request without
+/// a renewal (see [`IDEMPOTENCY_RENEWAL`]) before another request may take the key over.
 pub const IDEMPOTENCY_LEASE: time::Duration = time::Duration::seconds(60);
 
 /// How often a request whose work is still running renews its claim (a third of the lease: two
@@ -272,11 +272,9 @@ impl IdempotencyGuard {
                     if let Some(owner) = claim {
                         // Shared vault: only over this request's own claim (the claim's index
                         // entry is the answer's: same key, same time).
-                        return match current.transpose()? {
-                            Some(Stored::Claim(c)) if c.owner == owner => {
-                                Ok(Update::Put(value.clone(), None))
-                            }
-                            _ => Err(in_progress()),
+                        return match own_claim(current.transpose()?, owner) {
+                            Some(_) => Ok(Update::Put(value.clone(), None)),
+                            None => Err(in_progress()),
                         };
                     }
                     // A record being replaced (older than 24 h) takes its index entry with it.
@@ -296,9 +294,7 @@ impl IdempotencyGuard {
         // `self` drops here: the slot is released only after the record is durable, so a
         // duplicate arriving in between sees "in progress" and one arriving after sees the replay.
     }
-}
 
-impl IdempotencyGuard {
     /// On a vault shared with other daemons, a handle that renews this request's claim on its key
     /// (see the module documentation); `None` on a directory vault, whose keys in flight are held
     /// in this process's memory for as long as the guard lives.
@@ -335,16 +331,15 @@ impl ClaimRenewal {
             .store
             .write(move |tx| -> Result<(), VaultError> {
                 update_raw(tx, &record_key, |current| {
-                    match current.map(decode_stored).transpose()? {
-                        Some(Stored::Claim(mut c)) if c.owner == owner => {
-                            if c.lease_until >= lease_until {
-                                return Ok(Update::Keep(()));
-                            }
-                            c.lease_until = lease_until;
-                            Ok(Update::Put(CLAIMS.encode(&c), ()))
-                        }
-                        _ => Err(in_progress()),
+                    let stored = current.map(decode_stored).transpose()?;
+                    let Some(mut c) = own_claim(stored, owner) else {
+                        return Err(in_progress());
+                    };
+                    if c.lease_until >= lease_until {
+                        return Ok(Update::Keep(()));
                     }
+                    c.lease_until = lease_until;
+                    Ok(Update::Put(CLAIMS.encode(&c), ()))
                 })
             })
     }
@@ -367,9 +362,10 @@ impl Drop for IdempotencyGuard {
             self.vault.inner.store.submit(
                 move |tx| -> Result<(), VaultError> {
                     let released = update_raw(tx, &record_key, |current| {
-                        Ok::<_, VaultError>(match current.map(decode_stored) {
-                            Some(Ok(Stored::Claim(c))) if c.owner == owner => Update::Delete(true),
-                            _ => Update::Keep(false),
+                        let stored = current.map(decode_stored).and_then(Result::ok);
+                        Ok::<_, VaultError>(match own_claim(stored, owner) {
+                            Some(_) => Update::Delete(true),
+                            None => Update::Keep(false),
                         })
                     })?;
                     if released {
@@ -814,6 +810,15 @@ fn decode_stored(bytes: &[u8]) -> Result<Stored, VaultError> {
         _ => RECORDS.decode(bytes).map(Stored::Answer),
     }
     .map_err(|_| VaultError::Integrity)
+}
+
+/// The claim of request `owner`, if that is what is stored (not another request's claim, an
+/// answer, or nothing).
+fn own_claim(stored: Option<Stored>, owner: [u8; 16]) -> Option<ClaimRec> {
+    match stored {
+        Some(Stored::Claim(c)) if c.owner == owner => Some(c),
+        _ => None,
+    }
 }
 
 fn in_progress() -> VaultError {

@@ -234,8 +234,8 @@ pub enum StoreError {
     /// A conditional write found the store not as the condition required.
     Conflict(ConflictKind),
     /// The embedded database failed (I/O, disk full, ...): the store stops taking writes (see
-    /// [`Store::has_failed`](crate::Store::has_failed)). Its own error, opaque so that no engine's types
-    /// are part of this enum.
+    /// [`Store::has_failed`](crate::Store::has_failed)). The engine's own error, held opaquely
+    /// so that no engine's types are part of this enum.
     Db(std::sync::Arc<dyn std::error::Error + Send + Sync>),
     /// A database server engine failed (its own error, e.g. a lost connection). Unlike
     /// [`Db`](Self::Db) it does not fail the store: the next group tries again.

@@ -71,17 +71,7 @@ pub(crate) fn run(cmd: AuditCmd) -> anyhow::Result<()> {
             target,
         } => {
             let before = parse_date(&before)?;
-            // Absolute: a daemon writes it, from its own working directory.
-            let out = if out.is_absolute() {
-                out
-            } else {
-                std::env::current_dir()
-                    .context("current directory")?
-                    .join(&out)
-            };
-            if out.symlink_metadata().is_ok() {
-                bail!("{} exists; not overwriting it", out.display());
-            }
+            let out = conn::new_file_path(&out)?;
             let a = conn::open(&target)?.audit_archive(before, &out)?;
             if a.entries == 0 {
                 println!("nothing to archive: no whole block of entries before {before}");

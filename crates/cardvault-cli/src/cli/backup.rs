@@ -61,16 +61,7 @@ fn hex32(b: &[u8; 32]) -> String {
 }
 
 pub(crate) fn backup(args: BackupArgs) -> anyhow::Result<()> {
-    let out = if args.out.is_absolute() {
-        args.out.clone()
-    } else {
-        std::env::current_dir()
-            .context("current directory")?
-            .join(&args.out)
-    };
-    if out.symlink_metadata().is_ok() {
-        bail!("{} exists; not overwriting it", out.display());
-    }
+    let out = conn::new_file_path(&args.out)?;
     let done = conn::open(&args.target)?.backup(&out)?;
     let r = &done.response;
     match done.held_ms {

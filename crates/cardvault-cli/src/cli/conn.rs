@@ -33,6 +33,22 @@ const AUDIT_PAGE: usize = 1000;
 
 /// The admin operations, the same offline and through the daemon. Ids come as the user typed
 /// them: each side checks them as it always has (the daemon answers a bad one with a 400).
+/// `out`, a file a command is to create (a backup, an audit archive), made absolute (a daemon
+/// writes it, from its own working directory); refused if something is there already.
+pub(crate) fn new_file_path(out: &Path) -> anyhow::Result<PathBuf> {
+    let out = if out.is_absolute() {
+        out.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .context("current directory")?
+            .join(out)
+    };
+    if out.symlink_metadata().is_ok() {
+        bail!("{} exists; not overwriting it", out.display());
+    }
+    Ok(out)
+}
+
 pub(crate) trait Admin {
     /// The vault itself, for the commands that work offline only (`None` through a daemon).
     fn vault(&self) -> Option<&Vault>;
