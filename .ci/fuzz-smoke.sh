@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Fuzz smoke test for CI: build every fuzz target with stable Rust (no cargo-fuzz, no nightly;
 # the `smoke` profile of fuzz/Cargo.toml: less optimised, quicker to build)
-# and run each one for a few seconds on a scratch copy of its committed seed corpus.
+# and run each one for a few seconds on a scratch copy of its committed seed corpus, one per core
+# at a time.
 #
 #   .ci/fuzz-smoke.sh                    # every target, 5 s each
 #   FUZZ_SECONDS=60 .ci/fuzz-smoke.sh    # longer
+#   FUZZ_JOBS=1 .ci/fuzz-smoke.sh        # one target at a time (default: one per core)
 #   .ci/fuzz-smoke.sh open_record        # some targets only
 #   FUZZ_SKIP="a b" .ci/fuzz-smoke.sh    # all but these (known open findings, see fuzz/README.md)
 #   FUZZ_BUILD_ONLY=1 .ci/fuzz-smoke.sh  # build the targets, run nothing (.ci/run, beside the tests)
@@ -63,21 +65,36 @@ fi
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 
-failed=()
-for t in "${targets[@]}"; do
-    echo "==> $t: ${seconds}s"
+# One target per core at a time (each libFuzzer run is single-threaded): FUZZ_JOBS overrides.
+jobs="${FUZZ_JOBS:-$(nproc)}"
+run_one() { # target; its log and exit status end up in $scratch
+    local t="$1"
     # Fuzz a copy, so the committed corpus only grows when someone means it to.
     mkdir -p "$scratch/$t" "$fuzz_dir/artifacts/$t"
     if [ -d "$fuzz_dir/corpus/$t" ]; then
         cp -R "$fuzz_dir/corpus/$t/." "$scratch/$t/"
     fi
-    if ! "$bin_dir/$t" "$scratch/$t" \
+    local rc=0
+    "$bin_dir/$t" "$scratch/$t" \
         -max_total_time="$seconds" \
         -rss_limit_mb=1024 \
         -timeout=10 \
         -print_final_stats=1 \
         -artifact_prefix="$fuzz_dir/artifacts/$t/" \
-        >"$scratch/$t.log" 2>&1; then
+        >"$scratch/$t.log" 2>&1 || rc=$?
+    echo "$rc" >"$scratch/$t.rc"
+}
+echo "==> running each target for ${seconds}s, $jobs at a time"
+for t in "${targets[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+    run_one "$t" &
+done
+wait
+
+failed=()
+for t in "${targets[@]}"; do
+    echo "==> $t: ${seconds}s"
+    if [ "$(cat "$scratch/$t.rc" 2>/dev/null)" != "0" ]; then
         tail -n 60 "$scratch/$t.log" >&2
         echo "!!! $t FAILED; reproducer(s) in fuzz/artifacts/$t/" >&2
         failed+=("$t")
