@@ -1,6 +1,7 @@
 //! Quick start: create a vault, tokenize a card, look it up, reveal it, reopen it.
 //!
-//! `cargo run --release --example quickstart [DIR]` (default: a fresh temporary directory).
+//! `cargo run --release --example quickstart [DIR]` (default: a fresh temporary directory,
+//! removed at the end; a DIR given is kept, and opened again by the next run).
 //! The passphrase comes from `CARDVAULT_PASSPHRASE` (a demo value is used when it is unset).
 #![allow(clippy::print_stdout)]
 
@@ -11,7 +12,9 @@ use cardvault::{
 };
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let dir = match std::env::args().nth(1) {
+    let given = std::env::args().nth(1);
+    let throwaway = given.is_none();
+    let dir = match given {
         Some(d) => std::path::PathBuf::from(d),
         None => std::env::temp_dir().join(format!("cardvault-quickstart-{}", std::process::id())),
     };
@@ -55,5 +58,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     drop(vault);
     let vault = Vault::open(&dir, &key, VaultOptions::default())?;
     println!("reopened:    {} record(s)", vault.stats().records);
+    if throwaway {
+        drop(vault);
+        std::fs::remove_dir_all(&dir)?;
+        println!("removed:     {} (a throwaway vault)", dir.display());
+    }
     Ok(())
 }

@@ -66,7 +66,18 @@ impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Connect(e) => write!(f, "cannot connect to the daemon socket: {e}"),
-            Self::Transport(e) => write!(f, "http exchange with the daemon failed: {e}"),
+            Self::Transport(e) => {
+                write!(f, "http exchange with the daemon failed: {e}")?;
+                if e.is_canceled() || e.is_incomplete_message() {
+                    // What a refused peer sees: the daemon closes its connections unanswered.
+                    f.write_str(
+                        " (the daemon closed the connection without an answer; a daemon closes \
+                         at once the connections of users it does not allow: see `serve \
+                         --allow-uid` / `--allow-gid`)",
+                    )?;
+                }
+                Ok(())
+            }
             Self::Http { status, body } => {
                 write!(f, "daemon answered {status}")?;
                 if let Some(b) = body {

@@ -250,17 +250,24 @@ impl fmt::Display for Brand {
     }
 }
 
-/// The cardholder's name: 1-64 characters, no control characters, trimmed. Secret
-/// (personal data): zeroized on drop, `Debug` redacted.
+/// The cardholder's name: 1-64 characters (and at most 255 bytes of UTF-8, which only a name of
+/// 64 four-byte characters exceeds), no control characters, trimmed. Secret (personal data):
+/// zeroized on drop, `Debug` redacted.
 pub struct CardholderName(String);
 
 impl CardholderName {
-    /// Maximum length in bytes.
+    /// Maximum length in characters.
     pub const MAX_LEN: usize = 64;
+    /// Maximum length in bytes (a card record stores the length in one byte).
+    pub const MAX_BYTES: usize = 255;
     /// Parses and validates (trims surrounding whitespace first).
     pub fn parse(s: &str) -> Result<Self, CardError> {
         let t = s.trim();
-        if t.is_empty() || t.len() > Self::MAX_LEN || t.chars().any(char::is_control) {
+        if t.is_empty()
+            || t.len() > Self::MAX_BYTES
+            || t.chars().count() > Self::MAX_LEN
+            || t.chars().any(char::is_control)
+        {
             return Err(CardError::NameInvalid);
         }
         Ok(Self(t.to_owned()))
@@ -315,9 +322,12 @@ mod tests {
         assert!(CardholderName::parse("Ada\u{7f}").is_err());
         assert!(CardholderName::parse(&"x".repeat(64)).is_ok());
         assert!(CardholderName::parse(&"x".repeat(65)).is_err());
-        // 32 two-byte characters = 64 bytes; one more is 66 bytes.
-        assert!(CardholderName::parse(&"é".repeat(32)).is_ok());
-        assert!(CardholderName::parse(&"é".repeat(33)).is_err());
+        // Counted in characters (as the API's schema counts them), not bytes.
+        assert!(CardholderName::parse(&"é".repeat(64)).is_ok());
+        assert!(CardholderName::parse(&"é".repeat(65)).is_err());
+        // Only 64 four-byte characters (256 bytes) pass the record's one-byte length.
+        assert!(CardholderName::parse(&"\u{1F600}".repeat(63)).is_ok());
+        assert!(CardholderName::parse(&"\u{1F600}".repeat(64)).is_err());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::{CardholderName, DecodeError, Expiry, Metadata, Pan};
 /// | `pan`        | `pan_len` bytes   | ASCII digits, Luhn-valid                                   |
 /// | `exp_year`   | u16               | four-digit year, 2000-2099                                 |
 /// | `exp_month`  | u8                | 1-12                                                       |
-/// | `name_len`   | u8                | 0 = no name; else 1-64                                     |
+/// | `name_len`   | u8                | 0 = no name; else 1-255 (1-64 characters)                  |
 /// | `name`       | `name_len` bytes  | UTF-8, already trimmed, no control characters              |
 /// | `meta_count` | u8                | 0-20 entries                                               |
 /// | per entry: `key_len` | u8        | 1-40                                                       |
@@ -65,13 +65,13 @@ impl CardRecord {
         let mut out = Zeroizing::new(Vec::with_capacity(total));
 
         // The `expect`s below restate invariants of the parsed types: a Pan has 12-19 digits, a
-        // name at most 64 bytes, metadata at most 20 entries, keys of 40 bytes and values of 500.
+        // name at most 255 bytes, metadata at most 20 entries, keys of 40 bytes and values of 500.
         out.push(Self::FORMAT_VERSION);
         out.push(u8::try_from(pan.len()).expect("a Pan has at most 19 digits"));
         out.extend_from_slice(pan);
         out.extend_from_slice(&self.expiry.year().to_be_bytes());
         out.push(self.expiry.month());
-        out.push(u8::try_from(name.len()).expect("a CardholderName has at most 64 bytes"));
+        out.push(u8::try_from(name.len()).expect("a CardholderName has at most 255 bytes"));
         out.extend_from_slice(name);
         out.push(u8::try_from(entries.len()).expect("Metadata has at most 20 entries"));
         for (k, v) in entries {
@@ -303,6 +303,14 @@ mod tests {
             CardRecord::decode(&two_digit).map(|_| ()),
             Err(DecodeError::Invalid("expiry"))
         );
+    }
+
+    #[test]
+    fn a_name_of_64_characters_round_trips_whatever_its_bytes() {
+        let mut r = sample();
+        r.name = Some(CardholderName::parse(&"\u{1F600}".repeat(63)).expect("252 bytes"));
+        let back = CardRecord::decode(&r.encode()).expect("decodes");
+        assert_eq!(back, r.duplicate());
     }
 
     #[test]

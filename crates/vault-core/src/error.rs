@@ -104,7 +104,9 @@ impl fmt::Display for CardError {
             Self::ExpiryYear => "expiration year is out of range",
             Self::Expired => "card has expired",
             Self::CvvFormat => "cvv must be 3 or 4 digits",
-            Self::NameInvalid => "cardholder name must be 1-64 printable characters",
+            Self::NameInvalid => {
+                "cardholder name must be 1-64 printable characters (at most 255 bytes of UTF-8)"
+            }
             Self::MerchantIdInvalid => "merchant id must be 1-18 digits",
             Self::CustomerIdInvalid => "customer id must be 1-64 characters of [A-Za-z0-9._:@-]",
             Self::MetadataTooManyEntries => "metadata has too many entries",

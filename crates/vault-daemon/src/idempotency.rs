@@ -9,7 +9,9 @@
 //!   `Idempotent-Replayed: true`, and the work does not run;
 //! - the same key with a different request, or while its first request is still being answered
 //!   (by this daemon or, on a vault shared by several daemons, by any of them):
-//!   **409** (`idempotency_mismatch` / `idempotency_in_progress`);
+//!   **409** (`idempotency_mismatch` / `idempotency_in_progress`). On the token routes the
+//!   caller's view is part of the request: an answer that named the card's fingerprint and
+//!   customer (to a key with `fingerprint` or `reveal`) is never replayed to a key without them;
 //! - otherwise the work runs and its answer, errors included, is stored sealed for replay, unless
 //!   it is a server error (5xx, which a retry may cure) or carries [`NoStore`].
 //!

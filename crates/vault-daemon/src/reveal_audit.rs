@@ -4,12 +4,12 @@
 //! it is known. (A key that does not authenticate at all is recorded as `auth.failed` by the
 //! vault; a refusal by the vault itself, such as an unknown token, is recorded by the vault.)
 
-use hyper::{HeaderMap, StatusCode, header::AUTHORIZATION};
+use hyper::{HeaderMap, StatusCode};
 use vault_service::{Actor, AuditAction, AuditOutcome, Principal, Scope, Token};
 
 use crate::{
     http::response::ApiError,
-    state::{State, actor, peer_uid},
+    state::{State, peer_uid},
 };
 
 /// The reason code of a key that authenticated but lacks the `reveal` scope.
@@ -19,20 +19,23 @@ pub(crate) const INVALID_TARGET: &str = "invalid_target";
 /// The reason code of a body that does not parse or validate.
 pub(crate) const INVALID_BODY: &str = "invalid_body";
 
-/// Authorizes a card-revealing call: `reveal` scope. A key that authenticates without the scope
-/// is refused (403) and the refusal audited as `action`, denied `missing_scope`.
+/// Authorizes a card-revealing call on `target` (the token asked for, when the path names one):
+/// `reveal` scope. A key that authenticates without the scope, or an operator key, is refused
+/// (403) and the refusal audited as `action`, denied `missing_scope`, naming the key's holder and
+/// the target.
 pub(crate) async fn authorize(
     state: &State,
     headers: &HeaderMap,
     action: AuditAction,
+    target: Option<Token>,
 ) -> Result<Principal, ApiError> {
     match state.authorize(headers, Scope::Reveal) {
         Err(e) if e.status() == StatusCode::FORBIDDEN => {
             // The key did authenticate (a 403 comes only after that): name its holder.
-            let who = bearer(headers)
-                .and_then(|k| state.vault.authenticate(k).ok())
-                .map_or_else(|| Actor::local().with_peer_uid(peer_uid()), |p| actor(&p));
-            refused(state, who, action, None, MISSING_SCOPE).await;
+            let who = state
+                .actor_of(headers)
+                .unwrap_or_else(|| Actor::local().with_peer_uid(peer_uid()));
+            refused(state, who, action, target, MISSING_SCOPE).await;
             Err(e)
         }
         r => r,
@@ -64,15 +67,4 @@ pub(crate) async fn refused(
             "a refused call could not be audited"
         );
     }
-}
-
-/// The API key of a `Bearer` header.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .split_once(' ')
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, key)| key.trim())
 }

@@ -107,6 +107,16 @@ impl State {
         }
     }
 
+    /// The audit actor of whoever `Authorization: Bearer <key>` authenticates as (a merchant
+    /// key or an operator key); `None` if it does not. For recording a refusal that came after
+    /// authentication.
+    pub(crate) fn actor_of(&self, headers: &HeaderMap) -> Option<Actor> {
+        match self.caller(headers).ok()? {
+            Caller::Merchant(p) => Some(actor(&p)),
+            Caller::Operator(o) => Some(operator_actor(&o)),
+        }
+    }
+
     /// Whoever `Authorization: Bearer <key>` authenticates as: 401 otherwise.
     fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         let Some(value) = headers.get(AUTHORIZATION) else {

@@ -64,6 +64,43 @@ pub fn backup_path_problem(path: &Path) -> Option<FieldError> {
     }
 }
 
+/// Creates the new file `path` (mode 0600; an existing file is refused) for a backup or an audit
+/// archive. Why it cannot be created is the caller's to fix (a field error on `path`), whatever
+/// the reason: a directory without write permission, a read-only or special file system (such as
+/// `/proc`), a directory at `path`.
+pub(crate) fn create_private_file(path: &Path) -> Result<fs::File, VaultError> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            ErrorKind::AlreadyExists => {
+                VaultError::Store(StoreError::AlreadyExists(path.to_path_buf()))
+            }
+            ErrorKind::PermissionDenied => VaultError::field(
+                "path",
+                "permission_denied",
+                "the vault's user cannot create a file in the directory of path",
+            ),
+            ErrorKind::ReadOnlyFilesystem => VaultError::field(
+                "path",
+                "read_only",
+                "the directory of path is on a read-only file system",
+            ),
+            ErrorKind::IsADirectory => VaultError::field(
+                "path",
+                "not_a_file",
+                "path must name a file, not a directory",
+            ),
+            _ => VaultError::field(
+                "path",
+                "cannot_create",
+                "a file cannot be created at path (its file system refuses new files)",
+            ),
+        })
+}
+
 /// What [`Vault::backup`] wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackupReport {
@@ -134,32 +171,7 @@ impl Vault {
         if let Some(problem) = backup_path_problem(path) {
             return Err(VaultError::Invalid(problem));
         }
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| match e.kind() {
-                ErrorKind::AlreadyExists => {
-                    VaultError::Store(StoreError::AlreadyExists(path.to_path_buf()))
-                }
-                ErrorKind::PermissionDenied => VaultError::field(
-                    "path",
-                    "permission_denied",
-                    "the vault's user cannot create a file in the directory of path",
-                ),
-                ErrorKind::ReadOnlyFilesystem => VaultError::field(
-                    "path",
-                    "read_only",
-                    "the directory of path is on a read-only file system",
-                ),
-                ErrorKind::IsADirectory => VaultError::field(
-                    "path",
-                    "not_a_file",
-                    "path must name a file, not a directory",
-                ),
-                _ => VaultError::Store(StoreError::Io(e)),
-            })?;
+        let file = create_private_file(path)?;
         let result = self.backup(&file, progress).and_then(|r| {
             file.sync_all().map_err(StoreError::Io)?;
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

@@ -283,10 +283,12 @@ impl Core {
                 rec.sealed = seal_stored(&keyring, &rec, &p.card)?;
                 tx.put_record(&id, &rec)?;
                 let created_at = crate::vault::from_unix(rec.created_at)?;
+                // Whole seconds, as stored and as every other answer gives them.
+                let updated_at = crate::vault::from_unix(rec.updated_at)?;
                 return Ok(TokenInfo {
                     token: existing,
                     created_at,
-                    updated_at: now,
+                    updated_at,
                     deduplicated: true,
                     ..p.info.clone()
                 });

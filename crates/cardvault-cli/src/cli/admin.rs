@@ -62,8 +62,8 @@ pub(crate) struct Target {
     pub(crate) location: Location,
 
     /// File holding an API key with the `admin` scope, for the daemon path. The key itself may
-    /// be given in CARDVAULT_API_KEY. Default: `api-key` next to the socket, if present
-    /// (what `serve --dev` writes).
+    /// be given in CARDVAULT_API_KEY. Default: `operator-key` next to the socket, if present
+    /// (the operator key `serve --dev` writes).
     #[arg(long, env = "CARDVAULT_API_KEY_FILE", value_name = "FILE")]
     pub(crate) api_key_file: Option<PathBuf>,
 
@@ -417,7 +417,13 @@ pub(crate) fn stats(args: StatsArgs) -> anyhow::Result<()> {
             "current DEK   {} ({} data {held} held)",
             s.current_dek, s.deks
         );
-        println!("size on disk  {} bytes", s.size_on_disk);
+        if s.size_on_disk == 0 {
+            // A vault in PostgreSQL: its files are the server's, out of cardvault's sight (a
+            // vault directory is never empty).
+            println!("size on disk  not known here (PostgreSQL: ask the server, pg_database_size)");
+        } else {
+            println!("size on disk  {} bytes", s.size_on_disk);
+        }
         println!(
             "commits       {} groups, {} jobs, {} flushes since open",
             s.groups, s.jobs, s.flushes

@@ -128,8 +128,9 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub(crate) login_hashes: Option<u16>,
 
-    /// Development mode: a throwaway vault in a fresh temporary directory, a merchant, an
-    /// all-scopes API key next to the socket, and a curl line to try. NOT FOR PRODUCTION.
+    /// Development mode: a throwaway vault in a fresh temporary directory, a merchant, its API
+    /// key (`api-key`: tokenize, reveal, fingerprint, sessions) and an operator key
+    /// (`operator-key`: admin) next to the socket, and a curl line to try. NOT FOR PRODUCTION.
     /// --data and the key options are ignored in this mode; --database is refused.
     #[arg(long)]
     pub(crate) dev: bool,

@@ -202,6 +202,18 @@ fn allow_uid_lets_exactly_that_uid_in() {
     assert_eq!(mode(sock.parent().unwrap()), 0o711);
     assert_eq!(probe_as(&sock, 65534, 65534), 200, "the allowed uid");
     assert_eq!(probe_as(&sock, 65533, 65533), 0, "another uid");
+    // The CLI run by a user the daemon does not allow says what to do about it.
+    let out = bin()
+        .args(["merchant", "list", "--socket"])
+        .arg(&sock)
+        .env("CARDVAULT_API_KEY", "cv_0000000000000000_not-a-key")
+        .uid(65533)
+        .gid(65533)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--allow-uid"), "{stderr}");
     // The key files next to the socket stay private.
     assert_eq!(mode(&sock.with_file_name("api-key")), 0o600);
     assert!(d.terminate().success());

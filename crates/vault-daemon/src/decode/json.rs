@@ -216,7 +216,11 @@ pub(crate) fn batch(
             Ok(items)
         }
         None | Some(Value::Null) => Err(vec![required("items")]),
-        Some(_) => Err(vec![wrong_type("items", Kind::StrArray)]),
+        Some(_) => Err(vec![FieldErrorBody::new(
+            "items",
+            "invalid_type",
+            "must be an array of token requests",
+        )]),
     }
 }
 
@@ -434,7 +438,7 @@ fn or_unparsable(errors: Vec<FieldErrorBody>) -> Vec<FieldErrorBody> {
         vec![FieldErrorBody::new(
             "body",
             "invalid",
-            "the body could not be read as this request (duplicate or conflicting fields)",
+            "the body could not be read as this request (duplicate, unknown or conflicting fields)",
         )]
     } else {
         errors

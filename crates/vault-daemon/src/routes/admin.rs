@@ -169,7 +169,7 @@ fn password_shape(body: &[u8]) -> FieldErrorBody {
             FieldErrorBody::new(
                 "body",
                 "invalid",
-                "the body could not be read as this request (duplicate or conflicting fields)",
+                "the body could not be read as this request (duplicate, unknown or conflicting fields)",
             )
         }
         Some(_) => FieldErrorBody::new("password", "invalid_type", "must be a string"),
@@ -232,10 +232,17 @@ pub(crate) async fn apikey_revoke(state: &State, req: Request<Incoming>, param: 
     let Param::Text(id) = param else {
         return Err(ApiError::no_route());
     };
-    state
+    match state
         .blocking(move |v| v.as_actor(&who).revoke_api_key(&id))
-        .await?;
-    Ok(response::empty(StatusCode::NO_CONTENT))
+        .await
+    {
+        Ok(()) => Ok(response::empty(StatusCode::NO_CONTENT)),
+        // The generic 404 names a token; this one is an API key.
+        Err(e) if e.status() == StatusCode::NOT_FOUND => {
+            Err(ApiError::not_found("key_id", "no such API key"))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 pub(crate) async fn terminal_list(state: &State, req: Request<Incoming>) -> Answer {
@@ -360,12 +367,10 @@ fn merchant_id(s: &str) -> Result<MerchantId, ApiError> {
     MerchantId::parse(s).map_err(|e| ApiError::field("merchant_id", e.code(), &e.to_string()))
 }
 
-/// `?merchant_id=<digits>` (other parameters are ignored).
+/// `?merchant_id=<digits>` (percent-decoded; other parameters are ignored).
 fn merchant_filter(query: Option<&str>) -> Result<Option<MerchantId>, ApiError> {
-    query
-        .unwrap_or("")
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("merchant_id="))
-        .map(merchant_id)
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(name, _)| name == "merchant_id")
+        .map(|(_, value)| merchant_id(&value))
         .transpose()
 }

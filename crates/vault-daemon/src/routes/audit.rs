@@ -71,23 +71,39 @@ pub(crate) async fn archive(state: &State, req: Request<Incoming>) -> Answer {
     ))
 }
 
-/// `after` and `limit` from the query string; anything else there, or a bad value -> 400.
+/// `after` and `limit` from the query string (percent-decoded, each at most once); anything
+/// else there, or a bad value -> 400.
 fn query(q: &str) -> Result<(Option<u64>, usize), ApiError> {
-    let (mut after, mut limit) = (None, DEFAULT_LIMIT);
-    for pair in q.split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match name {
+    let (mut after, mut limit) = (None, None);
+    for (name, value) in form_urlencoded::parse(q.as_bytes()) {
+        let twice = match name.as_ref() {
+            "after" => after.is_some(),
+            "limit" => limit.is_some(),
+            _ => false,
+        };
+        if twice {
+            return Err(ApiError::field(
+                name.as_ref(),
+                "duplicate",
+                "each query parameter may be given once",
+            ));
+        }
+        match name.as_ref() {
             "after" => {
                 after = Some(value.parse::<u64>().map_err(|_| {
                     ApiError::field("after", "invalid", "after must be an entry number")
                 })?);
             }
             "limit" => {
-                limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or_else(|| ApiError::field("limit", "invalid", "limit must be 1-1000"))?;
+                limit = Some(
+                    value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=MAX_LIMIT).contains(n))
+                        .ok_or_else(|| {
+                            ApiError::field("limit", "invalid", "limit must be 1-1000")
+                        })?,
+                );
             }
             _ => {
                 return Err(ApiError::field(
@@ -98,7 +114,7 @@ fn query(q: &str) -> Result<(Option<u64>, usize), ApiError> {
             }
         }
     }
-    Ok((after, limit))
+    Ok((after, limit.unwrap_or(DEFAULT_LIMIT)))
 }
 
 #[cfg(test)]
@@ -110,7 +126,16 @@ mod tests {
     fn query_rules() {
         assert_eq!(query("").unwrap(), (None, DEFAULT_LIMIT));
         assert_eq!(query("after=5&limit=7").unwrap(), (Some(5), 7));
-        for bad in ["after=x", "limit=0", "limit=1001", "limit=", "seq=1"] {
+        assert_eq!(query("limit=%31").unwrap(), (None, 1), "percent-decoded");
+        for bad in [
+            "after=x",
+            "limit=0",
+            "limit=1001",
+            "limit=",
+            "seq=1",
+            "limit=1&limit=2",
+            "after=1&after=2",
+        ] {
             assert!(query(bad).is_err(), "{bad}");
         }
     }

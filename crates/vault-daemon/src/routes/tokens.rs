@@ -36,7 +36,10 @@ pub(crate) async fn create(state: &State, req: Request<Incoming>) -> Answer {
         merchant,
         "POST /v2/tokens",
         key,
-        vec![idempotency::json_shape(state, merchant, &body)],
+        vec![
+            idempotency::json_shape(state, merchant, &body),
+            view_part(p),
+        ],
         ApiError::into_response,
         || async move {
             let (parsed, errors) = json::tokenize(&body);
@@ -73,7 +76,10 @@ pub(crate) async fn batch(state: &State, req: Request<Incoming>) -> Answer {
         merchant,
         "POST /v2/tokens/batch",
         key,
-        vec![idempotency::json_shape(state, merchant, &body)],
+        vec![
+            idempotency::json_shape(state, merchant, &body),
+            view_part(&p),
+        ],
         ApiError::into_response,
         || batch_items(state, &p, body),
     )
@@ -179,6 +185,10 @@ pub(crate) async fn update(state: &State, req: Request<Incoming>, param: Param) 
     let body = state.json_body(req, state.config.max_body_bytes).await?;
     let (parsed, errors) = json::update(&body);
     let (card, options) = validate::update(parsed, errors, state.vault.now())?;
+    // A new card number is counted against the key's masked-form limit as on `POST`: the
+    // answer names the card's fingerprint to a key with that scope, so an unlimited `PUT` would
+    // test candidate numbers one after another.
+    state.vault.as_actor(&actor(&p)).admit_card(&p, &card.pan)?;
     let merchant = p.merchant;
     let info = state
         .blocking(move |v| v.update(merchant, &token, card, options))
@@ -202,7 +212,11 @@ pub(crate) async fn delete(state: &State, req: Request<Incoming>, param: Param) 
 /// customer needs the same `customer_id` (403 `customer_mismatch` otherwise, as does presenting
 /// a customer for an unbound token). Each reveal is logged (audit) without the PAN.
 pub(crate) async fn reveal(state: &State, req: Request<Incoming>, param: Param) -> Answer {
-    let p = reveal_audit::authorize(state, req.headers(), AuditAction::Reveal).await?;
+    let target = match &param {
+        Param::Token(t) => *t,
+        _ => None,
+    };
+    let p = reveal_audit::authorize(state, req.headers(), AuditAction::Reveal, target).await?;
     let token = match token_of(param) {
         Ok(t) => t,
         Err(e) => {
@@ -278,6 +292,17 @@ fn token_of(param: Param) -> Result<Token, ApiError> {
         Param::Token(Some(t)) => Ok(t),
         _ => Err(ApiError::token_not_found()),
     }
+}
+
+/// The part of a tokenize request's idempotency shape that says which view of the answer its
+/// caller gets: a key without `fingerprint` or `reveal` may not replay an answer that named the
+/// card's fingerprint and customer to a key with them (it gets 409 `idempotency_mismatch`).
+fn view_part(p: &Principal) -> Bytes {
+    Bytes::from_static(if p.sees_card_links() {
+        b"view: card links"
+    } else {
+        b"view: masked"
+    })
 }
 
 /// The answer about `info` for `p`: the fingerprint and `customer_id` only for a key holding

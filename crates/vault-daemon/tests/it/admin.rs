@@ -123,6 +123,17 @@ async fn merchants_keys_and_terminals() {
         .send("POST", "/admin/apikeys/zz/revoke", admin, None)
         .await;
     assert_eq!(r.status, 400);
+    // An unknown key id: the 404 names the key, not a token.
+    let r = d
+        .send(
+            "POST",
+            "/admin/apikeys/0000000000000000/revoke",
+            admin,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.error_fields(), [("key_id".into(), "not_found".into())]);
 
     // Terminals.
     let r = d

@@ -116,7 +116,7 @@ async fn refused_reveals_are_audited() {
                 AuditAction::Reveal,
                 "denied:missing_scope".into(),
                 tk.clone(),
-                None
+                Some(token.clone())
             ),
             (
                 AuditAction::Reveal,
@@ -128,7 +128,7 @@ async fn refused_reveals_are_audited() {
                 AuditAction::Reveal,
                 "denied:invalid_body".into(),
                 rv.clone(),
-                Some(token)
+                Some(token.clone())
             ),
             (
                 vault_gateway::audit::PAYMENT_CARD,
@@ -148,6 +148,17 @@ async fn refused_reveals_are_audited() {
         new.iter()
             .all(|e| e.actor.merchant.map(|m| m.get()) == Some(890_490))
     );
+
+    // An operator key (it acts for no merchant) asking for a card: refused, and the entry names
+    // the operator key and the token.
+    let r = d.send("POST", &path, Some(&d.keys.admin), None).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let log = d.vault.audit_tail(1).unwrap();
+    let e = &log[0];
+    assert_eq!(e.action, AuditAction::Reveal);
+    assert_eq!(e.outcome.to_string(), "denied:missing_scope");
+    assert_eq!(e.actor.key_id, Some(key_id(&d.keys.admin)), "{e:?}");
+    assert_eq!(e.token.map(|t| t.to_string()), Some(token));
     assert!(d.vault.audit_verify().unwrap().is_ok());
 }
 

@@ -18,6 +18,11 @@ fn body(pan: &str) -> String {
     )
 }
 
+/// A `PUT /v2/tokens/{token}` body replacing the card with `pan`.
+fn put_body(pan: &str) -> String {
+    format!(r#"{{"card":{{"pan":"{pan}","expiration_date":"2802"}}}}"#)
+}
+
 fn key(d: &TestDaemon, scopes: &[Scope]) -> String {
     d.vault
         .create_api_key(MerchantId::new(890_490).unwrap(), Scopes::of(scopes), "t")
@@ -117,6 +122,32 @@ async fn eleventh_distinct_card_with_one_masked_form_is_refused_and_audited() {
     assert_eq!(ok.status, 201);
     let other = d.tokenize(&d.keys.both, &body(&pans[10])).await;
     assert_eq!(other.status, 201);
+    // Replacing a token's card counts as tokenizing it: no way around the limit through `PUT`.
+    let token = ok.json()["token"].as_str().unwrap().to_owned();
+    let put = d
+        .send(
+            "PUT",
+            &format!("/v2/tokens/{token}"),
+            Some(&d.keys.tokenize),
+            Some(&put_body(&pans[10])),
+        )
+        .await;
+    assert_eq!(put.status, 429, "{}", put.text());
+    assert_eq!(
+        put.error_fields(),
+        [("card.pan".into(), "masked_form_limit".into())]
+    );
+    assert!(!put.text().contains(&pans[10]));
+    // A card already seen under the key is admitted there too.
+    let put = d
+        .send(
+            "PUT",
+            &format!("/v2/tokens/{token}"),
+            Some(&d.keys.tokenize),
+            Some(&put_body(&pans[2])),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
 
     d.vault.barrier().unwrap();
     let limited: Vec<_> = d

@@ -106,6 +106,8 @@ async fn backup_paths_are_400_naming_the_problem() {
         ("/", "not_a_file"),
         (under_file.to_str().unwrap(), "not_a_directory"),
         (file.to_str().unwrap(), "exists"),
+        // A file system that takes no new files.
+        ("/proc/b.cvbk", "cannot_create"),
     ] {
         let body = format!(r#"{{"path":"{path}"}}"#);
         let r = d
@@ -114,6 +116,18 @@ async fn backup_paths_are_400_naming_the_problem() {
         assert_eq!(r.status, 400, "{path}: {}", r.text());
         assert_eq!(r.error_fields(), pairs(&[("path", code)]), "{path}");
     }
+    // The audit archive alike.
+    let body = r#"{"before":"2099-01-01T00:00:00Z","path":"/proc/a.cvar"}"#;
+    let r = d
+        .send(
+            "POST",
+            "/admin/audit/archive",
+            Some(&d.keys.admin),
+            Some(body),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.error_fields(), pairs(&[("path", "cannot_create")]));
     let ok = d.dir.path().join("b.cvbk");
     let body = format!(r#"{{"path":"{}"}}"#, ok.display());
     let r = d

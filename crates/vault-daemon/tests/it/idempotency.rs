@@ -11,6 +11,7 @@ use vault_service::VaultError;
 use vault_testkit::daemon::{Resp, SEED_003, TestDaemon, raw};
 
 const KEY: &str = "6f1c2b3a-1d2e-4f00-8a9b-0c1d2e3f4a5b";
+const BATCH_KEY: &str = "0b7f6c5d-2e3f-4a10-9b8c-7d6e5f4a3b2c";
 const OTHER_CARD: &str =
     r#"{"type":"card","card":{"pan":"5555555555554444","expiration_date":"2802"}}"#;
 const BAD_CARD: &str =
@@ -89,6 +90,47 @@ async fn same_key_different_request_conflicts() {
     // Upper-case hex is the same key.
     let r = tokenize(&d, Some(&KEY.to_uppercase()), SEED_003).await;
     assert!(replayed(&r) && r.status == 201);
+}
+
+/// An answer that named the card's fingerprint (to a key with `fingerprint` or `reveal`) is not
+/// replayed to a key of the same merchant without them: that is another request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_is_replayed_only_to_a_caller_with_the_same_view() {
+    let d = TestDaemon::start().await;
+    let first = post(&d, "/v2/tokens", &d.keys.both, Some(KEY), SEED_003).await;
+    assert_eq!(first.status, 201, "{}", first.text());
+    assert!(
+        first.json().get("fingerprint").is_some(),
+        "{}",
+        first.text()
+    );
+    let r = tokenize(&d, Some(KEY), SEED_003).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(r.error_fields()[0].1, "idempotency_mismatch");
+    assert!(!r.text().contains("fingerprint"), "{}", r.text());
+    let again = post(&d, "/v2/tokens", &d.keys.both, Some(KEY), SEED_003).await;
+    assert!(replayed(&again) && again.body == first.body);
+    // The batch route alike.
+    let batch = format!(r#"{{"items":[{SEED_003}]}}"#);
+    let b = post(
+        &d,
+        "/v2/tokens/batch",
+        &d.keys.both,
+        Some(BATCH_KEY),
+        &batch,
+    )
+    .await;
+    assert_eq!(b.status, 200, "{}", b.text());
+    let r = post(
+        &d,
+        "/v2/tokens/batch",
+        &d.keys.tokenize,
+        Some(BATCH_KEY),
+        &batch,
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(records(&d), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

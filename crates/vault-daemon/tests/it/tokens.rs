@@ -588,4 +588,11 @@ async fn dedupe_returns_the_existing_token() {
     assert_eq!(a["token"], b["token"]);
     assert_eq!(b["deduplicated"], true);
     assert_eq!(a["fingerprint"], b["fingerprint"]);
+    // Times in whole seconds on both answers (`2026-01-01T00:00:00Z`).
+    for v in [&a, &b] {
+        for field in ["created_at", "updated_at"] {
+            let t = v[field].as_str().unwrap();
+            assert_eq!(t.len(), 20, "{field}: {t}");
+        }
+    }
 }

@@ -28,7 +28,7 @@
 //! under a compare-and-set. It may take a whole chain: every process that opens a shared vault
 //! starts a chain of its own (admin commands, each daemon start), and most of them have ended.
 
-use std::{io::Write, os::unix::fs::OpenOptionsExt, path::Path};
+use std::{io::Write, path::Path};
 
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
@@ -187,12 +187,7 @@ impl Vault {
         let tag = self.inner.audit_key.archive_tag(&file);
         file.extend_from_slice(&tag);
         // Owner-only, like a backup: the entries name tokens, merchants and API key ids.
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(out)
-            .map_err(|e| VaultError::Store(e.into()))?;
+        let mut f = crate::backup::create_private_file(out)?;
         f.write_all(&file)
             .map_err(|e| VaultError::Store(e.into()))?;
         f.sync_all().map_err(|e| VaultError::Store(e.into()))?;

@@ -271,8 +271,9 @@ impl Vault {
     }
 
     /// Up to `limit` entries with a seq greater than `after`, oldest first (for paging through
-    /// the log: pass the last seq seen as `after`). Entries that do not decode are skipped.
-    /// This process's own chain on a shared vault.
+    /// the log: pass the last seq seen as `after`); entries archived away are not counted, so
+    /// paging from 0 starts at the first entry still held. Entries that do not decode are
+    /// skipped. This process's own chain on a shared vault.
     pub fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, VaultError> {
         self.barrier()?;
         let chain = self.inner.core.audit_chain;
@@ -280,11 +281,14 @@ impl Vault {
             Some(Ok((seq, _))) => seq,
             _ => self.audit_walk_end(chain)?,
         };
-        if limit == 0 || after >= end {
+        // The first entry held (those before it were archived).
+        let held = self.audit_start(chain).map_or(1, |(start, _)| start + 1);
+        let first = after.saturating_add(1).max(held);
+        if limit == 0 || first > end {
             return Ok(Vec::new());
         }
-        let first = after + 1;
-        let last = end.min(after.saturating_add(u64::try_from(limit).unwrap_or(u64::MAX)));
+        let limit = u64::try_from(limit).unwrap_or(u64::MAX);
+        let last = end.min(first.saturating_add(limit - 1));
         self.audit_between(chain, first, last)
     }
 

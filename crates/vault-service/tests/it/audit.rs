@@ -293,6 +293,28 @@ fn an_archived_log_still_verifies_and_catches_tampering() {
     let archived = vault.audit_verify_archive(&bytes);
     assert!(archived.is_ok(), "{archived:?}");
     assert_eq!(archived.entries, a.entries);
+    // Paging counts only the entries still held: from 0 (or from inside the archived range) it
+    // starts at the first of them, `limit` entries long.
+    for _ in 0..3 {
+        vault
+            .audit(AuditAction::Reveal, None, vault_service::AuditOutcome::Ok)
+            .unwrap();
+    }
+    let held = c.last_seq + 1;
+    let now_end = vault.audit_verify().unwrap().entries;
+    assert!(now_end >= held + 3, "{now_end} {held}");
+    let seqs = |after, limit| -> Vec<u64> {
+        vault
+            .audit_after(after, limit)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect()
+    };
+    assert_eq!(seqs(0, 2), [held, held + 1]);
+    assert_eq!(seqs(c.last_seq - 1, 2), [held, held + 1]);
+    assert_eq!(seqs(held, 1), [held + 1]);
+    assert_eq!(seqs(now_end, 5), Vec::<u64>::new());
     // New entries continue the chain after the archive.
     vault.rotate_key().unwrap();
     assert!(vault.audit_verify().unwrap().is_ok());

@@ -93,9 +93,12 @@ pub(crate) async fn migrate(client: &Client) -> Result<u32, Fail> {
     let outcome = async {
         client
             .batch_execute(
+                // `client_min_messages`: no NOTICE "already exists, skipping" in the daemon's
+                // log at every start.
                 "BEGIN;
                  SET LOCAL statement_timeout = 0;
-                 SET LOCAL lock_timeout = 0;",
+                 SET LOCAL lock_timeout = 0;
+                 SET LOCAL client_min_messages = warning;",
             )
             .await?;
         client

@@ -37,8 +37,13 @@ fn not_found(e: GatewayError) -> ApiError {
 
 /// `POST /payments/{txId}/card` (reveal scope) -> 200 with the card; the CVV the first time only.
 pub(crate) async fn card(state: &State, req: Request<Incoming>, param: Param) -> Answer {
-    let p =
-        reveal_audit::authorize(state, req.headers(), vault_gateway::audit::PAYMENT_CARD).await?;
+    let p = reveal_audit::authorize(
+        state,
+        req.headers(),
+        vault_gateway::audit::PAYMENT_CARD,
+        None,
+    )
+    .await?;
     let id = match payment_id(param) {
         Ok(id) => id,
         Err(e) => {
