@@ -377,8 +377,10 @@ fn print_table(r: &Report) {
     } else {
         "connections"
     };
+    // Milliseconds show for a short run (`--requests`).
+    let places = if r.seconds < 10.0 { 3 } else { 1 };
     println!(
-        "cardvault bench: {} via {} ({}), {} {workers}{batch}, {:.1} s",
+        "cardvault bench: {} via {} ({}), {} {workers}{batch}, {:.places$} s",
         r.op.name(),
         r.mode,
         r.target,

@@ -58,8 +58,10 @@ pub(crate) fn run(args: &ServeArgs, config: DaemonConfig) -> anyhow::Result<()> 
     // Held while this dev daemon runs: a second one starting at the same moment stops here.
     let _lock = dev_lock(&socket_dir)?;
 
+    // Owner-only, as the vault directory and key file inside it are.
     let tmp = tempfile::Builder::new()
         .prefix("cardvault-dev-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir()
         .context("creating a temporary directory")?;
     let data = tmp.path().join("data");

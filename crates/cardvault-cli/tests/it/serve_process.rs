@@ -34,10 +34,18 @@ struct Daemon {
 impl Daemon {
     /// `serve --dev` on `sock` with extra arguments; waits until `/health` answers.
     fn dev(sock: &Path, extra: &[&str], pipes: bool) -> Self {
+        Self::dev_with_tmpdir(sock, extra, pipes, None)
+    }
+
+    /// [`dev`](Self::dev), its throwaway vault made under `tmpdir` (`TMPDIR`) when given.
+    fn dev_with_tmpdir(sock: &Path, extra: &[&str], pipes: bool, tmpdir: Option<&Path>) -> Self {
         let mut cmd = bin();
         cmd.args(["serve", "--dev", "--socket", sock.to_str().unwrap()])
             .args(extra)
             .stdin(Stdio::null());
+        if let Some(t) = tmpdir {
+            cmd.env("TMPDIR", t);
+        }
         if pipes {
             cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         } else {
@@ -239,10 +247,25 @@ fn allow_gid_lets_exactly_that_group_in() {
 
 #[test]
 fn without_allow_flags_the_socket_stays_private() {
-    let (_dir, sock) = reachable_dir();
-    let d = Daemon::dev(&sock, &[], false);
+    let (dir, sock) = reachable_dir();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let d = Daemon::dev_with_tmpdir(&sock, &[], false, Some(&tmp));
     assert_eq!(mode(&sock), 0o600);
     assert_eq!(mode(sock.parent().unwrap()), 0o700);
+    // The throwaway vault's directory (its key file and data inside) is the owner's alone.
+    let made: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("cardvault-dev-")
+        })
+        .collect();
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(mode(&made[0]), 0o700);
     if is_root() {
         assert_eq!(probe_as(&sock, 65534, 65534), 0);
     }
