@@ -838,6 +838,18 @@ async fn idempotency_keys_on_token_and_payments() {
     assert_eq!(replay.header("idempotent-replayed"), Some("true"));
     assert_eq!(replay.json()["txId"], paid.json()["txId"]);
     assert!(replay.json().get("card").is_none(), "{}", replay.text());
+    // Another merchant's key is refused on a replay as on a first request.
+    let theirs = format!("Bearer {}", d.keys.other);
+    let r = form(&d, "/payments", &[("Authorization", &theirs), rkey], &body).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.header("idempotent-replayed").is_none());
+    assert_eq!(
+        failure_errors(&r.json()),
+        [(
+            "authorization.merchant".to_owned(),
+            "Authorization".to_owned()
+        )]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

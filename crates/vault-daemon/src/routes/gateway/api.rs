@@ -256,7 +256,10 @@ async fn payments_inner(
     })?;
     let view = match state.gateway(move |g| g.session(&token)).await {
         Ok(view) => view,
-        Err(_) => return replay_or_refuse(state, key, token, &fields).await,
+        Err(_) => {
+            let caller = principal.as_ref().map(|p| p.merchant);
+            return replay_or_refuse(state, key, token, &fields, caller).await;
+        }
     };
     *allowed_origin = call
         .origin
@@ -324,12 +327,14 @@ async fn payments_inner(
 }
 
 /// A spent or expired session: an idempotent retry of the request that spent it gets that
-/// request's stored answer; anything else is refused.
+/// request's stored answer; anything else is refused. A caller that presented a merchant key
+/// (`caller`, its merchant) must be the session's merchant, as on a first request.
 async fn replay_or_refuse(
     state: &State,
     key: Option<vault_service::IdempotencyKey>,
     token: SessionToken,
     fields: &crate::decode::form::Fields,
+    caller: Option<MerchantId>,
 ) -> Result<Response<Body>, Failure> {
     let Some(key) = key else {
         return Err(session_failure());
@@ -338,6 +343,13 @@ async fn replay_or_refuse(
         .gateway(move |g| g.session_merchant(&token))
         .await
         .map_err(|_| session_failure())?;
+    if caller.is_some_and(|m| m != merchant) {
+        return Err(Failure::one(
+            StatusCode::FORBIDDEN,
+            "Authorization",
+            "authorization.merchant",
+        ));
+    }
     let parts = payment_shape(state, merchant, &token, fields);
     match idempotency::replay_only(state, merchant, "POST /payments", key, parts).await {
         Ok(Some(replayed)) => Ok(replayed),
