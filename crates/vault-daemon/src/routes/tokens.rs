@@ -36,10 +36,7 @@ pub(crate) async fn create(state: &State, req: Request<Incoming>) -> Answer {
         merchant,
         "POST /v2/tokens",
         key,
-        vec![
-            idempotency::json_shape(state, merchant, &body),
-            view_part(p),
-        ],
+        request_shape(state, p, &body),
         ApiError::into_response,
         || async move {
             let (parsed, errors) = json::tokenize(&body);
@@ -76,10 +73,7 @@ pub(crate) async fn batch(state: &State, req: Request<Incoming>) -> Answer {
         merchant,
         "POST /v2/tokens/batch",
         key,
-        vec![
-            idempotency::json_shape(state, merchant, &body),
-            view_part(&p),
-        ],
+        request_shape(state, &p, &body),
         ApiError::into_response,
         || batch_items(state, &p, body),
     )
@@ -294,15 +288,18 @@ fn token_of(param: Param) -> Result<Token, ApiError> {
     }
 }
 
-/// The part of a tokenize request's idempotency shape that says which view of the answer its
-/// caller gets: a key without `fingerprint` or `reveal` may not replay an answer that named the
-/// card's fingerprint and customer to a key with them (it gets 409 `idempotency_mismatch`).
-fn view_part(p: &Principal) -> Bytes {
-    Bytes::from_static(if p.sees_card_links() {
-        b"view: card links"
-    } else {
-        b"view: masked"
-    })
+/// What identifies a tokenize request for idempotency: its body's shape and, for a key that
+/// sees the card's fingerprint and customer (`fingerprint` or `reveal`), a mark of that view. A
+/// key without them cannot replay an answer made for one with them (409
+/// `idempotency_mismatch`). The mark is added for those keys only, so the requests of keys without
+/// it keep the identity they had before it existed (an answer stored before an upgrade still
+/// replays to them).
+fn request_shape(state: &State, p: &Principal, body: &[u8]) -> Vec<Bytes> {
+    let mut parts = vec![idempotency::json_shape(state, p.merchant, body)];
+    if p.sees_card_links() {
+        parts.push(Bytes::from_static(b"view: card links"));
+    }
+    parts
 }
 
 /// The answer about `info` for `p`: the fingerprint and `customer_id` only for a key holding
