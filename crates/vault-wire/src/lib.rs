@@ -25,6 +25,7 @@ mod gateway;
 mod health;
 mod reveal;
 mod tokens;
+mod unique_keys;
 
 pub use admin::{
     ApiKeyCreateRequest, ApiKeyCreated, ApiKeyKind, ApiKeyList, ApiKeyResponse, BackupRequest,

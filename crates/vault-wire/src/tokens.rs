@@ -66,8 +66,12 @@ pub struct TokenizeRequest {
     pub kind: TokenType,
     /// The card.
     pub card: CardInput,
-    /// Up to 20 string pairs, sealed with the card.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Up to 20 string pairs, sealed with the card. A repeated key is refused.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::unique_keys::optional"
+    )]
     pub metadata: Option<BTreeMap<String, String>>,
     /// Bind the token to this customer (1-64 of `[A-Za-z0-9._:@-]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,8 +108,12 @@ pub struct UpdateRequest {
     pub kind: Option<TokenType>,
     /// The new card.
     pub card: CardInput,
-    /// Replaces the metadata when present; kept otherwise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Replaces the metadata when present; kept otherwise. A repeated key is refused.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::unique_keys::optional"
+    )]
     pub metadata: Option<BTreeMap<String, String>>,
     /// New keep-until; recomputed from the new expiry when absent.
     #[serde(

@@ -542,6 +542,22 @@ mod tests {
             br#"{"type":"card","type":"card","card":{"pan":"4242424242424242","expiration_date":"2802"}}"#,
         );
         assert_eq!(fields(&errors), [("body", "invalid")]);
+        // Inside `metadata` too (serde would keep the last value), on every route that takes it.
+        let card = r#""card":{"pan":"4242424242424242","expiration_date":"2802"}"#;
+        let meta = r#""metadata":{"order":"A-1","order":"A-2"}"#;
+        let body = format!(r#"{{"type":"card",{card},{meta}}}"#);
+        assert_eq!(fields(&tokenize(body.as_bytes()).1), [("body", "invalid")]);
+        assert_eq!(
+            fields(&update(format!("{{{card},{meta}}}").as_bytes()).1),
+            [("body", "invalid")]
+        );
+        let items = format!(r#"{{"items":[{{"type":"card",{card}}},{body}]}}"#);
+        assert_eq!(
+            fields(&batch(items.as_bytes()).unwrap_err()),
+            [("body", "invalid")]
+        );
+        let distinct = body.replace(r#""order":"A-2""#, r#""ref":"A-2""#);
+        assert!(tokenize(distinct.as_bytes()).1.is_empty());
     }
 
     #[test]
