@@ -224,12 +224,13 @@ pub(crate) fn batch(
     }
 }
 
-/// Whether the typed parse may be trusted with `body`: the body is an object, and so are `card`
-/// and every batch item. serde reads a struct from a JSON array by position (`["card",{...}]`),
-/// which the API refuses; bodies that fail this check take the slow path, whose schema check
-/// names the offending field. Only a body holding a `[` is parsed twice.
+/// Whether the typed parse may be trusted with `body`: the body is UTF-8 (serde skips the
+/// members it ignores without checking their bytes) and an object, and so are `card` and every
+/// batch item. serde reads a struct from a JSON array by position (`["card",{...}]`), which the
+/// API refuses; bodies that fail this check take the slow path, whose checks name the offending
+/// field (or `invalid_utf8`). Only a body holding a `[` is parsed twice.
 fn shape_ok(body: &[u8]) -> bool {
-    if !starts_as_object(body) {
+    if !starts_as_object(body) || std::str::from_utf8(body).is_err() {
         return false;
     }
     if !body.contains(&b'[') {
@@ -534,6 +535,15 @@ mod tests {
             let (_, errors) = tokenize(body);
             assert_eq!(fields(&errors), [("body", code)], "{body:?}");
         }
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_even_in_a_member_nobody_reads() {
+        let mut body = br#"{"type":"card","card":{"pan":"4242424242424242","expiration_date":"2802"},"note":""#.to_vec();
+        body.extend_from_slice(&[0xff, 0xfe]);
+        body.extend_from_slice(br#""}"#);
+        assert_eq!(fields(&tokenize(&body).1), [("body", "invalid_utf8")]);
+        assert_eq!(fields(&update(&body).1), [("body", "invalid_utf8")]);
     }
 
     #[test]
