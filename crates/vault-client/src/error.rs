@@ -62,13 +62,36 @@ impl ClientError {
     }
 }
 
+/// Whether the daemon closed the connection without answering: what a peer it does not allow
+/// sees. Depending on timing that surfaces as a request canceled, a message cut short, or the
+/// connection reset or closed under a write.
+fn closed_unanswered(e: &hyper::Error) -> bool {
+    if e.is_canceled() || e.is_incomplete_message() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<io::Error>() {
+            return matches!(
+                io.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
+            );
+        }
+        source = s.source();
+    }
+    false
+}
+
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Connect(e) => write!(f, "cannot connect to the daemon socket: {e}"),
             Self::Transport(e) => {
                 write!(f, "http exchange with the daemon failed: {e}")?;
-                if e.is_canceled() || e.is_incomplete_message() {
+                if closed_unanswered(e) {
                     // What a refused peer sees: the daemon closes its connections unanswered.
                     f.write_str(
                         " (the daemon closed the connection without an answer; a daemon closes \
