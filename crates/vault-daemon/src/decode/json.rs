@@ -127,8 +127,8 @@ pub(crate) fn typed<T: DeserializeOwned>(
     body: &[u8],
     schema: &[Field],
 ) -> Result<T, Vec<FieldErrorBody>> {
-    if shape_ok(body)
-        && let Ok(t) = serde_json::from_slice(body)
+    if let Some(text) = trusted(body)
+        && let Ok(t) = serde_json::from_str(text)
     {
         return Ok(t);
     }
@@ -139,11 +139,7 @@ pub(crate) fn typed<T: DeserializeOwned>(
 /// A tokenize request and the fields already refused for their JSON type. Refused fields are
 /// left empty in the request; validation skips them (see [`is_refused`]).
 pub(crate) fn tokenize(body: &[u8]) -> (TokenizeRequest, Vec<FieldErrorBody>) {
-    let typed = if shape_ok(body) {
-        serde_json::from_slice(body).ok()
-    } else {
-        None
-    };
+    let typed = trusted(body).and_then(|text| serde_json::from_str(text).ok());
     match typed {
         Some(req) => (req, Vec::new()),
         None => match value(body) {
@@ -170,8 +166,8 @@ fn tokenize_value(v: Value) -> (TokenizeRequest, Vec<FieldErrorBody>) {
 
 /// An update request and the fields refused for their JSON type (see [`tokenize`]).
 pub(crate) fn update(body: &[u8]) -> (UpdateRequest, Vec<FieldErrorBody>) {
-    if shape_ok(body)
-        && let Ok(req) = serde_json::from_slice(body)
+    if let Some(text) = trusted(body)
+        && let Ok(req) = serde_json::from_str(text)
     {
         return (req, Vec::new());
     }
@@ -196,8 +192,8 @@ pub(crate) fn update(body: &[u8]) -> (UpdateRequest, Vec<FieldErrorBody>) {
 pub(crate) fn batch(
     body: &[u8],
 ) -> Result<Vec<(TokenizeRequest, Vec<FieldErrorBody>)>, Vec<FieldErrorBody>> {
-    if shape_ok(body)
-        && let Ok(b) = serde_json::from_slice::<BatchRequest>(body)
+    if let Some(text) = trusted(body)
+        && let Ok(b) = serde_json::from_str::<BatchRequest>(text)
     {
         return Ok(b.items.into_iter().map(|r| (r, Vec::new())).collect());
     }
@@ -224,20 +220,22 @@ pub(crate) fn batch(
     }
 }
 
-/// Whether the typed parse may be trusted with `body`: the body is UTF-8 (serde skips the
-/// members it ignores without checking their bytes) and an object, and so are `card` and every
-/// batch item. serde reads a struct from a JSON array by position (`["card",{...}]`), which the
-/// API refuses; bodies that fail this check take the slow path, whose checks name the offending
+/// `body` as text, when the typed parse may be trusted with it: the body is UTF-8 (checked once
+/// here: serde skips the members it ignores without checking their bytes, and reading from a
+/// `str` it does not check the others again) and an object, and so are `card` and every batch
+/// item. serde reads a struct from a JSON array by position (`["card",{...}]`), which the API
+/// refuses; bodies that fail this check take the slow path, whose checks name the offending
 /// field (or `invalid_utf8`). Only a body holding a `[` is parsed twice.
-fn shape_ok(body: &[u8]) -> bool {
-    if !starts_as_object(body) || std::str::from_utf8(body).is_err() {
-        return false;
+fn trusted(body: &[u8]) -> Option<&str> {
+    if !starts_as_object(body) {
+        return None;
     }
+    let text = std::str::from_utf8(body).ok()?;
     if !body.contains(&b'[') {
-        return true;
+        return Some(text);
     }
-    let Ok(Value::Object(root)) = serde_json::from_slice::<Value>(body) else {
-        return false;
+    let Ok(Value::Object(root)) = serde_json::from_str::<Value>(text) else {
+        return None;
     };
     let card_ok = |o: &Map<String, Value>| {
         matches!(o.get("card"), None | Some(Value::Null | Value::Object(_)))
@@ -246,7 +244,7 @@ fn shape_ok(body: &[u8]) -> bool {
         Some(Value::Array(items)) => items.iter().all(|i| i.as_object().is_some_and(card_ok)),
         _ => true,
     };
-    card_ok(&root) && items_ok
+    (card_ok(&root) && items_ok).then_some(text)
 }
 
 /// Whether the first non-blank byte of `body` opens a JSON object.
