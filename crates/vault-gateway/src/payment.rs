@@ -639,7 +639,7 @@ impl Gateway {
                     status: 0,
                     one_click,
                     created_at: now.unix_timestamp(),
-                    card: one_click.then_some(card_digest),
+                    card: Some(card_digest),
                 };
                 txn.put_in(&PAYMENTS, &id.0, &p)?;
                 txn.put(&payment_due(&id, now), Vec::new())?;
@@ -780,7 +780,28 @@ impl Gateway {
         let actor = self.vault.actor().clone();
         let shared = self.vault.shared();
         let id = *id;
-        self.vault.transact(move |txn| {
+        let bound = rec.card;
+        self.vault.transact(move |txn| -> Result<_, GatewayError> {
+            // Only the card the payment was made with (and, for a one-click payment, allowed
+            // without a CVV for): a card put behind the token since (a PUT, a hosted update) is
+            // refused, and audited as such. Version-1 payments name no card.
+            let same_card = match bound {
+                Some(card) => txn
+                    .live_token(merchant, &token)?
+                    .is_some_and(|t| t.card_digest == card),
+                None => true,
+            };
+            if !same_card {
+                let denied = vault_service::AuditOutcome::Denied("card_changed".to_owned());
+                txn.audit(
+                    &actor,
+                    crate::audit::PAYMENT_CARD,
+                    Some(&token),
+                    None,
+                    denied,
+                )?;
+                return Ok(Err(card_changed()));
+            }
             let card = txn.open_card(merchant, &token)?;
             // The outcome report deletes the CVV in its own commit: a report that got in first
             // leaves none to take here.
@@ -791,8 +812,8 @@ impl Gateway {
             };
             let ok = vault_service::AuditOutcome::Ok;
             txn.audit(&actor, crate::audit::PAYMENT_CARD, Some(&token), None, ok)?;
-            Ok((token, card, taken))
-        })
+            Ok(Ok((token, card, taken)))
+        })?
     }
 
     fn payment_rec(
@@ -943,6 +964,15 @@ impl Gateway {
         removed += crate::due_index::sweep_due(&self.vault, PAYMENT_DUE_PREFIX, now)?;
         Ok(removed)
     }
+}
+
+/// The hand-over of a payment whose token now holds another card than the one it was made with.
+fn card_changed() -> GatewayError {
+    GatewayError::field(
+        "token",
+        "card_changed",
+        "the token holds another card than the one this payment was made with; start a new payment",
+    )
 }
 
 #[cfg(test)]

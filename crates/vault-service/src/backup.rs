@@ -149,16 +149,25 @@ impl Vault {
         out: impl Write,
         progress: impl FnMut(u64, u64),
     ) -> Result<BackupReport, VaultError> {
-        let s = self.inner.store.backup(out, progress)?;
-        Ok(BackupReport {
-            entries: s.entries,
-            records: s.records,
-            bytes: s.bytes,
-            sha256: s.sha256,
-            pause: s.longest_pause,
-            held: s.held,
-            steps: s.steps,
-        })
+        // Audited once written (or failed), with what it holds: a backup is a copy of every
+        // sealed card, useless without the key, but still worth knowing of.
+        self.audited(
+            crate::AuditAction::Backup,
+            None,
+            |r: &BackupReport| Some(format!("records={},bytes={}", r.records, r.bytes)),
+            |_| {
+                let s = self.inner.store.backup(out, progress)?;
+                Ok(BackupReport {
+                    entries: s.entries,
+                    records: s.records,
+                    bytes: s.bytes,
+                    sha256: s.sha256,
+                    pause: s.longest_pause,
+                    held: s.held,
+                    steps: s.steps,
+                })
+            },
+        )
     }
 
     /// [`backup`](Self::backup) into a new file at `path` (mode 0600; an existing file is refused),

@@ -10,10 +10,25 @@
 //! (`tokenize.masked_form_limited`, at most one per key and form per minute).
 //!
 //! Memory is bounded: at most [`MAX_TRACKED_FORMS`] (key, form) entries are kept, the least
-//! recently used is evicted past that, and each entry holds at most `MASKED_FORM_LIMIT` truncated
+//! recently used are evicted past that, and each entry holds at most `MASKED_FORM_LIMIT` truncated
 //! keyed fingerprints (never a PAN).
+//!
+//! **Eviction never resets a limit.** An evicted entry's count of cards goes into a count-min
+//! sketch of the window ([`Forgotten`]: 4 rows of 2^20 saturating one-byte counters for this
+//! window and the one before, 8 MiB, allocated at the first eviction), and a form's count is what
+//! its entry holds plus what the sketch remembers of it. So a key that floods the table with
+//! other forms to push its target out gains nothing; the sketch only ever over-counts (a card
+//! tokenized again after its entry was evicted counts again, a form may share cells with
+//! others), and it forgets after one to two windows. With a million single-card forms evicted
+//! in each of the two windows, a form's four cells all hold 9 or more with odds of about 10^-15;
+//! about half of new forms then find one or two cards counted that were not theirs (9 or 8 left
+//! of their 10).
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, RandomState},
+    time::Duration,
+};
 
 use parking_lot::Mutex;
 use vault_core::Pan;
@@ -36,6 +51,78 @@ pub(crate) struct MaskedForms {
 #[derive(Default)]
 pub(crate) struct Tracked {
     forms: HashMap<String, Form>,
+    /// What eviction took out of `forms`; `None` until the first eviction.
+    forgotten: Option<Box<Forgotten>>,
+}
+
+/// Counters per row of the sketch of evicted forms.
+const SKETCH_WIDTH: usize = 1 << 20;
+/// Rows of the sketch (independent cells per form).
+const SKETCH_DEPTH: usize = 4;
+
+/// A count-min sketch of the cards of evicted (key, form) entries, per window: `current` for the
+/// window now, `previous` for the one before. The hash keys are random per process, so nobody can
+/// pick forms that land on another key's cells.
+struct Forgotten {
+    /// The window `current` counts (unix seconds / window length).
+    window: i64,
+    current: Box<[u8]>,
+    previous: Box<[u8]>,
+    hasher: RandomState,
+}
+
+impl Forgotten {
+    fn new(window: i64) -> Self {
+        Self {
+            window,
+            current: vec![0; SKETCH_WIDTH * SKETCH_DEPTH].into_boxed_slice(),
+            previous: vec![0; SKETCH_WIDTH * SKETCH_DEPTH].into_boxed_slice(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// Moves to window `w`: the current counts become the previous ones (or both are cleared
+    /// after a gap).
+    fn rotate(&mut self, w: i64) {
+        if w <= self.window {
+            return;
+        }
+        if w == self.window + 1 {
+            std::mem::swap(&mut self.current, &mut self.previous);
+        } else {
+            self.previous.fill(0);
+        }
+        self.current.fill(0);
+        self.window = w;
+    }
+
+    fn cells(&self, form: &str) -> [usize; SKETCH_DEPTH] {
+        // Double hashing: row i's cell is h1 + i * h2 (h2 odd), within the row.
+        let h1 = self.hasher.hash_one((0u8, form));
+        let h2 = self.hasher.hash_one((1u8, form)) | 1;
+        let width = SKETCH_WIDTH as u64;
+        std::array::from_fn(|i| {
+            let cell = h1.wrapping_add((i as u64).wrapping_mul(h2)) % width;
+            i * SKETCH_WIDTH + usize::try_from(cell).unwrap_or(0)
+        })
+    }
+
+    fn add(&mut self, form: &str, cards: usize, w: i64) {
+        self.rotate(w);
+        let n = u8::try_from(cards).unwrap_or(u8::MAX);
+        for c in self.cells(form) {
+            self.current[c] = self.current[c].saturating_add(n);
+        }
+    }
+
+    fn count(&mut self, form: &str, w: i64) -> usize {
+        self.rotate(w);
+        self.cells(form)
+            .iter()
+            .map(|&c| usize::from(self.current[c]) + usize::from(self.previous[c]))
+            .min()
+            .unwrap_or(0)
+    }
 }
 
 struct Form {
@@ -67,12 +154,26 @@ impl Tracked {
                 // Forget the least recently used half at once (and every form used in the same
                 // second as the median), so the scan above runs once per ~MAX/2 new forms, not
                 // once per card: amortized, a new form costs O(log n), never O(n) under the lock.
+                // What each held goes into the sketch: its count stays in force.
                 let mut used: Vec<i64> = self.forms.values().map(|f| f.last_used).collect();
                 let mid = used.len() / 2;
                 let cut = *used.select_nth_unstable(mid).1;
-                self.forms.retain(|_, f| f.last_used > cut);
+                let forgotten = self
+                    .forgotten
+                    .get_or_insert_with(|| Box::new(Forgotten::new(now.div_euclid(window))));
+                self.forms.retain(|form, f| {
+                    let keep = f.last_used > cut;
+                    if !keep {
+                        forgotten.add(form, f.cards.len(), now.div_euclid(window));
+                    }
+                    keep
+                });
             }
         }
+        let forgotten = match self.forgotten.as_mut() {
+            Some(sketch) => sketch.count(form, now.div_euclid(window)),
+            None => 0,
+        };
         let f = self.forms.entry(form.to_owned()).or_insert(Form {
             cards: Vec::new(),
             last_used: now,
@@ -85,12 +186,17 @@ impl Tracked {
             seen.1 = now;
             return Decision::Admit;
         }
-        if f.cards.len() < MASKED_FORM_LIMIT {
+        if f.cards.len() + forgotten < MASKED_FORM_LIMIT {
             f.cards.push((card, now));
             return Decision::Admit;
         }
         let oldest = f.cards.iter().map(|(_, at)| *at).min().unwrap_or(now);
-        let retry_after = u64::try_from((oldest + window - now).max(1)).unwrap_or(1);
+        let mut until = oldest + window;
+        if forgotten > 0 {
+            // The sketch forgets at the end of the window after this one.
+            until = until.max((now.div_euclid(window) + 2) * window);
+        }
+        let retry_after = u64::try_from((until - now).max(1)).unwrap_or(1);
         let audit = f.last_audited.is_none_or(|at| now - at >= AUDIT_EVERY);
         if audit {
             f.last_audited = Some(now);
@@ -135,6 +241,55 @@ mod tests {
             t.admit("k/f", [99; 16], 200 + 3600),
             Decision::Admit
         ));
+    }
+
+    #[test]
+    fn evicting_a_form_never_resets_its_count() {
+        let mut t = Tracked::default();
+        for i in 0..10u8 {
+            assert!(matches!(t.admit("k/target", [i; 16], 100), Decision::Admit));
+        }
+        assert!(matches!(
+            t.admit("k/target", [10; 16], 100),
+            Decision::Refuse { .. }
+        ));
+        // A flood of other forms, each once, pushes the target out of the table ...
+        for i in 0..(2 * MAX_TRACKED_FORMS) {
+            let _ = t.admit(&format!("k/filler{i}"), [1; 16], 101);
+        }
+        assert!(!t.forms.contains_key("k/target"));
+        // ... and its count still holds, in this window and the next.
+        assert!(matches!(
+            t.admit("k/target", [11; 16], 102),
+            Decision::Refuse { .. }
+        ));
+        assert!(matches!(
+            t.admit("k/target", [12; 16], 100 + 3600),
+            Decision::Refuse { retry_after, .. } if retry_after > 0
+        ));
+        // Forgotten two windows later.
+        assert!(matches!(
+            t.admit("k/target", [13; 16], 100 + 3 * 3600),
+            Decision::Admit
+        ));
+    }
+
+    #[test]
+    fn forms_of_one_card_each_leave_other_forms_their_ten() {
+        // Far more single-card forms evicted than the table holds (the traffic of a busy
+        // vault): a new form still gets its ten cards.
+        let mut t = Tracked::default();
+        for i in 0..(8 * MAX_TRACKED_FORMS) {
+            let _ = t.admit(&format!("k/busy{i}"), [1; 16], 100);
+        }
+        for f in 0..200 {
+            for c in 0..10u8 {
+                assert!(
+                    matches!(t.admit(&format!("k/new{f}"), [c; 16], 100), Decision::Admit),
+                    "form {f}, card {c}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -17,6 +17,19 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Every file and directory under `dir`, recursively (`dir` itself not included).
+pub fn walk_with_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read_dir") {
+        let p = e.expect("dir entry").path();
+        if p.is_dir() {
+            out.extend(walk_with_dirs(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
 /// Copies the tree `from` into `to` (created if missing).
 pub fn copy_dir(from: &Path, to: &Path) {
     copy_dir_except(from, to, None);

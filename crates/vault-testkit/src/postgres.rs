@@ -66,6 +66,24 @@ impl TestDatabase {
         self.url_with("")
     }
 
+    /// The database's URL for another role `user` (trust authentication: no password).
+    pub fn url_as(&self, user: &str) -> String {
+        let url = self.url();
+        match (url.find("://"), url.rfind('@')) {
+            (Some(s), Some(at)) if at > s => format!("{}{user}{}", &url[..s + 3], &url[at..]),
+            _ => url,
+        }
+    }
+
+    /// Runs `sql` in this database as role `user`.
+    ///
+    /// # Panics
+    ///
+    /// If it fails.
+    pub fn execute_as(&self, user: &str, sql: &str) {
+        run_sql(&self.url_as(user), sql);
+    }
+
     /// Runs `sql` (one or more statements) in this database, as the test server's user.
     ///
     /// # Panics
@@ -174,6 +192,25 @@ impl Drop for TestDatabase {
             run_sql(&self.server, &sql);
         }
     }
+}
+
+/// Runs `sql` in the test server's administrative database (roles, which belong to the whole
+/// server).
+///
+/// # Panics
+///
+/// If it fails.
+pub fn execute_on_server(sql: &str) {
+    run_sql(&server_url(), sql);
+}
+
+/// [`execute_on_server`], the failure returned (for clean-ups that must not panic).
+///
+/// # Errors
+///
+/// What the server said, or why it could not be reached.
+pub fn try_execute_on_server(sql: &str) -> Result<(), String> {
+    try_sql(&server_url(), sql)
 }
 
 /// The test server's URL.

@@ -136,7 +136,7 @@ pub(crate) fn run(cmd: AuditCmd) -> anyhow::Result<()> {
                 // `entries` counts from seq 1: the archived ones are vouched for by the keyed
                 // anchor the remaining log starts from.
                 None => println!(
-                    "audit log OK: {} entries, chain intact (counted from entry 1: archived ones included)",
+                    "audit log OK: {} entries, chain intact (the count includes archived entries, if any; on a database, each daemon's chain is checked)",
                     report.entries
                 ),
                 Some(seq) => {

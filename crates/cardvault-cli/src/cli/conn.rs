@@ -117,6 +117,11 @@ pub(crate) fn open(target: &Target) -> anyhow::Result<Box<dyn Admin>> {
     {
         return Ok(Box::new(Daemon::connect(target, &daemon_socket(dir)?)?));
     }
+    // Root on the service user's vault: what this command writes goes back to that user.
+    let owner = match &dir {
+        Some(dir) => super::owner::adopt(dir)?,
+        None => None,
+    };
     let opening = || format!("opening the vault {}", super::database::at(&location));
     // A database URL this build cannot open is refused before the key is asked for.
     Vault::check_supported(&location).with_context(opening)?;
@@ -125,7 +130,7 @@ pub(crate) fn open(target: &Target) -> anyhow::Result<Box<dyn Admin>> {
         Vault::open_at(&location, &key, VaultOptions::default()),
         &dir,
     ) {
-        (Ok(v), _) => Ok(Box::new(InProcess(Gateway::new(v)))),
+        (Ok(v), _) => Ok(Box::new(InProcess(Gateway::new(v), owner))),
         // The daemon started between the probe and the open.
         (Err(VaultError::Store(StoreError::InUse(_))), Some(dir)) => {
             Ok(Box::new(Daemon::connect(target, &daemon_socket(dir)?)?))
@@ -205,7 +210,13 @@ fn spinner(message: &'static str) -> ProgressBar {
 
 /// The vault opened in this process, with the gateway above it (merchant passwords, and the
 /// sweep of the gateway's expired records).
-pub(crate) struct InProcess(Gateway);
+/// The second field, dropped after the vault is closed, gives what this process wrote back to the
+/// vault's owner (`owner.rs`).
+pub(crate) struct InProcess(
+    Gateway,
+    #[expect(dead_code, reason = "held for its Drop, after the vault's")]
+    Option<super::owner::GiveBack>,
+);
 
 impl Admin for InProcess {
     fn vault(&self) -> Option<&Vault> {

@@ -16,6 +16,7 @@ mod hardening;
 mod init;
 mod key;
 mod merchant_password;
+mod owner;
 mod progress;
 mod rekey;
 mod secret_file;

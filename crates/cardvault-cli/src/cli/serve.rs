@@ -220,6 +220,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     ) else {
         bail!("--data DIR (or --database URL) and --socket PATH are required (or use --dev)");
     };
+    if let Some(dir) = location.dir() {
+        super::owner::check_for_serve(dir)?;
+    }
     // A database URL this build cannot open is refused before the key is asked for.
     let opening = || format!("opening the vault {}", database::at(&location));
     Vault::check_supported(&location).with_context(opening)?;
@@ -332,13 +335,7 @@ async fn shutdown_signal() -> anyhow::Result<&'static str> {
 
 fn init_logging(format: LogFormatArg, level: &str) -> anyhow::Result<()> {
     use tracing_subscriber::{EnvFilter, fmt};
-    // sled's own trace lines (page ids, sizes) say nothing about requests and drown the log:
-    // they stay at warn unless the filter names sled itself.
-    let directives = if level.contains("sled") {
-        level.to_owned()
-    } else {
-        format!("{level},sled=warn")
-    };
+    let directives = log_directives(level);
     let filter =
         EnvFilter::try_new(&directives).with_context(|| format!("--log-level {level:?}"))?;
     let builder = fmt()
@@ -350,6 +347,25 @@ fn init_logging(format: LogFormatArg, level: &str) -> anyhow::Result<()> {
         LogFormatArg::Json => builder.json().try_init(),
     };
     result.map_err(|e| anyhow::anyhow!("installing the logger: {e}"))
+}
+
+/// The filter's directives for `--log-level level`.
+///
+/// - sled's own trace lines (page ids, sizes) say nothing about requests and drown the log: they
+///   stay at warn unless the filter names sled itself.
+/// - tokio-postgres logs every statement's parameters at debug (sealed records, password hashes,
+///   customer ids): it stays at warn whatever the filter says, a directive naming it included.
+fn log_directives(level: &str) -> String {
+    let kept: Vec<&str> = level
+        .split(',')
+        .filter(|d| !d.trim_start().starts_with("tokio_postgres"))
+        .collect();
+    let mut directives = kept.join(",");
+    if !level.contains("sled") {
+        directives.push_str(",sled=warn");
+    }
+    directives.push_str(",tokio_postgres=warn");
+    directives
 }
 
 /// The log writer: standard error, where a failed write (a closed pipe, a full disk) drops the
@@ -385,4 +401,23 @@ pub(crate) fn say(text: &str) {
 
 fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_directives;
+
+    #[test]
+    fn sled_is_quiet_and_tokio_postgres_stays_at_warn() {
+        assert_eq!(log_directives("info"), "info,sled=warn,tokio_postgres=warn");
+        assert_eq!(
+            log_directives("debug,sled=trace"),
+            "debug,sled=trace,tokio_postgres=warn"
+        );
+        assert_eq!(
+            log_directives("trace,tokio_postgres=trace"),
+            "trace,sled=warn,tokio_postgres=warn"
+        );
+        assert!(tracing_subscriber::EnvFilter::try_new(log_directives("trace")).is_ok());
+    }
 }

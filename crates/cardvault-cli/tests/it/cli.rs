@@ -218,6 +218,59 @@ fn invalid_admin_input_is_one_clear_line() {
 }
 
 #[test]
+fn root_on_the_service_users_vault_leaves_every_file_to_that_user() {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata("/proc/self").map(|m| m.uid()).ok() != Some(0) {
+        eprintln!("SKIPPED: needs root, to give the vault to another user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = init(dir.path());
+    // The vault given to the service user (here nobody), as operations.md sets it up.
+    let nobody = 65534;
+    let owned_by = |uid: u32| {
+        let mut all = vault_testkit::files::walk_with_dirs(Path::new(&data));
+        all.push(Path::new(&data).to_path_buf());
+        for f in &all {
+            assert_eq!(
+                std::fs::symlink_metadata(f).unwrap().uid(),
+                uid,
+                "{}",
+                f.display()
+            );
+        }
+        all.len()
+    };
+    for f in vault_testkit::files::walk_with_dirs(Path::new(&data)) {
+        std::os::unix::fs::lchown(&f, Some(nobody), Some(nobody)).unwrap();
+    }
+    std::os::unix::fs::lchown(&data, Some(nobody), Some(nobody)).unwrap();
+    let before = owned_by(nobody);
+    // Offline commands as root (who holds the key file) work, and what they write goes to the
+    // vault's owner.
+    ok(&[
+        "merchant", "add", "123456", "--name", "Second", "--data", &data,
+    ]);
+    let listed = ok(&["merchant", "list", "--data", &data]);
+    assert!(listed.contains("123456"), "{listed}");
+    let backup = dir.path().join("b.cvbk");
+    ok(&["backup", "--out", backup.to_str().unwrap(), "--data", &data]);
+    assert!(owned_by(nobody) >= before);
+    // A daemon runs as the vault's user: root is refused, with the way out.
+    let out = run(
+        &["serve", "--data", &data, "--socket", "/nonexistent/s.sock"],
+        Some(PASS),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains("belongs to uid 65534") && e.contains("-- cardvault ..."),
+        "{e}"
+    );
+    owned_by(nobody);
+}
+
+#[test]
 fn init_refuses_an_existing_vault() {
     let dir = tempfile::tempdir().unwrap();
     let data = init(dir.path());
@@ -845,6 +898,41 @@ fn admin_messages_say_what_is_true() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("is the daemon running?"), "{err}");
+}
+
+#[test]
+fn a_socket_this_user_may_not_reach_says_how_to_be_let_in() {
+    use std::os::unix::{
+        fs::{MetadataExt, PermissionsExt},
+        process::CommandExt,
+    };
+    if std::fs::metadata("/proc/self").map(|m| m.uid()).ok() != Some(0) {
+        eprintln!("SKIPPED: needs root, to run the command as another user");
+        return;
+    }
+    // A listening socket in a directory only root may enter, and a key file anyone may read.
+    let private = tempfile::tempdir().unwrap();
+    let socket = private.path().join("cardvault.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let open = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let key = open.path().join("key");
+    std::fs::write(&key, "cvk_0123456789abcdef_x\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = bin()
+        .args(["stats", "--socket", socket.to_str().unwrap()])
+        .args(["--api-key-file", key.to_str().unwrap()])
+        .current_dir(open.path())
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("not open to this user") && err.contains("--allow-uid"),
+        "{err}"
+    );
 }
 
 /// A `serve --dev` child whose stderr is collected by a thread.

@@ -339,6 +339,11 @@ mod on_postgres {
 
     impl Daemon {
         fn start(url: &str, kf: &str, socket: &Path) -> Self {
+            Self::start_with(url, kf, socket, &[])
+        }
+
+        /// [`start`](Self::start) with more arguments for `serve`.
+        fn start_with(url: &str, kf: &str, socket: &Path, more: &[&str]) -> Self {
             let child = bin()
                 .args([
                     "serve",
@@ -347,6 +352,7 @@ mod on_postgres {
                     "--key-file",
                     kf,
                 ])
+                .args(more)
                 .env("CARDVAULT_DATABASE_URL", url)
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -607,6 +613,164 @@ mod on_postgres {
         for l in lines {
             assert!(!l.contains("127.0.0.1") && !l.contains(db.name()), "{l}");
         }
+    }
+
+    /// Roles made for one test, dropped after its database (declare before the database).
+    struct Roles(Vec<String>);
+
+    impl Drop for Roles {
+        fn drop(&mut self) {
+            for r in &self.0 {
+                let dropped = vault_testkit::postgres::try_execute_on_server(&format!(
+                    "DROP ROLE IF EXISTS {r}"
+                ));
+                if let Err(e) = dropped
+                    && !std::thread::panicking()
+                {
+                    panic!("cannot drop role {r}: {e}");
+                }
+            }
+        }
+    }
+
+    /// The grants of docs/operations.md, "Roles and grants" (the statements after `init`), for
+    /// `owner`, `app` and database `db`.
+    fn documented_grants(owner: &str, app: &str, db: &str) -> String {
+        let page = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/operations.md"
+        ))
+        .unwrap();
+        let section = page.split("### Roles and grants").nth(1).unwrap();
+        let block = section.split("```").nth(1).unwrap();
+        let after_init = block
+            .split_once("cardvault init")
+            .unwrap()
+            .1
+            .split_once('\n')
+            .unwrap()
+            .1;
+        let grants = after_init
+            .replace("cardvault_owner", owner)
+            .replace("cardvault_app", app)
+            .replace("DATABASE cardvault ", &format!("DATABASE {db} "));
+        assert!(
+            grants.contains("GRANT SELECT, INSERT, UPDATE, DELETE"),
+            "{grants}"
+        );
+        grants
+    }
+
+    #[test]
+    fn the_documented_roles_and_grants_let_a_data_only_role_run_the_vault() {
+        use vault_testkit::postgres::execute_on_server;
+        let db = TestDatabase::new();
+        let (owner, app) = (format!("{}_owner", db.name()), format!("{}_app", db.name()));
+        let roles = Roles(vec![owner.clone(), app.clone()]);
+        let db = db; // dropped before `roles`
+        execute_on_server(&format!(
+            "CREATE ROLE {owner} LOGIN; CREATE ROLE {app} LOGIN; \
+             ALTER DATABASE {} OWNER TO {owner}",
+            db.name()
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let kf = key_file(dir.path());
+        let (owner_url, app_url) = (db.url_as(&owner), db.url_as(&app));
+        let out = run(
+            &["init", "--key-file", &kf],
+            &[("CARDVAULT_DATABASE_URL", &owner_url)],
+        );
+        assert!(out.status.success(), "init as the owner: {}", text(&out));
+
+        // Before the grants the app role can read nothing, and the error says what to do.
+        let refused = run(
+            &["merchant", "list", "--key-file", &kf],
+            &[("CARDVAULT_DATABASE_URL", &app_url)],
+        );
+        assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+        let shown = text(&refused);
+        assert!(
+            shown.contains("SQLSTATE 42501") && shown.contains("Roles and grants"),
+            "{shown}"
+        );
+
+        db.execute_as(&owner, &documented_grants(&owner, &app, db.name()));
+
+        // The app role runs every offline command and the daemon: no DDL at open (PostgreSQL
+        // 15 refuses even `CREATE TABLE IF NOT EXISTS` without CREATE on the schema).
+        ok_on(
+            &app_url,
+            &kf,
+            &["merchant", "add", "890490", "--name", "Shop"],
+        );
+        let key = apikey_on(
+            &app_url,
+            &kf,
+            &["--merchant", "890490"],
+            "tokenize,reveal",
+            &dir.path().join("merchant.key"),
+        );
+        let sock = dir.path().join("d/cardvault.sock");
+        let daemon = Daemon::start(&app_url, &kf, &sock);
+        let (status, _, body) = http(&sock, "POST", "/v2/tokens", Some(key.trim()), Some(CARD));
+        assert_eq!(status, 201, "{body}");
+        let token = token_of(&body);
+        let (status, _, body) = http(
+            &sock,
+            "POST",
+            &format!("/v2/tokens/{token}/reveal"),
+            Some(key.trim()),
+            Some("{}"),
+        );
+        assert_eq!(status, 200, "{body}");
+        let (code, log) = daemon.terminate();
+        assert_eq!(code, Some(0), "{log}");
+        ok_on(&app_url, &kf, &["audit", "verify"]);
+        ok_on(&app_url, &kf, &["sweep"]);
+        ok_on(&app_url, &kf, &["stats"]);
+        let backup = dir.path().join("vault.cvbk");
+        ok_on(
+            &app_url,
+            &kf,
+            &["backup", "--out", backup.to_str().unwrap()],
+        );
+        drop(db);
+        drop(roles);
+    }
+
+    #[test]
+    fn the_postgres_client_never_logs_statement_parameters() {
+        let db = TestDatabase::new();
+        let url = db.url();
+        let dir = tempfile::tempdir().unwrap();
+        let kf = key_file(dir.path());
+        ok_on(&url, &kf, &["init"]);
+        ok_on(&url, &kf, &["merchant", "add", "890490", "--name", "Shop"]);
+        let key = apikey_on(
+            &url,
+            &kf,
+            &["--merchant", "890490"],
+            "tokenize",
+            &dir.path().join("merchant.key"),
+        );
+        let sock = dir.path().join("d/cardvault.sock");
+        // tokio-postgres logs each statement with its parameters at debug: even a filter that
+        // names it keeps it at warn.
+        let daemon = Daemon::start_with(
+            &url,
+            &kf,
+            &sock,
+            &["--log-level", "trace,tokio_postgres=trace"],
+        );
+        let (status, _, body) = http(&sock, "POST", "/v2/tokens", Some(key.trim()), Some(CARD));
+        assert_eq!(status, 201, "{body}");
+        let (code, log) = daemon.terminate();
+        assert_eq!(code, Some(0), "{log}");
+        assert!(log.contains("TRACE"), "the filter was not at trace: {log}");
+        assert!(
+            !log.contains("tokio_postgres") && !log.contains("parameters"),
+            "{log}"
+        );
     }
 
     #[test]

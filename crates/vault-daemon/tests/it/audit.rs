@@ -316,12 +316,19 @@ async fn audit_archive_route_moves_old_entries_while_serving() {
     assert_eq!((report.first_bad, report.entries), (None, moved));
     // The log verifies from its anchor and keeps what came after the cut.
     assert!(d.vault.audit_verify().unwrap().is_ok());
+    // Plus the archive's own entry, last.
     let left = d.vault.audit_tail(usize::MAX).unwrap();
-    assert_eq!(left.len() as u64, total - moved);
+    assert_eq!(left.len() as u64, total - moved + 1);
     if !shared {
         assert_eq!(left.first().unwrap().seq, moved + 1);
     }
-    assert_eq!(left.last().unwrap().action, AuditAction::KeyRotate);
+    let last = &left[left.len() - 1];
+    assert_eq!(last.action, AuditAction::AuditArchive);
+    assert_eq!(
+        last.detail.as_deref(),
+        Some(format!("entries={moved}").as_str())
+    );
+    assert_eq!(left[left.len() - 2].action, AuditAction::KeyRotate);
 
     // The same path again: refused, the file untouched.
     let r = archive(&body, &d.keys.admin).await;

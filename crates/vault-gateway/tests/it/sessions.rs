@@ -161,6 +161,59 @@ fn session_bindings_are_checked_at_creation() {
 }
 
 #[test]
+fn a_card_put_behind_the_token_after_the_payment_is_never_handed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, _clock) = vault(dir.path());
+    let (customer, saved) = saved_card(&v);
+    let s = v
+        .create_session(m(), SessionKind::Purchase, SessionOptions::default())
+        .unwrap();
+    let started = v
+        .start_payment(
+            &s.token,
+            None,
+            PaymentRequest {
+                merchant: Some(m()),
+                card_token: Some(saved.token),
+                customer: Some(customer.clone()),
+                cvv: Some(Cvv::parse("9731").unwrap()),
+                customer_ip: Some("203.0.113.9".parse().unwrap()),
+                payment_solution_id: Some(500),
+                ..PaymentRequest::default()
+            },
+        )
+        .unwrap();
+    // Another card behind the same token (a PUT, a hosted update) before the hand-over.
+    let other = NewCard::new(
+        Pan::parse("5105105105105100").unwrap(),
+        Expiry::parse_yymm("2802").unwrap(),
+    );
+    v.update(
+        m(),
+        &saved.token,
+        other,
+        vault_service::UpdateOptions::default(),
+    )
+    .unwrap();
+    let refused = v.payment_card(m(), &started.id);
+    assert!(
+        matches!(&refused, Err(GatewayError::Vault(VaultError::Invalid(f))) if f.code == "card_changed"),
+        "{refused:?}"
+    );
+    // The card the payment was made with, back behind the token: handed over, with its CVV.
+    v.update(
+        m(),
+        &saved.token,
+        card(),
+        vault_service::UpdateOptions::default(),
+    )
+    .unwrap();
+    let card = v.payment_card(m(), &started.id).unwrap();
+    assert_eq!(card.pan.expose_digits(), "4242424242424242");
+    assert_eq!(card.cvv.as_ref().unwrap().expose_digits(), "9731");
+}
+
+#[test]
 fn the_cvv_lives_in_memory_once_and_never_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let (v, clock) = vault(dir.path());

@@ -13,7 +13,7 @@
 //! | 2-9        | reserved for the layer above (its first codes)                         |
 //! | 10-12      | vault: merchants, API keys                                             |
 //! | 13-19      | reserved for the layer above (its admin codes)                         |
-//! | 20-23, 30  | vault: keys, sweep                                                     |
+//! | 20-23, 30-32 | vault: keys, sweep, backup, audit archive                            |
 //! | 40, 42     | vault: failed authentication, masked-form limit                        |
 //! | 41         | reserved for the layer above (one refusal code)                        |
 //! | 100-199    | reserved for the layer above (new actions)                             |
@@ -88,6 +88,10 @@ actions! {
     Rekey = 23, "key.rekey";
     /// Expired records were swept.
     Sweep = 30, "sweep";
+    /// A backup of the whole vault was written (still sealed).
+    Backup = 31, "backup";
+    /// Old audit entries were moved out of the live log into an archive file.
+    AuditArchive = 32, "audit.archive";
     /// An API key failed to authenticate.
     AuthFailed = 40, "auth.failed";
     /// A tokenization was refused: too many distinct cards with one masked form from one key.

@@ -130,7 +130,13 @@ impl Vault {
         before: OffsetDateTime,
         out: &Path,
     ) -> Result<AuditArchived, VaultError> {
-        self.audit_archive_at_most(before, out, MAX_ARCHIVE_BLOCKS)
+        // Its own entry follows, in the live log: who moved how many entries out.
+        self.audited(
+            crate::AuditAction::AuditArchive,
+            None,
+            |a: &AuditArchived| Some(format!("entries={}", a.entries)),
+            |_| self.audit_archive_at_most(before, out, MAX_ARCHIVE_BLOCKS),
+        )
     }
 
     /// [`audit_archive`](Self::audit_archive) taking at most `max_blocks` blocks.

@@ -274,6 +274,24 @@ fn a_missing_head_is_found() {
 /// After an archive, the remaining log verifies from its keyed anchor; removing or forging the
 /// anchor, or editing a remaining entry, is still found; the archive verifies on its own.
 #[test]
+fn a_backup_is_audited_with_what_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vault, _, _) = busy_vault(dir.path());
+    let before = vault.audit_verify().unwrap().entries;
+    let mut out = Vec::new();
+    let r = vault.backup(&mut out, |_, _| {}).unwrap();
+    let last = vault.audit_tail(1).unwrap().remove(0);
+    assert_eq!(last.action, AuditAction::Backup);
+    assert_eq!(last.seq, before + 1);
+    assert_eq!(
+        last.detail.as_deref(),
+        Some(format!("records={},bytes={}", r.records, r.bytes).as_str())
+    );
+    assert!(r.records > 0 && r.bytes == out.len() as u64, "{r:?}");
+    assert!(vault.audit_verify().unwrap().is_ok());
+}
+
+#[test]
 fn an_archived_log_still_verifies_and_catches_tampering() {
     let dir = tempfile::tempdir().unwrap();
     let (vault, clock, _) = busy_vault(dir.path());
@@ -288,7 +306,15 @@ fn an_archived_log_still_verifies_and_catches_tampering() {
     assert_eq!(a.entries, c.last_seq);
     let report = vault.audit_verify().unwrap();
     assert!(report.is_ok(), "{report:?}");
-    assert_eq!(report.entries, end);
+    // The archive's own entry follows in the live log.
+    assert_eq!(report.entries, end + 1);
+    let last = vault.audit_tail(1).unwrap().remove(0);
+    assert_eq!(last.action, AuditAction::AuditArchive);
+    assert_eq!(
+        last.detail.as_deref(),
+        Some(format!("entries={}", a.entries).as_str())
+    );
+    let end = end + 1;
     let bytes = std::fs::read(&file).unwrap();
     let archived = vault.audit_verify_archive(&bytes);
     assert!(archived.is_ok(), "{archived:?}");

@@ -16,6 +16,16 @@ pub(crate) struct DbFailure(Option<String>);
 impl fmt::Display for DbFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
+            // The class the operator can act on named (no server text: see above).
+            Some(code) if code == "42501" => write!(
+                f,
+                "postgresql error (SQLSTATE {code}): permission denied: the database role lacks \
+                 a privilege the vault needs (see docs/operations.md, \"Roles and grants\")"
+            ),
+            Some(code) if code.starts_with("28") => write!(
+                f,
+                "postgresql error (SQLSTATE {code}): the server refused the role or its password"
+            ),
             Some(code) => write!(f, "postgresql error (SQLSTATE {code})"),
             None => f.write_str("postgresql client error"),
         }
@@ -169,6 +179,12 @@ mod tests {
                 "{code:?}"
             );
         }
+        assert_eq!(
+            from_code(&SqlState::INSUFFICIENT_PRIVILEGE).to_string(),
+            "storage engine error: postgresql error (SQLSTATE 42501): permission denied: the \
+             database role lacks a privilege the vault needs (see docs/operations.md, \"Roles \
+             and grants\")"
+        );
         let other = from_code(&SqlState::UNDEFINED_TABLE);
         assert_eq!(
             other.to_string(),

@@ -89,7 +89,18 @@ pub(crate) async fn version(client: &Client) -> Result<u32, Fail> {
 
 /// Applies the migrations the database lacks, in one transaction under the advisory lock, and
 /// returns the version reached. Refuses a newer schema without changing anything.
+///
+/// A schema already current is only read: no DDL, not even `CREATE TABLE IF NOT EXISTS`, which
+/// PostgreSQL 15 refuses to a role without `CREATE` on the schema even when the table exists. So
+/// a daemon may run as a role that can only read and write the tables (operations.md, "Roles and
+/// grants"), and only `init` or an upgrade needs the owner.
 pub(crate) async fn migrate(client: &Client) -> Result<u32, Fail> {
+    if exists(client).await? {
+        let v = version(client).await?;
+        if v == POSTGRES_SCHEMA_VERSION {
+            return Ok(v);
+        }
+    }
     let outcome = async {
         client
             .batch_execute(

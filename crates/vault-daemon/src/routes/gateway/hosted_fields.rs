@@ -90,6 +90,9 @@ enum FrameRefusal {
     Origin,
     /// `field` is not one of the four kinds.
     Field,
+    /// A parameter given more than once: the frame's script reads the first, so the page's
+    /// policy must not be made from another.
+    Repeated(&'static str),
 }
 
 /// The checked query of `frame.html`: the merchant page's origin.
@@ -98,13 +101,17 @@ fn frame_query(query: &str) -> Result<(String, Option<SessionToken>), FrameRefus
     let mut field = None;
     let mut session = None;
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-        match k.as_ref() {
-            "origin" => origin = Some(v.into_owned()),
-            "field" => field = Some(v.into_owned()),
-            "session" => session = SessionToken::parse(&v).ok(),
-            _ => {}
+        let (slot, name) = match k.as_ref() {
+            "origin" => (&mut origin, "origin"),
+            "field" => (&mut field, "field"),
+            "session" => (&mut session, "session"),
+            _ => continue,
+        };
+        if slot.replace(v.into_owned()).is_some() {
+            return Err(FrameRefusal::Repeated(name));
         }
     }
+    let session = session.and_then(|s| SessionToken::parse(&s).ok());
     if !matches!(field.as_deref(), Some("number" | "expiry" | "cvv" | "name")) {
         return Err(FrameRefusal::Field);
     }
@@ -139,6 +146,9 @@ async fn frame(state: &State, query: &str) -> Response<Body> {
                 "field must be number, expiry, cvv or name",
             )
             .into_response();
+        }
+        Err(FrameRefusal::Repeated(name)) => {
+            return ApiError::field(name, "duplicate", "given more than once").into_response();
         }
     };
     // `None`: no live session known; `Some(None)`: a live session without `allowOriginUrl`,
@@ -238,6 +248,18 @@ mod tests {
         }
         // A header injection attempt is not an origin.
         assert!(frame_query("field=cvv&origin=https://a.example%0d%0ax:y").is_err());
+        // A repeated parameter: the script would read the first, a policy made from the last
+        // would name another page.
+        for q in [
+            "field=number&origin=https://evil.example&origin=https://shop.example",
+            "field=number&field=cvv&origin=https://shop.example",
+            "field=number&origin=https://shop.example&session=a&session=b",
+        ] {
+            assert!(
+                matches!(frame_query(q), Err(FrameRefusal::Repeated(_))),
+                "{q}"
+            );
+        }
     }
 
     #[test]
