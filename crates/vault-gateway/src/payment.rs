@@ -785,11 +785,11 @@ impl Gateway {
             // Only the card the payment was made with (and, for a one-click payment, allowed
             // without a CVV for): a card put behind the token since (a PUT, a hosted update) is
             // refused, and audited as such. Version-1 payments name no card.
-            let same_card = match bound {
-                Some(card) => txn
-                    .live_token(merchant, &token)?
-                    .is_some_and(|t| t.card_digest == card),
-                None => true,
+            let same_card = match (bound, txn.live_token(merchant, &token)?) {
+                // Deleted (or expired) since: not found, as before the check.
+                (_, None) => return Err(VaultError::NotFound.into()),
+                (Some(card), Some(live)) => live.card_digest == card,
+                (None, Some(_)) => true,
             };
             if !same_card {
                 let denied = vault_service::AuditOutcome::Denied("card_changed".to_owned());

@@ -155,13 +155,31 @@ pub(crate) fn run(cmd: AuditCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A header row, then one fixed-width row per entry (token and detail last, unpadded).
+/// A header row, then one row per entry in aligned columns (token and detail last, unpadded). On
+/// a vault shared by several daemons each entry's chain comes first: every chain numbers its
+/// entries from 1.
 fn table(entries: &[AuditEntryView]) -> String {
+    let chained = entries.iter().any(|e| e.chain.is_some());
+    let actors: Vec<String> = entries.iter().map(actor).collect();
+    let width = actors.iter().map(String::len).max().unwrap_or(0).max(5);
+    let chain_cell = |c: &str| {
+        if chained {
+            format!("{c:<16}  ")
+        } else {
+            String::new()
+        }
+    };
     let mut out = format!(
-        "{:>8}  {:<30}  {:<24}  {:<28}  {:<32}  {}\n",
-        "SEQ", "AT", "ACTION", "OUTCOME", "ACTOR", "TOKEN / DETAIL"
+        "{}{:>8}  {:<30}  {:<24}  {:<28}  {:<width$}  {}\n",
+        chain_cell("CHAIN"),
+        "SEQ",
+        "AT",
+        "ACTION",
+        "OUTCOME",
+        "ACTOR",
+        "TOKEN / DETAIL"
     );
-    for e in entries {
+    for (e, actor) in entries.iter().zip(&actors) {
         let mut rest = Vec::new();
         if let Some(t) = &e.token {
             rest.push(format!("token={t}"));
@@ -170,12 +188,13 @@ fn table(entries: &[AuditEntryView]) -> String {
             rest.push(d.clone());
         }
         out.push_str(&format!(
-            "{:>8}  {:<30}  {:<24}  {:<28}  {:<32}  {}\n",
+            "{}{:>8}  {:<30}  {:<24}  {:<28}  {:<width$}  {}\n",
+            chain_cell(e.chain.as_deref().unwrap_or("-")),
             e.seq,
             e.at,
             e.action,
             e.outcome,
-            actor(e),
+            actor,
             rest.join(" ")
         ));
     }
@@ -210,4 +229,53 @@ fn parse_date(s: &str) -> anyhow::Result<OffsetDateTime> {
     let d = time::Date::parse(s, &format)
         .with_context(|| format!("--before {s:?}: expected 2026-01-01 or 2026-01-01T00:00:00Z"))?;
     Ok(d.midnight().assume_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use vault_wire::AuditEntryView;
+
+    use super::table;
+
+    fn entry(chain: Option<&str>, seq: u64, key: &str) -> AuditEntryView {
+        AuditEntryView {
+            seq,
+            at: "2026-12-07T12:00:00Z".to_owned(),
+            action: "reveal".to_owned(),
+            outcome: "ok".to_owned(),
+            merchant_id: Some("890490".to_owned()),
+            key_id: Some(key.to_owned()),
+            peer_uid: Some(0),
+            token: None,
+            detail: None,
+            prev_hash: String::new(),
+            hash: String::new(),
+            chain: chain.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn columns_align_and_chains_are_named_when_there_are_several() {
+        let one = table(&[entry(None, 1, "k1")]);
+        assert!(one.trim_start().starts_with("SEQ"), "{one}");
+        let shared = table(&[
+            entry(Some("0000000000000001"), 1, "k1"),
+            entry(
+                Some("0000000000000002"),
+                1,
+                "a-much-longer-key-id-than-the-column",
+            ),
+        ]);
+        let lines: Vec<&str> = shared.lines().collect();
+        assert!(lines[0].starts_with("CHAIN"), "{shared}");
+        assert!(
+            lines[1].starts_with("0000000000000001") && lines[2].starts_with("0000000000000002")
+        );
+        // The last column starts at the same place on every line, however long the actor.
+        let last = |l: &str, what: &str| l.find(what).unwrap();
+        let header = last(lines[0], "TOKEN / DETAIL");
+        for l in &lines[1..] {
+            assert_eq!(l.len(), header, "{shared}");
+        }
+    }
 }

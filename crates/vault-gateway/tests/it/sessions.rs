@@ -211,6 +211,12 @@ fn a_card_put_behind_the_token_after_the_payment_is_never_handed_over() {
     let card = v.payment_card(m(), &started.id).unwrap();
     assert_eq!(card.pan.expose_digits(), "4242424242424242");
     assert_eq!(card.cvv.as_ref().unwrap().expose_digits(), "9731");
+    // The token deleted: the payment's card is not found.
+    v.delete(m(), &saved.token).unwrap();
+    assert!(matches!(
+        v.payment_card(m(), &started.id),
+        Err(GatewayError::Vault(VaultError::NotFound))
+    ));
 }
 
 #[test]
