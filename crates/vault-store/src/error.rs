@@ -37,6 +37,8 @@ pub enum Structure {
     Backup(BackupPart),
     /// A restore target path without a directory name.
     RestoreTarget,
+    /// sled's own files, damaged so that sled cannot open them.
+    SledFiles,
     /// A failure a test (or a caller's own job) reports as corruption.
     Other,
 }
@@ -153,6 +155,7 @@ impl fmt::Display for Structure {
                 }
             ),
             Self::RestoreTarget => f.write_str("restore target (no directory name)"),
+            Self::SledFiles => f.write_str("database (sled's files; restore from a backup)"),
             Self::Other => f.write_str("value"),
         }
     }

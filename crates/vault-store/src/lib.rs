@@ -75,6 +75,7 @@ mod lock;
 mod options;
 #[cfg(feature = "postgres")]
 mod pg;
+mod quiet_panic;
 mod record;
 mod sled_engine;
 mod store;

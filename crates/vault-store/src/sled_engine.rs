@@ -423,12 +423,16 @@ fn open_sled(dir: &Path, options: &StoreOptions) -> Result<sled::Db, StoreError>
     };
     let mut attempt = 0;
     loop {
-        let result = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir.join(SLED_DIR))
             .cache_capacity(options.cache_capacity)
             .flush_every_ms(flush_every)
-            .mode(sled::Mode::HighThroughput)
-            .open();
+            .mode(sled::Mode::HighThroughput);
+        // sled 0.34 panics on some damaged files (`tried to serialize Uninitialized` while it
+        // reads its snapshot) instead of returning `Corruption`: bad input from disk is an error
+        // here, never a panic.
+        let result = crate::quiet_panic::catch(|| config.open())
+            .map_err(|()| StoreError::Corrupt(Structure::SledFiles))?;
         match result {
             Err(sled::Error::Io(e))
                 if attempt < ATTEMPTS && e.to_string().contains("could not acquire lock") =>
