@@ -211,6 +211,22 @@ impl State {
         self.on_pool(move || f(&gateway)).await
     }
 
+    /// Runs an operator's whole-vault pass (re-wrap, retire, sweep, backup, audit archive or
+    /// verify) on the blocking pool **without** the request timeout: the pass runs to its end in
+    /// any case, and what the operator waits for is its result (a 503 at 30 s would leave a
+    /// `keys rewrap --retire` without its retire, and the operator without the count).
+    pub(crate) async fn pass<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&Gateway) -> Result<T, GatewayError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let gateway = self.gateway.clone();
+        match tokio::task::spawn_blocking(move || f(&gateway)).await {
+            Ok(r) => r.map_err(ApiError::from),
+            Err(_) => Err(ApiError::internal()),
+        }
+    }
+
     async fn on_pool<T, E, F>(&self, f: F) -> Result<T, ApiError>
     where
         F: FnOnce() -> Result<T, E> + Send + 'static,

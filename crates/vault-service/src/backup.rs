@@ -68,6 +68,35 @@ pub fn backup_path_problem(path: &Path) -> Option<FieldError> {
 /// archive. Why it cannot be created is the caller's to fix (a field error on `path`), whatever
 /// the reason: a directory without write permission, a read-only or special file system (such as
 /// `/proc`), a directory at `path`.
+/// `.<name>.partial-<pid>-<nanos>` beside `path`: where a backup is written before it is whole.
+fn partial_name(path: &Path) -> std::path::PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(|| "backup".into(), |n| n.to_string_lossy());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    path.with_file_name(format!(".{name}.partial-{}-{nanos}", std::process::id()))
+}
+
+/// Gives the whole file `partial` its name `path`, never over a file that appeared there
+/// meanwhile (a hard link fails on an existing name; where links are not supported, a rename
+/// after a last check).
+fn publish(partial: &Path, path: &Path) -> Result<(), VaultError> {
+    match fs::hard_link(partial, path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(VaultError::Store(
+            StoreError::AlreadyExists(path.to_path_buf()),
+        )),
+        Err(_) if fs::symlink_metadata(path).is_err() => {
+            fs::rename(partial, path).map_err(|e| VaultError::Store(StoreError::Io(e)))
+        }
+        Err(_) => Err(VaultError::Store(StoreError::AlreadyExists(
+            path.to_path_buf(),
+        ))),
+    }
+}
+
 pub(crate) fn create_private_file(path: &Path) -> Result<fs::File, VaultError> {
     fs::OpenOptions::new()
         .write(true)
@@ -180,9 +209,18 @@ impl Vault {
         if let Some(problem) = backup_path_problem(path) {
             return Err(VaultError::Invalid(problem));
         }
-        let file = create_private_file(path)?;
+        if fs::symlink_metadata(path).is_ok() {
+            return Err(VaultError::Store(StoreError::AlreadyExists(
+                path.to_path_buf(),
+            )));
+        }
+        // Written under a name of its own, next to `path`, and given its name only once whole
+        // and synced: a backup cut short (a kill, a full disk) never looks like one.
+        let partial = partial_name(path);
+        let file = create_private_file(&partial)?;
         let result = self.backup(&file, progress).and_then(|r| {
             file.sync_all().map_err(StoreError::Io)?;
+            publish(&partial, path)?;
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 fs::File::open(parent)
                     .and_then(|d| d.sync_all())
@@ -190,9 +228,7 @@ impl Vault {
             }
             Ok(r)
         });
-        if result.is_err() {
-            let _ = fs::remove_file(path);
-        }
+        let _ = fs::remove_file(&partial);
         result
     }
 

@@ -296,10 +296,9 @@ pub(crate) async fn key_rotate(state: &State, req: Request<Incoming>) -> Answer 
 
 pub(crate) async fn key_rewrap(state: &State, req: Request<Incoming>) -> Answer {
     let who = operator_actor(&state.authorize_operator(req.headers())?);
-    // A full pass may outlast the request timeout; it runs to the end regardless (re-wrapping
-    // is idempotent), and the client sees 503 if it took too long.
+    // A full pass may take minutes on a large vault: answered when it is done.
     let p = state
-        .blocking(move |v| v.as_actor(&who).rewrap(|_| {}))
+        .pass(move |g| Ok(g.vault().as_actor(&who).rewrap(|_| {})?))
         .await?;
     Ok(response::json(StatusCode::OK, &views::rewrap(&p)))
 }
@@ -307,7 +306,7 @@ pub(crate) async fn key_rewrap(state: &State, req: Request<Incoming>) -> Answer 
 pub(crate) async fn key_retire(state: &State, req: Request<Incoming>) -> Answer {
     let who = operator_actor(&state.authorize_operator(req.headers())?);
     let retired = state
-        .blocking(move |v| v.as_actor(&who).retire_unused_keys())
+        .pass(move |g| Ok(g.vault().as_actor(&who).retire_unused_keys()?))
         .await?;
     Ok(response::json(StatusCode::OK, &views::retired(&retired)))
 }
@@ -315,22 +314,22 @@ pub(crate) async fn key_retire(state: &State, req: Request<Incoming>) -> Answer 
 pub(crate) async fn sweep(state: &State, req: Request<Incoming>) -> Answer {
     let who = operator_actor(&state.authorize_operator(req.headers())?);
     let removed = state
-        .gateway(move |g| Ok(g.as_actor(&who).sweep_expired(g.vault().now())?))
+        .pass(move |g| Ok(g.as_actor(&who).sweep_expired(g.vault().now())?))
         .await?;
     Ok(response::json(StatusCode::OK, &SweepResponse { removed }))
 }
 
 /// `POST /admin/backup`: writes a consistent backup file on the daemon's machine. The path must be
 /// absolute and must not exist (the file is created 0600, never overwritten). Writers are held only
-/// while the snapshot is taken; the file is written afterwards. A backup that outlasts the request
-/// timeout still completes (the client sees 503).
+/// while the snapshot is taken; the file is written afterwards. Answered when the file is written,
+/// however long that takes (no request timeout).
 pub(crate) async fn backup(state: &State, req: Request<Incoming>) -> Answer {
     let p = state.authorize_operator(req.headers())?;
     let body = state.json_body(req, state.config.max_body_bytes).await?;
     let r: BackupRequest = json::typed(&body, json::BACKUP)?;
     let target = new_file_path(&r.path)?;
     let report = state
-        .blocking(move |v| v.backup_to_file(&target, |_, _| {}))
+        .pass(move |g| Ok(g.vault().backup_to_file(&target, |_, _| {})?))
         .await?;
     tracing::info!(target: "cardvault::audit", key_id = %p.key_id, records = report.records,
         bytes = report.bytes, "backup written");

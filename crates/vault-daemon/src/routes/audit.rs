@@ -40,7 +40,7 @@ pub(crate) async fn entries(state: &State, req: Request<Incoming>) -> Answer {
 /// and the first bad entry when it is broken).
 pub(crate) async fn verify(state: &State, req: Request<Incoming>) -> Answer {
     state.authorize_operator(req.headers())?;
-    let report = state.blocking(|v| v.audit_verify()).await?;
+    let report = state.pass(|g| Ok(g.vault().audit_verify()?)).await?;
     Ok(response::json(StatusCode::OK, &views::audit_verify(report)))
 }
 
@@ -61,7 +61,7 @@ pub(crate) async fn archive(state: &State, req: Request<Incoming>) -> Answer {
     })?;
     let path = super::admin::new_file_path(&r.path)?;
     let archived = state
-        .blocking(move |v| v.audit_archive(before, &path))
+        .pass(move |g| Ok(g.vault().audit_archive(before, &path)?))
         .await?;
     tracing::info!(target: "cardvault::audit", key_id = %p.key_id, entries = archived.entries,
         chains = archived.chains.len(), "audit log archived");

@@ -3,6 +3,33 @@
 use serde_json::json;
 use vault_testkit::daemon::{SEED_003, TestDaemon};
 
+/// A whole-vault pass (here a rewrap held behind a commit) is answered when it is done, not 503
+/// at the request timeout: `keys rewrap --retire` goes on to its retire, and the operator gets the
+/// count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewrap_longer_than_the_request_timeout_is_answered_when_done() {
+    let d = TestDaemon::start_with(vault_daemon::DaemonConfig {
+        request_timeout: std::time::Duration::from_millis(300),
+        ..vault_daemon::DaemonConfig::default()
+    })
+    .await;
+    let admin = Some(d.keys.admin.as_str());
+    assert_eq!(d.tokenize(&d.keys.both, SEED_003).await.status, 201);
+    assert_eq!(
+        d.send("POST", "/admin/keys/rotate", admin, None)
+            .await
+            .status,
+        200
+    );
+    let release = crate::idempotency::hold_token_commits(&d);
+    let (r, ()) = tokio::join!(d.send("POST", "/admin/keys/rewrap", admin, None), async {
+        tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+        release();
+    });
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["rewrapped"], 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_metrics() {
     let d = TestDaemon::start().await;

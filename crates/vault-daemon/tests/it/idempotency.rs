@@ -251,7 +251,7 @@ async fn keys_expire_after_24_hours() {
 /// while): on a directory vault a write job that blocks the committer; on PostgreSQL a lock on
 /// the token records' table for 3 s, within the statement timeout (the claim of an idempotency
 /// key, in another table, still commits there).
-fn hold_token_commits(d: &TestDaemon) -> Box<dyn FnOnce()> {
+pub(crate) fn hold_token_commits(d: &TestDaemon) -> Box<dyn FnOnce()> {
     if let Some(db) = d.home.database() {
         let holder = db.lock_table_for("cardvault_record", Duration::from_secs(3));
         return Box::new(move || holder.join().unwrap());

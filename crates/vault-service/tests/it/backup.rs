@@ -48,6 +48,24 @@ fn backup_under_load_restores_every_acknowledged_card() {
     let before: Vec<(Token, String)> = acked.lock().unwrap().clone();
     let file = dir.path().join("vault.cvbk");
     let report = vault.backup_to_file(&file, |_, _| {}).unwrap();
+    // Written under a partial name and given its own once whole: only the backup is left.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("cvbk"))
+        .collect();
+    assert_eq!(names, ["vault.cvbk"]);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions())
+            & 0o777,
+        0o600
+    );
+    assert!(matches!(
+        vault.backup_to_file(&file, |_, _| {}),
+        Err(vault_service::VaultError::Store(
+            vault_service::StoreError::AlreadyExists(_)
+        ))
+    ));
     std::thread::sleep(std::time::Duration::from_millis(50));
     stop.store(true, Ordering::Relaxed);
     for w in workers {
