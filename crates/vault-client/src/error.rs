@@ -94,9 +94,9 @@ impl fmt::Display for ClientError {
                 if closed_unanswered(e) {
                     // What a refused peer sees: the daemon closes its connections unanswered.
                     f.write_str(
-                        " (the daemon closed the connection without an answer; a daemon closes \
-                         at once the connections of users it does not allow: see `serve \
-                         --allow-uid` / `--allow-gid`)",
+                        " (the daemon closed the connection without an answer: it stopped or \
+                         was killed meanwhile, or it does not allow this user, whose connections \
+                         it closes at once: see `serve --allow-uid` / `--allow-gid`)",
                     )?;
                 }
                 Ok(())
