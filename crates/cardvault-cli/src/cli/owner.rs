@@ -10,7 +10,7 @@
 //! vault's user. Any other user on a vault that is not its own is refused with the way out.
 
 use std::{
-    os::unix::fs::{MetadataExt, lchown},
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
 
@@ -85,17 +85,69 @@ fn refuse(dir: &Path, owner: u32, me: u32) -> anyhow::Result<()> {
     )
 }
 
-/// Gives `dir` and everything under it (symbolic links themselves, never what they point to) to
-/// `uid`:`gid`, where it is not theirs already.
+/// Gives `dir` and everything under it to `uid`:`gid`, where this process made it (owned by its
+/// own user, root).
+///
+/// The directory belongs to another user, who could swap its entries while this runs, so nothing
+/// is followed and nothing is changed by name: each entry is opened relative to its directory's
+/// descriptor without following symbolic links, checked through that descriptor (a directory,
+/// or a regular file with one link: never a hard link to a file elsewhere, such as a root-owned
+/// file planted by the directory's owner) and changed through it. Other entries are left alone.
 fn give_back(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let meta = std::fs::symlink_metadata(&path)?;
-        if meta.is_dir() {
-            give_back(&path, uid, gid)?;
+    use rustix::fs::{CWD, Mode, openat};
+    let top = openat(CWD, dir, dir_flags(), Mode::empty())?;
+    give_back_in(&top, uid, gid, 0)
+}
+
+/// Flags for opening a directory to read it, never through a symbolic link.
+fn dir_flags() -> rustix::fs::OFlags {
+    use rustix::fs::OFlags;
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
+fn give_back_in(dir: &rustix::fd::OwnedFd, uid: u32, gid: u32, depth: u32) -> std::io::Result<()> {
+    use rustix::fs::{Dir, FileType, Gid, Mode, OFlags, Uid, fchown, fstat, openat};
+    // A vault directory is two levels deep (sled's `blobs`); a deeper tree is not one.
+    if depth > 8 {
+        return Ok(());
+    }
+    let me = rustix::process::geteuid().as_raw();
+    let mut entries = Dir::read_from(dir)?;
+    while let Some(entry) = entries.read() {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_bytes() == b"." || name.to_bytes() == b".." {
+            continue;
         }
-        if meta.uid() != uid || meta.gid() != gid {
-            lchown(&path, Some(uid), Some(gid))?;
+        let flags = match entry.file_type() {
+            FileType::Directory => dir_flags(),
+            FileType::RegularFile => {
+                OFlags::RDONLY
+                    | OFlags::NOFOLLOW
+                    | OFlags::NONBLOCK
+                    | OFlags::NOCTTY
+                    | OFlags::CLOEXEC
+            }
+            _ => continue,
+        };
+        let Ok(fd) = openat(dir, name, flags, Mode::empty()) else {
+            // Gone, or swapped for something else since it was listed.
+            continue;
+        };
+        let st = fstat(&fd)?;
+        let kind = FileType::from_raw_mode(st.st_mode);
+        let ours = st.st_uid == me;
+        if kind == FileType::Directory {
+            give_back_in(&fd, uid, gid, depth + 1)?;
+        }
+        let single =
+            kind == FileType::Directory || (kind == FileType::RegularFile && st.st_nlink == 1);
+        if ours && single {
+            fchown(
+                &fd,
+                Some(Uid::from_raw_unchecked(uid)),
+                Some(Gid::from_raw_unchecked(gid)),
+            )?;
         }
     }
     Ok(())

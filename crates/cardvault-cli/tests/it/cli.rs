@@ -246,6 +246,14 @@ fn root_on_the_service_users_vault_leaves_every_file_to_that_user() {
     }
     std::os::unix::fs::lchown(&data, Some(nobody), Some(nobody)).unwrap();
     let before = owned_by(nobody);
+    // Root's files the vault's owner links into the vault (a hard link, a symbolic link) must
+    // never be handed to that owner.
+    let outside = dir.path().join("root-owned");
+    std::fs::write(&outside, "root's").unwrap();
+    let planted_hard = Path::new(&data).join("planted-hard");
+    let planted_soft = Path::new(&data).join("planted-soft");
+    std::fs::hard_link(&outside, &planted_hard).unwrap();
+    std::os::unix::fs::symlink(&outside, &planted_soft).unwrap();
     // Offline commands as root (who holds the key file) work, and what they write goes to the
     // vault's owner.
     ok(&[
@@ -255,6 +263,13 @@ fn root_on_the_service_users_vault_leaves_every_file_to_that_user() {
     assert!(listed.contains("123456"), "{listed}");
     let backup = dir.path().join("b.cvbk");
     ok(&["backup", "--out", backup.to_str().unwrap(), "--data", &data]);
+    assert_eq!(
+        std::fs::metadata(&outside).unwrap().uid(),
+        0,
+        "a linked file was given away"
+    );
+    std::fs::remove_file(&planted_hard).unwrap();
+    std::fs::remove_file(&planted_soft).unwrap();
     assert!(owned_by(nobody) >= before);
     // A daemon runs as the vault's user: root is refused, with the way out.
     let out = run(
