@@ -209,9 +209,10 @@ struct PaymentRec {
     one_click: bool,
     created_at: i64,
     /// The card the payment was made with: the token record's de-duplication key (a keyed digest
-    /// of the card number and customer) when the payment started. A one-click mark is saved only
-    /// if the token still holds that card when the outcome is reported. `None` for payments that
-    /// cannot save one (and for version-1 records, written before the binding existed).
+    /// of the card number and customer) when the payment started. The hand-over gives the card
+    /// only if the token still holds it, and a one-click mark is saved only if it still does when
+    /// the outcome is reported. `None` for version-1 records and for payments of earlier builds
+    /// that did not ask for one-click (both handed over unchecked).
     card: Option<[u8; 16]>,
 }
 
@@ -784,7 +785,9 @@ impl Gateway {
         self.vault.transact(move |txn| -> Result<_, GatewayError> {
             // Only the card the payment was made with (and, for a one-click payment, allowed
             // without a CVV for): a card put behind the token since (a PUT, a hosted update) is
-            // refused, and audited as such. Version-1 payments name no card.
+            // refused, and audited as such by `payment_card`. Payments made before the card was
+            // recorded with every payment name none (version 1, and those of earlier builds
+            // without one-click): they are handed over unchecked, as before.
             let same_card = match (bound, txn.live_token(merchant, &token)?) {
                 // Deleted (or expired) since: not found, as before the check.
                 (_, None) => return Err(VaultError::NotFound.into()),
@@ -792,15 +795,7 @@ impl Gateway {
                 (None, Some(_)) => true,
             };
             if !same_card {
-                let denied = vault_service::AuditOutcome::Denied("card_changed".to_owned());
-                txn.audit(
-                    &actor,
-                    crate::audit::PAYMENT_CARD,
-                    Some(&token),
-                    None,
-                    denied,
-                )?;
-                return Ok(Err(card_changed()));
+                return Err(card_changed());
             }
             let card = txn.open_card(merchant, &token)?;
             // The outcome report deletes the CVV in its own commit: a report that got in first
@@ -812,8 +807,8 @@ impl Gateway {
             };
             let ok = vault_service::AuditOutcome::Ok;
             txn.audit(&actor, crate::audit::PAYMENT_CARD, Some(&token), None, ok)?;
-            Ok(Ok((token, card, taken)))
-        })?
+            Ok((token, card, taken))
+        })
     }
 
     fn payment_rec(

@@ -178,30 +178,53 @@ impl Vault {
         out: impl Write,
         progress: impl FnMut(u64, u64),
     ) -> Result<BackupReport, VaultError> {
-        // Audited once written (or failed), with what it holds: a backup is a copy of every
-        // sealed card, useless without the key, but still worth knowing of.
+        self.audited_backup(|| self.backup_unaudited(out, progress))
+    }
+
+    /// Runs `write` (a whole backup) and audits it once it is done (or failed), with what it
+    /// holds: a backup is a copy of every sealed card, useless without the key, but still worth
+    /// knowing of.
+    fn audited_backup(
+        &self,
+        write: impl FnOnce() -> Result<BackupReport, VaultError>,
+    ) -> Result<BackupReport, VaultError> {
         self.audited(
             crate::AuditAction::Backup,
             None,
             |r: &BackupReport| Some(format!("records={},bytes={}", r.records, r.bytes)),
-            |_| {
-                let s = self.inner.store.backup(out, progress)?;
-                Ok(BackupReport {
-                    entries: s.entries,
-                    records: s.records,
-                    bytes: s.bytes,
-                    sha256: s.sha256,
-                    pause: s.longest_pause,
-                    held: s.held,
-                    steps: s.steps,
-                })
-            },
+            |_| write(),
         )
     }
 
+    fn backup_unaudited(
+        &self,
+        out: impl Write,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<BackupReport, VaultError> {
+        let s = self.inner.store.backup(out, progress)?;
+        Ok(BackupReport {
+            entries: s.entries,
+            records: s.records,
+            bytes: s.bytes,
+            sha256: s.sha256,
+            pause: s.longest_pause,
+            held: s.held,
+            steps: s.steps,
+        })
+    }
+
     /// [`backup`](Self::backup) into a new file at `path` (mode 0600; an existing file is refused),
-    /// synced to disk before returning. A failed backup removes the partial file.
+    /// synced to disk before returning. A failed backup removes the partial file. Audited once the
+    /// file has its name (or the backup failed).
     pub fn backup_to_file(
+        &self,
+        path: &Path,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<BackupReport, VaultError> {
+        self.audited_backup(|| self.backup_to_new_file(path, progress))
+    }
+
+    fn backup_to_new_file(
         &self,
         path: &Path,
         progress: impl FnMut(u64, u64),
@@ -218,7 +241,7 @@ impl Vault {
         // and synced: a backup cut short (a kill, a full disk) never looks like one.
         let partial = partial_name(path);
         let file = create_private_file(&partial)?;
-        let result = self.backup(&file, progress).and_then(|r| {
+        let result = self.backup_unaudited(&file, progress).and_then(|r| {
             file.sync_all().map_err(StoreError::Io)?;
             publish(&partial, path)?;
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

@@ -53,7 +53,13 @@ pub(crate) fn adopt(dir: &Path) -> anyhow::Result<Option<GiveBack>> {
     if me != 0 {
         refuse(dir, meta.uid(), me)?;
     }
-    give_back(dir, meta.uid(), meta.gid())?;
+    give_back(dir, meta.uid(), meta.gid()).map_err(|e| {
+        anyhow::anyhow!(
+            "giving the files under {} back to its owner (uid {}): {e}",
+            dir.display(),
+            meta.uid()
+        )
+    })?;
     Ok(Some(GiveBack {
         dir: dir.to_path_buf(),
         uid: meta.uid(),
@@ -94,8 +100,15 @@ fn refuse(dir: &Path, owner: u32, me: u32) -> anyhow::Result<()> {
 /// or a regular file with one link: never a hard link to a file elsewhere, such as a root-owned
 /// file planted by the directory's owner) and changed through it. Other entries are left alone.
 fn give_back(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-    use rustix::fs::{CWD, Mode, openat};
-    let top = openat(CWD, dir, dir_flags(), Mode::empty())?;
+    use rustix::fs::{CWD, Mode, OFlags, openat};
+    // The vault's own path may be a link (`--data` naming a symbolic link to it): followed there
+    // only, as the open of the vault follows it.
+    let top = openat(
+        CWD,
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     give_back_in(&top, uid, gid, 0)
 }
 
@@ -106,7 +119,9 @@ fn dir_flags() -> rustix::fs::OFlags {
 }
 
 fn give_back_in(dir: &rustix::fd::OwnedFd, uid: u32, gid: u32, depth: u32) -> std::io::Result<()> {
-    use rustix::fs::{Dir, FileType, Gid, Mode, OFlags, Uid, fchown, fstat, openat};
+    use rustix::fs::{
+        AtFlags, Dir, FileType, Gid, Mode, OFlags, Uid, fchown, fstat, openat, statat,
+    };
     // A vault directory is two levels deep (sled's `blobs`); a deeper tree is not one.
     if depth > 8 {
         return Ok(());
@@ -119,7 +134,15 @@ fn give_back_in(dir: &rustix::fd::OwnedFd, uid: u32, gid: u32, depth: u32) -> st
         if name.to_bytes() == b"." || name.to_bytes() == b".." {
             continue;
         }
-        let flags = match entry.file_type() {
+        let listed = match entry.file_type() {
+            // Some file systems (XFS without ftype, some network ones) do not say in the listing.
+            FileType::Unknown => match statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => FileType::from_raw_mode(st.st_mode),
+                Err(_) => continue,
+            },
+            other => other,
+        };
+        let flags = match listed {
             FileType::Directory => dir_flags(),
             FileType::RegularFile => {
                 OFlags::RDONLY

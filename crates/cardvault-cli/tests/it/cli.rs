@@ -261,6 +261,11 @@ fn root_on_the_service_users_vault_leaves_every_file_to_that_user() {
     ]);
     let listed = ok(&["merchant", "list", "--data", &data]);
     assert!(listed.contains("123456"), "{listed}");
+    // `--data` naming a symbolic link to the vault works as the vault's own path does.
+    let link = dir.path().join("vault-link");
+    std::os::unix::fs::symlink(&data, &link).unwrap();
+    let listed = ok(&["merchant", "list", "--data", link.to_str().unwrap()]);
+    assert!(listed.contains("123456"), "{listed}");
     let backup = dir.path().join("b.cvbk");
     ok(&["backup", "--out", backup.to_str().unwrap(), "--data", &data]);
     assert_eq!(

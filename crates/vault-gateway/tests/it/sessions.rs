@@ -195,7 +195,13 @@ fn a_card_put_behind_the_token_after_the_payment_is_never_handed_over() {
         vault_service::UpdateOptions::default(),
     )
     .unwrap();
+    let entries = v.audit_tail(usize::MAX).unwrap().len();
     let refused = v.payment_card(m(), &started.id);
+    // Refused, and audited once.
+    let after = v.audit_tail(usize::MAX).unwrap();
+    assert_eq!(after.len(), entries + 1);
+    assert_eq!(after[entries].action.as_str(), "payment.card");
+    assert_ne!(after[entries].outcome, vault_service::AuditOutcome::Ok);
     assert!(
         matches!(&refused, Err(GatewayError::Vault(VaultError::Invalid(f))) if f.code == "card_changed"),
         "{refused:?}"

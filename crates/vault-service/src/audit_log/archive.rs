@@ -130,13 +130,24 @@ impl Vault {
         before: OffsetDateTime,
         out: &Path,
     ) -> Result<AuditArchived, VaultError> {
-        // Its own entry follows, in the live log: who moved how many entries out.
-        self.audited(
+        // Its own entry follows, in the live log: who moved how many entries out. The entries
+        // are in the file and out of the log once the archive returns, so a failure to append
+        // this entry (the store failing just then) does not turn the archive into a failure: the
+        // caller would take the file for a failed one and might delete it.
+        let result = self.audit_archive_at_most(before, out, MAX_ARCHIVE_BLOCKS);
+        let detail = result
+            .as_ref()
+            .ok()
+            .map(|a| format!("entries={}", a.entries));
+        let outcome = crate::AuditOutcome::of(&result);
+        let _ = self.record(
+            self.actor(),
             crate::AuditAction::AuditArchive,
             None,
-            |a: &AuditArchived| Some(format!("entries={}", a.entries)),
-            |_| self.audit_archive_at_most(before, out, MAX_ARCHIVE_BLOCKS),
-        )
+            detail,
+            outcome,
+        );
+        result
     }
 
     /// [`audit_archive`](Self::audit_archive) taking at most `max_blocks` blocks.
