@@ -164,8 +164,32 @@ fn tokenize_value(v: Value) -> (TokenizeRequest, Vec<FieldErrorBody>) {
     (lenient(&v), errors)
 }
 
-/// An update request and the fields refused for their JSON type (see [`tokenize`]).
+/// An update request and the fields refused for their JSON type (see [`tokenize`]), and a
+/// `customer_id`, which an update cannot change: refused rather than ignored, so a caller never
+/// believes it moved the card to another customer.
 pub(crate) fn update(body: &[u8]) -> (UpdateRequest, Vec<FieldErrorBody>) {
+    let (req, mut errors) = update_fields(body);
+    if names_a_customer(body) {
+        errors.push(FieldErrorBody::new(
+            "customer_id",
+            "immutable",
+            "a token's customer binding cannot be changed; tokenize the card for the other customer",
+        ));
+    }
+    (req, errors)
+}
+
+/// Whether the body is an object with a top-level `customer_id` member.
+fn names_a_customer(body: &[u8]) -> bool {
+    const NAME: &[u8] = b"\"customer_id\"";
+    body.windows(NAME.len()).any(|w| w == NAME)
+        && matches!(
+            serde_json::from_slice::<Value>(body),
+            Ok(Value::Object(o)) if o.contains_key("customer_id")
+        )
+}
+
+fn update_fields(body: &[u8]) -> (UpdateRequest, Vec<FieldErrorBody>) {
     if let Some(text) = trusted(body)
         && let Ok(req) = serde_json::from_str(text)
     {
@@ -533,6 +557,23 @@ mod tests {
             let (_, errors) = tokenize(body);
             assert_eq!(fields(&errors), [("body", code)], "{body:?}");
         }
+    }
+
+    #[test]
+    fn an_update_naming_a_customer_is_refused_not_ignored() {
+        let card = r#""card":{"pan":"4242424242424242","expiration_date":"2802"}"#;
+        let (_, errors) = update(format!(r#"{{{card},"customer_id":"c-2"}}"#).as_bytes());
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            (errors[0].field.as_str(), errors[0].code.as_str()),
+            ("customer_id", "immutable")
+        );
+        // The name inside a value, or nested, is not the member.
+        let (_, errors) = update(
+            format!(r#"{{{card},"metadata":{{"customer_id":"x","a":"\"customer_id\""}}}}"#)
+                .as_bytes(),
+        );
+        assert!(errors.is_empty(), "{errors:?}");
     }
 
     #[test]
