@@ -172,7 +172,7 @@ pub(crate) fn form_shape(
 
 /// What defines a JSON request for idempotency: the parsed body with every secret member (CVV,
 /// password, session token) removed at any depth and every card number replaced by its keyed card
-/// fingerprint, re-serialised with members sorted. A body that is not JSON is one fixed marker
+/// fingerprint (outside `metadata`, which is kept whole), re-serialised with members sorted. A body that is not JSON is one fixed marker
 /// (its bytes may hold a card number; it is refused the same way each time).
 pub(crate) fn json_shape(state: &State, merchant: MerchantId, body: &[u8]) -> Bytes {
     let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(body) else {
@@ -185,8 +185,14 @@ pub(crate) fn json_shape(state: &State, merchant: MerchantId, body: &[u8]) -> By
 fn scrub(state: &State, merchant: MerchantId, value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(members) => {
-            members.retain(|name, _| !is_secret_field(name));
+            members.retain(|name, _| name == "metadata" || !is_secret_field(name));
             for (name, v) in members.iter_mut() {
+                if name == "metadata" {
+                    // The caller's own labels, stored whole (sealed) with the record: kept whole
+                    // here too, so that `{"number":"order-1"}` and `{"number":"order-2"}` are
+                    // two requests, not one.
+                    continue;
+                }
                 if is_card_number_field(name) {
                     let part = match v {
                         serde_json::Value::String(s) => card_number_part(state, merchant, s),

@@ -34,7 +34,10 @@ pub fn backup_path_problem(path: &Path) -> Option<FieldError> {
     if !path.is_absolute() {
         return problem("relative", "path must be absolute");
     }
-    if bytes.ends_with(b"/") || path.file_name().is_none() {
+    // `Path::file_name` skips a trailing `.` (`/dir/new/.` names `new`), so the last component
+    // is read from the bytes.
+    let last = bytes.rsplit(|b| *b == b'/').next().unwrap_or_default();
+    if bytes.ends_with(b"/") || path.file_name().is_none() || last == b"." || last == b".." {
         return problem("not_a_file", "path must name a file, not a directory");
     }
     if bytes.len() > 4095 || path.iter().any(|c| c.len() > 255) {

@@ -445,6 +445,13 @@ impl From<VaultError> for ApiError {
             VaultError::Busy => Self::unavailable("the vault is busy; try again shortly"),
             VaultError::Store(StoreError::Unavailable(why)) => Self::database_unavailable(why),
             VaultError::Store(StoreError::Conflict(ConflictKind::Raced)) => Self::write_conflict(),
+            VaultError::Store(StoreError::BackupRunning) => Self::one(
+                StatusCode::CONFLICT,
+                ErrorStatus::Conflict,
+                "path",
+                "backup_in_progress",
+                "another backup of this vault is running; try again once it is done",
+            ),
             VaultError::Conflict(conflict) => Self::one(
                 StatusCode::CONFLICT,
                 ErrorStatus::Conflict,

@@ -328,8 +328,13 @@ pub(crate) async fn backup(state: &State, req: Request<Incoming>) -> Answer {
     let body = state.json_body(req, state.config.max_body_bytes).await?;
     let r: BackupRequest = json::typed(&body, json::BACKUP)?;
     let target = new_file_path(&r.path)?;
+    let who = operator_actor(&p);
     let report = state
-        .pass(move |g| Ok(g.vault().backup_to_file(&target, |_, _| {})?))
+        .pass(move |g| {
+            Ok(g.vault()
+                .as_actor(&who)
+                .backup_to_file(&target, |_, _| {})?)
+        })
         .await?;
     tracing::info!(target: "cardvault::audit", key_id = %p.key_id, records = report.records,
         bytes = report.bytes, "backup written");

@@ -60,8 +60,9 @@ pub(crate) async fn archive(state: &State, req: Request<Incoming>) -> Answer {
         )
     })?;
     let path = super::admin::new_file_path(&r.path)?;
+    let who = crate::state::operator_actor(&p);
     let archived = state
-        .pass(move |g| Ok(g.vault().audit_archive(before, &path)?))
+        .pass(move |g| Ok(g.vault().as_actor(&who).audit_archive(before, &path)?))
         .await?;
     tracing::info!(target: "cardvault::audit", key_id = %p.key_id, entries = archived.entries,
         chains = archived.chains.len(), "audit log archived");

@@ -328,6 +328,12 @@ async fn audit_archive_route_moves_old_entries_while_serving() {
         last.detail.as_deref(),
         Some(format!("entries={moved}").as_str())
     );
+    // Named: the operator key that archived, and its socket peer.
+    assert!(
+        last.actor.key_id.is_some() && last.actor.peer_uid.is_some(),
+        "{:?}",
+        last.actor
+    );
     assert_eq!(left[left.len() - 2].action, AuditAction::KeyRotate);
 
     // The same path again: refused, the file untouched.

@@ -98,7 +98,12 @@ async fn backup_paths_are_400_naming_the_problem() {
     std::fs::write(&file, b"x").unwrap();
     let missing = d.dir.path().join("no-such-dir").join("b.cvbk");
     let under_file = file.join("b.cvbk");
+    let dot = format!("{}/new/.", d.dir.path().display());
+    let dot_after_file = format!("{}/.", file.display());
     for (path, code) in [
+        // `Path::file_name` skips a trailing `.`: still a directory, not a file.
+        (dot.as_str(), "not_a_file"),
+        (dot_after_file.as_str(), "not_a_file"),
         (missing.to_str().unwrap(), "missing_directory"),
         ("/tmp/a\\u0000b.cvbk", "invalid"),
         ("relative.cvbk", "relative"),

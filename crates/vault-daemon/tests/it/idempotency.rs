@@ -92,6 +92,27 @@ async fn same_key_different_request_conflicts() {
     assert!(replayed(&r) && r.status == 201);
 }
 
+/// Metadata is the caller's own and is part of the request whole, whatever its keys are named
+/// (a label `number`, `token` or `password` is not a card number or a secret here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_differing_only_in_metadata_are_two_requests() {
+    let d = TestDaemon::start().await;
+    let with = |label: &str, value: &str| {
+        format!(
+            r#"{{"type":"card","card":{{"pan":"4242424242424242","expiration_date":"2802"}},"metadata":{{"{label}":"{value}"}}}}"#
+        )
+    };
+    for (i, label) in ["number", "token", "password"].into_iter().enumerate() {
+        let key = format!("00000000-0000-4000-8000-00000000000{i}");
+        let first = tokenize(&d, Some(&key), &with(label, "order-1")).await;
+        assert_eq!(first.status, 201, "{}", first.text());
+        let again = tokenize(&d, Some(&key), &with(label, "order-1")).await;
+        assert!(replayed(&again), "{label}: {}", again.text());
+        let other = tokenize(&d, Some(&key), &with(label, "order-2")).await;
+        assert_eq!(other.status, 409, "{label}: {}", other.text());
+    }
+}
+
 /// An answer that named the card's fingerprint (to a key with `fingerprint` or `reveal`) is not
 /// replayed to a key of the same merchant without them: that is another request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
