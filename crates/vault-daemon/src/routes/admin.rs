@@ -372,9 +372,26 @@ fn merchant_id(s: &str) -> Result<MerchantId, ApiError> {
 }
 
 /// `?merchant_id=<digits>` (percent-decoded; other parameters are ignored).
+/// `merchant_id` from the query string (percent-decoded, at most once); anything else there ->
+/// 400, as on `/admin/audit`: a mistyped filter must not list every merchant's keys.
 fn merchant_filter(query: Option<&str>) -> Result<Option<MerchantId>, ApiError> {
-    form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .find(|(name, _)| name == "merchant_id")
-        .map(|(_, value)| merchant_id(&value))
-        .transpose()
+    let mut filter = None;
+    for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if name != "merchant_id" {
+            return Err(ApiError::field(
+                "query",
+                "invalid",
+                "only merchant_id may be given",
+            ));
+        }
+        if filter.is_some() {
+            return Err(ApiError::field(
+                "merchant_id",
+                "duplicate",
+                "each query parameter may be given once",
+            ));
+        }
+        filter = Some(merchant_id(&value)?);
+    }
+    Ok(filter)
 }

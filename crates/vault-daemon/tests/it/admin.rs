@@ -163,6 +163,25 @@ async fn merchants_keys_and_terminals() {
     let keys = r.json()["api_keys"].as_array().unwrap().clone();
     assert_eq!(keys.len(), 1);
     assert!(!r.text().contains(&key));
+    // A mistyped or repeated filter is refused, never read as "every merchant".
+    for (query, field, code) in [
+        ("merchant=123456", "query", "invalid"),
+        (
+            "merchant_id=123456&merchant_id=890490",
+            "merchant_id",
+            "duplicate",
+        ),
+    ] {
+        let r = d
+            .send("GET", &format!("/admin/apikeys?{query}"), admin, None)
+            .await;
+        assert_eq!(r.status, 400, "{query}: {}", r.text());
+        assert_eq!(
+            r.error_fields()[0],
+            (field.to_owned(), code.to_owned()),
+            "{query}"
+        );
+    }
     let r = d
         .send("POST", &format!("/admin/apikeys/{id}/revoke"), admin, None)
         .await;
