@@ -149,7 +149,9 @@
     window.parent.postMessage(msg, parentOrigin);
   }
   var bc = new BroadcastChannel("cardvault-hosted-fields-" + channelId);
-  var lastChange = "";
+  // The state last reported: the empty field's at load, so that a change event means the field's
+  // state changed (not that the number frame announced a brand).
+  var lastChange = (function () { var s = check(); return [s.empty, s.valid, s.brand].join(); })();
   function changed() {
     var s = check();
     var key = [s.empty, s.valid, s.brand].join();
@@ -213,8 +215,9 @@
   bc.onmessage = function (e) {
     var m = e.data || {};
     if (m.type === "brand" && kind === "cvv") {
+      // The number's brand decides the CVV's length: a change event only if that changes this
+      // field's state, as for the shopper's own typing.
       peerBrand = typeof m.brand === "string" ? m.brand : "unknown";
-      lastChange = "";
       changed();
     } else if (m.type === "collect" && kind !== "number") {
       var s = check();
@@ -250,7 +253,9 @@
       var errors = [];
       kinds.forEach(function (k) { if (!values[k].valid) errors.push(error(k, values[k].code)); });
       var cvv = values.cvv ? values.cvv.value : "";
-      if (cvv && cvv.length !== (brandOf(values.number.value).name === "amex" ? 4 : 3)) {
+      // The CVV frame checks its length against the brand it was told; checked again here against
+      // the number sent, once: an error the CVV frame reported already is not repeated.
+      if (cvv && values.cvv.valid && cvv.length !== (brandOf(values.number.value).name === "amex" ? 4 : 3)) {
         errors.push(error("cvv", "field.invalid"));
       }
       var bad = errors.map(function (e) { return e.field; });

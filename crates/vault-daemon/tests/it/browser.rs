@@ -619,6 +619,24 @@ fn hosted_fields_checkout_in_chromium() {
     let last = d.exec("return window.checkout.events.filter(e => e.field === 'number').pop();");
     assert_eq!(last["valid"], false);
 
+    // 4b. A CVV of the wrong length for the card: one error for it, not two; and the CVV field
+    // reports no change before the shopper types into it (the number's brand is not a change).
+    assert!(open(
+        &d,
+        &stack.checkout_url(&stack.shop_origin(), &session)
+    ));
+    d.type_into("#card-number", PAN);
+    d.type_into("#card-expiry", "1230");
+    assert_eq!(
+        d.exec("return window.checkout.events.filter(e => e.field === 'cvv').length;"),
+        json!(0)
+    );
+    d.type_into("#card-cvv", "12");
+    assert_eq!(
+        errors_of(&pay(&d)),
+        [("cvv".to_owned(), "field.invalid".to_owned())]
+    );
+
     // 5. Another origin than the session's allowOriginUrl: the frames are refused.
     let session = stack.session(SessionKind::HostedTokenization, None);
     assert!(!open(
