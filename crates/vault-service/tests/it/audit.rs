@@ -314,7 +314,6 @@ fn an_archived_log_still_verifies_and_catches_tampering() {
         last.detail.as_deref(),
         Some(format!("entries={}", a.entries).as_str())
     );
-    let end = end + 1;
     let bytes = std::fs::read(&file).unwrap();
     let archived = vault.audit_verify_archive(&bytes);
     assert!(archived.is_ok(), "{archived:?}");

@@ -62,9 +62,7 @@ fn backup_under_load_restores_every_acknowledged_card() {
     );
     assert!(matches!(
         vault.backup_to_file(&file, |_, _| {}),
-        Err(vault_service::VaultError::Store(
-            vault_service::StoreError::AlreadyExists(_)
-        ))
+        Err(VaultError::Store(StoreError::AlreadyExists(_)))
     ));
     std::thread::sleep(std::time::Duration::from_millis(50));
     stop.store(true, Ordering::Relaxed);
