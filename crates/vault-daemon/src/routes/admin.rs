@@ -190,6 +190,17 @@ pub(crate) async fn apikey_list(state: &State, req: Request<Incoming>) -> Answer
 /// `merchant_id`, an operator key (scopes: `admin` only).
 pub(crate) async fn apikey_create(state: &State, req: Request<Incoming>) -> Answer {
     let who = operator_actor(&state.authorize_operator(req.headers())?);
+    // A key's secret is shown once and never stored, so this answer cannot be replayed: a retry
+    // honoured by "ignoring" the header would mint a second live key. Refused, not ignored.
+    if req.headers().contains_key(idempotency::KEY_HEADER) {
+        return Err(ApiError::field(
+            "Idempotency-Key",
+            "unsupported",
+            "this route takes no Idempotency-Key: a key's secret is shown once and never stored, \
+             so its answer cannot be replayed; list the keys (GET /admin/apikeys) to see whether \
+             an earlier request created one",
+        ));
+    }
     let body = state.json_body(req, state.config.max_body_bytes).await?;
     let r: ApiKeyCreateRequest = json::typed(&body, json::APIKEY_CREATE)?;
     let scopes = Scopes::parse(&r.scopes.join(","))?;

@@ -163,6 +163,25 @@ async fn merchants_keys_and_terminals() {
     let keys = r.json()["api_keys"].as_array().unwrap().clone();
     assert_eq!(keys.len(), 1);
     assert!(!r.text().contains(&key));
+    // An Idempotency-Key on a key's creation is refused (its secret cannot be replayed), and
+    // no key is made.
+    let r = crate::idempotency::post(
+        &d,
+        "/admin/apikeys",
+        &d.keys.admin,
+        Some("6f7cd5a4-1c2b-4d3e-8f90-a1b2c3d4e5f6"),
+        r#"{"merchant_id":"123456","scopes":["tokenize"]}"#,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        r.error_fields()[0],
+        ("Idempotency-Key".to_owned(), "unsupported".to_owned())
+    );
+    let r = d
+        .send("GET", "/admin/apikeys?merchant_id=123456", admin, None)
+        .await;
+    assert_eq!(r.json()["api_keys"].as_array().unwrap().len(), 1);
     // A mistyped or repeated filter is refused, never read as "every merchant".
     for (query, field, code) in [
         ("merchant=123456", "query", "invalid"),

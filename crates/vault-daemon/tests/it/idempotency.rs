@@ -18,7 +18,13 @@ const BAD_CARD: &str =
     r#"{"type":"card","card":{"pan":"4242424242424241","expiration_date":"2802"}}"#;
 
 /// A POST with an optional `Idempotency-Key`.
-async fn post(d: &TestDaemon, path: &str, api_key: &str, idem: Option<&str>, body: &str) -> Resp {
+pub(crate) async fn post(
+    d: &TestDaemon,
+    path: &str,
+    api_key: &str,
+    idem: Option<&str>,
+    body: &str,
+) -> Resp {
     raw(&d.sock, &post_bytes(path, api_key, idem, body))
         .await
         .expect("a response")
