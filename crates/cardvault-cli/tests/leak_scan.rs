@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{bin, luhn_pan, ok, random_key_file};
+use common::{bin, is_root, luhn_pan, ok, random_key_file};
 use vault_testkit::files::walk;
 
 /// Cards tokenized per log format (plus updates, batch and bad requests on top):
@@ -920,10 +920,6 @@ fn chown_all(p: &Path, uid: u32) {
             chown_all(&e.unwrap().path(), uid);
         }
     }
-}
-
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| m.uid()).ok() == Some(0)
 }
 
 /// Owner uid of `/proc/<pid>/environ`: the process's own uid while it is dumpable, root once it

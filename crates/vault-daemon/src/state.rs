@@ -221,10 +221,7 @@ impl State {
         T: Send + 'static,
     {
         let gateway = self.gateway.clone();
-        match tokio::task::spawn_blocking(move || f(&gateway)).await {
-            Ok(r) => r.map_err(ApiError::from),
-            Err(_) => Err(ApiError::internal()),
-        }
+        joined(tokio::task::spawn_blocking(move || f(&gateway)).await)
     }
 
     async fn on_pool<T, E, F>(&self, f: F) -> Result<T, ApiError>
@@ -234,10 +231,18 @@ impl State {
         E: Send + 'static,
         ApiError: From<E>,
     {
-        match self.in_time(tokio::task::spawn_blocking(f)).await? {
-            Ok(r) => r.map_err(ApiError::from),
-            Err(_) => Err(ApiError::internal()),
-        }
+        joined(self.in_time(tokio::task::spawn_blocking(f)).await?)
+    }
+}
+
+/// The result of a blocking task: its error as an answer, a task that panicked as a 500.
+fn joined<T, E>(r: Result<Result<T, E>, tokio::task::JoinError>) -> Result<T, ApiError>
+where
+    ApiError: From<E>,
+{
+    match r {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(_) => Err(ApiError::internal()),
     }
 }
 

@@ -145,6 +145,7 @@ pub(crate) enum Decision {
 impl Tracked {
     pub(crate) fn admit(&mut self, form: &str, card: [u8; 16], now: i64) -> Decision {
         let window = i64::try_from(MASKED_FORM_WINDOW.as_secs()).unwrap_or(i64::MAX);
+        let w = now.div_euclid(window);
         if !self.forms.contains_key(form) && self.forms.len() >= MAX_TRACKED_FORMS {
             self.forms.retain(|_, f| {
                 f.cards.retain(|(_, at)| now - at < window);
@@ -160,20 +161,16 @@ impl Tracked {
                 let cut = *used.select_nth_unstable(mid).1;
                 let forgotten = self
                     .forgotten
-                    .get_or_insert_with(|| Box::new(Forgotten::new(now.div_euclid(window))));
+                    .get_or_insert_with(|| Box::new(Forgotten::new(w)));
                 self.forms.retain(|form, f| {
                     let keep = f.last_used > cut;
                     if !keep {
-                        forgotten.add(form, f.cards.len(), now.div_euclid(window));
+                        forgotten.add(form, f.cards.len(), w);
                     }
                     keep
                 });
             }
         }
-        let forgotten = match self.forgotten.as_mut() {
-            Some(sketch) => sketch.count(form, now.div_euclid(window)),
-            None => 0,
-        };
         let f = self.forms.entry(form.to_owned()).or_insert(Form {
             cards: Vec::new(),
             last_used: now,
@@ -186,6 +183,11 @@ impl Tracked {
             seen.1 = now;
             return Decision::Admit;
         }
+        // Only for a card not seen yet: what the sketch remembers of this form.
+        let forgotten = match self.forgotten.as_mut() {
+            Some(sketch) => sketch.count(form, w),
+            None => 0,
+        };
         if f.cards.len() + forgotten < MASKED_FORM_LIMIT {
             f.cards.push((card, now));
             return Decision::Admit;
@@ -194,7 +196,7 @@ impl Tracked {
         let mut until = oldest + window;
         if forgotten > 0 {
             // The sketch forgets at the end of the window after this one.
-            until = until.max((now.div_euclid(window) + 2) * window);
+            until = until.max((w + 2) * window);
         }
         let retry_after = u64::try_from((until - now).max(1)).unwrap_or(1);
         let audit = f.last_audited.is_none_or(|at| now - at >= AUDIT_EVERY);

@@ -5,16 +5,10 @@ use std::path::{Path, PathBuf};
 
 /// Every file under `dir`, recursively.
 pub fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).expect("read_dir") {
-        let p = e.expect("dir entry").path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
+    walk_with_dirs(dir)
+        .into_iter()
+        .filter(|p| !p.is_dir())
+        .collect()
 }
 
 /// Every file and directory under `dir`, recursively (`dir` itself not included).

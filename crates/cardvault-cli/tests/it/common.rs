@@ -166,3 +166,9 @@ pub fn random_key_file(path: &std::path::Path, mode: u32) -> String {
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
     path.to_str().unwrap().to_owned()
 }
+
+/// Whether the tests run as root (tests that change file owners or run a command as another
+/// user need it).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}

@@ -302,6 +302,14 @@ mod on_postgres {
         std::fs::read_to_string(out).unwrap()
     }
 
+    /// Merchant 890490 ("Shop") and a key of it with `scopes`, written to `dir/merchant.key`;
+    /// returns the key.
+    fn merchant_with_key(url: &str, kf: &str, dir: &Path, scopes: &str) -> String {
+        ok_on(url, kf, &["merchant", "add", "890490", "--name", "Shop"]);
+        let out = dir.join("merchant.key");
+        apikey_on(url, kf, &["--merchant", "890490"], scopes, &out)
+    }
+
     /// One HTTP/1.1 request over the socket: the status, the head and the body.
     fn http(
         sock: &Path,
@@ -424,16 +432,8 @@ mod on_postgres {
         assert_eq!(again.status.code(), Some(1), "{}", text(&again));
 
         // Offline, before any daemon: a merchant, its key, an operator key.
-        ok_on(&url, &kf, &["merchant", "add", "890490", "--name", "Shop"]);
-        let mkey = dir.path().join("merchant.key");
+        let merchant_key = merchant_with_key(&url, &kf, dir.path(), "tokenize,reveal");
         let okey = dir.path().join("operator.key");
-        let merchant_key = apikey_on(
-            &url,
-            &kf,
-            &["--merchant", "890490"],
-            "tokenize,reveal",
-            &mkey,
-        );
         apikey_on(&url, &kf, &["--operator"], "admin", &okey);
 
         // Two daemons on the one database, each on its own socket.
@@ -565,9 +565,7 @@ mod on_postgres {
         let dir = tempfile::tempdir().unwrap();
         let kf = key_file(dir.path());
         ok_on(&url, &kf, &["init"]);
-        ok_on(&url, &kf, &["merchant", "add", "890490", "--name", "Shop"]);
-        let mkey = dir.path().join("merchant.key");
-        let key = apikey_on(&url, &kf, &["--merchant", "890490"], "tokenize", &mkey);
+        let key = merchant_with_key(&url, &kf, dir.path(), "tokenize");
         let sock = dir.path().join("run/cardvault.sock");
         let daemon = Daemon::start(&url, &kf, &sock);
         let (status, _, body) = http(&sock, "POST", "/v2/tokens", Some(key.trim()), Some(CARD));
@@ -698,18 +696,7 @@ mod on_postgres {
 
         // The app role runs every offline command and the daemon: no DDL at open (PostgreSQL
         // 15 refuses even `CREATE TABLE IF NOT EXISTS` without CREATE on the schema).
-        ok_on(
-            &app_url,
-            &kf,
-            &["merchant", "add", "890490", "--name", "Shop"],
-        );
-        let key = apikey_on(
-            &app_url,
-            &kf,
-            &["--merchant", "890490"],
-            "tokenize,reveal",
-            &dir.path().join("merchant.key"),
-        );
+        let key = merchant_with_key(&app_url, &kf, dir.path(), "tokenize,reveal");
         let sock = dir.path().join("d/cardvault.sock");
         let daemon = Daemon::start(&app_url, &kf, &sock);
         let (status, _, body) = http(&sock, "POST", "/v2/tokens", Some(key.trim()), Some(CARD));
@@ -745,14 +732,7 @@ mod on_postgres {
         let dir = tempfile::tempdir().unwrap();
         let kf = key_file(dir.path());
         ok_on(&url, &kf, &["init"]);
-        ok_on(&url, &kf, &["merchant", "add", "890490", "--name", "Shop"]);
-        let key = apikey_on(
-            &url,
-            &kf,
-            &["--merchant", "890490"],
-            "tokenize",
-            &dir.path().join("merchant.key"),
-        );
+        let key = merchant_with_key(&url, &kf, dir.path(), "tokenize");
         let sock = dir.path().join("d/cardvault.sock");
         // tokio-postgres logs each statement with its parameters at debug: even a filter that
         // names it keeps it at warn.

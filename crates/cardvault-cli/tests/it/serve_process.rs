@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::common::{bin, unix_http};
+use crate::common::{bin, is_root, unix_http};
 
 /// Environment variable telling [`peer_probe`] (run as a child under another uid) which socket
 /// to ask.
@@ -179,10 +179,6 @@ fn probe_as(sock: &Path, uid: u32, gid: u32) -> u16 {
                 String::from_utf8_lossy(&out.stderr)
             )
         })
-}
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
 }
 
 /// A socket directory every probe can reach the top of: a fresh 0700 temp dir made 0711, the

@@ -160,29 +160,38 @@ fn session_bindings_are_checked_at_creation() {
     );
 }
 
+/// A PURCHASE payment with the saved card of [`saved_card`] and `cvv`, held for the acquirer leg.
+fn pay_with_cvv(
+    v: &Gateway,
+    customer: &CustomerId,
+    saved: &vault_service::TokenInfo,
+    cvv: &str,
+) -> vault_gateway::PaymentStarted {
+    let s = v
+        .create_session(m(), SessionKind::Purchase, SessionOptions::default())
+        .unwrap();
+    v.start_payment(
+        &s.token,
+        None,
+        PaymentRequest {
+            merchant: Some(m()),
+            card_token: Some(saved.token),
+            customer: Some(customer.clone()),
+            cvv: Some(Cvv::parse(cvv).unwrap()),
+            customer_ip: Some("203.0.113.9".parse().unwrap()),
+            payment_solution_id: Some(500),
+            ..PaymentRequest::default()
+        },
+    )
+    .unwrap()
+}
+
 #[test]
 fn a_card_put_behind_the_token_after_the_payment_is_never_handed_over() {
     let dir = tempfile::tempdir().unwrap();
     let (v, _clock) = vault(dir.path());
     let (customer, saved) = saved_card(&v);
-    let s = v
-        .create_session(m(), SessionKind::Purchase, SessionOptions::default())
-        .unwrap();
-    let started = v
-        .start_payment(
-            &s.token,
-            None,
-            PaymentRequest {
-                merchant: Some(m()),
-                card_token: Some(saved.token),
-                customer: Some(customer.clone()),
-                cvv: Some(Cvv::parse("9731").unwrap()),
-                customer_ip: Some("203.0.113.9".parse().unwrap()),
-                payment_solution_id: Some(500),
-                ..PaymentRequest::default()
-            },
-        )
-        .unwrap();
+    let started = pay_with_cvv(&v, &customer, &saved, "9731");
     // Another card behind the same token (a PUT, a hosted update) before the hand-over.
     let other = NewCard::new(
         Pan::parse("5105105105105100").unwrap(),
@@ -230,25 +239,7 @@ fn the_cvv_lives_in_memory_once_and_never_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let (v, clock) = vault(dir.path());
     let (customer, saved) = saved_card(&v);
-    let pay = |cvv: &str| {
-        let s = v
-            .create_session(m(), SessionKind::Purchase, SessionOptions::default())
-            .unwrap();
-        v.start_payment(
-            &s.token,
-            None,
-            PaymentRequest {
-                merchant: Some(m()),
-                card_token: Some(saved.token),
-                customer: Some(customer.clone()),
-                cvv: Some(Cvv::parse(cvv).unwrap()),
-                customer_ip: Some("203.0.113.9".parse().unwrap()),
-                payment_solution_id: Some(500),
-                ..PaymentRequest::default()
-            },
-        )
-        .unwrap()
-    };
+    let pay = |cvv: &str| pay_with_cvv(&v, &customer, &saved, cvv);
     let first = pay("9731");
     assert!(first.card.is_none());
     assert_eq!(v.held_cvvs(), 1);
