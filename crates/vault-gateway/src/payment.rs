@@ -449,6 +449,11 @@ impl Gateway {
             txn.audit(&actor, crate::audit::CARD_CAPTURE, token, None, ok.clone())?;
             if let Some(id) = payment {
                 txn.audit(&actor, crate::audit::PAYMENT_USE, token, None, ok)?;
+                // The card captured, so that the hand-over gives this card or none (a card put
+                // behind the token before then is refused as `card_changed`).
+                let card = txn
+                    .live_token(merchant, &info.token)?
+                    .map(|live| live.card_digest);
                 let p = PaymentRec {
                     v: PAYMENT_VERSION,
                     merchant: merchant.get(),
@@ -457,7 +462,7 @@ impl Gateway {
                     status: 0,
                     one_click: false,
                     created_at: now.unix_timestamp(),
-                    card: None,
+                    card,
                 };
                 txn.put_in(&PAYMENTS, &id.0, &p)?;
                 txn.put(&payment_due(&id, now), Vec::new())?;

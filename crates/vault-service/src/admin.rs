@@ -507,6 +507,14 @@ impl Vault {
         entry: Entry,
         detail: Option<String>,
     ) -> Result<Merchant, VaultError> {
+        if id == MerchantId::LARGEST {
+            // The daemon keeps operator requests' idempotency keys under this id.
+            return Err(VaultError::field(
+                "merchant_id",
+                "reserved",
+                "merchant id 999999999999999999 is reserved for the vault's own use",
+            ));
+        }
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
             return Err(VaultError::field(

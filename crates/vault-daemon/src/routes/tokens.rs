@@ -31,6 +31,12 @@ pub(crate) async fn create(state: &State, req: Request<Incoming>) -> Answer {
     let body = state.json_body(req, state.config.max_body_bytes).await?;
     let merchant = p.merchant;
     let p = &p;
+    if key.is_some() {
+        let (parsed, errors) = json::tokenize(&body);
+        if let Ok((card, _)) = validate::tokenize(parsed, errors, state.vault.now()) {
+            admit_before_replay(state, p, [&card.pan])?;
+        }
+    }
     idempotency::run(
         state,
         merchant,
@@ -68,6 +74,17 @@ pub(crate) async fn batch(state: &State, req: Request<Incoming>) -> Answer {
         .json_body(req, state.config.max_batch_body_bytes)
         .await?;
     let merchant = p.merchant;
+    if key.is_some()
+        && let Ok(items) = json::batch(&body)
+    {
+        let now = state.vault.now();
+        let cards: Vec<_> = items
+            .into_iter()
+            .filter_map(|(parsed, errors)| validate::tokenize(parsed, errors, now).ok())
+            .map(|(card, _)| card)
+            .collect();
+        admit_before_replay(state, &p, cards.iter().map(|c| &c.pan))?;
+    }
     idempotency::run(
         state,
         merchant,
@@ -78,6 +95,24 @@ pub(crate) async fn batch(state: &State, req: Request<Incoming>) -> Answer {
         || batch_items(state, &p, body),
     )
     .await
+}
+
+/// With an `Idempotency-Key`, the masked-form limit is applied before the key is looked up: a
+/// stored answer is replayed only to a request whose card matches the stored one (the request's
+/// identity holds the card's keyed fingerprint), so otherwise a key that knows another request's
+/// `Idempotency-Key` could test candidate numbers, uncounted, by whether it gets a replay or 409.
+/// A card counted here is free when the work counts it again. A card over the limit refuses the
+/// whole request (429 `masked_form_limit`, a batch included).
+fn admit_before_replay<'a>(
+    state: &State,
+    p: &Principal,
+    pans: impl IntoIterator<Item = &'a vault_service::Pan>,
+) -> Result<(), ApiError> {
+    let guard = state.vault.as_actor(&actor(p));
+    for pan in pans {
+        guard.admit_card(p, pan)?;
+    }
+    Ok(())
 }
 
 async fn batch_items(state: &State, p: &Principal, body: Bytes) -> Answer {

@@ -2,7 +2,7 @@
 //! every error status they list, idempotent replay, and the card capture that spends the session.
 
 use vault_gateway::{SessionToken, TerminalId};
-use vault_service::{MerchantId, Scopes};
+use vault_service::{MerchantId, Scope, Scopes};
 use vault_testkit::daemon::{Resp, TestDaemon, raw};
 
 const TERMINAL: &str = "1234001";
@@ -14,6 +14,8 @@ struct Hosted {
     d: TestDaemon,
     sessions_key: String,
     other_sessions_key: String,
+    /// `sessions` and `tokenize`: may create `secureTokenId` sessions.
+    replacing_key: String,
 }
 
 async fn start() -> Hosted {
@@ -26,19 +28,21 @@ async fn start() -> Hosted {
     d.vault
         .add_terminal(o, TerminalId::parse("9999001").unwrap())
         .unwrap();
-    let key = |mid| {
+    let key = |mid, scopes: &[Scope]| {
         d.vault
-            .create_api_key(mid, Scopes::of(&[vault_gateway::SESSIONS]), "hosted")
+            .create_api_key(mid, Scopes::of(scopes), "hosted")
             .unwrap()
             .expose()
             .to_owned()
     };
-    let sessions_key = key(m);
-    let other_sessions_key = key(o);
+    let sessions_key = key(m, &[vault_gateway::SESSIONS]);
+    let other_sessions_key = key(o, &[vault_gateway::SESSIONS]);
+    let replacing_key = key(m, &[vault_gateway::SESSIONS, Scope::Tokenize]);
     Hosted {
         d,
         sessions_key,
         other_sessions_key,
+        replacing_key,
     }
 }
 
@@ -71,7 +75,11 @@ impl Hosted {
     }
 
     async fn create(&self, idem: &str, body: &str) -> Resp {
-        let auth = self.auth();
+        self.create_as(&self.sessions_key, idem, body).await
+    }
+
+    async fn create_as(&self, key: &str, idem: &str, body: &str) -> Resp {
+        let auth = format!("Bearer {key}");
         self.post(
             TERMINAL,
             &[
@@ -250,7 +258,8 @@ async fn seed_002_every_error_status() {
             .unwrap()
             .to_owned();
     let r = h
-        .create(
+        .create_as(
+            &h.replacing_key,
             &fresh_key(),
             &format!(
                 r#"{{"libVersion":"1.6.0.172441","scenario":"tokenization","secureTokenId":"{other_token}"}}"#
@@ -358,12 +367,22 @@ async fn hosted_sessions_capture_cards() {
         .await;
     assert_eq!(card.json()["card"]["cvv"], "737");
 
-    // Tokenization scenario with secureTokenId: the same token gets the new card.
+    // Tokenization scenario with secureTokenId: the same token gets the new card. Replacing a
+    // stored card is an update of its token: a key with `sessions` alone is refused (the card
+    // stays), one with `tokenize` too creates the session.
     let saved = v["cardToken"].as_str().unwrap().to_owned();
     let body = format!(
         r#"{{"libVersion":"1.6.0-beta.172441","scenario":"tokenization","secureTokenId":"{saved}"}}"#
     );
     let r = h.create(KEY_B, &body).await;
+    assert_eq!(problem(&r, 403), ["authorization"]);
+    assert_eq!(
+        r.json()["errors"][0]["message"],
+        "missing_scope",
+        "{}",
+        r.text()
+    );
+    let r = h.create_as(&h.replacing_key, &fresh_key(), &body).await;
     assert_eq!(r.status, 201, "{}", r.text());
     let token = r.json()["token"].as_str().unwrap().to_owned();
     let update = format!("token={token}&number=5555555555554444&expiryMonth=11&expiryYear=2030");
@@ -443,4 +462,105 @@ async fn a_session_without_an_allowed_origin_refuses_every_browser() {
         r.header("access-control-allow-origin"),
         Some("https://shop.example")
     );
+}
+
+/// `POST /payments` spending a hosted session with the form `fields`.
+async fn spend(h: &Hosted, fields: &str) -> Resp {
+    raw(
+        &h.d.sock,
+        format!(
+            "POST /payments HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{fields}",
+            fields.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_replacement_never_tells_the_shopper_the_tokens_customer() {
+    let h = start().await;
+    let r = h
+        .d
+        .tokenize(
+            &h.d.keys.tokenize,
+            r#"{"type":"card","card":{"pan":"4242424242424242","expiration_date":"2802"},"customer_id":"cust_hidden_42"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let saved = r.json()["token"].as_str().unwrap().to_owned();
+    let body = format!(
+        r#"{{"libVersion":"1.6.0.172441","scenario":"tokenization","secureTokenId":"{saved}"}}"#
+    );
+    let r = h.create_as(&h.replacing_key, KEY_A, &body).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let session = r.json()["token"].as_str().unwrap().to_owned();
+    let r = spend(
+        &h,
+        &format!("token={session}&number=5555555555554444&expiryMonth=11&expiryYear=2030"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["replaced"], true);
+    assert!(!r.text().contains("cust_hidden_42"), "{}", r.text());
+    // The binding is kept: a reveal still needs the customer.
+    let revealed =
+        h.d.send(
+            "POST",
+            &format!("/v2/tokens/{saved}/reveal"),
+            Some(&h.d.keys.reveal),
+            Some(r#"{"customer_id":"cust_hidden_42"}"#),
+        )
+        .await;
+    assert_eq!(
+        revealed.json()["pan"],
+        "5555555555554444",
+        "{}",
+        revealed.text()
+    );
+}
+
+#[tokio::test]
+async fn a_hosted_payments_card_replaced_before_the_hand_over_is_never_handed_over() {
+    let h = start().await;
+    let session = h.create(KEY_A, BODY).await.json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = spend(
+        &h,
+        &format!("token={session}&number=4242424242424242&expiryMonth=02&expiryYear=28&cvv=737"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let tx = r.json()["txId"].as_str().unwrap().to_owned();
+    let token = r.json()["cardToken"].as_str().unwrap().to_owned();
+    // Another card is put behind the token before the acquirer leg asks for the card.
+    let put =
+        h.d.send(
+            "PUT",
+            &format!("/v2/tokens/{token}"),
+            Some(&h.d.keys.tokenize),
+            Some(r#"{"card":{"pan":"5555555555554444","expiration_date":"3011"}}"#),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let card =
+        h.d.send(
+            "POST",
+            &format!("/payments/{tx}/card"),
+            Some(&h.d.keys.reveal),
+            None,
+        )
+        .await;
+    assert_eq!(card.status, 400, "{}", card.text());
+    assert_eq!(
+        card.json()["errors"][0]["code"],
+        "card_changed",
+        "{}",
+        card.text()
+    );
+    assert!(!card.text().contains("5555555555554444"));
+    assert!(!card.text().contains("737"));
 }

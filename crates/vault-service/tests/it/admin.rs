@@ -3,7 +3,7 @@
 use crate::common;
 
 use common::*;
-use vault_service::{Scope, Scopes, VaultError};
+use vault_service::{MerchantId, Scope, Scopes, VaultError};
 
 #[test]
 fn api_keys_authenticate_with_their_scopes_until_revoked() {
@@ -85,6 +85,11 @@ fn keys_need_an_existing_merchant() {
             .is_err()
     );
     vault.add_merchant(m, "Five").unwrap();
+    // The largest id is the daemon's namespace for operator requests' idempotency keys.
+    assert!(matches!(
+        vault.add_merchant(MerchantId::LARGEST, "Nines"),
+        Err(VaultError::Invalid(f)) if f.code == "reserved"
+    ));
     assert!(Scopes::parse("").is_err());
     assert!(Scopes::parse("tokenize,root").is_err());
     assert_eq!(vault.merchants().unwrap().len(), 1);

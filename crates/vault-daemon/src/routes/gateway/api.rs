@@ -399,7 +399,13 @@ async fn capture(
         merchant_id: view.merchant.to_string(),
         action: view.kind.as_str().to_owned(),
         card_token: info.token.to_string(),
-        customer_id: info.customer.map(|c| c.as_str().to_owned()),
+        // A replacement keeps the stored token's customer binding, which the merchant's server
+        // already knows; it is not handed to whoever spent the session (the answer reaches the
+        // shopper's browser, and the session's key may not be one that sees customer ids).
+        customer_id: info
+            .customer
+            .filter(|_| !capture.replaced)
+            .map(|c| c.as_str().to_owned()),
         masked_pan: info.masked_pan.as_str().to_owned(),
         brand: info.brand.as_str().to_owned(),
         tx_id: payment.as_ref().map(|p| p.id.to_string()),

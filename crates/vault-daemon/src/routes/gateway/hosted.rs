@@ -87,6 +87,15 @@ async fn work(
 ) -> Result<Response<Body>, ApiError> {
     let request: HostedFieldsSessionRequest = json::typed(body, json::HOSTED_SESSION)?;
     let (kind, options) = check(&request, terminal.clone())?;
+    // A `secureTokenId` session puts the shopper's card behind a stored token: an update of
+    // that token, which takes the `tokenize` scope as `PUT /v2/tokens/{token}` does.
+    if options.secure_token.is_some() && p.require(vault_service::Scope::Tokenize).is_err() {
+        return Err(ApiError::forbidden(
+            "authorization",
+            "missing_scope",
+            "a session with secureTokenId replaces a stored card: the API key needs the tokenize scope too",
+        ));
+    }
     let who = actor(p);
     let merchant = p.merchant;
     let session = state
