@@ -202,6 +202,13 @@ pub enum Unavailable {
     /// The server is starting up, shutting down or in recovery (a standby), or refuses
     /// connections for now (too many clients).
     ServerNotReady,
+    /// The TLS handshake failed: the server's certificate is not trusted by the roots, or not
+    /// valid for the host name in the URL (`verify-full`), or the server offers no TLS.
+    Tls,
+    /// The server refused the role or its password (SQLSTATE class 28).
+    Authentication,
+    /// The database named in the URL does not exist on the server (SQLSTATE 3D000).
+    NoSuchDatabase,
 }
 
 impl fmt::Display for Unavailable {
@@ -212,6 +219,13 @@ impl fmt::Display for Unavailable {
             Self::PoolExhausted => "every database connection is busy",
             Self::StatementTimeout => "a database statement timed out",
             Self::ServerNotReady => "the database server is not accepting work now",
+            Self::Tls => {
+                "the TLS handshake with the database server failed (its certificate is not \
+                 trusted by the roots, or not valid for the host name in the URL; see \
+                 docs/operations.md, TLS)"
+            }
+            Self::Authentication => "the database server refused the role or its password",
+            Self::NoSuchDatabase => "the database named in the URL does not exist on the server",
         })
     }
 }

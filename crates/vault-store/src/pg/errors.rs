@@ -65,17 +65,41 @@ pub(crate) fn from_pg(e: &tokio_postgres::Error) -> StoreError {
     StoreError::Engine(Arc::new(DbFailure(None)))
 }
 
-/// A `tokio_postgres` error while connecting.
+/// A `tokio_postgres` error while connecting: why, as far as the operator can act on it.
 pub(crate) fn from_connect(e: &tokio_postgres::Error) -> StoreError {
-    match e.code() {
+    StoreError::Unavailable(match e.code() {
+        Some(code) if code.code().starts_with("28") => Unavailable::Authentication,
+        Some(code) if *code == SqlState::INVALID_CATALOG_NAME => Unavailable::NoSuchDatabase,
         Some(code) => match from_code(code) {
-            StoreError::Unavailable(Unavailable::ServerNotReady) => {
-                StoreError::Unavailable(Unavailable::ServerNotReady)
-            }
-            _ => StoreError::Unavailable(Unavailable::Connect),
+            StoreError::Unavailable(Unavailable::ServerNotReady) => Unavailable::ServerNotReady,
+            _ => Unavailable::Connect,
         },
-        None => StoreError::Unavailable(Unavailable::Connect),
+        None if is_tls(e) => Unavailable::Tls,
+        None => Unavailable::Connect,
+    })
+}
+
+/// Whether a connection error came from the TLS handshake: a `rustls` error somewhere in its
+/// chain (an `io::Error` shows its inner error only through `get_ref`), or the server refusing
+/// TLS where the URL requires it.
+fn is_tls(e: &tokio_postgres::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if err.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return true;
+        }
+        next = err.source();
     }
+    // tokio-postgres's own refusals ("server does not support TLS" for sslmode=require against
+    // a server without it) carry no rustls error: their kind's fixed text says TLS.
+    e.to_string().starts_with("error performing TLS handshake")
 }
 
 /// A failure to get a pooled connection.

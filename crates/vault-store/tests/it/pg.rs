@@ -852,7 +852,7 @@ fn sslmode_is_honoured() {
         // A server without TLS cannot satisfy `require`.
         let r = open("sslmode=require");
         assert!(
-            matches!(r, Err(StoreError::Unavailable(Unavailable::Connect))),
+            matches!(r, Err(StoreError::Unavailable(Unavailable::Tls))),
             "{r:?}"
         );
         return;
@@ -873,7 +873,7 @@ fn sslmode_is_honoured() {
     // The system roots do not include a test server's certificate (if they do, it connects).
     if let Err(e) = own_ca {
         assert!(
-            matches!(e, StoreError::Unavailable(Unavailable::Connect)),
+            matches!(e, StoreError::Unavailable(Unavailable::Tls)),
             "{e:?}"
         );
     }
@@ -891,9 +891,28 @@ fn sslmode_is_honoured() {
             assert_eq!(u64_at(&ca, b"G"), 0);
             let r = open(&format!("sslmode=verify-full&sslrootcert={cert}"));
             assert!(
-                matches!(r, Err(StoreError::Unavailable(Unavailable::Connect))),
+                matches!(r, Err(StoreError::Unavailable(Unavailable::Tls))),
                 "{r:?}"
             );
+            // The message says why, for the operator to act on (never the URL).
+            let message = r.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(message.contains("TLS handshake"), "{message}");
+            assert!(message.contains("host name"), "{message}");
         }
     }
+    // A role the server does not know, and a database it does not have, say so.
+    let unknown_role = db.url_as("no_such_role_cardvault");
+    let r = PgEngine::open(&DatabaseUrl::new(unknown_role), &opts());
+    assert!(
+        matches!(r, Err(StoreError::Unavailable(Unavailable::Authentication))),
+        "{r:?}"
+    );
+    let no_db = db
+        .url_with("")
+        .replacen(db.name(), "cardvault_no_such_database", 1);
+    let r = PgEngine::open(&DatabaseUrl::new(no_db), &opts());
+    assert!(
+        matches!(r, Err(StoreError::Unavailable(Unavailable::NoSuchDatabase))),
+        "{r:?}"
+    );
 }
