@@ -119,12 +119,20 @@ impl State {
 
     /// Whoever `Authorization: Bearer <key>` authenticates as: 401 otherwise.
     fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        let Some(value) = headers.get(AUTHORIZATION) else {
+        let mut values = headers.get_all(AUTHORIZATION).iter();
+        let Some(value) = values.next() else {
             return Err(ApiError::unauthorized(
                 "missing",
                 "an Authorization: Bearer <api key> header is required",
             ));
         };
+        // Two keys in one request: which one acts is not for the daemon to guess.
+        if values.next().is_some() {
+            return Err(ApiError::unauthorized(
+                "invalid",
+                "send exactly one Authorization header",
+            ));
+        }
         let key = value
             .to_str()
             .ok()

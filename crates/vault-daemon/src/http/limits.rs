@@ -43,10 +43,14 @@ pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// True when the request declares a JSON body.
+/// True when the request declares a JSON body, in exactly one `Content-Type` header.
 pub(crate) fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
+    let mut values = headers.get_all(CONTENT_TYPE).iter();
+    let (first, second) = (values.next(), values.next());
+    if second.is_some() {
+        return false;
+    }
+    first
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or("").trim())
         .is_some_and(|media| media.eq_ignore_ascii_case("application/json"))
@@ -73,5 +77,9 @@ mod tests {
             h.insert(CONTENT_TYPE, HeaderValue::from_static(v));
             assert_eq!(is_json(&h), ok, "{v}");
         }
+        // Two declarations, even if one is JSON, are none.
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.append(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        assert!(!is_json(&h));
     }
 }

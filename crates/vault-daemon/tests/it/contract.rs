@@ -173,3 +173,45 @@ async fn names_and_labels_are_counted_in_characters() {
         .await;
     assert_eq!(r.status, 400, "{}", r.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_authorization_or_content_type_headers_are_refused() {
+    let d = TestDaemon::start().await;
+    let body = vault_testkit::daemon::SEED_003;
+    let request = |headers: String| {
+        format!(
+            "POST /v2/tokens HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let send = |req: String| {
+        let sock = d.sock.clone();
+        async move {
+            vault_testkit::daemon::raw(&sock, req.as_bytes())
+                .await
+                .unwrap()
+        }
+    };
+    let good = format!("Authorization: Bearer {}\r\n", d.keys.tokenize);
+    let bad = "Authorization: Bearer cv_0000000000000000_0000\r\n";
+    let json = "Content-Type: application/json\r\n";
+    // The valid key first or second: neither is picked.
+    for auth in [
+        format!("{good}{bad}"),
+        format!("{bad}{good}"),
+        format!("{good}{good}"),
+    ] {
+        let r = send(request(format!("{auth}{json}"))).await;
+        assert_eq!(r.status, 401, "{}", r.text());
+    }
+    // Two Content-Types, JSON first or not: 415.
+    for types in [
+        format!("{json}Content-Type: text/plain\r\n"),
+        format!("Content-Type: text/plain\r\n{json}"),
+    ] {
+        let r = send(request(format!("{good}{types}"))).await;
+        assert_eq!(r.status, 415, "{}", r.text());
+    }
+    let r = send(request(format!("{good}{json}"))).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+}

@@ -456,6 +456,11 @@ async fn a_session_without_an_allowed_origin_refuses_every_browser() {
         .to_owned();
     let r = capture_with_origin(&h, &token, Some("https://evil.example")).await;
     assert!(r.text().contains("origin.mismatch"), "{}", r.text());
+    // Two Origin headers, the right one first: not for the daemon to pick one.
+    let two = "https://shop.example\r\nOrigin: https://evil.example";
+    let r = capture_with_origin(&h, &token, Some(two)).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("origin.mismatch"), "{}", r.text());
     let r = capture_with_origin(&h, &token, Some("https://shop.example")).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(

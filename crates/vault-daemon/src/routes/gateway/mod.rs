@@ -52,10 +52,23 @@ impl Call {
     pub(crate) fn begin(headers: &HeaderMap) -> Self {
         Self {
             start: Instant::now(),
-            origin: headers
-                .get(ORIGIN)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+            // Several `Origin` headers (no browser sends them) are kept as their list, which
+            // matches no session's origin: which one to check is not for the daemon to guess.
+            origin: {
+                let mut values = headers.get_all(ORIGIN).iter();
+                match (values.next(), values.next()) {
+                    (None, _) => None,
+                    (Some(one), None) => one.to_str().ok().map(str::to_owned),
+                    (Some(_), Some(_)) => Some(
+                        headers
+                            .get_all(ORIGIN)
+                            .iter()
+                            .map(|v| v.to_str().unwrap_or("?"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    ),
+                }
+            },
         }
     }
 
@@ -163,10 +176,12 @@ pub(crate) async fn read_fields(
     state: &State,
     req: Request<Incoming>,
 ) -> Result<(Fields, Bytes), Failure> {
-    let content_type = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
+    // Exactly one `Content-Type`: two declarations are none.
+    let mut declared = req.headers().get_all(CONTENT_TYPE).iter();
+    let content_type = match (declared.next(), declared.next()) {
+        (Some(one), None) => one.to_str().ok(),
+        _ => None,
+    };
     let Some(encoding) = form::encoding(content_type) else {
         return Err(Failure::one(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
