@@ -347,7 +347,12 @@ impl std::error::Error for StoreError {
 
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
-        Self::Db(std::sync::Arc::new(e))
+        match e {
+            // sled's own text names a file offset and an empty backtrace: the operator needs to
+            // know the files are damaged and what to do.
+            sled::Error::Corruption { .. } => Self::Corrupt(Structure::SledFiles),
+            e => Self::Db(std::sync::Arc::new(e)),
+        }
     }
 }
 
@@ -386,5 +391,23 @@ impl Clone for StoreError {
                 expected: *expected,
             },
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sled_corruption_names_the_damaged_files_not_sleds_internals() {
+        let e = StoreError::from(sled::Error::Corruption { at: None, bt: () });
+        assert!(
+            matches!(e, StoreError::Corrupt(Structure::SledFiles)),
+            "{e:?}"
+        );
+        let message = e.to_string();
+        assert!(message.contains("restore from a backup"), "{message}");
+        assert!(!message.contains("backtrace"), "{message}");
     }
 }

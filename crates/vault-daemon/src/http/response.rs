@@ -26,11 +26,18 @@ pub(crate) const DATABASE_UNAVAILABLE: &str = "database_unavailable";
 /// write rested on (the store re-ran it on fresh reads, and it still raced): safe to retry.
 pub(crate) const WRITE_CONFLICT: &str = "write_conflict";
 
+/// Code of a 503 (and of `/health`'s) once the store has stopped after a fatal write error.
+pub(crate) const STORE_FAILED: &str = "store_failed";
+
 /// Seconds a client should wait after the database was `why` unavailable: a server that refuses
 /// connections or is starting needs longer than a busy pool or a slow statement.
 pub(crate) fn database_retry_after(why: Unavailable) -> u64 {
     match why {
-        Unavailable::Connect | Unavailable::ServerNotReady => 5,
+        Unavailable::Connect
+        | Unavailable::ServerNotReady
+        | Unavailable::Tls
+        | Unavailable::Authentication
+        | Unavailable::NoSuchDatabase => 5,
         _ => RETRY_AFTER_SECS,
     }
 }
@@ -464,9 +471,31 @@ impl From<VaultError> for ApiError {
                     _ => "this Idempotency-Key was used with a different request",
                 },
             ),
+            VaultError::Store(StoreError::Closed) => {
+                // sled 0.34 refuses everything after its first write error (disk full, I/O):
+                // every request would log this, at most one line a second instead.
+                static STOPPED: LogLimit = LogLimit::new();
+                if let Some(left_out) = STOPPED.admit() {
+                    tracing::error!(
+                        left_out,
+                        "the vault's store has stopped (a write failed: disk full or I/O error; or the daemon is stopping): restart the daemon once the cause is fixed"
+                    );
+                }
+                Self::one(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorStatus::Unavailable,
+                    "request",
+                    STORE_FAILED,
+                    "the vault's store has stopped after a write error (disk full or I/O error); it serves again once the daemon is restarted",
+                )
+            }
             other => {
-                // Vault errors carry no card data (see vault-service's error rules).
-                tracing::error!(error = %other, "vault error");
+                // Vault errors carry no card data (see vault-service's error rules). At most one
+                // line a second: a failure of every request must not flood the log (and its disk).
+                static ERRORS: LogLimit = LogLimit::new();
+                if let Some(left_out) = ERRORS.admit() {
+                    tracing::error!(error = %other, left_out, "vault error");
+                }
                 Self::internal()
             }
         }
@@ -498,6 +527,16 @@ mod busy_tests {
 
     fn retry_after(resp: &Response<Body>) -> Option<&[u8]> {
         resp.headers().get(RETRY_AFTER).map(HeaderValue::as_bytes)
+    }
+
+    #[test]
+    fn a_stopped_store_is_a_503_naming_it_with_retry_after() {
+        let e = ApiError::from(VaultError::Store(StoreError::Closed));
+        let resp = e.into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(retry_after(&resp).is_some());
+        let v = body(resp);
+        assert_eq!(v["errors"][0]["code"], STORE_FAILED, "{v}");
     }
 
     #[test]

@@ -10,12 +10,9 @@ use vault_service::{Health, Unavailable};
 use vault_wire::HealthResponse;
 
 use crate::{
-    http::response::{self, Body, DATABASE_UNAVAILABLE, database_retry_after},
+    http::response::{self, Body, DATABASE_UNAVAILABLE, STORE_FAILED, database_retry_after},
     state::State,
 };
-
-/// Code of `/health`'s 503 once the store has hit a fatal write error.
-const STORE_FAILED: &str = "store_failed";
 
 /// 200 `ok`; 503 `failed` once the store has hit a fatal write error (disk full, I/O error:
 /// sled 0.34 then refuses every operation until the vault is reopened, so a supervisor should

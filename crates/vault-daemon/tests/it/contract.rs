@@ -177,7 +177,7 @@ async fn names_and_labels_are_counted_in_characters() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_authorization_or_content_type_headers_are_refused() {
     let d = TestDaemon::start().await;
-    let body = vault_testkit::daemon::SEED_003;
+    let body = SEED_003;
     let request = |headers: String| {
         format!(
             "POST /v2/tokens HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
@@ -186,11 +186,7 @@ async fn repeated_authorization_or_content_type_headers_are_refused() {
     };
     let send = |req: String| {
         let sock = d.sock.clone();
-        async move {
-            vault_testkit::daemon::raw(&sock, req.as_bytes())
-                .await
-                .unwrap()
-        }
+        async move { raw(&sock, req.as_bytes()).await.unwrap() }
     };
     let good = format!("Authorization: Bearer {}\r\n", d.keys.tokenize);
     let bad = "Authorization: Bearer cv_0000000000000000_0000\r\n";

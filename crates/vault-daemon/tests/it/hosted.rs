@@ -340,31 +340,13 @@ async fn hosted_sessions_capture_cards() {
         .as_str()
         .unwrap()
         .to_owned();
-    let capture =
-        format!("token={token}&number=4242424242424242&expiryMonth=02&expiryYear=28&cvv=737");
-    let r = raw(
-        &h.d.sock,
-        format!(
-            "POST /payments HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{capture}",
-            capture.len()
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    let r = capture_with_origin(&h, &token, None).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     assert_eq!(v["action"], "payment");
     assert_eq!(v["status"], "PENDING");
     let tx = v["txId"].as_str().unwrap();
-    let card =
-        h.d.send(
-            "POST",
-            &format!("/payments/{tx}/card"),
-            Some(&h.d.keys.reveal),
-            None,
-        )
-        .await;
+    let card = hand_over(&h, tx).await;
     assert_eq!(card.json()["card"]["cvv"], "737");
 
     // Tokenization scenario with secureTokenId: the same token gets the new card. Replacing a
@@ -386,16 +368,7 @@ async fn hosted_sessions_capture_cards() {
     assert_eq!(r.status, 201, "{}", r.text());
     let token = r.json()["token"].as_str().unwrap().to_owned();
     let update = format!("token={token}&number=5555555555554444&expiryMonth=11&expiryYear=2030");
-    let r = raw(
-        &h.d.sock,
-        format!(
-            "POST /payments HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{update}",
-            update.len()
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    let r = spend(&h, &update).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["cardToken"], saved.as_str());
     assert_eq!(r.json()["replaced"], true);
@@ -415,19 +388,7 @@ async fn hosted_sessions_capture_cards() {
 async fn capture_with_origin(h: &Hosted, token: &str, origin: Option<&str>) -> Resp {
     let capture =
         format!("token={token}&number=4242424242424242&expiryMonth=02&expiryYear=28&cvv=737");
-    let origin = origin
-        .map(|o| format!("Origin: {o}\r\n"))
-        .unwrap_or_default();
-    raw(
-        &h.d.sock,
-        format!(
-            "POST /payments HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{origin}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{capture}",
-            capture.len()
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap()
+    spend_from(h, origin, &capture).await
 }
 
 #[tokio::test]
@@ -471,10 +432,18 @@ async fn a_session_without_an_allowed_origin_refuses_every_browser() {
 
 /// `POST /payments` spending a hosted session with the form `fields`.
 async fn spend(h: &Hosted, fields: &str) -> Resp {
+    spend_from(h, None, fields).await
+}
+
+/// [`spend`], with an optional `Origin` header.
+async fn spend_from(h: &Hosted, origin: Option<&str>, fields: &str) -> Resp {
+    let origin = origin
+        .map(|o| format!("Origin: {o}\r\n"))
+        .unwrap_or_default();
     raw(
         &h.d.sock,
         format!(
-            "POST /payments HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{fields}",
+            "POST /payments HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{origin}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{fields}",
             fields.len()
         )
         .as_bytes(),
@@ -551,14 +520,7 @@ async fn a_hosted_payments_card_replaced_before_the_hand_over_is_never_handed_ov
         )
         .await;
     assert_eq!(put.status, 200, "{}", put.text());
-    let card =
-        h.d.send(
-            "POST",
-            &format!("/payments/{tx}/card"),
-            Some(&h.d.keys.reveal),
-            None,
-        )
-        .await;
+    let card = hand_over(&h, &tx).await;
     assert_eq!(card.status, 400, "{}", card.text());
     assert_eq!(
         card.json()["errors"][0]["code"],
@@ -568,4 +530,15 @@ async fn a_hosted_payments_card_replaced_before_the_hand_over_is_never_handed_ov
     );
     assert!(!card.text().contains("5555555555554444"));
     assert!(!card.text().contains("737"));
+}
+
+/// `POST /payments/{tx}/card` with the reveal key: the acquirer leg.
+async fn hand_over(h: &Hosted, tx: &str) -> Resp {
+    h.d.send(
+        "POST",
+        &format!("/payments/{tx}/card"),
+        Some(&h.d.keys.reveal),
+        None,
+    )
+    .await
 }
