@@ -24,6 +24,7 @@ type Answer = Result<Response<Body>, ApiError>;
 
 pub(crate) async fn merchant_list(state: &State, req: Request<Incoming>) -> Answer {
     state.authorize_operator(req.headers())?;
+    no_query(req.uri().query())?;
     let merchants = state.blocking(|v| v.merchants()).await?;
     let body = MerchantList {
         merchants: merchants.iter().map(views::merchant).collect(),
@@ -288,6 +289,7 @@ pub(crate) async fn terminal_add(state: &State, req: Request<Incoming>) -> Answe
 
 pub(crate) async fn key_status(state: &State, req: Request<Incoming>) -> Answer {
     state.authorize_operator(req.headers())?;
+    no_query(req.uri().query())?;
     let body = views::key_status(&state.vault.stats());
     Ok(response::json(StatusCode::OK, &body))
 }
@@ -374,6 +376,7 @@ pub(crate) fn new_file_path(path: &str) -> Result<std::path::PathBuf, ApiError> 
 
 pub(crate) async fn stats(state: &State, req: Request<Incoming>) -> Answer {
     state.authorize_operator(req.headers())?;
+    no_query(req.uri().query())?;
     let body = views::stats(&state.vault.stats());
     Ok(response::json(StatusCode::OK, &body))
 }
@@ -382,7 +385,19 @@ fn merchant_id(s: &str) -> Result<MerchantId, ApiError> {
     MerchantId::parse(s).map_err(|e| ApiError::field("merchant_id", e.code(), &e.to_string()))
 }
 
-/// `?merchant_id=<digits>` (percent-decoded; other parameters are ignored).
+/// A route that takes no query parameters refuses any (400), as the admin routes that take some
+/// refuse unknown ones: a mistyped filter must not be taken for an answer to it.
+fn no_query(query: Option<&str>) -> Result<(), ApiError> {
+    match query {
+        Some(q) if !q.is_empty() => Err(ApiError::field(
+            "query",
+            "invalid",
+            "this route takes no query parameters",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `merchant_id` from the query string (percent-decoded, at most once); anything else there ->
 /// 400, as on `/admin/audit`: a mistyped filter must not list every merchant's keys.
 fn merchant_filter(query: Option<&str>) -> Result<Option<MerchantId>, ApiError> {

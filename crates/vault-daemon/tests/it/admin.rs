@@ -201,6 +201,16 @@ async fn merchants_keys_and_terminals() {
             "{query}"
         );
     }
+    // Routes that take no query parameters refuse any, as the ones above refuse unknown ones.
+    for path in ["/admin/merchants", "/admin/keys", "/admin/stats"] {
+        let r = d.send("GET", &format!("{path}?x=1"), admin, None).await;
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+        assert_eq!(
+            r.error_fields()[0],
+            ("query".to_owned(), "invalid".to_owned())
+        );
+        assert_eq!(d.send("GET", path, admin, None).await.status, 200, "{path}");
+    }
     let r = d
         .send("POST", &format!("/admin/apikeys/{id}/revoke"), admin, None)
         .await;

@@ -304,11 +304,40 @@ pub(crate) fn origin(s: &str) -> Result<(), ()> {
         .or_else(|| s.strip_prefix("http://"))
         .ok_or(())?;
     let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let ok = !rest.is_empty()
-        && rest
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
-    if ok { Ok(()) } else { Err(()) }
+    // The host: a name or IPv4 address, or an IPv6 literal in brackets; then an optional port.
+    let (host_ok, port) = match rest.strip_prefix('[') {
+        Some(v6) => {
+            let (address, after) = v6.split_once(']').ok_or(())?;
+            let ok = !address.is_empty()
+                && address
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'));
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':').ok_or(())?),
+            };
+            (ok, port)
+        }
+        None => {
+            let (host, port) = match rest.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (rest, None),
+            };
+            let ok = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'));
+            (ok, port)
+        }
+    };
+    // 1-65535, digits only: a CSP source or `Access-Control-Allow-Origin` with another is invalid.
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u32>().is_ok_and(|n| (1..=65_535).contains(&n))
+    });
+    if host_ok && port_ok { Ok(()) } else { Err(()) }
 }
 
 /// Whether a browser `origin` may read answers for a session allowing `allowed`.
@@ -434,12 +463,22 @@ mod tests {
         assert!(origin("*").is_ok());
         assert!(origin("https://shop.example.com").is_ok());
         assert!(origin("http://localhost:8080/").is_ok());
+        assert!(origin("https://[::1]:8443").is_ok());
+        assert!(origin("http://127.0.0.1").is_ok());
         for bad in [
             "shop.example.com",
             "https://",
             "https://a/b",
             "ftp://a",
             "https://a?x",
+            "https://x.example:99999",
+            "https://x.example:0",
+            "https://x.example:",
+            "https://x.example:80:80",
+            "https://:443",
+            "https://[]",
+            "https://[::1]x",
+            "https://[[::1]]",
         ] {
             assert!(origin(bad).is_err(), "{bad}");
         }
