@@ -50,6 +50,9 @@ pub(crate) struct State {
     pub(crate) gateway: Gateway,
     pub(crate) config: DaemonConfig,
     pub(crate) metrics: Metrics,
+    /// `/health`'s last probe and when it ended: one probe at a time, and callers within
+    /// `HEALTH_FRESH` of the last share its answer (see `routes/ops.rs`).
+    pub(crate) health: tokio::sync::Mutex<Option<(std::time::Instant, vault_service::Health)>>,
 }
 
 impl State {
@@ -60,6 +63,7 @@ impl State {
             gateway,
             config,
             metrics: Metrics::default(),
+            health: tokio::sync::Mutex::new(None),
         }
     }
 

@@ -58,12 +58,17 @@ pub(crate) fn run(args: &ServeArgs, config: DaemonConfig) -> anyhow::Result<()> 
     // Held while this dev daemon runs: a second one starting at the same moment stops here.
     let _lock = dev_lock(&socket_dir)?;
 
+    // A dev daemon on this directory that was killed (`kill -9`, a crash) left its throwaway
+    // vault behind: no dev daemon holds the directory now (the lock above), so it goes.
+    remove_leftover(&socket_dir);
     // Owner-only, as the vault directory and key file inside it are.
     let tmp = tempfile::Builder::new()
-        .prefix("cardvault-dev-")
+        .prefix(DEV_VAULT_PREFIX)
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir()
         .context("creating a temporary directory")?;
+    let pointer = socket_dir.join(DEV_VAULT_POINTER);
+    let _ = fs::write(&pointer, format!("{}\n", tmp.path().display()));
     let data = tmp.path().join("data");
     let key_bytes = SecretKey::generate(&mut rand::rand_core::UnwrapErr(rand::rngs::SysRng));
     write_secret_file(
@@ -119,7 +124,36 @@ pub(crate) fn run(args: &ServeArgs, config: DaemonConfig) -> anyhow::Result<()> 
     let _ = fs::remove_file(&operator_file);
     let _ = fs::remove_file(&password_file);
     drop(tmp);
+    let _ = fs::remove_file(&pointer);
     result
+}
+
+/// The name every dev vault's temporary directory starts with.
+const DEV_VAULT_PREFIX: &str = "cardvault-dev-";
+/// In the socket directory: the temporary directory of the dev vault running there, for the next
+/// dev daemon to remove if this one never got to (killed).
+const DEV_VAULT_POINTER: &str = ".dev-vault";
+
+/// Removes the throwaway vault a killed dev daemon on `socket_dir` left, as its pointer names it:
+/// only a directory of this user's, directly in the temporary directory, named as dev vaults are.
+fn remove_leftover(socket_dir: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let pointer = socket_dir.join(DEV_VAULT_POINTER);
+    let Ok(text) = fs::read_to_string(&pointer) else {
+        return;
+    };
+    let dir = PathBuf::from(text.trim_end());
+    let named = dir.parent() == Some(std::env::temp_dir().as_path())
+        && dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(DEV_VAULT_PREFIX));
+    let ours = fs::symlink_metadata(&dir)
+        .is_ok_and(|m| m.is_dir() && m.uid() == rustix::process::getuid().as_raw());
+    if named && ours {
+        let _ = fs::remove_dir_all(&dir);
+    }
+    let _ = fs::remove_file(&pointer);
 }
 
 /// An exclusive lock on `.dev.lock` in the socket directory, or an error if another dev daemon

@@ -250,7 +250,18 @@ fn without_allow_flags_the_socket_stays_private() {
     assert_eq!(mode(&sock), 0o600);
     assert_eq!(mode(sock.parent().unwrap()), 0o700);
     // The throwaway vault's directory (its key file and data inside) is the owner's alone.
-    let made: Vec<_> = std::fs::read_dir(&tmp)
+    let made = dev_vaults(&tmp);
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(mode(&made[0]), 0o700);
+    if is_root() {
+        assert_eq!(probe_as(&sock, 65534, 65534), 0);
+    }
+    assert!(d.terminate().success());
+}
+
+/// The dev vaults' temporary directories under `tmp`.
+fn dev_vaults(tmp: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(tmp)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| {
@@ -259,11 +270,30 @@ fn without_allow_flags_the_socket_stays_private() {
                 .to_string_lossy()
                 .starts_with("cardvault-dev-")
         })
-        .collect();
-    assert_eq!(made.len(), 1, "{made:?}");
-    assert_eq!(mode(&made[0]), 0o700);
-    if is_root() {
-        assert_eq!(probe_as(&sock, 65534, 65534), 0);
-    }
+        .collect()
+}
+
+#[test]
+fn the_next_dev_daemon_removes_the_vault_a_killed_one_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let sock = dir.path().join("run").join("cardvault.sock");
+    // Dropped: SIGKILL, so its throwaway vault stays.
+    drop(Daemon::dev_with_tmpdir(&sock, &[], false, Some(&tmp)));
+    let left = dev_vaults(&tmp);
+    assert_eq!(left.len(), 1, "{left:?}");
+    // Someone else's directory with the same kind of name is not touched.
+    let other = tmp.join("cardvault-dev-not-from-this-socket");
+    std::fs::create_dir(&other).unwrap();
+    let d = Daemon::dev_with_tmpdir(&sock, &[], false, Some(&tmp));
+    let now = dev_vaults(&tmp);
+    assert!(
+        !now.contains(&left[0]),
+        "the killed daemon's vault is still there: {now:?}"
+    );
+    assert_eq!(now.len(), 2, "{now:?}");
     assert!(d.terminate().success());
+    // A clean stop leaves nothing of its own.
+    assert_eq!(dev_vaults(&tmp), vec![other]);
 }

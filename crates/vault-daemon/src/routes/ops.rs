@@ -19,7 +19,17 @@ use crate::{
 /// restart the daemon; nothing acknowledged is lost); 503 `unavailable` with `Retry-After` while
 /// the vault's database cannot be reached (the daemon reconnects by itself: no restart needed).
 /// The database probe runs on the blocking pool, within the request timeout.
+///
+/// One probe runs at a time, and callers within [`HEALTH_FRESH`] of its end share its answer: a
+/// probe waits on the blocking pool (and, on a database, for the server), so a busy monitor or
+/// a flood of `/health` calls must not start one thread each.
 pub(crate) async fn health(state: &State) -> Response<Body> {
+    let mut last = state.health.lock().await;
+    if let Some((at, health)) = *last
+        && at.elapsed() < HEALTH_FRESH
+    {
+        return health_response(health);
+    }
     let vault = state.vault.clone();
     let probe = tokio::task::spawn_blocking(move || vault.health());
     let health = match tokio::time::timeout(state.config.request_timeout, probe).await {
@@ -28,8 +38,12 @@ pub(crate) async fn health(state: &State) -> Response<Body> {
         Ok(Err(_)) => Health::Failed,
         Err(_) => Health::Unavailable(Unavailable::StatementTimeout),
     };
+    *last = Some((std::time::Instant::now(), health));
     health_response(health)
 }
+
+/// How long one `/health` probe's answer is given to the callers that ask after it.
+const HEALTH_FRESH: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// `/health`'s answer for `health`.
 pub(crate) fn health_response(health: Health) -> Response<Body> {
