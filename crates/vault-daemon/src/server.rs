@@ -157,11 +157,17 @@ fn peer_allowed(s: &UnixStream, own_uid: Option<u32>, config: &DaemonConfig) -> 
                 || config.allow_uids.contains(&cred.uid())
                 || config.allow_gids.contains(&cred.gid());
             if !ok {
-                tracing::warn!(
-                    uid = cred.uid(),
-                    gid = cred.gid(),
-                    "refused a connection from a peer not allowed"
-                );
+                // Any local user can knock: at most one line a second, the rest counted.
+                static REFUSED: crate::http::log_limit::LogLimit =
+                    crate::http::log_limit::LogLimit::new();
+                if let Some(left_out) = REFUSED.admit() {
+                    tracing::warn!(
+                        uid = cred.uid(),
+                        gid = cred.gid(),
+                        left_out,
+                        "refused a connection from a peer not allowed"
+                    );
+                }
             }
             ok
         }

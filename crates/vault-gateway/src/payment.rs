@@ -451,9 +451,12 @@ impl Gateway {
                 txn.audit(&actor, crate::audit::PAYMENT_USE, token, None, ok)?;
                 // The card captured, so that the hand-over gives this card or none (a card put
                 // behind the token before then is refused as `card_changed`).
+                // Just written in this job: a record that cannot be read back is a fault, and
+                // a payment without its card would be handed over unchecked.
                 let card = txn
                     .live_token(merchant, &info.token)?
-                    .map(|live| live.card_digest);
+                    .map(|live| live.card_digest)
+                    .ok_or(VaultError::Integrity)?;
                 let p = PaymentRec {
                     v: PAYMENT_VERSION,
                     merchant: merchant.get(),
@@ -462,7 +465,7 @@ impl Gateway {
                     status: 0,
                     one_click: false,
                     created_at: now.unix_timestamp(),
-                    card,
+                    card: Some(card),
                 };
                 txn.put_in(&PAYMENTS, &id.0, &p)?;
                 txn.put(&payment_due(&id, now), Vec::new())?;

@@ -678,7 +678,7 @@ impl Committer {
         if self.stats.failed.load(Ordering::Acquire) {
             // A write already failed in the database or the log: nothing more is accepted until
             // the store is reopened (which replays or cuts the log).
-            return Err(StoreError::Closed);
+            return Err(StoreError::Failed);
         }
         match &tx.header {
             Some((Some(previous), header)) => self.engine.replace_header(previous, header)?,

@@ -37,7 +37,7 @@ pub enum Structure {
     Backup(BackupPart),
     /// A restore target path without a directory name.
     RestoreTarget,
-    /// sled's own files, damaged so that sled cannot open them.
+    /// sled's own files, damaged: sled cannot open them, or found a damaged page while reading.
     SledFiles,
     /// A failure a test (or a caller's own job) reports as corruption.
     Other,
@@ -205,7 +205,8 @@ pub enum Unavailable {
     /// The TLS handshake failed: the server's certificate is not trusted by the roots, or not
     /// valid for the host name in the URL (`verify-full`), or the server offers no TLS.
     Tls,
-    /// The server refused the role or its password (SQLSTATE class 28).
+    /// The server refused authentication: the role, its password or a `pg_hba.conf` rule
+    /// (SQLSTATE class 28).
     Authentication,
     /// The database named in the URL does not exist on the server (SQLSTATE 3D000).
     NoSuchDatabase,
@@ -221,10 +222,13 @@ impl fmt::Display for Unavailable {
             Self::ServerNotReady => "the database server is not accepting work now",
             Self::Tls => {
                 "the TLS handshake with the database server failed (its certificate is not \
-                 trusted by the roots, or not valid for the host name in the URL; see \
-                 docs/operations.md, TLS)"
+                 trusted by the roots or not valid for the host name in the URL, or the server \
+                 offers no TLS; see docs/operations.md, TLS)"
             }
-            Self::Authentication => "the database server refused the role or its password",
+            Self::Authentication => {
+                "the database server refused the connection's authentication (the role, its \
+                 password, or a pg_hba.conf rule)"
+            }
             Self::NoSuchDatabase => "the database named in the URL does not exist on the server",
         })
     }
@@ -259,8 +263,12 @@ pub enum StoreError {
     Engine(std::sync::Arc<dyn std::error::Error + Send + Sync>),
     /// A file-system operation outside the database failed.
     Io(io::Error),
-    /// The committer has stopped (the store is shutting down or a previous write failed hard).
+    /// The committer has stopped (the store is shutting down), or a job could not be run.
     Closed,
+    /// A previous group commit failed in the database or its log (disk full, I/O error): the
+    /// store takes no more writes until it is reopened (see
+    /// [`Store::has_failed`](crate::Store::has_failed)). Nothing acknowledged is lost.
+    Failed,
     /// The database server cannot be reached, or did not answer within its time bound (connect,
     /// statement or pool-wait timeout). Nothing was acknowledged; the engine reconnects by itself
     /// and the next request may succeed.
@@ -315,6 +323,9 @@ impl fmt::Display for StoreError {
             Self::Engine(e) => write!(f, "storage engine error: {e}"),
             Self::Io(e) => write!(f, "i/o error: {e}"),
             Self::Closed => f.write_str("store is closed"),
+            Self::Failed => f.write_str(
+                "the store stopped after a write failed (disk full or I/O error); restart once the cause is fixed",
+            ),
             Self::Unavailable(why) => write!(f, "the database is unavailable: {why}"),
             Self::Unsupported(what) => write!(f, "not supported by this build: {what}"),
             Self::AlreadyExistsAt(at) => write!(f, "a vault already exists at {at}"),
@@ -379,6 +390,7 @@ impl Clone for StoreError {
             Self::Engine(e) => Self::Engine(e.clone()),
             Self::Io(e) => Self::Io(io::Error::new(e.kind(), e.to_string())),
             Self::Closed => Self::Closed,
+            Self::Failed => Self::Failed,
             Self::Unavailable(u) => Self::Unavailable(*u),
             Self::Unsupported(w) => Self::Unsupported(w),
             Self::AlreadyExistsAt(at) => Self::AlreadyExistsAt(at.clone()),

@@ -297,3 +297,22 @@ fn the_next_dev_daemon_removes_the_vault_a_killed_one_left() {
     // A clean stop leaves nothing of its own.
     assert_eq!(dev_vaults(&tmp), vec![other]);
 }
+
+#[test]
+fn allowing_root_opens_no_permission_bits() {
+    // The shipped units pass `--allow-uid 0` so root's admin commands pass the peer check; root
+    // needs no mode bits, so the socket stays the owner's alone.
+    let (_dir, sock) = reachable_dir();
+    let d = Daemon::dev(&sock, &["--allow-uid", "0"], false);
+    assert_eq!(mode(&sock), 0o600);
+    assert_eq!(mode(sock.parent().unwrap()), 0o700);
+    if is_root() {
+        assert_eq!(probe_as(&sock, 65534, 65534), 0, "another user");
+    }
+    // With a group as well, the socket is that group's (0660), as without root.
+    assert!(d.terminate().success());
+    let (_dir2, sock2) = reachable_dir();
+    let d = Daemon::dev(&sock2, &["--allow-uid", "0", "--allow-gid", "65533"], false);
+    assert_eq!(mode(&sock2), 0o660);
+    assert!(d.terminate().success());
+}

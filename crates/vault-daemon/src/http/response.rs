@@ -471,14 +471,14 @@ impl From<VaultError> for ApiError {
                     _ => "this Idempotency-Key was used with a different request",
                 },
             ),
-            VaultError::Store(StoreError::Closed) => {
+            VaultError::Store(StoreError::Failed) => {
                 // sled 0.34 refuses everything after its first write error (disk full, I/O):
                 // every request would log this, at most one line a second instead.
                 static STOPPED: LogLimit = LogLimit::new();
                 if let Some(left_out) = STOPPED.admit() {
                     tracing::error!(
                         left_out,
-                        "the vault's store has stopped (a write failed: disk full or I/O error; or the daemon is stopping): restart the daemon once the cause is fixed"
+                        "the vault's store has stopped after a write failed (disk full or I/O error): restart the daemon once the cause is fixed"
                     );
                 }
                 Self::one(
@@ -490,11 +490,17 @@ impl From<VaultError> for ApiError {
                 )
             }
             other => {
-                // Vault errors carry no card data (see vault-service's error rules). At most one
-                // line a second: a failure of every request must not flood the log (and its disk).
-                static ERRORS: LogLimit = LogLimit::new();
-                if let Some(left_out) = ERRORS.admit() {
-                    tracing::error!(error = %other, left_out, "vault error");
+                // Vault errors carry no card data (see vault-service's error rules). A storage
+                // error can repeat on every request (a failed disk under reads): at most one
+                // line a second of those. Any other kind is logged every time.
+                static STORAGE_ERRORS: LogLimit = LogLimit::new();
+                match &other {
+                    VaultError::Store(StoreError::Db(_) | StoreError::Io(_)) => {
+                        if let Some(left_out) = STORAGE_ERRORS.admit() {
+                            tracing::error!(error = %other, left_out, "vault error");
+                        }
+                    }
+                    _ => tracing::error!(error = %other, "vault error"),
                 }
                 Self::internal()
             }
@@ -531,12 +537,15 @@ mod busy_tests {
 
     #[test]
     fn a_stopped_store_is_a_503_naming_it_with_retry_after() {
-        let e = ApiError::from(VaultError::Store(StoreError::Closed));
+        let e = ApiError::from(VaultError::Store(StoreError::Failed));
         let resp = e.into_response();
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(retry_after(&resp).is_some());
         let v = body(resp);
         assert_eq!(v["errors"][0]["code"], STORE_FAILED, "{v}");
+        // A store closed for another reason (a job that could not run) is no disk failure.
+        let closed = ApiError::from(VaultError::Store(StoreError::Closed));
+        assert_eq!(closed.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]

@@ -83,8 +83,9 @@ pub async fn bind_unix(path: impl AsRef<Path>, mode: u32) -> Result<Listener, Da
 /// Binds a Unix socket at `path` that exactly the daemon's own uid and the listed peers can
 /// reach: with both lists empty this is [`bind_unix`] with mode 0600 in a 0700 directory.
 ///
-/// With `allow_uids` (or more than one gid) the socket is made 0666; with a single gid and no
-/// uids the socket is given that group and mode 0660 (0666 if the group cannot be set). The
+/// With `allow_uids` other than root's (or more than one gid) the socket is made 0666; with a
+/// single gid and no such uids the socket is given that group and mode 0660 (0666 if the group
+/// cannot be set). Root (uid 0) needs no permission bits. The
 /// parent directory gains the search bit that peers need (0711, or 0710 when it already has that
 /// group): nobody else can list or write it. The permission bits only let peers knock:
 /// `SO_PEERCRED` at accept still refuses every uid and gid not listed.
@@ -95,6 +96,10 @@ pub async fn bind_unix_for(
 ) -> Result<Listener, DaemonError> {
     let path = path.as_ref();
     let listener = bind_unix(path, 0o600).await?;
+    // Root passes permission bits anyway (CAP_DAC_OVERRIDE): `--allow-uid 0` is for the peer
+    // check alone and opens no mode bits, so it does not let every local user knock.
+    let allow_uids: Vec<u32> = allow_uids.iter().copied().filter(|&uid| uid != 0).collect();
+    let allow_uids = allow_uids.as_slice();
     if allow_uids.is_empty() && allow_gids.is_empty() {
         return Ok(listener);
     }

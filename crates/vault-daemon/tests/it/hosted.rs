@@ -364,9 +364,15 @@ async fn hosted_sessions_capture_cards() {
         "{}",
         r.text()
     );
-    let r = h.create_as(&h.replacing_key, &fresh_key(), &body).await;
+    // The refusal is not stored under the Idempotency-Key: a key with `tokenize` retrying with
+    // it gets its session...
+    let r = h.create_as(&h.replacing_key, KEY_B, &body).await;
     assert_eq!(r.status, 201, "{}", r.text());
     let token = r.json()["token"].as_str().unwrap().to_owned();
+    // ...which a key without `tokenize` cannot get as a replay.
+    let replay = h.create(KEY_B, &body).await;
+    assert_eq!(problem(&replay, 403), ["authorization"]);
+    assert!(!replay.text().contains(&token), "{}", replay.text());
     let update = format!("token={token}&number=5555555555554444&expiryMonth=11&expiryYear=2030");
     let r = spend(&h, &update).await;
     assert_eq!(r.status, 200, "{}", r.text());

@@ -56,6 +56,23 @@ async fn create_inner(
     }
     let key = idempotency::key_from(req.headers(), KeyRule::Required)?;
     let body = state.json_body(req, gateway::MAX_BODY).await?;
+    // A `secureTokenId` session puts the shopper's card behind a stored token: an update of that
+    // token, which takes the `tokenize` scope as `PUT /v2/tokens/{token}` does. Checked before the
+    // Idempotency-Key is looked up: the request's identity does not name the key that sent it, so
+    // a replay would otherwise hand a session made for a key with `tokenize` to one without (and a
+    // refusal stored for one without would be replayed to one with it).
+    // (A body that does not validate is left to the work below: its 400 names the fields.)
+    let replaces = json::typed::<HostedFieldsSessionRequest>(&body, json::HOSTED_SESSION)
+        .ok()
+        .and_then(|request| check(&request, terminal.clone()).ok())
+        .is_some_and(|(_, options)| options.secure_token.is_some());
+    if replaces && p.require(vault_service::Scope::Tokenize).is_err() {
+        return Err(ApiError::forbidden(
+            "authorization",
+            "missing_scope",
+            "a session with secureTokenId replaces a stored card: the API key needs the tokenize scope too",
+        ));
+    }
     let merchant = p.merchant;
     let parts = vec![
         Bytes::from(terminal.as_str().to_owned()),
@@ -87,15 +104,6 @@ async fn work(
 ) -> Result<Response<Body>, ApiError> {
     let request: HostedFieldsSessionRequest = json::typed(body, json::HOSTED_SESSION)?;
     let (kind, options) = check(&request, terminal.clone())?;
-    // A `secureTokenId` session puts the shopper's card behind a stored token: an update of
-    // that token, which takes the `tokenize` scope as `PUT /v2/tokens/{token}` does.
-    if options.secure_token.is_some() && p.require(vault_service::Scope::Tokenize).is_err() {
-        return Err(ApiError::forbidden(
-            "authorization",
-            "missing_scope",
-            "a session with secureTokenId replaces a stored card: the API key needs the tokenize scope too",
-        ));
-    }
     let who = actor(p);
     let merchant = p.merchant;
     let session = state
