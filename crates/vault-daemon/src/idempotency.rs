@@ -49,6 +49,7 @@ use vault_service::{
 };
 
 use crate::{
+    http::headers::{Given, given},
     http::response::{ApiError, Body},
     state::{State, UNBOUNDED},
 };
@@ -89,16 +90,16 @@ pub(crate) fn key_from(
             "an Idempotency-Key header (a UUID v4) is required",
         )
     };
-    let mut values = headers.get_all(KEY_HEADER).iter();
-    let Some(value) = values.next() else {
-        return match rule {
-            KeyRule::Required => Err(required()),
-            KeyRule::Optional => Ok(None),
-        };
+    let value = match given(headers, &KEY_HEADER) {
+        Given::Once(value) => value,
+        Given::Absent => {
+            return match rule {
+                KeyRule::Required => Err(required()),
+                KeyRule::Optional => Ok(None),
+            };
+        }
+        Given::Repeated => return Err(invalid()),
     };
-    if values.next().is_some() {
-        return Err(invalid());
-    }
     if value.as_bytes().trim_ascii().is_empty() {
         return Err(match rule {
             KeyRule::Required => required(),

@@ -12,7 +12,13 @@ use hyper::{
 use vault_gateway::{Gateway, GatewayError};
 use vault_service::{Actor, Caller, Operator, Principal, Scope, Vault, VaultError};
 
-use crate::{DaemonConfig, http::limits, http::response::ApiError, metrics::Metrics};
+use crate::{
+    DaemonConfig,
+    http::headers::{Given, given},
+    http::limits,
+    http::response::ApiError,
+    metrics::Metrics,
+};
 
 tokio::task_local! {
     /// The uid of the Unix-socket peer whose request is being handled (`None` over TCP).
@@ -123,20 +129,22 @@ impl State {
 
     /// Whoever `Authorization: Bearer <key>` authenticates as: 401 otherwise.
     fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        let mut values = headers.get_all(AUTHORIZATION).iter();
-        let Some(value) = values.next() else {
-            return Err(ApiError::unauthorized(
-                "missing",
-                "an Authorization: Bearer <api key> header is required",
-            ));
+        let value = match given(headers, &AUTHORIZATION) {
+            Given::Once(value) => value,
+            Given::Absent => {
+                return Err(ApiError::unauthorized(
+                    "missing",
+                    "an Authorization: Bearer <api key> header is required",
+                ));
+            }
+            // Two keys in one request: which one acts is not for the daemon to guess.
+            Given::Repeated => {
+                return Err(ApiError::unauthorized(
+                    "invalid",
+                    "send exactly one Authorization header",
+                ));
+            }
         };
-        // Two keys in one request: which one acts is not for the daemon to guess.
-        if values.next().is_some() {
-            return Err(ApiError::unauthorized(
-                "invalid",
-                "send exactly one Authorization header",
-            ));
-        }
         let key = value
             .to_str()
             .ok()

@@ -67,10 +67,6 @@ pub fn backup_path_problem(path: &Path) -> Option<FieldError> {
     }
 }
 
-/// Creates the new file `path` (mode 0600; an existing file is refused) for a backup or an audit
-/// archive. Why it cannot be created is the caller's to fix (a field error on `path`), whatever
-/// the reason: a directory without write permission, a read-only or special file system (such as
-/// `/proc`), a directory at `path`.
 /// `.<name>.partial-<pid>-<nanos>` beside `path`: where a backup is written before it is whole.
 fn partial_name(path: &Path) -> std::path::PathBuf {
     let name = path
@@ -100,6 +96,10 @@ fn publish(partial: &Path, path: &Path) -> Result<(), VaultError> {
     }
 }
 
+/// Creates the new file `path` (mode 0600; an existing file is refused) for a backup or an audit
+/// archive. Why it cannot be created is the caller's to fix (a field error on `path`), whatever
+/// the reason: a directory without write permission, a read-only or special file system (such as
+/// `/proc`), a directory at `path`.
 pub(crate) fn create_private_file(path: &Path) -> Result<fs::File, VaultError> {
     fs::OpenOptions::new()
         .write(true)

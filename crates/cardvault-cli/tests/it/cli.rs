@@ -11,7 +11,7 @@ use std::{
 use vault_client::{ApiKey, Client};
 use vault_wire::{CardInput, RevealRequest, TokenizeRequest};
 
-use crate::common::{bin, random_key_file, runtime};
+use crate::common::{bin, runtime};
 
 const PASS: &str = "correct horse battery staple";
 
@@ -1190,13 +1190,11 @@ fn listings_are_the_same_offline_and_through_the_daemon() {
 #[test]
 fn a_reader_that_goes_away_stops_the_command_without_a_panic() {
     let dir = tempfile::tempdir().unwrap();
-    let kf = random_key_file(&dir.path().join("k"), 0o600);
-    let d = dir.path().join("v");
-    let d = d.to_str().unwrap();
-    crate::common::ok(&["init", "--data", d, "--key-file", &kf]);
+    let data = init(dir.path());
     // `stats` opens the vault before it prints: by then its stdout has no reader.
     let mut child = bin()
-        .args(["stats", "--data", d, "--key-file", &kf])
+        .args(["stats", "--data", &data])
+        .env("CARDVAULT_PASSPHRASE", PASS)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -405,6 +405,44 @@ mod on_postgres {
         v["token"].as_str().expect(body).to_owned()
     }
 
+    /// A vault in a new database: merchant 890490 and a key of its with `tokenize`.
+    struct TokenizeVault {
+        db: TestDatabase,
+        url: String,
+        dir: tempfile::TempDir,
+        kf: String,
+        key: String,
+    }
+
+    fn tokenize_vault() -> TokenizeVault {
+        let db = TestDatabase::new();
+        let url = db.url();
+        let dir = tempfile::tempdir().unwrap();
+        let kf = key_file(dir.path());
+        ok_on(&url, &kf, &["init"]);
+        let key = merchant_with_key(&url, &kf, dir.path(), "tokenize");
+        TokenizeVault {
+            db,
+            url,
+            dir,
+            kf,
+            key,
+        }
+    }
+
+    /// `POST /v2/tokens` of [`CARD`] on `sock` with `key`: the status and body.
+    fn tokenize(sock: &Path, key: &str) -> (u16, String) {
+        let (status, _, body) = http(sock, "POST", "/v2/tokens", Some(key.trim()), Some(CARD));
+        (status, body)
+    }
+
+    /// `POST /v2/tokens/{token}/reveal` (no customer) on `sock` with `key`: the status and body.
+    fn reveal(sock: &Path, key: &str, token: &str) -> (u16, String) {
+        let path = format!("/v2/tokens/{token}/reveal");
+        let (status, _, body) = http(sock, "POST", &path, Some(key.trim()), Some("{}"));
+        (status, body)
+    }
+
     #[test]
     fn init_two_daemons_offline_admin_backup_and_restore_on_a_database() {
         let db = TestDatabase::new();
@@ -443,22 +481,10 @@ mod on_postgres {
         );
         let a = Daemon::start(&url, &kf, &sock_a);
         let b = Daemon::start(&url, &kf, &sock_b);
-        let (status, _, body) = http(
-            &sock_a,
-            "POST",
-            "/v2/tokens",
-            Some(merchant_key.trim()),
-            Some(CARD),
-        );
+        let (status, body) = tokenize(&sock_a, &merchant_key);
         assert_eq!(status, 201, "{body}");
         let token = token_of(&body);
-        let (status, _, body) = http(
-            &sock_b,
-            "POST",
-            &format!("/v2/tokens/{token}/reveal"),
-            Some(merchant_key.trim()),
-            Some("{}"),
-        );
+        let (status, body) = reveal(&sock_b, &merchant_key, &token);
         assert_eq!(status, 200, "daemon B reveals what A stored: {body}");
         assert!(body.contains("4242424242424242"), "{body}");
         let (_, _, health) = http(&sock_b, "GET", "/health", None, None);
@@ -518,13 +544,7 @@ mod on_postgres {
         assert!(checked.contains("archive OK"), "{checked}");
         let verify = ok_on(&url, &kf, &["audit", "verify"]);
         assert!(verify.contains("chain intact"), "{verify}");
-        let (status, _, body) = http(
-            &sock_a,
-            "POST",
-            &format!("/v2/tokens/{token}/reveal"),
-            Some(merchant_key.trim()),
-            Some("{}"),
-        );
+        let (status, body) = reveal(&sock_a, &merchant_key, &token);
         assert_eq!(status, 200, "the daemons append after the archive: {body}");
         let verify = ok_on(&url, &kf, &["audit", "verify"]);
         assert!(verify.contains("chain intact"), "{verify}");
@@ -560,15 +580,16 @@ mod on_postgres {
 
     #[test]
     fn a_database_that_stops_answering_is_a_503_and_health_says_so() {
-        let db = TestDatabase::new();
-        let url = db.url();
-        let dir = tempfile::tempdir().unwrap();
-        let kf = key_file(dir.path());
-        ok_on(&url, &kf, &["init"]);
-        let key = merchant_with_key(&url, &kf, dir.path(), "tokenize");
+        let TokenizeVault {
+            db,
+            url,
+            dir,
+            kf,
+            key,
+        } = tokenize_vault();
         let sock = dir.path().join("run/cardvault.sock");
         let daemon = Daemon::start(&url, &kf, &sock);
-        let (status, _, body) = http(&sock, "POST", "/v2/tokens", Some(key.trim()), Some(CARD));
+        let (status, body) = tokenize(&sock, &key);
         assert_eq!(status, 201, "{body}");
 
         // The database stops accepting connections, and the daemon's are ended (from another
@@ -597,7 +618,7 @@ mod on_postgres {
             db.name()
         ));
         health_until(&sock, "ok again", |status, _, _| status == 200);
-        let (status, _, body) = http(&sock, "POST", "/v2/tokens", Some(key.trim()), Some(CARD));
+        let (status, body) = tokenize(&sock, &key);
         assert_eq!(status, 201, "{body}");
         let (code, log) = daemon.terminate();
         assert_eq!(code, Some(0), "{log}");
@@ -699,16 +720,10 @@ mod on_postgres {
         let key = merchant_with_key(&app_url, &kf, dir.path(), "tokenize,reveal");
         let sock = dir.path().join("d/cardvault.sock");
         let daemon = Daemon::start(&app_url, &kf, &sock);
-        let (status, _, body) = http(&sock, "POST", "/v2/tokens", Some(key.trim()), Some(CARD));
+        let (status, body) = tokenize(&sock, &key);
         assert_eq!(status, 201, "{body}");
         let token = token_of(&body);
-        let (status, _, body) = http(
-            &sock,
-            "POST",
-            &format!("/v2/tokens/{token}/reveal"),
-            Some(key.trim()),
-            Some("{}"),
-        );
+        let (status, body) = reveal(&sock, &key, &token);
         assert_eq!(status, 200, "{body}");
         let (code, log) = daemon.terminate();
         assert_eq!(code, Some(0), "{log}");
@@ -727,12 +742,13 @@ mod on_postgres {
 
     #[test]
     fn the_postgres_client_never_logs_statement_parameters() {
-        let db = TestDatabase::new();
-        let url = db.url();
-        let dir = tempfile::tempdir().unwrap();
-        let kf = key_file(dir.path());
-        ok_on(&url, &kf, &["init"]);
-        let key = merchant_with_key(&url, &kf, dir.path(), "tokenize");
+        let TokenizeVault {
+            db: _db, // dropped (the database with it) at the end
+            url,
+            dir,
+            kf,
+            key,
+        } = tokenize_vault();
         let sock = dir.path().join("d/cardvault.sock");
         // tokio-postgres logs each statement with its parameters at debug: even a filter that
         // names it keeps it at warn.
@@ -742,7 +758,7 @@ mod on_postgres {
             &sock,
             &["--log-level", "trace,tokio_postgres=trace"],
         );
-        let (status, _, body) = http(&sock, "POST", "/v2/tokens", Some(key.trim()), Some(CARD));
+        let (status, body) = tokenize(&sock, &key);
         assert_eq!(status, 201, "{body}");
         let (code, log) = daemon.terminate();
         assert_eq!(code, Some(0), "{log}");

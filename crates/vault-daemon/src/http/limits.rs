@@ -6,7 +6,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::{HeaderMap, body::Body as _, body::Incoming, header::CONTENT_TYPE};
 
-use crate::http::response::ApiError;
+use crate::http::{
+    headers::{Given, given},
+    response::ApiError,
+};
 
 /// Reads the whole body: 413 beyond `limit` bytes (refused from `Content-Length` before reading
 /// when it is declared), 408 when it takes longer than `timeout`, 400 when the client breaks the
@@ -45,13 +48,12 @@ pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// True when the request declares a JSON body, in exactly one `Content-Type` header.
 pub(crate) fn is_json(headers: &HeaderMap) -> bool {
-    let mut values = headers.get_all(CONTENT_TYPE).iter();
-    let (first, second) = (values.next(), values.next());
-    if second.is_some() {
+    let Given::Once(value) = given(headers, &CONTENT_TYPE) else {
         return false;
-    }
-    first
-        .and_then(|v| v.to_str().ok())
+    };
+    value
+        .to_str()
+        .ok()
         .map(|v| v.split(';').next().unwrap_or("").trim())
         .is_some_and(|media| media.eq_ignore_ascii_case("application/json"))
 }

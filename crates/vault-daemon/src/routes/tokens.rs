@@ -31,12 +31,19 @@ pub(crate) async fn create(state: &State, req: Request<Incoming>) -> Answer {
     let body = state.json_body(req, state.config.max_body_bytes).await?;
     let merchant = p.merchant;
     let p = &p;
-    if key.is_some() {
+    let parsed = {
         let (parsed, errors) = json::tokenize(&body);
-        if let Ok((card, _)) = validate::tokenize(parsed, errors, state.vault.now()) {
+        validate::tokenize(parsed, errors, state.vault.now())
+    };
+    // With an Idempotency-Key the card is counted before the key is looked up; without one, in
+    // the work (a refusal is the work's answer either way).
+    let admitted = match (&key, &parsed) {
+        (Some(_), Ok((card, _))) => {
             admit_before_replay(state, p, [&card.pan])?;
+            true
         }
-    }
+        _ => false,
+    };
     idempotency::run(
         state,
         merchant,
@@ -45,9 +52,10 @@ pub(crate) async fn create(state: &State, req: Request<Incoming>) -> Answer {
         request_shape(state, p, &body),
         ApiError::into_response,
         || async move {
-            let (parsed, errors) = json::tokenize(&body);
-            let (card, options) = validate::tokenize(parsed, errors, state.vault.now())?;
-            state.vault.as_actor(&actor(p)).admit_card(p, &card.pan)?;
+            let (card, options) = parsed?;
+            if !admitted {
+                state.vault.as_actor(&actor(p)).admit_card(p, &card.pan)?;
+            }
             let (tx, rx) = oneshot::channel();
             state
                 .vault
@@ -75,6 +83,7 @@ pub(crate) async fn batch(state: &State, req: Request<Incoming>) -> Answer {
         .await?;
     let merchant = p.merchant;
     // (A batch of the wrong size is left to the work below: its 400 counts no card.)
+    let mut admitted = false;
     if key.is_some()
         && let Ok(items) = json::batch(&body)
         && (1..=vault_service::MAX_BATCH).contains(&items.len())
@@ -86,6 +95,7 @@ pub(crate) async fn batch(state: &State, req: Request<Incoming>) -> Answer {
             .map(|(card, _)| card)
             .collect();
         admit_before_replay(state, &p, cards.iter().map(|c| &c.pan))?;
+        admitted = true;
     }
     idempotency::run(
         state,
@@ -94,7 +104,7 @@ pub(crate) async fn batch(state: &State, req: Request<Incoming>) -> Answer {
         key,
         request_shape(state, &p, &body),
         ApiError::into_response,
-        || batch_items(state, &p, body),
+        || batch_items(state, &p, body, admitted),
     )
     .await
 }
@@ -103,8 +113,8 @@ pub(crate) async fn batch(state: &State, req: Request<Incoming>) -> Answer {
 /// stored answer is replayed only to a request whose card matches the stored one (the request's
 /// identity holds the card's keyed fingerprint), so otherwise a key that knows another request's
 /// `Idempotency-Key` could test candidate numbers, uncounted, by whether it gets a replay or 409.
-/// A card counted here is free when the work counts it again. A card over the limit refuses the
-/// whole request (429 `masked_form_limit`, a batch included).
+/// The work then does not count them again. A card over the limit refuses the whole request
+/// (429 `masked_form_limit`, a batch included).
 fn admit_before_replay<'a>(
     state: &State,
     p: &Principal,
@@ -117,7 +127,9 @@ fn admit_before_replay<'a>(
     Ok(())
 }
 
-async fn batch_items(state: &State, p: &Principal, body: Bytes) -> Answer {
+/// The batch's items, stored; `admitted`: their cards were counted against the masked-form
+/// limit already ([`admit_before_replay`]).
+async fn batch_items(state: &State, p: &Principal, body: Bytes, admitted: bool) -> Answer {
     let merchant = p.merchant;
     let items = json::batch(&body)?;
     if items.is_empty() || items.len() > vault_service::MAX_BATCH {
@@ -130,12 +142,19 @@ async fn batch_items(state: &State, p: &Principal, body: Bytes) -> Answer {
     let now = state.vault.now();
     // The masked-form guard audits its refusals as this caller (one handle for the batch).
     let guard = state.vault.as_actor(&actor(p));
+    let admit = |pan: &vault_service::Pan| {
+        if admitted {
+            Ok(())
+        } else {
+            guard.admit_card(p, pan)
+        }
+    };
     // Refused items keep their slot; valid ones go to the vault in order.
     let mut results: Vec<Option<BatchItemResult>> = Vec::with_capacity(items.len());
     let mut valid = Vec::with_capacity(items.len());
     for (parsed, errors) in items {
         match validate::tokenize(parsed, errors, now) {
-            Ok((card, options)) => match guard.admit_card(p, &card.pan) {
+            Ok((card, options)) => match admit(&card.pan) {
                 Ok(()) => {
                     valid.push(VaultItem { card, options });
                     results.push(None);

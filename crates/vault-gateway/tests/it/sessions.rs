@@ -55,10 +55,17 @@ fn saved_card(v: &Vault) -> (CustomerId, vault_service::TokenInfo) {
 }
 
 fn card() -> NewCard {
-    NewCard::new(
-        Pan::parse("4242424242424242").unwrap(),
-        Expiry::parse_yymm("2802").unwrap(),
-    )
+    new_card("4242424242424242", "2802")
+}
+
+fn new_card(pan: &str, yymm: &str) -> NewCard {
+    NewCard::new(Pan::parse(pan).unwrap(), Expiry::parse_yymm(yymm).unwrap())
+}
+
+/// Puts `card` behind `token` (as a `PUT` or a hosted update does).
+fn put_card(v: &Vault, token: &vault_service::Token, card: NewCard) {
+    v.update(m(), token, card, vault_service::UpdateOptions::default())
+        .unwrap();
 }
 
 #[test]
@@ -167,21 +174,13 @@ fn pay_with_cvv(
     saved: &vault_service::TokenInfo,
     cvv: &str,
 ) -> vault_gateway::PaymentStarted {
-    let s = v
-        .create_session(m(), SessionKind::Purchase, SessionOptions::default())
-        .unwrap();
-    v.start_payment(
-        &s.token,
-        None,
-        PaymentRequest {
-            merchant: Some(m()),
-            card_token: Some(saved.token),
-            customer: Some(customer.clone()),
-            cvv: Some(Cvv::parse(cvv).unwrap()),
-            customer_ip: Some("203.0.113.9".parse().unwrap()),
-            payment_solution_id: Some(500),
-            ..PaymentRequest::default()
-        },
+    start_purchase(
+        v,
+        saved.token,
+        customer,
+        Some(cvv),
+        false,
+        SessionOptions::default(),
     )
     .unwrap()
 }
@@ -193,17 +192,7 @@ fn a_card_put_behind_the_token_after_the_payment_is_never_handed_over() {
     let (customer, saved) = saved_card(&v);
     let started = pay_with_cvv(&v, &customer, &saved, "9731");
     // Another card behind the same token (a PUT, a hosted update) before the hand-over.
-    let other = NewCard::new(
-        Pan::parse("5105105105105100").unwrap(),
-        Expiry::parse_yymm("2802").unwrap(),
-    );
-    v.update(
-        m(),
-        &saved.token,
-        other,
-        vault_service::UpdateOptions::default(),
-    )
-    .unwrap();
+    put_card(&v, &saved.token, new_card("5105105105105100", "2802"));
     let entries = v.audit_tail(usize::MAX).unwrap().len();
     let refused = v.payment_card(m(), &started.id);
     // Refused, and audited once.
@@ -216,13 +205,7 @@ fn a_card_put_behind_the_token_after_the_payment_is_never_handed_over() {
         "{refused:?}"
     );
     // The card the payment was made with, back behind the token: handed over, with its CVV.
-    v.update(
-        m(),
-        &saved.token,
-        card(),
-        vault_service::UpdateOptions::default(),
-    )
-    .unwrap();
+    put_card(&v, &saved.token, card());
     let card = v.payment_card(m(), &started.id).unwrap();
     assert_eq!(card.pan.expose_digits(), "4242424242424242");
     assert_eq!(card.cvv.as_ref().unwrap().expose_digits(), "9731");
@@ -304,12 +287,25 @@ fn failed_payments_do_not_save_cards_for_one_click() {
     assert_eq!(v.held_cvvs(), 0, "the outcome drops the CVV");
 }
 
-/// A Purchase session and payment request for `saved`, as the tests above build them.
+/// A Purchase session and payment request for `saved`, as the tests above build them, asking
+/// for one-click.
 fn purchase(
     v: &Gateway,
     token: vault_service::Token,
     customer: &CustomerId,
     cvv: Option<&str>,
+    session: SessionOptions,
+) -> Result<vault_gateway::PaymentStarted, GatewayError> {
+    start_purchase(v, token, customer, cvv, true, session)
+}
+
+/// A Purchase session and payment request with `token`, `cvv` and `one_click`.
+fn start_purchase(
+    v: &Gateway,
+    token: vault_service::Token,
+    customer: &CustomerId,
+    cvv: Option<&str>,
+    one_click: bool,
     session: SessionOptions,
 ) -> Result<vault_gateway::PaymentStarted, GatewayError> {
     let s = v
@@ -323,7 +319,7 @@ fn purchase(
             card_token: Some(token),
             customer: Some(customer.clone()),
             cvv: cvv.map(|c| Cvv::parse(c).unwrap()),
-            one_click: true,
+            one_click,
             customer_ip: Some("203.0.113.9".parse().unwrap()),
             payment_solution_id: Some(500),
             ..PaymentRequest::default()
@@ -347,29 +343,11 @@ fn another_card_behind_a_token_is_not_one_click() {
     v.report_payment(m(), &p.id, true).unwrap();
     assert!(v.is_one_click(m(), &saved.token).unwrap());
     // The same card with a new expiry stays one-click...
-    v.update(
-        m(),
-        &saved.token,
-        NewCard::new(
-            Pan::parse("4242424242424242").unwrap(),
-            Expiry::parse_yymm("2903").unwrap(),
-        ),
-        vault_service::UpdateOptions::default(),
-    )
-    .unwrap();
+    put_card(&v, &saved.token, new_card("4242424242424242", "2903"));
     assert!(v.is_one_click(m(), &saved.token).unwrap());
     assert!(purchase(&v, saved.token, &customer, None, SessionOptions::default()).is_ok());
     // ... another card behind the token is not, until a payment with it succeeds.
-    v.update(
-        m(),
-        &saved.token,
-        NewCard::new(
-            Pan::parse("5555555555554444").unwrap(),
-            Expiry::parse_yymm("2903").unwrap(),
-        ),
-        vault_service::UpdateOptions::default(),
-    )
-    .unwrap();
+    put_card(&v, &saved.token, new_card("5555555555554444", "2903"));
     assert!(!v.is_one_click(m(), &saved.token).unwrap());
     let r = purchase(&v, saved.token, &customer, None, SessionOptions::default());
     assert!(
@@ -393,16 +371,7 @@ fn a_card_swapped_in_during_a_payment_is_not_saved_for_one_click() {
     .unwrap();
     // Between the payment's start (CVV checked for 4242...) and its outcome, another card is put
     // behind the token.
-    v.update(
-        m(),
-        &saved.token,
-        NewCard::new(
-            Pan::parse("5555555555554444").unwrap(),
-            Expiry::parse_yymm("2903").unwrap(),
-        ),
-        vault_service::UpdateOptions::default(),
-    )
-    .unwrap();
+    put_card(&v, &saved.token, new_card("5555555555554444", "2903"));
     let info = v.report_payment(m(), &p.id, true).unwrap();
     assert!(!info.one_click_saved);
     assert!(!v.is_one_click(m(), &saved.token).unwrap());
@@ -412,13 +381,7 @@ fn a_card_swapped_in_during_a_payment_is_not_saved_for_one_click() {
         "{r:?}"
     );
     // The card the payment was made with, back behind the token, may be saved.
-    v.update(
-        m(),
-        &saved.token,
-        card(),
-        vault_service::UpdateOptions::default(),
-    )
-    .unwrap();
+    put_card(&v, &saved.token, card());
     let p = purchase(
         &v,
         saved.token,

@@ -24,7 +24,8 @@ impl fmt::Display for DbFailure {
             ),
             Some(code) if code.starts_with("28") => write!(
                 f,
-                "postgresql error (SQLSTATE {code}): the server refused the role or its password"
+                "postgresql error (SQLSTATE {code}): {}",
+                Unavailable::Authentication
             ),
             Some(code) => write!(f, "postgresql error (SQLSTATE {code})"),
             None => f.write_str("postgresql client error"),

@@ -61,11 +61,11 @@ async fn create_inner(
     // Idempotency-Key is looked up: the request's identity does not name the key that sent it, so
     // a replay would otherwise hand a session made for a key with `tokenize` to one without (and a
     // refusal stored for one without would be replayed to one with it).
-    // (A body that does not validate is left to the work below: its 400 names the fields.)
-    let replaces = json::typed::<HostedFieldsSessionRequest>(&body, json::HOSTED_SESSION)
-        .ok()
-        .and_then(|request| check(&request, terminal.clone()).ok())
-        .is_some_and(|(_, options)| options.secure_token.is_some());
+    // (A body that does not validate is the work's answer: its 400 names the fields.)
+    let checked = json::typed::<HostedFieldsSessionRequest>(&body, json::HOSTED_SESSION)
+        .map_err(ApiError::from)
+        .and_then(|request| check(&request, terminal.clone()));
+    let replaces = matches!(&checked, Ok((_, options)) if options.secure_token.is_some());
     if replaces && p.require(vault_service::Scope::Tokenize).is_err() {
         return Err(ApiError::forbidden(
             "authorization",
@@ -87,7 +87,7 @@ async fn create_inner(
         parts,
         ApiError::into_problem,
         || async {
-            Ok(match work(state, &p, terminal, &body).await {
+            Ok(match work(state, &p, terminal, checked).await {
                 Ok(r) => r,
                 Err(e) => e.into_problem(),
             })
@@ -100,10 +100,9 @@ async fn work(
     state: &State,
     p: &vault_service::Principal,
     terminal: TerminalId,
-    body: &[u8],
+    checked: Result<(SessionKind, SessionOptions), ApiError>,
 ) -> Result<Response<Body>, ApiError> {
-    let request: HostedFieldsSessionRequest = json::typed(body, json::HOSTED_SESSION)?;
-    let (kind, options) = check(&request, terminal.clone())?;
+    let (kind, options) = checked?;
     let who = actor(p);
     let merchant = p.merchant;
     let session = state

@@ -25,6 +25,7 @@ use vault_wire::{GatewayError, GatewayFailure, GatewayResult};
 
 use crate::{
     decode::form::{self, Fields},
+    http::headers::{Given, given},
     http::limits,
     http::response::{self, ApiError, Body},
     state::State,
@@ -54,20 +55,17 @@ impl Call {
             start: Instant::now(),
             // Several `Origin` headers (no browser sends them) are kept as their list, which
             // matches no session's origin: which one to check is not for the daemon to guess.
-            origin: {
-                let mut values = headers.get_all(ORIGIN).iter();
-                match (values.next(), values.next()) {
-                    (None, _) => None,
-                    (Some(one), None) => one.to_str().ok().map(str::to_owned),
-                    (Some(_), Some(_)) => Some(
-                        headers
-                            .get_all(ORIGIN)
-                            .iter()
-                            .map(|v| v.to_str().unwrap_or("?"))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    ),
-                }
+            origin: match given(headers, &ORIGIN) {
+                Given::Absent => None,
+                Given::Once(value) => value.to_str().ok().map(str::to_owned),
+                Given::Repeated => Some(
+                    headers
+                        .get_all(ORIGIN)
+                        .iter()
+                        .map(|v| v.to_str().unwrap_or("?"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
             },
         }
     }
@@ -177,10 +175,9 @@ pub(crate) async fn read_fields(
     req: Request<Incoming>,
 ) -> Result<(Fields, Bytes), Failure> {
     // Exactly one `Content-Type`: two declarations are none.
-    let mut declared = req.headers().get_all(CONTENT_TYPE).iter();
-    let content_type = match (declared.next(), declared.next()) {
-        (Some(one), None) => one.to_str().ok(),
-        _ => None,
+    let content_type = match given(req.headers(), &CONTENT_TYPE) {
+        Given::Once(value) => value.to_str().ok(),
+        Given::Absent | Given::Repeated => None,
     };
     let Some(encoding) = form::encoding(content_type) else {
         return Err(Failure::one(
