@@ -75,6 +75,8 @@ impl Inner {
                     // A failure (the database unreachable) is retried at the next interval;
                     // a record under an unknown key makes its reader follow at once anyway.
                     let _ = inner.follow_keys();
+                    // Likewise the entries correcting guarded reveals whose card did not open.
+                    let _ = inner.write_corrections();
                 }
             });
         // Without the thread, keys are still followed when a record needs it, and before

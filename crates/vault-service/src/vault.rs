@@ -109,6 +109,8 @@ pub(crate) struct Core {
     pub(crate) reveal_queue: crate::audit::RevealQueue,
     /// On a shared vault, reveals waiting to be read and audited in the next group commit.
     pub(crate) reveal_reads: crate::audit::RevealReads,
+    /// Entries correcting guarded reveals whose card did not open (`audit_log/corrections.rs`).
+    pub(crate) audit_corrections: Mutex<Vec<crate::audit::Draft>>,
     /// Distinct cards per API key and masked form (the masked-form limit).
     pub(crate) masked_forms: crate::masked_forms::MaskedForms,
     /// Per-merchant fingerprint keys, derived once (the MAC root never changes for a vault).
@@ -243,6 +245,7 @@ impl Vault {
             audit_in_flight: std::sync::atomic::AtomicUsize::new(0),
             reveal_queue: crate::audit::RevealQueue::default(),
             reveal_reads: crate::audit::RevealReads::default(),
+            audit_corrections: Mutex::default(),
             location,
             header: Mutex::new(header),
             keyring: RwLock::new(keyring),
@@ -311,7 +314,8 @@ impl Vault {
     /// default [`RevealAudit::Durable`](crate::RevealAudit::Durable) the entry joins the next group
     /// commit and the card is returned only once that group is durable; the reveal fails if the
     /// entry cannot be written (on a vault shared with other daemons the record is read in that
-    /// same group, one round trip before its commit). Under the opt-in `Queued` (while fewer than
+    /// same group: as it commits, or one round trip before; see `audit_log/reveal_group.rs`).
+    /// Under the opt-in `Queued` (while fewer than
     /// `MAX_QUEUED_AUDIT` entries wait) the card is returned at once.
     pub fn reveal(
         &self,
@@ -386,8 +390,8 @@ impl Vault {
 
     /// Whether a reveal's record is read in the group commit that carries its audit entry (see
     /// `audit_log/reveal_group.rs`): on a vault shared with other daemons, whose reads wait on a
-    /// network, under the default `Durable` mode. One stage, instead of a read and then a commit,
-    /// each a round trip and a wait for the batch in flight. Elsewhere (a local store's reads are
+    /// network, under the default `Durable` mode. One stage (usually one round trip), instead of a
+    /// read and then a commit, each a round trip and a wait for the batch in flight. Elsewhere (a local store's reads are
     /// quick; `Queued` answers before the commit) the record is read first.
     fn reveals_in_group(&self) -> bool {
         self.inner.store.shared()

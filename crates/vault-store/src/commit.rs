@@ -34,7 +34,7 @@ use std::{
 
 use crate::{
     ConflictKind, DedupeKey, KeySpace, LookupId, StoreError, StoredRecord, Structure,
-    engine::{Check, Engine, Group, Op},
+    engine::{Check, Engine, Group, Op, RecordGuard},
     layout::{self, COUNT_KEY, GENERATION_KEY},
 };
 /// An idle store checkpoints a non-empty log after this long without a job.
@@ -65,6 +65,10 @@ pub(crate) struct CommitStats {
     pub(crate) queued: std::sync::atomic::AtomicUsize,
     /// Groups run again because another writer of a shared database raced them.
     pub(crate) races: AtomicU64,
+    /// Groups committed with guarded reads, and groups refused because a guard did not hold
+    /// (see [`WriteTx::read_as_committed`]).
+    pub(crate) guarded: AtomicU64,
+    pub(crate) guard_misses: AtomicU64,
     /// Set once a group commit failed in the database (I/O error, disk full). sled 0.34 treats its
     /// first write error as permanent: every later operation fails until the database is reopened.
     pub(crate) failed: std::sync::atomic::AtomicBool,
@@ -98,6 +102,27 @@ pub struct WriteTx<'a> {
     own: &'a HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// The keys this group read through `get_own_raw`, with what it read.
     own_read: std::cell::RefCell<HashMap<Vec<u8>, Option<Vec<u8>>>>,
+    /// Records read as the group commits (see [`read_as_committed`](Self::read_as_committed)):
+    /// the kept jobs', and the running job's.
+    guards: Vec<(Vec<RecordGuard>, GuardedReads)>,
+    job_guards: Vec<(Vec<RecordGuard>, GuardedReads)>,
+}
+
+/// The values of the records a job guarded (see [`WriteTx::read_as_committed`]), filled in once
+/// its group has committed.
+#[derive(Clone, Debug, Default)]
+pub struct GuardedReads(Arc<parking_lot::Mutex<Option<Vec<Vec<u8>>>>>);
+
+impl GuardedReads {
+    /// The stored values, in the order of the guards, once the group has committed (`None`
+    /// before, or when it failed); taken, so a second call gets `None`.
+    pub fn take(&self) -> Option<Vec<Vec<u8>>> {
+        self.0.lock().take()
+    }
+
+    fn fill(&self, values: Vec<Vec<u8>>) {
+        *self.0.lock() = Some(values);
+    }
 }
 
 impl<'a> WriteTx<'a> {
@@ -107,6 +132,8 @@ impl<'a> WriteTx<'a> {
             reads: std::cell::RefCell::default(),
             own,
             own_read: std::cell::RefCell::default(),
+            guards: Vec::new(),
+            job_guards: Vec::new(),
             engine,
             checks: Vec::new(),
             job_checks: Vec::new(),
@@ -193,6 +220,22 @@ impl<'a> WriteTx<'a> {
             .into_iter()
             .map(|v| StoredRecord::from_read(Ok(v.flatten())))
             .collect())
+    }
+
+    /// Reads the records `guards` name **as the group commits**, without a read now: the group
+    /// commits only if every guard holds, and `GuardedReads` then holds their stored values (see
+    /// [`RecordGuard`]). For a job that knows what it writes when the records are as expected;
+    /// when one is not, the engine refuses the group, writing nothing, and the committer runs it
+    /// again ([`ConflictKind::Guard`]): a job must then read instead (its second run). `None`
+    /// when a guarded record is among this group's pending writes (the engine would not see
+    /// them): read instead.
+    pub fn read_as_committed(&mut self, guards: Vec<RecordGuard>) -> Option<GuardedReads> {
+        if guards.iter().any(|g| self.pending(&g.key).is_some()) {
+            return None;
+        }
+        let reads = GuardedReads::default();
+        self.job_guards.push((guards, reads.clone()));
+        Some(reads)
     }
 
     /// The record stored under `id`, read for a decision the job takes without writing the
@@ -435,6 +478,7 @@ impl<'a> WriteTx<'a> {
 
     fn begin_job(&mut self) {
         self.job_checks.clear();
+        self.job_guards.clear();
         self.job.clear();
         self.job_header = None;
         self.job_count = self.count;
@@ -443,6 +487,7 @@ impl<'a> WriteTx<'a> {
     fn end_job(&mut self, keep: bool) {
         if keep {
             self.checks.append(&mut self.job_checks);
+            self.guards.append(&mut self.job_guards);
             self.group.extend(self.job.drain());
             self.count = self.job_count;
             if let Some(h) = self.job_header.take() {
@@ -450,6 +495,7 @@ impl<'a> WriteTx<'a> {
             }
         } else {
             self.job_checks.clear();
+            self.job_guards.clear();
             self.job.clear();
             self.job_header = None;
         }
@@ -617,6 +663,7 @@ impl Committer {
     ) -> Result<(), StoreError> {
         let engine = self.engine.clone();
         let mut races = 0;
+        let mut guarded_again = false;
         let outcome = loop {
             let count = self.stats.live_records.load(Ordering::Acquire);
             let mut tx = WriteTx::new(&*engine, count, own);
@@ -625,6 +672,7 @@ impl Committer {
             }
             let new_count = tx.count;
             let own_after = tx.own_after();
+            let guarded = !tx.guards.is_empty();
             let next = self.generation + 1;
             let outcome = self.apply(tx, count, next).map(|applied| {
                 if applied {
@@ -635,10 +683,28 @@ impl Committer {
                 Ok(()) => {
                     self.stats.live_records.store(new_count, Ordering::Release);
                     own.extend(own_after);
+                    if guarded {
+                        self.stats.guarded.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 Err(StoreError::Conflict(ConflictKind::Raced)) if races < MAX_RACE_RETRIES => {
                     races += 1;
                     self.stats.races.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                // A record read as the group committed was not as a job expected, or the
+                // statement that read it failed (and so committed nothing): the jobs run again
+                // and read first (a job guards only on its first run), so once is enough. A read
+                // that fails then fails only the jobs that made it, as without guards.
+                Err(
+                    e @ (StoreError::Conflict(ConflictKind::Guard)
+                    | StoreError::Engine(_)
+                    | StoreError::Db(_)),
+                ) if guarded && !guarded_again => {
+                    if matches!(e, StoreError::Conflict(_)) {
+                        self.stats.guard_misses.fetch_add(1, Ordering::Relaxed);
+                    }
+                    guarded_again = true;
                     continue;
                 }
                 Err(StoreError::Db(_) | StoreError::Io(_)) => {
@@ -685,7 +751,7 @@ impl Committer {
             Some((None, header)) => self.engine.write_header(header)?,
             None => {}
         }
-        if tx.group.is_empty() {
+        if tx.group.is_empty() && tx.guards.is_empty() {
             return Ok(false);
         }
         if let Some(capture) = self.capture.lock().as_mut() {
@@ -708,14 +774,24 @@ impl Committer {
             ops.push((COUNT_KEY.to_vec(), Some(tx.count.to_be_bytes().to_vec())));
         }
         ops.extend(tx.group);
-        self.engine.commit(Group {
-            generation,
-            previous: self.generation,
-            ops,
-            checks: tx.checks,
-            records_delta: i64::try_from(tx.count).unwrap_or(i64::MAX)
-                - i64::try_from(old_count).unwrap_or(i64::MAX),
-        })?;
+        let (guards, slots): (Vec<Vec<RecordGuard>>, Vec<GuardedReads>) =
+            tx.guards.into_iter().unzip();
+        let sizes: Vec<usize> = guards.iter().map(Vec::len).collect();
+        let mut values = self
+            .engine
+            .commit(Group {
+                generation,
+                previous: self.generation,
+                ops,
+                checks: tx.checks,
+                guards: guards.into_iter().flatten().collect(),
+                records_delta: i64::try_from(tx.count).unwrap_or(i64::MAX)
+                    - i64::try_from(old_count).unwrap_or(i64::MAX),
+            })?
+            .into_iter();
+        for (slot, n) in slots.iter().zip(sizes) {
+            slot.fill(values.by_ref().take(n).collect());
+        }
         Ok(true)
     }
 }

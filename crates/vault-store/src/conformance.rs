@@ -39,6 +39,7 @@ pub fn run_all(h: &mut impl Harness) {
     crash(h);
     ordering(h);
     conditional_writes(h);
+    guarded_reads(h);
     group_counter(h);
     backup_capture(h);
 }
@@ -508,6 +509,124 @@ pub fn conditional_writes(h: &mut impl Harness) {
         store.get_raw(b"Icounter").expect("get"),
         Some(200u64.to_be_bytes().to_vec())
     );
+}
+
+/// Records read as the group commits ([`RecordGuard`](crate::RecordGuard)): a group whose guards
+/// hold commits and hands back the stored values, in the guards' order; one guard that does not
+/// hold (missing, another merchant's or token's, another customer, none where one is bound,
+/// expired at its time) refuses the whole group as [`ConflictKind::Guard`] and writes nothing.
+pub fn guarded_reads(h: &mut impl Harness) {
+    use crate::RecordGuard;
+    let store = h.create(b"hdr", opts());
+    let plain = record(1);
+    let mut bound = record(2);
+    bound.customer = Some("cust-1".into());
+    let stored = [(1, plain.clone()), (2, bound.clone())];
+    store
+        .write(move |tx| {
+            stored
+                .iter()
+                .try_for_each(|(i, r)| tx.put_record(&id(*i), r))
+        })
+        .expect("records");
+    let guard = |i: u64, r: &StoredRecord| {
+        RecordGuard::new(
+            &id(i),
+            r.merchant,
+            r.token,
+            r.customer.clone(),
+            r.keep_until - 1,
+        )
+    };
+    // Every guard holds: the group writes, and the values come back in order.
+    let holds = vec![guard(2, &bound), guard(1, &plain), guard(2, &bound)];
+    let reads = store
+        .write(move |tx| {
+            let reads = tx.read_as_committed(holds.clone()).expect("not pending");
+            tx.put_raw(b"Mguarded", vec![1])?;
+            Ok::<_, StoreError>(reads)
+        })
+        .expect("guarded group");
+    assert_eq!(
+        reads.take(),
+        Some(vec![bound.encode(), plain.encode(), bound.encode()])
+    );
+    assert_eq!(store.get_raw(b"Mguarded").expect("get"), Some(vec![1]));
+    assert!(store.stats().guarded >= 1);
+
+    let refused: Vec<(&str, RecordGuard)> = vec![
+        ("missing", guard(3, &record(3))),
+        (
+            "merchant",
+            RecordGuard {
+                merchant: 8,
+                ..guard(1, &plain)
+            },
+        ),
+        (
+            "token",
+            RecordGuard {
+                token: [9; 24],
+                ..guard(1, &plain)
+            },
+        ),
+        (
+            "customer given, none bound",
+            RecordGuard {
+                customer: Some("cust-1".into()),
+                ..guard(1, &plain)
+            },
+        ),
+        (
+            "none given, one bound",
+            RecordGuard {
+                customer: None,
+                ..guard(2, &bound)
+            },
+        ),
+        (
+            "another customer",
+            RecordGuard {
+                customer: Some("cust-2".into()),
+                ..guard(2, &bound)
+            },
+        ),
+        (
+            "a longer customer",
+            RecordGuard {
+                customer: Some("cust-10".into()),
+                ..guard(2, &bound)
+            },
+        ),
+        (
+            "expired",
+            RecordGuard {
+                now: plain.keep_until,
+                ..guard(1, &plain)
+            },
+        ),
+    ];
+    for (what, bad) in refused {
+        let guards = vec![guard(1, &plain), bad];
+        let r = store.write(move |tx| {
+            let reads = tx.read_as_committed(guards.clone()).expect("not pending");
+            tx.put_raw(b"Mrefused", vec![1])?;
+            Ok::<_, StoreError>(reads)
+        });
+        assert!(
+            matches!(r, Err(StoreError::Conflict(ConflictKind::Guard))),
+            "{what}: {r:?}"
+        );
+        assert_eq!(store.get_raw(b"Mrefused").expect("get"), None, "{what}");
+    }
+    // A record the group itself writes cannot be guarded: the job is told to read instead.
+    let pending = store
+        .write(move |tx| {
+            tx.put_record(&id(4), &record(4))?;
+            Ok::<_, StoreError>(tx.read_as_committed(vec![guard(4, &record(4))]).is_none())
+        })
+        .expect("group");
+    assert!(pending);
 }
 
 /// The group counter advances by one per group that writes, not for groups that write nothing,

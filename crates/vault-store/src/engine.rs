@@ -37,6 +37,63 @@ pub struct Check {
     pub expected: Option<Vec<u8>>,
 }
 
+/// A token record a group reads **as it commits** and on which its writes depend: the group
+/// commits only if the record under `key` is `token`'s, belongs to `merchant`, is bound to
+/// `customer` (or to none) and is live at `now` (keep-until later than `now`); the engine then
+/// hands back the stored value. A job that knows what it will write when the record is as
+/// expected (a reveal's audit entry, which names the outcome) so needs no read before the group:
+/// the read and the commit are one round trip on PostgreSQL. When a guard does not hold the engine
+/// refuses the whole group with [`StoreError::Conflict`]`(`[`ConflictKind::Guard`]`)`, writing
+/// nothing, and the committer runs it again (its jobs then read first).
+///
+/// An engine may pass a value that [`StoredRecord::decode`] would refuse (PostgreSQL compares
+/// fields at their offsets and does not parse the rest): the caller decides again on the value
+/// it gets back.
+///
+/// [`ConflictKind::Guard`]: crate::ConflictKind::Guard
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordGuard {
+    /// The record's key (`R` and the lookup id).
+    pub key: Vec<u8>,
+    /// The merchant the record must belong to.
+    pub merchant: u64,
+    /// The token the record must be.
+    pub token: [u8; 24],
+    /// The customer the record must be bound to (`None`: bound to none).
+    pub customer: Option<String>,
+    /// Unix seconds: the record's keep-until must be later.
+    pub now: i64,
+}
+
+impl RecordGuard {
+    /// A guard on the record under `id`.
+    pub fn new(
+        id: &LookupId,
+        merchant: u64,
+        token: [u8; 24],
+        customer: Option<String>,
+        now: i64,
+    ) -> Self {
+        Self {
+            key: layout::record_key(id).to_vec(),
+            merchant,
+            token,
+            customer,
+            now,
+        }
+    }
+
+    /// Whether a stored `value` satisfies the guard (what an engine that decodes records checks).
+    pub fn holds(&self, value: &[u8]) -> bool {
+        StoredRecord::decode(value).is_ok_and(|r| {
+            r.merchant == self.merchant
+                && r.token == self.token
+                && r.customer == self.customer
+                && r.keep_until > self.now
+        })
+    }
+}
+
 /// One group commit as handed to [`Engine::commit`].
 #[derive(Debug)]
 pub struct Group {
@@ -50,6 +107,9 @@ pub struct Group {
     pub ops: Vec<Op>,
     /// Conditions on the committed state (see [`Check`]).
     pub checks: Vec<Check>,
+    /// Token records read as the group commits (see [`RecordGuard`]); their values are what
+    /// [`Engine::commit`] returns.
+    pub guards: Vec<RecordGuard>,
     /// How many token records this group adds (negative: removes). The ops carry the new
     /// absolute count under [`KeySpace::Count`] as this process counts
     /// it; an engine shared by several writers keeps the count from the deltas instead (a row
@@ -136,8 +196,9 @@ pub trait Engine: Send + Sync + fmt::Debug + 'static {
     /// Makes `group` durable (per the store's [`Durability`](crate::Durability)) and visible, all
     /// of it or none of it: after a crash, reopening shows every acknowledged group whole and no
     /// part of a group whose commit did not return. Refuses with [`StoreError::Conflict`] when a
-    /// [`Check`] fails.
-    fn commit(&self, group: Group) -> Result<(), StoreError>;
+    /// [`Check`] or a [`RecordGuard`] fails. Returns the value under each guard's key, in the
+    /// order of [`Group::guards`], as the group's transaction read it (empty without guards).
+    fn commit(&self, group: Group) -> Result<Vec<Vec<u8>>, StoreError>;
 
     /// The encoded key header.
     fn read_header(&self) -> Result<Vec<u8>, StoreError>;

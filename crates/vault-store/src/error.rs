@@ -174,6 +174,11 @@ pub enum ConflictKind {
     /// serialisation failure or deadlock). The committer runs the group again on fresh reads;
     /// callers see it only when that keeps failing.
     Raced,
+    /// A token record a group read as it committed was not as its job expected (see
+    /// [`RecordGuard`](crate::engine::RecordGuard)): missing, another merchant's or customer's,
+    /// or expired. Nothing was written; the committer runs the group again, and its jobs then
+    /// read before they decide.
+    Guard,
 }
 
 impl fmt::Display for ConflictKind {
@@ -182,6 +187,7 @@ impl fmt::Display for ConflictKind {
             Self::Exists => "the key exists",
             Self::Changed => "the value changed",
             Self::Raced => "another writer changed the data concurrently; try again",
+            Self::Guard => "a record read as the group committed was not as expected",
         })
     }
 }

@@ -83,8 +83,8 @@ mod table;
 mod wal;
 
 pub use backup::{BACKUP_MAGIC, BackupSummary, RestoreSummary};
-pub use commit::WriteTx;
-pub use engine::{Engine, ReadDone, Snapshot};
+pub use commit::{GuardedReads, WriteTx};
+pub use engine::{Engine, ReadDone, RecordGuard, Snapshot};
 pub use error::{BackupPart, ConflictKind, StoreError, Structure, Unavailable, WalPart};
 pub use keyspace::{KeySpace, Owner};
 pub use layout::{DedupeKey, LookupId};
@@ -97,5 +97,5 @@ pub use options::{
 pub use pg::PgEngine;
 pub use record::StoredRecord;
 pub use sled_engine::SledEngine;
-pub use store::{Store, StoreStats};
+pub use store::{HeaderReader, Store, StoreStats};
 pub use table::{Codec, Table, TableKey, Versioned};

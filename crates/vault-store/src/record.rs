@@ -48,6 +48,40 @@ pub struct StoredRecord {
     pub sealed: Vec<u8>,
 }
 
+/// Where a database that does not decode records finds what a
+/// [`RecordGuard`](crate::RecordGuard) compares, in the version-1 layout: the version byte at 0,
+/// merchant and token as 32 bytes at `IDENTITY_AT`, the customer's length byte and id at
+/// `CUSTOMER_AT`, and a sealed card after it.
+pub(crate) mod guard_layout {
+    /// The version byte every guarded record has.
+    pub(crate) const VERSION: u8 = super::VERSION;
+    /// Offset of the merchant id (8 bytes) followed by the token (24 bytes).
+    pub(crate) const IDENTITY_AT: usize = 2;
+    /// Offset of the customer's length byte, followed by the id.
+    pub(crate) const CUSTOMER_AT: usize = super::FIXED - 1;
+
+    /// The 32 bytes at [`IDENTITY_AT`] of `merchant`'s record of `token`.
+    pub(crate) fn identity(merchant: u64, token: &[u8; 24]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32);
+        out.extend_from_slice(&merchant.to_be_bytes());
+        out.extend_from_slice(token);
+        out
+    }
+
+    /// The bytes at [`CUSTOMER_AT`] of a record bound to `customer` (its length byte, then the
+    /// id; `[0]` for none). `None` for an id no record can hold (longer than 64 bytes).
+    pub(crate) fn customer(customer: Option<&str>) -> Option<Vec<u8>> {
+        let c = customer.unwrap_or("");
+        if c.len() > super::MAX_CUSTOMER {
+            return None;
+        }
+        let mut out = Vec::with_capacity(1 + c.len());
+        out.push(u8::try_from(c.len()).ok()?);
+        out.extend_from_slice(c.as_bytes());
+        Some(out)
+    }
+}
+
 impl StoredRecord {
     /// Encodes the version-1 layout.
     pub fn encode(&self) -> Vec<u8> {

@@ -230,10 +230,18 @@ impl Engine for SledEngine {
         Ok(out)
     }
 
-    fn commit(&self, group: Group) -> Result<(), StoreError> {
-        // One writer (the committer thread): the conditions held when the jobs checked them and
-        // nothing has written since. Checked anyway, as the conformance suite expects of any
-        // engine.
+    fn commit(&self, group: Group) -> Result<Vec<Vec<u8>>, StoreError> {
+        // One writer (the committer thread): what the guards read now is what the group's
+        // transaction sees, since nothing else writes before the group is applied.
+        let mut guarded = Vec::with_capacity(group.guards.len());
+        for guard in &group.guards {
+            match self.tree.get(&guard.key)? {
+                Some(v) if guard.holds(&v) => guarded.push(v.to_vec()),
+                _ => return Err(StoreError::Conflict(ConflictKind::Guard)),
+            }
+        }
+        // The conditions held when the jobs checked them and nothing has written since. Checked
+        // anyway, as the conformance suite expects of any engine.
         for check in &group.checks {
             let now = self.tree.get(&check.key)?;
             if now.as_deref() != check.expected.as_deref() {
@@ -286,7 +294,7 @@ impl Engine for SledEngine {
                 .lock()
                 .after_durable_group(&self.dir, group.generation);
         }
-        Ok(())
+        Ok(guarded)
     }
 
     fn read_header(&self) -> Result<Vec<u8>, StoreError> {

@@ -38,6 +38,12 @@ pub struct StoreStats {
     /// Groups run again since open because another writer of a shared database changed what
     /// they had read (always 0 on a directory vault).
     pub races: u64,
+    /// Groups committed since open that read token records as they committed (a shared vault's
+    /// reveals: read and audit entries in one round trip).
+    pub guarded: u64,
+    /// Groups refused since open because such a record was not as expected (a reveal refused:
+    /// the group ran again, reading first).
+    pub guard_misses: u64,
     /// Device syncs performed by group commits since open (one log `fdatasync` per group under
     /// `Sync`, one sled flush per group under `Flush`).
     pub flushes: u64,
@@ -200,6 +206,13 @@ impl Store {
     /// The encoded key header.
     pub fn header(&self) -> Result<Vec<u8>, StoreError> {
         self.engine.read_header()
+    }
+
+    /// A handle that reads the key header like [`header`](Self::header), for a job's completion
+    /// on the committer thread (which must not hold the store itself: dropping the last handle of
+    /// a store there would wait for that very thread).
+    pub fn header_reader(&self) -> HeaderReader {
+        HeaderReader(self.engine.clone())
     }
 
     /// Reads the key header of the vault in `dir` **without opening the database**, so a caller can
@@ -424,12 +437,31 @@ impl Store {
             groups: self.stats.groups.load(Ordering::Relaxed),
             jobs: self.stats.jobs.load(Ordering::Relaxed),
             races: self.stats.races.load(Ordering::Relaxed),
+            guarded: self.stats.guarded.load(Ordering::Relaxed),
+            guard_misses: self.stats.guard_misses.load(Ordering::Relaxed),
             flushes: engine.flushes,
             checkpoints: engine.checkpoints,
             checkpoint_micros: engine.checkpoint_micros,
             group_sizes: self.group_sizes.lock().clone(),
             size_on_disk: engine.size_on_disk,
         }
+    }
+}
+
+/// Reads the stored key header (see [`Store::header_reader`]).
+#[derive(Clone)]
+pub struct HeaderReader(Arc<dyn Engine>);
+
+impl HeaderReader {
+    /// The encoded key header as stored now.
+    pub fn read(&self) -> Result<Vec<u8>, StoreError> {
+        self.0.read_header()
+    }
+}
+
+impl std::fmt::Debug for HeaderReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeaderReader").finish_non_exhaustive()
     }
 }
 

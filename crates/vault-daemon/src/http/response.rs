@@ -451,7 +451,9 @@ impl From<VaultError> for ApiError {
             .retry_after(retry_after.as_secs()),
             VaultError::Busy => Self::unavailable("the vault is busy; try again shortly"),
             VaultError::Store(StoreError::Unavailable(why)) => Self::database_unavailable(why),
-            VaultError::Store(StoreError::Conflict(ConflictKind::Raced)) => Self::write_conflict(),
+            VaultError::Store(StoreError::Conflict(ConflictKind::Raced | ConflictKind::Guard)) => {
+                Self::write_conflict()
+            }
             VaultError::Store(StoreError::BackupRunning) => Self::one(
                 StatusCode::CONFLICT,
                 ErrorStatus::Conflict,

@@ -199,6 +199,7 @@ impl AuditReport {
 }
 
 /// An entry before it is chained.
+#[derive(Clone)]
 pub(crate) struct Draft {
     pub(crate) actor: Actor,
     pub(crate) action: AuditAction,

@@ -66,6 +66,10 @@ pub(crate) struct PendingReveals {
     pub(crate) dones: Vec<RevealDone>,
     /// A job that takes them is in the committer's channel and has not taken them yet.
     pub(crate) scheduled: bool,
+    /// The next job reads the records before it writes the entries (see
+    /// `audit_log/reveal_group.rs`): set when a group's guards failed, cleared by a group whose
+    /// reveals all went through.
+    pub(crate) read_first: bool,
 }
 
 /// The reveals of one vault waiting to be read and audited in the next group commit.

@@ -4,6 +4,7 @@
 //! implements the operations on `Vault` and `Core` over them.
 
 mod archive;
+mod corrections;
 mod queue;
 mod reveal_group;
 #[cfg(test)]

@@ -1,15 +1,31 @@
 //! Reveals on a vault shared with other daemons (PostgreSQL): the record is read in the group
-//! commit that carries the reveal's audit entry.
+//! commit that carries the reveal's audit entry, in one round trip.
 //!
 //! Elsewhere a reveal reads its record first (coalesced with concurrent reads), then queues its
 //! audit entry for the next group commit (`queue.rs`), and the card goes back once that group is
 //! durable: two stages, each a round trip to the database and a wait for the batch in flight. On
-//! a shared vault in the default `RevealAudit::Durable` mode the two are one: the reveal queues
-//! its request, and the job that takes the queued requests, on the committer thread, reads all
-//! their records in one round trip (`WriteTx::records`, on the committer's own connection),
-//! decides each reveal (live, the customer binding, the card opened) and appends their audit
-//! entries; the card goes back once that group is durable. What the entry records and when the
-//! card is handed out are unchanged: the entry names the outcome, and is durable first.
+//! a shared vault in the default `RevealAudit::Durable` mode the reveal queues its request, and
+//! the job that takes the queued requests, on the committer thread, does one of two things:
+//!
+//! - **Guard** (the usual case): it writes every reveal's entry as granted and makes the group
+//!   conditional on each record being the token's, the merchant's, bound to the given customer
+//!   (or to none) and live ([`RecordGuard`]). The database checks that as it commits, in the same
+//!   statement, and hands back the records; the cards are opened once the group is durable. One
+//!   round trip. When a guard does not hold (a token not found, expired, another customer's) the
+//!   database writes nothing and the committer runs the group again, and the job then reads first.
+//! - **Read first** (on that second run, and for the groups after one whose guards failed, until
+//!   a group whose reveals all went through): it reads all the records in one round trip
+//!   (`WriteTx::records`, on the committer's own connection), decides each reveal (live, the
+//!   customer binding, the card opened) and appends their entries, each naming its outcome; the
+//!   group's commit is the second round trip. A stream of refused reveals so costs what it did
+//!   before guards, not one wasted round trip per group.
+//!
+//! Either way the entry is durable before the card goes back, and names the outcome: a guarded
+//! entry says granted only of a record the database found live for that merchant and customer.
+//! The one outcome the database cannot check is the card opening (its seal is checked in the
+//! daemon): a record altered in the database so that its card no longer opens is refused as an
+//! integrity failure after its entry was written as granted, and a second entry, naming the
+//! failure, follows (`audit_log/corrections.rs`).
 //!
 //! The job may run again (another daemon raced a write in its group): it then reads and
 //! decides anew, on fresh reads, for the same requests it took on its first run. Dropped unrun
@@ -19,7 +35,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use vault_core::{CustomerId, MerchantId, Token};
-use vault_store::{StoreError, WriteTx};
+use vault_store::{GuardedReads, HeaderReader, RecordGuard, StoreError, StoredRecord, WriteTx};
 
 use crate::{
     RevealedCard, Vault, VaultError,
@@ -29,13 +45,26 @@ use crate::{
 
 use super::queue::FailUnrun;
 
+/// What one reveal job took and decided, shared between its runs and its completion.
+#[derive(Default)]
+struct Taken {
+    requests: Vec<RevealRequest>,
+    dones: Vec<RevealDone>,
+    /// The last run guarded: the records come back with the commit.
+    guarded: Option<GuardedReads>,
+    /// The last run read first: its decisions.
+    results: Vec<Result<RevealedCard, VaultError>>,
+}
+
 /// Takes every queued request and clears `scheduled`: the next request schedules a new job.
-fn take(core: &Core) -> (Vec<RevealRequest>, Vec<RevealDone>) {
+/// Also says whether the job is to read first.
+fn take(core: &Core) -> (Vec<RevealRequest>, Vec<RevealDone>, bool) {
     let mut p = core.reveal_reads.0.lock();
     p.scheduled = false;
     (
         std::mem::take(&mut p.requests),
         std::mem::take(&mut p.dones),
+        p.read_first,
     )
 }
 
@@ -69,39 +98,54 @@ impl Vault {
         // that takes it is in the channel. Exempt from the store's queue bound, as the reveal
         // audit drain: at most one such job is queued at a time, and each waiting reveal holds
         // its caller.
-        let dones: Arc<Mutex<Vec<RevealDone>>> = Arc::default();
-        let results: Arc<Mutex<Vec<Result<RevealedCard, VaultError>>>> = Arc::default();
-        let (job_dones, job_results) = (dones.clone(), results.clone());
-        let (job_core, fail_core) = (core.clone(), core.clone());
+        let taken: Arc<Mutex<Taken>> = Arc::default();
+        let job_taken = taken.clone();
+        let (job_core, done_core, fail_core) = (core.clone(), core.clone(), core.clone());
+        let header = self.inner.store.header_reader();
         let mut guard = FailUnrun::new(move || {
-            let (_, dones) = take(&fail_core);
+            let (_, dones, _) = take(&fail_core);
             for done in dones {
                 done(Err(VaultError::Store(StoreError::Closed)));
             }
         });
-        let mut requests: Option<Vec<RevealRequest>> = None;
+        let mut runs = 0u32;
+        let mut read_first = true;
         self.inner.store.submit_exempt(
             move |tx| -> Result<(), VaultError> {
                 guard.ran();
-                let requests = requests.get_or_insert_with(|| {
-                    let (requests, dones) = take(&job_core);
-                    *job_dones.lock() = dones;
-                    requests
-                });
-                *job_results.lock() = decide(&job_core, tx, requests)?;
+                runs += 1;
+                let mut t = job_taken.lock();
+                if runs == 1 {
+                    let (requests, dones, first) = take(&job_core);
+                    (t.requests, t.dones, read_first) = (requests, dones, first);
+                }
+                t.guarded = None;
+                t.results.clear();
+                if runs == 1 && !read_first {
+                    t.guarded = guarded(&job_core, tx, &t.requests)?;
+                    if t.guarded.is_some() {
+                        return Ok(());
+                    }
+                }
+                t.results = decide(&job_core, tx, &t.requests)?;
+                // Guards again after a group whose reveals all went through.
+                job_core.reveal_reads.0.lock().read_first = !t.results.iter().all(Result::is_ok);
                 Ok(())
             },
             move |outcome: Result<(), VaultError>| {
-                let dones = std::mem::take(&mut *dones.lock());
-                let results = std::mem::take(&mut *results.lock());
+                let t = std::mem::take(&mut *taken.lock());
                 match outcome {
                     Ok(()) => {
-                        for (done, result) in dones.into_iter().zip(results) {
+                        let results = match &t.guarded {
+                            Some(reads) => opened(&done_core, &header, &t.requests, reads.take()),
+                            None => t.results,
+                        };
+                        for (done, result) in t.dones.into_iter().zip(results) {
                             done(result);
                         }
                     }
                     Err(e) => {
-                        for done in dones {
+                        for done in t.dones {
                             done(Err(e.clone()));
                         }
                     }
@@ -109,6 +153,72 @@ impl Vault {
             },
         );
     }
+}
+
+/// Writes the entries of `requests` as granted, on the condition that the database finds each
+/// record live for its merchant and customer as the group commits (see the module docs); the
+/// records come back with the commit. `None` when that cannot be (a record among the group's own
+/// pending writes): read first.
+fn guarded(
+    core: &Core,
+    tx: &mut WriteTx<'_>,
+    requests: &[RevealRequest],
+) -> Result<Option<GuardedReads>, VaultError> {
+    let guards = requests
+        .iter()
+        .map(|r| {
+            RecordGuard::new(
+                &r.id,
+                r.merchant.get(),
+                *r.token.as_bytes(),
+                r.customer.as_ref().map(|c| c.as_str().to_owned()),
+                r.now.unix_timestamp(),
+            )
+        })
+        .collect();
+    let Some(reads) = tx.read_as_committed(guards) else {
+        return Ok(None);
+    };
+    let granted: Result<(), VaultError> = Ok(());
+    let drafts: Vec<_> = requests
+        .iter()
+        .map(|r| reveal_draft(&r.actor, &r.token, &granted))
+        .collect();
+    core.append_audits(tx, &drafts)?;
+    Ok(Some(reads))
+}
+
+/// The cards of a guarded group, once it is durable: each record as the database read it,
+/// decided again in full (a record the database passed may still fail to open: it was altered).
+/// A refusal here contradicts the entry written as granted: a second entry naming it is queued.
+fn opened(
+    core: &Arc<Core>,
+    header: &HeaderReader,
+    requests: &[RevealRequest],
+    values: Option<Vec<Vec<u8>>>,
+) -> Vec<Result<RevealedCard, VaultError>> {
+    let Some(values) = values else {
+        return requests
+            .iter()
+            .map(|_| Err(VaultError::Store(StoreError::Closed)))
+            .collect();
+    };
+    requests
+        .iter()
+        .zip(values)
+        .map(|(r, value)| {
+            let read = StoredRecord::decode(&value).map(Some);
+            // Sealed under a data key another daemon made: follow the stored header.
+            let loaded = core.open_live(read, r.merchant, &r.token, r.now, || {
+                core.follow_stored(&header.read()?).map(drop)
+            });
+            let result = revealed(loaded, r.customer.as_ref());
+            if result.is_err() {
+                core.correct(reveal_draft(&r.actor, &r.token, &result));
+            }
+            result
+        })
+        .collect()
 }
 
 /// Reads the records of `requests` (one round trip), decides each reveal and appends their audit

@@ -283,6 +283,127 @@ fn reveals_read_in_their_group_decide_and_record_every_outcome() {
     assert_eq!(logged, expected);
 }
 
+/// A group of reveals that all go through reads its records as it commits (one statement: the
+/// guards), including a record sealed under a data key this daemon has not loaded yet (it follows
+/// the stored header, and does not fail); each entry says granted.
+#[test]
+fn reveals_that_all_go_through_are_read_as_their_group_commits() {
+    let p = pair();
+    let m = merchant(890490);
+    let customer = CustomerId::parse("cust-1").expect("customer");
+    let plain = mint(&p.a, m, "4242424242424242");
+    let bound =
+        p.a.tokenize(
+            m,
+            card("5555555555554444", "3012"),
+            TokenizeOptions {
+                customer: Some(customer.clone()),
+                ..TokenizeOptions::default()
+            },
+        )
+        .expect("tokenize")
+        .token;
+    p.a.rotate_key().expect("rotate");
+    let rotated = mint(&p.a, m, "378282246310005");
+    let before = p.b.stats().store;
+    let asks = [
+        (plain, None, "4242424242424242"),
+        (bound, Some(customer), "5555555555554444"),
+        (rotated, None, "378282246310005"),
+    ];
+    for (token, customer, pan) in &asks {
+        let card = p.b.reveal(m, token, customer.as_ref()).expect("reveal");
+        assert_eq!(card.pan.expose_digits(), *pan);
+    }
+    let after = p.b.stats().store;
+    assert_eq!(
+        after.guarded - before.guarded,
+        3,
+        "one guarded group per reveal"
+    );
+    assert_eq!(after.guard_misses, before.guard_misses);
+    for (token, _, _) in &asks {
+        assert_eq!(reveal_outcomes(&p.b, token), [AuditOutcome::Ok]);
+    }
+}
+
+/// A refused reveal fails its group's guards: the group runs again reading first and records the
+/// refusal as it is. The next group reads first too, and the one after a group whose reveals all
+/// went through is guarded again.
+#[test]
+fn a_refused_reveal_is_recorded_as_refused_and_guards_resume_after_a_clean_group() {
+    let p = pair();
+    let m = merchant(890490);
+    let token = mint(&p.a, m, "4242424242424242");
+    let unknown = Token::from_bytes([7; 24]);
+    let before = p.b.stats().store;
+    assert!(matches!(
+        p.b.reveal(m, &unknown, None),
+        Err(VaultError::NotFound)
+    ));
+    let missed = p.b.stats().store;
+    assert_eq!(missed.guard_misses - before.guard_misses, 1);
+    assert_eq!(missed.guarded, before.guarded);
+    // Read first: no guard.
+    p.b.reveal(m, &token, None).expect("reveal");
+    assert_eq!(p.b.stats().store.guarded, before.guarded);
+    // Guarded again.
+    p.b.reveal(m, &token, None).expect("reveal");
+    assert_eq!(p.b.stats().store.guarded, before.guarded + 1);
+    assert_eq!(
+        reveal_outcomes(&p.b, &unknown),
+        [AuditOutcome::Denied("not_found".into())]
+    );
+    assert_eq!(
+        reveal_outcomes(&p.b, &token),
+        [AuditOutcome::Ok, AuditOutcome::Ok]
+    );
+}
+
+/// The one check the database cannot make is the card opening. A record altered in the database
+/// so that its card no longer opens passes the guards, so its entry is written as granted; the
+/// card is refused (an integrity failure, nothing handed out) and an entry naming the failure
+/// follows within seconds. The log still verifies.
+#[test]
+fn a_card_that_does_not_open_after_its_entry_was_written_is_refused_and_the_entry_corrected() {
+    let p = pair();
+    let m = merchant(890490);
+    let token = mint(&p.a, m, "4242424242424242");
+    // The sealed card's last byte (its tag) flipped: the fields the guards compare are intact.
+    p.db.execute(
+        "UPDATE cardvault_record SET value = \
+         set_byte(value, length(value) - 1, get_byte(value, length(value) - 1) # 1)",
+    );
+    let before = p.b.stats().store;
+    let refused = p.b.reveal(m, &token, None);
+    assert!(matches!(refused, Err(VaultError::Integrity)), "{refused:?}");
+    assert_eq!(p.b.stats().store.guarded, before.guarded + 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reveal_outcomes(&p.b, &token).len() < 2 {
+        assert!(Instant::now() < deadline, "no correcting entry");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let entries: Vec<_> =
+        p.b.audit_after(0, 1_000)
+            .expect("b's chain")
+            .into_iter()
+            .filter(|e| e.action == AuditAction::Reveal && e.token == Some(token))
+            .collect();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0].outcome, AuditOutcome::Ok);
+    assert_eq!(entries[1].outcome, AuditOutcome::Error);
+    assert!(
+        entries[1]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("corrects the granted entry")),
+        "{:?}",
+        entries[1].detail
+    );
+    let report = p.b.audit_verify().expect("verify");
+    assert!(report.is_ok(), "{report:?}");
+}
+
 /// A reveal whose record cannot be read in its group is answered with the error and recorded as
 /// failed, like a reveal whose own read fails elsewhere: the group's other writes (the entries)
 /// still commit.

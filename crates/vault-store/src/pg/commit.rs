@@ -21,6 +21,14 @@
 //! A failed check is told apart from a missing writer row (below) by one more read, on the
 //! failure path only.
 //!
+//! **Guards** ([`RecordGuard`](crate::RecordGuard)): token records the group reads as it
+//! commits. One more part selects them, keeping the rows whose fields at their offsets in the
+//! record layout (version byte, merchant and token, customer) and whose keep-until column are as
+//! the guard expects; the final `SELECT` takes the logarithm of zero (a different error from the
+//! checks') unless it kept one row per guard, and returns their values. A reveal's read and its
+//! audit entry's commit are so one round trip. A guard that fails rolls the group back as
+//! [`ConflictKind::Guard`].
+//!
 //! A failed check, a unique violation, a serialisation failure or a deadlock rolls the group back
 //! as [`ConflictKind::Raced`]: the committer runs it again on fresh reads.
 //!
@@ -42,7 +50,11 @@ use super::{
     sql::{self, TableSql},
     tables::{Derived, OTHER, Route, TableId, route, tables},
 };
-use crate::{ConflictKind, StoreError, StoredRecord, Structure, Unavailable, engine::Group};
+use crate::{
+    ConflictKind, StoreError, StoredRecord, Structure, Unavailable,
+    engine::{Group, RecordGuard},
+    record::guard_layout,
+};
 
 /// What one group does to one table.
 #[derive(Default)]
@@ -98,10 +110,63 @@ pub(crate) struct Plan {
     /// A new store format version (never in a group today; kept for completeness).
     version: Option<Vec<u8>>,
     records_delta: i64,
+    guards: Guards,
+}
+
+/// The group's [`RecordGuard`]s, column-wise: the keys in the record table, the bytes expected at
+/// the identity and customer offsets, and the times the records must outlive.
+#[derive(Default)]
+struct Guards {
+    keys: Vec<Vec<u8>>,
+    identity: Vec<Vec<u8>>,
+    customer: Vec<Vec<u8>>,
+    now: Vec<i64>,
+}
+
+impl Guards {
+    fn new(guards: &[RecordGuard]) -> Result<Self, StoreError> {
+        let mut out = Self::default();
+        for g in guards {
+            let (Route::Table(t), k) = route(&g.key) else {
+                return Err(StoreError::Corrupt(Structure::ReservedKey));
+            };
+            if !tables()[t.0].keep_until {
+                // Only token records (the table with a keep-until column) are guarded.
+                return Err(StoreError::Corrupt(Structure::ReservedKey));
+            }
+            out.keys.push(k.to_vec());
+            out.identity
+                .push(guard_layout::identity(g.merchant, &g.token));
+            // A customer id no record can hold: a length byte no record has, so the guard fails.
+            out.customer.push(
+                guard_layout::customer(g.customer.as_deref()).unwrap_or_else(|| vec![u8::MAX]),
+            );
+            out.now.push(g.now);
+        }
+        Ok(out)
+    }
+}
+
+/// The part that reads the guarded records: `$1` keys, `$2` identities, `$3` customer fields,
+/// `$4` times; a row (guard's position from 1, stored value) per guard that holds.
+fn guard_sql(table: &str) -> String {
+    format!(
+        "SELECT g.i, r.value FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::int8[]) \
+         WITH ORDINALITY AS g(k, id, cu, t, i) JOIN {table} r ON r.key = g.k \
+         WHERE substring(r.value FROM 1 FOR 1) = '\\x{:02x}'::bytea \
+         AND substring(r.value FROM {} FOR 32) = g.id \
+         AND substring(r.value FROM {} FOR length(g.cu)) = g.cu \
+         AND length(r.value) > {} + length(g.cu) AND r.keep_until > g.t",
+        guard_layout::VERSION,
+        guard_layout::IDENTITY_AT + 1,
+        guard_layout::CUSTOMER_AT + 1,
+        guard_layout::CUSTOMER_AT,
+    )
 }
 
 impl Plan {
     pub(crate) fn new(group: Group) -> Result<Self, StoreError> {
+        let guards = Guards::new(&group.guards)?;
         let mut checks: HashMap<Vec<u8>, Option<Vec<u8>>> = group
             .checks
             .into_iter()
@@ -169,6 +234,7 @@ impl Plan {
             tables,
             version,
             records_delta: group.records_delta,
+            guards,
         })
     }
 }
@@ -182,6 +248,9 @@ fn is_stray(key: &[u8]) -> bool {
 /// by zero, so it fails and its transaction is rolled back.
 const CHECK_FAILED: SqlState = SqlState::DIVISION_BY_ZERO;
 
+/// What a group commit fails with when one of its guards does not hold: the logarithm of zero.
+const GUARD_FAILED: SqlState = SqlState::INVALID_ARGUMENT_FOR_LOG;
+
 /// The group's one statement being built: each write or check is a `WITH` part, the parts'
 /// parameters numbered one after the other, and the checks joined in the final `SELECT`.
 #[derive(Default)]
@@ -189,6 +258,8 @@ struct Statement<'a> {
     parts: Vec<String>,
     params: Params<'a>,
     checks: Vec<String>,
+    /// The part reading guarded records, and the check that it read one row per guard.
+    guarded: Option<(String, String)>,
 }
 
 impl<'a> Statement<'a> {
@@ -228,13 +299,29 @@ impl<'a> Statement<'a> {
             .push(format!("(SELECT count(*) FROM {name}) = 1"));
     }
 
-    /// `WITH` the parts, `SELECT` 1 if every check holds and a division by zero if not.
+    /// The part reading the guarded records (`$1` keys first); returned by the statement.
+    fn guarded(&mut self, sql: &str, params: Params<'a>) {
+        let first = self.params.len() + 1;
+        let name = self.part(sql, params);
+        let check = format!("(SELECT count(*) FROM {name}) = cardinality(${first}::bytea[])");
+        self.guarded = Some((name, check));
+    }
+
+    /// `WITH` the parts, `SELECT` 1 if every check holds and a division by zero if not. With
+    /// guards, also the logarithm of zero unless every guard held, and a row per guarded record
+    /// (its position, its value). Both columns of the checks are named in the outer `SELECT`, so
+    /// the planner cannot drop them unevaluated.
     fn text(&self) -> String {
-        format!(
-            "WITH {} SELECT 1 / ({})::int",
-            self.parts.join(", "),
-            self.checks.join(" AND ")
-        )
+        let parts = self.parts.join(", ");
+        let checks = self.checks.join(" AND ");
+        match &self.guarded {
+            None => format!("WITH {parts} SELECT 1 / ({checks})::int"),
+            Some((name, held)) => format!(
+                "WITH {parts} SELECT c.ok, c.held, g.i, g.value FROM \
+                 (SELECT 1 / ({checks})::int AS ok, ln(({held})::int) AS held) c \
+                 LEFT JOIN {name} g ON true"
+            ),
+        }
     }
 }
 
@@ -261,9 +348,21 @@ fn renumber(sql: &str, by: usize) -> String {
 /// Runs `plan` for writer `writer` as one statement, so one transaction in one round trip: the
 /// writes and checks of every table and the writer's counts are parts of one `WITH`, and the
 /// final `SELECT` fails (a division by zero) unless every check held. A statement is atomic on
-/// its own, so nothing else is needed to commit all of it or none.
-pub(crate) async fn run(c: &ClientWrapper, plan: &Plan, writer: i64) -> Result<(), Fail> {
+/// its own, so nothing else is needed to commit all of it or none. Returns the values of the
+/// guarded records, in the order of the guards.
+pub(crate) async fn run(c: &ClientWrapper, plan: &Plan, writer: i64) -> Result<Vec<Vec<u8>>, Fail> {
     let mut q = Statement::default();
+    let g = &plan.guards;
+    if !g.keys.is_empty() {
+        let table = tables()
+            .iter()
+            .find(|t| t.keep_until)
+            .map_or("", |t| t.name);
+        q.guarded(
+            &guard_sql(table),
+            vec![&g.keys, &g.identity, &g.customer, &g.now],
+        );
+    }
     for (t, w) in &plan.tables {
         let s: &TableSql = sql::of(*t);
         let ku = tables()[t.0].keep_until;
@@ -311,8 +410,8 @@ pub(crate) async fn run(c: &ClientWrapper, plan: &Plan, writer: i64) -> Result<(
         // Found closed before the group was sent.
         return Err(Fail::Retry);
     }
-    let e = match c.execute(&stmt, &q.params).await {
-        Ok(_) => return Ok(()),
+    let e = match c.query(&stmt, &q.params).await {
+        Ok(rows) => return Ok(guarded_values(&rows, g.keys.len())),
         Err(e) => e,
     };
     let error = match from_pg(&e) {
@@ -325,10 +424,36 @@ pub(crate) async fn run(c: &ClientWrapper, plan: &Plan, writer: i64) -> Result<(
             });
         }
         _ if e.code() == Some(&CHECK_FAILED) => failed_check(c, writer).await?,
+        _ if e.code() == Some(&GUARD_FAILED) => StoreError::Conflict(ConflictKind::Guard),
         error => error,
     };
     // The statement failed, so nothing of it was committed; the connection is idle.
     Err(Fail::stop(error))
+}
+
+/// The values of `n` guarded records from the statement's rows (position from 1, value), in the
+/// guards' order. The statement committed only with one row per guard; a position missing all
+/// the same reads as an empty value, which no record decodes from.
+fn guarded_values(rows: &[tokio_postgres::Row], n: usize) -> Vec<Vec<u8>> {
+    let mut values = vec![Vec::new(); n];
+    if n == 0 {
+        return values;
+    }
+    for row in rows {
+        let (Ok(Some(i)), Ok(Some(value))) = (
+            row.try_get::<_, Option<i64>>(2),
+            row.try_get::<_, Option<Vec<u8>>>(3),
+        ) else {
+            continue;
+        };
+        if let Some(slot) = usize::try_from(i)
+            .ok()
+            .and_then(|i| values.get_mut(i.wrapping_sub(1)))
+        {
+            *slot = value;
+        }
+    }
+    values
 }
 
 /// What a failed check means: raced by another writer, unless this writer's own row is gone (the
@@ -360,7 +485,7 @@ fn rows(r: &Rows, keep_until: bool) -> Params<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Statement, renumber};
+    use super::{Statement, guard_sql, renumber};
 
     #[test]
     fn parts_number_their_parameters_one_after_the_other() {
@@ -386,6 +511,43 @@ mod tests {
              p3 AS (UPDATE w SET n = $6 WHERE id = $7 RETURNING 1) \
              SELECT 1 / ((SELECT count(*) FROM p1) = cardinality($3::bytea[]) \
              AND NOT EXISTS (SELECT FROM p2) AND (SELECT count(*) FROM p3) = 1)::int"
+        );
+    }
+
+    #[test]
+    fn a_guarded_statement_returns_the_records_and_names_both_checks_so_neither_is_dropped() {
+        let (a, t) = (vec![vec![1u8]], vec![1i64]);
+        let mut q = Statement::default();
+        q.guarded(&guard_sql("cardvault_record"), vec![&a, &a, &a, &t]);
+        q.write("INSERT x ($1, $2)", vec![&a, &a]);
+        q.one("UPDATE w SET n = 1 WHERE id = $1 RETURNING 1", vec![&t]);
+        let text = q.text();
+        assert!(
+            text.ends_with(
+                "SELECT c.ok, c.held, g.i, g.value FROM \
+                 (SELECT 1 / ((SELECT count(*) FROM p2) = 1)::int AS ok, \
+                 ln(((SELECT count(*) FROM p0) = cardinality($1::bytea[]))::int) AS held) c \
+                 LEFT JOIN p0 g ON true"
+            ),
+            "{text}"
+        );
+        // The layout offsets, 1-based in SQL: version byte, merchant and token, customer.
+        let part = guard_sql("cardvault_record");
+        assert!(
+            part.contains(r"substring(r.value FROM 1 FOR 1) = '\x01'::bytea"),
+            "{part}"
+        );
+        assert!(
+            part.contains("substring(r.value FROM 3 FOR 32) = g.id"),
+            "{part}"
+        );
+        assert!(
+            part.contains("substring(r.value FROM 75 FOR length(g.cu)) = g.cu"),
+            "{part}"
+        );
+        assert!(
+            part.contains("length(r.value) > 74 + length(g.cu)"),
+            "{part}"
         );
     }
 }

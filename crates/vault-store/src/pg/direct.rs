@@ -26,6 +26,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::{Inner, errors, errors::Fail};
 use crate::{StoreError, Unavailable};
 
+/// Run on the committer's connection once connected (see `Direct::connect`).
+const GENERIC_PLANS: &str = "SET plan_cache_mode = force_generic_plan";
+
 /// How long a connection may sit unused before it is checked before use.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
@@ -153,14 +156,22 @@ impl Direct {
     }
 
     async fn connect(&self) -> Result<ClientWrapper, StoreError> {
-        let attempt = self.config.connect(self.tls.clone());
+        let attempt = async {
+            let (client, connection) = self.config.connect(self.tls.clone()).await?;
+            let task = tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            // A group commit is one prepared statement of many parts over arrays. Left to
+            // choose (`auto`), the server may plan it anew for each execution, for the arrays at
+            // hand; its generic plan (index lookups per array element) is as good for any size,
+            // and planning once per connection measured 5-16% more reveals per second
+            // (docs/benchmarks.md). An engine without the setting (older than PostgreSQL 12)
+            // refuses it and keeps its default.
+            let _ = client.simple_query(GENERIC_PLANS).await;
+            Ok::<_, tokio_postgres::Error>(ClientWrapper::new(client, task))
+        };
         match tokio::time::timeout(self.connect_timeout, attempt).await {
-            Ok(Ok((client, connection))) => {
-                let task = tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-                Ok(ClientWrapper::new(client, task))
-            }
+            Ok(Ok(client)) => Ok(client),
             Ok(Err(e)) => Err(errors::from_connect(&e)),
             Err(_) => Err(StoreError::Unavailable(Unavailable::Connect)),
         }

@@ -548,20 +548,20 @@ impl Engine for PgEngine {
 
     /// On the committer's own connection when called outside a tokio runtime (the committer
     /// thread), through the engine's runtime otherwise.
-    fn commit(&self, group: Group) -> Result<(), StoreError> {
+    fn commit(&self, group: Group) -> Result<Vec<Vec<u8>>, StoreError> {
         let writer = self.writer()?;
         let plan = commit::Plan::new(group)?;
         let direct = self.direct.run(&self.inner, Use::Commit, async |c| {
             commit::run(c, &plan, writer).await
         });
-        match direct {
+        let guarded = match direct {
             Some(r) => r?,
             None => self.call(|inner| async move {
                 with_client!(&inner, |c| commit::run(&c, &plan, writer).await)
             })?,
-        }
+        };
         self.commits.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Ok(guarded)
     }
 
     fn read_header(&self) -> Result<Vec<u8>, StoreError> {

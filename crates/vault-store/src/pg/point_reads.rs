@@ -291,6 +291,7 @@ mod tests {
                 previous: 0,
                 ops,
                 checks: Vec::new(),
+                guards: Vec::new(),
                 records_delta: 0,
             })
             .expect("commit");

@@ -73,9 +73,9 @@ mod faulty {
             }
             rows
         }
-        fn commit(&self, sled: &SledEngine, group: Group) -> Result<(), StoreError> {
+        fn commit(&self, sled: &SledEngine, group: Group) -> Result<Vec<Vec<u8>>, StoreError> {
             match self {
-                Fault::Forgetful => Ok(()),
+                Fault::Forgetful => Ok(Vec::new()),
                 Fault::Reversed => sled.commit(group),
             }
         }

@@ -36,6 +36,7 @@ fn group(ops: Vec<(Vec<u8>, Option<Vec<u8>>)>, checks: Vec<Check>, records_delta
         previous: 0,
         ops: all,
         checks,
+        guards: Vec::new(),
         records_delta,
     }
 }
@@ -159,7 +160,7 @@ fn racing_checks_on_one_key_let_exactly_one_engine_commit() {
                 })
             })
             .collect();
-        let outcomes: Vec<Result<(), StoreError>> = racers
+        let outcomes: Vec<Result<Vec<Vec<u8>>, StoreError>> = racers
             .into_iter()
             .map(|r| r.join().expect("racer"))
             .collect();

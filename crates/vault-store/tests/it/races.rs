@@ -19,7 +19,7 @@ const HOT: &[u8] = b"x-hot";
 struct Contended;
 
 impl Twist for Contended {
-    fn commit(&self, sled: &SledEngine, group: Group) -> Result<(), StoreError> {
+    fn commit(&self, sled: &SledEngine, group: Group) -> Result<Vec<Vec<u8>>, StoreError> {
         if group.ops.iter().any(|(k, _)| k == HOT) {
             return Err(StoreError::Conflict(ConflictKind::Raced));
         }

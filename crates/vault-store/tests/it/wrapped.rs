@@ -14,7 +14,7 @@ pub(crate) trait Twist: std::fmt::Debug + Send + Sync + 'static {
     fn scan(&self, rows: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u8>)> {
         rows
     }
-    fn commit(&self, sled: &SledEngine, group: Group) -> Result<(), StoreError> {
+    fn commit(&self, sled: &SledEngine, group: Group) -> Result<Vec<Vec<u8>>, StoreError> {
         sled.commit(group)
     }
 }
@@ -41,7 +41,7 @@ impl<T: Twist> Engine for Wrapped<T> {
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         Ok(self.1.scan(self.0.scan(start, end, limit)?))
     }
-    fn commit(&self, group: Group) -> Result<(), StoreError> {
+    fn commit(&self, group: Group) -> Result<Vec<Vec<u8>>, StoreError> {
         self.1.commit(&self.0, group)
     }
     fn read_header(&self) -> Result<Vec<u8>, StoreError> {
