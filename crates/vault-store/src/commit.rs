@@ -692,18 +692,11 @@ impl Committer {
                     self.stats.races.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                // A record read as the group committed was not as a job expected, or the
-                // statement that read it failed (and so committed nothing): the jobs run again
-                // and read first (a job guards only on its first run), so once is enough. A read
-                // that fails then fails only the jobs that made it, as without guards.
-                Err(
-                    e @ (StoreError::Conflict(ConflictKind::Guard)
-                    | StoreError::Engine(_)
-                    | StoreError::Db(_)),
-                ) if guarded && !guarded_again => {
-                    if matches!(e, StoreError::Conflict(_)) {
-                        self.stats.guard_misses.fetch_add(1, Ordering::Relaxed);
-                    }
+                // A record read as the group committed was not as a job expected (or the server
+                // refused the statement that read it): nothing was written. The jobs run again and
+                // read first (a job guards only on its first run), so once is enough.
+                Err(StoreError::Conflict(ConflictKind::Guard)) if !guarded_again => {
+                    self.stats.guard_misses.fetch_add(1, Ordering::Relaxed);
                     guarded_again = true;
                     continue;
                 }
@@ -745,6 +738,11 @@ impl Committer {
             // A write already failed in the database or the log: nothing more is accepted until
             // the store is reopened (which replays or cuts the log).
             return Err(StoreError::Failed);
+        }
+        if tx.header.is_some() && !tx.guards.is_empty() {
+            // The header is written before the group, so a guard failing after it would run a
+            // key change twice: such a group runs again without guards instead.
+            return Err(StoreError::Conflict(ConflictKind::Guard));
         }
         match &tx.header {
             Some((Some(previous), header)) => self.engine.replace_header(previous, header)?,

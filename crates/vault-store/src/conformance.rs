@@ -514,7 +514,8 @@ pub fn conditional_writes(h: &mut impl Harness) {
 /// Records read as the group commits ([`RecordGuard`](crate::RecordGuard)): a group whose guards
 /// hold commits and hands back the stored values, in the guards' order; one guard that does not
 /// hold (missing, another merchant's or token's, another customer, none where one is bound,
-/// expired at its time) refuses the whole group as [`ConflictKind::Guard`] and writes nothing.
+/// expired at its time) refuses the whole group as [`ConflictKind::Guard`] and writes nothing; so
+/// does a guarded group that also changes the key header.
 pub fn guarded_reads(h: &mut impl Harness) {
     use crate::RecordGuard;
     let store = h.create(b"hdr", opts());
@@ -619,6 +620,19 @@ pub fn guarded_reads(h: &mut impl Harness) {
         );
         assert_eq!(store.get_raw(b"Mrefused").expect("get"), None, "{what}");
     }
+    // A key header change is written before the group: never with guards, which could fail
+    // after it (the group is refused before the header is touched, and runs again).
+    let guards = vec![guard(1, &plain)];
+    let r = store.write(move |tx| {
+        let reads = tx.read_as_committed(guards.clone()).expect("not pending");
+        tx.put_header(b"hdr2".to_vec());
+        Ok::<_, StoreError>(reads)
+    });
+    assert!(
+        matches!(r, Err(StoreError::Conflict(ConflictKind::Guard))),
+        "{r:?}"
+    );
+    assert_eq!(store.header().expect("header"), b"hdr");
     // A record the group itself writes cannot be guarded: the job is told to read instead.
     let pending = store
         .write(move |tx| {

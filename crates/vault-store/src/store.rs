@@ -41,8 +41,9 @@ pub struct StoreStats {
     /// Groups committed since open that read token records as they committed (a shared vault's
     /// reveals: read and audit entries in one round trip).
     pub guarded: u64,
-    /// Groups refused since open because such a record was not as expected (a reveal refused:
-    /// the group ran again, reading first).
+    /// Groups refused since open because such a record was not as expected (a reveal refused),
+    /// the statement reading it failed, or the group also changed the key header: each ran again,
+    /// reading first.
     pub guard_misses: u64,
     /// Device syncs performed by group commits since open (one log `fdatasync` per group under
     /// `Sync`, one sled flush per group under `Flush`).

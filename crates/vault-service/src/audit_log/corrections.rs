@@ -2,10 +2,10 @@
 //! reveal's entry is written as granted in the statement that reads its record, and the card is
 //! opened once that is durable. A card that then does not open (the record was altered in the
 //! database) is refused, and an entry naming that refusal, for the same token and actor, is
-//! queued here: the key follower thread writes it within a second (`key_follow.rs`), so a
-//! reader of the log sees the granted entry followed by the refusal. Nothing was handed out; a
-//! process that stops before then leaves only the granted entry (an over-report, never an
-//! under-report).
+//! queued here: the key follower thread writes it, normally within a second (`key_follow.rs`;
+//! retried there until written), and so does closing the vault, so a reader of the log sees the
+//! granted entry followed by the refusal. Nothing was handed out; a process killed before then
+//! leaves only the granted entry (an over-report, never an under-report).
 
 use crate::{
     VaultError,
@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// The detail of a correcting entry.
-const CORRECTS: &str = "corrects the granted entry before it: the card did not open";
+const CORRECTS: &str = "corrects the granted entry before it: the card was not handed out";
 
 impl Core {
     /// Queues the entry of a guarded reveal refused after its entry was written as granted.
@@ -40,5 +40,21 @@ impl Inner {
             queued.extend(later);
         }
         result
+    }
+}
+
+impl Drop for Inner {
+    /// Queues the corrections still waiting, without waiting for them: the store, dropped right
+    /// after, lets its committer finish every queued group before it stops.
+    fn drop(&mut self) {
+        let drafts = std::mem::take(&mut *self.core.audit_corrections.lock());
+        if drafts.is_empty() {
+            return;
+        }
+        let core = self.core.clone();
+        self.store.submit_exempt(
+            move |tx| core.append_audits(tx, &drafts),
+            |_: Result<(), VaultError>| {},
+        );
     }
 }

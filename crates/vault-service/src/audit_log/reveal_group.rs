@@ -25,7 +25,8 @@
 //! The one outcome the database cannot check is the card opening (its seal is checked in the
 //! daemon): a record altered in the database so that its card no longer opens is refused as an
 //! integrity failure after its entry was written as granted, and a second entry, naming the
-//! failure, follows (`audit_log/corrections.rs`).
+//! refusal, follows (`audit_log/corrections.rs`); so does any other refusal at that stage (the
+//! stored key header unreadable while following a new data key).
 //!
 //! The job may run again (another daemon raced a write in its group): it then reads and
 //! decides anew, on fresh reads, for the same requests it took on its first run. Dropped unrun
@@ -207,12 +208,17 @@ fn opened(
         .iter()
         .zip(values)
         .map(|(r, value)| {
-            let read = StoredRecord::decode(&value).map(Some);
-            // Sealed under a data key another daemon made: follow the stored header.
-            let loaded = core.open_live(read, r.merchant, &r.token, r.now, || {
-                core.follow_stored(&header.read()?).map(drop)
-            });
-            let result = revealed(loaded, r.customer.as_ref());
+            // On the committer thread, outside the job (whose panics the committer catches): a
+            // panic on bytes from the database must not take the committer down.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let read = StoredRecord::decode(&value).map(Some);
+                // Sealed under a data key another daemon made: follow the stored header.
+                let loaded = core.open_live(read, r.merchant, &r.token, r.now, || {
+                    core.follow_stored(&header.read()?).map(drop)
+                });
+                revealed(loaded, r.customer.as_ref())
+            }))
+            .unwrap_or(Err(VaultError::Integrity));
             if result.is_err() {
                 core.correct(reveal_draft(&r.actor, &r.token, &result));
             }

@@ -401,11 +401,13 @@ pub(crate) async fn run(c: &ClientWrapper, plan: &Plan, writer: i64) -> Result<V
         q.write(sql::META_PUT, vec![&version_name, v]);
     }
     q.one(sql::WRITER_ADD, vec![&plan.records_delta, &writer]);
+    let guarded = !g.keys.is_empty();
     // Prepared once per connection and shape of group.
-    let stmt = c
-        .prepare_cached(&q.text())
-        .await
-        .map_err(|e| super::reads::fail(&e))?;
+    let stmt = match c.prepare_cached(&q.text()).await {
+        Ok(stmt) => stmt,
+        Err(e) if guarded && e.code().is_some() => return Err(Fail::stop(guard_refused())),
+        Err(e) => return Err(super::reads::fail(&e)),
+    };
     if c.is_closed() {
         // Found closed before the group was sent.
         return Err(Fail::Retry);
@@ -424,11 +426,21 @@ pub(crate) async fn run(c: &ClientWrapper, plan: &Plan, writer: i64) -> Result<V
             });
         }
         _ if e.code() == Some(&CHECK_FAILED) => failed_check(c, writer).await?,
-        _ if e.code() == Some(&GUARD_FAILED) => StoreError::Conflict(ConflictKind::Guard),
+        _ if e.code() == Some(&GUARD_FAILED) => guard_refused(),
+        // Refused by the server (a table missing, ...): nothing was committed.
+        StoreError::Engine(_) if guarded && e.code().is_some() => guard_refused(),
         error => error,
     };
     // The statement failed, so nothing of it was committed; the connection is idle.
     Err(Fail::stop(error))
+}
+
+/// What a guarded group fails with when a guard does not hold, or when the server refuses the
+/// statement that reads the guarded records (nothing of it was committed): the committer runs it
+/// again once, its jobs reading first, so that a read that fails fails only the jobs that made it,
+/// as without guards.
+fn guard_refused() -> StoreError {
+    StoreError::Conflict(ConflictKind::Guard)
 }
 
 /// The values of `n` guarded records from the statement's rows (position from 1, value), in the
