@@ -170,6 +170,21 @@ fn render_store(out: &mut String, vault: &Vault) {
         "# HELP cardvault_store_size_bytes Bytes on disk.\n# TYPE cardvault_store_size_bytes gauge\ncardvault_store_size_bytes {}",
         s.size_on_disk
     );
+    let _ = writeln!(
+        out,
+        "# HELP cardvault_store_races_total Group commits run again because another daemon on the database changed what they read.\n# TYPE cardvault_store_races_total counter\ncardvault_store_races_total {}",
+        s.races
+    );
+    let _ = writeln!(
+        out,
+        "# HELP cardvault_store_guarded_groups_total Group commits that read their reveals' records as they committed (one round trip; shared vaults).\n# TYPE cardvault_store_guarded_groups_total counter\ncardvault_store_guarded_groups_total {}",
+        s.guarded
+    );
+    let _ = writeln!(
+        out,
+        "# HELP cardvault_store_guard_misses_total Guarded group commits refused (a reveal refused, or the statement failed) and run again reading first.\n# TYPE cardvault_store_guard_misses_total counter\ncardvault_store_guard_misses_total {}",
+        s.guard_misses
+    );
     out.push_str("# HELP cardvault_store_group_size Writes per group commit.\n# TYPE cardvault_store_group_size histogram\n");
     let mut cumulative = 0;
     for (i, n) in s.group_sizes.buckets.iter().enumerate() {

@@ -92,6 +92,9 @@ async fn health_and_metrics() {
         "cardvault_tokens_stored 1",
         r#"cardvault_store_group_size_bucket{le="+Inf"}"#,
         "cardvault_store_group_size_count",
+        "cardvault_store_races_total ",
+        "cardvault_store_guarded_groups_total ",
+        "cardvault_store_guard_misses_total ",
     ] {
         assert!(m.contains(want), "missing {want} in\n{m}");
     }
