@@ -3,6 +3,8 @@
 use vault_service::{MerchantId, Scope, Scopes};
 use vault_testkit::{cards::luhn_valid, daemon::TestDaemon};
 
+use crate::idempotency::{post, tokenize};
+
 /// Luhn-valid 16-digit numbers `424242 xxxxxx 4242`, all with the same masked form.
 fn same_mask_pans(n: usize) -> Vec<String> {
     (0..1_000_000u32)
@@ -164,23 +166,6 @@ async fn eleventh_distinct_card_with_one_masked_form_is_refused_and_audited() {
     assert!(!detail.contains(&pans[10]));
 }
 
-/// A POST of `body` to `path` with `Idempotency-Key: idem`.
-async fn post_idempotent(
-    d: &TestDaemon,
-    path: &str,
-    api_key: &str,
-    idem: &str,
-    body: &str,
-) -> vault_testkit::daemon::Resp {
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {api_key}\r\nContent-Type: application/json\r\nIdempotency-Key: {idem}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    vault_testkit::daemon::raw(&d.sock, req.as_bytes())
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replays_cannot_test_cards_past_the_masked_form_limit() {
     // Another service's request, answered under an Idempotency-Key a second key of the
@@ -189,24 +174,31 @@ async fn replays_cannot_test_cards_past_the_masked_form_limit() {
     let d = TestDaemon::start().await;
     let pans = same_mask_pans(12);
     const IDEM: &str = "5b0e8f8a-4c1d-4e2f-9a3b-6c7d8e9f0a1b";
-    let stored = post_idempotent(&d, "/v2/tokens", &d.keys.tokenize, IDEM, &body(&pans[11])).await;
+    let stored = tokenize(&d, Some(IDEM), &body(&pans[11])).await;
     assert_eq!(stored.status, 201, "{}", stored.text());
     let attacker = key(&d, &[Scope::Tokenize]);
     for pan in &pans[..10] {
-        let r = post_idempotent(&d, "/v2/tokens", &attacker, IDEM, &body(pan)).await;
+        let r = post(&d, "/v2/tokens", &attacker, Some(IDEM), &body(pan)).await;
         assert_eq!(r.status, 409, "{}", r.text());
     }
     // The right card, as the eleventh distinct one: refused by the limit, not replayed.
-    let r = post_idempotent(&d, "/v2/tokens", &attacker, IDEM, &body(&pans[11])).await;
+    let r = post(&d, "/v2/tokens", &attacker, Some(IDEM), &body(&pans[11])).await;
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(r.header("idempotent-replayed"), None);
     // The same for a batch.
     let batch = |pan: &str| format!(r#"{{"items":[{}]}}"#, body(pan));
-    let r = post_idempotent(&d, "/v2/tokens/batch", &attacker, IDEM, &batch(&pans[11])).await;
+    let r = post(
+        &d,
+        "/v2/tokens/batch",
+        &attacker,
+        Some(IDEM),
+        &batch(&pans[11]),
+    )
+    .await;
     assert_eq!(r.status, 429, "{}", r.text());
     // The service that stored the answer still gets its replay (its card is counted under
     // its own key, where it is no new card).
-    let again = post_idempotent(&d, "/v2/tokens", &d.keys.tokenize, IDEM, &body(&pans[11])).await;
+    let again = tokenize(&d, Some(IDEM), &body(&pans[11])).await;
     assert_eq!(again.status, 201, "{}", again.text());
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
 }

@@ -44,7 +44,8 @@ fn post_bytes(path: &str, api_key: &str, idem: Option<&str>, body: &str) -> Vec<
     bytes
 }
 
-async fn tokenize(d: &TestDaemon, idem: Option<&str>, body: &str) -> Resp {
+/// `POST /v2/tokens` with the tokenize key and an optional `Idempotency-Key`.
+pub(crate) async fn tokenize(d: &TestDaemon, idem: Option<&str>, body: &str) -> Resp {
     post(d, "/v2/tokens", &d.keys.tokenize, idem, body).await
 }
 

@@ -117,6 +117,8 @@ pub(crate) struct Plan {
 /// the identity and customer offsets, and the times the records must outlive.
 #[derive(Default)]
 struct Guards {
+    /// The token records' table (`None` without guards).
+    table: Option<TableId>,
     keys: Vec<Vec<u8>>,
     identity: Vec<Vec<u8>>,
     customer: Vec<Vec<u8>>,
@@ -134,6 +136,7 @@ impl Guards {
                 // Only token records (the table with a keep-until column) are guarded.
                 return Err(StoreError::Corrupt(Structure::ReservedKey));
             }
+            out.table = Some(t);
             out.keys.push(k.to_vec());
             out.identity
                 .push(guard_layout::identity(g.merchant, &g.token));
@@ -145,23 +148,6 @@ impl Guards {
         }
         Ok(out)
     }
-}
-
-/// The part that reads the guarded records: `$1` keys, `$2` identities, `$3` customer fields,
-/// `$4` times; a row (guard's position from 1, stored value) per guard that holds.
-fn guard_sql(table: &str) -> String {
-    format!(
-        "SELECT g.i, r.value FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::int8[]) \
-         WITH ORDINALITY AS g(k, id, cu, t, i) JOIN {table} r ON r.key = g.k \
-         WHERE substring(r.value FROM 1 FOR 1) = '\\x{:02x}'::bytea \
-         AND substring(r.value FROM {} FOR 32) = g.id \
-         AND substring(r.value FROM {} FOR length(g.cu)) = g.cu \
-         AND length(r.value) > {} + length(g.cu) AND r.keep_until > g.t",
-        guard_layout::VERSION,
-        guard_layout::IDENTITY_AT + 1,
-        guard_layout::CUSTOMER_AT + 1,
-        guard_layout::CUSTOMER_AT,
-    )
 }
 
 impl Plan {
@@ -279,11 +265,17 @@ impl<'a> Statement<'a> {
 
     /// A part returning a row per key of its first parameter that held: all must have.
     fn all_of(&mut self, sql: &str, params: Params<'a>) {
+        let (_, check) = self.counted(sql, params);
+        self.checks.push(check);
+    }
+
+    /// Adds `sql` as a part; returns its name and the check that it returned a row per key of
+    /// its first parameter.
+    fn counted(&mut self, sql: &str, params: Params<'a>) -> (String, String) {
         let first = self.params.len() + 1;
         let name = self.part(sql, params);
-        self.checks.push(format!(
-            "(SELECT count(*) FROM {name}) = cardinality(${first}::bytea[])"
-        ));
+        let check = format!("(SELECT count(*) FROM {name}) = cardinality(${first}::bytea[])");
+        (name, check)
     }
 
     /// A part returning a row per key present: none may be.
@@ -301,10 +293,7 @@ impl<'a> Statement<'a> {
 
     /// The part reading the guarded records (`$1` keys first); returned by the statement.
     fn guarded(&mut self, sql: &str, params: Params<'a>) {
-        let first = self.params.len() + 1;
-        let name = self.part(sql, params);
-        let check = format!("(SELECT count(*) FROM {name}) = cardinality(${first}::bytea[])");
-        self.guarded = Some((name, check));
+        self.guarded = Some(self.counted(sql, params));
     }
 
     /// `WITH` the parts, `SELECT` 1 if every check holds and a division by zero if not. With
@@ -353,15 +342,8 @@ fn renumber(sql: &str, by: usize) -> String {
 pub(crate) async fn run(c: &ClientWrapper, plan: &Plan, writer: i64) -> Result<Vec<Vec<u8>>, Fail> {
     let mut q = Statement::default();
     let g = &plan.guards;
-    if !g.keys.is_empty() {
-        let table = tables()
-            .iter()
-            .find(|t| t.keep_until)
-            .map_or("", |t| t.name);
-        q.guarded(
-            &guard_sql(table),
-            vec![&g.keys, &g.identity, &g.customer, &g.now],
-        );
+    if let Some(guarded) = g.table.and_then(|t| sql::of(t).guarded.as_deref()) {
+        q.guarded(guarded, vec![&g.keys, &g.identity, &g.customer, &g.now]);
     }
     for (t, w) in &plan.tables {
         let s: &TableSql = sql::of(*t);
@@ -497,7 +479,8 @@ fn rows(r: &Rows, keep_until: bool) -> Params<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Statement, guard_sql, renumber};
+    use super::{Statement, renumber};
+    use crate::pg::{sql, tables::tables};
 
     #[test]
     fn parts_number_their_parameters_one_after_the_other() {
@@ -530,7 +513,12 @@ mod tests {
     fn a_guarded_statement_returns_the_records_and_names_both_checks_so_neither_is_dropped() {
         let (a, t) = (vec![vec![1u8]], vec![1i64]);
         let mut q = Statement::default();
-        q.guarded(&guard_sql("cardvault_record"), vec![&a, &a, &a, &t]);
+        let record = tables().iter().position(|t| t.keep_until).expect("records");
+        let part = sql::of(crate::pg::tables::TableId(record))
+            .guarded
+            .clone()
+            .expect("the records' table is guarded");
+        q.guarded(&part, vec![&a, &a, &a, &t]);
         q.write("INSERT x ($1, $2)", vec![&a, &a]);
         q.one("UPDATE w SET n = 1 WHERE id = $1 RETURNING 1", vec![&t]);
         let text = q.text();
@@ -544,7 +532,10 @@ mod tests {
             "{text}"
         );
         // The layout offsets, 1-based in SQL: version byte, merchant and token, customer.
-        let part = guard_sql("cardvault_record");
+        assert!(
+            part.contains("JOIN cardvault_record r ON r.key = g.k"),
+            "{part}"
+        );
         assert!(
             part.contains(r"substring(r.value FROM 1 FOR 1) = '\x01'::bytea"),
             "{part}"

@@ -5,6 +5,7 @@
 use std::{fmt::Write, ops::Bound, sync::OnceLock};
 
 use super::tables::{TableId, tables};
+use crate::record::guard_layout;
 
 /// One table's statements.
 #[derive(Debug)]
@@ -31,6 +32,12 @@ pub(crate) struct TableSql {
     pub(crate) lock_if: String,
     /// A row per key of `$1` that is present (a group expects them absent).
     pub(crate) present: String,
+    /// Token records only (the table with a keep-until column): the records a group reads as it
+    /// commits ([`RecordGuard`](crate::RecordGuard)). `$1` keys, `$2` the merchant and token
+    /// expected, `$3` the customer field expected, `$4` the times the records must outlive; a row
+    /// (the guard's position from 1, the stored value) per guard that holds, compared at the
+    /// fields' offsets in the record layout.
+    pub(crate) guarded: Option<String>,
 }
 
 /// The statements of `table`.
@@ -89,7 +96,24 @@ fn build(t: &str, keep_until: bool) -> TableSql {
              ON {t}.key = u.k AND {t}.value = u.e FOR SHARE OF {t}"
         ),
         present: format!("SELECT 1 FROM {t} WHERE key = ANY($1::bytea[])"),
+        guarded: keep_until.then(|| guarded(t)),
     }
+}
+
+/// [`TableSql::guarded`] of the token records' table `t`.
+fn guarded(t: &str) -> String {
+    format!(
+        "SELECT g.i, r.value FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::int8[]) \
+         WITH ORDINALITY AS g(k, id, cu, t, i) JOIN {t} r ON r.key = g.k \
+         WHERE substring(r.value FROM 1 FOR 1) = '\\x{:02x}'::bytea \
+         AND substring(r.value FROM {} FOR 32) = g.id \
+         AND substring(r.value FROM {} FOR length(g.cu)) = g.cu \
+         AND length(r.value) > {} + length(g.cu) AND r.keep_until > g.t",
+        guard_layout::VERSION,
+        guard_layout::IDENTITY_AT + 1,
+        guard_layout::CUSTOMER_AT + 1,
+        guard_layout::CUSTOMER_AT,
+    )
 }
 
 /// A range scan of `table` between the bounds (on its stored keys), `LIMIT` as the last
