@@ -100,28 +100,17 @@ impl TestDatabase {
     ///
     /// If the query fails.
     pub fn admin_value(&self, sql: &str) -> Option<String> {
-        let (url, sql) = (self.server.clone(), sql.to_owned());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                    .await
-                    .expect("connect to the PostgreSQL test server");
-                let task = tokio::spawn(connection);
-                let rows = client.simple_query(&sql).await.expect("query");
-                drop(client);
-                let _ = task.await;
-                rows.iter().find_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).map(str::to_owned)),
-                    _ => None,
-                })?
-            })
-        })
-        .join()
-        .expect("the administrative thread panicked")
+        first_value(&self.server, sql)
+    }
+
+    /// The first column of the first row of `sql`, run in this database (`None`: no row, or
+    /// NULL).
+    ///
+    /// # Panics
+    ///
+    /// If the query fails.
+    pub fn value(&self, sql: &str) -> Option<String> {
+        first_value(&self.url(), sql)
     }
 
     /// Takes `LOCK TABLE table IN ACCESS EXCLUSIVE MODE` in this database and holds it for
@@ -234,6 +223,33 @@ fn with_database(url: &str, db: &str) -> String {
         out.push_str(q);
     }
     out
+}
+
+/// The first column of the first row of `sql` on `url` (`None`: no row, or NULL); panics if the
+/// query fails.
+fn first_value(url: &str, sql: &str) -> Option<String> {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect to the PostgreSQL test server");
+            let task = tokio::spawn(connection);
+            let rows = client.simple_query(&sql).await.expect("query");
+            drop(client);
+            let _ = task.await;
+            rows.iter().find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).map(str::to_owned)),
+                _ => None,
+            })?
+        })
+    })
+    .join()
+    .expect("the query's thread panicked")
 }
 
 fn run_sql(url: &str, sql: &str) {

@@ -354,6 +354,35 @@ fn a_group_whose_writer_row_is_gone_is_refused_as_damage() {
     assert_eq!(engine.get(b"Mb").expect("get"), None);
 }
 
+/// The committer's connection compresses large values with lz4 where the server has it (the
+/// audit log's blocks; pglz, the server's default, costs more of the server's time on the
+/// commit path).
+#[test]
+fn large_values_of_a_group_are_compressed_with_lz4_where_the_server_has_it() {
+    let db = TestDatabase::new();
+    let engine = PgEngine::create(&url(&db), b"hdr", &opts()).expect("create");
+    // Compressible, and past the server's 2 KiB threshold for compressing a value.
+    let value: Vec<u8> = (0..4000u32)
+        .map(|i| b"cardvault"[(i % 9) as usize])
+        .collect();
+    engine
+        .commit(group(
+            vec![(b"Mbig".to_vec(), Some(value.clone()))],
+            vec![],
+            0,
+        ))
+        .expect("commit");
+    assert_eq!(engine.get(b"Mbig").expect("get"), Some(value));
+    let method = db.value(
+        "SELECT pg_column_compression(value) FROM cardvault_merchant WHERE key = 'big'::bytea",
+    );
+    let server_has_lz4 = db
+        .value("SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)")
+        .is_some();
+    let expected = if server_has_lz4 { "lz4" } else { "pglz" };
+    assert_eq!(method.as_deref(), Some(expected));
+}
+
 #[test]
 fn counters_are_summed_over_writers() {
     let db = TestDatabase::new();
