@@ -123,15 +123,7 @@ impl TestDatabase {
         let (url, table) = (self.url(), table.to_owned());
         let (locked_tx, locked_rx) = std::sync::mpsc::channel();
         let holder = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                    .await
-                    .expect("connect to the PostgreSQL test server");
-                let task = tokio::spawn(connection);
+            with_client(&url, async |client| {
                 client
                     .batch_execute(&format!(
                         "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
@@ -141,8 +133,6 @@ impl TestDatabase {
                 let _ = locked_tx.send(());
                 tokio::time::sleep(hold).await;
                 client.batch_execute("COMMIT").await.expect("unlock");
-                drop(client);
-                let _ = task.await;
             });
         });
         locked_rx.recv().expect("the lock holder failed");
@@ -230,18 +220,8 @@ fn with_database(url: &str, db: &str) -> String {
 fn first_value(url: &str, sql: &str) -> Option<String> {
     let (url, sql) = (url.to_owned(), sql.to_owned());
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .expect("connect to the PostgreSQL test server");
-            let task = tokio::spawn(connection);
+        with_client(&url, async |client| {
             let rows = client.simple_query(&sql).await.expect("query");
-            drop(client);
-            let _ = task.await;
             rows.iter().find_map(|m| match m {
                 tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).map(str::to_owned)),
                 _ => None,
@@ -250,6 +230,25 @@ fn first_value(url: &str, sql: &str) -> Option<String> {
     })
     .join()
     .expect("the query's thread panicked")
+}
+
+/// Runs `f` with a client connected to `url` (without TLS), on a runtime of its own: call it on
+/// a thread that runs none. Panics if the server cannot be reached.
+fn with_client<T>(url: &str, f: impl AsyncFnOnce(&tokio_postgres::Client) -> T) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the PostgreSQL test server");
+        let task = tokio::spawn(connection);
+        let out = f(&client).await;
+        drop(client);
+        let _ = task.await;
+        out
+    })
 }
 
 fn run_sql(url: &str, sql: &str) {
