@@ -26,12 +26,13 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::{Inner, errors, errors::Fail};
 use crate::{StoreError, Unavailable};
 
-/// Run on the committer's connection once connected, each on its own (see `Direct::connect`): a
-/// server without a setting refuses it and keeps its default.
-const SESSION_SETTINGS: [&str; 2] = [
-    "SET plan_cache_mode = force_generic_plan",
-    "SET default_toast_compression = lz4",
-];
+/// Run on the committer's connection once connected (see `Direct::connect`): each setting the
+/// server offers with that value, the others left out, so that no server refuses the statement
+/// (and logs an error on every connect).
+const SESSION_SETTINGS: &str = "SELECT set_config(w.name, w.value, false) \
+     FROM (VALUES ('plan_cache_mode', 'force_generic_plan'), \
+                  ('default_toast_compression', 'lz4')) AS w(name, value) \
+     JOIN pg_settings s ON s.name = w.name WHERE w.value = ANY(s.enumvals)";
 
 /// How long a connection may sit unused before it is checked before use.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
@@ -169,17 +170,18 @@ impl Direct {
             // arrays. Left to choose (`auto`), the server may plan it anew for each execution,
             // for the arrays at hand; its generic plan (index lookups per array element) is as
             // good for any size, and planning once per connection measured 5-16% more reveals
-            // per second (docs/benchmarks.md). Servers older than PostgreSQL 12 refuse it.
+            // per second (docs/benchmarks.md). Servers older than PostgreSQL 12 lack it.
             //
-            // lz4: each group writes a block of the audit log (about 1-4 KiB of entries), past
-            // the server's 2 KiB threshold for compressing a value; its default method, pglz,
-            // took about 5% of this connection's server process under reveal load, and lz4
-            // packs these blocks as small (2.8 KiB to 1.5 KiB) in a fraction of the time. It
-            // applies to the values this connection writes (reading needs no setting); a server
-            // built without lz4, or older than PostgreSQL 14, refuses it and keeps pglz.
-            for setting in SESSION_SETTINGS {
-                let _ = client.simple_query(setting).await;
-            }
+            // lz4: a group with audit entries writes a block of them (about 1-4 KiB), past the
+            // server's 2 KiB threshold for compressing a value; its default method, pglz, took
+            // about 5% of this connection's server process under reveal load, and lz4 packs
+            // these blocks as small (2.8 KiB to 1.5 KiB) in a fraction of the time. It applies
+            // to the values this connection writes (reading needs no setting); a server built
+            // without lz4, or older than PostgreSQL 14, does not offer it and keeps pglz.
+            //
+            // A server without `pg_settings` (another PostgreSQL-wire engine) refuses the
+            // statement: it keeps its defaults, and the connection serves as before.
+            let _ = client.simple_query(SESSION_SETTINGS).await;
             Ok::<_, tokio_postgres::Error>(ClientWrapper::new(client, task))
         };
         match tokio::time::timeout(self.connect_timeout, attempt).await {
