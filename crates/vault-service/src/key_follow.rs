@@ -59,9 +59,9 @@ impl Inner {
 
     /// Starts the thread that follows the stored key header of a shared vault every
     /// [`KEY_FOLLOW_INTERVAL`], and writes the queued entries correcting guarded reveals
-    /// (`audit_log/corrections.rs`) as often (none for a vault this process owns alone). It holds only a weak
-    /// reference: it ends within one interval after the vault is dropped. Request paths never
-    /// wait on this read (a slow database must not stall them).
+    /// (`audit_log/corrections.rs`) as often (none for a vault this process owns alone). It
+    /// holds only a weak reference: it ends within one interval after the vault is dropped.
+    /// Request paths never wait on this read (a slow database must not stall them).
     pub(crate) fn start_key_follower(inner: &std::sync::Arc<Self>) {
         if !inner.store.shared() {
             return;

@@ -315,8 +315,8 @@ impl Vault {
     /// commit and the card is returned only once that group is durable; the reveal fails if the
     /// entry cannot be written (on a vault shared with other daemons the record is read in that
     /// same group: as it commits, or one round trip before; see `audit_log/reveal_group.rs`).
-    /// Under the opt-in `Queued` (while fewer than
-    /// `MAX_QUEUED_AUDIT` entries wait) the card is returned at once.
+    /// Under the opt-in `Queued` (while fewer than `MAX_QUEUED_AUDIT` entries wait) the card is
+    /// returned at once.
     pub fn reveal(
         &self,
         merchant: MerchantId,
@@ -391,8 +391,9 @@ impl Vault {
     /// Whether a reveal's record is read in the group commit that carries its audit entry (see
     /// `audit_log/reveal_group.rs`): on a vault shared with other daemons, whose reads wait on a
     /// network, under the default `Durable` mode. One stage (usually one round trip), instead of a
-    /// read and then a commit, each a round trip and a wait for the batch in flight. Elsewhere (a local store's reads are
-    /// quick; `Queued` answers before the commit) the record is read first.
+    /// read and then a commit, each a round trip and a wait for the batch in flight. Elsewhere (a
+    /// local store's reads are quick; `Queued` answers before the commit) the record is read
+    /// first.
     fn reveals_in_group(&self) -> bool {
         self.inner.store.shared()
             && !self

@@ -109,23 +109,22 @@ impl Vault {
                 done(Err(VaultError::Store(StoreError::Closed)));
             }
         });
-        let mut runs = 0u32;
-        let mut read_first = true;
+        let mut first_run = true;
         self.inner.store.submit_exempt(
             move |tx| -> Result<(), VaultError> {
                 guard.ran();
-                runs += 1;
                 let mut t = job_taken.lock();
-                if runs == 1 {
-                    let (requests, dones, first) = take(&job_core);
-                    (t.requests, t.dones, read_first) = (requests, dones, first);
-                }
                 t.guarded = None;
                 t.results.clear();
-                if runs == 1 && !read_first {
-                    t.guarded = guarded(&job_core, tx, &t.requests)?;
-                    if t.guarded.is_some() {
-                        return Ok(());
+                // Guards only on the first run (a second one follows a refused guard).
+                if std::mem::take(&mut first_run) {
+                    let (requests, dones, read_first) = take(&job_core);
+                    (t.requests, t.dones) = (requests, dones);
+                    if !read_first {
+                        t.guarded = guarded(&job_core, tx, &t.requests)?;
+                        if t.guarded.is_some() {
+                            return Ok(());
+                        }
                     }
                 }
                 t.results = decide(&job_core, tx, &t.requests)?;

@@ -15,9 +15,9 @@ use std::{
 };
 
 use vault_service::{
-    AuditAction, AuditOutcome, CustomerId, IDEMPOTENCY_LEASE, IdempotencyGuard, IdempotencyKey,
-    IdempotencyStart, IdempotentResponse, MerchantId, RevealAudit, SHARED_KEY_CACHE_TTL, Scope,
-    Scopes, Token, TokenizeOptions, UpdateOptions, Vault, VaultError,
+    AuditAction, AuditEntry, AuditOutcome, CustomerId, IDEMPOTENCY_LEASE, IdempotencyGuard,
+    IdempotencyKey, IdempotencyStart, IdempotentResponse, MerchantId, RevealAudit,
+    SHARED_KEY_CACHE_TTL, Scope, Scopes, Token, TokenizeOptions, UpdateOptions, Vault, VaultError,
 };
 use vault_testkit::engine::SharedVaults;
 
@@ -87,12 +87,18 @@ fn one_worker_runtime() -> tokio::runtime::Runtime {
 }
 
 /// The outcomes of the reveals of `token` in `vault`'s own audit chain, oldest first.
-fn reveal_outcomes(vault: &Vault, token: &Token) -> Vec<AuditOutcome> {
+fn reveal_entries(vault: &Vault, token: &Token) -> Vec<AuditEntry> {
     vault
         .audit_after(0, 1_000_000)
         .expect("the chain")
         .into_iter()
         .filter(|e| e.action == AuditAction::Reveal && e.token.as_ref() == Some(token))
+        .collect()
+}
+
+fn reveal_outcomes(vault: &Vault, token: &Token) -> Vec<AuditOutcome> {
+    reveal_entries(vault, token)
+        .into_iter()
         .map(|e| e.outcome)
         .collect()
 }
@@ -383,12 +389,7 @@ fn a_card_that_does_not_open_after_its_entry_was_written_is_refused_and_the_entr
         assert!(Instant::now() < deadline, "no correcting entry");
         thread::sleep(Duration::from_millis(50));
     }
-    let entries: Vec<_> =
-        p.b.audit_after(0, 1_000)
-            .expect("b's chain")
-            .into_iter()
-            .filter(|e| e.action == AuditAction::Reveal && e.token == Some(token))
-            .collect();
+    let entries = reveal_entries(&p.b, &token);
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[0].outcome, AuditOutcome::Ok);
     assert_eq!(entries[1].outcome, AuditOutcome::Error);

@@ -391,7 +391,10 @@ fn large_values_of_a_group_are_compressed_with_lz4_where_the_server_has_it() {
         "SELECT pg_column_compression(value) FROM cardvault_merchant WHERE key = 'big'::bytea",
     );
     let server_has_lz4 = db
-        .value("SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)")
+        .value(
+            "SELECT 1 FROM pg_settings \
+             WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)",
+        )
         .is_some();
     let expected = if server_has_lz4 { "lz4" } else { "pglz" };
     assert_eq!(method.as_deref(), Some(expected));
