@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use subtle::ConstantTimeEq;
+
 use crate::aead::RecordKey;
 use crate::fingerprint::hmac_sha256;
 use crate::{FingerprintKey, Kek, LookupKey, MerchantId, SecretKey};
@@ -12,6 +14,8 @@ const LABEL_TOKEN_LOOKUP: &[u8] = b"cardvault/v1/token-lookup";
 /// Prefix of [`Keyring::mac_key`] labels. The extra `mac/` segment keeps caller-chosen labels
 /// from ever producing the same HMAC input as the fingerprint or token-lookup derivations.
 const LABEL_MAC_PREFIX: &[u8] = b"cardvault/v1/mac/";
+/// Input of a data key's check value ([`DekStamp`]).
+const LABEL_DEK_CHECK: &[u8] = b"cardvault/v1/dek-check";
 
 /// The unlocked key hierarchy: the KEK, every data key (each with its XAES-256-GCM key schedule
 /// ready), which DEK is current, and the MAC root with the keys derived from it.
@@ -33,6 +37,16 @@ struct Dek {
     /// Kept for re-wrapping under a new KEK.
     key: SecretKey,
     cipher: RecordKey,
+    check: [u8; DEK_CHECK_LEN],
+}
+
+impl Dek {
+    fn new(key: SecretKey) -> Self {
+        let cipher = RecordKey::new(key.expose());
+        let mut check = [0; DEK_CHECK_LEN];
+        check.copy_from_slice(&hmac_sha256(key.expose(), &[LABEL_DEK_CHECK])[..DEK_CHECK_LEN]);
+        Self { key, cipher, check }
+    }
 }
 
 impl Keyring {
@@ -46,10 +60,7 @@ impl Keyring {
         let lookup = LookupKey::new(&hmac_sha256(mac_root.expose(), &[LABEL_TOKEN_LOOKUP]));
         let deks = deks
             .into_iter()
-            .map(|(id, key)| {
-                let cipher = RecordKey::new(key.expose());
-                (id, Dek { key, cipher })
-            })
+            .map(|(id, key)| (id, Dek::new(key)))
             .collect();
         Self {
             vault_id,
@@ -64,6 +75,21 @@ impl Keyring {
     /// The DEK that seals new records.
     pub fn current_dek(&self) -> DekId {
         self.current
+    }
+
+    /// Exactly which key seals new records: the current DEK's id and a check value of its
+    /// material. Compare it with the stamp taken when a record was sealed to know whether the
+    /// record is still sealed under the current key: on a vault shared by several daemons, two
+    /// daemons rotating at once each make a key with the same next id, and only one of them
+    /// reaches the stored header, so the id alone does not say which key it is.
+    pub fn current_stamp(&self) -> DekStamp {
+        let dek = self.deks.get(&self.current).expect(
+            "the current DEK is always in the keyring (set together by create/unlock/rotate)",
+        );
+        DekStamp {
+            id: self.current,
+            check: dek.check,
+        }
     }
 
     /// Whether this keyring can open records sealed under `id`.
@@ -153,8 +179,7 @@ impl Keyring {
     }
 
     pub(crate) fn add_current_dek(&mut self, id: DekId, key: SecretKey) {
-        let cipher = RecordKey::new(key.expose());
-        self.deks.insert(id, Dek { key, cipher });
+        self.deks.insert(id, Dek::new(key));
         self.current = id;
     }
 
@@ -183,6 +208,43 @@ const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Keyring>();
 };
+
+/// Length of a [`DekStamp`]'s check value.
+const DEK_CHECK_LEN: usize = 16;
+
+/// One data key exactly ([`Keyring::current_stamp`]): its id and a key check value,
+/// `HMAC-SHA256(dek, "cardvault/v1/dek-check")` truncated to 128 bits. Two keyrings have equal
+/// stamps for an id only if they hold the same key under it: a keyring unlocked from the stored
+/// header again, or a [`Keyring::duplicate`], keeps its stamps. The check value is one-way (it
+/// reveals nothing of the key) and lives in memory only; `Debug` shows the id alone.
+#[derive(Clone, Copy)]
+pub struct DekStamp {
+    id: DekId,
+    check: [u8; DEK_CHECK_LEN],
+}
+
+impl DekStamp {
+    /// The key's id.
+    pub fn id(&self) -> DekId {
+        self.id
+    }
+}
+
+impl PartialEq for DekStamp {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id && bool::from(self.check.ct_eq(&other.check))
+    }
+}
+
+impl Eq for DekStamp {}
+
+impl fmt::Debug for DekStamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DekStamp")
+            .field("id", &self.id.get())
+            .finish_non_exhaustive()
+    }
+}
 
 /// Identifies a data key. Ids start at 1 and only grow; each sealed record names the DEK that
 /// sealed it.

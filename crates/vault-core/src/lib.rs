@@ -44,7 +44,7 @@ pub use fingerprint::{Fingerprint, FingerprintKey, LookupKey};
 pub use header::{DekState, FORMAT_VERSION, KeyHeader};
 pub use ids::{CustomerId, MerchantId};
 pub use kek::{KdfParams, Kek, KeySource};
-pub use keyring::{DekId, Keyring};
+pub use keyring::{DekId, DekStamp, Keyring};
 pub use metadata::Metadata;
 pub use seal::{RecordBinding, open_record, seal_record, sealed_dek_id};
 pub use secret::{Passphrase, SecretKey};

@@ -4,14 +4,19 @@
 //! Each process holds the key header and its unwrapped keyring in memory. When one daemon
 //! rotates, retires or rewraps, the others pick the new header up:
 //!
-//! - **at once when they need it**: a record sealed under a data key this process has not loaded
-//!   makes it re-read the header and retry (never an error);
+//! - **at once when they need it**: a record sealed under a data key this process has not loaded,
+//!   or one under the current key's id that does not open with the key it holds by that id,
+//!   makes it re-read the header and retry (not an error, unless the record was altered);
 //! - **within [`KEY_FOLLOW_INTERVAL`] otherwise**: a thread of each process re-reads the stored
 //!   header that often (one point read; never on a request's path), so a daemon stops sealing
 //!   under a key another daemon replaced as "current" within that bound;
 //! - **before changing keys itself**: a key change starts from the stored header and replaces it
 //!   only if it is still that header (`WriteTx::replace_header`), so two daemons rotating at once
-//!   never drop each other's data keys.
+//!   never drop each other's data keys. Both make a key with the same next id, and the one that
+//!   loses the race to the header runs again and makes the next: it commits in a group of its
+//!   own (`Store::submit_alone`), so no job of its group runs again on the key that lost, and a
+//!   card sealed under that key on a caller's thread meanwhile is sealed again at commit (the
+//!   key's stamp, id and material, is not the current one: `Keyring::current_stamp`).
 //!
 //! A header re-keyed by another daemon under a new passphrase or key file cannot be followed
 //! with the key-encryption key this process holds: it keeps serving with the data keys it has,
@@ -99,3 +104,6 @@ impl Core {
         follow(stored, &mut header, &mut keyring)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -45,6 +45,8 @@ mod masked_forms;
 mod model;
 mod os_rng;
 mod record_mac;
+#[cfg(test)]
+mod test_support;
 mod txn;
 mod vault;
 mod write;

@@ -106,16 +106,19 @@ impl Vault {
         )
     }
 
-    /// Runs one change of the key header (rotate, retire, re-key) in a group commit. The change
-    /// is made on the live header and keyring, so the jobs after it in the same group seal with
-    /// it; if the change itself fails, or its group never becomes durable, the in-memory keys are
+    /// Runs one change of the key header (rotate, retire, re-key) in a group commit of its own
+    /// (`Store::submit_alone`). The change is made on the live header and keyring, so requests
+    /// seal with it from then on (a card sealed under a key that does not reach the header is
+    /// sealed again at its commit: `Keyring::current_stamp`); if the change itself fails, or its
+    /// group never becomes durable, the in-memory keys are
     /// put back to match the header on disk: the header and keyring as they were before, unless
     /// the new header did reach the disk (it is written before the group's batch). A failed key
     /// operation therefore never leaves the process sealing or wrapping under keys the stored
-    /// header does not hold.
+    /// header does not hold. Run again after a race once its header was stored, the job keeps
+    /// that change rather than making a second one (one rotation, one key, one audit entry).
     ///
     /// `entry` (the operation's audit entry, with `detail` of its result) commits with the header.
-    fn change_keys<T: Send + 'static>(
+    fn change_keys<T: Clone + Send + 'static>(
         &self,
         mut change: impl FnMut(&mut KeyHeader, &mut Keyring) -> Result<T, VaultError> + Send + 'static,
         entry: Entry,
@@ -128,25 +131,52 @@ impl Vault {
         let undo: Arc<Mutex<Option<KeysBefore>>> = Arc::default();
         let undo_job = undo.clone();
         let (tx, rx) = mpsc::sync_channel(1);
-        self.inner.store.submit(
+        // What the last run's change returned, for a run again after its header was stored.
+        let mut made: Option<T> = None;
+        // Alone in its group: run again after a race, this job puts the keys back before it
+        // changes them anew, and a job grouped before it would run again first, on the keys the
+        // first run made (and could seal a card under a key the header will not hold).
+        self.inner.store.submit_alone(
             move |wtx| -> Result<T, VaultError> {
-                let mut keyring = inner.keyring.write();
-                let mut header = inner.header.lock();
-                // A run again after a race with another writer of a shared database starts from
-                // the keys as they were before the first run.
-                if let Some(before) = undo_job.lock().take() {
-                    *header = before.header;
-                    *keyring = before.keyring;
-                }
                 // On a shared vault another daemon may have changed the keys: start from the
-                // stored header, and replace it only if it is still that one.
+                // stored header, and replace it only if it is still that one. Read before the
+                // key locks are taken, so requests keep sealing during the round trip.
                 let stored = if shared {
-                    let stored = wtx.stored_header()?;
-                    crate::key_follow::follow(&stored, &mut header, &mut keyring)?;
-                    Some(stored)
+                    Some(wtx.stored_header()?)
                 } else {
                     None
                 };
+                let mut keyring = inner.keyring.write();
+                let mut header = inner.header.lock();
+                // A run again after a race with another writer of a shared database starts from
+                // the keys as they were before the first run...
+                let before = undo_job.lock().take();
+                if let Some(before) = before {
+                    // ...unless the first run's header was stored (it is written before the
+                    // rest of the group, which then raced): that change is made, and making
+                    // another would rotate twice, or retire nothing and audit no retirement.
+                    if let Some(value) = made.clone()
+                        && stored.as_deref() == Some(before.new_header.as_slice())
+                    {
+                        let kept = crate::key_follow::follow(
+                            &before.new_header,
+                            &mut header,
+                            &mut keyring,
+                        );
+                        // Kept for the completion either way: the header on disk is the new one.
+                        *undo_job.lock() = Some(before);
+                        kept?;
+                        drop((keyring, header));
+                        entry.stage(&mut Txn::new(&inner, wtx), None, detail(&value))?;
+                        return Ok(value);
+                    }
+                    *header = before.header;
+                    *keyring = before.keyring;
+                }
+                made = None;
+                if let Some(stored) = &stored {
+                    crate::key_follow::follow(stored, &mut header, &mut keyring)?;
+                }
                 let (old_header, old_keyring) = (header.clone(), keyring.duplicate());
                 match change(&mut header, &mut keyring) {
                     Ok(value) => {
@@ -160,6 +190,7 @@ impl Vault {
                             keyring: old_keyring,
                             new_header: encoded,
                         });
+                        made = Some(value.clone());
                         // The audit key does not change with the data keys: the entry can be
                         // chained while the key locks are held.
                         drop((keyring, header));

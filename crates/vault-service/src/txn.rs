@@ -30,7 +30,7 @@ use crate::{
     UpdateOptions, Vault, VaultError,
     audit::Draft,
     record_mac::{self, RecordKind, RecordMac},
-    vault::{Core, customer_of, is_live_for, open_stored},
+    vault::{Core, customer_of, is_live_for},
     write::{MARK_PREFIX, Prepared, mark_key, resolve_keep_until},
 };
 
@@ -125,13 +125,15 @@ impl<'j, 'g> Txn<'j, 'g> {
         token: &Token,
     ) -> Result<RevealedCard, VaultError> {
         let id = self.core.lookup(token);
-        let rec = self.tx.record(&id)?.ok_or(VaultError::NotFound)?;
-        if !is_live_for(&rec, merchant, token, self.now()) {
-            return Err(VaultError::NotFound);
-        }
+        // Sealed under a data key another daemon made: follow the stored header.
+        let (rec, card) =
+            self.core
+                .open_live(self.tx.record(&id), merchant, token, self.now(), || {
+                    self.core.follow_stored(&self.tx.stored_header()?).map(drop)
+                })?;
         let CardRecord {
             pan, expiry, name, ..
-        } = open_stored(&self.core.keyring.read(), &rec)?;
+        } = card;
         Ok(RevealedCard {
             pan,
             expiry,

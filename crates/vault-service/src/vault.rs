@@ -563,7 +563,10 @@ impl Inner {
 impl Core {
     /// A record read, checked live for `merchant` and `token` at `now`, and opened. A record
     /// sealed under a data key this process has not loaded yet (another daemon rotated) is
-    /// opened after `follow` (which follows the stored key header).
+    /// opened after `follow` (which follows the stored key header), and so is one sealed under
+    /// the current key's id that does not open: for the moment between making a key and
+    /// finding that another daemon's key with the same id reached the header first, this process
+    /// holds a key the header does not (`Keyring::current_stamp`).
     pub(crate) fn open_live(
         &self,
         read: Result<Option<StoredRecord>, StoreError>,
@@ -576,15 +579,29 @@ impl Core {
         if !is_live_for(&rec, merchant, token, now) {
             return Err(VaultError::NotFound);
         }
+        let mut follow = Some(follow);
         let mut keyring = self.keyring.read();
         if let Ok(dek) = vault_core::sealed_dek_id(&rec.sealed)
             && !keyring.has_dek(dek)
+            && let Some(follow) = follow.take()
         {
             drop(keyring);
             follow()?;
             keyring = self.keyring.read();
         }
-        let card = open_stored(&keyring, &rec)?;
+        let opened = open_stored(&keyring, &rec);
+        // Only the current key's id can be held with another daemon's key under it.
+        let under_current =
+            vault_core::sealed_dek_id(&rec.sealed).ok() == Some(keyring.current_dek());
+        drop(keyring);
+        let card = match (opened, follow) {
+            (Err(VaultError::Integrity), Some(follow)) if under_current => {
+                // A header that cannot be followed leaves the card refused as it was.
+                follow().map_err(|_| VaultError::Integrity)?;
+                open_stored(&self.keyring.read(), &rec)?
+            }
+            (opened, _) => opened?,
+        };
         Ok((rec, card))
     }
 }

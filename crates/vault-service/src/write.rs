@@ -9,14 +9,14 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 use vault_core::{
-    CardRecord, CustomerId, Keyring, MerchantId, Metadata, RecordBinding, Token, seal_record,
-    sealed_dek_id,
+    CardRecord, CustomerId, DekStamp, Keyring, MerchantId, Metadata, RecordBinding, Token,
+    seal_record,
 };
 use vault_store::{LookupId, StoredRecord, WriteTx};
 
 use crate::{
     NewCard, TokenInfo, TokenizeOptions, TokenizeRequest, UpdateOptions, Vault, VaultError,
-    vault::{Core, customer_of, dedupe_key, info_from, is_live_for, open_stored, seal_stored},
+    vault::{Core, customer_of, dedupe_key, info_from, is_live_for, seal_stored},
 };
 
 /// Most items in one [`Vault::tokenize_batch`] call.
@@ -27,6 +27,8 @@ pub(crate) struct Prepared {
     merchant: MerchantId,
     id: LookupId,
     record: StoredRecord,
+    /// The key `record` was sealed under, exactly (id and material).
+    sealed_with: DekStamp,
     card: CardRecord,
     dedupe: bool,
     /// The answer, built on the caller's thread; the committer only patches it on a dedupe hit.
@@ -231,6 +233,7 @@ impl Core {
             keep_until,
             &card,
         );
+        let sealed_with = keyring.current_stamp();
         drop(keyring);
         let record = StoredRecord {
             merchant: merchant.get(),
@@ -248,6 +251,7 @@ impl Core {
             merchant,
             id,
             record,
+            sealed_with,
             card,
             dedupe: options.dedupe,
             info,
@@ -294,9 +298,12 @@ impl Core {
                 });
             }
         }
-        if sealed_dek_id(&p.record.sealed).ok() != Some(keyring.current_dek()) {
-            // The data key rotated between sealing and committing: re-seal under the current key,
-            // so no record is ever committed under a key the header might not hold.
+        if p.sealed_with != keyring.current_stamp() {
+            // The keys changed between sealing and committing: re-seal under the current key, so
+            // no record is ever committed under a key the header might not hold. The stamp, not
+            // the id: on a shared vault the key this process made and sealed under may have lost
+            // to another daemon's key with the same id (both rotated at once), which is the one
+            // the header now holds under that id.
             let mut record = p.record.clone();
             record.sealed = seal_stored(&keyring, &record, &p.card)?;
             tx.insert_new_record(&p.id, &record)?;
@@ -335,13 +342,12 @@ impl Core {
         keep_until: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<TokenInfo, VaultError> {
+        let id = self.lookup(&token);
+        // Sealed under a data key another daemon made: follow the stored header.
+        let (old, old_card) = self.open_live(tx.record(&id), merchant, &token, now, || {
+            self.follow_stored(&tx.stored_header()?).map(drop)
+        })?;
         let keyring = self.keyring.read();
-        let id = LookupId(keyring.lookup_key().lookup(&token));
-        let old = tx.record(&id)?.ok_or(VaultError::NotFound)?;
-        if !is_live_for(&old, merchant, &token, now) {
-            return Err(VaultError::NotFound);
-        }
-        let old_card = open_stored(&keyring, &old)?;
         let customer = customer_of(&old)?;
         let new_card = CardRecord {
             pan: card.pan,
@@ -428,3 +434,6 @@ pub(crate) fn mark_key(id: &LookupId) -> Vec<u8> {
     k.extend_from_slice(&id.0);
     k
 }
+
+#[cfg(test)]
+mod tests;

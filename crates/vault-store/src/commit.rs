@@ -19,7 +19,9 @@
 //! conditions ([`Check`](crate::engine::Check)), each key read once per group; a group the database
 //! refuses as raced by another writer runs again on fresh reads (jobs are `FnMut` for that), and one
 //! that lost [`MAX_RACE_RETRIES`] times over runs each job alone, so that only the jobs that keep
-//! losing fail.
+//! losing fail. A job submitted alone (`Store::submit_alone`: one that changes state outside the
+//! transaction which the jobs run with it would see on a run again) gets a group of its own: met
+//! while a group is gathered, it is held back to start the next one.
 
 use std::{
     collections::HashMap,
@@ -50,6 +52,8 @@ pub(crate) trait Job: Send {
     fn run(&mut self, tx: &mut WriteTx<'_>);
     /// Reports the kept result, given the group's outcome.
     fn finish(self: Box<Self>, outcome: Result<(), StoreError>);
+    /// Whether the job is committed in a group of its own (`Store::submit_alone`).
+    fn alone(&self) -> bool;
 }
 
 /// Most times one group is run again after the engine refused it as raced by another writer.
@@ -61,7 +65,8 @@ pub(crate) struct CommitStats {
     pub(crate) groups: AtomicU64,
     pub(crate) jobs: AtomicU64,
     pub(crate) live_records: AtomicU64,
-    /// Jobs submitted and not yet taken off the channel by the committer (the bounded queue).
+    /// Jobs submitted and not yet in a group (the bounded queue; a job held back to start the next
+    /// group still counts).
     pub(crate) queued: std::sync::atomic::AtomicUsize,
     /// Groups run again because another writer of a shared database raced them.
     pub(crate) races: AtomicU64,
@@ -515,6 +520,7 @@ struct TypedJob<T, E, F, D> {
     f: F,
     done: D,
     result: Option<Result<T, E>>,
+    alone: bool,
 }
 
 impl<T, E, F, D> Job for TypedJob<T, E, F, D>
@@ -553,12 +559,16 @@ where
             None => done(Err(E::from(StoreError::Closed))),
         }
     }
+
+    fn alone(&self) -> bool {
+        self.alone
+    }
 }
 
 /// Wraps a typed closure as a [`Job`]; `done` receives its result once durable (or the failure).
 /// `f` may run more than once (see [`Job`]): it must decide from what it reads through the
 /// transaction, and keep nothing else from an earlier run.
-pub(crate) fn job<T, E, F, D>(f: F, done: D) -> Box<dyn Job>
+pub(crate) fn job<T, E, F, D>(f: F, done: D, alone: bool) -> Box<dyn Job>
 where
     T: Send + 'static,
     E: From<StoreError> + Send + 'static,
@@ -569,6 +579,7 @@ where
         f,
         done,
         result: None,
+        alone,
     })
 }
 
@@ -610,18 +621,29 @@ impl Committer {
         let mut group: Vec<Box<dyn Job>> = Vec::with_capacity(self.max_group);
         // What this committer last committed of the keys only it writes (see `get_own_raw`).
         let mut own: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
+        // A job to commit alone, taken off the channel while a group was being gathered: it
+        // starts the next group.
+        let mut next: Option<Box<dyn Job>> = None;
         loop {
-            let first = match self.rx.recv_timeout(IDLE_CHECKPOINT) {
-                Ok(job) => job,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.checkpoint(true);
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => break,
+            let first = match next.take() {
+                Some(job) => job,
+                None => match self.rx.recv_timeout(IDLE_CHECKPOINT) {
+                    Ok(job) => job,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.checkpoint(true);
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
             };
+            let alone = first.alone();
             group.push(first);
-            while group.len() < self.max_group {
+            while !alone && group.len() < self.max_group {
                 match self.rx.try_recv() {
+                    Ok(j) if j.alone() => {
+                        next = Some(j);
+                        break;
+                    }
                     Ok(j) => group.push(j),
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }

@@ -370,6 +370,31 @@ impl Store {
         F: FnMut(&mut crate::WriteTx<'_>) -> Result<T, E> + Send + 'static,
         D: FnOnce(Result<T, E>) + Send + 'static,
     {
+        self.submit_bounded(false, f, done);
+    }
+
+    /// Like [`submit`](Self::submit), but the job is committed in a group of its own: for a job
+    /// that changes state outside the transaction which other jobs read (the vault's in-memory
+    /// keys, which a key rotation changes for the jobs after it) and which it puts back only
+    /// when it runs again. A group run again after a race runs its jobs in order, so a job
+    /// grouped before it would run again on that state as the first run left it.
+    pub fn submit_alone<T, E, F, D>(&self, f: F, done: D)
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnMut(&mut crate::WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        D: FnOnce(Result<T, E>) + Send + 'static,
+    {
+        self.submit_bounded(true, f, done);
+    }
+
+    fn submit_bounded<T, E, F, D>(&self, alone: bool, f: F, done: D)
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnMut(&mut crate::WriteTx<'_>) -> Result<T, E> + Send + 'static,
+        D: FnOnce(Result<T, E>) + Send + 'static,
+    {
         // Back-pressure: the slot is taken before the job is built and given back by the committer
         // when it takes the job off the channel.
         let queued = &self.stats.queued;
@@ -378,7 +403,7 @@ impl Store {
             done(Err(E::from(StoreError::Busy)));
             return;
         }
-        self.send(commit::job(f, done));
+        self.send(commit::job(f, done, alone));
     }
 
     /// Like [`submit`](Self::submit) but never refused as [`StoreError::Busy`]: for a job of which
@@ -393,7 +418,7 @@ impl Store {
         D: FnOnce(Result<T, E>) + Send + 'static,
     {
         self.stats.queued.fetch_add(1, Ordering::AcqRel);
-        self.send(commit::job(f, done));
+        self.send(commit::job(f, done, false));
     }
 
     /// Changes [`StoreOptions::max_queue`] (at least 1) for this open store.

@@ -335,6 +335,42 @@ fn rotate_keeps_old_records_readable() {
 }
 
 #[test]
+fn a_stamp_names_the_key_material_not_only_its_id() {
+    let (header, keyring) = pass_vault();
+    let stamp = keyring.current_stamp();
+    assert_eq!(stamp.id(), DekId::new(1));
+    // The same key, however it was obtained, has the same stamp.
+    assert_eq!(keyring.duplicate().current_stamp(), stamp);
+    let reopened = KeyHeader::decode(&header.encode())
+        .expect("decodes")
+        .unlock(&passphrase("correct horse"))
+        .expect("unlocks");
+    assert_eq!(reopened.current_stamp(), stamp);
+    assert_eq!(
+        header
+            .unlock_with(&keyring)
+            .expect("unlocks")
+            .current_stamp(),
+        stamp
+    );
+
+    // Two daemons rotating the same header at once: the same next id, different keys.
+    let (mut header_a, mut keyring_a) = (header.clone(), keyring.duplicate());
+    let (mut header_b, mut keyring_b) = (header.clone(), keyring.duplicate());
+    let a = header_a.rotate(&mut keyring_a, &mut rng(21), NOW);
+    let b = header_b.rotate(&mut keyring_b, &mut rng(22), NOW);
+    assert_eq!(a, b);
+    assert_eq!(
+        keyring_a.current_stamp().id(),
+        keyring_b.current_stamp().id()
+    );
+    assert_ne!(keyring_a.current_stamp(), keyring_b.current_stamp());
+    assert_ne!(keyring_a.current_stamp(), stamp);
+    // Debug names the id only.
+    assert_eq!(format!("{stamp:?}"), "DekStamp { id: 1, .. }");
+}
+
+#[test]
 fn retire_refuses_current_and_unknown() {
     let fx = Fixture::new();
     let (mut header, mut keyring) = pass_vault();

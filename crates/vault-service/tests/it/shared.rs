@@ -16,8 +16,9 @@ use std::{
 
 use vault_service::{
     AuditAction, AuditEntry, AuditOutcome, CustomerId, IDEMPOTENCY_LEASE, IdempotencyGuard,
-    IdempotencyKey, IdempotencyStart, IdempotentResponse, MerchantId, RevealAudit,
-    SHARED_KEY_CACHE_TTL, Scope, Scopes, Token, TokenizeOptions, UpdateOptions, Vault, VaultError,
+    IdempotencyKey, IdempotencyStart, IdempotentResponse, KEY_FOLLOW_INTERVAL, MerchantId,
+    RevealAudit, SHARED_KEY_CACHE_TTL, Scope, Scopes, Token, TokenizeOptions, UpdateOptions, Vault,
+    VaultError,
 };
 use vault_testkit::engine::SharedVaults;
 
@@ -888,4 +889,152 @@ fn concurrent_audit_archives_never_overlap_or_break_a_chain() {
     let remaining = p.a.audit_tail(1_000_000).unwrap().len() as u64;
     assert_eq!(archived + remaining, report.entries, "{refused} refused");
     assert!(archived > 0);
+}
+
+#[test]
+fn a_card_sealed_under_a_key_another_daemon_just_made_is_opened_and_updated_in_a_job() {
+    let p = pair();
+    let m = merchant(890490);
+    // `b` has not followed `a`'s rotation yet (its follower looks once a second): a job that
+    // opens the card follows the stored header instead of failing.
+    p.a.rotate_key().expect("rotate");
+    let first = mint(&p.a, m, "4242424242424242");
+    let opened =
+        p.b.transact(move |txn| txn.open_card(m, &first))
+            .expect("opened in a job");
+    assert_eq!(opened.pan.expose_digits(), "4242424242424242");
+
+    p.a.rotate_key().expect("rotate");
+    let second = mint(&p.a, m, "5555555555554444");
+    p.b.update(
+        m,
+        &second,
+        card("4000056655665556", "3012"),
+        UpdateOptions::default(),
+    )
+    .expect("updated");
+    let updated = p.a.reveal(m, &second, None).expect("reveal");
+    assert_eq!(updated.pan.expose_digits(), "4000056655665556");
+}
+
+#[test]
+fn a_rotation_whose_group_races_after_its_header_was_stored_rotates_once() {
+    let p = pair();
+    // The rotation's header is written before the rest of its group; make that rest (its audit
+    // entry) fail once as a race, as a serialization failure or deadlock on the server would.
+    p.db.execute(
+        "CREATE SEQUENCE test_race;
+         CREATE FUNCTION test_race() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF nextval('test_race') = 1 THEN
+             RAISE EXCEPTION 'a race, for the test' USING ERRCODE = '40001';
+           END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER test_race BEFORE INSERT OR UPDATE ON cardvault_audit_chain_entry
+           FOR EACH ROW EXECUTE FUNCTION test_race();",
+    );
+    let races = p.a.stats().store.races;
+    let id = p.a.rotate_key().expect("rotate");
+    assert_eq!(p.a.stats().store.races, races + 1, "the group ran again");
+    // One rotation: one new key, returned and audited.
+    assert_eq!(id.get(), 2);
+    assert_eq!(p.a.stats().deks.len(), 2);
+    let rotations: Vec<_> =
+        p.a.audit_after(0, 1_000)
+            .expect("the chain")
+            .into_iter()
+            .filter(|e| e.action == AuditAction::KeyRotate)
+            .map(|e| (e.outcome, e.detail))
+            .collect();
+    assert_eq!(
+        rotations,
+        vec![(AuditOutcome::Ok, Some("dek=2".to_owned()))]
+    );
+    let m = merchant(890490);
+    let token = mint(&p.a, m, "4242424242424242");
+    let card = p.b.reveal(m, &token, None).expect("reveal");
+    assert_eq!(card.pan.expose_digits(), "4242424242424242");
+}
+
+#[test]
+fn rotations_on_two_daemons_at_once_keep_every_key_and_every_card() {
+    let p = pair();
+    let m = merchant(890490);
+    let per_vault = 15;
+    let writing = AtomicBool::new(true);
+    let (rotated, minted) = thread::scope(|s| {
+        // Both daemons keep tokenizing while they rotate: groups that race the other daemon's
+        // header change run again, and records are sealed under either daemon's newest key.
+        let writers: Vec<_> = [(&p.a, 4u8), (&p.b, 5u8)]
+            .into_iter()
+            .map(|(v, lead)| {
+                let writing = &writing;
+                s.spawn(move || {
+                    let mut minted = Vec::new();
+                    for i in 0u64.. {
+                        if !writing.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let mut body = vec![lead];
+                        body.extend(format!("{i:014}").bytes().map(|b| b - b'0'));
+                        let pan = vault_testkit::cards::luhn_complete(body);
+                        let token = mint(v, m, &pan);
+                        minted.push((token, pan));
+                    }
+                    minted
+                })
+            })
+            .collect();
+        let rotators: Vec<_> = [&p.a, &p.b]
+            .into_iter()
+            .map(|v| {
+                s.spawn(move || {
+                    (0..per_vault)
+                        .map(|_| v.rotate_key().expect("rotate"))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let rotated: Vec<_> = rotators
+            .into_iter()
+            .flat_map(|h| h.join().expect("rotator"))
+            .collect();
+        writing.store(false, Ordering::Relaxed);
+        let minted: Vec<_> = writers
+            .into_iter()
+            .flat_map(|h| h.join().expect("writer"))
+            .collect();
+        (rotated, minted)
+    });
+
+    // Every rotation made a key of its own, and no daemon dropped the other's: the stored header
+    // holds the vault's first key and each rotation's, no more (a daemon follows it within the
+    // bound).
+    let first_key = 1;
+    assert_eq!(rotated.len(), 2 * per_vault);
+    let deadline = Instant::now() + KEY_FOLLOW_INTERVAL * 3;
+    for v in [&p.a, &p.b] {
+        while v.stats().deks.len() != rotated.len() + first_key && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        let deks = v.stats().deks;
+        assert_eq!(deks.len(), rotated.len() + first_key, "{deks:?}");
+        for id in &rotated {
+            assert!(deks.iter().any(|(d, _, _)| d == id), "{id} was dropped");
+        }
+    }
+    assert_eq!(p.a.stats().current_dek, p.b.stats().current_dek);
+    // Every card sealed during the race opens on both daemons.
+    assert!(!minted.is_empty());
+    let mut bad = Vec::new();
+    for (i, (token, pan)) in minted.iter().enumerate() {
+        for (name, v) in [("a", &p.a), ("b", &p.b)] {
+            match v.reveal(m, token, None) {
+                Ok(card) => assert_eq!(card.pan.expose_digits(), pan.as_str()),
+                Err(e) => bad.push(format!("{i} {} on {name}: {e:?}", &pan[..1])),
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{} of {}: {bad:?}", bad.len(), minted.len());
 }

@@ -136,6 +136,22 @@ fn a_failed_job_leaves_no_trace_and_does_not_sink_its_group() {
     assert!(store.write(|tx| tx.put_raw(b"Rxx", vec![1])).is_err());
 }
 
+/// Stalls the committer on a job that runs until the returned sender is dropped.
+fn stall(store: &Store) -> std::sync::mpsc::Sender<()> {
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    store.submit(
+        move |_| {
+            started_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+            Ok::<(), StoreError>(())
+        },
+        |_| {},
+    );
+    started_rx.recv().unwrap();
+    release_tx
+}
+
 #[test]
 fn a_full_write_queue_refuses_at_once_and_stays_bounded() {
     let dir = tempfile::tempdir().unwrap();
@@ -148,18 +164,7 @@ fn a_full_write_queue_refuses_at_once_and_stays_bounded() {
         },
     )
     .unwrap();
-    // Stall the committer on a job that waits for `release`.
-    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    store.submit(
-        move |_| {
-            started_tx.send(()).unwrap();
-            let _ = release_rx.recv();
-            Ok::<(), StoreError>(())
-        },
-        |_| {},
-    );
-    started_rx.recv().unwrap();
+    let release_tx = stall(&store);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     for i in 0..4u64 {
         let done = done_tx.clone();
@@ -193,6 +198,37 @@ fn a_full_write_queue_refuses_at_once_and_stays_bounded() {
     store
         .write(|tx| tx.put_record(&id(5000), &record(5000)))
         .unwrap();
+    assert_eq!(store.stats().records, 5);
+}
+
+#[test]
+fn a_job_submitted_alone_is_committed_in_a_group_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::create(dir.path(), b"hdr", StoreOptions::default()).unwrap();
+    // Everything below is queued before the next group forms.
+    let release_tx = stall(&store);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    for i in 0..5u64 {
+        let done = done_tx.clone();
+        let job = move |tx: &mut vault_store::WriteTx<'_>| tx.put_record(&id(i), &record(i));
+        let report = move |r: Result<(), StoreError>| done.send(r).unwrap();
+        if i == 2 {
+            store.submit_alone(job, report);
+        } else {
+            store.submit(job, report);
+        }
+    }
+    let groups_before = store.stats().groups;
+    drop(release_tx);
+    for _ in 0..5 {
+        done_rx.recv().unwrap().unwrap();
+    }
+    // Without it, the five queued jobs would make one group.
+    assert_eq!(
+        store.stats().groups - groups_before,
+        4,
+        "stall, [0 1], [2], [3 4]"
+    );
     assert_eq!(store.stats().records, 5);
 }
 
