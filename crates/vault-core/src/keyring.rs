@@ -92,6 +92,14 @@ impl Keyring {
         }
     }
 
+    /// The stamp of the key this keyring holds under `id`, if it holds one.
+    pub fn stamp(&self, id: DekId) -> Option<DekStamp> {
+        self.deks.get(&id).map(|dek| DekStamp {
+            id,
+            check: dek.check,
+        })
+    }
+
     /// Whether this keyring can open records sealed under `id`.
     pub fn has_dek(&self, id: DekId) -> bool {
         self.deks.contains_key(&id)

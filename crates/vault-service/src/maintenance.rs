@@ -8,7 +8,9 @@ use std::{
 
 use parking_lot::Mutex;
 use time::OffsetDateTime;
-use vault_core::{DekId, DekState, KdfParams, KeyHeader, KeySource, Keyring, sealed_dek_id};
+use vault_core::{
+    DekId, DekStamp, DekState, KdfParams, KeyHeader, KeySource, Keyring, sealed_dek_id,
+};
 use vault_store::{LookupId, StoreStats};
 
 use crate::{
@@ -26,6 +28,25 @@ struct KeysBefore {
     header: KeyHeader,
     keyring: Keyring,
     new_header: Vec<u8>,
+    /// The key the change made current, when it made one (a rotation).
+    made_key: Option<DekStamp>,
+}
+
+impl KeysBefore {
+    /// Whether `stored` holds the change this job made: it is the new header, or (a rotation)
+    /// a header that holds the key the rotation made, which another daemon's change has since
+    /// built on. `keyring` opens it (the same key-encryption key).
+    fn made_in(&self, stored: &[u8], keyring: &Keyring) -> bool {
+        if stored == self.new_header.as_slice() {
+            return true;
+        }
+        let Some(made) = self.made_key else {
+            return false;
+        };
+        KeyHeader::decode(stored)
+            .and_then(|h| h.unlock_with(keyring))
+            .is_ok_and(|stored| stored.stamp(made.id()) == Some(made))
+    }
 }
 
 /// A snapshot of the vault's state.
@@ -153,16 +174,14 @@ impl Vault {
                 let before = undo_job.lock().take();
                 if let Some(before) = before {
                     // ...unless the first run's header was stored (it is written before the
-                    // rest of the group, which then raced): that change is made, and making
+                    // rest of the group, which then raced), or a header another daemon built on
+                    // it holds the key this rotation made: that change is made, and making
                     // another would rotate twice, or retire nothing and audit no retirement.
                     if let Some(value) = made.clone()
-                        && stored.as_deref() == Some(before.new_header.as_slice())
+                        && let Some(stored) = &stored
+                        && before.made_in(stored, &keyring)
                     {
-                        let kept = crate::key_follow::follow(
-                            &before.new_header,
-                            &mut header,
-                            &mut keyring,
-                        );
+                        let kept = crate::key_follow::follow(stored, &mut header, &mut keyring);
                         // Kept for the completion either way: the header on disk is the new one.
                         *undo_job.lock() = Some(before);
                         kept?;
@@ -181,6 +200,8 @@ impl Vault {
                 match change(&mut header, &mut keyring) {
                     Ok(value) => {
                         let encoded = header.encode();
+                        let current = keyring.current_stamp();
+                        let made_key = (current != old_keyring.current_stamp()).then_some(current);
                         match &stored {
                             Some(stored) => wtx.replace_header(stored.clone(), encoded.clone()),
                             None => wtx.put_header(encoded.clone()),
@@ -189,6 +210,7 @@ impl Vault {
                             header: old_header,
                             keyring: old_keyring,
                             new_header: encoded,
+                            made_key,
                         });
                         made = Some(value.clone());
                         // The audit key does not change with the data keys: the entry can be

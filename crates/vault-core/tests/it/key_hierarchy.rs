@@ -366,6 +366,9 @@ fn a_stamp_names_the_key_material_not_only_its_id() {
     );
     assert_ne!(keyring_a.current_stamp(), keyring_b.current_stamp());
     assert_ne!(keyring_a.current_stamp(), stamp);
+    assert_eq!(keyring_a.stamp(DekId::new(1)), Some(stamp));
+    assert_eq!(keyring_a.stamp(a), Some(keyring_a.current_stamp()));
+    assert_eq!(keyring.stamp(a), None);
     // Debug names the id only.
     assert_eq!(format!("{stamp:?}"), "DekStamp { id: 1, .. }");
 }

@@ -917,16 +917,33 @@ fn a_card_sealed_under_a_key_another_daemon_just_made_is_opened_and_updated_in_a
     assert_eq!(updated.pan.expose_digits(), "4000056655665556");
 }
 
-#[test]
-fn a_rotation_whose_group_races_after_its_header_was_stored_rotates_once() {
-    let p = pair();
-    // The rotation's header is written before the rest of its group; make that rest (its audit
-    // entry) fail once as a race, as a serialization failure or deadlock on the server would.
-    p.db.execute(
+/// The outcome and detail of each `key.rotate` entry in `vault`'s own chain, oldest first.
+fn rotations(vault: &Vault) -> Vec<(AuditOutcome, Option<String>)> {
+    vault
+        .audit_after(0, 1_000)
+        .expect("the chain")
+        .into_iter()
+        .filter(|e| e.action == AuditAction::KeyRotate)
+        .map(|e| (e.outcome, e.detail))
+        .collect()
+}
+
+/// Makes the next audit write (the rest of a key change's group, after its header) fail once as
+/// a race, as a serialization failure or deadlock on the server would. It first waits, up to 5 s,
+/// for `nextval('test_go')` while `test_entered` says it is waiting.
+fn race_the_next_audit_write(db: &vault_testkit::postgres::TestDatabase) {
+    db.execute(
         "CREATE SEQUENCE test_race;
+         CREATE SEQUENCE test_entered;
+         CREATE SEQUENCE test_go;
          CREATE FUNCTION test_race() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN
            IF nextval('test_race') = 1 THEN
+             PERFORM nextval('test_entered');
+             FOR i IN 1..500 LOOP
+               EXIT WHEN (SELECT is_called FROM test_go);
+               PERFORM pg_sleep(0.01);
+             END LOOP;
              RAISE EXCEPTION 'a race, for the test' USING ERRCODE = '40001';
            END IF;
            RETURN NEW;
@@ -934,27 +951,60 @@ fn a_rotation_whose_group_races_after_its_header_was_stored_rotates_once() {
          CREATE TRIGGER test_race BEFORE INSERT OR UPDATE ON cardvault_audit_chain_entry
            FOR EACH ROW EXECUTE FUNCTION test_race();",
     );
+}
+
+#[test]
+fn a_rotation_whose_group_races_after_its_header_was_stored_rotates_once() {
+    let p = pair();
+    race_the_next_audit_write(&p.db);
+    p.db.execute("SELECT nextval('test_go')");
     let races = p.a.stats().store.races;
     let id = p.a.rotate_key().expect("rotate");
     assert_eq!(p.a.stats().store.races, races + 1, "the group ran again");
     // One rotation: one new key, returned and audited.
     assert_eq!(id.get(), 2);
     assert_eq!(p.a.stats().deks.len(), 2);
-    let rotations: Vec<_> =
-        p.a.audit_after(0, 1_000)
-            .expect("the chain")
-            .into_iter()
-            .filter(|e| e.action == AuditAction::KeyRotate)
-            .map(|e| (e.outcome, e.detail))
-            .collect();
     assert_eq!(
-        rotations,
+        rotations(&p.a),
         vec![(AuditOutcome::Ok, Some("dek=2".to_owned()))]
     );
     let m = merchant(890490);
     let token = mint(&p.a, m, "4242424242424242");
     let card = p.b.reveal(m, &token, None).expect("reveal");
     assert_eq!(card.pan.expose_digits(), "4242424242424242");
+}
+
+#[test]
+fn a_rotation_run_again_after_another_daemon_built_on_its_header_rotates_once() {
+    let p = pair();
+    race_the_next_audit_write(&p.db);
+    // `a`'s header (key 2) is stored and its group is held; `b` rotates on top of it (key 3),
+    // then `a`'s group fails as raced and runs again.
+    let (a_made, b_made) = thread::scope(|s| {
+        let a = s.spawn(|| p.a.rotate_key().expect("rotate on a"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while p.db.value("SELECT is_called FROM test_entered").as_deref() != Some("t") {
+            assert!(
+                Instant::now() < deadline,
+                "a's group never reached the trigger"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+        let b_made = p.b.rotate_key().expect("rotate on b");
+        p.db.execute("SELECT nextval('test_go')");
+        (a.join().expect("a"), b_made)
+    });
+    assert_eq!((a_made.get(), b_made.get()), (2, 3));
+    // Two rotations, two keys: `a` kept the key it made rather than making a third.
+    let deadline = Instant::now() + KEY_FOLLOW_INTERVAL * 3;
+    while p.a.stats().deks.len() != 3 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(p.a.stats().deks.len(), 3);
+    assert_eq!(
+        rotations(&p.a),
+        vec![(AuditOutcome::Ok, Some("dek=2".to_owned()))]
+    );
 }
 
 #[test]
