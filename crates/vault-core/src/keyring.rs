@@ -83,13 +83,9 @@ impl Keyring {
     /// daemons rotating at once each make a key with the same next id, and only one of them
     /// reaches the stored header, so the id alone does not say which key it is.
     pub fn current_stamp(&self) -> DekStamp {
-        let dek = self.deks.get(&self.current).expect(
+        self.stamp(self.current).expect(
             "the current DEK is always in the keyring (set together by create/unlock/rotate)",
-        );
-        DekStamp {
-            id: self.current,
-            check: dek.check,
-        }
+        )
     }
 
     /// The stamp of the key this keyring holds under `id`, if it holds one.

@@ -125,12 +125,9 @@ impl<'j, 'g> Txn<'j, 'g> {
         token: &Token,
     ) -> Result<RevealedCard, VaultError> {
         let id = self.core.lookup(token);
-        // Sealed under a data key another daemon made: follow the stored header.
         let (rec, card) =
             self.core
-                .open_live(self.tx.record(&id), merchant, token, self.now(), || {
-                    self.core.follow_stored(&self.tx.stored_header()?).map(drop)
-                })?;
+                .open_live_in(self.tx, self.tx.record(&id), merchant, token, self.now())?;
         let CardRecord {
             pan, expiry, name, ..
         } = card;

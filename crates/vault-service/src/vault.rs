@@ -11,6 +11,7 @@ use vault_core::{
 };
 use vault_store::{
     DedupeKey, Durability, Location, LookupId, Store, StoreError, StoreOptions, StoredRecord,
+    WriteTx,
 };
 
 use crate::{Actor, AuditAction, Clock, RevealedCard, SystemClock, TokenInfo, VaultError};
@@ -579,9 +580,10 @@ impl Core {
         if !is_live_for(&rec, merchant, token, now) {
             return Err(VaultError::NotFound);
         }
+        let dek = vault_core::sealed_dek_id(&rec.sealed).ok();
         let mut follow = Some(follow);
         let mut keyring = self.keyring.read();
-        if let Ok(dek) = vault_core::sealed_dek_id(&rec.sealed)
+        if let Some(dek) = dek
             && !keyring.has_dek(dek)
             && let Some(follow) = follow.take()
         {
@@ -591,8 +593,7 @@ impl Core {
         }
         let opened = open_stored(&keyring, &rec);
         // Only the current key's id can be held with another daemon's key under it.
-        let under_current =
-            vault_core::sealed_dek_id(&rec.sealed).ok() == Some(keyring.current_dek());
+        let under_current = dek == Some(keyring.current_dek());
         drop(keyring);
         let card = match (opened, follow) {
             (Err(VaultError::Integrity), Some(follow)) if under_current => {
@@ -603,6 +604,22 @@ impl Core {
             (opened, _) => opened?,
         };
         Ok((rec, card))
+    }
+
+    /// [`open_live`](Self::open_live) inside a job: the stored key header it may follow is read
+    /// through the job's own transaction.
+    pub(crate) fn open_live_in(
+        &self,
+        tx: &WriteTx<'_>,
+        read: Result<Option<StoredRecord>, StoreError>,
+        merchant: MerchantId,
+        token: &Token,
+        now: OffsetDateTime,
+    ) -> Result<(StoredRecord, CardRecord), VaultError> {
+        // Sealed under a data key another daemon made: follow the stored header.
+        self.open_live(read, merchant, token, now, || {
+            self.follow_stored(&tx.stored_header()?).map(drop)
+        })
     }
 }
 

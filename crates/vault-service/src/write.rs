@@ -343,10 +343,7 @@ impl Core {
         now: OffsetDateTime,
     ) -> Result<TokenInfo, VaultError> {
         let id = self.lookup(&token);
-        // Sealed under a data key another daemon made: follow the stored header.
-        let (old, old_card) = self.open_live(tx.record(&id), merchant, &token, now, || {
-            self.follow_stored(&tx.stored_header()?).map(drop)
-        })?;
+        let (old, old_card) = self.open_live_in(tx, tx.record(&id), merchant, &token, now)?;
         let keyring = self.keyring.read();
         let customer = customer_of(&old)?;
         let new_card = CardRecord {

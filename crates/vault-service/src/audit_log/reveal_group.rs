@@ -243,10 +243,7 @@ fn decide(
     let mut results = Vec::with_capacity(requests.len());
     let mut drafts = Vec::with_capacity(requests.len());
     for (r, read) in requests.iter().zip(reads) {
-        // Sealed under a data key another daemon made: follow the stored header.
-        let loaded = core.open_live(read, r.merchant, &r.token, r.now, || {
-            core.follow_stored(&tx.stored_header()?).map(drop)
-        });
+        let loaded = core.open_live_in(tx, read, r.merchant, &r.token, r.now);
         let result = revealed(loaded, r.customer.as_ref());
         drafts.push(reveal_draft(&r.actor, &r.token, &result));
         results.push(result);

@@ -7,7 +7,7 @@ use vault_testkit::postgres::TestDatabase;
 
 use crate::{
     MerchantId, NewCard, TokenizeOptions, Vault,
-    test_support::{key, options},
+    test_support::{held_keys, key, make_key_in_memory, options},
 };
 
 #[test]
@@ -19,7 +19,7 @@ fn a_card_that_does_not_open_under_the_key_held_by_its_id_opens_after_following_
     let merchant = MerchantId::new(42).expect("merchant");
 
     let core = &a.inner.core;
-    let initial = (core.header.lock().clone(), core.keyring.read().duplicate());
+    let initial = held_keys(core);
     // `b`'s key 2 reaches the header, and `b` seals a card under it...
     assert_eq!(b.rotate_key().expect("rotate"), DekId::new(2));
     let card = NewCard::new(
@@ -31,16 +31,7 @@ fn a_card_that_does_not_open_under_the_key_held_by_its_id_opens_after_following_
         .expect("tokenize")
         .token;
     // ...while `a` has just made a key 2 of its own (its rotation has not found out it lost).
-    {
-        let (header, keyring) = initial;
-        let mut held = core.keyring.write();
-        *held = keyring;
-        let mut stored = core.header.lock();
-        *stored = header;
-        let now = core.clock.now();
-        let id = stored.rotate(&mut held, &mut crate::os_rng::os_rng(), now);
-        assert_eq!(id, DekId::new(2));
-    }
+    assert_eq!(make_key_in_memory(core, initial), DekId::new(2));
 
     // `a` holds a key 2 too, but not that one: it follows the stored header and opens the card.
     // (Its follower thread, which looks once a second, may have got there first.)

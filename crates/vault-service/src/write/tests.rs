@@ -5,7 +5,7 @@ use vault_core::{DekId, Expiry, Pan};
 
 use crate::{
     MerchantId, NewCard, TokenizeOptions, Vault, VaultError,
-    test_support::{key, options},
+    test_support::{held_keys, key, make_key_in_memory, options, put_keys_back},
 };
 
 #[test]
@@ -18,15 +18,8 @@ fn a_card_sealed_under_a_key_that_lost_its_id_to_another_is_sealed_again_at_comm
 
     // This process makes key 2 and seals a card under it, but its key 2 never reaches the
     // header: on a shared vault, another daemon rotated at the same moment and its key 2 won.
-    let before = (core.header.lock().clone(), core.keyring.read().duplicate());
-    {
-        let mut keyring = core.keyring.write();
-        let id = core
-            .header
-            .lock()
-            .rotate(&mut keyring, &mut crate::os_rng::os_rng(), now);
-        assert_eq!(id, DekId::new(2));
-    }
+    let before = held_keys(&core);
+    assert_eq!(make_key_in_memory(&core, held_keys(&core)), DekId::new(2));
     let card = NewCard::new(
         Pan::parse("4111111111111111").expect("pan"),
         Expiry::parse_yymm("3012").expect("expiry"),
@@ -35,7 +28,7 @@ fn a_card_sealed_under_a_key_that_lost_its_id_to_another_is_sealed_again_at_comm
         .prepare(merchant, card, TokenizeOptions::default(), now)
         .expect("prepare");
     assert_eq!(prepared.sealed_with.id(), DekId::new(2));
-    (*core.header.lock(), *core.keyring.write()) = before;
+    put_keys_back(&core, before);
     // The key 2 the header holds is another key with the same id.
     assert_eq!(vault.rotate_key().expect("rotate"), DekId::new(2));
     assert_ne!(core.keyring.read().current_stamp(), prepared.sealed_with);
