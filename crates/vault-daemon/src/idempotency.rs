@@ -15,6 +15,10 @@
 //! - otherwise the work runs and its answer, errors included, is stored sealed for replay, unless
 //!   it is a server error (5xx, which a retry may cure) or carries [`NoStore`].
 //!
+//! A replay is the first answer as it was, except on `POST /v2/tokens`: there the route sends it
+//! only while the token it created is there, and answers 409 `idempotency_token_gone` once that
+//! token has been deleted or has expired (`routes::tokens::create`).
+//!
 //! If storing the answer fails after the work succeeded, the answer is still returned (the work
 //! was done; answering 500 would only make the client retry it with no stored answer either) and
 //! the failure is logged without any request or response content. A retry with the same key then

@@ -155,6 +155,19 @@ impl ApiError {
         )
     }
 
+    /// 409: an `Idempotency-Key` whose stored answer created a token that has been deleted or
+    /// has expired since (see `routes::tokens::create`).
+    pub(crate) fn idempotency_token_gone() -> Self {
+        Self::one(
+            StatusCode::CONFLICT,
+            ErrorStatus::Conflict,
+            "Idempotency-Key",
+            "idempotency_token_gone",
+            "this Idempotency-Key created a token that has since been deleted or has expired; \
+             send a new Idempotency-Key to tokenize the card again",
+        )
+    }
+
     /// 404 for something other than a token (`field` names what was looked up).
     pub(crate) fn not_found(field: &str, message: &str) -> Self {
         Self::one(

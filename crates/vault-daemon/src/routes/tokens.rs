@@ -1,10 +1,12 @@
 //! `/v2/tokens`: tokenize, batch, read, update, delete, reveal.
 
 use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode, body::Incoming};
 use tokio::sync::oneshot;
 use vault_service::{
-    AuditAction, Principal, Scope, Token, TokenInfo, TokenizeRequest as VaultItem, VaultError,
+    AuditAction, MerchantId, Principal, Scope, Token, TokenInfo, TokenizeRequest as VaultItem,
+    VaultError,
 };
 use vault_wire::{
     BatchItemResult, BatchResponse, CardView, FieldErrorBody, RevealRequest, RevealResponse,
@@ -44,7 +46,7 @@ pub(crate) async fn create(state: &State, req: Request<Incoming>) -> Answer {
         }
         _ => false,
     };
-    idempotency::run(
+    let resp = idempotency::run(
         state,
         merchant,
         "POST /v2/tokens",
@@ -69,7 +71,42 @@ pub(crate) async fn create(state: &State, req: Request<Incoming>) -> Answer {
             ))
         },
     )
-    .await
+    .await?;
+    replayed_while_live(state, merchant, resp).await
+}
+
+/// A replayed `201` names the token its first request created: it is sent again only while that
+/// token is there. Once the token has been deleted or has expired the key is answered 409
+/// `idempotency_token_gone`: a replay would hand the caller a token that no longer exists, and
+/// running the work again would bring back a card someone deleted. A new key tokenizes it again.
+async fn replayed_while_live(state: &State, merchant: MerchantId, resp: Response<Body>) -> Answer {
+    if resp.status() != StatusCode::CREATED
+        || !resp.headers().contains_key(idempotency::REPLAYED_HEADER)
+    {
+        return Ok(resp);
+    }
+    let (parts, body) = resp.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    };
+    let named = serde_json::from_slice::<TokenResponse>(&body)
+        .ok()
+        .and_then(|r| Token::parse(&r.token).ok());
+    if let Some(token) = named {
+        let (tx, rx) = oneshot::channel();
+        state.vault.get_then(merchant, &token, move |r| {
+            let _ = tx.send(r);
+        });
+        match state.within(completion(rx)).await {
+            Ok(_) => {}
+            Err(e) if e.status() == StatusCode::NOT_FOUND => {
+                return Err(ApiError::idempotency_token_gone());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Response::from_parts(parts, Full::new(body)))
 }
 
 /// `POST /v2/tokens/batch` -> 200 with one result per item, all stored in one durable commit.

@@ -79,6 +79,61 @@ async fn same_key_same_request_is_replayed() {
     assert_eq!(records(&d), 2);
 }
 
+/// A replay names the token its first request created: once that token has been deleted or has
+/// expired, the key is answered 409 `idempotency_token_gone`, neither a 201 naming a token that
+/// is not there (a contract fuzzer's "created resource not found") nor a new token for a card
+/// someone deleted. A live token's answer is still replayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_whose_token_was_deleted_or_has_expired_is_not_replayed() {
+    let d = TestDaemon::start().await;
+    let first = tokenize(&d, Some(KEY), SEED_003).await;
+    assert_eq!(first.status, 201, "{}", first.text());
+    let token = first.json()["token"].as_str().unwrap().to_owned();
+    let deleted = d
+        .send(
+            "DELETE",
+            &format!("/v2/tokens/{token}"),
+            Some(&d.keys.tokenize),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    for _ in 0..2 {
+        let again = tokenize(&d, Some(KEY), SEED_003).await;
+        assert_eq!(again.status, 409, "{}", again.text());
+        assert!(!replayed(&again));
+        assert_eq!(
+            again.error_fields(),
+            vec![(
+                "Idempotency-Key".to_owned(),
+                "idempotency_token_gone".to_owned()
+            )]
+        );
+    }
+    assert_eq!(records(&d), 0, "the deleted card was not stored again");
+    // A new key tokenizes the card again.
+    let new_key = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
+    assert_eq!(tokenize(&d, Some(new_key), SEED_003).await.status, 201);
+
+    // Expired: a token kept for one hour, its answer replayed within it and not after it.
+    let keep_until = (vault_service::Clock::now(&*d.clock) + time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let body = format!(
+        r#"{{"type":"card","card":{{"pan":"5555555555554444","expiration_date":"2802"}},"keep_until":"{keep_until}"}}"#
+    );
+    let kept = tokenize(&d, Some(BATCH_KEY), &body).await;
+    assert_eq!(kept.status, 201, "{}", kept.text());
+    let within = tokenize(&d, Some(BATCH_KEY), &body).await;
+    assert_eq!(within.status, 201, "{}", within.text());
+    assert!(replayed(&within));
+    assert_eq!(within.body, kept.body);
+    d.clock.advance(time::Duration::hours(2));
+    let after = tokenize(&d, Some(BATCH_KEY), &body).await;
+    assert_eq!(after.status, 409, "{}", after.text());
+    assert_eq!(after.error_fields()[0].1, "idempotency_token_gone");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_key_different_request_conflicts() {
     let d = TestDaemon::start().await;
