@@ -174,6 +174,12 @@ pub(crate) fn run(args: InitArgs) -> anyhow::Result<()> {
         ),
         // Not the URL itself: it may hold a password, which would then land in a terminal's
         // scrollback (and a copy of the masked one would not connect).
+        // With the URL in CARDVAULT_DATABASE_URL, the next command needs nothing more.
+        Location::Database(_) if std::env::var_os("CARDVAULT_DATABASE_URL").is_some() => {
+            println!(
+                "next: cardvault merchant add ID --name NAME (the database in CARDVAULT_DATABASE_URL)"
+            )
+        }
         Location::Database(_) => {
             println!("next: cardvault merchant add --database URL ID --name NAME")
         }

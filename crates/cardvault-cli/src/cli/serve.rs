@@ -39,15 +39,16 @@ pub(crate) struct ServeArgs {
 
     /// The vault's PostgreSQL database (postgres://USER@HOST:PORT/DATABASE, created with `cardvault
     /// init --database`), instead of --data. Other daemons may serve the same database at the
-    /// same time. Needs --socket; not with --dev (the dev vault is a throwaway directory). A URL
-    /// holding a password only in CARDVAULT_DATABASE_URL (never on the command line).
+    /// same time. Needs --socket; refused with --dev (the dev vault is a throwaway directory),
+    /// which ignores CARDVAULT_DATABASE_URL. A URL holding a password only in
+    /// CARDVAULT_DATABASE_URL (never on the command line).
     #[arg(
         long,
         env = "CARDVAULT_DATABASE_URL",
         value_name = "URL",
         hide_env_values = true,
         value_parser = DatabaseUrlParser,
-        conflicts_with_all = ["data", "dev"]
+        conflicts_with = "data"
     )]
     pub(crate) database: Option<DatabaseUrl>,
 
@@ -131,7 +132,8 @@ pub(crate) struct ServeArgs {
     /// Development mode: a throwaway vault in a fresh temporary directory, a merchant, its API
     /// key (`api-key`: tokenize, reveal, fingerprint, sessions) and an operator key
     /// (`operator-key`: admin) next to the socket, and a curl line to try. NOT FOR PRODUCTION.
-    /// --data and the key options are ignored in this mode; --database is refused.
+    /// --data, CARDVAULT_DATABASE_URL and the key options are ignored in this mode; --database
+    /// is refused.
     #[arg(long)]
     pub(crate) dev: bool,
 
@@ -212,6 +214,17 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         ..DaemonConfig::default()
     };
     if args.dev {
+        if args.database.is_some() {
+            if database_on_the_command_line() {
+                bail!(
+                    "--dev makes a throwaway directory vault and takes no --database; for a daemon \
+                     on PostgreSQL run `serve --database URL --socket PATH` (nothing was started)"
+                );
+            }
+            eprintln!(
+                "note: --dev ignores CARDVAULT_DATABASE_URL (its vault is a throwaway directory)"
+            );
+        }
         return dev::run(&args, config);
     }
     let (Some(location), Some(socket)) = (
@@ -401,6 +414,15 @@ pub(crate) fn say(text: &str) {
 
 fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))
+}
+
+/// Whether `--database` was given on the command line (rather than taken from
+/// `CARDVAULT_DATABASE_URL`, which `--dev` ignores).
+fn database_on_the_command_line() -> bool {
+    std::env::args_os().skip(1).any(|a| {
+        a.to_str()
+            .is_some_and(|a| a == "--database" || a.starts_with("--database="))
+    })
 }
 
 #[cfg(test)]

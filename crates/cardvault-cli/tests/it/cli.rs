@@ -953,15 +953,21 @@ fn a_socket_this_user_may_not_reach_says_how_to_be_let_in() {
 }
 
 /// A `serve --dev` child whose stderr is collected by a thread.
-struct DevDaemon {
+pub(crate) struct DevDaemon {
     child: Child,
     log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl DevDaemon {
     fn start(socket: &Path) -> Self {
+        Self::start_with_env(socket, &[])
+    }
+
+    /// `serve --dev --socket SOCKET` with `env` set, once its banner is out.
+    pub(crate) fn start_with_env(socket: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = bin()
             .args(["serve", "--dev", "--socket", socket.to_str().unwrap()])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -989,7 +995,7 @@ impl DevDaemon {
         d
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
@@ -1002,7 +1008,18 @@ impl DevDaemon {
 }
 
 impl Drop for DevDaemon {
+    /// SIGTERM first, so the daemon deletes its throwaway vault (a killed one leaves it, key
+    /// included, in the temporary directory); SIGKILL if it has not exited within 10 s.
     fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -1040,6 +1057,17 @@ fn a_second_dev_daemon_refuses_first_and_touches_nothing() {
         kf,
     ]);
     assert!(stats.contains("records"), "{stats}");
+
+    // Stopped (SIGTERM), it deletes its throwaway vault, key file included.
+    let vault = PathBuf::from(first.data_dir());
+    let throwaway = vault.parent().unwrap().to_owned();
+    assert!(vault.exists());
+    drop(first);
+    assert!(
+        !throwaway.exists(),
+        "{} is left behind",
+        throwaway.display()
+    );
 }
 
 #[test]

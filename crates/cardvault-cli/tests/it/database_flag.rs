@@ -237,14 +237,39 @@ fn serve_on_a_database_needs_a_socket_and_dev_stays_on_a_directory() {
     assert!(all.contains("--socket <PATH>"), "{all}");
     assert!(!all.contains(PASSWORD), "{all}");
 
-    let out = run(&["serve", "--dev"], &[("CARDVAULT_DATABASE_URL", URL)]);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{all}");
-    assert!(
-        all.contains("'--dev' cannot be used with '--database <URL>'"),
-        "{all}"
+    // `--database` given with `--dev` is refused, and nothing starts.
+    let explicit = "postgres://vault@127.0.0.1:1/cardvault_cli_test";
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("dev").join("cardvault.sock");
+    let out = run(
+        &[
+            "serve",
+            "--dev",
+            "--database",
+            explicit,
+            "--socket",
+            socket.to_str().unwrap(),
+        ],
+        &[],
     );
-    assert!(!all.contains(PASSWORD), "{all}");
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("takes no --database"), "{all}");
+    assert!(!socket.exists(), "{all}");
+
+    // CARDVAULT_DATABASE_URL, as left exported after following the PostgreSQL examples, is
+    // ignored by `--dev` (said once, the URL not shown): the dev daemon starts on its directory.
+    let d = crate::cli::DevDaemon::start_with_env(&socket, &[("CARDVAULT_DATABASE_URL", URL)]);
+    let log = d.log();
+    assert!(
+        log.contains("--dev ignores CARDVAULT_DATABASE_URL"),
+        "{log}"
+    );
+    assert!(
+        !log.contains(PASSWORD) && !log.contains("127.0.0.1:1"),
+        "{log}"
+    );
+    assert!(socket.exists());
 }
 
 #[test]
@@ -458,8 +483,9 @@ mod on_postgres {
             String::from_utf8(out.stdout).unwrap()
         };
         assert!(shown.contains("created vault at postgres://"), "{shown}");
+        // The URL came from CARDVAULT_DATABASE_URL: the next command needs no --database.
         assert!(
-            shown.contains("next: cardvault merchant add --database URL"),
+            shown.contains("next: cardvault merchant add ID --name NAME (the database in CARDVAULT_DATABASE_URL)"),
             "{shown}"
         );
         // A database that holds a vault is refused, and keeps it.

@@ -125,7 +125,17 @@ fn rewrite(text: &str, root: &Path) -> String {
     for p in MOVED {
         s = s.replace(p, &format!("{root}{p}"));
     }
-    s
+    s.replace(DEMO_DATABASE, &demo_database())
+}
+
+/// The database docs/operations.md's PostgreSQL section creates (and drops first, if there).
+const DEMO_DATABASE: &str = "cardvault_demo";
+
+/// What the test names it instead: a reader's own `cardvault_demo`, and its daemons, are left
+/// alone, and two runs on one server do not meet (the `cardvault_test_<pid>_` prefix is the one
+/// `.ci/run`'s check for databases left behind knows).
+fn demo_database() -> String {
+    format!("cardvault_test_{}_demo", std::process::id())
 }
 
 /// One shell script running the blocks of `doc` in order.
@@ -284,7 +294,7 @@ fn operations_commands_run_as_written() {
                 "--if-exists",
                 "--force",
             ])
-            .arg("cardvault_demo")
+            .arg(demo_database())
             .status()
     };
     struct DropAfter<F: Fn() -> std::io::Result<std::process::ExitStatus>>(F);
