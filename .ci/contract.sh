@@ -27,7 +27,10 @@ if [ -z "${CONTRACT_NO_BUILD:-}" ]; then
   echo "== building cardvault"
   cargo build --locked --quiet --bin cardvault
 fi
-[ -x target/debug/cardvault ] || { echo "no target/debug/cardvault" >&2; exit 1; }
+bin="${CARGO_TARGET_DIR:-target}/debug/cardvault"
+[ -x "$bin" ] || { echo "no $bin" >&2; exit 1; }
+# The daemon is on loopback: never through a proxy set for pip.
+export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}" no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}"
 
 tmp="$(mktemp -d)"
 pid=""
@@ -40,17 +43,20 @@ trap cleanup EXIT
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 sock="$tmp/run/cardvault.sock"
 echo "== starting serve --dev on 127.0.0.1:$port (log: $tmp/daemon.log)"
-target/debug/cardvault serve --dev --socket "$sock" --listen "127.0.0.1:$port" \
+"$bin" serve --dev --socket "$sock" --listen "127.0.0.1:$port" \
   --log-level warn >"$tmp/daemon.log" 2>&1 &
 pid=$!
+ready=""
 for _ in $(seq 1 300); do
   if [ -s "$tmp/run/api-key" ] && python3 -c 'import sys, urllib.request
 urllib.request.urlopen(sys.argv[1], timeout=2)' "http://127.0.0.1:$port/health" >/dev/null 2>&1; then
+    ready=1
     break
   fi
   kill -0 "$pid" 2>/dev/null || { cat "$tmp/daemon.log"; echo "the daemon exited"; exit 1; }
   sleep 0.1
 done
+[ -n "$ready" ] || { cat "$tmp/daemon.log"; echo "the daemon did not answer /health" >&2; exit 1; }
 key="$(cat "$tmp/run/api-key")"
 operator_key="$(cat "$tmp/run/operator-key")"
 

@@ -93,6 +93,17 @@ pub(crate) fn location(data: Option<&Path>, database: Option<&DatabaseUrl>) -> O
     }
 }
 
+/// Whether `--database` was given on the command line, rather than taken from
+/// `CARDVAULT_DATABASE_URL` (which `serve --dev` ignores, and `init`'s hint need not repeat).
+/// Exact for this CLI: `--database` has no alias or short form, and no flag takes a value that
+/// starts with `--`.
+pub(crate) fn given_on_the_command_line() -> bool {
+    std::env::args_os().skip(1).any(|a| {
+        a.to_str()
+            .is_some_and(|a| a == "--database" || a.starts_with("--database="))
+    })
+}
+
 /// `in DIR` or `at URL` (password masked), for messages.
 pub(crate) fn at(location: &Location) -> String {
     match location {

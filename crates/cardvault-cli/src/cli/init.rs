@@ -175,7 +175,7 @@ pub(crate) fn run(args: InitArgs) -> anyhow::Result<()> {
         // Not the URL itself: it may hold a password, which would then land in a terminal's
         // scrollback (and a copy of the masked one would not connect).
         // With the URL in CARDVAULT_DATABASE_URL, the next command needs nothing more.
-        Location::Database(_) if std::env::var_os("CARDVAULT_DATABASE_URL").is_some() => {
+        Location::Database(_) if !database::given_on_the_command_line() => {
             println!(
                 "next: cardvault merchant add ID --name NAME (the database in CARDVAULT_DATABASE_URL)"
             )

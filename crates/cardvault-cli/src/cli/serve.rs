@@ -215,15 +215,13 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     if args.dev {
         if args.database.is_some() {
-            if database_on_the_command_line() {
+            if database::given_on_the_command_line() {
                 bail!(
                     "--dev makes a throwaway directory vault and takes no --database; for a daemon \
                      on PostgreSQL run `serve --database URL --socket PATH` (nothing was started)"
                 );
             }
-            eprintln!(
-                "note: --dev ignores CARDVAULT_DATABASE_URL (its vault is a throwaway directory)"
-            );
+            say("note: --dev ignores CARDVAULT_DATABASE_URL (its vault is a throwaway directory)");
         }
         return dev::run(&args, config);
     }
@@ -414,15 +412,6 @@ pub(crate) fn say(text: &str) {
 
 fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))
-}
-
-/// Whether `--database` was given on the command line (rather than taken from
-/// `CARDVAULT_DATABASE_URL`, which `--dev` ignores).
-fn database_on_the_command_line() -> bool {
-    std::env::args_os().skip(1).any(|a| {
-        a.to_str()
-            .is_some_and(|a| a == "--database" || a.starts_with("--database="))
-    })
 }
 
 #[cfg(test)]

@@ -483,6 +483,18 @@ mod on_postgres {
             String::from_utf8(out.stdout).unwrap()
         };
         assert!(shown.contains("created vault at postgres://"), "{shown}");
+        // Given on the command line, the hint says to give it again.
+        let other = TestDatabase::new();
+        let out = run(
+            &["init", "--database", &other.url(), "--key-file", &kf],
+            &[],
+        );
+        assert!(out.status.success(), "init: {}", text(&out));
+        let hint = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            hint.contains("next: cardvault merchant add --database URL ID --name NAME"),
+            "{hint}"
+        );
         // The URL came from CARDVAULT_DATABASE_URL: the next command needs no --database.
         assert!(
             shown.contains("next: cardvault merchant add ID --name NAME (the database in CARDVAULT_DATABASE_URL)"),

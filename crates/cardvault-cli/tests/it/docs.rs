@@ -9,8 +9,8 @@
 //! - all blocks of one document run in one shell, in order (`set -eu`), so a variable set in one
 //!   block is seen by the next, exactly as for a reader pasting them into one terminal;
 //! - the fixed paths of the documents are moved under a temporary directory, `cargo run --release
-//!   --` becomes the `cardvault` binary built for the tests, and `serve --dev` is given the moved
-//!   dev socket explicitly.
+//!   --` becomes the `cardvault` binary built for the tests, `serve --dev` is given the moved
+//!   dev socket explicitly, and the database `cardvault_demo` gets a name of this run's own.
 
 use std::{
     fmt::Write as _,

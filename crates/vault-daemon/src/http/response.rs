@@ -155,15 +155,16 @@ impl ApiError {
         )
     }
 
-    /// 409: an `Idempotency-Key` whose stored answer created a token that has been deleted or
-    /// has expired since (see `routes::tokens::create`).
+    /// 409: an `Idempotency-Key` whose stored answer names a token that has been deleted or
+    /// has expired since (see `routes::tokens::create`). A rule of that route, not of the vault's
+    /// idempotency store, so not a `VaultConflict`.
     pub(crate) fn idempotency_token_gone() -> Self {
         Self::one(
             StatusCode::CONFLICT,
             ErrorStatus::Conflict,
             "Idempotency-Key",
             "idempotency_token_gone",
-            "this Idempotency-Key created a token that has since been deleted or has expired; \
+            "the token this Idempotency-Key's answer named has since been deleted or has expired; \
              send a new Idempotency-Key to tokenize the card again",
         )
     }

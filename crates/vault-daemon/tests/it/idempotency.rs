@@ -122,14 +122,15 @@ async fn a_key_whose_token_was_deleted_or_has_expired_is_not_replayed() {
     let body = format!(
         r#"{{"type":"card","card":{{"pan":"5555555555554444","expiration_date":"2802"}},"keep_until":"{keep_until}"}}"#
     );
-    let kept = tokenize(&d, Some(BATCH_KEY), &body).await;
+    let kept_key = "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f";
+    let kept = tokenize(&d, Some(kept_key), &body).await;
     assert_eq!(kept.status, 201, "{}", kept.text());
-    let within = tokenize(&d, Some(BATCH_KEY), &body).await;
+    let within = tokenize(&d, Some(kept_key), &body).await;
     assert_eq!(within.status, 201, "{}", within.text());
     assert!(replayed(&within));
     assert_eq!(within.body, kept.body);
     d.clock.advance(time::Duration::hours(2));
-    let after = tokenize(&d, Some(BATCH_KEY), &body).await;
+    let after = tokenize(&d, Some(kept_key), &body).await;
     assert_eq!(after.status, 409, "{}", after.text());
     assert_eq!(after.error_fields()[0].1, "idempotency_token_gone");
 }
