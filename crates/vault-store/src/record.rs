@@ -51,7 +51,8 @@ pub struct StoredRecord {
 /// Where a database that does not decode records finds what a
 /// [`RecordGuard`](crate::RecordGuard) compares, in the version-1 layout: the version byte at 0,
 /// merchant and token as 32 bytes at `IDENTITY_AT`, the customer's length byte and id at
-/// `CUSTOMER_AT`, and a sealed card after it.
+/// `CUSTOMER_AT`, and a sealed card after it. (Only the PostgreSQL engine checks guards there.)
+#[cfg(feature = "postgres")]
 pub(crate) mod guard_layout {
     /// The version byte every guarded record has.
     pub(crate) const VERSION: u8 = super::VERSION;
