@@ -15,9 +15,10 @@
 //! - otherwise the work runs and its answer, errors included, is stored sealed for replay, unless
 //!   it is a server error (5xx, which a retry may cure) or carries [`NoStore`].
 //!
-//! A replay is the first answer as it was, except on `POST /v2/tokens`: there the route sends it
-//! only while the token it created is there, and answers 409 `idempotency_token_gone` once that
-//! token has been deleted or has expired (`routes::tokens::create`).
+//! A replay is the first answer as it was. A route may refuse to replay it ([`run_checked`]):
+//! `POST /v2/tokens` sends it only while the token it names is live, and answers 409
+//! `idempotency_token_gone` once that token has been deleted or has expired
+//! (`routes::tokens::create`).
 //!
 //! If storing the answer fails after the work succeeded, the answer is still returned (the work
 //! was done; answering 500 would only make the client retry it with no stored answer either) and
@@ -274,6 +275,32 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Response<Body>, ApiError>>,
 {
+    let replayable = |stored| std::future::ready(Ok(stored));
+    run_checked(
+        state, merchant, route, key, request, timed_out, replayable, f,
+    )
+    .await
+}
+
+/// [`run`], with a stored answer replayed only once `replayable` passed it (a route's rule for
+/// answers that name something which may be gone since; its error is the answer instead).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run_checked<C, CFut, F, Fut>(
+    state: &State,
+    merchant: MerchantId,
+    route: &'static str,
+    key: Option<IdempotencyKey>,
+    request: Vec<Bytes>,
+    timed_out: impl FnOnce(ApiError) -> Response<Body>,
+    replayable: C,
+    f: F,
+) -> Result<Response<Body>, ApiError>
+where
+    C: FnOnce(IdempotentResponse) -> CFut,
+    CFut: Future<Output = Result<IdempotentResponse, ApiError>>,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Response<Body>, ApiError>>,
+{
     let Some(key) = key else {
         return f().await;
     };
@@ -284,7 +311,7 @@ where
         })
         .await?;
     let guard = match start {
-        IdempotencyStart::Replay(stored) => return Ok(replay(stored)),
+        IdempotencyStart::Replay(stored) => return Ok(replay(replayable(stored).await?)),
         IdempotencyStart::Proceed(guard) => guard,
     };
     // On the request's own task (always, through the daemon): the work and the storing of its

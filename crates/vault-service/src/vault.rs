@@ -308,26 +308,6 @@ impl Vault {
             });
     }
 
-    /// Whether `token` is a live token of `merchant` (stored, its, not past its keep-until),
-    /// without opening its card; as [`get_then`](Self::get_then), `done` may run on one of the
-    /// engine's threads and must be quick. A record whose card would not open still counts as
-    /// live here ([`get`](Self::get) says `integrity`).
-    pub fn is_live_then<D>(&self, merchant: MerchantId, token: &Token, done: D)
-    where
-        D: FnOnce(Result<bool, VaultError>) + Send + 'static,
-    {
-        let now = self.inner.clock.now();
-        let token = *token;
-        self.inner
-            .store
-            .record_then(&self.inner.lookup(&token), move |read| {
-                done(
-                    read.map_err(VaultError::from)
-                        .map(|rec| rec.is_some_and(|rec| is_live_for(&rec, merchant, &token, now))),
-                );
-            });
-    }
-
     /// The card behind a live token of `merchant`, in clear. When the token is bound to a customer,
     /// `customer` must name the same one; presenting a customer for an unbound token is refused too.
     /// Every reveal, refused ones included, is recorded in the audit log (naming this handle's

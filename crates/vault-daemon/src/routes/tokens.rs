@@ -1,12 +1,11 @@
 //! `/v2/tokens`: tokenize, batch, read, update, delete, reveal.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode, body::Incoming};
 use tokio::sync::oneshot;
 use vault_service::{
-    AuditAction, MerchantId, Principal, Scope, Token, TokenInfo, TokenizeRequest as VaultItem,
-    VaultError,
+    AuditAction, IdempotentResponse, MerchantId, Principal, Scope, Token, TokenInfo,
+    TokenizeRequest as VaultItem, VaultError,
 };
 use vault_wire::{
     BatchItemResult, BatchResponse, CardView, FieldErrorBody, RevealRequest, RevealResponse,
@@ -46,13 +45,14 @@ pub(crate) async fn create(state: &State, req: Request<Incoming>) -> Answer {
         }
         _ => false,
     };
-    let resp = idempotency::run(
+    idempotency::run_checked(
         state,
         merchant,
         "POST /v2/tokens",
         key,
         request_shape(state, p, &body),
         ApiError::into_response,
+        |stored| replayable_while_live(state, merchant, stored),
         || async move {
             let (card, options) = parsed?;
             if !admitted {
@@ -71,50 +71,44 @@ pub(crate) async fn create(state: &State, req: Request<Incoming>) -> Answer {
             ))
         },
     )
-    .await?;
-    replayed_while_live(state, merchant, resp).await
+    .await
 }
 
-/// A replayed `201` names a token (the one its first request created, or found with `dedupe`):
-/// the answer, as first given, is sent again only while that token is live. Once the token has
+/// A stored `201` names a token (the one its first request created, or found with `dedupe`):
+/// the answer, as first given, is replayed only while that token is live. Once the token has
 /// been deleted or has expired the key is answered 409 `idempotency_token_gone`: a replay would
 /// hand the caller a token that no longer exists, and running the work again would bring back a
 /// card someone deleted. A new key tokenizes it again. The check reads the record and opens no
-/// card; a read that fails answers as a read does (503 when the store is busy or unreachable: a
+/// card (`Vault::live_token`); a read that fails answers as a read does (503 when the store is busy or unreachable: a
 /// retry with the key gets the replay).
-async fn replayed_while_live(state: &State, merchant: MerchantId, resp: Response<Body>) -> Answer {
-    if resp.status() != StatusCode::CREATED
-        || !resp.headers().contains_key(idempotency::REPLAYED_HEADER)
-    {
-        return Ok(resp);
-    }
+async fn replayable_while_live(
+    state: &State,
+    merchant: MerchantId,
+    stored: IdempotentResponse,
+) -> Result<IdempotentResponse, ApiError> {
     /// The one field of a stored answer the check needs.
     #[derive(serde::Deserialize)]
     struct Named {
         token: String,
     }
-    let (parts, body) = resp.into_parts();
-    let body = match body.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(never) => match never {},
-    };
-    match serde_json::from_slice::<Named>(&body)
+    if stored.status != StatusCode::CREATED.as_u16() {
+        return Ok(stored);
+    }
+    let Some(token) = serde_json::from_slice::<Named>(&stored.body)
         .ok()
         .and_then(|n| Token::parse(&n.token).ok())
-    {
-        Some(token) => {
-            let (tx, rx) = oneshot::channel();
-            state.vault.is_live_then(merchant, &token, move |r| {
-                let _ = tx.send(r);
-            });
-            if !state.within(completion(rx)).await? {
-                return Err(ApiError::idempotency_token_gone());
-            }
-        }
+    else {
         // Every stored 201 of this route names its token; nothing of the answer is logged.
-        None => tracing::warn!("a stored tokenize answer names no token: replayed unchecked"),
+        tracing::warn!("a stored tokenize answer names no token: replayed unchecked");
+        return Ok(stored);
+    };
+    match state
+        .blocking(move |v| v.live_token(merchant, &token))
+        .await?
+    {
+        Some(_) => Ok(stored),
+        None => Err(ApiError::idempotency_token_gone()),
     }
-    Ok(Response::from_parts(parts, Full::new(body)))
 }
 
 /// `POST /v2/tokens/batch` -> 200 with one result per item, all stored in one durable commit.
